@@ -1,0 +1,417 @@
+//! Top-level kops documents and their strict YAML/JSON decoding.
+//!
+//! A file may hold several documents (`---`) in any order. Each is decoded strictly: an unknown
+//! field, a wrong type or malformed YAML is an error carrying the file name, the line, the field
+//! path (`spec.subnets[1].cidrr`) and, for a misspelt field, the closest known name.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::generated::{ClusterSpec, InstanceGroupSpec, KeysetSpec, SshCredentialSpec};
+use crate::meta::ObjectMeta;
+
+/// The API version kops writes. `kops/v1alpha2`, an older spelling, is accepted on input.
+pub const API_VERSION: &str = "kops.k8s.io/v1alpha2";
+
+macro_rules! document_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $spec:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields, rename_all = "camelCase")]
+        pub struct $name {
+            pub api_version: String,
+            pub kind: String,
+            #[serde(default)]
+            pub metadata: ObjectMeta,
+            #[serde(default)]
+            pub spec: $spec,
+        }
+
+        impl $name {
+            /// The `kind` of this document type.
+            pub const KIND: &'static str = $kind;
+
+            /// A new, empty document with the given name.
+            pub fn new(name: impl Into<String>) -> Self {
+                $name {
+                    api_version: API_VERSION.to_string(),
+                    kind: $kind.to_string(),
+                    metadata: ObjectMeta { name: name.into(), ..ObjectMeta::default() },
+                    spec: Default::default(),
+                }
+            }
+        }
+    };
+}
+
+document_type!(
+    /// A kops `Cluster`.
+    Cluster, "Cluster", ClusterSpec
+);
+document_type!(
+    /// A kops `InstanceGroup`.
+    InstanceGroup, "InstanceGroup", InstanceGroupSpec
+);
+document_type!(
+    /// A kops `SSHCredential` (the admin SSH public key).
+    SshCredential, "SSHCredential", SshCredentialSpec
+);
+document_type!(
+    /// A kops `Keyset` (a CA or signing key with its rotation history).
+    Keyset, "Keyset", KeysetSpec
+);
+
+/// One decoded document of any kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    Cluster(Box<Cluster>),
+    InstanceGroup(Box<InstanceGroup>),
+    SshCredential(Box<SshCredential>),
+    Keyset(Box<Keyset>),
+    /// A document of another API group (e.g. `KubeSchedulerConfiguration`), which kops stores
+    /// beside the cluster as an "additional object" for the nodes. Kept verbatim.
+    Additional(Box<serde_json::Value>),
+}
+
+impl Document {
+    /// `Kind/name`, as messages print it.
+    pub fn describe(&self) -> String {
+        let (kind, name) = match self {
+            Document::Cluster(c) => (Cluster::KIND, &c.metadata.name),
+            Document::InstanceGroup(g) => (InstanceGroup::KIND, &g.metadata.name),
+            Document::SshCredential(s) => (SshCredential::KIND, &s.metadata.name),
+            Document::Keyset(k) => (Keyset::KIND, &k.metadata.name),
+            Document::Additional(v) => {
+                let kind = v["kind"].as_str().unwrap_or_default();
+                let name = v["metadata"]["name"].as_str().unwrap_or_default();
+                return format!("{kind}/{name}");
+            }
+        };
+        format!("{kind}/{name}")
+    }
+
+    fn to_value(&self) -> serde_json::Value {
+        let value = match self {
+            Document::Cluster(c) => serde_json::to_value(c),
+            Document::InstanceGroup(g) => serde_json::to_value(g),
+            Document::SshCredential(s) => serde_json::to_value(s),
+            Document::Keyset(k) => serde_json::to_value(k),
+            Document::Additional(v) => Ok(v.as_ref().clone()),
+        };
+        value.expect("API types always serialize")
+    }
+}
+
+/// A document that could not be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{source_name}{location}: {}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct DecodeError {
+    /// Where the text came from (a file name, `-` for stdin, or an object key).
+    pub source_name: String,
+    /// `:line:column` (1-based) when known, else empty.
+    pub location: String,
+    /// The field path, e.g. `spec.subnets[0].cidrr`; empty for errors outside any field.
+    pub path: String,
+    /// What is wrong, with a suggestion where one is known.
+    pub message: String,
+}
+
+/// The format documents are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+/// Splits a YAML stream into documents with their first line (0-based).
+///
+/// serde_yaml_ng can iterate a stream, but a document's kind must be read before it can be
+/// decoded strictly, which needs each document's text; YAML forbids `---` at the start of a line
+/// inside content, so splitting on it is exact.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut documents = Vec::new();
+    let mut current = String::new();
+    let mut start = 0;
+    for (number, line) in text.lines().enumerate() {
+        let marker =
+            line == "---" || line.starts_with("--- ") || line == "..." || line.starts_with("---\t");
+        if marker {
+            documents.push((start, std::mem::take(&mut current)));
+            // The line after the marker starts the next document; a marker may carry content
+            // (`--- {a: 1}`), which we keep by replacing the marker with spaces.
+            start = number;
+            if let Some(rest) = line.strip_prefix("---") {
+                current.push_str(&" ".repeat(3));
+                current.push_str(rest);
+            }
+            current.push('\n');
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    documents.push((start, current));
+    documents
+        .into_iter()
+        .filter(|(_, doc)| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// Decodes every document in `text`. `source_name` names the text in errors.
+///
+/// All documents are decoded before anything is returned, and every error is collected, so a
+/// caller can report them all at once and write nothing.
+pub fn decode_documents(text: &str, source_name: &str) -> Result<Vec<Document>, Vec<DecodeError>> {
+    let mut documents = Vec::new();
+    let mut errors = Vec::new();
+    for (first_line, doc) in split_documents(text) {
+        match decode_one(&doc, first_line, source_name) {
+            Ok(document) => documents.push(document),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(documents)
+    } else {
+        Err(errors)
+    }
+}
+
+fn decode_one(text: &str, first_line: usize, source_name: &str) -> Result<Document, DecodeError> {
+    let error = |location: String, path: String, message: String| DecodeError {
+        source_name: source_name.to_string(),
+        location,
+        path,
+        message,
+    };
+    let type_meta: TypeMeta = serde_yaml_ng::from_str(text).map_err(|e| {
+        let location = yaml_location(&e, first_line);
+        error(location, String::new(), clean_message(&e.to_string()))
+    })?;
+    let here = format!(":{}", first_line + 1);
+    match type_meta.api_version.as_deref() {
+        Some(API_VERSION) | Some("kops/v1alpha2") => {}
+        Some(other)
+            if !other.starts_with("kops.k8s.io/")
+                && !other.starts_with("kops/")
+                && type_meta.kind.is_some() =>
+        {
+            let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| {
+                error(
+                    yaml_location(&e, first_line),
+                    String::new(),
+                    clean_message(&e.to_string()),
+                )
+            })?;
+            let value = serde_json::to_value(value)
+                .map_err(|e| error(here.clone(), String::new(), e.to_string()))?;
+            return Ok(Document::Additional(Box::new(value)));
+        }
+        Some(other) => {
+            return Err(error(
+                here,
+                "apiVersion".into(),
+                format!("{other:?} is not supported; use {API_VERSION}"),
+            ))
+        }
+        None => {
+            return Err(error(
+                here,
+                "apiVersion".into(),
+                format!("missing; add `apiVersion: {API_VERSION}`"),
+            ))
+        }
+    }
+    let kind = type_meta.kind.unwrap_or_default();
+    let decoded = match kind.as_str() {
+        "Cluster" => strict::<Cluster>(text).map(|d| Document::Cluster(Box::new(d))),
+        "InstanceGroup" => strict::<InstanceGroup>(text).map(|d| Document::InstanceGroup(Box::new(d))),
+        "SSHCredential" => strict::<SshCredential>(text).map(|d| Document::SshCredential(Box::new(d))),
+        "Keyset" => strict::<Keyset>(text).map(|d| Document::Keyset(Box::new(d))),
+        "" => return Err(error(here, "kind".into(), "missing; expected Cluster, InstanceGroup, SSHCredential or Keyset".into())),
+        other => {
+            return Err(error(
+                here,
+                "kind".into(),
+                format!("{other:?} is not a kops kind; expected Cluster, InstanceGroup, SSHCredential or Keyset"),
+            ))
+        }
+    };
+    decoded.map_err(|(path, e)| {
+        let location = yaml_location(&e, first_line);
+        error(location, path, clean_message(&e.to_string()))
+    })
+}
+
+fn strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, serde_yaml_ng::Error)> {
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        (
+            if path == "." { String::new() } else { path },
+            e.into_inner(),
+        )
+    })
+}
+
+fn yaml_location(error: &serde_yaml_ng::Error, first_line: usize) -> String {
+    match error.location() {
+        Some(mark) => format!(":{}:{}", first_line + mark.line(), mark.column()),
+        None => String::new(),
+    }
+}
+
+/// Drops serde_yaml's trailing location (we print our own) and turns serde's long
+/// "expected one of …" list for an unknown field into the one closest name.
+fn clean_message(message: &str) -> String {
+    let message = match message.find(" at line ") {
+        Some(index) => &message[..index],
+        None => message,
+    };
+    // serde_yaml_ng prefixes its own path (`spec.subnets[0]: …`); we print ours.
+    let message = match message.split_once(": ") {
+        Some((head, rest)) if !head.contains(' ') => rest,
+        _ => message,
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected = expected
+            .strip_prefix(", expected one of")
+            .or_else(|| expected.strip_prefix(", expected"))
+            .unwrap_or("");
+        let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let closest = known
+            .iter()
+            .map(|k| {
+                (
+                    strsim::jaro_winkler(&field.to_lowercase(), &k.to_lowercase()),
+                    *k,
+                )
+            })
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        return match closest {
+            Some((_, name)) => format!("unknown field `{field}`; did you mean `{name}`?"),
+            None if known.is_empty() => {
+                format!("unknown field `{field}`; this object has no fields")
+            }
+            None => {
+                format!("unknown field `{field}`; remove it (kops v1alpha2 has no such field here)")
+            }
+        };
+    }
+    message.to_string()
+}
+
+/// Writes documents as kops does: YAML documents separated by `---`, or JSON (one object, or a
+/// list when there are several).
+pub fn encode_documents(documents: &[Document], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Yaml => {
+            let parts: Vec<String> = documents
+                .iter()
+                .map(|d| {
+                    serde_yaml_ng::to_string(&d.to_value()).expect("JSON values always serialize")
+                })
+                .collect();
+            parts.join("\n---\n\n")
+        }
+        OutputFormat::Json => {
+            let value = match documents {
+                [one] => one.to_value(),
+                many => serde_json::Value::Array(many.iter().map(Document::to_value).collect()),
+            };
+            let mut text =
+                serde_json::to_string_pretty(&value).expect("JSON values always serialize");
+            text.push('\n');
+            text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\nmetadata:\n  name: a.example.com\nspec:\n  networkCIDR: 10.0.0.0/16\n";
+
+    #[test]
+    fn decodes_multi_document_streams_in_any_order() {
+        let text = format!(
+            "apiVersion: kops.k8s.io/v1alpha2\nkind: InstanceGroup\nmetadata:\n  name: nodes\nspec:\n  role: Node\n---\n{MINIMAL}"
+        );
+        let documents = decode_documents(&text, "f.yaml").unwrap();
+        assert_eq!(documents.len(), 2);
+        assert_eq!(documents[0].describe(), "InstanceGroup/nodes");
+        assert_eq!(documents[1].describe(), "Cluster/a.example.com");
+    }
+
+    #[test]
+    fn unknown_field_names_path_line_and_suggestion() {
+        let text = format!("{MINIMAL}  subnets:\n  - name: a\n    cidrr: 10.0.0.0/24\n");
+        let errors = decode_documents(&text, "c.yaml").unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "c.yaml:9:5: spec.subnets[0].cidrr: unknown field `cidrr`; did you mean `cidr`?"
+        );
+    }
+
+    #[test]
+    fn line_numbers_count_from_the_start_of_the_file() {
+        let text = format!("{MINIMAL}---\n{MINIMAL}  bogus: 1\n");
+        let errors = decode_documents(&text, "c.yaml").unwrap_err();
+        assert!(
+            errors[0].to_string().starts_with("c.yaml:14:3: spec.bogus"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_errors() {
+        let text = format!("{MINIMAL}  subnets: yes-please\n");
+        let errors = decode_documents(&text, "c.yaml").unwrap_err();
+        assert!(
+            errors[0].to_string().contains("spec.subnets: invalid type"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn json_input_is_accepted() {
+        let text = r#"{"apiVersion":"kops.k8s.io/v1alpha2","kind":"SSHCredential","metadata":{"name":"admin"},"spec":{"publicKey":"ssh-ed25519 AAAA"}}"#;
+        let documents = decode_documents(text, "k.json").unwrap();
+        assert_eq!(documents[0].describe(), "SSHCredential/admin");
+    }
+
+    #[test]
+    fn other_kinds_and_versions_are_refused() {
+        let errors = decode_documents(
+            "apiVersion: kops.k8s.io/v1alpha3\nkind: Cluster\n",
+            "p.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].to_string(), "p.yaml:1: apiVersion: \"kops.k8s.io/v1alpha3\" is not supported; use kops.k8s.io/v1alpha2");
+        let documents = decode_documents(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "p.yaml",
+        )
+        .unwrap();
+        assert_eq!(documents[0].describe(), "ConfigMap/x");
+        let errors = decode_documents("apiVersion: kops.k8s.io/v1alpha2\nkind: Pod\n", "p.yaml")
+            .unwrap_err();
+        assert!(errors[0].to_string().contains("\"Pod\" is not a kops kind"));
+    }
+}

@@ -1,0 +1,80 @@
+//! The kops `kops.k8s.io/v1alpha2` API: types, strict decoding, completion and validation.
+//!
+//! Nothing in this crate does I/O. Callers hand it text and get typed documents back
+//! ([`decode_documents`]), complete a user spec with kops's defaults ([`complete`]) and check it
+//! ([`validate`]), reporting every problem with its field path.
+
+pub mod cidr;
+pub mod complete;
+pub mod create;
+mod document;
+pub mod generated;
+mod meta;
+pub mod paths;
+pub mod validate;
+pub mod versions;
+
+pub use complete::complete;
+pub use document::{
+    decode_documents, encode_documents, Cluster, DecodeError, Document, InstanceGroup, Keyset,
+    OutputFormat, SshCredential, API_VERSION,
+};
+pub use generated::*;
+pub use meta::{IntOrString, ObjectMeta};
+pub use validate::{validate, Severity, ValidationIssue, ValidationReport};
+
+/// The label that ties an instance group to its cluster, as kops writes it.
+pub const LABEL_CLUSTER: &str = "kops.k8s.io/cluster";
+/// The node label naming the instance group a node belongs to.
+pub const LABEL_INSTANCE_GROUP: &str = "kops.k8s.io/instancegroup";
+
+/// The role of an instance group (`spec.role`), with kops's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    ControlPlane,
+    Node,
+    Bastion,
+    ApiServer,
+}
+
+impl Role {
+    /// Every accepted spelling, for error messages.
+    pub const ACCEPTED: &'static str = "Master (or ControlPlane), Node, Bastion, APIServer";
+
+    /// Parses `spec.role`; kops accepts `ControlPlane` and writes `Master`.
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "Master" | "ControlPlane" => Some(Role::ControlPlane),
+            "Node" => Some(Role::Node),
+            "Bastion" => Some(Role::Bastion),
+            "APIServer" => Some(Role::ApiServer),
+            _ => None,
+        }
+    }
+
+    /// The value kops writes into `spec.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "Master",
+            Role::Node => "Node",
+            Role::Bastion => "Bastion",
+            Role::ApiServer => "APIServer",
+        }
+    }
+}
+
+impl InstanceGroup {
+    /// The parsed role, if `spec.role` holds a known value.
+    pub fn role(&self) -> Option<Role> {
+        self.spec.role.as_deref().and_then(Role::parse)
+    }
+
+    /// The cluster this group belongs to, from the `kops.k8s.io/cluster` label.
+    pub fn cluster_label(&self) -> Option<&str> {
+        self.metadata
+            .labels
+            .as_ref()?
+            .get(LABEL_CLUSTER)
+            .map(String::as_str)
+    }
+}

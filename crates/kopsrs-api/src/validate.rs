@@ -1,0 +1,679 @@
+//! Validation of a cluster and its instance groups: every problem at once, with field paths.
+//!
+//! Messages follow one shape: `<path>: <value> <what is wrong>`, with a hint saying what to do,
+//! e.g. `spec.subnets[1].cidr: 10.1.0.0/24 is not inside spec.networkCIDR 172.20.0.0/16`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::cidr::overlaps;
+use crate::complete::{default_pod_cidr, default_service_cidr};
+use crate::document::{Cluster, InstanceGroup};
+use crate::versions::{KubernetesVersion, SUPPORTED_MINORS};
+use crate::Role;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One finding, with the object and field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationIssue {
+    pub severity: Severity,
+    /// `Cluster/name` or `InstanceGroup/name`.
+    pub object: String,
+    /// Field path inside the object, e.g. `spec.subnets[1].cidr`.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ValidationIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.object, self.path, self.message)
+    }
+}
+
+/// Everything validation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationReport {
+    pub issues: Vec<ValidationIssue>,
+}
+
+impl ValidationReport {
+    pub fn errors(&self) -> impl Iterator<Item = &ValidationIssue> {
+        self.issues.iter().filter(|i| i.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &ValidationIssue> {
+        self.issues
+            .iter()
+            .filter(|i| i.severity == Severity::Warning)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+struct Checker<'a> {
+    object: String,
+    report: &'a mut ValidationReport,
+}
+
+impl Checker<'_> {
+    fn push(
+        &mut self,
+        severity: Severity,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) {
+        self.report.issues.push(ValidationIssue {
+            severity,
+            object: self.object.clone(),
+            path: path.into(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>, hint: &str) {
+        self.push(Severity::Error, path, message, Some(hint));
+    }
+
+    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>, hint: &str) {
+        self.push(Severity::Warning, path, message, Some(hint));
+    }
+}
+
+/// Whether `name` is a valid DNS subdomain (RFC 1123): lowercase labels of letters, digits and
+/// `-`, each at most 63 characters, 253 in all.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// The region of an availability zone: `us-east-1a` → `us-east-1`, `us-west-2-lax-1a` → `us-west-2`.
+pub fn region_of_zone(zone: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in zone.split('-') {
+        if part.starts_with(|c: char| c.is_ascii_digit()) {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            let letter = &part[digits.len()..];
+            if letter.len() != 1 && parts.len() < 2 {
+                return None;
+            }
+            parts.push(digits);
+            return (parts.len() >= 3).then(|| parts.join("-"));
+        }
+        parts.push(part.to_string());
+    }
+    None
+}
+
+fn parse_v4(text: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = text
+        .parse()
+        .map_err(|_| "is not an IPv4 CIDR".to_string())?;
+    if net.trunc() != net {
+        return Err(format!("has host bits set; did you mean {}?", net.trunc()));
+    }
+    Ok(net)
+}
+
+/// Validates a cluster with its instance groups. `complete_set` says the groups are all of the
+/// cluster's (as for `update`), so a missing control plane is an error rather than a warning.
+pub fn validate(
+    cluster: &Cluster,
+    groups: &[InstanceGroup],
+    complete_set: bool,
+) -> ValidationReport {
+    let mut report = ValidationReport::default();
+    let name = &cluster.metadata.name;
+    let mut c = Checker {
+        object: format!("Cluster/{name}"),
+        report: &mut report,
+    };
+    let spec = &cluster.spec;
+
+    if !is_dns_subdomain(name) || !name.contains('.') {
+        c.error(
+            "metadata.name",
+            format!("{name:?} is not a fully-qualified DNS name"),
+            "use a name such as mycluster.example.com (or mycluster.k8s.local without DNS)",
+        );
+    }
+    match spec.cloud_provider.as_deref() {
+        Some("aws") | None => {}
+        Some(other) => c.error(
+            "spec.cloudProvider",
+            format!("{other:?} is not supported"),
+            "set cloudProvider: aws",
+        ),
+    }
+    match spec.kubernetes_version.as_deref() {
+        None => c.error(
+            "spec.kubernetesVersion",
+            "missing",
+            "set a version such as v1.34.1",
+        ),
+        Some(text) => match KubernetesVersion::parse(text) {
+            None => c.error(
+                "spec.kubernetesVersion",
+                format!("{text:?} is not a Kubernetes version"),
+                "use the form v1.34.1",
+            ),
+            Some(v) if v.major != 1 || !SUPPORTED_MINORS.contains(&v.minor) => c.error(
+                "spec.kubernetesVersion",
+                format!("{text} is not supported"),
+                &format!(
+                    "use a 1.{}..1.{} version",
+                    SUPPORTED_MINORS.start(),
+                    SUPPORTED_MINORS.end()
+                ),
+            ),
+            Some(_) => {}
+        },
+    }
+
+    // Networks.
+    let mut networks: Vec<(String, Ipv4Net)> = Vec::new();
+    match spec.network_cidr.as_deref() {
+        Some(text) => match parse_v4(text) {
+            Ok(net) => networks.push(("spec.networkCIDR".into(), net)),
+            Err(e) => c.error(
+                "spec.networkCIDR",
+                format!("{text} {e}"),
+                "use a private range such as 172.20.0.0/16",
+            ),
+        },
+        None if spec.network_id.is_none() => c.error(
+            "spec.networkCIDR",
+            "missing",
+            "set networkCIDR (e.g. 172.20.0.0/16), or networkID to use an existing VPC",
+        ),
+        None => {}
+    }
+    for (i, text) in spec.additional_network_cidrs.iter().flatten().enumerate() {
+        let path = format!("spec.additionalNetworkCIDRs[{i}]");
+        match parse_v4(text) {
+            Ok(net) => networks.push((path, net)),
+            Err(e) => c.error(
+                path,
+                format!("{text} {e}"),
+                "use an IPv4 CIDR such as 10.1.0.0/16",
+            ),
+        }
+    }
+    let ipv6 = spec.non_masquerade_cidr.as_deref() == Some("::/0");
+    let non_masquerade = match spec.non_masquerade_cidr.as_deref() {
+        Some("::/0") | None => None,
+        Some(text) => match parse_v4(text) {
+            Ok(net) => Some(net),
+            Err(e) => {
+                c.error(
+                    "spec.nonMasqueradeCIDR",
+                    format!("{text} {e}"),
+                    "use 100.64.0.0/10 unless you need another range",
+                );
+                None
+            }
+        },
+    };
+    let mut reserved: Vec<(String, Ipv4Net)> = Vec::new();
+    for (path, given, default) in [
+        (
+            "spec.podCIDR",
+            spec.pod_cidr.as_deref(),
+            non_masquerade.map(default_pod_cidr),
+        ),
+        (
+            "spec.serviceClusterIPRange",
+            spec.service_cluster_ip_range.as_deref(),
+            non_masquerade.map(default_service_cidr),
+        ),
+    ] {
+        match given {
+            Some(text) if !ipv6 || !text.contains(':') => match parse_v4(text) {
+                Ok(net) => reserved.push((path.into(), net)),
+                Err(e) => c.error(
+                    path,
+                    format!("{text} {e}"),
+                    "use an IPv4 CIDR inside spec.nonMasqueradeCIDR",
+                ),
+            },
+            Some(_) => {}
+            None => reserved.extend(default.map(|net| (format!("{path} (default)"), net))),
+        }
+    }
+    for (path, net) in &networks {
+        for (reserved_path, range) in &reserved {
+            if overlaps(net, range) {
+                c.error(path.clone(), format!("{net} overlaps {reserved_path} {range}"), "pick a network CIDR outside the pod and service ranges, or change spec.nonMasqueradeCIDR");
+            }
+        }
+    }
+
+    // Subnets.
+    let subnets = spec.subnets.as_deref().unwrap_or_default();
+    if subnets.is_empty() {
+        c.error(
+            "spec.subnets",
+            "no subnets",
+            "add at least one subnet with name, zone and type (or use create cluster --zones)",
+        );
+    }
+    let mut subnet_names = BTreeSet::new();
+    let mut regions: BTreeMap<String, String> = BTreeMap::new();
+    let mut subnet_nets: Vec<(String, Ipv4Net)> = Vec::new();
+    for (i, subnet) in subnets.iter().enumerate() {
+        let path = format!("spec.subnets[{i}]");
+        match subnet.name.as_deref() {
+            None | Some("") => c.error(
+                format!("{path}.name"),
+                "missing",
+                "name every subnet (kops names them after their zone)",
+            ),
+            Some(n) if !subnet_names.insert(n.to_string()) => c.error(
+                format!("{path}.name"),
+                format!("{n:?} is used by another subnet"),
+                "give each subnet a unique name",
+            ),
+            Some(_) => {}
+        }
+        match subnet.r#type.as_deref() {
+            Some("Public" | "Private" | "Utility" | "DualStack") => {}
+            Some(other) => c.error(
+                format!("{path}.type"),
+                format!("{other:?} is not a subnet type"),
+                "use Public, Private, Utility or DualStack",
+            ),
+            None => c.error(
+                format!("{path}.type"),
+                "missing",
+                "set type: Public, Private, Utility or DualStack",
+            ),
+        }
+        match subnet.zone.as_deref() {
+            None => c.error(
+                format!("{path}.zone"),
+                "missing",
+                "set the availability zone, e.g. us-east-1a",
+            ),
+            Some(zone) => match region_of_zone(zone) {
+                None => c.error(
+                    format!("{path}.zone"),
+                    format!("{zone:?} is not an availability zone"),
+                    "use a zone name such as us-east-1a",
+                ),
+                Some(region) => {
+                    if let Some((first_region, first_path)) =
+                        regions.iter().next().map(|(r, p)| (r.clone(), p.clone()))
+                    {
+                        if first_region != region {
+                            c.error(
+                                format!("{path}.zone"),
+                                format!("{zone} is in region {region}, but {first_path} is in {first_region}"),
+                                "put every subnet of a cluster in one region",
+                            );
+                        }
+                    }
+                    regions.entry(region).or_insert(format!("{path}.zone"));
+                }
+            },
+        }
+        if let Some(text) = subnet.cidr.as_deref() {
+            let cidr_path = format!("{path}.cidr");
+            match parse_v4(text) {
+                Err(e) => c.error(
+                    cidr_path,
+                    format!("{text} {e}"),
+                    "use an IPv4 CIDR inside spec.networkCIDR",
+                ),
+                Ok(net) => {
+                    if !networks.is_empty() && !networks.iter().any(|(_, n)| n.contains(&net)) {
+                        let (network_path, network) = &networks[0];
+                        c.error(
+                            cidr_path.clone(),
+                            format!("{net} is not inside {network_path} {network}"),
+                            "pick a subnet CIDR inside the network CIDR, or change networkCIDR",
+                        );
+                    }
+                    for (other_path, other) in &subnet_nets {
+                        if overlaps(&net, other) {
+                            c.error(
+                                cidr_path.clone(),
+                                format!("{net} overlaps {other_path} {other}"),
+                                "give each subnet its own range",
+                            );
+                        }
+                    }
+                    for (reserved_path, range) in &reserved {
+                        if overlaps(&net, range) {
+                            c.error(
+                                cidr_path.clone(),
+                                format!("{net} overlaps {reserved_path} {range}"),
+                                "keep subnets outside the pod and service ranges",
+                            );
+                        }
+                    }
+                    subnet_nets.push((cidr_path, net));
+                }
+            }
+        }
+        if let Some(egress) = subnet.egress.as_deref() {
+            let ok = egress == "External"
+                || ["nat-", "eipalloc-", "i-", "tgw-", "vpce-"]
+                    .iter()
+                    .any(|p| egress.starts_with(p));
+            if !ok {
+                c.error(format!("{path}.egress"), format!("{egress:?} is not an egress"), "use a NAT gateway (nat-…), an elastic IP (eipalloc-…), an instance (i-…) or External");
+            }
+        }
+    }
+
+    // Access lists.
+    for (field, list) in [
+        ("sshAccess", &spec.ssh_access),
+        ("kubernetesApiAccess", &spec.kubernetes_api_access),
+        ("nodePortAccess", &spec.node_port_access),
+    ] {
+        for (i, text) in list.iter().flatten().enumerate() {
+            if text.starts_with("pl-") {
+                continue;
+            }
+            if text.parse::<IpNet>().is_err() {
+                c.error(
+                    format!("spec.{field}[{i}]"),
+                    format!("{text:?} is not a CIDR"),
+                    "use a CIDR such as 203.0.113.0/24 or a prefix list (pl-…)",
+                );
+            }
+        }
+    }
+    if let Some(kind) = spec
+        .topology
+        .as_ref()
+        .and_then(|t| t.dns.as_ref())
+        .and_then(|d| d.r#type.as_deref())
+    {
+        if !matches!(kind, "Public" | "Private" | "None") {
+            c.error(
+                "spec.topology.dns.type",
+                format!("{kind:?} is not a DNS type"),
+                "use Public, Private or None",
+            );
+        }
+    }
+    if let Some(lb) = spec.api.as_ref().and_then(|a| a.load_balancer.as_ref()) {
+        if let Some(kind) = lb
+            .r#type
+            .as_deref()
+            .filter(|k| !matches!(*k, "Public" | "Internal"))
+        {
+            c.error(
+                "spec.api.loadBalancer.type",
+                format!("{kind:?} is not a load balancer type"),
+                "use Public or Internal",
+            );
+        }
+        if let Some(class) = lb
+            .class
+            .as_deref()
+            .filter(|k| !matches!(*k, "Network" | "Classic"))
+        {
+            c.error(
+                "spec.api.loadBalancer.class",
+                format!("{class:?} is not a load balancer class"),
+                "use Network",
+            );
+        }
+    }
+    if let Some(networking) = &spec.networking {
+        let chosen = serde_json::to_value(networking)
+            .ok()
+            .and_then(|v| v.as_object().map(|m| m.len()))
+            .unwrap_or(0);
+        if chosen > 1 {
+            c.error(
+                "spec.networking",
+                format!("{chosen} networking providers are set"),
+                "set exactly one, e.g. cilium: {}",
+            );
+        }
+    }
+
+    // Instance groups, seen from the cluster.
+    let mut group_names = BTreeSet::new();
+    let roles: BTreeMap<&str, Option<Role>> = groups
+        .iter()
+        .map(|g| (g.metadata.name.as_str(), g.role()))
+        .collect();
+    for group in groups {
+        if !group_names.insert(group.metadata.name.as_str()) {
+            c.error(
+                "",
+                format!("instance group {:?} is defined twice", group.metadata.name),
+                "give each instance group a unique name",
+            );
+        }
+    }
+    let mut etcd_names = BTreeSet::new();
+    for (i, etcd) in spec.etcd_clusters.iter().flatten().enumerate() {
+        let path = format!("spec.etcdClusters[{i}]");
+        let etcd_name = etcd.name.clone().unwrap_or_default();
+        if etcd_name.is_empty() {
+            c.error(
+                format!("{path}.name"),
+                "missing",
+                "name etcd clusters main and events",
+            );
+        } else if !etcd_names.insert(etcd_name.clone()) {
+            c.error(
+                format!("{path}.name"),
+                format!("{etcd_name:?} is defined twice"),
+                "give each etcd cluster a unique name",
+            );
+        }
+        let members = etcd.etcd_members.as_deref().unwrap_or_default();
+        if members.is_empty() {
+            c.error(
+                format!("{path}.etcdMembers"),
+                "no members",
+                "add one member per control-plane instance group",
+            );
+        } else if members.len() % 2 == 0 {
+            c.warn(
+                format!("{path}.etcdMembers"),
+                format!(
+                    "{} members: an even number tolerates no more failures than one fewer",
+                    members.len()
+                ),
+                "use 1, 3 or 5 control-plane instance groups",
+            );
+        }
+        let mut member_names = BTreeSet::new();
+        for (j, member) in members.iter().enumerate() {
+            let member_path = format!("{path}.etcdMembers[{j}]");
+            if let Some(n) = member.name.as_deref() {
+                if !member_names.insert(n) {
+                    c.error(
+                        format!("{member_path}.name"),
+                        format!("{n:?} is used by another member"),
+                        "give each member a unique name",
+                    );
+                }
+            }
+            match member.instance_group.as_deref() {
+                None => c.error(
+                    format!("{member_path}.instanceGroup"),
+                    "missing",
+                    "name the control-plane instance group this member runs on",
+                ),
+                Some(group) if !groups.is_empty() => match roles.get(group) {
+                    None => c.error(
+                        format!("{member_path}.instanceGroup"),
+                        format!("{group:?} is not an instance group of this cluster"),
+                        "create that instance group or fix the name",
+                    ),
+                    Some(Some(Role::ControlPlane)) => {}
+                    Some(_) => c.error(
+                        format!("{member_path}.instanceGroup"),
+                        format!("{group:?} is not a control-plane instance group"),
+                        "etcd members run on role: Master instance groups",
+                    ),
+                },
+                Some(_) => {}
+            }
+        }
+    }
+    let control_planes = groups
+        .iter()
+        .filter(|g| g.role() == Some(Role::ControlPlane))
+        .count();
+    if control_planes == 0 && (complete_set || !groups.is_empty()) {
+        let severity = if complete_set {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        c.push(severity, "instancegroups", "no control-plane instance group", Some("create one with role: Master (create instancegroup NAME --role ControlPlane --subnet ZONE)"));
+    }
+
+    for group in groups {
+        validate_group(cluster, group, &subnet_names, &mut report);
+    }
+    report
+}
+
+fn validate_group(
+    cluster: &Cluster,
+    group: &InstanceGroup,
+    subnet_names: &BTreeSet<String>,
+    report: &mut ValidationReport,
+) {
+    let name = &group.metadata.name;
+    let mut c = Checker {
+        object: format!("InstanceGroup/{name}"),
+        report,
+    };
+    if !is_dns_subdomain(name) {
+        c.error(
+            "metadata.name",
+            format!("{name:?} is not a valid name"),
+            "use lowercase letters, digits, '-' and '.'",
+        );
+    }
+    if let Some(label) = group.cluster_label() {
+        if label != cluster.metadata.name {
+            c.error(
+                "metadata.labels[kops.k8s.io/cluster]",
+                format!(
+                    "{label:?} does not match the cluster {:?}",
+                    cluster.metadata.name
+                ),
+                "set the label to the cluster's name, or create the group in the right cluster",
+            );
+        }
+    }
+    let spec = &group.spec;
+    match spec.role.as_deref() {
+        None => c.error(
+            "spec.role",
+            "missing",
+            &format!("set one of {}", Role::ACCEPTED),
+        ),
+        Some(role) if Role::parse(role).is_none() => c.error(
+            "spec.role",
+            format!("{role:?} is not a role"),
+            &format!("use one of {}", Role::ACCEPTED),
+        ),
+        Some(_) => {}
+    }
+    for (field, value) in [("minSize", spec.min_size), ("maxSize", spec.max_size)] {
+        if let Some(v) = value.filter(|v| *v < 0) {
+            c.error(
+                format!("spec.{field}"),
+                format!("{v} is negative"),
+                "use 0 or more",
+            );
+        }
+    }
+    if let (Some(min), Some(max)) = (spec.min_size, spec.max_size) {
+        if min > max {
+            c.error(
+                "spec.minSize",
+                format!("{min} is greater than spec.maxSize {max}"),
+                "raise maxSize or lower minSize",
+            );
+        }
+    }
+    if let Some(size) = spec.root_volume_size.filter(|s| *s <= 0) {
+        c.error(
+            "spec.rootVolumeSize",
+            format!("{size} is not a size"),
+            "give the size in GB, e.g. 64",
+        );
+    }
+    let subnets = spec.subnets.as_deref().unwrap_or_default();
+    if subnets.is_empty() && spec.manager.as_deref() != Some("Karpenter") {
+        c.error(
+            "spec.subnets",
+            "no subnets",
+            "list the cluster subnets this group runs in",
+        );
+    }
+    for (i, subnet) in subnets.iter().enumerate() {
+        if !subnet_names.contains(subnet) {
+            let known: Vec<&str> = subnet_names.iter().map(String::as_str).collect();
+            c.error(
+                format!("spec.subnets[{i}]"),
+                format!("{subnet:?} is not a subnet of the cluster"),
+                &format!("use one of: {}", known.join(", ")),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions() {
+        assert_eq!(region_of_zone("us-east-1a").as_deref(), Some("us-east-1"));
+        assert_eq!(
+            region_of_zone("us-gov-west-1b").as_deref(),
+            Some("us-gov-west-1")
+        );
+        assert_eq!(
+            region_of_zone("us-west-2-lax-1a").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(region_of_zone("us-test-1a").as_deref(), Some("us-test-1"));
+        assert_eq!(region_of_zone("nowhere"), None);
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns_subdomain("a.example.com"));
+        assert!(!is_dns_subdomain("A.example.com"));
+        assert!(!is_dns_subdomain("a..example.com"));
+        assert!(!is_dns_subdomain("-a.example.com"));
+    }
+}
