@@ -1,1 +1,31 @@
-//! placeholder
+//! The state store: where cluster specs live, in kops's layout, over `object_store`.
+//!
+//! ```text
+//! <cluster>/config                      the Cluster (user spec)
+//! <cluster>/instancegroup/<name>        one InstanceGroup each
+//! <cluster>/cluster-completed.spec      the completed spec, written by update
+//! <cluster>/pki/ssh/public/admin/<id>   the admin SSH public key
+//! <cluster>/additionalobjects           extra documents (kops's "additional objects")
+//! <cluster>/kopsrs.lock                 the cluster lock (kopsrs only; kops has none)
+//! ```
+//!
+//! Every read-modify-write is conditional: a write carries the version it read, and fails with
+//! [`StateStoreError::Conflict`] when another writer got there first. S3 (and moto) enforce
+//! this with `If-Match`/`If-None-Match`; for `file://` see [`local`].
+
+mod local;
+mod lock;
+mod store;
+
+pub use lock::{now_rfc3339, LockGuard, LockInfo};
+pub use store::{StateStore, StateStoreError, Version, Versioned};
+
+/// File names of the kops layout.
+pub mod layout {
+    pub const CONFIG: &str = "config";
+    pub const INSTANCE_GROUPS: &str = "instancegroup";
+    pub const COMPLETED: &str = "cluster-completed.spec";
+    pub const SSH_PUBLIC_KEYS: &str = "pki/ssh/public/admin";
+    pub const ADDITIONAL_OBJECTS: &str = "additionalobjects";
+    pub const LOCK: &str = "kopsrs.lock";
+}

@@ -1,0 +1,311 @@
+//! The sprig functions cluster templates use, for gtmpl.
+//!
+//! gtmpl brings Go's built-ins (`eq`, `index`, `printf`, …) but not sprig, the function library
+//! kops adds to `toolbox template`; no Rust crate provides it, so the commonly used part is here.
+//! Argument order follows sprig (`join SEP LIST`, `default DEFAULT VALUE`, `indent N TEXT`), so
+//! a piped value arrives last.
+
+use base64::Engine as _;
+use gtmpl::{FuncError, Value};
+use sha2::{Digest, Sha256};
+
+type Func = fn(&[Value]) -> Result<Value, FuncError>;
+
+pub const FUNCTIONS: &[(&str, Func)] = &[
+    ("default", default),
+    ("empty", empty),
+    ("coalesce", coalesce),
+    ("ternary", ternary),
+    ("required", required),
+    ("quote", quote),
+    ("squote", squote),
+    ("upper", upper),
+    ("lower", lower),
+    ("title", title),
+    ("trim", trim),
+    ("trimPrefix", trim_prefix),
+    ("trimSuffix", trim_suffix),
+    ("replace", replace),
+    ("contains", contains),
+    ("hasPrefix", has_prefix),
+    ("hasSuffix", has_suffix),
+    ("repeat", repeat),
+    ("indent", indent),
+    ("nindent", nindent),
+    ("join", join),
+    ("splitList", split_list),
+    ("list", list),
+    ("dict", dict),
+    ("keys", keys),
+    ("hasKey", has_key),
+    ("first", first),
+    ("last", last),
+    ("toString", to_string),
+    ("int", int),
+    ("add", add),
+    ("sub", sub),
+    ("mul", mul),
+    ("until", until),
+    ("toYaml", to_yaml),
+    ("toJson", to_json),
+    ("b64enc", b64enc),
+    ("b64dec", b64dec),
+    ("sha256sum", sha256sum),
+];
+
+fn args<const N: usize>(name: &str, args: &[Value]) -> Result<[Value; N], FuncError> {
+    <[Value; N]>::try_from(args.to_vec()).map_err(|_| FuncError::ExactlyXArgs(name.into(), N))
+}
+
+/// Go's `fmt` rendering of a value as text.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Nil | Value::NoValue => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Nil | Value::NoValue => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Map(m) | Value::Object(m) => m.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Function(_) => false,
+    }
+}
+
+fn number(name: &str, value: &Value) -> Result<i64, FuncError> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).ok_or_else(|| FuncError::Generic(format!("{name}: {n} is not a number"))),
+        Value::String(s) => s.trim().parse().map_err(|_| FuncError::Generic(format!("{name}: {s:?} is not a number"))),
+        other => Err(FuncError::Generic(format!("{name}: {other} is not a number"))),
+    }
+}
+
+fn to_json_value(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Nil | Value::NoValue | Value::Function(_) => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Number(n) => n
+            .as_i64()
+            .map(serde_json::Value::from)
+            .or_else(|| n.as_u64().map(serde_json::Value::from))
+            .or_else(|| n.as_f64().map(serde_json::Value::from))
+            .unwrap_or(serde_json::Value::Null),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json_value).collect()),
+        Value::Map(m) | Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            serde_json::Value::Object(keys.into_iter().map(|k| (k.clone(), to_json_value(&m[k]))).collect())
+        }
+    }
+}
+
+fn default(a: &[Value]) -> Result<Value, FuncError> {
+    match a {
+        [fallback] => Ok(fallback.clone()),
+        [fallback, given] => Ok(if is_empty(given) { fallback.clone() } else { given.clone() }),
+        _ => Err(FuncError::ExactlyXArgs("default".into(), 2)),
+    }
+}
+
+fn empty(a: &[Value]) -> Result<Value, FuncError> {
+    let [v] = args::<1>("empty", a)?;
+    Ok(Value::Bool(is_empty(&v)))
+}
+
+fn coalesce(a: &[Value]) -> Result<Value, FuncError> {
+    Ok(a.iter().find(|v| !is_empty(v)).cloned().unwrap_or(Value::Nil))
+}
+
+fn ternary(a: &[Value]) -> Result<Value, FuncError> {
+    let [yes, no, condition] = args::<3>("ternary", a)?;
+    Ok(if is_empty(&condition) { no } else { yes })
+}
+
+fn required(a: &[Value]) -> Result<Value, FuncError> {
+    let [message, value] = args::<2>("required", a)?;
+    if is_empty(&value) {
+        return Err(FuncError::Generic(text(&message)));
+    }
+    Ok(value)
+}
+
+macro_rules! string_fn {
+    ($name:ident, $go:literal, |$s:ident| $body:expr) => {
+        fn $name(a: &[Value]) -> Result<Value, FuncError> {
+            let [v] = args::<1>($go, a)?;
+            let $s = text(&v);
+            Ok(Value::String($body))
+        }
+    };
+}
+
+string_fn!(quote, "quote", |s| format!("{s:?}"));
+string_fn!(squote, "squote", |s| format!("'{s}'"));
+string_fn!(upper, "upper", |s| s.to_uppercase());
+string_fn!(lower, "lower", |s| s.to_lowercase());
+string_fn!(trim, "trim", |s| s.trim().to_string());
+string_fn!(to_string, "toString", |s| s);
+string_fn!(b64enc, "b64enc", |s| base64::engine::general_purpose::STANDARD.encode(s));
+string_fn!(sha256sum, "sha256sum", |s| Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect());
+string_fn!(title, "title", |s| s
+    .split(' ')
+    .map(|w| {
+        let mut c = w.chars();
+        c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    })
+    .collect::<Vec<_>>()
+    .join(" "));
+
+fn b64dec(a: &[Value]) -> Result<Value, FuncError> {
+    let [v] = args::<1>("b64dec", a)?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text(&v)).map_err(|e| FuncError::Generic(format!("b64dec: {e}")))?;
+    Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+fn trim_prefix(a: &[Value]) -> Result<Value, FuncError> {
+    let [prefix, s] = args::<2>("trimPrefix", a)?;
+    let (prefix, s) = (text(&prefix), text(&s));
+    Ok(Value::String(s.strip_prefix(&prefix).unwrap_or(&s).to_string()))
+}
+
+fn trim_suffix(a: &[Value]) -> Result<Value, FuncError> {
+    let [suffix, s] = args::<2>("trimSuffix", a)?;
+    let (suffix, s) = (text(&suffix), text(&s));
+    Ok(Value::String(s.strip_suffix(&suffix).unwrap_or(&s).to_string()))
+}
+
+fn replace(a: &[Value]) -> Result<Value, FuncError> {
+    let [old, new, s] = args::<3>("replace", a)?;
+    Ok(Value::String(text(&s).replace(&text(&old), &text(&new))))
+}
+
+fn contains(a: &[Value]) -> Result<Value, FuncError> {
+    let [needle, s] = args::<2>("contains", a)?;
+    Ok(Value::Bool(text(&s).contains(&text(&needle))))
+}
+
+fn has_prefix(a: &[Value]) -> Result<Value, FuncError> {
+    let [prefix, s] = args::<2>("hasPrefix", a)?;
+    Ok(Value::Bool(text(&s).starts_with(&text(&prefix))))
+}
+
+fn has_suffix(a: &[Value]) -> Result<Value, FuncError> {
+    let [suffix, s] = args::<2>("hasSuffix", a)?;
+    Ok(Value::Bool(text(&s).ends_with(&text(&suffix))))
+}
+
+fn repeat(a: &[Value]) -> Result<Value, FuncError> {
+    let [n, s] = args::<2>("repeat", a)?;
+    Ok(Value::String(text(&s).repeat(number("repeat", &n)?.max(0) as usize)))
+}
+
+fn indent_by(n: i64, s: &str) -> String {
+    let pad = " ".repeat(n.max(0) as usize);
+    s.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
+}
+
+fn indent(a: &[Value]) -> Result<Value, FuncError> {
+    let [n, s] = args::<2>("indent", a)?;
+    Ok(Value::String(indent_by(number("indent", &n)?, &text(&s))))
+}
+
+fn nindent(a: &[Value]) -> Result<Value, FuncError> {
+    let [n, s] = args::<2>("nindent", a)?;
+    Ok(Value::String(format!("\n{}", indent_by(number("nindent", &n)?, &text(&s)))))
+}
+
+fn join(a: &[Value]) -> Result<Value, FuncError> {
+    let [separator, list] = args::<2>("join", a)?;
+    match list {
+        Value::Array(items) => Ok(Value::String(items.iter().map(text).collect::<Vec<_>>().join(&text(&separator)))),
+        other => Ok(Value::String(text(&other))),
+    }
+}
+
+fn split_list(a: &[Value]) -> Result<Value, FuncError> {
+    let [separator, s] = args::<2>("splitList", a)?;
+    Ok(Value::Array(text(&s).split(&text(&separator)).map(|p| Value::String(p.into())).collect()))
+}
+
+fn list(a: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::Array(a.to_vec()))
+}
+
+fn dict(a: &[Value]) -> Result<Value, FuncError> {
+    if a.len() % 2 != 0 {
+        return Err(FuncError::Generic("dict: needs key/value pairs".into()));
+    }
+    Ok(Value::Map(a.chunks(2).map(|pair| (text(&pair[0]), pair[1].clone())).collect()))
+}
+
+fn keys(a: &[Value]) -> Result<Value, FuncError> {
+    let [map] = args::<1>("keys", a)?;
+    let mut names: Vec<String> = match map {
+        Value::Map(m) | Value::Object(m) => m.keys().cloned().collect(),
+        _ => return Err(FuncError::Generic("keys: needs a map".into())),
+    };
+    names.sort();
+    Ok(Value::Array(names.into_iter().map(Value::String).collect()))
+}
+
+fn has_key(a: &[Value]) -> Result<Value, FuncError> {
+    let [map, key] = args::<2>("hasKey", a)?;
+    Ok(Value::Bool(matches!(&map, Value::Map(m) | Value::Object(m) if m.contains_key(&text(&key)))))
+}
+
+fn first(a: &[Value]) -> Result<Value, FuncError> {
+    let [list] = args::<1>("first", a)?;
+    Ok(match list {
+        Value::Array(items) => items.first().cloned().unwrap_or(Value::Nil),
+        _ => Value::Nil,
+    })
+}
+
+fn last(a: &[Value]) -> Result<Value, FuncError> {
+    let [list] = args::<1>("last", a)?;
+    Ok(match list {
+        Value::Array(items) => items.last().cloned().unwrap_or(Value::Nil),
+        _ => Value::Nil,
+    })
+}
+
+fn int(a: &[Value]) -> Result<Value, FuncError> {
+    let [v] = args::<1>("int", a)?;
+    Ok(Value::from(number("int", &v)?))
+}
+
+fn add(a: &[Value]) -> Result<Value, FuncError> {
+    a.iter().try_fold(0i64, |sum, v| Ok(sum + number("add", v)?)).map(Value::from)
+}
+
+fn sub(a: &[Value]) -> Result<Value, FuncError> {
+    let [x, y] = args::<2>("sub", a)?;
+    Ok(Value::from(number("sub", &x)? - number("sub", &y)?))
+}
+
+fn mul(a: &[Value]) -> Result<Value, FuncError> {
+    a.iter().try_fold(1i64, |product, v| Ok(product * number("mul", v)?)).map(Value::from)
+}
+
+fn until(a: &[Value]) -> Result<Value, FuncError> {
+    let [n] = args::<1>("until", a)?;
+    Ok(Value::Array((0..number("until", &n)?.max(0)).map(Value::from).collect()))
+}
+
+fn to_yaml(a: &[Value]) -> Result<Value, FuncError> {
+    let [v] = args::<1>("toYaml", a)?;
+    let yaml = serde_yaml_ng::to_string(&to_json_value(&v)).map_err(|e| FuncError::Generic(format!("toYaml: {e}")))?;
+    Ok(Value::String(yaml.trim_end().to_string()))
+}
+
+fn to_json(a: &[Value]) -> Result<Value, FuncError> {
+    let [v] = args::<1>("toJson", a)?;
+    Ok(Value::String(to_json_value(&v).to_string()))
+}

@@ -1,0 +1,421 @@
+//! The command line, as clap types. Verbs, flags and environment variables are kops's.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "kopsrs", version, about = "Kubernetes Operations in Rust: kubectl for clusters", propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Location of the state store (s3://bucket/prefix, file:///dir, memory://). Default: a
+    /// directory under the user's data directory.
+    #[arg(long, env = "KOPS_STATE_STORE", global = true)]
+    pub state: Option<String>,
+    /// Name of the cluster.
+    #[arg(long, env = "KOPS_CLUSTER_NAME", global = true)]
+    pub name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a cluster, instance group or SSH key, or everything in files (-f).
+    Create(CreateArgs),
+    /// List or print clusters, instance groups and SSH keys.
+    Get(GetArgs),
+    /// Edit a cluster or instance group in $EDITOR, or with --set/--unset.
+    Edit(EditArgs),
+    /// Replace objects with the content of files.
+    Replace(ReplaceArgs),
+    /// Delete a cluster, an instance group, or the objects in files.
+    Delete(DeleteArgs),
+    /// Misc tools: template rendering, JSON Schema.
+    Toolbox(ToolboxArgs),
+    /// Remove a cluster lock left by a crashed command.
+    ForceUnlock(ForceUnlockArgs),
+    /// Print the version.
+    Version,
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CreateArgs {
+    /// Files (or - for stdin) holding Cluster, InstanceGroup and SSHCredential documents.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<PathBuf>,
+    #[command(subcommand)]
+    pub what: Option<CreateCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CreateCommand {
+    /// Create a cluster spec from flags.
+    Cluster(Box<CreateClusterArgs>),
+    /// Create an instance group.
+    #[command(alias = "ig", alias = "instancegroups")]
+    Instancegroup(CreateInstanceGroupArgs),
+    /// Add the admin SSH public key.
+    Sshpublickey(CreateSshPublicKeyArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct CreateClusterArgs {
+    /// Name of the cluster (or --name, or KOPS_CLUSTER_NAME).
+    pub cluster: Option<String>,
+    /// Zones in which to run the cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub zones: Vec<String>,
+    /// Zones in which to run control-plane nodes (an odd number).
+    #[arg(long, value_delimiter = ',', alias = "master-zones")]
+    pub control_plane_zones: Vec<String>,
+    /// Number of control-plane nodes (default: one per control-plane zone).
+    #[arg(long, alias = "master-count")]
+    pub control_plane_count: Option<u32>,
+    /// Total number of worker nodes (default: one per zone).
+    #[arg(long)]
+    pub node_count: Option<u32>,
+    /// Instance type of the worker nodes.
+    #[arg(long)]
+    pub node_size: Option<String>,
+    /// Instance type of the control-plane nodes.
+    #[arg(long, alias = "master-size")]
+    pub control_plane_size: Option<String>,
+    /// Cloud provider (aws).
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Networking: cilium (default), cilium-eni, calico, flannel, kindnet, amazonvpc, kubenet, cni, …
+    #[arg(long)]
+    pub networking: Option<String>,
+    /// Network topology: public or private.
+    #[arg(short = 't', long)]
+    pub topology: Option<String>,
+    /// Add a bastion instance group (private topology).
+    #[arg(long)]
+    pub bastion: bool,
+    /// DNS: public, private or none.
+    #[arg(long)]
+    pub dns: Option<String>,
+    /// The Route53 hosted zone to use.
+    #[arg(long)]
+    pub dns_zone: Option<String>,
+    /// Network CIDR of the VPC; repeat for additional CIDRs.
+    #[arg(long)]
+    pub network_cidr: Vec<String>,
+    /// An existing VPC to use.
+    #[arg(long, alias = "vpc")]
+    pub network_id: Option<String>,
+    /// Existing subnets to use, one per zone.
+    #[arg(long, value_delimiter = ',')]
+    pub subnets: Vec<String>,
+    /// Existing utility subnets to use, one per zone.
+    #[arg(long, value_delimiter = ',')]
+    pub utility_subnets: Vec<String>,
+    /// Kubernetes version.
+    #[arg(long)]
+    pub kubernetes_version: Option<String>,
+    /// Channel for default versions.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Image for every instance group.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Image for worker nodes.
+    #[arg(long)]
+    pub node_image: Option<String>,
+    /// Image for control-plane nodes.
+    #[arg(long, alias = "master-image")]
+    pub control_plane_image: Option<String>,
+    /// The admin SSH public key file.
+    #[arg(long)]
+    pub ssh_public_key: Option<PathBuf>,
+    /// CIDRs allowed to SSH to the nodes (default: anywhere).
+    #[arg(long, value_delimiter = ',')]
+    pub ssh_access: Vec<String>,
+    /// CIDRs allowed to reach the Kubernetes API (default: anywhere).
+    #[arg(long, value_delimiter = ',')]
+    pub admin_access: Vec<String>,
+    /// API load balancer: public or internal.
+    #[arg(long)]
+    pub api_loadbalancer_type: Option<String>,
+    /// etcd clusters (default main,events).
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_clusters: Vec<String>,
+    /// Encrypt etcd volumes (always on in kopsrs, as in current kops).
+    #[arg(long)]
+    pub encrypt_etcd_storage: bool,
+    /// IPv6 networking.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Root volume size of worker nodes, in GB.
+    #[arg(long)]
+    pub node_volume_size: Option<i32>,
+    /// Root volume size of control-plane nodes, in GB.
+    #[arg(long, alias = "master-volume-size")]
+    pub control_plane_volume_size: Option<i32>,
+    /// Existing security groups added to worker nodes.
+    #[arg(long, value_delimiter = ',')]
+    pub node_security_groups: Vec<String>,
+    /// Existing security groups added to control-plane nodes.
+    #[arg(long, value_delimiter = ',', alias = "master-security-groups")]
+    pub control_plane_security_groups: Vec<String>,
+    /// Feature gates for every component: Name, +Name (on) or -Name (off).
+    #[arg(long, value_delimiter = ',')]
+    pub kubernetes_feature_gates: Vec<String>,
+    /// Tags for all cloud resources: "Owner=John Doe,Team=SRE".
+    #[arg(long)]
+    pub cloud_labels: Option<String>,
+    /// Instance manager: cloudgroups (default) or karpenter.
+    #[arg(long)]
+    pub instance_manager: Option<String>,
+    /// Public store for the service-account issuer discovery documents (IRSA).
+    #[arg(long)]
+    pub discovery_store: Option<String>,
+    /// Set a field: cluster.spec.path=value (repeatable).
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Remove a field: cluster.spec.path (repeatable).
+    #[arg(long = "unset")]
+    pub unsets: Vec<String>,
+    /// Print the spec instead of writing it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format with --dry-run.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<DocumentFormat>,
+    /// Target for --yes: direct or terraform.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Output directory for --target terraform.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also apply the cluster (update cluster --yes).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateInstanceGroupArgs {
+    /// Name of the instance group.
+    pub group: String,
+    /// Role: Node, ControlPlane (Master), Bastion or APIServer.
+    #[arg(long, default_value = "Node")]
+    pub role: String,
+    /// Subnets of the group (default: every subnet of the cluster usable by the role).
+    #[arg(long = "subnet", value_delimiter = ',')]
+    pub subnets: Vec<String>,
+    /// Print instead of writing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<DocumentFormat>,
+    /// Set a field: spec.path=value (repeatable).
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateSshPublicKeyArgs {
+    /// The public key file.
+    #[arg(short = 'i', long = "ssh-public-key")]
+    pub public_key: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    #[command(subcommand)]
+    pub what: GetCommand,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GetOutput {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: ListFormat,
+    /// Print the completed spec (defaults filled in).
+    #[arg(long)]
+    pub full: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GetCommand {
+    /// Clusters in the state store.
+    #[command(alias = "cluster")]
+    Clusters {
+        names: Vec<String>,
+        #[command(flatten)]
+        output: GetOutput,
+    },
+    /// Instance groups of a cluster.
+    #[command(alias = "instancegroup", alias = "ig")]
+    Instancegroups {
+        names: Vec<String>,
+        #[command(flatten)]
+        output: GetOutput,
+    },
+    /// A cluster with its instance groups.
+    All {
+        cluster: Option<String>,
+        #[command(flatten)]
+        output: GetOutput,
+    },
+    /// The admin SSH public keys of a cluster.
+    #[command(alias = "sshpublickey", alias = "secrets")]
+    Sshpublickeys {
+        #[command(flatten)]
+        output: GetOutput,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EditArgs {
+    #[command(subcommand)]
+    pub what: EditCommand,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct EditFlags {
+    /// Set a field instead of opening an editor: spec.path=value (repeatable).
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Remove a field instead of opening an editor: spec.path (repeatable).
+    #[arg(long = "unset")]
+    pub unsets: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EditCommand {
+    /// Edit the cluster spec.
+    Cluster {
+        cluster: Option<String>,
+        #[command(flatten)]
+        flags: EditFlags,
+    },
+    /// Edit an instance group.
+    #[command(alias = "ig", alias = "instancegroups")]
+    Instancegroup {
+        group: String,
+        #[command(flatten)]
+        flags: EditFlags,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ReplaceArgs {
+    /// Files (or -) with the new objects.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filenames: Vec<PathBuf>,
+    /// Create objects that do not exist yet.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DeleteArgs {
+    /// Delete the objects named in these files.
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<PathBuf>,
+    /// Really delete (without it, only print what would be deleted).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    #[command(subcommand)]
+    pub what: Option<DeleteCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeleteCommand {
+    /// Delete a cluster.
+    Cluster {
+        cluster: Option<String>,
+        /// Remove only the spec from the state store, leaving cloud resources.
+        #[arg(long)]
+        unregister: bool,
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Delete an instance group.
+    #[command(alias = "ig", alias = "instancegroups")]
+    Instancegroup {
+        group: String,
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ToolboxArgs {
+    #[command(subcommand)]
+    pub what: ToolboxCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ToolboxCommand {
+    /// Render a Go template (kops style, with sprig functions) or a Jinja2 template (.j2).
+    Template(TemplateArgs),
+    /// Print the JSON Schema of Cluster and InstanceGroup.
+    Schema {
+        /// Which document: cluster, instancegroup or all.
+        #[arg(long, default_value = "all")]
+        kind: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TemplateArgs {
+    /// Template files or directories (rendered in order).
+    #[arg(short = 't', long = "template", required = true)]
+    pub templates: Vec<PathBuf>,
+    /// Values files (YAML or JSON), merged in order.
+    #[arg(long = "values")]
+    pub values: Vec<PathBuf>,
+    /// Set a value: key.path=value (typed: numbers and booleans are parsed).
+    #[arg(long = "set")]
+    pub sets: Vec<String>,
+    /// Set a value as a string.
+    #[arg(long = "set-string")]
+    pub set_strings: Vec<String>,
+    /// Fail when a template reads a value that is not set.
+    #[arg(long)]
+    pub fail_on_missing: bool,
+    /// Re-format the output as YAML (checks it parses).
+    #[arg(long)]
+    pub format_yaml: bool,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ForceUnlockArgs {
+    /// The lock ID printed by the command that is refused.
+    pub lock_id: String,
+    /// The cluster (or --name).
+    #[arg(long = "cluster")]
+    pub cluster: Option<String>,
+}

@@ -1,0 +1,63 @@
+//! What every command needs: the state store, the cluster name, input files.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use kopsrs_api::{decode_documents, Document};
+use kopsrs_state::StateStore;
+
+use crate::cli::GlobalArgs;
+use crate::problems::{Problem, Problems};
+
+/// The state store URL: `--state`, else `KOPS_STATE_STORE` (both through clap), else a
+/// directory under the user's data directory, so the tool works with no cloud account.
+pub fn state_url(global: &GlobalArgs) -> Result<String> {
+    if let Some(url) = &global.state {
+        return Ok(url.clone());
+    }
+    let dirs = directories::BaseDirs::new().context("no home directory to keep the default state store in; pass --state")?;
+    let dir = dirs.data_dir().join("kopsrs").join("state");
+    Ok(format!("file://{}", dir.display()))
+}
+
+pub fn open_store(global: &GlobalArgs) -> Result<StateStore> {
+    let url = state_url(global)?;
+    Ok(StateStore::open(&url)?)
+}
+
+/// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.
+pub fn cluster_name(global: &GlobalArgs, positional: Option<&str>) -> Result<String> {
+    positional
+        .map(str::to_string)
+        .or_else(|| global.name.clone())
+        .ok_or_else(|| Problems::one("no cluster name given", "pass the name, --name NAME, or set KOPS_CLUSTER_NAME").into())
+}
+
+/// Reads a file, or stdin for `-`.
+pub fn read_input(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Decodes every document of every file; all decoding errors are reported together.
+pub fn read_documents(paths: &[std::path::PathBuf]) -> Result<Vec<Document>> {
+    let mut documents = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        let text = read_input(path)?;
+        let name = if path == Path::new("-") { "stdin".to_string() } else { path.display().to_string() };
+        match decode_documents(&text, &name) {
+            Ok(mut docs) => documents.append(&mut docs),
+            Err(errors) => problems.extend(errors.into_iter().map(|e| Problem { message: e.to_string(), hint: None })),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems).into());
+    }
+    Ok(documents)
+}

@@ -1,0 +1,105 @@
+//! How errors reach the user: `error:` lines with `hint:`s, all at once, in one place.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use kopsrs_api::{Severity, ValidationReport};
+
+/// One problem with its hint.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Several problems found together (validation, decoding); rendered one per line.
+#[derive(Debug)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s)", self.0.len())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+impl Problems {
+    pub fn from_messages(messages: impl IntoIterator<Item = impl Into<String>>) -> Problems {
+        Problems(messages.into_iter().map(|m| Problem { message: m.into(), hint: None }).collect())
+    }
+
+    pub fn one(message: impl Into<String>, hint: impl Into<String>) -> Problems {
+        Problems(vec![Problem { message: message.into(), hint: Some(hint.into()) }])
+    }
+}
+
+/// Prints warnings of a report to stderr and turns its errors into [`Problems`].
+pub fn check(report: &ValidationReport) -> Result<(), Problems> {
+    for issue in report.warnings() {
+        eprintln!("warning: {issue}");
+        if let Some(hint) = &issue.hint {
+            eprintln!("  hint: {hint}");
+        }
+    }
+    let errors: Vec<Problem> = report
+        .issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .map(|i| Problem { message: i.to_string(), hint: i.hint.clone() })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(errors))
+    }
+}
+
+/// An exit with a given code and no message (`--detailed-exitcode` style results).
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+pub fn exit(result: anyhow::Result<()>) -> ExitCode {
+    let Err(error) = result else { return ExitCode::SUCCESS };
+    if let Some(ExitWith(code)) = error.downcast_ref::<ExitWith>() {
+        return ExitCode::from(*code);
+    }
+    if let Some(Problems(problems)) = error.downcast_ref::<Problems>() {
+        for problem in problems {
+            eprintln!("error: {}", problem.message);
+            if let Some(hint) = &problem.hint {
+                eprintln!("  hint: {hint}");
+            }
+        }
+        if problems.len() > 1 {
+            eprintln!("{} errors; nothing was written", problems.len());
+        }
+        return ExitCode::FAILURE;
+    }
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        eprintln!("  Caused by: {cause}");
+    }
+    if let Some(hint) = hint_for(&error) {
+        eprintln!("  hint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+fn hint_for(error: &anyhow::Error) -> Option<String> {
+    use kopsrs_state::StateStoreError as E;
+    match error.downcast_ref::<E>()? {
+        E::Conflict(_) => Some("another command changed it meanwhile; nothing was overwritten".into()),
+        E::Locked { .. } => Some("wait for it to finish; if it crashed, run `kopsrs force-unlock <lock ID> --cluster NAME`".into()),
+        E::AlreadyExists(_) => Some("use `kopsrs replace -f` or `kopsrs edit` to change an existing object".into()),
+        _ => None,
+    }
+}
