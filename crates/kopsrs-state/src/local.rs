@@ -33,10 +33,20 @@ impl Drop for Guard {
 }
 
 fn take_guard(target: &Path) -> Result<Guard, StateStoreError> {
-    let guard = target.with_file_name(format!(".{}.kopsrs-write", target.file_name().and_then(|n| n.to_str()).unwrap_or("object")));
+    let guard = target.with_file_name(format!(
+        ".{}.kopsrs-write",
+        target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object")
+    ));
     let started = Instant::now();
     loop {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&guard) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&guard)
+        {
             Ok(_) => return Ok(Guard(guard)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let stale = std::fs::metadata(&guard)
@@ -48,7 +58,10 @@ fn take_guard(target: &Path) -> Result<Guard, StateStoreError> {
                     continue;
                 }
                 if started.elapsed() > GUARD_WAIT {
-                    return Err(StateStoreError::Io(format!("{} is held by another writer", guard.display())));
+                    return Err(StateStoreError::Io(format!(
+                        "{} is held by another writer",
+                        guard.display()
+                    )));
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -59,9 +72,15 @@ fn take_guard(target: &Path) -> Result<Guard, StateStoreError> {
 
 /// Writes `bytes` to `target` if its current version is `expected` (`None`: must not exist).
 /// Returns the new version.
-pub fn write_if(target: &Path, key: &str, bytes: &[u8], expected: Option<&str>) -> Result<String, StateStoreError> {
+pub fn write_if(
+    target: &Path,
+    key: &str,
+    bytes: &[u8],
+    expected: Option<&str>,
+) -> Result<String, StateStoreError> {
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| StateStoreError::Io(format!("{}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StateStoreError::Io(format!("{}: {e}", parent.display())))?;
     }
     let _guard = take_guard(target)?;
     let current = match std::fs::read(target) {
@@ -77,7 +96,10 @@ pub fn write_if(target: &Path, key: &str, bytes: &[u8], expected: Option<&str>) 
     }
     let temporary = target.with_file_name(format!(
         ".{}.{}.tmp",
-        target.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+        target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object"),
         std::process::id()
     ));
     let io = |e: std::io::Error| StateStoreError::Io(format!("{}: {e}", temporary.display()));

@@ -8,8 +8,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{StateStore, StateStoreError};
 use crate::layout;
+use crate::store::{StateStore, StateStoreError};
 
 /// What the lock object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,12 +26,20 @@ pub struct LockInfo {
 impl LockInfo {
     /// A one-line description for messages.
     pub fn describe(&self) -> String {
-        format!("{}@{} running {:?} since {} (lock ID {})", self.owner, self.host, self.command, format_time(self.created), self.id)
+        format!(
+            "{}@{} running {:?} since {} (lock ID {})",
+            self.owner,
+            self.host,
+            self.command,
+            format_time(self.created),
+            self.id
+        )
     }
 }
 
 fn format_time(epoch: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch)).to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch))
+        .to_string()
 }
 
 /// Now, as RFC 3339 UTC (what kops writes in `creationTimestamp`).
@@ -50,18 +58,36 @@ pub struct LockGuard<'a> {
 impl LockGuard<'_> {
     /// Removes the lock.
     pub async fn release(self) -> Result<(), StateStoreError> {
-        self.store.delete(&format!("{}/{}", self.cluster, layout::LOCK)).await
+        self.store
+            .delete(&format!("{}/{}", self.cluster, layout::LOCK))
+            .await
     }
 }
 
 impl StateStore {
     /// Takes the lock of `cluster` for `command`, or fails naming the holder.
-    pub async fn lock(&self, cluster: &str, command: &str) -> Result<LockGuard<'_>, StateStoreError> {
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    pub async fn lock(
+        &self,
+        cluster: &str,
+        command: &str,
+    ) -> Result<LockGuard<'_>, StateStoreError> {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let info = LockInfo {
-            id: format!("{:08x}-{:04x}", created as u32 ^ nanos, std::process::id() & 0xffff),
-            owner: std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into()),
+            id: format!(
+                "{:08x}-{:04x}",
+                created as u32 ^ nanos,
+                std::process::id() & 0xffff
+            ),
+            owner: std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             command: command.to_string(),
             created,
@@ -69,10 +95,21 @@ impl StateStore {
         let key = format!("{cluster}/{}", layout::LOCK);
         let bytes = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock info serializes"));
         match self.put(&key, bytes, None).await {
-            Ok(_) => Ok(LockGuard { store: self, cluster: cluster.to_string(), info }),
+            Ok(_) => Ok(LockGuard {
+                store: self,
+                cluster: cluster.to_string(),
+                info,
+            }),
             Err(StateStoreError::AlreadyExists(_) | StateStoreError::Conflict(_)) => {
-                let holder = self.read_lock(cluster).await?.map(|h| h.describe()).unwrap_or_else(|| "another process".into());
-                Err(StateStoreError::Locked { cluster: cluster.to_string(), holder })
+                let holder = self
+                    .read_lock(cluster)
+                    .await?
+                    .map(|h| h.describe())
+                    .unwrap_or_else(|| "another process".into());
+                Err(StateStoreError::Locked {
+                    cluster: cluster.to_string(),
+                    holder,
+                })
             }
             Err(e) => Err(e),
         }
@@ -81,14 +118,23 @@ impl StateStore {
     /// Who holds the lock of `cluster`, if anyone.
     pub async fn read_lock(&self, cluster: &str) -> Result<Option<LockInfo>, StateStoreError> {
         let key = format!("{cluster}/{}", layout::LOCK);
-        let Some(object) = self.get(&key).await? else { return Ok(None) };
-        serde_json::from_slice(&object.value).map(Some).map_err(|e| StateStoreError::Corrupt { key, reason: e.to_string() })
+        let Some(object) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&object.value)
+            .map(Some)
+            .map_err(|e| StateStoreError::Corrupt {
+                key,
+                reason: e.to_string(),
+            })
     }
 
     /// Removes a stale lock, only if its ID is `id`.
     pub async fn force_unlock(&self, cluster: &str, id: &str) -> Result<LockInfo, StateStoreError> {
         match self.read_lock(cluster).await? {
-            None => Err(StateStoreError::Io(format!("cluster {cluster:?} is not locked"))),
+            None => Err(StateStoreError::Io(format!(
+                "cluster {cluster:?} is not locked"
+            ))),
             Some(info) if info.id != id => Err(StateStoreError::Io(format!(
                 "the lock of {cluster:?} has ID {}, not {id}; check who holds it: {}",
                 info.id,

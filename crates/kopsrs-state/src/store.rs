@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use kopsrs_api::{decode_documents, encode_documents, Cluster, Document, InstanceGroup, OutputFormat};
+use kopsrs_api::{
+    decode_documents, encode_documents, Cluster, Document, InstanceGroup, OutputFormat,
+};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -71,7 +73,10 @@ impl StateStore {
     /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`), with path-style
     /// addressing when an endpoint is set, and conditional writes on.
     pub fn open(url: &str) -> Result<StateStore, StateStoreError> {
-        let bad = |reason: &str| StateStoreError::BadUrl { url: url.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| StateStoreError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
         let url = url.trim_end_matches('/').to_string();
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -81,32 +86,55 @@ impl StateStore {
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_conditional_put(S3ConditionalPut::ETagMatch);
-            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
+            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok();
             if let Some(endpoint) = endpoint {
                 builder = builder
                     .with_endpoint(&endpoint)
                     .with_virtual_hosted_style_request(false)
                     .with_allow_http(endpoint.starts_with("http://"));
             }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
                 builder = builder.with_region("us-east-1");
             }
             let store = builder.build().map_err(|e| bad(&e.to_string()))?;
             let prefix = Path::from(prefix);
-            return Ok(StateStore { url: url.clone(), store: Arc::new(store), prefix, backend: Backend::Object });
+            return Ok(StateStore {
+                url: url.clone(),
+                store: Arc::new(store),
+                prefix,
+                backend: Backend::Object,
+            });
         }
         if let Some(rest) = url.strip_prefix("memory://") {
-            return Ok(StateStore { url: url.clone(), store: Arc::new(InMemory::new()), prefix: Path::from(rest), backend: Backend::Object });
+            return Ok(StateStore {
+                url: url.clone(),
+                store: Arc::new(InMemory::new()),
+                prefix: Path::from(rest),
+                backend: Backend::Object,
+            });
         }
         if let Some(dir) = url.strip_prefix("file://") {
             if !dir.starts_with('/') {
-                return Err(bad("a file store needs an absolute path: file:///path/to/dir"));
+                return Err(bad(
+                    "a file store needs an absolute path: file:///path/to/dir",
+                ));
             }
             std::fs::create_dir_all(dir).map_err(|e| bad(&e.to_string()))?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| bad(&e.to_string()))?;
-            return Ok(StateStore { url: url.clone(), store: Arc::new(store), prefix: Path::default(), backend: Backend::Local(PathBuf::from(dir)) });
+            let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| bad(&e.to_string()))?;
+            return Ok(StateStore {
+                url: url.clone(),
+                store: Arc::new(store),
+                prefix: Path::default(),
+                backend: Backend::Local(PathBuf::from(dir)),
+            });
         }
-        Err(bad("use s3://bucket/prefix, file:///absolute/dir or memory://"))
+        Err(bad(
+            "use s3://bucket/prefix, file:///absolute/dir or memory://",
+        ))
     }
 
     /// The URL this store was opened with.
@@ -137,7 +165,10 @@ impl StateStore {
                     (Backend::Local(_), _) | (_, None) => local::content_version(&bytes),
                     (_, Some(etag)) => etag,
                 };
-                Ok(Some(Versioned { value: bytes, version: Version(version) }))
+                Ok(Some(Versioned {
+                    value: bytes,
+                    version: Version(version),
+                }))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -146,35 +177,62 @@ impl StateStore {
 
     /// Writes an object: `None` creates it (fails if it exists), `Some(version)` replaces it only
     /// if it is still at that version. Returns the new version.
-    pub async fn put(&self, key: &str, bytes: Bytes, expected: Option<&Version>) -> Result<Version, StateStoreError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        expected: Option<&Version>,
+    ) -> Result<Version, StateStoreError> {
         if let Backend::Local(dir) = &self.backend {
             let target = dir.join(key);
             let expected = expected.map(|v| v.0.clone());
             let key = key.to_string();
-            let version = tokio::task::spawn_blocking(move || local::write_if(&target, &key, &bytes, expected.as_deref()))
-                .await
-                .map_err(|e| StateStoreError::Io(e.to_string()))??;
+            let version = tokio::task::spawn_blocking(move || {
+                local::write_if(&target, &key, &bytes, expected.as_deref())
+            })
+            .await
+            .map_err(|e| StateStoreError::Io(e.to_string()))??;
             return Ok(Version(version));
         }
         let mode = match expected {
             None => PutMode::Create,
-            Some(version) => PutMode::Update(UpdateVersion { e_tag: Some(version.0.clone()), version: None }),
+            Some(version) => PutMode::Update(UpdateVersion {
+                e_tag: Some(version.0.clone()),
+                version: None,
+            }),
         };
-        let options = PutOptions { mode, ..Default::default() };
-        let result = self.store.put_opts(&self.path(key), PutPayload::from(bytes.clone()), options).await.map_err(|e| match e {
-            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. } if expected.is_none() => {
-                StateStoreError::AlreadyExists(key.to_string())
-            }
-            object_store::Error::Precondition { .. } => StateStoreError::Conflict(key.to_string()),
-            other => other.into(),
-        })?;
-        Ok(Version(result.e_tag.unwrap_or_else(|| local::content_version(&bytes))))
+        let options = PutOptions {
+            mode,
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .put_opts(&self.path(key), PutPayload::from(bytes.clone()), options)
+            .await
+            .map_err(|e| match e {
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. }
+                    if expected.is_none() =>
+                {
+                    StateStoreError::AlreadyExists(key.to_string())
+                }
+                object_store::Error::Precondition { .. } => {
+                    StateStoreError::Conflict(key.to_string())
+                }
+                other => other.into(),
+            })?;
+        Ok(Version(
+            result
+                .e_tag
+                .unwrap_or_else(|| local::content_version(&bytes)),
+        ))
     }
 
     /// Writes an object whatever its current version (used by `replace --force`).
     pub async fn overwrite(&self, key: &str, bytes: Bytes) -> Result<Version, StateStoreError> {
         let current = self.get(key).await?;
-        self.put(key, bytes, current.as_ref().map(|c| &c.version)).await
+        self.put(key, bytes, current.as_ref().map(|c| &c.version))
+            .await
     }
 
     /// Deletes an object; deleting what is not there is not an error.
@@ -192,7 +250,11 @@ impl StateStore {
         let mut keys: Vec<String> = self
             .store
             .list(Some(&base))
-            .map_ok(|meta| meta.location.as_ref()[root..].trim_start_matches('/').to_string())
+            .map_ok(|meta| {
+                meta.location.as_ref()[root..]
+                    .trim_start_matches('/')
+                    .to_string()
+            })
             .try_collect()
             .await?;
         keys.sort();
@@ -201,7 +263,14 @@ impl StateStore {
 
     /// The names of the clusters in the store (folders with a `config`).
     pub async fn list_clusters(&self) -> Result<Vec<String>, StateStoreError> {
-        let listing = self.store.list_with_delimiter(if self.prefix.as_ref().is_empty() { None } else { Some(&self.prefix) }).await?;
+        let listing = self
+            .store
+            .list_with_delimiter(if self.prefix.as_ref().is_empty() {
+                None
+            } else {
+                Some(&self.prefix)
+            })
+            .await?;
         let mut names = Vec::new();
         for folder in listing.common_prefixes {
             let name = folder.filename().unwrap_or_default().to_string();
@@ -210,40 +279,76 @@ impl StateStore {
             }
         }
         // A folder is a cluster when it holds a config; check them concurrently.
-        let config_paths: Vec<Path> = names.iter().map(|name| self.path(&format!("{name}/{}", layout::CONFIG))).collect();
+        let config_paths: Vec<Path> = names
+            .iter()
+            .map(|name| self.path(&format!("{name}/{}", layout::CONFIG)))
+            .collect();
         let checks = config_paths.iter().map(|path| self.store.head(path));
         let found = futures::future::join_all(checks).await;
-        let mut clusters: Vec<String> = names.into_iter().zip(found).filter(|(_, head)| head.is_ok()).map(|(n, _)| n).collect();
+        let mut clusters: Vec<String> = names
+            .into_iter()
+            .zip(found)
+            .filter(|(_, head)| head.is_ok())
+            .map(|(n, _)| n)
+            .collect();
         clusters.sort();
         Ok(clusters)
     }
 
-    fn decode<T>(&self, key: &str, bytes: &[u8], pick: impl Fn(Document) -> Option<T>) -> Result<T, StateStoreError> {
-        let text = std::str::from_utf8(bytes).map_err(|e| StateStoreError::Corrupt { key: key.into(), reason: e.to_string() })?;
+    fn decode<T>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        pick: impl Fn(Document) -> Option<T>,
+    ) -> Result<T, StateStoreError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| StateStoreError::Corrupt {
+            key: key.into(),
+            reason: e.to_string(),
+        })?;
         let documents = decode_documents(text, key).map_err(|errors| StateStoreError::Corrupt {
             key: key.into(),
-            reason: errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            reason: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         })?;
         documents
             .into_iter()
             .find_map(pick)
-            .ok_or_else(|| StateStoreError::Corrupt { key: key.into(), reason: "no document of the expected kind".into() })
+            .ok_or_else(|| StateStoreError::Corrupt {
+                key: key.into(),
+                reason: "no document of the expected kind".into(),
+            })
     }
 
     /// Reads a cluster's user spec.
-    pub async fn read_cluster(&self, name: &str) -> Result<Option<Versioned<Cluster>>, StateStoreError> {
+    pub async fn read_cluster(
+        &self,
+        name: &str,
+    ) -> Result<Option<Versioned<Cluster>>, StateStoreError> {
         let key = format!("{name}/{}", layout::CONFIG);
-        let Some(object) = self.get(&key).await? else { return Ok(None) };
+        let Some(object) = self.get(&key).await? else {
+            return Ok(None);
+        };
         let cluster = self.decode(&key, &object.value, |d| match d {
             Document::Cluster(c) => Some(*c),
             _ => None,
         })?;
-        Ok(Some(Versioned { value: cluster, version: object.version }))
+        Ok(Some(Versioned {
+            value: cluster,
+            version: object.version,
+        }))
     }
 
     /// Reads every instance group of a cluster, sorted by name.
-    pub async fn read_instance_groups(&self, cluster: &str) -> Result<Vec<Versioned<InstanceGroup>>, StateStoreError> {
-        let keys = self.list(&format!("{cluster}/{}", layout::INSTANCE_GROUPS)).await?;
+    pub async fn read_instance_groups(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<Versioned<InstanceGroup>>, StateStoreError> {
+        let keys = self
+            .list(&format!("{cluster}/{}", layout::INSTANCE_GROUPS))
+            .await?;
         let objects = futures::future::try_join_all(keys.iter().map(|key| self.get(key))).await?;
         let mut groups = Vec::new();
         for (key, object) in keys.iter().zip(objects) {
@@ -252,23 +357,45 @@ impl StateStore {
                 Document::InstanceGroup(g) => Some(*g),
                 _ => None,
             })?;
-            groups.push(Versioned { value: group, version: object.version });
+            groups.push(Versioned {
+                value: group,
+                version: object.version,
+            });
         }
         groups.sort_by(|a, b| a.value.metadata.name.cmp(&b.value.metadata.name));
         Ok(groups)
     }
 
     /// Writes a cluster's user spec, conditionally on `expected` (`None`: must be new).
-    pub async fn write_cluster(&self, cluster: &Cluster, expected: Option<&Version>) -> Result<Version, StateStoreError> {
+    pub async fn write_cluster(
+        &self,
+        cluster: &Cluster,
+        expected: Option<&Version>,
+    ) -> Result<Version, StateStoreError> {
         let key = format!("{}/{}", cluster.metadata.name, layout::CONFIG);
-        let text = encode_documents(&[Document::Cluster(Box::new(cluster.clone()))], OutputFormat::Yaml);
+        let text = encode_documents(
+            &[Document::Cluster(Box::new(cluster.clone()))],
+            OutputFormat::Yaml,
+        );
         self.put(&key, Bytes::from(text), expected).await
     }
 
     /// Writes an instance group, conditionally on `expected` (`None`: must be new).
-    pub async fn write_instance_group(&self, cluster: &str, group: &InstanceGroup, expected: Option<&Version>) -> Result<Version, StateStoreError> {
-        let key = format!("{cluster}/{}/{}", layout::INSTANCE_GROUPS, group.metadata.name);
-        let text = encode_documents(&[Document::InstanceGroup(Box::new(group.clone()))], OutputFormat::Yaml);
+    pub async fn write_instance_group(
+        &self,
+        cluster: &str,
+        group: &InstanceGroup,
+        expected: Option<&Version>,
+    ) -> Result<Version, StateStoreError> {
+        let key = format!(
+            "{cluster}/{}/{}",
+            layout::INSTANCE_GROUPS,
+            group.metadata.name
+        );
+        let text = encode_documents(
+            &[Document::InstanceGroup(Box::new(group.clone()))],
+            OutputFormat::Yaml,
+        );
         self.put(&key, Bytes::from(text), expected).await
     }
 

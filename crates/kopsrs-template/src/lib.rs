@@ -17,7 +17,9 @@ pub enum TemplateError {
     Parse { name: String, message: String },
     #[error("{name}: {message}")]
     Render { name: String, message: String },
-    #[error("{name}: reads a value that is not set ({detail}); set it in a values file or with --set")]
+    #[error(
+        "{name}: reads a value that is not set ({detail}); set it in a values file or with --set"
+    )]
     Missing { name: String, detail: String },
     #[error("--set {0}: expected key.path=value")]
     BadSet(String),
@@ -31,7 +33,9 @@ pub fn merge_values(base: &mut Value, overlay: Value) {
         (Value::Object(base), Value::Object(overlay)) => {
             for (key, value) in overlay {
                 match base.get_mut(&key) {
-                    Some(existing) if existing.is_object() && value.is_object() => merge_values(existing, value),
+                    Some(existing) if existing.is_object() && value.is_object() => {
+                        merge_values(existing, value)
+                    }
                     _ => {
                         base.insert(key, value);
                     }
@@ -45,7 +49,9 @@ pub fn merge_values(base: &mut Value, overlay: Value) {
 /// Applies `key.path=value`. With `typed`, numbers, booleans and `null` are parsed (as Helm's
 /// `--set` does); otherwise the value stays a string.
 pub fn set_value(values: &mut Value, assignment: &str, typed: bool) -> Result<(), TemplateError> {
-    let (path, raw) = assignment.split_once('=').ok_or_else(|| TemplateError::BadSet(assignment.to_string()))?;
+    let (path, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| TemplateError::BadSet(assignment.to_string()))?;
     if path.is_empty() {
         return Err(TemplateError::BadSet(assignment.to_string()));
     }
@@ -54,7 +60,11 @@ pub fn set_value(values: &mut Value, assignment: &str, typed: bool) -> Result<()
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
             "null" => Value::Null,
-            _ => raw.parse::<i64>().map(Value::from).or_else(|_| raw.parse::<f64>().map(Value::from)).unwrap_or_else(|_| Value::String(raw.into())),
+            _ => raw
+                .parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| raw.parse::<f64>().map(Value::from))
+                .unwrap_or_else(|_| Value::String(raw.into())),
         }
     } else {
         Value::String(raw.to_string())
@@ -65,12 +75,18 @@ pub fn set_value(values: &mut Value, assignment: &str, typed: bool) -> Result<()
         if !node.is_object() {
             *node = Value::Object(Map::new());
         }
-        node = node.as_object_mut().expect("object").entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        node = node
+            .as_object_mut()
+            .expect("object")
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     if !node.is_object() {
         *node = Value::Object(Map::new());
     }
-    node.as_object_mut().expect("object").insert(parts[parts.len() - 1].to_string(), value);
+    node.as_object_mut()
+        .expect("object")
+        .insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
 }
 
@@ -84,7 +100,10 @@ pub enum Engine {
 impl Engine {
     /// `.j2` / `.jinja` / `.jinja2` files are Jinja2; everything else is a Go template.
     pub fn for_file(name: &str) -> Engine {
-        if [".j2", ".jinja", ".jinja2"].iter().any(|ext| name.ends_with(ext)) {
+        if [".j2", ".jinja", ".jinja2"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
             Engine::Jinja
         } else {
             Engine::Go
@@ -93,7 +112,13 @@ impl Engine {
 }
 
 /// Renders one template.
-pub fn render(name: &str, text: &str, values: &Value, engine: Engine, fail_on_missing: bool) -> Result<String, TemplateError> {
+pub fn render(
+    name: &str,
+    text: &str,
+    values: &Value,
+    engine: Engine,
+    fail_on_missing: bool,
+) -> Result<String, TemplateError> {
     match engine {
         Engine::Go => render_go(name, text, values, fail_on_missing),
         Engine::Jinja => render_jinja(name, text, values, fail_on_missing),
@@ -112,43 +137,92 @@ fn to_gtmpl(value: &Value) -> gtmpl_value::Value {
         },
         Value::String(s) => gtmpl_value::Value::String(s.clone()),
         Value::Array(items) => gtmpl_value::Value::Array(items.iter().map(to_gtmpl).collect()),
-        Value::Object(map) => gtmpl_value::Value::Map(map.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect::<HashMap<_, _>>()),
+        Value::Object(map) => gtmpl_value::Value::Map(
+            map.iter()
+                .map(|(k, v)| (k.clone(), to_gtmpl(v)))
+                .collect::<HashMap<_, _>>(),
+        ),
     }
 }
 
-fn render_go(name: &str, text: &str, values: &Value, fail_on_missing: bool) -> Result<String, TemplateError> {
+fn render_go(
+    name: &str,
+    text: &str,
+    values: &Value,
+    fail_on_missing: bool,
+) -> Result<String, TemplateError> {
     let mut template = gtmpl::Template::default();
     template.add_funcs(sprig::FUNCTIONS);
-    template.parse(text).map_err(|e| TemplateError::Parse { name: name.into(), message: e.to_string() })?;
+    template.parse(text).map_err(|e| TemplateError::Parse {
+        name: name.into(),
+        message: e.to_string(),
+    })?;
     let context = gtmpl::Context::from(to_gtmpl(values));
-    let output = template.render(&context).map_err(|e| TemplateError::Render { name: name.into(), message: e.to_string() })?;
+    let output = template
+        .render(&context)
+        .map_err(|e| TemplateError::Render {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
     // gtmpl, like Go's text/template with missingkey=default, prints a missing value as
     // "<no value>"; that marker is how a missing key shows up after rendering.
     if fail_on_missing {
         if let Some(line) = output.lines().position(|l| l.contains("<no value>")) {
-            return Err(TemplateError::Missing { name: name.into(), detail: format!("output line {}", line + 1) });
+            return Err(TemplateError::Missing {
+                name: name.into(),
+                detail: format!("output line {}", line + 1),
+            });
         }
     }
     Ok(output)
 }
 
-fn render_jinja(name: &str, text: &str, values: &Value, fail_on_missing: bool) -> Result<String, TemplateError> {
+fn render_jinja(
+    name: &str,
+    text: &str,
+    values: &Value,
+    fail_on_missing: bool,
+) -> Result<String, TemplateError> {
     let mut environment = minijinja::Environment::new();
-    environment.set_undefined_behavior(if fail_on_missing { minijinja::UndefinedBehavior::Strict } else { minijinja::UndefinedBehavior::Lenient });
-    environment.set_keep_trailing_newline(true);
-    environment.add_filter("to_yaml", |value: minijinja::Value| -> Result<String, minijinja::Error> {
-        let json = serde_json::to_value(&value).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
-        serde_yaml_ng::to_string(&json).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))
+    environment.set_undefined_behavior(if fail_on_missing {
+        minijinja::UndefinedBehavior::Strict
+    } else {
+        minijinja::UndefinedBehavior::Lenient
     });
-    environment.add_template(name, text).map_err(|e| TemplateError::Parse { name: name.into(), message: e.to_string() })?;
+    environment.set_keep_trailing_newline(true);
+    environment.add_filter(
+        "to_yaml",
+        |value: minijinja::Value| -> Result<String, minijinja::Error> {
+            let json = serde_json::to_value(&value).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+            })?;
+            serde_yaml_ng::to_string(&json).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+            })
+        },
+    );
+    environment
+        .add_template(name, text)
+        .map_err(|e| TemplateError::Parse {
+            name: name.into(),
+            message: e.to_string(),
+        })?;
     let template = environment.get_template(name).expect("just added");
-    template.render(minijinja::Value::from_serialize(values)).map_err(|e| {
-        if e.kind() == minijinja::ErrorKind::UndefinedError {
-            TemplateError::Missing { name: name.into(), detail: e.to_string() }
-        } else {
-            TemplateError::Render { name: name.into(), message: e.to_string() }
-        }
-    })
+    template
+        .render(minijinja::Value::from_serialize(values))
+        .map_err(|e| {
+            if e.kind() == minijinja::ErrorKind::UndefinedError {
+                TemplateError::Missing {
+                    name: name.into(),
+                    detail: e.to_string(),
+                }
+            } else {
+                TemplateError::Render {
+                    name: name.into(),
+                    message: e.to_string(),
+                }
+            }
+        })
 }
 
 /// Re-writes rendered output as clean YAML, document by document (`--format-yaml`).
@@ -156,11 +230,20 @@ pub fn format_yaml(name: &str, text: &str) -> Result<String, TemplateError> {
     use serde::Deserialize;
     let mut documents = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(text) {
-        let value = serde_yaml_ng::Value::deserialize(document).map_err(|e| TemplateError::NotYaml { name: name.into(), message: e.to_string() })?;
+        let value =
+            serde_yaml_ng::Value::deserialize(document).map_err(|e| TemplateError::NotYaml {
+                name: name.into(),
+                message: e.to_string(),
+            })?;
         if value.is_null() {
             continue;
         }
-        documents.push(serde_yaml_ng::to_string(&value).map_err(|e| TemplateError::NotYaml { name: name.into(), message: e.to_string() })?);
+        documents.push(
+            serde_yaml_ng::to_string(&value).map_err(|e| TemplateError::NotYaml {
+                name: name.into(),
+                message: e.to_string(),
+            })?,
+        );
     }
     Ok(documents.join("---\n"))
 }
@@ -191,16 +274,47 @@ labels:
 
     #[test]
     fn missing_values_fail_when_asked() {
-        let err = render("t.yaml", "a: {{ .missing }}\n", &json!({}), Engine::Go, true).unwrap_err();
-        assert!(err.to_string().contains("reads a value that is not set"), "{err}");
-        assert!(render("t.yaml", "a: {{ .missing }}\n", &json!({}), Engine::Go, false).is_ok());
-        let err = render("t.j2", "a: {{ missing }}\n", &json!({}), Engine::Jinja, true).unwrap_err();
+        let err = render(
+            "t.yaml",
+            "a: {{ .missing }}\n",
+            &json!({}),
+            Engine::Go,
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("reads a value that is not set"),
+            "{err}"
+        );
+        assert!(render(
+            "t.yaml",
+            "a: {{ .missing }}\n",
+            &json!({}),
+            Engine::Go,
+            false
+        )
+        .is_ok());
+        let err = render(
+            "t.j2",
+            "a: {{ missing }}\n",
+            &json!({}),
+            Engine::Jinja,
+            true,
+        )
+        .unwrap_err();
         assert!(matches!(err, TemplateError::Missing { .. }), "{err}");
     }
 
     #[test]
     fn jinja_templates() {
-        let out = render("t.j2", "{% for z in zones %}- {{ z }}\n{% endfor %}", &json!({"zones": ["a", "b"]}), Engine::Jinja, true).unwrap();
+        let out = render(
+            "t.j2",
+            "{% for z in zones %}- {{ z }}\n{% endfor %}",
+            &json!({"zones": ["a", "b"]}),
+            Engine::Jinja,
+            true,
+        )
+        .unwrap();
         assert_eq!(out, "- a\n- b\n");
     }
 
@@ -210,6 +324,9 @@ labels:
         merge_values(&mut values, json!({"a": {"b": 10}, "l": [2]}));
         set_value(&mut values, "a.d=true", true).unwrap();
         set_value(&mut values, "a.e=007", false).unwrap();
-        assert_eq!(values, json!({"a": {"b": 10, "c": 2, "d": true, "e": "007"}, "l": [2]}));
+        assert_eq!(
+            values,
+            json!({"a": {"b": 10, "c": 2, "d": true, "e": "007"}, "l": [2]})
+        );
     }
 }

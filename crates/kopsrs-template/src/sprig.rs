@@ -80,9 +80,17 @@ fn is_empty(value: &Value) -> bool {
 
 fn number(name: &str, value: &Value) -> Result<i64, FuncError> {
     match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).ok_or_else(|| FuncError::Generic(format!("{name}: {n} is not a number"))),
-        Value::String(s) => s.trim().parse().map_err(|_| FuncError::Generic(format!("{name}: {s:?} is not a number"))),
-        other => Err(FuncError::Generic(format!("{name}: {other} is not a number"))),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .ok_or_else(|| FuncError::Generic(format!("{name}: {n} is not a number"))),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| FuncError::Generic(format!("{name}: {s:?} is not a number"))),
+        other => Err(FuncError::Generic(format!(
+            "{name}: {other} is not a number"
+        ))),
     }
 }
 
@@ -101,7 +109,11 @@ fn to_json_value(value: &Value) -> serde_json::Value {
         Value::Map(m) | Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            serde_json::Value::Object(keys.into_iter().map(|k| (k.clone(), to_json_value(&m[k]))).collect())
+            serde_json::Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), to_json_value(&m[k])))
+                    .collect(),
+            )
         }
     }
 }
@@ -109,7 +121,11 @@ fn to_json_value(value: &Value) -> serde_json::Value {
 fn default(a: &[Value]) -> Result<Value, FuncError> {
     match a {
         [fallback] => Ok(fallback.clone()),
-        [fallback, given] => Ok(if is_empty(given) { fallback.clone() } else { given.clone() }),
+        [fallback, given] => Ok(if is_empty(given) {
+            fallback.clone()
+        } else {
+            given.clone()
+        }),
         _ => Err(FuncError::ExactlyXArgs("default".into(), 2)),
     }
 }
@@ -120,7 +136,10 @@ fn empty(a: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn coalesce(a: &[Value]) -> Result<Value, FuncError> {
-    Ok(a.iter().find(|v| !is_empty(v)).cloned().unwrap_or(Value::Nil))
+    Ok(a.iter()
+        .find(|v| !is_empty(v))
+        .cloned()
+        .unwrap_or(Value::Nil))
 }
 
 fn ternary(a: &[Value]) -> Result<Value, FuncError> {
@@ -152,33 +171,46 @@ string_fn!(upper, "upper", |s| s.to_uppercase());
 string_fn!(lower, "lower", |s| s.to_lowercase());
 string_fn!(trim, "trim", |s| s.trim().to_string());
 string_fn!(to_string, "toString", |s| s);
-string_fn!(b64enc, "b64enc", |s| base64::engine::general_purpose::STANDARD.encode(s));
-string_fn!(sha256sum, "sha256sum", |s| Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect());
+string_fn!(b64enc, "b64enc", |s| {
+    base64::engine::general_purpose::STANDARD.encode(s)
+});
+string_fn!(sha256sum, "sha256sum", |s| Sha256::digest(s.as_bytes())
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect());
 string_fn!(title, "title", |s| s
     .split(' ')
     .map(|w| {
         let mut c = w.chars();
-        c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+        c.next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default()
     })
     .collect::<Vec<_>>()
     .join(" "));
 
 fn b64dec(a: &[Value]) -> Result<Value, FuncError> {
     let [v] = args::<1>("b64dec", a)?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text(&v)).map_err(|e| FuncError::Generic(format!("b64dec: {e}")))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text(&v))
+        .map_err(|e| FuncError::Generic(format!("b64dec: {e}")))?;
     Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn trim_prefix(a: &[Value]) -> Result<Value, FuncError> {
     let [prefix, s] = args::<2>("trimPrefix", a)?;
     let (prefix, s) = (text(&prefix), text(&s));
-    Ok(Value::String(s.strip_prefix(&prefix).unwrap_or(&s).to_string()))
+    Ok(Value::String(
+        s.strip_prefix(&prefix).unwrap_or(&s).to_string(),
+    ))
 }
 
 fn trim_suffix(a: &[Value]) -> Result<Value, FuncError> {
     let [suffix, s] = args::<2>("trimSuffix", a)?;
     let (suffix, s) = (text(&suffix), text(&s));
-    Ok(Value::String(s.strip_suffix(&suffix).unwrap_or(&s).to_string()))
+    Ok(Value::String(
+        s.strip_suffix(&suffix).unwrap_or(&s).to_string(),
+    ))
 }
 
 fn replace(a: &[Value]) -> Result<Value, FuncError> {
@@ -203,12 +235,17 @@ fn has_suffix(a: &[Value]) -> Result<Value, FuncError> {
 
 fn repeat(a: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args::<2>("repeat", a)?;
-    Ok(Value::String(text(&s).repeat(number("repeat", &n)?.max(0) as usize)))
+    Ok(Value::String(
+        text(&s).repeat(number("repeat", &n)?.max(0) as usize),
+    ))
 }
 
 fn indent_by(n: i64, s: &str) -> String {
     let pad = " ".repeat(n.max(0) as usize);
-    s.lines().map(|l| format!("{pad}{l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn indent(a: &[Value]) -> Result<Value, FuncError> {
@@ -218,20 +255,34 @@ fn indent(a: &[Value]) -> Result<Value, FuncError> {
 
 fn nindent(a: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args::<2>("nindent", a)?;
-    Ok(Value::String(format!("\n{}", indent_by(number("nindent", &n)?, &text(&s)))))
+    Ok(Value::String(format!(
+        "\n{}",
+        indent_by(number("nindent", &n)?, &text(&s))
+    )))
 }
 
 fn join(a: &[Value]) -> Result<Value, FuncError> {
     let [separator, list] = args::<2>("join", a)?;
     match list {
-        Value::Array(items) => Ok(Value::String(items.iter().map(text).collect::<Vec<_>>().join(&text(&separator)))),
+        Value::Array(items) => Ok(Value::String(
+            items
+                .iter()
+                .map(text)
+                .collect::<Vec<_>>()
+                .join(&text(&separator)),
+        )),
         other => Ok(Value::String(text(&other))),
     }
 }
 
 fn split_list(a: &[Value]) -> Result<Value, FuncError> {
     let [separator, s] = args::<2>("splitList", a)?;
-    Ok(Value::Array(text(&s).split(&text(&separator)).map(|p| Value::String(p.into())).collect()))
+    Ok(Value::Array(
+        text(&s)
+            .split(&text(&separator))
+            .map(|p| Value::String(p.into()))
+            .collect(),
+    ))
 }
 
 fn list(a: &[Value]) -> Result<Value, FuncError> {
@@ -242,7 +293,11 @@ fn dict(a: &[Value]) -> Result<Value, FuncError> {
     if a.len() % 2 != 0 {
         return Err(FuncError::Generic("dict: needs key/value pairs".into()));
     }
-    Ok(Value::Map(a.chunks(2).map(|pair| (text(&pair[0]), pair[1].clone())).collect()))
+    Ok(Value::Map(
+        a.chunks(2)
+            .map(|pair| (text(&pair[0]), pair[1].clone()))
+            .collect(),
+    ))
 }
 
 fn keys(a: &[Value]) -> Result<Value, FuncError> {
@@ -257,7 +312,9 @@ fn keys(a: &[Value]) -> Result<Value, FuncError> {
 
 fn has_key(a: &[Value]) -> Result<Value, FuncError> {
     let [map, key] = args::<2>("hasKey", a)?;
-    Ok(Value::Bool(matches!(&map, Value::Map(m) | Value::Object(m) if m.contains_key(&text(&key)))))
+    Ok(Value::Bool(
+        matches!(&map, Value::Map(m) | Value::Object(m) if m.contains_key(&text(&key))),
+    ))
 }
 
 fn first(a: &[Value]) -> Result<Value, FuncError> {
@@ -282,7 +339,9 @@ fn int(a: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn add(a: &[Value]) -> Result<Value, FuncError> {
-    a.iter().try_fold(0i64, |sum, v| Ok(sum + number("add", v)?)).map(Value::from)
+    a.iter()
+        .try_fold(0i64, |sum, v| Ok(sum + number("add", v)?))
+        .map(Value::from)
 }
 
 fn sub(a: &[Value]) -> Result<Value, FuncError> {
@@ -291,17 +350,22 @@ fn sub(a: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn mul(a: &[Value]) -> Result<Value, FuncError> {
-    a.iter().try_fold(1i64, |product, v| Ok(product * number("mul", v)?)).map(Value::from)
+    a.iter()
+        .try_fold(1i64, |product, v| Ok(product * number("mul", v)?))
+        .map(Value::from)
 }
 
 fn until(a: &[Value]) -> Result<Value, FuncError> {
     let [n] = args::<1>("until", a)?;
-    Ok(Value::Array((0..number("until", &n)?.max(0)).map(Value::from).collect()))
+    Ok(Value::Array(
+        (0..number("until", &n)?.max(0)).map(Value::from).collect(),
+    ))
 }
 
 fn to_yaml(a: &[Value]) -> Result<Value, FuncError> {
     let [v] = args::<1>("toYaml", a)?;
-    let yaml = serde_yaml_ng::to_string(&to_json_value(&v)).map_err(|e| FuncError::Generic(format!("toYaml: {e}")))?;
+    let yaml = serde_yaml_ng::to_string(&to_json_value(&v))
+        .map_err(|e| FuncError::Generic(format!("toYaml: {e}")))?;
     Ok(Value::String(yaml.trim_end().to_string()))
 }
 

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "kopsrs", version, about = "Kubernetes Operations in Rust: kubectl for clusters", propagate_version = true)]
+#[command(
+    name = "kopsrs",
+    version,
+    about = "Kubernetes Operations in Rust: kubectl for clusters",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -16,7 +16,8 @@ pub fn state_url(global: &GlobalArgs) -> Result<String> {
     if let Some(url) = &global.state {
         return Ok(url.clone());
     }
-    let dirs = directories::BaseDirs::new().context("no home directory to keep the default state store in; pass --state")?;
+    let dirs = directories::BaseDirs::new()
+        .context("no home directory to keep the default state store in; pass --state")?;
     let dir = dirs.data_dir().join("kopsrs").join("state");
     Ok(format!("file://{}", dir.display()))
 }
@@ -31,14 +32,22 @@ pub fn cluster_name(global: &GlobalArgs, positional: Option<&str>) -> Result<Str
     positional
         .map(str::to_string)
         .or_else(|| global.name.clone())
-        .ok_or_else(|| Problems::one("no cluster name given", "pass the name, --name NAME, or set KOPS_CLUSTER_NAME").into())
+        .ok_or_else(|| {
+            Problems::one(
+                "no cluster name given",
+                "pass the name, --name NAME, or set KOPS_CLUSTER_NAME",
+            )
+            .into()
+        })
 }
 
 /// Reads a file, or stdin for `-`.
 pub fn read_input(path: &Path) -> Result<String> {
     if path == Path::new("-") {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
         return Ok(text);
     }
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
@@ -50,10 +59,17 @@ pub fn read_documents(paths: &[std::path::PathBuf]) -> Result<Vec<Document>> {
     let mut problems = Vec::new();
     for path in paths {
         let text = read_input(path)?;
-        let name = if path == Path::new("-") { "stdin".to_string() } else { path.display().to_string() };
+        let name = if path == Path::new("-") {
+            "stdin".to_string()
+        } else {
+            path.display().to_string()
+        };
         match decode_documents(&text, &name) {
             Ok(mut docs) => documents.append(&mut docs),
-            Err(errors) => problems.extend(errors.into_iter().map(|e| Problem { message: e.to_string(), hint: None })),
+            Err(errors) => problems.extend(errors.into_iter().map(|e| Problem {
+                message: e.to_string(),
+                hint: None,
+            })),
         }
     }
     if !problems.is_empty() {

@@ -26,11 +26,22 @@ impl std::error::Error for Problems {}
 
 impl Problems {
     pub fn from_messages(messages: impl IntoIterator<Item = impl Into<String>>) -> Problems {
-        Problems(messages.into_iter().map(|m| Problem { message: m.into(), hint: None }).collect())
+        Problems(
+            messages
+                .into_iter()
+                .map(|m| Problem {
+                    message: m.into(),
+                    hint: None,
+                })
+                .collect(),
+        )
     }
 
     pub fn one(message: impl Into<String>, hint: impl Into<String>) -> Problems {
-        Problems(vec![Problem { message: message.into(), hint: Some(hint.into()) }])
+        Problems(vec![Problem {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }])
     }
 }
 
@@ -46,7 +57,10 @@ pub fn check(report: &ValidationReport) -> Result<(), Problems> {
         .issues
         .iter()
         .filter(|i| i.severity == Severity::Error)
-        .map(|i| Problem { message: i.to_string(), hint: i.hint.clone() })
+        .map(|i| Problem {
+            message: i.to_string(),
+            hint: i.hint.clone(),
+        })
         .collect();
     if errors.is_empty() {
         Ok(())
@@ -68,7 +82,9 @@ impl fmt::Display for ExitWith {
 impl std::error::Error for ExitWith {}
 
 pub fn exit(result: anyhow::Result<()>) -> ExitCode {
-    let Err(error) = result else { return ExitCode::SUCCESS };
+    let Err(error) = result else {
+        return ExitCode::SUCCESS;
+    };
     if let Some(ExitWith(code)) = error.downcast_ref::<ExitWith>() {
         return ExitCode::from(*code);
     }

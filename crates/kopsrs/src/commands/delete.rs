@@ -1,0 +1,127 @@
+//! `delete cluster`, `delete instancegroup`, `delete -f`.
+//!
+//! Cloud resources come with the AWS target; until then `delete cluster` needs `--unregister`
+//! (remove the spec only) and `delete instancegroup` removes the group from the spec.
+
+use anyhow::Result;
+use kopsrs_api::Document;
+use kopsrs_state::layout;
+
+use super::load_cluster;
+use crate::cli::{DeleteArgs, DeleteCommand, GlobalArgs};
+use crate::context;
+use crate::problems::Problems;
+
+pub async fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
+    let store = context::open_store(global)?;
+    match args.what {
+        Some(DeleteCommand::Cluster {
+            cluster,
+            unregister,
+            yes,
+        }) => {
+            let name = context::cluster_name(global, cluster.as_deref())?;
+            load_cluster(&store, &name).await?;
+            if !unregister {
+                return Err(Problems::one(
+                    "deleting a cluster's cloud resources needs the AWS target, which this version does not have yet",
+                    "use --unregister to remove only the spec from the state store (cloud resources are left)",
+                )
+                .into());
+            }
+            let keys = store.list(&name).await?;
+            if !yes {
+                println!(
+                    "Would remove {} object(s) of {name} from {}:",
+                    keys.len(),
+                    store.url()
+                );
+                for key in &keys {
+                    println!("  {key}");
+                }
+                eprintln!("Run again with --yes to delete.");
+                return Ok(());
+            }
+            let lock = store.lock(&name, "delete cluster --unregister").await?;
+            let removed = store.delete_cluster(&name).await;
+            // The lock lived inside the removed prefix; releasing is then a no-op.
+            lock.release().await?;
+            eprintln!("Deleted {} object(s) of cluster {name}", removed?);
+            Ok(())
+        }
+        Some(DeleteCommand::Instancegroup { group, yes }) => {
+            let name = context::cluster_name(global, None)?;
+            delete_groups(&store, &name, &[group], yes).await
+        }
+        None if !args.filenames.is_empty() => {
+            let documents = context::read_documents(&args.filenames)?;
+            let mut by_cluster: std::collections::BTreeMap<String, Vec<String>> =
+                Default::default();
+            for document in &documents {
+                match document {
+                    Document::InstanceGroup(g) => {
+                        let cluster = g.cluster_label().map(str::to_string).or_else(|| global.name.clone()).ok_or_else(|| {
+                            Problems::one(format!("{}: no cluster", document.describe()), "add the kops.k8s.io/cluster label or pass --name")
+                        })?;
+                        by_cluster.entry(cluster).or_default().push(g.metadata.name.clone());
+                    }
+                    Document::Cluster(c) => {
+                        return Err(Problems::one(
+                            format!("Cluster/{}: deleting a cluster needs `kopsrs delete cluster --unregister`", c.metadata.name),
+                            "remove the Cluster from the file to delete only its instance groups",
+                        )
+                        .into())
+                    }
+                    other => return Err(Problems::one(format!("{}: cannot be deleted with -f", other.describe()), "delete clusters and instance groups").into()),
+                }
+            }
+            for (cluster, groups) in by_cluster {
+                delete_groups(&store, &cluster, &groups, args.yes).await?;
+            }
+            Ok(())
+        }
+        None => Err(Problems::one(
+            "nothing to delete",
+            "use `delete cluster`, `delete instancegroup NAME` or `delete -f FILE`",
+        )
+        .into()),
+    }
+}
+
+async fn delete_groups(
+    store: &kopsrs_state::StateStore,
+    cluster: &str,
+    names: &[String],
+    yes: bool,
+) -> Result<()> {
+    let stored = load_cluster(store, cluster).await?;
+    for name in names {
+        if stored.group_version(name).is_none() {
+            return Err(Problems::one(
+                format!("instance group {name:?} not found in {cluster}"),
+                "`kopsrs get instancegroups` lists them",
+            )
+            .into());
+        }
+    }
+    let remaining: Vec<_> = stored
+        .group_values()
+        .into_iter()
+        .filter(|g| !names.contains(&g.metadata.name))
+        .collect();
+    super::validate(&stored.cluster.value, &remaining)?;
+    if !yes {
+        for name in names {
+            println!("Would delete InstanceGroup/{name} of {cluster}");
+        }
+        eprintln!("Run again with --yes to delete.");
+        return Ok(());
+    }
+    for name in names {
+        store
+            .delete(&format!("{cluster}/{}/{name}", layout::INSTANCE_GROUPS))
+            .await?;
+        eprintln!("Deleted InstanceGroup/{name} of {cluster}");
+    }
+    Ok(())
+}

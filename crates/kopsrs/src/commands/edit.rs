@@ -1,0 +1,338 @@
+//! `edit cluster` and `edit instancegroup`: in `$EDITOR`, or with `--set`/`--unset`.
+//!
+//! With `--set`/`--unset` the read-modify-write is retried on a conflict (the change is
+//! re-applied to the fresh object, as `kubectl patch` does). In an editor, an invalid edit is
+//! reopened with the errors as comments at the top, as `kubectl edit` does; a conflict is
+//! reported and the edited file kept, never overwritten.
+
+use anyhow::{Context as _, Result};
+use kopsrs_api::{
+    decode_documents, encode_documents, Cluster, Document, InstanceGroup, OutputFormat,
+};
+use kopsrs_state::{StateStore, StateStoreError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{interactive, load_cluster};
+use crate::cli::{EditArgs, EditCommand, EditFlags, GlobalArgs};
+use crate::context;
+use crate::problems::{Problem, Problems};
+
+/// How many times a `--set` edit is re-applied after losing a race.
+const SET_ATTEMPTS: usize = 20;
+
+enum Target {
+    Cluster,
+    Group(String),
+}
+
+pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
+    let (name, target, flags) = match args.what {
+        EditCommand::Cluster { cluster, flags } => (
+            context::cluster_name(global, cluster.as_deref())?,
+            Target::Cluster,
+            flags,
+        ),
+        EditCommand::Instancegroup { group, flags } => (
+            context::cluster_name(global, None)?,
+            Target::Group(group),
+            flags,
+        ),
+    };
+    let store = context::open_store(global)?;
+    if !flags.sets.is_empty() || !flags.unsets.is_empty() {
+        for attempt in 1..=SET_ATTEMPTS {
+            match edit_with_flags(&store, &name, &target, &flags).await {
+                Err(e)
+                    if attempt < SET_ATTEMPTS
+                        && matches!(
+                            e.downcast_ref::<StateStoreError>(),
+                            Some(StateStoreError::Conflict(_))
+                        ) =>
+                {
+                    // Back off a little, with jitter from the attempt and process, and re-read.
+                    let wait = (attempt as u64 * 7 + u64::from(std::process::id() % 13)) % 50;
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                }
+                result => return result,
+            }
+        }
+        unreachable!("the last attempt returns");
+    }
+    edit_in_editor(&store, &name, &target).await
+}
+
+fn apply_flags<T: Serialize + DeserializeOwned + schemars::JsonSchema>(
+    object: &T,
+    flags: &EditFlags,
+    prefix: &str,
+) -> Result<T> {
+    let schema = serde_json::to_value(schemars::schema_for!(T))?;
+    let mut value = serde_json::to_value(object)?;
+    let mut problems = Vec::new();
+    for assignment in &flags.sets {
+        let result = assignment
+            .split_once('=')
+            .ok_or_else(|| "expected path=value".to_string())
+            .and_then(|(path, raw)| {
+                kopsrs_api::paths::set(
+                    &mut value,
+                    &schema,
+                    path.strip_prefix(prefix).unwrap_or(path),
+                    raw,
+                )
+            });
+        if let Err(e) = result {
+            problems.push(format!("--set {assignment}: {e}"));
+        }
+    }
+    for path in &flags.unsets {
+        if let Err(e) =
+            kopsrs_api::paths::unset(&mut value, path.strip_prefix(prefix).unwrap_or(path))
+        {
+            problems.push(format!("--unset {path}: {e}"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems::from_messages(problems).into());
+    }
+    serde_json::from_value(value).map_err(|e| {
+        Problems::one(
+            format!("the edited object is not valid: {e}"),
+            "check the --set values",
+        )
+        .into()
+    })
+}
+
+async fn edit_with_flags(
+    store: &StateStore,
+    name: &str,
+    target: &Target,
+    flags: &EditFlags,
+) -> Result<()> {
+    let stored = load_cluster(store, name).await?;
+    let mut groups = stored.group_values();
+    match target {
+        Target::Cluster => {
+            let cluster: Cluster = apply_flags(&stored.cluster.value, flags, "cluster.")?;
+            super::validate(&cluster, &groups)?;
+            if cluster != stored.cluster.value {
+                store
+                    .write_cluster(&cluster, Some(&stored.cluster.version))
+                    .await?;
+            }
+        }
+        Target::Group(group_name) => {
+            let index = group_index(&groups, group_name)?;
+            let group: InstanceGroup = apply_flags(&groups[index], flags, "instancegroup.")?;
+            let changed = group != groups[index];
+            groups[index] = group.clone();
+            super::validate(&stored.cluster.value, &groups)?;
+            if changed {
+                store
+                    .write_instance_group(name, &group, stored.group_version(group_name))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn group_index(groups: &[InstanceGroup], name: &str) -> Result<usize> {
+    groups
+        .iter()
+        .position(|g| g.metadata.name == name)
+        .ok_or_else(|| {
+            Problems::one(
+                format!("instance group {name:?} not found"),
+                "`kopsrs get instancegroups` lists them",
+            )
+            .into()
+        })
+}
+
+fn editor() -> Option<String> {
+    ["KUBE_EDITOR", "EDITOR", "VISUAL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
+}
+
+async fn edit_in_editor(store: &StateStore, name: &str, target: &Target) -> Result<()> {
+    let editor = match editor() {
+        Some(editor) => editor,
+        None if interactive() => "vi".to_string(),
+        None => {
+            return Err(Problems::one(
+                "edit needs an editor, and stdin is not a terminal",
+                "set EDITOR, or use --set/--unset, or `kopsrs replace -f FILE`",
+            )
+            .into())
+        }
+    };
+    let stored = load_cluster(store, name).await?;
+    let original = match target {
+        Target::Cluster => Document::Cluster(Box::new(stored.cluster.value.clone())),
+        Target::Group(group) => Document::InstanceGroup(Box::new(
+            stored.group_values()[group_index(&stored.group_values(), group)?].clone(),
+        )),
+    };
+    let original_text = encode_documents(std::slice::from_ref(&original), OutputFormat::Yaml);
+    let file = tempfile::Builder::new()
+        .prefix("kopsrs-edit-")
+        .suffix(".yaml")
+        .tempfile()?;
+    let path = file.path().to_path_buf();
+    let header = "# Please edit the object below. Lines beginning with a '#' will be ignored,\n# and an empty file will abort the edit.\n";
+    std::fs::write(&path, format!("{header}{original_text}"))?;
+    let mut previous_attempt: Option<String> = None;
+    loop {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("kopsrs-editor")
+            .arg(&path)
+            .status()
+            .with_context(|| format!("starting the editor {editor:?}"))?;
+        if !status.success() {
+            return Err(Problems::one(
+                format!("the editor {editor:?} exited with {status}"),
+                "nothing was changed",
+            )
+            .into());
+        }
+        let edited = std::fs::read_to_string(&path)?;
+        let body: String = edited
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        if body.trim().is_empty() {
+            eprintln!("Edit cancelled: the file is empty; no changes made.");
+            return Ok(());
+        }
+        if body == original_text {
+            eprintln!("Edit cancelled, no changes made.");
+            return Ok(());
+        }
+        if previous_attempt.as_deref() == Some(body.as_str()) {
+            let kept = keep(&path)?;
+            return Err(Problems::one(
+                "the edit still has the errors above",
+                format!("your edit is kept in {kept}; fix it and run `kopsrs replace -f {kept}`"),
+            )
+            .into());
+        }
+        match check_edit(&body, &original, &stored) {
+            Ok(document) => {
+                let result = match &document {
+                    Document::Cluster(c) => {
+                        store.write_cluster(c, Some(&stored.cluster.version)).await
+                    }
+                    Document::InstanceGroup(g) => {
+                        store
+                            .write_instance_group(name, g, stored.group_version(&g.metadata.name))
+                            .await
+                    }
+                    _ => unreachable!("check_edit returns a cluster or group"),
+                };
+                if let Err(e) = result {
+                    let kept = keep(&path)?;
+                    eprintln!("Your edit is kept in {kept}");
+                    return Err(e.into());
+                }
+                eprintln!("Edited {}", document.describe());
+                return Ok(());
+            }
+            Err(problems) => {
+                let comments: String = problems
+                    .iter()
+                    .flat_map(|p| {
+                        std::iter::once(format!("# error: {}", p.message))
+                            .chain(p.hint.iter().map(|h| format!("#   hint: {h}")))
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                std::fs::write(
+                    &path,
+                    format!("{header}#\n# The edit was not saved:\n{comments}#\n{body}"),
+                )?;
+                previous_attempt = Some(body);
+            }
+        }
+    }
+}
+
+fn keep(path: &std::path::Path) -> Result<String> {
+    let kept = std::env::temp_dir().join(format!("kopsrs-edit-{}.yaml", std::process::id()));
+    std::fs::copy(path, &kept)?;
+    Ok(kept.display().to_string())
+}
+
+/// Decodes and validates an edited document; it must stay the same kind and name.
+fn check_edit(
+    body: &str,
+    original: &Document,
+    stored: &super::StoredCluster,
+) -> Result<Document, Vec<Problem>> {
+    let problem = |m: String| {
+        vec![Problem {
+            message: m,
+            hint: None,
+        }]
+    };
+    let mut documents = decode_documents(body, "edit").map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| Problem {
+                message: e.to_string(),
+                hint: None,
+            })
+            .collect::<Vec<_>>()
+    })?;
+    if documents.len() != 1 {
+        return Err(problem(format!(
+            "expected one document, found {}",
+            documents.len()
+        )));
+    }
+    let document = documents.remove(0);
+    if document.describe() != original.describe() {
+        return Err(problem(format!(
+            "{} cannot become {}: kind and name cannot change in an edit",
+            original.describe(),
+            document.describe()
+        )));
+    }
+    let mut groups = stored.group_values();
+    let cluster = match &document {
+        Document::Cluster(c) => (**c).clone(),
+        Document::InstanceGroup(g) => {
+            if let Some(slot) = groups
+                .iter_mut()
+                .find(|x| x.metadata.name == g.metadata.name)
+            {
+                *slot = (**g).clone();
+            }
+            stored.cluster.value.clone()
+        }
+        _ => {
+            return Err(problem(
+                "only clusters and instance groups can be edited".into(),
+            ))
+        }
+    };
+    let report = kopsrs_api::validate(&cluster, &groups, false);
+    let errors: Vec<Problem> = report
+        .errors()
+        .map(|i| Problem {
+            message: i.to_string(),
+            hint: i.hint.clone(),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(document)
+    } else {
+        Err(errors)
+    }
+}
