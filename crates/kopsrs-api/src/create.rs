@@ -157,7 +157,7 @@ pub fn create_cluster(
         ));
     }
     let network_cidrs: Vec<String> =
-        if options.network_cidrs.is_empty() && options.network_id.is_none() {
+        if options.network_cidrs.is_empty() && options.network_id.is_none() && options.subnet_ids.is_empty() {
             vec!["172.20.0.0/16".into()]
         } else {
             options.network_cidrs.clone()
