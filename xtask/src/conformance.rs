@@ -36,7 +36,10 @@ const FLAGS: &[(&str, &str)] = &[
     ("Sets", "--set"),
     ("IPv6", "--ipv6"),
     ("NodeSecurityGroups", "--node-security-groups"),
-    ("ControlPlaneSecurityGroups", "--control-plane-security-groups"),
+    (
+        "ControlPlaneSecurityGroups",
+        "--control-plane-security-groups",
+    ),
     ("CloudLabels", "--cloud-labels"),
     ("KubernetesFeatureGates", "--kubernetes-feature-gates"),
     ("InstanceManager", "--instance-manager"),
@@ -68,7 +71,10 @@ fn flags_for(options: &serde_yaml_ng::Mapping) -> Result<(String, Vec<String>), 
             continue;
         }
         if normalized == "CloudProvider" && value.as_str() != Some("aws") {
-            return Err(format!("CloudProvider {} (kopsrs is AWS only)", value.as_str().unwrap_or("?")));
+            return Err(format!(
+                "CloudProvider {} (kopsrs is AWS only)",
+                value.as_str().unwrap_or("?")
+            ));
         }
         let Some((_, flag)) = FLAGS.iter().find(|(k, _)| *k == normalized) else {
             return Err(format!("{key} (no kopsrs flag)"));
@@ -99,7 +105,10 @@ fn scalar(value: &serde_yaml_ng::Value) -> String {
         serde_yaml_ng::Value::String(s) => s.clone(),
         serde_yaml_ng::Value::Number(n) => n.to_string(),
         serde_yaml_ng::Value::Bool(b) => b.to_string(),
-        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
+        other => serde_yaml_ng::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
     }
 }
 
@@ -112,10 +121,16 @@ fn leaves(text: &str) -> Result<BTreeMap<String, Value>> {
         if value.is_null() {
             continue;
         }
-        let prefix = format!("{}/{}", value["kind"].as_str().unwrap_or("?"), value["metadata"]["name"].as_str().unwrap_or("?"));
+        let prefix = format!(
+            "{}/{}",
+            value["kind"].as_str().unwrap_or("?"),
+            value["metadata"]["name"].as_str().unwrap_or("?")
+        );
         flatten(&prefix, &value, &mut out);
     }
-    out.retain(|path, _| !path.ends_with("metadata.creationTimestamp") && !path.ends_with("spec.configBase"));
+    out.retain(|path, _| {
+        !path.ends_with("metadata.creationTimestamp") && !path.ends_with("spec.configBase")
+    });
     Ok(out)
 }
 
@@ -138,13 +153,22 @@ fn flatten(path: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
 }
 
 pub fn run(cases: &Path, binary: &Path, minimum: Option<f64>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(cases).with_context(|| format!("reading {}", cases.display()))?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(cases)
+        .with_context(|| format!("reading {}", cases.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     let mut results = Vec::new();
     let mut skipped = Vec::new();
     for case in entries {
-        let case_name = case.file_name().unwrap_or_default().to_string_lossy().to_string();
-        let options: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(&std::fs::read_to_string(case.join("options.yaml"))?)?;
+        let case_name = case
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let options: serde_yaml_ng::Mapping =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(case.join("options.yaml"))?)?;
         let (name, args) = match flags_for(&options) {
             Ok(mapped) => mapped,
             Err(reason) => {
@@ -160,29 +184,50 @@ pub fn run(cases: &Path, binary: &Path, minimum: Option<f64>) -> Result<()> {
             .output()
             .with_context(|| format!("running {}", binary.display()))?;
         if !output.status.success() {
-            bail!("{case_name}: kopsrs create cluster {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "{case_name}: kopsrs create cluster {} failed:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let actual = leaves(&String::from_utf8(output.stdout)?)?;
-        let expected = leaves(&std::fs::read_to_string(case.join("expected-v1alpha2.yaml"))?)?;
+        let expected = leaves(&std::fs::read_to_string(
+            case.join("expected-v1alpha2.yaml"),
+        )?)?;
         let mut differences = Vec::new();
         let mut matched = 0;
-        let keys: std::collections::BTreeSet<&String> = actual.keys().chain(expected.keys()).collect();
+        let keys: std::collections::BTreeSet<&String> =
+            actual.keys().chain(expected.keys()).collect();
         for key in &keys {
             match (expected.get(*key), actual.get(*key)) {
                 (Some(e), Some(a)) if e == a => matched += 1,
                 (e, a) => differences.push(format!("{key}: kops {} / kopsrs {}", show(e), show(a))),
             }
         }
-        results.push(CaseResult { name: case_name, matched, total: keys.len(), differences });
+        results.push(CaseResult {
+            name: case_name,
+            matched,
+            total: keys.len(),
+            differences,
+        });
     }
     let matched: usize = results.iter().map(|r| r.matched).sum();
     let total: usize = results.iter().map(|r| r.total).sum();
     let overall = 100.0 * matched as f64 / total.max(1) as f64;
     println!("| case | agreeing leaves | agreement |\n|---|---|---|");
     for r in &results {
-        println!("| {} | {}/{} | {:.1}% |", r.name, r.matched, r.total, 100.0 * r.matched as f64 / r.total.max(1) as f64);
+        println!(
+            "| {} | {}/{} | {:.1}% |",
+            r.name,
+            r.matched,
+            r.total,
+            100.0 * r.matched as f64 / r.total.max(1) as f64
+        );
     }
-    println!("| **all {} mapped cases** | {matched}/{total} | **{overall:.1}%** |", results.len());
+    println!(
+        "| **all {} mapped cases** | {matched}/{total} | **{overall:.1}%** |",
+        results.len()
+    );
     println!();
     for (case, reason) in &skipped {
         println!("- not mapped: `{case}`: {reason}");
@@ -204,5 +249,7 @@ pub fn run(cases: &Path, binary: &Path, minimum: Option<f64>) -> Result<()> {
 }
 
 fn show(value: Option<&Value>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into())
+    value
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "(absent)".into())
 }

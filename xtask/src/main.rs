@@ -19,10 +19,23 @@ fn main() -> Result<()> {
             &root.join("crates/kopsrs-api/src/generated.rs"),
         ),
         Some("conformance-create") => {
-            let minimum = args.iter().position(|a| a == "--min").and_then(|i| args.get(i + 1)).map(|m| m.parse()).transpose()?;
-            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-            let binary = std::env::var_os("KOPSRS_BIN").map(PathBuf::from).unwrap_or_else(|| target.join("debug/kopsrs"));
-            conformance::run(&shared.join("conformance/kops/create_cluster"), &binary, minimum)
+            let minimum = args
+                .iter()
+                .position(|a| a == "--min")
+                .and_then(|i| args.get(i + 1))
+                .map(|m| m.parse())
+                .transpose()?;
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            let binary = std::env::var_os("KOPSRS_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| target.join("debug/kopsrs"));
+            conformance::run(
+                &shared.join("conformance/kops/create_cluster"),
+                &binary,
+                minimum,
+            )
         }
         _ => {
             eprintln!("usage: cargo xtask gen-api | conformance-create [--min PERCENT]");

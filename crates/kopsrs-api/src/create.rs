@@ -156,12 +156,14 @@ pub fn create_cluster(
             "--kubernetes-version {version_text}: not a Kubernetes version; use the form v1.34.1"
         ));
     }
-    let network_cidrs: Vec<String> =
-        if options.network_cidrs.is_empty() && options.network_id.is_none() && options.subnet_ids.is_empty() {
-            vec!["172.20.0.0/16".into()]
-        } else {
-            options.network_cidrs.clone()
-        };
+    let network_cidrs: Vec<String> = if options.network_cidrs.is_empty()
+        && options.network_id.is_none()
+        && options.subnet_ids.is_empty()
+    {
+        vec!["172.20.0.0/16".into()]
+    } else {
+        options.network_cidrs.clone()
+    };
     let mut networks = Vec::new();
     for text in &network_cidrs {
         match text.parse::<Ipv4Net>() {

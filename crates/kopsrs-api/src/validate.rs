@@ -203,11 +203,15 @@ pub fn validate(
             ),
         },
         // With an existing VPC, or only shared subnets, the cloud supplies the network CIDR.
-        None if spec.network_id.is_none() && !spec.subnets.iter().flatten().all(|s| s.id.is_some()) => c.error(
-            "spec.networkCIDR",
-            "missing",
-            "set networkCIDR (e.g. 172.20.0.0/16), or networkID to use an existing VPC",
-        ),
+        None if spec.network_id.is_none()
+            && !spec.subnets.iter().flatten().all(|s| s.id.is_some()) =>
+        {
+            c.error(
+                "spec.networkCIDR",
+                "missing",
+                "set networkCIDR (e.g. 172.20.0.0/16), or networkID to use an existing VPC",
+            )
+        }
         None => {}
     }
     for (i, text) in spec.additional_network_cidrs.iter().flatten().enumerate() {

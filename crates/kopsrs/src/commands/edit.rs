@@ -19,7 +19,7 @@ use crate::context;
 use crate::problems::{Problem, Problems};
 
 /// How many times a `--set` edit is re-applied after losing a race.
-const SET_ATTEMPTS: usize = 20;
+const SET_ATTEMPTS: u32 = 100;
 
 enum Target {
     Cluster,
@@ -50,9 +50,7 @@ pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
                             Some(StateStoreError::Conflict(_))
                         ) =>
                 {
-                    // Back off a little, with jitter from the attempt and process, and re-read.
-                    let wait = (attempt as u64 * 7 + u64::from(std::process::id() % 13)) % 50;
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
                 result => return result,
             }
@@ -60,6 +58,18 @@ pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
         unreachable!("the last attempt returns");
     }
     edit_in_editor(&store, &name, &target).await
+}
+
+/// Exponential backoff (5 ms doubling, capped at 250 ms) with full jitter, so racing writers
+/// spread out instead of colliding again.
+fn backoff(attempt: u32) -> std::time::Duration {
+    let cap = 5u64.saturating_mul(1 << attempt.min(6)).min(250);
+    let noise = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    std::time::Duration::from_millis(1 + u64::from(noise) % cap)
 }
 
 fn apply_flags<T: Serialize + DeserializeOwned + schemars::JsonSchema>(

@@ -1,0 +1,156 @@
+//! Test harness: a kopsrs command against a temporary state store, and a moto server.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn kopsrs(state: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kopsrs"));
+    command
+        .env("KOPS_STATE_STORE", state)
+        .env_remove("KOPS_CLUSTER_NAME")
+        .env_remove("EDITOR")
+        .env_remove("KUBE_EDITOR")
+        .env_remove("VISUAL");
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Every file under `dir` with its content, to prove a command wrote nothing.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(snapshot(&path));
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+pub const CLUSTER: &str = "apiVersion: kops.k8s.io/v1alpha2
+kind: Cluster
+metadata:
+  name: test.example.com
+spec:
+  kubernetesVersion: v1.34.1
+  networkCIDR: 172.20.0.0/16
+  networking:
+    cilium: {}
+  subnets:
+  - name: eu-west-1a
+    zone: eu-west-1a
+    type: Public
+    cidr: 172.20.32.0/19
+  etcdClusters:
+  - name: main
+    etcdMembers:
+    - name: a
+      instanceGroup: control-plane-eu-west-1a
+  - name: events
+    etcdMembers:
+    - name: a
+      instanceGroup: control-plane-eu-west-1a
+---
+apiVersion: kops.k8s.io/v1alpha2
+kind: InstanceGroup
+metadata:
+  name: control-plane-eu-west-1a
+  labels:
+    kops.k8s.io/cluster: test.example.com
+spec:
+  role: Master
+  machineType: t3.medium
+  minSize: 1
+  maxSize: 1
+  subnets:
+  - eu-west-1a
+---
+apiVersion: kops.k8s.io/v1alpha2
+kind: InstanceGroup
+metadata:
+  name: nodes
+  labels:
+    kops.k8s.io/cluster: test.example.com
+spec:
+  role: Node
+  minSize: 2
+  maxSize: 4
+  subnets:
+  - eu-west-1a
+";
+
+/// A moto server on a free loopback port, stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server must be installed (scripts/test.sh installs moto[server])");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+        }
+    }
+
+    /// Creates a bucket with a plain HTTP PUT (moto does not check signatures).
+    pub fn create_bucket(&self, bucket: &str) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
+            "{response}"
+        );
+    }
+
+    /// A kopsrs command pointed at this server's S3.
+    pub fn kopsrs(&self, bucket: &str) -> Command {
+        let mut command = kopsrs(&format!("s3://{bucket}/clusters"));
+        command
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE");
+        command
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
