@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need (moto_server), builds, runs the Rust tests,
+# then the conformance run against kops's cases when ../shared is beside the checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto[server] (local AWS API for the tests)" >&2
+  python3 -m pip install --quiet 'moto[server]'
+fi
+
+cargo build --workspace --all-targets --locked
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+if [ -d ../shared/conformance/kops/create_cluster ]; then
+  cargo xtask conformance-create --min 95
+else
+  echo "../shared/conformance not found: conformance run skipped" >&2
+fi
