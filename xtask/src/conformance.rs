@@ -253,3 +253,76 @@ fn show(value: Option<&Value>) -> String {
         .map(|v| v.to_string())
         .unwrap_or_else(|| "(absent)".into())
 }
+
+/// `cargo xtask conformance-complete`: completes each kops `in-v1alpha2.yaml` with kopsrs and
+/// reports leaf agreement of the Cluster with kops's `cluster-completed.spec`.
+pub fn run_complete(cases: &Path) -> Result<()> {
+    use kopsrs_api::{decode_documents, encode_documents, Document, OutputFormat};
+    let mut entries: Vec<_> = std::fs::read_dir(cases)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    let (mut matched, mut expected_total, mut cases_run) = (0usize, 0usize, 0usize);
+    let mut missing: BTreeMap<String, usize> = BTreeMap::new();
+    for case in entries {
+        let Ok(expected_text) = std::fs::read_to_string(case.join("cluster-completed.spec")) else {
+            continue;
+        };
+        let documents = decode_documents(
+            &std::fs::read_to_string(case.join("in-v1alpha2.yaml"))?,
+            "in",
+        )
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let cluster = documents
+            .iter()
+            .find_map(|d| {
+                if let Document::Cluster(c) = d {
+                    Some((**c).clone())
+                } else {
+                    None
+                }
+            })
+            .context("no cluster")?;
+        let groups: Vec<_> = documents
+            .iter()
+            .filter_map(|d| {
+                if let Document::InstanceGroup(g) = d {
+                    Some((**g).clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let base = cluster.spec.config_base.clone().unwrap_or_default();
+        let Ok((completed, _)) = kopsrs_api::complete(&cluster, &groups, &base) else {
+            continue;
+        };
+        let actual = leaves(&encode_documents(
+            &[Document::Cluster(Box::new(completed))],
+            OutputFormat::Yaml,
+        ))?;
+        let expected = leaves(&expected_text)?;
+        cases_run += 1;
+        for (key, value) in &expected {
+            expected_total += 1;
+            if actual.get(key) == Some(value) {
+                matched += 1;
+            } else {
+                let after = key
+                    .split_once(".spec.")
+                    .map(|(_, rest)| rest)
+                    .unwrap_or(key);
+                let section = after.split(['.', '[']).next().unwrap_or("?").to_string();
+                *missing.entry(section).or_default() += 1;
+            }
+        }
+    }
+    println!("completed-spec agreement over {cases_run} cases: {matched}/{expected_total} of kops's leaves ({:.1}%)", 100.0 * matched as f64 / expected_total.max(1) as f64);
+    let mut sections: Vec<_> = missing.into_iter().collect();
+    sections.sort_by(|a, b| b.1.cmp(&a.1));
+    for (section, count) in sections.iter().take(15) {
+        println!("- spec.{section}: {count} leaves differ or are missing");
+    }
+    Ok(())
+}

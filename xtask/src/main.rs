@@ -37,8 +37,11 @@ fn main() -> Result<()> {
                 minimum,
             )
         }
+        Some("conformance-complete") => {
+            conformance::run_complete(&shared.join("conformance/kops/update_cluster"))
+        }
         _ => {
-            eprintln!("usage: cargo xtask gen-api | conformance-create [--min PERCENT]");
+            eprintln!("usage: cargo xtask gen-api | conformance-create [--min PERCENT] | conformance-complete");
             bail!("unknown task")
         }
     }
