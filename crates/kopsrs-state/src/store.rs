@@ -261,6 +261,30 @@ impl StateStore {
         Ok(keys)
     }
 
+    /// Every cluster's user spec, sorted by name: one listing and one read per cluster, all
+    /// reads at once (what `get clusters` needs; no instance groups).
+    pub async fn read_all_clusters(&self) -> Result<Vec<Versioned<Cluster>>, StateStoreError> {
+        let listing = self
+            .store
+            .list_with_delimiter(if self.prefix.as_ref().is_empty() {
+                None
+            } else {
+                Some(&self.prefix)
+            })
+            .await?;
+        let names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|folder| folder.filename().map(str::to_string))
+            .filter(|name| name.contains('.') && !name.starts_with('.'))
+            .collect();
+        let reads =
+            futures::future::try_join_all(names.iter().map(|name| self.read_cluster(name))).await?;
+        let mut clusters: Vec<Versioned<Cluster>> = reads.into_iter().flatten().collect();
+        clusters.sort_by(|a, b| a.value.metadata.name.cmp(&b.value.metadata.name));
+        Ok(clusters)
+    }
+
     /// The names of the clusters in the store (folders with a `config`).
     pub async fn list_clusters(&self) -> Result<Vec<String>, StateStoreError> {
         let listing = self

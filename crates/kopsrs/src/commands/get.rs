@@ -14,30 +14,48 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
     let store = context::open_store(global)?;
     match args.what {
         GetCommand::Clusters { names, output } => {
-            let names = if !names.is_empty() {
-                names
-            } else if let Some(name) = &global.name {
-                vec![name.clone()]
+            let names = if names.is_empty() {
+                global.name.iter().cloned().collect()
             } else {
-                store.list_clusters().await?
+                names
             };
-            let clusters =
-                futures::future::try_join_all(names.iter().map(|n| load_cluster(&store, n)))
-                    .await?;
+            // Without --full only the cluster specs are read: one read per cluster.
+            let specs: Vec<kopsrs_api::Cluster> = if names.is_empty() && !output.full {
+                store
+                    .read_all_clusters()
+                    .await?
+                    .into_iter()
+                    .map(|c| c.value)
+                    .collect()
+            } else {
+                let names = if names.is_empty() {
+                    store.list_clusters().await?
+                } else {
+                    names
+                };
+                let loaded =
+                    futures::future::try_join_all(names.iter().map(|n| load_cluster(&store, n)))
+                        .await?;
+                let mut specs = Vec::new();
+                for stored in loaded {
+                    specs.push(if output.full {
+                        let name = stored.cluster.value.metadata.name.clone();
+                        complete(
+                            &stored.cluster.value,
+                            &stored.group_values(),
+                            &store.config_base(&name),
+                        )
+                        .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`"))?
+                        .0
+                    } else {
+                        stored.cluster.value
+                    });
+                }
+                specs
+            };
             let mut documents = Vec::new();
             let mut table = table(&["NAME", "CLOUD", "ZONES"]);
-            for stored in clusters {
-                let cluster = if output.full {
-                    complete(
-                        &stored.cluster.value,
-                        &stored.group_values(),
-                        &store.config_base(&stored.cluster.value.metadata.name),
-                    )
-                    .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`"))?
-                    .0
-                } else {
-                    stored.cluster.value
-                };
+            for cluster in specs {
                 let zones: Vec<String> = cluster
                     .spec
                     .subnets
