@@ -30,3 +30,23 @@ fn completed_private_ha_cluster() {
     );
     insta::assert_snapshot!(encode_documents(&documents, OutputFormat::Yaml));
 }
+
+#[test]
+fn an_even_number_of_etcd_members_is_a_warning_not_an_error() {
+    let options = CreateClusterOptions {
+        name: "even.example.com".into(),
+        zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+        control_plane_count: Some(2),
+        ..Default::default()
+    };
+    let (cluster, groups) = create_cluster(&options).unwrap();
+    let report = kopsrs_api::validate(&cluster, &groups, true);
+    assert!(!report.has_errors(), "{:?}", report.issues);
+    let warning = report.warnings().next().expect("a warning");
+    assert_eq!(warning.path, "spec.etcdClusters[0].etcdMembers");
+    assert!(
+        warning.message.starts_with("2 members"),
+        "{}",
+        warning.message
+    );
+}

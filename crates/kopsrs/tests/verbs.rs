@@ -1,0 +1,175 @@
+//! The remaining spec verbs through the binary: ssh keys, replace, delete -f, templates,
+//! schema, completion.
+
+mod support;
+
+use support::{kopsrs, CLUSTER};
+
+fn ok(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn ssh_keys_replace_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}/state", dir.path().display());
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, CLUSTER).unwrap();
+    ok(kopsrs(&state)
+        .args(["create", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap());
+
+    let key = dir.path().join("id.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkopsrstestkeymaterial0000000000 me@host\n",
+    )
+    .unwrap();
+    ok(kopsrs(&state)
+        .args(["create", "sshpublickey", "--name", "test.example.com", "-i"])
+        .arg(&key)
+        .output()
+        .unwrap());
+    let keys = ok(kopsrs(&state)
+        .args([
+            "get",
+            "sshpublickeys",
+            "--name",
+            "test.example.com",
+            "-o",
+            "yaml",
+        ])
+        .output()
+        .unwrap());
+    assert!(keys.contains("publicKey: ssh-ed25519 AAAAC3"), "{keys}");
+
+    // replace: a changed group is stored; a new one needs --force.
+    let changed = CLUSTER.replace("maxSize: 4", "maxSize: 6");
+    std::fs::write(&file, &changed).unwrap();
+    ok(kopsrs(&state)
+        .args(["replace", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let groups = ok(kopsrs(&state)
+        .args([
+            "get",
+            "ig",
+            "nodes",
+            "--name",
+            "test.example.com",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap());
+    assert!(groups.contains("\"maxSize\": 6"), "{groups}");
+    let extra = dir.path().join("extra.yaml");
+    std::fs::write(
+        &extra,
+        CLUSTER
+            .split("---\n")
+            .nth(2)
+            .unwrap()
+            .replace("name: nodes", "name: more"),
+    )
+    .unwrap();
+    let refused = kopsrs(&state)
+        .args(["replace", "-f"])
+        .arg(&extra)
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("use --force to create it")
+    );
+    ok(kopsrs(&state)
+        .args(["replace", "--force", "-f"])
+        .arg(&extra)
+        .output()
+        .unwrap());
+
+    // delete -f: a dry run first, then --yes.
+    let dry = ok(kopsrs(&state)
+        .args(["delete", "-f"])
+        .arg(&extra)
+        .output()
+        .unwrap());
+    assert!(dry.contains("Would delete InstanceGroup/more"));
+    ok(kopsrs(&state)
+        .args(["delete", "-f"])
+        .arg(&extra)
+        .arg("--yes")
+        .output()
+        .unwrap());
+    let names = ok(kopsrs(&state)
+        .args(["get", "ig", "--name", "test.example.com"])
+        .output()
+        .unwrap());
+    assert!(
+        !names.contains("more") && names.contains("nodes"),
+        "{names}"
+    );
+}
+
+#[test]
+fn template_schema_and_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("cluster.tmpl.yaml");
+    std::fs::write(&template, "name: {{ .name }}\nnodes: {{ .nodes.count }}\nsize: {{ .nodes.size | default \"t3.medium\" }}\n").unwrap();
+    let common = dir.path().join("common.yaml");
+    std::fs::write(
+        &common,
+        "name: common.example.com\nnodes: {count: 1, size: m5.large}\n",
+    )
+    .unwrap();
+    let dev = dir.path().join("dev.yaml");
+    std::fs::write(&dev, "name: dev.example.com\n").unwrap();
+    let out = ok(kopsrs("memory://")
+        .args(["toolbox", "template", "-t"])
+        .arg(&template)
+        .arg("--values")
+        .arg(&common)
+        .arg("--values")
+        .arg(&dev)
+        .args(["--set", "nodes.count=5", "--format-yaml"])
+        .output()
+        .unwrap());
+    assert_eq!(out, "name: dev.example.com\nnodes: 5\nsize: m5.large\n");
+    let missing = dir.path().join("missing.j2");
+    std::fs::write(&missing, "zone: {{ zone }}\n").unwrap();
+    let failed = kopsrs("memory://")
+        .args(["toolbox", "template", "--fail-on-missing", "-t"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(
+        !failed.status.success()
+            && String::from_utf8_lossy(&failed.stderr).contains("reads a value that is not set")
+    );
+
+    let schema: serde_json::Value = serde_json::from_str(&ok(kopsrs("memory://")
+        .args(["toolbox", "schema"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert!(schema["definitions"]["ClusterSpec"]["properties"]["networkCIDR"].is_object());
+    assert_eq!(
+        schema["definitions"]["ClusterSubnetSpec"]["additionalProperties"],
+        false
+    );
+
+    let completion = ok(kopsrs("memory://")
+        .args(["completion", "bash"])
+        .output()
+        .unwrap());
+    assert!(completion.contains("kopsrs"));
+    assert!(ok(kopsrs("memory://").arg("version").output().unwrap()).starts_with("kopsrs "));
+}
