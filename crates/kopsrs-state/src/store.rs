@@ -261,9 +261,8 @@ impl StateStore {
         Ok(keys)
     }
 
-    /// Every cluster's user spec, sorted by name: one listing and one read per cluster, all
-    /// reads at once (what `get clusters` needs; no instance groups).
-    pub async fn read_all_clusters(&self) -> Result<Vec<Versioned<Cluster>>, StateStoreError> {
+    /// Top-level folders that can be clusters (their names are DNS names, so they hold a dot).
+    async fn cluster_folders(&self) -> Result<Vec<String>, StateStoreError> {
         let listing = self
             .store
             .list_with_delimiter(if self.prefix.as_ref().is_empty() {
@@ -272,12 +271,18 @@ impl StateStore {
                 Some(&self.prefix)
             })
             .await?;
-        let names: Vec<String> = listing
+        Ok(listing
             .common_prefixes
             .iter()
             .filter_map(|folder| folder.filename().map(str::to_string))
             .filter(|name| name.contains('.') && !name.starts_with('.'))
-            .collect();
+            .collect())
+    }
+
+    /// Every cluster's user spec, sorted by name: one listing and one read per cluster, all
+    /// reads at once (what `get clusters` needs; no instance groups).
+    pub async fn read_all_clusters(&self) -> Result<Vec<Versioned<Cluster>>, StateStoreError> {
+        let names = self.cluster_folders().await?;
         let reads =
             futures::future::try_join_all(names.iter().map(|name| self.read_cluster(name))).await?;
         let mut clusters: Vec<Versioned<Cluster>> = reads.into_iter().flatten().collect();
@@ -287,21 +292,7 @@ impl StateStore {
 
     /// The names of the clusters in the store (folders with a `config`).
     pub async fn list_clusters(&self) -> Result<Vec<String>, StateStoreError> {
-        let listing = self
-            .store
-            .list_with_delimiter(if self.prefix.as_ref().is_empty() {
-                None
-            } else {
-                Some(&self.prefix)
-            })
-            .await?;
-        let mut names = Vec::new();
-        for folder in listing.common_prefixes {
-            let name = folder.filename().unwrap_or_default().to_string();
-            if name.contains('.') && !name.starts_with('.') {
-                names.push(name);
-            }
-        }
+        let names = self.cluster_folders().await?;
         // A folder is a cluster when it holds a config; check them concurrently.
         let config_paths: Vec<Path> = names
             .iter()

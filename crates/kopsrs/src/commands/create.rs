@@ -206,35 +206,19 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
     } else {
         args.subnets.clone()
     };
-    let mut value = serde_json::json!({
+    let value = serde_json::json!({
         "apiVersion": kopsrs_api::API_VERSION,
         "kind": "InstanceGroup",
         "metadata": {"name": args.group, "creationTimestamp": now_rfc3339(), "labels": {LABEL_CLUSTER: name}},
         "spec": {"role": role.as_str(), "subnets": subnets},
     });
-    let schema = serde_json::to_value(schemars::schema_for!(InstanceGroup))?;
-    let mut problems = Vec::new();
-    for assignment in &args.sets {
-        let result = assignment
-            .split_once('=')
-            .ok_or_else(|| "expected path=value".to_string())
-            .and_then(|(path, raw)| {
-                kopsrs_api::paths::set(
-                    &mut value,
-                    &schema,
-                    path.strip_prefix("instancegroup.").unwrap_or(path),
-                    raw,
-                )
-            });
-        if let Err(e) = result {
-            problems.push(format!("--set {assignment}: {e}"));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Problems::from_messages(problems).into());
-    }
     let group: InstanceGroup =
         serde_json::from_value(value).context("building the instance group")?;
+    let flags = crate::cli::EditFlags {
+        sets: args.sets.clone(),
+        unsets: Vec::new(),
+    };
+    let group: InstanceGroup = super::edit::apply_flags(&group, &flags, "instancegroup.")?;
     if stored
         .groups
         .iter()

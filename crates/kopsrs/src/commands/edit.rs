@@ -72,7 +72,7 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(1 + u64::from(noise) % cap)
 }
 
-fn apply_flags<T: Serialize + DeserializeOwned + schemars::JsonSchema>(
+pub(super) fn apply_flags<T: Serialize + DeserializeOwned + schemars::JsonSchema>(
     object: &T,
     flags: &EditFlags,
     prefix: &str,
