@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use comfy_table::{presets, Table};
-use kopsrs_api::{complete, encode_documents, Document, InstanceGroup, OutputFormat};
+use kopsrs_api::{encode_documents, Document, InstanceGroup, OutputFormat};
 use kopsrs_state::layout;
 
 use super::load_cluster;
@@ -39,14 +39,7 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
                 let mut specs = Vec::new();
                 for stored in loaded {
                     specs.push(if output.full {
-                        let name = stored.cluster.value.metadata.name.clone();
-                        complete(
-                            &stored.cluster.value,
-                            &stored.group_values(),
-                            &store.config_base(&name),
-                        )
-                        .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`"))?
-                        .0
+                        stored.completed(&store)?.0
                     } else {
                         stored.cluster.value
                     });
@@ -83,14 +76,14 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
             let stored = load_cluster(&store, &name).await?;
             let groups = selected_groups(&store, &stored, &names, &output)?;
             let mut table = table(&["NAME", "ROLE", "MACHINETYPE", "MIN", "MAX", "ZONES"]);
+            let subnets = stored
+                .cluster
+                .value
+                .spec
+                .subnets
+                .clone()
+                .unwrap_or_default();
             let zones_of = |group: &InstanceGroup| {
-                let subnets = stored
-                    .cluster
-                    .value
-                    .spec
-                    .subnets
-                    .clone()
-                    .unwrap_or_default();
                 let zones: std::collections::BTreeSet<String> = group
                     .spec
                     .subnets
@@ -137,12 +130,7 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
             let name = context::cluster_name(global, cluster.as_deref())?;
             let stored = load_cluster(&store, &name).await?;
             let (cluster, groups) = if output.full {
-                complete(
-                    &stored.cluster.value,
-                    &stored.group_values(),
-                    &store.config_base(&name),
-                )
-                .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`"))?
+                stored.completed(&store)?
             } else {
                 (stored.cluster.value.clone(), stored.group_values())
             };
@@ -197,13 +185,7 @@ fn selected_groups(
     output: &GetOutput,
 ) -> Result<Vec<InstanceGroup>> {
     let groups = if output.full {
-        complete(
-            &stored.cluster.value,
-            &stored.group_values(),
-            &store.config_base(&stored.cluster.value.metadata.name),
-        )
-        .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`"))?
-        .1
+        stored.completed(store)?.1
     } else {
         stored.group_values()
     };

@@ -56,6 +56,17 @@ impl StoredCluster {
         self.groups.iter().map(|g| g.value.clone()).collect()
     }
 
+    /// The completed spec (`get --full`), with kops's defaults filled in.
+    pub fn completed(&self, store: &StateStore) -> Result<(Cluster, Vec<InstanceGroup>)> {
+        let name = &self.cluster.value.metadata.name;
+        kopsrs_api::complete(
+            &self.cluster.value,
+            &self.group_values(),
+            &store.config_base(name),
+        )
+        .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`").into())
+    }
+
     pub fn group_version(&self, name: &str) -> Option<&Version> {
         self.groups
             .iter()
