@@ -2,6 +2,7 @@
 
 mod conformance;
 mod gen_api;
+mod terraform;
 
 use std::path::PathBuf;
 
@@ -37,11 +38,33 @@ fn main() -> Result<()> {
                 minimum,
             )
         }
+        Some("conformance-terraform") => {
+            let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+            let number = |name: &str| -> Result<Option<f64>> { Ok(flag(name).map(|m| m.parse()).transpose()?) };
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            let binary = std::env::var_os("KOPSRS_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| target.join("debug/kopsrs"));
+            terraform::run(
+                &shared.join("conformance/kops/update_cluster"),
+                &binary,
+                &terraform::Options {
+                    min_recall: number("--min-recall")?,
+                    min_precision: number("--min-precision")?,
+                    min_agreement: number("--min-agreement")?,
+                    verbose: args.iter().any(|a| a == "-v" || a == "--verbose"),
+                    markdown: args.iter().any(|a| a == "--markdown"),
+                    only: flag("--case"),
+                },
+            )
+        }
         Some("conformance-complete") => {
             conformance::run_complete(&shared.join("conformance/kops/update_cluster"))
         }
         _ => {
-            eprintln!("usage: cargo xtask gen-api | conformance-create [--min PERCENT] | conformance-complete");
+            eprintln!("usage: cargo xtask gen-api | conformance-create [--min PERCENT] | conformance-complete | conformance-terraform [--min-recall P] [--min-precision P] [--min-agreement P] [--case NAME] [-v] [--markdown]");
             bail!("unknown task")
         }
     }

@@ -32,6 +32,24 @@ pub fn default_service_cidr(non_masquerade: Ipv4Net) -> Ipv4Net {
         .unwrap_or(non_masquerade)
 }
 
+/// Whether the cluster uses kops's legacy layout where `nonMasqueradeCIDR` covers the VPC
+/// (pods take the upper half of the VPC range). Services then default to 100.64.0.0/13, as
+/// in kops.
+pub fn legacy_non_masquerade(non_masquerade: Ipv4Net, network: Option<&str>) -> bool {
+    network
+        .and_then(|n| n.parse::<Ipv4Net>().ok())
+        .is_some_and(|n| crate::cidr::overlaps(&n, &non_masquerade))
+}
+
+/// The default service range, taking the legacy layout into account.
+pub fn default_service_cidr_for(non_masquerade: Ipv4Net, network: Option<&str>) -> Ipv4Net {
+    if legacy_non_masquerade(non_masquerade, network) {
+        "100.64.0.0/13".parse().expect("static CIDR")
+    } else {
+        default_service_cidr(non_masquerade)
+    }
+}
+
 /// Merges `defaults` under `value`: keys missing from `value` are taken from `defaults`, objects
 /// are merged recursively, and anything the user set (including lists) is kept as is.
 fn fill(value: &mut Value, defaults: Value) {
@@ -80,7 +98,11 @@ pub fn complete(
     let service_range = match spec.service_cluster_ip_range.clone() {
         Some(range) => range,
         None if ipv6 => "fd00:5e4f:ce::/108".to_string(),
-        None => default_service_cidr(non_masquerade.expect("IPv4 when not IPv6")).to_string(),
+        None => default_service_cidr_for(
+            non_masquerade.expect("IPv4 when not IPv6"),
+            spec.network_cidr.as_deref(),
+        )
+        .to_string(),
     };
     let pod_cidr = spec
         .pod_cidr
@@ -104,10 +126,17 @@ pub fn complete(
         .master_public_name
         .clone()
         .unwrap_or_else(|| format!("api.{name}"));
-    let dns_type = if name.ends_with(".k8s.local") {
-        "None"
-    } else {
-        "Public"
+    let given_dns = spec
+        .topology
+        .as_ref()
+        .and_then(|t| t.dns.as_ref())
+        .and_then(|d| d.r#type.clone());
+    let dns_type = match given_dns.as_deref() {
+        Some("None") => "None",
+        Some("Private") => "Private",
+        Some(_) => "Public",
+        None if name.ends_with(".k8s.local") => "None",
+        None => "Public",
     };
 
     let mut value = serde_json::to_value(cluster).map_err(|e| e.to_string())?;
@@ -143,7 +172,12 @@ pub fn complete(
         "shutdownGracePeriodCriticalPods": "10s",
     });
     let mut defaults = json!({
-        "api": if spec.api.is_none() { json!({"loadBalancer": {"class": "Network", "type": "Public"}}) } else { json!({}) },
+        // kops: without an `api` section, DNS names the API, unless there is no DNS.
+        "api": match (&spec.api, dns_type) {
+            (Some(_), _) => json!({}),
+            (None, "None") => json!({"loadBalancer": {"class": "Network", "type": "Public"}}),
+            (None, _) => json!({"dns": {}}),
+        },
         "authorization": {"rbac": {}},
         "channel": "stable",
         "cloudConfig": {"manageStorageClasses": true},
@@ -157,7 +191,7 @@ pub fn complete(
         "cloudProvider": "aws",
         "clusterDNSDomain": "cluster.local",
         "configBase": config_base,
-        "iam": {"allowContainerRegistry": true, "legacy": false},
+        "iam": {"legacy": false},
         "keyStore": format!("{config_base}/pki"),
         "kubeAPIServer": {
             "allowPrivileged": true,
@@ -210,13 +244,19 @@ pub fn complete(
         "kubernetesApiAccess": ["0.0.0.0/0", "::/0"],
         "masterKubelet": kubelet,
         "masterPublicName": public_name,
-        "networking": {"cilium": {"enableNodePort": true}},
         "nonMasqueradeCIDR": "100.64.0.0/10",
         "secretStore": format!("{config_base}/secrets"),
         "serviceClusterIPRange": service_range,
         "sshAccess": ["0.0.0.0/0", "::/0"],
         "topology": {"dns": {"type": dns_type}},
     });
+    let networking_set = spec
+        .networking
+        .as_ref()
+        .is_some_and(|n| serde_json::to_value(n).is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty())));
+    if !networking_set {
+        defaults["networking"] = json!({"cilium": {"enableNodePort": true}});
+    }
     if let Some(pod_cidr) = &pod_cidr {
         defaults["podCIDR"] = json!(pod_cidr);
         defaults["kubeControllerManager"]["clusterCIDR"] = json!(pod_cidr);
@@ -267,11 +307,9 @@ pub fn complete(
             "image": versions::default_image(&version, versions::architecture(&machine_type)),
             "minSize": min,
             "maxSize": group.spec.max_size.unwrap_or(min.max(size)),
-            "nodeLabels": {crate::LABEL_INSTANCE_GROUP: group.metadata.name},
             "rootVolumeSize": volume,
             "rootVolumeType": "gp3",
             "rootVolumeEncryption": true,
-            "instanceMetadata": {"httpPutResponseHopLimit": if role == Some(Role::Node) { 1 } else { 3 }, "httpTokens": "required"},
         });
         if !karpenter {
             defaults["machineType"] = json!(machine_type);

@@ -9,7 +9,7 @@ use std::fmt;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::cidr::overlaps;
-use crate::complete::{default_pod_cidr, default_service_cidr};
+use crate::complete::default_pod_cidr;
 use crate::document::{Cluster, InstanceGroup};
 use crate::versions::{KubernetesVersion, SUPPORTED_MINORS};
 use crate::Role;
@@ -250,7 +250,7 @@ pub fn validate(
         (
             "spec.serviceClusterIPRange",
             spec.service_cluster_ip_range.as_deref(),
-            non_masquerade.map(default_service_cidr),
+            non_masquerade.map(|n| crate::complete::default_service_cidr_for(n, spec.network_cidr.as_deref())),
         ),
     ] {
         match given {
@@ -266,7 +266,10 @@ pub fn validate(
             None => reserved.extend(default.map(|net| (format!("{path} (default)"), net))),
         }
     }
-    for (path, net) in &networks {
+    let legacy = non_masquerade.is_some_and(|n| {
+        crate::complete::legacy_non_masquerade(n, spec.network_cidr.as_deref())
+    });
+    for (path, net) in networks.iter().filter(|_| !legacy) {
         for (reserved_path, range) in &reserved {
             if overlaps(net, range) {
                 c.error(path.clone(), format!("{net} overlaps {reserved_path} {range}"), "pick a network CIDR outside the pod and service ranges, or change spec.nonMasqueradeCIDR");
@@ -315,6 +318,8 @@ pub fn validate(
             ),
         }
         match subnet.zone.as_deref() {
+            // A shared subnet's zone is AWS's to know.
+            None if subnet.id.is_some() => {}
             None => c.error(
                 format!("{path}.zone"),
                 "missing",

@@ -41,6 +41,8 @@ pub enum Command {
     Replace(ReplaceArgs),
     /// Delete a cluster, an instance group, or the objects in files.
     Delete(DeleteArgs),
+    /// Plan and apply a cluster's cloud resources, or write them as Terraform.
+    Update(UpdateArgs),
     /// Misc tools: template rendering, JSON Schema.
     Toolbox(ToolboxArgs),
     /// Remove a cluster lock left by a crashed command.
@@ -423,4 +425,44 @@ pub struct ForceUnlockArgs {
     /// The cluster (or --name).
     #[arg(long = "cluster")]
     pub cluster: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(subcommand)]
+    pub what: UpdateCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UpdateCommand {
+    /// Show what would change in the cloud (dry run), apply it with --yes, or write Terraform.
+    Cluster(UpdateClusterArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Call the AWS API.
+    #[default]
+    Direct,
+    /// Write Terraform (kubernetes.tf and data/) to --out; no AWS access.
+    Terraform,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateClusterArgs {
+    pub cluster: Option<String>,
+    /// Apply the changes (without it, only print the plan).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub target: Target,
+    /// Output directory for --target terraform.
+    #[arg(long, default_value = "out/terraform")]
+    pub out: PathBuf,
+    /// Exit 2 when the plan has changes (0 when there are none), for CI pipelines.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// How many AWS changes run at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub concurrency: u16,
 }

@@ -6,6 +6,7 @@ mod edit;
 mod get;
 mod replace;
 mod toolbox;
+mod update;
 
 use std::io::IsTerminal;
 
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Edit(args) => edit::run(&global, args).await,
         Command::Replace(args) => replace::run(&global, args).await,
         Command::Delete(args) => delete::run(&global, args).await,
+        Command::Update(args) => update::run(&global, args).await,
         Command::Toolbox(args) => toolbox::run(args),
         Command::ForceUnlock(args) => {
             let name = context::cluster_name(&global, args.cluster.as_deref())?;

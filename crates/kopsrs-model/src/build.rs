@@ -1,0 +1,213 @@
+//! The builder: shared context and helpers used by the per-area modules.
+
+use std::collections::BTreeMap;
+
+use kopsrs_api::{ClusterSpec, ClusterSubnetSpec, InstanceGroup, Role};
+
+use crate::names::tf_name;
+use crate::{Address, Attrs, DesiredSet, Existing, ModelError, ModelInput, Resource, Value};
+use kopsrs_api::Cluster;
+
+pub(crate) struct Builder<'a> {
+
+    pub spec: &'a ClusterSpec,
+    pub groups: Vec<&'a InstanceGroup>,
+    pub input: &'a ModelInput<'a>,
+    /// The cluster name (`minimal.example.com`).
+    pub name: String,
+    pub region: String,
+    pub subnets: Vec<&'a ClusterSubnetSpec>,
+    pub ipv6: bool,
+    resources: BTreeMap<Address, Attrs>,
+    data: BTreeMap<Address, Attrs>,
+    pub outputs: BTreeMap<String, Value>,
+    existing: Vec<Existing>,
+    pub key_pair: Option<Address>,
+}
+
+pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ModelError {
+    ModelError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(
+        cluster: &'a Cluster,
+        groups: &'a [InstanceGroup],
+        input: &'a ModelInput<'a>,
+    ) -> Result<Builder<'a>, ModelError> {
+        let spec = &cluster.spec;
+        let subnets: Vec<&ClusterSubnetSpec> = spec.subnets.iter().flatten().collect();
+        let zone = subnets
+            .iter()
+            .find_map(|s| s.zone.as_deref())
+            .ok_or_else(|| err("spec.subnets", "no subnet has a zone; the region comes from the zones"))?;
+        let region = kopsrs_api::validate::region_of_zone(zone)
+            .ok_or_else(|| err("spec.subnets", format!("zone {zone:?} does not name an AWS region")))?;
+        Ok(Builder {
+
+            spec,
+            groups: groups.iter().collect(),
+            input,
+            name: cluster.metadata.name.clone(),
+            region,
+            subnets,
+            ipv6: spec.non_masquerade_cidr.as_deref() == Some("::/0"),
+            resources: BTreeMap::new(),
+            data: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            existing: Vec::new(),
+            key_pair: None,
+        })
+    }
+
+    pub fn build(mut self) -> Result<DesiredSet, ModelError> {
+        self.network()?;
+        self.security_groups()?;
+        self.iam()?;
+        self.ssh_key();
+        self.api_load_balancer()?;
+        self.bastion_load_balancer()?;
+        self.dns();
+        self.etcd_volumes()?;
+        self.termination_handler_queue();
+        self.instance_groups()?;
+        self.cluster_outputs();
+        Ok(DesiredSet {
+            cluster_name: self.name,
+            region: self.region,
+            resources: self
+                .resources
+                .into_iter()
+                .map(|(address, attrs)| Resource { address, attrs })
+                .collect(),
+            data_sources: self
+                .data
+                .into_iter()
+                .map(|(address, attrs)| Resource { address, attrs })
+                .collect(),
+            outputs: self.outputs,
+            existing: self.existing,
+        })
+    }
+
+    /// Adds a managed resource named after `name` (kops's object name, `nodes.example.com`).
+    pub fn add(&mut self, kind: &str, name: &str, attrs: Attrs) -> Address {
+        let address = Address::new(kind, &tf_name(name));
+        self.resources.insert(address.clone(), attrs);
+        address
+    }
+
+    pub fn add_data(&mut self, kind: &str, name: &str, attrs: Attrs) -> Address {
+        let address = Address::data(kind, &tf_name(name));
+        self.data.insert(address.clone(), attrs);
+        address
+    }
+
+    pub fn has(&self, address: &Address) -> bool {
+        self.resources.contains_key(address)
+    }
+
+    pub fn existing(&mut self, kind: &str, id: &str, field: String) {
+        self.existing.push(Existing {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            field,
+        });
+    }
+
+    /// The tags every owned resource carries: `KubernetesCluster`, `Name`,
+    /// `kubernetes.io/cluster/<name>=owned`, then `spec.cloudLabels`.
+    pub fn tags(&self, name: &str) -> BTreeMap<String, Value> {
+        let mut tags = BTreeMap::new();
+        if let Some(labels) = &self.spec.cloud_labels {
+            for (k, v) in labels {
+                tags.insert(k.clone(), Value::str(v));
+            }
+        }
+        tags.insert("KubernetesCluster".into(), Value::str(&self.name));
+        tags.insert("Name".into(), Value::str(name));
+        tags.insert(format!("kubernetes.io/cluster/{}", self.name), Value::str("owned"));
+        tags
+    }
+
+    /// `name.<cluster>`, the name kops gives most per-cluster objects.
+    pub fn scoped(&self, name: &str) -> String {
+        format!("{name}.{}", self.name)
+    }
+
+    pub fn groups_with(&self, role: Role) -> impl Iterator<Item = &'a InstanceGroup> + '_ {
+        self.groups.iter().copied().filter(move |g| g.role() == Some(role))
+    }
+
+    pub fn has_role(&self, role: Role) -> bool {
+        self.groups_with(role).next().is_some()
+    }
+
+    pub fn subnet(&self, name: &str) -> Option<&'a ClusterSubnetSpec> {
+        self.subnets.iter().copied().find(|s| s.name.as_deref() == Some(name))
+    }
+
+    /// The VPC's ID: a reference to the VPC we manage, or the ID of an existing one.
+    pub fn vpc_id(&self) -> Value {
+        match &self.spec.network_id {
+            Some(id) => Value::str(id),
+            None => Address::new("aws_vpc", &tf_name(&self.name)).id(),
+        }
+    }
+
+    pub fn shared_vpc(&self) -> bool {
+        self.spec.network_id.is_some()
+    }
+
+    pub fn subnet_address(&self, subnet: &ClusterSubnetSpec) -> Address {
+        let name = subnet.name.as_deref().unwrap_or_default();
+        Address::new("aws_subnet", &tf_name(&self.scoped(name)))
+    }
+
+    pub fn subnet_id(&self, subnet: &ClusterSubnetSpec) -> Value {
+        match &subnet.id {
+            Some(id) => Value::str(id),
+            None => self.subnet_address(subnet).id(),
+        }
+    }
+
+    pub fn subnet_type(subnet: &ClusterSubnetSpec) -> &str {
+        subnet.r#type.as_deref().unwrap_or("Public")
+    }
+
+    /// Where a resource in this partition lives (`arn:aws:...`, `arn:aws-cn:...`).
+    pub fn partition(&self) -> &'static str {
+        if self.region.starts_with("cn-") {
+            "aws-cn"
+        } else if self.region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else if self.region.starts_with("us-test-") {
+            // kops's test region, so its test cases' ARNs compare.
+            "aws-test"
+        } else {
+            "aws"
+        }
+    }
+
+    pub fn user_data(&self, group: &str) -> String {
+        self.input
+            .user_data
+            .get(group)
+            .cloned()
+            .unwrap_or_else(|| placeholder_user_data(group))
+    }
+}
+
+/// User-data for groups the bootstrap has not rendered: boots the instance and says so.
+pub(crate) fn placeholder_user_data(group: &str) -> String {
+    format!(
+        "#!/bin/bash\n# kopsrs: no bootstrap configured for instance group {group}.\nset -euo pipefail\necho \"kopsrs: instance group {group} has no bootstrap yet\"\n"
+    )
+}
+
+pub(crate) fn sg_name(role: &str, cluster: &str) -> String {
+    format!("{role}.{cluster}")
+}

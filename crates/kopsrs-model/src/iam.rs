@@ -1,0 +1,368 @@
+//! IAM roles, instance profiles and policies, and the SSH key pair.
+//!
+//! kopsrs's control plane needs less than kops's: no dns-controller or kops-controller runs
+//! on it. Its policy covers the state store (read under the cluster's prefix, write for etcd
+//! backups and the bootstrap election), the AWS cloud-controller-manager and the EBS CSI
+//! driver, with the same tag conditions kops uses. Nodes get container-registry access only
+//! when `spec.iam.allowContainerRegistry` asks for it, as in kops.
+
+use md5::{Digest, Md5};
+use serde_json::{json, Value as Json};
+
+use crate::build::Builder;
+use crate::names::fnv1a32;
+use crate::{attrs, Address, FileValue, ModelError, Value};
+use base64::Engine as _;
+use kopsrs_api::Role;
+
+/// The IAM "role name" kops uses per instance-group role.
+fn iam_role_name(role: Role) -> &'static str {
+    match role {
+        Role::ControlPlane | Role::ApiServer => "masters",
+        Role::Node => "nodes",
+        Role::Bastion => "bastions",
+    }
+}
+
+const ECR_READ: [&str; 7] = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:DescribeRepositories",
+    "ecr:GetAuthorizationToken",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetRepositoryPolicy",
+    "ecr:ListImages",
+];
+
+fn pretty(value: &Json) -> String {
+    serde_json::to_string_pretty(value).expect("JSON values serialize") + "\n"
+}
+
+impl Builder<'_> {
+    pub(crate) fn role_address(&self, role: Role) -> Address {
+        Address::new(
+            "aws_iam_role",
+            &crate::names::tf_name(&self.scoped(iam_role_name(role))),
+        )
+    }
+
+    /// The instance profile a group launches with: ours, or the one the group names.
+    pub(crate) fn instance_profile(&self, role: Role, group: &kopsrs_api::InstanceGroup) -> Value {
+        if let Some(profile) = group.spec.iam.as_ref().and_then(|i| i.profile.as_ref()) {
+            // An ARN `arn:aws:iam::123:instance-profile/name`: the launch template wants the name.
+            return Value::str(profile.rsplit('/').next().unwrap_or(profile));
+        }
+        Address::new(
+            "aws_iam_instance_profile",
+            &crate::names::tf_name(&self.scoped(iam_role_name(role))),
+        )
+        .id()
+    }
+
+    pub(crate) fn iam(&mut self) -> Result<(), ModelError> {
+        let mut roles = vec![Role::ControlPlane, Role::Node];
+        if self.has_role(Role::Bastion) {
+            roles.push(Role::Bastion);
+        }
+        for role in roles {
+            // Groups that bring their own instance profile need no role of ours.
+            let groups: Vec<_> = self.groups_with(role).collect();
+            if !groups.is_empty()
+                && groups
+                    .iter()
+                    .all(|g| g.spec.iam.as_ref().and_then(|i| i.profile.as_ref()).is_some())
+            {
+                continue;
+            }
+            let name = self.scoped(iam_role_name(role));
+            let assume = json!({
+                "Statement": [{
+                    "Action": "sts:AssumeRole",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"},
+                }],
+                "Version": "2012-10-17",
+            });
+            let mut role_attrs = attrs! {
+                "assume_role_policy" => Value::File(FileValue {
+                    name: format!("aws_iam_role_{name}_policy"),
+                    content: pretty(&assume),
+                    base64: false,
+                }),
+                "name" => name.clone(),
+                "tags" => self.tags(&name),
+            };
+            if let Some(boundary) = self.spec.iam.as_ref().and_then(|i| i.permissions_boundary.as_ref()) {
+                role_attrs.insert("permissions_boundary".into(), Value::str(boundary));
+            }
+            let role_addr = self.add("aws_iam_role", &name, role_attrs);
+            self.add(
+                "aws_iam_instance_profile",
+                &name,
+                attrs! {
+                    "name" => name.clone(),
+                    "role" => role_addr.attr("name"),
+                    "tags" => self.tags(&name),
+                },
+            );
+            if let Some(policy) = self.policy(role) {
+                self.add(
+                    "aws_iam_role_policy",
+                    &name,
+                    attrs! {
+                        "name" => name.clone(),
+                        "policy" => Value::File(FileValue {
+                            name: format!("aws_iam_role_policy_{name}_policy"),
+                            content: pretty(&policy),
+                            base64: false,
+                        }),
+                        "role" => role_addr.attr("name"),
+                    },
+                );
+            }
+            let key = match role {
+                Role::ControlPlane | Role::ApiServer => "master",
+                Role::Node => "node",
+                Role::Bastion => "bastion",
+            };
+            if let Some(text) = self.spec.additional_policies.as_ref().and_then(|p| p.get(key)) {
+                let statements: Json = serde_json::from_str(text).map_err(|e| {
+                    crate::build::err(
+                        format!("spec.additionalPolicies.{key}"),
+                        format!("is not a JSON list of IAM statements: {e}"),
+                    )
+                })?;
+                let additional = format!("additional.{name}");
+                self.add(
+                    "aws_iam_role_policy",
+                    &additional,
+                    attrs! {
+                        "name" => additional.clone(),
+                        "policy" => Value::File(FileValue {
+                            name: format!("aws_iam_role_policy_{additional}_policy"),
+                            content: pretty(&json!({"Statement": statements, "Version": "2012-10-17"})),
+                            base64: false,
+                        }),
+                        "role" => role_addr.attr("name"),
+                    },
+                );
+            }
+            for arn in self
+                .spec
+                .external_policies
+                .as_ref()
+                .and_then(|p| p.get(key))
+                .cloned()
+                .unwrap_or_default()
+            {
+                self.add(
+                    "aws_iam_role_policy_attachment",
+                    &format!("{key}-policyoverride-{}", fnv1a32(&arn)),
+                    attrs! { "policy_arn" => arn, "role" => role_addr.attr("name") },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn policy(&self, role: Role) -> Option<Json> {
+        let registry = self
+            .spec
+            .iam
+            .as_ref()
+            .and_then(|i| i.allow_container_registry)
+            .unwrap_or(false);
+        let mut statements = Vec::new();
+        match role {
+            Role::Bastion => return None,
+            Role::Node => {
+                if registry {
+                    statements.push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
+                }
+            }
+            Role::ControlPlane | Role::ApiServer => statements = self.control_plane_statements(registry),
+        }
+        if statements.is_empty() {
+            return None;
+        }
+        Some(json!({"Statement": statements, "Version": "2012-10-17"}))
+    }
+
+    fn control_plane_statements(&self, registry: bool) -> Vec<Json> {
+        let p = self.partition();
+        let cluster = &self.name;
+        let owned = json!({"StringEquals": {"aws:ResourceTag/KubernetesCluster": cluster}});
+        let tagging = json!({"StringEquals": {"aws:RequestTag/KubernetesCluster": cluster}});
+        let mut statements = Vec::new();
+        // The state store: read the cluster's prefix, write backups and the election record.
+        if let Some((bucket, prefix)) = self
+            .spec
+            .config_base
+            .as_deref()
+            .and_then(|c| c.strip_prefix("s3://"))
+            .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
+        {
+            let base = format!("arn:{p}:s3:::{bucket}");
+            let path = |suffix: &str| {
+                if prefix.is_empty() {
+                    format!("{base}/{suffix}")
+                } else {
+                    format!("{base}/{prefix}/{suffix}")
+                }
+            };
+            statements.push(json!({"Action": ["s3:GetObject"], "Effect": "Allow", "Resource": path("*")}));
+            statements.push(json!({
+                "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                "Effect": "Allow",
+                "Resource": [path("backups/etcd/*"), path("bootstrap/*")],
+            }));
+            statements.push(json!({
+                "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+                "Effect": "Allow",
+                "Resource": [base],
+            }));
+        }
+        // Cloud-controller-manager and EBS CSI driver: describe anything, change only what
+        // carries the cluster tag, create only with it.
+        let mut describe = vec![
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:DescribeTags",
+            "ec2:DescribeAvailabilityZones",
+            "ec2:DescribeInstanceTypes",
+            "ec2:DescribeInstances",
+            "ec2:DescribeRegions",
+            "ec2:DescribeRouteTables",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeSnapshots",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeTags",
+            "ec2:DescribeVolumes",
+            "ec2:DescribeVolumesModifications",
+            "ec2:DescribeVpcs",
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeTargetGroupAttributes",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+            "kms:DescribeKey",
+        ];
+        if registry {
+            describe.extend(ECR_READ);
+        }
+        describe.sort();
+        statements.push(json!({"Action": describe, "Effect": "Allow", "Resource": "*"}));
+        statements.push(json!({
+            "Action": [
+                "ec2:AttachVolume",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:DeleteSecurityGroup",
+                "ec2:DeleteSnapshot",
+                "ec2:DeleteVolume",
+                "ec2:DetachVolume",
+                "ec2:ModifyInstanceAttribute",
+                "ec2:ModifyVolume",
+                "ec2:RevokeSecurityGroupIngress",
+                "elasticloadbalancing:AddTags",
+                "elasticloadbalancing:DeleteListener",
+                "elasticloadbalancing:DeleteLoadBalancer",
+                "elasticloadbalancing:DeleteTargetGroup",
+                "elasticloadbalancing:DeregisterTargets",
+                "elasticloadbalancing:ModifyListener",
+                "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroupAttributes",
+                "elasticloadbalancing:RegisterTargets",
+            ],
+            "Condition": owned,
+            "Effect": "Allow",
+            "Resource": "*",
+        }));
+        statements.push(json!({
+            "Action": [
+                "ec2:CreateSecurityGroup",
+                "ec2:CreateSnapshot",
+                "ec2:CreateVolume",
+                "elasticloadbalancing:CreateListener",
+                "elasticloadbalancing:CreateLoadBalancer",
+                "elasticloadbalancing:CreateTargetGroup",
+            ],
+            "Condition": tagging,
+            "Effect": "Allow",
+            "Resource": "*",
+        }));
+        statements.push(json!({
+            "Action": "ec2:CreateSecurityGroup",
+            "Effect": "Allow",
+            "Resource": format!("arn:{p}:ec2:*:*:vpc/*"),
+        }));
+        statements.push(json!({
+            "Action": "ec2:CreateTags",
+            "Condition": {"StringEquals": {
+                "aws:RequestTag/KubernetesCluster": cluster,
+                "ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshot", "CreateVolume"],
+            }},
+            "Effect": "Allow",
+            "Resource": [
+                format!("arn:{p}:ec2:*:*:security-group/*"),
+                format!("arn:{p}:ec2:*:*:snapshot/*"),
+                format!("arn:{p}:ec2:*:*:volume/*"),
+            ],
+        }));
+        statements.push(json!({
+            "Action": ["kms:CreateGrant"],
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            "Effect": "Allow",
+            "Resource": "*",
+        }));
+        statements
+    }
+
+    pub(crate) fn key_pair_address(&self) -> Option<Address> {
+        self.key_pair.clone()
+    }
+
+    pub(crate) fn ssh_key(&mut self) {
+        if self.spec.ssh_key_name.is_some() {
+            return;
+        }
+        let Some(key) = self.input.ssh_public_key else {
+            return;
+        };
+        let Some(fingerprint) = md5_fingerprint(key) else {
+            return;
+        };
+        let plain: String = fingerprint.chars().filter(|c| *c != ':').collect();
+        let key_name = format!("kubernetes.{}-{fingerprint}", self.name);
+        let file_key = format!("kubernetes.{}-{plain}", self.name);
+        let address = self.add(
+            "aws_key_pair",
+            &file_key,
+            attrs! {
+                "key_name" => key_name,
+                "public_key" => Value::File(FileValue {
+                    name: format!("aws_key_pair_{file_key}_public_key"),
+                    content: key.trim().to_string() + "\n",
+                    base64: false,
+                }),
+                "tags" => self.tags(&self.name),
+            },
+        );
+        self.key_pair = Some(address);
+    }
+}
+
+/// The MD5 fingerprint of an OpenSSH public key (`aa:bb:...`), which AWS and kops show.
+pub fn md5_fingerprint(key: &str) -> Option<String> {
+    let blob = key.split_whitespace().nth(1)?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(blob).ok()?;
+    let digest = Md5::digest(&bytes);
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}

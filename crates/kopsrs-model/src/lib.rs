@@ -1,0 +1,79 @@
+//! The model: a completed cluster spec in, the cluster's AWS resources out.
+//!
+//! [`build`] turns a completed [`Cluster`] and its [`InstanceGroup`]s into a [`DesiredSet`]:
+//! every resource with a stable kops-compatible address, its attributes (in the Terraform AWS
+//! provider's vocabulary), its tags and, through references, its dependencies. The AWS
+//! provider, the plan printer and the Terraform renderer all read this one set. Nothing here
+//! does I/O.
+
+mod build;
+mod iam;
+pub mod names;
+mod network;
+mod nodes;
+mod resource;
+mod security;
+
+use std::collections::BTreeMap;
+
+use kopsrs_api::{Cluster, InstanceGroup};
+
+pub use resource::{Address, Attrs, Existing, FileValue, Mode, Ref, Resource, Value};
+
+/// Everything the model needs besides the spec.
+#[derive(Debug, Clone, Default)]
+pub struct ModelInput<'a> {
+    /// The OpenSSH public key registered with `create sshpublickey`, if any.
+    pub ssh_public_key: Option<&'a str>,
+    /// User-data per instance group name; groups missing here get a placeholder.
+    pub user_data: BTreeMap<String, String>,
+}
+
+/// The resources a cluster consists of, sorted by address.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredSet {
+    pub cluster_name: String,
+    pub region: String,
+    pub resources: Vec<Resource>,
+    /// Read-only lookups resolved by the target (an AMI by name, a hosted zone by name).
+    pub data_sources: Vec<Resource>,
+    /// Values users of the Terraform output and of `get` want (IDs of groups, subnets, ...).
+    pub outputs: BTreeMap<String, Value>,
+    /// Resources made outside the cluster that it uses: checked, never changed.
+    pub existing: Vec<Existing>,
+}
+
+impl DesiredSet {
+    pub fn get(&self, address: &Address) -> Option<&Resource> {
+        let list = match address.mode {
+            Mode::Managed => &self.resources,
+            Mode::Data => &self.data_sources,
+        };
+        list.binary_search_by(|r| r.address.cmp(address))
+            .ok()
+            .map(|i| &list[i])
+    }
+
+    /// Resources of one kind (`aws_subnet`), in address order.
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
+        self.resources.iter().filter(move |r| r.address.kind == kind)
+    }
+}
+
+/// Why a spec cannot be turned into resources. The spec was validated before, so these are
+/// inconsistencies validation does not catch (a group naming a subnet that does not exist).
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ModelError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Builds the desired set of a completed cluster.
+pub fn build(
+    cluster: &Cluster,
+    groups: &[InstanceGroup],
+    input: &ModelInput<'_>,
+) -> Result<DesiredSet, ModelError> {
+    build::Builder::new(cluster, groups, input)?.build()
+}

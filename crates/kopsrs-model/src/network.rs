@@ -1,0 +1,324 @@
+//! VPC, DHCP options, gateways, subnets, route tables, routes and NAT.
+
+use std::collections::BTreeSet;
+
+use crate::build::{err, Builder};
+use crate::names::tf_name;
+use crate::{attrs, Address, ModelError, Value};
+
+impl<'a> Builder<'a> {
+    pub(crate) fn network(&mut self) -> Result<(), ModelError> {
+        let cluster = self.name.clone();
+        if let Some(id) = self.spec.network_id.clone() {
+            self.existing("aws_vpc", &id, "spec.networkID".into());
+        } else {
+            let mut vpc = attrs! {
+                "assign_generated_ipv6_cidr_block" => true,
+                "enable_dns_hostnames" => true,
+                "enable_dns_support" => true,
+                "tags" => self.tags(&cluster),
+            };
+            if let Some(cidr) = &self.spec.network_cidr {
+                vpc.insert("cidr_block".into(), Value::str(cidr));
+            }
+            self.add("aws_vpc", &cluster, vpc);
+            for (i, cidr) in self.spec.additional_network_cidrs.iter().flatten().enumerate() {
+                let _ = i;
+                self.add(
+                    "aws_vpc_ipv4_cidr_block_association",
+                    cidr,
+                    attrs! { "cidr_block" => cidr, "vpc_id" => self.vpc_id() },
+                );
+            }
+            let domain = if self.region == "us-east-1" {
+                "ec2.internal".to_string()
+            } else {
+                format!("{}.compute.internal", self.region)
+            };
+            let dhcp = self.add(
+                "aws_vpc_dhcp_options",
+                &cluster,
+                attrs! {
+                    "domain_name" => domain,
+                    "domain_name_servers" => Value::strs(["AmazonProvidedDNS"]),
+                    "tags" => self.tags(&cluster),
+                },
+            );
+            self.add(
+                "aws_vpc_dhcp_options_association",
+                &cluster,
+                attrs! { "dhcp_options_id" => dhcp.id(), "vpc_id" => self.vpc_id() },
+            );
+        }
+
+        // Subnets we create (those without an `id:`) need route tables; shared subnets come
+        // with theirs.
+        let owned: Vec<_> = self.subnets.iter().copied().filter(|s| s.id.is_none()).collect();
+        for subnet in self.subnets.clone() {
+            if let Some(id) = &subnet.id {
+                let name = subnet.name.clone().unwrap_or_default();
+                self.existing("aws_subnet", id, format!("spec.subnets[{name}].id"));
+            }
+        }
+        if owned.is_empty() {
+            return Ok(());
+        }
+
+        let has_private = self
+            .subnets
+            .iter()
+            .any(|s| Self::subnet_type(s) == "Private");
+        for subnet in &owned {
+            let name = subnet.name.clone().unwrap_or_default();
+            let kind = Self::subnet_type(subnet).to_string();
+            let full = self.scoped(&name);
+            let mut tags = self.tags(&full);
+            tags.insert("SubnetType".into(), Value::str(&kind));
+            if self.spec.disable_subnet_tags != Some(true) {
+                match kind.as_str() {
+                    "Public" => {
+                        tags.insert("kubernetes.io/role/elb".into(), Value::str("1"));
+                        if !has_private || self.subnets.iter().all(|s| Self::subnet_type(s) != "Utility") {
+                            tags.insert("kubernetes.io/role/internal-elb".into(), Value::str("1"));
+                        }
+                    }
+                    "Utility" => {
+                        tags.insert("kubernetes.io/role/elb".into(), Value::str("1"));
+                    }
+                    "Private" if !self.ipv6 => {
+                        tags.insert("kubernetes.io/role/internal-elb".into(), Value::str("1"));
+                    }
+                    _ => {}
+                }
+            }
+            let zone = subnet
+                .zone
+                .clone()
+                .ok_or_else(|| err(format!("spec.subnets[{name}].zone"), "missing"))?;
+            let mut a = attrs! {
+                "availability_zone" => zone,
+                "private_dns_hostname_type_on_launch" => "resource-name",
+                "tags" => tags,
+                "vpc_id" => self.vpc_id(),
+            };
+            let ipv6_only = self.ipv6 && kind == "Private";
+            if let Some(cidr) = &subnet.cidr {
+                a.insert("cidr_block".into(), Value::str(cidr));
+            }
+            if ipv6_only {
+                a.insert("ipv6_native".into(), Value::Bool(true));
+                a.insert("enable_dns64".into(), Value::Bool(true));
+            } else {
+                a.insert("enable_resource_name_dns_a_record_on_launch".into(), Value::Bool(true));
+            }
+            if let Some(ipv6) = &subnet.ipv6_cidr {
+                a.insert("ipv6_cidr_block".into(), self.ipv6_subnet_cidr(ipv6));
+                a.insert("assign_ipv6_address_on_creation".into(), Value::Bool(true));
+                a.insert("enable_resource_name_dns_aaaa_record_on_launch".into(), Value::Bool(true));
+            }
+            self.add("aws_subnet", &full, a);
+        }
+
+        // Public route table with the internet gateway (ours, or the shared VPC's).
+        let gateway = if self.shared_vpc() {
+            let vpc = self.vpc_id();
+            let data = self.add_data(
+                "aws_internet_gateway",
+                &cluster,
+                attrs! { "filter" => Value::Blocks(vec![attrs! {
+                    "name" => "attachment.vpc-id",
+                    "values" => Value::List(vec![vpc]),
+                }]) },
+            );
+            data.attr("internet_gateway_id")
+        } else {
+            self.add(
+                "aws_internet_gateway",
+                &cluster,
+                attrs! { "tags" => self.tags(&cluster), "vpc_id" => self.vpc_id() },
+            )
+            .id()
+        };
+        let needs_public = owned
+            .iter()
+            .any(|s| matches!(Self::subnet_type(s), "Public" | "Utility" | "DualStack"));
+        if needs_public {
+            let mut tags = self.tags(&cluster);
+            tags.insert("kubernetes.io/kops/role".into(), Value::str("public"));
+            let table = self.add(
+                "aws_route_table",
+                &cluster,
+                attrs! { "tags" => tags, "vpc_id" => self.vpc_id() },
+            );
+            self.add(
+                "aws_route",
+                "route-0.0.0.0/0",
+                attrs! {
+                    "destination_cidr_block" => "0.0.0.0/0",
+                    "gateway_id" => gateway.clone(),
+                    "route_table_id" => table.id(),
+                },
+            );
+            self.add(
+                "aws_route",
+                "route-::/0",
+                attrs! {
+                    "destination_ipv6_cidr_block" => "::/0",
+                    "gateway_id" => gateway.clone(),
+                    "route_table_id" => table.id(),
+                },
+            );
+            for subnet in owned
+                .iter()
+                .filter(|s| matches!(Self::subnet_type(s), "Public" | "Utility"))
+            {
+                let full = self.scoped(subnet.name.as_deref().unwrap_or_default());
+                self.add(
+                    "aws_route_table_association",
+                    &full,
+                    attrs! { "route_table_id" => table.id(), "subnet_id" => self.subnet_id(subnet) },
+                );
+            }
+        }
+
+        // Private subnets: one route table and one egress per zone.
+        let private: Vec<_> = owned
+            .iter()
+            .copied()
+            .filter(|s| matches!(Self::subnet_type(s), "Private" | "DualStack"))
+            .collect();
+        if private.is_empty() {
+            return Ok(());
+        }
+        let egress_only = if self.ipv6 && !self.shared_vpc() {
+            Some(self.add(
+                "aws_egress_only_internet_gateway",
+                &cluster,
+                attrs! { "tags" => self.tags(&cluster), "vpc_id" => self.vpc_id() },
+            ))
+        } else {
+            None
+        };
+        let zones: BTreeSet<String> = private.iter().filter_map(|s| s.zone.clone()).collect();
+        for zone in zones {
+            let in_zone: Vec<_> = private
+                .iter()
+                .copied()
+                .filter(|s| s.zone.as_deref() == Some(zone.as_str()))
+                .collect();
+            let table_name = self.scoped(&format!("private-{zone}"));
+            let mut tags = self.tags(&table_name);
+            tags.insert("kubernetes.io/kops/role".into(), Value::str(format!("private-{zone}")));
+            let table = self.add(
+                "aws_route_table",
+                &table_name,
+                attrs! { "tags" => tags, "vpc_id" => self.vpc_id() },
+            );
+            let egress = in_zone.iter().find_map(|s| s.egress.clone());
+            let target: (&str, Value) = match egress.as_deref() {
+                Some(nat) if nat.starts_with("nat-") => ("nat_gateway_id", Value::str(nat)),
+                Some(instance) if instance.starts_with("i-") => {
+                    ("network_interface_id", Value::str(instance))
+                }
+                Some("External") => continue,
+                other => {
+                    let utility = self
+                        .subnets
+                        .iter()
+                        .copied()
+                        .find(|s| {
+                            s.zone.as_deref() == Some(zone.as_str())
+                                && Self::subnet_type(s) == "Utility"
+                        })
+                        .ok_or_else(|| {
+                            err(
+                                "spec.subnets",
+                                format!("private subnets in {zone} need a Utility subnet in the same zone for their NAT gateway"),
+                            )
+                        })?;
+                    let zone_name = self.scoped(&zone);
+                    let allocation = match other {
+                        Some(eip) if eip.starts_with("eipalloc-") => Value::str(eip),
+                        _ => self
+                            .add(
+                                "aws_eip",
+                                &zone_name,
+                                attrs! { "domain" => "vpc", "tags" => self.tags(&zone_name) },
+                            )
+                            .id(),
+                    };
+                    let nat = self.add(
+                        "aws_nat_gateway",
+                        &zone_name,
+                        attrs! {
+                            "allocation_id" => allocation,
+                            "subnet_id" => self.subnet_id(utility),
+                            "tags" => self.tags(&zone_name),
+                        },
+                    );
+                    ("nat_gateway_id", nat.id())
+                }
+            };
+            self.add(
+                "aws_route",
+                &format!("route-private-{zone}-0.0.0.0/0"),
+                attrs! {
+                    "destination_cidr_block" => "0.0.0.0/0",
+                    target.0 => target.1.clone(),
+                    "route_table_id" => table.id(),
+                },
+            );
+            if self.ipv6 {
+                self.add(
+                    "aws_route",
+                    &format!("route-private-{zone}-64:ff9b::/96"),
+                    attrs! {
+                        "destination_ipv6_cidr_block" => "64:ff9b::/96",
+                        target.0 => target.1.clone(),
+                        "route_table_id" => table.id(),
+                    },
+                );
+                if let Some(gw) = &egress_only {
+                    self.add(
+                        "aws_route",
+                        &format!("route-private-{zone}-::/0"),
+                        attrs! {
+                            "destination_ipv6_cidr_block" => "::/0",
+                            "egress_only_gateway_id" => gw.id(),
+                            "route_table_id" => table.id(),
+                        },
+                    );
+                }
+            }
+            for subnet in in_zone {
+                let full = self.scoped(&format!("private-{}", subnet.name.as_deref().unwrap_or_default()));
+                self.add(
+                    "aws_route_table_association",
+                    &full,
+                    attrs! { "route_table_id" => table.id(), "subnet_id" => self.subnet_id(subnet) },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// kops writes IPv6 subnet CIDRs relative to the VPC's Amazon-provided block
+    /// (`/64#0x111`); the concrete block is only known once the VPC exists, so it is
+    /// expressed as Terraform's `cidrsubnet` of the VPC block.
+    fn ipv6_subnet_cidr(&self, spec: &str) -> Value {
+        if let Some((prefix, index)) = spec.split_once('#') {
+            let bits: u32 = prefix.trim_start_matches('/').parse().unwrap_or(64);
+            let index = index.trim_start_matches("0x");
+            let index = u64::from_str_radix(index, 16).unwrap_or(0);
+            let vpc = Address::new("aws_vpc", &tf_name(&self.name));
+            Value::Expr(format!(
+                "cidrsubnet(aws_vpc.{}.ipv6_cidr_block, {}, {})",
+                vpc.name,
+                bits.saturating_sub(56),
+                index
+            ))
+        } else {
+            Value::str(spec)
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! Instance groups (launch templates, auto scaling groups, lifecycle hooks), etcd volumes,
+//! the API and bastion load balancers, DNS records and the termination-handler queue.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::build::{err, Builder};
+use crate::names::{tf_name, truncate};
+use crate::{attrs, Address, Attrs, FileValue, ModelError, Value};
+use kopsrs_api::{ClusterSubnetSpec, InstanceGroup, Role};
+
+const ENABLED_METRICS: [&str; 8] = [
+    "GroupDesiredCapacity",
+    "GroupInServiceInstances",
+    "GroupMaxSize",
+    "GroupMinSize",
+    "GroupPendingInstances",
+    "GroupStandbyInstances",
+    "GroupTerminatingInstances",
+    "GroupTotalInstances",
+];
+
+/// Owners of well-known image names, as kops resolves them.
+fn image_owner(alias: &str) -> Option<&'static str> {
+    Some(match alias {
+        "ubuntu" => "099720109477",
+        "debian" => "136693071363",
+        "amazon" => "amazon",
+        "redhat.com" | "redhat" => "309956199498",
+        "flatcar" => "075585003325",
+        "rocky" => "792107900819",
+        _ => return None,
+    })
+}
+
+fn json_file(name: String, value: serde_json::Value) -> Value {
+    Value::File(FileValue {
+        name,
+        content: serde_json::to_string_pretty(&value).expect("JSON serializes") + "\n",
+        base64: false,
+    })
+}
+
+impl<'a> Builder<'a> {
+    fn group_object_name(&self, group: &InstanceGroup) -> String {
+        match group.role() {
+            Some(Role::ControlPlane) => format!("{}.masters.{}", group.metadata.name, self.name),
+            _ => self.scoped(&group.metadata.name),
+        }
+    }
+
+    fn group_subnets(&self, group: &InstanceGroup) -> Result<Vec<&'a ClusterSubnetSpec>, ModelError> {
+        let names = group.spec.subnets.clone().unwrap_or_default();
+        names
+            .iter()
+            .map(|n| {
+                self.subnet(n).ok_or_else(|| {
+                    err(
+                        format!("InstanceGroup {}: spec.subnets", group.metadata.name),
+                        format!("{n:?} is not a subnet of the cluster"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn nth_queue_enabled(&self) -> bool {
+        let nth = self.spec.node_termination_handler.as_ref();
+        nth.and_then(|n| n.enabled).unwrap_or(true)
+            && nth.and_then(|n| n.enable_sqs_termination_draining).unwrap_or(true)
+    }
+
+    fn queue_name(&self) -> String {
+        format!("{}-nth", self.name.replace('.', "-"))
+    }
+
+    pub(crate) fn termination_handler_queue(&mut self) {
+        if !self.nth_queue_enabled() {
+            return;
+        }
+        let queue = self.queue_name();
+        let arn = format!("arn:{}:sqs:{}:*:{queue}", self.partition(), self.region);
+        let policy = json!({
+            "Statement": [{
+                "Action": "sqs:SendMessage",
+                "Effect": "Allow",
+                "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                "Resource": arn,
+            }],
+            "Version": "2012-10-17",
+        });
+        let queue_addr = self.add(
+            "aws_sqs_queue",
+            &queue,
+            attrs! {
+                "message_retention_seconds" => 300,
+                "name" => queue.clone(),
+                "policy" => json_file(format!("aws_sqs_queue_{queue}_policy"), policy),
+                "tags" => self.tags(&queue),
+            },
+        );
+        let mut rules = vec![
+            ("ASGLifecycle", json!({"detail-type": ["EC2 Instance-terminate Lifecycle Action"], "source": ["aws.autoscaling"]})),
+            ("SpotInterruption", json!({"detail-type": ["EC2 Spot Instance Interruption Warning"], "source": ["aws.ec2"]})),
+            ("InstanceStateChange", json!({"detail-type": ["EC2 Instance State-change Notification"], "source": ["aws.ec2"]})),
+            ("InstanceScheduledChange", json!({"detail": {"eventTypeCategory": ["scheduledChange"], "service": ["EC2"]}, "detail-type": ["AWS Health Event"], "source": ["aws.health"]})),
+        ];
+        if self
+            .spec
+            .node_termination_handler
+            .as_ref()
+            .and_then(|n| n.enable_rebalance_draining)
+            == Some(true)
+        {
+            rules.push(("RebalanceRecommendation", json!({"detail-type": ["EC2 Instance Rebalance Recommendation"], "source": ["aws.ec2"]})));
+        }
+        for (suffix, pattern) in rules {
+            let name = format!("{}-{suffix}", self.name);
+            let rule = self.add(
+                "aws_cloudwatch_event_rule",
+                &name,
+                attrs! {
+                    "event_pattern" => json_file(format!("aws_cloudwatch_event_rule_{name}_event_pattern"), pattern),
+                    "name" => name.clone(),
+                    "tags" => self.tags(&name),
+                },
+            );
+            self.add(
+                "aws_cloudwatch_event_target",
+                &format!("{name}-Target"),
+                attrs! { "arn" => queue_addr.attr("arn"), "rule" => rule.id() },
+            );
+        }
+    }
+
+    pub(crate) fn etcd_volumes(&mut self) -> Result<(), ModelError> {
+        for etcd in self.spec.etcd_clusters.iter().flatten() {
+            let etcd_name = etcd.name.clone().unwrap_or_default();
+            let members: Vec<_> = etcd.etcd_members.iter().flatten().collect();
+            let all: Vec<String> = members.iter().filter_map(|m| m.name.clone()).collect();
+            for member in &members {
+                let member_name = member.name.clone().unwrap_or_default();
+                let group_name = member.instance_group.clone().unwrap_or_default();
+                let group = self
+                    .groups
+                    .iter()
+                    .find(|g| g.metadata.name == group_name)
+                    .ok_or_else(|| {
+                        err(
+                            format!("spec.etcdClusters[{etcd_name}].etcdMembers[{member_name}].instanceGroup"),
+                            format!("{group_name:?} is not an instance group of the cluster"),
+                        )
+                    })?;
+                let zone = self
+                    .group_subnets(group)?
+                    .first()
+                    .and_then(|s| s.zone.clone())
+                    .or_else(|| group.spec.zones.as_ref().and_then(|z| z.first().cloned()))
+                    .ok_or_else(|| err(format!("InstanceGroup {group_name}: spec.subnets"), "no zone for the etcd volume"))?;
+                let name = format!("{member_name}.etcd-{etcd_name}.{}", self.name);
+                let mut tags = self.tags(&name);
+                tags.insert(
+                    format!("k8s.io/etcd/{etcd_name}"),
+                    Value::str(format!("{member_name}/{}", all.join(","))),
+                );
+                tags.insert("k8s.io/role/control-plane".into(), Value::str("1"));
+                tags.insert("k8s.io/role/master".into(), Value::str("1"));
+                let volume_type = member.volume_type.clone().unwrap_or_else(|| "gp3".into());
+                let mut a = attrs! {
+                    "availability_zone" => zone,
+                    "encrypted" => member.encrypted_volume.unwrap_or(false),
+                    "size" => member.volume_size.unwrap_or(20),
+                    "tags" => tags,
+                    "type" => volume_type.clone(),
+                };
+                if matches!(volume_type.as_str(), "gp3" | "io1" | "io2") {
+                    a.insert("iops".into(), Value::Int(member.volume_iops.map_or(3000, i64::from)));
+                }
+                if volume_type == "gp3" {
+                    a.insert(
+                        "throughput".into(),
+                        Value::Int(member.volume_throughput.map_or(125, i64::from)),
+                    );
+                }
+                if let Some(key) = &member.kms_key_id {
+                    a.insert("kms_key_id".into(), Value::str(key));
+                }
+                self.add("aws_ebs_volume", &name, a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Subnets a public-facing load balancer sits in: utility subnets if the cluster has
+    /// them, else public ones; one per zone.
+    fn load_balancer_subnets(&self, internal: bool) -> Vec<&'a ClusterSubnetSpec> {
+        let wanted: &[&str] = if internal {
+            &["Private"]
+        } else if self.subnets.iter().any(|s| Self::subnet_type(s) == "Utility") {
+            &["Utility"]
+        } else {
+            &["Public"]
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        self.subnets
+            .iter()
+            .copied()
+            .filter(|s| wanted.contains(&Self::subnet_type(s)))
+            .filter(|s| seen.insert(s.zone.clone()))
+            .collect()
+    }
+
+    pub(crate) fn bastion_subnets(&self) -> Vec<&'a ClusterSubnetSpec> {
+        let internal = self
+            .spec
+            .topology
+            .as_ref()
+            .and_then(|t| t.bastion.as_ref())
+            .and_then(|b| b.load_balancer.as_ref())
+            .and_then(|l| l.r#type.as_deref())
+            == Some("Internal");
+        self.load_balancer_subnets(internal)
+    }
+
+    fn network_load_balancer(
+        &mut self,
+        object: &str,
+        lb_name: &str,
+        sg_role: &str,
+        internal: bool,
+        subnets: Vec<&ClusterSubnetSpec>,
+        cross_zone: bool,
+    ) -> Address {
+        let mappings: Vec<Attrs> = subnets
+            .iter()
+            .map(|s| attrs! { "subnet_id" => self.subnet_id(s) })
+            .collect();
+        let mut tags = self.tags(object);
+        tags.insert("Name".into(), Value::str(object));
+        self.add(
+            "aws_lb",
+            object,
+            attrs! {
+                "enable_cross_zone_load_balancing" => cross_zone,
+                "internal" => internal,
+                "load_balancer_type" => "network",
+                "name" => lb_name,
+                "security_groups" => Value::List(vec![self.sg_address(sg_role).id()]),
+                "subnet_mapping" => Value::Blocks(mappings),
+                "tags" => tags,
+            },
+        )
+    }
+
+    fn target_group(&mut self, name: &str, port: i64) -> Address {
+        let mut a = attrs! {
+            "connection_termination" => "true",
+            "deregistration_delay" => "30",
+            "health_check" => Value::block(attrs! {
+                "healthy_threshold" => 2,
+                "interval" => 10,
+                "protocol" => "TCP",
+                "unhealthy_threshold" => 2,
+            }),
+            "name" => name,
+            "port" => port,
+            "protocol" => "TCP",
+            "tags" => self.tags(name),
+            "vpc_id" => self.vpc_id(),
+        };
+        a.insert("tags".into(), Value::Map(self.tags(name)));
+        self.add("aws_lb_target_group", name, a)
+    }
+
+    fn listener(&mut self, object: &str, lb: &Address, tg: &Address, port: i64) {
+        self.add(
+            "aws_lb_listener",
+            &format!("{object}-{port}"),
+            attrs! {
+                "default_action" => Value::block(attrs! { "target_group_arn" => tg.id(), "type" => "forward" }),
+                "load_balancer_arn" => lb.id(),
+                "port" => port,
+                "protocol" => "TCP",
+            },
+        );
+    }
+
+    pub(crate) fn api_target_group(&self) -> Option<Address> {
+        self.api_load_balancer_enabled().then(|| {
+            Address::new(
+                "aws_lb_target_group",
+                &tf_name(&truncate(&format!("tcp-{}", self.name.replace('.', "-")), 32, true)),
+            )
+        })
+    }
+
+    pub(crate) fn api_load_balancer(&mut self) -> Result<(), ModelError> {
+        let Some(lb) = self.spec.api.as_ref().and_then(|a| a.load_balancer.clone()) else {
+            return Ok(());
+        };
+        if lb.class.as_deref() == Some("Classic") {
+            return Err(err(
+                "spec.api.loadBalancer.class",
+                "\"Classic\" load balancers are not supported by kopsrs; use class: Network",
+            ));
+        }
+        let internal = lb.r#type.as_deref() == Some("Internal");
+        let dashed = self.name.replace('.', "-");
+        let object = self.scoped("api");
+        let lb_name = truncate(&format!("api-{dashed}"), 32, true);
+        let subnets = match &lb.subnets {
+            Some(chosen) if !chosen.is_empty() => chosen
+                .iter()
+                .filter_map(|s| s.name.as_deref().and_then(|n| self.subnet(n)))
+                .collect(),
+            _ => self.load_balancer_subnets(internal),
+        };
+        let cross_zone = lb.cross_zone_load_balancing.unwrap_or(self.dns_none());
+        let lb_addr = self.network_load_balancer(&object, &lb_name, "api-elb", internal, subnets, cross_zone);
+        let tg = self.target_group(&truncate(&format!("tcp-{dashed}"), 32, true), 443);
+        self.listener(&object, &lb_addr, &tg, 443);
+        Ok(())
+    }
+
+    pub(crate) fn bastion_target_group(&self) -> Option<Address> {
+        self.bastion_enabled().then(|| {
+            Address::new(
+                "aws_lb_target_group",
+                &tf_name(&truncate(&format!("bastion-{}", self.name.replace('.', "-")), 32, true)),
+            )
+        })
+    }
+
+    pub(crate) fn bastion_load_balancer(&mut self) -> Result<(), ModelError> {
+        if !self.bastion_enabled() {
+            return Ok(());
+        }
+        let internal = self
+            .spec
+            .topology
+            .as_ref()
+            .and_then(|t| t.bastion.as_ref())
+            .and_then(|b| b.load_balancer.as_ref())
+            .and_then(|l| l.r#type.as_deref())
+            == Some("Internal");
+        let object = self.scoped("bastion");
+        let name = truncate(&format!("bastion-{}", self.name.replace('.', "-")), 32, true);
+        let subnets = self.bastion_subnets();
+        let lb = self.network_load_balancer(&object, &name, "bastion-elb", internal, subnets, false);
+        let tg = self.target_group(&name, 22);
+        self.listener(&object, &lb, &tg, 22);
+        Ok(())
+    }
+
+    /// Alias records for the API load balancer in the cluster's hosted zone.
+    pub(crate) fn dns(&mut self) {
+        if !self.api_load_balancer_enabled() || self.dns_none() {
+            return;
+        }
+        let lb = Address::new("aws_lb", &tf_name(&self.scoped("api")));
+        let zone = self.hosted_zone();
+        let public_name = self
+            .spec
+            .master_public_name
+            .clone()
+            .unwrap_or_else(|| self.scoped("api"));
+        for (suffix, record_type) in [("", "A"), ("-AAAA", "AAAA")] {
+            self.add(
+                "aws_route53_record",
+                &format!("{public_name}{suffix}"),
+                attrs! {
+                    "alias" => Value::block(attrs! {
+                        "evaluate_target_health" => false,
+                        "name" => lb.attr("dns_name"),
+                        "zone_id" => lb.attr("zone_id"),
+                    }),
+                    "name" => public_name.clone(),
+                    "type" => record_type,
+                    "zone_id" => zone.clone(),
+                },
+            );
+        }
+    }
+
+    /// The hosted zone: the ID in `spec.dnsZone`, or a lookup by name (the zone named in
+    /// `spec.dnsZone`, else the cluster name's parent domain).
+    fn hosted_zone(&mut self) -> Value {
+        let zone = self.spec.dns_zone.clone();
+        if let Some(id) = zone.as_deref().filter(|z| !z.contains('.')) {
+            return Value::str(format!("/hostedzone/{}", id.trim_start_matches("/hostedzone/")));
+        }
+        let name = zone.unwrap_or_else(|| {
+            self.name
+                .split_once('.')
+                .map(|(_, parent)| parent.to_string())
+                .unwrap_or_else(|| self.name.clone())
+        });
+        let private = self
+            .spec
+            .topology
+            .as_ref()
+            .and_then(|t| t.dns.as_ref())
+            .and_then(|d| d.r#type.as_deref())
+            == Some("Private");
+        let mut a = attrs! { "name" => name.clone() };
+        if private {
+            a.insert("private_zone".into(), Value::Bool(true));
+        }
+        self.add_data("aws_route53_zone", &name, a).attr("zone_id")
+    }
+
+    /// The AMI: an ID as given, or a lookup by owner and name.
+    fn image(&mut self, group: &InstanceGroup) -> (Value, Value) {
+        let image = group.spec.image.clone().unwrap_or_default();
+        if image.starts_with("ami-") {
+            return (Value::str(&image), Value::str("/dev/xvda"));
+        }
+        let (owner, name) = match image.split_once('/') {
+            Some((first, rest)) if first.chars().all(|c| c.is_ascii_digit()) => (first.to_string(), rest.to_string()),
+            Some((first, _)) => match image_owner(first) {
+                Some(owner) => (owner.to_string(), image.clone()),
+                None => (first.to_string(), image.clone()),
+            },
+            None => ("self".to_string(), image.clone()),
+        };
+        let data = self.add_data(
+            "aws_ami",
+            &format!("{owner}/{name}"),
+            attrs! {
+                "filter" => Value::Blocks(vec![attrs! { "name" => "name", "values" => Value::strs([name]) }]),
+                "most_recent" => true,
+                "owners" => Value::strs([owner]),
+            },
+        );
+        (data.id(), data.attr("root_device_name"))
+    }
+
+    fn group_tags(&self, group: &InstanceGroup, object: &str) -> BTreeMap<String, Value> {
+        let role = group.role();
+        let mut tags = self.tags(object);
+        if let Some(labels) = &group.spec.cloud_labels {
+            for (k, v) in labels {
+                tags.insert(k.clone(), Value::str(v));
+            }
+        }
+        if self.nth_queue_enabled() {
+            tags.insert("aws-node-termination-handler/managed".into(), Value::str(""));
+        }
+        let label = "k8s.io/cluster-autoscaler/node-template/label";
+        let mut labels: BTreeMap<String, String> = group.spec.node_labels.clone().unwrap_or_default();
+        match role {
+            Some(Role::ControlPlane) => {
+                labels.insert("node-role.kubernetes.io/control-plane".into(), String::new());
+                labels.insert("node.kubernetes.io/exclude-from-external-load-balancers".into(), String::new());
+                tags.insert("k8s.io/role/control-plane".into(), Value::str("1"));
+                tags.insert("k8s.io/role/master".into(), Value::str("1"));
+            }
+            Some(Role::Node) => {
+                labels.insert("node-role.kubernetes.io/node".into(), String::new());
+                tags.insert("k8s.io/role/node".into(), Value::str("1"));
+            }
+            Some(Role::ApiServer) => {
+                labels.insert("node-role.kubernetes.io/api-server".into(), String::new());
+                tags.insert("k8s.io/role/api-server".into(), Value::str("1"));
+            }
+            Some(Role::Bastion) | None => {
+                tags.insert("k8s.io/role/bastion".into(), Value::str("1"));
+            }
+        }
+        if role != Some(Role::Bastion) {
+            for (k, v) in labels {
+                tags.insert(format!("{label}/{k}"), Value::str(v));
+            }
+            for taint in group.spec.taints.iter().flatten() {
+                // key=value:Effect or key:Effect
+                let (kv, effect) = taint.rsplit_once(':').unwrap_or((taint, ""));
+                let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+                tags.insert(
+                    format!("k8s.io/cluster-autoscaler/node-template/taint/{key}"),
+                    Value::str(format!("{value}:{effect}")),
+                );
+            }
+        }
+        tags.insert("kops.k8s.io/instancegroup".into(), Value::str(&group.metadata.name));
+        tags
+    }
+
+    pub(crate) fn instance_groups(&mut self) -> Result<(), ModelError> {
+        let groups: Vec<&InstanceGroup> = self.groups.clone();
+        for group in groups {
+            self.instance_group(group)?;
+        }
+        Ok(())
+    }
+
+    fn instance_group(&mut self, group: &InstanceGroup) -> Result<(), ModelError> {
+        let role = group.role().ok_or_else(|| {
+            err(format!("InstanceGroup {}: spec.role", group.metadata.name), "missing or unknown")
+        })?;
+        let spec = &group.spec;
+        let object = self.group_object_name(group);
+        let subnets = self.group_subnets(group)?;
+        let sg_role = match role {
+            Role::ControlPlane | Role::ApiServer => "masters",
+            Role::Node => "nodes",
+            Role::Bastion => "bastion",
+        };
+        let tags = self.group_tags(group, &object);
+        let (image, root_device) = self.image(group);
+
+        // Root volume (and extra volumes) with kops's defaults.
+        let volume_type = spec.root_volume_type.clone().unwrap_or_else(|| "gp3".into());
+        let mut ebs = attrs! {
+            "delete_on_termination" => spec.root_volume_delete_on_termination.unwrap_or(true),
+            "encrypted" => spec.root_volume_encryption.unwrap_or(true),
+            "volume_size" => spec.root_volume_size.unwrap_or(match role { Role::ControlPlane => 64, Role::Bastion => 32, _ => 128 }),
+            "volume_type" => volume_type.clone(),
+        };
+        if matches!(volume_type.as_str(), "gp3" | "io1" | "io2") {
+            ebs.insert("iops".into(), Value::Int(spec.root_volume_iops.map_or(3000, i64::from)));
+        }
+        if volume_type == "gp3" {
+            ebs.insert("throughput".into(), Value::Int(spec.root_volume_throughput.map_or(125, i64::from)));
+        }
+        if let Some(key) = &spec.root_volume_encryption_key {
+            ebs.insert("kms_key_id".into(), Value::str(key));
+        }
+        let mut devices = vec![attrs! { "device_name" => root_device, "ebs" => Value::block(ebs) }];
+        for volume in spec.volumes.iter().flatten() {
+            let mut ebs = attrs! {
+                "delete_on_termination" => volume.delete_on_termination.unwrap_or(true),
+                "encrypted" => volume.encrypted.unwrap_or(false),
+                "volume_size" => volume.size.unwrap_or(0),
+                "volume_type" => volume.r#type.clone().unwrap_or_else(|| "gp3".into()),
+            };
+            if let Some(iops) = volume.iops {
+                ebs.insert("iops".into(), Value::Int(iops));
+            }
+            if let Some(t) = volume.throughput {
+                ebs.insert("throughput".into(), Value::Int(t));
+            }
+            devices.push(attrs! { "device_name" => volume.device.clone().unwrap_or_default(), "ebs" => Value::block(ebs) });
+        }
+
+        let public = subnets
+            .iter()
+            .any(|s| matches!(Self::subnet_type(s), "Public" | "Utility"));
+        let mut security_groups = vec![self.sg_address(sg_role).id()];
+        if let Some(override_id) = &spec.security_group_override {
+            security_groups = vec![Value::str(override_id)];
+        }
+        for extra in spec.additional_security_groups.iter().flatten() {
+            security_groups.push(Value::str(extra));
+        }
+        let metadata = spec.instance_metadata.clone().unwrap_or_default();
+        let tag_specs: Vec<Attrs> = ["instance", "volume", "network-interface"]
+            .iter()
+            .map(|kind| attrs! { "resource_type" => *kind, "tags" => tags.clone() })
+            .collect();
+        let mut lt = attrs! {
+            "block_device_mappings" => Value::Blocks(devices),
+            "iam_instance_profile" => Value::block(attrs! { "name" => self.instance_profile(role, group) }),
+            "image_id" => image,
+            "lifecycle" => Value::block(attrs! { "create_before_destroy" => true }),
+            "metadata_options" => Value::block(attrs! {
+                "http_endpoint" => "enabled",
+                "http_protocol_ipv6" => if self.ipv6 { "enabled" } else { "disabled" },
+                "http_put_response_hop_limit" => metadata.http_put_response_hop_limit.unwrap_or(1),
+                "http_tokens" => metadata.http_tokens.clone().unwrap_or_else(|| "required".into()),
+            }),
+            "monitoring" => Value::block(attrs! { "enabled" => spec.detailed_instance_monitoring.unwrap_or(false) }),
+            "name" => object.clone(),
+            "network_interfaces" => Value::block(attrs! {
+                "associate_public_ip_address" => spec.associate_public_ip.unwrap_or(public) && public,
+                "delete_on_termination" => true,
+                "ipv6_address_count" => if self.ipv6 { 1 } else { 0 },
+                "security_groups" => Value::List(security_groups),
+            }),
+            "tag_specifications" => Value::Blocks(tag_specs),
+            "tags" => tags.clone(),
+            "user_data" => Value::File(FileValue {
+                name: format!("aws_launch_template_{object}_user_data"),
+                content: self.user_data(&group.metadata.name),
+                base64: true,
+            }),
+        };
+        if let Some(machine) = &spec.machine_type {
+            lt.insert("instance_type".into(), Value::str(machine.split(',').next().unwrap_or(machine)));
+        }
+        if let Some(key) = self.key_pair_address() {
+            lt.insert("key_name".into(), key.id());
+        } else if let Some(name) = self.spec.ssh_key_name.as_ref().filter(|n| !n.is_empty()) {
+            lt.insert("key_name".into(), Value::str(name));
+        }
+        if let Some(credits) = &spec.cpu_credits {
+            lt.insert("credit_specification".into(), Value::block(attrs! { "cpu_credits" => credits.clone() }));
+        }
+        if let Some(price) = &spec.max_price {
+            if spec.mixed_instances_policy.is_none() {
+                lt.insert(
+                    "instance_market_options".into(),
+                    Value::block(attrs! {
+                        "market_type" => "spot",
+                        "spot_options" => Value::block(attrs! { "max_price" => price.clone() }),
+                    }),
+                );
+            }
+        }
+        if let Some(tenancy) = &spec.tenancy {
+            lt.insert("placement".into(), Value::block(attrs! { "tenancy" => tenancy.clone() }));
+        }
+        let lt_addr = self.add("aws_launch_template", &object, lt);
+
+        // Karpenter provisions these nodes itself: a launch template, no group.
+        if spec.manager.as_deref() == Some("Karpenter") {
+            return Ok(());
+        }
+        let mut asg_tags: Vec<Attrs> = tags
+            .iter()
+            .map(|(k, v)| attrs! { "key" => k.clone(), "propagate_at_launch" => true, "value" => v.clone() })
+            .collect();
+        asg_tags.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+        let launch_template = Value::block(attrs! { "id" => lt_addr.id(), "version" => lt_addr.attr("latest_version") });
+        let lifetime = spec
+            .max_instance_lifetime
+            .as_deref()
+            .map(parse_duration_seconds)
+            .transpose()
+            .map_err(|e| err(format!("InstanceGroup {}: spec.maxInstanceLifetime", group.metadata.name), e))?
+            .unwrap_or(0);
+        let mut asg = attrs! {
+            "enabled_metrics" => Value::strs(ENABLED_METRICS),
+            "max_instance_lifetime" => lifetime,
+            "max_size" => spec.max_size.unwrap_or(1),
+            "metrics_granularity" => "1Minute",
+            "min_size" => spec.min_size.unwrap_or(1),
+            "name" => object.clone(),
+            "protect_from_scale_in" => spec.instance_protection.unwrap_or(false),
+            "tag" => Value::Blocks(asg_tags),
+            "vpc_zone_identifier" => Value::List(subnets.iter().map(|s| self.subnet_id(s)).collect()),
+        };
+        match &spec.mixed_instances_policy {
+            Some(mixed) => {
+                let overrides: Vec<Attrs> = mixed
+                    .instances
+                    .iter()
+                    .flatten()
+                    .map(|t| attrs! { "instance_type" => t.clone() })
+                    .collect();
+                let mut distribution = attrs! {
+                    "on_demand_base_capacity" => mixed.on_demand_base.unwrap_or(0),
+                    "on_demand_percentage_above_base_capacity" => mixed.on_demand_above_base.unwrap_or(100),
+                };
+                if let Some(strategy) = &mixed.spot_allocation_strategy {
+                    distribution.insert("spot_allocation_strategy".into(), Value::str(strategy));
+                }
+                if let Some(pools) = mixed.spot_instance_pools {
+                    distribution.insert("spot_instance_pools".into(), Value::Int(pools));
+                }
+                if let Some(price) = &spec.max_price {
+                    distribution.insert("spot_max_price".into(), Value::str(price));
+                }
+                asg.insert(
+                    "mixed_instances_policy".into(),
+                    Value::block(attrs! {
+                        "instances_distribution" => Value::block(distribution),
+                        "launch_template" => Value::block(attrs! {
+                            "launch_template_specification" => Value::block(attrs! {
+                                "launch_template_id" => lt_addr.id(),
+                                "version" => lt_addr.attr("latest_version"),
+                            }),
+                            "override" => Value::Blocks(overrides),
+                        }),
+                    }),
+                );
+            }
+            None => {
+                asg.insert("launch_template".into(), launch_template);
+            }
+        }
+        if spec.capacity_rebalance == Some(true) {
+            asg.insert("capacity_rebalance".into(), Value::Bool(true));
+        }
+        if let Some(processes) = &spec.suspend_processes {
+            asg.insert("suspended_processes".into(), Value::strs(processes.clone()));
+        }
+        let target_group = match role {
+            Role::ControlPlane => self.api_target_group(),
+            Role::Bastion => self.bastion_target_group(),
+            _ => None,
+        };
+        if let Some(tg) = target_group {
+            asg.insert("target_group_arns".into(), Value::List(vec![tg.id()]));
+        }
+        let warm_pool = spec.warm_pool.clone().or_else(|| {
+            (role == Role::Node).then(|| self.spec.warm_pool.clone()).flatten()
+        });
+        if let Some(pool) = &warm_pool {
+            let mut w = attrs! { "min_size" => pool.min_size.unwrap_or(0) };
+            if let Some(max) = pool.max_size {
+                w.insert("max_group_prepared_capacity".into(), Value::Int(max));
+            }
+            asg.insert("warm_pool".into(), Value::block(w));
+        }
+        let asg_addr = self.add("aws_autoscaling_group", &object, asg);
+
+        if self.nth_queue_enabled() {
+            let hook = format!("{}-NTHLifecycleHook", group.metadata.name);
+            self.add(
+                "aws_autoscaling_lifecycle_hook",
+                &hook,
+                attrs! {
+                    "autoscaling_group_name" => asg_addr.id(),
+                    "default_result" => "CONTINUE",
+                    "heartbeat_timeout" => 300,
+                    "lifecycle_transition" => "autoscaling:EC2_INSTANCE_TERMINATING",
+                    "name" => hook.clone(),
+                },
+            );
+        }
+        if let Some(pool) = &warm_pool {
+            if pool.enable_lifecycle_hook == Some(true) {
+                let hook = format!("{}-{}", "kops-warmpool", group.metadata.name);
+                self.add(
+                    "aws_autoscaling_lifecycle_hook",
+                    &format!("{}-{}", group.metadata.name, "kops-warmpool"),
+                    attrs! {
+                        "autoscaling_group_name" => asg_addr.id(),
+                        "default_result" => "ABANDON",
+                        "heartbeat_timeout" => pool.lifecycle_hook_timeout.unwrap_or(120),
+                        "lifecycle_transition" => "autoscaling:EC2_INSTANCE_LAUNCHING",
+                        "name" => hook,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn cluster_outputs(&mut self) {
+        let mut out = BTreeMap::new();
+        out.insert("cluster_name".to_string(), Value::str(&self.name));
+        out.insert("region".to_string(), Value::str(&self.region));
+        out.insert("vpc_id".to_string(), self.vpc_id());
+        let asgs = |b: &Self, role: Role| -> Value {
+            Value::List(
+                b.groups_with(role)
+                    .filter(|g| g.spec.manager.as_deref() != Some("Karpenter"))
+                    .map(|g| Address::new("aws_autoscaling_group", &tf_name(&b.group_object_name(g))).id())
+                    .collect(),
+            )
+        };
+        out.insert("master_autoscaling_group_ids".into(), asgs(self, Role::ControlPlane));
+        out.insert("node_autoscaling_group_ids".into(), asgs(self, Role::Node));
+        out.insert("master_security_group_ids".into(), Value::List(vec![self.sg_address("masters").id()]));
+        out.insert("node_security_group_ids".into(), Value::List(vec![self.sg_address("nodes").id()]));
+        for (key, role) in [("masters", Role::ControlPlane), ("nodes", Role::Node)] {
+            let addr = self.role_address(role);
+            if self.has(&addr) {
+                out.insert(format!("{key}_role_arn"), addr.attr("arn"));
+                out.insert(format!("{key}_role_name"), addr.attr("name"));
+            }
+        }
+        let mut node_subnets = Vec::new();
+        for group in self.groups_with(Role::Node) {
+            for name in group.spec.subnets.iter().flatten() {
+                if let Some(subnet) = self.subnet(name) {
+                    let id = self.subnet_id(subnet);
+                    if !node_subnets.contains(&id) {
+                        node_subnets.push(id);
+                    }
+                }
+            }
+        }
+        out.insert("node_subnet_ids".into(), Value::List(node_subnets));
+        for subnet in &self.subnets {
+            let name = subnet.name.clone().unwrap_or_default();
+            out.insert(format!("subnet_{name}_id"), self.subnet_id(subnet));
+        }
+        let public_table = Address::new("aws_route_table", &tf_name(&self.name));
+        if self.has(&public_table) {
+            out.insert("route_table_public_id".into(), public_table.id());
+        }
+        if !self.shared_vpc() {
+            let vpc = Address::new("aws_vpc", &tf_name(&self.name));
+            out.insert("vpc_cidr_block".into(), vpc.attr("cidr_block"));
+            out.insert("vpc_ipv6_cidr_block".into(), vpc.attr("ipv6_cidr_block"));
+        }
+        self.outputs = out;
+    }
+}
+
+/// Parses kops's duration strings (`168h`, `90m`, `3600s`, `1h30m`) into seconds.
+fn parse_duration_seconds(text: &str) -> Result<i64, String> {
+    if text == "0" {
+        return Ok(0);
+    }
+    let mut total = 0i64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: i64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 168h or 90m"))?;
+        number.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("{text:?} is not a duration such as 168h or 90m")),
+        };
+    }
+    if !number.is_empty() {
+        return Err(format!("{text:?} has no unit; write e.g. 168h"));
+    }
+    Ok(total)
+}

@@ -1,0 +1,242 @@
+//! The vocabulary every target shares: addresses, values and resources.
+//!
+//! Attribute names are Terraform's AWS provider names (`cidr_block`, `vpc_id`): a
+//! well-documented vocabulary that the Terraform renderer writes as is and the AWS provider
+//! maps to API calls, so there is one description of a resource, not one per target.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Attributes of a resource or of a nested block, sorted by name (as kops and `terraform fmt`
+/// order them).
+pub type Attrs = BTreeMap<String, Value>;
+
+/// Whether an address names a managed resource or a read-only lookup (`data.aws_ami.x`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mode {
+    Managed,
+    Data,
+}
+
+/// A stable, kops-compatible resource address such as `aws_vpc.minimal-example-com`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    pub mode: Mode,
+    pub kind: String,
+    pub name: String,
+}
+
+impl Address {
+    pub fn new(kind: &str, name: &str) -> Address {
+        Address {
+            mode: Mode::Managed,
+            kind: kind.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn data(kind: &str, name: &str) -> Address {
+        Address {
+            mode: Mode::Data,
+            kind: kind.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// A reference to one attribute of this resource (`aws_vpc.x.id`).
+    pub fn attr(&self, attr: &str) -> Value {
+        Value::Ref(Ref {
+            address: self.clone(),
+            attr: attr.to_string(),
+        })
+    }
+
+    pub fn id(&self) -> Value {
+        self.attr("id")
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mode {
+            Mode::Managed => write!(f, "{}.{}", self.kind, self.name),
+            Mode::Data => write!(f, "data.{}.{}", self.kind, self.name),
+        }
+    }
+}
+
+/// A reference to an attribute another resource gets when it exists (an ID, an ARN).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ref {
+    pub address: Address,
+    pub attr: String,
+}
+
+/// A large value kept in its own file (`data/<name>`): policies, user-data, public keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileValue {
+    pub name: String,
+    pub content: String,
+    /// Written as `filebase64()` (user-data) rather than `file()`.
+    pub base64: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    List(Vec<Value>),
+    /// An attribute whose value is a map (`tags = { ... }`).
+    Map(BTreeMap<String, Value>),
+    /// Nested blocks (`launch_template { ... }`, repeated `tag { ... }`).
+    Blocks(Vec<Attrs>),
+    Ref(Ref),
+    File(FileValue),
+    /// A Terraform expression with no AWS meaning (only used in outputs).
+    Expr(String),
+}
+
+impl Value {
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::Str(s.into())
+    }
+
+    pub fn strs<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Value {
+        Value::List(items.into_iter().map(|s| Value::Str(s.into())).collect())
+    }
+
+    pub fn block(attrs: Attrs) -> Value {
+        Value::Blocks(vec![attrs])
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Every reference inside this value, depth first.
+    pub fn refs<'a>(&'a self, out: &mut Vec<&'a Ref>) {
+        match self {
+            Value::Ref(r) => out.push(r),
+            Value::List(items) => items.iter().for_each(|v| v.refs(out)),
+            Value::Map(map) => map.values().for_each(|v| v.refs(out)),
+            Value::Blocks(blocks) => blocks
+                .iter()
+                .flat_map(|b| b.values())
+                .for_each(|v| v.refs(out)),
+            _ => {}
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::Str(s)
+    }
+}
+impl From<&String> for Value {
+    fn from(s: &String) -> Value {
+        Value::Str(s.clone())
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Int(i)
+    }
+}
+impl From<i32> for Value {
+    fn from(i: i32) -> Value {
+        Value::Int(i.into())
+    }
+}
+impl From<Attrs> for Value {
+    fn from(map: Attrs) -> Value {
+        Value::Map(map)
+    }
+}
+
+/// Builds an [`Attrs`] map: `attrs! { "cidr_block" => "10.0.0.0/16", "vpc_id" => vpc.id() }`.
+#[macro_export]
+macro_rules! attrs {
+    ($($key:expr => $value:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut map = $crate::Attrs::new();
+        $( map.insert(($key).to_string(), $crate::Value::from($value)); )*
+        map
+    }};
+}
+
+/// One resource of the desired set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub address: Address,
+    pub attrs: Attrs,
+}
+
+impl Resource {
+    pub fn get(&self, attr: &str) -> Option<&Value> {
+        self.attrs.get(attr)
+    }
+
+    pub fn str(&self, attr: &str) -> Option<&str> {
+        self.attrs.get(attr).and_then(Value::as_str)
+    }
+
+    /// The tags map, if the resource has one.
+    pub fn tags(&self) -> Option<&BTreeMap<String, Value>> {
+        match self.attrs.get("tags") {
+            Some(Value::Map(map)) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// The addresses this resource refers to (its dependencies), without duplicates.
+    pub fn dependencies(&self) -> Vec<&Address> {
+        let mut refs = Vec::new();
+        for value in self.attrs.values() {
+            value.refs(&mut refs);
+        }
+        let mut out: Vec<&Address> = refs.into_iter().map(|r| &r.address).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// A resource that exists outside the cluster (a VPC or subnet made by Terraform): used and
+/// checked, never changed or deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub kind: String,
+    pub id: String,
+    /// Where the spec names it (`spec.networkID`), for error messages.
+    pub field: String,
+}

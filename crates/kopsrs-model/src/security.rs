@@ -1,0 +1,217 @@
+//! Security groups and their rules: control plane, nodes, bastion and load balancers.
+
+use crate::build::{sg_name, Builder};
+use crate::names::tf_name;
+use crate::{attrs, Address, Attrs, ModelError, Value};
+use kopsrs_api::Role;
+
+/// Where a rule's traffic comes from (ingress) or goes to (egress).
+enum Peer<'a> {
+    Cidr(&'a str),
+    Group(&'a str),
+}
+
+impl Builder<'_> {
+    pub(crate) fn sg_address(&self, role: &str) -> Address {
+        Address::new("aws_security_group", &tf_name(&sg_name(role, &self.name)))
+    }
+
+    fn sg_ref(&self, role: &str) -> Value {
+        self.sg_address(role).id()
+    }
+
+    /// A rule named the way kops names rules it derives from their content:
+    /// `from-<source>-<ingress|egress>-<protocol>-<from>to<to>-<target>`.
+    fn rule(&mut self, group: &str, peer: Peer<'_>, egress: bool, protocol: &str, ports: (i64, i64)) {
+        let group_name = sg_name(group, &self.name);
+        let (peer_name, mut a) = match peer {
+            Peer::Cidr(cidr) => {
+                let key = if cidr.contains(':') { "ipv6_cidr_blocks" } else { "cidr_blocks" };
+                (cidr.to_string(), attrs! { key => Value::strs([cidr]) })
+            }
+            Peer::Group(role) => (
+                sg_name(role, &self.name),
+                attrs! { "source_security_group_id" => self.sg_ref(role) },
+            ),
+        };
+        let proto_name = if protocol == "-1" { "all" } else { protocol };
+        let name = if egress {
+            format!("from-{group_name}-egress-{proto_name}-{}to{}-{peer_name}", ports.0, ports.1)
+        } else {
+            format!("from-{peer_name}-ingress-{proto_name}-{}to{}-{group_name}", ports.0, ports.1)
+        };
+        self.fill_rule(&mut a, group, egress, protocol, ports);
+        self.add("aws_security_group_rule", &name, a);
+    }
+
+    /// A rule with a fixed name (kops names the load-balancer rules explicitly).
+    fn named_rule(&mut self, name: &str, group: &str, peer: Peer<'_>, protocol: &str, ports: (i64, i64)) {
+        let mut a = match peer {
+            Peer::Cidr(cidr) => {
+                let key = if cidr.contains(':') { "ipv6_cidr_blocks" } else { "cidr_blocks" };
+                attrs! { key => Value::strs([cidr]) }
+            }
+            Peer::Group(role) => attrs! { "source_security_group_id" => self.sg_ref(role) },
+        };
+        self.fill_rule(&mut a, group, false, protocol, ports);
+        self.add("aws_security_group_rule", name, a);
+    }
+
+    fn fill_rule(&self, a: &mut Attrs, group: &str, egress: bool, protocol: &str, ports: (i64, i64)) {
+        a.insert("from_port".into(), Value::Int(ports.0));
+        a.insert("to_port".into(), Value::Int(ports.1));
+        a.insert("protocol".into(), Value::str(protocol));
+        a.insert("security_group_id".into(), self.sg_ref(group));
+        a.insert("type".into(), Value::str(if egress { "egress" } else { "ingress" }));
+    }
+
+    fn group(&mut self, role: &str, description: &str) {
+        let name = sg_name(role, &self.name);
+        self.add(
+            "aws_security_group",
+            &name,
+            attrs! {
+                "description" => description,
+                "name" => name.clone(),
+                "tags" => self.tags(&name),
+                "vpc_id" => self.vpc_id(),
+            },
+        );
+        for cidr in ["0.0.0.0/0", "::/0"] {
+            self.rule(role, Peer::Cidr(cidr), true, "-1", (0, 0));
+        }
+    }
+
+    pub(crate) fn api_load_balancer_enabled(&self) -> bool {
+        self.spec.api.as_ref().and_then(|a| a.load_balancer.as_ref()).is_some()
+    }
+
+    pub(crate) fn bastion_enabled(&self) -> bool {
+        self.has_role(Role::Bastion)
+    }
+
+    pub(crate) fn security_groups(&mut self) -> Result<(), ModelError> {
+        self.group("masters", "Security group for masters");
+        self.group("nodes", "Security group for nodes");
+
+        // Within the cluster.
+        self.rule("masters", Peer::Group("masters"), false, "-1", (0, 0));
+        self.rule("nodes", Peer::Group("masters"), false, "-1", (0, 0));
+        self.rule("nodes", Peer::Group("nodes"), false, "-1", (0, 0));
+        let amazon_vpc = self.spec.networking.as_ref().is_some_and(|n| n.amazonvpc.is_some());
+        if amazon_vpc {
+            self.rule("masters", Peer::Group("nodes"), false, "-1", (0, 0));
+        } else {
+            // Nodes reach the control plane on every port but etcd's.
+            let cilium_etcd = self
+                .spec
+                .networking
+                .as_ref()
+                .and_then(|n| n.cilium.as_ref())
+                .is_some_and(|c| c.etcd_managed == Some(true));
+            let mut blocked = vec![2380, 2381, 4001, 4002];
+            if cilium_etcd {
+                blocked.push(2382);
+            }
+            blocked.sort();
+            let mut from = 1;
+            for port in blocked.iter().copied().chain([65536]) {
+                if port > from {
+                    self.rule("masters", Peer::Group("nodes"), false, "tcp", (from, port - 1));
+                }
+                from = port + 1;
+            }
+            self.rule("masters", Peer::Group("nodes"), false, "udp", (1, 65535));
+            let ipip = self
+                .spec
+                .networking
+                .as_ref()
+                .is_some_and(|n| n.calico.is_some() || n.kuberouter.is_some());
+            if ipip {
+                self.rule("masters", Peer::Group("nodes"), false, "4", (0, 65535));
+            }
+        }
+
+        // SSH: straight to the instances, or through the bastion.
+        let ssh: Vec<String> = self.spec.ssh_access.clone().unwrap_or_default();
+        if self.bastion_enabled() {
+            self.group("bastion", "Security group for bastion");
+            self.group("bastion-elb", "Security group for bastion ELB");
+            self.rule("masters", Peer::Group("bastion"), false, "tcp", (22, 22));
+            self.rule("nodes", Peer::Group("bastion"), false, "tcp", (22, 22));
+            self.rule("bastion", Peer::Group("bastion-elb"), false, "tcp", (22, 22));
+            self.rule("bastion", Peer::Group("bastion-elb"), false, "icmp", (3, 4));
+            self.rule("bastion-elb", Peer::Group("bastion"), false, "icmp", (3, 4));
+            let mut sources = ssh.clone();
+            // The load balancer's own subnets (health checks and client IP preservation).
+            for subnet in self.bastion_subnets() {
+                if let Some(cidr) = &subnet.cidr {
+                    sources.push(cidr.clone());
+                }
+            }
+            for cidr in &sources {
+                self.rule("bastion-elb", Peer::Cidr(cidr), false, "tcp", (22, 22));
+                let (name, proto, ports) = if cidr.contains(':') {
+                    (format!("icmpv6-pmtu-ssh-nlb-{cidr}"), "icmpv6", (-1, -1))
+                } else {
+                    (format!("icmp-pmtu-ssh-nlb-{cidr}"), "icmp", (3, 4))
+                };
+                self.named_rule(&name, "bastion-elb", Peer::Cidr(cidr), proto, ports);
+            }
+        } else {
+            for cidr in &ssh {
+                self.rule("masters", Peer::Cidr(cidr), false, "tcp", (22, 22));
+                self.rule("nodes", Peer::Cidr(cidr), false, "tcp", (22, 22));
+            }
+        }
+
+        // The Kubernetes API: through its load balancer, or straight to the control plane.
+        let api: Vec<String> = self.spec.kubernetes_api_access.clone().unwrap_or_default();
+        if self.api_load_balancer_enabled() {
+            self.group("api-elb", "Security group for api ELB");
+            for cidr in &api {
+                self.rule("api-elb", Peer::Cidr(cidr), false, "tcp", (443, 443));
+                let (name, proto, ports) = if cidr.contains(':') {
+                    (format!("icmpv6-pmtu-api-elb-{cidr}"), "icmpv6", (-1, -1))
+                } else {
+                    (format!("icmp-pmtu-api-elb-{cidr}"), "icmp", (3, 4))
+                };
+                self.named_rule(&name, "api-elb", Peer::Cidr(cidr), proto, ports);
+            }
+            self.named_rule("https-elb-to-master", "masters", Peer::Group("api-elb"), "tcp", (443, 443));
+            self.named_rule("icmp-pmtu-elb-to-cp", "masters", Peer::Group("api-elb"), "icmp", (3, 4));
+            self.named_rule("icmp-pmtu-cp-to-elb", "api-elb", Peer::Group("masters"), "icmp", (3, 4));
+            if self.dns_none() {
+                // Without DNS, nodes find the API through the load balancer.
+                self.named_rule("node-to-elb", "api-elb", Peer::Group("nodes"), "-1", (0, 0));
+            }
+        } else {
+            for cidr in &api {
+                self.rule("masters", Peer::Cidr(cidr), false, "tcp", (443, 443));
+            }
+        }
+
+        for cidr in self.spec.node_port_access.clone().unwrap_or_default() {
+            for proto in ["tcp", "udp"] {
+                self.named_rule(
+                    &format!("nodeport-{proto}-external-to-node-{cidr}"),
+                    "nodes",
+                    Peer::Cidr(&cidr),
+                    proto,
+                    (30000, 32767),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn dns_none(&self) -> bool {
+        self.spec
+            .topology
+            .as_ref()
+            .and_then(|t| t.dns.as_ref())
+            .and_then(|d| d.r#type.as_deref())
+            == Some("None")
+            || self.name.ends_with(".k8s.local")
+    }
+}

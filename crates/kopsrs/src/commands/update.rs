@@ -1,0 +1,139 @@
+//! `update cluster`: the desired set from the spec, then a plan against the cloud (direct
+//! target) or Terraform files (terraform target).
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use kopsrs_api::{encode_documents, Cluster, Document, InstanceGroup, OutputFormat};
+use kopsrs_model::{DesiredSet, ModelInput};
+use kopsrs_state::{layout, StateStore};
+
+use super::{load_cluster, validate};
+use crate::cli::{GlobalArgs, Target, UpdateArgs, UpdateClusterArgs, UpdateCommand};
+use crate::context;
+use crate::problems::Problems;
+
+pub async fn run(global: &GlobalArgs, args: UpdateArgs) -> Result<()> {
+    match args.what {
+        UpdateCommand::Cluster(args) => update_cluster(global, args).await,
+    }
+}
+
+/// A cluster ready for a target: its completed spec and its desired set.
+pub struct Prepared {
+    pub cluster: Cluster,
+    pub groups: Vec<InstanceGroup>,
+    pub set: DesiredSet,
+}
+
+/// Reads, validates and completes a cluster, then builds its desired set.
+pub async fn prepare(store: &StateStore, name: &str) -> Result<Prepared> {
+    let stored = load_cluster(store, name).await?;
+    validate(&stored.cluster.value, &stored.group_values())?;
+    let (cluster, groups) = stored.completed(store)?;
+    validate(&cluster, &groups)?;
+    let ssh_key = read_ssh_key(store, name).await?;
+    let input = ModelInput {
+        ssh_public_key: ssh_key.as_deref(),
+        ..ModelInput::default()
+    };
+    let set = kopsrs_model::build(&cluster, &groups, &input).map_err(|e| {
+        Problems::one(
+            format!("cannot build the resources of {name}: {e}"),
+            "fix the spec with `kopsrs edit cluster` or `kopsrs edit instancegroup`",
+        )
+    })?;
+    Ok(Prepared {
+        cluster,
+        groups,
+        set,
+    })
+}
+
+/// The first SSH public key registered for the cluster, as kops uses it.
+async fn read_ssh_key(store: &StateStore, name: &str) -> Result<Option<String>> {
+    let keys = store
+        .list(&format!("{name}/{}", layout::SSH_PUBLIC_KEYS))
+        .await?;
+    let Some(first) = keys.into_iter().min() else {
+        return Ok(None);
+    };
+    Ok(store
+        .get(&first)
+        .await?
+        .map(|object| String::from_utf8_lossy(&object.value).trim().to_string()))
+}
+
+/// Stores the completed spec as `cluster-completed.spec` (what kops writes on update).
+async fn write_completed(store: &StateStore, prepared: &Prepared) -> Result<()> {
+    let name = &prepared.cluster.metadata.name;
+    let text = encode_documents(
+        &[Document::Cluster(Box::new(prepared.cluster.clone()))],
+        OutputFormat::Yaml,
+    );
+    let key = format!("{name}/{}", layout::COMPLETED);
+    let current = store.get(&key).await?;
+    if current.as_ref().map(|c| c.value.as_ref()) != Some(text.as_bytes()) {
+        store.overwrite(&key, text.into_bytes().into()).await?;
+    }
+    Ok(())
+}
+
+async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<()> {
+    let name = context::cluster_name(global, args.cluster.as_deref())?;
+    let store = context::open_store(global)?;
+    match args.target {
+        Target::Terraform => {
+            let prepared = prepare(&store, &name).await?;
+            let rendered = kopsrs_terraform::render(&prepared.set);
+            let changed = write_output(&args.out, &rendered.files)?;
+            write_completed(&store, &prepared).await?;
+            eprintln!(
+                "Terraform for {name}: {} resources in {} ({} file(s) changed).",
+                prepared.set.resources.len(),
+                args.out.join("kubernetes.tf").display(),
+                changed
+            );
+            eprintln!("Run `terraform init && terraform plan` in {} to review it.", args.out.display());
+            Ok(())
+        }
+        Target::Direct => Err(Problems::one(
+            "the direct (AWS) target is not available in this build",
+            "use --target terraform --out DIR to write Terraform instead; nothing was changed",
+        )
+        .into()),
+    }
+}
+
+/// Writes files under `dir`, leaving those whose content did not change untouched, and
+/// removes data files a previous run wrote that are no longer part of the output.
+fn write_output(dir: &Path, files: &std::collections::BTreeMap<String, String>) -> Result<usize> {
+    let mut changed = 0;
+    for (path, content) in files {
+        let target = dir.join(path);
+        if std::fs::read(&target).ok().as_deref() == Some(content.as_bytes()) {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        // Write beside and rename, so a crash leaves the old file or the new one.
+        let temp = target.with_extension("kopsrs-tmp");
+        std::fs::write(&temp, content).with_context(|| format!("writing {}", temp.display()))?;
+        std::fs::rename(&temp, &target).with_context(|| format!("writing {}", target.display()))?;
+        changed += 1;
+    }
+    let data = dir.join("data");
+    if let Ok(entries) = std::fs::read_dir(&data) {
+        for entry in entries.flatten() {
+            let relative = format!("data/{}", entry.file_name().to_string_lossy());
+            if !files.contains_key(&relative) {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
+}
