@@ -424,9 +424,10 @@ impl<'a> Builder<'a> {
             },
             None => ("self".to_string(), image.clone()),
         };
+        let data_name = format!("ami-{}", name.replace(['/', '.', ':'], "-"));
         let data = self.add_data(
             "aws_ami",
-            &format!("{owner}/{name}"),
+            &data_name,
             attrs! {
                 "filter" => Value::Blocks(vec![attrs! { "name" => "name", "values" => Value::strs([name]) }]),
                 "most_recent" => true,

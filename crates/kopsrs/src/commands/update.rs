@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use kopsrs_api::{encode_documents, Cluster, Document, InstanceGroup, OutputFormat};
+use kopsrs_api::{encode_documents, Cluster, Document, OutputFormat};
 use kopsrs_model::{DesiredSet, ModelInput};
 use kopsrs_state::{layout, StateStore};
 
@@ -22,7 +22,6 @@ pub async fn run(global: &GlobalArgs, args: UpdateArgs) -> Result<()> {
 /// A cluster ready for a target: its completed spec and its desired set.
 pub struct Prepared {
     pub cluster: Cluster,
-    pub groups: Vec<InstanceGroup>,
     pub set: DesiredSet,
 }
 
@@ -43,11 +42,7 @@ pub async fn prepare(store: &StateStore, name: &str) -> Result<Prepared> {
             "fix the spec with `kopsrs edit cluster` or `kopsrs edit instancegroup`",
         )
     })?;
-    Ok(Prepared {
-        cluster,
-        groups,
-        set,
-    })
+    Ok(Prepared { cluster, set })
 }
 
 /// The first SSH public key registered for the cluster, as kops uses it.
