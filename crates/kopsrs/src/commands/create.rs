@@ -47,10 +47,21 @@ pub fn print_documents(documents: &[Document], format: Option<DocumentFormat>) {
 
 async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
-    if args.yes || args.target.is_some() {
+    let terraform = match args.target.as_deref() {
+        None | Some("direct") => false,
+        Some("terraform") => true,
+        Some(other) => {
+            return Err(Problems::one(
+                format!("--target {other:?} is not a target"),
+                "use --target direct (the default) or --target terraform; nothing was written",
+            )
+            .into())
+        }
+    };
+    if args.yes && !terraform {
         return Err(Problems::one(
-            "--yes and --target apply the cluster, which needs `update cluster` (the AWS and Terraform targets); this version does not have it yet",
-            "create the spec without --yes/--target; nothing was written",
+            "--yes applies the cluster to AWS, which this build cannot do yet (no direct target)",
+            "create the spec without --yes, or write Terraform with --target terraform --out DIR; nothing was written",
         )
         .into());
     }
@@ -123,8 +134,12 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
         "Cluster configuration has been created: {}",
         store.config_base(&name)
     );
+    if terraform {
+        let out = args.out.clone().unwrap_or_else(|| "out/terraform".into());
+        return super::update::write_terraform(&store, &name, &out).await;
+    }
     eprintln!(
-        "Apply it with: kopsrs update cluster --name {name} --yes (coming with the AWS target)"
+        "Write it as Terraform with: kopsrs update cluster --name {name} --target terraform --out out/terraform"
     );
     Ok(())
 }

@@ -78,26 +78,29 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
     let name = context::cluster_name(global, args.cluster.as_deref())?;
     let store = context::open_store(global)?;
     match args.target {
-        Target::Terraform => {
-            let prepared = prepare(&store, &name).await?;
-            let rendered = kopsrs_terraform::render(&prepared.set);
-            let changed = write_output(&args.out, &rendered.files)?;
-            write_completed(&store, &prepared).await?;
-            eprintln!(
-                "Terraform for {name}: {} resources in {} ({} file(s) changed).",
-                prepared.set.resources.len(),
-                args.out.join("kubernetes.tf").display(),
-                changed
-            );
-            eprintln!("Run `terraform init && terraform plan` in {} to review it.", args.out.display());
-            Ok(())
-        }
+        Target::Terraform => write_terraform(&store, &name, &args.out).await,
         Target::Direct => Err(Problems::one(
             "the direct (AWS) target is not available in this build",
             "use --target terraform --out DIR to write Terraform instead; nothing was changed",
         )
         .into()),
     }
+}
+
+/// `--target terraform`: renders the cluster into `out` and stores the completed spec.
+pub async fn write_terraform(store: &StateStore, name: &str, out: &Path) -> Result<()> {
+    let prepared = prepare(store, name).await?;
+    let rendered = kopsrs_terraform::render(&prepared.set);
+    let changed = write_output(out, &rendered.files)?;
+    write_completed(store, &prepared).await?;
+    eprintln!(
+        "Terraform for {name}: {} resources in {} ({} file(s) changed).",
+        prepared.set.resources.len(),
+        out.join("kubernetes.tf").display(),
+        changed
+    );
+    eprintln!("Run `terraform init && terraform plan` in {} to review it.", out.display());
+    Ok(())
 }
 
 /// Writes files under `dir`, leaving those whose content did not change untouched, and

@@ -1,0 +1,10 @@
+//! The engine: what to change (a [`Plan`] from desired and actual resources) and how to run
+//! the changes ([`execute`]: a dependency graph with bounded concurrency, a timeout per
+//! attempt and retries with backoff). It knows nothing about AWS: the provider supplies the
+//! actual resources, which attributes force a replacement, and the calls.
+
+mod exec;
+mod plan;
+
+pub use exec::{critical_path, execute, Event, ExecError, ExecOptions, Retryable, Summary, Task};
+pub use plan::{diff, Action, Change, FieldChange, Observed, Plan, Schema};

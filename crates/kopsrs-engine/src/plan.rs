@@ -1,0 +1,303 @@
+//! Desired against actual, per resource and per field, and the plan printed like Terraform's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+
+use kopsrs_model::{Address, DesiredSet, Resource, Value};
+
+/// A resource as discovered in the cloud: its address (recovered from its tags), its cloud ID
+/// and the attributes the provider could read, in the model's vocabulary. Attributes the
+/// provider does not report are not compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub resource: Resource,
+    pub id: String,
+}
+
+/// What the provider knows about a kind of resource, for diffing.
+pub trait Schema {
+    /// Whether changing `attr` of a `kind` needs a new resource (a subnet's CIDR).
+    fn forces_replacement(&self, kind: &str, attr: &str) -> bool;
+    /// Attributes written at creation that the cloud does not report back (user-data of a
+    /// launch template version, a key pair's public key): never compared.
+    fn write_only(&self, _kind: &str, _attr: &str) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    /// Flattened attribute path (`tags.Name`, `metadata_options[0].http_tokens`).
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub forces_replacement: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub address: Address,
+    pub action: Action,
+    /// The cloud ID for updates, replacements and deletions.
+    pub id: Option<String>,
+    pub fields: Vec<FieldChange>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+/// A value flattened to leaves, with references resolved to the IDs of resources that exist
+/// (or shown as unknown when their target is still to be created).
+fn flatten(prefix: &str, value: &Value, ids: &BTreeMap<&Address, &str>, out: &mut BTreeMap<String, String>) {
+    match value {
+        Value::Map(map) => {
+            for (k, v) in map {
+                flatten(&format!("{prefix}.{k}"), v, ids, out);
+            }
+        }
+        Value::Blocks(blocks) => {
+            for (i, block) in blocks.iter().enumerate() {
+                for (k, v) in block {
+                    flatten(&format!("{prefix}[{i}].{k}"), v, ids, out);
+                }
+            }
+        }
+        Value::Null => {}
+        other => {
+            out.insert(prefix.to_string(), scalar(other, ids));
+        }
+    }
+}
+
+fn scalar(value: &Value, ids: &BTreeMap<&Address, &str>) -> String {
+    match value {
+        Value::Str(s) => format!("{s:?}"),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::List(items) => {
+            let items: Vec<String> = items.iter().map(|v| scalar(v, ids)).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::Ref(r) if r.attr == "id" => match ids.get(&r.address) {
+            Some(id) => format!("{id:?}"),
+            None => "(known after apply)".into(),
+        },
+        Value::Ref(r) => format!("({}.{})", r.address, r.attr),
+        Value::File(f) => f.content.clone(),
+        Value::Expr(e) => e.clone(),
+        Value::Null => "null".into(),
+        Value::Map(_) | Value::Blocks(_) => unreachable!("flattened before"),
+    }
+}
+
+fn leaves(resource: &Resource, ids: &BTreeMap<&Address, &str>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in &resource.attrs {
+        flatten(k, v, ids, &mut out);
+    }
+    out
+}
+
+/// The plan that takes `actual` to `desired`. Resources of the cluster that exist but are
+/// not desired are deleted; those the provider reports without an address it knows are not
+/// its to touch and never appear in `actual`.
+pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> Plan {
+    let ids: BTreeMap<&Address, &str> = actual
+        .iter()
+        .map(|o| (&o.resource.address, o.id.as_str()))
+        .collect();
+    let by_address: BTreeMap<&Address, &Observed> =
+        actual.iter().map(|o| (&o.resource.address, o)).collect();
+    let mut changes = Vec::new();
+    for resource in &desired.resources {
+        let Some(observed) = by_address.get(&resource.address) else {
+            let fields = leaves(resource, &ids)
+                .into_iter()
+                .map(|(path, after)| FieldChange {
+                    path,
+                    before: None,
+                    after: Some(after),
+                    forces_replacement: false,
+                })
+                .collect();
+            changes.push(Change {
+                address: resource.address.clone(),
+                action: Action::Create,
+                id: None,
+                fields,
+            });
+            continue;
+        };
+        let want = leaves(resource, &ids);
+        let have = leaves(&observed.resource, &ids);
+        let kind = &resource.address.kind;
+        let mut fields = Vec::new();
+        for (path, after) in &want {
+            let top = path.split(['.', '[']).next().unwrap_or(path);
+            if schema.write_only(kind, top) {
+                continue;
+            }
+            // Only attributes the provider reported are compared; tags are always reported.
+            let reported = have.contains_key(path)
+                || have.keys().any(|k| k.starts_with(&format!("{top}.")) || k.starts_with(&format!("{top}[")))
+                || top == "tags";
+            if !reported {
+                continue;
+            }
+            let before = have.get(path);
+            if before != Some(after) {
+                fields.push(FieldChange {
+                    path: path.clone(),
+                    before: before.cloned(),
+                    after: Some(after.clone()),
+                    forces_replacement: schema.forces_replacement(kind, top),
+                });
+            }
+        }
+        // Tags present in the cloud but no longer wanted.
+        for (path, before) in &have {
+            if path.starts_with("tags.") && !want.contains_key(path) {
+                fields.push(FieldChange {
+                    path: path.clone(),
+                    before: Some(before.clone()),
+                    after: None,
+                    forces_replacement: false,
+                });
+            }
+        }
+        if fields.is_empty() {
+            continue;
+        }
+        let action = if fields.iter().any(|f| f.forces_replacement) {
+            Action::Replace
+        } else {
+            Action::Update
+        };
+        changes.push(Change {
+            address: resource.address.clone(),
+            action,
+            id: Some(observed.id.clone()),
+            fields,
+        });
+    }
+    let wanted: BTreeSet<&Address> = desired.resources.iter().map(|r| &r.address).collect();
+    for observed in actual {
+        if !wanted.contains(&observed.resource.address) {
+            changes.push(Change {
+                address: observed.resource.address.clone(),
+                action: Action::Delete,
+                id: Some(observed.id.clone()),
+                fields: Vec::new(),
+            });
+        }
+    }
+    changes.sort_by(|a, b| a.address.cmp(&b.address));
+    Plan { changes }
+}
+
+fn symbol(action: Action) -> &'static str {
+    match action {
+        Action::Create => "+",
+        Action::Update => "~",
+        Action::Replace => "-/+",
+        Action::Delete => "-",
+    }
+}
+
+impl fmt::Display for Plan {
+    /// Terraform's layout: one block per resource, `+` / `~` / `-/+` / `-`, then a summary.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.changes.is_empty() {
+            return writeln!(f, "No changes. The cloud matches the cluster spec.");
+        }
+        for change in &self.changes {
+            let verb = match change.action {
+                Action::Create => "will be created",
+                Action::Update => "will be updated in-place",
+                Action::Replace => "must be replaced",
+                Action::Delete => "will be destroyed",
+            };
+            writeln!(f, "  # {} {verb}", change.address)?;
+            writeln!(
+                f,
+                "  {} resource {:?} {:?} {{",
+                symbol(change.action),
+                change.address.kind,
+                change.address.name
+            )?;
+            if let Some(id) = &change.id {
+                writeln!(f, "        id = {id:?}")?;
+            }
+            let width = change.fields.iter().map(|c| c.path.len()).max().unwrap_or(0);
+            for field in &change.fields {
+                let mark = match (&field.before, &field.after) {
+                    (None, Some(_)) => "+",
+                    (Some(_), None) => "-",
+                    _ => "~",
+                };
+                let multiline = field.before.as_deref().unwrap_or("").contains('\n')
+                    || field.after.as_deref().unwrap_or("").contains('\n');
+                if multiline {
+                    writeln!(f, "      {mark} {} = <<-EOT", field.path)?;
+                    let mut text = String::new();
+                    let diff = similar::TextDiff::from_lines(
+                        field.before.as_deref().unwrap_or(""),
+                        field.after.as_deref().unwrap_or(""),
+                    );
+                    for op in diff.iter_all_changes() {
+                        let sign = match op.tag() {
+                            similar::ChangeTag::Delete => "-",
+                            similar::ChangeTag::Insert => "+",
+                            similar::ChangeTag::Equal => " ",
+                        };
+                        let _ = write!(text, "          {sign} {}", op);
+                        if !op.to_string().ends_with('\n') {
+                            text.push('\n');
+                        }
+                    }
+                    write!(f, "{text}")?;
+                    writeln!(f, "        EOT")?;
+                    continue;
+                }
+                let replace = if field.forces_replacement { " # forces replacement" } else { "" };
+                match (&field.before, &field.after) {
+                    (None, Some(after)) => writeln!(f, "      + {:width$} = {after}", field.path)?,
+                    (Some(before), None) => writeln!(f, "      - {:width$} = {before}", field.path)?,
+                    (Some(before), Some(after)) => {
+                        writeln!(f, "      ~ {:width$} = {before} -> {after}{replace}", field.path)?
+                    }
+                    (None, None) => {}
+                }
+            }
+            writeln!(f, "    }}\n")?;
+        }
+        writeln!(
+            f,
+            "Plan: {} to add, {} to change, {} to replace, {} to destroy.",
+            self.count(Action::Create),
+            self.count(Action::Update),
+            self.count(Action::Replace),
+            self.count(Action::Delete)
+        )
+    }
+}

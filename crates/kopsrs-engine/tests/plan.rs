@@ -1,0 +1,125 @@
+//! The plan over a real desired set: everything created from nothing, nothing from a perfect
+//! match, updates, replacements and deletions, and the printed form.
+
+use kopsrs_engine::{diff, Action, Observed, Schema};
+use kopsrs_model::{build, Address, DesiredSet, ModelInput, Resource, Value};
+
+struct TestSchema;
+
+impl Schema for TestSchema {
+    fn forces_replacement(&self, kind: &str, attr: &str) -> bool {
+        matches!((kind, attr), ("aws_subnet", "cidr_block") | ("aws_vpc", "cidr_block"))
+    }
+    fn write_only(&self, kind: &str, attr: &str) -> bool {
+        kind == "aws_launch_template" && attr == "user_data"
+    }
+}
+
+fn desired() -> DesiredSet {
+    let options = kopsrs_api::create::CreateClusterOptions {
+        name: "plan.example.org".into(),
+        zones: vec!["eu-west-1a".into()],
+        kubernetes_version: Some("v1.34.1".into()),
+        config_base: Some("s3://state/plan.example.org".into()),
+        ..Default::default()
+    };
+    let (cluster, groups) = kopsrs_api::create::create_cluster(&options).unwrap();
+    let (cluster, groups) =
+        kopsrs_api::complete(&cluster, &groups, "s3://state/plan.example.org").unwrap();
+    build(&cluster, &groups, &ModelInput::default()).unwrap()
+}
+
+/// What a provider that created everything exactly would report.
+fn perfect(set: &DesiredSet) -> Vec<Observed> {
+    set.resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Observed {
+            resource: resolve(r, set),
+            id: format!("id-{i}"),
+        })
+        .collect()
+}
+
+/// References replaced by the IDs the perfect provider handed out.
+fn resolve(resource: &Resource, set: &DesiredSet) -> Resource {
+    fn walk(value: &Value, set: &DesiredSet) -> Value {
+        match value {
+            Value::Ref(r) if r.attr == "id" => {
+                match set.resources.iter().position(|x| x.address == r.address) {
+                    Some(i) => Value::Str(format!("id-{i}")),
+                    None => value.clone(),
+                }
+            }
+            Value::List(items) => Value::List(items.iter().map(|v| walk(v, set)).collect()),
+            Value::Map(map) => Value::Map(map.iter().map(|(k, v)| (k.clone(), walk(v, set))).collect()),
+            Value::Blocks(blocks) => Value::Blocks(
+                blocks
+                    .iter()
+                    .map(|b| b.iter().map(|(k, v)| (k.clone(), walk(v, set))).collect())
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    Resource {
+        address: resource.address.clone(),
+        attrs: resource.attrs.iter().map(|(k, v)| (k.clone(), walk(v, set))).collect(),
+    }
+}
+
+#[test]
+fn nothing_exists_everything_is_created() {
+    let set = desired();
+    let plan = diff(&set, &[], &TestSchema);
+    assert_eq!(plan.count(Action::Create), set.resources.len());
+    let text = plan.to_string();
+    assert!(text.contains("# aws_vpc.plan-example-org will be created"), "{text}");
+    assert!(text.contains("vpc_id") && text.contains("(known after apply)"));
+    assert!(text.ends_with(&format!("Plan: {} to add, 0 to change, 0 to replace, 0 to destroy.\n", set.resources.len())));
+}
+
+#[test]
+fn a_perfect_match_is_no_change() {
+    let set = desired();
+    let plan = diff(&set, &perfect(&set), &TestSchema);
+    assert!(plan.is_empty(), "{plan}");
+    assert_eq!(plan.to_string(), "No changes. The cloud matches the cluster spec.\n");
+}
+
+#[test]
+fn drift_updates_replacements_and_deletions() {
+    let set = desired();
+    let mut actual = perfect(&set);
+    let vpc = Address::new("aws_vpc", "plan-example-org");
+    let subnet_index = actual.iter().position(|o| o.resource.address.kind == "aws_subnet").unwrap();
+    // A tag edited by hand, an extra tag, a subnet with another CIDR, a leftover rule.
+    for observed in &mut actual {
+        if observed.resource.address == vpc {
+            if let Some(Value::Map(tags)) = observed.resource.attrs.get_mut("tags") {
+                tags.insert("Name".into(), Value::str("renamed"));
+                tags.insert("added-by-hand".into(), Value::str("x"));
+            }
+        }
+    }
+    actual[subnet_index]
+        .resource
+        .attrs
+        .insert("cidr_block".into(), Value::str("172.20.0.0/24"));
+    let mut leftover = actual[0].clone();
+    leftover.resource.address = Address::new("aws_security_group_rule", "left-over");
+    leftover.id = "sgr-left".into();
+    actual.push(leftover);
+
+    let plan = diff(&set, &actual, &TestSchema);
+    assert_eq!(plan.count(Action::Update), 1, "{plan}");
+    assert_eq!(plan.count(Action::Replace), 1, "{plan}");
+    assert_eq!(plan.count(Action::Delete), 1, "{plan}");
+    assert_eq!(plan.count(Action::Create), 0);
+    let text = plan.to_string();
+    assert!(text.contains("~ tags.Name"), "{text}");
+    assert!(text.contains("\"renamed\" -> \"plan.example.org\""), "{text}");
+    assert!(text.contains("- tags.added-by-hand"), "{text}");
+    assert!(text.contains("# forces replacement"), "{text}");
+    assert!(text.contains("# aws_security_group_rule.left-over will be destroyed"), "{text}");
+}
