@@ -286,13 +286,14 @@ impl<'a> Builder<'a> {
         );
     }
 
+    /// `<prefix>-<cluster with dashes>`, cut to AWS's 32 characters with kops's hash.
+    fn lb_name(&self, prefix: &str) -> String {
+        truncate(&format!("{prefix}-{}", self.name.replace('.', "-")), 32, true)
+    }
+
     pub(crate) fn api_target_group(&self) -> Option<Address> {
-        self.api_load_balancer_enabled().then(|| {
-            Address::new(
-                "aws_lb_target_group",
-                &tf_name(&truncate(&format!("tcp-{}", self.name.replace('.', "-")), 32, true)),
-            )
-        })
+        self.api_load_balancer_enabled()
+            .then(|| Address::new("aws_lb_target_group", &tf_name(&self.lb_name("tcp"))))
     }
 
     pub(crate) fn api_load_balancer(&mut self) -> Result<(), ModelError> {
@@ -306,9 +307,8 @@ impl<'a> Builder<'a> {
             ));
         }
         let internal = lb.r#type.as_deref() == Some("Internal");
-        let dashed = self.name.replace('.', "-");
         let object = self.scoped("api");
-        let lb_name = truncate(&format!("api-{dashed}"), 32, true);
+        let lb_name = self.lb_name("api");
         let subnets = match &lb.subnets {
             Some(chosen) if !chosen.is_empty() => chosen
                 .iter()
@@ -318,18 +318,14 @@ impl<'a> Builder<'a> {
         };
         let cross_zone = lb.cross_zone_load_balancing.unwrap_or(self.dns_none());
         let lb_addr = self.network_load_balancer(&object, &lb_name, "api-elb", internal, subnets, cross_zone);
-        let tg = self.target_group(&truncate(&format!("tcp-{dashed}"), 32, true), 443);
+        let tg = self.target_group(&self.lb_name("tcp"), 443);
         self.listener(&object, &lb_addr, &tg, 443);
         Ok(())
     }
 
     pub(crate) fn bastion_target_group(&self) -> Option<Address> {
-        self.bastion_enabled().then(|| {
-            Address::new(
-                "aws_lb_target_group",
-                &tf_name(&truncate(&format!("bastion-{}", self.name.replace('.', "-")), 32, true)),
-            )
-        })
+        self.bastion_enabled()
+            .then(|| Address::new("aws_lb_target_group", &tf_name(&self.lb_name("bastion"))))
     }
 
     pub(crate) fn bastion_load_balancer(&mut self) -> Result<(), ModelError> {
@@ -345,7 +341,7 @@ impl<'a> Builder<'a> {
             .and_then(|l| l.r#type.as_deref())
             == Some("Internal");
         let object = self.scoped("bastion");
-        let name = truncate(&format!("bastion-{}", self.name.replace('.', "-")), 32, true);
+        let name = self.lb_name("bastion");
         let subnets = self.bastion_subnets();
         let lb = self.network_load_balancer(&object, &name, "bastion-elb", internal, subnets, false);
         let tg = self.target_group(&name, 22);
