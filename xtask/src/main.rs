@@ -34,8 +34,15 @@ fn main() -> Result<()> {
             )
         }
         Some("conformance-terraform") => {
-            let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-            let number = |name: &str| -> Result<Option<f64>> { Ok(flag(name).map(|m| m.parse()).transpose()?) };
+            let flag = |name: &str| {
+                args.iter()
+                    .position(|a| a == name)
+                    .and_then(|i| args.get(i + 1))
+                    .cloned()
+            };
+            let number = |name: &str| -> Result<Option<f64>> {
+                Ok(flag(name).map(|m| m.parse()).transpose()?)
+            };
             let binary = kopsrs_binary(&root);
             terraform::run(
                 &shared.join("conformance/kops/update_cluster"),
@@ -62,10 +69,12 @@ fn main() -> Result<()> {
 
 /// The kopsrs binary the conformance runs call: `$KOPSRS_BIN`, else the debug build.
 fn kopsrs_binary(root: &std::path::Path) -> PathBuf {
-    std::env::var_os("KOPSRS_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"))
-            .join("debug/kopsrs")
-    })
+    std::env::var_os("KOPSRS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"))
+                .join("debug/kopsrs")
+        })
 }

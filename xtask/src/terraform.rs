@@ -65,7 +65,10 @@ pub struct Options {
 
 pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
     if !binary.exists() {
-        bail!("{} does not exist; build it with `cargo build -p kopsrs`", binary.display());
+        bail!(
+            "{} does not exist; build it with `cargo build -p kopsrs`",
+            binary.display()
+        );
     }
     let mut names: Vec<String> = std::fs::read_dir(cases)
         .with_context(|| format!("reading {}", cases.display()))?
@@ -88,7 +91,10 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
         let expected = resources(&expected_text, &dir.join("data"), &dir.join("data"))
             .with_context(|| format!("parsing kops's {name}/kubernetes.tf"))?;
         let (produced, error) = match produce(&dir, binary) {
-            Ok((text, work)) => (resources(&text, &work.path().join("out/data"), &dir.join("data"))?, None),
+            Ok((text, work)) => (
+                resources(&text, &work.path().join("out/data"), &dir.join("data"))?,
+                None,
+            ),
             Err(e) => (BTreeMap::new(), Some(format!("{e:#}"))),
         };
         let mut score = Score {
@@ -191,7 +197,11 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
     for (label, value, minimum) in [
         ("recall", total.recall(), options.min_recall),
         ("precision", total.precision(), options.min_precision),
-        ("attribute agreement", total.agreement(), options.min_agreement),
+        (
+            "attribute agreement",
+            total.agreement(),
+            options.min_agreement,
+        ),
     ] {
         if let Some(min) = minimum {
             if value < min {
@@ -272,14 +282,29 @@ fn produce(case: &Path, binary: &Path) -> Result<(String, tempfile::TempDir)> {
         run_binary(
             binary,
             &state,
-            &["create", "sshpublickey", "--name", &name, "-i", &key.to_string_lossy()],
+            &[
+                "create",
+                "sshpublickey",
+                "--name",
+                &name,
+                "-i",
+                &key.to_string_lossy(),
+            ],
         )?;
     }
     let out = work.path().join("out");
     run_binary(
         binary,
         &state,
-        &["update", "cluster", &name, "--target", "terraform", "--out", &out.to_string_lossy()],
+        &[
+            "update",
+            "cluster",
+            &name,
+            "--target",
+            "terraform",
+            "--out",
+            &out.to_string_lossy(),
+        ],
     )?;
     let text = std::fs::read_to_string(out.join("kubernetes.tf"))?;
     Ok((text, work))
@@ -318,7 +343,12 @@ fn flatten_body(prefix: &str, body: &Body, data: &Dirs<'_>, out: &mut Leaves) {
     for structure in body.iter() {
         match structure {
             Structure::Attribute(attr) => {
-                flatten_expr(&format!("{prefix}{}", attr.key.as_str()), &attr.expr, data, out);
+                flatten_expr(
+                    &format!("{prefix}{}", attr.key.as_str()),
+                    &attr.expr,
+                    data,
+                    out,
+                );
             }
             Structure::Block(block) => {
                 let name = block.identifier.as_str().to_string();
@@ -327,13 +357,19 @@ fn flatten_body(prefix: &str, body: &Body, data: &Dirs<'_>, out: &mut Leaves) {
                 // template's `tag_specifications` by resource type) are keyed by it, so one
                 // missing block does not shift every later one.
                 let identity = ["key", "resource_type"].iter().find_map(|attr| {
-                    block.body.attributes().find(|a| a.key.as_str() == *attr).and_then(|a| match &a.expr {
-                        Expression::String(s) => Some(s.clone()),
-                        _ => None,
-                    })
+                    block
+                        .body
+                        .attributes()
+                        .find(|a| a.key.as_str() == *attr)
+                        .and_then(|a| match &a.expr {
+                            Expression::String(s) => Some(s.clone()),
+                            _ => None,
+                        })
                 });
                 let path = match identity {
-                    Some(id) if name == "tag" || name == "tag_specifications" => format!("{prefix}{name}[{id}]."),
+                    Some(id) if name == "tag" || name == "tag_specifications" => {
+                        format!("{prefix}{name}[{id}].")
+                    }
                     _ => format!("{prefix}{name}[{index}]."),
                 };
                 *index += 1;
@@ -350,7 +386,9 @@ fn flatten_expr(path: &str, expr: &Expression, data: &Dirs<'_>, out: &mut Leaves
                 let key = match key {
                     ObjectKey::Identifier(id) => id.as_str().to_string(),
                     ObjectKey::Expression(Expression::String(s)) => s.clone(),
-                    ObjectKey::Expression(other) => hcl::format::to_string(other).unwrap_or_default(),
+                    ObjectKey::Expression(other) => {
+                        hcl::format::to_string(other).unwrap_or_default()
+                    }
                     _ => String::new(),
                 };
                 flatten_expr(&format!("{path}.{key}"), value, data, out);
@@ -393,7 +431,11 @@ fn canonical(value: &serde_json::Value) -> String {
                     .map(|(k, v)| {
                         let v = normalize(v);
                         let v = match v {
-                            J::String(_) if matches!(k.as_str(), "Action" | "Resource" | "Service") => J::Array(vec![v]),
+                            J::String(_)
+                                if matches!(k.as_str(), "Action" | "Resource" | "Service") =>
+                            {
+                                J::Array(vec![v])
+                            }
                             v => v,
                         };
                         (k.clone(), v)

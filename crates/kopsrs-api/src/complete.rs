@@ -250,10 +250,9 @@ pub fn complete(
         "sshAccess": ["0.0.0.0/0", "::/0"],
         "topology": {"dns": {"type": dns_type}},
     });
-    let networking_set = spec
-        .networking
-        .as_ref()
-        .is_some_and(|n| serde_json::to_value(n).is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty())));
+    let networking_set = spec.networking.as_ref().is_some_and(|n| {
+        serde_json::to_value(n).is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    });
     if !networking_set {
         defaults["networking"] = json!({"cilium": {"enableNodePort": true}});
     }

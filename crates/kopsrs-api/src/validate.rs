@@ -250,7 +250,9 @@ pub fn validate(
         (
             "spec.serviceClusterIPRange",
             spec.service_cluster_ip_range.as_deref(),
-            non_masquerade.map(|n| crate::complete::default_service_cidr_for(n, spec.network_cidr.as_deref())),
+            non_masquerade.map(|n| {
+                crate::complete::default_service_cidr_for(n, spec.network_cidr.as_deref())
+            }),
         ),
     ] {
         match given {
@@ -266,9 +268,8 @@ pub fn validate(
             None => reserved.extend(default.map(|net| (format!("{path} (default)"), net))),
         }
     }
-    let legacy = non_masquerade.is_some_and(|n| {
-        crate::complete::legacy_non_masquerade(n, spec.network_cidr.as_deref())
-    });
+    let legacy = non_masquerade
+        .is_some_and(|n| crate::complete::legacy_non_masquerade(n, spec.network_cidr.as_deref()));
     for (path, net) in networks.iter().filter(|_| !legacy) {
         for (reserved_path, range) in &reserved {
             if overlaps(net, range) {

@@ -46,10 +46,23 @@ impl Default for ExecOptions {
 /// Progress, for a bar on a terminal or plain lines in CI logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Started { task: usize },
-    Retrying { task: usize, attempt: u32, error: String },
-    Done { task: usize, done: usize, total: usize },
-    Failed { task: usize, error: String },
+    Started {
+        task: usize,
+    },
+    Retrying {
+        task: usize,
+        attempt: u32,
+        error: String,
+    },
+    Done {
+        task: usize,
+        done: usize,
+        total: usize,
+    },
+    Failed {
+        task: usize,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,13 +184,21 @@ where
         };
         attempts_total += attempts;
         for (attempt, error) in retries {
-            progress(Event::Retrying { task: index, attempt, error });
+            progress(Event::Retrying {
+                task: index,
+                attempt,
+                error,
+            });
         }
         finished.insert(index);
         match result {
             Ok(()) => {
                 done += 1;
-                progress(Event::Done { task: index, done, total });
+                progress(Event::Done {
+                    task: index,
+                    done,
+                    total,
+                });
                 for &dependent in &dependents[index] {
                     remaining_deps[dependent] -= 1;
                     if remaining_deps[dependent] == 0 {
@@ -186,16 +207,26 @@ where
                 }
             }
             Err(error) => {
-                progress(Event::Failed { task: index, error: error.to_string() });
+                progress(Event::Failed {
+                    task: index,
+                    error: error.to_string(),
+                });
                 failed.push((index, error));
             }
         }
     }
     if failed.is_empty() && done == total {
-        return Ok(Summary { done, attempts: attempts_total });
+        return Ok(Summary {
+            done,
+            attempts: attempts_total,
+        });
     }
     let not_run = (0..total).filter(|i| !finished.contains(i)).collect();
-    Err(ExecError { failed, not_run, done })
+    Err(ExecError {
+        failed,
+        not_run,
+        done,
+    })
 }
 
 /// An attempt that ran longer than [`ExecOptions::timeout`].
@@ -269,14 +300,32 @@ mod tests {
     /// A diamond plus a chain: 0 -> {1,2} -> 3 -> 4, and 5..10 independent.
     fn graph() -> Vec<Task<usize>> {
         let mut tasks = vec![
-            Task { key: 0, deps: vec![] },
-            Task { key: 1, deps: vec![0] },
-            Task { key: 2, deps: vec![0] },
-            Task { key: 3, deps: vec![1, 2] },
-            Task { key: 4, deps: vec![3] },
+            Task {
+                key: 0,
+                deps: vec![],
+            },
+            Task {
+                key: 1,
+                deps: vec![0],
+            },
+            Task {
+                key: 2,
+                deps: vec![0],
+            },
+            Task {
+                key: 3,
+                deps: vec![1, 2],
+            },
+            Task {
+                key: 4,
+                deps: vec![3],
+            },
         ];
         for k in 5..10 {
-            tasks.push(Task { key: k, deps: vec![] });
+            tasks.push(Task {
+                key: k,
+                deps: vec![],
+            });
         }
         tasks
     }
@@ -311,7 +360,11 @@ mod tests {
         let pos = |k| order.iter().position(|&x| x == k).unwrap();
         assert!(pos(0) < pos(1) && pos(0) < pos(2));
         assert!(pos(1) < pos(3) && pos(2) < pos(3) && pos(3) < pos(4));
-        assert_eq!(peak.load(Ordering::SeqCst), 3, "never more than --concurrency at once");
+        assert_eq!(
+            peak.load(Ordering::SeqCst),
+            3,
+            "never more than --concurrency at once"
+        );
         assert_eq!(critical_path(&tasks), 4);
     }
 
@@ -381,10 +434,18 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_max_attempts() {
-        let tasks = vec![Task { key: 0, deps: vec![] }];
-        let err = execute(&tasks, &fast(), |_, _| async { Err::<(), _>(TestError::Throttled) }, |_| {})
-            .await
-            .unwrap_err();
+        let tasks = vec![Task {
+            key: 0,
+            deps: vec![],
+        }];
+        let err = execute(
+            &tasks,
+            &fast(),
+            |_, _| async { Err::<(), _>(TestError::Throttled) },
+            |_| {},
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.failed.len(), 1);
     }
 }

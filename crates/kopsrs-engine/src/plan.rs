@@ -68,7 +68,12 @@ impl Plan {
 
 /// A value flattened to leaves, with references resolved to the IDs of resources that exist
 /// (or shown as unknown when their target is still to be created).
-fn flatten(prefix: &str, value: &Value, ids: &BTreeMap<&Address, &str>, out: &mut BTreeMap<String, String>) {
+fn flatten(
+    prefix: &str,
+    value: &Value,
+    ids: &BTreeMap<&Address, &str>,
+    out: &mut BTreeMap<String, String>,
+) {
     match value {
         Value::Map(map) => {
             for (k, v) in map {
@@ -159,7 +164,9 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
             }
             // Only attributes the provider reported are compared; tags are always reported.
             let reported = have.contains_key(path)
-                || have.keys().any(|k| k.starts_with(&format!("{top}.")) || k.starts_with(&format!("{top}[")))
+                || have.keys().any(|k| {
+                    k.starts_with(&format!("{top}.")) || k.starts_with(&format!("{top}["))
+                })
                 || top == "tags";
             if !reported {
                 continue;
@@ -248,7 +255,12 @@ impl fmt::Display for Plan {
             if let Some(id) = &change.id {
                 writeln!(f, "        id = {id:?}")?;
             }
-            let width = change.fields.iter().map(|c| c.path.len()).max().unwrap_or(0);
+            let width = change
+                .fields
+                .iter()
+                .map(|c| c.path.len())
+                .max()
+                .unwrap_or(0);
             for field in &change.fields {
                 let mark = match (&field.before, &field.after) {
                     (None, Some(_)) => "+",
@@ -279,13 +291,21 @@ impl fmt::Display for Plan {
                     writeln!(f, "        EOT")?;
                     continue;
                 }
-                let replace = if field.forces_replacement { " # forces replacement" } else { "" };
+                let replace = if field.forces_replacement {
+                    " # forces replacement"
+                } else {
+                    ""
+                };
                 match (&field.before, &field.after) {
                     (None, Some(after)) => writeln!(f, "      + {:width$} = {after}", field.path)?,
-                    (Some(before), None) => writeln!(f, "      - {:width$} = {before}", field.path)?,
-                    (Some(before), Some(after)) => {
-                        writeln!(f, "      ~ {:width$} = {before} -> {after}{replace}", field.path)?
+                    (Some(before), None) => {
+                        writeln!(f, "      - {:width$} = {before}", field.path)?
                     }
+                    (Some(before), Some(after)) => writeln!(
+                        f,
+                        "      ~ {:width$} = {before} -> {after}{replace}",
+                        field.path
+                    )?,
                     (None, None) => {}
                 }
             }

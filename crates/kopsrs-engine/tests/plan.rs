@@ -8,7 +8,10 @@ struct TestSchema;
 
 impl Schema for TestSchema {
     fn forces_replacement(&self, kind: &str, attr: &str) -> bool {
-        matches!((kind, attr), ("aws_subnet", "cidr_block") | ("aws_vpc", "cidr_block"))
+        matches!(
+            (kind, attr),
+            ("aws_subnet", "cidr_block") | ("aws_vpc", "cidr_block")
+        )
     }
     fn write_only(&self, kind: &str, attr: &str) -> bool {
         kind == "aws_launch_template" && attr == "user_data"
@@ -52,7 +55,9 @@ fn resolve(resource: &Resource, set: &DesiredSet) -> Resource {
                 }
             }
             Value::List(items) => Value::List(items.iter().map(|v| walk(v, set)).collect()),
-            Value::Map(map) => Value::Map(map.iter().map(|(k, v)| (k.clone(), walk(v, set))).collect()),
+            Value::Map(map) => {
+                Value::Map(map.iter().map(|(k, v)| (k.clone(), walk(v, set))).collect())
+            }
             Value::Blocks(blocks) => Value::Blocks(
                 blocks
                     .iter()
@@ -64,7 +69,11 @@ fn resolve(resource: &Resource, set: &DesiredSet) -> Resource {
     }
     Resource {
         address: resource.address.clone(),
-        attrs: resource.attrs.iter().map(|(k, v)| (k.clone(), walk(v, set))).collect(),
+        attrs: resource
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), walk(v, set)))
+            .collect(),
     }
 }
 
@@ -74,9 +83,15 @@ fn nothing_exists_everything_is_created() {
     let plan = diff(&set, &[], &TestSchema);
     assert_eq!(plan.count(Action::Create), set.resources.len());
     let text = plan.to_string();
-    assert!(text.contains("# aws_vpc.plan-example-org will be created"), "{text}");
+    assert!(
+        text.contains("# aws_vpc.plan-example-org will be created"),
+        "{text}"
+    );
     assert!(text.contains("vpc_id") && text.contains("(known after apply)"));
-    assert!(text.ends_with(&format!("Plan: {} to add, 0 to change, 0 to replace, 0 to destroy.\n", set.resources.len())));
+    assert!(text.ends_with(&format!(
+        "Plan: {} to add, 0 to change, 0 to replace, 0 to destroy.\n",
+        set.resources.len()
+    )));
 }
 
 #[test]
@@ -84,7 +99,10 @@ fn a_perfect_match_is_no_change() {
     let set = desired();
     let plan = diff(&set, &perfect(&set), &TestSchema);
     assert!(plan.is_empty(), "{plan}");
-    assert_eq!(plan.to_string(), "No changes. The cloud matches the cluster spec.\n");
+    assert_eq!(
+        plan.to_string(),
+        "No changes. The cloud matches the cluster spec.\n"
+    );
 }
 
 #[test]
@@ -92,7 +110,10 @@ fn drift_updates_replacements_and_deletions() {
     let set = desired();
     let mut actual = perfect(&set);
     let vpc = Address::new("aws_vpc", "plan-example-org");
-    let subnet_index = actual.iter().position(|o| o.resource.address.kind == "aws_subnet").unwrap();
+    let subnet_index = actual
+        .iter()
+        .position(|o| o.resource.address.kind == "aws_subnet")
+        .unwrap();
     // A tag edited by hand, an extra tag, a subnet with another CIDR, a leftover rule.
     for observed in &mut actual {
         if observed.resource.address == vpc {
@@ -118,8 +139,14 @@ fn drift_updates_replacements_and_deletions() {
     assert_eq!(plan.count(Action::Create), 0);
     let text = plan.to_string();
     assert!(text.contains("~ tags.Name"), "{text}");
-    assert!(text.contains("\"renamed\" -> \"plan.example.org\""), "{text}");
+    assert!(
+        text.contains("\"renamed\" -> \"plan.example.org\""),
+        "{text}"
+    );
     assert!(text.contains("- tags.added-by-hand"), "{text}");
     assert!(text.contains("# forces replacement"), "{text}");
-    assert!(text.contains("# aws_security_group_rule.left-over will be destroyed"), "{text}");
+    assert!(
+        text.contains("# aws_security_group_rule.left-over will be destroyed"),
+        "{text}"
+    );
 }

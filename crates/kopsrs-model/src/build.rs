@@ -9,7 +9,6 @@ use crate::{Address, Attrs, DesiredSet, Existing, ModelError, ModelInput, Resour
 use kopsrs_api::Cluster;
 
 pub(crate) struct Builder<'a> {
-
     pub spec: &'a ClusterSpec,
     pub groups: Vec<&'a InstanceGroup>,
     pub input: &'a ModelInput<'a>,
@@ -43,11 +42,19 @@ impl<'a> Builder<'a> {
         let zone = subnets
             .iter()
             .find_map(|s| s.zone.as_deref())
-            .ok_or_else(|| err("spec.subnets", "no subnet has a zone; the region comes from the zones"))?;
-        let region = kopsrs_api::validate::region_of_zone(zone)
-            .ok_or_else(|| err("spec.subnets", format!("zone {zone:?} does not name an AWS region")))?;
+            .ok_or_else(|| {
+                err(
+                    "spec.subnets",
+                    "no subnet has a zone; the region comes from the zones",
+                )
+            })?;
+        let region = kopsrs_api::validate::region_of_zone(zone).ok_or_else(|| {
+            err(
+                "spec.subnets",
+                format!("zone {zone:?} does not name an AWS region"),
+            )
+        })?;
         Ok(Builder {
-
             spec,
             groups: groups.iter().collect(),
             input,
@@ -129,7 +136,10 @@ impl<'a> Builder<'a> {
         }
         tags.insert("KubernetesCluster".into(), Value::str(&self.name));
         tags.insert("Name".into(), Value::str(name));
-        tags.insert(format!("kubernetes.io/cluster/{}", self.name), Value::str("owned"));
+        tags.insert(
+            format!("kubernetes.io/cluster/{}", self.name),
+            Value::str("owned"),
+        );
         tags
     }
 
@@ -139,7 +149,10 @@ impl<'a> Builder<'a> {
     }
 
     pub fn groups_with(&self, role: Role) -> impl Iterator<Item = &'a InstanceGroup> + '_ {
-        self.groups.iter().copied().filter(move |g| g.role() == Some(role))
+        self.groups
+            .iter()
+            .copied()
+            .filter(move |g| g.role() == Some(role))
     }
 
     pub fn has_role(&self, role: Role) -> bool {
@@ -147,7 +160,10 @@ impl<'a> Builder<'a> {
     }
 
     pub fn subnet(&self, name: &str) -> Option<&'a ClusterSubnetSpec> {
-        self.subnets.iter().copied().find(|s| s.name.as_deref() == Some(name))
+        self.subnets
+            .iter()
+            .copied()
+            .find(|s| s.name.as_deref() == Some(name))
     }
 
     /// The VPC's ID: a reference to the VPC we manage, or the ID of an existing one.

@@ -68,9 +68,13 @@ impl Builder<'_> {
             // Groups that bring their own instance profile need no role of ours.
             let groups: Vec<_> = self.groups_with(role).collect();
             if !groups.is_empty()
-                && groups
-                    .iter()
-                    .all(|g| g.spec.iam.as_ref().and_then(|i| i.profile.as_ref()).is_some())
+                && groups.iter().all(|g| {
+                    g.spec
+                        .iam
+                        .as_ref()
+                        .and_then(|i| i.profile.as_ref())
+                        .is_some()
+                })
             {
                 continue;
             }
@@ -92,7 +96,12 @@ impl Builder<'_> {
                 "name" => name.clone(),
                 "tags" => self.tags(&name),
             };
-            if let Some(boundary) = self.spec.iam.as_ref().and_then(|i| i.permissions_boundary.as_ref()) {
+            if let Some(boundary) = self
+                .spec
+                .iam
+                .as_ref()
+                .and_then(|i| i.permissions_boundary.as_ref())
+            {
                 role_attrs.insert("permissions_boundary".into(), Value::str(boundary));
             }
             let role_addr = self.add("aws_iam_role", &name, role_attrs);
@@ -125,7 +134,12 @@ impl Builder<'_> {
                 Role::Node => "node",
                 Role::Bastion => "bastion",
             };
-            if let Some(text) = self.spec.additional_policies.as_ref().and_then(|p| p.get(key)) {
+            if let Some(text) = self
+                .spec
+                .additional_policies
+                .as_ref()
+                .and_then(|p| p.get(key))
+            {
                 let statements: Json = serde_json::from_str(text).map_err(|e| {
                     crate::build::err(
                         format!("spec.additionalPolicies.{key}"),
@@ -177,10 +191,13 @@ impl Builder<'_> {
             Role::Bastion => return None,
             Role::Node => {
                 if registry {
-                    statements.push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
+                    statements
+                        .push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
                 }
             }
-            Role::ControlPlane | Role::ApiServer => statements = self.control_plane_statements(registry),
+            Role::ControlPlane | Role::ApiServer => {
+                statements = self.control_plane_statements(registry)
+            }
         }
         if statements.is_empty() {
             return None;
@@ -210,7 +227,9 @@ impl Builder<'_> {
                     format!("{base}/{prefix}/{suffix}")
                 }
             };
-            statements.push(json!({"Action": ["s3:GetObject"], "Effect": "Allow", "Resource": path("*")}));
+            statements.push(
+                json!({"Action": ["s3:GetObject"], "Effect": "Allow", "Resource": path("*")}),
+            );
             statements.push(json!({
                 "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
                 "Effect": "Allow",
@@ -356,7 +375,9 @@ impl Builder<'_> {
 /// The MD5 fingerprint of an OpenSSH public key (`aa:bb:...`), which AWS and kops show.
 pub fn md5_fingerprint(key: &str) -> Option<String> {
     let blob = key.split_whitespace().nth(1)?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(blob).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
     let digest = Md5::digest(&bytes);
     Some(
         digest

@@ -56,7 +56,9 @@ impl DesiredSet {
 
     /// Resources of one kind (`aws_subnet`), in address order.
     pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
-        self.resources.iter().filter(move |r| r.address.kind == kind)
+        self.resources
+            .iter()
+            .filter(move |r| r.address.kind == kind)
     }
 }
 

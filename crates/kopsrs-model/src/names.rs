@@ -31,7 +31,11 @@ pub fn truncate(name: &str, max: usize, always_hash: bool) -> String {
     let encoded = BASE32HEX_NOPAD.encode(&hash.to_be_bytes()).to_lowercase();
     let hash = &encoded[..6];
     let base = max - hash.len() - 1;
-    let prefix = if name.len() > base { &name[..base] } else { name };
+    let prefix = if name.len() > base {
+        &name[..base]
+    } else {
+        name
+    };
     format!("{prefix}-{hash}")
 }
 

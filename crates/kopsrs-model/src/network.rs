@@ -22,7 +22,13 @@ impl<'a> Builder<'a> {
                 vpc.insert("cidr_block".into(), Value::str(cidr));
             }
             self.add("aws_vpc", &cluster, vpc);
-            for (i, cidr) in self.spec.additional_network_cidrs.iter().flatten().enumerate() {
+            for (i, cidr) in self
+                .spec
+                .additional_network_cidrs
+                .iter()
+                .flatten()
+                .enumerate()
+            {
                 let _ = i;
                 self.add(
                     "aws_vpc_ipv4_cidr_block_association",
@@ -53,7 +59,12 @@ impl<'a> Builder<'a> {
 
         // Subnets we create (those without an `id:`) need route tables; shared subnets come
         // with theirs.
-        let owned: Vec<_> = self.subnets.iter().copied().filter(|s| s.id.is_none()).collect();
+        let owned: Vec<_> = self
+            .subnets
+            .iter()
+            .copied()
+            .filter(|s| s.id.is_none())
+            .collect();
         for subnet in self.subnets.clone() {
             if let Some(id) = &subnet.id {
                 let name = subnet.name.clone().unwrap_or_default();
@@ -78,7 +89,12 @@ impl<'a> Builder<'a> {
                 match kind.as_str() {
                     "Public" => {
                         tags.insert("kubernetes.io/role/elb".into(), Value::str("1"));
-                        if !has_private || self.subnets.iter().all(|s| Self::subnet_type(s) != "Utility") {
+                        if !has_private
+                            || self
+                                .subnets
+                                .iter()
+                                .all(|s| Self::subnet_type(s) != "Utility")
+                        {
                             tags.insert("kubernetes.io/role/internal-elb".into(), Value::str("1"));
                         }
                     }
@@ -109,12 +125,18 @@ impl<'a> Builder<'a> {
                 a.insert("ipv6_native".into(), Value::Bool(true));
                 a.insert("enable_dns64".into(), Value::Bool(true));
             } else {
-                a.insert("enable_resource_name_dns_a_record_on_launch".into(), Value::Bool(true));
+                a.insert(
+                    "enable_resource_name_dns_a_record_on_launch".into(),
+                    Value::Bool(true),
+                );
             }
             if let Some(ipv6) = &subnet.ipv6_cidr {
                 a.insert("ipv6_cidr_block".into(), self.ipv6_subnet_cidr(ipv6));
                 a.insert("assign_ipv6_address_on_creation".into(), Value::Bool(true));
-                a.insert("enable_resource_name_dns_aaaa_record_on_launch".into(), Value::Bool(true));
+                a.insert(
+                    "enable_resource_name_dns_aaaa_record_on_launch".into(),
+                    Value::Bool(true),
+                );
             }
             self.add("aws_subnet", &full, a);
         }
@@ -208,7 +230,10 @@ impl<'a> Builder<'a> {
                 .collect();
             let table_name = self.scoped(&format!("private-{zone}"));
             let mut tags = self.tags(&table_name);
-            tags.insert("kubernetes.io/kops/role".into(), Value::str(format!("private-{zone}")));
+            tags.insert(
+                "kubernetes.io/kops/role".into(),
+                Value::str(format!("private-{zone}")),
+            );
             let table = self.add(
                 "aws_route_table",
                 &table_name,
@@ -291,7 +316,10 @@ impl<'a> Builder<'a> {
                 }
             }
             for subnet in in_zone {
-                let full = self.scoped(&format!("private-{}", subnet.name.as_deref().unwrap_or_default()));
+                let full = self.scoped(&format!(
+                    "private-{}",
+                    subnet.name.as_deref().unwrap_or_default()
+                ));
                 self.add(
                     "aws_route_table_association",
                     &full,

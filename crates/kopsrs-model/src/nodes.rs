@@ -50,7 +50,10 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn group_subnets(&self, group: &InstanceGroup) -> Result<Vec<&'a ClusterSubnetSpec>, ModelError> {
+    fn group_subnets(
+        &self,
+        group: &InstanceGroup,
+    ) -> Result<Vec<&'a ClusterSubnetSpec>, ModelError> {
         let names = group.spec.subnets.clone().unwrap_or_default();
         names
             .iter()
@@ -68,7 +71,9 @@ impl<'a> Builder<'a> {
     fn nth_queue_enabled(&self) -> bool {
         let nth = self.spec.node_termination_handler.as_ref();
         nth.and_then(|n| n.enabled).unwrap_or(true)
-            && nth.and_then(|n| n.enable_sqs_termination_draining).unwrap_or(true)
+            && nth
+                .and_then(|n| n.enable_sqs_termination_draining)
+                .unwrap_or(true)
     }
 
     fn queue_name(&self) -> String {
@@ -101,10 +106,22 @@ impl<'a> Builder<'a> {
             },
         );
         let mut rules = vec![
-            ("ASGLifecycle", json!({"detail-type": ["EC2 Instance-terminate Lifecycle Action"], "source": ["aws.autoscaling"]})),
-            ("SpotInterruption", json!({"detail-type": ["EC2 Spot Instance Interruption Warning"], "source": ["aws.ec2"]})),
-            ("InstanceStateChange", json!({"detail-type": ["EC2 Instance State-change Notification"], "source": ["aws.ec2"]})),
-            ("InstanceScheduledChange", json!({"detail": {"eventTypeCategory": ["scheduledChange"], "service": ["EC2"]}, "detail-type": ["AWS Health Event"], "source": ["aws.health"]})),
+            (
+                "ASGLifecycle",
+                json!({"detail-type": ["EC2 Instance-terminate Lifecycle Action"], "source": ["aws.autoscaling"]}),
+            ),
+            (
+                "SpotInterruption",
+                json!({"detail-type": ["EC2 Spot Instance Interruption Warning"], "source": ["aws.ec2"]}),
+            ),
+            (
+                "InstanceStateChange",
+                json!({"detail-type": ["EC2 Instance State-change Notification"], "source": ["aws.ec2"]}),
+            ),
+            (
+                "InstanceScheduledChange",
+                json!({"detail": {"eventTypeCategory": ["scheduledChange"], "service": ["EC2"]}, "detail-type": ["AWS Health Event"], "source": ["aws.health"]}),
+            ),
         ];
         if self
             .spec
@@ -157,7 +174,12 @@ impl<'a> Builder<'a> {
                     .first()
                     .and_then(|s| s.zone.clone())
                     .or_else(|| group.spec.zones.as_ref().and_then(|z| z.first().cloned()))
-                    .ok_or_else(|| err(format!("InstanceGroup {group_name}: spec.subnets"), "no zone for the etcd volume"))?;
+                    .ok_or_else(|| {
+                        err(
+                            format!("InstanceGroup {group_name}: spec.subnets"),
+                            "no zone for the etcd volume",
+                        )
+                    })?;
                 let name = format!("{member_name}.etcd-{etcd_name}.{}", self.name);
                 let mut tags = self.tags(&name);
                 tags.insert(
@@ -175,7 +197,10 @@ impl<'a> Builder<'a> {
                     "type" => volume_type.clone(),
                 };
                 if matches!(volume_type.as_str(), "gp3" | "io1" | "io2") {
-                    a.insert("iops".into(), Value::Int(member.volume_iops.map_or(3000, i64::from)));
+                    a.insert(
+                        "iops".into(),
+                        Value::Int(member.volume_iops.map_or(3000, i64::from)),
+                    );
                 }
                 if volume_type == "gp3" {
                     a.insert(
@@ -197,7 +222,11 @@ impl<'a> Builder<'a> {
     fn load_balancer_subnets(&self, internal: bool) -> Vec<&'a ClusterSubnetSpec> {
         let wanted: &[&str] = if internal {
             &["Private"]
-        } else if self.subnets.iter().any(|s| Self::subnet_type(s) == "Utility") {
+        } else if self
+            .subnets
+            .iter()
+            .any(|s| Self::subnet_type(s) == "Utility")
+        {
             &["Utility"]
         } else {
             &["Public"]
@@ -211,16 +240,18 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
-    pub(crate) fn bastion_subnets(&self) -> Vec<&'a ClusterSubnetSpec> {
-        let internal = self
-            .spec
+    fn bastion_internal(&self) -> bool {
+        self.spec
             .topology
             .as_ref()
             .and_then(|t| t.bastion.as_ref())
             .and_then(|b| b.load_balancer.as_ref())
             .and_then(|l| l.r#type.as_deref())
-            == Some("Internal");
-        self.load_balancer_subnets(internal)
+            == Some("Internal")
+    }
+
+    pub(crate) fn bastion_subnets(&self) -> Vec<&'a ClusterSubnetSpec> {
+        self.load_balancer_subnets(self.bastion_internal())
     }
 
     fn network_load_balancer(
@@ -288,7 +319,11 @@ impl<'a> Builder<'a> {
 
     /// `<prefix>-<cluster with dashes>`, cut to AWS's 32 characters with kops's hash.
     fn lb_name(&self, prefix: &str) -> String {
-        truncate(&format!("{prefix}-{}", self.name.replace('.', "-")), 32, true)
+        truncate(
+            &format!("{prefix}-{}", self.name.replace('.', "-")),
+            32,
+            true,
+        )
     }
 
     pub(crate) fn api_target_group(&self) -> Option<Address> {
@@ -317,7 +352,8 @@ impl<'a> Builder<'a> {
             _ => self.load_balancer_subnets(internal),
         };
         let cross_zone = lb.cross_zone_load_balancing.unwrap_or(self.dns_none());
-        let lb_addr = self.network_load_balancer(&object, &lb_name, "api-elb", internal, subnets, cross_zone);
+        let lb_addr =
+            self.network_load_balancer(&object, &lb_name, "api-elb", internal, subnets, cross_zone);
         let tg = self.target_group(&self.lb_name("tcp"), 443);
         self.listener(&object, &lb_addr, &tg, 443);
         Ok(())
@@ -332,18 +368,12 @@ impl<'a> Builder<'a> {
         if !self.bastion_enabled() {
             return Ok(());
         }
-        let internal = self
-            .spec
-            .topology
-            .as_ref()
-            .and_then(|t| t.bastion.as_ref())
-            .and_then(|b| b.load_balancer.as_ref())
-            .and_then(|l| l.r#type.as_deref())
-            == Some("Internal");
+        let internal = self.bastion_internal();
         let object = self.scoped("bastion");
         let name = self.lb_name("bastion");
         let subnets = self.bastion_subnets();
-        let lb = self.network_load_balancer(&object, &name, "bastion-elb", internal, subnets, false);
+        let lb =
+            self.network_load_balancer(&object, &name, "bastion-elb", internal, subnets, false);
         let tg = self.target_group(&name, 22);
         self.listener(&object, &lb, &tg, 22);
         Ok(())
@@ -384,7 +414,10 @@ impl<'a> Builder<'a> {
     fn hosted_zone(&mut self) -> Value {
         let zone = self.spec.dns_zone.clone();
         if let Some(id) = zone.as_deref().filter(|z| !z.contains('.')) {
-            return Value::str(format!("/hostedzone/{}", id.trim_start_matches("/hostedzone/")));
+            return Value::str(format!(
+                "/hostedzone/{}",
+                id.trim_start_matches("/hostedzone/")
+            ));
         }
         let name = zone.unwrap_or_else(|| {
             self.name
@@ -413,7 +446,9 @@ impl<'a> Builder<'a> {
             return (Value::str(&image), Value::str("/dev/xvda"));
         }
         let (owner, name) = match image.split_once('/') {
-            Some((first, rest)) if first.chars().all(|c| c.is_ascii_digit()) => (first.to_string(), rest.to_string()),
+            Some((first, rest)) if first.chars().all(|c| c.is_ascii_digit()) => {
+                (first.to_string(), rest.to_string())
+            }
             Some((first, _)) => match image_owner(first) {
                 Some(owner) => (owner.to_string(), image.clone()),
                 None => (first.to_string(), image.clone()),
@@ -442,14 +477,24 @@ impl<'a> Builder<'a> {
             }
         }
         if self.nth_queue_enabled() {
-            tags.insert("aws-node-termination-handler/managed".into(), Value::str(""));
+            tags.insert(
+                "aws-node-termination-handler/managed".into(),
+                Value::str(""),
+            );
         }
         let label = "k8s.io/cluster-autoscaler/node-template/label";
-        let mut labels: BTreeMap<String, String> = group.spec.node_labels.clone().unwrap_or_default();
+        let mut labels: BTreeMap<String, String> =
+            group.spec.node_labels.clone().unwrap_or_default();
         match role {
             Some(Role::ControlPlane) => {
-                labels.insert("node-role.kubernetes.io/control-plane".into(), String::new());
-                labels.insert("node.kubernetes.io/exclude-from-external-load-balancers".into(), String::new());
+                labels.insert(
+                    "node-role.kubernetes.io/control-plane".into(),
+                    String::new(),
+                );
+                labels.insert(
+                    "node.kubernetes.io/exclude-from-external-load-balancers".into(),
+                    String::new(),
+                );
                 tags.insert("k8s.io/role/control-plane".into(), Value::str("1"));
                 tags.insert("k8s.io/role/master".into(), Value::str("1"));
             }
@@ -479,7 +524,10 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        tags.insert("kops.k8s.io/instancegroup".into(), Value::str(&group.metadata.name));
+        tags.insert(
+            "kops.k8s.io/instancegroup".into(),
+            Value::str(&group.metadata.name),
+        );
         tags
     }
 
@@ -493,7 +541,10 @@ impl<'a> Builder<'a> {
 
     fn instance_group(&mut self, group: &InstanceGroup) -> Result<(), ModelError> {
         let role = group.role().ok_or_else(|| {
-            err(format!("InstanceGroup {}: spec.role", group.metadata.name), "missing or unknown")
+            err(
+                format!("InstanceGroup {}: spec.role", group.metadata.name),
+                "missing or unknown",
+            )
         })?;
         let spec = &group.spec;
         let object = self.group_object_name(group);
@@ -507,7 +558,10 @@ impl<'a> Builder<'a> {
         let (image, root_device) = self.image(group);
 
         // Root volume (and extra volumes) with kops's defaults.
-        let volume_type = spec.root_volume_type.clone().unwrap_or_else(|| "gp3".into());
+        let volume_type = spec
+            .root_volume_type
+            .clone()
+            .unwrap_or_else(|| "gp3".into());
         let mut ebs = attrs! {
             "delete_on_termination" => spec.root_volume_delete_on_termination.unwrap_or(true),
             "encrypted" => spec.root_volume_encryption.unwrap_or(true),
@@ -515,10 +569,16 @@ impl<'a> Builder<'a> {
             "volume_type" => volume_type.clone(),
         };
         if matches!(volume_type.as_str(), "gp3" | "io1" | "io2") {
-            ebs.insert("iops".into(), Value::Int(spec.root_volume_iops.map_or(3000, i64::from)));
+            ebs.insert(
+                "iops".into(),
+                Value::Int(spec.root_volume_iops.map_or(3000, i64::from)),
+            );
         }
         if volume_type == "gp3" {
-            ebs.insert("throughput".into(), Value::Int(spec.root_volume_throughput.map_or(125, i64::from)));
+            ebs.insert(
+                "throughput".into(),
+                Value::Int(spec.root_volume_throughput.map_or(125, i64::from)),
+            );
         }
         if let Some(key) = &spec.root_volume_encryption_key {
             ebs.insert("kms_key_id".into(), Value::str(key));
@@ -583,7 +643,10 @@ impl<'a> Builder<'a> {
             }),
         };
         if let Some(machine) = &spec.machine_type {
-            lt.insert("instance_type".into(), Value::str(machine.split(',').next().unwrap_or(machine)));
+            lt.insert(
+                "instance_type".into(),
+                Value::str(machine.split(',').next().unwrap_or(machine)),
+            );
         }
         if let Some(key) = self.key_pair_address() {
             lt.insert("key_name".into(), key.id());
@@ -591,7 +654,10 @@ impl<'a> Builder<'a> {
             lt.insert("key_name".into(), Value::str(name));
         }
         if let Some(credits) = &spec.cpu_credits {
-            lt.insert("credit_specification".into(), Value::block(attrs! { "cpu_credits" => credits.clone() }));
+            lt.insert(
+                "credit_specification".into(),
+                Value::block(attrs! { "cpu_credits" => credits.clone() }),
+            );
         }
         if let Some(price) = &spec.max_price {
             if spec.mixed_instances_policy.is_none() {
@@ -605,7 +671,10 @@ impl<'a> Builder<'a> {
             }
         }
         if let Some(tenancy) = &spec.tenancy {
-            lt.insert("placement".into(), Value::block(attrs! { "tenancy" => tenancy.clone() }));
+            lt.insert(
+                "placement".into(),
+                Value::block(attrs! { "tenancy" => tenancy.clone() }),
+            );
         }
         let lt_addr = self.add("aws_launch_template", &object, lt);
 
@@ -618,13 +687,23 @@ impl<'a> Builder<'a> {
             .map(|(k, v)| attrs! { "key" => k.clone(), "propagate_at_launch" => true, "value" => v.clone() })
             .collect();
         asg_tags.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
-        let launch_template = Value::block(attrs! { "id" => lt_addr.id(), "version" => lt_addr.attr("latest_version") });
+        let launch_template = Value::block(
+            attrs! { "id" => lt_addr.id(), "version" => lt_addr.attr("latest_version") },
+        );
         let lifetime = spec
             .max_instance_lifetime
             .as_deref()
             .map(parse_duration_seconds)
             .transpose()
-            .map_err(|e| err(format!("InstanceGroup {}: spec.maxInstanceLifetime", group.metadata.name), e))?
+            .map_err(|e| {
+                err(
+                    format!(
+                        "InstanceGroup {}: spec.maxInstanceLifetime",
+                        group.metadata.name
+                    ),
+                    e,
+                )
+            })?
             .unwrap_or(0);
         let mut asg = attrs! {
             "enabled_metrics" => Value::strs(ENABLED_METRICS),
@@ -691,7 +770,9 @@ impl<'a> Builder<'a> {
             asg.insert("target_group_arns".into(), Value::List(vec![tg.id()]));
         }
         let warm_pool = spec.warm_pool.clone().or_else(|| {
-            (role == Role::Node).then(|| self.spec.warm_pool.clone()).flatten()
+            (role == Role::Node)
+                .then(|| self.spec.warm_pool.clone())
+                .flatten()
         });
         if let Some(pool) = &warm_pool {
             let mut w = attrs! { "min_size" => pool.min_size.unwrap_or(0) };
@@ -744,14 +825,26 @@ impl<'a> Builder<'a> {
             Value::List(
                 b.groups_with(role)
                     .filter(|g| g.spec.manager.as_deref() != Some("Karpenter"))
-                    .map(|g| Address::new("aws_autoscaling_group", &tf_name(&b.group_object_name(g))).id())
+                    .map(|g| {
+                        Address::new("aws_autoscaling_group", &tf_name(&b.group_object_name(g)))
+                            .id()
+                    })
                     .collect(),
             )
         };
-        out.insert("master_autoscaling_group_ids".into(), asgs(self, Role::ControlPlane));
+        out.insert(
+            "master_autoscaling_group_ids".into(),
+            asgs(self, Role::ControlPlane),
+        );
         out.insert("node_autoscaling_group_ids".into(), asgs(self, Role::Node));
-        out.insert("master_security_group_ids".into(), Value::List(vec![self.sg_address("masters").id()]));
-        out.insert("node_security_group_ids".into(), Value::List(vec![self.sg_address("nodes").id()]));
+        out.insert(
+            "master_security_group_ids".into(),
+            Value::List(vec![self.sg_address("masters").id()]),
+        );
+        out.insert(
+            "node_security_group_ids".into(),
+            Value::List(vec![self.sg_address("nodes").id()]),
+        );
         for (key, role) in [("masters", Role::ControlPlane), ("nodes", Role::Node)] {
             let addr = self.role_address(role);
             if self.has(&addr) {
@@ -800,7 +893,9 @@ fn parse_duration_seconds(text: &str) -> Result<i64, String> {
             number.push(c);
             continue;
         }
-        let n: i64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 168h or 90m"))?;
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration such as 168h or 90m"))?;
         number.clear();
         total += n * match c {
             'h' => 3600,

@@ -22,11 +22,22 @@ impl Builder<'_> {
 
     /// A rule named the way kops names rules it derives from their content:
     /// `from-<source>-<ingress|egress>-<protocol>-<from>to<to>-<target>`.
-    fn rule(&mut self, group: &str, peer: Peer<'_>, egress: bool, protocol: &str, ports: (i64, i64)) {
+    fn rule(
+        &mut self,
+        group: &str,
+        peer: Peer<'_>,
+        egress: bool,
+        protocol: &str,
+        ports: (i64, i64),
+    ) {
         let group_name = sg_name(group, &self.name);
         let (peer_name, mut a) = match peer {
             Peer::Cidr(cidr) => {
-                let key = if cidr.contains(':') { "ipv6_cidr_blocks" } else { "cidr_blocks" };
+                let key = if cidr.contains(':') {
+                    "ipv6_cidr_blocks"
+                } else {
+                    "cidr_blocks"
+                };
                 (cidr.to_string(), attrs! { key => Value::strs([cidr]) })
             }
             Peer::Group(role) => (
@@ -36,19 +47,36 @@ impl Builder<'_> {
         };
         let proto_name = if protocol == "-1" { "all" } else { protocol };
         let name = if egress {
-            format!("from-{group_name}-egress-{proto_name}-{}to{}-{peer_name}", ports.0, ports.1)
+            format!(
+                "from-{group_name}-egress-{proto_name}-{}to{}-{peer_name}",
+                ports.0, ports.1
+            )
         } else {
-            format!("from-{peer_name}-ingress-{proto_name}-{}to{}-{group_name}", ports.0, ports.1)
+            format!(
+                "from-{peer_name}-ingress-{proto_name}-{}to{}-{group_name}",
+                ports.0, ports.1
+            )
         };
         self.fill_rule(&mut a, group, egress, protocol, ports);
         self.add("aws_security_group_rule", &name, a);
     }
 
     /// A rule with a fixed name (kops names the load-balancer rules explicitly).
-    fn named_rule(&mut self, name: &str, group: &str, peer: Peer<'_>, protocol: &str, ports: (i64, i64)) {
+    fn named_rule(
+        &mut self,
+        name: &str,
+        group: &str,
+        peer: Peer<'_>,
+        protocol: &str,
+        ports: (i64, i64),
+    ) {
         let mut a = match peer {
             Peer::Cidr(cidr) => {
-                let key = if cidr.contains(':') { "ipv6_cidr_blocks" } else { "cidr_blocks" };
+                let key = if cidr.contains(':') {
+                    "ipv6_cidr_blocks"
+                } else {
+                    "cidr_blocks"
+                };
                 attrs! { key => Value::strs([cidr]) }
             }
             Peer::Group(role) => attrs! { "source_security_group_id" => self.sg_ref(role) },
@@ -57,12 +85,22 @@ impl Builder<'_> {
         self.add("aws_security_group_rule", name, a);
     }
 
-    fn fill_rule(&self, a: &mut Attrs, group: &str, egress: bool, protocol: &str, ports: (i64, i64)) {
+    fn fill_rule(
+        &self,
+        a: &mut Attrs,
+        group: &str,
+        egress: bool,
+        protocol: &str,
+        ports: (i64, i64),
+    ) {
         a.insert("from_port".into(), Value::Int(ports.0));
         a.insert("to_port".into(), Value::Int(ports.1));
         a.insert("protocol".into(), Value::str(protocol));
         a.insert("security_group_id".into(), self.sg_ref(group));
-        a.insert("type".into(), Value::str(if egress { "egress" } else { "ingress" }));
+        a.insert(
+            "type".into(),
+            Value::str(if egress { "egress" } else { "ingress" }),
+        );
     }
 
     fn group(&mut self, role: &str, description: &str) {
@@ -83,7 +121,11 @@ impl Builder<'_> {
     }
 
     pub(crate) fn api_load_balancer_enabled(&self) -> bool {
-        self.spec.api.as_ref().and_then(|a| a.load_balancer.as_ref()).is_some()
+        self.spec
+            .api
+            .as_ref()
+            .and_then(|a| a.load_balancer.as_ref())
+            .is_some()
     }
 
     pub(crate) fn bastion_enabled(&self) -> bool {
@@ -98,7 +140,11 @@ impl Builder<'_> {
         self.rule("masters", Peer::Group("masters"), false, "-1", (0, 0));
         self.rule("nodes", Peer::Group("masters"), false, "-1", (0, 0));
         self.rule("nodes", Peer::Group("nodes"), false, "-1", (0, 0));
-        let amazon_vpc = self.spec.networking.as_ref().is_some_and(|n| n.amazonvpc.is_some());
+        let amazon_vpc = self
+            .spec
+            .networking
+            .as_ref()
+            .is_some_and(|n| n.amazonvpc.is_some());
         if amazon_vpc {
             self.rule("masters", Peer::Group("nodes"), false, "-1", (0, 0));
         } else {
@@ -117,7 +163,13 @@ impl Builder<'_> {
             let mut from = 1;
             for port in blocked.iter().copied().chain([65536]) {
                 if port > from {
-                    self.rule("masters", Peer::Group("nodes"), false, "tcp", (from, port - 1));
+                    self.rule(
+                        "masters",
+                        Peer::Group("nodes"),
+                        false,
+                        "tcp",
+                        (from, port - 1),
+                    );
                 }
                 from = port + 1;
             }
@@ -139,7 +191,13 @@ impl Builder<'_> {
             self.group("bastion-elb", "Security group for bastion ELB");
             self.rule("masters", Peer::Group("bastion"), false, "tcp", (22, 22));
             self.rule("nodes", Peer::Group("bastion"), false, "tcp", (22, 22));
-            self.rule("bastion", Peer::Group("bastion-elb"), false, "tcp", (22, 22));
+            self.rule(
+                "bastion",
+                Peer::Group("bastion-elb"),
+                false,
+                "tcp",
+                (22, 22),
+            );
             self.rule("bastion", Peer::Group("bastion-elb"), false, "icmp", (3, 4));
             self.rule("bastion-elb", Peer::Group("bastion"), false, "icmp", (3, 4));
             let mut sources = ssh.clone();
@@ -178,9 +236,27 @@ impl Builder<'_> {
                 };
                 self.named_rule(&name, "api-elb", Peer::Cidr(cidr), proto, ports);
             }
-            self.named_rule("https-elb-to-master", "masters", Peer::Group("api-elb"), "tcp", (443, 443));
-            self.named_rule("icmp-pmtu-elb-to-cp", "masters", Peer::Group("api-elb"), "icmp", (3, 4));
-            self.named_rule("icmp-pmtu-cp-to-elb", "api-elb", Peer::Group("masters"), "icmp", (3, 4));
+            self.named_rule(
+                "https-elb-to-master",
+                "masters",
+                Peer::Group("api-elb"),
+                "tcp",
+                (443, 443),
+            );
+            self.named_rule(
+                "icmp-pmtu-elb-to-cp",
+                "masters",
+                Peer::Group("api-elb"),
+                "icmp",
+                (3, 4),
+            );
+            self.named_rule(
+                "icmp-pmtu-cp-to-elb",
+                "api-elb",
+                Peer::Group("masters"),
+                "icmp",
+                (3, 4),
+            );
             if self.dns_none() {
                 // Without DNS, nodes find the API through the load balancer.
                 self.named_rule("node-to-elb", "api-elb", Peer::Group("nodes"), "-1", (0, 0));

@@ -58,7 +58,12 @@ pub fn render(set: &DesiredSet) -> Rendered {
     Rendered { files }
 }
 
-fn write_resource(out: &mut String, keyword: &str, resource: &Resource, files: &mut BTreeMap<String, String>) {
+fn write_resource(
+    out: &mut String,
+    keyword: &str,
+    resource: &Resource,
+    files: &mut BTreeMap<String, String>,
+) {
     debug_assert_eq!(keyword == "data", resource.address.mode == Mode::Data);
     write_block(
         out,
@@ -92,7 +97,12 @@ fn write_block(
 
 /// A block body: single-line attributes in runs with aligned `=`; nested blocks and
 /// multi-line attributes end a run.
-fn write_body(out: &mut String, indent: usize, attrs: &Attrs, files: &mut BTreeMap<String, String>) {
+fn write_body(
+    out: &mut String,
+    indent: usize,
+    attrs: &Attrs,
+    files: &mut BTreeMap<String, String>,
+) {
     let mut run: Vec<(String, String)> = Vec::new();
     for (name, value) in attrs {
         match value {

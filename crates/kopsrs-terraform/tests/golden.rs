@@ -47,7 +47,12 @@ fn terraform_fmt_check(text: &str) {
         eprintln!("terraform not installed: skipping the fmt check");
         return;
     };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -58,8 +63,15 @@ fn terraform_fmt_check(text: &str) {
 }
 
 fn snapshot(name: &str, rendered: &kopsrs_terraform::Rendered) {
-    insta::assert_snapshot!(format!("{name}-kubernetes.tf"), rendered.files["kubernetes.tf"]);
-    let data: Vec<&String> = rendered.files.keys().filter(|k| k.starts_with("data/")).collect();
+    insta::assert_snapshot!(
+        format!("{name}-kubernetes.tf"),
+        rendered.files["kubernetes.tf"]
+    );
+    let data: Vec<&String> = rendered
+        .files
+        .keys()
+        .filter(|k| k.starts_with("data/"))
+        .collect();
     insta::assert_debug_snapshot!(format!("{name}-data-files"), data);
 }
 
@@ -88,7 +100,10 @@ fn private_ha_cluster_with_bastion() {
         cloud_labels: Some("team=platform,cost-center=42".into()),
         ssh_access: vec!["10.0.0.0/8".into()],
         admin_access: vec!["203.0.113.0/24".into()],
-        ..options("golden-ha.example.org", &["eu-west-1a", "eu-west-1b", "eu-west-1c"])
+        ..options(
+            "golden-ha.example.org",
+            &["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+        )
     });
     snapshot("private-ha", &rendered);
 }
@@ -109,8 +124,14 @@ fn cluster_in_a_shared_vpc_with_shared_nat() {
     let rendered = render(opts);
     snapshot("shared-vpc", &rendered);
     let text = &rendered.files["kubernetes.tf"];
-    assert!(!text.contains("resource \"aws_vpc\" "), "a shared VPC is never managed");
-    assert!(!text.contains("resource \"aws_nat_gateway\""), "shared NAT gateways are used, not made");
+    assert!(
+        !text.contains("resource \"aws_vpc\" "),
+        "a shared VPC is never managed"
+    );
+    assert!(
+        !text.contains("resource \"aws_nat_gateway\""),
+        "shared NAT gateways are used, not made"
+    );
     assert!(text.contains("nat_gateway_id         = \"nat-0aaaaaaaaaaaaaaa1\""));
 }
 

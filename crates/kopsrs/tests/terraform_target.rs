@@ -6,7 +6,11 @@ mod support;
 use support::{kopsrs, snapshot, CLUSTER};
 
 fn ok(output: std::process::Output) -> String {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -16,11 +20,22 @@ fn writes_terraform_once_and_only_on_change() {
     let state = format!("file://{}/state", dir.path().display());
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, CLUSTER).unwrap();
-    ok(kopsrs(&state).args(["create", "-f"]).arg(&file).output().unwrap());
+    ok(kopsrs(&state)
+        .args(["create", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap());
     let out = dir.path().join("tf");
     let update = |state: &str| {
         kopsrs(state)
-            .args(["update", "cluster", "test.example.com", "--target", "terraform", "--out"])
+            .args([
+                "update",
+                "cluster",
+                "test.example.com",
+                "--target",
+                "terraform",
+                "--out",
+            ])
             .arg(&out)
             .output()
             .unwrap()
@@ -29,9 +44,15 @@ fn writes_terraform_once_and_only_on_change() {
     assert!(first.contains("file(s) changed"), "{first}");
     let main = std::fs::read_to_string(out.join("kubernetes.tf")).unwrap();
     assert!(main.contains("resource \"aws_vpc\" \"test-example-com\""));
-    assert!(main.contains("resource \"aws_autoscaling_group\" \"nodes-test-example-com\""), "{main}");
+    assert!(
+        main.contains("resource \"aws_autoscaling_group\" \"nodes-test-example-com\""),
+        "{main}"
+    );
     // kops writes the completed spec on update.
-    assert!(dir.path().join("state/test.example.com/cluster-completed.spec").exists());
+    assert!(dir
+        .path()
+        .join("state/test.example.com/cluster-completed.spec")
+        .exists());
 
     let before = snapshot(&out);
     let second = ok(update(&state));
@@ -43,7 +64,11 @@ fn writes_terraform_once_and_only_on_change() {
         .arg(&out)
         .output()
     {
-        assert!(fmt.status.success(), "terraform fmt -check: {}", String::from_utf8_lossy(&fmt.stdout));
+        assert!(
+            fmt.status.success(),
+            "terraform fmt -check: {}",
+            String::from_utf8_lossy(&fmt.stdout)
+        );
     }
 }
 
@@ -53,12 +78,22 @@ fn unknown_cluster_writes_nothing() {
     let state = format!("file://{}/state", dir.path().display());
     let out = dir.path().join("tf");
     let output = kopsrs(&state)
-        .args(["update", "cluster", "missing.example.com", "--target", "terraform", "--out"])
+        .args([
+            "update",
+            "cluster",
+            "missing.example.com",
+            "--target",
+            "terraform",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cluster \"missing.example.com\" not found"), "{stderr}");
+    assert!(
+        stderr.contains("cluster \"missing.example.com\" not found"),
+        "{stderr}"
+    );
     assert!(!out.exists());
 }

@@ -99,7 +99,10 @@ pub async fn write_terraform(store: &StateStore, name: &str, out: &Path) -> Resu
         out.join("kubernetes.tf").display(),
         changed
     );
-    eprintln!("Run `terraform init && terraform plan` in {} to review it.", out.display());
+    eprintln!(
+        "Run `terraform init && terraform plan` in {} to review it.",
+        out.display()
+    );
     Ok(())
 }
 
