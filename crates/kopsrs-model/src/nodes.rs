@@ -196,18 +196,12 @@ impl<'a> Builder<'a> {
                     "tags" => tags,
                     "type" => volume_type.clone(),
                 };
-                if matches!(volume_type.as_str(), "gp3" | "io1" | "io2") {
-                    a.insert(
-                        "iops".into(),
-                        Value::Int(member.volume_iops.map_or(3000, i64::from)),
-                    );
-                }
-                if volume_type == "gp3" {
-                    a.insert(
-                        "throughput".into(),
-                        Value::Int(member.volume_throughput.map_or(125, i64::from)),
-                    );
-                }
+                volume_performance(
+                    &mut a,
+                    &volume_type,
+                    member.volume_iops,
+                    member.volume_throughput,
+                );
                 if let Some(key) = &member.kms_key_id {
                     a.insert("kms_key_id".into(), Value::str(key));
                 }
@@ -568,18 +562,12 @@ impl<'a> Builder<'a> {
             "volume_size" => spec.root_volume_size.unwrap_or(match role { Role::ControlPlane => 64, Role::Bastion => 32, _ => 128 }),
             "volume_type" => volume_type.clone(),
         };
-        if matches!(volume_type.as_str(), "gp3" | "io1" | "io2") {
-            ebs.insert(
-                "iops".into(),
-                Value::Int(spec.root_volume_iops.map_or(3000, i64::from)),
-            );
-        }
-        if volume_type == "gp3" {
-            ebs.insert(
-                "throughput".into(),
-                Value::Int(spec.root_volume_throughput.map_or(125, i64::from)),
-            );
-        }
+        volume_performance(
+            &mut ebs,
+            &volume_type,
+            spec.root_volume_iops,
+            spec.root_volume_throughput,
+        );
         if let Some(key) = &spec.root_volume_encryption_key {
             ebs.insert("kms_key_id".into(), Value::str(key));
         }
@@ -878,6 +866,25 @@ impl<'a> Builder<'a> {
             out.insert("vpc_ipv6_cidr_block".into(), vpc.attr("ipv6_cidr_block"));
         }
         self.outputs = out;
+    }
+}
+
+/// IOPS and throughput of an EBS volume: kops's gp3 baseline (3000 IOPS, 125 MiB/s) unless
+/// the spec sets them; IOPS only for types that take it, throughput only for gp3.
+fn volume_performance(
+    attrs: &mut Attrs,
+    volume_type: &str,
+    iops: Option<i32>,
+    throughput: Option<i32>,
+) {
+    if matches!(volume_type, "gp3" | "io1" | "io2") {
+        attrs.insert("iops".into(), Value::Int(iops.map_or(3000, i64::from)));
+    }
+    if volume_type == "gp3" {
+        attrs.insert(
+            "throughput".into(),
+            Value::Int(throughput.map_or(125, i64::from)),
+        );
     }
 }
 
