@@ -10,7 +10,12 @@ use anyhow::{bail, Result};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // `cargo run` sets CARGO_MANIFEST_DIR at run time; prefer it to the compile-time value so
+    // that a binary built from another clone sharing CARGO_TARGET_DIR reads this clone.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("..");
     let shared = std::env::var_os("KOPSRS_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("../shared"));

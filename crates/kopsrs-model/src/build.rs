@@ -74,6 +74,7 @@ impl<'a> Builder<'a> {
         self.network()?;
         self.security_groups()?;
         self.iam()?;
+        self.service_account_roles()?;
         self.ssh_key();
         self.api_load_balancer()?;
         self.bastion_load_balancer()?;

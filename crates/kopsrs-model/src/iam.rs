@@ -18,7 +18,8 @@ use kopsrs_api::Role;
 /// The IAM "role name" kops uses per instance-group role.
 fn iam_role_name(role: Role) -> &'static str {
     match role {
-        Role::ControlPlane | Role::ApiServer => "masters",
+        Role::ControlPlane => "masters",
+        Role::ApiServer => "apiservers",
         Role::Node => "nodes",
         Role::Bastion => "bastions",
     }
@@ -34,7 +35,7 @@ const ECR_READ: [&str; 7] = [
     "ecr:ListImages",
 ];
 
-fn pretty(value: &Json) -> String {
+pub(crate) fn pretty(value: &Json) -> String {
     serde_json::to_string_pretty(value).expect("JSON values serialize") + "\n"
 }
 
@@ -61,8 +62,10 @@ impl Builder<'_> {
 
     pub(crate) fn iam(&mut self) -> Result<(), ModelError> {
         let mut roles = vec![Role::ControlPlane, Role::Node];
-        if self.has_role(Role::Bastion) {
-            roles.push(Role::Bastion);
+        for optional in [Role::ApiServer, Role::Bastion] {
+            if self.has_role(optional) {
+                roles.push(optional);
+            }
         }
         for role in roles {
             // Groups that bring their own instance profile need no role of ours.
@@ -88,11 +91,7 @@ impl Builder<'_> {
                 "Version": "2012-10-17",
             });
             let mut role_attrs = attrs! {
-                "assume_role_policy" => Value::File(FileValue {
-                    name: format!("aws_iam_role_{name}_policy"),
-                    content: pretty(&assume),
-                    base64: false,
-                }),
+                "assume_role_policy" => Value::File(FileValue::new(format!("aws_iam_role_{name}_policy"), pretty(&assume))),
                 "name" => name.clone(),
                 "tags" => self.tags(&name),
             };
@@ -120,11 +119,7 @@ impl Builder<'_> {
                     &name,
                     attrs! {
                         "name" => name.clone(),
-                        "policy" => Value::File(FileValue {
-                            name: format!("aws_iam_role_policy_{name}_policy"),
-                            content: pretty(&policy),
-                            base64: false,
-                        }),
+                        "policy" => Value::File(FileValue::new(format!("aws_iam_role_policy_{name}_policy"), pretty(&policy))),
                         "role" => role_addr.attr("name"),
                     },
                 );
@@ -152,11 +147,7 @@ impl Builder<'_> {
                     &additional,
                     attrs! {
                         "name" => additional.clone(),
-                        "policy" => Value::File(FileValue {
-                            name: format!("aws_iam_role_policy_{additional}_policy"),
-                            content: pretty(&json!({"Statement": statements, "Version": "2012-10-17"})),
-                            base64: false,
-                        }),
+                        "policy" => Value::File(FileValue::new(format!("aws_iam_role_policy_{additional}_policy"), pretty(&json!({"Statement": statements, "Version": "2012-10-17"})))),
                         "role" => role_addr.attr("name"),
                     },
                 );
@@ -194,10 +185,44 @@ impl Builder<'_> {
                     statements
                         .push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
                 }
+                statements.extend(self.node_statements());
             }
-            Role::ControlPlane | Role::ApiServer => {
-                statements = self.control_plane_statements(registry)
-            }
+            Role::ControlPlane => statements = self.control_plane_statements(registry),
+            // API servers read the cluster's configuration; etcd stays on the control plane.
+            Role::ApiServer => statements = self.state_store_statements(false),
+        }
+        // The Amazon VPC CNI (aws-node) runs on every instance with the instance's role.
+        if self
+            .spec
+            .networking
+            .as_ref()
+            .is_some_and(|n| n.amazonvpc.is_some())
+        {
+            let p = self.partition();
+            statements.push(json!({
+                "Action": ["ec2:CreateTags"],
+                "Effect": "Allow",
+                "Resource": [format!("arn:{p}:ec2:*:*:network-interface/*")],
+            }));
+            statements.push(json!({
+                "Action": [
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:AttachNetworkInterface",
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeTags",
+                    "ec2:DetachNetworkInterface",
+                    "ec2:ModifyNetworkInterfaceAttribute",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                "Effect": "Allow",
+                "Resource": "*",
+            }));
         }
         if statements.is_empty() {
             return None;
@@ -205,44 +230,116 @@ impl Builder<'_> {
         Some(json!({"Statement": statements, "Version": "2012-10-17"}))
     }
 
-    fn control_plane_statements(&self, registry: bool) -> Vec<Json> {
-        let p = self.partition();
-        let cluster = &self.name;
-        let owned = json!({"StringEquals": {"aws:ResourceTag/KubernetesCluster": cluster}});
-        let tagging = json!({"StringEquals": {"aws:RequestTag/KubernetesCluster": cluster}});
+    /// What the bootstrap and the CNI need on worker instances, by feature.
+    fn node_statements(&self) -> Vec<Json> {
+        let owned = json!({"StringEquals": {"aws:ResourceTag/KubernetesCluster": self.name}});
         let mut statements = Vec::new();
-        // The state store: read the cluster's prefix, write backups and the election record.
-        if let Some((bucket, prefix)) = self
+        // IPv6 pods get addresses from the instance's delegated prefix.
+        if self.ipv6 {
+            statements.push(
+                json!({"Action": "ec2:AssignIpv6Addresses", "Effect": "Allow", "Resource": "*"}),
+            );
+        }
+        // kindnet routes pod traffic through instances: source/destination check off.
+        if self
+            .spec
+            .networking
+            .as_ref()
+            .is_some_and(|n| n.kindnet.is_some())
+        {
+            statements.push(json!({
+                "Action": "ec2:ModifyInstanceAttribute",
+                "Condition": owned,
+                "Effect": "Allow",
+                "Resource": "*",
+            }));
+        }
+        // A warm pool's launch hook is completed by the instance once it is ready.
+        let warm_hook = self.groups_with(Role::Node).any(|g| {
+            g.spec
+                .warm_pool
+                .as_ref()
+                .or(self.spec.warm_pool.as_ref())
+                .and_then(|w| w.enable_lifecycle_hook)
+                == Some(true)
+        });
+        if warm_hook {
+            statements.push(json!({
+                "Action": "autoscaling:DescribeLifecycleHooks",
+                "Effect": "Allow",
+                "Resource": "*",
+            }));
+            statements.push(json!({
+                "Action": "autoscaling:CompleteLifecycleAction",
+                "Condition": owned,
+                "Effect": "Allow",
+                "Resource": "*",
+            }));
+        }
+        statements
+    }
+
+    /// Read access to the cluster's prefix of an S3 state store; with `write`, also the
+    /// etcd backups and the bootstrap election record.
+    fn state_store_statements(&self, write: bool) -> Vec<Json> {
+        let p = self.partition();
+        let Some((bucket, prefix)) = self
             .spec
             .config_base
             .as_deref()
             .and_then(|c| c.strip_prefix("s3://"))
             .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
-        {
-            let base = format!("arn:{p}:s3:::{bucket}");
-            let path = |suffix: &str| {
-                if prefix.is_empty() {
-                    format!("{base}/{suffix}")
-                } else {
-                    format!("{base}/{prefix}/{suffix}")
-                }
-            };
-            statements.push(
-                json!({"Action": ["s3:GetObject"], "Effect": "Allow", "Resource": path("*")}),
-            );
+        else {
+            return Vec::new();
+        };
+        let base = format!("arn:{p}:s3:::{bucket}");
+        let path = |suffix: &str| {
+            if prefix.is_empty() {
+                format!("{base}/{suffix}")
+            } else {
+                format!("{base}/{prefix}/{suffix}")
+            }
+        };
+        let mut statements =
+            vec![json!({"Action": ["s3:GetObject"], "Effect": "Allow", "Resource": path("*")})];
+        if write {
             statements.push(json!({
                 "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
                 "Effect": "Allow",
                 "Resource": [path("backups/etcd/*"), path("bootstrap/*")],
             }));
-            statements.push(json!({
-                "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
-                "Effect": "Allow",
-                "Resource": [base],
-            }));
         }
-        // Cloud-controller-manager and EBS CSI driver: describe anything, change only what
-        // carries the cluster tag, create only with it.
+        statements.push(json!({
+            "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
+            "Effect": "Allow",
+            "Resource": [base],
+        }));
+        statements
+    }
+
+    fn control_plane_statements(&self, registry: bool) -> Vec<Json> {
+        let mut statements = Vec::new();
+        // The state store: read the cluster's prefix, write backups and the election record.
+        statements.extend(self.state_store_statements(true));
+        if self.service_account_roles_for_addons() {
+            // The cloud-controller-manager and the EBS CSI driver have roles of their own.
+            if registry {
+                statements.push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
+            }
+        } else {
+            statements.extend(self.cloud_controller_statements(registry));
+            statements.extend(self.ebs_csi_statements());
+        }
+        statements
+    }
+
+    /// What the AWS cloud-controller-manager needs: describe anything, change only what
+    /// carries the cluster tag, create only with it.
+    pub(crate) fn cloud_controller_statements(&self, registry: bool) -> Vec<Json> {
+        let p = self.partition();
+        let cluster = &self.name;
+        let owned = json!({"StringEquals": {"aws:ResourceTag/KubernetesCluster": cluster}});
+        let tagging = json!({"StringEquals": {"aws:RequestTag/KubernetesCluster": cluster}});
         let mut describe = vec![
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:DescribeAutoScalingInstances",
@@ -253,11 +350,8 @@ impl Builder<'_> {
             "ec2:DescribeRegions",
             "ec2:DescribeRouteTables",
             "ec2:DescribeSecurityGroups",
-            "ec2:DescribeSnapshots",
             "ec2:DescribeSubnets",
             "ec2:DescribeTags",
-            "ec2:DescribeVolumes",
-            "ec2:DescribeVolumesModifications",
             "ec2:DescribeVpcs",
             "elasticloadbalancing:DescribeListeners",
             "elasticloadbalancing:DescribeLoadBalancerAttributes",
@@ -271,71 +365,111 @@ impl Builder<'_> {
             describe.extend(ECR_READ);
         }
         describe.sort();
-        statements.push(json!({"Action": describe, "Effect": "Allow", "Resource": "*"}));
-        statements.push(json!({
-            "Action": [
-                "ec2:AttachVolume",
-                "ec2:AuthorizeSecurityGroupIngress",
-                "ec2:DeleteSecurityGroup",
-                "ec2:DeleteSnapshot",
-                "ec2:DeleteVolume",
-                "ec2:DetachVolume",
-                "ec2:ModifyInstanceAttribute",
-                "ec2:ModifyVolume",
-                "ec2:RevokeSecurityGroupIngress",
-                "elasticloadbalancing:AddTags",
-                "elasticloadbalancing:DeleteListener",
-                "elasticloadbalancing:DeleteLoadBalancer",
-                "elasticloadbalancing:DeleteTargetGroup",
-                "elasticloadbalancing:DeregisterTargets",
-                "elasticloadbalancing:ModifyListener",
-                "elasticloadbalancing:ModifyLoadBalancerAttributes",
-                "elasticloadbalancing:ModifyTargetGroup",
-                "elasticloadbalancing:ModifyTargetGroupAttributes",
-                "elasticloadbalancing:RegisterTargets",
-            ],
-            "Condition": owned,
-            "Effect": "Allow",
-            "Resource": "*",
-        }));
-        statements.push(json!({
-            "Action": [
-                "ec2:CreateSecurityGroup",
-                "ec2:CreateSnapshot",
-                "ec2:CreateVolume",
-                "elasticloadbalancing:CreateListener",
-                "elasticloadbalancing:CreateLoadBalancer",
-                "elasticloadbalancing:CreateTargetGroup",
-            ],
-            "Condition": tagging,
-            "Effect": "Allow",
-            "Resource": "*",
-        }));
-        statements.push(json!({
-            "Action": "ec2:CreateSecurityGroup",
-            "Effect": "Allow",
-            "Resource": format!("arn:{p}:ec2:*:*:vpc/*"),
-        }));
-        statements.push(json!({
-            "Action": "ec2:CreateTags",
-            "Condition": {"StringEquals": {
-                "aws:RequestTag/KubernetesCluster": cluster,
-                "ec2:CreateAction": ["CreateSecurityGroup", "CreateSnapshot", "CreateVolume"],
-            }},
-            "Effect": "Allow",
-            "Resource": [
-                format!("arn:{p}:ec2:*:*:security-group/*"),
-                format!("arn:{p}:ec2:*:*:snapshot/*"),
-                format!("arn:{p}:ec2:*:*:volume/*"),
-            ],
-        }));
-        statements.push(json!({
-            "Action": ["kms:CreateGrant"],
-            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            "Effect": "Allow",
-            "Resource": "*",
-        }));
-        statements
+        vec![
+            json!({"Action": describe, "Effect": "Allow", "Resource": "*"}),
+            json!({
+                "Action": [
+                    "ec2:AuthorizeSecurityGroupIngress",
+                    "ec2:DeleteSecurityGroup",
+                    "ec2:ModifyInstanceAttribute",
+                    "ec2:RevokeSecurityGroupIngress",
+                    "elasticloadbalancing:AddTags",
+                    "elasticloadbalancing:DeleteListener",
+                    "elasticloadbalancing:DeleteLoadBalancer",
+                    "elasticloadbalancing:DeleteTargetGroup",
+                    "elasticloadbalancing:DeregisterTargets",
+                    "elasticloadbalancing:ModifyListener",
+                    "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                    "elasticloadbalancing:ModifyTargetGroup",
+                    "elasticloadbalancing:ModifyTargetGroupAttributes",
+                    "elasticloadbalancing:RegisterTargets",
+                ],
+                "Condition": owned,
+                "Effect": "Allow",
+                "Resource": "*",
+            }),
+            json!({
+                "Action": [
+                    "ec2:CreateSecurityGroup",
+                    "elasticloadbalancing:CreateListener",
+                    "elasticloadbalancing:CreateLoadBalancer",
+                    "elasticloadbalancing:CreateTargetGroup",
+                ],
+                "Condition": tagging,
+                "Effect": "Allow",
+                "Resource": "*",
+            }),
+            json!({
+                "Action": "ec2:CreateSecurityGroup",
+                "Effect": "Allow",
+                "Resource": format!("arn:{p}:ec2:*:*:vpc/*"),
+            }),
+            json!({
+                "Action": "ec2:CreateTags",
+                "Condition": {"StringEquals": {
+                    "aws:RequestTag/KubernetesCluster": cluster,
+                    "ec2:CreateAction": ["CreateSecurityGroup"],
+                }},
+                "Effect": "Allow",
+                "Resource": [format!("arn:{p}:ec2:*:*:security-group/*")],
+            }),
+        ]
+    }
+
+    /// What the EBS CSI driver needs: volumes and snapshots carrying the cluster tag.
+    pub(crate) fn ebs_csi_statements(&self) -> Vec<Json> {
+        let p = self.partition();
+        let cluster = &self.name;
+        vec![
+            json!({
+                "Action": [
+                    "ec2:DescribeAvailabilityZones",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeSnapshots",
+                    "ec2:DescribeTags",
+                    "ec2:DescribeVolumes",
+                    "ec2:DescribeVolumesModifications",
+                ],
+                "Effect": "Allow",
+                "Resource": "*",
+            }),
+            json!({
+                "Action": [
+                    "ec2:AttachVolume",
+                    "ec2:DeleteSnapshot",
+                    "ec2:DeleteVolume",
+                    "ec2:DetachVolume",
+                    "ec2:ModifyVolume",
+                ],
+                "Condition": {"StringEquals": {"aws:ResourceTag/KubernetesCluster": cluster}},
+                "Effect": "Allow",
+                "Resource": "*",
+            }),
+            json!({
+                "Action": ["ec2:CreateSnapshot", "ec2:CreateVolume"],
+                "Condition": {"StringEquals": {"aws:RequestTag/KubernetesCluster": cluster}},
+                "Effect": "Allow",
+                "Resource": "*",
+            }),
+            json!({
+                "Action": "ec2:CreateTags",
+                "Condition": {"StringEquals": {
+                    "aws:RequestTag/KubernetesCluster": cluster,
+                    "ec2:CreateAction": ["CreateSnapshot", "CreateVolume"],
+                }},
+                "Effect": "Allow",
+                "Resource": [
+                    format!("arn:{p}:ec2:*:*:snapshot/*"),
+                    format!("arn:{p}:ec2:*:*:volume/*"),
+                ],
+            }),
+            json!({
+                "Action": ["kms:CreateGrant"],
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                "Effect": "Allow",
+                "Resource": "*",
+            }),
+        ]
     }
 
     pub(crate) fn key_pair_address(&self) -> Option<Address> {
@@ -360,11 +494,7 @@ impl Builder<'_> {
             &file_key,
             attrs! {
                 "key_name" => key_name,
-                "public_key" => Value::File(FileValue {
-                    name: format!("aws_key_pair_{file_key}_public_key"),
-                    content: key.trim().to_string() + "\n",
-                    base64: false,
-                }),
+                "public_key" => Value::File(FileValue::new(format!("aws_key_pair_{file_key}_public_key"), key.trim().to_string() + "\n")),
                 "tags" => self.tags(&self.name),
             },
         );

@@ -8,6 +8,7 @@
 
 mod build;
 mod iam;
+mod irsa;
 pub mod names;
 mod network;
 mod nodes;

@@ -35,17 +35,17 @@ fn image_owner(alias: &str) -> Option<&'static str> {
 }
 
 fn json_file(name: String, value: serde_json::Value) -> Value {
-    Value::File(FileValue {
+    Value::File(FileValue::new(
         name,
-        content: serde_json::to_string_pretty(&value).expect("JSON serializes") + "\n",
-        base64: false,
-    })
+        serde_json::to_string_pretty(&value).expect("JSON serializes") + "\n",
+    ))
 }
 
 impl<'a> Builder<'a> {
     fn group_object_name(&self, group: &InstanceGroup) -> String {
         match group.role() {
             Some(Role::ControlPlane) => format!("{}.masters.{}", group.metadata.name, self.name),
+            Some(Role::ApiServer) => format!("{}.apiservers.{}", group.metadata.name, self.name),
             _ => self.scoped(&group.metadata.name),
         }
     }
@@ -70,7 +70,10 @@ impl<'a> Builder<'a> {
 
     fn nth_queue_enabled(&self) -> bool {
         let nth = self.spec.node_termination_handler.as_ref();
-        nth.and_then(|n| n.enabled).unwrap_or(true)
+        // Karpenter handles interruptions itself; kops then runs no termination handler.
+        let karpenter = self.spec.karpenter.as_ref().and_then(|k| k.enabled) == Some(true);
+        !karpenter
+            && nth.and_then(|n| n.enabled).unwrap_or(true)
             && nth
                 .and_then(|n| n.enable_sqs_termination_draining)
                 .unwrap_or(true)
@@ -498,7 +501,7 @@ impl<'a> Builder<'a> {
             }
             Some(Role::ApiServer) => {
                 labels.insert("node-role.kubernetes.io/api-server".into(), String::new());
-                tags.insert("k8s.io/role/api-server".into(), Value::str("1"));
+                tags.insert("k8s.io/role/apiserver".into(), Value::str("1"));
             }
             Some(Role::Bastion) | None => {
                 tags.insert("k8s.io/role/bastion".into(), Value::str("1"));
@@ -625,9 +628,11 @@ impl<'a> Builder<'a> {
             "tag_specifications" => Value::Blocks(tag_specs),
             "tags" => tags.clone(),
             "user_data" => Value::File(FileValue {
-                name: format!("aws_launch_template_{object}_user_data"),
-                content: self.user_data(&group.metadata.name),
                 base64: true,
+                ..FileValue::new(
+                    format!("aws_launch_template_{object}_user_data"),
+                    self.user_data(&group.metadata.name),
+                )
             }),
         };
         if let Some(machine) = &spec.machine_type {
@@ -664,12 +669,11 @@ impl<'a> Builder<'a> {
                 Value::block(attrs! { "tenancy" => tenancy.clone() }),
             );
         }
-        let lt_addr = self.add("aws_launch_template", &object, lt);
-
-        // Karpenter provisions these nodes itself: a launch template, no group.
+        // Karpenter provisions these nodes itself, with launch templates of its own (as kops).
         if spec.manager.as_deref() == Some("Karpenter") {
             return Ok(());
         }
+        let lt_addr = self.add("aws_launch_template", &object, lt);
         let mut asg_tags: Vec<Attrs> = tags
             .iter()
             .map(|(k, v)| attrs! { "key" => k.clone(), "propagate_at_launch" => true, "value" => v.clone() })
@@ -787,16 +791,17 @@ impl<'a> Builder<'a> {
         }
         if let Some(pool) = &warm_pool {
             if pool.enable_lifecycle_hook == Some(true) {
-                let hook = format!("{}-{}", "kops-warmpool", group.metadata.name);
+                // The hook is named `kops-warmpool` in every group, as kops names it, so
+                // instances complete it under the name they look for.
                 self.add(
                     "aws_autoscaling_lifecycle_hook",
-                    &format!("{}-{}", group.metadata.name, "kops-warmpool"),
+                    &format!("kops-warmpool-{}", group.metadata.name),
                     attrs! {
                         "autoscaling_group_name" => asg_addr.id(),
                         "default_result" => "ABANDON",
-                        "heartbeat_timeout" => pool.lifecycle_hook_timeout.unwrap_or(120),
+                        "heartbeat_timeout" => pool.lifecycle_hook_timeout.unwrap_or(600),
                         "lifecycle_transition" => "autoscaling:EC2_INSTANCE_LAUNCHING",
-                        "name" => hook,
+                        "name" => "kops-warmpool",
                     },
                 );
             }
@@ -865,7 +870,7 @@ impl<'a> Builder<'a> {
             out.insert("vpc_cidr_block".into(), vpc.attr("cidr_block"));
             out.insert("vpc_ipv6_cidr_block".into(), vpc.attr("ipv6_cidr_block"));
         }
-        self.outputs = out;
+        self.outputs.extend(out);
     }
 }
 

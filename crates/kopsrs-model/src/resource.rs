@@ -79,6 +79,20 @@ pub struct FileValue {
     pub content: String,
     /// Written as `filebase64()` (user-data) rather than `file()`.
     pub base64: bool,
+    /// Values only known once other resources exist (an OIDC provider's ARN): the content
+    /// holds `${name}` for each, Terraform gets `templatefile()`, the AWS target substitutes.
+    pub vars: BTreeMap<String, Ref>,
+}
+
+impl FileValue {
+    pub fn new(name: impl Into<String>, content: impl Into<String>) -> FileValue {
+        FileValue {
+            name: name.into(),
+            content: content.into(),
+            base64: false,
+            vars: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +150,7 @@ impl Value {
     pub fn refs<'a>(&'a self, out: &mut Vec<&'a Ref>) {
         match self {
             Value::Ref(r) => out.push(r),
+            Value::File(f) => out.extend(f.vars.values()),
             Value::List(items) => items.iter().for_each(|v| v.refs(out)),
             Value::Map(map) => map.values().for_each(|v| v.refs(out)),
             Value::Blocks(blocks) => blocks

@@ -46,15 +46,17 @@ impl Builder<'_> {
             ),
         };
         let proto_name = if protocol == "-1" { "all" } else { protocol };
+        // kops names port-less protocols (IPIP, `4`) `0to0` whatever the port range says.
+        let ports_name = if protocol == "4" { (0, 0) } else { ports };
         let name = if egress {
             format!(
                 "from-{group_name}-egress-{proto_name}-{}to{}-{peer_name}",
-                ports.0, ports.1
+                ports_name.0, ports_name.1
             )
         } else {
             format!(
                 "from-{peer_name}-ingress-{proto_name}-{}to{}-{group_name}",
-                ports.0, ports.1
+                ports_name.0, ports_name.1
             )
         };
         self.fill_rule(&mut a, group, egress, protocol, ports);
@@ -146,8 +148,11 @@ impl Builder<'_> {
             .as_ref()
             .is_some_and(|n| n.amazonvpc.is_some());
         if amazon_vpc {
+            // Pods on VPC addresses reach the control plane on any protocol; kops keeps the
+            // port rules below as well.
             self.rule("masters", Peer::Group("nodes"), false, "-1", (0, 0));
-        } else {
+        }
+        {
             // Nodes reach the control plane on every port but etcd's.
             let cilium_etcd = self
                 .spec

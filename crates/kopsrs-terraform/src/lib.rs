@@ -170,6 +170,18 @@ fn expression(value: &Value, files: &mut BTreeMap<String, String>) -> String {
         Value::Ref(r) => format!("{}.{}", r.address, r.attr),
         Value::File(file) => {
             files.insert(format!("data/{}", file.name), file.content.clone());
+            if !file.vars.is_empty() {
+                let vars: Vec<String> = file
+                    .vars
+                    .iter()
+                    .map(|(k, r)| format!("{k} = {}.{}", r.address, r.attr))
+                    .collect();
+                return format!(
+                    "templatefile(\"${{path.module}}/data/{}\", {{ {} }})",
+                    file.name,
+                    vars.join(", ")
+                );
+            }
             let function = if file.base64 { "filebase64" } else { "file" };
             format!("{function}(\"${{path.module}}/data/{}\")", file.name)
         }

@@ -144,3 +144,41 @@ fn ipv6_cluster() {
     });
     snapshot("ipv6", &rendered);
 }
+
+#[test]
+fn service_account_roles_through_an_oidc_provider() {
+    let mut opts = options("golden-irsa.example.org", &["eu-central-1a"]);
+    opts.sets = vec![
+        "spec.serviceAccountIssuerDiscovery.enableAWSOIDCProvider=true".into(),
+        "spec.serviceAccountIssuerDiscovery.discoveryStore=s3://golden-oidc/golden-irsa".into(),
+        "spec.iam.useServiceAccountExternalPermissions=true".into(),
+        "spec.iam.serviceAccountExternalPermissions[0].name=uploader".into(),
+        "spec.iam.serviceAccountExternalPermissions[0].namespace=media-*".into(),
+        "spec.iam.serviceAccountExternalPermissions[0].aws.policyARNs[0]=arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".into(),
+    ];
+    let rendered = render(opts);
+    snapshot("irsa", &rendered);
+    let text = &rendered.files["kubernetes.tf"];
+    // The trust policy gets the provider's ARN from Terraform, not from an account lookup.
+    assert!(text.contains(
+        "templatefile(\"${path.module}/data/aws_iam_role_uploader.media-wildcard.sa.golden-irsa.example.org_policy\", { oidc_provider_arn = aws_iam_openid_connect_provider.golden-irsa-example-org.arn })"
+    ), "{text}");
+    let trust = &rendered.files
+        ["data/aws_iam_role_uploader.media-wildcard.sa.golden-irsa.example.org_policy"];
+    assert!(trust.contains("\"StringLike\""));
+    assert!(trust.contains(
+        "\"golden-oidc.s3.eu-central-1.amazonaws.com/golden-irsa:sub\": \"system:serviceaccount:media-*:uploader\""
+    ));
+    // Addon roles; long names are shortened to IAM's 64 characters with a hash, as kops does.
+    for role in [
+        "aws-cloud-controller-manager.kube-system.sa.golden-irsa.e-6dfpc0",
+        "aws-node-termination-handler.kube-system.sa.golden-irsa.e-8vcf16",
+        "ebs-csi-controller-sa.kube-system.sa.golden-irsa.example.org",
+    ] {
+        assert!(role.len() <= 64);
+        assert!(
+            text.contains(&format!("name               = \"{role}\"")),
+            "{role}"
+        );
+    }
+}
