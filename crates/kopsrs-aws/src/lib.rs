@@ -1,1 +1,253 @@
-//! AWS provider (work in progress).
+//! The AWS provider: reads what exists (batched, by the cluster tag), and creates, updates and
+//! deletes resources of the model's desired set through the AWS SDK.
+//!
+//! The engine decides *what* to change ([`kopsrs_engine::diff`]); this crate knows *how*:
+//! which Describe calls find a kind of resource, how a found resource maps back to a model
+//! address, and which API calls create, change or delete it.
+//!
+//! - **Discovery is per kind, not per resource**: a Describe (paginated) filtered by
+//!   `kubernetes.io/cluster/<name>` for EC2 kinds, one List for IAM, ELB, EventBridge. Child
+//!   resources come with their parents (routes and associations with route tables, rules with
+//!   one DescribeSecurityGroupRules). A no-op plan makes the same calls at 2 or 200 groups.
+//! - **Addresses come back by natural keys**: the `Name` tag or the resource's name, and for
+//!   untagged children the parent's ID plus what identifies the child (a route's destination).
+//!   Owned resources that match nothing desired become deletions.
+//! - **Crash safety**: every EC2 resource is tagged in its create call (`TagSpecifications`),
+//!   so a run killed after a create finds and adopts it by tag; `ClientToken` where AWS offers
+//!   it (NAT gateways, volumes, launch templates) makes a retried create return the first one.
+
+mod discover;
+mod ops;
+mod resolve;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use kopsrs_engine::{Retryable, TimedOut};
+use kopsrs_model::Address;
+
+pub use discover::Discovery;
+pub use ops::{apply, destroy, ApplyReport};
+
+/// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by
+/// address; references in the desired set resolve against these.
+pub type Outputs = BTreeMap<Address, BTreeMap<String, String>>;
+
+/// Clients for every service the cluster uses, configured the standard way (profiles,
+/// environment, `AWS_ENDPOINT_URL`), with the adaptive retry mode and 10 attempts.
+#[derive(Clone)]
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub route53: aws_sdk_route53::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub region: String,
+    calls: Arc<AtomicU64>,
+}
+
+/// The SDK retries throttling and transient errors itself (adaptive mode: it also slows
+/// down client-side when throttled); the engine retries on top for eventual consistency.
+pub const SDK_MAX_ATTEMPTS: u32 = 10;
+
+impl Aws {
+    pub async fn connect(region: &str) -> Aws {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            .retry_config(RetryConfig::adaptive().with_max_attempts(SDK_MAX_ATTEMPTS))
+            .load()
+            .await;
+        Aws {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            route53: aws_sdk_route53::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
+            region: region.to_string(),
+            calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts an API operation (a page of a paginated one counts once per page).
+    pub(crate) fn call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// API operations made so far (SDK retries not included).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// An AWS error, classified: throttling, server errors, timeouts and the eventual
+/// consistency of just-created resources (`*.NotFound`, IAM's `NoSuchEntity`, a role not yet
+/// usable by an instance profile) are retryable; everything else is not.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub message: String,
+    pub code: Option<String>,
+    pub retryable: bool,
+}
+
+impl Error {
+    pub fn permanent(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            code: None,
+            retryable: false,
+        }
+    }
+
+    /// The same error, naming the resource it happened to.
+    pub fn at(mut self, address: &Address) -> Error {
+        self.message = format!("{address}: {}", self.message);
+        self
+    }
+
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{code}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Retryable for Error {
+    fn retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+impl From<TimedOut> for Error {
+    fn from(t: TimedOut) -> Error {
+        Error {
+            message: t.to_string(),
+            code: None,
+            retryable: true,
+        }
+    }
+}
+
+impl From<aws_smithy_types::error::operation::BuildError> for Error {
+    fn from(e: aws_smithy_types::error::operation::BuildError) -> Error {
+        Error::permanent(format!("building a request: {e}"))
+    }
+}
+
+/// Codes worth another attempt: throttling, AWS-side failures, and eventual consistency.
+fn retryable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
+            | "SlowDown"
+            | "InternalError"
+            | "InternalFailure"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "NoSuchEntity"
+            | "DependencyViolation"
+            | "IncorrectState"
+            | "ResourceInUse"
+            | "ResourceInUseException"
+            | "ServiceLinkedRoleNotFound"
+    ) || code.ends_with(".NotFound")
+}
+
+impl<E, R> From<SdkError<E, R>> for Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug,
+{
+    fn from(err: SdkError<E, R>) -> Error {
+        match &err {
+            SdkError::ServiceError(service) => {
+                let e = service.err();
+                let code = e.code().map(str::to_string);
+                let message = e.message().unwrap_or("(no message)").to_string();
+                let retryable = code.as_deref().is_some_and(retryable_code)
+                    // An instance profile right after its creation, as EC2 sees it.
+                    || message.contains("Invalid IAM Instance Profile")
+                    || message.contains("cannot be assumed");
+                Error {
+                    message,
+                    code,
+                    retryable,
+                }
+            }
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => Error {
+                message: format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
+                code: None,
+                retryable: true,
+            },
+            _ => Error {
+                message: format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
+                code: None,
+                retryable: false,
+            },
+        }
+    }
+}
+
+/// What the AWS provider can change in place; everything else is replaced.
+pub struct AwsSchema;
+
+impl kopsrs_engine::Schema for AwsSchema {
+    fn forces_replacement(&self, kind: &str, attr: &str) -> bool {
+        if attr == "tags" || attr == "tag" {
+            return false;
+        }
+        match kind {
+            "aws_autoscaling_group" => matches!(attr, "name"),
+            "aws_launch_template" => attr == "name",
+            "aws_iam_role_policy" => attr != "policy",
+            "aws_iam_role" => attr == "name",
+            "aws_security_group" => matches!(attr, "name" | "vpc_id" | "description"),
+            _ => true,
+        }
+    }
+
+    /// Attributes the provider writes but cannot read back cheaply; launch-template content
+    /// is compared through a digest instead (see `discover`).
+    fn write_only(&self, kind: &str, attr: &str) -> bool {
+        match kind {
+            "aws_launch_template" => attr != "tags" && attr != "name",
+            "aws_key_pair" => attr == "public_key",
+            "aws_iam_role" => attr == "assume_role_policy" || attr == "tags",
+            "aws_iam_instance_profile" | "aws_iam_openid_connect_provider" => attr == "tags",
+            "aws_sqs_queue" => attr == "policy" || attr == "tags",
+            "aws_cloudwatch_event_rule" => attr == "event_pattern" || attr == "tags",
+            "aws_lb" | "aws_lb_target_group" => attr != "tags" && attr != "name",
+            _ => false,
+        }
+    }
+}

@@ -6,5 +6,7 @@
 mod exec;
 mod plan;
 
-pub use exec::{critical_path, execute, Event, ExecError, ExecOptions, Retryable, Summary, Task};
+pub use exec::{
+    critical_path, execute, Event, ExecError, ExecOptions, Retryable, Summary, Task, TimedOut,
+};
 pub use plan::{diff, Action, Change, FieldChange, Observed, Plan, Schema};

@@ -1,7 +1,8 @@
 //! `delete cluster`, `delete instancegroup`, `delete -f`.
 //!
-//! Cloud resources come with the AWS target; until then `delete cluster` needs `--unregister`
-//! (remove the spec only) and `delete instancegroup` removes the group from the spec.
+//! `delete cluster` finds everything the cluster owns in AWS (by tag, also what a crashed
+//! apply left), deletes it children first, checks nothing is left, then removes the cluster
+//! from the state store. `--unregister` removes only the spec.
 
 use anyhow::Result;
 use kopsrs_api::Document;
@@ -23,11 +24,7 @@ pub async fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
             let name = context::cluster_name(global, cluster.as_deref())?;
             load_cluster(&store, &name).await?;
             if !unregister {
-                return Err(Problems::one(
-                    "deleting a cluster's cloud resources needs the AWS target, which this version does not have yet",
-                    "use --unregister to remove only the spec from the state store (cloud resources are left)",
-                )
-                .into());
+                return delete_cloud(&store, &name, yes).await;
             }
             let keys = store.list(&name).await?;
             if !yes {
@@ -123,5 +120,83 @@ async fn delete_groups(
             .await?;
         eprintln!("Deleted InstanceGroup/{name} of {cluster}");
     }
+    Ok(())
+}
+
+/// Deletes the cluster's cloud resources, then its state.
+async fn delete_cloud(store: &kopsrs_state::StateStore, name: &str, yes: bool) -> Result<()> {
+    let prepared = super::update::prepare(store, name).await?;
+    let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
+    let read = |e: kopsrs_aws::Error| {
+        Problems::one(
+            format!("reading {name} from AWS: {e}"),
+            "check the AWS credentials and region; nothing was deleted",
+        )
+    };
+    let discovery = aws.discover(&prepared.set).await.map_err(read)?;
+    let mut found: Vec<_> = discovery
+        .observed
+        .iter()
+        .map(|o| (&o.resource.address, &o.id))
+        .collect();
+    found.sort();
+    if !yes {
+        println!("Would delete {} AWS resource(s) of {name}:", found.len());
+        for (address, id) in &found {
+            println!("  {address}  {id}");
+        }
+        println!(
+            "and {} object(s) of {name} in {}.",
+            store.list(name).await?.len(),
+            store.url()
+        );
+        eprintln!("Run again with --yes to delete.");
+        return Ok(());
+    }
+    let lock = store.lock(name, "delete cluster").await?;
+    let result = kopsrs_aws::destroy(
+        &aws,
+        &discovery,
+        &super::update::exec_options(10),
+        super::update::progress_printer(),
+    )
+    .await;
+    if let Err(e) = result {
+        lock.release().await?;
+        return Err(Problems::one(
+            format!("{} deletion(s) failed, {} not run: {}", e.failed.len(), e.not_run.len(),
+                e.failed.iter().map(|(_, err)| err.to_string()).collect::<Vec<_>>().join("; ")),
+            "run `kopsrs delete cluster --yes` again: it continues with what is left; the spec is kept until then",
+        )
+        .into());
+    }
+    // Only forget the cluster once AWS shows nothing of it.
+    let left = aws.discover(&prepared.set).await.map_err(read)?;
+    let left: Vec<String> = left
+        .observed
+        .iter()
+        .filter(|o| {
+            !matches!(
+                o.resource.address.kind.as_str(),
+                "aws_vpc_dhcp_options_association" | "aws_route53_record"
+            )
+        })
+        .map(|o| o.resource.address.to_string())
+        .collect();
+    if !left.is_empty() {
+        lock.release().await?;
+        return Err(Problems::one(
+            format!("still in AWS after deleting: {}", left.join(", ")),
+            "run `kopsrs delete cluster --yes` again; the spec is kept until nothing is left",
+        )
+        .into());
+    }
+    let removed = store.delete_cluster(name).await;
+    lock.release().await?;
+    eprintln!(
+        "Deleted {} AWS resource(s) and {} state object(s) of cluster {name}.",
+        found.len(),
+        removed?
+    );
     Ok(())
 }

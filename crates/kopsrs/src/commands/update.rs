@@ -79,9 +79,95 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
     let store = context::open_store(global)?;
     match args.target {
         Target::Terraform => write_terraform(&store, &name, &args.out).await,
-        Target::Direct => Err(Problems::one(
-            "the direct (AWS) target is not available in this build",
-            "use --target terraform --out DIR to write Terraform instead; nothing was changed",
+        Target::Direct => update_direct(&store, &name, &args).await,
+    }
+}
+
+/// Executor settings for AWS calls: the SDK already retries throttling (adaptive mode), the
+/// engine retries eventual consistency ("not found" right after a create) on top.
+pub fn exec_options(concurrency: u16) -> kopsrs_engine::ExecOptions {
+    kopsrs_engine::ExecOptions {
+        concurrency: usize::from(concurrency.max(1)),
+        timeout: std::time::Duration::from_secs(300),
+        max_attempts: 8,
+        base_delay: std::time::Duration::from_millis(250),
+        max_delay: std::time::Duration::from_secs(15),
+    }
+}
+
+/// Progress: one line per finished or retried change (a log in CI, readable on a terminal).
+pub fn progress_printer() -> impl FnMut(&kopsrs_engine::Change, kopsrs_engine::Event) {
+    use kopsrs_engine::Event;
+    move |change, event| match event {
+        Event::Done { done, total, .. } => {
+            eprintln!("[{done}/{total}] {:?} {}", change.action, change.address)
+        }
+        Event::Retrying { attempt, error, .. } => {
+            eprintln!("  retrying {} (attempt {attempt}): {error}", change.address)
+        }
+        Event::Failed { error, .. } => eprintln!("  failed {}: {error}", change.address),
+        Event::Started { .. } => {}
+    }
+}
+
+/// The direct target: discover, plan, and with `--yes` apply under the cluster lock.
+async fn update_direct(store: &StateStore, name: &str, args: &UpdateClusterArgs) -> Result<()> {
+    let prepared = prepare(store, name).await?;
+    let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
+    let discovery = aws.discover(&prepared.set).await.map_err(|e| {
+        Problems::one(
+            format!("reading {name} from AWS: {e}"),
+            "check the AWS credentials and region; nothing was changed",
+        )
+    })?;
+    let mut plan = kopsrs_engine::diff(&prepared.set, &discovery.observed, &kopsrs_aws::AwsSchema);
+    discovery.complete_plan(&mut plan, &prepared.set);
+    print!("{plan}");
+    eprintln!("({} AWS API calls to read the cluster)", discovery.calls);
+    if !args.yes {
+        if !plan.is_empty() {
+            eprintln!("\nMust specify --yes to apply changes");
+            if args.detailed_exitcode {
+                return Err(crate::problems::ExitWith(2).into());
+            }
+        }
+        return Ok(());
+    }
+    if plan.is_empty() {
+        write_completed(store, &prepared).await?;
+        return Ok(());
+    }
+    let lock = store.lock(name, "update cluster --yes").await?;
+    let result = kopsrs_aws::apply(
+        &aws,
+        &prepared.set,
+        &discovery,
+        &plan,
+        &exec_options(args.concurrency),
+        progress_printer(),
+    )
+    .await;
+    lock.release().await?;
+    match result {
+        Ok(report) => {
+            write_completed(store, &prepared).await?;
+            eprintln!(
+                "Applied {} change(s) to {name} ({} attempts, {} AWS API calls).",
+                report.done,
+                report.attempts,
+                aws.calls()
+            );
+            Ok(())
+        }
+        Err(e) => Err(Problems::one(
+            format!(
+                "{} change(s) failed, {} done, {} not run:\n  {}",
+                e.failed.len(),
+                e.done,
+                e.not_run.len(),
+                e.failed.iter().map(|(_, error)| error.to_string()).collect::<Vec<_>>().join("\n  ")
+            ),
+            "fix the cause and run `kopsrs update cluster --yes` again: it continues from what exists",
         )
         .into()),
     }

@@ -148,6 +148,30 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Runs a Python snippet with boto3 (installed with moto) against this server; `aws(name)`
+    /// returns a client. Prints go to the returned string. For test setup and for checking
+    /// outcomes with independent Describe calls.
+    pub fn python(&self, script: &str) -> String {
+        let prelude = format!(
+            "import boto3, json\n\
+             def aws(name, region='eu-west-1'):\n    \
+             return boto3.client(name, endpoint_url='{}', region_name=region, aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+            self.endpoint
+        );
+        let output = Command::new("python3")
+            .args(["-c", &format!("{prelude}{script}")])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,1443 @@
+//! Discovery: what exists, read per kind with a few paginated calls, mapped back to the
+//! model's addresses.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kopsrs_engine::{Action, Change, FieldChange, Observed, Plan};
+use kopsrs_model::{Address, Attrs, DesiredSet, Resource, Value};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::resolve::{self, str_of};
+use crate::{Aws, Error, Outputs};
+
+/// Tag on launch templates: the digest of the content kopsrs last wrote, so a no-op plan
+/// needs no per-template DescribeLaunchTemplateVersions call.
+pub(crate) const DIGEST_TAG: &str = "kopsrs.k8s.io/content-digest";
+/// Tag on auto scaling groups: the lifecycle hooks kopsrs put on it (DescribeLifecycleHooks
+/// takes one group per call).
+pub(crate) const HOOKS_TAG: &str = "kopsrs.k8s.io/lifecycle-hooks";
+
+/// The order in which kinds are matched (parents before children) and created.
+pub(crate) const KIND_ORDER: &[&str] = &[
+    "aws_vpc_dhcp_options",
+    "aws_vpc",
+    "aws_vpc_dhcp_options_association",
+    "aws_internet_gateway",
+    "aws_subnet",
+    "aws_route_table",
+    "aws_eip",
+    "aws_nat_gateway",
+    "aws_route",
+    "aws_route_table_association",
+    "aws_security_group",
+    "aws_security_group_rule",
+    "aws_key_pair",
+    "aws_iam_role",
+    "aws_iam_role_policy",
+    "aws_iam_role_policy_attachment",
+    "aws_iam_instance_profile",
+    "aws_iam_openid_connect_provider",
+    "aws_ebs_volume",
+    "aws_launch_template",
+    "aws_lb_target_group",
+    "aws_lb",
+    "aws_lb_listener",
+    "aws_sqs_queue",
+    "aws_cloudwatch_event_rule",
+    "aws_cloudwatch_event_target",
+    "aws_autoscaling_group",
+    "aws_autoscaling_lifecycle_hook",
+    "aws_route53_record",
+];
+
+/// One resource found in the cloud.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Item {
+    pub kind: &'static str,
+    pub id: String,
+    /// What identifies it among its kind (see [`desired_key`]).
+    pub key: String,
+    /// Attributes reported for diffing, in the model's vocabulary.
+    pub attrs: Attrs,
+    /// `id`, `arn`, `name`, ... for references.
+    pub outputs: BTreeMap<String, String>,
+    /// Whether it carries the cluster's ownership tag (only owned resources are deleted).
+    pub owned: bool,
+}
+
+/// What exists, in the engine's terms.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub observed: Vec<Observed>,
+    pub outputs: Outputs,
+    /// Launch-template content digests as last written.
+    pub(crate) digests: BTreeMap<Address, String>,
+    /// Lifecycle hooks recorded on each group.
+    pub(crate) items: BTreeMap<Address, Item>,
+    pub calls: u64,
+}
+
+pub(crate) fn digest(resolved: &serde_json::Map<String, Json>) -> String {
+    let mut content = resolved.clone();
+    if let Some(Json::Object(tags)) = content.get_mut("tags") {
+        tags.remove(DIGEST_TAG);
+    }
+    let text = serde_json::to_string(&content).expect("JSON serializes");
+    let hash = Sha256::digest(text.as_bytes());
+    hash.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+fn norm_dns(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.')).to_lowercase()
+}
+
+fn rule_key(sg: &str, egress: bool, protocol: &str, from: i64, to: i64, peer: &str) -> String {
+    let protocol = match protocol {
+        "all" | "-1" => "-1".to_string(),
+        "6" => "tcp".to_string(),
+        "17" => "udp".to_string(),
+        "1" => "icmp".to_string(),
+        p => p.to_string(),
+    };
+    let ports = match protocol.as_str() {
+        "tcp" | "udp" | "icmp" | "icmpv6" | "58" => format!("{from}-{to}"),
+        _ => "any".to_string(),
+    };
+    let direction = if egress { "egress" } else { "ingress" };
+    format!("{sg}|{direction}|{protocol}|{ports}|{peer}")
+}
+
+/// The key a desired resource is found by, once the references it needs resolve.
+pub(crate) fn desired_key(kind: &str, r: &serde_json::Map<String, Json>) -> Option<String> {
+    let s = |k: &str| str_of(r, k).map(str::to_string);
+    match kind {
+        "aws_vpc"
+        | "aws_vpc_dhcp_options"
+        | "aws_internet_gateway"
+        | "aws_subnet"
+        | "aws_route_table"
+        | "aws_eip"
+        | "aws_nat_gateway"
+        | "aws_ebs_volume" => resolve::tags(r).get("Name").cloned(),
+        "aws_security_group"
+        | "aws_launch_template"
+        | "aws_autoscaling_group"
+        | "aws_iam_role"
+        | "aws_iam_instance_profile"
+        | "aws_lb"
+        | "aws_lb_target_group"
+        | "aws_sqs_queue"
+        | "aws_cloudwatch_event_rule" => s("name"),
+        "aws_key_pair" => s("key_name"),
+        "aws_iam_openid_connect_provider" => s("url"),
+        "aws_vpc_dhcp_options_association" => {
+            Some(format!("{}|{}", s("vpc_id")?, s("dhcp_options_id")?))
+        }
+        "aws_route" => {
+            let dest = s("destination_cidr_block").or_else(|| s("destination_ipv6_cidr_block"))?;
+            Some(format!("{}|{dest}", s("route_table_id")?))
+        }
+        "aws_route_table_association" => {
+            Some(format!("{}|{}", s("route_table_id")?, s("subnet_id")?))
+        }
+        "aws_security_group_rule" => {
+            let peer = resolve::strs_of(r, "cidr_blocks")
+                .into_iter()
+                .chain(resolve::strs_of(r, "ipv6_cidr_blocks"))
+                .next()
+                .or_else(|| s("source_security_group_id"))
+                .or_else(|| resolve::strs_of(r, "prefix_list_ids").into_iter().next())?;
+            Some(rule_key(
+                &s("security_group_id")?,
+                s("type")? == "egress",
+                &s("protocol")?,
+                resolve::int_of(r, "from_port").unwrap_or(0),
+                resolve::int_of(r, "to_port").unwrap_or(0),
+                &peer,
+            ))
+        }
+        "aws_iam_role_policy" => Some(format!("{}|{}", s("role")?, s("name")?)),
+        "aws_iam_role_policy_attachment" => Some(format!("{}|{}", s("role")?, s("policy_arn")?)),
+        "aws_lb_listener" => Some(format!(
+            "{}|{}",
+            s("load_balancer_arn")?,
+            resolve::int_of(r, "port")?
+        )),
+        "aws_cloudwatch_event_target" => Some(format!("{}|{}", s("rule")?, s("arn")?)),
+        "aws_autoscaling_lifecycle_hook" => {
+            Some(format!("{}|{}", s("autoscaling_group_name")?, s("name")?))
+        }
+        "aws_route53_record" => Some(format!(
+            "{}|{}|{}",
+            s("zone_id")?,
+            norm_dns(&s("name")?),
+            s("type")?
+        )),
+        _ => None,
+    }
+}
+
+fn tag_map<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<String, String> {
+    tags.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn tags_value(tags: &BTreeMap<String, String>) -> Value {
+    Value::Map(
+        tags.iter()
+            .filter(|(k, _)| !k.starts_with("kopsrs.k8s.io/") && !k.starts_with("aws:"))
+            .map(|(k, v)| (k.clone(), Value::str(v)))
+            .collect(),
+    )
+}
+
+fn outputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Aws {
+    fn cluster_tag(cluster: &str) -> String {
+        format!("kubernetes.io/cluster/{cluster}")
+    }
+
+    fn ec2_filter(cluster: &str) -> aws_sdk_ec2::types::Filter {
+        aws_sdk_ec2::types::Filter::builder()
+            .name("tag-key")
+            .values(Self::cluster_tag(cluster))
+            .build()
+    }
+
+    /// Everything of the cluster that exists, matched against `desired` (pass an empty set
+    /// to find everything owned, for deletion).
+    pub async fn discover(&self, desired: &DesiredSet) -> Result<Discovery, Error> {
+        let start = self.calls();
+        let cluster = desired.cluster_name.as_str();
+        let mut outputs = self.data_sources(desired).await?;
+        let (ec2, iam, asg, elb, misc) = tokio::try_join!(
+            self.ec2_items(cluster),
+            self.iam_items(cluster, desired),
+            self.asg_items(cluster),
+            self.elb_items(cluster),
+            self.misc_items(cluster, desired),
+        )?;
+        let mut by_kind: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
+        for item in ec2.into_iter().chain(iam).chain(asg).chain(elb).chain(misc) {
+            by_kind.entry(item.kind).or_default().push(item);
+        }
+        let mut discovery = Discovery::default();
+        let desired_by_kind: BTreeMap<&str, Vec<&Resource>> =
+            desired.resources.iter().fold(BTreeMap::new(), |mut m, r| {
+                m.entry(r.address.kind.as_str())
+                    .or_insert_with(Vec::new)
+                    .push(r);
+                m
+            });
+        // Children (routes, rules, policies) of parents we found, then resolved lazily: kinds
+        // are matched in dependency order so references resolve against found parents.
+        let mut route53_wanted = Vec::new();
+        for kind in KIND_ORDER {
+            let mut items = by_kind.remove(kind).unwrap_or_default();
+            if *kind == "aws_route53_record" {
+                // Records are looked up by name, one call per desired record (a handful).
+                for r in desired_by_kind.get(kind).into_iter().flatten() {
+                    if let Ok(resolved) = resolve::attrs(&r.attrs, &outputs) {
+                        route53_wanted.push(resolved);
+                    }
+                }
+                items = self.route53_items(&route53_wanted).await?;
+            }
+            let mut matched = BTreeSet::new();
+            for resource in desired_by_kind.get(kind).into_iter().flatten() {
+                let Ok(resolved) = resolve::attrs(&resource.attrs, &outputs) else {
+                    continue;
+                };
+                let Some(key) = desired_key(kind, &resolved) else {
+                    continue;
+                };
+                let Some(index) = items
+                    .iter()
+                    .enumerate()
+                    .position(|(i, item)| item.key == key && !matched.contains(&i))
+                else {
+                    continue;
+                };
+                matched.insert(index);
+                let item = &items[index];
+                self.observe(&mut discovery, &mut outputs, resource.address.clone(), item);
+            }
+            for (i, item) in items.iter().enumerate() {
+                if matched.contains(&i) || !item.owned {
+                    continue;
+                }
+                let address = Address::new(kind, &kopsrs_model::names::tf_name(&item.key));
+                self.observe(&mut discovery, &mut outputs, address, item);
+            }
+        }
+        // Launch-template versions of groups: a reference when it is the latest.
+        for observed in &mut discovery.observed {
+            if observed.resource.address.kind != "aws_autoscaling_group" {
+                continue;
+            }
+            if let Some(Value::Blocks(blocks)) = observed.resource.attrs.get_mut("launch_template")
+            {
+                for block in blocks {
+                    let Some(Value::Str(lt_id)) = block.get("id").cloned() else {
+                        continue;
+                    };
+                    let Some(Value::Str(version)) = block.get("version").cloned() else {
+                        continue;
+                    };
+                    let lt = outputs.iter().find(|(a, o)| {
+                        a.kind == "aws_launch_template" && o.get("id") == Some(&lt_id)
+                    });
+                    if let Some((address, o)) = lt {
+                        if o.get("latest_version") == Some(&version) {
+                            block.insert("version".into(), address.attr("latest_version"));
+                        }
+                    }
+                }
+            }
+        }
+        discovery.outputs = outputs;
+        discovery.calls = self.calls() - start;
+        Ok(discovery)
+    }
+
+    fn observe(
+        &self,
+        discovery: &mut Discovery,
+        outputs: &mut Outputs,
+        address: Address,
+        item: &Item,
+    ) {
+        let mut out = item.outputs.clone();
+        out.entry("id".into()).or_insert_with(|| item.id.clone());
+        outputs.insert(address.clone(), out);
+        if item.kind == "aws_launch_template" {
+            if let Some(d) = item.outputs.get("digest") {
+                discovery.digests.insert(address.clone(), d.clone());
+            }
+        }
+        discovery.items.insert(address.clone(), item.clone());
+        discovery.observed.push(Observed {
+            resource: Resource {
+                address,
+                attrs: item.attrs.clone(),
+            },
+            id: item.id.clone(),
+        });
+    }
+
+    /// Data sources: the AMI by name and owner, the hosted zone by name, a shared VPC's
+    /// internet gateway.
+    async fn data_sources(&self, desired: &DesiredSet) -> Result<Outputs, Error> {
+        let mut out = Outputs::new();
+        for data in &desired.data_sources {
+            let resolved = resolve::attrs(&data.attrs, &out)?;
+            match data.address.kind.as_str() {
+                "aws_ami" => {
+                    let mut request = self.ec2.describe_images();
+                    for owner in resolve::strs_of(&resolved, "owners") {
+                        request = request.owners(owner);
+                    }
+                    for filter in resolve::blocks(&resolved, "filter") {
+                        request = request.filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name(str_of(filter, "name").unwrap_or_default())
+                                .set_values(Some(resolve::strs_of(filter, "values")))
+                                .build(),
+                        );
+                    }
+                    self.call();
+                    let images = request.send().await?.images.unwrap_or_default();
+                    let image = images
+                        .iter()
+                        .max_by_key(|i| i.creation_date.clone().unwrap_or_default())
+                        .ok_or_else(|| {
+                            Error::permanent(format!(
+                                "{}: no AMI matches {:?} (owners {:?}); set the instance group's spec.image to an existing AMI name or ID",
+                                data.address,
+                                resolve::blocks(&resolved, "filter").first().map(|f| resolve::strs_of(f, "values")),
+                                resolve::strs_of(&resolved, "owners"),
+                            ))
+                        })?;
+                    out.insert(
+                        data.address.clone(),
+                        outputs(&[
+                            ("id", image.image_id().unwrap_or_default()),
+                            (
+                                "root_device_name",
+                                image.root_device_name().unwrap_or("/dev/xvda"),
+                            ),
+                        ]),
+                    );
+                }
+                "aws_route53_zone" => {
+                    let name = str_of(&resolved, "name").unwrap_or_default().to_string();
+                    let private = resolve::bool_of(&resolved, "private_zone").unwrap_or(false);
+                    self.call();
+                    let zones = self
+                        .route53
+                        .list_hosted_zones_by_name()
+                        .dns_name(&name)
+                        .send()
+                        .await?
+                        .hosted_zones;
+                    let zone = zones
+                        .iter()
+                        .find(|z| {
+                            norm_dns(z.name()) == norm_dns(&name)
+                                && z.config().is_some_and(|c| c.private_zone()) == private
+                        })
+                        .ok_or_else(|| {
+                            Error::permanent(format!(
+                                "{}: no {} hosted zone named {name:?}; create it, or set spec.dnsZone to its ID",
+                                data.address,
+                                if private { "private" } else { "public" }
+                            ))
+                        })?;
+                    let id = zone.id().trim_start_matches("/hostedzone/").to_string();
+                    out.insert(
+                        data.address.clone(),
+                        outputs(&[("id", &id), ("zone_id", &id)]),
+                    );
+                }
+                "aws_internet_gateway" => {
+                    let mut request = self.ec2.describe_internet_gateways();
+                    for filter in resolve::blocks(&resolved, "filter") {
+                        request = request.filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name(str_of(filter, "name").unwrap_or_default())
+                                .set_values(Some(resolve::strs_of(filter, "values")))
+                                .build(),
+                        );
+                    }
+                    self.call();
+                    let gateways = request.send().await?.internet_gateways.unwrap_or_default();
+                    let id = gateways
+                        .first()
+                        .and_then(|g| g.internet_gateway_id())
+                        .ok_or_else(|| {
+                            Error::permanent(format!(
+                                "{}: the shared VPC has no internet gateway attached",
+                                data.address
+                            ))
+                        })?;
+                    out.insert(data.address.clone(), outputs(&[("id", id)]));
+                }
+                other => {
+                    return Err(Error::permanent(format!(
+                        "data source {other} is not supported by the AWS target"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ec2_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
+        let tag = Self::cluster_tag(cluster);
+        let owned = |tags: &BTreeMap<String, String>| tags.get(&tag).is_some_and(|v| v == "owned");
+        let filter = Self::ec2_filter(cluster);
+        let mut items = Vec::new();
+
+        // VPCs (with their DHCP options association).
+        let mut token = None;
+        loop {
+            self.call();
+            let page = self
+                .ec2
+                .describe_vpcs()
+                .filters(filter.clone())
+                .set_next_token(token)
+                .send()
+                .await?;
+            for vpc in page.vpcs() {
+                let tags = tag_map(
+                    vpc.tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                );
+                let id = vpc.vpc_id().unwrap_or_default().to_string();
+                let ipv6 = vpc
+                    .ipv6_cidr_block_association_set()
+                    .iter()
+                    .find_map(|a| a.ipv6_cidr_block())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(dhcp) = vpc.dhcp_options_id() {
+                    items.push(Item {
+                        kind: "aws_vpc_dhcp_options_association",
+                        id: format!("{id}|{dhcp}"),
+                        key: format!("{id}|{dhcp}"),
+                        owned: false,
+                        ..Item::default()
+                    });
+                }
+                items.push(Item {
+                    kind: "aws_vpc",
+                    key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                    owned: owned(&tags),
+                    attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                    outputs: outputs(&[
+                        ("cidr_block", vpc.cidr_block().unwrap_or_default()),
+                        ("ipv6_cidr_block", &ipv6),
+                    ]),
+                    id,
+                });
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+
+        macro_rules! tagged {
+            ($call:ident, $filters:ident, $list:ident, $kind:literal, $id:ident, |$x:ident| $extra:expr) => {{
+                let mut token = None;
+                loop {
+                    self.call();
+                    let page = self
+                        .ec2
+                        .$call()
+                        .$filters(filter.clone())
+                        .set_next_token(token)
+                        .send()
+                        .await?;
+                    for $x in page.$list() {
+                        let tags =
+                            tag_map($x.tags().iter().map(|t| {
+                                (t.key().unwrap_or_default(), t.value().unwrap_or_default())
+                            }));
+                        let id = $x.$id().unwrap_or_default().to_string();
+                        let (skip, extra): (bool, BTreeMap<String, String>) = $extra;
+                        if skip {
+                            continue;
+                        }
+                        items.push(Item {
+                            kind: $kind,
+                            key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                            owned: owned(&tags),
+                            attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                            outputs: extra,
+                            id,
+                        });
+                    }
+                    token = page.next_token;
+                    if token.is_none() {
+                        break;
+                    }
+                }
+            }};
+        }
+        tagged!(
+            describe_dhcp_options,
+            filters,
+            dhcp_options,
+            "aws_vpc_dhcp_options",
+            dhcp_options_id,
+            |x| (false, BTreeMap::new())
+        );
+        tagged!(
+            describe_internet_gateways,
+            filters,
+            internet_gateways,
+            "aws_internet_gateway",
+            internet_gateway_id,
+            |x| (false, BTreeMap::new())
+        );
+        tagged!(
+            describe_subnets,
+            filters,
+            subnets,
+            "aws_subnet",
+            subnet_id,
+            |x| (
+                false,
+                outputs(&[("arn", x.subnet_arn().unwrap_or_default())])
+            )
+        );
+        tagged!(
+            describe_nat_gateways,
+            filter,
+            nat_gateways,
+            "aws_nat_gateway",
+            nat_gateway_id,
+            |x| (
+                matches!(
+                    x.state(),
+                    Some(aws_sdk_ec2::types::NatGatewayState::Deleted)
+                        | Some(aws_sdk_ec2::types::NatGatewayState::Deleting)
+                        | Some(aws_sdk_ec2::types::NatGatewayState::Failed)
+                ),
+                BTreeMap::new()
+            )
+        );
+        tagged!(
+            describe_volumes,
+            filters,
+            volumes,
+            "aws_ebs_volume",
+            volume_id,
+            |x| (false, BTreeMap::new())
+        );
+
+        // Elastic IPs: not paginated.
+        self.call();
+        for address in self
+            .ec2
+            .describe_addresses()
+            .filters(filter.clone())
+            .send()
+            .await?
+            .addresses()
+        {
+            let tags = tag_map(
+                address
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+            );
+            let id = address.allocation_id().unwrap_or_default().to_string();
+            items.push(Item {
+                kind: "aws_eip",
+                key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                owned: owned(&tags),
+                attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                outputs: outputs(&[("public_ip", address.public_ip().unwrap_or_default())]),
+                id,
+            });
+        }
+
+        // Route tables, with their routes and associations.
+        let mut token = None;
+        loop {
+            self.call();
+            let page = self
+                .ec2
+                .describe_route_tables()
+                .filters(filter.clone())
+                .set_next_token(token)
+                .send()
+                .await?;
+            for table in page.route_tables() {
+                let tags = tag_map(
+                    table
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                );
+                let id = table.route_table_id().unwrap_or_default().to_string();
+                let is_owned = owned(&tags);
+                for route in table.routes() {
+                    if route.gateway_id() == Some("local") {
+                        continue;
+                    }
+                    let Some(dest) = route
+                        .destination_cidr_block()
+                        .or(route.destination_ipv6_cidr_block())
+                    else {
+                        continue;
+                    };
+                    items.push(Item {
+                        kind: "aws_route",
+                        id: format!("{id}|{dest}"),
+                        key: format!("{id}|{dest}"),
+                        owned: is_owned,
+                        ..Item::default()
+                    });
+                }
+                for assoc in table.associations() {
+                    if assoc.main() == Some(true) {
+                        continue;
+                    }
+                    let Some(subnet) = assoc.subnet_id() else {
+                        continue;
+                    };
+                    items.push(Item {
+                        kind: "aws_route_table_association",
+                        id: assoc
+                            .route_table_association_id()
+                            .unwrap_or_default()
+                            .to_string(),
+                        key: format!("{id}|{subnet}"),
+                        owned: is_owned,
+                        ..Item::default()
+                    });
+                }
+                items.push(Item {
+                    kind: "aws_route_table",
+                    key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                    owned: is_owned,
+                    attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                    id,
+                    ..Item::default()
+                });
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+
+        // Security groups, then all their rules in one paginated call.
+        let mut groups = Vec::new();
+        let mut token = None;
+        loop {
+            self.call();
+            let page = self
+                .ec2
+                .describe_security_groups()
+                .filters(filter.clone())
+                .set_next_token(token)
+                .send()
+                .await?;
+            for sg in page.security_groups() {
+                let tags = tag_map(
+                    sg.tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                );
+                let id = sg.group_id().unwrap_or_default().to_string();
+                if owned(&tags) {
+                    groups.push(id.clone());
+                }
+                items.push(Item {
+                    kind: "aws_security_group",
+                    key: sg.group_name().unwrap_or_default().to_string(),
+                    owned: owned(&tags),
+                    attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                    outputs: outputs(&[("name", sg.group_name().unwrap_or_default())]),
+                    id,
+                });
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        for chunk in groups.chunks(200) {
+            let mut token = None;
+            loop {
+                self.call();
+                let page = self
+                    .ec2
+                    .describe_security_group_rules()
+                    .filters(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name("group-id")
+                            .set_values(Some(chunk.to_vec()))
+                            .build(),
+                    )
+                    .set_next_token(token)
+                    .send()
+                    .await?;
+                for rule in page.security_group_rules() {
+                    let peer = rule
+                        .cidr_ipv4()
+                        .or(rule.cidr_ipv6())
+                        .or(rule.prefix_list_id())
+                        .map(str::to_string)
+                        .or_else(|| {
+                            rule.referenced_group_info()
+                                .and_then(|g| g.group_id())
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default();
+                    let sg = rule.group_id().unwrap_or_default();
+                    let egress = rule.is_egress().unwrap_or(false);
+                    let key = rule_key(
+                        sg,
+                        egress,
+                        rule.ip_protocol().unwrap_or("-1"),
+                        i64::from(rule.from_port().unwrap_or(0)),
+                        i64::from(rule.to_port().unwrap_or(0)),
+                        &peer,
+                    );
+                    items.push(Item {
+                        kind: "aws_security_group_rule",
+                        id: rule
+                            .security_group_rule_id()
+                            .unwrap_or_default()
+                            .to_string(),
+                        outputs: outputs(&[
+                            ("security_group_id", sg),
+                            ("egress", if egress { "true" } else { "false" }),
+                        ]),
+                        key,
+                        owned: true,
+                        ..Item::default()
+                    });
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+
+        // Key pairs and launch templates: not paginated / paginated.
+        self.call();
+        for key in self
+            .ec2
+            .describe_key_pairs()
+            .filters(filter.clone())
+            .send()
+            .await?
+            .key_pairs()
+        {
+            let tags = tag_map(
+                key.tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+            );
+            let name = key.key_name().unwrap_or_default().to_string();
+            items.push(Item {
+                kind: "aws_key_pair",
+                key: name.clone(),
+                owned: owned(&tags),
+                attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                outputs: outputs(&[("key_pair_id", key.key_pair_id().unwrap_or_default())]),
+                id: name,
+            });
+        }
+        let mut token = None;
+        loop {
+            self.call();
+            let page = self
+                .ec2
+                .describe_launch_templates()
+                .filters(filter.clone())
+                .set_next_token(token)
+                .send()
+                .await?;
+            for lt in page.launch_templates() {
+                let tags = tag_map(
+                    lt.tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                );
+                let id = lt.launch_template_id().unwrap_or_default().to_string();
+                let latest = lt.latest_version_number().unwrap_or(1).to_string();
+                let mut out = outputs(&[
+                    ("latest_version", &latest),
+                    ("name", lt.launch_template_name().unwrap_or_default()),
+                ]);
+                if let Some(d) = tags.get(DIGEST_TAG) {
+                    out.insert("digest".into(), d.clone());
+                }
+                items.push(Item {
+                    kind: "aws_launch_template",
+                    key: lt.launch_template_name().unwrap_or_default().to_string(),
+                    owned: owned(&tags),
+                    attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                    outputs: out,
+                    id,
+                });
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    async fn iam_items(&self, cluster: &str, desired: &DesiredSet) -> Result<Vec<Item>, Error> {
+        // IAM has no tag filter: list (paginated) and keep the cluster's names, that is the
+        // names the desired set uses and names under the cluster's suffix.
+        let wanted: BTreeSet<String> = desired
+            .resources
+            .iter()
+            .filter(|r| r.address.kind.starts_with("aws_iam_"))
+            .filter_map(|r| {
+                r.attrs
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        let ours = |name: &str| wanted.contains(name) || name.ends_with(&format!(".{cluster}"));
+        let mut items = Vec::new();
+        let mut roles = Vec::new();
+        let mut marker = None;
+        loop {
+            self.call();
+            let page = self.iam.list_roles().set_marker(marker).send().await?;
+            for role in page.roles() {
+                if ours(role.role_name()) {
+                    roles.push(role.role_name().to_string());
+                    items.push(Item {
+                        kind: "aws_iam_role",
+                        id: role.role_name().to_string(),
+                        key: role.role_name().to_string(),
+                        owned: true,
+                        outputs: outputs(&[("arn", role.arn()), ("name", role.role_name())]),
+                        ..Item::default()
+                    });
+                }
+            }
+            if !page.is_truncated {
+                break;
+            }
+            marker = page.marker;
+        }
+        // Inline and attached policies: per role, and there are a handful of roles per
+        // cluster whatever the number of instance groups.
+        for role in &roles {
+            self.call();
+            let names = self
+                .iam
+                .list_role_policies()
+                .role_name(role)
+                .send()
+                .await?
+                .policy_names;
+            for name in names {
+                self.call();
+                let policy = self
+                    .iam
+                    .get_role_policy()
+                    .role_name(role)
+                    .policy_name(&name)
+                    .send()
+                    .await?;
+                let document = urlencoding_decode(policy.policy_document());
+                let normalized = serde_json::from_str::<Json>(&document)
+                    .map(|j| serde_json::to_string_pretty(&j).unwrap_or_default() + "\n")
+                    .unwrap_or(document);
+                items.push(Item {
+                    kind: "aws_iam_role_policy",
+                    id: format!("{role}:{name}"),
+                    key: format!("{role}|{name}"),
+                    owned: true,
+                    attrs: [(
+                        "policy".to_string(),
+                        Value::File(kopsrs_model::FileValue::new(name.clone(), normalized)),
+                    )]
+                    .into(),
+                    ..Item::default()
+                });
+            }
+            self.call();
+            for attached in self
+                .iam
+                .list_attached_role_policies()
+                .role_name(role)
+                .send()
+                .await?
+                .attached_policies()
+            {
+                let arn = attached.policy_arn().unwrap_or_default();
+                items.push(Item {
+                    kind: "aws_iam_role_policy_attachment",
+                    id: format!("{role}|{arn}"),
+                    key: format!("{role}|{arn}"),
+                    owned: true,
+                    ..Item::default()
+                });
+            }
+        }
+        let mut marker = None;
+        loop {
+            self.call();
+            let page = self
+                .iam
+                .list_instance_profiles()
+                .set_marker(marker)
+                .send()
+                .await?;
+            for profile in page.instance_profiles() {
+                let name = profile.instance_profile_name();
+                if ours(name) {
+                    items.push(Item {
+                        kind: "aws_iam_instance_profile",
+                        id: name.to_string(),
+                        key: name.to_string(),
+                        owned: true,
+                        outputs: outputs(&[
+                            ("arn", profile.arn()),
+                            ("name", name),
+                            (
+                                "role",
+                                profile
+                                    .roles()
+                                    .first()
+                                    .map(|r| r.role_name())
+                                    .unwrap_or_default(),
+                            ),
+                        ]),
+                        ..Item::default()
+                    });
+                }
+            }
+            if !page.is_truncated {
+                break;
+            }
+            marker = page.marker;
+        }
+        let wanted_urls: BTreeSet<String> = desired
+            .resources
+            .iter()
+            .filter(|r| r.address.kind == "aws_iam_openid_connect_provider")
+            .filter_map(|r| {
+                r.attrs
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        if !wanted_urls.is_empty() || desired.resources.is_empty() {
+            self.call();
+            for provider in self
+                .iam
+                .list_open_id_connect_providers()
+                .send()
+                .await?
+                .open_id_connect_provider_list()
+            {
+                let arn = provider.arn().unwrap_or_default();
+                let url = format!(
+                    "https://{}",
+                    arn.split_once(":oidc-provider/")
+                        .map(|(_, u)| u)
+                        .unwrap_or(arn)
+                );
+                if wanted_urls.contains(&url) {
+                    items.push(Item {
+                        kind: "aws_iam_openid_connect_provider",
+                        id: arn.to_string(),
+                        key: url,
+                        owned: true,
+                        outputs: outputs(&[("arn", arn)]),
+                        ..Item::default()
+                    });
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    async fn asg_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
+        let tag = Self::cluster_tag(cluster);
+        let mut items = Vec::new();
+        let mut token = None;
+        loop {
+            self.call();
+            let page = self
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .filters(
+                    aws_sdk_autoscaling::types::Filter::builder()
+                        .name("tag-key")
+                        .values(&tag)
+                        .build(),
+                )
+                .set_next_token(token)
+                .send()
+                .await?;
+            for group in page.auto_scaling_groups() {
+                let name = group
+                    .auto_scaling_group_name()
+                    .unwrap_or_default()
+                    .to_string();
+                let mut tag_blocks: Vec<Attrs> = Vec::new();
+                let mut hooks = Vec::new();
+                for t in group.tags() {
+                    let key = t.key().unwrap_or_default();
+                    if key == HOOKS_TAG {
+                        hooks = t
+                            .value()
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        continue;
+                    }
+                    tag_blocks.push(kopsrs_model::attrs! {
+                        "key" => key,
+                        "propagate_at_launch" => t.propagate_at_launch().unwrap_or(false),
+                        "value" => t.value().unwrap_or_default(),
+                    });
+                }
+                tag_blocks.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+                for hook in hooks {
+                    items.push(Item {
+                        kind: "aws_autoscaling_lifecycle_hook",
+                        id: format!("{name}|{hook}"),
+                        key: format!("{name}|{hook}"),
+                        owned: true,
+                        ..Item::default()
+                    });
+                }
+                let mut attrs = kopsrs_model::attrs! {
+                    "max_size" => i64::from(group.max_size().unwrap_or(0)),
+                    "min_size" => i64::from(group.min_size().unwrap_or(0)),
+                    "tag" => Value::Blocks(tag_blocks),
+                };
+                if let Some(lt) = group.launch_template() {
+                    attrs.insert(
+                        "launch_template".into(),
+                        Value::block(kopsrs_model::attrs! {
+                            "id" => lt.launch_template_id().unwrap_or_default(),
+                            "version" => lt.version().unwrap_or_default(),
+                        }),
+                    );
+                }
+                items.push(Item {
+                    kind: "aws_autoscaling_group",
+                    id: name.clone(),
+                    key: name.clone(),
+                    owned: true,
+                    attrs,
+                    outputs: outputs(&[
+                        ("arn", group.auto_scaling_group_arn().unwrap_or_default()),
+                        ("name", &name),
+                    ]),
+                });
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    async fn elb_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
+        let tag = Self::cluster_tag(cluster);
+        let mut lbs = Vec::new();
+        let mut marker = None;
+        loop {
+            self.call();
+            let page = self
+                .elb
+                .describe_load_balancers()
+                .set_marker(marker)
+                .send()
+                .await?;
+            lbs.extend(page.load_balancers().iter().cloned());
+            marker = page.next_marker;
+            if marker.is_none() {
+                break;
+            }
+        }
+        let mut tgs = Vec::new();
+        let mut marker = None;
+        loop {
+            self.call();
+            let page = self
+                .elb
+                .describe_target_groups()
+                .set_marker(marker)
+                .send()
+                .await?;
+            tgs.extend(page.target_groups().iter().cloned());
+            marker = page.next_marker;
+            if marker.is_none() {
+                break;
+            }
+        }
+        let arns: Vec<String> = lbs
+            .iter()
+            .filter_map(|l| l.load_balancer_arn().map(str::to_string))
+            .chain(
+                tgs.iter()
+                    .filter_map(|t| t.target_group_arn().map(str::to_string)),
+            )
+            .collect();
+        let mut tags_by_arn: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for chunk in arns.chunks(20) {
+            self.call();
+            for description in self
+                .elb
+                .describe_tags()
+                .set_resource_arns(Some(chunk.to_vec()))
+                .send()
+                .await?
+                .tag_descriptions()
+            {
+                tags_by_arn.insert(
+                    description.resource_arn().unwrap_or_default().to_string(),
+                    tag_map(
+                        description
+                            .tags()
+                            .iter()
+                            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                    ),
+                );
+            }
+        }
+        let mut items = Vec::new();
+        for lb in &lbs {
+            let arn = lb.load_balancer_arn().unwrap_or_default();
+            let tags = tags_by_arn.get(arn).cloned().unwrap_or_default();
+            if !tags.contains_key(&tag) {
+                continue;
+            }
+            self.call();
+            for listener in self
+                .elb
+                .describe_listeners()
+                .load_balancer_arn(arn)
+                .send()
+                .await?
+                .listeners()
+            {
+                let port = listener.port().unwrap_or(0);
+                items.push(Item {
+                    kind: "aws_lb_listener",
+                    id: listener.listener_arn().unwrap_or_default().to_string(),
+                    key: format!("{arn}|{port}"),
+                    owned: true,
+                    ..Item::default()
+                });
+            }
+            items.push(Item {
+                kind: "aws_lb",
+                id: arn.to_string(),
+                key: lb.load_balancer_name().unwrap_or_default().to_string(),
+                owned: tags.get(&tag).is_some_and(|v| v == "owned"),
+                attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                outputs: outputs(&[
+                    ("arn", arn),
+                    ("dns_name", lb.dns_name().unwrap_or_default()),
+                    ("zone_id", lb.canonical_hosted_zone_id().unwrap_or_default()),
+                ]),
+            });
+        }
+        for tg in &tgs {
+            let arn = tg.target_group_arn().unwrap_or_default();
+            let tags = tags_by_arn.get(arn).cloned().unwrap_or_default();
+            if !tags.contains_key(&tag) {
+                continue;
+            }
+            items.push(Item {
+                kind: "aws_lb_target_group",
+                id: arn.to_string(),
+                key: tg.target_group_name().unwrap_or_default().to_string(),
+                owned: tags.get(&tag).is_some_and(|v| v == "owned"),
+                attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                outputs: outputs(&[("arn", arn)]),
+            });
+        }
+        Ok(items)
+    }
+
+    /// SQS queues and EventBridge rules (with their targets), by the cluster's name prefix.
+    async fn misc_items(&self, cluster: &str, desired: &DesiredSet) -> Result<Vec<Item>, Error> {
+        let prefix = cluster.replace('.', "-");
+        let mut items = Vec::new();
+        self.call();
+        let queues = self
+            .sqs
+            .list_queues()
+            .queue_name_prefix(&prefix)
+            .send()
+            .await?;
+        for url in queues.queue_urls() {
+            let name = url.rsplit('/').next().unwrap_or_default();
+            self.call();
+            let attributes = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await?;
+            let arn = attributes
+                .attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+                .cloned()
+                .unwrap_or_default();
+            items.push(Item {
+                kind: "aws_sqs_queue",
+                id: url.to_string(),
+                key: name.to_string(),
+                owned: true,
+                outputs: outputs(&[("arn", &arn), ("url", url), ("name", name)]),
+                ..Item::default()
+            });
+        }
+        let wants_rules = desired.resources.is_empty()
+            || desired
+                .resources
+                .iter()
+                .any(|r| r.address.kind == "aws_cloudwatch_event_rule");
+        if wants_rules {
+            self.call();
+            let rules = self.events.list_rules().name_prefix(cluster).send().await?;
+            for rule in rules.rules() {
+                let name = rule.name().unwrap_or_default();
+                self.call();
+                for target in self
+                    .events
+                    .list_targets_by_rule()
+                    .rule(name)
+                    .send()
+                    .await?
+                    .targets()
+                {
+                    items.push(Item {
+                        kind: "aws_cloudwatch_event_target",
+                        id: format!("{name}|{}", target.id()),
+                        key: format!("{name}|{}", target.arn()),
+                        owned: true,
+                        outputs: outputs(&[("target_id", target.id())]),
+                        ..Item::default()
+                    });
+                }
+                items.push(Item {
+                    kind: "aws_cloudwatch_event_rule",
+                    id: name.to_string(),
+                    key: name.to_string(),
+                    owned: true,
+                    outputs: outputs(&[("arn", rule.arn().unwrap_or_default())]),
+                    ..Item::default()
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    async fn route53_items(
+        &self,
+        wanted: &[serde_json::Map<String, Json>],
+    ) -> Result<Vec<Item>, Error> {
+        let mut items = Vec::new();
+        for record in wanted {
+            let (Some(zone), Some(name), Some(kind)) = (
+                str_of(record, "zone_id"),
+                str_of(record, "name"),
+                str_of(record, "type"),
+            ) else {
+                continue;
+            };
+            self.call();
+            let sets = self
+                .route53
+                .list_resource_record_sets()
+                .hosted_zone_id(zone)
+                .start_record_name(name)
+                .start_record_type(aws_sdk_route53::types::RrType::from(kind))
+                .max_items(1)
+                .send()
+                .await?;
+            for set in sets.resource_record_sets() {
+                if norm_dns(set.name()) == norm_dns(name) && set.r#type().as_str() == kind {
+                    let key = format!("{zone}|{}|{kind}", norm_dns(name));
+                    items.push(Item {
+                        kind: "aws_route53_record",
+                        id: key.clone(),
+                        key,
+                        owned: false,
+                        ..Item::default()
+                    });
+                }
+            }
+        }
+        Ok(items)
+    }
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); a few lines rather than a crate.
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Discovery {
+    /// Adds what field diffs cannot see: launch templates whose content digest differs from
+    /// the desired one (a new version), and the groups that must move to that version.
+    pub fn complete_plan(&self, plan: &mut Plan, desired: &DesiredSet) {
+        let mut changed_templates = Vec::new();
+        for resource in &desired.resources {
+            if resource.address.kind != "aws_launch_template" {
+                continue;
+            }
+            let Some(before) = self.digests.get(&resource.address) else {
+                continue;
+            };
+            let after = resolve::attrs(&resource.attrs, &self.outputs)
+                .map(|r| digest(&r))
+                .unwrap_or_else(|_| "(known after apply)".into());
+            if &after == before {
+                continue;
+            }
+            changed_templates.push(resource.address.clone());
+            let field = FieldChange {
+                path: "(content digest)".into(),
+                before: Some(before.clone()),
+                after: Some(after),
+                forces_replacement: false,
+            };
+            match plan
+                .changes
+                .iter_mut()
+                .find(|c| c.address == resource.address)
+            {
+                Some(change) => change.fields.push(field),
+                None => plan.changes.push(Change {
+                    address: resource.address.clone(),
+                    action: Action::Update,
+                    id: self
+                        .outputs
+                        .get(&resource.address)
+                        .and_then(|o| o.get("id"))
+                        .cloned(),
+                    fields: vec![field],
+                }),
+            }
+        }
+        for resource in &desired.resources {
+            if resource.address.kind != "aws_autoscaling_group" {
+                continue;
+            }
+            let uses_changed = resource
+                .dependencies()
+                .iter()
+                .any(|d| changed_templates.contains(d));
+            if !uses_changed || !self.outputs.contains_key(&resource.address) {
+                continue;
+            }
+            if plan.changes.iter().any(|c| c.address == resource.address) {
+                continue;
+            }
+            plan.changes.push(Change {
+                address: resource.address.clone(),
+                action: Action::Update,
+                id: self
+                    .outputs
+                    .get(&resource.address)
+                    .and_then(|o| o.get("id"))
+                    .cloned(),
+                fields: vec![FieldChange {
+                    path: "launch_template[0].version".into(),
+                    before: None,
+                    after: Some("(new version)".into()),
+                    forces_replacement: false,
+                }],
+            });
+        }
+        plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
+    }
+}

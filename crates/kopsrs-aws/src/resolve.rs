@@ -1,0 +1,162 @@
+//! Model values made concrete: references replaced by the IDs, ARNs and names of resources
+//! that exist, file contents with their template variables filled in.
+
+use std::collections::BTreeMap;
+
+use kopsrs_model::{Attrs, Value};
+use serde_json::Value as Json;
+
+use crate::{Error, Outputs};
+
+/// A resolved value: the JSON shape of the attribute (strings, numbers, lists, objects).
+pub(crate) fn value(v: &Value, outputs: &Outputs) -> Result<Json, Error> {
+    Ok(match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Str(s) => Json::String(s.clone()),
+        Value::List(items) => Json::Array(
+            items
+                .iter()
+                .map(|i| value(i, outputs))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), value(v, outputs)?)))
+                .collect::<Result<_, Error>>()?,
+        ),
+        Value::Blocks(blocks) => Json::Array(
+            blocks
+                .iter()
+                .map(|b| attrs(b, outputs).map(Json::Object))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Ref(r) => Json::String(reference(&r.address, &r.attr, outputs)?),
+        Value::File(f) => {
+            let mut content = f.content.clone();
+            for (name, r) in &f.vars {
+                let resolved = reference(&r.address, &r.attr, outputs)?;
+                content = content.replace(&format!("${{{name}}}"), &resolved);
+            }
+            Json::String(content)
+        }
+        Value::Expr(e) => Json::String(expression(e, outputs)?),
+    })
+}
+
+pub(crate) fn attrs(a: &Attrs, outputs: &Outputs) -> Result<serde_json::Map<String, Json>, Error> {
+    a.iter()
+        .map(|(k, v)| Ok((k.clone(), value(v, outputs)?)))
+        .collect()
+}
+
+pub(crate) fn reference(
+    address: &kopsrs_model::Address,
+    attr: &str,
+    outputs: &Outputs,
+) -> Result<String, Error> {
+    outputs
+        .get(address)
+        .and_then(|o| o.get(attr))
+        .cloned()
+        .ok_or_else(|| Error {
+            message: format!("{address}.{attr} is not known yet"),
+            code: None,
+            // A dependency created by another task moments ago: try again.
+            retryable: true,
+        })
+}
+
+/// The one expression the model writes for the AWS target: an IPv6 subnet block carved out
+/// of the VPC's Amazon-provided block, `cidrsubnet(aws_vpc.<n>.ipv6_cidr_block, bits, index)`.
+fn expression(e: &str, outputs: &Outputs) -> Result<String, Error> {
+    let unsupported = || Error::permanent(format!("cannot evaluate {e:?} outside Terraform"));
+    let inner = e
+        .strip_prefix("cidrsubnet(")
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(unsupported)?;
+    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+    let [reference_text, bits, index] = parts[..] else {
+        return Err(unsupported());
+    };
+    let mut pieces = reference_text.splitn(3, '.');
+    let (Some(kind), Some(name), Some(attr)) = (pieces.next(), pieces.next(), pieces.next()) else {
+        return Err(unsupported());
+    };
+    let base = reference(&kopsrs_model::Address::new(kind, name), attr, outputs)?;
+    let bits: u32 = bits.parse().map_err(|_| unsupported())?;
+    let index: u128 = index.parse().map_err(|_| unsupported())?;
+    let (addr, len) = base.split_once('/').ok_or_else(unsupported)?;
+    let addr: std::net::Ipv6Addr = addr.parse().map_err(|_| unsupported())?;
+    let len: u32 = len.parse().map_err(|_| unsupported())?;
+    let new_len = len + bits;
+    if new_len > 128 {
+        return Err(unsupported());
+    }
+    let value = u128::from(addr) | (index << (128 - new_len));
+    Ok(format!("{}/{new_len}", std::net::Ipv6Addr::from(value)))
+}
+
+/// Tags of a resolved resource (`tags = {...}`), as pairs.
+pub(crate) fn tags(resolved: &serde_json::Map<String, Json>) -> BTreeMap<String, String> {
+    resolved
+        .get("tags")
+        .and_then(Json::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn str_of<'a>(
+    resolved: &'a serde_json::Map<String, Json>,
+    key: &str,
+) -> Option<&'a str> {
+    resolved.get(key).and_then(Json::as_str)
+}
+
+pub(crate) fn int_of(resolved: &serde_json::Map<String, Json>, key: &str) -> Option<i64> {
+    resolved.get(key).and_then(Json::as_i64)
+}
+
+pub(crate) fn bool_of(resolved: &serde_json::Map<String, Json>, key: &str) -> Option<bool> {
+    resolved.get(key).and_then(Json::as_bool)
+}
+
+pub(crate) fn strs_of(resolved: &serde_json::Map<String, Json>, key: &str) -> Vec<String> {
+    resolved
+        .get(key)
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first block of a nested-block attribute.
+pub(crate) fn block<'a>(
+    resolved: &'a serde_json::Map<String, Json>,
+    key: &str,
+) -> Option<&'a serde_json::Map<String, Json>> {
+    resolved
+        .get(key)
+        .and_then(Json::as_array)
+        .and_then(|a| a.first())
+        .and_then(Json::as_object)
+}
+
+pub(crate) fn blocks<'a>(
+    resolved: &'a serde_json::Map<String, Json>,
+    key: &str,
+) -> Vec<&'a serde_json::Map<String, Json>> {
+    resolved
+        .get(key)
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_object).collect())
+        .unwrap_or_default()
+}
