@@ -184,6 +184,14 @@ fn tag_map<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> BTreeMap<S
         .collect()
 }
 
+/// Tags of an EC2 resource, as pairs.
+fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> BTreeMap<String, String> {
+    tag_map(
+        tags.iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+    )
+}
+
 fn tags_value(tags: &BTreeMap<String, String>) -> Value {
     Value::Map(
         tags.iter()
@@ -458,11 +466,7 @@ impl Aws {
                 .send()
                 .await?;
             for vpc in page.vpcs() {
-                let tags = tag_map(
-                    vpc.tags()
-                        .iter()
-                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-                );
+                let tags = ec2_tags(vpc.tags());
                 let id = vpc.vpc_id().unwrap_or_default().to_string();
                 let ipv6 = vpc
                     .ipv6_cidr_block_association_set()
@@ -510,10 +514,7 @@ impl Aws {
                         .send()
                         .await?;
                     for $x in page.$list() {
-                        let tags =
-                            tag_map($x.tags().iter().map(|t| {
-                                (t.key().unwrap_or_default(), t.value().unwrap_or_default())
-                            }));
+                        let tags = ec2_tags($x.tags());
                         let id = $x.$id().unwrap_or_default().to_string();
                         let (skip, extra): (bool, BTreeMap<String, String>) = $extra;
                         if skip {
@@ -597,12 +598,7 @@ impl Aws {
             .await?
             .addresses()
         {
-            let tags = tag_map(
-                address
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-            );
+            let tags = ec2_tags(address.tags());
             let id = address.allocation_id().unwrap_or_default().to_string();
             items.push(Item {
                 kind: "aws_eip",
@@ -626,12 +622,7 @@ impl Aws {
                 .send()
                 .await?;
             for table in page.route_tables() {
-                let tags = tag_map(
-                    table
-                        .tags()
-                        .iter()
-                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-                );
+                let tags = ec2_tags(table.tags());
                 let id = table.route_table_id().unwrap_or_default().to_string();
                 let is_owned = owned(&tags);
                 for route in table.routes() {
@@ -698,11 +689,7 @@ impl Aws {
                 .send()
                 .await?;
             for sg in page.security_groups() {
-                let tags = tag_map(
-                    sg.tags()
-                        .iter()
-                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-                );
+                let tags = ec2_tags(sg.tags());
                 let id = sg.group_id().unwrap_or_default().to_string();
                 if owned(&tags) {
                     groups.push(id.clone());
@@ -791,11 +778,7 @@ impl Aws {
             .await?
             .key_pairs()
         {
-            let tags = tag_map(
-                key.tags()
-                    .iter()
-                    .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-            );
+            let tags = ec2_tags(key.tags());
             let name = key.key_name().unwrap_or_default().to_string();
             items.push(Item {
                 kind: "aws_key_pair",
@@ -817,11 +800,7 @@ impl Aws {
                 .send()
                 .await?;
             for lt in page.launch_templates() {
-                let tags = tag_map(
-                    lt.tags()
-                        .iter()
-                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-                );
+                let tags = ec2_tags(lt.tags());
                 let id = lt.launch_template_id().unwrap_or_default().to_string();
                 let latest = lt.latest_version_number().unwrap_or(1).to_string();
                 let mut out = outputs(&[

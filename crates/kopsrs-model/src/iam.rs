@@ -60,6 +60,18 @@ impl Builder<'_> {
         .id()
     }
 
+    /// `spec.iam.permissionsBoundary` on every role kopsrs makes.
+    pub(crate) fn permissions_boundary(&self, role: &mut crate::Attrs) {
+        if let Some(boundary) = self
+            .spec
+            .iam
+            .as_ref()
+            .and_then(|i| i.permissions_boundary.as_ref())
+        {
+            role.insert("permissions_boundary".into(), Value::str(boundary));
+        }
+    }
+
     pub(crate) fn iam(&mut self) -> Result<(), ModelError> {
         let mut roles = vec![Role::ControlPlane, Role::Node];
         for optional in [Role::ApiServer, Role::Bastion] {
@@ -95,14 +107,7 @@ impl Builder<'_> {
                 "name" => name.clone(),
                 "tags" => self.tags(&name),
             };
-            if let Some(boundary) = self
-                .spec
-                .iam
-                .as_ref()
-                .and_then(|i| i.permissions_boundary.as_ref())
-            {
-                role_attrs.insert("permissions_boundary".into(), Value::str(boundary));
-            }
+            self.permissions_boundary(&mut role_attrs);
             let role_addr = self.add("aws_iam_role", &name, role_attrs);
             self.add(
                 "aws_iam_instance_profile",

@@ -211,14 +211,7 @@ impl Builder<'_> {
             "name" => role_name.clone(),
             "tags" => tags,
         };
-        if let Some(boundary) = self
-            .spec
-            .iam
-            .as_ref()
-            .and_then(|i| i.permissions_boundary.as_ref())
-        {
-            role_attrs.insert("permissions_boundary".into(), Value::str(boundary));
-        }
+        self.permissions_boundary(&mut role_attrs);
         let role = self.add("aws_iam_role", &role_name, role_attrs);
         let output = format!("{namespace_name}-{}", account.name);
         self.outputs
