@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
 
-if ! command -v moto_server >/dev/null 2>&1; then
+if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
   echo "installing moto[server] (local AWS API for the tests)" >&2
   python3 -m pip install --quiet 'moto[server]'
 fi

@@ -102,12 +102,15 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("moto_server")
+        // scripts/moto_server.py: moto with atomic S3 conditional writes and a fault layer.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto_server.py");
+        let child = Command::new("python3")
+            .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server must be installed (scripts/test.sh installs moto[server])");
+            .expect("python3 with moto[server] must be installed (scripts/test.sh installs it)");
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -123,16 +126,42 @@ impl Moto {
         }
     }
 
-    /// Creates a bucket with a plain HTTP PUT (moto does not check signatures).
-    pub fn create_bucket(&self, bucket: &str) {
+    /// One plain HTTP/1.1 request to the server; returns the response body.
+    fn http(&self, method: &str, path: &str, body: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(stream, "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.port).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         assert!(
             response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"),
             "{response}"
         );
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Creates a bucket with a plain HTTP PUT (moto does not check signatures).
+    pub fn create_bucket(&self, bucket: &str) {
+        self.http("PUT", &format!("/{bucket}"), "");
+    }
+
+    /// Sets the injected faults (`{"latency_ms": .., "throttle_every": .., "error_every": ..}`)
+    /// and resets the call counters.
+    pub fn faults(&self, config: serde_json::Value) {
+        self.http("POST", "/__kopsrs/faults", &config.to_string());
+    }
+
+    /// The calls counted since the last `faults`: `total`, `injected`, `by_action`.
+    pub fn calls(&self) -> serde_json::Value {
+        serde_json::from_str(&self.http("GET", "/__kopsrs/calls", "")).unwrap()
     }
 
     /// A kopsrs command pointed at this server's S3.

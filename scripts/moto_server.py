@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""moto_server for kopsrs's tests and benchmarks, with two additions.
+
+1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
+   in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
+   update that real S3 never allows). A lock around object writes gives S3's semantics, which
+   the state store's compare-and-swap relies on.
+2. A fault-injecting, counting layer in front of moto (WSGI middleware in the same process,
+   so it adds no hop of its own): latency per call, throttling and 5xx errors every Nth call
+   in the wire format of the called service, and a count of the calls per service and action.
+
+Control, on the same port (no S3 bucket can be named like this):
+  POST /__kopsrs/faults  {"latency_ms": 100, "throttle_every": 5, "error_every": 7}
+                         sets the faults and resets the counters
+  GET  /__kopsrs/calls   {"total": N, "injected": N, "by_action": {"ec2:DescribeVpcs": N}}
+
+Usage: moto_server.py [-H HOST] [-p PORT]
+"""
+
+import argparse
+import collections
+import io
+import json
+import os
+import re
+import threading
+import time
+import urllib.parse
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.s3 import responses as s3_responses
+from werkzeug.serving import run_simple
+
+_S3_WRITE = threading.Lock()
+_key_response = s3_responses.S3Response._key_response
+
+
+def _atomic_key_response(self, request, full_url):
+    if request.method in ("PUT", "POST", "DELETE"):
+        with _S3_WRITE:
+            return _key_response(self, request, full_url)
+    return _key_response(self, request, full_url)
+
+
+s3_responses.S3Response._key_response = _atomic_key_response
+
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+
+
+class Faults:
+    def __init__(self, app):
+        self.app = app
+        self.lock = threading.Lock()
+        self.reset({})
+
+    def reset(self, config):
+        self.latency = float(config.get("latency_ms", 0)) / 1000.0
+        self.throttle_every = int(config.get("throttle_every", 0))
+        self.error_every = int(config.get("error_every", 0))
+        self.total = 0
+        self.injected = 0
+        self.by_action = collections.Counter()
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/__kopsrs/"):
+            return self.control(path, environ, start_response)
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        service, action = self.describe(environ, body)
+        with self.lock:
+            self.total += 1
+            number = self.total
+            self.by_action[f"{service}:{action}"] += 1
+            latency = self.latency
+            fault = None
+            if self.throttle_every and number % self.throttle_every == 0:
+                fault = "throttle"
+            elif self.error_every and number % self.error_every == 0:
+                fault = "error"
+            if fault:
+                self.injected += 1
+        if latency:
+            time.sleep(latency)
+        if fault:
+            status, headers, content = error_response(service, environ, fault)
+            start_response(status, headers)
+            return [content]
+        return self.app(environ, start_response)
+
+    def describe(self, environ, body):
+        match = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = match.group(1) if match else "unsigned"
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target:
+            return service, target.split(".")[-1]
+        if body and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
+            form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+            if "Action" in form:
+                return service, form["Action"][0]
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        if "Action" in query:
+            return service, query["Action"][0]
+        return service, f"{environ.get('REQUEST_METHOD')} {route(environ.get('PATH_INFO', ''))}"
+
+    def control(self, path, environ, start_response):
+        if path == "/__kopsrs/faults":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            config = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            with self.lock:
+                self.reset(config)
+            content = b"{}"
+        else:
+            with self.lock:
+                content = json.dumps(
+                    {
+                        "total": self.total,
+                        "injected": self.injected,
+                        "by_action": dict(sorted(self.by_action.items())),
+                    }
+                ).encode()
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(content)))],
+        )
+        return [content]
+
+
+def route(path):
+    """A REST path with its identifiers left out, so calls group by operation."""
+    parts = [p for p in path.split("/") if p]
+    return "/" + "/".join(parts[:3] if parts and parts[0] == "2013-04-01" else parts[:1])
+
+
+def error_response(service, environ, fault):
+    """An error as the service itself would send it, so the SDK classifies it as it would AWS's."""
+    throttle = fault == "throttle"
+    request_id = "kopsrs-injected"
+    if service == "ec2":
+        code = "RequestLimitExceeded" if throttle else "InternalError"
+        status = "503 Service Unavailable" if throttle else "500 Internal Server Error"
+        content = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+            f"<Message>injected by the test proxy</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>"
+        )
+        return status, [("Content-Type", "text/xml")], content.encode()
+    if service == "s3":
+        code = "SlowDown" if throttle else "InternalError"
+        status = "503 Slow Down" if throttle else "500 Internal Server Error"
+        content = f"<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+        return status, [("Content-Type", "application/xml")], content.encode()
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        code = "ThrottlingException" if throttle else "InternalFailure"
+        status = "400 Bad Request" if throttle else "500 Internal Server Error"
+        content = json.dumps({"__type": code, "message": "injected by the test proxy"})
+        headers = [
+            ("Content-Type", "application/x-amz-json-1.0"),
+            ("x-amzn-query-error", f"{code};{'Sender' if throttle else 'Receiver'}"),
+        ]
+        return status, headers, content.encode()
+    code = "Throttling" if throttle else "InternalFailure"
+    status = "400 Bad Request" if throttle else "500 Internal Server Error"
+    kind = "Sender" if throttle else "Receiver"
+    content = (
+        f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code>"
+        f"<Message>injected by the test proxy</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    )
+    return status, [("Content-Type", "text/xml")], content.encode()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args()
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto_server does (queue URLs)
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(args.host, args.port, Faults(app), threaded=True)
+
+
+if __name__ == "__main__":
+    main()
