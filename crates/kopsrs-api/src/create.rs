@@ -245,10 +245,13 @@ pub fn create_cluster(
         if let Some(id) = options.subnet_ids.get(i) {
             subnet.id = Some(id.clone());
         }
+        // One zone in an existing VPC: the subnet takes the whole network, as kops does,
+        // unless utility subnets need a share of it.
         if options.network_id.is_some()
             && options.subnet_ids.is_empty()
             && networks.len() == 1
             && options.zones.len() == 1
+            && primary_type == "Public"
         {
             subnet.cidr = Some(networks[0].to_string());
         }

@@ -16,7 +16,12 @@ use crate::{Aws, Error, Outputs};
 pub(crate) const DIGEST_TAG: &str = "kopsrs.k8s.io/content-digest";
 /// Tag on auto scaling groups: the lifecycle hooks kopsrs put on it (DescribeLifecycleHooks
 /// takes one group per call).
-pub(crate) const HOOKS_TAG: &str = "kopsrs.k8s.io/lifecycle-hooks";
+/// An auto scaling group records each lifecycle hook kopsrs made in a tag
+/// `<HOOK_TAG_PREFIX><hook name>`, so a no-op plan needs no DescribeLifecycleHooks per group.
+/// An EventBridge rule's description records its target: `<TARGET_MARK><target id> <arn>`.
+pub(crate) const TARGET_MARK: &str = "kopsrs target ";
+
+pub(crate) const HOOK_TAG_PREFIX: &str = "kopsrs.k8s.io/lifecycle-hook/";
 
 /// The order in which kinds are matched (parents before children) and created.
 pub(crate) const KIND_ORDER: &[&str] = &[
@@ -225,8 +230,8 @@ impl Aws {
     pub async fn discover(&self, desired: &DesiredSet) -> Result<Discovery, Error> {
         let start = self.calls();
         let cluster = desired.cluster_name.as_str();
-        let mut outputs = self.data_sources(desired).await?;
-        let (ec2, iam, asg, elb, misc) = tokio::try_join!(
+        let (mut outputs, ec2, iam, asg, elb, misc) = tokio::try_join!(
+            self.data_sources(desired),
             self.ec2_items(cluster),
             self.iam_items(cluster, desired),
             self.asg_items(cluster),
@@ -436,7 +441,10 @@ impl Aws {
                                 data.address
                             ))
                         })?;
-                    out.insert(data.address.clone(), outputs(&[("id", id)]));
+                    out.insert(
+                        data.address.clone(),
+                        outputs(&[("id", id), ("internet_gateway_id", id)]),
+                    );
                 }
                 other => {
                     return Err(Error::permanent(format!(
@@ -452,123 +460,138 @@ impl Aws {
         let tag = Self::cluster_tag(cluster);
         let owned = |tags: &BTreeMap<String, String>| tags.get(&tag).is_some_and(|v| v == "owned");
         let filter = Self::ec2_filter(cluster);
-        let mut items = Vec::new();
+        // One future per kind, run together: the calls of a kind follow each other (pages),
+        // the kinds do not wait for each other.
 
         // VPCs (with their DHCP options association).
-        let mut token = None;
-        loop {
-            self.call();
-            let page = self
-                .ec2
-                .describe_vpcs()
-                .filters(filter.clone())
-                .set_next_token(token)
-                .send()
-                .await?;
-            for vpc in page.vpcs() {
-                let tags = ec2_tags(vpc.tags());
-                let id = vpc.vpc_id().unwrap_or_default().to_string();
-                let ipv6 = vpc
-                    .ipv6_cidr_block_association_set()
-                    .iter()
-                    .find_map(|a| a.ipv6_cidr_block())
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some(dhcp) = vpc.dhcp_options_id() {
-                    items.push(Item {
-                        kind: "aws_vpc_dhcp_options_association",
-                        id: format!("{id}|{dhcp}"),
-                        key: format!("{id}|{dhcp}"),
-                        owned: false,
-                        ..Item::default()
-                    });
-                }
-                items.push(Item {
-                    kind: "aws_vpc",
-                    key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
-                    owned: owned(&tags),
-                    attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                    outputs: outputs(&[
-                        ("cidr_block", vpc.cidr_block().unwrap_or_default()),
-                        ("ipv6_cidr_block", &ipv6),
-                    ]),
-                    id,
-                });
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
-
-        macro_rules! tagged {
-            ($call:ident, $filters:ident, $list:ident, $kind:literal, $id:ident, |$x:ident| $extra:expr) => {{
-                let mut token = None;
-                loop {
-                    self.call();
-                    let page = self
-                        .ec2
-                        .$call()
-                        .$filters(filter.clone())
-                        .set_next_token(token)
-                        .send()
-                        .await?;
-                    for $x in page.$list() {
-                        let tags = ec2_tags($x.tags());
-                        let id = $x.$id().unwrap_or_default().to_string();
-                        let (skip, extra): (bool, BTreeMap<String, String>) = $extra;
-                        if skip {
-                            continue;
-                        }
+        let vpcs = async {
+            let mut items = Vec::new();
+            let mut token = None;
+            loop {
+                self.call();
+                let page = self
+                    .ec2
+                    .describe_vpcs()
+                    .max_results(1000)
+                    .filters(filter.clone())
+                    .set_next_token(token)
+                    .send()
+                    .await?;
+                for vpc in page.vpcs() {
+                    let tags = ec2_tags(vpc.tags());
+                    let id = vpc.vpc_id().unwrap_or_default().to_string();
+                    let ipv6 = vpc
+                        .ipv6_cidr_block_association_set()
+                        .iter()
+                        .find_map(|a| a.ipv6_cidr_block())
+                        .unwrap_or_default()
+                        .to_string();
+                    if let Some(dhcp) = vpc.dhcp_options_id() {
                         items.push(Item {
-                            kind: $kind,
-                            key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
-                            owned: owned(&tags),
-                            attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                            outputs: extra,
-                            id,
+                            kind: "aws_vpc_dhcp_options_association",
+                            id: format!("{id}|{dhcp}"),
+                            key: format!("{id}|{dhcp}"),
+                            owned: false,
+                            ..Item::default()
                         });
                     }
-                    token = page.next_token;
-                    if token.is_none() {
-                        break;
-                    }
+                    items.push(Item {
+                        kind: "aws_vpc",
+                        key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                        owned: owned(&tags),
+                        attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                        outputs: outputs(&[
+                            ("cidr_block", vpc.cidr_block().unwrap_or_default()),
+                            ("ipv6_cidr_block", &ipv6),
+                        ]),
+                        id,
+                    });
                 }
-            }};
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            Ok::<_, Error>(items)
+        };
+
+        macro_rules! tagged {
+            ($call:ident, $filters:ident, $list:ident, $kind:literal, $id:ident, $max:literal, |$x:ident| $extra:expr) => {
+                async {
+                    let mut items = Vec::new();
+                    let mut token = None;
+                    loop {
+                        self.call();
+                        let page = self
+                            .ec2
+                            .$call()
+                            .$filters(filter.clone())
+                            .max_results($max)
+                            .set_next_token(token)
+                            .send()
+                            .await?;
+                        for $x in page.$list() {
+                            let tags = ec2_tags($x.tags());
+                            let id = $x.$id().unwrap_or_default().to_string();
+                            let (skip, extra): (bool, BTreeMap<String, String>) = $extra;
+                            if skip {
+                                continue;
+                            }
+                            items.push(Item {
+                                kind: $kind,
+                                key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                                owned: owned(&tags),
+                                attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                                outputs: extra,
+                                id,
+                            });
+                        }
+                        token = page.next_token;
+                        if token.is_none() {
+                            break;
+                        }
+                    }
+                    Ok::<_, Error>(items)
+                }
+            };
         }
-        tagged!(
+        let dhcp = tagged!(
             describe_dhcp_options,
             filters,
             dhcp_options,
             "aws_vpc_dhcp_options",
             dhcp_options_id,
+            1000,
             |x| (false, BTreeMap::new())
         );
-        tagged!(
+        let gateways = tagged!(
             describe_internet_gateways,
             filters,
             internet_gateways,
             "aws_internet_gateway",
             internet_gateway_id,
+            1000,
             |x| (false, BTreeMap::new())
         );
-        tagged!(
+        let subnets = tagged!(
             describe_subnets,
             filters,
             subnets,
             "aws_subnet",
             subnet_id,
+            1000,
             |x| (
                 false,
                 outputs(&[("arn", x.subnet_arn().unwrap_or_default())])
             )
         );
-        tagged!(
+        let nats = tagged!(
             describe_nat_gateways,
             filter,
             nat_gateways,
             "aws_nat_gateway",
             nat_gateway_id,
+            1000,
             |x| (
                 matches!(
                     x.state(),
@@ -579,185 +602,102 @@ impl Aws {
                 BTreeMap::new()
             )
         );
-        tagged!(
+        let volumes = tagged!(
             describe_volumes,
             filters,
             volumes,
             "aws_ebs_volume",
             volume_id,
+            500,
             |x| (false, BTreeMap::new())
         );
 
         // Elastic IPs: not paginated.
-        self.call();
-        for address in self
-            .ec2
-            .describe_addresses()
-            .filters(filter.clone())
-            .send()
-            .await?
-            .addresses()
-        {
-            let tags = ec2_tags(address.tags());
-            let id = address.allocation_id().unwrap_or_default().to_string();
-            items.push(Item {
-                kind: "aws_eip",
-                key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
-                owned: owned(&tags),
-                attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                outputs: outputs(&[("public_ip", address.public_ip().unwrap_or_default())]),
-                id,
-            });
-        }
-
-        // Route tables, with their routes and associations.
-        let mut token = None;
-        loop {
+        let eips = async {
+            let mut items = Vec::new();
             self.call();
-            let page = self
+            for address in self
                 .ec2
-                .describe_route_tables()
+                .describe_addresses()
                 .filters(filter.clone())
-                .set_next_token(token)
                 .send()
-                .await?;
-            for table in page.route_tables() {
-                let tags = ec2_tags(table.tags());
-                let id = table.route_table_id().unwrap_or_default().to_string();
-                let is_owned = owned(&tags);
-                for route in table.routes() {
-                    if route.gateway_id() == Some("local") {
-                        continue;
-                    }
-                    let Some(dest) = route
-                        .destination_cidr_block()
-                        .or(route.destination_ipv6_cidr_block())
-                    else {
-                        continue;
-                    };
-                    items.push(Item {
-                        kind: "aws_route",
-                        id: format!("{id}|{dest}"),
-                        key: format!("{id}|{dest}"),
-                        owned: is_owned,
-                        ..Item::default()
-                    });
-                }
-                for assoc in table.associations() {
-                    if assoc.main() == Some(true) {
-                        continue;
-                    }
-                    let Some(subnet) = assoc.subnet_id() else {
-                        continue;
-                    };
-                    items.push(Item {
-                        kind: "aws_route_table_association",
-                        id: assoc
-                            .route_table_association_id()
-                            .unwrap_or_default()
-                            .to_string(),
-                        key: format!("{id}|{subnet}"),
-                        owned: is_owned,
-                        ..Item::default()
-                    });
-                }
+                .await?
+                .addresses()
+            {
+                let tags = ec2_tags(address.tags());
+                let id = address.allocation_id().unwrap_or_default().to_string();
                 items.push(Item {
-                    kind: "aws_route_table",
+                    kind: "aws_eip",
                     key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
-                    owned: is_owned,
-                    attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                    id,
-                    ..Item::default()
-                });
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
-
-        // Security groups, then all their rules in one paginated call.
-        let mut groups = Vec::new();
-        let mut token = None;
-        loop {
-            self.call();
-            let page = self
-                .ec2
-                .describe_security_groups()
-                .filters(filter.clone())
-                .set_next_token(token)
-                .send()
-                .await?;
-            for sg in page.security_groups() {
-                let tags = ec2_tags(sg.tags());
-                let id = sg.group_id().unwrap_or_default().to_string();
-                if owned(&tags) {
-                    groups.push(id.clone());
-                }
-                items.push(Item {
-                    kind: "aws_security_group",
-                    key: sg.group_name().unwrap_or_default().to_string(),
                     owned: owned(&tags),
                     attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                    outputs: outputs(&[("name", sg.group_name().unwrap_or_default())]),
+                    outputs: outputs(&[("public_ip", address.public_ip().unwrap_or_default())]),
                     id,
                 });
             }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
-        for chunk in groups.chunks(200) {
+            Ok::<_, Error>(items)
+        };
+
+        // Route tables, with their routes and associations.
+        let tables = async {
+            let mut items = Vec::new();
             let mut token = None;
             loop {
                 self.call();
                 let page = self
                     .ec2
-                    .describe_security_group_rules()
-                    .filters(
-                        aws_sdk_ec2::types::Filter::builder()
-                            .name("group-id")
-                            .set_values(Some(chunk.to_vec()))
-                            .build(),
-                    )
+                    .describe_route_tables()
+                    .max_results(100)
+                    .filters(filter.clone())
                     .set_next_token(token)
                     .send()
                     .await?;
-                for rule in page.security_group_rules() {
-                    let peer = rule
-                        .cidr_ipv4()
-                        .or(rule.cidr_ipv6())
-                        .or(rule.prefix_list_id())
-                        .map(str::to_string)
-                        .or_else(|| {
-                            rule.referenced_group_info()
-                                .and_then(|g| g.group_id())
-                                .map(str::to_string)
-                        })
-                        .unwrap_or_default();
-                    let sg = rule.group_id().unwrap_or_default();
-                    let egress = rule.is_egress().unwrap_or(false);
-                    let key = rule_key(
-                        sg,
-                        egress,
-                        rule.ip_protocol().unwrap_or("-1"),
-                        i64::from(rule.from_port().unwrap_or(0)),
-                        i64::from(rule.to_port().unwrap_or(0)),
-                        &peer,
-                    );
+                for table in page.route_tables() {
+                    let tags = ec2_tags(table.tags());
+                    let id = table.route_table_id().unwrap_or_default().to_string();
+                    let is_owned = owned(&tags);
+                    for route in table.routes() {
+                        if route.gateway_id() == Some("local") {
+                            continue;
+                        }
+                        let Some(dest) = route
+                            .destination_cidr_block()
+                            .or(route.destination_ipv6_cidr_block())
+                        else {
+                            continue;
+                        };
+                        items.push(Item {
+                            kind: "aws_route",
+                            id: format!("{id}|{dest}"),
+                            key: format!("{id}|{dest}"),
+                            owned: is_owned,
+                            ..Item::default()
+                        });
+                    }
+                    for assoc in table.associations() {
+                        if assoc.main() == Some(true) {
+                            continue;
+                        }
+                        let Some(subnet) = assoc.subnet_id() else {
+                            continue;
+                        };
+                        items.push(Item {
+                            kind: "aws_route_table_association",
+                            id: assoc
+                                .route_table_association_id()
+                                .unwrap_or_default()
+                                .to_string(),
+                            key: format!("{id}|{subnet}"),
+                            owned: is_owned,
+                            ..Item::default()
+                        });
+                    }
                     items.push(Item {
-                        kind: "aws_security_group_rule",
-                        id: rule
-                            .security_group_rule_id()
-                            .unwrap_or_default()
-                            .to_string(),
-                        outputs: outputs(&[
-                            ("security_group_id", sg),
-                            ("egress", if egress { "true" } else { "false" }),
-                        ]),
-                        key,
-                        owned: true,
+                        kind: "aws_route_table",
+                        key: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                        owned: is_owned,
+                        attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                        id,
                         ..Item::default()
                     });
                 }
@@ -766,65 +706,180 @@ impl Aws {
                     break;
                 }
             }
-        }
+            Ok::<_, Error>(items)
+        };
+
+        // Security groups, then all their rules in one paginated call.
+        let groups = async {
+            let mut items = Vec::new();
+            let mut groups = Vec::new();
+            let mut token = None;
+            loop {
+                self.call();
+                let page = self
+                    .ec2
+                    .describe_security_groups()
+                    .max_results(1000)
+                    .filters(filter.clone())
+                    .set_next_token(token)
+                    .send()
+                    .await?;
+                for sg in page.security_groups() {
+                    let tags = ec2_tags(sg.tags());
+                    let id = sg.group_id().unwrap_or_default().to_string();
+                    if owned(&tags) {
+                        groups.push(id.clone());
+                    }
+                    items.push(Item {
+                        kind: "aws_security_group",
+                        key: sg.group_name().unwrap_or_default().to_string(),
+                        owned: owned(&tags),
+                        attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                        outputs: outputs(&[("name", sg.group_name().unwrap_or_default())]),
+                        id,
+                    });
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            for chunk in groups.chunks(200) {
+                let mut token = None;
+                loop {
+                    self.call();
+                    let page = self
+                        .ec2
+                        .describe_security_group_rules()
+                        .max_results(1000)
+                        .filters(
+                            aws_sdk_ec2::types::Filter::builder()
+                                .name("group-id")
+                                .set_values(Some(chunk.to_vec()))
+                                .build(),
+                        )
+                        .set_next_token(token)
+                        .send()
+                        .await?;
+                    for rule in page.security_group_rules() {
+                        let peer = rule
+                            .cidr_ipv4()
+                            .or(rule.cidr_ipv6())
+                            .or(rule.prefix_list_id())
+                            .map(str::to_string)
+                            .or_else(|| {
+                                rule.referenced_group_info()
+                                    .and_then(|g| g.group_id())
+                                    .map(str::to_string)
+                            })
+                            .unwrap_or_default();
+                        let sg = rule.group_id().unwrap_or_default();
+                        let egress = rule.is_egress().unwrap_or(false);
+                        let key = rule_key(
+                            sg,
+                            egress,
+                            rule.ip_protocol().unwrap_or("-1"),
+                            i64::from(rule.from_port().unwrap_or(0)),
+                            i64::from(rule.to_port().unwrap_or(0)),
+                            &peer,
+                        );
+                        items.push(Item {
+                            kind: "aws_security_group_rule",
+                            id: rule
+                                .security_group_rule_id()
+                                .unwrap_or_default()
+                                .to_string(),
+                            outputs: outputs(&[
+                                ("security_group_id", sg),
+                                ("egress", if egress { "true" } else { "false" }),
+                            ]),
+                            key,
+                            owned: true,
+                            ..Item::default()
+                        });
+                    }
+                    token = page.next_token;
+                    if token.is_none() {
+                        break;
+                    }
+                }
+            }
+            Ok::<_, Error>(items)
+        };
 
         // Key pairs and launch templates: not paginated / paginated.
-        self.call();
-        for key in self
-            .ec2
-            .describe_key_pairs()
-            .filters(filter.clone())
-            .send()
-            .await?
-            .key_pairs()
-        {
-            let tags = ec2_tags(key.tags());
-            let name = key.key_name().unwrap_or_default().to_string();
-            items.push(Item {
-                kind: "aws_key_pair",
-                key: name.clone(),
-                owned: owned(&tags),
-                attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                outputs: outputs(&[("key_pair_id", key.key_pair_id().unwrap_or_default())]),
-                id: name,
-            });
-        }
-        let mut token = None;
-        loop {
+        let keys = async {
+            let mut items = Vec::new();
             self.call();
-            let page = self
+            for key in self
                 .ec2
-                .describe_launch_templates()
+                .describe_key_pairs()
                 .filters(filter.clone())
-                .set_next_token(token)
                 .send()
-                .await?;
-            for lt in page.launch_templates() {
-                let tags = ec2_tags(lt.tags());
-                let id = lt.launch_template_id().unwrap_or_default().to_string();
-                let latest = lt.latest_version_number().unwrap_or(1).to_string();
-                let mut out = outputs(&[
-                    ("latest_version", &latest),
-                    ("name", lt.launch_template_name().unwrap_or_default()),
-                ]);
-                if let Some(d) = tags.get(DIGEST_TAG) {
-                    out.insert("digest".into(), d.clone());
-                }
+                .await?
+                .key_pairs()
+            {
+                let tags = ec2_tags(key.tags());
+                let name = key.key_name().unwrap_or_default().to_string();
                 items.push(Item {
-                    kind: "aws_launch_template",
-                    key: lt.launch_template_name().unwrap_or_default().to_string(),
+                    kind: "aws_key_pair",
+                    key: name.clone(),
                     owned: owned(&tags),
                     attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                    outputs: out,
-                    id,
+                    outputs: outputs(&[("key_pair_id", key.key_pair_id().unwrap_or_default())]),
+                    id: name,
                 });
             }
-            token = page.next_token;
-            if token.is_none() {
-                break;
+            Ok::<_, Error>(items)
+        };
+        let templates = async {
+            let mut items = Vec::new();
+            let mut token = None;
+            loop {
+                self.call();
+                let page = self
+                    .ec2
+                    .describe_launch_templates()
+                    .max_results(200)
+                    .filters(filter.clone())
+                    .set_next_token(token)
+                    .send()
+                    .await?;
+                for lt in page.launch_templates() {
+                    let tags = ec2_tags(lt.tags());
+                    let id = lt.launch_template_id().unwrap_or_default().to_string();
+                    let latest = lt.latest_version_number().unwrap_or(1).to_string();
+                    let mut out = outputs(&[
+                        ("latest_version", &latest),
+                        ("name", lt.launch_template_name().unwrap_or_default()),
+                    ]);
+                    if let Some(d) = tags.get(DIGEST_TAG) {
+                        out.insert("digest".into(), d.clone());
+                    }
+                    items.push(Item {
+                        kind: "aws_launch_template",
+                        key: lt.launch_template_name().unwrap_or_default().to_string(),
+                        owned: owned(&tags),
+                        attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                        outputs: out,
+                        id,
+                    });
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
             }
-        }
-        Ok(items)
+            Ok::<_, Error>(items)
+        };
+        let parts = tokio::try_join!(
+            vpcs, dhcp, gateways, subnets, nats, volumes, eips, tables, groups, keys, templates
+        )?;
+        Ok([
+            parts.0, parts.1, parts.2, parts.3, parts.4, parts.5, parts.6, parts.7, parts.8,
+            parts.9, parts.10,
+        ]
+        .concat())
     }
 
     async fn iam_items(&self, cluster: &str, desired: &DesiredSet) -> Result<Vec<Item>, Error> {
@@ -842,123 +897,103 @@ impl Aws {
             })
             .collect();
         let ours = |name: &str| wanted.contains(name) || name.ends_with(&format!(".{cluster}"));
+        // Roles with their inline policies, attached policies and instance profiles, in one
+        // paginated GetAccountAuthorizationDetails: one call instead of four or more per role
+        // (roles grow with service-account roles, not only with the cluster).
         let mut items = Vec::new();
-        let mut roles = Vec::new();
-        let mut marker = None;
-        loop {
-            self.call();
-            let page = self.iam.list_roles().set_marker(marker).send().await?;
-            for role in page.roles() {
-                if ours(role.role_name()) {
-                    roles.push(role.role_name().to_string());
-                    items.push(Item {
-                        kind: "aws_iam_role",
-                        id: role.role_name().to_string(),
-                        key: role.role_name().to_string(),
-                        owned: true,
-                        outputs: outputs(&[("arn", role.arn()), ("name", role.role_name())]),
-                        ..Item::default()
-                    });
-                }
-            }
-            if !page.is_truncated {
-                break;
-            }
-            marker = page.marker;
-        }
-        // Inline and attached policies: per role, and there are a handful of roles per
-        // cluster whatever the number of instance groups.
-        for role in &roles {
-            self.call();
-            let names = self
-                .iam
-                .list_role_policies()
-                .role_name(role)
-                .send()
-                .await?
-                .policy_names;
-            for name in names {
-                self.call();
-                let policy = self
-                    .iam
-                    .get_role_policy()
-                    .role_name(role)
-                    .policy_name(&name)
-                    .send()
-                    .await?;
-                let document = urlencoding_decode(policy.policy_document());
-                let normalized = serde_json::from_str::<Json>(&document)
-                    .map(|j| serde_json::to_string_pretty(&j).unwrap_or_default() + "\n")
-                    .unwrap_or(document);
-                items.push(Item {
-                    kind: "aws_iam_role_policy",
-                    id: format!("{role}:{name}"),
-                    key: format!("{role}|{name}"),
-                    owned: true,
-                    attrs: [(
-                        "policy".to_string(),
-                        Value::File(kopsrs_model::FileValue::new(name.clone(), normalized)),
-                    )]
-                    .into(),
-                    ..Item::default()
-                });
-            }
-            self.call();
-            for attached in self
-                .iam
-                .list_attached_role_policies()
-                .role_name(role)
-                .send()
-                .await?
-                .attached_policies()
-            {
-                let arn = attached.policy_arn().unwrap_or_default();
-                items.push(Item {
-                    kind: "aws_iam_role_policy_attachment",
-                    id: format!("{role}|{arn}"),
-                    key: format!("{role}|{arn}"),
-                    owned: true,
-                    ..Item::default()
-                });
-            }
-        }
+        let mut seen_profiles = BTreeSet::new();
         let mut marker = None;
         loop {
             self.call();
             let page = self
                 .iam
-                .list_instance_profiles()
+                .get_account_authorization_details()
+                .filter(aws_sdk_iam::types::EntityType::Role)
+                .max_items(1000)
                 .set_marker(marker)
                 .send()
                 .await?;
-            for profile in page.instance_profiles() {
-                let name = profile.instance_profile_name();
-                if ours(name) {
+            for role in page.role_detail_list() {
+                let name = role.role_name().unwrap_or_default();
+                if !ours(name) {
+                    continue;
+                }
+                items.push(Item {
+                    kind: "aws_iam_role",
+                    id: name.to_string(),
+                    key: name.to_string(),
+                    owned: true,
+                    outputs: outputs(&[("arn", role.arn().unwrap_or_default()), ("name", name)]),
+                    ..Item::default()
+                });
+                for policy in role.role_policy_list() {
+                    let policy_name = policy.policy_name().unwrap_or_default();
+                    let document = urlencoding_decode(policy.policy_document().unwrap_or_default());
+                    let normalized = serde_json::from_str::<Json>(&document)
+                        .map(|j| serde_json::to_string_pretty(&j).unwrap_or_default() + "\n")
+                        .unwrap_or(document);
                     items.push(Item {
-                        kind: "aws_iam_instance_profile",
-                        id: name.to_string(),
-                        key: name.to_string(),
+                        kind: "aws_iam_role_policy",
+                        id: format!("{name}:{policy_name}"),
+                        key: format!("{name}|{policy_name}"),
                         owned: true,
-                        outputs: outputs(&[
-                            ("arn", profile.arn()),
-                            ("name", name),
-                            (
-                                "role",
-                                profile
-                                    .roles()
-                                    .first()
-                                    .map(|r| r.role_name())
-                                    .unwrap_or_default(),
-                            ),
-                        ]),
+                        attrs: [(
+                            "policy".to_string(),
+                            Value::File(kopsrs_model::FileValue::new(
+                                policy_name.to_string(),
+                                normalized,
+                            )),
+                        )]
+                        .into(),
                         ..Item::default()
                     });
+                }
+                for attached in role.attached_managed_policies() {
+                    let arn = attached.policy_arn().unwrap_or_default();
+                    items.push(Item {
+                        kind: "aws_iam_role_policy_attachment",
+                        id: format!("{name}|{arn}"),
+                        key: format!("{name}|{arn}"),
+                        owned: true,
+                        ..Item::default()
+                    });
+                }
+                for profile in role.instance_profile_list() {
+                    let profile_name = profile.instance_profile_name();
+                    if ours(profile_name) && seen_profiles.insert(profile_name.to_string()) {
+                        items.push(profile_item(profile, name));
+                    }
                 }
             }
             if !page.is_truncated {
                 break;
             }
             marker = page.marker;
+        }
+        // For deletion, also profiles that lost their role (a run killed between making the
+        // profile and adding the role); a plan adopts those when it makes them again.
+        if desired.resources.is_empty() {
+            let mut marker = None;
+            loop {
+                self.call();
+                let page = self
+                    .iam
+                    .list_instance_profiles()
+                    .max_items(1000)
+                    .set_marker(marker)
+                    .send()
+                    .await?;
+                for profile in page.instance_profiles() {
+                    let name = profile.instance_profile_name();
+                    if ours(name) && seen_profiles.insert(name.to_string()) {
+                        items.push(profile_item(profile, ""));
+                    }
+                }
+                if !page.is_truncated {
+                    break;
+                }
+                marker = page.marker;
+            }
         }
         let wanted_urls: BTreeSet<String> = desired
             .resources
@@ -1011,6 +1046,7 @@ impl Aws {
             let page = self
                 .autoscaling
                 .describe_auto_scaling_groups()
+                .max_records(100)
                 .filters(
                     aws_sdk_autoscaling::types::Filter::builder()
                         .name("tag-key")
@@ -1029,14 +1065,8 @@ impl Aws {
                 let mut hooks = Vec::new();
                 for t in group.tags() {
                     let key = t.key().unwrap_or_default();
-                    if key == HOOKS_TAG {
-                        hooks = t
-                            .value()
-                            .unwrap_or_default()
-                            .split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect();
+                    if let Some(hook) = key.strip_prefix(HOOK_TAG_PREFIX) {
+                        hooks.push(hook.to_string());
                         continue;
                     }
                     tag_blocks.push(kopsrs_model::attrs! {
@@ -1091,38 +1121,45 @@ impl Aws {
 
     async fn elb_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
         let tag = Self::cluster_tag(cluster);
-        let mut lbs = Vec::new();
-        let mut marker = None;
-        loop {
-            self.call();
-            let page = self
-                .elb
-                .describe_load_balancers()
-                .set_marker(marker)
-                .send()
-                .await?;
-            lbs.extend(page.load_balancers().iter().cloned());
-            marker = page.next_marker;
-            if marker.is_none() {
-                break;
+        let lbs = async {
+            let mut lbs = Vec::new();
+            let mut marker = None;
+            loop {
+                self.call();
+                let page = self
+                    .elb
+                    .describe_load_balancers()
+                    .page_size(400)
+                    .set_marker(marker)
+                    .send()
+                    .await?;
+                lbs.extend(page.load_balancers().iter().cloned());
+                marker = page.next_marker;
+                if marker.is_none() {
+                    break Ok::<_, Error>(lbs);
+                }
             }
-        }
-        let mut tgs = Vec::new();
-        let mut marker = None;
-        loop {
-            self.call();
-            let page = self
-                .elb
-                .describe_target_groups()
-                .set_marker(marker)
-                .send()
-                .await?;
-            tgs.extend(page.target_groups().iter().cloned());
-            marker = page.next_marker;
-            if marker.is_none() {
-                break;
+        };
+        let tgs = async {
+            let mut tgs = Vec::new();
+            let mut marker = None;
+            loop {
+                self.call();
+                let page = self
+                    .elb
+                    .describe_target_groups()
+                    .page_size(400)
+                    .set_marker(marker)
+                    .send()
+                    .await?;
+                tgs.extend(page.target_groups().iter().cloned());
+                marker = page.next_marker;
+                if marker.is_none() {
+                    break Ok::<_, Error>(tgs);
+                }
             }
-        }
+        };
+        let (lbs, tgs) = tokio::try_join!(lbs, tgs)?;
         let arns: Vec<String> = lbs
             .iter()
             .filter_map(|l| l.load_balancer_arn().map(str::to_string))
@@ -1210,6 +1247,38 @@ impl Aws {
     }
 
     /// SQS queues and EventBridge rules (with their targets), by the cluster's name prefix.
+    /// A queue's ARN: built from its URL (`.../<account>/<name>`) and the region's partition,
+    /// asking SQS only when the URL does not have that form.
+    async fn queue_arn(&self, url: &str) -> Result<String, Error> {
+        let mut parts = url.rsplit('/');
+        if let (Some(name), Some(account)) = (parts.next(), parts.next()) {
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+                let partition = match self.region.as_str() {
+                    r if r.starts_with("cn-") => "aws-cn",
+                    r if r.starts_with("us-gov-") => "aws-us-gov",
+                    _ => "aws",
+                };
+                return Ok(format!(
+                    "arn:{partition}:sqs:{}:{account}:{name}",
+                    self.region
+                ));
+            }
+        }
+        self.call();
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?;
+        Ok(attributes
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .unwrap_or_default())
+    }
+
     async fn misc_items(&self, cluster: &str, desired: &DesiredSet) -> Result<Vec<Item>, Error> {
         let prefix = cluster.replace('.', "-");
         let mut items = Vec::new();
@@ -1222,19 +1291,7 @@ impl Aws {
             .await?;
         for url in queues.queue_urls() {
             let name = url.rsplit('/').next().unwrap_or_default();
-            self.call();
-            let attributes = self
-                .sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await?;
-            let arn = attributes
-                .attributes()
-                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-                .cloned()
-                .unwrap_or_default();
+            let arn = self.queue_arn(url).await?;
             items.push(Item {
                 kind: "aws_sqs_queue",
                 id: url.to_string(),
@@ -1252,26 +1309,32 @@ impl Aws {
         if wants_rules {
             self.call();
             let rules = self.events.list_rules().name_prefix(cluster).send().await?;
-            for rule in rules.rules() {
+            let per_rule = rules.rules().iter().map(|rule| async move {
                 let name = rule.name().unwrap_or_default();
-                self.call();
-                for target in self
-                    .events
-                    .list_targets_by_rule()
-                    .rule(name)
-                    .send()
-                    .await?
-                    .targets()
-                {
-                    items.push(Item {
-                        kind: "aws_cloudwatch_event_target",
-                        id: format!("{name}|{}", target.id()),
-                        key: format!("{name}|{}", target.arn()),
-                        owned: true,
-                        outputs: outputs(&[("target_id", target.id())]),
-                        ..Item::default()
-                    });
-                }
+                let target = |id: &str, arn: &str| Item {
+                    kind: "aws_cloudwatch_event_target",
+                    id: format!("{name}|{id}"),
+                    key: format!("{name}|{arn}"),
+                    owned: true,
+                    outputs: outputs(&[("target_id", id)]),
+                    ..Item::default()
+                };
+                let recorded = rule
+                    .description()
+                    .and_then(|d| d.strip_prefix(TARGET_MARK))
+                    .and_then(|d| d.split_once(' '));
+                let mut items: Vec<Item> = match recorded {
+                    Some((id, arn)) => vec![target(id, arn)],
+                    None => {
+                        self.call();
+                        let targets = self.events.list_targets_by_rule().rule(name).send().await?;
+                        targets
+                            .targets()
+                            .iter()
+                            .map(|t| target(t.id(), t.arn()))
+                            .collect()
+                    }
+                };
                 items.push(Item {
                     kind: "aws_cloudwatch_event_rule",
                     id: name.to_string(),
@@ -1280,7 +1343,14 @@ impl Aws {
                     outputs: outputs(&[("arn", rule.arn().unwrap_or_default())]),
                     ..Item::default()
                 });
-            }
+                Ok::<_, Error>(items)
+            });
+            items.extend(
+                futures::future::try_join_all(per_rule)
+                    .await?
+                    .into_iter()
+                    .flatten(),
+            );
         }
         Ok(items)
     }
@@ -1289,28 +1359,35 @@ impl Aws {
         &self,
         wanted: &[serde_json::Map<String, Json>],
     ) -> Result<Vec<Item>, Error> {
-        let mut items = Vec::new();
+        // One call per (zone, name): the A and AAAA records of a name come in one page.
+        let mut names: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
         for record in wanted {
-            let (Some(zone), Some(name), Some(kind)) = (
+            if let (Some(zone), Some(name), Some(kind)) = (
                 str_of(record, "zone_id"),
                 str_of(record, "name"),
                 str_of(record, "type"),
-            ) else {
-                continue;
-            };
+            ) {
+                names
+                    .entry((zone.to_string(), name.to_string()))
+                    .or_default()
+                    .insert(kind.to_string());
+            }
+        }
+        let mut items = Vec::new();
+        for ((zone, name), kinds) in names {
             self.call();
             let sets = self
                 .route53
                 .list_resource_record_sets()
-                .hosted_zone_id(zone)
-                .start_record_name(name)
-                .start_record_type(aws_sdk_route53::types::RrType::from(kind))
-                .max_items(1)
+                .hosted_zone_id(&zone)
+                .start_record_name(&name)
+                .max_items(10)
                 .send()
                 .await?;
             for set in sets.resource_record_sets() {
-                if norm_dns(set.name()) == norm_dns(name) && set.r#type().as_str() == kind {
-                    let key = format!("{zone}|{}|{kind}", norm_dns(name));
+                let kind = set.r#type().as_str();
+                if norm_dns(set.name()) == norm_dns(&name) && kinds.contains(kind) {
+                    let key = format!("{zone}|{}|{kind}", norm_dns(&name));
                     items.push(Item {
                         kind: "aws_route53_record",
                         id: key.clone(),
@@ -1322,6 +1399,23 @@ impl Aws {
             }
         }
         Ok(items)
+    }
+}
+
+fn profile_item(profile: &aws_sdk_iam::types::InstanceProfile, role: &str) -> Item {
+    let name = profile.instance_profile_name();
+    let role = profile
+        .roles()
+        .first()
+        .map(|r| r.role_name())
+        .unwrap_or(role);
+    Item {
+        kind: "aws_iam_instance_profile",
+        id: name.to_string(),
+        key: name.to_string(),
+        owned: true,
+        outputs: outputs(&[("arn", profile.arn()), ("name", name), ("role", role)]),
+        ..Item::default()
     }
 }
 

@@ -185,7 +185,13 @@ where
             SdkError::ServiceError(service) => {
                 let e = service.err();
                 let code = e.code().map(str::to_string);
-                let message = e.message().unwrap_or("(no message)").to_string();
+                // Without a message (an unparsable error body), the SDK's full description.
+                let message = e.message().map(str::to_string).unwrap_or_else(|| {
+                    format!(
+                        "{}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&err)
+                    )
+                });
                 let retryable = code.as_deref().is_some_and(retryable_code)
                     // An instance profile right after its creation, as EC2 sees it.
                     || message.contains("Invalid IAM Instance Profile")

@@ -9,7 +9,9 @@ use kopsrs_engine::{execute, Action, Change, Event, ExecError, ExecOptions, Plan
 use kopsrs_model::{Address, DesiredSet};
 use serde_json::{Map, Value as Json};
 
-use crate::discover::{desired_key, digest, Discovery, DIGEST_TAG, HOOKS_TAG, KIND_ORDER};
+use crate::discover::{
+    desired_key, digest, Discovery, DIGEST_TAG, HOOK_TAG_PREFIX, KIND_ORDER, TARGET_MARK,
+};
 use crate::resolve::{self, block, blocks, bool_of, int_of, str_of, strs_of};
 use crate::{Aws, Error, Outputs};
 
@@ -20,6 +22,12 @@ type R = Map<String, Json>;
 pub struct ApplyReport {
     pub done: usize,
     pub attempts: u32,
+    /// Changes on the longest chain (dependency graph, then one per deletion wave): with a
+    /// fixed latency per change no schedule is faster; benchmarks compare wall time with it.
+    pub critical_path: usize,
+    /// The same chain weighted by how long each change took: the wall time an unlimited
+    /// concurrency would have needed for these changes.
+    pub critical_path_time: std::time::Duration,
 }
 
 fn rank(kind: &str) -> usize {
@@ -89,7 +97,10 @@ pub async fn apply(
                 .unwrap_or_default(),
         })
         .collect();
-    let mut report = ApplyReport::default();
+    let mut report = ApplyReport {
+        critical_path: kopsrs_engine::critical_path(&tasks),
+        ..ApplyReport::default()
+    };
     let run = |i: &usize, _attempt: u32| {
         let change = forward[*i];
         let resource = by_address.get(&change.address).copied();
@@ -142,6 +153,7 @@ pub async fn apply(
     .await?;
     report.done += summary.done;
     report.attempts += summary.attempts;
+    report.critical_path_time = kopsrs_engine::critical_path_time(&tasks, &summary.elapsed);
 
     // Deletions, children before parents: one wave per kind, in reverse creation order.
     let mut deletions: Vec<&Change> = plan
@@ -190,6 +202,8 @@ pub async fn apply(
         .await?;
         report.done += summary.done;
         report.attempts += summary.attempts;
+        report.critical_path += 1;
+        report.critical_path_time += summary.elapsed.iter().max().copied().unwrap_or_default();
         start = end;
     }
     Ok(report)
@@ -252,22 +266,29 @@ impl Aws {
                     .vpc
                     .ok_or_else(|| Error::permanent("CreateVpc returned no VPC"))?;
                 let id = vpc.vpc_id().unwrap_or_default().to_string();
-                for (attr, on) in [
-                    ("enable_dns_hostnames", true),
-                    ("enable_dns_support", false),
-                ] {
-                    if bool_of(r, attr) == Some(true) {
+                // One attribute per call (an EC2 rule); both at once.
+                let attribute = |hostnames: bool| {
+                    let id = &id;
+                    async move {
+                        let attr = match hostnames {
+                            true => "enable_dns_hostnames",
+                            false => "enable_dns_support",
+                        };
+                        if bool_of(r, attr) != Some(true) {
+                            return Ok::<_, Error>(());
+                        }
                         self.call();
                         let value = ec2t::AttributeBooleanValue::builder().value(true).build();
-                        let mut request = self.ec2.modify_vpc_attribute().vpc_id(&id);
-                        request = if on {
-                            request.enable_dns_hostnames(value)
-                        } else {
-                            request.enable_dns_support(value)
+                        let request = self.ec2.modify_vpc_attribute().vpc_id(id);
+                        let request = match hostnames {
+                            true => request.enable_dns_hostnames(value),
+                            false => request.enable_dns_support(value),
                         };
                         request.send().await?;
+                        Ok(())
                     }
-                }
+                };
+                tokio::try_join!(attribute(true), attribute(false))?;
                 let ipv6 = vpc
                     .ipv6_cidr_block_association_set()
                     .iter()
@@ -493,7 +514,9 @@ impl Aws {
             "aws_security_group_rule" => {
                 let protocol = s("protocol");
                 let mut permission = ec2t::IpPermission::builder().ip_protocol(&protocol);
-                if !matches!(protocol.as_str(), "-1" | "all" | "4") {
+                // Ports are ignored by EC2 for protocols without them (IPIP is "4"), but sent
+                // as kops writes them (0-0) for every protocol except "all".
+                if !matches!(protocol.as_str(), "-1" | "all") {
                     permission = permission
                         .from_port(int_of(r, "from_port").unwrap_or(0) as i32)
                         .to_port(int_of(r, "to_port").unwrap_or(0) as i32);
@@ -962,6 +985,20 @@ impl Aws {
                     )
                     .send()
                     .await?;
+                // Record the target in the rule's description, which ListRules returns, so
+                // a plan needs no ListTargetsByRule per rule. After the target exists: a crash
+                // in between leaves an unrecorded target, which discovery then lists.
+                self.call();
+                let rule = self.events.describe_rule().name(s("rule")).send().await?;
+                self.call();
+                self.events
+                    .put_rule()
+                    .name(s("rule"))
+                    .set_event_pattern(rule.event_pattern)
+                    .set_state(rule.state)
+                    .description(format!("{TARGET_MARK}{target_id} {}", s("arn")))
+                    .send()
+                    .await?;
                 Ok(out(&[
                     ("id", &format!("{}|{target_id}", s("rule"))),
                     ("target_id", &target_id),
@@ -1172,45 +1209,26 @@ impl Aws {
 
     /// Records (or forgets) a lifecycle hook in the group's hooks tag.
     async fn record_hook(&self, group: &str, hook: &str, add: bool) -> Result<(), Error> {
+        // One tag per hook: no read-modify-write, so hooks of one group can be recorded at
+        // once. Recorded after the hook is made and forgotten after it is deleted, so a crash
+        // in between leaves a hook the next plan puts again (PutLifecycleHook is an upsert).
+        let tag = aws_sdk_autoscaling::types::Tag::builder()
+            .key(format!("{HOOK_TAG_PREFIX}{hook}"))
+            .value("owned")
+            .propagate_at_launch(false)
+            .resource_id(group)
+            .resource_type("auto-scaling-group")
+            .build();
         self.call();
-        let groups = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await?;
-        let Some(found) = groups.auto_scaling_groups().first() else {
-            return Ok(());
-        };
-        let mut hooks: Vec<String> = found
-            .tags()
-            .iter()
-            .find(|t| t.key() == Some(HOOKS_TAG))
-            .and_then(|t| t.value())
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-        hooks.retain(|h| h != hook);
         if add {
-            hooks.push(hook.to_string());
+            self.autoscaling
+                .create_or_update_tags()
+                .tags(tag)
+                .send()
+                .await?;
+        } else {
+            self.autoscaling.delete_tags().tags(tag).send().await?;
         }
-        hooks.sort();
-        self.call();
-        self.autoscaling
-            .create_or_update_tags()
-            .tags(
-                aws_sdk_autoscaling::types::Tag::builder()
-                    .key(HOOKS_TAG)
-                    .value(hooks.join(","))
-                    .propagate_at_launch(false)
-                    .resource_id(group)
-                    .resource_type("auto-scaling-group")
-                    .build(),
-            )
-            .send()
-            .await?;
         Ok(())
     }
 

@@ -69,6 +69,8 @@ pub enum Event {
 pub struct Summary {
     pub done: usize,
     pub attempts: u32,
+    /// How long each task took (all its attempts), by task index.
+    pub elapsed: Vec<Duration>,
 }
 
 #[derive(Debug)]
@@ -133,8 +135,11 @@ where
             dependents[d].push(i);
         }
     }
+    // Ready tasks start longest-chain first (list scheduling by height): when the
+    // concurrency limit binds, the tasks that hold up the most work go first.
+    let height = heights(tasks, &dependents);
     let mut ready: Vec<usize> = (0..total).filter(|&i| remaining_deps[i] == 0).collect();
-    ready.reverse();
+    let mut elapsed = vec![Duration::ZERO; total];
     let mut running = FuturesUnordered::new();
     let mut done = 0usize;
     let mut attempts_total = 0u32;
@@ -146,6 +151,7 @@ where
         let key = &tasks[index].key;
         let run = &run;
         async move {
+            let started = tokio::time::Instant::now();
             let mut attempt = 1u32;
             let mut retries: Vec<(u32, String)> = Vec::new();
             loop {
@@ -155,14 +161,14 @@ where
                     Err(_) => Err(Attempt::Timeout),
                 };
                 match result {
-                    Ok(()) => return (index, attempt, retries, Ok(())),
+                    Ok(()) => return (index, attempt, retries, started.elapsed(), Ok(())),
                     Err(failure) => {
                         let (retryable, error) = match failure {
                             Attempt::Error(e) => (e.retryable(), e),
                             Attempt::Timeout => (true, E::from(TimedOut(options.timeout))),
                         };
                         if !retryable || attempt >= options.max_attempts {
-                            return (index, attempt, retries, Err(error));
+                            return (index, attempt, retries, started.elapsed(), Err(error));
                         }
                         attempt += 1;
                         retries.push((attempt, error.to_string()));
@@ -175,14 +181,20 @@ where
 
     loop {
         while failed.is_empty() && running.len() < concurrency {
-            let Some(next) = ready.pop() else { break };
+            let Some(position) =
+                (0..ready.len()).max_by_key(|&p| (height[ready[p]], usize::MAX - ready[p]))
+            else {
+                break;
+            };
+            let next = ready.swap_remove(position);
             progress(Event::Started { task: next });
             running.push(one(next));
         }
-        let Some((index, attempts, retries, result)) = running.next().await else {
+        let Some((index, attempts, retries, took, result)) = running.next().await else {
             break;
         };
         attempts_total += attempts;
+        elapsed[index] = took;
         for (attempt, error) in retries {
             progress(Event::Retrying {
                 task: index,
@@ -219,6 +231,7 @@ where
         return Ok(Summary {
             done,
             attempts: attempts_total,
+            elapsed,
         });
     }
     let not_run = (0..total).filter(|i| !finished.contains(i)).collect();
@@ -237,6 +250,48 @@ impl fmt::Display for TimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "timed out after {:?}", self.0)
     }
+}
+
+/// For each task, the number of tasks on the longest chain that starts with it.
+fn heights<K>(tasks: &[Task<K>], dependents: &[Vec<usize>]) -> Vec<usize> {
+    let mut height = vec![1usize; tasks.len()];
+    // Relax until stable, as in `critical_path` (acyclic, small).
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..tasks.len() {
+            let h = 1 + dependents[i].iter().map(|&d| height[d]).max().unwrap_or(0);
+            if h > height[i] {
+                height[i] = h;
+                changed = true;
+            }
+        }
+    }
+    height
+}
+
+/// The longest dependency chain weighted by how long each task took: no schedule of tasks
+/// with these durations finishes sooner, whatever the concurrency.
+pub fn critical_path_time<K>(tasks: &[Task<K>], elapsed: &[Duration]) -> Duration {
+    let mut finish = vec![Duration::ZERO; tasks.len()];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (i, task) in tasks.iter().enumerate() {
+            let start = task
+                .deps
+                .iter()
+                .map(|&p| finish[p])
+                .max()
+                .unwrap_or_default();
+            let end = start + elapsed.get(i).copied().unwrap_or_default();
+            if end > finish[i] {
+                finish[i] = end;
+                changed = true;
+            }
+        }
+    }
+    finish.into_iter().max().unwrap_or_default()
 }
 
 /// The number of tasks on the longest dependency chain: with one unit of latency per task,

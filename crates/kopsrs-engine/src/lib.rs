@@ -7,6 +7,7 @@ mod exec;
 mod plan;
 
 pub use exec::{
-    critical_path, execute, Event, ExecError, ExecOptions, Retryable, Summary, Task, TimedOut,
+    critical_path, critical_path_time, execute, Event, ExecError, ExecOptions, Retryable, Summary,
+    Task, TimedOut,
 };
 pub use plan::{diff, Action, Change, FieldChange, Observed, Plan, Schema};

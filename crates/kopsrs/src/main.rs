@@ -3,7 +3,9 @@
 mod cli;
 mod commands;
 mod context;
+mod interrupt;
 mod problems;
+mod progress;
 
 use clap::Parser;
 

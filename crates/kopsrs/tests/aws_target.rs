@@ -1,10 +1,19 @@
-//! The direct AWS target against moto_server: plan, apply, re-plan (empty), delete.
-//! Outcomes are checked with independent boto3 Describe calls, not with kopsrs's own reads.
+//! The direct AWS target against moto_server: plan, apply, re-plan (empty), delete, for the
+//! production shapes (minimal, HA over three zones, private with a bastion, inside a shared
+//! VPC), and under faults (killed runs, throttling and 5xx from the fault layer in front of
+//! moto). Outcomes are checked with independent boto3 Describe calls, not with kopsrs's own
+//! reads.
 
 mod support;
 
+use std::process::Command;
+
 use assert_cmd::prelude::*;
+use predicates::prelude::PredicateBooleanExt;
 use support::{Moto, CLUSTER};
+
+const SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g t@kopsrs\n";
 
 /// moto ships this Ubuntu image; the groups name it the way users do (owner/name), so the
 /// AMI lookup is exercised too.
@@ -29,9 +38,12 @@ const COUNT_TAGGED: &str = r#"
 f=[{'Name':'tag-key','Values':['kubernetes.io/cluster/test.example.com']}]
 e=aws('ec2')
 out={}
-for call,key in [('describe_vpcs','Vpcs'),('describe_subnets','Subnets'),('describe_security_groups','SecurityGroups'),('describe_launch_templates','LaunchTemplates'),('describe_volumes','Volumes'),('describe_route_tables','RouteTables'),('describe_internet_gateways','InternetGateways'),('describe_key_pairs','KeyPairs'),('describe_dhcp_options','DhcpOptions')]:
+for call,key in [('describe_vpcs','Vpcs'),('describe_subnets','Subnets'),('describe_security_groups','SecurityGroups'),('describe_volumes','Volumes'),('describe_route_tables','RouteTables'),('describe_internet_gateways','InternetGateways'),('describe_key_pairs','KeyPairs'),('describe_dhcp_options','DhcpOptions')]:
     out[key]=len(getattr(e,call)(Filters=f)[key])
-out['AutoScalingGroups']=len(aws('autoscaling').describe_auto_scaling_groups()['AutoScalingGroups'])
+out['LaunchTemplates']=sum(len(p['LaunchTemplates']) for p in e.get_paginator('describe_launch_templates').paginate(Filters=f, PaginationConfig={'PageSize': 200}))
+out['NatGateways']=len([n for n in e.describe_nat_gateways()['NatGateways'] if n['State'] in ('pending','available') and any(t['Key']=='kubernetes.io/cluster/test.example.com' for t in n.get('Tags',[]))])
+out['Addresses']=len(e.describe_addresses(Filters=f)['Addresses'])
+out['AutoScalingGroups']=sum(len(p['AutoScalingGroups']) for p in aws('autoscaling').get_paginator('describe_auto_scaling_groups').paginate())
 out['LoadBalancers']=len(aws('elbv2').describe_load_balancers()['LoadBalancers'])
 out['TargetGroups']=len(aws('elbv2').describe_target_groups()['TargetGroups'])
 out['Roles']=len([r for r in aws('iam').list_roles()['Roles'] if r['RoleName'].endswith('test.example.com')])
@@ -48,43 +60,134 @@ fn counts(moto: &Moto) -> serde_json::Value {
     serde_json::from_str(moto.python(COUNT_TAGGED).trim()).unwrap()
 }
 
-#[test]
-fn plan_apply_replan_and_delete_a_minimal_cluster() {
-    let moto = Moto::start();
-    moto.create_bucket("state");
-    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("cluster.yaml");
-    std::fs::write(&spec, cluster_spec()).unwrap();
-    let key = dir.path().join("id.pub");
-    std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g t@kopsrs\n").unwrap();
-    let kopsrs = || {
-        let mut c = moto.kopsrs("state");
+// Page sizes: discovery asks for the largest page each Describe call allows (fewer calls;
+// moto also stops at 15 launch templates without a token when none is given).
+
+/// One moto server with a state bucket and the example.com zone, and kopsrs pointed at both.
+struct Harness {
+    moto: Moto,
+    dir: tempfile::TempDir,
+}
+
+const NAME: &str = "test.example.com";
+
+impl Harness {
+    fn new() -> Harness {
+        let moto = Moto::start();
+        moto.create_bucket("state");
+        moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("id.pub"), SSH_KEY).unwrap();
+        Harness { moto, dir }
+    }
+
+    fn kopsrs(&self) -> Command {
+        let mut c = self.moto.kopsrs("state");
         c.env("AWS_REGION", "eu-west-1");
         c
-    };
-    kopsrs()
-        .args(["create", "-f"])
-        .arg(&spec)
-        .assert()
-        .success();
-    kopsrs()
-        .args(["create", "sshpublickey", "--name", "test.example.com", "-i"])
-        .arg(&key)
-        .assert()
-        .success();
+    }
+
+    /// `create -f` of a spec, and the SSH key.
+    fn create_from(&self, spec: &str) {
+        let file = self.dir.path().join("cluster.yaml");
+        std::fs::write(&file, spec).unwrap();
+        self.kopsrs()
+            .args(["create", "-f"])
+            .arg(&file)
+            .assert()
+            .success();
+        self.kopsrs()
+            .args(["create", "sshpublickey", "--name", NAME, "-i"])
+            .arg(self.dir.path().join("id.pub"))
+            .assert()
+            .success();
+    }
+
+    /// `create cluster` with the image moto has and the test SSH key, plus `flags`.
+    fn create_cluster(&self, flags: &[&str]) {
+        self.kopsrs()
+            .args([
+                "create",
+                "cluster",
+                "--name",
+                NAME,
+                "--image",
+                IMAGE,
+                "--dns-zone",
+                "example.com",
+            ])
+            .arg("--ssh-public-key")
+            .arg(self.dir.path().join("id.pub"))
+            .args(flags)
+            .assert()
+            .success();
+    }
+
+    /// `update cluster --detailed-exitcode`: the exit code and the plan.
+    fn plan(&self) -> (i32, String) {
+        let output = self
+            .kopsrs()
+            .args(["update", "cluster", NAME, "--detailed-exitcode"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let code = output.status.code().unwrap_or(-1);
+        assert!(
+            code == 0 || code == 2,
+            "plan failed ({code}): {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (code, stdout)
+    }
+
+    fn apply(&self) {
+        self.kopsrs()
+            .args(["update", "cluster", NAME, "--yes"])
+            .assert()
+            .success();
+    }
+
+    /// Re-plan right after an apply: nothing to do.
+    fn assert_no_changes(&self) {
+        let (code, plan) = self.plan();
+        assert_eq!(code, 0, "re-plan is not empty:\n{plan}");
+        assert!(plan.contains("No changes."), "{plan}");
+    }
+
+    fn assert_counts(&self, expected: &[(&str, u64)]) {
+        let found = counts(&self.moto);
+        for (kind, n) in expected {
+            assert_eq!(found[*kind], *n, "{kind}: {found}");
+        }
+    }
+
+    /// `delete cluster --yes`, then nothing tagged for the cluster exists and the cluster is
+    /// gone from the state store.
+    fn delete_all(&self) {
+        self.kopsrs()
+            .args(["delete", "cluster", NAME, "--yes"])
+            .assert()
+            .success();
+        let left = counts(&self.moto);
+        for (kind, n) in left.as_object().unwrap() {
+            assert_eq!(n, 0, "{kind} left after delete: {left}");
+        }
+        self.kopsrs()
+            .args(["get", "clusters"])
+            .assert()
+            .success()
+            .stdout(predicates::str::contains(NAME).not());
+    }
+}
+
+#[test]
+fn plan_apply_replan_and_delete_a_minimal_cluster() {
+    let h = Harness::new();
+    h.create_from(&cluster_spec());
 
     // Dry run: a plan, exit 2 for CI, nothing created.
-    let plan = kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "test.example.com",
-            "--detailed-exitcode",
-        ])
-        .assert()
-        .code(2);
-    let plan = String::from_utf8(plan.get_output().stdout.clone()).unwrap();
+    let (code, plan) = h.plan();
+    assert_eq!(code, 2);
     assert!(
         plan.contains("# aws_vpc.test-example-com will be created"),
         "{plan}"
@@ -93,15 +196,10 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
         plan.contains("to add, 0 to change, 0 to replace, 0 to destroy."),
         "{plan}"
     );
-    assert_eq!(counts(&moto)["Vpcs"], 0, "a plan changes nothing");
+    assert_eq!(counts(&h.moto)["Vpcs"], 0, "a plan changes nothing");
 
-    // Apply.
-    kopsrs()
-        .args(["update", "cluster", "test.example.com", "--yes"])
-        .assert()
-        .success();
-    let after = counts(&moto);
-    for (kind, n) in [
+    h.apply();
+    h.assert_counts(&[
         ("Vpcs", 1),
         ("Subnets", 1),
         ("SecurityGroups", 3),
@@ -119,43 +217,22 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
         ("Queues", 1),
         ("Rules", 4),
         ("ApiRecords", 2),
-    ] {
-        assert_eq!(after[kind], n, "{kind} after apply: {after}");
-    }
+        ("NatGateways", 0),
+    ]);
     // The completed spec is stored, as kops does on update.
-    kopsrs()
-        .args(["get", "cluster", "test.example.com", "--full", "-o", "yaml"])
+    h.kopsrs()
+        .args(["get", "cluster", NAME, "--full", "-o", "yaml"])
         .assert()
         .success();
-
-    // Re-plan: nothing to do, exit 0.
-    let replan = kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "test.example.com",
-            "--detailed-exitcode",
-        ])
-        .assert()
-        .success();
-    let replan = String::from_utf8(replan.get_output().stdout.clone()).unwrap();
-    assert!(replan.contains("No changes."), "{replan}");
+    h.assert_no_changes();
 
     // Drift: a tag removed behind kopsrs's back is planned back as an in-place update.
-    moto.python(
+    h.moto.python(
         "e=aws('ec2'); v=e.describe_vpcs(Filters=[{'Name':'tag:Name','Values':['test.example.com']}])['Vpcs'][0]\n\
          e.delete_tags(Resources=[v['VpcId']], Tags=[{'Key':'KubernetesCluster'}])",
     );
-    let drift = kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "test.example.com",
-            "--detailed-exitcode",
-        ])
-        .assert()
-        .code(2);
-    let drift = String::from_utf8(drift.get_output().stdout.clone()).unwrap();
+    let (code, drift) = h.plan();
+    assert_eq!(code, 2);
     assert!(
         drift.contains("# aws_vpc.test-example-com will be updated in-place"),
         "{drift}"
@@ -164,107 +241,394 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
         drift.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
         "{drift}"
     );
-    kopsrs()
-        .args(["update", "cluster", "test.example.com", "--yes"])
-        .assert()
-        .success();
-    kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "test.example.com",
-            "--detailed-exitcode",
-        ])
-        .assert()
-        .success();
+    h.apply();
+    h.assert_no_changes();
 
-    // Delete: a listing without --yes, then everything tagged for the cluster goes.
-    kopsrs()
-        .args(["delete", "cluster", "test.example.com"])
+    // Delete without --yes lists and deletes nothing.
+    h.kopsrs()
+        .args(["delete", "cluster", NAME])
         .assert()
         .success();
     assert_eq!(
-        counts(&moto)["Vpcs"],
+        counts(&h.moto)["Vpcs"],
         1,
         "delete without --yes deletes nothing"
     );
-    kopsrs()
-        .args(["delete", "cluster", "test.example.com", "--yes"])
-        .assert()
-        .success();
-    let left = counts(&moto);
-    for (kind, n) in left.as_object().unwrap() {
-        assert_eq!(n, 0, "{kind} left after delete: {left}");
-    }
-    kopsrs()
-        .args(["get", "clusters"])
-        .assert()
-        .success()
-        .stdout(predicates::str::contains("test.example.com").not());
+    h.delete_all();
 }
 
-use predicates::prelude::PredicateBooleanExt;
+/// HA: three control-plane groups over three zones, a node group per zone, an etcd member
+/// (main and events volumes) per control-plane zone. `create cluster --yes` applies at once.
+#[test]
+fn ha_cluster_over_three_zones() {
+    let h = Harness::new();
+    h.create_cluster(&[
+        "--zones",
+        "eu-west-1a,eu-west-1b,eu-west-1c",
+        "--control-plane-count",
+        "3",
+        "--node-count",
+        "3",
+        "--yes",
+    ]);
+    h.assert_counts(&[
+        ("Vpcs", 1),
+        ("Subnets", 3),
+        ("AutoScalingGroups", 6),
+        ("LaunchTemplates", 6),
+        ("Volumes", 6),
+        ("LoadBalancers", 1),
+        ("NatGateways", 0),
+    ]);
+    // The control-plane groups are spread one per zone, and so are the etcd volumes.
+    let zones = h.moto.python(
+        "a=aws('autoscaling'); e=aws('ec2')\n\
+         subnets={s['SubnetId']:s['AvailabilityZone'] for s in e.describe_subnets()['Subnets']}\n\
+         cp=sorted(subnets[g['VPCZoneIdentifier']] for g in a.describe_auto_scaling_groups()['AutoScalingGroups'] if g['AutoScalingGroupName'].startswith('control-plane'))\n\
+         vols=sorted(v['AvailabilityZone'] for v in e.describe_volumes()['Volumes'] if any(t['Key']=='k8s.io/etcd/main' for t in v.get('Tags',[])))\n\
+         print(json.dumps([cp, vols]))",
+    );
+    assert_eq!(
+        zones.trim(),
+        r#"[["eu-west-1a", "eu-west-1b", "eu-west-1c"], ["eu-west-1a", "eu-west-1b", "eu-west-1c"]]"#
+    );
+    h.assert_no_changes();
+    h.delete_all();
+}
+
+/// Private topology with a bastion: private and utility subnets, a NAT gateway with an
+/// elastic IP, private routes through it; as in kops, the bastion instances sit in the
+/// private subnet behind their own load balancer in the utility subnet.
+#[test]
+fn private_cluster_with_a_bastion() {
+    let h = Harness::new();
+    h.create_cluster(&[
+        "--zones",
+        "eu-west-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--networking",
+        "calico",
+    ]);
+    h.apply();
+    h.assert_counts(&[
+        ("Subnets", 2),
+        ("NatGateways", 1),
+        ("Addresses", 1),
+        ("RouteTables", 2),
+        ("AutoScalingGroups", 3),
+        ("LoadBalancers", 2),
+    ]);
+    let routes = h.moto.python(
+        "e=aws('ec2')\n\
+         nat=e.describe_nat_gateways()['NatGateways'][0]['NatGatewayId']\n\
+         via=[r.get('NatGatewayId') for t in e.describe_route_tables()['RouteTables'] for r in t['Routes'] if r.get('DestinationCidrBlock')=='0.0.0.0/0']\n\
+         a=aws('autoscaling')\n\
+         b=[g for g in a.describe_auto_scaling_groups()['AutoScalingGroups'] if g['AutoScalingGroupName'].startswith('bastion')][0]\n\
+         sub=e.describe_subnets(SubnetIds=[b['VPCZoneIdentifier']])['Subnets'][0]\n\
+         name=[t['Value'] for t in sub['Tags'] if t['Key']=='Name'][0]\n\
+         l=aws('elbv2'); lb=[x for x in l.describe_load_balancers()['LoadBalancers'] if x['LoadBalancerName'].startswith('bastion')][0]\n\
+         lbsub=e.describe_subnets(SubnetIds=[z['SubnetId'] for z in lb['AvailabilityZones']])['Subnets'][0]\n\
+         lbname=[t['Value'] for t in lbsub['Tags'] if t['Key']=='Name'][0]\n\
+         print(json.dumps([via.count(nat), name, lbname]))",
+    );
+    assert_eq!(
+        routes.trim(),
+        r#"[1, "eu-west-1a.test.example.com", "utility-eu-west-1a.test.example.com"]"#
+    );
+    h.assert_no_changes();
+    h.delete_all();
+}
+
+/// A VPC made by Terraform (VPC, internet gateway, a public subnet with a NAT gateway): the
+/// cluster makes its own subnets in it, routes through the shared NAT gateway, and never
+/// changes or deletes what it does not own.
+#[test]
+fn cluster_inside_a_shared_vpc_using_its_nat_gateway() {
+    let h = Harness::new();
+    let shared = h.moto.python(
+        "e=aws('ec2')\n\
+         vpc=e.create_vpc(CidrBlock='10.0.0.0/16', TagSpecifications=[{'ResourceType':'vpc','Tags':[{'Key':'Name','Value':'terraform-vpc'}]}])['Vpc']['VpcId']\n\
+         igw=e.create_internet_gateway()['InternetGateway']['InternetGatewayId']\n\
+         e.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)\n\
+         sub=e.create_subnet(VpcId=vpc, CidrBlock='10.0.112.0/24', AvailabilityZone='eu-west-1a')['Subnet']['SubnetId']\n\
+         eip=e.allocate_address(Domain='vpc')['AllocationId']\n\
+         nat=e.create_nat_gateway(SubnetId=sub, AllocationId=eip)['NatGateway']['NatGatewayId']\n\
+         print(json.dumps([vpc, igw, sub, eip, nat]))",
+    );
+    let ids: Vec<String> = serde_json::from_str(shared.trim()).unwrap();
+    let (vpc, nat) = (&ids[0], &ids[4]);
+    let terraform_state = || {
+        h.moto.python(&format!(
+            "e=aws('ec2')\n\
+             v=e.describe_vpcs(VpcIds=['{vpc}'])['Vpcs'][0]\n\
+             g=e.describe_internet_gateways(InternetGatewayIds=['{}'])['InternetGateways'][0]\n\
+             s=e.describe_subnets(SubnetIds=['{}'])['Subnets'][0]\n\
+             n=e.describe_nat_gateways(NatGatewayIds=['{nat}'])['NatGateways'][0]\n\
+             a=e.describe_addresses(AllocationIds=['{}'])['Addresses'][0]\n\
+             print(json.dumps([v.get('Tags'), v['DhcpOptionsId'], g['Attachments'], s.get('Tags'), n['State'], a.get('AssociationId') is not None], sort_keys=True))",
+            ids[1], ids[2], ids[3]
+        ))
+    };
+    let before = terraform_state();
+    h.create_cluster(&[
+        "--zones",
+        "eu-west-1a",
+        "--topology",
+        "private",
+        "--networking",
+        "calico",
+        "--network-id",
+        vpc,
+        "--network-cidr",
+        "10.0.0.0/16",
+        "--set",
+        &format!("spec.subnets[0].egress={nat}"),
+    ]);
+    let (code, plan) = h.plan();
+    assert_eq!(code, 2);
+    assert!(
+        !plan.contains("aws_vpc.test-example-com will be created"),
+        "{plan}"
+    );
+    assert!(!plan.contains("aws_nat_gateway"), "{plan}");
+    h.apply();
+    h.assert_counts(&[
+        ("Vpcs", 0),
+        ("Subnets", 2),
+        ("NatGateways", 0),
+        ("InternetGateways", 0),
+    ]);
+    let via = h.moto.python(&format!(
+        "e=aws('ec2')\n\
+         print(sum(1 for t in e.describe_route_tables(Filters=[{{'Name':'vpc-id','Values':['{vpc}']}}])['RouteTables'] for r in t['Routes'] if r.get('NatGatewayId')=='{nat}'))"
+    ));
+    assert_eq!(
+        via.trim(),
+        "1",
+        "the private subnet routes through the shared NAT gateway"
+    );
+    assert_eq!(terraform_state(), before, "the shared VPC is not changed");
+    h.assert_no_changes();
+    h.delete_all();
+    assert_eq!(
+        terraform_state(),
+        before,
+        "delete leaves the shared VPC as it was"
+    );
+}
 
 /// A run that stopped half-way (here: resources deleted behind its back, as a crash before
 /// they were made would leave it) converges on the next run with no duplicates.
 #[test]
 fn a_partial_cluster_converges_without_duplicates() {
-    let moto = Moto::start();
-    moto.create_bucket("state");
-    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("cluster.yaml");
-    std::fs::write(&spec, cluster_spec()).unwrap();
-    let kopsrs = || {
-        let mut c = moto.kopsrs("state");
-        c.env("AWS_REGION", "eu-west-1");
-        c
-    };
-    kopsrs()
-        .args(["create", "-f"])
-        .arg(&spec)
-        .assert()
-        .success();
-    kopsrs()
-        .args(["update", "cluster", "test.example.com", "--yes"])
-        .assert()
-        .success();
+    let h = Harness::new();
+    h.create_from(&cluster_spec());
+    h.apply();
     // Take away the groups and their launch templates, as if the run had died before them.
-    moto.python(
+    h.moto.python(
         "a=aws('autoscaling')\n\
          for g in a.describe_auto_scaling_groups()['AutoScalingGroups']: a.delete_auto_scaling_group(AutoScalingGroupName=g['AutoScalingGroupName'], ForceDelete=True)\n\
          e=aws('ec2')\n\
          for t in e.describe_launch_templates()['LaunchTemplates']: e.delete_launch_template(LaunchTemplateId=t['LaunchTemplateId'])",
     );
-    let plan = kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "test.example.com",
-            "--detailed-exitcode",
-        ])
-        .assert()
-        .code(2);
-    let plan = String::from_utf8(plan.get_output().stdout.clone()).unwrap();
+    let (code, plan) = h.plan();
+    assert_eq!(code, 2);
     assert!(
         plan.contains("Plan: 6 to add, 0 to change, 0 to replace, 0 to destroy."),
         "{plan}"
     );
-    kopsrs()
-        .args(["update", "cluster", "test.example.com", "--yes"])
+    h.apply();
+    h.assert_counts(&[
+        ("Vpcs", 1),
+        ("AutoScalingGroups", 2),
+        ("LaunchTemplates", 2),
+    ]);
+    h.assert_no_changes();
+}
+
+/// Waits until the fault layer has counted `calls` calls since its last reset.
+fn wait_for_calls(moto: &Moto, calls: u64) {
+    let started = std::time::Instant::now();
+    while moto.calls()["total"].as_u64().unwrap() < calls {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Killed runs: a SIGTERM stops the apply and releases the lock (exit 130); a SIGKILL leaves
+/// the lock, which `force-unlock` removes with the ID the refused run prints. The next run
+/// converges to exactly the cluster, with no duplicate resource.
+#[test]
+fn killed_applies_converge_without_duplicates() {
+    let h = Harness::new();
+    h.create_from(&cluster_spec());
+    h.moto.faults(serde_json::json!({"latency_ms": 40}));
+
+    // SIGTERM part-way through the apply (discovery is about 30 calls).
+    let mut run = h
+        .kopsrs()
+        .args(["update", "cluster", NAME, "--yes"])
+        .spawn()
+        .unwrap();
+    wait_for_calls(&h.moto, 50);
+    Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    let made = counts(&h.moto);
+    assert_eq!(made["Vpcs"], 1, "the first run got somewhere: {made}");
+    assert_eq!(
+        made["AutoScalingGroups"], 0,
+        "and stopped before the end: {made}"
+    );
+
+    // SIGKILL part-way through the second run.
+    h.moto.faults(serde_json::json!({"latency_ms": 40}));
+    let mut run = h
+        .kopsrs()
+        .args(["update", "cluster", NAME, "--yes"])
+        .spawn()
+        .unwrap();
+    wait_for_calls(&h.moto, 45);
+    run.kill().unwrap();
+    run.wait().unwrap();
+    h.moto.faults(serde_json::json!({}));
+
+    let refused = h
+        .kopsrs()
+        .args(["update", "cluster", NAME, "--yes"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let id = stderr
+        .split("lock ID ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no lock ID in: {stderr}"));
+    h.kopsrs()
+        .args(["force-unlock", id, "--cluster", NAME])
         .assert()
         .success();
-    let after = counts(&moto);
-    assert_eq!(after["Vpcs"], 1, "{after}");
-    assert_eq!(after["AutoScalingGroups"], 2, "{after}");
-    assert_eq!(after["LaunchTemplates"], 2, "{after}");
-    kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "test.example.com",
-            "--detailed-exitcode",
-        ])
+
+    h.apply();
+    h.assert_counts(&[
+        ("Vpcs", 1),
+        ("Subnets", 1),
+        ("SecurityGroups", 3),
+        ("LaunchTemplates", 2),
+        ("AutoScalingGroups", 2),
+        ("Volumes", 2),
+        ("RouteTables", 1),
+        ("InternetGateways", 1),
+        ("DhcpOptions", 1),
+        ("LoadBalancers", 1),
+        ("TargetGroups", 1),
+        ("Roles", 2),
+        ("InstanceProfiles", 2),
+        ("ApiRecords", 2),
+    ]);
+    h.assert_no_changes();
+    h.delete_all();
+}
+
+/// Throttling (every 4th call) and server errors (every 7th) from the fault layer: the SDK's
+/// adaptive retry and the engine's retries absorb them; apply, re-plan and delete succeed.
+#[test]
+fn throttling_and_server_errors_are_retried() {
+    let h = Harness::new();
+    h.create_from(&cluster_spec());
+    h.moto
+        .faults(serde_json::json!({"throttle_every": 4, "error_every": 7}));
+    h.apply();
+    h.assert_no_changes();
+    let calls = h.moto.calls();
+    assert!(
+        calls["injected"].as_u64().unwrap() >= 20,
+        "faults were injected: {calls}"
+    );
+    h.moto.faults(serde_json::json!({}));
+    h.assert_counts(&[
+        ("Vpcs", 1),
+        ("AutoScalingGroups", 2),
+        ("LaunchTemplates", 2),
+    ]);
+    h.moto
+        .faults(serde_json::json!({"throttle_every": 4, "error_every": 7}));
+    h.delete_all();
+}
+
+/// Instance groups made by `create -f`: `count` node groups of zero instances.
+fn node_groups(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "---\napiVersion: kops.k8s.io/v1alpha2\nkind: InstanceGroup\nmetadata:\n  name: pool-{i}\n  labels:\n    kops.k8s.io/cluster: {NAME}\nspec:\n  role: Node\n  image: {IMAGE}\n  minSize: 0\n  maxSize: 1\n  subnets:\n  - eu-west-1a\n"
+            )
+        })
+        .collect()
+}
+
+/// The AWS API calls of a no-op plan, per action, counted by the fault layer (not by
+/// kopsrs). Reads of the state store (S3: one object per instance group, as kops lays it
+/// out) are not AWS API calls that throttle a cluster's account and are left out.
+fn no_op_plan_calls(h: &Harness) -> std::collections::BTreeMap<String, u64> {
+    h.moto.faults(serde_json::json!({}));
+    h.assert_no_changes();
+    let calls = h.moto.calls();
+    let all: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(calls["by_action"].clone()).unwrap();
+    all.into_iter()
+        .filter(|(action, _)| !action.starts_with("s3:"))
+        .collect()
+}
+
+/// Discovery is batched: a no-op plan makes the same calls with 3 instance groups as with
+/// 50, except for extra pages of paginated Describe calls.
+#[test]
+fn no_op_plan_calls_do_not_grow_with_instance_groups() {
+    let h = Harness::new();
+    h.create_from(&(cluster_spec() + &node_groups(1)));
+    h.apply();
+    let three = no_op_plan_calls(&h);
+
+    let more = h.dir.path().join("more.yaml");
+    std::fs::write(&more, node_groups(48).replace("pool-", "more-pool-")).unwrap();
+    h.kopsrs()
+        .args(["create", "-f"])
+        .arg(&more)
         .assert()
         .success();
+    h.apply();
+    h.assert_counts(&[("AutoScalingGroups", 51), ("LaunchTemplates", 51)]);
+    let fifty = no_op_plan_calls(&h);
+
+    assert_eq!(
+        three.keys().collect::<Vec<_>>(),
+        fifty.keys().collect::<Vec<_>>(),
+        "the same operations"
+    );
+    for (action, n) in &fifty {
+        let extra = n - three[action];
+        // One more page at most, and only for operations that page.
+        assert!(
+            extra == 0 || (extra == 1 && action.contains("Describe")),
+            "{action}: {} calls with 3 groups, {n} with 51\n3: {three:?}\n51: {fifty:?}",
+            three[action]
+        );
+    }
+    let total = |m: &std::collections::BTreeMap<String, u64>| m.values().sum::<u64>();
+    eprintln!(
+        "no-op plan: {} calls with 3 groups, {} with 51",
+        total(&three),
+        total(&fifty)
+    );
+    assert!(total(&fifty) <= 30, "{fifty:?}");
 }

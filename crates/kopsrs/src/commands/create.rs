@@ -58,13 +58,6 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
             .into())
         }
     };
-    if args.yes && !terraform {
-        return Err(Problems::one(
-            "--yes applies the cluster to AWS, which this build cannot do yet (no direct target)",
-            "create the spec without --yes, or write Terraform with --target terraform --out DIR; nothing was written",
-        )
-        .into());
-    }
     let state = context::state_url(global)?;
     let options = CreateClusterOptions {
         config_base: Some(format!("{}/{name}", state.trim_end_matches('/'))),
@@ -138,8 +131,18 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
         let out = args.out.clone().unwrap_or_else(|| "out/terraform".into());
         return super::update::write_terraform(&store, &name, &out).await;
     }
+    if args.yes {
+        let options = super::update::DirectOptions {
+            yes: true,
+            detailed_exitcode: false,
+            concurrency: 10,
+        };
+        return super::update::update_direct(&store, &name, &options).await;
+    }
+    eprintln!("Review the plan with: kopsrs update cluster --name {name}");
+    eprintln!("Create the cluster with: kopsrs update cluster --name {name} --yes");
     eprintln!(
-        "Write it as Terraform with: kopsrs update cluster --name {name} --target terraform --out out/terraform"
+        "Or write it as Terraform with: kopsrs update cluster --name {name} --target terraform --out out/terraform"
     );
     Ok(())
 }

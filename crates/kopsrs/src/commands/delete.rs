@@ -123,9 +123,28 @@ async fn delete_groups(
     Ok(())
 }
 
-/// Deletes the cluster's cloud resources, then its state.
+/// Deletes the cluster's cloud resources, then its state. With `--yes` the cluster lock is
+/// held from before AWS is read until the state is gone.
 async fn delete_cloud(store: &kopsrs_state::StateStore, name: &str, yes: bool) -> Result<()> {
     let prepared = super::update::prepare(store, name).await?;
+    let lock = match yes {
+        true => Some(store.lock(name, "delete cluster").await?),
+        false => None,
+    };
+    let result =
+        crate::interrupt::until_interrupted(delete_cloud_locked(store, name, &prepared, yes)).await;
+    if let Some(lock) = lock {
+        lock.release().await?;
+    }
+    result.unwrap_or_else(|| Err(crate::problems::ExitWith(130).into()))
+}
+
+async fn delete_cloud_locked(
+    store: &kopsrs_state::StateStore,
+    name: &str,
+    prepared: &super::update::Prepared,
+    yes: bool,
+) -> Result<()> {
     let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
     let read = |e: kopsrs_aws::Error| {
         Problems::one(
@@ -153,16 +172,14 @@ async fn delete_cloud(store: &kopsrs_state::StateStore, name: &str, yes: bool) -
         eprintln!("Run again with --yes to delete.");
         return Ok(());
     }
-    let lock = store.lock(name, "delete cluster").await?;
     let result = kopsrs_aws::destroy(
         &aws,
         &discovery,
         &super::update::exec_options(10),
-        super::update::progress_printer(),
+        crate::progress::reporter(found.len()),
     )
     .await;
     if let Err(e) = result {
-        lock.release().await?;
         return Err(Problems::one(
             format!("{} deletion(s) failed, {} not run: {}", e.failed.len(), e.not_run.len(),
                 e.failed.iter().map(|(_, err)| err.to_string()).collect::<Vec<_>>().join("; ")),
@@ -184,19 +201,17 @@ async fn delete_cloud(store: &kopsrs_state::StateStore, name: &str, yes: bool) -
         .map(|o| o.resource.address.to_string())
         .collect();
     if !left.is_empty() {
-        lock.release().await?;
         return Err(Problems::one(
             format!("still in AWS after deleting: {}", left.join(", ")),
             "run `kopsrs delete cluster --yes` again; the spec is kept until nothing is left",
         )
         .into());
     }
-    let removed = store.delete_cluster(name).await;
-    lock.release().await?;
+    let removed = store.delete_cluster(name).await?;
     eprintln!(
         "Deleted {} AWS resource(s) and {} state object(s) of cluster {name}.",
         found.len(),
-        removed?
+        removed
     );
     Ok(())
 }

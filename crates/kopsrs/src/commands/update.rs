@@ -79,7 +79,14 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
     let store = context::open_store(global)?;
     match args.target {
         Target::Terraform => write_terraform(&store, &name, &args.out).await,
-        Target::Direct => update_direct(&store, &name, &args).await,
+        Target::Direct => {
+            let options = DirectOptions {
+                yes: args.yes,
+                detailed_exitcode: args.detailed_exitcode,
+                concurrency: args.concurrency,
+            };
+            update_direct(&store, &name, &options).await
+        }
     }
 }
 
@@ -95,24 +102,38 @@ pub fn exec_options(concurrency: u16) -> kopsrs_engine::ExecOptions {
     }
 }
 
-/// Progress: one line per finished or retried change (a log in CI, readable on a terminal).
-pub fn progress_printer() -> impl FnMut(&kopsrs_engine::Change, kopsrs_engine::Event) {
-    use kopsrs_engine::Event;
-    move |change, event| match event {
-        Event::Done { done, total, .. } => {
-            eprintln!("[{done}/{total}] {:?} {}", change.action, change.address)
-        }
-        Event::Retrying { attempt, error, .. } => {
-            eprintln!("  retrying {} (attempt {attempt}): {error}", change.address)
-        }
-        Event::Failed { error, .. } => eprintln!("  failed {}: {error}", change.address),
-        Event::Started { .. } => {}
-    }
+/// What `update cluster` does on the direct target.
+pub struct DirectOptions {
+    /// Apply (otherwise only print the plan).
+    pub yes: bool,
+    /// Exit 2 when the plan has changes.
+    pub detailed_exitcode: bool,
+    /// How many AWS changes run at once.
+    pub concurrency: u16,
 }
 
-/// The direct target: discover, plan, and with `--yes` apply under the cluster lock.
-async fn update_direct(store: &StateStore, name: &str, args: &UpdateClusterArgs) -> Result<()> {
+/// The direct target: discover, plan, and with `--yes` apply. With `--yes` the cluster lock is
+/// taken before reading AWS, so the plan that is applied is the plan of what exists.
+pub async fn update_direct(store: &StateStore, name: &str, options: &DirectOptions) -> Result<()> {
     let prepared = prepare(store, name).await?;
+    let lock = match options.yes {
+        true => Some(store.lock(name, "update cluster --yes").await?),
+        false => None,
+    };
+    let result =
+        crate::interrupt::until_interrupted(plan_and_apply(store, name, &prepared, options)).await;
+    if let Some(lock) = lock {
+        lock.release().await?;
+    }
+    result.unwrap_or_else(|| Err(crate::problems::ExitWith(130).into()))
+}
+
+async fn plan_and_apply(
+    store: &StateStore,
+    name: &str,
+    prepared: &Prepared,
+    options: &DirectOptions,
+) -> Result<()> {
     let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
     let discovery = aws.discover(&prepared.set).await.map_err(|e| {
         Problems::one(
@@ -124,38 +145,41 @@ async fn update_direct(store: &StateStore, name: &str, args: &UpdateClusterArgs)
     discovery.complete_plan(&mut plan, &prepared.set);
     print!("{plan}");
     eprintln!("({} AWS API calls to read the cluster)", discovery.calls);
-    if !args.yes {
+    if !options.yes {
         if !plan.is_empty() {
             eprintln!("\nMust specify --yes to apply changes");
-            if args.detailed_exitcode {
+            if options.detailed_exitcode {
                 return Err(crate::problems::ExitWith(2).into());
             }
         }
         return Ok(());
     }
     if plan.is_empty() {
-        write_completed(store, &prepared).await?;
+        write_completed(store, prepared).await?;
         return Ok(());
     }
-    let lock = store.lock(name, "update cluster --yes").await?;
+    let started = std::time::Instant::now();
     let result = kopsrs_aws::apply(
         &aws,
         &prepared.set,
         &discovery,
         &plan,
-        &exec_options(args.concurrency),
-        progress_printer(),
+        &exec_options(options.concurrency),
+        crate::progress::reporter(plan.changes.len()),
     )
     .await;
-    lock.release().await?;
     match result {
         Ok(report) => {
-            write_completed(store, &prepared).await?;
+            write_completed(store, prepared).await?;
             eprintln!(
-                "Applied {} change(s) to {name} ({} attempts, {} AWS API calls).",
+                "Applied {} change(s) to {name} in {:.2} s ({} attempts, {} AWS API calls; \
+                 critical path {} change(s) taking {:.2} s).",
                 report.done,
+                started.elapsed().as_secs_f64(),
                 report.attempts,
-                aws.calls()
+                aws.calls(),
+                report.critical_path,
+                report.critical_path_time.as_secs_f64(),
             );
             Ok(())
         }
