@@ -10,9 +10,13 @@
    in the wire format of the called service, and a count of the calls per service and action.
 
 Control, on the same port (no S3 bucket can be named like this):
-  POST /__kopsrs/faults  {"latency_ms": 100, "throttle_every": 5, "error_every": 7}
-                         sets the faults and resets the counters
-  GET  /__kopsrs/calls   {"total": N, "injected": N, "by_action": {"ec2:DescribeVpcs": N}}
+  POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
+                          "throttle_every": 5, "error_every": 7}
+                         sets the faults and resets the counters. `throttle_rps` throttles
+                         as AWS does, with a token bucket per account (a client that slows
+                         down gets through); `throttle_every` throttles every Nth call.
+  GET  /__kopsrs/calls   {"total": N, "injected": N, "throttled": N,
+                          "by_action": {"ec2:DescribeVpcs": N}}
 
 Usage: moto_server.py [-H HOST] [-p PORT]
 """
@@ -57,8 +61,13 @@ class Faults:
         self.latency = float(config.get("latency_ms", 0)) / 1000.0
         self.throttle_every = int(config.get("throttle_every", 0))
         self.error_every = int(config.get("error_every", 0))
+        self.rps = float(config.get("throttle_rps", 0))
+        self.burst = float(config.get("throttle_burst", self.rps))
+        self.tokens = self.burst
+        self.refilled = time.monotonic()
         self.total = 0
         self.injected = 0
+        self.throttled = 0
         self.by_action = collections.Counter()
 
     def __call__(self, environ, start_response):
@@ -76,12 +85,23 @@ class Faults:
             self.by_action[f"{service}:{action}"] += 1
             latency = self.latency
             fault = None
-            if self.throttle_every and number % self.throttle_every == 0:
+            if self.rps:
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rps)
+                self.refilled = now
+                if self.tokens < 1:
+                    fault = "throttle"
+                else:
+                    self.tokens -= 1
+            if fault:
+                pass
+            elif self.throttle_every and number % self.throttle_every == 0:
                 fault = "throttle"
             elif self.error_every and number % self.error_every == 0:
                 fault = "error"
             if fault:
                 self.injected += 1
+                self.throttled += fault == "throttle"
         if latency:
             time.sleep(latency)
         if fault:
@@ -118,6 +138,7 @@ class Faults:
                     {
                         "total": self.total,
                         "injected": self.injected,
+                        "throttled": self.throttled,
                         "by_action": dict(sorted(self.by_action.items())),
                     }
                 ).encode()

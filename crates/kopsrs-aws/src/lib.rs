@@ -60,11 +60,17 @@ pub const SDK_MAX_ATTEMPTS: u32 = 10;
 
 impl Aws {
     pub async fn connect(region: &str) -> Aws {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()))
-            .retry_config(RetryConfig::adaptive().with_max_attempts(SDK_MAX_ATTEMPTS))
-            .load()
-            .await;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()));
+        // Adaptive mode with more attempts, unless the user chose otherwise in the
+        // environment (AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, read by the SDK itself).
+        if std::env::var_os("AWS_RETRY_MODE").is_none()
+            && std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+        {
+            loader =
+                loader.retry_config(RetryConfig::adaptive().with_max_attempts(SDK_MAX_ATTEMPTS));
+        }
+        let config = loader.load().await;
         Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),

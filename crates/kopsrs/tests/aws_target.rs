@@ -539,29 +539,23 @@ fn killed_applies_converge_without_duplicates() {
     h.delete_all();
 }
 
-/// Throttling (every 4th call) and server errors (every 7th) from the fault layer: the SDK's
-/// adaptive retry and the engine's retries absorb them; apply, re-plan and delete succeed.
+/// Throttling as AWS does it (a token bucket: 50 calls/s, bursts of 40) and server errors
+/// (every 7th call) from the fault layer: the SDK's adaptive retry and the engine's retries
+/// absorb them; apply, re-plan and delete succeed.
 #[test]
 fn throttling_and_server_errors_are_retried() {
     let h = Harness::new();
     h.create_from(&cluster_spec());
-    h.moto
-        .faults(serde_json::json!({"throttle_every": 4, "error_every": 7}));
+    let faults = serde_json::json!({"throttle_rps": 50, "throttle_burst": 40, "error_every": 7});
+    h.moto.faults(faults.clone());
     h.apply();
-    h.assert_no_changes();
     let calls = h.moto.calls();
-    assert!(
-        calls["injected"].as_u64().unwrap() >= 20,
-        "faults were injected: {calls}"
-    );
+    assert!(calls["throttled"].as_u64().unwrap() >= 3, "throttled: {calls}");
+    assert!(calls["injected"].as_u64().unwrap() >= 10, "faults were injected: {calls}");
     h.moto.faults(serde_json::json!({}));
-    h.assert_counts(&[
-        ("Vpcs", 1),
-        ("AutoScalingGroups", 2),
-        ("LaunchTemplates", 2),
-    ]);
-    h.moto
-        .faults(serde_json::json!({"throttle_every": 4, "error_every": 7}));
+    h.assert_counts(&[("Vpcs", 1), ("AutoScalingGroups", 2), ("LaunchTemplates", 2)]);
+    h.moto.faults(faults);
+    h.assert_no_changes();
     h.delete_all();
 }
 
