@@ -1249,7 +1249,7 @@ impl Aws {
     /// SQS queues and EventBridge rules (with their targets), by the cluster's name prefix.
     /// A queue's ARN: built from its URL (`.../<account>/<name>`) and the region's partition,
     /// asking SQS only when the URL does not have that form.
-    async fn queue_arn(&self, url: &str) -> Result<String, Error> {
+    pub(crate) async fn queue_arn(&self, url: &str) -> Result<String, Error> {
         let mut parts = url.rsplit('/');
         if let (Some(name), Some(account)) = (parts.next(), parts.next()) {
             if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {

@@ -934,17 +934,7 @@ impl Aws {
                     request = request.tags(k, v);
                 }
                 let url = request.send().await?.queue_url.unwrap_or_default();
-                self.call();
-                let arn = self
-                    .sqs
-                    .get_queue_attributes()
-                    .queue_url(&url)
-                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .send()
-                    .await?
-                    .attributes
-                    .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-                    .unwrap_or_default();
+                let arn = self.queue_arn(&url).await?;
                 Ok(out(&[
                     ("id", &url),
                     ("url", &url),
@@ -974,22 +964,28 @@ impl Aws {
             }
             "aws_cloudwatch_event_target" => {
                 let target_id = address.name.chars().take(64).collect::<String>();
-                self.events
-                    .put_targets()
-                    .rule(s("rule"))
-                    .targets(
-                        aws_sdk_eventbridge::types::Target::builder()
-                            .id(&target_id)
-                            .arn(s("arn"))
-                            .build()?,
-                    )
-                    .send()
-                    .await?;
+                let put = async {
+                    self.events
+                        .put_targets()
+                        .rule(s("rule"))
+                        .targets(
+                            aws_sdk_eventbridge::types::Target::builder()
+                                .id(&target_id)
+                                .arn(s("arn"))
+                                .build()?,
+                        )
+                        .send()
+                        .await?;
+                    Ok::<_, Error>(())
+                };
+                let describe = async {
+                    self.call();
+                    Ok::<_, Error>(self.events.describe_rule().name(s("rule")).send().await?)
+                };
+                let ((), rule) = tokio::try_join!(put, describe)?;
                 // Record the target in the rule's description, which ListRules returns, so
                 // a plan needs no ListTargetsByRule per rule. After the target exists: a crash
                 // in between leaves an unrecorded target, which discovery then lists.
-                self.call();
-                let rule = self.events.describe_rule().name(s("rule")).send().await?;
                 self.call();
                 self.events
                     .put_rule()

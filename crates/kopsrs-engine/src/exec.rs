@@ -58,6 +58,8 @@ pub enum Event {
         task: usize,
         done: usize,
         total: usize,
+        /// How long the task took, all attempts included.
+        elapsed: Duration,
     },
     Failed {
         task: usize,
@@ -210,6 +212,7 @@ where
                     task: index,
                     done,
                     total,
+                    elapsed: took,
                 });
                 for &dependent in &dependents[index] {
                     remaining_deps[dependent] -= 1;

@@ -34,7 +34,7 @@ pub fn reporter(total: usize) -> impl FnMut(&Change, Event) {
                 }
                 None
             }
-            Event::Done { .. } => {
+            Event::Done { elapsed, .. } => {
                 done += 1;
                 match &bar {
                     Some(bar) => {
@@ -45,9 +45,10 @@ pub fn reporter(total: usize) -> impl FnMut(&Change, Event) {
                         None
                     }
                     None => Some(format!(
-                        "[{done}/{total}] {} {}",
+                        "[{done}/{total}] {} {} ({:.2} s)",
                         change.address,
-                        verb(change.action)
+                        verb(change.action),
+                        elapsed.as_secs_f64()
                     )),
                 }
             }
