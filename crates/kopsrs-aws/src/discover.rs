@@ -214,11 +214,11 @@ fn outputs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 impl Aws {
-    fn cluster_tag(cluster: &str) -> String {
+    pub(crate) fn cluster_tag(cluster: &str) -> String {
         format!("kubernetes.io/cluster/{cluster}")
     }
 
-    fn ec2_filter(cluster: &str) -> aws_sdk_ec2::types::Filter {
+    pub(crate) fn ec2_filter(cluster: &str) -> aws_sdk_ec2::types::Filter {
         aws_sdk_ec2::types::Filter::builder()
             .name("tag-key")
             .values(Self::cluster_tag(cluster))

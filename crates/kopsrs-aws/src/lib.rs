@@ -17,6 +17,7 @@
 //!   it (NAT gateways, volumes, launch templates) makes a retried create return the first one.
 
 mod discover;
+mod instances;
 mod ops;
 mod resolve;
 
@@ -33,6 +34,7 @@ use kopsrs_engine::{Retryable, TimedOut};
 use kopsrs_model::Address;
 
 pub use discover::Discovery;
+pub use instances::InstanceInfo;
 pub use ops::{apply, destroy, ApplyReport};
 
 /// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by

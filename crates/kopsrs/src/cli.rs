@@ -297,6 +297,15 @@ pub enum GetCommand {
         #[command(flatten)]
         output: GetOutput,
     },
+    /// The cloud instances of a cluster, per instance group, with whether each runs its
+    /// group's current launch-template version.
+    #[command(alias = "instance")]
+    Instances {
+        cluster: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: ListFormat,
+    },
 }
 
 #[derive(Args, Debug)]

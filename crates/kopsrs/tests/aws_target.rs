@@ -293,6 +293,49 @@ fn ha_cluster_over_three_zones() {
         r#"[["eu-west-1a", "eu-west-1b", "eu-west-1c"], ["eu-west-1a", "eu-west-1b", "eu-west-1c"]]"#
     );
     h.assert_no_changes();
+
+    // get instances: one per group, in service, on the group's current template version;
+    // the same IDs boto3 sees.
+    let listed = h
+        .kopsrs()
+        .args(["get", "instances", NAME, "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 6, "{listed:?}");
+    for i in listed {
+        assert_eq!(i["status"], "UpToDate", "{i}");
+        assert_eq!(i["state"], "InService", "{i}");
+        assert!(
+            i["internalIp"].as_str().unwrap().starts_with("172.20."),
+            "{i}"
+        );
+    }
+    let roles: Vec<&str> = listed.iter().map(|i| i["role"].as_str().unwrap()).collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "control-plane").count(),
+        3,
+        "{roles:?}"
+    );
+    let mut ids: Vec<String> = listed
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let seen = h.moto.python(
+        "a=aws('autoscaling')\n\
+         print(json.dumps(sorted(i['InstanceId'] for g in a.describe_auto_scaling_groups()['AutoScalingGroups'] for i in g['Instances'])))",
+    );
+    assert_eq!(
+        serde_json::to_string(&ids).unwrap().replace(',', ", "),
+        seen.trim()
+    );
     h.delete_all();
 }
 
@@ -550,10 +593,20 @@ fn throttling_and_server_errors_are_retried() {
     h.moto.faults(faults.clone());
     h.apply();
     let calls = h.moto.calls();
-    assert!(calls["throttled"].as_u64().unwrap() >= 3, "throttled: {calls}");
-    assert!(calls["injected"].as_u64().unwrap() >= 10, "faults were injected: {calls}");
+    assert!(
+        calls["throttled"].as_u64().unwrap() >= 3,
+        "throttled: {calls}"
+    );
+    assert!(
+        calls["injected"].as_u64().unwrap() >= 10,
+        "faults were injected: {calls}"
+    );
     h.moto.faults(serde_json::json!({}));
-    h.assert_counts(&[("Vpcs", 1), ("AutoScalingGroups", 2), ("LaunchTemplates", 2)]);
+    h.assert_counts(&[
+        ("Vpcs", 1),
+        ("AutoScalingGroups", 2),
+        ("LaunchTemplates", 2),
+    ]);
     h.moto.faults(faults);
     h.assert_no_changes();
     h.delete_all();

@@ -1,4 +1,4 @@
-//! `get clusters|instancegroups|all|sshpublickeys`.
+//! `get clusters|instancegroups|all|sshpublickeys|instances`.
 
 use anyhow::Result;
 use comfy_table::{presets, Table};
@@ -174,6 +174,54 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
                 documents.push(Document::SshCredential(Box::new(credential)));
             }
             emit(&output, table, &documents, "No SSH public keys found")
+        }
+        GetCommand::Instances { cluster, output } => {
+            let name = context::cluster_name(global, cluster.as_deref())?;
+            let prepared = super::update::prepare(&store, &name).await?;
+            let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
+            let instances = aws.instances(&name).await.map_err(|e| {
+                Problems::one(
+                    format!("reading the instances of {name} from AWS: {e}"),
+                    "check the AWS credentials and region",
+                )
+            })?;
+            match output {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&instances)?),
+                ListFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&instances)?),
+                ListFormat::Table if instances.is_empty() => {
+                    eprintln!("No instances found for {name}")
+                }
+                ListFormat::Table => {
+                    let mut table = table(&[
+                        "ID",
+                        "INSTANCE-GROUP",
+                        "ROLE",
+                        "STATUS",
+                        "STATE",
+                        "HEALTH",
+                        "ZONE",
+                        "MACHINE-TYPE",
+                        "INTERNAL-IP",
+                    ]);
+                    for i in &instances {
+                        table.add_row(vec![
+                            &i.id,
+                            &i.instance_group,
+                            &i.role,
+                            &i.status,
+                            &i.state,
+                            &i.health,
+                            &i.zone,
+                            &i.machine_type,
+                            &i.internal_ip,
+                        ]);
+                    }
+                    for line in table.to_string().lines() {
+                        println!("{}", line.trim());
+                    }
+                }
+            }
+            Ok(())
         }
     }
 }

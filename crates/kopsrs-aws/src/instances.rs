@@ -1,0 +1,219 @@
+//! `get instances`: the instances of each group, their state, and whether they run the
+//! group's current launch-template version (what `rolling-update` replaces). Three paginated
+//! calls whatever the size of the cluster: groups, launch templates, instances.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{Aws, Error};
+
+/// One instance of an auto scaling group of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceInfo {
+    pub id: String,
+    /// The kops instance group (tag `kops.k8s.io/instancegroup`), else the ASG name.
+    pub instance_group: String,
+    pub role: String,
+    /// `UpToDate` when the instance runs the group's current launch-template version,
+    /// `NeedsUpdate` otherwise (kops's words).
+    pub status: String,
+    /// The auto scaling lifecycle state (InService, Pending, Terminating...).
+    pub state: String,
+    pub health: String,
+    pub zone: String,
+    pub machine_type: String,
+    pub internal_ip: String,
+    pub launch_template_version: String,
+    pub current_version: String,
+}
+
+impl Aws {
+    /// The cluster's instances, by group then ID.
+    pub async fn instances(&self, cluster: &str) -> Result<Vec<InstanceInfo>, Error> {
+        let tag = Self::cluster_tag(cluster);
+        let groups = async {
+            let mut groups = Vec::new();
+            let mut token = None;
+            loop {
+                self.call();
+                let page = self
+                    .autoscaling
+                    .describe_auto_scaling_groups()
+                    .max_records(100)
+                    .filters(
+                        aws_sdk_autoscaling::types::Filter::builder()
+                            .name("tag-key")
+                            .values(&tag)
+                            .build(),
+                    )
+                    .set_next_token(token)
+                    .send()
+                    .await?;
+                groups.extend(page.auto_scaling_groups().iter().cloned());
+                token = page.next_token;
+                if token.is_none() {
+                    break Ok::<_, Error>(groups);
+                }
+            }
+        };
+        // Latest and default versions by launch-template ID.
+        let templates = async {
+            let mut versions = BTreeMap::new();
+            let mut token = None;
+            loop {
+                self.call();
+                let page = self
+                    .ec2
+                    .describe_launch_templates()
+                    .filters(Self::ec2_filter(cluster))
+                    .max_results(200)
+                    .set_next_token(token)
+                    .send()
+                    .await?;
+                for lt in page.launch_templates() {
+                    versions.insert(
+                        lt.launch_template_id().unwrap_or_default().to_string(),
+                        (
+                            lt.latest_version_number().unwrap_or(1),
+                            lt.default_version_number().unwrap_or(1),
+                        ),
+                    );
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break Ok::<_, Error>(versions);
+                }
+            }
+        };
+        let details = async {
+            let mut details = BTreeMap::new();
+            let mut token = None;
+            loop {
+                self.call();
+                let page = self
+                    .ec2
+                    .describe_instances()
+                    .filters(Self::ec2_filter(cluster))
+                    .max_results(1000)
+                    .set_next_token(token)
+                    .send()
+                    .await?;
+                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                    details.insert(
+                        instance.instance_id().unwrap_or_default().to_string(),
+                        (
+                            instance
+                                .instance_type()
+                                .map(|t| t.as_str().to_string())
+                                .unwrap_or_default(),
+                            instance
+                                .private_ip_address()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ),
+                    );
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break Ok::<_, Error>(details);
+                }
+            }
+        };
+        let (groups, templates, details) = tokio::try_join!(groups, templates, details)?;
+
+        let mut out = Vec::new();
+        for group in &groups {
+            let tag_value = |key: &str| {
+                group
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(key))
+                    .and_then(|t| t.value())
+                    .map(str::to_string)
+            };
+            let name = group.auto_scaling_group_name().unwrap_or_default();
+            let instance_group =
+                tag_value("kops.k8s.io/instancegroup").unwrap_or_else(|| name.to_string());
+            let role = group
+                .tags()
+                .iter()
+                .filter_map(|t| t.key()?.strip_prefix("k8s.io/role/"))
+                .next()
+                .unwrap_or("node")
+                .to_string();
+            let lt = group.launch_template();
+            let lt_id = lt.and_then(|l| l.launch_template_id()).unwrap_or_default();
+            let (latest, default) = templates.get(lt_id).copied().unwrap_or((0, 0));
+            let group_version = lt.and_then(|l| l.version());
+            for instance in group.instances() {
+                let id = instance.instance_id().unwrap_or_default().to_string();
+                let version = instance
+                    .launch_template()
+                    .and_then(|l| l.version())
+                    .unwrap_or_default()
+                    .to_string();
+                let (status, current) = status(group_version, &version, latest, default);
+                let (machine_type, internal_ip) = details.get(&id).cloned().unwrap_or_else(|| {
+                    (
+                        instance.instance_type().unwrap_or_default().to_string(),
+                        String::new(),
+                    )
+                });
+                out.push(InstanceInfo {
+                    status: status.into(),
+                    state: instance
+                        .lifecycle_state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    health: instance.health_status().unwrap_or_default().to_string(),
+                    zone: instance.availability_zone().unwrap_or_default().to_string(),
+                    machine_type,
+                    internal_ip,
+                    launch_template_version: version,
+                    current_version: current.to_string(),
+                    instance_group: instance_group.clone(),
+                    role: role.clone(),
+                    id,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.instance_group, &a.id).cmp(&(&b.instance_group, &b.id)));
+        Ok(out)
+    }
+}
+
+/// Whether an instance launched with launch-template version `instance` runs the version its
+/// group launches now (`group`: a number, `$Latest` or `$Default`); and that version.
+fn status(group: Option<&str>, instance: &str, latest: i64, default: i64) -> (&'static str, i64) {
+    let resolve = |v: &str| match v {
+        "$Latest" => latest,
+        "$Default" => default,
+        v => v.parse().unwrap_or(-1),
+    };
+    let current = group.map(resolve).unwrap_or(latest);
+    let status = match current > 0 && resolve(instance) == current {
+        true => "UpToDate",
+        false => "NeedsUpdate",
+    };
+    (status, current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status;
+
+    #[test]
+    fn instances_on_an_older_version_need_an_update() {
+        assert_eq!(status(Some("2"), "2", 2, 1), ("UpToDate", 2));
+        assert_eq!(status(Some("2"), "1", 2, 1), ("NeedsUpdate", 2));
+        // A group on $Latest: instances launched with an older number need an update.
+        assert_eq!(status(Some("$Latest"), "3", 3, 1), ("UpToDate", 3));
+        assert_eq!(status(Some("$Latest"), "2", 3, 1), ("NeedsUpdate", 3));
+        assert_eq!(status(Some("$Default"), "1", 3, 1), ("UpToDate", 1));
+        // Unknown versions are never reported up to date.
+        assert_eq!(status(Some("2"), "", 2, 1), ("NeedsUpdate", 2));
+        assert_eq!(status(None, "1", 0, 0), ("NeedsUpdate", 0));
+    }
+}
