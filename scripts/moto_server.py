@@ -14,7 +14,8 @@ Control, on the same port (no S3 bucket can be named like this):
                           "throttle_every": 5, "error_every": 7}
                          sets the faults and resets the counters. `throttle_rps` throttles
                          as AWS does, with a token bucket per account (a client that slows
-                         down gets through); `throttle_every` throttles every Nth call.
+                         down gets through), only writes with "throttle_mutating": true;
+                         `throttle_every` throttles every Nth call.
   GET  /__kopsrs/calls   {"total": N, "injected": N, "throttled": N,
                           "by_action": {"ec2:DescribeVpcs": N}}
 
@@ -64,6 +65,8 @@ class Faults:
         self.rps = float(config.get("throttle_rps", 0))
         self.burst = float(config.get("throttle_burst", self.rps))
         self.tokens = self.burst
+        # EC2 keeps separate buckets for mutating and read calls; this throttles only writes.
+        self.mutating_only = bool(config.get("throttle_mutating", False))
         self.refilled = time.monotonic()
         self.total = 0
         self.injected = 0
@@ -85,7 +88,8 @@ class Faults:
             self.by_action[f"{service}:{action}"] += 1
             latency = self.latency
             fault = None
-            if self.rps:
+            mutating = not action.startswith(("Describe", "List", "Get", "GET "))
+            if self.rps and (mutating or not self.mutating_only):
                 now = time.monotonic()
                 self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rps)
                 self.refilled = now

@@ -582,14 +582,17 @@ fn killed_applies_converge_without_duplicates() {
     h.delete_all();
 }
 
-/// Throttling as AWS does it (a token bucket: 50 calls/s, bursts of 40) and server errors
-/// (every 7th call) from the fault layer: the SDK's adaptive retry and the engine's retries
-/// absorb them; apply, re-plan and delete succeed.
+/// Throttling as EC2 does it (a token bucket for mutating calls: 20 calls/s, bursts of 10; a
+/// concurrent apply asks for far more) and server errors (every 7th call) from the fault
+/// layer: the SDK's adaptive retry and the engine's retries absorb them; apply, re-plan and
+/// delete succeed.
 #[test]
 fn throttling_and_server_errors_are_retried() {
     let h = Harness::new();
     h.create_from(&cluster_spec());
-    let faults = serde_json::json!({"throttle_rps": 50, "throttle_burst": 40, "error_every": 7});
+    let faults = serde_json::json!({
+        "throttle_rps": 20, "throttle_burst": 10, "throttle_mutating": true, "error_every": 7
+    });
     h.moto.faults(faults.clone());
     h.apply();
     let calls = h.moto.calls();
