@@ -51,6 +51,7 @@ env = dict(
     AWS_SECRET_ACCESS_KEY="bench",
     AWS_REGION="eu-west-1",
     KOPS_STATE_STORE=f"file://{work}/state",
+    KUBECONFIG=os.path.join(work, "kubeconfig"),
 )
 env.pop("AWS_PROFILE", None)
 

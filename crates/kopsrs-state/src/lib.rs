@@ -28,4 +28,8 @@ pub mod layout {
     pub const SSH_PUBLIC_KEYS: &str = "pki/ssh/public/admin";
     pub const ADDITIONAL_OBJECTS: &str = "additionalobjects";
     pub const LOCK: &str = "kopsrs.lock";
+    /// Keysets with private material: `pki/private/<keyset>/keyset.yaml`.
+    pub const PKI_PRIVATE: &str = "pki/private";
+    /// The same keysets without private material: `pki/issued/<keyset>/keyset.yaml`.
+    pub const PKI_ISSUED: &str = "pki/issued";
 }

@@ -47,6 +47,18 @@ pub enum Command {
     Toolbox(ToolboxArgs),
     /// Remove a cluster lock left by a crashed command.
     ForceUnlock(ForceUnlockArgs),
+    /// Make a new key primary (rotation).
+    #[command(subcommand)]
+    Promote(PromoteCommand),
+    /// Stop trusting old keys (rotation).
+    #[command(subcommand)]
+    Distrust(DistrustCommand),
+    /// Trust distrusted keys again.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Export a kubeconfig.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Print the version.
     Version,
     /// Print a shell completion script.
@@ -89,6 +101,67 @@ pub enum CreateCommand {
     Instancegroup(CreateInstanceGroupArgs),
     /// Add the admin SSH public key.
     Sshpublickey(CreateSshPublicKeyArgs),
+    /// Add a new key to a keyset (or `all`): trusted, not yet primary.
+    Keypair(KeypairArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeypairArgs {
+    /// The keyset (kubernetes-ca, etcd-ca, apiserver-aggregator-ca, service-account) or `all`.
+    pub keyset: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KeypairIdsArgs {
+    /// The keyset, or `all`.
+    pub keyset: String,
+    /// Key IDs (default: for distrust, every key older than the primary).
+    pub ids: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PromoteCommand {
+    /// Make the newest trusted key of a keyset (or `all`) primary.
+    Keypair(KeypairArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DistrustCommand {
+    /// Stop trusting keys of a keyset (or `all`): by ID, or every key older than the primary.
+    Keypair(KeypairIdsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Trust distrusted keys of a keyset again.
+    Keypair(KeypairIdsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Write the cluster's entry into a kubeconfig and make it the current context.
+    Kubeconfig(ExportKubeconfigArgs),
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct ExportKubeconfigArgs {
+    /// The cluster (or --name).
+    pub cluster: Option<String>,
+    /// Add an admin client certificate (organisation system:masters) valid this long.
+    #[arg(long, num_args = 0..=1, default_missing_value = "18h", value_name = "DURATION")]
+    pub admin: Option<String>,
+    /// The kubeconfig to merge into (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Use the internal API name (api.internal.<cluster>).
+    #[arg(long)]
+    pub internal: bool,
+    /// Use this API server URL.
+    #[arg(long)]
+    pub api_server: Option<String>,
+    /// Export every cluster in the state store.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -297,6 +370,17 @@ pub enum GetCommand {
         #[command(flatten)]
         output: GetOutput,
     },
+    /// The keys of the cluster's keysets (never their private material).
+    #[command(alias = "keypair")]
+    Keypairs {
+        keysets: Vec<String>,
+        /// Include distrusted keys.
+        #[arg(long)]
+        distrusted: bool,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: ListFormat,
+    },
     /// The cloud instances of a cluster, per instance group, with whether each runs its
     /// group's current launch-template version.
     #[command(alias = "instance")]
@@ -474,4 +558,10 @@ pub struct UpdateClusterArgs {
     /// How many AWS changes run at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub concurrency: u16,
+    /// After --yes, export a kubeconfig for the cluster (as kops does).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_kube_config: bool,
+    /// With the exported kubeconfig, an admin client certificate valid this long.
+    #[arg(long, num_args = 0..=1, default_missing_value = "18h", value_name = "DURATION")]
+    pub admin: Option<String>,
 }

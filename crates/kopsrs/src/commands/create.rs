@@ -32,6 +32,9 @@ pub async fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
             eprintln!("Added SSH public key {id} to {name}");
             Ok(())
         }
+        Some(CreateCommand::Keypair(keypair)) => {
+            super::pki::rotate(global, &keypair.keyset, super::pki::Rotation::Create).await
+        }
         None if !args.filenames.is_empty() => create_from_files(global, &args.filenames).await,
         None => Err(Problems::one("nothing to create", "use `create cluster`, `create instancegroup`, `create sshpublickey` or `create -f FILE`").into()),
     }
@@ -136,6 +139,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
             yes: true,
             detailed_exitcode: false,
             concurrency: 10,
+            export: Some(crate::cli::ExportKubeconfigArgs::default()),
         };
         return super::update::update_direct(&store, &name, &options).await;
     }

@@ -175,6 +175,11 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
             }
             emit(&output, table, &documents, "No SSH public keys found")
         }
+        GetCommand::Keypairs {
+            keysets,
+            distrusted,
+            output,
+        } => super::pki::get_keypairs(global, &keysets, distrusted, output).await,
         GetCommand::Instances { cluster, output } => {
             let name = context::cluster_name(global, cluster.as_deref())?;
             let prepared = super::update::prepare(&store, &name).await?;

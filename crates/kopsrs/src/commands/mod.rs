@@ -4,6 +4,7 @@ mod create;
 mod delete;
 mod edit;
 mod get;
+mod pki;
 mod replace;
 mod toolbox;
 mod update;
@@ -35,6 +36,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             let info = store.force_unlock(&name, &args.lock_id).await?;
             eprintln!("Removed the lock of {name} held by {}", info.describe());
             Ok(())
+        }
+        Command::Promote(crate::cli::PromoteCommand::Keypair(args)) => {
+            pki::rotate(&global, &args.keyset, pki::Rotation::Promote).await
+        }
+        Command::Distrust(crate::cli::DistrustCommand::Keypair(args)) => {
+            pki::rotate(&global, &args.keyset, pki::Rotation::Distrust(args.ids)).await
+        }
+        Command::Trust(crate::cli::TrustCommand::Keypair(args)) => {
+            pki::rotate(&global, &args.keyset, pki::Rotation::Trust(args.ids)).await
+        }
+        Command::Export(crate::cli::ExportCommand::Kubeconfig(args)) => {
+            pki::export_kubeconfig(&global, args).await
         }
         Command::Version => {
             println!("kopsrs {}", env!("CARGO_PKG_VERSION"));

@@ -84,6 +84,12 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
                 yes: args.yes,
                 detailed_exitcode: args.detailed_exitcode,
                 concurrency: args.concurrency,
+                export: args
+                    .create_kube_config
+                    .then(|| crate::cli::ExportKubeconfigArgs {
+                        admin: args.admin.clone(),
+                        ..Default::default()
+                    }),
             };
             update_direct(&store, &name, &options).await
         }
@@ -110,12 +116,17 @@ pub struct DirectOptions {
     pub detailed_exitcode: bool,
     /// How many AWS changes run at once.
     pub concurrency: u16,
+    /// After an apply, export a kubeconfig with these settings.
+    pub export: Option<crate::cli::ExportKubeconfigArgs>,
 }
 
 /// The direct target: discover, plan, and with `--yes` apply. With `--yes` the cluster lock is
 /// taken before reading AWS, so the plan that is applied is the plan of what exists.
 pub async fn update_direct(store: &StateStore, name: &str, options: &DirectOptions) -> Result<()> {
     let prepared = prepare(store, name).await?;
+    if options.yes {
+        super::pki::ensure_keysets(store, name).await?;
+    }
     let lock = match options.yes {
         true => Some(store.lock(name, "update cluster --yes").await?),
         false => None,
@@ -125,7 +136,11 @@ pub async fn update_direct(store: &StateStore, name: &str, options: &DirectOptio
     if let Some(lock) = lock {
         lock.release().await?;
     }
-    result.unwrap_or_else(|| Err(crate::problems::ExitWith(130).into()))
+    result.unwrap_or_else(|| Err(crate::problems::ExitWith(130).into()))?;
+    if let (true, Some(export)) = (options.yes, &options.export) {
+        super::pki::export_cluster(store, name, export).await?;
+    }
+    Ok(())
 }
 
 async fn plan_and_apply(
@@ -200,6 +215,7 @@ async fn plan_and_apply(
 /// `--target terraform`: renders the cluster into `out` and stores the completed spec.
 pub async fn write_terraform(store: &StateStore, name: &str, out: &Path) -> Result<()> {
     let prepared = prepare(store, name).await?;
+    super::pki::ensure_keysets(store, name).await?;
     let rendered = kopsrs_terraform::render(&prepared.set);
     let changed = write_output(out, &rendered.files)?;
     write_completed(store, &prepared).await?;

@@ -15,7 +15,12 @@ pub fn kopsrs(state: &str) -> Command {
         .env_remove("KOPS_CLUSTER_NAME")
         .env_remove("EDITOR")
         .env_remove("KUBE_EDITOR")
-        .env_remove("VISUAL");
+        .env_remove("VISUAL")
+        // `update cluster --yes` exports a kubeconfig: never into the real ~/.kube/config.
+        .env(
+            "KUBECONFIG",
+            std::env::temp_dir().join(format!("kopsrs-test-kubeconfig-{}", std::process::id())),
+        );
     command.stdin(Stdio::null());
     command
 }
