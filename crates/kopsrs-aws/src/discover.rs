@@ -1037,9 +1037,14 @@ impl Aws {
         Ok(items)
     }
 
-    async fn asg_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
+    /// The cluster's auto scaling groups: DescribeAutoScalingGroups filtered by the cluster
+    /// tag, every page (used by discovery and by `get instances`).
+    pub(crate) async fn cluster_groups(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<aws_sdk_autoscaling::types::AutoScalingGroup>, Error> {
         let tag = Self::cluster_tag(cluster);
-        let mut items = Vec::new();
+        let mut groups = Vec::new();
         let mut token = None;
         loop {
             self.call();
@@ -1056,65 +1061,70 @@ impl Aws {
                 .set_next_token(token)
                 .send()
                 .await?;
-            for group in page.auto_scaling_groups() {
-                let name = group
-                    .auto_scaling_group_name()
-                    .unwrap_or_default()
-                    .to_string();
-                let mut tag_blocks: Vec<Attrs> = Vec::new();
-                let mut hooks = Vec::new();
-                for t in group.tags() {
-                    let key = t.key().unwrap_or_default();
-                    if let Some(hook) = key.strip_prefix(HOOK_TAG_PREFIX) {
-                        hooks.push(hook.to_string());
-                        continue;
-                    }
-                    tag_blocks.push(kopsrs_model::attrs! {
-                        "key" => key,
-                        "propagate_at_launch" => t.propagate_at_launch().unwrap_or(false),
-                        "value" => t.value().unwrap_or_default(),
-                    });
-                }
-                tag_blocks.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
-                for hook in hooks {
-                    items.push(Item {
-                        kind: "aws_autoscaling_lifecycle_hook",
-                        id: format!("{name}|{hook}"),
-                        key: format!("{name}|{hook}"),
-                        owned: true,
-                        ..Item::default()
-                    });
-                }
-                let mut attrs = kopsrs_model::attrs! {
-                    "max_size" => i64::from(group.max_size().unwrap_or(0)),
-                    "min_size" => i64::from(group.min_size().unwrap_or(0)),
-                    "tag" => Value::Blocks(tag_blocks),
-                };
-                if let Some(lt) = group.launch_template() {
-                    attrs.insert(
-                        "launch_template".into(),
-                        Value::block(kopsrs_model::attrs! {
-                            "id" => lt.launch_template_id().unwrap_or_default(),
-                            "version" => lt.version().unwrap_or_default(),
-                        }),
-                    );
-                }
-                items.push(Item {
-                    kind: "aws_autoscaling_group",
-                    id: name.clone(),
-                    key: name.clone(),
-                    owned: true,
-                    attrs,
-                    outputs: outputs(&[
-                        ("arn", group.auto_scaling_group_arn().unwrap_or_default()),
-                        ("name", &name),
-                    ]),
-                });
-            }
+            groups.extend(page.auto_scaling_groups.unwrap_or_default());
             token = page.next_token;
             if token.is_none() {
-                break;
+                return Ok(groups);
             }
+        }
+    }
+
+    async fn asg_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
+        let mut items = Vec::new();
+        for group in &self.cluster_groups(cluster).await? {
+            let name = group
+                .auto_scaling_group_name()
+                .unwrap_or_default()
+                .to_string();
+            let mut tag_blocks: Vec<Attrs> = Vec::new();
+            let mut hooks = Vec::new();
+            for t in group.tags() {
+                let key = t.key().unwrap_or_default();
+                if let Some(hook) = key.strip_prefix(HOOK_TAG_PREFIX) {
+                    hooks.push(hook.to_string());
+                    continue;
+                }
+                tag_blocks.push(kopsrs_model::attrs! {
+                    "key" => key,
+                    "propagate_at_launch" => t.propagate_at_launch().unwrap_or(false),
+                    "value" => t.value().unwrap_or_default(),
+                });
+            }
+            tag_blocks.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+            for hook in hooks {
+                items.push(Item {
+                    kind: "aws_autoscaling_lifecycle_hook",
+                    id: format!("{name}|{hook}"),
+                    key: format!("{name}|{hook}"),
+                    owned: true,
+                    ..Item::default()
+                });
+            }
+            let mut attrs = kopsrs_model::attrs! {
+                "max_size" => i64::from(group.max_size().unwrap_or(0)),
+                "min_size" => i64::from(group.min_size().unwrap_or(0)),
+                "tag" => Value::Blocks(tag_blocks),
+            };
+            if let Some(lt) = group.launch_template() {
+                attrs.insert(
+                    "launch_template".into(),
+                    Value::block(kopsrs_model::attrs! {
+                        "id" => lt.launch_template_id().unwrap_or_default(),
+                        "version" => lt.version().unwrap_or_default(),
+                    }),
+                );
+            }
+            items.push(Item {
+                kind: "aws_autoscaling_group",
+                id: name.clone(),
+                key: name.clone(),
+                owned: true,
+                attrs,
+                outputs: outputs(&[
+                    ("arn", group.auto_scaling_group_arn().unwrap_or_default()),
+                    ("name", &name),
+                ]),
+            });
         }
         Ok(items)
     }

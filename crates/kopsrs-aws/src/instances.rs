@@ -32,32 +32,7 @@ pub struct InstanceInfo {
 impl Aws {
     /// The cluster's instances, by group then ID.
     pub async fn instances(&self, cluster: &str) -> Result<Vec<InstanceInfo>, Error> {
-        let tag = Self::cluster_tag(cluster);
-        let groups = async {
-            let mut groups = Vec::new();
-            let mut token = None;
-            loop {
-                self.call();
-                let page = self
-                    .autoscaling
-                    .describe_auto_scaling_groups()
-                    .max_records(100)
-                    .filters(
-                        aws_sdk_autoscaling::types::Filter::builder()
-                            .name("tag-key")
-                            .values(&tag)
-                            .build(),
-                    )
-                    .set_next_token(token)
-                    .send()
-                    .await?;
-                groups.extend(page.auto_scaling_groups().iter().cloned());
-                token = page.next_token;
-                if token.is_none() {
-                    break Ok::<_, Error>(groups);
-                }
-            }
-        };
+        let groups = self.cluster_groups(cluster);
         // Latest and default versions by launch-template ID.
         let templates = async {
             let mut versions = BTreeMap::new();
