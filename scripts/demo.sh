@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds kopsrs and runs the main job on the embedded default state store (a directory under
 # the user's data directory): create a cluster spec, list it, print the completed spec, and
-# write its Terraform (no AWS access needed) to out/terraform.
+# write its Terraform (no AWS access needed) to out/terraform, list the CAs it created.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
@@ -14,6 +14,7 @@ name="${1:-demo.example.com}"
 "$kopsrs" get instancegroups --name "$name"
 "$kopsrs" get all "$name" --full -o yaml
 "$kopsrs" update cluster "$name" --target terraform --out out/terraform
+"$kopsrs" get keypairs --name "$name"   # the CAs made on the first update
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive out/terraform && echo "terraform fmt: clean"
 fi
