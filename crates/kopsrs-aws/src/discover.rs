@@ -834,41 +834,25 @@ impl Aws {
         };
         let templates = async {
             let mut items = Vec::new();
-            let mut token = None;
-            loop {
-                self.call();
-                let page = self
-                    .ec2
-                    .describe_launch_templates()
-                    .max_results(200)
-                    .filters(filter.clone())
-                    .set_next_token(token)
-                    .send()
-                    .await?;
-                for lt in page.launch_templates() {
-                    let tags = ec2_tags(lt.tags());
-                    let id = lt.launch_template_id().unwrap_or_default().to_string();
-                    let latest = lt.latest_version_number().unwrap_or(1).to_string();
-                    let mut out = outputs(&[
-                        ("latest_version", &latest),
-                        ("name", lt.launch_template_name().unwrap_or_default()),
-                    ]);
-                    if let Some(d) = tags.get(DIGEST_TAG) {
-                        out.insert("digest".into(), d.clone());
-                    }
-                    items.push(Item {
-                        kind: "aws_launch_template",
-                        key: lt.launch_template_name().unwrap_or_default().to_string(),
-                        owned: owned(&tags),
-                        attrs: [("tags".to_string(), tags_value(&tags))].into(),
-                        outputs: out,
-                        id,
-                    });
+            for lt in &self.cluster_launch_templates(cluster).await? {
+                let tags = ec2_tags(lt.tags());
+                let id = lt.launch_template_id().unwrap_or_default().to_string();
+                let latest = lt.latest_version_number().unwrap_or(1).to_string();
+                let mut out = outputs(&[
+                    ("latest_version", &latest),
+                    ("name", lt.launch_template_name().unwrap_or_default()),
+                ]);
+                if let Some(d) = tags.get(DIGEST_TAG) {
+                    out.insert("digest".into(), d.clone());
                 }
-                token = page.next_token;
-                if token.is_none() {
-                    break;
-                }
+                items.push(Item {
+                    kind: "aws_launch_template",
+                    key: lt.launch_template_name().unwrap_or_default().to_string(),
+                    owned: owned(&tags),
+                    attrs: [("tags".to_string(), tags_value(&tags))].into(),
+                    outputs: out,
+                    id,
+                });
             }
             Ok::<_, Error>(items)
         };
@@ -1035,6 +1019,32 @@ impl Aws {
             }
         }
         Ok(items)
+    }
+
+    /// The cluster's launch templates: DescribeLaunchTemplates filtered by the cluster tag, every
+    /// page at the largest page size (used by discovery and by `get instances`).
+    pub(crate) async fn cluster_launch_templates(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<aws_sdk_ec2::types::LaunchTemplate>, Error> {
+        let mut templates = Vec::new();
+        let mut token = None;
+        loop {
+            self.call();
+            let page = self
+                .ec2
+                .describe_launch_templates()
+                .max_results(200)
+                .filters(Self::ec2_filter(cluster))
+                .set_next_token(token)
+                .send()
+                .await?;
+            templates.extend(page.launch_templates.unwrap_or_default());
+            token = page.next_token;
+            if token.is_none() {
+                return Ok(templates);
+            }
+        }
     }
 
     /// The cluster's auto scaling groups: DescribeAutoScalingGroups filtered by the cluster

@@ -36,31 +36,16 @@ impl Aws {
         // Latest and default versions by launch-template ID.
         let templates = async {
             let mut versions = BTreeMap::new();
-            let mut token = None;
-            loop {
-                self.call();
-                let page = self
-                    .ec2
-                    .describe_launch_templates()
-                    .filters(Self::ec2_filter(cluster))
-                    .max_results(200)
-                    .set_next_token(token)
-                    .send()
-                    .await?;
-                for lt in page.launch_templates() {
-                    versions.insert(
-                        lt.launch_template_id().unwrap_or_default().to_string(),
-                        (
-                            lt.latest_version_number().unwrap_or(1),
-                            lt.default_version_number().unwrap_or(1),
-                        ),
-                    );
-                }
-                token = page.next_token;
-                if token.is_none() {
-                    break Ok::<_, Error>(versions);
-                }
+            for lt in self.cluster_launch_templates(cluster).await? {
+                versions.insert(
+                    lt.launch_template_id().unwrap_or_default().to_string(),
+                    (
+                        lt.latest_version_number().unwrap_or(1),
+                        lt.default_version_number().unwrap_or(1),
+                    ),
+                );
             }
+            Ok::<_, Error>(versions)
         };
         let details = async {
             let mut details = BTreeMap::new();
