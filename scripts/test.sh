@@ -10,6 +10,15 @@ if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]'
 fi
 
+# shellcheck checks every rendered user-data script (tests/bootstrap.rs); Debian's package.
+if ! command -v shellcheck >/dev/null 2>&1; then
+  echo "installing shellcheck (checks the rendered node user-data)" >&2
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get install -y -q shellcheck >/dev/null 2>&1 ||
+    { $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd apt-get install -y -q shellcheck >/dev/null; }
+fi
+
 cargo build --workspace --all-targets --locked
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast

@@ -1628,14 +1628,12 @@ fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<aws_sdk_iam::types::T
 }
 
 fn launch_template_data(r: &R) -> ec2t::RequestLaunchTemplateData {
-    use base64::Engine as _;
     let mut data = ec2t::RequestLaunchTemplateData::builder()
         .set_image_id(str_of(r, "image_id").map(str::to_string))
         .set_instance_type(str_of(r, "instance_type").map(ec2t::InstanceType::from))
         .set_key_name(str_of(r, "key_name").map(str::to_string))
-        .set_user_data(
-            str_of(r, "user_data").map(|u| base64::engine::general_purpose::STANDARD.encode(u)),
-        );
+        // Already base64 (and gzip) from the model's file value, see resolve.rs.
+        .set_user_data(str_of(r, "user_data").map(str::to_string));
     if let Some(profile) = block(r, "iam_instance_profile") {
         data = data.iam_instance_profile(
             ec2t::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()

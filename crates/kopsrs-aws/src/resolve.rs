@@ -39,7 +39,11 @@ pub(crate) fn value(v: &Value, outputs: &Outputs) -> Result<Json, Error> {
                 let resolved = reference(&r.address, &r.attr, outputs)?;
                 content = content.replace(&format!("${{{name}}}"), &resolved);
             }
-            Json::String(content)
+            if f.base64 {
+                Json::String(encode_file(&content, f.gzip))
+            } else {
+                Json::String(content)
+            }
         }
         Value::Expr(e) => Json::String(expression(e, outputs)?),
     })
@@ -159,4 +163,16 @@ pub(crate) fn blocks<'a>(
         .and_then(Json::as_array)
         .map(|a| a.iter().filter_map(Json::as_object).collect())
         .unwrap_or_default()
+}
+
+/// A file sent base64-encoded (user-data), gzip-compressed first when asked; the same bytes
+/// for the same content (flate2 writes no timestamp).
+fn encode_file(content: &str, gzip: bool) -> String {
+    use base64::Engine as _;
+    let bytes = if gzip {
+        kopsrs_bootstrap::gzip(content)
+    } else {
+        content.as_bytes().to_vec()
+    };
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -208,21 +208,6 @@ impl<'a> Builder<'a> {
             "aws"
         }
     }
-
-    pub fn user_data(&self, group: &str) -> String {
-        self.input
-            .user_data
-            .get(group)
-            .cloned()
-            .unwrap_or_else(|| placeholder_user_data(group))
-    }
-}
-
-/// User-data for groups the bootstrap has not rendered: boots the instance and says so.
-pub(crate) fn placeholder_user_data(group: &str) -> String {
-    format!(
-        "#!/bin/bash\n# kopsrs: no bootstrap configured for instance group {group}.\nset -euo pipefail\necho \"kopsrs: instance group {group} has no bootstrap yet\"\n"
-    )
 }
 
 pub(crate) fn sg_name(role: &str, cluster: &str) -> String {

@@ -191,6 +191,7 @@ impl Builder<'_> {
                         .push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
                 }
                 statements.extend(self.node_statements());
+                statements.extend(self.node_state_store_statements());
             }
             Role::ControlPlane => statements = self.control_plane_statements(registry),
             // API servers read the cluster's configuration; etcd stays on the control plane.
@@ -284,26 +285,45 @@ impl Builder<'_> {
         statements
     }
 
-    /// Read access to the cluster's prefix of an S3 state store; with `write`, also the
-    /// etcd backups and the bootstrap election record.
-    fn state_store_statements(&self, write: bool) -> Vec<Json> {
+    /// The S3 state store's bucket ARN and a function from a path under the cluster's
+    /// prefix to its object ARN; `None` for other stores.
+    fn state_store_arns(&self) -> Option<(String, impl Fn(&str) -> String)> {
         let p = self.partition();
-        let Some((bucket, prefix)) = self
+        let (bucket, prefix) = self
             .spec
             .config_base
             .as_deref()
             .and_then(|c| c.strip_prefix("s3://"))
-            .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
-        else {
+            .map(|rest| rest.split_once('/').unwrap_or((rest, "")))?;
+        let base = format!("arn:{p}:s3:::{bucket}");
+        let prefix = prefix.trim_end_matches('/').to_string();
+        let objects = base.clone();
+        Some((base, move |suffix: &str| {
+            if prefix.is_empty() {
+                format!("{objects}/{suffix}")
+            } else {
+                format!("{objects}/{prefix}/{suffix}")
+            }
+        }))
+    }
+
+    /// Workers read only what joining needs: the join token and the public cluster CA.
+    fn node_state_store_statements(&self) -> Vec<Json> {
+        let Some((_, path)) = self.state_store_arns() else {
             return Vec::new();
         };
-        let base = format!("arn:{p}:s3:::{bucket}");
-        let path = |suffix: &str| {
-            if prefix.is_empty() {
-                format!("{base}/{suffix}")
-            } else {
-                format!("{base}/{prefix}/{suffix}")
-            }
+        vec![json!({
+            "Action": ["s3:GetObject"],
+            "Effect": "Allow",
+            "Resource": [path("bootstrap/node/*"), path("pki/issued/kubernetes-ca/*")],
+        })]
+    }
+
+    /// Read access to the cluster's prefix of an S3 state store; with `write`, also the
+    /// etcd backups and the bootstrap election record.
+    fn state_store_statements(&self, write: bool) -> Vec<Json> {
+        let Some((base, path)) = self.state_store_arns() else {
+            return Vec::new();
         };
         let mut statements =
             vec![json!({"Action": ["s3:GetObject"], "Effect": "Allow", "Resource": path("*")})];

@@ -6,6 +6,7 @@
 //! provider, the plan printer and the Terraform renderer all read this one set. Nothing here
 //! does I/O.
 
+mod bootstrap;
 mod build;
 mod iam;
 mod irsa;
@@ -19,6 +20,7 @@ use std::collections::BTreeMap;
 
 use kopsrs_api::{Cluster, InstanceGroup};
 
+pub use bootstrap::cni;
 pub use resource::{Address, Attrs, Existing, FileValue, Mode, Ref, Resource, Value};
 
 /// Everything the model needs besides the spec.
@@ -26,8 +28,15 @@ pub use resource::{Address, Attrs, Existing, FileValue, Mode, Ref, Resource, Val
 pub struct ModelInput<'a> {
     /// The OpenSSH public key registered with `create sshpublickey`, if any.
     pub ssh_public_key: Option<&'a str>,
-    /// User-data per instance group name; groups missing here get a placeholder.
+    /// User-data per instance group name, replacing the kubeadm bootstrap (tests).
     pub user_data: BTreeMap<String, String>,
+    /// An AWS endpoint that replaces the regional ones in user-data (`AWS_ENDPOINT_URL`).
+    pub aws_endpoint: Option<String>,
+    /// The state store bucket's region, when known; nodes ask S3 otherwise.
+    pub state_region: Option<String>,
+    /// Refuse specs the bootstrap cannot serve (the AWS target), instead of writing a
+    /// user-data that stops with the reason (Terraform output of old specs).
+    pub strict_bootstrap: bool,
 }
 
 /// The resources a cluster consists of, sorted by address.

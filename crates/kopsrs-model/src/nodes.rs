@@ -315,7 +315,7 @@ impl<'a> Builder<'a> {
     }
 
     /// `<prefix>-<cluster with dashes>`, cut to AWS's 32 characters with kops's hash.
-    fn lb_name(&self, prefix: &str) -> String {
+    pub(crate) fn lb_name(&self, prefix: &str) -> String {
         truncate(
             &format!("{prefix}-{}", self.name.replace('.', "-")),
             32,
@@ -629,9 +629,10 @@ impl<'a> Builder<'a> {
             "tags" => tags.clone(),
             "user_data" => Value::File(FileValue {
                 base64: true,
+                gzip: true,
                 ..FileValue::new(
                     format!("aws_launch_template_{object}_user_data"),
-                    self.user_data(&group.metadata.name),
+                    self.user_data(group)?,
                 )
             }),
         };

@@ -79,6 +79,9 @@ pub struct FileValue {
     pub content: String,
     /// Written as `filebase64()` (user-data) rather than `file()`.
     pub base64: bool,
+    /// Gzip-compressed before the base64 (user-data over EC2's 16 KB when plain; cloud-init
+    /// decompresses it). Terraform gets `base64gzip(file())`.
+    pub gzip: bool,
     /// Values only known once other resources exist (an OIDC provider's ARN): the content
     /// holds `${name}` for each, Terraform gets `templatefile()`, the AWS target substitutes.
     pub vars: BTreeMap<String, Ref>,
@@ -90,6 +93,7 @@ impl FileValue {
             name: name.into(),
             content: content.into(),
             base64: false,
+            gzip: false,
             vars: BTreeMap::new(),
         }
     }

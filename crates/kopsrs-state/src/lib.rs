@@ -32,4 +32,10 @@ pub mod layout {
     pub const PKI_PRIVATE: &str = "pki/private";
     /// The same keysets without private material: `pki/issued/<keyset>/keyset.yaml`.
     pub const PKI_ISSUED: &str = "pki/issued";
+    /// The addons the control plane applies (kops keeps its channel at the same path).
+    pub const ADDONS_CHANNEL: &str = "addons/bootstrap-channel.yaml";
+    /// The init election record and the join token nodes read (`bootstrap/node/join.env`).
+    pub const BOOTSTRAP: &str = "bootstrap";
+    /// etcd snapshots the control plane uploads.
+    pub const ETCD_BACKUPS: &str = "backups/etcd";
 }

@@ -182,6 +182,9 @@ fn expression(value: &Value, files: &mut BTreeMap<String, String>) -> String {
                     vars.join(", ")
                 );
             }
+            if file.gzip {
+                return format!("base64gzip(file(\"${{path.module}}/data/{}\"))", file.name);
+            }
             let function = if file.base64 { "filebase64" } else { "file" };
             format!("{function}(\"${{path.module}}/data/{}\")", file.name)
         }

@@ -59,6 +59,9 @@ pub enum Command {
     /// Export a kubeconfig.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Move a cluster's spec to the channel's recommended Kubernetes version.
+    #[command(subcommand)]
+    Upgrade(UpgradeCommand),
     /// Print the version.
     Version,
     /// Print a shell completion script.
@@ -141,6 +144,25 @@ pub enum TrustCommand {
 pub enum ExportCommand {
     /// Write the cluster's entry into a kubeconfig and make it the current context.
     Kubeconfig(ExportKubeconfigArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UpgradeCommand {
+    /// Set spec.kubernetesVersion to the channel's recommendation (the next minor version's
+    /// recommended release, kubeadm upgrading one minor version at a time), or to a version.
+    Cluster(UpgradeClusterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UpgradeClusterArgs {
+    /// The cluster (or --name).
+    pub cluster: Option<String>,
+    /// Upgrade to this version instead of the channel's recommendation.
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes_version: Option<String>,
+    /// Write the change (otherwise only print it).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug, Default, Clone)]

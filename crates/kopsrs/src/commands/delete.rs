@@ -126,7 +126,7 @@ async fn delete_groups(
 /// Deletes the cluster's cloud resources, then its state. With `--yes` the cluster lock is
 /// held from before AWS is read until the state is gone.
 async fn delete_cloud(store: &kopsrs_state::StateStore, name: &str, yes: bool) -> Result<()> {
-    let prepared = super::update::prepare(store, name).await?;
+    let prepared = super::update::prepare(store, name, false).await?;
     let lock = match yes {
         true => Some(store.lock(name, "delete cluster").await?),
         false => None,

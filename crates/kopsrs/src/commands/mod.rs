@@ -8,6 +8,7 @@ mod pki;
 mod replace;
 mod toolbox;
 mod update;
+mod upgrade;
 
 use std::io::IsTerminal;
 
@@ -48,6 +49,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Export(crate::cli::ExportCommand::Kubeconfig(args)) => {
             pki::export_kubeconfig(&global, args).await
+        }
+        Command::Upgrade(crate::cli::UpgradeCommand::Cluster(args)) => {
+            upgrade::run(&global, args).await
         }
         Command::Version => {
             println!("kopsrs {}", env!("CARGO_PKG_VERSION"));

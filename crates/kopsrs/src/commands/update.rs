@@ -26,7 +26,9 @@ pub struct Prepared {
 }
 
 /// Reads, validates and completes a cluster, then builds its desired set.
-pub async fn prepare(store: &StateStore, name: &str) -> Result<Prepared> {
+/// `strict`: refuse a spec nodes could not bootstrap from (the AWS target); the Terraform
+/// target writes it with user-data that stops with the reason, as a warning.
+pub async fn prepare(store: &StateStore, name: &str, strict: bool) -> Result<Prepared> {
     let stored = load_cluster(store, name).await?;
     validate(&stored.cluster.value, &stored.group_values())?;
     let (cluster, groups) = stored.completed(store)?;
@@ -34,6 +36,13 @@ pub async fn prepare(store: &StateStore, name: &str) -> Result<Prepared> {
     let ssh_key = read_ssh_key(store, name).await?;
     let input = ModelInput {
         ssh_public_key: ssh_key.as_deref(),
+        aws_endpoint: std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|e| !e.is_empty()),
+        state_region: std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .and_then(|_| std::env::var("AWS_REGION").ok()),
+        strict_bootstrap: strict,
         ..ModelInput::default()
     };
     let set = kopsrs_model::build(&cluster, &groups, &input).map_err(|e| {
@@ -57,6 +66,76 @@ async fn read_ssh_key(store: &StateStore, name: &str) -> Result<Option<String>> 
         .get(&first)
         .await?
         .map(|object| String::from_utf8_lossy(&object.value).trim().to_string()))
+}
+
+/// The addons the channel selects for a cluster (`addons/bootstrap-channel.yaml`).
+fn selected_addons(cluster: &Cluster) -> Result<kopsrs_bootstrap::channel::Selected> {
+    let channel = kopsrs_bootstrap::channel::Channel::stable();
+    let version = cluster
+        .spec
+        .kubernetes_version
+        .as_deref()
+        .unwrap_or_default();
+    Ok(channel.select(version, kopsrs_model::cni(&cluster.spec))?)
+}
+
+/// What `--yes` would change in the published addons, for the plan.
+async fn addon_changes(store: &StateStore, cluster: &Cluster) -> Result<Option<String>> {
+    let selected = selected_addons(cluster)?;
+    let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
+    let current = store.get(&key).await?.and_then(|o| {
+        serde_yaml_ng::from_slice::<kopsrs_bootstrap::channel::Selected>(&o.value).ok()
+    });
+    let mut lines = Vec::new();
+    for addon in &selected.addons {
+        let old = current
+            .as_ref()
+            .and_then(|c| c.addons.iter().find(|a| a.name == addon.name));
+        match old {
+            Some(old) if old == addon => {}
+            Some(old) => lines.push(format!(
+                "  ~ addon {} {} -> {}",
+                addon.name, old.version, addon.version
+            )),
+            None => lines.push(format!("  + addon {} {}", addon.name, addon.version)),
+        }
+    }
+    for old in current.iter().flat_map(|c| &c.addons) {
+        if !selected.addons.iter().any(|a| a.name == old.name) {
+            lines.push(format!(
+                "  - addon {} {} (no longer applied; remove it with kubectl)",
+                old.name, old.version
+            ));
+        }
+    }
+    Ok((!lines.is_empty()).then(|| {
+        format!(
+            "\nAddons (applied by the control plane from {key}):\n{}",
+            lines.join("\n")
+        )
+    }))
+}
+
+/// Writes the cluster's addon selection to the state store when it changed; control-plane
+/// nodes apply new versions from there. `strict`: a Kubernetes version outside the channel
+/// is an error (AWS target) rather than a warning (Terraform target).
+async fn publish_addons(store: &StateStore, cluster: &Cluster, strict: bool) -> Result<()> {
+    let selected = match selected_addons(cluster) {
+        Ok(s) => s,
+        Err(e) if !strict => {
+            eprintln!("warning: {e}; no addons published");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let text = selected.to_yaml();
+    let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
+    let current = store.get(&key).await?;
+    if current.as_ref().map(|c| c.value.as_ref()) != Some(text.as_bytes()) {
+        store.overwrite(&key, text.into_bytes().into()).await?;
+        eprintln!("Published {} addon(s) to {key}.", selected.addons.len());
+    }
+    Ok(())
 }
 
 /// Stores the completed spec as `cluster-completed.spec` (what kops writes on update).
@@ -123,7 +202,7 @@ pub struct DirectOptions {
 /// The direct target: discover, plan, and with `--yes` apply. With `--yes` the cluster lock is
 /// taken before reading AWS, so the plan that is applied is the plan of what exists.
 pub async fn update_direct(store: &StateStore, name: &str, options: &DirectOptions) -> Result<()> {
-    let prepared = prepare(store, name).await?;
+    let prepared = prepare(store, name, true).await?;
     if options.yes {
         super::pki::ensure_keysets(store, name).await?;
     }
@@ -159,6 +238,11 @@ async fn plan_and_apply(
     let mut plan = kopsrs_engine::diff(&prepared.set, &discovery.observed, &kopsrs_aws::AwsSchema);
     discovery.complete_plan(&mut plan, &prepared.set);
     print!("{plan}");
+    if !options.yes {
+        if let Some(changes) = addon_changes(store, &prepared.cluster).await? {
+            println!("{changes}");
+        }
+    }
     eprintln!("({} AWS API calls to read the cluster)", discovery.calls);
     if !options.yes {
         if !plan.is_empty() {
@@ -171,6 +255,7 @@ async fn plan_and_apply(
     }
     if plan.is_empty() {
         write_completed(store, prepared).await?;
+        publish_addons(store, &prepared.cluster, true).await?;
         return Ok(());
     }
     let started = std::time::Instant::now();
@@ -186,6 +271,7 @@ async fn plan_and_apply(
     match result {
         Ok(report) => {
             write_completed(store, prepared).await?;
+            publish_addons(store, &prepared.cluster, true).await?;
             eprintln!(
                 "Applied {} change(s) to {name} in {:.2} s ({} attempts, {} AWS API calls; \
                  critical path {} change(s) taking {:.2} s).",
@@ -214,8 +300,9 @@ async fn plan_and_apply(
 
 /// `--target terraform`: renders the cluster into `out` and stores the completed spec.
 pub async fn write_terraform(store: &StateStore, name: &str, out: &Path) -> Result<()> {
-    let prepared = prepare(store, name).await?;
+    let prepared = prepare(store, name, false).await?;
     super::pki::ensure_keysets(store, name).await?;
+    publish_addons(store, &prepared.cluster, false).await?;
     let rendered = kopsrs_terraform::render(&prepared.set);
     let changed = write_output(out, &rendered.files)?;
     write_completed(store, &prepared).await?;

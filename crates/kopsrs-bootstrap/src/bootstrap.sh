@@ -1,0 +1,405 @@
+# --- kopsrs node bootstrap (settings above are rendered per instance group) ---
+# Turns a stock Ubuntu 24.04 instance into a Kubernetes node with kubeadm. Safe to rerun.
+# The same file is installed as /usr/local/sbin/kopsrs-node for the control plane's timers:
+#   kopsrs-node [boot|refresh-token|apply-addons|backup-etcd]
+set -euo pipefail
+umask 022
+# KOPSRS_* variables only serve the tests: a root directory, a fake metadata service and a
+# local package repository.
+ROOT="${KOPSRS_ROOT:-}"
+IMDS="${KOPSRS_IMDS_URL:-http://169.254.169.254}"
+APT_REPO="${KOPSRS_K8S_APT_REPO:-https://pkgs.k8s.io/core:/stable:/v${KUBERNETES_MINOR}/deb}"
+STATE="$ROOT/var/lib/kopsrs"
+ADMIN="$ROOT/etc/kubernetes/admin.conf"
+export KOPSRS_ROOT="$ROOT"
+
+log() { echo "kopsrs-node: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+imds() {
+  local token
+  token=$(curl -sSf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' "$IMDS/latest/api/token")
+  curl -sSf -H "X-aws-ec2-metadata-token: $token" "$IMDS/latest/$1"
+}
+
+json_get() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# Signs a request with the instance role's credentials (SigV4, IMDSv2).
+aws_call() {
+  local service=$1 region=$2 url=$3 role doc
+  shift 3
+  role=$(imds meta-data/iam/security-credentials/ | head -n1)
+  doc=$(imds "meta-data/iam/security-credentials/$role")
+  curl -sS --aws-sigv4 "aws:amz:$region:$service" \
+    --user "$(json_get AccessKeyId <<<"$doc"):$(json_get SecretAccessKey <<<"$doc")" \
+    -H "x-amz-security-token: $(json_get Token <<<"$doc")" \
+    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" "$url"
+}
+
+state_region() {
+  if [ -z "$STATE_REGION" ]; then
+    STATE_REGION=$(curl -sSI "$STATE_URL/" | tr -d '\r' | awk 'tolower($1)=="x-amz-bucket-region:" {print $2}')
+    STATE_REGION="${STATE_REGION:-$REGION}"
+  fi
+  echo "$STATE_REGION"
+}
+
+# state_get KEY FILE: 0 when fetched, 1 when absent (or not readable yet), dies otherwise.
+state_get() {
+  local code
+  code=$(aws_call s3 "$(state_region)" "$STATE_URL/$1" -o "$2" -w '%{http_code}')
+  case $code in
+    200) return 0 ;;
+    403 | 404) rm -f "$2"; return 1 ;;
+    *) die "reading $1 from the state store: HTTP $code" ;;
+  esac
+}
+
+# state_put KEY FILE [curl args]: prints the HTTP status.
+state_put() {
+  local key=$1 file=$2
+  shift 2
+  aws_call s3 "$(state_region)" "$STATE_URL/$key" -X PUT -H 'Content-Type: application/octet-stream' \
+    --data-binary "@$file" -o /dev/null -w '%{http_code}' "$@"
+}
+
+ec2() { aws_call ec2 "$REGION" "$EC2_URL/" --data "Version=2016-11-15&$1"; }
+
+wait_for_state() {
+  local i
+  for i in $(seq 1 180); do
+    state_get "$1" "$2" && return 0
+    [ "$i" = 1 ] && log "waiting for $1 in the state store"
+    sleep "${KOPSRS_POLL_SECONDS:-10}"
+  done
+  die "$1 did not appear in the state store in 30 minutes"
+}
+
+# keyset NAME FILE: writes the trusted certificates (primary first) to FILE.crt and, when
+# FILE.key is wanted (private keyset), the primary's private key.
+keyset() {
+  python3 - "$@" <<'PY'
+import base64, sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))["spec"]
+keys = {k["id"]: k for k in doc["keys"]}
+primary = keys[doc["primaryID"]]
+trusted = [primary] + [k for k in doc["keys"] if k is not primary and not k.get("distrustTimestamp")]
+with open(sys.argv[2] + ".crt", "w") as f:
+    f.write("".join(base64.b64decode(k["publicMaterial"]).decode() for k in trusted))
+if len(sys.argv) > 3:
+    with open(sys.argv[2] + ".key", "w") as f:
+        f.write(base64.b64decode(primary["privateMaterial"]).decode())
+PY
+}
+
+install_packages() {
+  local marker="$STATE/packages-$KUBERNETES_VERSION" v
+  [ -e "$marker" ] && return 0
+  mkdir -p "$ROOT/etc/modules-load.d" "$ROOT/etc/sysctl.d" "$ROOT/etc/apt/keyrings" "$ROOT/etc/apt/sources.list.d" "$ROOT/etc/containerd"
+  printf 'overlay\nbr_netfilter\n' >"$ROOT/etc/modules-load.d/kopsrs.conf"
+  modprobe overlay
+  modprobe br_netfilter
+  printf 'net.ipv4.ip_forward = 1\nnet.ipv6.conf.all.forwarding = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\nfs.inotify.max_user_instances = 8192\n' >"$ROOT/etc/sysctl.d/99-kopsrs.conf"
+  sysctl --system >/dev/null
+  swapoff -a
+  curl -fsSL "$APT_REPO/Release.key" | gpg --batch --yes --dearmor -o "$ROOT/etc/apt/keyrings/kubernetes.gpg"
+  echo "deb [signed-by=/etc/apt/keyrings/kubernetes.gpg] $APT_REPO/ /" >"$ROOT/etc/apt/sources.list.d/kubernetes.list"
+  apt-get update -q
+  v=$(apt-cache madison kubeadm | awk -v want="$KUBERNETES_VERSION-" 'index($3, want) == 1 {print $3; exit}')
+  [ -n "$v" ] || die "kubeadm $KUBERNETES_VERSION is not in $APT_REPO"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q containerd "kubelet=$v" "kubeadm=$v" "kubectl=$v"
+  apt-mark hold containerd kubelet kubeadm kubectl
+  containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' >"$ROOT/etc/containerd/config.toml"
+  systemctl restart containerd
+  systemctl enable kubelet
+  mkdir -p "$STATE"
+  touch "$marker"
+}
+
+instance_facts() {
+  INSTANCE_ID=$(imds meta-data/instance-id)
+  NODE_IP=$(imds meta-data/local-ipv4)
+  NODE_NAME=$(imds meta-data/local-hostname)
+  ZONE=$(imds meta-data/placement/availability-zone)
+}
+
+api_host() {
+  if [ -n "$API_DNS_NAME" ]; then
+    echo "$API_DNS_NAME"
+  elif [ -n "$API_LB_NAME" ]; then
+    aws_call elasticloadbalancing "$REGION" "$ELB_URL/" --data "Version=2015-12-01&Action=DescribeLoadBalancers&Names.member.1=$API_LB_NAME" |
+      sed -n 's:.*<DNSName>\(.*\)</DNSName>.*:\1:p' | head -n1
+  else
+    echo "$NODE_IP"
+  fi
+}
+
+# The etcd member's EBS volume of this zone, attached and mounted at /var/lib/etcd.
+mount_etcd_volume() {
+  local listing vol dev i
+  [ -n "$ETCD_VOLUME_TAG" ] || return 0
+  grep -qs " $ROOT/var/lib/etcd " /proc/mounts && return 0
+  for i in $(seq 1 60); do
+    listing=$(ec2 "Action=DescribeVolumes&Filter.1.Name=tag:KubernetesCluster&Filter.1.Value.1=$CLUSTER_NAME&Filter.2.Name=tag-key&Filter.2.Value.1=$ETCD_VOLUME_TAG&Filter.3.Name=availability-zone&Filter.3.Value.1=$ZONE")
+    vol=$(python3 -c '
+import sys, xml.etree.ElementTree as ET
+me = sys.argv[1]; free = mine = ""
+for v in ET.fromstring(sys.stdin.read()).iter():
+    if not v.tag.endswith("}item") or v.find("{*}volumeId") is None: continue
+    vid = v.find("{*}volumeId").text
+    owners = [a.text for a in v.iter() if a.tag.endswith("}instanceId")]
+    if me in owners: mine = vid
+    elif v.find("{*}status").text == "available" and not free: free = vid
+print(mine or ("+" + free if free else ""))' "$INSTANCE_ID" <<<"$listing")
+    case $vol in
+      +*) vol=${vol#+}; ec2 "Action=AttachVolume&VolumeId=$vol&InstanceId=$INSTANCE_ID&Device=/dev/xvdu" >/dev/null; break ;;
+      vol-*) break ;;
+    esac
+    log "no free etcd volume in $ZONE yet (the replaced instance may still hold it)"
+    sleep "${KOPSRS_POLL_SECONDS:-10}"
+  done
+  [ -n "$vol" ] || die "no etcd volume tagged $ETCD_VOLUME_TAG in $ZONE"
+  for i in $(seq 1 60); do
+    for dev in "$ROOT/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${vol/-/}" "$ROOT/dev/xvdu"; do
+      [ -e "$dev" ] && break 2
+    done
+    sleep 2
+  done
+  [ -e "$dev" ] || die "volume $vol attached but no device appeared"
+  blkid "$dev" >/dev/null || mkfs.ext4 -q -L etcd "$dev"
+  mkdir -p "$ROOT/var/lib/etcd"
+  mount "$dev" "$ROOT/var/lib/etcd"
+  # A replaced member's data: etcd replaces members by remove + add, so it is kept aside.
+  if [ -d "$ROOT/var/lib/etcd/data/member" ]; then
+    mv "$ROOT/var/lib/etcd/data" "$ROOT/var/lib/etcd/replaced-$(date +%s)"
+  fi
+}
+
+place_pki() {
+  local pki="$ROOT/etc/kubernetes/pki" tmp
+  tmp=$(mktemp -d)
+  mkdir -p "$pki/etcd"
+  chmod 0700 "$pki"
+  for ks in kubernetes-ca:ca etcd-ca:etcd/ca apiserver-aggregator-ca:front-proxy-ca service-account:sa; do
+    state_get "pki/private/${ks%%:*}/keyset.yaml" "$tmp/ks" || die "keyset ${ks%%:*} is not in the state store; run kopsrs update cluster"
+    keyset "$tmp/ks" "$pki/${ks#*:}" private
+  done
+  openssl x509 -in "$pki/sa.crt" -pubkey -noout >"$pki/sa.pub"
+  rm -rf "$tmp" "$pki/sa.crt"
+  chmod 0600 "$pki"/*.key "$pki"/etcd/*.key
+}
+
+ca_hash() {
+  openssl x509 -in "$1" -pubkey -noout | openssl pkey -pubin -outform der | sha256sum | awk '{print "sha256:" $1}'
+}
+
+render() { # template output
+  sed -e "s|@NODE_NAME@|$NODE_NAME|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@API_HOST@|$API_HOST|g" \
+    -e "s|@JOIN_TOKEN@|${JOIN_TOKEN:-}|g" -e "s|@CA_HASH@|${CA_HASH:-}|g" "$1" >"$2"
+  chmod 0600 "$2"
+}
+
+publish_token() {
+  local file
+  file=$(mktemp)
+  echo "JOIN_TOKEN=$1" >"$file"
+  [ "$(state_put bootstrap/node/join.env "$file")" = 200 ] || die "cannot publish the join token"
+  rm -f "$file"
+}
+
+read_token() {
+  local file
+  file=$(mktemp)
+  wait_for_state bootstrap/node/join.env "$file"
+  JOIN_TOKEN=$(sed -n 's/^JOIN_TOKEN=//p' "$file")
+  rm -f "$file"
+}
+
+# Exactly one control-plane node initialises: the first to create bootstrap/init-lock.
+elect() {
+  local file code
+  file=$(mktemp)
+  echo "$INSTANCE_ID" >"$file"
+  while true; do
+    code=$(state_put bootstrap/init-lock "$file" -H 'If-None-Match: *')
+    case $code in
+      200) rm -f "$file"; echo init; return ;;
+      412)
+        if state_get bootstrap/init-lock "$file"; then
+          if [ "$(cat "$file")" = "$INSTANCE_ID" ]; then echo init; else echo join; fi
+          rm -f "$file"
+          return
+        fi
+        ;;
+      409 | 5*) sleep 2 ;;
+      *) die "election: HTTP $code from the state store" ;;
+    esac
+  done
+}
+
+kctl() { kubectl --kubeconfig "$ADMIN" "$@"; }
+
+etcdctl() {
+  kctl -n kube-system exec "etcd-$NODE_NAME" -- etcdctl --endpoints=https://127.0.0.1:2379 \
+    --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt \
+    --key=/etc/kubernetes/pki/etcd/healthcheck-client.key "$@"
+}
+
+# Removes etcd members whose address no control-plane node has any more (a replaced
+# instance), so a minority loss never turns into lost quorum.
+prune_etcd_members() {
+  local nodes
+  nodes=$(kctl get nodes -l node-role.kubernetes.io/control-plane -o jsonpath='{.items[*].status.addresses[?(@.type=="InternalIP")].address}')
+  etcdctl member list -w json | python3 -c '
+import json, sys
+alive = set(sys.argv[1].split())
+for m in json.load(sys.stdin).get("members", []):
+    ips = {u.split("//")[1].rsplit(":", 1)[0] for u in m.get("peerURLs", [])}
+    if m.get("name") and not ips & alive:
+        print("%x" % m["ID"])' "$nodes" | while read -r id; do
+    log "removing etcd member $id (its instance is gone)"
+    etcdctl member remove "$id"
+  done
+}
+
+refresh_token() {
+  [ -e "$ADMIN" ] || return 0
+  publish_token "$(kubeadm token create --ttl 2h0m0s --description 'kopsrs node join')"
+}
+
+backup_etcd() {
+  local status snap
+  [ -e "$ADMIN" ] || return 0
+  instance_facts
+  status=$(etcdctl endpoint status -w json)
+  python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; sys.exit(s["header"]["member_id"] != s["leader"])' <<<"$status" || return 0
+  snap="kopsrs-snapshot.db"
+  etcdctl snapshot save "/var/lib/etcd/data/$snap" >/dev/null
+  [ "$(state_put "backups/etcd/main/$(date -u +%Y-%m-%dT%H%M%SZ).db" "$ROOT/var/lib/etcd/data/$snap")" = 200 ] || die "snapshot upload failed"
+  rm -f "$ROOT/var/lib/etcd/data/$snap"
+}
+
+# Applies the addons the state store's channel lists, each version once per node.
+apply_addons() {
+  local tmp name version kind url sum ns file arch
+  [ -e "$ADMIN" ] || return 0
+  arch=$(dpkg --print-architecture)
+  tmp=$(mktemp -d)
+  state_get addons/bootstrap-channel.yaml "$tmp/channel.yaml" || { rm -rf "$tmp"; return 0; }
+  mkdir -p "$STATE/addons"
+  instance_facts
+  API_HOST=$(api_host)
+  python3 - "$tmp/channel.yaml" "$tmp" "$API_HOST" <<'PY' >"$tmp/list"
+import sys, yaml
+for a in yaml.safe_load(open(sys.argv[1]))["addons"]:
+    with open("%s/%s.values.yaml" % (sys.argv[2], a["name"]), "w") as f:
+        f.write(yaml.safe_dump(a.get("values") or {}).replace("@API_HOST@", sys.argv[3]))
+    print(a["name"], a["version"], a["kind"], a["url"], a.get("sha256") or "-", a.get("namespace", "kube-system"))
+PY
+  while read -r name version kind url sum ns; do
+    [ "$(cat "$STATE/addons/$name" 2>/dev/null)" = "$version $sum" ] && continue
+    file="$tmp/$name.download"
+    url=${url//@ARCH@/$arch}
+    curl -fsSL --retry 5 -o "$file" "$url" || { log "addon $name: cannot download $url"; continue; }
+    if [ "$sum" != - ]; then
+      echo "$sum  $file" | sha256sum -c --quiet - || { log "addon $name: sha256 mismatch for $url"; continue; }
+    else
+      log "addon $name: $url has no pinned sha256 in the channel"
+    fi
+    case $kind in
+      manifest) kctl apply --server-side --force-conflicts -f "$file" ;;
+      chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | kctl apply --server-side --force-conflicts -f - ;;
+      helm)
+        tar -xzf "$file" -C "$tmp"
+        install -m 0755 "$tmp"/linux-*/helm "$ROOT/usr/local/bin/helm"
+        ;;
+    esac
+    echo "$version $sum" >"$STATE/addons/$name"
+    log "addon $name $version applied"
+  done <"$tmp/list"
+  rm -rf "$tmp"
+}
+
+install_timers() {
+  local unit="$ROOT/etc/systemd/system" job every
+  mkdir -p "$unit" "$ROOT/usr/local/sbin" "$ROOT/usr/local/bin"
+  [ "$0" -ef "$ROOT/usr/local/sbin/kopsrs-node" ] || install -m 0700 "$0" "$ROOT/usr/local/sbin/kopsrs-node"
+  for job in refresh-token:30min apply-addons:2min backup-etcd:1h; do
+    every=${job#*:}
+    job=${job%%:*}
+    printf '[Unit]\nDescription=kopsrs %s\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/kopsrs-node %s\n' "$job" "$job" >"$unit/kopsrs-$job.service"
+    printf '[Unit]\nDescription=kopsrs %s every %s\n[Timer]\nOnBootSec=2min\nOnUnitActiveSec=%s\nRandomizedDelaySec=30s\n[Install]\nWantedBy=timers.target\n' "$job" "$every" "$every" >"$unit/kopsrs-$job.timer"
+    systemctl enable --now "kopsrs-$job.timer"
+  done
+  systemctl daemon-reload
+}
+
+# After a control-plane instance comes back at a newer spec.kubernetesVersion (rolling
+# update after `upgrade cluster`), the first one upgrades the cluster, the others follow.
+upgrade_control_plane() {
+  local running
+  running=$(kctl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' | sed -n 's/^kubernetesVersion: *//p')
+  if [ "$running" != "v$KUBERNETES_VERSION" ]; then
+    log "cluster runs $running; upgrading to v$KUBERNETES_VERSION"
+    kubeadm upgrade apply "v$KUBERNETES_VERSION" --yes
+  fi
+}
+
+boot() {
+  [ -n "$STATE_URL" ] || die "the cluster's state store is not on S3, so instances cannot read it; use an s3:// state store"
+  mkdir -p "$STATE" "$ROOT/etc/kopsrs"
+  install_packages
+  instance_facts
+  if [ -e "$ROOT/etc/kubernetes/kubelet.conf" ]; then
+    log "already a member of $CLUSTER_NAME"
+  elif [ "$ROLE" = control-plane ]; then
+    mount_etcd_volume
+    API_HOST=$(api_host)
+    [ -n "$API_HOST" ] || die "cannot find the API endpoint"
+    place_pki
+    if [ "$(elect)" = init ]; then
+      JOIN_TOKEN=$(kubeadm token generate)
+      write_kubeadm_init "$ROOT/etc/kopsrs/kubeadm-init.yaml.in"
+      render "$ROOT/etc/kopsrs/kubeadm-init.yaml.in" "$ROOT/etc/kopsrs/kubeadm.yaml"
+      kubeadm init --config "$ROOT/etc/kopsrs/kubeadm.yaml" --skip-token-print
+      publish_token "$JOIN_TOKEN"
+    else
+      read_token
+      CA_HASH=$(ca_hash "$ROOT/etc/kubernetes/pki/ca.crt")
+      write_kubeadm_join "$ROOT/etc/kopsrs/kubeadm-join.yaml.in"
+      render "$ROOT/etc/kopsrs/kubeadm-join.yaml.in" "$ROOT/etc/kopsrs/kubeadm.yaml"
+      kubeadm join --config "$ROOT/etc/kopsrs/kubeadm.yaml"
+      upgrade_control_plane
+      prune_etcd_members
+    fi
+  else
+    API_HOST=$(api_host)
+    [ -n "$API_HOST" ] || die "cannot find the API endpoint"
+    read_token
+    local tmp
+    tmp=$(mktemp -d)
+    wait_for_state pki/issued/kubernetes-ca/keyset.yaml "$tmp/ks"
+    keyset "$tmp/ks" "$tmp/ca"
+    CA_HASH=$(ca_hash "$tmp/ca.crt")
+    write_kubeadm_join "$ROOT/etc/kopsrs/kubeadm-join.yaml.in"
+    render "$ROOT/etc/kopsrs/kubeadm-join.yaml.in" "$ROOT/etc/kopsrs/kubeadm.yaml"
+    kubeadm join --config "$ROOT/etc/kopsrs/kubeadm.yaml"
+    # The kubelet trusts every CA that is not distrusted, so a rotation breaks no node.
+    install -m 0644 "$tmp/ca.crt" "$ROOT/etc/kubernetes/pki/ca.crt"
+    rm -rf "$tmp"
+    systemctl restart kubelet
+  fi
+  if [ "$ROLE" = control-plane ]; then
+    install_timers
+    apply_addons
+  fi
+  log "node $NODE_NAME ($ROLE, instance group $GROUP) ready for $CLUSTER_NAME"
+}
+
+case "${1:-boot}" in
+  boot) boot ;;
+  refresh-token) instance_facts; refresh_token ;;
+  apply-addons) apply_addons ;;
+  backup-etcd) backup_etcd ;;
+  *) die "unknown command $1 (boot, refresh-token, apply-addons, backup-etcd)" ;;
+esac

@@ -1,0 +1,503 @@
+//! Node bootstrap as data: the user-data of each instance group.
+//!
+//! A node's user-data is one bash script: settings rendered here (cluster, role, versions,
+//! where the state store and the API are), the kubeadm v1beta4 documents as templates
+//! ([`kubeadm`]), then the fixed body in `bootstrap.sh`, which installs containerd and the
+//! pinned Kubernetes packages, elects the one control-plane node that runs `kubeadm init`
+//! with a conditional write to the state store, and joins everyone else. Node-specific
+//! values (name, address, token, CA hash) are only known on the instance, so the documents
+//! carry `@PLACEHOLDER@` strings the script fills in. The script holds no secret: CA keys
+//! and the join token are read from the state store with the instance role. See
+//! docs/bootstrap.md for the boot sequence. Nothing here does I/O.
+
+pub mod channel;
+pub mod kubeadm;
+
+use kubeadm::*;
+
+/// EC2's limit on user-data (the bytes before base64; kopsrs sends it gzip-compressed,
+/// which cloud-init unpacks).
+pub const MAX_USER_DATA: usize = 16 * 1024;
+
+/// Gzip at the best level, with no timestamp: the same bytes for the same text.
+pub fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder
+        .write_all(text.as_bytes())
+        .expect("writing to memory");
+    encoder.finish().expect("writing to memory")
+}
+
+const BODY: &str = include_str!("bootstrap.sh");
+
+/// What a node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    ControlPlane,
+    Node,
+    Bastion,
+}
+
+/// Everything a node's user-data depends on; the model fills it from the completed spec.
+#[derive(Debug, Clone)]
+pub struct NodeBootstrap {
+    pub cluster_name: String,
+    pub group: String,
+    pub role: Role,
+    /// `spec.kubernetesVersion` without the leading `v` (`1.34.1`).
+    pub kubernetes_version: String,
+    pub region: String,
+    /// The cluster's folder in the state store, as an HTTPS URL (`https://bucket.s3.amazonaws.com/prefix/name`).
+    pub state_url: String,
+    /// The bucket's region when known; otherwise the node asks S3.
+    pub state_region: Option<String>,
+    /// The EC2 and ELB endpoints (regional AWS endpoints, or a test endpoint).
+    pub ec2_url: String,
+    pub elb_url: String,
+    /// The API's DNS name when the cluster has DNS; otherwise the load balancer's name,
+    /// which nodes resolve to its DNS name at boot.
+    pub api_dns_name: Option<String>,
+    pub api_lb_name: Option<String>,
+    /// Extra names in the API server's certificate.
+    pub api_cert_sans: Vec<String>,
+    /// Tag of the etcd member volumes (`k8s.io/etcd/main`) on control-plane nodes.
+    pub etcd_volume_tag: Option<String>,
+    pub pod_cidr: String,
+    pub service_cidr: String,
+    pub dns_domain: String,
+    /// kube-proxy off (a CNI that replaces it).
+    pub kube_proxy_disabled: bool,
+    /// `kops.k8s.io/instancegroup` and the group's own labels for the kubelet.
+    pub node_labels: Vec<(String, String)>,
+    pub taints: Vec<Taint>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("spec.kubernetesVersion: {0:?} is not supported by the kubeadm bootstrap (kubeadm v1beta4 needs 1.31 or later); run `kopsrs upgrade cluster --yes` or set spec.kubernetesVersion to 1.31 or later")]
+    OldKubernetes(String),
+    #[error("spec.kubernetesVersion: {0:?} is not a version (expected 1.34.1 or v1.34.1)")]
+    BadVersion(String),
+    #[error("instance group {group}: the user-data is {size} bytes gzip-compressed, over EC2's limit of {MAX_USER_DATA}")]
+    TooLarge { group: String, size: usize },
+    #[error("instance group {group}: {field} {value:?} contains a character that cannot go into user-data")]
+    BadValue {
+        group: String,
+        field: &'static str,
+        value: String,
+    },
+}
+
+/// `1.34.1` (or `v1.34.1`) as (major, minor, patch).
+pub fn parse_version(version: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = version.trim_start_matches('v').splitn(3, '.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let patch = parts.next()?.split(['-', '+']).next()?.parse().ok()?;
+    Some((major, minor, patch))
+}
+
+impl NodeBootstrap {
+    fn node_registration(&self) -> NodeRegistrationOptions {
+        let labels = self
+            .node_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec![
+            Arg {
+                name: "cloud-provider".into(),
+                value: "external".into(),
+            },
+            Arg {
+                name: "node-ip".into(),
+                value: "@NODE_IP@".into(),
+            },
+        ];
+        if !labels.is_empty() {
+            args.push(Arg {
+                name: "node-labels".into(),
+                value: labels,
+            });
+        }
+        NodeRegistrationOptions {
+            name: "@NODE_NAME@".into(),
+            cri_socket: "unix:///run/containerd/containerd.sock".into(),
+            kubelet_extra_args: args,
+            // kubeadm taints control-plane nodes itself when this is unset.
+            taints: (self.role != Role::ControlPlane || !self.taints.is_empty())
+                .then(|| self.taints.clone()),
+        }
+    }
+
+    fn local_endpoint() -> ApiEndpoint {
+        ApiEndpoint {
+            advertise_address: "@NODE_IP@".into(),
+            bind_port: 443,
+        }
+    }
+
+    /// `kubeadm init`'s documents (control-plane nodes).
+    pub fn init_documents(&self) -> (InitConfiguration, ClusterConfiguration) {
+        let init = InitConfiguration {
+            api_version: API_VERSION.into(),
+            kind: "InitConfiguration".into(),
+            bootstrap_tokens: vec![BootstrapToken {
+                token: "@JOIN_TOKEN@".into(),
+                description: Some(
+                    "kopsrs: first join token; control planes publish fresh ones".into(),
+                ),
+                ttl: Some("2h0m0s".into()),
+                usages: vec!["signing".into(), "authentication".into()],
+                groups: vec!["system:bootstrappers:kubeadm:default-node-token".into()],
+            }],
+            node_registration: self.node_registration(),
+            local_api_endpoint: Self::local_endpoint(),
+            skip_phases: vec![],
+            timeouts: Some(Timeouts {
+                control_plane_component_health_check: Some("10m0s".into()),
+                discovery: None,
+                tls_bootstrap: None,
+            }),
+        };
+        let mut sans = vec![
+            "@API_HOST@".to_string(),
+            format!("api.internal.{}", self.cluster_name),
+        ];
+        sans.extend(self.api_cert_sans.iter().cloned());
+        sans.dedup();
+        let cluster = ClusterConfiguration {
+            api_version: API_VERSION.into(),
+            kind: "ClusterConfiguration".into(),
+            cluster_name: self.cluster_name.clone(),
+            kubernetes_version: format!("v{}", self.kubernetes_version),
+            control_plane_endpoint: "@API_HOST@:443".into(),
+            certificates_dir: "/etc/kubernetes/pki".into(),
+            networking: Networking {
+                service_subnet: self.service_cidr.clone(),
+                pod_subnet: self.pod_cidr.clone(),
+                dns_domain: self.dns_domain.clone(),
+            },
+            etcd: Etcd {
+                local: LocalEtcd {
+                    // The member's EBS volume is mounted at /var/lib/etcd; its root holds
+                    // lost+found, and kubeadm wants an empty data directory.
+                    data_dir: "/var/lib/etcd/data".into(),
+                    extra_args: vec![],
+                    server_cert_sans: vec![],
+                    peer_cert_sans: vec![],
+                },
+            },
+            api_server: ApiServer {
+                cert_sans: sans,
+                extra_args: vec![],
+            },
+            controller_manager: ControlPlaneComponent {
+                extra_args: vec![Arg {
+                    name: "cloud-provider".into(),
+                    value: "external".into(),
+                }],
+            },
+            scheduler: ControlPlaneComponent::default(),
+            dns: Dns { disabled: false },
+            proxy: Proxy {
+                disabled: self.kube_proxy_disabled,
+            },
+            encryption_algorithm: Some("ECDSA-P256".into()),
+        };
+        (init, cluster)
+    }
+
+    /// `kubeadm join`'s document; control-plane nodes join with `controlPlane` set.
+    pub fn join_document(&self) -> JoinConfiguration {
+        JoinConfiguration {
+            api_version: API_VERSION.into(),
+            kind: "JoinConfiguration".into(),
+            node_registration: self.node_registration(),
+            discovery: Discovery {
+                bootstrap_token: BootstrapTokenDiscovery {
+                    token: "@JOIN_TOKEN@".into(),
+                    api_server_endpoint: "@API_HOST@:443".into(),
+                    ca_cert_hashes: vec!["@CA_HASH@".into()],
+                },
+                tls_bootstrap_token: None,
+            },
+            control_plane: (self.role == Role::ControlPlane).then(|| JoinControlPlane {
+                local_api_endpoint: Self::local_endpoint(),
+            }),
+            timeouts: Some(Timeouts {
+                control_plane_component_health_check: None,
+                discovery: Some("15m0s".into()),
+                tls_bootstrap: None,
+            }),
+        }
+    }
+
+    fn check(&self) -> Result<(), BootstrapError> {
+        let (major, minor, _) = parse_version(&self.kubernetes_version)
+            .ok_or_else(|| BootstrapError::BadVersion(self.kubernetes_version.clone()))?;
+        if (major, minor) < (1, 31) {
+            return Err(BootstrapError::OldKubernetes(
+                self.kubernetes_version.clone(),
+            ));
+        }
+        let fields: [(&'static str, &str); 5] = [
+            ("metadata.name", &self.cluster_name),
+            ("state store", &self.state_url),
+            ("spec.kubernetesVersion", &self.kubernetes_version),
+            ("api name", self.api_dns_name.as_deref().unwrap_or_default()),
+            ("instance group", &self.group),
+        ];
+        for (field, value) in fields {
+            if value.chars().any(|c| matches!(c, '\'' | '\n' | '|' | '\\')) {
+                return Err(BootstrapError::BadValue {
+                    group: self.group.clone(),
+                    field,
+                    value: value.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The instance group's user-data.
+    pub fn render(&self) -> Result<String, BootstrapError> {
+        if self.role == Role::Bastion {
+            return Ok(format!(
+                "#!/bin/bash\n# kopsrs bastion of {}: SSH only, no Kubernetes.\nset -euo pipefail\napt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q unattended-upgrades\n",
+                self.cluster_name
+            ));
+        }
+        self.check()?;
+        let (major, minor, _) = parse_version(&self.kubernetes_version).unwrap_or_default();
+        let role = match self.role {
+            Role::ControlPlane => "control-plane",
+            _ => "node",
+        };
+        let settings = [
+            ("CLUSTER_NAME", self.cluster_name.clone()),
+            ("GROUP", self.group.clone()),
+            ("ROLE", role.to_string()),
+            (
+                "KUBERNETES_VERSION",
+                self.kubernetes_version.trim_start_matches('v').to_string(),
+            ),
+            ("KUBERNETES_MINOR", format!("{major}.{minor}")),
+            ("REGION", self.region.clone()),
+            ("STATE_URL", self.state_url.clone()),
+            (
+                "STATE_REGION",
+                self.state_region.clone().unwrap_or_default(),
+            ),
+            ("EC2_URL", self.ec2_url.clone()),
+            ("ELB_URL", self.elb_url.clone()),
+            (
+                "API_DNS_NAME",
+                self.api_dns_name.clone().unwrap_or_default(),
+            ),
+            ("API_LB_NAME", self.api_lb_name.clone().unwrap_or_default()),
+            (
+                "ETCD_VOLUME_TAG",
+                self.etcd_volume_tag.clone().unwrap_or_default(),
+            ),
+        ];
+        let mut out = String::from("#!/bin/bash\n# kopsrs user-data: see docs/bootstrap.md\n");
+        for (key, value) in settings {
+            out.push_str(&format!("{key}='{value}'\n"));
+        }
+        let join = yaml(&self.join_document());
+        let mut init = String::new();
+        if self.role == Role::ControlPlane {
+            let (i, c) = self.init_documents();
+            init = format!("{}---\n{}", yaml(&i), yaml(&c));
+        }
+        out.push_str(&format!(
+            "write_kubeadm_init() {{\n  cat >\"$1\" <<'KUBEADM'\n{init}KUBEADM\n}}\nwrite_kubeadm_join() {{\n  cat >\"$1\" <<'KUBEADM'\n{join}KUBEADM\n}}\n"
+        ));
+        out.push_str(BODY);
+        let size = gzip(&out).len();
+        if size > MAX_USER_DATA {
+            return Err(BootstrapError::TooLarge {
+                group: self.group.clone(),
+                size,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn yaml<T: serde::Serialize>(value: &T) -> String {
+    serde_yaml_ng::to_string(value).expect("kubeadm documents serialise")
+}
+
+/// The kubeadm documents embedded in a rendered user-data (between the `KUBEADM` markers).
+pub fn embedded_kubeadm_documents(user_data: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in user_data.lines() {
+        match (&mut current, line) {
+            (None, l) if l.trim_end().ends_with("<<'KUBEADM'") => current = Some(String::new()),
+            (Some(text), "KUBEADM") => {
+                out.push(std::mem::take(text));
+                current = None;
+            }
+            (Some(text), l) => {
+                text.push_str(l);
+                text.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out.into_iter().filter(|d| !d.trim().is_empty()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(role: Role) -> NodeBootstrap {
+        NodeBootstrap {
+            cluster_name: "k.example.com".into(),
+            group: "nodes-a".into(),
+            role,
+            kubernetes_version: "1.34.1".into(),
+            region: "eu-west-1".into(),
+            state_url: "https://b.s3.amazonaws.com/k.example.com".into(),
+            state_region: None,
+            ec2_url: "https://ec2.eu-west-1.amazonaws.com".into(),
+            elb_url: "https://elasticloadbalancing.eu-west-1.amazonaws.com".into(),
+            api_dns_name: Some("api.k.example.com".into()),
+            api_lb_name: Some("api-k-example-com".into()),
+            api_cert_sans: vec!["extra.example.com".into()],
+            etcd_volume_tag: (role == Role::ControlPlane).then(|| "k8s.io/etcd/main".into()),
+            pod_cidr: "100.96.0.0/11".into(),
+            service_cidr: "100.64.0.0/13".into(),
+            dns_domain: "cluster.local".into(),
+            kube_proxy_disabled: false,
+            node_labels: vec![("kops.k8s.io/instancegroup".into(), "nodes-a".into())],
+            taints: vec![],
+        }
+    }
+
+    #[test]
+    fn control_plane_user_data_carries_init_and_join_documents() {
+        let text = node(Role::ControlPlane).render().unwrap();
+        assert!(text.starts_with("#!/bin/bash\n"));
+        let docs = embedded_kubeadm_documents(&text);
+        assert_eq!(docs.len(), 2, "{docs:?}");
+        let init = kubeadm::decode(&docs[0]).unwrap();
+        assert!(
+            matches!(&init[..], [kubeadm::Document::Init(_), kubeadm::Document::Cluster(c)]
+            if c.api_server.cert_sans.contains(&"extra.example.com".to_string())
+            && c.kubernetes_version == "v1.34.1")
+        );
+        let join = kubeadm::decode(&docs[1]).unwrap();
+        assert!(matches!(&join[..], [kubeadm::Document::Join(j)] if j.control_plane.is_some()));
+        // kubeadm's own spelling of the initialisms.
+        assert!(docs[0].contains("localAPIEndpoint:") && docs[0].contains("certSANs:"));
+        assert!(gzip(&text).len() < MAX_USER_DATA);
+    }
+
+    #[test]
+    fn worker_user_data_joins_without_control_plane() {
+        let text = node(Role::Node).render().unwrap();
+        let docs = embedded_kubeadm_documents(&text);
+        assert_eq!(docs.len(), 1);
+        let join = kubeadm::decode(&docs[0]).unwrap();
+        assert!(matches!(&join[..], [kubeadm::Document::Join(j)] if j.control_plane.is_none()));
+        assert!(!text.contains("BEGIN"), "no key material in user-data");
+    }
+
+    #[test]
+    fn decoding_is_strict() {
+        let text = node(Role::Node).render().unwrap();
+        let doc = embedded_kubeadm_documents(&text).remove(0);
+        let typo = doc.replace("caCertHashes:", "caCertHash:");
+        assert!(kubeadm::decode(&typo).unwrap_err().contains("caCertHash"));
+        let v1beta3 = doc.replace("v1beta4", "v1beta3");
+        assert!(kubeadm::decode(&v1beta3).is_err());
+    }
+
+    #[test]
+    fn old_versions_and_odd_values_are_refused() {
+        let mut n = node(Role::Node);
+        n.kubernetes_version = "1.30.4".into();
+        let e = n.render().unwrap_err().to_string();
+        assert!(
+            e.contains("spec.kubernetesVersion")
+                && e.contains("1.30.4")
+                && e.contains("upgrade cluster"),
+            "{e}"
+        );
+        let mut n = node(Role::Node);
+        n.cluster_name = "a'b".into();
+        assert!(n
+            .render()
+            .unwrap_err()
+            .to_string()
+            .contains("metadata.name"));
+    }
+
+    #[test]
+    fn the_stable_channel_selects_addons_per_networking() {
+        let channel = channel::Channel::stable();
+        let names = |cni: &str| -> Vec<String> {
+            channel
+                .select("v1.34.1", cni)
+                .unwrap()
+                .addons
+                .into_iter()
+                .map(|a| a.name)
+                .collect()
+        };
+        assert_eq!(
+            names("cilium"),
+            [
+                "helm",
+                "cilium",
+                "aws-cloud-controller-manager",
+                "aws-ebs-csi-driver",
+                "metrics-server"
+            ]
+        );
+        assert_eq!(names("calico")[1], "calico");
+        assert!(!names("none")
+            .iter()
+            .any(|n| channel::CNI_ADDONS.contains(&n.as_str())));
+        let e = channel.select("1.29.0", "cilium").unwrap_err().to_string();
+        assert!(e.contains("1.29.0") && e.contains("1.31"), "{e}");
+        assert_eq!(channel.upgrade_target("1.33.0"), Some("1.34.1"));
+        assert_eq!(channel.upgrade_target("1.34.0"), Some("1.34.1"));
+        assert_eq!(channel.recommended_patch("1.34.0"), Some("1.34.1"));
+    }
+
+    #[test]
+    fn a_channel_entry_for_a_newer_minor_wins_for_that_minor() {
+        let mut channel = channel::Channel::stable();
+        let mut newer = channel
+            .addons
+            .iter()
+            .find(|a| a.name == "metrics-server")
+            .unwrap()
+            .clone();
+        newer.version = "9.9.9".into();
+        newer.kubernetes = Some(["1.34".into(), "1.40".into()]);
+        channel.addons.push(newer);
+        let pick = |v: &str| {
+            channel
+                .select(v, "cilium")
+                .unwrap()
+                .addons
+                .into_iter()
+                .find(|a| a.name == "metrics-server")
+                .unwrap()
+                .version
+        };
+        assert_eq!(pick("1.34.1"), "9.9.9");
+        assert_ne!(pick("1.33.5"), "9.9.9");
+        let bad = channel::Channel::parse("kubernetes: {recommended: 1.34.1, minors: {}}\naddons:\n- {name: x, version: '1', kind: manifest, url: u, sha256: abc}\n");
+        assert!(bad.unwrap_err().to_string().contains("64 hex"));
+    }
+}

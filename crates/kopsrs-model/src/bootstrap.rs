@@ -1,0 +1,181 @@
+//! Each instance group's user-data, from kopsrs-bootstrap with the facts the model knows
+//! (names, the API load balancer, the etcd volume tags, the networking).
+
+use kopsrs_api::{InstanceGroup, Role};
+use kopsrs_bootstrap::{kubeadm::Taint, NodeBootstrap, Role as NodeRole};
+
+use crate::build::{err, Builder};
+use crate::ModelError;
+
+/// The networking addon of a spec (`cilium`, ..., or `none` for `cni`/none/others).
+pub fn cni(spec: &kopsrs_api::ClusterSpec) -> &'static str {
+    let Some(n) = spec.networking.as_ref() else {
+        return "cilium";
+    };
+    if n.cilium.is_some() {
+        "cilium"
+    } else if n.calico.is_some() {
+        "calico"
+    } else if n.flannel.is_some() {
+        "flannel"
+    } else if n.kindnet.is_some() {
+        "kindnet"
+    } else if n.amazonvpc.is_some() {
+        "amazonvpc"
+    } else {
+        "none"
+    }
+}
+
+impl Builder<'_> {
+    /// `https://bucket.s3.amazonaws.com/prefix` for `s3://bucket/prefix` (path style under
+    /// an overridden endpoint); empty for stores nodes cannot read.
+    fn state_url(&self) -> String {
+        let Some(rest) = self
+            .spec
+            .config_base
+            .as_deref()
+            .and_then(|c| c.strip_prefix("s3://"))
+        else {
+            return String::new();
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_end_matches('/');
+        let base = match self.input.aws_endpoint.as_deref() {
+            Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            None => format!("https://{bucket}.s3.amazonaws.com"),
+        };
+        if prefix.is_empty() {
+            base
+        } else {
+            format!("{base}/{prefix}")
+        }
+    }
+
+    fn aws_url(&self, service: &str) -> String {
+        match self.input.aws_endpoint.as_deref() {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_string(),
+            None => format!("https://{service}.{}.amazonaws.com", self.region),
+        }
+    }
+
+    fn node_bootstrap(&self, group: &InstanceGroup) -> Result<NodeBootstrap, ModelError> {
+        let role = match group.role() {
+            Some(Role::ControlPlane) => NodeRole::ControlPlane,
+            Some(Role::Bastion) => NodeRole::Bastion,
+            _ => NodeRole::Node,
+        };
+        let api_dns_name = (!self.dns_none()).then(|| {
+            self.spec
+                .master_public_name
+                .clone()
+                .unwrap_or_else(|| self.scoped("api"))
+        });
+        let api_lb_name = self
+            .api_load_balancer_enabled()
+            .then(|| self.lb_name("api"));
+        let mut labels = vec![(
+            "kops.k8s.io/instancegroup".to_string(),
+            group.metadata.name.clone(),
+        )];
+        // The kubelet may not set node-role labels itself (NodeRestriction); kubeadm does.
+        labels.extend(
+            group
+                .spec
+                .node_labels
+                .iter()
+                .flatten()
+                .filter(|(k, _)| {
+                    !k.starts_with("node-role.kubernetes.io/") && *k != "kops.k8s.io/instancegroup"
+                })
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        let mut taints = Vec::new();
+        for (i, text) in group.spec.taints.iter().flatten().enumerate() {
+            let bad = || {
+                err(
+                    format!("InstanceGroup {}: spec.taints[{i}]", group.metadata.name),
+                    format!("{text:?} is not a taint; write key=value:Effect or key:Effect"),
+                )
+            };
+            let (kv, effect) = text.rsplit_once(':').ok_or_else(bad)?;
+            if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+                return Err(bad());
+            }
+            let (key, value) = match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (kv.to_string(), None),
+            };
+            taints.push(Taint {
+                key,
+                value,
+                effect: effect.into(),
+            });
+        }
+        let mut sans = Vec::new();
+        if let Some(extra) = self.spec.additional_sans.as_ref() {
+            sans.extend(extra.iter().cloned());
+        }
+        Ok(NodeBootstrap {
+            cluster_name: self.name.clone(),
+            group: group.metadata.name.clone(),
+            role,
+            kubernetes_version: self
+                .spec
+                .kubernetes_version
+                .clone()
+                .unwrap_or_default()
+                .trim_start_matches('v')
+                .to_string(),
+            region: self.region.clone(),
+            state_url: self.state_url(),
+            state_region: self.input.state_region.clone(),
+            ec2_url: self.aws_url("ec2"),
+            elb_url: self.aws_url("elasticloadbalancing"),
+            api_dns_name,
+            api_lb_name,
+            api_cert_sans: sans,
+            etcd_volume_tag: (role == NodeRole::ControlPlane).then(|| "k8s.io/etcd/main".into()),
+            pod_cidr: self
+                .spec
+                .pod_cidr
+                .clone()
+                .unwrap_or_else(|| "100.96.0.0/11".into()),
+            service_cidr: self
+                .spec
+                .service_cluster_ip_range
+                .clone()
+                .unwrap_or_else(|| "100.64.0.0/13".into()),
+            dns_domain: self
+                .spec
+                .cluster_dns_domain
+                .clone()
+                .unwrap_or_else(|| "cluster.local".into()),
+            kube_proxy_disabled: self.spec.kube_proxy.as_ref().and_then(|k| k.enabled)
+                == Some(false),
+            node_labels: labels,
+            taints,
+        })
+    }
+
+    /// The group's user-data: the input's override, else the kubeadm bootstrap. A spec the
+    /// bootstrap cannot serve is an error when `input.strict_bootstrap` (the AWS target);
+    /// the Terraform target writes a script that stops with the same message.
+    pub fn user_data(&self, group: &InstanceGroup) -> Result<String, ModelError> {
+        if let Some(text) = self.input.user_data.get(&group.metadata.name) {
+            return Ok(text.clone());
+        }
+        let node = self.node_bootstrap(group)?;
+        match node.render() {
+            Ok(text) => Ok(text),
+            Err(e) if !self.input.strict_bootstrap => Ok(format!(
+                "#!/bin/bash\necho 'kopsrs: this instance cannot bootstrap: {}' >&2\nexit 1\n",
+                e.to_string().replace('\'', "")
+            )),
+            Err(e) => Err(err(
+                format!("InstanceGroup {}", group.metadata.name),
+                e.to_string(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,864 @@
+//! Node bootstrap: the rendered user-data of several cluster shapes passes shellcheck, its
+//! kubeadm documents decode strictly (v1beta4) and it fits EC2's 16 KB gzip-compressed; and a
+//! simulated boot of two control-plane nodes and a worker, with stub commands on PATH, a fake
+//! instance metadata service and moto as S3 and EC2, gives exactly one `kubeadm init`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kopsrs_bootstrap::kubeadm::{self, Document};
+use support::{kopsrs, Moto};
+
+fn shellcheck() -> Command {
+    let probe = Command::new("shellcheck").arg("--version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "shellcheck is not installed: run scripts/test.sh, which installs it"
+    );
+    Command::new("shellcheck")
+}
+
+/// User-data files of a Terraform rendering, by instance group.
+fn user_data(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir.join("data"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let group = name
+                .strip_prefix("aws_launch_template_")?
+                .strip_suffix("_user_data")?
+                .to_string();
+            Some((group, std::fs::read_to_string(e.path()).unwrap()))
+        })
+        .collect()
+}
+
+fn check_user_data(group: &str, text: &str) {
+    let path = std::env::temp_dir().join(format!("kopsrs-ud-{}-{group}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let out = shellcheck()
+        .args(["-s", "bash"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(
+        out.status.success(),
+        "{group}: shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let size = kopsrs_bootstrap::gzip(text).len();
+    assert!(
+        size < kopsrs_bootstrap::MAX_USER_DATA,
+        "{group}: {size} bytes gzip-compressed"
+    );
+    let docs = kopsrs_bootstrap::embedded_kubeadm_documents(text);
+    let decoded: Vec<Document> = docs
+        .iter()
+        .flat_map(|d| kubeadm::decode(d).unwrap_or_else(|e| panic!("{group}: {e}\n{d}")))
+        .collect();
+    if group.starts_with("bastions") {
+        assert!(decoded.is_empty(), "{group}");
+    } else if group.starts_with("control-plane") {
+        assert!(matches!(
+            &decoded[..],
+            [Document::Init(_), Document::Cluster(_), Document::Join(j)] if j.control_plane.is_some()
+        ));
+    } else {
+        assert!(
+            matches!(&decoded[..], [Document::Join(j)] if j.control_plane.is_none()),
+            "{group}"
+        );
+    }
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "{group}: no key material in user-data"
+    );
+}
+
+#[test]
+fn rendered_user_data_passes_shellcheck_and_decodes_strictly() {
+    let shapes: [(&str, &[&str]); 4] = [
+        (
+            "ha.example.com",
+            &[
+                "--zones",
+                "eu-west-1a,eu-west-1b,eu-west-1c",
+                "--control-plane-count",
+                "3",
+            ],
+        ),
+        (
+            "private.example.com",
+            &[
+                "--zones",
+                "eu-west-1a",
+                "--topology",
+                "private",
+                "--bastion",
+            ],
+        ),
+        (
+            "calico.example.com",
+            &["--zones", "eu-west-1a", "--networking", "calico"],
+        ),
+        ("gossip.k8s.local", &["--zones", "eu-west-1a,eu-west-1b"]),
+    ];
+    let mut checked = 0;
+    for (name, flags) in shapes {
+        let dir = tempfile::tempdir().unwrap();
+        let state = format!("file://{}", dir.path().join("state").display());
+        kopsrs(&state)
+            .args(["create", "cluster", "--name", name])
+            .args(flags)
+            .assert_ok();
+        let out = dir.path().join("tf");
+        kopsrs(&state)
+            .args(["update", "cluster", name, "--target", "terraform", "--out"])
+            .arg(&out)
+            .assert_ok();
+        let files = user_data(&out);
+        assert!(files.len() >= 2, "{name}: {files:?}");
+        for (group, text) in &files {
+            check_user_data(group, text);
+            checked += 1;
+        }
+        let tf = std::fs::read_to_string(out.join("kubernetes.tf")).unwrap();
+        assert!(tf.contains("user_data = base64gzip(file("), "{name}");
+        if name.ends_with(".k8s.local") {
+            // No DNS: nodes find the API load balancer's name at boot.
+            assert!(files.values().all(|t| t.contains("API_DNS_NAME=''")));
+            assert!(files
+                .values()
+                .all(|t| t.contains("API_LB_NAME='api-gossip-k8s-local")));
+        }
+    }
+    assert!(checked >= 9, "{checked}");
+}
+
+#[test]
+fn the_aws_target_refuses_versions_kubeadm_v1beta4_cannot_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}", dir.path().join("state").display());
+    kopsrs(&state)
+        .args([
+            "create",
+            "cluster",
+            "--name",
+            "old.example.com",
+            "--zones",
+            "eu-west-1a",
+        ])
+        .args(["--kubernetes-version", "1.30.4"])
+        .assert_ok();
+    // Terraform output is written (kops specs of old versions still render), with user-data
+    // that stops with the reason; the AWS target refuses before reading AWS.
+    let out = dir.path().join("tf");
+    kopsrs(&state)
+        .args([
+            "update",
+            "cluster",
+            "old.example.com",
+            "--target",
+            "terraform",
+            "--out",
+        ])
+        .arg(&out)
+        .assert_ok();
+    assert!(user_data(&out)
+        .values()
+        .all(|t| t.contains("cannot bootstrap") && t.contains("1.30.4")));
+    let refused = kopsrs(&state)
+        .args(["update", "cluster", "old.example.com", "--yes"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("spec.kubernetesVersion")
+            && stderr.contains("1.30.4")
+            && stderr.contains("upgrade cluster"),
+        "{stderr}"
+    );
+}
+
+trait AssertOk {
+    fn assert_ok(&mut self) -> std::process::Output;
+}
+
+impl AssertOk for Command {
+    fn assert_ok(&mut self) -> std::process::Output {
+        let out = self.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{:?}: {}{}",
+            self.get_args().collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Simulated boot.
+
+const NAME: &str = "boot.example.com";
+
+/// Stub commands: each records its arguments in $KOPSRS_ROOT/calls.log, and the few whose
+/// output the script reads answer as the real ones would.
+const STUBS: &[(&str, &str)] = &[
+    ("apt-get", ""),
+    ("apt-mark", ""),
+    ("modprobe", ""),
+    ("sysctl", ""),
+    ("swapoff", ""),
+    ("systemctl", ""),
+    ("mount", ""),
+    (
+        "apt-cache",
+        r#"echo "   kubeadm | 1.34.1-1.1 | $KOPSRS_K8S_APT_REPO Packages""#,
+    ),
+    ("dpkg", "echo amd64"),
+    (
+        "gpg",
+        r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && { cat >"$2"; exit 0; }; shift; done"#,
+    ),
+    ("containerd", r#"echo 'SystemdCgroup = false'"#),
+    ("blkid", r#"[ -e "$1.fs" ]"#),
+    ("mkfs.ext4", r#"touch "${!#}.fs""#),
+    (
+        "helm",
+        r##"echo "# rendered chart $2 from $(sha256sum <"$3" | cut -c1-12)""##,
+    ),
+    (
+        "kubeadm",
+        r#"case "$1 $2" in
+  "token generate") echo abcdef.0123456789abcdef ;;
+  "token create") echo ghijkl.0123456789abcdef ;;
+  "init --config"|"join --config")
+    cp "$3" "$KOPSRS_ROOT/kubeadm-$1.yaml"
+    mkdir -p "$KOPSRS_ROOT/etc/kubernetes/pki"
+    touch "$KOPSRS_ROOT/etc/kubernetes/kubelet.conf" "$KOPSRS_ROOT/etc/kubernetes/pki/ca.crt"
+    [ "$1" = join ] && ! grep -q controlPlane: "$3" || touch "$KOPSRS_ROOT/etc/kubernetes/admin.conf" ;;
+esac"#,
+    ),
+    (
+        "kubectl",
+        r#"args="$*"
+case "$args" in
+  *"get configmap kubeadm-config"*) printf 'apiServer: {}\nkubernetesVersion: v1.34.1\n' ;;
+  *"get nodes"*) cat "$KOPSRS_CONTROL_PLANE_IPS" ;;
+  *"member list"*) printf '{"members":[{"ID":%s,"name":"a","peerURLs":["https://%s:2380"]},{"ID":255,"name":"gone","peerURLs":["https://10.9.9.9:2380"]}]}' 17 "$(cut -d' ' -f1 "$KOPSRS_CONTROL_PLANE_IPS")" ;;
+  *" apply "*)
+    file=$(echo "$args" | sed 's/.* -f //')
+    if [ "$file" = - ]; then sum=$(sha256sum | cut -c1-12); else sum=$(sha256sum <"$file" | cut -c1-12); fi
+    echo "kubectl-apply $sum" >>"$KOPSRS_ROOT/calls.log" ;;
+esac"#,
+    ),
+];
+
+struct Node {
+    root: PathBuf,
+    imds: Child,
+    imds_url: String,
+    instance_id: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.imds.kill().ok();
+        self.imds.wait().ok();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_node(
+    dir: &Path,
+    label: &str,
+    instance_id: &str,
+    ip: &str,
+    zone: &str,
+    files: &Path,
+) -> Node {
+    let root = dir.join(label);
+    std::fs::create_dir_all(root.join("dev")).unwrap();
+    // The etcd volume's device, as it appears once attached.
+    std::fs::write(root.join("dev/xvdu"), "").unwrap();
+    let port = free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fake_imds.py");
+    let imds = Command::new("python3")
+        .arg(script)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--instance-id",
+            instance_id,
+            "--ip",
+            ip,
+            "--zone",
+            zone,
+            "--files",
+        ])
+        .arg(files)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "fake IMDS did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Node {
+        root,
+        imds,
+        imds_url: format!("http://127.0.0.1:{port}"),
+        instance_id: instance_id.to_string(),
+    }
+}
+
+/// Runs the user-data script (or `kopsrs-node COMMAND`) as the instance would.
+fn run(node: &Node, script: &Path, command: &str, stubs: &Path, cp_ips: &Path) -> Child {
+    Command::new("bash")
+        .arg(script)
+        .arg(command)
+        .env("KOPSRS_ROOT", &node.root)
+        .env("KOPSRS_IMDS_URL", &node.imds_url)
+        .env("KOPSRS_K8S_APT_REPO", format!("{}/files", node.imds_url))
+        .env("KOPSRS_POLL_SECONDS", "1")
+        .env("KOPSRS_CONTROL_PLANE_IPS", cp_ips)
+        .env(
+            "PATH",
+            format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child, what: &str) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{what} failed:\n{stderr}");
+    stderr
+}
+
+fn calls(node: &Node) -> Vec<String> {
+    std::fs::read_to_string(node.root.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn count(lines: &[String], prefix: &str) -> usize {
+    lines.iter().filter(|l| l.starts_with(prefix)).count()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)[..64].to_string()
+}
+
+#[test]
+fn two_control_planes_and_a_worker_boot_into_one_cluster() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let dir = tempfile::tempdir().unwrap();
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
+    k().args([
+        "create",
+        "cluster",
+        "--name",
+        NAME,
+        "--dns-zone",
+        "example.com",
+    ])
+    .args([
+        "--zones",
+        "eu-west-1a,eu-west-1b,eu-west-1c",
+        "--control-plane-count",
+        "3",
+    ])
+    .args([
+        "--image",
+        "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721",
+    ])
+    .arg("--yes")
+    .assert_ok();
+    let tf = dir.path().join("tf");
+    k().args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+        .arg(&tf)
+        .assert_ok();
+    let ud = user_data(&tf);
+    // The launch templates in AWS carry the same script, gzip-compressed.
+    let in_aws = moto.python(&format!(
+        "import base64, gzip\n\
+         e=aws('ec2')\n\
+         lt=e.describe_launch_templates(LaunchTemplateNames=['control-plane-eu-west-1a.masters.{NAME}'])['LaunchTemplates'][0]\n\
+         v=e.describe_launch_template_versions(LaunchTemplateId=lt['LaunchTemplateId'])['LaunchTemplateVersions'][0]\n\
+         print(gzip.decompress(base64.b64decode(v['LaunchTemplateData']['UserData'])).decode(), end='')"
+    ));
+    let cp_script_text = &ud[&format!("control-plane-eu-west-1a.masters.{NAME}")];
+    assert_eq!(&in_aws, cp_script_text);
+    assert!(cp_script_text.contains(&format!(
+        "STATE_URL='{}/state/clusters/{NAME}'",
+        moto.endpoint
+    )));
+
+    // Instances and zones moto started for the groups.
+    let instances: serde_json::Value = serde_json::from_str(moto.python(
+        "a=aws('autoscaling'); e=aws('ec2')\n\
+         out={}\n\
+         for g in a.describe_auto_scaling_groups()['AutoScalingGroups']:\n    \
+             i=g['Instances'][0]\n    \
+             ip=e.describe_instances(InstanceIds=[i['InstanceId']])['Reservations'][0]['Instances'][0]['PrivateIpAddress']\n    \
+             out[g['AutoScalingGroupName']]=[i['InstanceId'], i['AvailabilityZone'], ip]\n\
+         print(json.dumps(out))",
+    ).trim()).unwrap();
+    let inst = |group: &str| {
+        let v = &instances[group];
+        (
+            v[0].as_str().unwrap().to_string(),
+            v[1].as_str().unwrap().to_string(),
+            v[2].as_str().unwrap().to_string(),
+        )
+    };
+
+    // Addons served locally: the test publishes a channel pointing at them (the real one
+    // names upstream URLs, which this machine cannot reach).
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("Release.key"), "fake key").unwrap();
+    let d = dir.path().join("helm-src/linux-amd64");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("helm"), "#!/bin/sh\n").unwrap();
+    let status = Command::new("tar")
+        .arg("-czf")
+        .arg(files.join("helm-1"))
+        .arg("-C")
+        .arg(dir.path().join("helm-src"))
+        .arg("linux-amd64")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(files.join("cni-1"), "kind: DaemonSet # cni 1").unwrap();
+    std::fs::write(
+        files.join("metrics-server-1"),
+        "kind: Deployment # metrics-server 1",
+    )
+    .unwrap();
+    std::fs::write(
+        files.join("metrics-server-2"),
+        "kind: Deployment # metrics-server 2",
+    )
+    .unwrap();
+    std::fs::write(files.join("ebs-csi-1"), "chart ebs-csi 1").unwrap();
+    // (name, version, kind): the file served is files/<name>-<version>, pinned by its sha256.
+    let channel = |server: &str, entries: &[(&str, &str, &str)]| {
+        let mut text = String::from("kubernetesVersion: 1.34.1\naddons:\n");
+        for (name, version, kind) in entries {
+            let file = match *name {
+                "cni" => "cni-1".to_string(),
+                _ => format!("{name}-{version}"),
+            };
+            let sum = sha256_hex(&std::fs::read(files.join(&file)).unwrap());
+            text.push_str(&format!(
+                "- name: {name}\n  version: '{version}'\n  kind: {kind}\n  url: {server}/files/{file}\n  sha256: {sum}\n"
+            ));
+        }
+        text
+    };
+    let stubs = dir.path().join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    for (name, body) in STUBS {
+        let path = stubs.join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/bash\necho \"{name} $*\" >>\"$KOPSRS_ROOT/calls.log\"\n{body}\n"),
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+
+    let (a_id, a_zone, a_ip) = inst(&format!("control-plane-eu-west-1a.masters.{NAME}"));
+    let (b_id, b_zone, b_ip) = inst(&format!("control-plane-eu-west-1b.masters.{NAME}"));
+    let (w_id, w_zone, w_ip) = inst(&format!("nodes-eu-west-1a.{NAME}"));
+    let cp_a = start_node(dir.path(), "cp-a", &a_id, &a_ip, &a_zone, &files);
+    let cp_b = start_node(dir.path(), "cp-b", &b_id, &b_ip, &b_zone, &files);
+    let worker = start_node(dir.path(), "worker", &w_id, &w_ip, &w_zone, &files);
+    let cp_ips = dir.path().join("cp-ips");
+    std::fs::write(&cp_ips, format!("{a_ip} {b_ip}")).unwrap();
+    // The channel, with this test's file server, where update cluster publishes it.
+    let publish = |text: String| {
+        moto.python(&format!(
+            "aws('s3').put_object(Bucket='state', Key='clusters/{NAME}/addons/bootstrap-channel.yaml', Body={text:?})"
+        ));
+    };
+    let server = cp_a.imds_url.clone();
+    publish(channel(
+        &server,
+        &[
+            ("helm", "1", "helm"),
+            ("cni", "1", "manifest"),
+            ("ebs-csi", "1", "chart"),
+            ("metrics-server", "1", "manifest"),
+        ],
+    ));
+
+    let scripts: Vec<PathBuf> = [
+        format!("control-plane-eu-west-1a.masters.{NAME}"),
+        format!("control-plane-eu-west-1b.masters.{NAME}"),
+        format!("nodes-eu-west-1a.{NAME}"),
+    ]
+    .iter()
+    .map(|g| {
+        let p = dir.path().join(format!("{g}.sh"));
+        std::fs::write(&p, &ud[g]).unwrap();
+        p
+    })
+    .collect();
+    let nodes = [&cp_a, &cp_b, &worker];
+
+    // All three at once: the two control planes race for the election.
+    let children: Vec<Child> = nodes
+        .iter()
+        .zip(&scripts)
+        .map(|(n, s)| run(n, s, "boot", &stubs, &cp_ips))
+        .collect();
+    let logs: Vec<String> = children
+        .into_iter()
+        .zip(["cp-a", "cp-b", "worker"])
+        .map(|(c, what)| finish(c, what))
+        .collect();
+
+    let all: Vec<Vec<String>> = nodes.iter().map(|n| calls(n)).collect();
+    let inits: Vec<usize> = (0..3)
+        .filter(|i| count(&all[*i], "kubeadm init") == 1)
+        .collect();
+    assert_eq!(inits.len(), 1, "exactly one node initialises: {all:?}");
+    let init = inits[0];
+    assert!(init < 2, "a control-plane node initialises");
+    let joiner = 1 - init;
+    assert_eq!(count(&all[joiner], "kubeadm join"), 1, "{:?}", all[joiner]);
+    assert_eq!(count(&all[2], "kubeadm join"), 1, "{:?}", all[2]);
+    assert_eq!(count(&all[init], "kubeadm join"), 0);
+
+    // The election record names the initialising instance.
+    let lock = moto.python(&format!(
+        "print(aws('s3').get_object(Bucket='state', Key='clusters/{NAME}/bootstrap/init-lock')['Body'].read().decode().strip())"
+    ));
+    assert_eq!(lock.trim(), nodes[init].instance_id);
+
+    // The rendered kubeadm files: strict v1beta4, placeholders filled, the init node's token.
+    let read = |n: &Node, verb: &str| {
+        std::fs::read_to_string(n.root.join(format!("kubeadm-{verb}.yaml"))).unwrap()
+    };
+    let init_docs = kubeadm::decode(&read(nodes[init], "init")).unwrap();
+    let cp_join = kubeadm::decode(&read(nodes[joiner], "join")).unwrap();
+    let w_join = kubeadm::decode(&read(&worker, "join")).unwrap();
+    let (Document::Init(i), Document::Cluster(c)) = (&init_docs[0], &init_docs[1]) else {
+        panic!("{init_docs:?}")
+    };
+    let (Document::Join(cj), Document::Join(wj)) = (&cp_join[0], &w_join[0]) else {
+        panic!()
+    };
+    let token = &i.bootstrap_tokens[0].token;
+    assert_eq!(token, "abcdef.0123456789abcdef");
+    assert_eq!(&cj.discovery.bootstrap_token.token, token);
+    assert_eq!(&wj.discovery.bootstrap_token.token, token);
+    assert_eq!(c.control_plane_endpoint, format!("api.{NAME}:443"));
+    assert!(cj.control_plane.is_some() && wj.control_plane.is_none());
+    let hash = &wj.discovery.bootstrap_token.ca_cert_hashes[0];
+    assert!(hash.starts_with("sha256:") && hash.len() == 71, "{hash}");
+    assert_eq!(&cj.discovery.bootstrap_token.ca_cert_hashes[0], hash);
+    let init_ip = [&a_ip, &b_ip][init];
+    assert_eq!(
+        i.node_registration.name,
+        format!(
+            "ip-{}.eu-west-1.compute.internal",
+            init_ip.replace('.', "-")
+        )
+    );
+    assert_eq!(i.local_api_endpoint.advertise_address, *init_ip);
+    for text in [
+        read(nodes[init], "init"),
+        read(nodes[joiner], "join"),
+        read(&worker, "join"),
+    ] {
+        assert!(!text.contains('@'), "placeholder left:\n{text}");
+    }
+
+    // The CA hash pins the cluster CA in the state store.
+    let ca = nodes[init].root.join("etc/kubernetes/pki/ca.crt");
+    let pinned = Command::new("bash")
+        .arg("-c")
+        .arg(format!("openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | sha256sum | cut -c1-64", ca.display()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        format!("sha256:{}", String::from_utf8_lossy(&pinned.stdout).trim()),
+        *hash
+    );
+    for key in [
+        "ca.key",
+        "etcd/ca.key",
+        "front-proxy-ca.key",
+        "sa.key",
+        "sa.pub",
+    ] {
+        assert!(
+            nodes[joiner]
+                .root
+                .join("etc/kubernetes/pki")
+                .join(key)
+                .exists(),
+            "{key}"
+        );
+    }
+    assert!(
+        !worker.root.join("etc/kubernetes/pki/ca.key").exists(),
+        "workers never get CA keys"
+    );
+
+    // Each control plane attached its zone's etcd volume; the stale member was removed.
+    let attached = moto.python(&format!(
+        "vols=aws('ec2').describe_volumes(Filters=[{{'Name':'tag-key','Values':['k8s.io/etcd/main']}}])['Volumes']\n\
+         print(json.dumps(sorted([v['AvailabilityZone'], v['Attachments'][0]['InstanceId']] for v in vols if v['Attachments'])))"
+    ));
+    let mut expected = vec![
+        vec![a_zone.clone(), a_id.clone()],
+        vec![b_zone.clone(), b_id.clone()],
+    ];
+    expected.sort();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(attached.trim()).unwrap(),
+        serde_json::json!(expected)
+    );
+    assert!(
+        all[joiner].iter().any(|l| l.contains("member remove ff")),
+        "{:?}",
+        all[joiner]
+    );
+    assert!(!all[init].iter().any(|l| l.contains("member remove")));
+
+    // Packages pinned; the addons applied once per control-plane node, none on the worker.
+    for n in 0..3 {
+        assert!(
+            all[n].iter().any(|l| l.contains(
+                "install -y -q containerd kubelet=1.34.1-1.1 kubeadm=1.34.1-1.1 kubectl=1.34.1-1.1"
+            )),
+            "{:?}",
+            all[n]
+        );
+    }
+    assert_eq!(count(&all[init], "kubectl-apply"), 3, "{:?}", all[init]);
+    assert_eq!(count(&all[joiner], "kubectl-apply"), 3);
+    assert_eq!(count(&all[2], "kubectl-apply"), 0);
+    assert!(cp_a.root.join("usr/local/bin/helm").exists());
+    assert!(cp_a
+        .root
+        .join("etc/systemd/system/kopsrs-backup-etcd.timer")
+        .exists());
+    assert!(
+        logs[2].contains("ready for boot.example.com"),
+        "{}",
+        logs[2]
+    );
+
+    // A rerun (cloud-init runs user scripts once, but an operator may rerun it) is harmless.
+    let before: Vec<usize> = all.iter().map(|c| c.len()).collect();
+    let children: Vec<Child> = nodes
+        .iter()
+        .zip(&scripts)
+        .map(|(n, s)| run(n, s, "boot", &stubs, &cp_ips))
+        .collect();
+    for (c, what) in children.into_iter().zip(["cp-a", "cp-b", "worker"]) {
+        assert!(finish(c, what).contains("already a member"));
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        let again = &calls(node)[before[n]..];
+        assert_eq!(count(again, "kubeadm"), 0, "{again:?}");
+        assert_eq!(count(again, "kubectl-apply"), 0, "{again:?}");
+        assert_eq!(count(again, "apt-get"), 0, "{again:?}");
+        assert_eq!(count(again, "mkfs.ext4"), 0, "{again:?}");
+    }
+
+    // A new addon version in the channel is applied by the next timer run, once; a download
+    // that does not match its sha256 is refused.
+    publish(channel(
+        &server,
+        &[
+            ("helm", "1", "helm"),
+            ("cni", "2", "manifest"),
+            ("ebs-csi", "1", "chart"),
+            ("metrics-server", "2", "manifest"),
+        ],
+    ));
+    std::fs::write(
+        files.join("cni-1"),
+        "kind: DaemonSet # changed after pinning",
+    )
+    .unwrap();
+    let node_bin = cp_a.root.join("usr/local/sbin/kopsrs-node");
+    let before = calls(&cp_a).len();
+    let log = finish(
+        run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
+        "apply-addons",
+    );
+    let again = &calls(&cp_a)[before..];
+    assert_eq!(count(again, "kubectl-apply"), 1, "{again:?}\n{log}");
+    assert!(log.contains("addon metrics-server 2 applied"), "{log}");
+    assert!(log.contains("addon cni: sha256 mismatch"), "{log}");
+    let before = calls(&cp_a).len();
+    finish(
+        run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
+        "apply-addons",
+    );
+    assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 0);
+
+    // The token refresher publishes a fresh token for later joins.
+    finish(
+        run(nodes[init], &node_bin, "refresh-token", &stubs, &cp_ips),
+        "refresh-token",
+    );
+    let published = moto.python(&format!(
+        "print(aws('s3').get_object(Bucket='state', Key='clusters/{NAME}/bootstrap/node/join.env')['Body'].read().decode().strip())"
+    ));
+    assert_eq!(published.trim(), "JOIN_TOKEN=ghijkl.0123456789abcdef");
+}
+
+#[test]
+fn upgrade_cluster_follows_the_channel_one_minor_version_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}", dir.path().join("state").display());
+    let name = "up.example.com";
+    kopsrs(&state)
+        .args(["create", "cluster", "--name", name, "--zones", "eu-west-1a"])
+        .args(["--kubernetes-version", "1.33.0"])
+        .assert_ok();
+    let spec_version = || {
+        let out = kopsrs(&state)
+            .args(["get", "cluster", name, "-o", "yaml"])
+            .assert_ok();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("kubernetesVersion: ")
+                    .map(str::to_string)
+            })
+            .unwrap()
+    };
+    // Without --yes: the change is shown, nothing written.
+    let shown = kopsrs(&state)
+        .args(["upgrade", "cluster", name])
+        .assert_ok();
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    assert!(
+        shown.contains("KubernetesVersion") && shown.contains("1.33.0") && shown.contains("1.34.1"),
+        "{shown}"
+    );
+    assert_eq!(spec_version(), "1.33.0");
+    // Skipping a minor version or going back is refused, naming the flag and the way out.
+    for (version, expect) in [
+        ("1.36.0", "upgrade to 1.34.1 first"),
+        ("1.32.0", "cannot downgrade"),
+        ("banana", "not a version"),
+    ] {
+        let out = kopsrs(&state)
+            .args([
+                "upgrade",
+                "cluster",
+                name,
+                "--yes",
+                "--kubernetes-version",
+                version,
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("--kubernetes-version") && err.contains(expect),
+            "{version}: {err}"
+        );
+        assert_eq!(spec_version(), "1.33.0");
+    }
+    kopsrs(&state)
+        .args(["upgrade", "cluster", name, "--yes"])
+        .assert_ok();
+    assert_eq!(spec_version(), "1.34.1");
+    let again = kopsrs(&state)
+        .args(["upgrade", "cluster", name, "--yes"])
+        .assert_ok();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("No upgrade required"));
+
+    // update cluster publishes the addons of the new minor version for the control plane.
+    let channel = dir
+        .path()
+        .join(format!("state/{name}/addons/bootstrap-channel.yaml"));
+    std::fs::create_dir_all(channel.parent().unwrap()).unwrap();
+    std::fs::write(&channel, "kubernetesVersion: 1.33.0\naddons:\n- {name: metrics-server, version: 0.0.1, kind: manifest, url: 'https://example.invalid/old.yaml'}\n").unwrap();
+    kopsrs(&state)
+        .args(["update", "cluster", name, "--target", "terraform", "--out"])
+        .arg(dir.path().join("tf"))
+        .assert_ok();
+    let published: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&channel).unwrap()).unwrap();
+    assert_eq!(published["kubernetesVersion"], "1.34.1");
+    let names: Vec<&str> = published["addons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "helm",
+            "cilium",
+            "aws-cloud-controller-manager",
+            "aws-ebs-csi-driver",
+            "metrics-server"
+        ]
+    );
+    assert!(published["addons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["url"].as_str().unwrap().starts_with("https://")));
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""A fake EC2 instance metadata service (IMDSv2) for the simulated node boot test.
+
+Serves one instance's identity and role credentials, and the files of a directory under
+/files/ (the package repository key, addon manifests). Loopback only.
+"""
+import argparse
+import json
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--port", type=int, required=True)
+parser.add_argument("--instance-id", required=True)
+parser.add_argument("--ip", required=True)
+parser.add_argument("--zone", required=True)
+parser.add_argument("--files", required=True)
+args = parser.parse_args()
+
+TOKEN = "fake-imds-token"
+META = {
+    "instance-id": args.instance_id,
+    "local-ipv4": args.ip,
+    "local-hostname": "ip-%s.%s.compute.internal" % (args.ip.replace(".", "-"), args.zone[:-1]),
+    "placement/availability-zone": args.zone,
+    "placement/region": args.zone[:-1],
+    "iam/security-credentials/": "kopsrs-node-role",
+    "iam/security-credentials/kopsrs-node-role": json.dumps({
+        "Code": "Success", "AccessKeyId": "testing", "SecretAccessKey": "testing",
+        "Token": "session-token", "Expiration": "2099-01-01T00:00:00Z",
+    }),
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *_):
+        pass
+
+    def reply(self, code, body=b""):
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self):
+        if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+            return self.reply(200, TOKEN.encode())
+        self.reply(400)
+
+    def do_GET(self):
+        if self.path.startswith("/files/"):
+            path = os.path.join(args.files, os.path.basename(self.path))
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    return self.reply(200, f.read())
+            return self.reply(404)
+        if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
+            return self.reply(401)  # IMDSv2 only, as kopsrs's launch templates require
+        key = self.path.removeprefix("/latest/meta-data/")
+        if key in META:
+            return self.reply(200, META[key].encode())
+        self.reply(404)
+
+
+ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
