@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
+# Test binaries in the shared target dir may have been built by a clone at another path;
+# insta must look for snapshots in this one.
+export INSTA_WORKSPACE_ROOT="$PWD"
 
 if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
   echo "installing moto[server] (local AWS API for the tests)" >&2

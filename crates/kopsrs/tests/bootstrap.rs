@@ -299,7 +299,7 @@ fn start_node(
     // The etcd volume's device, as it appears once attached.
     std::fs::write(root.join("dev/xvdu"), "").unwrap();
     let port = free_port();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fake_imds.py");
+    let script = support::repo_root().join("scripts/fake_imds.py");
     let imds = Command::new("python3")
         .arg(script)
         .args([
@@ -539,6 +539,13 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
             ("metrics-server", "1", "manifest"),
         ],
     ));
+
+    // The dry-run plan shows what `--yes` would publish over the test's channel.
+    let plan = k().args(["update", "cluster", NAME]).assert_ok();
+    let plan = String::from_utf8(plan.stdout).unwrap();
+    assert!(plan.contains("+ addon cilium 1.18.2"), "{plan}");
+    assert!(plan.contains("~ addon metrics-server 1 -> 0.8.0"), "{plan}");
+    assert!(plan.contains("- addon cni 1"), "{plan}");
 
     let scripts: Vec<PathBuf> = [
         format!("control-plane-eu-west-1a.masters.{NAME}"),

@@ -93,6 +93,14 @@ spec:
   - eu-west-1a
 ";
 
+/// The checkout the tests run from. Read at run time, not compile time: test binaries in a
+/// shared CARGO_TARGET_DIR are reused by cargo across clones at other paths, and `env!`
+/// would point at the clone that built them.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("../..")
+}
+
 /// A moto server on a free loopback port, stopped on drop.
 pub struct Moto {
     child: Child,
@@ -108,7 +116,7 @@ impl Moto {
             .unwrap()
             .port();
         // scripts/moto_server.py: moto with atomic S3 conditional writes and a fault layer.
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto_server.py");
+        let script = repo_root().join("scripts/moto_server.py");
         let child = Command::new("python3")
             .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
