@@ -28,19 +28,20 @@ pub fn cni(spec: &kopsrs_api::ClusterSpec) -> &'static str {
 }
 
 impl Builder<'_> {
+    /// The bucket and the cluster's prefix of an S3 state store (`spec.configBase`); `None`
+    /// for other stores. IAM scopes the instance roles to it; nodes read it.
+    pub(crate) fn s3_state_store(&self) -> Option<(&str, &str)> {
+        let rest = self.spec.config_base.as_deref()?.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        Some((bucket, prefix.trim_end_matches('/')))
+    }
+
     /// `https://bucket.s3.amazonaws.com/prefix` for `s3://bucket/prefix` (path style under
     /// an overridden endpoint); empty for stores nodes cannot read.
     fn state_url(&self) -> String {
-        let Some(rest) = self
-            .spec
-            .config_base
-            .as_deref()
-            .and_then(|c| c.strip_prefix("s3://"))
-        else {
+        let Some((bucket, prefix)) = self.s3_state_store() else {
             return String::new();
         };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let prefix = prefix.trim_end_matches('/');
         let base = match self.input.aws_endpoint.as_deref() {
             Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
             None => format!("https://{bucket}.s3.amazonaws.com"),

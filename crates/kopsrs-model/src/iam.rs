@@ -289,14 +289,9 @@ impl Builder<'_> {
     /// prefix to its object ARN; `None` for other stores.
     fn state_store_arns(&self) -> Option<(String, impl Fn(&str) -> String)> {
         let p = self.partition();
-        let (bucket, prefix) = self
-            .spec
-            .config_base
-            .as_deref()
-            .and_then(|c| c.strip_prefix("s3://"))
-            .map(|rest| rest.split_once('/').unwrap_or((rest, "")))?;
+        let (bucket, prefix) = self.s3_state_store()?;
         let base = format!("arn:{p}:s3:::{bucket}");
-        let prefix = prefix.trim_end_matches('/').to_string();
+        let prefix = prefix.to_string();
         let objects = base.clone();
         Some((base, move |suffix: &str| {
             if prefix.is_empty() {
