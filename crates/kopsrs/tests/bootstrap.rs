@@ -188,21 +188,16 @@ fn the_aws_target_refuses_versions_kubeadm_v1beta4_cannot_serve() {
     );
 }
 
+/// assert_cmd's success check (it prints the command, stdout and stderr on failure),
+/// keeping the output for the assertions that follow.
 trait AssertOk {
     fn assert_ok(&mut self) -> std::process::Output;
 }
 
 impl AssertOk for Command {
     fn assert_ok(&mut self) -> std::process::Output {
-        let out = self.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{:?}: {}{}",
-            self.get_args().collect::<Vec<_>>(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        use assert_cmd::prelude::OutputAssertExt as _;
+        self.assert().success().get_output().clone()
     }
 }
 
