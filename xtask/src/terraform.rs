@@ -8,6 +8,8 @@
 //!   and map keys flattened, `user_data` left out) present on both sides with equal values,
 //!   out of the union of both sides' leaves. A `file()` value is compared by the content of
 //!   the data file when kops's case ships it (JSON compared as JSON), else by its path.
+//! - Outputs (what other Terraform reads from kops's): names present on both sides, and of
+//!   those, values written identically.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -82,6 +84,8 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
     let mut missing_kinds: BTreeMap<String, usize> = BTreeMap::new();
     let mut extra_kinds: BTreeMap<String, usize> = BTreeMap::new();
     let mut differing: BTreeMap<String, usize> = BTreeMap::new();
+    // Outputs: (expected, produced, matched names, equal values).
+    let mut outs = (0usize, 0usize, 0usize, 0usize);
     for name in &names {
         if options.only.as_ref().is_some_and(|o| o != name) {
             continue;
@@ -90,13 +94,39 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
         let expected_text = std::fs::read_to_string(dir.join("kubernetes.tf"))?;
         let expected = resources(&expected_text, &dir.join("data"), &dir.join("data"))
             .with_context(|| format!("parsing kops's {name}/kubernetes.tf"))?;
-        let (produced, error) = match produce(&dir, binary) {
+        let expected_outputs = outputs(&expected_text)?;
+        let (produced, produced_outputs, error) = match produce(&dir, binary) {
             Ok((text, work)) => (
                 resources(&text, &work.path().join("out/data"), &dir.join("data"))?,
+                outputs(&text)?,
                 None,
             ),
-            Err(e) => (BTreeMap::new(), Some(format!("{e:#}"))),
+            Err(e) => (BTreeMap::new(), BTreeMap::new(), Some(format!("{e:#}"))),
         };
+        outs.0 += expected_outputs.len();
+        outs.1 += produced_outputs.len();
+        for (key, value) in &expected_outputs {
+            match produced_outputs.get(key) {
+                None if options.verbose => println!("  {name}: missing output {key}"),
+                None => {}
+                Some(ours) => {
+                    outs.2 += 1;
+                    if ours == value {
+                        outs.3 += 1;
+                    } else if options.verbose {
+                        println!("  {name}: output {key}: kops {value:?} kopsrs {ours:?}");
+                    }
+                }
+            }
+        }
+        for key in produced_outputs
+            .keys()
+            .filter(|k| !expected_outputs.contains_key(*k))
+        {
+            if options.verbose {
+                println!("  {name}: extra output {key}");
+            }
+        }
         let mut score = Score {
             expected: expected.len(),
             produced: produced.len(),
@@ -180,6 +210,18 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
         total.agreement(),
         total.leaves_equal,
         total.leaves_union
+    );
+    println!(
+        "Outputs: name recall {:.1}% ({}/{}), precision {:.1}% ({}/{}), values identical {:.1}% ({}/{})",
+        pct(outs.2, outs.0),
+        outs.2,
+        outs.0,
+        pct(outs.2, outs.1),
+        outs.2,
+        outs.1,
+        pct(outs.3, outs.2),
+        outs.3,
+        outs.2
     );
     println!("\nMissing resources by kind: {missing_kinds:?}");
     println!("Extra resources by kind: {extra_kinds:?}");
@@ -332,6 +374,28 @@ fn resources(text: &str, data: &Path, reference: &Path) -> Result<BTreeMap<Strin
         flatten_body("", &block.body, &(data, reference), &mut leaves);
         leaves.retain(|k, _| k != "user_data");
         out.insert(address, leaves);
+    }
+    Ok(out)
+}
+
+/// `output "NAME" { value = EXPR }` blocks: name and the expression as hcl-rs formats it.
+fn outputs(text: &str) -> Result<BTreeMap<String, String>> {
+    let body: Body = hcl::parse(text)?;
+    let mut out = BTreeMap::new();
+    for structure in body.iter() {
+        let Structure::Block(block) = structure else {
+            continue;
+        };
+        if block.identifier.as_str() != "output" || block.labels.len() != 1 {
+            continue;
+        }
+        let value = block
+            .body
+            .attributes()
+            .find(|a| a.key.as_str() == "value")
+            .map(|a| hcl::format::to_string(&a.expr).unwrap_or_default())
+            .unwrap_or_default();
+        out.insert(block.labels[0].as_str().to_string(), value);
     }
     Ok(out)
 }

@@ -53,18 +53,15 @@ pub fn default_service_cidr_for(non_masquerade: Ipv4Net, network: Option<&str>) 
 /// Merges `defaults` under `value`: keys missing from `value` are taken from `defaults`, objects
 /// are merged recursively, and anything the user set (including lists) is kept as is.
 fn fill(value: &mut Value, defaults: Value) {
-    match (value, defaults) {
-        (Value::Object(target), Value::Object(defaults)) => {
-            for (key, default) in defaults {
-                match target.get_mut(&key) {
-                    Some(existing) => fill(existing, default),
-                    None => {
-                        target.insert(key, default);
-                    }
+    if let (Value::Object(target), Value::Object(defaults)) = (value, defaults) {
+        for (key, default) in defaults {
+            match target.get_mut(&key) {
+                Some(existing) => fill(existing, default),
+                None => {
+                    target.insert(key, default);
                 }
             }
         }
-        _ => {}
     }
 }
 

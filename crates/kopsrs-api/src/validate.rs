@@ -398,6 +398,24 @@ pub fn validate(
         }
     }
 
+    if let Some(range) = spec
+        .kube_api_server
+        .as_ref()
+        .and_then(|a| a.service_node_port_range.as_deref())
+    {
+        let ok = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+            .is_some_and(|(a, b)| a > 0 && a <= b);
+        if !ok {
+            c.error(
+                "spec.kubeAPIServer.serviceNodePortRange",
+                format!("{range:?} is not a port range"),
+                "write FIRST-LAST, e.g. 30000-32767",
+            );
+        }
+    }
+
     // Access lists.
     for (field, list) in [
         ("sshAccess", &spec.ssh_access),
@@ -589,6 +607,19 @@ fn validate_group(
             format!("{name:?} is not a valid name"),
             "use lowercase letters, digits, '-' and '.'",
         );
+    }
+    for (i, taint) in group.spec.taints.iter().flatten().enumerate() {
+        let ok = taint.rsplit_once(':').is_some_and(|(kv, effect)| {
+            matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+                && !kv.split('=').next().unwrap_or_default().is_empty()
+        });
+        if !ok {
+            c.error(
+                format!("spec.taints[{i}]"),
+                format!("{taint:?} is not a taint"),
+                "write key=value:Effect or key:Effect, Effect one of NoSchedule, PreferNoSchedule, NoExecute",
+            );
+        }
     }
     if let Some(label) = group.cluster_label() {
         if label != cluster.metadata.name {

@@ -347,10 +347,21 @@ impl Aws {
     }
 
     /// Data sources: the AMI by name and owner, the hosted zone by name, a shared VPC's
-    /// internet gateway.
+    /// internet gateway and blocks. Ones no resource refers to (a shared VPC's blocks, read only for
+    /// the Terraform outputs) cost no call.
     async fn data_sources(&self, desired: &DesiredSet) -> Result<Outputs, Error> {
+        let referenced: std::collections::BTreeSet<&kopsrs_model::Address> = desired
+            .resources
+            .iter()
+            .chain(&desired.data_sources)
+            .flat_map(|r| r.dependencies())
+            .collect();
         let mut out = Outputs::new();
-        for data in &desired.data_sources {
+        for data in desired
+            .data_sources
+            .iter()
+            .filter(|d| referenced.contains(&d.address))
+        {
             let resolved = resolve::attrs(&data.attrs, &out)?;
             match data.address.kind.as_str() {
                 "aws_ami" => {
@@ -444,6 +455,41 @@ impl Aws {
                     out.insert(
                         data.address.clone(),
                         outputs(&[("id", id), ("internet_gateway_id", id)]),
+                    );
+                }
+                "aws_vpc" => {
+                    let id = str_of(&resolved, "id").unwrap_or_default().to_string();
+                    self.call();
+                    let vpcs = self
+                        .ec2
+                        .describe_vpcs()
+                        .vpc_ids(&id)
+                        .send()
+                        .await?
+                        .vpcs
+                        .unwrap_or_default();
+                    let vpc = vpcs.first().ok_or_else(|| {
+                        Error::permanent(format!(
+                            "{}: no VPC {id:?}; check spec.networkID",
+                            data.address
+                        ))
+                    })?;
+                    let ipv6 = vpc
+                        .ipv6_cidr_block_association_set()
+                        .iter()
+                        .find(|a| {
+                            a.ipv6_cidr_block_state().and_then(|s| s.state())
+                                == Some(&aws_sdk_ec2::types::VpcCidrBlockStateCode::Associated)
+                        })
+                        .and_then(|a| a.ipv6_cidr_block())
+                        .unwrap_or_default();
+                    out.insert(
+                        data.address.clone(),
+                        outputs(&[
+                            ("id", &id),
+                            ("cidr_block", vpc.cidr_block().unwrap_or_default()),
+                            ("ipv6_cidr_block", ipv6),
+                        ]),
                     );
                 }
                 other => {

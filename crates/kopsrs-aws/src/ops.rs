@@ -815,7 +815,11 @@ impl Aws {
                     } else {
                         aws_sdk_elasticloadbalancingv2::types::LoadBalancerSchemeEnum::InternetFacing
                     })
-                    .set_security_groups(Some(strs_of(r, "security_groups")).filter(|v| !v.is_empty()));
+                    .set_security_groups(Some(strs_of(r, "security_groups")).filter(|v| !v.is_empty()))
+                    .set_ip_address_type(
+                        str_of(r, "ip_address_type")
+                            .map(aws_sdk_elasticloadbalancingv2::types::IpAddressType::from),
+                    );
                 for mapping in blocks(r, "subnet_mapping") {
                     request = request.subnet_mappings(
                         aws_sdk_elasticloadbalancingv2::types::SubnetMapping::builder()

@@ -45,7 +45,20 @@ pub(crate) fn value(v: &Value, outputs: &Outputs) -> Result<Json, Error> {
                 Json::String(content)
             }
         }
-        Value::Expr(e) => Json::String(expression(e, outputs)?),
+        Value::Expr(e) => {
+            return Err(Error::permanent(format!(
+                "cannot evaluate {e:?} outside Terraform"
+            )))
+        }
+        Value::CidrSubnet {
+            base,
+            prefix,
+            index,
+        } => Json::String(cidr_subnet(
+            &reference(&base.address, &base.attr, outputs)?,
+            *prefix,
+            *index,
+        )?),
     })
 }
 
@@ -72,34 +85,31 @@ pub(crate) fn reference(
         })
 }
 
-/// The one expression the model writes for the AWS target: an IPv6 subnet block carved out
-/// of the VPC's Amazon-provided block, `cidrsubnet(aws_vpc.<n>.ipv6_cidr_block, bits, index)`.
-fn expression(e: &str, outputs: &Outputs) -> Result<String, Error> {
-    let unsupported = || Error::permanent(format!("cannot evaluate {e:?} outside Terraform"));
-    let inner = e
-        .strip_prefix("cidrsubnet(")
-        .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(unsupported)?;
-    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
-    let [reference_text, bits, index] = parts[..] else {
-        return Err(unsupported());
-    };
-    let mut pieces = reference_text.splitn(3, '.');
-    let (Some(kind), Some(name), Some(attr)) = (pieces.next(), pieces.next(), pieces.next()) else {
-        return Err(unsupported());
-    };
-    let base = reference(&kopsrs_model::Address::new(kind, name), attr, outputs)?;
-    let bits: u32 = bits.parse().map_err(|_| unsupported())?;
-    let index: u128 = index.parse().map_err(|_| unsupported())?;
-    let (addr, len) = base.split_once('/').ok_or_else(unsupported)?;
-    let addr: std::net::Ipv6Addr = addr.parse().map_err(|_| unsupported())?;
-    let len: u32 = len.parse().map_err(|_| unsupported())?;
-    let new_len = len + bits;
-    if new_len > 128 {
-        return Err(unsupported());
+/// The `index`th `/prefix` block inside the block `base` holds (`cidrsubnet()` in
+/// Terraform), for IPv6 subnets cut from the VPC's block.
+fn cidr_subnet(base: &str, prefix: u8, index: u64) -> Result<String, Error> {
+    let bad =
+        |why: &str| Error::permanent(format!("cannot take /{prefix} #{index} of {base:?}: {why}"));
+    if base.is_empty() {
+        return Err(bad(
+            "the VPC has no IPv6 block; associate one, or give spec.subnets[].ipv6CIDR as blocks",
+        ));
     }
-    let value = u128::from(addr) | (index << (128 - new_len));
-    Ok(format!("{}/{new_len}", std::net::Ipv6Addr::from(value)))
+    let (addr, len) = base
+        .split_once('/')
+        .ok_or_else(|| bad("not a CIDR block"))?;
+    let addr: std::net::Ipv6Addr = addr.parse().map_err(|_| bad("not an IPv6 block"))?;
+    let len: u32 = len.parse().map_err(|_| bad("not a CIDR block"))?;
+    let prefix = u32::from(prefix);
+    if prefix < len || prefix > 128 {
+        return Err(bad("the subnet is larger than the block"));
+    }
+    let bits = prefix - len;
+    if bits < 64 && index >= (1u64 << bits) {
+        return Err(bad("the index is outside the block"));
+    }
+    let value = u128::from(addr) | (u128::from(index) << (128 - prefix));
+    Ok(format!("{}/{prefix}", std::net::Ipv6Addr::from(value)))
 }
 
 /// Tags of a resolved resource (`tags = {...}`), as pairs.
@@ -175,4 +185,27 @@ fn encode_file(content: &str, gzip: bool) -> String {
         content.as_bytes().to_vec()
     };
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cidr_subnet;
+
+    #[test]
+    fn ipv6_subnets_are_cut_from_the_block_whatever_its_size() {
+        assert_eq!(
+            cidr_subnet("2600:1f18:aa:1100::/56", 64, 3).unwrap(),
+            "2600:1f18:aa:1103::/64"
+        );
+        assert_eq!(
+            cidr_subnet("2600:1f18:aa::/48", 64, 0x111).unwrap(),
+            "2600:1f18:aa:111::/64"
+        );
+        assert!(cidr_subnet("2600:1f18:aa:1100::/56", 64, 256).is_err());
+        assert!(cidr_subnet("2600:1f18:aa:1100::/56", 48, 0).is_err());
+        assert!(cidr_subnet("", 64, 1)
+            .unwrap_err()
+            .message
+            .contains("no IPv6 block"));
+    }
 }

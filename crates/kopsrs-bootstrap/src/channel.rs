@@ -183,10 +183,7 @@ impl Channel {
         addons.sort_by_key(|a| {
             (
                 a.kind != "helm",
-                CNI_ADDONS
-                    .contains(&a.name.as_str())
-                    .then_some(0)
-                    .unwrap_or(1),
+                !CNI_ADDONS.contains(&a.name.as_str()),
                 a.name.clone(),
             )
         });

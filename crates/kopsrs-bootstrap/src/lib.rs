@@ -68,6 +68,8 @@ pub struct NodeBootstrap {
     pub dns_domain: String,
     /// kube-proxy off (a CNI that replaces it).
     pub kube_proxy_disabled: bool,
+    /// The API server's `--service-node-port-range` when the spec sets one.
+    pub service_node_port_range: Option<String>,
     /// `kops.k8s.io/instancegroup` and the group's own labels for the kubelet.
     pub node_labels: Vec<(String, String)>,
     pub taints: Vec<Taint>,
@@ -192,7 +194,14 @@ impl NodeBootstrap {
             },
             api_server: ApiServer {
                 cert_sans: sans,
-                extra_args: vec![],
+                extra_args: self
+                    .service_node_port_range
+                    .iter()
+                    .map(|range| Arg {
+                        name: "service-node-port-range".into(),
+                        value: range.clone(),
+                    })
+                    .collect(),
             },
             controller_manager: ControlPlaneComponent {
                 extra_args: vec![Arg {
@@ -376,6 +385,7 @@ mod tests {
             service_cidr: "100.64.0.0/13".into(),
             dns_domain: "cluster.local".into(),
             kube_proxy_disabled: false,
+            service_node_port_range: None,
             node_labels: vec![("kops.k8s.io/instancegroup".into(), "nodes-a".into())],
             taints: vec![],
         }

@@ -110,6 +110,11 @@ fn scalar(value: &Value, ids: &BTreeMap<&Address, &str>) -> String {
         Value::Ref(r) => format!("({}.{})", r.address, r.attr),
         Value::File(f) => f.content.clone(),
         Value::Expr(e) => e.clone(),
+        Value::CidrSubnet {
+            base,
+            prefix,
+            index,
+        } => format!("(/{prefix} #{index} of {}.{})", base.address, base.attr),
         Value::Null => "null".into(),
         Value::Map(_) | Value::Blocks(_) => unreachable!("flattened before"),
     }

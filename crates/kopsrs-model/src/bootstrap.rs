@@ -2,7 +2,7 @@
 //! (names, the API load balancer, the etcd volume tags, the networking).
 
 use kopsrs_api::{InstanceGroup, Role};
-use kopsrs_bootstrap::{kubeadm::Taint, NodeBootstrap, Role as NodeRole};
+use kopsrs_bootstrap::{NodeBootstrap, Role as NodeRole};
 
 use crate::build::{err, Builder};
 use crate::ModelError;
@@ -75,44 +75,19 @@ impl Builder<'_> {
         let api_lb_name = self
             .api_load_balancer_enabled()
             .then(|| self.lb_name("api"));
+        let template = self.node_template(group)?;
         let mut labels = vec![(
             "kops.k8s.io/instancegroup".to_string(),
             group.metadata.name.clone(),
         )];
-        // The kubelet may not set node-role labels itself (NodeRestriction); kubeadm does.
-        labels.extend(
-            group
-                .spec
-                .node_labels
-                .iter()
-                .flatten()
-                .filter(|(k, _)| {
-                    !k.starts_with("node-role.kubernetes.io/") && *k != "kops.k8s.io/instancegroup"
-                })
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        let mut taints = Vec::new();
-        for (i, text) in group.spec.taints.iter().flatten().enumerate() {
-            let bad = || {
-                err(
-                    format!("InstanceGroup {}: spec.taints[{i}]", group.metadata.name),
-                    format!("{text:?} is not a taint; write key=value:Effect or key:Effect"),
-                )
-            };
-            let (kv, effect) = text.rsplit_once(':').ok_or_else(bad)?;
-            if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-                return Err(bad());
-            }
-            let (key, value) = match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (kv.to_string(), None),
-            };
-            taints.push(Taint {
-                key,
-                value,
-                effect: effect.into(),
-            });
-        }
+        // The kubelet may not set node-role labels itself (NodeRestriction); kubeadm sets
+        // them, and the control plane's exclude-from-external-load-balancers label.
+        labels.extend(template.labels.into_iter().filter(|(k, _)| {
+            !k.starts_with("node-role.kubernetes.io/")
+                && k != "node.kubernetes.io/exclude-from-external-load-balancers"
+                && k != "kops.k8s.io/instancegroup"
+        }));
+        let taints = template.taints;
         let mut sans = Vec::new();
         if let Some(extra) = self.spec.additional_sans.as_ref() {
             sans.extend(extra.iter().cloned());
@@ -154,6 +129,13 @@ impl Builder<'_> {
                 .unwrap_or_else(|| "cluster.local".into()),
             kube_proxy_disabled: self.spec.kube_proxy.as_ref().and_then(|k| k.enabled)
                 == Some(false),
+            service_node_port_range: self
+                .spec
+                .kube_api_server
+                .as_ref()
+                .and_then(|a| a.service_node_port_range.as_ref())
+                .map(|_| self.node_port_range().map(|(a, b)| format!("{a}-{b}")))
+                .transpose()?,
             node_labels: labels,
             taints,
         })

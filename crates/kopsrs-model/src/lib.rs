@@ -10,6 +10,7 @@ mod bootstrap;
 mod build;
 mod iam;
 mod irsa;
+mod labels;
 pub mod names;
 mod network;
 mod nodes;

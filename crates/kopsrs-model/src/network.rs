@@ -104,7 +104,22 @@ impl<'a> Builder<'a> {
                     "Private" if !self.ipv6 => {
                         tags.insert("kubernetes.io/role/internal-elb".into(), Value::str("1"));
                     }
+                    // In IPv6 clusters, internal load balancers go in the dual-stack subnets.
+                    "DualStack" => {
+                        tags.insert("kubernetes.io/role/internal-elb".into(), Value::str("1"));
+                    }
                     _ => {}
+                }
+            }
+            // Karpenter finds the subnets of the groups it manages by this tag (its
+            // EC2NodeClass selects `kops.k8s.io/instance-group/<group>`).
+            for group in &self.groups {
+                let karpenter = group.spec.manager.as_deref() == Some("Karpenter");
+                if karpenter && group.spec.subnets.iter().flatten().any(|s| *s == name) {
+                    tags.insert(
+                        format!("kops.k8s.io/instance-group/{}", group.metadata.name),
+                        Value::str("true"),
+                    );
                 }
             }
             let zone = subnet
@@ -131,7 +146,7 @@ impl<'a> Builder<'a> {
                 );
             }
             if let Some(ipv6) = &subnet.ipv6_cidr {
-                a.insert("ipv6_cidr_block".into(), self.ipv6_subnet_cidr(ipv6));
+                a.insert("ipv6_cidr_block".into(), self.ipv6_subnet_cidr(ipv6)?);
                 a.insert("assign_ipv6_address_on_creation".into(), Value::Bool(true));
                 a.insert(
                     "enable_resource_name_dns_aaaa_record_on_launch".into(),
@@ -331,22 +346,38 @@ impl<'a> Builder<'a> {
     }
 
     /// kops writes IPv6 subnet CIDRs relative to the VPC's Amazon-provided block
-    /// (`/64#0x111`); the concrete block is only known once the VPC exists, so it is
-    /// expressed as Terraform's `cidrsubnet` of the VPC block.
-    fn ipv6_subnet_cidr(&self, spec: &str) -> Value {
-        if let Some((prefix, index)) = spec.split_once('#') {
-            let bits: u32 = prefix.trim_start_matches('/').parse().unwrap_or(64);
-            let index = index.trim_start_matches("0x");
-            let index = u64::from_str_radix(index, 16).unwrap_or(0);
-            let vpc = Address::new("aws_vpc", &tf_name(&self.name));
-            Value::Expr(format!(
-                "cidrsubnet(aws_vpc.{}.ipv6_cidr_block, {}, {})",
-                vpc.name,
-                bits.saturating_sub(56),
-                index
-            ))
-        } else {
-            Value::str(spec)
-        }
+    /// (`/64#0x111`); the concrete block is only known once the VPC exists (or, for a
+    /// shared VPC, from a data source).
+    fn ipv6_subnet_cidr(&mut self, spec: &str) -> Result<Value, ModelError> {
+        let Some((prefix, index)) = spec.split_once('#') else {
+            return Ok(Value::str(spec));
+        };
+        let bad = || {
+            err(
+                "spec.subnets[].ipv6CIDR",
+                format!("{spec:?} is neither a block nor /PREFIX#INDEX (e.g. /64#0x1)"),
+            )
+        };
+        let prefix: u8 = prefix
+            .strip_prefix('/')
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p <= 128)
+            .ok_or_else(bad)?;
+        let index = index.trim_start_matches("0x");
+        let index = u64::from_str_radix(index, 16).map_err(|_| bad())?;
+        let base = match &self.spec.network_id {
+            Some(id) => self
+                .add_data("aws_vpc", &self.name.clone(), attrs! { "id" => id.clone() })
+                .attr("ipv6_cidr_block"),
+            None => Address::new("aws_vpc", &tf_name(&self.name)).attr("ipv6_cidr_block"),
+        };
+        let Value::Ref(base) = base else {
+            unreachable!("Address::attr is a reference")
+        };
+        Ok(Value::CidrSubnet {
+            base,
+            prefix,
+            index,
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! Instance groups (launch templates, auto scaling groups, lifecycle hooks), etcd volumes,
 //! the API and bastion load balancers, DNS records and the termination-handler queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
@@ -19,6 +19,26 @@ const ENABLED_METRICS: [&str; 8] = [
     "GroupStandbyInstances",
     "GroupTerminatingInstances",
     "GroupTotalInstances",
+];
+
+/// With a warm pool, the pool's metrics too (sorted, as the provider reads them back).
+const WARM_POOL_METRICS: [&str; 16] = [
+    "GroupAndWarmPoolDesiredCapacity",
+    "GroupAndWarmPoolTotalCapacity",
+    "GroupDesiredCapacity",
+    "GroupInServiceInstances",
+    "GroupMaxSize",
+    "GroupMinSize",
+    "GroupPendingInstances",
+    "GroupStandbyInstances",
+    "GroupTerminatingInstances",
+    "GroupTotalInstances",
+    "WarmPoolDesiredCapacity",
+    "WarmPoolMinSize",
+    "WarmPoolPendingCapacity",
+    "WarmPoolTerminatingCapacity",
+    "WarmPoolTotalCapacity",
+    "WarmPoolWarmedCapacity",
 ];
 
 /// Owners of well-known image names, as kops resolves them.
@@ -251,14 +271,17 @@ impl<'a> Builder<'a> {
         self.load_balancer_subnets(self.bastion_internal())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn network_load_balancer(
         &mut self,
         object: &str,
         lb_name: &str,
         sg_role: &str,
+        extra_security_groups: &[String],
         internal: bool,
         subnets: Vec<&ClusterSubnetSpec>,
         cross_zone: bool,
+        dual_stack: bool,
     ) -> Address {
         let mappings: Vec<Attrs> = subnets
             .iter()
@@ -266,19 +289,23 @@ impl<'a> Builder<'a> {
             .collect();
         let mut tags = self.tags(object);
         tags.insert("Name".into(), Value::str(object));
-        self.add(
-            "aws_lb",
-            object,
-            attrs! {
-                "enable_cross_zone_load_balancing" => cross_zone,
-                "internal" => internal,
-                "load_balancer_type" => "network",
-                "name" => lb_name,
-                "security_groups" => Value::List(vec![self.sg_address(sg_role).id()]),
-                "subnet_mapping" => Value::Blocks(mappings),
-                "tags" => tags,
-            },
-        )
+        // The spec's extra groups first, then the cluster's own (kops's order).
+        let mut security_groups: Vec<Value> =
+            extra_security_groups.iter().map(Value::str).collect();
+        security_groups.push(self.sg_address(sg_role).id());
+        let mut lb = attrs! {
+            "enable_cross_zone_load_balancing" => cross_zone,
+            "internal" => internal,
+            "load_balancer_type" => "network",
+            "name" => lb_name,
+            "security_groups" => Value::List(security_groups),
+            "subnet_mapping" => Value::Blocks(mappings),
+            "tags" => tags,
+        };
+        if dual_stack {
+            lb.insert("ip_address_type".into(), Value::str("dualstack"));
+        }
+        self.add("aws_lb", object, lb)
     }
 
     fn target_group(&mut self, name: &str, port: i64) -> Address {
@@ -349,8 +376,10 @@ impl<'a> Builder<'a> {
             _ => self.load_balancer_subnets(internal),
         };
         let cross_zone = lb.cross_zone_load_balancing.unwrap_or(self.dns_none());
-        let lb_addr =
-            self.network_load_balancer(&object, &lb_name, "api-elb", internal, subnets, cross_zone);
+        let extra = lb.additional_security_groups.clone().unwrap_or_default();
+        let lb_addr = self.network_load_balancer(
+            &object, &lb_name, "api-elb", &extra, internal, subnets, cross_zone, self.ipv6,
+        );
         let tg = self.target_group(&self.lb_name("tcp"), 443);
         self.listener(&object, &lb_addr, &tg, 443);
         Ok(())
@@ -369,8 +398,16 @@ impl<'a> Builder<'a> {
         let object = self.scoped("bastion");
         let name = self.lb_name("bastion");
         let subnets = self.bastion_subnets();
-        let lb =
-            self.network_load_balancer(&object, &name, "bastion-elb", internal, subnets, false);
+        let lb = self.network_load_balancer(
+            &object,
+            &name,
+            "bastion-elb",
+            &[],
+            internal,
+            subnets,
+            false,
+            false,
+        );
         let tg = self.target_group(&name, 22);
         self.listener(&object, &lb, &tg, 22);
         Ok(())
@@ -465,8 +502,11 @@ impl<'a> Builder<'a> {
         (data.id(), data.attr("root_device_name"))
     }
 
-    fn group_tags(&self, group: &InstanceGroup, object: &str) -> BTreeMap<String, Value> {
-        let role = group.role();
+    fn group_tags(
+        &self,
+        group: &InstanceGroup,
+        object: &str,
+    ) -> Result<BTreeMap<String, Value>, ModelError> {
         let mut tags = self.tags(object);
         if let Some(labels) = &group.spec.cloud_labels {
             for (k, v) in labels {
@@ -479,53 +519,76 @@ impl<'a> Builder<'a> {
                 Value::str(""),
             );
         }
-        let label = "k8s.io/cluster-autoscaler/node-template/label";
-        let mut labels: BTreeMap<String, String> =
-            group.spec.node_labels.clone().unwrap_or_default();
-        match role {
+        let role_tag = match group.role() {
             Some(Role::ControlPlane) => {
-                labels.insert(
-                    "node-role.kubernetes.io/control-plane".into(),
-                    String::new(),
-                );
-                labels.insert(
-                    "node.kubernetes.io/exclude-from-external-load-balancers".into(),
-                    String::new(),
-                );
-                tags.insert("k8s.io/role/control-plane".into(), Value::str("1"));
                 tags.insert("k8s.io/role/master".into(), Value::str("1"));
+                "control-plane"
             }
-            Some(Role::Node) => {
-                labels.insert("node-role.kubernetes.io/node".into(), String::new());
-                tags.insert("k8s.io/role/node".into(), Value::str("1"));
-            }
-            Some(Role::ApiServer) => {
-                labels.insert("node-role.kubernetes.io/api-server".into(), String::new());
-                tags.insert("k8s.io/role/apiserver".into(), Value::str("1"));
-            }
-            Some(Role::Bastion) | None => {
-                tags.insert("k8s.io/role/bastion".into(), Value::str("1"));
-            }
+            Some(Role::Node) => "node",
+            Some(Role::ApiServer) => "apiserver",
+            Some(Role::Bastion) | None => "bastion",
+        };
+        tags.insert(format!("k8s.io/role/{role_tag}"), Value::str("1"));
+        let template = self.node_template(group)?;
+        for (k, v) in template.labels {
+            tags.insert(
+                format!("k8s.io/cluster-autoscaler/node-template/label/{k}"),
+                Value::str(v),
+            );
         }
-        if role != Some(Role::Bastion) {
-            for (k, v) in labels {
-                tags.insert(format!("{label}/{k}"), Value::str(v));
-            }
-            for taint in group.spec.taints.iter().flatten() {
-                // key=value:Effect or key:Effect
-                let (kv, effect) = taint.rsplit_once(':').unwrap_or((taint, ""));
-                let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-                tags.insert(
-                    format!("k8s.io/cluster-autoscaler/node-template/taint/{key}"),
-                    Value::str(format!("{value}:{effect}")),
-                );
-            }
+        for taint in template.taints {
+            tags.insert(
+                format!(
+                    "k8s.io/cluster-autoscaler/node-template/taint/{}",
+                    taint.key
+                ),
+                Value::str(format!(
+                    "{}:{}",
+                    taint.value.unwrap_or_default(),
+                    taint.effect
+                )),
+            );
         }
         tags.insert(
             "kops.k8s.io/instancegroup".into(),
             Value::str(&group.metadata.name),
         );
-        tags
+        Ok(tags)
+    }
+
+    /// The security groups of a group's instances: the role's own (or the group's
+    /// `securityGroupOverride`), then the group's `additionalSecurityGroups`; control planes
+    /// also carry the API load balancer's `additionalSecurityGroups`, because the network
+    /// load balancer passes clients' addresses through (as kops).
+    fn group_security_groups(
+        &self,
+        group: &InstanceGroup,
+        role: Role,
+        sg_role: &str,
+    ) -> Vec<Value> {
+        let spec = &group.spec;
+        let mut security_groups = match &spec.security_group_override {
+            Some(id) => vec![Value::str(id)],
+            None => vec![self.sg_address(sg_role).id()],
+        };
+        let mut extra: Vec<String> = spec.additional_security_groups.clone().unwrap_or_default();
+        if role == Role::ControlPlane {
+            extra.extend(
+                self.spec
+                    .api
+                    .as_ref()
+                    .and_then(|a| a.load_balancer.as_ref())
+                    .and_then(|l| l.additional_security_groups.clone())
+                    .unwrap_or_default(),
+            );
+        }
+        for id in extra {
+            let id = Value::str(id);
+            if !security_groups.contains(&id) {
+                security_groups.push(id);
+            }
+        }
+        security_groups
     }
 
     pub(crate) fn instance_groups(&mut self) -> Result<(), ModelError> {
@@ -551,7 +614,7 @@ impl<'a> Builder<'a> {
             Role::Node => "nodes",
             Role::Bastion => "bastion",
         };
-        let tags = self.group_tags(group, &object);
+        let tags = self.group_tags(group, &object)?;
         let (image, root_device) = self.image(group);
 
         // Root volume (and extra volumes) with kops's defaults.
@@ -594,13 +657,7 @@ impl<'a> Builder<'a> {
         let public = subnets
             .iter()
             .any(|s| matches!(Self::subnet_type(s), "Public" | "Utility"));
-        let mut security_groups = vec![self.sg_address(sg_role).id()];
-        if let Some(override_id) = &spec.security_group_override {
-            security_groups = vec![Value::str(override_id)];
-        }
-        for extra in spec.additional_security_groups.iter().flatten() {
-            security_groups.push(Value::str(extra));
-        }
+        let security_groups = self.group_security_groups(group, role, sg_role);
         let metadata = spec.instance_metadata.clone().unwrap_or_default();
         let tag_specs: Vec<Attrs> = ["instance", "volume", "network-interface"]
             .iter()
@@ -718,17 +775,18 @@ impl<'a> Builder<'a> {
                     .map(|t| attrs! { "instance_type" => t.clone() })
                     .collect();
                 let mut distribution = attrs! {
-                    "on_demand_base_capacity" => mixed.on_demand_base.unwrap_or(0),
                     "on_demand_percentage_above_base_capacity" => mixed.on_demand_above_base.unwrap_or(100),
+                    // Empty: the on-demand price caps spot bids.
+                    "spot_max_price" => spec.max_price.clone().unwrap_or_default(),
                 };
+                if let Some(base) = mixed.on_demand_base {
+                    distribution.insert("on_demand_base_capacity".into(), Value::Int(base));
+                }
                 if let Some(strategy) = &mixed.spot_allocation_strategy {
                     distribution.insert("spot_allocation_strategy".into(), Value::str(strategy));
                 }
                 if let Some(pools) = mixed.spot_instance_pools {
                     distribution.insert("spot_instance_pools".into(), Value::Int(pools));
-                }
-                if let Some(price) = &spec.max_price {
-                    distribution.insert("spot_max_price".into(), Value::str(price));
                 }
                 asg.insert(
                     "mixed_instances_policy".into(),
@@ -768,6 +826,7 @@ impl<'a> Builder<'a> {
                 .flatten()
         });
         if let Some(pool) = &warm_pool {
+            asg.insert("enabled_metrics".into(), Value::strs(WARM_POOL_METRICS));
             let mut w = attrs! { "min_size" => pool.min_size.unwrap_or(0) };
             if let Some(max) = pool.max_size {
                 w.insert("max_group_prepared_capacity".into(), Value::Int(max));
@@ -826,24 +885,45 @@ impl<'a> Builder<'a> {
                     .collect(),
             )
         };
-        out.insert(
-            "master_autoscaling_group_ids".into(),
-            asgs(self, Role::ControlPlane),
-        );
-        out.insert("node_autoscaling_group_ids".into(), asgs(self, Role::Node));
-        out.insert(
-            "master_security_group_ids".into(),
-            Value::List(vec![self.sg_address("masters").id()]),
-        );
-        out.insert(
-            "node_security_group_ids".into(),
-            Value::List(vec![self.sg_address("nodes").id()]),
-        );
-        for (key, role) in [("masters", Role::ControlPlane), ("nodes", Role::Node)] {
+        // Per role, as kops names them: the groups, the security groups and the role.
+        for (role, asg_key, sg_key, sg_role, role_key) in [
+            (Role::ControlPlane, "master", "master", "masters", "masters"),
+            (Role::Node, "node", "node", "nodes", "nodes"),
+            (
+                Role::ApiServer,
+                "apiserver",
+                "apiserver",
+                "masters",
+                "apiservers",
+            ),
+            (Role::Bastion, "bastion", "bastion", "bastion", "bastions"),
+        ] {
+            let always = matches!(role, Role::ControlPlane | Role::Node);
+            if !always && self.groups_with(role).next().is_none() {
+                continue;
+            }
+            out.insert(format!("{asg_key}_autoscaling_group_ids"), asgs(self, role));
+            // Every group of the role's: IDs given in the spec first, then the cluster's.
+            let mut given = BTreeSet::new();
+            let mut own = vec![self.sg_address(sg_role).id()];
+            for group in self.groups_with(role) {
+                for sg in self.group_security_groups(group, role, sg_role) {
+                    match sg.as_str() {
+                        Some(id) => {
+                            given.insert(id.to_string());
+                        }
+                        None if !own.contains(&sg) => own.push(sg),
+                        None => {}
+                    }
+                }
+            }
+            let mut ids: Vec<Value> = given.into_iter().map(Value::Str).collect();
+            ids.extend(own);
+            out.insert(format!("{sg_key}_security_group_ids"), Value::List(ids));
             let addr = self.role_address(role);
             if self.has(&addr) {
-                out.insert(format!("{key}_role_arn"), addr.attr("arn"));
-                out.insert(format!("{key}_role_name"), addr.attr("name"));
+                out.insert(format!("{role_key}_role_arn"), addr.attr("arn"));
+                out.insert(format!("{role_key}_role_name"), addr.attr("name"));
             }
         }
         let mut node_subnets = Vec::new();
@@ -862,15 +942,47 @@ impl<'a> Builder<'a> {
             let name = subnet.name.clone().unwrap_or_default();
             out.insert(format!("subnet_{name}_id"), self.subnet_id(subnet));
         }
+        let mut shared_subnets: Vec<&str> = self
+            .subnets
+            .iter()
+            .filter_map(|s| s.id.as_deref())
+            .collect();
+        shared_subnets.sort_unstable();
+        if !shared_subnets.is_empty() {
+            out.insert("subnet_ids".into(), Value::strs(shared_subnets));
+        }
         let public_table = Address::new("aws_route_table", &tf_name(&self.name));
         if self.has(&public_table) {
             out.insert("route_table_public_id".into(), public_table.id());
         }
-        if !self.shared_vpc() {
-            let vpc = Address::new("aws_vpc", &tf_name(&self.name));
-            out.insert("vpc_cidr_block".into(), vpc.attr("cidr_block"));
-            out.insert("vpc_ipv6_cidr_block".into(), vpc.attr("ipv6_cidr_block"));
+        let zones: BTreeSet<&str> = self
+            .subnets
+            .iter()
+            .filter_map(|s| s.zone.as_deref())
+            .collect();
+        for zone in zones {
+            let table = Address::new(
+                "aws_route_table",
+                &tf_name(&self.scoped(&format!("private-{zone}"))),
+            );
+            if self.has(&table) {
+                out.insert(format!("route_table_private-{zone}_id"), table.id());
+            }
         }
+        let vpc = match &self.spec.network_id {
+            // Read, never managed: a data source gives its blocks without a live lookup.
+            Some(id) => self.add_data("aws_vpc", &self.name.clone(), attrs! { "id" => id.clone() }),
+            None => Address::new("aws_vpc", &tf_name(&self.name)),
+        };
+        out.insert("vpc_cidr_block".into(), vpc.attr("cidr_block"));
+        out.insert("vpc_ipv6_cidr_block".into(), vpc.attr("ipv6_cidr_block"));
+        out.insert(
+            "vpc_ipv6_cidr_length".into(),
+            Value::Expr(
+                r#"local.vpc_ipv6_cidr_block == "" ? null : tonumber(regex(".*/(\\d+)", local.vpc_ipv6_cidr_block)[0])"#
+                    .into(),
+            ),
+        );
         self.outputs.extend(out);
     }
 }

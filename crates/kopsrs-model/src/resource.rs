@@ -114,6 +114,13 @@ pub enum Value {
     File(FileValue),
     /// A Terraform expression with no AWS meaning (only used in outputs).
     Expr(String),
+    /// The `index`th `/prefix` block inside the block `base` refers to (a VPC's IPv6
+    /// block): kops's `/64#N` subnet CIDRs, only known once the VPC has its block.
+    CidrSubnet {
+        base: Ref,
+        prefix: u8,
+        index: u64,
+    },
 }
 
 impl Value {
@@ -153,7 +160,7 @@ impl Value {
     /// Every reference inside this value, depth first.
     pub fn refs<'a>(&'a self, out: &mut Vec<&'a Ref>) {
         match self {
-            Value::Ref(r) => out.push(r),
+            Value::Ref(r) | Value::CidrSubnet { base: r, .. } => out.push(r),
             Value::File(f) => out.extend(f.vars.values()),
             Value::List(items) => items.iter().for_each(|v| v.refs(out)),
             Value::Map(map) => map.values().for_each(|v| v.refs(out)),

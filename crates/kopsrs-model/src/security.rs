@@ -1,6 +1,6 @@
 //! Security groups and their rules: control plane, nodes, bastion and load balancers.
 
-use crate::build::{sg_name, Builder};
+use crate::build::{err, sg_name, Builder};
 use crate::names::tf_name;
 use crate::{attrs, Address, Attrs, ModelError, Value};
 use kopsrs_api::Role;
@@ -272,6 +272,7 @@ impl Builder<'_> {
             }
         }
 
+        let node_ports = self.node_port_range()?;
         for cidr in self.spec.node_port_access.clone().unwrap_or_default() {
             for proto in ["tcp", "udp"] {
                 self.named_rule(
@@ -279,11 +280,34 @@ impl Builder<'_> {
                     "nodes",
                     Peer::Cidr(&cidr),
                     proto,
-                    (30000, 32767),
+                    node_ports,
                 );
             }
         }
         Ok(())
+    }
+
+    /// `spec.kubeAPIServer.serviceNodePortRange` (`28000-32767`), else Kubernetes's
+    /// default 30000-32767.
+    pub(crate) fn node_port_range(&self) -> Result<(i64, i64), ModelError> {
+        let Some(text) = self
+            .spec
+            .kube_api_server
+            .as_ref()
+            .and_then(|a| a.service_node_port_range.as_deref())
+        else {
+            return Ok((30000, 32767));
+        };
+        let range = text
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)))
+            .filter(|(a, b)| (1..=65535).contains(a) && (1..=65535).contains(b) && a <= b);
+        range.ok_or_else(|| {
+            err(
+                "spec.kubeAPIServer.serviceNodePortRange",
+                format!("{text:?} is not a port range; write FIRST-LAST, e.g. 30000-32767"),
+            )
+        })
     }
 
     pub(crate) fn dns_none(&self) -> bool {

@@ -144,7 +144,7 @@ fn flush(out: &mut String, indent: usize, run: &mut Vec<(String, String)>) {
 }
 
 fn pad(out: &mut String, indent: usize) {
-    out.extend(std::iter::repeat(' ').take(indent));
+    out.extend(std::iter::repeat_n(' ', indent));
 }
 
 /// A single-line expression.
@@ -189,6 +189,12 @@ fn expression(value: &Value, files: &mut BTreeMap<String, String>) -> String {
             format!("{function}(\"${{path.module}}/data/{}\")", file.name)
         }
         Value::Expr(text) => text.clone(),
+        // kops's spelling: through the locals every output set carries (the model writes
+        // `vpc_ipv6_cidr_block` and `vpc_ipv6_cidr_length` for each cluster), so the block
+        // may be any size, not only the /56 AWS assigns.
+        Value::CidrSubnet { prefix, index, .. } => format!(
+            "cidrsubnet(local.vpc_ipv6_cidr_block, {prefix} - local.vpc_ipv6_cidr_length, {index})"
+        ),
     }
 }
 

@@ -182,3 +182,112 @@ fn service_account_roles_through_an_oidc_provider() {
         );
     }
 }
+
+/// The spec's settings reach every place that reads them: GPU nodes carry the same label and
+/// taint in the autoscaler's node template and in the kubelet's registration, the node-port
+/// range opens the rules and configures the API server, and the load balancer's extra
+/// security groups go on the load balancer and on the control plane it forwards to.
+#[test]
+fn spec_settings_reach_tags_rules_and_user_data() {
+    let mut opts = CreateClusterOptions {
+        node_size: Some("g4dn.xlarge".into()),
+        ..options("golden-gpu.example.org", &["eu-west-1a"])
+    };
+    opts.sets = vec![
+        "spec.containerd.nvidiaGPU.enabled=true".into(),
+        "spec.kubeAPIServer.serviceNodePortRange=28000-32767".into(),
+        "spec.nodePortAccess[0]=10.0.0.0/8".into(),
+        "spec.api.loadBalancer.additionalSecurityGroups[0]=sg-0feedfacecafe0001".into(),
+    ];
+    let rendered = render(opts);
+    let body: hcl::Body = hcl::parse(&rendered.files["kubernetes.tf"]).unwrap();
+    let resource = |kind: &str, name: &str| -> hcl::Block {
+        body.blocks()
+            .find(|b| {
+                b.identifier.as_str() == "resource"
+                    && b.labels.len() == 2
+                    && b.labels[0].as_str() == kind
+                    && b.labels[1].as_str() == name
+            })
+            .unwrap_or_else(|| panic!("no {kind}.{name}"))
+            .clone()
+    };
+    let attr = |block: &hcl::Block, key: &str| -> String {
+        block
+            .body
+            .attributes()
+            .find(|a| a.key.as_str() == key)
+            .map(|a| hcl::format::to_string(&a.expr).unwrap())
+            .unwrap_or_else(|| panic!("no {key}"))
+    };
+
+    let nodes = resource(
+        "aws_launch_template",
+        "nodes-eu-west-1a-golden-gpu-example-org",
+    );
+    let tags = attr(&nodes, "tags");
+    assert!(
+        tags.contains("\"k8s.io/cluster-autoscaler/node-template/label/kops.k8s.io/gpu\" = \"1\""),
+        "{tags}"
+    );
+    assert!(
+        tags.contains(
+            "\"k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu\" = \":NoSchedule\""
+        ),
+        "{tags}"
+    );
+    let control_plane = resource(
+        "aws_launch_template",
+        "control-plane-eu-west-1a-masters-golden-gpu-example-org",
+    );
+    assert!(
+        !attr(&control_plane, "tags").contains("kops.k8s.io/gpu"),
+        "the control plane is no GPU type"
+    );
+
+    // The kubelet registers with the same label and taint.
+    let node_data = rendered
+        .files
+        .iter()
+        .find(|(k, _)| k.contains("nodes-eu-west-1a") && k.ends_with("_user_data"))
+        .map(|(_, v)| v)
+        .expect("node user-data");
+    assert!(node_data.contains("kops.k8s.io/gpu=1"), "node-labels");
+    assert!(node_data.contains("key: nvidia.com/gpu"), "taint");
+    let cp_data = rendered
+        .files
+        .iter()
+        .find(|(k, _)| k.contains("control-plane-eu-west-1a") && k.ends_with("_user_data"))
+        .map(|(_, v)| v)
+        .expect("control-plane user-data");
+    assert!(
+        cp_data.contains("- name: service-node-port-range\n    value: 28000-32767"),
+        "{cp_data}"
+    );
+
+    for proto in ["tcp", "udp"] {
+        let rule = resource(
+            "aws_security_group_rule",
+            &format!("nodeport-{proto}-external-to-node-10-0-0-0--8"),
+        );
+        assert_eq!(attr(&rule, "from_port"), "28000");
+        assert_eq!(attr(&rule, "to_port"), "32767");
+    }
+
+    let lb = resource("aws_lb", "api-golden-gpu-example-org");
+    assert!(attr(&lb, "security_groups").contains("\"sg-0feedfacecafe0001\""));
+    let nic = control_plane
+        .body
+        .blocks()
+        .find(|b| b.identifier.as_str() == "network_interfaces")
+        .unwrap()
+        .clone();
+    assert!(attr(&nic, "security_groups").contains("\"sg-0feedfacecafe0001\""));
+    let nic = nodes
+        .body
+        .blocks()
+        .find(|b| b.identifier.as_str() == "network_interfaces")
+        .unwrap()
+        .clone();
+    assert!(!attr(&nic, "security_groups").contains("sg-0feedfacecafe0001"));
+}

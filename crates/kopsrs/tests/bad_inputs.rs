@@ -52,6 +52,8 @@ fn cases() -> Vec<(&'static str, Input, &'static str)> {
         ("bad egress", File(variant("    cidr: 172.20.32.0/19", "    cidr: 172.20.32.0/19\n    egress: gw-123")), "spec.subnets[0].egress: \"gw-123\" is not an egress"),
         ("bad dns type", File(variant("  networking:", "  topology:\n    dns:\n      type: Mesh\n  networking:")), "spec.topology.dns.type: \"Mesh\" is not a DNS type"),
         ("negative volume", File(variant("minSize: 2", "minSize: 2\n  rootVolumeSize: -1")), "spec.rootVolumeSize: -1 is not a size"),
+        ("bad node port range", File(variant("  networking:", "  kubeAPIServer:\n    serviceNodePortRange: 30000\n  networking:")), "spec.kubeAPIServer.serviceNodePortRange: \"30000\" is not a port range"),
+        ("bad taint", File(variant("role: Node", "role: Node\n  taints:\n  - dedicated=gpu")), "spec.taints[0]: \"dedicated=gpu\" is not a taint"),
         ("two networkings", File(variant("    cilium: {}", "    cilium: {}\n    calico: {}")), "spec.networking: 2 networking providers are set"),
         ("group of a missing cluster", File(CLUSTER.split("---\n").nth(2).unwrap().replace("test.example.com", "other.example.com")), "cluster \"other.example.com\" not found"),
         ("cluster exists", File(CLUSTER.to_string()), "Cluster/test.example.com: already exists"),
