@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with two additions.
+"""moto_server for kopsrs's tests and benchmarks, with three additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -8,6 +8,10 @@
 2. A fault-injecting, counting layer in front of moto (WSGI middleware in the same process,
    so it adds no hop of its own): latency per call, throttling and 5xx errors every Nth call
    in the wire format of the called service, and a count of the calls per service and action.
+3. Launch templates report their current tags. moto copies a template's tags when it is
+   created, so `CreateTags` on it later shows in `DescribeTags` but not in
+   `DescribeLaunchTemplates`; AWS shows them in both, and kopsrs records a template's
+   content digest in a tag.
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -33,6 +37,7 @@ import time
 import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.ec2.models import launch_templates as _launch_templates
 from moto.s3 import responses as s3_responses
 from werkzeug.serving import run_simple
 
@@ -48,6 +53,15 @@ def _atomic_key_response(self, request, full_url):
 
 
 s3_responses.S3Response._key_response = _atomic_key_response
+
+
+def _launch_template_tags(self):
+    return self.get_tags()
+
+
+# Read from the tag store each time, as AWS does; the assignment in moto's constructor is
+# ignored.
+_launch_templates.LaunchTemplate.tags = property(_launch_template_tags, lambda self, value: None)
 
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 

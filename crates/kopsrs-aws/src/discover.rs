@@ -296,24 +296,14 @@ impl Aws {
             if observed.resource.address.kind != "aws_autoscaling_group" {
                 continue;
             }
-            if let Some(Value::Blocks(blocks)) = observed.resource.attrs.get_mut("launch_template")
-            {
+            let attrs = &mut observed.resource.attrs;
+            if let Some(Value::Blocks(blocks)) = attrs.get_mut("launch_template") {
                 for block in blocks {
-                    let Some(Value::Str(lt_id)) = block.get("id").cloned() else {
-                        continue;
-                    };
-                    let Some(Value::Str(version)) = block.get("version").cloned() else {
-                        continue;
-                    };
-                    let lt = outputs.iter().find(|(a, o)| {
-                        a.kind == "aws_launch_template" && o.get("id") == Some(&lt_id)
-                    });
-                    if let Some((address, o)) = lt {
-                        if o.get("latest_version") == Some(&version) {
-                            block.insert("version".into(), address.attr("latest_version"));
-                        }
-                    }
+                    latest_version_as_reference(block, "id", &outputs);
                 }
+            }
+            if let Some(spec) = mixed_policy_spec(attrs) {
+                latest_version_as_reference(spec, "launch_template_id", &outputs);
             }
         }
         discovery.outputs = outputs;
@@ -1170,6 +1160,9 @@ impl Aws {
                     }),
                 );
             }
+            if let Some(policy) = group.mixed_instances_policy() {
+                attrs.insert("mixed_instances_policy".into(), mixed_policy_attrs(policy));
+            }
             items.push(Item {
                 kind: "aws_autoscaling_group",
                 id: name.clone(),
@@ -1578,5 +1571,86 @@ impl Discovery {
             });
         }
         plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
+    }
+}
+
+/// A group's mixed-instances policy in the model's shape (what the plan compares: the
+/// launch template and its version, the instance types, the distribution).
+fn mixed_policy_attrs(policy: &aws_sdk_autoscaling::types::MixedInstancesPolicy) -> Value {
+    let lt = policy.launch_template();
+    let spec = lt.and_then(|l| l.launch_template_specification());
+    let overrides: Vec<Attrs> = lt
+        .map(|l| l.overrides())
+        .unwrap_or_default()
+        .iter()
+        .map(|o| kopsrs_model::attrs! { "instance_type" => o.instance_type().unwrap_or_default() })
+        .collect();
+    let mut distribution = Attrs::new();
+    if let Some(d) = policy.instances_distribution() {
+        let mut put = |k: &str, v: Value| {
+            distribution.insert(k.to_string(), v);
+        };
+        put(
+            "on_demand_base_capacity",
+            Value::Int(d.on_demand_base_capacity().unwrap_or(0).into()),
+        );
+        if let Some(v) = d.on_demand_percentage_above_base_capacity() {
+            put(
+                "on_demand_percentage_above_base_capacity",
+                Value::Int(v.into()),
+            );
+        }
+        if let Some(v) = d.spot_allocation_strategy() {
+            put("spot_allocation_strategy", Value::str(v));
+        }
+        if let Some(v) = d.spot_instance_pools() {
+            put("spot_instance_pools", Value::Int(v.into()));
+        }
+        // Left out: capped at the on-demand price, which the model writes as "".
+        put(
+            "spot_max_price",
+            Value::str(d.spot_max_price().unwrap_or_default()),
+        );
+    }
+    Value::block(kopsrs_model::attrs! {
+        "instances_distribution" => Value::block(distribution),
+        "launch_template" => Value::block(kopsrs_model::attrs! {
+            "launch_template_specification" => Value::block(kopsrs_model::attrs! {
+                "launch_template_id" => spec.and_then(|s| s.launch_template_id()).unwrap_or_default(),
+                "version" => spec.and_then(|s| s.version()).unwrap_or_default(),
+            }),
+            "override" => Value::Blocks(overrides),
+        }),
+    })
+}
+
+/// The launch-template specification inside an observed `mixed_instances_policy`.
+fn mixed_policy_spec(attrs: &mut Attrs) -> Option<&mut Attrs> {
+    fn first(v: &mut Value) -> Option<&mut Attrs> {
+        match v {
+            Value::Blocks(b) => b.first_mut(),
+            _ => None,
+        }
+    }
+    let policy = first(attrs.get_mut("mixed_instances_policy")?)?;
+    let lt = first(policy.get_mut("launch_template")?)?;
+    first(lt.get_mut("launch_template_specification")?)
+}
+
+/// A group's launch-template version, as the reference the model writes when it is the
+/// template's latest (so a group on the latest version shows no change).
+fn latest_version_as_reference(block: &mut Attrs, id_key: &str, outputs: &Outputs) {
+    let (Some(Value::Str(lt_id)), Some(Value::Str(version))) =
+        (block.get(id_key).cloned(), block.get("version").cloned())
+    else {
+        return;
+    };
+    let lt = outputs
+        .iter()
+        .find(|(a, o)| a.kind == "aws_launch_template" && o.get("id") == Some(&lt_id));
+    if let Some((address, o)) = lt {
+        if o.get("latest_version") == Some(&version) {
+            block.insert("version".into(), address.attr("latest_version"));
+        }
     }
 }

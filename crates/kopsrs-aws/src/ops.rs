@@ -756,13 +756,11 @@ impl Aws {
                     )
                     .set_new_instances_protected_from_scale_in(bool_of(r, "protect_from_scale_in"));
                 if let Some(lt) = lt {
-                    request = request.launch_template(
-                        aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-                            .set_launch_template_id(str_of(lt, "id").map(str::to_string))
-                            .set_version(str_of(lt, "version").map(str::to_string))
-                            .build(),
-                    );
+                    request = request.launch_template(launch_template_spec(lt, "id", "version"));
                 }
+                request = request
+                    .set_mixed_instances_policy(mixed_instances_policy(r))
+                    .set_capacity_rebalance(bool_of(r, "capacity_rebalance"));
                 for tag in blocks(r, "tag") {
                     request = request.tags(
                         aws_sdk_autoscaling::types::Tag::builder()
@@ -786,6 +784,7 @@ impl Aws {
                         }
                     }
                 }
+                self.group_settings(&s("name"), r).await?;
                 Ok(out(&[("id", &s("name")), ("name", &s("name"))]))
             }
             "aws_autoscaling_lifecycle_hook" => {
@@ -1101,14 +1100,10 @@ impl Aws {
                     .update_auto_scaling_group()
                     .auto_scaling_group_name(id)
                     .min_size(int_of(r, "min_size").unwrap_or(0) as i32)
-                    .max_size(int_of(r, "max_size").unwrap_or(0) as i32);
+                    .max_size(int_of(r, "max_size").unwrap_or(0) as i32)
+                    .set_mixed_instances_policy(mixed_instances_policy(r));
                 if let Some(lt) = lt {
-                    request = request.launch_template(
-                        aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-                            .set_launch_template_id(str_of(lt, "id").map(str::to_string))
-                            .set_version(str_of(lt, "version").map(str::to_string))
-                            .build(),
-                    );
+                    request = request.launch_template(launch_template_spec(lt, "id", "version"));
                 }
                 request.send().await?;
                 if change.fields.iter().any(|f| f.path.starts_with("tag[")) {
@@ -1712,4 +1707,107 @@ fn launch_template_data(r: &R) -> ec2t::RequestLaunchTemplateData {
         );
     }
     data.build()
+}
+
+fn launch_template_spec(
+    lt: &Map<String, Json>,
+    id: &str,
+    version: &str,
+) -> aws_sdk_autoscaling::types::LaunchTemplateSpecification {
+    aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+        .set_launch_template_id(str_of(lt, id).map(str::to_string))
+        .set_version(str_of(lt, version).map(str::to_string))
+        .build()
+}
+
+/// A group's `mixed_instances_policy` block as the Auto Scaling API takes it.
+fn mixed_instances_policy(
+    r: &Map<String, Json>,
+) -> Option<aws_sdk_autoscaling::types::MixedInstancesPolicy> {
+    use aws_sdk_autoscaling::types::{
+        InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, MixedInstancesPolicy,
+    };
+    let policy = block(r, "mixed_instances_policy")?;
+    let lt = block(policy, "launch_template")?;
+    let spec = block(lt, "launch_template_specification")?;
+    let overrides = blocks(lt, "override")
+        .into_iter()
+        .map(|o| {
+            LaunchTemplateOverrides::builder()
+                .set_instance_type(str_of(o, "instance_type").map(str::to_string))
+                .build()
+        })
+        .collect();
+    let distribution = block(policy, "instances_distribution").map(|d| {
+        InstancesDistribution::builder()
+            .set_on_demand_base_capacity(int_of(d, "on_demand_base_capacity").map(|v| v as i32))
+            .set_on_demand_percentage_above_base_capacity(
+                int_of(d, "on_demand_percentage_above_base_capacity").map(|v| v as i32),
+            )
+            .set_spot_allocation_strategy(str_of(d, "spot_allocation_strategy").map(str::to_string))
+            .set_spot_instance_pools(int_of(d, "spot_instance_pools").map(|v| v as i32))
+            // Empty: capped at the on-demand price (the API's default when left out).
+            .set_spot_max_price(
+                str_of(d, "spot_max_price")
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string),
+            )
+            .build()
+    });
+    Some(
+        MixedInstancesPolicy::builder()
+            .launch_template(
+                LaunchTemplate::builder()
+                    .launch_template_specification(launch_template_spec(
+                        spec,
+                        "launch_template_id",
+                        "version",
+                    ))
+                    .set_overrides(Some(overrides))
+                    .build(),
+            )
+            .set_instances_distribution(distribution)
+            .build(),
+    )
+}
+
+impl Aws {
+    /// What CreateAutoScalingGroup does not take: metrics collection, suspended processes
+    /// and the warm pool. Each call is idempotent, so a rerun after a kill repeats them safely.
+    async fn group_settings(&self, name: &str, r: &Map<String, Json>) -> Result<(), Error> {
+        let metrics = strs_of(r, "enabled_metrics");
+        if !metrics.is_empty() {
+            self.call();
+            self.autoscaling
+                .enable_metrics_collection()
+                .auto_scaling_group_name(name)
+                .granularity(str_of(r, "metrics_granularity").unwrap_or("1Minute"))
+                .set_metrics(Some(metrics))
+                .send()
+                .await?;
+        }
+        let suspended = strs_of(r, "suspended_processes");
+        if !suspended.is_empty() {
+            self.call();
+            self.autoscaling
+                .suspend_processes()
+                .auto_scaling_group_name(name)
+                .set_scaling_processes(Some(suspended))
+                .send()
+                .await?;
+        }
+        if let Some(pool) = block(r, "warm_pool") {
+            self.call();
+            self.autoscaling
+                .put_warm_pool()
+                .auto_scaling_group_name(name)
+                .set_min_size(int_of(pool, "min_size").map(|v| v as i32))
+                .set_max_group_prepared_capacity(
+                    int_of(pool, "max_group_prepared_capacity").map(|v| v as i32),
+                )
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
 }

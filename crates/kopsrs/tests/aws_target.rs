@@ -257,6 +257,92 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
     h.delete_all();
 }
 
+/// A spot group (mixed instances), a warm pool, suspended processes and metrics: every
+/// group setting reaches the Auto Scaling API (checked with boto3), a re-plan is empty, and
+/// a new launch-template version reaches the mixed-instances policy.
+#[test]
+fn group_settings_reach_auto_scaling() {
+    let h = Harness::new();
+    let spec = cluster_spec().replace(
+        "  role: Node\n  minSize: 2\n  maxSize: 4\n",
+        "  role: Node\n  minSize: 2\n  maxSize: 4\n  machineType: m5.large\n  mixedInstancesPolicy:\n    instances:\n    - m5.large\n    - m5a.large\n    onDemandAboveBase: 20\n    spotAllocationStrategy: capacity-optimized\n  warmPool:\n    minSize: 1\n    maxSize: 3\n  suspendProcesses:\n  - AZRebalance\n  capacityRebalance: true\n",
+    );
+    h.create_from(&spec);
+    h.apply();
+    let group = h.moto.python(
+        "a=aws('autoscaling')\n\
+         g=[g for g in a.describe_auto_scaling_groups()['AutoScalingGroups'] if g['AutoScalingGroupName'].startswith('nodes.')][0]\n\
+         p=g['MixedInstancesPolicy']\n\
+         w=a.describe_warm_pool(AutoScalingGroupName=g['AutoScalingGroupName']).get('WarmPoolConfiguration',{})\n\
+         print(json.dumps({'types':[o['InstanceType'] for o in p['LaunchTemplate']['Overrides']],\n\
+           'above':p['InstancesDistribution']['OnDemandPercentageAboveBaseCapacity'],\n\
+           'strategy':p['InstancesDistribution']['SpotAllocationStrategy'],\n\
+           'lt':p['LaunchTemplate']['LaunchTemplateSpecification'].get('LaunchTemplateId','') != '',\n\
+           'plain_lt':'LaunchTemplate' in g,\n\
+           'warm':[w.get('MinSize'), w.get('MaxGroupPreparedCapacity')],\n\
+           'suspended':[s['ProcessName'] for s in g.get('SuspendedProcesses',[])],\n\
+           'metrics':sorted(m['Metric'] for m in g.get('EnabledMetrics',[])),\n\
+           'rebalance':g.get('CapacityRebalance')}, sort_keys=True))",
+    );
+    let group: serde_json::Value = serde_json::from_str(group.trim()).unwrap();
+    assert_eq!(
+        group["types"],
+        serde_json::json!(["m5.large", "m5a.large"]),
+        "{group}"
+    );
+    assert_eq!(group["above"], 20, "{group}");
+    assert_eq!(group["strategy"], "capacity-optimized", "{group}");
+    assert_eq!(group["lt"], true, "{group}");
+    assert_eq!(
+        group["plain_lt"], false,
+        "a mixed group names its template in the policy: {group}"
+    );
+    assert_eq!(group["warm"], serde_json::json!([1, 3]), "{group}");
+    assert_eq!(
+        group["suspended"],
+        serde_json::json!(["AZRebalance"]),
+        "{group}"
+    );
+    assert!(
+        group["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "WarmPoolWarmedCapacity"),
+        "warm-pool metrics collected: {group}"
+    );
+    assert_eq!(group["rebalance"], true, "{group}");
+    h.assert_no_changes();
+
+    // A change to the launch template: a new version, and the policy moves to it.
+    h.kopsrs()
+        .args([
+            "edit",
+            "ig",
+            "nodes",
+            "--name",
+            NAME,
+            "--set",
+            "spec.rootVolumeSize=64",
+        ])
+        .assert()
+        .success();
+    let (code, plan) = h.plan();
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains("aws_launch_template.nodes-test-example-com will be updated"),
+        "{plan}"
+    );
+    h.apply();
+    let version = h.moto.python(
+        "a=aws('autoscaling')\n\
+         g=[g for g in a.describe_auto_scaling_groups()['AutoScalingGroups'] if g['AutoScalingGroupName'].startswith('nodes.')][0]\n\
+         print(g['MixedInstancesPolicy']['LaunchTemplate']['LaunchTemplateSpecification']['Version'])",
+    );
+    assert_eq!(version.trim(), "2");
+    h.assert_no_changes();
+}
+
 /// HA: three control-plane groups over three zones, a node group per zone, an etcd member
 /// (main and events volumes) per control-plane zone. `create cluster --yes` applies at once.
 #[test]
