@@ -31,7 +31,7 @@ fi
 
 if [ -d ../shared/conformance/kops/create_cluster ]; then
   cargo xtask conformance-create --min 95
-  cargo xtask conformance-terraform --min-recall 95 --min-precision 90 --min-agreement 90 | grep -A3 '^Overall'
+  cargo xtask conformance-terraform --min-recall 95 --min-precision 90 --min-agreement 90 --validate | grep -E "^(Overall|Outputs|terraform validate)"
 else
   echo "../shared/conformance not found: conformance run skipped" >&2
 fi

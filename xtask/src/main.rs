@@ -59,6 +59,10 @@ fn main() -> Result<()> {
                     verbose: args.iter().any(|a| a == "-v" || a == "--verbose"),
                     markdown: args.iter().any(|a| a == "--markdown"),
                     only: flag("--case"),
+                    validate: args
+                        .iter()
+                        .any(|a| a == "--validate")
+                        .then(|| root.join("scripts/terraform_validate.sh")),
                 },
             )
         }
@@ -66,7 +70,7 @@ fn main() -> Result<()> {
             conformance::run_complete(&shared.join("conformance/kops/update_cluster"))
         }
         _ => {
-            eprintln!("usage: cargo xtask gen-api | conformance-create [--min PERCENT] | conformance-complete | conformance-terraform [--min-recall P] [--min-precision P] [--min-agreement P] [--case NAME] [-v] [--markdown]");
+            eprintln!("usage: cargo xtask gen-api | conformance-create [--min PERCENT] | conformance-complete | conformance-terraform [--min-recall P] [--min-precision P] [--min-agreement P] [--case NAME] [-v] [--markdown] [--validate]");
             bail!("unknown task")
         }
     }

@@ -10,6 +10,8 @@
 //!   the data file when kops's case ships it (JSON compared as JSON), else by its path.
 //! - Outputs (what other Terraform reads from kops's): names present on both sides, and of
 //!   those, values written identically.
+//! - With `--validate`, every output goes through `terraform validate` against the real AWS
+//!   provider's schema (offline, from a filesystem mirror).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -63,6 +65,8 @@ pub struct Options {
     pub verbose: bool,
     pub markdown: bool,
     pub only: Option<String>,
+    /// `terraform validate` every output with this script (scripts/terraform_validate.sh).
+    pub validate: Option<std::path::PathBuf>,
 }
 
 pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
@@ -86,6 +90,8 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
     let mut differing: BTreeMap<String, usize> = BTreeMap::new();
     // Outputs: (expected, produced, matched names, equal values).
     let mut outs = (0usize, 0usize, 0usize, 0usize);
+    // Output directories kept for `terraform validate`, by case.
+    let mut kept: Vec<(String, tempfile::TempDir)> = Vec::new();
     for name in &names {
         if options.only.as_ref().is_some_and(|o| o != name) {
             continue;
@@ -96,11 +102,17 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
             .with_context(|| format!("parsing kops's {name}/kubernetes.tf"))?;
         let expected_outputs = outputs(&expected_text)?;
         let (produced, produced_outputs, error) = match produce(&dir, binary) {
-            Ok((text, work)) => (
-                resources(&text, &work.path().join("out/data"), &dir.join("data"))?,
-                outputs(&text)?,
-                None,
-            ),
+            Ok((text, work)) => {
+                let found = (
+                    resources(&text, &work.path().join("out/data"), &dir.join("data"))?,
+                    outputs(&text)?,
+                    None,
+                );
+                if options.validate.is_some() {
+                    kept.push((name.clone(), work));
+                }
+                found
+            }
             Err(e) => (BTreeMap::new(), BTreeMap::new(), Some(format!("{e:#}"))),
         };
         outs.0 += expected_outputs.len();
@@ -233,6 +245,43 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
     }
     let failed = rows.iter().filter(|r| r.2.is_some()).count();
     let mut problems = Vec::new();
+    if let Some(script) = &options.validate {
+        let output = Command::new("bash")
+            .arg(script)
+            .args(kept.iter().map(|(_, w)| w.path().join("out")))
+            .output()
+            .context("running terraform_validate.sh")?;
+        let report = String::from_utf8_lossy(&output.stdout);
+        match output.status.code() {
+            Some(3) => println!(
+                "terraform validate: skipped ({})",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            Some(0 | 1) => {
+                let invalid: Vec<&str> = kept
+                    .iter()
+                    .filter(|(_, w)| {
+                        let dir = w.path().join("out");
+                        report.contains(&format!("INVALID {}\n", dir.display()))
+                    })
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                println!(
+                    "terraform validate: {} of {} outputs valid against the AWS provider's schema",
+                    kept.len() - invalid.len(),
+                    kept.len()
+                );
+                if !invalid.is_empty() {
+                    println!("{report}");
+                    problems.push(format!("terraform validate failed for {}", invalid.join(", ")));
+                }
+            }
+            _ => bail!(
+                "terraform_validate.sh failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
     if failed > 0 {
         problems.push(format!("{failed} case(s) failed to run"));
     }

@@ -1,7 +1,8 @@
 //! Golden snapshots of the Terraform output for clusters made by `create cluster`'s own
 //! inference (not kops's test data), so the renderer is covered without ../shared.
-//! Each output is also parsed with hcl-rs, rendered twice (byte-identical), and checked with
-//! `terraform fmt -check` when the Terraform CLI is installed.
+//! Each output is also parsed with hcl-rs, rendered twice (byte-identical), checked with
+//! `terraform fmt -check` and with `terraform validate` against the real AWS provider's
+//! schema (scripts/terraform_validate.sh, offline) when Terraform and the provider are installed.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -33,7 +34,36 @@ fn render(options: CreateClusterOptions) -> kopsrs_terraform::Rendered {
     let main = &first.files["kubernetes.tf"];
     hcl::parse(main).expect("kubernetes.tf parses as HCL");
     terraform_fmt_check(main);
+    terraform_validate(&first);
     first
+}
+
+fn terraform_validate(rendered: &kopsrs_terraform::Rendered) {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in &rendered.files {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    // Read at run time: test binaries in a shared target dir serve clones at other paths.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let output = Command::new("bash")
+        .arg(root.join("../../scripts/terraform_validate.sh"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    match output.status.code() {
+        Some(3) => eprintln!(
+            "skipping terraform validate: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Some(0) => {}
+        _ => panic!(
+            "terraform validate failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
 }
 
 fn terraform_fmt_check(text: &str) {
