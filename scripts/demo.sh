@@ -17,4 +17,6 @@ name="${1:-demo.example.com}"
 "$kopsrs" get keypairs --name "$name"   # the CAs made on the first update
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -recursive out/terraform && echo "terraform fmt: clean"
+  # Against the AWS provider's schema, offline (skipped when the provider is not installed).
+  bash scripts/terraform_validate.sh out/terraform || [ $? -eq 3 ]
 fi

@@ -273,7 +273,10 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
                 );
                 if !invalid.is_empty() {
                     println!("{report}");
-                    problems.push(format!("terraform validate failed for {}", invalid.join(", ")));
+                    problems.push(format!(
+                        "terraform validate failed for {}",
+                        invalid.join(", ")
+                    ));
                 }
             }
             _ => bail!(

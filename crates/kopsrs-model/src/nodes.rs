@@ -21,18 +21,10 @@ const ENABLED_METRICS: [&str; 8] = [
     "GroupTotalInstances",
 ];
 
-/// With a warm pool, the pool's metrics too (sorted, as the provider reads them back).
-const WARM_POOL_METRICS: [&str; 16] = [
+/// With a warm pool, the pool's own metrics too.
+const WARM_POOL_METRICS: [&str; 8] = [
     "GroupAndWarmPoolDesiredCapacity",
     "GroupAndWarmPoolTotalCapacity",
-    "GroupDesiredCapacity",
-    "GroupInServiceInstances",
-    "GroupMaxSize",
-    "GroupMinSize",
-    "GroupPendingInstances",
-    "GroupStandbyInstances",
-    "GroupTerminatingInstances",
-    "GroupTotalInstances",
     "WarmPoolDesiredCapacity",
     "WarmPoolMinSize",
     "WarmPoolPendingCapacity",
@@ -826,7 +818,14 @@ impl<'a> Builder<'a> {
                 .flatten()
         });
         if let Some(pool) = &warm_pool {
-            asg.insert("enabled_metrics".into(), Value::strs(WARM_POOL_METRICS));
+            // Sorted, as the provider reads them back.
+            let mut metrics: Vec<&str> = ENABLED_METRICS
+                .iter()
+                .chain(&WARM_POOL_METRICS)
+                .copied()
+                .collect();
+            metrics.sort_unstable();
+            asg.insert("enabled_metrics".into(), Value::strs(metrics));
             let mut w = attrs! { "min_size" => pool.min_size.unwrap_or(0) };
             if let Some(max) = pool.max_size {
                 w.insert("max_group_prepared_capacity".into(), Value::Int(max));

@@ -306,18 +306,14 @@ fn spec_settings_reach_tags_rules_and_user_data() {
 
     let lb = resource("aws_lb", "api-golden-gpu-example-org");
     assert!(attr(&lb, "security_groups").contains("\"sg-0feedfacecafe0001\""));
-    let nic = control_plane
-        .body
-        .blocks()
-        .find(|b| b.identifier.as_str() == "network_interfaces")
-        .unwrap()
-        .clone();
-    assert!(attr(&nic, "security_groups").contains("\"sg-0feedfacecafe0001\""));
-    let nic = nodes
-        .body
-        .blocks()
-        .find(|b| b.identifier.as_str() == "network_interfaces")
-        .unwrap()
-        .clone();
-    assert!(!attr(&nic, "security_groups").contains("sg-0feedfacecafe0001"));
+    let nic_groups = |template: &hcl::Block| {
+        let nic = template
+            .body
+            .blocks()
+            .find(|b| b.identifier.as_str() == "network_interfaces")
+            .expect("network_interfaces");
+        attr(nic, "security_groups")
+    };
+    assert!(nic_groups(&control_plane).contains("\"sg-0feedfacecafe0001\""));
+    assert!(!nic_groups(&nodes).contains("sg-0feedfacecafe0001"));
 }
