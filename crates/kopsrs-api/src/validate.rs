@@ -403,11 +403,7 @@ pub fn validate(
         .as_ref()
         .and_then(|a| a.service_node_port_range.as_deref())
     {
-        let ok = range
-            .split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
-            .is_some_and(|(a, b)| a > 0 && a <= b);
-        if !ok {
+        if parse_port_range(range).is_none() {
             c.error(
                 "spec.kubeAPIServer.serviceNodePortRange",
                 format!("{range:?} is not a port range"),
@@ -609,11 +605,7 @@ fn validate_group(
         );
     }
     for (i, taint) in group.spec.taints.iter().flatten().enumerate() {
-        let ok = taint.rsplit_once(':').is_some_and(|(kv, effect)| {
-            matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
-                && !kv.split('=').next().unwrap_or_default().is_empty()
-        });
-        if !ok {
+        if parse_taint(taint).is_none() {
             c.error(
                 format!("spec.taints[{i}]"),
                 format!("{taint:?} is not a taint"),
@@ -690,6 +682,30 @@ fn validate_group(
             );
         }
     }
+}
+
+/// `FIRST-LAST` (`30000-32767`), kops's spelling of a port range: both ports 1-65535,
+/// FIRST not above LAST.
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let (first, last) = text.split_once('-')?;
+    let (first, last) = (
+        first.trim().parse::<u16>().ok()?,
+        last.trim().parse::<u16>().ok()?,
+    );
+    (first > 0 && first <= last).then_some((first, last))
+}
+
+/// A taint as kops writes it, `key=value:Effect` or `key:Effect`: (key, value, effect).
+pub fn parse_taint(text: &str) -> Option<(&str, Option<&str>, &str)> {
+    let (kv, effect) = text.rsplit_once(':')?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return None;
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (kv, None),
+    };
+    (!key.is_empty()).then_some((key, value, effect))
 }
 
 #[cfg(test)]

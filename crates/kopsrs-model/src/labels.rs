@@ -48,19 +48,12 @@ pub(crate) fn nvidia_gpu(machine_type: &str) -> bool {
     NVIDIA_FAMILIES.contains(&family)
 }
 
-/// `key=value:Effect` or `key:Effect`, as kops writes taints.
+/// A taint as kops writes it (`kopsrs_api::validate::parse_taint`), in kubeadm's type.
 fn parse_taint(text: &str) -> Option<Taint> {
-    let (kv, effect) = text.rsplit_once(':')?;
-    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-        return None;
-    }
-    let (key, value) = match kv.split_once('=') {
-        Some((k, v)) => (k.to_string(), Some(v.to_string())),
-        None => (kv.to_string(), None),
-    };
-    (!key.is_empty()).then(|| Taint {
-        key,
-        value,
+    let (key, value, effect) = kopsrs_api::validate::parse_taint(text)?;
+    Some(Taint {
+        key: key.into(),
+        value: value.map(str::to_string),
         effect: effect.into(),
     })
 }

@@ -298,10 +298,8 @@ impl Builder<'_> {
         else {
             return Ok((30000, 32767));
         };
-        let range = text
-            .split_once('-')
-            .and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)))
-            .filter(|(a, b)| (1..=65535).contains(a) && (1..=65535).contains(b) && a <= b);
+        let range = kopsrs_api::validate::parse_port_range(text)
+            .map(|(first, last)| (i64::from(first), i64::from(last)));
         range.ok_or_else(|| {
             err(
                 "spec.kubeAPIServer.serviceNodePortRange",
