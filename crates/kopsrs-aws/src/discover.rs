@@ -23,6 +23,28 @@ pub(crate) const TARGET_MARK: &str = "kopsrs target ";
 
 pub(crate) const HOOK_TAG_PREFIX: &str = "kopsrs.k8s.io/lifecycle-hook/";
 
+/// An IAM role records each managed policy kopsrs attached to it in a tag
+/// `<ATTACHMENT_TAG_PREFIX><fnv1a32 of the ARN, hex>` = ARN: IAM attachments carry no tags of
+/// their own, and only the ones kopsrs made may be detached.
+pub(crate) const ATTACHMENT_TAG_PREFIX: &str = "kopsrs.k8s.io/attached-policy/";
+
+/// The record tag of an attached policy (see [`ATTACHMENT_TAG_PREFIX`]).
+pub(crate) fn attachment_tag(arn: &str) -> String {
+    format!(
+        "{ATTACHMENT_TAG_PREFIX}{:08x}",
+        kopsrs_model::names::fnv1a32(arn)
+    )
+}
+
+/// Whether `tags` say the resource belongs to `cluster`: `kubernetes.io/cluster/<name>` is
+/// `owned`, or `KubernetesCluster` is exactly the name. Never by a name prefix or suffix:
+/// `a.x.c` and `x.co` are other clusters than `x.c`.
+pub(crate) fn owned_by(tags: &BTreeMap<String, String>, cluster: &str) -> bool {
+    tags.get(&format!("kubernetes.io/cluster/{cluster}"))
+        .is_some_and(|v| v == "owned")
+        || tags.get("KubernetesCluster").is_some_and(|v| v == cluster)
+}
+
 /// The order in which kinds are matched (parents before children) and created.
 pub(crate) const KIND_ORDER: &[&str] = &[
     "aws_vpc_dhcp_options",
@@ -69,6 +91,10 @@ pub(crate) struct Item {
     pub outputs: BTreeMap<String, String>,
     /// Whether it carries the cluster's ownership tag (only owned resources are deleted).
     pub owned: bool,
+    /// For a child (a rule, a route, a policy, a listener): whether its parent is the
+    /// cluster's. A child that is neither desired nor made by kopsrs inside an owned parent
+    /// is listed as left in place, never deleted.
+    pub parent_owned: bool,
 }
 
 /// What exists, in the engine's terms.
@@ -80,6 +106,8 @@ pub struct Discovery {
     pub(crate) digests: BTreeMap<Address, String>,
     /// Lifecycle hooks recorded on each group.
     pub(crate) items: BTreeMap<Address, Item>,
+    /// Children of the cluster's resources that kopsrs did not make and leaves alone.
+    pub left: Vec<kopsrs_engine::Left>,
     pub calls: u64,
 }
 
@@ -238,8 +266,16 @@ impl Aws {
             self.elb_items(cluster),
             self.misc_items(cluster, desired),
         )?;
+        let mut all: Vec<Item> = ec2
+            .into_iter()
+            .chain(iam)
+            .chain(asg)
+            .chain(elb)
+            .chain(misc)
+            .collect();
+        settle_route_ownership(&mut all);
         let mut by_kind: BTreeMap<&str, Vec<Item>> = BTreeMap::new();
-        for item in ec2.into_iter().chain(iam).chain(asg).chain(elb).chain(misc) {
+        for item in all {
             by_kind.entry(item.kind).or_default().push(item);
         }
         let mut discovery = Discovery::default();
@@ -284,7 +320,16 @@ impl Aws {
                 self.observe(&mut discovery, &mut outputs, resource.address.clone(), item);
             }
             for (i, item) in items.iter().enumerate() {
-                if matched.contains(&i) || !item.owned {
+                if matched.contains(&i) {
+                    continue;
+                }
+                if !item.owned {
+                    if item.parent_owned {
+                        discovery.left.push(kopsrs_engine::Left {
+                            kind: item.kind.to_string(),
+                            id: item.id.clone(),
+                        });
+                    }
                     continue;
                 }
                 let address = Address::new(kind, &kopsrs_model::names::tf_name(&item.key));
@@ -493,8 +538,7 @@ impl Aws {
     }
 
     async fn ec2_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
-        let tag = Self::cluster_tag(cluster);
-        let owned = |tags: &BTreeMap<String, String>| tags.get(&tag).is_some_and(|v| v == "owned");
+        let owned = |tags: &BTreeMap<String, String>| owned_by(tags, cluster);
         let filter = Self::ec2_filter(cluster);
         // One future per kind, run together: the calls of a kind follow each other (pages),
         // the kinds do not wait for each other.
@@ -541,6 +585,7 @@ impl Aws {
                             ("ipv6_cidr_block", &ipv6),
                         ]),
                         id,
+                        parent_owned: false,
                     });
                 }
                 token = page.next_token;
@@ -580,6 +625,7 @@ impl Aws {
                                 attrs: [("tags".to_string(), tags_value(&tags))].into(),
                                 outputs: extra,
                                 id,
+                                parent_owned: false,
                             });
                         }
                         token = page.next_token;
@@ -669,6 +715,7 @@ impl Aws {
                     attrs: [("tags".to_string(), tags_value(&tags))].into(),
                     outputs: outputs(&[("public_ip", address.public_ip().unwrap_or_default())]),
                     id,
+                    parent_owned: false,
                 });
             }
             Ok::<_, Error>(items)
@@ -702,11 +749,24 @@ impl Aws {
                         else {
                             continue;
                         };
+                        let target = route
+                            .gateway_id()
+                            .or(route.nat_gateway_id())
+                            .or(route.egress_only_internet_gateway_id())
+                            .or(route.transit_gateway_id())
+                            .or(route.vpc_peering_connection_id())
+                            .or(route.network_interface_id())
+                            .or(route.instance_id())
+                            .unwrap_or_default();
+                        // Ownership settled in `discover` once the gateways are known: a
+                        // route is the cluster's only if it leads to one of them.
                         items.push(Item {
                             kind: "aws_route",
                             id: format!("{id}|{dest}"),
                             key: format!("{id}|{dest}"),
                             owned: is_owned,
+                            parent_owned: is_owned,
+                            outputs: outputs(&[("target", target)]),
                             ..Item::default()
                         });
                     }
@@ -725,6 +785,8 @@ impl Aws {
                                 .to_string(),
                             key: format!("{id}|{subnet}"),
                             owned: is_owned,
+                            parent_owned: is_owned,
+                            outputs: outputs(&[("subnet", subnet)]),
                             ..Item::default()
                         });
                     }
@@ -773,6 +835,7 @@ impl Aws {
                         attrs: [("tags".to_string(), tags_value(&tags))].into(),
                         outputs: outputs(&[("name", sg.group_name().unwrap_or_default())]),
                         id,
+                        parent_owned: false,
                     });
                 }
                 token = page.next_token;
@@ -819,6 +882,9 @@ impl Aws {
                             i64::from(rule.to_port().unwrap_or(0)),
                             &peer,
                         );
+                        // Rules kopsrs makes carry the cluster's tag (TagSpecifications at
+                        // creation); others in the cluster's groups (the cloud controller's,
+                        // a person's) are left alone.
                         items.push(Item {
                             kind: "aws_security_group_rule",
                             id: rule
@@ -830,7 +896,8 @@ impl Aws {
                                 ("egress", if egress { "true" } else { "false" }),
                             ]),
                             key,
-                            owned: true,
+                            owned: owned(&ec2_tags(rule.tags())),
+                            parent_owned: true,
                             ..Item::default()
                         });
                     }
@@ -864,6 +931,7 @@ impl Aws {
                     attrs: [("tags".to_string(), tags_value(&tags))].into(),
                     outputs: outputs(&[("key_pair_id", key.key_pair_id().unwrap_or_default())]),
                     id: name,
+                    parent_owned: false,
                 });
             }
             Ok::<_, Error>(items)
@@ -888,6 +956,7 @@ impl Aws {
                     attrs: [("tags".to_string(), tags_value(&tags))].into(),
                     outputs: out,
                     id,
+                    parent_owned: false,
                 });
             }
             Ok::<_, Error>(items)
@@ -903,8 +972,9 @@ impl Aws {
     }
 
     async fn iam_items(&self, cluster: &str, desired: &DesiredSet) -> Result<Vec<Item>, Error> {
-        // IAM has no tag filter: list (paginated) and keep the cluster's names, that is the
-        // names the desired set uses and names under the cluster's suffix.
+        // IAM has no tag filter: list (paginated) and keep what is the cluster's: roles and
+        // profiles carrying its ownership tag, or named exactly as the desired set names them
+        // (never by a suffix: `masters.a.x.c` is not `x.c`'s).
         let wanted: BTreeSet<String> = desired
             .resources
             .iter()
@@ -916,7 +986,35 @@ impl Aws {
                     .map(str::to_string)
             })
             .collect();
-        let ours = |name: &str| wanted.contains(name) || name.ends_with(&format!(".{cluster}"));
+        let iam_tags =
+            |tags: &[aws_sdk_iam::types::Tag]| tag_map(tags.iter().map(|t| (t.key(), t.value())));
+        let ours = |name: &str, tags: &BTreeMap<String, String>| {
+            wanted.contains(name) || owned_by(tags, cluster)
+        };
+        // Inline policies and attachments the desired set names, as `role|name`.
+        let wanted_children: BTreeSet<String> = desired
+            .resources
+            .iter()
+            .filter_map(|r| {
+                let name = match r.address.kind.as_str() {
+                    "aws_iam_role_policy" => r.attrs.get("name")?.as_str()?.to_string(),
+                    "aws_iam_role_policy_attachment" => {
+                        r.attrs.get("policy_arn")?.as_str()?.to_string()
+                    }
+                    _ => return None,
+                };
+                let role = match r.attrs.get("role")? {
+                    Value::Ref(reference) => desired
+                        .get(&reference.address)?
+                        .attrs
+                        .get("name")?
+                        .as_str()?
+                        .to_string(),
+                    other => other.as_str()?.to_string(),
+                };
+                Some(format!("{role}|{name}"))
+            })
+            .collect();
         // Roles with their inline policies, attached policies and instance profiles, in one
         // paginated GetAccountAuthorizationDetails: one call instead of four or more per role
         // (roles grow with service-account roles, not only with the cluster).
@@ -935,9 +1033,14 @@ impl Aws {
                 .await?;
             for role in page.role_detail_list() {
                 let name = role.role_name().unwrap_or_default();
-                if !ours(name) {
+                let role_tags = iam_tags(role.tags());
+                if !ours(name, &role_tags) {
                     continue;
                 }
+                let made_here = |policy: &str| {
+                    wanted_children.contains(&format!("{name}|{policy}"))
+                        || kopsrs_model::names::inline_policies(name).contains(&policy.to_string())
+                };
                 items.push(Item {
                     kind: "aws_iam_role",
                     id: name.to_string(),
@@ -956,7 +1059,8 @@ impl Aws {
                         kind: "aws_iam_role_policy",
                         id: format!("{name}:{policy_name}"),
                         key: format!("{name}|{policy_name}"),
-                        owned: true,
+                        owned: made_here(policy_name),
+                        parent_owned: true,
                         attrs: [(
                             "policy".to_string(),
                             Value::File(kopsrs_model::FileValue::new(
@@ -970,17 +1074,25 @@ impl Aws {
                 }
                 for attached in role.attached_managed_policies() {
                     let arn = attached.policy_arn().unwrap_or_default();
+                    let recorded = role_tags
+                        .get(&attachment_tag(arn))
+                        .is_some_and(|v| v == arn);
                     items.push(Item {
                         kind: "aws_iam_role_policy_attachment",
                         id: format!("{name}|{arn}"),
                         key: format!("{name}|{arn}"),
-                        owned: true,
+                        owned: recorded,
+                        parent_owned: true,
                         ..Item::default()
                     });
                 }
                 for profile in role.instance_profile_list() {
                     let profile_name = profile.instance_profile_name();
-                    if ours(profile_name) && seen_profiles.insert(profile_name.to_string()) {
+                    // kopsrs names a role's profile after the role; AWS may not list a
+                    // profile's tags here, so that name (of a role that is ours) counts too.
+                    if (profile_name == name || ours(profile_name, &iam_tags(profile.tags())))
+                        && seen_profiles.insert(profile_name.to_string())
+                    {
                         items.push(profile_item(profile, name));
                     }
                 }
@@ -1005,7 +1117,9 @@ impl Aws {
                     .await?;
                 for profile in page.instance_profiles() {
                     let name = profile.instance_profile_name();
-                    if ours(name) && seen_profiles.insert(name.to_string()) {
+                    if ours(name, &iam_tags(profile.tags()))
+                        && seen_profiles.insert(name.to_string())
+                    {
                         items.push(profile_item(profile, ""));
                     }
                 }
@@ -1122,6 +1236,15 @@ impl Aws {
                 .auto_scaling_group_name()
                 .unwrap_or_default()
                 .to_string();
+            let group_owned = owned_by(
+                &tag_map(
+                    group
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                ),
+                cluster,
+            );
             let mut tag_blocks: Vec<Attrs> = Vec::new();
             let mut hooks = Vec::new();
             for t in group.tags() {
@@ -1142,7 +1265,7 @@ impl Aws {
                     kind: "aws_autoscaling_lifecycle_hook",
                     id: format!("{name}|{hook}"),
                     key: format!("{name}|{hook}"),
-                    owned: true,
+                    owned: group_owned,
                     ..Item::default()
                 });
             }
@@ -1167,12 +1290,13 @@ impl Aws {
                 kind: "aws_autoscaling_group",
                 id: name.clone(),
                 key: name.clone(),
-                owned: true,
+                owned: group_owned,
                 attrs,
                 outputs: outputs(&[
                     ("arn", group.auto_scaling_group_arn().unwrap_or_default()),
                     ("name", &name),
                 ]),
+                parent_owned: false,
             });
         }
         Ok(items)
@@ -1180,6 +1304,7 @@ impl Aws {
 
     async fn elb_items(&self, cluster: &str) -> Result<Vec<Item>, Error> {
         let tag = Self::cluster_tag(cluster);
+        let owned = |tags: &BTreeMap<String, String>| owned_by(tags, cluster);
         let lbs = async {
             let mut lbs = Vec::new();
             let mut marker = None;
@@ -1256,6 +1381,8 @@ impl Aws {
             if !tags.contains_key(&tag) {
                 continue;
             }
+            // A shared load balancer's listeners are not the cluster's to delete.
+            let lb_owned = owned(&tags);
             self.call();
             for listener in self
                 .elb
@@ -1270,7 +1397,8 @@ impl Aws {
                     kind: "aws_lb_listener",
                     id: listener.listener_arn().unwrap_or_default().to_string(),
                     key: format!("{arn}|{port}"),
-                    owned: true,
+                    owned: lb_owned,
+                    parent_owned: lb_owned,
                     ..Item::default()
                 });
             }
@@ -1278,13 +1406,14 @@ impl Aws {
                 kind: "aws_lb",
                 id: arn.to_string(),
                 key: lb.load_balancer_name().unwrap_or_default().to_string(),
-                owned: tags.get(&tag).is_some_and(|v| v == "owned"),
+                owned: lb_owned,
                 attrs: [("tags".to_string(), tags_value(&tags))].into(),
                 outputs: outputs(&[
                     ("arn", arn),
                     ("dns_name", lb.dns_name().unwrap_or_default()),
                     ("zone_id", lb.canonical_hosted_zone_id().unwrap_or_default()),
                 ]),
+                parent_owned: false,
             });
         }
         for tg in &tgs {
@@ -1297,9 +1426,10 @@ impl Aws {
                 kind: "aws_lb_target_group",
                 id: arn.to_string(),
                 key: tg.target_group_name().unwrap_or_default().to_string(),
-                owned: tags.get(&tag).is_some_and(|v| v == "owned"),
+                owned: owned(&tags),
                 attrs: [("tags".to_string(), tags_value(&tags))].into(),
                 outputs: outputs(&[("arn", arn)]),
+                parent_owned: false,
             });
         }
         Ok(items)
@@ -1339,17 +1469,34 @@ impl Aws {
     }
 
     async fn misc_items(&self, cluster: &str, desired: &DesiredSet) -> Result<Vec<Item>, Error> {
-        let prefix = cluster.replace('.', "-");
+        // The queue has exactly the name the model gives it; SQS lists by prefix, so names
+        // that only start with it (`x-co-nth` for `x.c`) are dropped, and the tag decides
+        // between clusters whose names differ only in `.` and `-`.
+        let queue_name = kopsrs_model::names::termination_queue(cluster);
         let mut items = Vec::new();
         self.call();
         let queues = self
             .sqs
             .list_queues()
-            .queue_name_prefix(&prefix)
+            .queue_name_prefix(&queue_name)
             .send()
             .await?;
         for url in queues.queue_urls() {
             let name = url.rsplit('/').next().unwrap_or_default();
+            if name != queue_name {
+                continue;
+            }
+            self.call();
+            let tags = self.sqs.list_queue_tags().queue_url(url).send().await?;
+            let tags: BTreeMap<String, String> = tags
+                .tags()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if !owned_by(&tags, cluster) {
+                continue;
+            }
             let arn = self.queue_arn(url).await?;
             items.push(Item {
                 kind: "aws_sqs_queue",
@@ -1367,43 +1514,55 @@ impl Aws {
                 .any(|r| r.address.kind == "aws_cloudwatch_event_rule");
         if wants_rules {
             self.call();
-            let rules = self.events.list_rules().name_prefix(cluster).send().await?;
-            let per_rule = rules.rules().iter().map(|rule| async move {
-                let name = rule.name().unwrap_or_default();
-                let target = |id: &str, arn: &str| Item {
-                    kind: "aws_cloudwatch_event_target",
-                    id: format!("{name}|{id}"),
-                    key: format!("{name}|{arn}"),
-                    owned: true,
-                    outputs: outputs(&[("target_id", id)]),
-                    ..Item::default()
-                };
-                let recorded = rule
-                    .description()
-                    .and_then(|d| d.strip_prefix(TARGET_MARK))
-                    .and_then(|d| d.split_once(' '));
-                let mut items: Vec<Item> = match recorded {
-                    Some((id, arn)) => vec![target(id, arn)],
-                    None => {
-                        self.call();
-                        let targets = self.events.list_targets_by_rule().rule(name).send().await?;
-                        targets
-                            .targets()
-                            .iter()
-                            .map(|t| target(t.id(), t.arn()))
-                            .collect()
-                    }
-                };
-                items.push(Item {
-                    kind: "aws_cloudwatch_event_rule",
-                    id: name.to_string(),
-                    key: name.to_string(),
-                    owned: true,
-                    outputs: outputs(&[("arn", rule.arn().unwrap_or_default())]),
-                    ..Item::default()
+            let rules = self
+                .events
+                .list_rules()
+                .name_prefix(format!("{cluster}-"))
+                .send()
+                .await?;
+            // Only the exact names the cluster's rules have (`x.co-...` starts with `x.c`).
+            let names = kopsrs_model::names::termination_rules(cluster);
+            let per_rule = rules
+                .rules()
+                .iter()
+                .filter(|rule| names.iter().any(|n| Some(n.as_str()) == rule.name()))
+                .map(|rule| async move {
+                    let name = rule.name().unwrap_or_default();
+                    let target = |id: &str, arn: &str| Item {
+                        kind: "aws_cloudwatch_event_target",
+                        id: format!("{name}|{id}"),
+                        key: format!("{name}|{arn}"),
+                        owned: true,
+                        outputs: outputs(&[("target_id", id)]),
+                        ..Item::default()
+                    };
+                    let recorded = rule
+                        .description()
+                        .and_then(|d| d.strip_prefix(TARGET_MARK))
+                        .and_then(|d| d.split_once(' '));
+                    let mut items: Vec<Item> = match recorded {
+                        Some((id, arn)) => vec![target(id, arn)],
+                        None => {
+                            self.call();
+                            let targets =
+                                self.events.list_targets_by_rule().rule(name).send().await?;
+                            targets
+                                .targets()
+                                .iter()
+                                .map(|t| target(t.id(), t.arn()))
+                                .collect()
+                        }
+                    };
+                    items.push(Item {
+                        kind: "aws_cloudwatch_event_rule",
+                        id: name.to_string(),
+                        key: name.to_string(),
+                        owned: true,
+                        outputs: outputs(&[("arn", rule.arn().unwrap_or_default())]),
+                        ..Item::default()
+                    });
+                    Ok::<_, Error>(items)
                 });
-                Ok::<_, Error>(items)
-            });
             items.extend(
                 futures::future::try_join_all(per_rule)
                     .await?
@@ -1458,6 +1617,30 @@ impl Aws {
             }
         }
         Ok(items)
+    }
+}
+
+/// Routes and subnet associations of an owned route table are the cluster's only when they
+/// lead to a gateway it owns or attach a subnet it owns. A peering or VPN route a person added
+/// to the table, or a subnet of theirs associated with it, is left alone.
+fn settle_route_ownership(items: &mut [Item]) {
+    let owned_ids: BTreeSet<String> = items
+        .iter()
+        .filter(|i| i.owned && !matches!(i.kind, "aws_route" | "aws_route_table_association"))
+        .map(|i| i.id.clone())
+        .collect();
+    for item in items.iter_mut() {
+        let via = match item.kind {
+            "aws_route" => "target",
+            "aws_route_table_association" => "subnet",
+            _ => continue,
+        };
+        let leads_to_ours = item
+            .outputs
+            .get(via)
+            .is_some_and(|id| owned_ids.contains(id));
+        item.owned = item.owned && leads_to_ours;
+        item.outputs.remove(via);
     }
 }
 
@@ -1571,6 +1754,8 @@ impl Discovery {
             });
         }
         plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
+        plan.left = self.left.clone();
+        plan.left.sort();
     }
 }
 

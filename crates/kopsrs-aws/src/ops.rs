@@ -10,7 +10,8 @@ use kopsrs_model::{Address, DesiredSet};
 use serde_json::{Map, Value as Json};
 
 use crate::discover::{
-    desired_key, digest, Discovery, DIGEST_TAG, HOOK_TAG_PREFIX, KIND_ORDER, TARGET_MARK,
+    attachment_tag, desired_key, digest, Discovery, DIGEST_TAG, HOOK_TAG_PREFIX, KIND_ORDER,
+    TARGET_MARK,
 };
 use crate::resolve::{self, block, blocks, bool_of, int_of, str_of, strs_of};
 use crate::{Aws, Error, Outputs};
@@ -101,6 +102,7 @@ pub async fn apply(
         critical_path: kopsrs_engine::critical_path(&tasks),
         ..ApplyReport::default()
     };
+    let cluster = desired.cluster_name.as_str();
     let run = |i: &usize, _attempt: u32| {
         let change = forward[*i];
         let resource = by_address.get(&change.address).copied();
@@ -113,7 +115,7 @@ pub async fn apply(
             let kind = change.address.kind.as_str();
             let new = match change.action {
                 Action::Create => {
-                    aws.create(kind, &change.address, &resolved, &snapshot)
+                    aws.create(cluster, kind, &change.address, &resolved, &snapshot)
                         .await?
                 }
                 Action::Replace => {
@@ -121,7 +123,7 @@ pub async fn apply(
                         let item = discovery.items.get(&change.address);
                         aws.delete(kind, id, item.map(|i| &i.outputs)).await?;
                     }
-                    aws.create(kind, &change.address, &resolved, &snapshot)
+                    aws.create(cluster, kind, &change.address, &resolved, &snapshot)
                         .await?
                 }
                 Action::Update => {
@@ -217,6 +219,7 @@ pub async fn destroy(
     progress: impl FnMut(&Change, Event),
 ) -> Result<ApplyReport, ExecError<Error>> {
     let plan = Plan {
+        left: Vec::new(),
         changes: discovery
             .observed
             .iter()
@@ -242,6 +245,7 @@ pub async fn destroy(
 impl Aws {
     async fn create(
         &self,
+        cluster: &str,
         kind: &str,
         address: &Address,
         r: &R,
@@ -540,11 +544,15 @@ impl Aws {
                     );
                 }
                 let permission = permission.build();
+                // Tagged as the cluster's: only tagged rules are ever revoked, so rules the
+                // cloud controller or a person adds to the cluster's groups stay.
+                let owner = ec2_tags(ec2t::ResourceType::SecurityGroupRule, &owner_tags(cluster));
                 let result = if s("type") == "egress" {
                     self.ec2
                         .authorize_security_group_egress()
                         .group_id(s("security_group_id"))
                         .ip_permissions(permission)
+                        .tag_specifications(owner)
                         .send()
                         .await
                         .map(|_| ())
@@ -554,6 +562,7 @@ impl Aws {
                         .authorize_security_group_ingress()
                         .group_id(s("security_group_id"))
                         .ip_permissions(permission)
+                        .tag_specifications(owner)
                         .send()
                         .await
                         .map(|_| ())
@@ -671,6 +680,20 @@ impl Aws {
                     .attach_role_policy()
                     .role_name(s("role"))
                     .policy_arn(s("policy_arn"))
+                    .send()
+                    .await?;
+                // Recorded on the role after it exists (attachments have no tags): only
+                // recorded attachments are ever detached.
+                self.call();
+                self.iam
+                    .tag_role()
+                    .role_name(s("role"))
+                    .tags(
+                        aws_sdk_iam::types::Tag::builder()
+                            .key(attachment_tag(&s("policy_arn")))
+                            .value(s("policy_arn"))
+                            .build()?,
+                    )
                     .send()
                     .await?;
                 Ok(out(&[(
@@ -1126,7 +1149,7 @@ impl Aws {
                 }
                 Ok(BTreeMap::new())
             }
-            "aws_iam_role_policy" => self.create(kind, &change.address, r, outputs).await,
+            "aws_iam_role_policy" => self.create("", kind, &change.address, r, outputs).await,
             _ if tag_paths == change.fields.len() => {
                 let removed: Vec<String> = change
                     .fields
@@ -1401,14 +1424,53 @@ impl Aws {
                 .await
                 .map(|_| ())
                 .map_err(Error::from),
-            "aws_iam_role" => self
-                .iam
-                .delete_role()
-                .role_name(id)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(Error::from),
+            "aws_iam_role" => {
+                let Err(e) = self.iam.delete_role().role_name(id).send().await else {
+                    return Ok(());
+                };
+                let e = Error::from(e);
+                if !e.is("DeleteConflict") {
+                    return Err(e);
+                }
+                // Still on the role: policies kopsrs did not make (its own went in an earlier
+                // wave). The role itself is going and IAM deletes no role with policies, so
+                // they go with it, as a security group's rules go with the group.
+                self.call();
+                let attached = self
+                    .iam
+                    .list_attached_role_policies()
+                    .role_name(id)
+                    .send()
+                    .await?;
+                for policy in attached.attached_policies() {
+                    self.call();
+                    self.iam
+                        .detach_role_policy()
+                        .role_name(id)
+                        .set_policy_arn(policy.policy_arn().map(str::to_string))
+                        .send()
+                        .await?;
+                }
+                self.call();
+                let inline = self.iam.list_role_policies().role_name(id).send().await?;
+                for name in inline.policy_names() {
+                    self.call();
+                    self.iam
+                        .delete_role_policy()
+                        .role_name(id)
+                        .policy_name(name)
+                        .send()
+                        .await?;
+                }
+                self.call();
+                self.iam
+                    .delete_role()
+                    .role_name(id)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(Error::from)
+            }
             "aws_iam_role_policy" => {
                 let (role, name) = id.split_once(':').unwrap_or((id, ""));
                 self.iam
@@ -1426,6 +1488,13 @@ impl Aws {
                     .detach_role_policy()
                     .role_name(role)
                     .policy_arn(arn)
+                    .send()
+                    .await?;
+                self.call();
+                self.iam
+                    .untag_role()
+                    .role_name(role)
+                    .tag_keys(attachment_tag(arn))
                     .send()
                     .await
                     .map(|_| ())
@@ -1612,6 +1681,18 @@ fn client_token(address: &Address, r: &R) -> String {
         .chain(address.name.chars())
         .take(64)
         .collect()
+}
+
+/// The tags that make a resource the cluster's (see `discover::owned_by`), for resources the
+/// model gives no tags of their own (security group rules).
+fn owner_tags(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("KubernetesCluster".to_string(), cluster.to_string()),
+        (
+            format!("kubernetes.io/cluster/{cluster}"),
+            "owned".to_string(),
+        ),
+    ])
 }
 
 fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<aws_sdk_iam::types::Tag>, Error> {

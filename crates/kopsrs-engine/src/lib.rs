@@ -10,4 +10,4 @@ pub use exec::{
     critical_path, critical_path_time, execute, Event, ExecError, ExecOptions, Retryable, Summary,
     Task, TimedOut,
 };
-pub use plan::{diff, Action, Change, FieldChange, Observed, Plan, Schema};
+pub use plan::{diff, Action, Change, FieldChange, Left, Observed, Plan, Schema};

@@ -51,9 +51,22 @@ pub struct Change {
     pub fields: Vec<FieldChange>,
 }
 
+/// Something inside a resource the cluster owns that kopsrs did not make (a rule the cloud
+/// controller added, a route or policy a person added): never changed, listed with the plan
+/// so a reader knows it was seen and kept.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Left {
+    /// The kind, in the model's vocabulary (`aws_security_group_rule`).
+    pub kind: String,
+    /// Its cloud ID.
+    pub id: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub changes: Vec<Change>,
+    /// What the plan leaves in place although nothing desired matches it.
+    pub left: Vec<Left>,
 }
 
 impl Plan {
@@ -224,7 +237,10 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
         }
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
-    Plan { changes }
+    Plan {
+        changes,
+        left: Vec::new(),
+    }
 }
 
 fn symbol(action: Action) -> &'static str {
@@ -240,7 +256,8 @@ impl fmt::Display for Plan {
     /// Terraform's layout: one block per resource, `+` / `~` / `-/+` / `-`, then a summary.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.changes.is_empty() {
-            return writeln!(f, "No changes. The cloud matches the cluster spec.");
+            writeln!(f, "No changes. The cloud matches the cluster spec.")?;
+            return self.fmt_left(f);
         }
         for change in &self.changes {
             let verb = match change.action {
@@ -323,6 +340,24 @@ impl fmt::Display for Plan {
             self.count(Action::Update),
             self.count(Action::Replace),
             self.count(Action::Delete)
-        )
+        )?;
+        self.fmt_left(f)
+    }
+}
+
+impl Plan {
+    fn fmt_left(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.left.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "\nLeft in place: {} item(s) inside the cluster's resources that kopsrs did not make:",
+            self.left.len()
+        )?;
+        for left in &self.left {
+            writeln!(f, "  {} {}", left.kind, left.id)?;
+        }
+        Ok(())
     }
 }

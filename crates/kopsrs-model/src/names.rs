@@ -50,6 +50,39 @@ pub fn fnv1a32(text: &str) -> u32 {
     hash
 }
 
+/// The SQS queue of the cluster's termination handler: `<cluster with dashes>-nth`, as kops
+/// names it. Two clusters can share this name (`a.b` and `a-b`), so the provider also checks
+/// the queue's ownership tag before it treats the queue as the cluster's.
+pub fn termination_queue(cluster: &str) -> String {
+    format!("{}-nth", cluster.replace('.', "-"))
+}
+
+/// Suffixes of the EventBridge rules that feed the termination handler's queue
+/// (`<cluster>-<suffix>`). The last one exists only with rebalance draining.
+pub const TERMINATION_RULE_SUFFIXES: [&str; 5] = [
+    "ASGLifecycle",
+    "SpotInterruption",
+    "InstanceStateChange",
+    "InstanceScheduledChange",
+    "RebalanceRecommendation",
+];
+
+/// Every EventBridge rule name the cluster can own. The suffixes have no `-`, so no other
+/// cluster's rule can have one of these names: an exact match proves ownership.
+pub fn termination_rules(cluster: &str) -> Vec<String> {
+    TERMINATION_RULE_SUFFIXES
+        .iter()
+        .map(|suffix| format!("{cluster}-{suffix}"))
+        .collect()
+}
+
+/// Names of the inline policies kopsrs gives an IAM role it makes: the role's own name and
+/// `additional.<role>` (from `spec.additionalPolicies`). Any other inline policy on the role
+/// was added by someone else and is left alone.
+pub fn inline_policies(role: &str) -> [String; 2] {
+    [role.to_string(), format!("additional.{role}")]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,7 +92,7 @@ impl<'a> Builder<'a> {
     }
 
     fn queue_name(&self) -> String {
-        format!("{}-nth", self.name.replace('.', "-"))
+        crate::names::termination_queue(&self.name)
     }
 
     pub(crate) fn termination_handler_queue(&mut self) {
@@ -120,33 +120,26 @@ impl<'a> Builder<'a> {
                 "tags" => self.tags(&queue),
             },
         );
-        let mut rules = vec![
-            (
-                "ASGLifecycle",
-                json!({"detail-type": ["EC2 Instance-terminate Lifecycle Action"], "source": ["aws.autoscaling"]}),
-            ),
-            (
-                "SpotInterruption",
-                json!({"detail-type": ["EC2 Spot Instance Interruption Warning"], "source": ["aws.ec2"]}),
-            ),
-            (
-                "InstanceStateChange",
-                json!({"detail-type": ["EC2 Instance State-change Notification"], "source": ["aws.ec2"]}),
-            ),
-            (
-                "InstanceScheduledChange",
-                json!({"detail": {"eventTypeCategory": ["scheduledChange"], "service": ["EC2"]}, "detail-type": ["AWS Health Event"], "source": ["aws.health"]}),
-            ),
+        let patterns = [
+            json!({"detail-type": ["EC2 Instance-terminate Lifecycle Action"], "source": ["aws.autoscaling"]}),
+            json!({"detail-type": ["EC2 Spot Instance Interruption Warning"], "source": ["aws.ec2"]}),
+            json!({"detail-type": ["EC2 Instance State-change Notification"], "source": ["aws.ec2"]}),
+            json!({"detail": {"eventTypeCategory": ["scheduledChange"], "service": ["EC2"]}, "detail-type": ["AWS Health Event"], "source": ["aws.health"]}),
+            json!({"detail-type": ["EC2 Instance Rebalance Recommendation"], "source": ["aws.ec2"]}),
         ];
-        if self
+        let rebalance = self
             .spec
             .node_termination_handler
             .as_ref()
             .and_then(|n| n.enable_rebalance_draining)
-            == Some(true)
-        {
-            rules.push(("RebalanceRecommendation", json!({"detail-type": ["EC2 Instance Rebalance Recommendation"], "source": ["aws.ec2"]})));
-        }
+            == Some(true);
+        // One rule per suffix of names::TERMINATION_RULE_SUFFIXES (the list discovery
+        // matches exact names against); rebalance recommendations only when asked for.
+        let count = if rebalance { 5 } else { 4 };
+        let rules = crate::names::TERMINATION_RULE_SUFFIXES
+            .into_iter()
+            .zip(patterns)
+            .take(count);
         for (suffix, pattern) in rules {
             let name = format!("{}-{suffix}", self.name);
             let rule = self.add(
