@@ -26,8 +26,9 @@ META = {
     "placement/region": args.zone[:-1],
     "iam/security-credentials/": "kopsrs-node-role",
     "iam/security-credentials/kopsrs-node-role": json.dumps({
-        "Code": "Success", "AccessKeyId": "testing", "SecretAccessKey": "testing",
-        "Token": "session-token", "Expiration": "2099-01-01T00:00:00Z",
+        # Distinct values, so the test can prove they never reach a command line.
+        "Code": "Success", "AccessKeyId": "testing", "SecretAccessKey": "imds-secret-key",
+        "Token": "imds-session-token", "Expiration": "2099-01-01T00:00:00Z",
     }),
 }
 

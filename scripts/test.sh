@@ -23,6 +23,8 @@ if ! command -v shellcheck >/dev/null 2>&1; then
 fi
 
 cargo build --workspace --all-targets --locked
+# Lints: clippy's defaults, no warnings allowed.
+cargo clippy --workspace --all-targets --locked -- -D warnings
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

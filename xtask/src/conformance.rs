@@ -320,7 +320,7 @@ pub fn run_complete(cases: &Path) -> Result<()> {
     }
     println!("completed-spec agreement over {cases_run} cases: {matched}/{expected_total} of kops's leaves ({:.1}%)", 100.0 * matched as f64 / expected_total.max(1) as f64);
     let mut sections: Vec<_> = missing.into_iter().collect();
-    sections.sort_by(|a, b| b.1.cmp(&a.1));
+    sections.sort_by_key(|s| std::cmp::Reverse(s.1));
     for (section, count) in sections.iter().take(15) {
         println!("- spec.{section}: {count} leaves differ or are missing");
     }

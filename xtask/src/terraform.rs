@@ -238,7 +238,7 @@ pub fn run(cases: &Path, binary: &Path, options: &Options) -> Result<()> {
     println!("\nMissing resources by kind: {missing_kinds:?}");
     println!("Extra resources by kind: {extra_kinds:?}");
     let mut worst: Vec<_> = differing.into_iter().collect();
-    worst.sort_by(|a, b| b.1.cmp(&a.1));
+    worst.sort_by_key(|w| std::cmp::Reverse(w.1));
     println!("\nMost frequent differing attributes:");
     for (pattern, count) in worst.iter().take(40) {
         println!("  {count:5}  {pattern}");

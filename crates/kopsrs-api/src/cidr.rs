@@ -105,7 +105,9 @@ mod tests {
     #[test]
     fn layouts() {
         let network: Ipv4Net = "172.20.0.0/16".parse().unwrap();
-        let cases: Vec<(Vec<ClusterSubnetSpec>, bool, Vec<Option<&str>>)> = vec![
+        // (subnets, IPv6, the CIDR each subnet gets)
+        type Case<'a> = (Vec<ClusterSubnetSpec>, bool, Vec<Option<&'a str>>);
+        let cases: Vec<Case> = vec![
             (
                 vec![subnet("a", "Public")],
                 false,

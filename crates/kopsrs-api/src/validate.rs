@@ -108,6 +108,42 @@ pub fn is_dns_subdomain(name: &str) -> bool {
         })
 }
 
+/// Kubernetes's label value rule: at most 63 characters, empty or alphanumeric at both ends
+/// with `-`, `_` and `.` between (apimachinery's `IsValidLabelValue`).
+pub fn is_label_value(value: &str) -> bool {
+    value.is_empty() || is_name_part(value)
+}
+
+fn is_name_part(text: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    text.len() <= 63
+        && edge(text.chars().next())
+        && edge(text.chars().last())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Kubernetes's qualified name rule for label and taint keys: `[prefix/]name`, the prefix a
+/// DNS subdomain, the name as [`is_label_value`] but not empty (`IsQualifiedName`).
+pub fn is_qualified_name(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_name_part(name),
+        None => is_name_part(key),
+    }
+}
+
+/// An availability zone name as AWS writes them (`us-east-1a`, `us-west-2-lax-1a`): lower
+/// case letters, digits and `-`, ending in the zone letter, in a region [`region_of_zone`]
+/// knows how to read. The zone reaches AWS calls and node scripts, so nothing else passes.
+pub fn is_zone(zone: &str) -> bool {
+    zone.ends_with(|c: char| c.is_ascii_lowercase())
+        && zone
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && region_of_zone(zone).is_some()
+}
+
 /// The region of an availability zone: `us-east-1a` → `us-east-1`, `us-west-2-lax-1a` → `us-west-2`.
 pub fn region_of_zone(zone: &str) -> Option<String> {
     let mut parts = Vec::new();
@@ -326,7 +362,7 @@ pub fn validate(
                 "missing",
                 "set the availability zone, e.g. us-east-1a",
             ),
-            Some(zone) => match region_of_zone(zone) {
+            Some(zone) => match region_of_zone(zone).filter(|_| is_zone(zone)) {
                 None => c.error(
                     format!("{path}.zone"),
                     format!("{zone:?} is not an availability zone"),
@@ -604,12 +640,33 @@ fn validate_group(
             "use lowercase letters, digits, '-' and '.'",
         );
     }
+    // Labels and taints reach the kubelet's flags: Kubernetes's own rules, so no value can
+    // carry a space or a quote into them.
     for (i, taint) in group.spec.taints.iter().flatten().enumerate() {
-        if parse_taint(taint).is_none() {
+        let valid = parse_taint(taint).is_some_and(|(key, value, _)| {
+            is_qualified_name(key) && value.is_none_or(is_label_value)
+        });
+        if !valid {
             c.error(
                 format!("spec.taints[{i}]"),
                 format!("{taint:?} is not a taint"),
-                "write key=value:Effect or key:Effect, Effect one of NoSchedule, PreferNoSchedule, NoExecute",
+                "write key=value:Effect or key:Effect (key a label name such as example.com/dedicated, value letters, digits, '-', '_', '.'), Effect one of NoSchedule, PreferNoSchedule, NoExecute",
+            );
+        }
+    }
+    for (key, value) in group.spec.node_labels.iter().flatten() {
+        if !is_qualified_name(key) {
+            c.error(
+                format!("spec.nodeLabels[{key}]"),
+                format!("{key:?} is not a label name"),
+                "use [prefix/]name: the prefix a DNS subdomain, the name up to 63 letters, digits, '-', '_', '.', alphanumeric at both ends",
+            );
+        }
+        if !is_label_value(value) {
+            c.error(
+                format!("spec.nodeLabels[{key}]"),
+                format!("{value:?} is not a label value"),
+                "use up to 63 letters, digits, '-', '_', '.', alphanumeric at both ends (or empty)",
             );
         }
     }
@@ -725,6 +782,45 @@ mod tests {
         );
         assert_eq!(region_of_zone("us-test-1a").as_deref(), Some("us-test-1"));
         assert_eq!(region_of_zone("nowhere"), None);
+    }
+
+    #[test]
+    fn kubernetes_names_and_zones() {
+        for good in [
+            "a",
+            "kops.k8s.io/instancegroup",
+            "node-role.kubernetes.io/control-plane",
+            "A_b.c",
+        ] {
+            assert!(is_qualified_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a --anonymous-auth=true",
+            "a b",
+            "-a",
+            "a/",
+            "/a",
+            "Bad_/x",
+            "a\"b",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_qualified_name(bad), "{bad}");
+        }
+        assert!(is_label_value("") && is_label_value("v1.2_3"));
+        assert!(!is_label_value("a,b=c") && !is_label_value("x y"));
+        for good in ["us-east-1a", "us-gov-west-1b", "us-west-2-lax-1a"] {
+            assert!(is_zone(good), "{good}");
+        }
+        for bad in [
+            "eu-west-1a'$(reboot)'",
+            "eu-west-1a;x",
+            "EU-west-1a",
+            "eu-west-1",
+            "eu-west-1a ",
+        ] {
+            assert!(!is_zone(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -30,10 +30,12 @@ aws_call() {
   shift 3
   role=$(imds meta-data/iam/security-credentials/ | head -n1)
   doc=$(imds "meta-data/iam/security-credentials/$role")
-  curl -sS --aws-sigv4 "aws:amz:$region:$service" \
-    --user "$(json_get AccessKeyId <<<"$doc"):$(json_get SecretAccessKey <<<"$doc")" \
-    -H "x-amz-security-token: $(json_get Token <<<"$doc")" \
-    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" "$url"
+  # The credentials reach curl as a config on stdin (printf is a shell builtin): a command
+  # line is readable by every user of the machine (ps, /proc/PID/cmdline).
+  printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' \
+    "$(json_get AccessKeyId <<<"$doc")" "$(json_get SecretAccessKey <<<"$doc")" "$(json_get Token <<<"$doc")" |
+    curl -sS --config - --aws-sigv4 "aws:amz:$region:$service" \
+      -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" "$url"
 }
 
 state_region() {
@@ -79,7 +81,8 @@ wait_for_state() {
 # FILE.key is wanted (private keyset), the primary's private key.
 keyset() {
   python3 - "$@" <<'PY'
-import base64, sys, yaml
+import base64, os, sys, yaml
+os.umask(0o077)  # the private key is written owner-only from its first byte
 doc = yaml.safe_load(open(sys.argv[1]))["spec"]
 keys = {k["id"]: k for k in doc["keys"]}
 primary = keys[doc["primaryID"]]
@@ -194,8 +197,12 @@ ca_hash() {
 }
 
 render() { # template output
-  sed -e "s|@NODE_NAME@|$NODE_NAME|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@API_HOST@|$API_HOST|g" \
-    -e "s|@JOIN_TOKEN@|${JOIN_TOKEN:-}|g" -e "s|@CA_HASH@|${CA_HASH:-}|g" "$1" >"$2"
+  # The output holds the join token: owner-only from creation (umask), not chmod after.
+  (
+    umask 077
+    sed -e "s|@NODE_NAME@|$NODE_NAME|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@API_HOST@|$API_HOST|g" \
+      -e "s|@JOIN_TOKEN@|${JOIN_TOKEN:-}|g" -e "s|@CA_HASH@|${CA_HASH:-}|g" "$1" >"$2"
+  )
   chmod 0600 "$2"
 }
 

@@ -314,7 +314,7 @@ impl NodeBootstrap {
         ];
         let mut out = String::from("#!/bin/bash\n# kopsrs user-data: see docs/bootstrap.md\n");
         for (key, value) in settings {
-            out.push_str(&format!("{key}='{value}'\n"));
+            out.push_str(&format!("{key}={}\n", shell_quote(&value)));
         }
         let join = yaml(&self.join_document());
         let mut init = String::new();
@@ -335,6 +335,12 @@ impl NodeBootstrap {
         }
         Ok(out)
     }
+}
+
+/// `value` as one shell word: single quotes, each `'` written `'\''`. Every value the spec
+/// gives reaches the script this way, so none runs as code.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 fn yaml<T: serde::Serialize>(value: &T) -> String {
@@ -365,6 +371,44 @@ pub fn embedded_kubeadm_documents(user_data: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hostile settings stay data: bash reads each back byte for byte and runs nothing.
+    #[test]
+    fn settings_are_single_shell_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("ran");
+        let hostile = [
+            format!("eu-west-1'$(touch {})'", canary.display()),
+            format!("a; touch {}", canary.display()),
+            format!("`touch {}`", canary.display()),
+            "it's \\ \"quoted\" $HOME\nnext line".to_string(),
+        ];
+        for value in &hostile {
+            let mut node = node(Role::Node);
+            node.region = value.clone();
+            let script = node.render().unwrap();
+            let line = script
+                .lines()
+                .find(|l| l.starts_with("REGION="))
+                .unwrap()
+                .to_string();
+            // A quoted value may span lines: take the assignment up to the next setting.
+            let start = script.find(&line).unwrap();
+            let end = script[start..]
+                .find("\nSTATE_URL=")
+                .map(|e| start + e)
+                .unwrap_or(start + line.len());
+            let assignment = &script[start..end];
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(format!("{assignment}\nprintf %s \"$REGION\""))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{assignment}");
+            assert_eq!(String::from_utf8(out.stdout).unwrap(), *value);
+            assert!(!canary.exists(), "{value} ran as code");
+        }
+    }
 
     fn node(role: Role) -> NodeBootstrap {
         NodeBootstrap {

@@ -420,7 +420,9 @@ mod tests {
             2
         );
         // The primary cannot be distrusted; promoting twice needs a newer key.
-        assert!(keyset.distrust(&[first.clone()], at(20)).is_err());
+        assert!(keyset
+            .distrust(std::slice::from_ref(&first), at(20))
+            .is_err());
         assert_eq!(keyset.promote().unwrap(), second);
         assert!(keyset.promote().is_err());
         // Distrust without IDs: every key older than the primary.
@@ -428,7 +430,9 @@ mod tests {
         let bundle = keyset.trust_bundle().unwrap();
         assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 1);
         assert_eq!(bundle, keyset.primary_cert_pem().unwrap());
-        assert!(keyset.distrust(&[second.clone()], at(40)).is_err());
+        assert!(keyset
+            .distrust(std::slice::from_ref(&second), at(40))
+            .is_err());
         keyset.trust(&first).unwrap();
         assert_eq!(
             keyset

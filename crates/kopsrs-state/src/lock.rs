@@ -21,19 +21,40 @@ pub struct LockInfo {
     pub command: String,
     /// Seconds since the Unix epoch.
     pub created: u64,
+    /// The holder's process ID on `host` (0 in locks written before it was recorded).
+    #[serde(default)]
+    pub pid: u32,
 }
 
 impl LockInfo {
-    /// A one-line description for messages.
+    /// A one-line description for messages, with whether the holder still runs when that can
+    /// be told from here (same host).
     pub fn describe(&self) -> String {
+        let liveness = match self.holder_alive() {
+            Some(true) => format!("; process {} is still running", self.pid),
+            Some(false) => format!(
+                "; process {} no longer runs on this host, so the lock looks stale",
+                self.pid
+            ),
+            None => String::new(),
+        };
         format!(
-            "{}@{} running {:?} since {} (lock ID {})",
+            "{}@{} running {:?} since {} (lock ID {}){liveness}",
             self.owner,
             self.host,
             self.command,
             format_time(self.created),
             self.id
         )
+    }
+
+    /// Whether the holding process still runs: known only on the host that took the lock.
+    pub fn holder_alive(&self) -> Option<bool> {
+        let here = gethostname::gethostname().to_string_lossy().into_owned();
+        if self.pid == 0 || self.host != here {
+            return None;
+        }
+        Some(std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
     }
 }
 
@@ -91,6 +112,7 @@ impl StateStore {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             command: command.to_string(),
             created,
+            pid: std::process::id(),
         };
         let key = format!("{cluster}/{}", layout::LOCK);
         let bytes = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock info serializes"));
@@ -151,6 +173,27 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_whether_the_holder_runs() {
+        let here = gethostname::gethostname().to_string_lossy().into_owned();
+        let info = |host: &str, pid: u32| LockInfo {
+            id: "1".into(),
+            owner: "o".into(),
+            host: host.into(),
+            command: "update cluster".into(),
+            created: 0,
+            pid,
+        };
+        assert_eq!(info(&here, std::process::id()).holder_alive(), Some(true));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        assert_eq!(info(&here, gone).holder_alive(), Some(false));
+        assert!(info(&here, gone).describe().contains("looks stale"));
+        assert_eq!(info("elsewhere", std::process::id()).holder_alive(), None);
+        assert_eq!(info(&here, 0).holder_alive(), None);
+    }
 
     #[test]
     fn formats_time() {

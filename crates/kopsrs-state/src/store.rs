@@ -31,6 +31,8 @@ pub enum StateStoreError {
     Corrupt { key: String, reason: String },
     #[error("cluster {cluster:?} is locked by {holder}")]
     Locked { cluster: String, holder: String },
+    #[error("state store {0} does not exist")]
+    Missing(String),
 }
 
 impl From<object_store::Error> for StateStoreError {
@@ -73,6 +75,17 @@ impl StateStore {
     /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`), with path-style
     /// addressing when an endpoint is set, and conditional writes on.
     pub fn open(url: &str) -> Result<StateStore, StateStoreError> {
+        Self::open_with(url, false)
+    }
+
+    /// Opens the store at `url` for a command that creates clusters: a `file://` directory
+    /// is made (0700) when missing. Every other command uses [`StateStore::open`], which
+    /// refuses a missing directory, so a mistyped path is an error, not an empty store.
+    pub fn open_or_create(url: &str) -> Result<StateStore, StateStoreError> {
+        Self::open_with(url, true)
+    }
+
+    fn open_with(url: &str, create: bool) -> Result<StateStore, StateStoreError> {
         let bad = |reason: &str| StateStoreError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -122,7 +135,13 @@ impl StateStore {
                     "a file store needs an absolute path: file:///path/to/dir",
                 ));
             }
-            std::fs::create_dir_all(dir).map_err(|e| bad(&e.to_string()))?;
+            if !std::path::Path::new(dir).is_dir() {
+                if !create {
+                    return Err(StateStoreError::Missing(url.clone()));
+                }
+                local::create_private_dir_all(std::path::Path::new(dir))
+                    .map_err(|e| bad(&e.to_string()))?;
+            }
             let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| bad(&e.to_string()))?;
             return Ok(StateStore {
@@ -257,6 +276,8 @@ impl StateStore {
             })
             .try_collect()
             .await?;
+        // A crashed writer's leftovers (guards, temporary files) are not objects.
+        keys.retain(|key| !local::is_internal(key.rsplit('/').next().unwrap_or(key)));
         keys.sort();
         Ok(keys)
     }

@@ -290,7 +290,7 @@ fn list(a: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn dict(a: &[Value]) -> Result<Value, FuncError> {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return Err(FuncError::Generic("dict: needs key/value pairs".into()));
     }
     Ok(Value::Map(

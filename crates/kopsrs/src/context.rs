@@ -27,6 +27,13 @@ pub fn open_store(global: &GlobalArgs) -> Result<StateStore> {
     Ok(StateStore::open(&url)?)
 }
 
+/// The state store, made if it is a `file://` directory that does not exist yet: only for
+/// commands that create clusters (`create`, `replace --force`).
+pub fn open_or_create_store(global: &GlobalArgs) -> Result<StateStore> {
+    let url = state_url(global)?;
+    Ok(StateStore::open_or_create(&url)?)
+}
+
 /// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.
 pub fn cluster_name(global: &GlobalArgs, positional: Option<&str>) -> Result<String> {
     positional

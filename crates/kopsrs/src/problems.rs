@@ -116,6 +116,7 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         E::Conflict(_) => Some("another command changed it meanwhile; nothing was overwritten".into()),
         E::Locked { .. } => Some("wait for it to finish; if it crashed, run `kopsrs force-unlock <lock ID> --cluster NAME`".into()),
         E::AlreadyExists(_) => Some("use `kopsrs replace -f` or `kopsrs edit` to change an existing object".into()),
+        E::Missing(_) => Some("check --state / KOPS_STATE_STORE for a typo; `kopsrs create cluster` or `kopsrs create -f` makes a new store".into()),
         _ => None,
     }
 }

@@ -637,6 +637,8 @@ fn killed_applies_converge_without_duplicates() {
         .unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
+    // The killed holder ran on this host: the refusal says the lock looks stale.
+    assert!(stderr.contains("no longer runs on this host"), "{stderr}");
     let id = stderr
         .split("lock ID ")
         .nth(1)

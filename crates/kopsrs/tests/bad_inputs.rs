@@ -54,6 +54,10 @@ fn cases() -> Vec<(&'static str, Input, &'static str)> {
         ("negative volume", File(variant("minSize: 2", "minSize: 2\n  rootVolumeSize: -1")), "spec.rootVolumeSize: -1 is not a size"),
         ("bad node port range", File(variant("  networking:", "  kubeAPIServer:\n    serviceNodePortRange: 30000\n  networking:")), "spec.kubeAPIServer.serviceNodePortRange: \"30000\" is not a port range"),
         ("bad taint", File(variant("role: Node", "role: Node\n  taints:\n  - dedicated=gpu")), "spec.taints[0]: \"dedicated=gpu\" is not a taint"),
+        ("taint adds a kubelet flag", File(variant("role: Node", "role: Node\n  taints:\n  - a --anonymous-auth=true:NoSchedule")), "spec.taints[0]: \"a --anonymous-auth=true:NoSchedule\" is not a taint"),
+        ("label adds a kubelet flag", File(variant("role: Node", "role: Node\n  nodeLabels:\n    team: a --anonymous-auth=true")), "spec.nodeLabels[team]: \"a --anonymous-auth=true\" is not a label value"),
+        ("label name with a space", File(variant("role: Node", "role: Node\n  nodeLabels:\n    'a b': x")), "spec.nodeLabels[a b]: \"a b\" is not a label name"),
+        ("zone runs as shell", File(variant("    zone: eu-west-1a", "    zone: eu-west-1a'$(reboot)'")), "spec.subnets[0].zone: \"eu-west-1a'$(reboot)'\" is not an availability zone"),
         ("two networkings", File(variant("    cilium: {}", "    cilium: {}\n    calico: {}")), "spec.networking: 2 networking providers are set"),
         ("group of a missing cluster", File(CLUSTER.split("---\n").nth(2).unwrap().replace("test.example.com", "other.example.com")), "cluster \"other.example.com\" not found"),
         ("cluster exists", File(CLUSTER.to_string()), "Cluster/test.example.com: already exists"),
@@ -119,4 +123,18 @@ fn every_bad_input_fails_clearly_and_writes_nothing() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // A mistyped file:// store is an error for a command that only reads, and is not made.
+    let typo = dir.path().join("sate");
+    let output = kopsrs(&format!("file://{}", typo.display()))
+        .args(["get", "clusters"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    assert!(!typo.exists(), "a read-only command created the store");
 }

@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -509,6 +510,23 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
             .status()
             .unwrap();
     }
+    // curl runs for real; a wrapper records its command lines, which every user of an
+    // instance can read, to prove no credential is among them.
+    let real_curl =
+        String::from_utf8(Command::new("which").arg("curl").output().unwrap().stdout).unwrap();
+    std::fs::write(
+        stubs.join("curl"),
+        format!(
+            "#!/bin/bash\necho \"curl $*\" >>\"$KOPSRS_ROOT/curl-args.log\"\nexec {} \"$@\"\n",
+            real_curl.trim()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(stubs.join("curl"))
+        .status()
+        .unwrap();
 
     let (a_id, a_zone, a_ip) = inst(&format!("control-plane-eu-west-1a.masters.{NAME}"));
     let (b_id, b_zone, b_ip) = inst(&format!("control-plane-eu-west-1b.masters.{NAME}"));
@@ -579,6 +597,34 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     assert_eq!(count(&all[joiner], "kubeadm join"), 1, "{:?}", all[joiner]);
     assert_eq!(count(&all[2], "kubeadm join"), 1, "{:?}", all[2]);
     assert_eq!(count(&all[init], "kubeadm join"), 0);
+
+    // Secrets at rest and in flight: the instance role's credentials never appear on a
+    // command line (curl reads them from stdin), and the private keys and the kubeadm file
+    // with the join token are owner-only.
+    for node in &nodes {
+        let args = std::fs::read_to_string(node.root.join("curl-args.log")).unwrap();
+        assert!(args.contains("--aws-sigv4"), "{args}");
+        for secret in ["imds-secret-key", "imds-session-token"] {
+            assert!(
+                !args.contains(secret),
+                "{secret} on a curl command line:\n{args}"
+            );
+        }
+        let kubeadm_file = node.root.join("etc/kopsrs/kubeadm.yaml");
+        let mode = std::fs::metadata(&kubeadm_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{}", kubeadm_file.display());
+    }
+    for node in [&cp_a, &cp_b] {
+        for key in ["ca.key", "etcd/ca.key", "front-proxy-ca.key", "sa.key"] {
+            let path = node.root.join("etc/kubernetes/pki").join(key);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+    }
 
     // The election record names the initialising instance.
     let lock = moto.python(&format!(
@@ -658,10 +704,10 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     );
 
     // Each control plane attached its zone's etcd volume; the stale member was removed.
-    let attached = moto.python(&format!(
-        "vols=aws('ec2').describe_volumes(Filters=[{{'Name':'tag-key','Values':['k8s.io/etcd/main']}}])['Volumes']\n\
-         print(json.dumps(sorted([v['AvailabilityZone'], v['Attachments'][0]['InstanceId']] for v in vols if v['Attachments'])))"
-    ));
+    let attached = moto.python(
+        "vols=aws('ec2').describe_volumes(Filters=[{'Name':'tag-key','Values':['k8s.io/etcd/main']}])['Volumes']\n\
+         print(json.dumps(sorted([v['AvailabilityZone'], v['Attachments'][0]['InstanceId']] for v in vols if v['Attachments'])))",
+    );
     let mut expected = vec![
         vec![a_zone.clone(), a_id.clone()],
         vec![b_zone.clone(), b_id.clone()],
@@ -679,13 +725,12 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     assert!(!all[init].iter().any(|l| l.contains("member remove")));
 
     // Packages pinned; the addons applied once per control-plane node, none on the worker.
-    for n in 0..3 {
+    for calls in &all[..3] {
         assert!(
-            all[n].iter().any(|l| l.contains(
+            calls.iter().any(|l| l.contains(
                 "install -y -q containerd kubelet=1.34.1-1.1 kubeadm=1.34.1-1.1 kubectl=1.34.1-1.1"
             )),
-            "{:?}",
-            all[n]
+            "{calls:?}"
         );
     }
     assert_eq!(count(&all[init], "kubectl-apply"), 3, "{:?}", all[init]);

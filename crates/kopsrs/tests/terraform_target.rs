@@ -75,6 +75,8 @@ fn writes_terraform_once_and_only_on_change() {
 #[test]
 fn unknown_cluster_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    // An existing, empty store (a missing one is an error of its own).
+    std::fs::create_dir(dir.path().join("state")).unwrap();
     let state = format!("file://{}/state", dir.path().display());
     let out = dir.path().join("tf");
     let output = kopsrs(&state)

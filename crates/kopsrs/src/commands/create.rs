@@ -121,7 +121,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
         print_documents(&documents, args.output);
         return Ok(());
     }
-    let store = StateStore::open(&state)?;
+    let store = StateStore::open_or_create(&state)?;
     write_new_cluster(&store, &cluster, &groups).await?;
     if let Some(key) = ssh_key {
         write_ssh_key(&store, &name, &key).await?;
@@ -270,7 +270,7 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
 /// `create -f`: every document of every file, checked together before anything is written.
 async fn create_from_files(global: &GlobalArgs, files: &[std::path::PathBuf]) -> Result<()> {
     let documents = context::read_documents(files)?;
-    let store = context::open_store(global)?;
+    let store = context::open_or_create_store(global)?;
     let plan = group_by_cluster(global, documents)?;
     let mut problems = Vec::new();
     let mut writes = Vec::new();

@@ -9,7 +9,10 @@ use crate::problems::Problems;
 
 pub async fn run(global: &GlobalArgs, args: ReplaceArgs) -> Result<()> {
     let documents = context::read_documents(&args.filenames)?;
-    let store = context::open_store(global)?;
+    let store = match args.force {
+        true => context::open_or_create_store(global)?,
+        false => context::open_store(global)?,
+    };
     let cluster_doc = documents.iter().find_map(|d| match d {
         Document::Cluster(c) => Some((**c).clone()),
         _ => None,
