@@ -31,6 +31,10 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+# The fake Kubernetes API server (scripts/fake_kube.py), proven against the real kubectl
+# before the Rust tests trust it.
+python3 -m unittest discover -s scripts/tests
+
 if [ -d ../shared/conformance/kops/create_cluster ]; then
   cargo xtask conformance-create --min 95
   cargo xtask conformance-terraform --min-recall 95 --min-precision 90 --min-agreement 90 --validate | grep -E "^(Overall|Outputs|terraform validate)"

@@ -168,11 +168,88 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         .collect()
 }
 
+/// The largest spec text kopsrs decodes. kops specs are a few kilobytes; this leaves room
+/// for embedded files (`fileAssets`, `additionalUserData`) and refuses what is not a spec.
+pub const MAX_SPEC_BYTES: usize = 4 << 20;
+
+/// The deepest nesting a spec may have. kops's deepest field is about ten levels down; the
+/// YAML parser's cost grows with the square of the depth, so deeper text is refused unread.
+pub const MAX_DEPTH: usize = 64;
+
+/// The line (1-based) where `text` first nests deeper than [`MAX_DEPTH`], and that depth: a
+/// single linear scan counting block indentation levels, `- ` sequence entries and open flow
+/// brackets outside quotes.
+pub fn too_deep(text: &str) -> Option<(usize, usize)> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (number, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        if flow == 0 && !content.is_empty() && !content.starts_with('#') {
+            let indent = line.len() - content.len();
+            while indents.last().is_some_and(|&top| top > indent) {
+                indents.pop();
+            }
+            if indents.last().is_none_or(|&top| top < indent) {
+                indents.push(indent);
+            }
+        }
+        let dashes = content
+            .split_inclusive(' ')
+            .take_while(|part| part.trim_end() == "-")
+            .count();
+        let mut quote: Option<char> = None;
+        let mut deepest_flow = flow;
+        for c in content.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    deepest_flow = deepest_flow.max(flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        let depth = indents.len() + dashes + deepest_flow;
+        if depth > MAX_DEPTH {
+            return Some((number + 1, depth));
+        }
+    }
+    None
+}
+
 /// Decodes every document in `text`. `source_name` names the text in errors.
 ///
 /// All documents are decoded before anything is returned, and every error is collected, so a
 /// caller can report them all at once and write nothing.
 pub fn decode_documents(text: &str, source_name: &str) -> Result<Vec<Document>, Vec<DecodeError>> {
+    let refuse = |location: String, message: String| {
+        Err(vec![DecodeError {
+            source_name: source_name.to_string(),
+            location,
+            path: String::new(),
+            message,
+        }])
+    };
+    if text.len() > MAX_SPEC_BYTES {
+        return refuse(
+            String::new(),
+            format!(
+                "is {} bytes, more than the {} MiB a spec may be; is this the right file?",
+                text.len(),
+                MAX_SPEC_BYTES >> 20
+            ),
+        );
+    }
+    if let Some((line, depth)) = too_deep(text) {
+        return refuse(
+            format!(":{line}"),
+            format!("nests {depth} levels deep, more than the {MAX_DEPTH} a spec may; is this the right file?"),
+        );
+    }
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     for (first_line, doc) in split_documents(text) {
@@ -345,6 +422,43 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\nmetadata:\n  name: a.example.com\nspec:\n  networkCIDR: 10.0.0.0/16\n";
+
+    #[test]
+    fn hostile_sizes_and_depths_are_refused_quickly() {
+        let started = std::time::Instant::now();
+        let flow = format!(
+            "{MINIMAL}  x: {}{}\n",
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        );
+        let block = format!(
+            "{MINIMAL}{}",
+            (0..500)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i + 2)))
+                .collect::<String>()
+        );
+        let dashes = format!("{MINIMAL}  x:\n  {}a\n", "- ".repeat(100));
+        for (name, text) in [("flow", flow), ("block", block), ("sequence", dashes)] {
+            let errors = decode_documents(&text, "deep.yaml").unwrap_err();
+            assert!(
+                errors[0].message.contains("levels deep"),
+                "{name}: {errors:?}"
+            );
+            assert!(errors[0].location.starts_with(':'), "{name}: {errors:?}");
+        }
+        let big = format!("{MINIMAL}  # {}\n", "x".repeat(MAX_SPEC_BYTES));
+        let errors = decode_documents(&big, "big.yaml").unwrap_err();
+        assert!(errors[0].message.contains("MiB"), "{errors:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // Quotes and comments do not count as nesting; real specs pass.
+        let quoted = format!(
+            "{MINIMAL}  configBase: \"{}\"  # {}\n",
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        assert!(too_deep(&quoted).is_none());
+        assert!(decode_documents(MINIMAL, "ok.yaml").is_ok());
+    }
 
     #[test]
     fn decodes_multi_document_streams_in_any_order() {

@@ -16,8 +16,8 @@ pub mod versions;
 
 pub use complete::complete;
 pub use document::{
-    decode_documents, encode_documents, Cluster, DecodeError, Document, InstanceGroup, Keyset,
-    OutputFormat, SshCredential, API_VERSION,
+    decode_documents, encode_documents, too_deep, Cluster, DecodeError, Document, InstanceGroup,
+    Keyset, OutputFormat, SshCredential, API_VERSION, MAX_DEPTH, MAX_SPEC_BYTES,
 };
 pub use generated::*;
 pub use meta::{IntOrString, ObjectMeta};

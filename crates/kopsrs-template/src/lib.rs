@@ -6,7 +6,7 @@
 
 mod sprig;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 
@@ -151,6 +151,14 @@ fn render_go(
     values: &Value,
     fail_on_missing: bool,
 ) -> Result<String, TemplateError> {
+    if let Some(cycle) = recursive_template(text) {
+        return Err(TemplateError::Parse {
+            name: name.into(),
+            message: format!(
+                "template {cycle} calls itself; recursive templates are not supported (they would exhaust the stack)"
+            ),
+        });
+    }
     let mut template = gtmpl::Template::default();
     template.add_funcs(sprig::FUNCTIONS);
     template.parse(text).map_err(|e| TemplateError::Parse {
@@ -175,6 +183,68 @@ fn render_go(
         }
     }
     Ok(output)
+}
+
+/// A `define`d Go template that reaches itself through `template` calls, as
+/// `"a" -> "b" -> "a"`. gtmpl has no depth limit (Go's text/template stops at 100,000 levels),
+/// and a recursion would overflow the stack and abort the process, so such templates are
+/// refused before rendering. Actions are scanned as text: `{{ define "x" }}` opens a
+/// definition, `if`/`range`/`with`/`block` open a block, `end` closes the innermost one.
+fn recursive_template(text: &str) -> Option<String> {
+    let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // The open blocks; a definition's entry holds its name.
+    let mut open: Vec<Option<String>> = Vec::new();
+    let quoted = |s: &str| s.split('"').nth(1).map(str::to_string);
+    for action in text.split("{{").skip(1) {
+        let body = action.split("}}").next().unwrap_or_default();
+        let body = body.trim_start_matches('-').trim_end_matches('-').trim();
+        let word = body.split_whitespace().next().unwrap_or_default();
+        match word {
+            "define" => open.push(quoted(body)),
+            "if" | "range" | "with" | "block" => open.push(None),
+            "end" => {
+                open.pop();
+            }
+            "template" => {
+                let current = open.iter().rev().flatten().next();
+                if let (Some(current), Some(callee)) = (current, quoted(body)) {
+                    calls.entry(current.clone()).or_default().insert(callee);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Depth-first search for a cycle through the call graph.
+    fn reaches(
+        calls: &BTreeMap<String, BTreeSet<String>>,
+        from: &str,
+        target: &str,
+        path: &mut Vec<String>,
+    ) -> bool {
+        for callee in calls.get(from).into_iter().flatten() {
+            if path.contains(callee) && callee != target {
+                continue;
+            }
+            path.push(callee.clone());
+            if callee == target || reaches(calls, callee, target, path) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    for start in calls.keys() {
+        let mut path = vec![start.clone()];
+        if reaches(&calls, start, start, &mut path) {
+            return Some(
+                path.iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" -> "),
+            );
+        }
+    }
+    None
 }
 
 fn render_jinja(
@@ -303,6 +373,39 @@ labels:
         )
         .unwrap_err();
         assert!(matches!(err, TemplateError::Missing { .. }), "{err}");
+    }
+
+    #[test]
+    fn hostile_templates_fail_cleanly() {
+        let go = |text: &str| render("t.tmpl", text, &json!({}), Engine::Go, false);
+        // Recursion, direct and through another template, is refused before rendering.
+        let direct = go(r#"{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}"#);
+        assert!(
+            matches!(&direct, Err(TemplateError::Parse { message, .. }) if message.contains("\"x\" -> \"x\" calls itself")),
+            "{direct:?}"
+        );
+        let indirect = go(
+            r#"{{define "a"}}{{if true}}{{template "b" .}}{{end}}{{end}}{{define "b"}}{{template "a" .}}{{end}}{{template "a" .}}"#,
+        );
+        assert!(indirect.is_err(), "{indirect:?}");
+        // Templates that call others without a cycle still render.
+        let ok = go(
+            r#"{{define "a"}}A{{end}}{{define "b"}}{{template "a" .}}B{{end}}{{template "b" .}}"#,
+        );
+        assert_eq!(ok.unwrap(), "AB");
+        // Huge counts are errors, not aborts.
+        for text in [
+            "{{ until 100000000 | len }}",
+            "{{ repeat 1000000000 \"abc\" }}",
+            "{{ indent 100000000 \"a\" }}",
+        ] {
+            let result = go(text);
+            assert!(
+                matches!(&result, Err(TemplateError::Render { message, .. }) if message.contains("more than")),
+                "{text}: {result:?}"
+            );
+        }
+        assert_eq!(go("{{ until 3 | len }}").unwrap(), "3");
     }
 
     #[test]

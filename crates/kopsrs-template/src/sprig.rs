@@ -233,14 +233,32 @@ fn has_suffix(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Bool(text(&s).ends_with(&text(&suffix))))
 }
 
+/// The most text one function may produce, and the longest list `until` makes: a template
+/// renders a spec of kilobytes, so these are far above any real use and far below what would
+/// exhaust memory.
+pub const MAX_TEXT: usize = 16 << 20;
+pub const MAX_LIST: i64 = 100_000;
+
+fn sized(name: &str, count: i64, each: usize) -> Result<usize, FuncError> {
+    let count = count.max(0) as usize;
+    match count.checked_mul(each.max(1)) {
+        Some(total) if total <= MAX_TEXT => Ok(count),
+        _ => Err(FuncError::Generic(format!(
+            "{name}: {count} times {each} bytes is more than the {} MiB a template may produce",
+            MAX_TEXT >> 20
+        ))),
+    }
+}
+
 fn repeat(a: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args::<2>("repeat", a)?;
-    Ok(Value::String(
-        text(&s).repeat(number("repeat", &n)?.max(0) as usize),
-    ))
+    let s = text(&s);
+    let count = sized("repeat", number("repeat", &n)?, s.len())?;
+    Ok(Value::String(s.repeat(count)))
 }
 
 fn indent_by(n: i64, s: &str) -> String {
+    // Callers check `n` with `sized` first.
     let pad = " ".repeat(n.max(0) as usize);
     s.lines()
         .map(|l| format!("{pad}{l}"))
@@ -250,15 +268,18 @@ fn indent_by(n: i64, s: &str) -> String {
 
 fn indent(a: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args::<2>("indent", a)?;
-    Ok(Value::String(indent_by(number("indent", &n)?, &text(&s))))
+    let s = text(&s);
+    let n = number("indent", &n)?;
+    sized("indent", n, s.lines().count().max(1))?;
+    Ok(Value::String(indent_by(n, &s)))
 }
 
 fn nindent(a: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args::<2>("nindent", a)?;
-    Ok(Value::String(format!(
-        "\n{}",
-        indent_by(number("nindent", &n)?, &text(&s))
-    )))
+    let s = text(&s);
+    let n = number("nindent", &n)?;
+    sized("nindent", n, s.lines().count().max(1))?;
+    Ok(Value::String(format!("\n{}", indent_by(n, &s))))
 }
 
 fn join(a: &[Value]) -> Result<Value, FuncError> {
@@ -357,9 +378,13 @@ fn mul(a: &[Value]) -> Result<Value, FuncError> {
 
 fn until(a: &[Value]) -> Result<Value, FuncError> {
     let [n] = args::<1>("until", a)?;
-    Ok(Value::Array(
-        (0..number("until", &n)?.max(0)).map(Value::from).collect(),
-    ))
+    let n = number("until", &n)?;
+    if n > MAX_LIST {
+        return Err(FuncError::Generic(format!(
+            "until: {n} is more than the {MAX_LIST} items a template may count to"
+        )));
+    }
+    Ok(Value::Array((0..n.max(0)).map(Value::from).collect()))
 }
 
 fn to_yaml(a: &[Value]) -> Result<Value, FuncError> {

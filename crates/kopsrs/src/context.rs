@@ -50,14 +50,33 @@ pub fn cluster_name(global: &GlobalArgs, positional: Option<&str>) -> Result<Str
 
 /// Reads a file, or stdin for `-`.
 pub fn read_input(path: &Path) -> Result<String> {
-    if path == Path::new("-") {
-        let mut text = String::new();
+    // Read at most one byte past the limit, so a huge file (or an endless stdin) is refused
+    // without being read whole.
+    let limit = kopsrs_api::MAX_SPEC_BYTES as u64 + 1;
+    let mut text = String::new();
+    let name = if path == Path::new("-") {
         std::io::stdin()
+            .take(limit)
             .read_to_string(&mut text)
             .context("reading stdin")?;
-        return Ok(text);
+        "stdin".to_string()
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_string(&mut text))
+            .with_context(|| format!("reading {}", path.display()))?;
+        path.display().to_string()
+    };
+    if text.len() as u64 >= limit {
+        return Err(Problems::one(
+            format!(
+                "{name}: more than {} MiB, larger than any spec or template",
+                kopsrs_api::MAX_SPEC_BYTES >> 20
+            ),
+            "check that this is the file you meant",
+        )
+        .into());
     }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    Ok(text)
 }
 
 /// Decodes every document of every file; all decoding errors are reported together.

@@ -58,6 +58,8 @@ fn cases() -> Vec<(&'static str, Input, &'static str)> {
         ("label adds a kubelet flag", File(variant("role: Node", "role: Node\n  nodeLabels:\n    team: a --anonymous-auth=true")), "spec.nodeLabels[team]: \"a --anonymous-auth=true\" is not a label value"),
         ("label name with a space", File(variant("role: Node", "role: Node\n  nodeLabels:\n    'a b': x")), "spec.nodeLabels[a b]: \"a b\" is not a label name"),
         ("zone runs as shell", File(variant("    zone: eu-west-1a", "    zone: eu-west-1a'$(reboot)'")), "spec.subnets[0].zone: \"eu-west-1a'$(reboot)'\" is not an availability zone"),
+        ("deeply nested yaml", File(variant("  networking:", &format!("  x: {}{}\n  networking:", "[".repeat(100_000), "]".repeat(100_000)))), "levels deep, more than the 64 a spec may"),
+        ("huge file", File(format!("{CLUSTER}# {}\n", "x".repeat(5 << 20))), "more than 4 MiB, larger than any spec or template"),
         ("two networkings", File(variant("    cilium: {}", "    cilium: {}\n    calico: {}")), "spec.networking: 2 networking providers are set"),
         ("group of a missing cluster", File(CLUSTER.split("---\n").nth(2).unwrap().replace("test.example.com", "other.example.com")), "cluster \"other.example.com\" not found"),
         ("cluster exists", File(CLUSTER.to_string()), "Cluster/test.example.com: already exists"),

@@ -65,6 +65,17 @@ fn template(args: TemplateArgs) -> Result<()> {
     let mut values = serde_json::Value::Object(Default::default());
     for path in &args.values {
         let text = context::read_input(path)?;
+        if let Some((line, depth)) = kopsrs_api::too_deep(&text) {
+            return Err(Problems::one(
+                format!(
+                    "{}:{line}: nests {depth} levels deep, more than the {} a values file may",
+                    path.display(),
+                    kopsrs_api::MAX_DEPTH
+                ),
+                "check that this is the values file you meant",
+            )
+            .into());
+        }
         let parsed: serde_json::Value = serde_yaml_ng::from_str(&text).map_err(|e| {
             Problems::one(
                 format!("{}: not YAML or JSON: {e}", path.display()),
