@@ -77,11 +77,18 @@ pub struct LockGuard<'a> {
 }
 
 impl LockGuard<'_> {
-    /// Removes the lock.
+    /// Removes the lock if it is still this one. A lock that someone force-unlocked and
+    /// another run took meanwhile is that run's, and stays. (object_store has no conditional
+    /// delete, so this reads and compares first: the window is one read long, not a whole run.)
     pub async fn release(self) -> Result<(), StateStoreError> {
-        self.store
-            .delete(&format!("{}/{}", self.cluster, layout::LOCK))
-            .await
+        match self.store.read_lock(&self.cluster).await? {
+            Some(current) if current.id == self.info.id => {
+                self.store
+                    .delete(&format!("{}/{}", self.cluster, layout::LOCK))
+                    .await
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -193,6 +200,32 @@ mod tests {
         assert!(info(&here, gone).describe().contains("looks stale"));
         assert_eq!(info("elsewhere", std::process::id()).holder_alive(), None);
         assert_eq!(info(&here, 0).holder_alive(), None);
+    }
+
+    #[tokio::test]
+    async fn releasing_never_removes_another_runs_lock() {
+        let store = StateStore::open("memory://").unwrap();
+        let first = store
+            .lock("c.example.com", "update cluster --yes")
+            .await
+            .unwrap();
+        // The first run looked dead; someone force-unlocked and a second run took the lock.
+        store
+            .force_unlock("c.example.com", &first.info.id)
+            .await
+            .unwrap();
+        let second = store
+            .lock("c.example.com", "update cluster --yes")
+            .await
+            .unwrap();
+        first.release().await.unwrap();
+        let held = store.read_lock("c.example.com").await.unwrap().unwrap();
+        assert_eq!(
+            held.id, second.info.id,
+            "the first run removed the second's lock"
+        );
+        second.release().await.unwrap();
+        assert!(store.read_lock("c.example.com").await.unwrap().is_none());
     }
 
     #[test]

@@ -90,7 +90,11 @@ impl StateStore {
             url: url.to_string(),
             reason: reason.to_string(),
         };
-        let url = url.trim_end_matches('/').to_string();
+        // Trailing slashes of the path only: `memory://` keeps its scheme's.
+        let url = match url.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{}", rest.trim_end_matches('/')),
+            None => url.trim_end_matches('/').to_string(),
+        };
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {

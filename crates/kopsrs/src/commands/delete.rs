@@ -126,13 +126,16 @@ async fn delete_groups(
 /// Deletes the cluster's cloud resources, then its state. With `--yes` the cluster lock is
 /// held from before AWS is read until the state is gone.
 async fn delete_cloud(store: &kopsrs_state::StateStore, name: &str, yes: bool) -> Result<()> {
-    let prepared = super::update::prepare(store, name, false).await?;
     let lock = match yes {
         true => Some(store.lock(name, "delete cluster").await?),
         false => None,
     };
-    let result =
-        crate::interrupt::until_interrupted(delete_cloud_locked(store, name, &prepared, yes)).await;
+    // The spec (which names what the cluster owns) is read under the lock.
+    let result = crate::interrupt::until_interrupted(async {
+        let prepared = super::update::prepare(store, name, false).await?;
+        delete_cloud_locked(store, name, &prepared, yes).await
+    })
+    .await;
     if let Some(lock) = lock {
         lock.release().await?;
     }

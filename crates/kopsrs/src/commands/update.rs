@@ -200,18 +200,21 @@ pub struct DirectOptions {
 }
 
 /// The direct target: discover, plan, and with `--yes` apply. With `--yes` the cluster lock is
-/// taken before reading AWS, so the plan that is applied is the plan of what exists.
+/// taken before the spec and AWS are read, so what is applied is the spec as it is now (not
+/// as it was before another run finished) against what exists.
 pub async fn update_direct(store: &StateStore, name: &str, options: &DirectOptions) -> Result<()> {
-    let prepared = prepare(store, name, true).await?;
-    if options.yes {
-        super::pki::ensure_keysets(store, name).await?;
-    }
     let lock = match options.yes {
         true => Some(store.lock(name, "update cluster --yes").await?),
         false => None,
     };
-    let result =
-        crate::interrupt::until_interrupted(plan_and_apply(store, name, &prepared, options)).await;
+    let result = crate::interrupt::until_interrupted(async {
+        let prepared = prepare(store, name, true).await?;
+        if options.yes {
+            super::pki::ensure_keysets(store, name).await?;
+        }
+        plan_and_apply(store, name, &prepared, options).await
+    })
+    .await;
     if let Some(lock) = lock {
         lock.release().await?;
     }
