@@ -462,7 +462,12 @@ pub fn create_cluster(
         "kubernetesVersion": version_text,
         "networking": networking_spec(networking),
         "nonMasqueradeCIDR": if options.ipv6 { "::/0" } else { "100.64.0.0/10" },
-        "sshAccess": access(&options.ssh_access),
+        // As kops: `--admin-access` restricts SSH too, unless `--ssh-access` says otherwise.
+        "sshAccess": access(if options.ssh_access.is_empty() {
+            &options.admin_access
+        } else {
+            &options.ssh_access
+        }),
         "subnets": serde_json::to_value(&subnets).expect("subnets serialize"),
         "topology": {"dns": {"type": dns}},
     });
@@ -643,6 +648,30 @@ mod tests {
         assert_eq!(labels["dn"], "cn=John Doe: dc=example dc=com");
         assert_eq!(labels["foo/bar"], "fib+baz");
         assert!(parse_cloud_labels("a=\"b").is_err());
+    }
+
+    #[test]
+    fn admin_access_restricts_ssh_unless_ssh_access_is_given() {
+        let mut o = options(&["eu-west-1a"]);
+        o.admin_access = vec!["10.0.0.0/8".into()];
+        let (cluster, _) = create_cluster(&o).unwrap();
+        assert_eq!(
+            cluster.spec.ssh_access,
+            Some(vec!["10.0.0.0/8".to_string()])
+        );
+        assert_eq!(
+            cluster.spec.kubernetes_api_access,
+            Some(vec!["10.0.0.0/8".to_string()])
+        );
+        o.ssh_access = vec!["192.168.0.0/16".into()];
+        let (cluster, _) = create_cluster(&o).unwrap();
+        assert_eq!(
+            cluster.spec.ssh_access,
+            Some(vec!["192.168.0.0/16".to_string()])
+        );
+        // Neither given: both open, as kops.
+        let (cluster, _) = create_cluster(&options(&["eu-west-1a"])).unwrap();
+        assert_eq!(cluster.spec.ssh_access, cluster.spec.kubernetes_api_access);
     }
 
     #[test]

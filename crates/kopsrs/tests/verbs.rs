@@ -173,3 +173,23 @@ fn template_schema_and_completion() {
     assert!(completion.contains("kopsrs"));
     assert!(ok(kopsrs("memory://").arg("version").output().unwrap()).starts_with("kopsrs "));
 }
+
+/// Output piped into a reader that stops early (`| head`) ends quietly: no panic, no message.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let mut child = kopsrs("memory://pipe")
+        .args(["toolbox", "schema"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read a little of the 190 KB schema, then close the pipe, as `head -c 10` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
