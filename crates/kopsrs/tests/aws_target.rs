@@ -125,19 +125,7 @@ impl Harness {
 
     /// `update cluster --detailed-exitcode`: the exit code and the plan.
     fn plan(&self) -> (i32, String) {
-        let output = self
-            .kopsrs()
-            .args(["update", "cluster", NAME, "--detailed-exitcode"])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let code = output.status.code().unwrap_or(-1);
-        assert!(
-            code == 0 || code == 2,
-            "plan failed ({code}): {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (code, stdout)
+        support::detailed_plan(self.kopsrs(), NAME)
     }
 
     fn apply(&self) {

@@ -115,18 +115,7 @@ fn kopsrs(moto: &Moto) -> Command {
 
 /// The plan of `cluster` (exit 0: no changes, 2: changes).
 fn plan(moto: &Moto, cluster: &str) -> (i32, String) {
-    let output = kopsrs(moto)
-        .args(["update", "cluster", cluster, "--detailed-exitcode"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    let code = output.status.code().unwrap_or(-1);
-    assert!(
-        code == 0 || code == 2,
-        "plan of {cluster} failed ({code}): {text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (code, text)
+    support::detailed_plan(kopsrs(moto), cluster)
 }
 
 /// Every other cluster's inventory is as it was.

@@ -25,6 +25,23 @@ pub fn kopsrs(state: &str) -> Command {
     command
 }
 
+/// `update cluster CLUSTER --detailed-exitcode` with `command`: the exit code (0: no
+/// changes, 2: changes; anything else fails the test) and the plan.
+pub fn detailed_plan(mut command: Command, cluster: &str) -> (i32, String) {
+    let output = command
+        .args(["update", "cluster", cluster, "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let code = output.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 2,
+        "plan of {cluster} failed ({code}): {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (code, stdout)
+}
+
 /// Every file under `dir` with its content, to prove a command wrote nothing.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
