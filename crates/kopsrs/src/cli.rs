@@ -161,7 +161,7 @@ pub struct UpgradeClusterArgs {
     #[arg(long, value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
     /// Write the change (otherwise only print it).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
 }
 
@@ -176,13 +176,13 @@ pub struct ExportKubeconfigArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Use the internal API name (api.internal.<cluster>).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub internal: bool,
     /// Use this API server URL.
     #[arg(long)]
     pub api_server: Option<String>,
     /// Export every cluster in the state store.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub all: bool,
 }
 
@@ -218,7 +218,7 @@ pub struct CreateClusterArgs {
     #[arg(short = 't', long)]
     pub topology: Option<String>,
     /// Add a bastion instance group (private topology).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub bastion: bool,
     /// DNS: public, private or none.
     #[arg(long)]
@@ -269,10 +269,10 @@ pub struct CreateClusterArgs {
     #[arg(long, value_delimiter = ',')]
     pub etcd_clusters: Vec<String>,
     /// Encrypt etcd volumes (always on in kopsrs, as in current kops).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub encrypt_etcd_storage: bool,
     /// IPv6 networking.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub ipv6: bool,
     /// Root volume size of worker nodes, in GB.
     #[arg(long)]
@@ -305,7 +305,7 @@ pub struct CreateClusterArgs {
     #[arg(long = "unset")]
     pub unsets: Vec<String>,
     /// Print the spec instead of writing it.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub dry_run: bool,
     /// Output format with --dry-run.
     #[arg(short = 'o', long, value_enum)]
@@ -317,7 +317,7 @@ pub struct CreateClusterArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Also apply the cluster (update cluster --yes).
-    #[arg(short = 'y', long)]
+    #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
 }
 
@@ -332,7 +332,7 @@ pub struct CreateInstanceGroupArgs {
     #[arg(long = "subnet", value_delimiter = ',')]
     pub subnets: Vec<String>,
     /// Print instead of writing.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub dry_run: bool,
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<DocumentFormat>,
@@ -360,7 +360,7 @@ pub struct GetOutput {
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: ListFormat,
     /// Print the completed spec (defaults filled in).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub full: bool,
 }
 
@@ -397,7 +397,7 @@ pub enum GetCommand {
     Keypairs {
         keysets: Vec<String>,
         /// Include distrusted keys.
-        #[arg(long)]
+        #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         distrusted: bool,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t)]
@@ -453,7 +453,7 @@ pub struct ReplaceArgs {
     #[arg(short = 'f', long = "filename", required = true)]
     pub filenames: Vec<PathBuf>,
     /// Create objects that do not exist yet.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub force: bool,
 }
 
@@ -464,7 +464,7 @@ pub struct DeleteArgs {
     #[arg(short = 'f', long = "filename")]
     pub filenames: Vec<PathBuf>,
     /// Really delete (without it, only print what would be deleted).
-    #[arg(short = 'y', long)]
+    #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
     #[command(subcommand)]
     pub what: Option<DeleteCommand>,
@@ -476,16 +476,16 @@ pub enum DeleteCommand {
     Cluster {
         cluster: Option<String>,
         /// Remove only the spec from the state store, leaving cloud resources.
-        #[arg(long)]
+        #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         unregister: bool,
-        #[arg(short = 'y', long)]
+        #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         yes: bool,
     },
     /// Delete an instance group.
     #[command(alias = "ig", alias = "instancegroups")]
     Instancegroup {
         group: String,
-        #[arg(short = 'y', long)]
+        #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         yes: bool,
     },
 }
@@ -523,10 +523,10 @@ pub struct TemplateArgs {
     #[arg(long = "set-string")]
     pub set_strings: Vec<String>,
     /// Fail when a template reads a value that is not set.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub fail_on_missing: bool,
     /// Re-format the output as YAML (checks it parses).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub format_yaml: bool,
     /// Write here instead of stdout.
     #[arg(long)]
@@ -567,7 +567,7 @@ pub enum Target {
 pub struct UpdateClusterArgs {
     pub cluster: Option<String>,
     /// Apply the changes (without it, only print the plan).
-    #[arg(short = 'y', long)]
+    #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
     #[arg(long, value_enum, default_value_t)]
     pub target: Target,
@@ -575,15 +575,26 @@ pub struct UpdateClusterArgs {
     #[arg(long, default_value = "out/terraform")]
     pub out: PathBuf,
     /// Exit 2 when the plan has changes (0 when there are none), for CI pipelines.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub detailed_exitcode: bool,
     /// How many AWS changes run at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub concurrency: u16,
     /// After --yes, export a kubeconfig for the cluster (as kops does).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub create_kube_config: bool,
     /// With the exported kubeconfig, an admin client certificate valid this long.
     #[arg(long, num_args = 0..=1, default_missing_value = "18h", value_name = "DURATION")]
     pub admin: Option<String>,
+}
+
+/// A boolean flag's value as Go's `strconv.ParseBool` reads it, so kops's command lines
+/// (`--bastion=true`, `--yes=false`) work unchanged: `1 t T TRUE true True` and
+/// `0 f F FALSE false False`. Every boolean flag takes it after `=`; alone it means true.
+fn go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean; use true or false")),
+    }
 }

@@ -193,3 +193,55 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// Boolean flags take Go's `=value` forms, as kops's command lines and CI scripts write them.
+#[test]
+fn boolean_flags_take_values_as_kops_does() {
+    let dry = |flags: &[&str]| {
+        let mut command = kopsrs("memory://flags");
+        command.args([
+            "create",
+            "cluster",
+            "b.example.com",
+            "--zones",
+            "eu-west-1a",
+        ]);
+        command.args(flags).args(["--dry-run", "-o", "yaml"]);
+        command.output().unwrap()
+    };
+    let bastions = |output: std::process::Output| ok(output).matches("role: Bastion").count();
+    assert_eq!(bastions(dry(&["--topology=private", "--bastion=true"])), 1);
+    assert_eq!(bastions(dry(&["--topology=private", "--bastion=T"])), 1);
+    assert_eq!(bastions(dry(&["--topology=private", "--bastion"])), 1);
+    assert_eq!(bastions(dry(&["--topology=private", "--bastion=false"])), 0);
+    assert_eq!(bastions(dry(&["--topology=private", "--bastion=0"])), 0);
+    let refused = dry(&["--bastion=maybe"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("\"maybe\" is not a boolean"));
+
+    // `--yes=false` is a dry run.
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}/state", dir.path().display());
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, CLUSTER).unwrap();
+    ok(kopsrs(&state)
+        .args(["create", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    let kept = ok(kopsrs(&state)
+        .args([
+            "delete",
+            "cluster",
+            "test.example.com",
+            "--unregister",
+            "--yes=false",
+        ])
+        .output()
+        .unwrap());
+    assert!(kept.contains("Would remove"), "{kept}");
+    ok(kopsrs(&state)
+        .args(["get", "cluster", "test.example.com"])
+        .output()
+        .unwrap());
+}
