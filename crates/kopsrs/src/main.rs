@@ -10,13 +10,7 @@ mod progress;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    // Rust ignores SIGPIPE, so a print to a closed pipe (`kopsrs get ... | head`) panics.
-    // The default action ends the process quietly, as every Unix tool does. Sockets are not
-    // affected: std (and so tokio) sends with MSG_NOSIGNAL and gets EPIPE as an error.
-    // SAFETY: called first thing, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -24,4 +18,24 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(commands::run(cli));
     problems::exit(result)
+}
+
+/// `kopsrs get ... | head`: std's print macros panic when stdout is a closed pipe. Rust
+/// ignores SIGPIPE on purpose (a write to a closed socket must be an error, not death), so
+/// that signal's default cannot be restored; instead this exact panic ends the process
+/// quietly with the status a shell shows for SIGPIPE (128 + 13), as other Unix tools end.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
