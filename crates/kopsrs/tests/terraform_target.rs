@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{kopsrs, snapshot, CLUSTER};
+use support::{kopsrs, snapshot};
 
 fn ok(output: std::process::Output) -> String {
     assert!(
@@ -16,15 +16,7 @@ fn ok(output: std::process::Output) -> String {
 
 #[test]
 fn writes_terraform_once_and_only_on_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = format!("file://{}/state", dir.path().display());
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, CLUSTER).unwrap();
-    ok(kopsrs(&state)
-        .args(["create", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap());
+    let (dir, state) = support::file_store_with_cluster();
     let out = dir.path().join("tf");
     let update = |state: &str| {
         kopsrs(state)

@@ -16,15 +16,8 @@ fn ok(output: std::process::Output) -> String {
 
 #[test]
 fn ssh_keys_replace_and_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = format!("file://{}/state", dir.path().display());
+    let (dir, state) = support::file_store_with_cluster();
     let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, CLUSTER).unwrap();
-    ok(kopsrs(&state)
-        .args(["create", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap());
 
     let key = dir.path().join("id.pub");
     std::fs::write(
@@ -220,15 +213,7 @@ fn boolean_flags_take_values_as_kops_does() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("\"maybe\" is not a boolean"));
 
     // `--yes=false` is a dry run.
-    let dir = tempfile::tempdir().unwrap();
-    let state = format!("file://{}/state", dir.path().display());
-    let file = dir.path().join("cluster.yaml");
-    std::fs::write(&file, CLUSTER).unwrap();
-    ok(kopsrs(&state)
-        .args(["create", "-f"])
-        .arg(&file)
-        .output()
-        .unwrap());
+    let (_dir, state) = support::file_store_with_cluster();
     let kept = ok(kopsrs(&state)
         .args([
             "delete",

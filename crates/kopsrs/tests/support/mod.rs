@@ -42,6 +42,26 @@ pub fn detailed_plan(mut command: Command, cluster: &str) -> (i32, String) {
     (code, stdout)
 }
 
+/// A `file://` state store in a temporary directory holding [`CLUSTER`], made with
+/// `create -f DIR/cluster.yaml`: the directory (kept alive by the caller) and the store URL.
+pub fn file_store_with_cluster() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}/state", dir.path().display());
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, CLUSTER).unwrap();
+    let output = kopsrs(&state)
+        .args(["create", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (dir, state)
+}
+
 /// Every file under `dir` with its content, to prove a command wrote nothing.
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
