@@ -16,42 +16,84 @@ use crate::{cidr, paths, LABEL_CLUSTER, LABEL_INSTANCE_GROUP};
 /// The options of `create cluster`, one field per kops flag.
 #[derive(Debug, Clone, Default)]
 pub struct CreateClusterOptions {
+    /// The cluster's DNS name (`--name` or the positional argument); required.
     pub name: String,
+    /// `--zones`: the availability zones the cluster runs in; at least one.
     pub zones: Vec<String>,
+    /// `--control-plane-zones`; each must be one of `zones`. Empty: the first
+    /// `control_plane_count` zones (at least one).
     pub control_plane_zones: Vec<String>,
+    /// `--control-plane-count`; `None`: one per control-plane zone.
     pub control_plane_count: Option<u32>,
+    /// `--node-count`: worker nodes in all, spread evenly over the zones; `None`: one per zone.
     pub node_count: Option<u32>,
+    /// `--node-size`: the worker instance type; `None`: [`versions::DEFAULT_NODE_MACHINE_TYPE`].
     pub node_size: Option<String>,
+    /// `--control-plane-size`: the control-plane instance type; `None`: the default for the
+    /// role ([`versions::DEFAULT_CONTROL_PLANE_MACHINE_TYPE`]).
     pub control_plane_size: Option<String>,
+    /// `--cloud`; only `aws` (the default) is accepted.
     pub cloud: Option<String>,
+    /// `--networking`: one of [`NETWORKING_CHOICES`]; `None`: `cilium`.
     pub networking: Option<String>,
+    /// `--topology`: `public` (the default) or `private`, any case.
     pub topology: Option<String>,
+    /// `--bastion`: add a `bastions` instance group; needs the private topology.
     pub bastion: bool,
+    /// `--dns`: `public`, `private` or `none`. `None`: public when `dns_zone` is given and the name
+    /// does not end in `.k8s.local`, else none.
     pub dns: Option<String>,
+    /// `--dns-zone`: the Route 53 hosted zone (`spec.dnsZone`).
     pub dns_zone: Option<String>,
     /// The first is `networkCIDR`; the rest become `additionalNetworkCIDRs`.
     pub network_cidrs: Vec<String>,
+    /// `--network-id`: an existing VPC (`spec.networkID`).
     pub network_id: Option<String>,
+    /// `--subnets`: existing subnet IDs, in the order of `zones`; given, no CIDRs are allocated.
     pub subnet_ids: Vec<String>,
+    /// `--utility-subnets`: existing utility subnet IDs, in the order of `zones`.
     pub utility_subnet_ids: Vec<String>,
+    /// `--kubernetes-version`, e.g. `v1.34.1`; `None`: [`versions::DEFAULT_KUBERNETES_VERSION`].
     pub kubernetes_version: Option<String>,
+    /// `--channel` (`spec.channel`); `None`: `stable`.
     pub channel: Option<String>,
+    /// `--image`: the image of every group without a more specific one; `None`: Ubuntu 24.04 for
+    /// the group's architecture.
     pub image: Option<String>,
+    /// `--node-image`: the worker image, ahead of `image`.
     pub node_image: Option<String>,
+    /// `--control-plane-image`: the control-plane image, ahead of `image`.
     pub control_plane_image: Option<String>,
+    /// `--ssh-access`: CIDRs allowed to SSH (`spec.sshAccess`); empty: as `admin_access`.
     pub ssh_access: Vec<String>,
+    /// `--admin-access`: CIDRs allowed to reach the API (`spec.kubernetesApiAccess`); empty:
+    /// anywhere (`0.0.0.0/0` and `::/0`).
     pub admin_access: Vec<String>,
+    /// `--api-loadbalancer-type`: `public` (the default) or `internal`.
     pub api_loadbalancer_type: Option<String>,
+    /// `--etcd-clusters`: the etcd cluster names; empty: `main` and `events`.
     pub etcd_clusters: Vec<String>,
+    /// `--encrypt-etcd-storage`. Accepted for kops compatibility and ignored: etcd volumes are
+    /// always encrypted.
     pub encrypt_etcd_storage: bool,
+    /// `--ipv6`: IPv6 networking: private, dual-stack and utility subnets, each with a `/64`.
     pub ipv6: bool,
+    /// `--node-volume-size`: worker root volume size in GB (`rootVolumeSize`).
     pub node_volume_size: Option<i32>,
+    /// `--control-plane-volume-size`: control-plane root volume size in GB (`rootVolumeSize`).
     pub control_plane_volume_size: Option<i32>,
+    /// `--node-security-groups`: existing security groups added to worker groups.
     pub node_security_groups: Vec<String>,
+    /// `--control-plane-security-groups`: existing security groups added to control-plane groups.
     pub control_plane_security_groups: Vec<String>,
+    /// `--kubernetes-feature-gates`: `Name` or `+Name` (on), `-Name` (off), set on every component.
     pub kubernetes_feature_gates: Vec<String>,
+    /// `--cloud-labels`: tags for every resource, as [`parse_cloud_labels`] reads them.
     pub cloud_labels: Option<String>,
+    /// `--instance-manager`: `cloudgroups` (the default) or `karpenter`, which needs
+    /// `discovery_store`.
     pub instance_manager: Option<String>,
+    /// `--discovery-store`: where the service-account issuer documents are published (IRSA).
     pub discovery_store: Option<String>,
     /// `--set path=value` (paths start with `cluster.spec.` or `spec.`).
     pub sets: Vec<String>,

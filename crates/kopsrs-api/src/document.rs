@@ -13,16 +13,22 @@ use crate::meta::ObjectMeta;
 /// The API version kops writes. `kops/v1alpha2`, an older spelling, is accepted on input.
 pub const API_VERSION: &str = "kops.k8s.io/v1alpha2";
 
+// The four kops kinds share one shape (apiVersion, kind, metadata, spec); only the spec
+// type differs, so one macro keeps their derives and serde attributes identical.
 macro_rules! document_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $spec:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields, rename_all = "camelCase")]
         pub struct $name {
+            /// `kops.k8s.io/v1alpha2`, or the older spelling `kops/v1alpha2`.
             pub api_version: String,
+            /// The document's kind, e.g. `Cluster`.
             pub kind: String,
+            /// Name, labels and timestamps; empty when the document has none.
             #[serde(default)]
             pub metadata: ObjectMeta,
+            /// The kind's spec; empty when the document has none.
             #[serde(default)]
             pub spec: $spec,
         }
@@ -64,9 +70,13 @@ document_type!(
 /// One decoded document of any kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
+    /// A `Cluster`.
     Cluster(Box<Cluster>),
+    /// An `InstanceGroup`.
     InstanceGroup(Box<InstanceGroup>),
+    /// An `SSHCredential`.
     SshCredential(Box<SshCredential>),
+    /// A `Keyset`.
     Keyset(Box<Keyset>),
     /// A document of another API group (e.g. `KubeSchedulerConfiguration`), which kops stores
     /// beside the cluster as an "additional object" for the nodes. Kept verbatim.
@@ -119,8 +129,10 @@ pub struct DecodeError {
 /// The format documents are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputFormat {
+    /// YAML, documents separated by `---`.
     #[default]
     Yaml,
+    /// JSON: one object, or an array of them.
     Json,
 }
 

@@ -31,9 +31,13 @@ pub const LABEL_INSTANCE_GROUP: &str = "kops.k8s.io/instancegroup";
 /// The role of an instance group (`spec.role`), with kops's spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// A control-plane node (kops writes `Master`).
     ControlPlane,
+    /// A worker node.
     Node,
+    /// An SSH bastion in front of a private topology.
     Bastion,
+    /// A node that runs only the API server (`APIServer`).
     ApiServer,
 }
 

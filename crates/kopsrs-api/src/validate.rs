@@ -17,19 +17,24 @@ use crate::Role;
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Worth telling the user; the spec can still be used.
     Warning,
+    /// The spec is invalid and must not be used.
     Error,
 }
 
 /// One finding, with the object and field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationIssue {
+    /// Whether this finding makes the spec invalid.
     pub severity: Severity,
     /// `Cluster/name` or `InstanceGroup/name`.
     pub object: String,
     /// Field path inside the object, e.g. `spec.subnets[1].cidr`.
     pub path: String,
+    /// What is wrong, usually starting with the value: `10.1.0.0/24 is not inside ...`.
     pub message: String,
+    /// What to do about it; [`validate`] always sets one.
     pub hint: Option<String>,
 }
 
@@ -42,20 +47,24 @@ impl fmt::Display for ValidationIssue {
 /// Everything validation found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValidationReport {
+    /// The findings, errors and warnings together, in the order they were found.
     pub issues: Vec<ValidationIssue>,
 }
 
 impl ValidationReport {
+    /// The findings of [`Severity::Error`].
     pub fn errors(&self) -> impl Iterator<Item = &ValidationIssue> {
         self.issues.iter().filter(|i| i.severity == Severity::Error)
     }
 
+    /// The findings of [`Severity::Warning`].
     pub fn warnings(&self) -> impl Iterator<Item = &ValidationIssue> {
         self.issues
             .iter()
             .filter(|i| i.severity == Severity::Warning)
     }
 
+    /// Whether any finding is an error, i.e. the spec must be refused.
     pub fn has_errors(&self) -> bool {
         self.errors().next().is_some()
     }
@@ -144,7 +153,8 @@ pub fn is_zone(zone: &str) -> bool {
         && region_of_zone(zone).is_some()
 }
 
-/// The region of an availability zone: `us-east-1a` → `us-east-1`, `us-west-2-lax-1a` → `us-west-2`.
+/// The region of an availability zone: `us-east-1a` → `us-east-1`,
+/// `us-west-2-lax-1a` → `us-west-2`.
 pub fn region_of_zone(zone: &str) -> Option<String> {
     let mut parts = Vec::new();
     for part in zone.split('-') {

@@ -17,9 +17,13 @@ const UBUNTU_RELEASE: &str = "20260714";
 /// A parsed Kubernetes version (`v1.32.0`, `1.35.0-alpha.1`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KubernetesVersion {
+    /// The major version (always 1 today).
     pub major: u64,
+    /// The minor version, which selects defaults such as the etcd version.
     pub minor: u64,
+    /// The patch version.
     pub patch: u64,
+    /// The text after `-`, e.g. `alpha.1`; `None` for a release.
     pub pre_release: Option<String>,
 }
 
@@ -66,10 +70,14 @@ impl KubernetesVersion {
 /// The CPU architecture of an instance type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
+    /// x86-64.
     Amd64,
+    /// 64-bit Arm (AWS Graviton).
     Arm64,
 }
 
+/// The CPU architecture of an instance type such as `m6g.large`.
+///
 /// Graviton (arm64) instance families carry a `g` after the generation digit (`m6g`, `c7gn`,
 /// `t4g`, `r8gd`); `a1` is the first Graviton family. `g4dn`, `g5` and `p4d` are x86 GPU types.
 pub fn architecture(machine_type: &str) -> Architecture {
@@ -107,11 +115,15 @@ pub fn etcd_version(version: &KubernetesVersion) -> &'static str {
     }
 }
 
+/// The default control-plane instance type.
+///
 /// Default machine types per role. kops picks the first type of a preference list that the zone
 /// offers, which needs a cloud call; offline, kopsrs uses the current-generation head of each
 /// list (see docs/compatibility.md).
 pub const DEFAULT_CONTROL_PLANE_MACHINE_TYPE: &str = "t3.medium";
+/// The default worker node instance type (chosen as the control plane's is).
 pub const DEFAULT_NODE_MACHINE_TYPE: &str = "t3.medium";
+/// The default bastion instance type (chosen as the control plane's is).
 pub const DEFAULT_BASTION_MACHINE_TYPE: &str = "t3.micro";
 
 #[cfg(test)]

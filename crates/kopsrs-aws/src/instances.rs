@@ -49,18 +49,16 @@ impl Aws {
         };
         let details = async {
             let mut details = BTreeMap::new();
-            let mut token = None;
-            loop {
+            let mut pages = self
+                .ec2
+                .describe_instances()
+                .filters(Self::ec2_filter(cluster))
+                .max_results(1000)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
                 self.call();
-                let page = self
-                    .ec2
-                    .describe_instances()
-                    .filters(Self::ec2_filter(cluster))
-                    .max_results(1000)
-                    .set_next_token(token)
-                    .send()
-                    .await?;
-                for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                for instance in page?.reservations().iter().flat_map(|r| r.instances()) {
                     details.insert(
                         instance.instance_id().unwrap_or_default().to_string(),
                         (
@@ -75,11 +73,8 @@ impl Aws {
                         ),
                     );
                 }
-                token = page.next_token;
-                if token.is_none() {
-                    break Ok::<_, Error>(details);
-                }
             }
+            Ok::<_, Error>(details)
         };
         let (groups, templates, details) = tokio::try_join!(groups, templates, details)?;
 

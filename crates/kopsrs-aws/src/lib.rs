@@ -16,10 +16,26 @@
 //!   so a run killed after a create finds and adopts it by tag; `ClientToken` where AWS offers
 //!   it (NAT gateways, volumes, launch templates) makes a retried create return the first one.
 
+mod apply;
 mod discover;
 mod instances;
-mod ops;
+mod kind;
 mod resolve;
+
+// One file per kind or family of kinds; `kind.rs` lists them.
+mod autoscaling;
+mod dns;
+mod gateways;
+mod iam;
+mod key_pair;
+mod launch_templates;
+mod load_balancers;
+mod routes;
+mod security_groups;
+mod subnets;
+mod termination_queue;
+mod volumes;
+mod vpc;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,11 +47,15 @@ use aws_config::BehaviorVersion;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use kopsrs_engine::{Retryable, TimedOut};
-use kopsrs_model::Address;
+use std::collections::BTreeSet;
 
+use kopsrs_engine::Plan;
+use kopsrs_model::{Address, DesiredSet};
+
+pub use apply::{apply, destroy, ApplyReport};
 pub use discover::Discovery;
 pub use instances::InstanceInfo;
-pub use ops::{apply, destroy, ApplyReport};
+pub use kind::Kind;
 
 /// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by
 /// address; references in the desired set resolve against these.
@@ -232,7 +252,8 @@ where
     }
 }
 
-/// What the AWS provider can change in place; everything else is replaced.
+/// What the AWS provider can change in place and what it does not read back, per kind
+/// (each kind's file says; see [`Kind`]). Tags never force a replacement.
 pub struct AwsSchema;
 
 impl kopsrs_engine::Schema for AwsSchema {
@@ -240,28 +261,50 @@ impl kopsrs_engine::Schema for AwsSchema {
         if attr == "tags" || attr == "tag" {
             return false;
         }
-        match kind {
-            "aws_autoscaling_group" => matches!(attr, "name"),
-            "aws_launch_template" => attr == "name",
-            "aws_iam_role_policy" => attr != "policy",
-            "aws_iam_role" => attr == "name",
-            "aws_security_group" => matches!(attr, "name" | "vpc_id" | "description"),
-            _ => true,
-        }
+        Kind::parse(kind).is_none_or(|k| k.forces_replacement(attr))
     }
 
-    /// Attributes the provider writes but cannot read back cheaply; launch-template content
-    /// is compared through a digest instead (see `discover`).
     fn write_only(&self, kind: &str, attr: &str) -> bool {
-        match kind {
-            "aws_launch_template" => attr != "tags" && attr != "name",
-            "aws_key_pair" => attr == "public_key",
-            "aws_iam_role" => attr == "assume_role_policy" || attr == "tags",
-            "aws_iam_instance_profile" | "aws_iam_openid_connect_provider" => attr == "tags",
-            "aws_sqs_queue" => attr == "policy" || attr == "tags",
-            "aws_cloudwatch_event_rule" => attr == "event_pattern" || attr == "tags",
-            "aws_lb" | "aws_lb_target_group" => attr != "tags" && attr != "name",
-            _ => false,
+        Kind::parse(kind).is_some_and(|k| k.write_only(attr))
+    }
+}
+
+impl Aws {
+    /// The plan that takes the cloud to `desired`: discovery, the engine's diff, and what
+    /// only this provider sees (launch-template content, see `launch_templates`). The plan
+    /// holds everything [`apply`] needs. A kind the AWS target does not manage stops here,
+    /// before anything changes.
+    pub async fn plan(&self, desired: &DesiredSet) -> Result<Plan, Error> {
+        let unknown: BTreeSet<&str> = desired
+            .resources
+            .iter()
+            .map(|r| r.address.kind.as_str())
+            .filter(|k| Kind::parse(k).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::permanent(format!(
+                "the AWS target does not manage {}; use --target terraform",
+                unknown.into_iter().collect::<Vec<_>>().join(", ")
+            )));
         }
+        let discovery = self.discover(desired).await?;
+        let mut plan = kopsrs_engine::diff(desired, &discovery.observed, &AwsSchema);
+        launch_templates::complete_plan(&discovery, &mut plan, desired);
+        plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(discovery.into_plan(plan))
+    }
+
+    /// The plan that deletes everything of the cluster: what discovery finds for `desired`
+    /// (so records and providers found by the names it gives are included), every item a
+    /// deletion.
+    pub async fn destroy_plan(&self, desired: &DesiredSet) -> Result<Plan, Error> {
+        let nothing = DesiredSet {
+            cluster_name: desired.cluster_name.clone(),
+            region: desired.region.clone(),
+            ..DesiredSet::default()
+        };
+        let discovery = self.discover(desired).await?;
+        let plan = kopsrs_engine::diff(&nothing, &discovery.observed, &AwsSchema);
+        Ok(discovery.into_plan(plan))
     }
 }

@@ -13,13 +13,17 @@ use serde::{Deserialize, Serialize};
 /// The channel built into kopsrs (`channels/stable.yaml` in the repository).
 pub const STABLE: &str = include_str!("../../../channels/stable.yaml");
 
+/// A channel: the supported Kubernetes versions and every addon version, by range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Channel {
+    /// Which Kubernetes version is recommended, overall and per minor version.
     pub kubernetes: KubernetesVersions,
+    /// Every addon entry, in file order; a later entry for the same name wins where ranges overlap.
     pub addons: Vec<Addon>,
 }
 
+/// The Kubernetes versions of a channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubernetesVersions {
@@ -33,15 +37,20 @@ pub struct KubernetesVersions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Addon {
+    /// The addon's name, e.g. `cilium` or `coredns`.
     pub name: String,
+    /// The addon's version; nodes apply an addon again when it or `sha256` changes.
     pub version: String,
     /// `manifest` (kubectl apply), `chart` (helm template, then apply) or `helm` (the helm
     /// binary itself, installed on control-plane nodes for charts).
     pub kind: String,
+    /// Where the manifest, chart or helm binary is downloaded from; `@ARCH@` becomes the node's
+    /// architecture (`amd64`, `arm64`).
     pub url: String,
     /// Hex sha256 of what `url` serves; nodes refuse a download that does not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The namespace a chart is installed into; `None`: `kube-system`. Manifests name their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Helm values for charts.
@@ -60,19 +69,29 @@ pub struct Addon {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Selected {
+    /// The cluster's Kubernetes version, without the `v` (`1.34.1`).
     pub kubernetes_version: String,
+    /// The addons in install order: helm first, then the CNI, then the rest by name.
     pub addons: Vec<Addon>,
 }
 
 /// The networking choices of `--networking` that kopsrs installs an addon for.
 pub const CNI_ADDONS: [&str; 5] = ["cilium", "calico", "flannel", "kindnet", "amazonvpc"];
 
+/// What can go wrong reading the channel or selecting from it.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
+    /// The channel text is not a valid channel.
     #[error("channel: {0}")]
     Decode(String),
+    /// The Kubernetes version's minor is not in the channel.
     #[error("spec.kubernetesVersion: {version:?} has no entry in the channel (supported minor versions: {supported}); set a supported version or run `kopsrs upgrade cluster`")]
-    Unsupported { version: String, supported: String },
+    Unsupported {
+        /// The version as the spec gives it.
+        version: String,
+        /// The minor versions the channel has, comma-separated.
+        supported: String,
+    },
 }
 
 fn minor_of(version: &str) -> Option<(u32, u32)> {
@@ -85,10 +104,12 @@ fn parse_minor(text: &str) -> Option<(u32, u32)> {
 }
 
 impl Channel {
+    /// The channel built into kopsrs ([`STABLE`]).
     pub fn stable() -> Channel {
         Channel::parse(STABLE).expect("channels/stable.yaml is checked by the tests")
     }
 
+    /// Decodes a channel strictly and checks each addon's `kind` and `sha256`.
     pub fn parse(text: &str) -> Result<Channel, ChannelError> {
         let channel: Channel =
             serde_yaml_ng::from_str(text).map_err(|e| ChannelError::Decode(e.to_string()))?;
@@ -175,11 +196,14 @@ impl Channel {
             .values()
             .filter(|a| a.kind != "helm" || charts)
             .map(|a| {
+                // The range only served the selection; nodes never read it.
                 let mut a = (*a).clone();
                 a.kubernetes = None;
                 a
             })
             .collect();
+        // Helm is needed to render the charts, and no pod but the CNI's starts before the
+        // network is up, so those two go first.
         addons.sort_by_key(|a| {
             (
                 a.kind != "helm",
@@ -195,6 +219,7 @@ impl Channel {
 }
 
 impl Selected {
+    /// The file written to `addons/bootstrap-channel.yaml`, with a header comment.
     pub fn to_yaml(&self) -> String {
         format!(
             "# Written by kopsrs update cluster; control-plane nodes apply new versions.\n{}",

@@ -34,37 +34,50 @@ const BODY: &str = include_str!("bootstrap.sh");
 /// What a node is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Runs `kubeadm init` (the elected first node) or joins as a control-plane member.
     ControlPlane,
+    /// A worker: `kubeadm join`.
     Node,
+    /// An SSH bastion: a short script with no Kubernetes.
     Bastion,
 }
 
 /// Everything a node's user-data depends on; the model fills it from the completed spec.
 #[derive(Debug, Clone)]
 pub struct NodeBootstrap {
+    /// The cluster's name (`metadata.name`).
     pub cluster_name: String,
+    /// The instance group's name.
     pub group: String,
+    /// The group's role, which picks the script's path (init, join or bastion).
     pub role: Role,
     /// `spec.kubernetesVersion` without the leading `v` (`1.34.1`).
     pub kubernetes_version: String,
+    /// The cluster's AWS region.
     pub region: String,
-    /// The cluster's folder in the state store, as an HTTPS URL (`https://bucket.s3.amazonaws.com/prefix/name`).
+    /// The cluster's folder in the state store, as an HTTPS URL
+    /// (`https://bucket.s3.amazonaws.com/prefix/name`).
     pub state_url: String,
     /// The bucket's region when known; otherwise the node asks S3.
     pub state_region: Option<String>,
-    /// The EC2 and ELB endpoints (regional AWS endpoints, or a test endpoint).
+    /// The EC2 endpoint (the regional AWS endpoint, or a test endpoint).
     pub ec2_url: String,
+    /// The ELB endpoint, likewise; nodes ask it for the API load balancer's DNS name.
     pub elb_url: String,
     /// The API's DNS name when the cluster has DNS; otherwise the load balancer's name,
     /// which nodes resolve to its DNS name at boot.
     pub api_dns_name: Option<String>,
+    /// The API load balancer's name, used when `api_dns_name` is `None`.
     pub api_lb_name: Option<String>,
     /// Extra names in the API server's certificate.
     pub api_cert_sans: Vec<String>,
     /// Tag of the etcd member volumes (`k8s.io/etcd/main`) on control-plane nodes.
     pub etcd_volume_tag: Option<String>,
+    /// The pod range (`spec.podCIDR`, default `100.96.0.0/11`).
     pub pod_cidr: String,
+    /// The service range (`spec.serviceClusterIPRange`, default `100.64.0.0/13`).
     pub service_cidr: String,
+    /// The cluster DNS domain (`spec.clusterDNSDomain`, default `cluster.local`).
     pub dns_domain: String,
     /// kube-proxy off (a CNI that replaces it).
     pub kube_proxy_disabled: bool,
@@ -72,21 +85,35 @@ pub struct NodeBootstrap {
     pub service_node_port_range: Option<String>,
     /// `kops.k8s.io/instancegroup` and the group's own labels for the kubelet.
     pub node_labels: Vec<(String, String)>,
+    /// The group's taints. Empty on a control-plane node leaves kubeadm's default taint.
     pub taints: Vec<Taint>,
 }
 
+/// Why a node's user-data cannot be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// The Kubernetes version is older than 1.31, which kubeadm v1beta4 needs.
     #[error("spec.kubernetesVersion: {0:?} is not supported by the kubeadm bootstrap (kubeadm v1beta4 needs 1.31 or later); run `kopsrs upgrade cluster --yes` or set spec.kubernetesVersion to 1.31 or later")]
     OldKubernetes(String),
+    /// The Kubernetes version does not parse.
     #[error("spec.kubernetesVersion: {0:?} is not a version (expected 1.34.1 or v1.34.1)")]
     BadVersion(String),
+    /// The compressed user-data is over [`MAX_USER_DATA`].
     #[error("instance group {group}: the user-data is {size} bytes gzip-compressed, over EC2's limit of {MAX_USER_DATA}")]
-    TooLarge { group: String, size: usize },
+    TooLarge {
+        /// The instance group's name.
+        group: String,
+        /// The gzip-compressed size, in bytes.
+        size: usize,
+    },
+    /// A value holds a character that cannot be put into the script safely.
     #[error("instance group {group}: {field} {value:?} contains a character that cannot go into user-data")]
     BadValue {
+        /// The instance group's name.
         group: String,
+        /// Which value, as the user knows it (`metadata.name`, `state store`, ...).
         field: &'static str,
+        /// The value as given.
         value: String,
     },
 }
@@ -259,6 +286,8 @@ impl NodeBootstrap {
             ("api name", self.api_dns_name.as_deref().unwrap_or_default()),
             ("instance group", &self.group),
         ];
+        // Shell quoting covers the settings, but these values also reach the kubeadm YAML and
+        // the script's `sed` substitutions (delimited by `|`), where quoting cannot help.
         for (field, value) in fields {
             if value.chars().any(|c| matches!(c, '\'' | '\n' | '|' | '\\')) {
                 return Err(BootstrapError::BadValue {

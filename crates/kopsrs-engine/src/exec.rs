@@ -300,13 +300,20 @@ pub fn critical_path_time<K>(tasks: &[Task<K>], elapsed: &[Duration]) -> Duratio
 /// The number of tasks on the longest dependency chain: with one unit of latency per task,
 /// no schedule can finish faster.
 pub fn critical_path<K>(tasks: &[Task<K>]) -> usize {
+    critical_path_weighted(tasks, &vec![1; tasks.len()])
+}
+
+/// The longest dependency chain, each task counting `weights[i]` units (the dependent API
+/// calls a change makes): with one unit of latency per call, no schedule can finish faster.
+pub fn critical_path_weighted<K>(tasks: &[Task<K>], weights: &[usize]) -> usize {
+    let weight = |i: usize| weights.get(i).copied().unwrap_or(1);
     let mut depth = vec![0usize; tasks.len()];
     // Tasks may be in any order; relax until stable (graphs here are small and acyclic).
     let mut changed = true;
     while changed {
         changed = false;
         for (i, task) in tasks.iter().enumerate() {
-            let d = 1 + task.deps.iter().map(|&p| depth[p]).max().unwrap_or(0);
+            let d = weight(i) + task.deps.iter().map(|&p| depth[p]).max().unwrap_or(0);
             if d > depth[i] {
                 depth[i] = d;
                 changed = true;

@@ -7,7 +7,9 @@ mod exec;
 mod plan;
 
 pub use exec::{
-    critical_path, critical_path_time, execute, Event, ExecError, ExecOptions, Retryable, Summary,
-    Task, TimedOut,
+    critical_path, critical_path_time, critical_path_weighted, execute, Event, ExecError,
+    ExecOptions, Retryable, Summary, Task, TimedOut,
 };
-pub use plan::{diff, Action, Change, FieldChange, Left, Observed, Plan, Schema};
+pub use plan::{
+    diff, sensitive, Action, AddonChange, Change, FieldChange, Left, Observed, Plan, Schema,
+};

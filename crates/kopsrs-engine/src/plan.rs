@@ -25,30 +25,75 @@ pub trait Schema {
     }
 }
 
+/// What a change does to a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
+    /// Made from nothing.
     Create,
+    /// Changed in place.
     Update,
+    /// Deleted and made again (a field that cannot change in place changed).
     Replace,
+    /// Deleted.
     Delete,
 }
 
+impl Action {
+    /// The lower-case word (`create`, `update`, `replace`, `delete`), as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One attribute that differs, as printed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldChange {
     /// Flattened attribute path (`tags.Name`, `metadata_options[0].http_tokens`).
     pub path: String,
+    /// The value found (none: not set, or a creation).
     pub before: Option<String>,
+    /// The value wanted (none: removed).
     pub after: Option<String>,
+    /// Whether this field alone makes the change a replacement.
     pub forces_replacement: bool,
 }
 
+/// The change of one resource, with what applying it needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
+    /// The model's address of the resource.
     pub address: Address,
+    /// What happens to it.
     pub action: Action,
     /// The cloud ID for updates, replacements and deletions.
     pub id: Option<String>,
+    /// The attributes that differ.
     pub fields: Vec<FieldChange>,
+    /// The desired resource (none for a deletion): what a create or update writes, and
+    /// whose references order the changes.
+    pub desired: Option<Resource>,
+    /// What the provider read of the existing resource (for deletes: a rule's group).
+    pub found: BTreeMap<String, String>,
+}
+
+impl Change {
+    /// A creation of `resource` with no field listed; the fields and the action are set by
+    /// the caller (`Change { action, ..Change::new(r) }`).
+    pub fn new(resource: &Resource) -> Change {
+        Change {
+            address: resource.address.clone(),
+            action: Action::Create,
+            id: None,
+            fields: Vec::new(),
+            desired: Some(resource.clone()),
+            found: BTreeMap::new(),
+        }
+    }
 }
 
 /// Something inside a resource the cluster owns that kopsrs did not make (a rule the cloud
@@ -62,21 +107,109 @@ pub struct Left {
     pub id: String,
 }
 
+/// A change of the addons the control plane applies (the channel published to the state
+/// store), shown and applied with the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddonChange {
+    /// The addon (`cilium`, `metrics-server`).
+    pub name: String,
+    /// `Create` (newly selected), `Update` (another version), `Delete` (no longer selected:
+    /// not applied any more, left running).
+    pub action: Action,
+    /// The version published now.
+    pub before: Option<String>,
+    /// The version to publish.
+    pub after: Option<String>,
+}
+
+/// Everything an update would change, as a value: printing, JSON and apply all read it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
+    /// The resource changes, by address.
     pub changes: Vec<Change>,
     /// What the plan leaves in place although nothing desired matches it.
     pub left: Vec<Left>,
+    /// Addon changes (none when the target publishes no addons).
+    pub addons: Vec<AddonChange>,
+    /// Attributes of what exists (IDs, ARNs, names) by address, for the references of
+    /// the changes.
+    pub known: BTreeMap<Address, BTreeMap<String, String>>,
+    /// API calls made to read the cloud.
+    pub reads: u64,
 }
 
 impl Plan {
+    /// Whether no resource changes (addon changes are published by any `--yes`).
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 
+    /// How many changes do `action`.
     pub fn count(&self, action: Action) -> usize {
         self.changes.iter().filter(|c| c.action == action).count()
     }
+
+    /// The plan as JSON for CI (see docs/plan-json.md): changes with their fields (old and
+    /// new values, secrets redacted), what is left in place, addon changes, a summary.
+    /// What apply needs beyond that (desired resources, what exists) is not part of it.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let value = |v: &Option<String>, path: &str| match v {
+            None => serde_json::Value::Null,
+            Some(_) if sensitive(path) => json!("(sensitive)"),
+            // Strings are printed quoted; JSON gets the string itself.
+            Some(v) => serde_json::from_str::<String>(v)
+                .map(serde_json::Value::String)
+                .unwrap_or_else(|_| json!(v)),
+        };
+        let changes: Vec<_> = self
+            .changes
+            .iter()
+            .map(|c| {
+                json!({
+                    "address": c.address.to_string(),
+                    "kind": c.address.kind,
+                    "name": c.address.name,
+                    "action": c.action.as_str(),
+                    "id": c.id,
+                    "fields": c.fields.iter().map(|f| json!({
+                        "path": f.path,
+                        "before": value(&f.before, &f.path),
+                        "after": value(&f.after, &f.path),
+                        "forces_replacement": f.forces_replacement,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "format_version": "1",
+            "summary": {
+                "add": self.count(Action::Create),
+                "change": self.count(Action::Update),
+                "replace": self.count(Action::Replace),
+                "destroy": self.count(Action::Delete),
+                "addons": self.addons.len(),
+            },
+            "changes": changes,
+            "left": self.left.iter().map(|l| json!({"kind": l.kind, "id": l.id})).collect::<Vec<_>>(),
+            "addons": self.addons.iter().map(|a| json!({
+                "name": a.name,
+                "action": a.action.as_str(),
+                "before": a.before,
+                "after": a.after,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Whether an attribute path names a secret (a password, a private key, a token): its
+/// values are never printed or written to JSON. No kind kopsrs manages sends one today;
+/// this keeps it so when one does.
+pub fn sensitive(path: &str) -> bool {
+    let path = path.to_ascii_lowercase();
+    ["password", "secret", "private_key", "token"]
+        .iter()
+        .any(|word| path.contains(word))
 }
 
 /// A value flattened to leaves, with references resolved to the IDs of resources that exist
@@ -164,10 +297,8 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
                 })
                 .collect();
             changes.push(Change {
-                address: resource.address.clone(),
-                action: Action::Create,
-                id: None,
                 fields,
+                ..Change::new(resource)
             });
             continue;
         };
@@ -219,10 +350,10 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
             Action::Update
         };
         changes.push(Change {
-            address: resource.address.clone(),
             action,
             id: Some(observed.id.clone()),
             fields,
+            ..Change::new(resource)
         });
     }
     let wanted: BTreeSet<&Address> = desired.resources.iter().map(|r| &r.address).collect();
@@ -233,13 +364,15 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
                 action: Action::Delete,
                 id: Some(observed.id.clone()),
                 fields: Vec::new(),
+                desired: None,
+                found: BTreeMap::new(),
             });
         }
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
     Plan {
         changes,
-        left: Vec::new(),
+        ..Plan::default()
     }
 }
 
@@ -284,6 +417,16 @@ impl fmt::Display for Plan {
                 .max()
                 .unwrap_or(0);
             for field in &change.fields {
+                let redacted = FieldChange {
+                    before: field.before.as_ref().map(|_| "(sensitive)".to_string()),
+                    after: field.after.as_ref().map(|_| "(sensitive)".to_string()),
+                    ..field.clone()
+                };
+                let field = if sensitive(&field.path) {
+                    &redacted
+                } else {
+                    field
+                };
                 let mark = match (&field.before, &field.after) {
                     (None, Some(_)) => "+",
                     (Some(_), None) => "-",
@@ -346,7 +489,27 @@ impl fmt::Display for Plan {
 }
 
 impl Plan {
+    /// What follows the resource changes: addon changes, then what is left in place.
     fn fmt_left(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.addons.is_empty() {
+            writeln!(
+                f,
+                "\nAddons (applied by the control plane from the state store):"
+            )?;
+            for addon in &self.addons {
+                let before = addon.before.as_deref().unwrap_or_default();
+                let after = addon.after.as_deref().unwrap_or_default();
+                match addon.action {
+                    Action::Create => writeln!(f, "  + addon {} {after}", addon.name)?,
+                    Action::Delete => writeln!(
+                        f,
+                        "  - addon {} {before} (no longer applied; remove it with kubectl)",
+                        addon.name
+                    )?,
+                    _ => writeln!(f, "  ~ addon {} {before} -> {after}", addon.name)?,
+                }
+            }
+        }
         if self.left.is_empty() {
             return Ok(());
         }

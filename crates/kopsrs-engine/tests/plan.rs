@@ -150,3 +150,87 @@ fn drift_updates_replacements_and_deletions() {
         "{text}"
     );
 }
+
+/// The JSON plan CI reads (docs/plan-json.md): a tag edited by hand (update), a subnet whose
+/// block changed (replace), a leftover rule (delete), a rule left in place, two addon
+/// changes. Only the changes are snapshotted (not the creation of a whole cluster).
+#[test]
+fn the_json_plan_is_stable() {
+    let set = desired();
+    let mut actual = perfect(&set);
+    let vpc = Address::new("aws_vpc", "plan-example-org");
+    for observed in &mut actual {
+        if observed.resource.address == vpc {
+            if let Some(Value::Map(tags)) = observed.resource.attrs.get_mut("tags") {
+                tags.insert("Name".into(), Value::str("renamed"));
+            }
+        }
+    }
+    let subnet = actual
+        .iter()
+        .position(|o| o.resource.address.kind == "aws_subnet")
+        .unwrap();
+    actual[subnet]
+        .resource
+        .attrs
+        .insert("cidr_block".into(), Value::str("172.20.0.0/24"));
+    let mut leftover = actual[0].clone();
+    leftover.resource.address = Address::new("aws_security_group_rule", "left-over");
+    leftover.id = "sgr-left".into();
+    actual.push(leftover);
+    let mut plan = diff(&set, &actual, &TestSchema);
+    plan.left.push(kopsrs_engine::Left {
+        kind: "aws_security_group_rule".into(),
+        id: "sgr-0cloudcontroller".into(),
+    });
+    plan.addons = vec![
+        kopsrs_engine::AddonChange {
+            name: "cilium".into(),
+            action: Action::Create,
+            before: None,
+            after: Some("1.18.2".into()),
+        },
+        kopsrs_engine::AddonChange {
+            name: "metrics-server".into(),
+            action: Action::Update,
+            before: Some("0.7.2".into()),
+            after: Some("0.8.0".into()),
+        },
+    ];
+    let json = plan.to_json();
+    insta::assert_snapshot!(serde_json::to_string_pretty(&json).unwrap());
+    // The printed plan and the JSON say the same.
+    let text = plan.to_string();
+    assert!(text.contains("+ addon cilium 1.18.2"), "{text}");
+    assert!(
+        text.contains("~ addon metrics-server 0.7.2 -> 0.8.0"),
+        "{text}"
+    );
+    assert_eq!(json["summary"]["replace"], 1);
+}
+
+#[test]
+fn secrets_are_redacted_in_text_and_json() {
+    let set = desired();
+    let mut plan = diff(&set, &perfect(&set), &TestSchema);
+    plan.changes.push(kopsrs_engine::Change {
+        address: Address::new("aws_db_instance", "x"),
+        action: Action::Update,
+        id: Some("db-1".into()),
+        fields: vec![kopsrs_engine::FieldChange {
+            path: "master_password".into(),
+            before: Some("\"hunter2\"".into()),
+            after: Some("\"correct horse\"".into()),
+            forces_replacement: false,
+        }],
+        desired: None,
+        found: Default::default(),
+    });
+    let text = plan.to_string();
+    let json = plan.to_json().to_string();
+    for secret in ["hunter2", "correct horse"] {
+        assert!(!text.contains(secret), "{text}");
+        assert!(!json.contains(secret), "{json}");
+    }
+    assert!(text.contains("(sensitive)") && json.contains("(sensitive)"));
+}

@@ -8,19 +8,28 @@ use crate::names::tf_name;
 use crate::{Address, Attrs, DesiredSet, Existing, ModelError, ModelInput, Resource, Value};
 use kopsrs_api::Cluster;
 
+/// The state of one `build`: the spec, and the resources added so far by address.
 pub(crate) struct Builder<'a> {
+    /// The completed cluster spec.
     pub spec: &'a ClusterSpec,
+    /// Every instance group of the cluster.
     pub groups: Vec<&'a InstanceGroup>,
+    /// What the model needs besides the spec.
     pub input: &'a ModelInput<'a>,
     /// The cluster name (`minimal.example.com`).
     pub name: String,
+    /// The AWS region, from the subnets' zones.
     pub region: String,
+    /// Every subnet of the spec.
     pub subnets: Vec<&'a ClusterSubnetSpec>,
+    /// Whether the cluster is IPv6 (`nonMasqueradeCIDR: ::/0`).
     pub ipv6: bool,
     resources: BTreeMap<Address, Attrs>,
     data: BTreeMap<Address, Attrs>,
+    /// Terraform outputs (and locals), by name.
     pub outputs: BTreeMap<String, Value>,
     existing: Vec<Existing>,
+    /// The SSH key pair, once added; launch templates refer to it.
     pub key_pair: Option<Address>,
 }
 
@@ -32,6 +41,7 @@ pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> Model
 }
 
 impl<'a> Builder<'a> {
+    /// The builder for `cluster`; fails when no subnet names a zone the region can be read from.
     pub fn new(
         cluster: &'a Cluster,
         groups: &'a [InstanceGroup],
@@ -70,6 +80,7 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// Adds every area's resources and returns the set, sorted by address.
     pub fn build(mut self) -> Result<DesiredSet, ModelError> {
         self.network()?;
         self.security_groups()?;
@@ -108,16 +119,19 @@ impl<'a> Builder<'a> {
         address
     }
 
+    /// Adds a data source named after `name`, as `add` does for managed resources.
     pub fn add_data(&mut self, kind: &str, name: &str, attrs: Attrs) -> Address {
         let address = Address::data(kind, &tf_name(name));
         self.data.insert(address.clone(), attrs);
         address
     }
 
+    /// Whether a managed resource exists at `address`.
     pub fn has(&self, address: &Address) -> bool {
         self.resources.contains_key(address)
     }
 
+    /// Records a resource made outside the cluster that it uses (named by `field` in the spec).
     pub fn existing(&mut self, kind: &str, id: &str, field: String) {
         self.existing.push(Existing {
             kind: kind.to_string(),
@@ -149,6 +163,7 @@ impl<'a> Builder<'a> {
         format!("{name}.{}", self.name)
     }
 
+    /// The groups of one role.
     pub fn groups_with(&self, role: Role) -> impl Iterator<Item = &'a InstanceGroup> + '_ {
         self.groups
             .iter()
@@ -156,10 +171,12 @@ impl<'a> Builder<'a> {
             .filter(move |g| g.role() == Some(role))
     }
 
+    /// Whether any group has `role`.
     pub fn has_role(&self, role: Role) -> bool {
         self.groups_with(role).next().is_some()
     }
 
+    /// The subnet called `name`.
     pub fn subnet(&self, name: &str) -> Option<&'a ClusterSubnetSpec> {
         self.subnets
             .iter()
@@ -175,15 +192,18 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Whether the cluster uses an existing VPC (`spec.networkID`).
     pub fn shared_vpc(&self) -> bool {
         self.spec.network_id.is_some()
     }
 
+    /// The address of the subnet kopsrs manages for `subnet` (`aws_subnet.<name>-<cluster>`).
     pub fn subnet_address(&self, subnet: &ClusterSubnetSpec) -> Address {
         let name = subnet.name.as_deref().unwrap_or_default();
         Address::new("aws_subnet", &tf_name(&self.scoped(name)))
     }
 
+    /// The subnet's ID: the existing one the spec names, else a reference to the managed subnet.
     pub fn subnet_id(&self, subnet: &ClusterSubnetSpec) -> Value {
         match &subnet.id {
             Some(id) => Value::str(id),
@@ -191,6 +211,7 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `spec.subnets[].type`; `Public` when unset.
     pub fn subnet_type(subnet: &ClusterSubnetSpec) -> &str {
         subnet.r#type.as_deref().unwrap_or("Public")
     }

@@ -11,8 +11,11 @@ use kopsrs_bootstrap::kubeadm::Taint;
 use crate::build::{err, Builder};
 use crate::ModelError;
 
+/// An instance group's node labels and taints, as the kubelet registers them.
 pub(crate) struct NodeTemplate {
+    /// Node labels, by key.
     pub labels: BTreeMap<String, String>,
+    /// Node taints.
     pub taints: Vec<Taint>,
 }
 

@@ -43,8 +43,11 @@ pub struct ModelInput<'a> {
 /// The resources a cluster consists of, sorted by address.
 #[derive(Debug, Clone, Default)]
 pub struct DesiredSet {
+    /// The cluster's name (`metadata.name`).
     pub cluster_name: String,
+    /// The AWS region the cluster runs in.
     pub region: String,
+    /// The resources the cluster owns, sorted by address.
     pub resources: Vec<Resource>,
     /// Read-only lookups resolved by the target (an AMI by name, a hosted zone by name).
     pub data_sources: Vec<Resource>,
@@ -55,11 +58,13 @@ pub struct DesiredSet {
 }
 
 impl DesiredSet {
+    /// The resource or data source at `address`.
     pub fn get(&self, address: &Address) -> Option<&Resource> {
         let list = match address.mode {
             Mode::Managed => &self.resources,
             Mode::Data => &self.data_sources,
         };
+        // Both lists are kept sorted by address, so a lookup is a binary search.
         list.binary_search_by(|r| r.address.cmp(address))
             .ok()
             .map(|i| &list[i])
@@ -78,7 +83,9 @@ impl DesiredSet {
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ModelError {
+    /// The spec field at fault, e.g. `spec.subnets[1].zone`.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -14,19 +14,25 @@ pub type Attrs = BTreeMap<String, Value>;
 /// Whether an address names a managed resource or a read-only lookup (`data.aws_ami.x`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Mode {
+    /// A resource the cluster owns: created, changed and deleted with it.
     Managed,
+    /// A lookup of something that exists (`data.aws_ami.x`): read, never changed.
     Data,
 }
 
 /// A stable, kops-compatible resource address such as `aws_vpc.minimal-example-com`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address {
+    /// Managed resource or data source.
     pub mode: Mode,
+    /// The Terraform resource type, e.g. `aws_vpc`.
     pub kind: String,
+    /// The Terraform-safe name (see [`crate::names::tf_name`]), e.g. `minimal-example-com`.
     pub name: String,
 }
 
 impl Address {
+    /// The address of a managed resource named `name` of type `kind`.
     pub fn new(kind: &str, name: &str) -> Address {
         Address {
             mode: Mode::Managed,
@@ -35,6 +41,7 @@ impl Address {
         }
     }
 
+    /// The address of a data source named `name` of type `kind`.
     pub fn data(kind: &str, name: &str) -> Address {
         Address {
             mode: Mode::Data,
@@ -51,6 +58,7 @@ impl Address {
         })
     }
 
+    /// A reference to this resource's `id`.
     pub fn id(&self) -> Value {
         self.attr("id")
     }
@@ -68,14 +76,18 @@ impl fmt::Display for Address {
 /// A reference to an attribute another resource gets when it exists (an ID, an ARN).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ref {
+    /// The resource referred to.
     pub address: Address,
+    /// The attribute read from it, e.g. `id` or `arn`.
     pub attr: String,
 }
 
 /// A large value kept in its own file (`data/<name>`): policies, user-data, public keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileValue {
+    /// The file's name under `data/`, e.g. `aws_iam_role_nodes-a-example-com_policy`.
     pub name: String,
+    /// The file's content, as written (before any base64 or gzip).
     pub content: String,
     /// Written as `filebase64()` (user-data) rather than `file()`.
     pub base64: bool,
@@ -88,6 +100,7 @@ pub struct FileValue {
 }
 
 impl FileValue {
+    /// A plain file value: no base64, no gzip, no variables.
     pub fn new(name: impl Into<String>, content: impl Into<String>) -> FileValue {
         FileValue {
             name: name.into(),
@@ -99,43 +112,58 @@ impl FileValue {
     }
 }
 
+/// An attribute value, in the Terraform AWS provider's terms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// No value: a top-level attribute is left out; inside a list or map it is `null`.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// An integer (ports, sizes, counts).
     Int(i64),
+    /// A string.
     Str(String),
+    /// A list of values.
     List(Vec<Value>),
     /// An attribute whose value is a map (`tags = { ... }`).
     Map(BTreeMap<String, Value>),
     /// Nested blocks (`launch_template { ... }`, repeated `tag { ... }`).
     Blocks(Vec<Attrs>),
+    /// A reference to another resource's attribute, which makes that resource a dependency.
     Ref(Ref),
+    /// A value kept in its own file (see [`FileValue`]).
     File(FileValue),
     /// A Terraform expression with no AWS meaning (only used in outputs).
     Expr(String),
     /// The `index`th `/prefix` block inside the block `base` refers to (a VPC's IPv6
     /// block): kops's `/64#N` subnet CIDRs, only known once the VPC has its block.
     CidrSubnet {
+        /// The VPC's `ipv6_cidr_block` (of the cluster's VPC, or a data source for a shared one).
         base: Ref,
+        /// The prefix length of the subnet's block, e.g. 64 for `/64#1`.
         prefix: u8,
+        /// Which block of that length, counting from 0 (the `N` of `/64#N`, hex in the spec).
         index: u64,
     },
 }
 
 impl Value {
+    /// A [`Value::Str`].
     pub fn str(s: impl Into<String>) -> Value {
         Value::Str(s.into())
     }
 
+    /// A [`Value::List`] of strings.
     pub fn strs<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Value {
         Value::List(items.into_iter().map(|s| Value::Str(s.into())).collect())
     }
 
+    /// One nested block (`Value::Blocks` with a single entry).
     pub fn block(attrs: Attrs) -> Value {
         Value::Blocks(vec![attrs])
     }
 
+    /// The string, if this is a [`Value::Str`].
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
@@ -143,6 +171,7 @@ impl Value {
         }
     }
 
+    /// The integer, if this is a [`Value::Int`].
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
@@ -150,6 +179,7 @@ impl Value {
         }
     }
 
+    /// The boolean, if this is a [`Value::Bool`].
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Value::Bool(b) => Some(*b),
@@ -223,15 +253,19 @@ macro_rules! attrs {
 /// One resource of the desired set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
+    /// Where the resource is: kind and name.
     pub address: Address,
+    /// Its attributes, with references to the resources it depends on.
     pub attrs: Attrs,
 }
 
 impl Resource {
+    /// The value of attribute `attr`, if set.
     pub fn get(&self, attr: &str) -> Option<&Value> {
         self.attrs.get(attr)
     }
 
+    /// The value of attribute `attr`, if set and a string.
     pub fn str(&self, attr: &str) -> Option<&str> {
         self.attrs.get(attr).and_then(Value::as_str)
     }
@@ -261,7 +295,9 @@ impl Resource {
 /// checked, never changed or deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Existing {
+    /// The Terraform type it would have, e.g. `aws_vpc` or `aws_subnet`.
     pub kind: String,
+    /// Its AWS ID, e.g. `vpc-0123456789abcdef0`.
     pub id: String,
     /// Where the spec names it (`spec.networkID`), for error messages.
     pub field: String,

@@ -10,6 +10,7 @@ use serde_yaml_ng::{Mapping, Value};
 pub struct KubeconfigEntry {
     /// The cluster name: also the user and context name.
     pub name: String,
+    /// The API server URL, e.g. `https://api.a.example.com`.
     pub server: String,
     /// PEM bundle of the CA certificates to trust.
     pub certificate_authority: String,

@@ -33,52 +33,79 @@ pub const KEYSETS: &[&str] = &[
 /// CAs live ten years, as kops's do.
 const CA_YEARS: i64 = 10;
 
+/// What can go wrong with keysets and certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// Generating a key, or building or signing a certificate, failed (rcgen).
     #[error("certificate: {0}")]
     Cert(#[from] rcgen::Error),
+    /// A rotation step the keyset's state does not allow, or a key ID it does not have.
     #[error("keyset {keyset}: {message}")]
-    Keyset { keyset: String, message: String },
+    Keyset {
+        /// The keyset's name, e.g. `kubernetes-ca`.
+        keyset: String,
+        /// What is wrong, and what to do first where there is something.
+        message: String,
+    },
+    /// Stored material does not decode: bad YAML, base64, UTF-8 or PEM.
     #[error("keyset {keyset}: stored material is not valid: {message}")]
-    Corrupt { keyset: String, message: String },
+    Corrupt {
+        /// The keyset's name, or `?` when the YAML did not decode far enough to tell.
+        keyset: String,
+        /// The decoder's message.
+        message: String,
+    },
 }
 
 /// kops's `Keyset` document (`kops.k8s.io/v1alpha2`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Keyset {
+    /// `kops.k8s.io/v1alpha2`, as kops writes it.
     pub api_version: String,
+    /// `Keyset`.
     pub kind: String,
+    /// The keyset's name and creation time.
     pub metadata: Metadata,
+    /// The keys and which one is primary.
     pub spec: KeysetSpec,
 }
 
+/// The `metadata` of a [`Keyset`]: the subset kops writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
+    /// The keyset's name, one of [`KEYSETS`] for the keysets kopsrs makes.
     pub name: String,
+    /// When the keyset was generated (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
 }
 
+/// The `spec` of a [`Keyset`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeysetSpec {
+    /// kops's keyset type (`spec.type`): `Keypair` for every keyset kopsrs makes.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The ID of the key that signs new certificates (`spec.primaryID`).
     #[serde(
         rename = "primaryID",
         default,
         skip_serializing_if = "String::is_empty"
     )]
     pub primary_id: String,
+    /// Every key, trusted or not, in the order they were added.
     #[serde(default)]
     pub keys: Vec<KeysetItem>,
 }
 
+/// One key of a keyset: a certificate, its private key, and whether it is still trusted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeysetItem {
+    /// The key's ID: its creation time in nanoseconds, as decimal text, so IDs sort by age.
     pub id: String,
     /// Base64 of the PEM certificate.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -86,6 +113,7 @@ pub struct KeysetItem {
     /// Base64 of the PEM private key; empty in the public copy under `pki/issued/`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub private_material: String,
+    /// When the key was distrusted (RFC 3339); `None` while it is trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distrust_timestamp: Option<String>,
 }
@@ -94,13 +122,20 @@ pub struct KeysetItem {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyInfo {
+    /// The keyset's name.
     pub keyset: String,
+    /// The key's ID (see [`KeysetItem::id`]).
     pub id: String,
+    /// Whether this key signs new certificates.
     pub primary: bool,
+    /// Whether this key has been distrusted (left out of the trust bundle).
     pub distrusted: bool,
+    /// When it was distrusted (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distrust_timestamp: Option<String>,
+    /// The certificate's subject, e.g. `CN=kubernetes-ca`.
     pub subject: String,
+    /// When the certificate expires (RFC 3339).
     pub not_after: String,
 }
 
@@ -127,8 +162,11 @@ fn new_ca_item(keyset: &str, now: OffsetDateTime) -> Result<KeysetItem, PkiError
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    // Backdated so a node whose clock runs behind still accepts the new CA.
     params.not_before = now - time::Duration::hours(1);
     params.not_after = now + time::Duration::days(365 * CA_YEARS);
+    // A self-signed CA is its own issuer, so its serial only has to be positive and not reused;
+    // the creation time in nanoseconds is both.
     params.serial_number = Some(SerialNumber::from_slice(
         &now.unix_timestamp_nanos().max(1).to_be_bytes(),
     ));
@@ -160,6 +198,7 @@ impl Keyset {
         })
     }
 
+    /// The keyset's name (`metadata.name`).
     pub fn name(&self) -> &str {
         &self.metadata.name
     }
@@ -179,6 +218,8 @@ impl Keyset {
         })
     }
 
+    /// The keyset as YAML: the stored form under `pki/private/`, or `pki/issued/` for
+    /// [`Keyset::public`].
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self).expect("a keyset serializes")
     }
@@ -361,6 +402,7 @@ impl Keyset {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // A little backdating covers clock skew between this machine and the API server.
         params.not_before = now - time::Duration::minutes(5);
         params.not_after = now + lifetime;
         params.use_authority_key_identifier_extension = true;

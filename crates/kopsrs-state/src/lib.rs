@@ -22,11 +22,17 @@ pub use store::{StateStore, StateStoreError, Version, Versioned};
 
 /// File names of the kops layout.
 pub mod layout {
+    /// The Cluster (user spec): `<cluster>/config`.
     pub const CONFIG: &str = "config";
+    /// The folder of InstanceGroups, one object each: `<cluster>/instancegroup/<name>`.
     pub const INSTANCE_GROUPS: &str = "instancegroup";
+    /// The completed spec `update` writes: `<cluster>/cluster-completed.spec`.
     pub const COMPLETED: &str = "cluster-completed.spec";
+    /// The admin SSH public keys: `<cluster>/pki/ssh/public/admin/<id>`.
     pub const SSH_PUBLIC_KEYS: &str = "pki/ssh/public/admin";
+    /// Documents of other API groups stored with the cluster (kops's "additional objects").
     pub const ADDITIONAL_OBJECTS: &str = "additionalobjects";
+    /// The cluster lock (kopsrs only; see [`LockInfo`](crate::LockInfo)).
     pub const LOCK: &str = "kopsrs.lock";
     /// Keysets with private material: `pki/private/<keyset>/keyset.yaml`.
     pub const PKI_PRIVATE: &str = "pki/private";

@@ -15,9 +15,13 @@ use crate::store::{StateStore, StateStoreError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LockInfo {
+    /// An ID made from the time and the process ID (`5f3a9c21-1a2b`); `--force-unlock` needs it.
     pub id: String,
+    /// The user who took the lock (`$USER`, else `$USERNAME`, else `unknown`).
     pub owner: String,
+    /// The host name of the machine that took the lock.
     pub host: String,
+    /// The command the holder runs, e.g. `update cluster --yes`.
     pub command: String,
     /// Seconds since the Unix epoch.
     pub created: u64,
@@ -73,6 +77,7 @@ pub fn now_rfc3339() -> String {
 pub struct LockGuard<'a> {
     store: &'a StateStore,
     cluster: String,
+    /// What was written into the lock object.
     pub info: LockInfo,
 }
 
@@ -107,6 +112,8 @@ impl StateStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
+        // The ID only has to tell two runs apart (release and force-unlock compare it), so
+        // time and process ID are enough; no random source is needed.
         let info = LockInfo {
             id: format!(
                 "{:08x}-{:04x}",

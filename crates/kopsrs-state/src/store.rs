@@ -19,18 +19,41 @@ use crate::local;
 /// What can go wrong in the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateStoreError {
+    /// The URL names no store kopsrs can open.
     #[error("state store {url:?} is not supported: {reason}")]
-    BadUrl { url: String, reason: String },
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it, usually with the forms that work.
+        reason: String,
+    },
+    /// A conditional write lost: the object (named) changed after it was read.
     #[error("{0} changed since it was read; run the command again")]
     Conflict(String),
+    /// A create-only write found the object (named) already there.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// Any other failure, as its message: the store's own errors, or an unlock of a lock that
+    /// is not there or not the one named.
     #[error("{0}")]
     Io(String),
+    /// An object exists but does not decode as what its key should hold.
     #[error("{key} in the state store cannot be read: {reason}")]
-    Corrupt { key: String, reason: String },
+    Corrupt {
+        /// The object's key, relative to the store's root.
+        key: String,
+        /// The decoding error.
+        reason: String,
+    },
+    /// Another run holds the cluster lock.
     #[error("cluster {cluster:?} is locked by {holder}")]
-    Locked { cluster: String, holder: String },
+    Locked {
+        /// The cluster's name.
+        cluster: String,
+        /// Who holds it, as [`LockInfo::describe`](crate::LockInfo::describe) prints it.
+        holder: String,
+    },
+    /// A `file://` store's directory does not exist (and the command does not create stores).
     #[error("state store {0} does not exist")]
     Missing(String),
 }
@@ -52,7 +75,9 @@ pub struct Version(String);
 /// A value with the version it was read at.
 #[derive(Debug, Clone)]
 pub struct Versioned<T> {
+    /// The value as read (or decoded).
     pub value: T,
+    /// The version it was read at; pass it to the next write of the same key.
     pub version: Version,
 }
 

@@ -13,18 +13,43 @@ use serde_json::{Map, Value};
 /// Template rendering errors.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
+    /// The template's syntax is wrong, or it calls itself (see `recursive_template`).
     #[error("{name}: {message}")]
-    Parse { name: String, message: String },
+    Parse {
+        /// The template's name (its file name).
+        name: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// Rendering failed: a function refused its arguments, a size limit was hit, and so on.
     #[error("{name}: {message}")]
-    Render { name: String, message: String },
+    Render {
+        /// The template's name (its file name).
+        name: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// With `fail_on_missing`, the template read a value that no values file or `--set` gave.
     #[error(
         "{name}: reads a value that is not set ({detail}); set it in a values file or with --set"
     )]
-    Missing { name: String, detail: String },
+    Missing {
+        /// The template's name (its file name).
+        name: String,
+        /// Where: the output line (Go templates) or the engine's message (Jinja2).
+        detail: String,
+    },
+    /// A `--set` / `--set-string` argument without `=` or with an empty path.
     #[error("--set {0}: expected key.path=value")]
     BadSet(String),
+    /// `--format-yaml` was asked for and the rendered output does not parse as YAML.
     #[error("{name}: output is not valid YAML: {message}")]
-    NotYaml { name: String, message: String },
+    NotYaml {
+        /// The template's name (its file name).
+        name: String,
+        /// The YAML parser's message.
+        message: String,
+    },
 }
 
 /// Merges `overlay` into `base`: maps merge key by key, anything else is replaced.
@@ -60,6 +85,7 @@ pub fn set_value(values: &mut Value, assignment: &str, typed: bool) -> Result<()
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
             "null" => Value::Null,
+            // Integers first, so `3` stays `3` rather than `3.0`.
             _ => raw
                 .parse::<i64>()
                 .map(Value::from)
@@ -69,6 +95,8 @@ pub fn set_value(values: &mut Value, assignment: &str, typed: bool) -> Result<()
     } else {
         Value::String(raw.to_string())
     };
+    // Walk the path, making maps as needed. A later assignment wins: a path through a value
+    // that is not a map replaces it with one.
     let mut node = values;
     let parts: Vec<&str> = path.split('.').collect();
     for part in &parts[..parts.len() - 1] {
@@ -93,7 +121,9 @@ pub fn set_value(values: &mut Value, assignment: &str, typed: bool) -> Result<()
 /// Which engine renders a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
+    /// Go's text/template (gtmpl) with the sprig functions kops templates use.
     Go,
+    /// Jinja2 (minijinja), with a `to_yaml` filter.
     Jinja,
 }
 
@@ -111,7 +141,9 @@ impl Engine {
     }
 }
 
-/// Renders one template.
+/// Renders one template. `name` names it in errors; with `fail_on_missing`, reading a value
+/// that is not set is a [`TemplateError::Missing`] rather than empty (Jinja2) or `<no value>`
+/// (Go) in the output.
 pub fn render(
     name: &str,
     text: &str,
@@ -129,6 +161,9 @@ fn to_gtmpl(value: &Value) -> gtmpl_value::Value {
     match value {
         Value::Null => gtmpl_value::Value::Nil,
         Value::Bool(b) => gtmpl_value::Value::Bool(*b),
+        // Whole numbers stay integers and only fractions become floats, as Go's YAML decoding
+        // hands values to kops templates; gtmpl keeps the two apart (`as_f64` is `None` for an
+        // integer), so the choice decides what the sprig functions see.
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
             (Some(i), _, _) => gtmpl_value::Value::from(i),
             (_, Some(u), _) => gtmpl_value::Value::from(u),
@@ -160,6 +195,7 @@ fn render_go(
         });
     }
     let mut template = gtmpl::Template::default();
+    // Functions are added before parsing: gtmpl resolves function names at parse time.
     template.add_funcs(sprig::FUNCTIONS);
     template.parse(text).map_err(|e| TemplateError::Parse {
         name: name.into(),
@@ -194,6 +230,7 @@ fn recursive_template(text: &str) -> Option<String> {
     let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // The open blocks; a definition's entry holds its name.
     let mut open: Vec<Option<String>> = Vec::new();
+    // A template's name is the first double-quoted string of its action.
     let quoted = |s: &str| s.split('"').nth(1).map(str::to_string);
     for action in text.split("{{").skip(1) {
         let body = action.split("}}").next().unwrap_or_default();
@@ -222,6 +259,8 @@ fn recursive_template(text: &str) -> Option<String> {
         path: &mut Vec<String>,
     ) -> bool {
         for callee in calls.get(from).into_iter().flatten() {
+            // A cycle that misses `target` is found from its own start; skipping it here
+            // keeps this search from going round it for ever.
             if path.contains(callee) && callee != target {
                 continue;
             }
@@ -254,12 +293,17 @@ fn render_jinja(
     fail_on_missing: bool,
 ) -> Result<String, TemplateError> {
     let mut environment = minijinja::Environment::new();
+    // Lenient is Jinja2's own default (an unset value renders empty); Strict makes reading one
+    // an error, which becomes `TemplateError::Missing` below.
     environment.set_undefined_behavior(if fail_on_missing {
         minijinja::UndefinedBehavior::Strict
     } else {
         minijinja::UndefinedBehavior::Lenient
     });
+    // Jinja2 drops a template's final newline by default; Go templates keep it, so keep it
+    // here too and both engines render a file the same way.
     environment.set_keep_trailing_newline(true);
+    // The counterpart of sprig's `toYaml`, to write a values subtree into the spec.
     environment.add_filter(
         "to_yaml",
         |value: minijinja::Value| -> Result<String, minijinja::Error> {
@@ -305,6 +349,7 @@ pub fn format_yaml(name: &str, text: &str) -> Result<String, TemplateError> {
                 name: name.into(),
                 message: e.to_string(),
             })?;
+        // An empty document (a stray `---`, or only comments) would print as `null`.
         if value.is_null() {
             continue;
         }

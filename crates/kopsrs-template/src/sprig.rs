@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 type Func = fn(&[Value]) -> Result<Value, FuncError>;
 
+/// The functions registered on every Go template, by their sprig names.
 pub const FUNCTIONS: &[(&str, Func)] = &[
     ("default", default),
     ("empty", empty),
@@ -53,6 +54,7 @@ pub const FUNCTIONS: &[(&str, Func)] = &[
     ("sha256sum", sha256sum),
 ];
 
+/// Exactly `N` arguments, or the error gtmpl gives for a wrong count.
 fn args<const N: usize>(name: &str, args: &[Value]) -> Result<[Value; N], FuncError> {
     <[Value; N]>::try_from(args.to_vec()).map_err(|_| FuncError::ExactlyXArgs(name.into(), N))
 }
@@ -66,6 +68,7 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// Go's zero values, which sprig's `empty`, `default`, `coalesce` and `ternary` treat as unset.
 fn is_empty(value: &Value) -> bool {
     match value {
         Value::Nil | Value::NoValue => true,
@@ -78,6 +81,8 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
+/// An integer argument. Strings are parsed and floats truncated, as sprig's casts do: values
+/// from `--set-string` or quoted YAML arrive as text.
 fn number(name: &str, value: &Value) -> Result<i64, FuncError> {
     match value {
         Value::Number(n) => n
@@ -106,6 +111,8 @@ fn to_json_value(value: &Value) -> serde_json::Value {
             .or_else(|| n.as_f64().map(serde_json::Value::from))
             .unwrap_or(serde_json::Value::Null),
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json_value).collect()),
+        // gtmpl maps are `HashMap`s; sorting the keys makes `toYaml` and `toJson` output
+        // deterministic (Go's encoders sort map keys too).
         Value::Map(m) | Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
@@ -120,6 +127,7 @@ fn to_json_value(value: &Value) -> serde_json::Value {
 
 fn default(a: &[Value]) -> Result<Value, FuncError> {
     match a {
+        // `default X` with nothing piped in: no value is an unset value.
         [fallback] => Ok(fallback.clone()),
         [fallback, given] => Ok(if is_empty(given) {
             fallback.clone()
@@ -142,6 +150,7 @@ fn coalesce(a: &[Value]) -> Result<Value, FuncError> {
         .unwrap_or(Value::Nil))
 }
 
+/// `ternary YES NO CONDITION`: sprig puts the condition last so that it can be piped in.
 fn ternary(a: &[Value]) -> Result<Value, FuncError> {
     let [yes, no, condition] = args::<3>("ternary", a)?;
     Ok(if is_empty(&condition) { no } else { yes })
@@ -155,6 +164,7 @@ fn required(a: &[Value]) -> Result<Value, FuncError> {
     Ok(value)
 }
 
+/// A one-argument sprig function from text to text.
 macro_rules! string_fn {
     ($name:ident, $go:literal, |$s:ident| $body:expr) => {
         fn $name(a: &[Value]) -> Result<Value, FuncError> {
@@ -165,6 +175,7 @@ macro_rules! string_fn {
     };
 }
 
+// Rust's `{:?}` quoting agrees with Go's `%q` on printable text (`\"`, `\\`, `\n`).
 string_fn!(quote, "quote", |s| format!("{s:?}"));
 string_fn!(squote, "squote", |s| format!("'{s}'"));
 string_fn!(upper, "upper", |s| s.to_uppercase());
@@ -189,6 +200,7 @@ string_fn!(title, "title", |s| s
     .collect::<Vec<_>>()
     .join(" "));
 
+/// Go strings may hold any bytes; Rust's must be UTF-8, so invalid bytes become U+FFFD.
 fn b64dec(a: &[Value]) -> Result<Value, FuncError> {
     let [v] = args::<1>("b64dec", a)?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -237,8 +249,11 @@ fn has_suffix(a: &[Value]) -> Result<Value, FuncError> {
 /// renders a spec of kilobytes, so these are far above any real use and far below what would
 /// exhaust memory.
 pub const MAX_TEXT: usize = 16 << 20;
+/// The longest list `until` makes (see [`MAX_TEXT`]).
 pub const MAX_LIST: i64 = 100_000;
 
+/// `count` as a size, if `count` pieces of `each` bytes stay within [`MAX_TEXT`]. Checked
+/// before allocating, so a huge count is an error rather than an aborted process.
 fn sized(name: &str, count: i64, each: usize) -> Result<usize, FuncError> {
     let count = count.max(0) as usize;
     match count.checked_mul(each.max(1)) {
@@ -274,6 +289,7 @@ fn indent(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(indent_by(n, &s)))
 }
 
+/// `indent` after a newline, so the block can follow `key:` on the same template line.
 fn nindent(a: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args::<2>("nindent", a)?;
     let s = text(&s);
@@ -292,6 +308,7 @@ fn join(a: &[Value]) -> Result<Value, FuncError> {
                 .collect::<Vec<_>>()
                 .join(&text(&separator)),
         )),
+        // As sprig: a single value joins to its own text (and nothing to the empty string).
         other => Ok(Value::String(text(&other))),
     }
 }
@@ -314,6 +331,7 @@ fn dict(a: &[Value]) -> Result<Value, FuncError> {
     if !a.len().is_multiple_of(2) {
         return Err(FuncError::Generic("dict: needs key/value pairs".into()));
     }
+    // Keys become text, as sprig's `dict` does with whatever it is given.
     Ok(Value::Map(
         a.chunks(2)
             .map(|pair| (text(&pair[0]), pair[1].clone()))
@@ -327,6 +345,7 @@ fn keys(a: &[Value]) -> Result<Value, FuncError> {
         Value::Map(m) | Value::Object(m) => m.keys().cloned().collect(),
         _ => return Err(FuncError::Generic("keys: needs a map".into())),
     };
+    // sprig returns Go's random map order; sorted, the output is the same on every run.
     names.sort();
     Ok(Value::Array(names.into_iter().map(Value::String).collect()))
 }
@@ -391,6 +410,7 @@ fn to_yaml(a: &[Value]) -> Result<Value, FuncError> {
     let [v] = args::<1>("toYaml", a)?;
     let yaml = serde_yaml_ng::to_string(&to_json_value(&v))
         .map_err(|e| FuncError::Generic(format!("toYaml: {e}")))?;
+    // As sprig: no trailing newline, so `toYaml | indent N` leaves no blank line after it.
     Ok(Value::String(yaml.trim_end().to_string()))
 }
 

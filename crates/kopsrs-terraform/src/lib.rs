@@ -14,12 +14,15 @@ use kopsrs_model::{Attrs, DesiredSet, Mode, Resource, Value};
 /// The files of a Terraform rendering, by path relative to the output directory.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rendered {
+    /// Path (`kubernetes.tf`, `data/<name>`) to content.
     pub files: BTreeMap<String, String>,
 }
 
 /// The provider version range kopsrs's output is written for.
 pub const AWS_PROVIDER_VERSION: &str = ">= 5.0.0";
 
+/// Renders `set`: `kubernetes.tf` (locals, outputs, provider, data sources, resources, then
+/// the `terraform` block, as kops lays it out) and a `data/` file for each [`Value::File`].
 pub fn render(set: &DesiredSet) -> Rendered {
     let mut files = BTreeMap::new();
     let mut out = String::new();
@@ -50,6 +53,8 @@ pub fn render(set: &DesiredSet) -> Rendered {
         write_resource(&mut out, "resource", resource, &mut files);
         out.push('\n');
     }
+    // kops's `terraform` block, quoted keys included, less the `aws.files` provider alias:
+    // kops uses it only for `aws_s3_object` resources, which kopsrs's output does not have.
     let _ = write!(
         out,
         "terraform {{\n  required_version = \">= 0.15.0\"\n  required_providers {{\n    aws = {{\n      \"source\"  = \"hashicorp/aws\"\n      \"version\" = \"{AWS_PROVIDER_VERSION}\"\n    }}\n  }}\n}}\n"

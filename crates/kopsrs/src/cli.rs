@@ -27,6 +27,9 @@ pub struct GlobalArgs {
     /// Name of the cluster.
     #[arg(long, env = "KOPS_CLUSTER_NAME", global = true)]
     pub name: Option<String>,
+    /// What the pipeline takes from the environment, read once at start (not a flag).
+    #[arg(skip)]
+    pub settings: crate::pipeline::Settings,
 }
 
 #[derive(Subcommand, Debug)]
@@ -578,14 +581,31 @@ pub struct UpdateClusterArgs {
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub detailed_exitcode: bool,
     /// How many AWS changes run at once.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=100))]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub concurrency: u16,
+    /// How the plan is printed: text (Terraform's layout) or json (for CI; see
+    /// docs/plan-json.md). Messages go to stderr either way.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: PlanFormat,
     /// After --yes, export a kubeconfig for the cluster (as kops does).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub create_kube_config: bool,
     /// With the exported kubeconfig, an admin client certificate valid this long.
     #[arg(long, num_args = 0..=1, default_missing_value = "18h", value_name = "DURATION")]
     pub admin: Option<String>,
+}
+
+/// AWS changes run at once unless `--concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: u16 = 10;
+
+/// The form of `update cluster`'s plan.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// Terraform's layout.
+    #[default]
+    Text,
+    /// One JSON document (docs/plan-json.md).
+    Json,
 }
 
 /// A boolean flag's value as Go's `strconv.ParseBool` reads it, so kops's command lines

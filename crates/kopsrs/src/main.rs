@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod context;
 mod interrupt;
+mod pipeline;
 mod problems;
 mod progress;
 
@@ -11,7 +12,8 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     quiet_on_closed_stdout();
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
+    cli.global.settings = pipeline::Settings::from_env();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

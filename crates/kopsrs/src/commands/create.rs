@@ -132,16 +132,17 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
     );
     if terraform {
         let out = args.out.clone().unwrap_or_else(|| "out/terraform".into());
-        return super::update::write_terraform(&store, &name, &out).await;
+        return crate::pipeline::write_terraform(&store, &name, &global.settings, &out).await;
     }
     if args.yes {
-        let options = super::update::DirectOptions {
+        let options = crate::pipeline::DirectOptions {
             yes: true,
             detailed_exitcode: false,
-            concurrency: 10,
+            json: false,
+            concurrency: crate::cli::DEFAULT_CONCURRENCY,
             export: Some(crate::cli::ExportKubeconfigArgs::default()),
         };
-        return super::update::update_direct(&store, &name, &options).await;
+        return crate::pipeline::update_direct(&store, &name, &global.settings, &options).await;
     }
     eprintln!("Review the plan with: kopsrs update cluster --name {name}");
     eprintln!("Create the cluster with: kopsrs update cluster --name {name} --yes");

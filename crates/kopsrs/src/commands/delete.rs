@@ -11,6 +11,7 @@ use kopsrs_state::layout;
 use super::load_cluster;
 use crate::cli::{DeleteArgs, DeleteCommand, GlobalArgs};
 use crate::context;
+use crate::pipeline;
 use crate::problems::Problems;
 
 pub async fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
@@ -24,7 +25,7 @@ pub async fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
             let name = context::cluster_name(global, cluster.as_deref())?;
             load_cluster(&store, &name).await?;
             if !unregister {
-                return delete_cloud(&store, &name, yes).await;
+                return delete_cloud(&store, &name, &global.settings, yes).await;
             }
             let keys = store.list(&name).await?;
             if !yes {
@@ -125,47 +126,44 @@ async fn delete_groups(
 
 /// Deletes the cluster's cloud resources, then its state. With `--yes` the cluster lock is
 /// held from before AWS is read until the state is gone.
-async fn delete_cloud(store: &kopsrs_state::StateStore, name: &str, yes: bool) -> Result<()> {
-    let lock = match yes {
-        true => Some(store.lock(name, "delete cluster").await?),
-        false => None,
-    };
-    // The spec (which names what the cluster owns) is read under the lock.
-    let result = crate::interrupt::until_interrupted(async {
-        let prepared = super::update::prepare(store, name, false).await?;
-        delete_cloud_locked(store, name, &prepared, yes).await
+async fn delete_cloud(
+    store: &kopsrs_state::StateStore,
+    name: &str,
+    settings: &crate::pipeline::Settings,
+    yes: bool,
+) -> Result<()> {
+    let purpose = yes.then_some("delete cluster");
+    pipeline::locked(store, name, purpose, async {
+        // The spec (which names the region) is read under the lock.
+        let prepared = pipeline::prepare(store, name, settings, false).await?;
+        delete_cloud_locked(store, name, &prepared.set, yes).await
     })
-    .await;
-    if let Some(lock) = lock {
-        lock.release().await?;
-    }
-    result.unwrap_or_else(|| Err(crate::problems::ExitWith(130).into()))
+    .await
 }
 
 async fn delete_cloud_locked(
     store: &kopsrs_state::StateStore,
     name: &str,
-    prepared: &super::update::Prepared,
+    set: &kopsrs_model::DesiredSet,
     yes: bool,
 ) -> Result<()> {
-    let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
+    let aws = kopsrs_aws::Aws::connect(&set.region).await;
     let read = |e: kopsrs_aws::Error| {
         Problems::one(
             format!("reading {name} from AWS: {e}"),
             "check the AWS credentials and region; nothing was deleted",
         )
     };
-    let discovery = aws.discover(&prepared.set).await.map_err(read)?;
-    let mut found: Vec<_> = discovery
-        .observed
-        .iter()
-        .map(|o| (&o.resource.address, &o.id))
-        .collect();
-    found.sort();
+    let plan = aws.destroy_plan(set).await.map_err(read)?;
+    let found = plan.changes.len();
     if !yes {
-        println!("Would delete {} AWS resource(s) of {name}:", found.len());
-        for (address, id) in &found {
-            println!("  {address}  {id}");
+        println!("Would delete {found} AWS resource(s) of {name}:");
+        for change in &plan.changes {
+            println!(
+                "  {}  {}",
+                change.address,
+                change.id.as_deref().unwrap_or_default()
+            );
         }
         println!(
             "and {} object(s) of {name} in {}.",
@@ -177,9 +175,10 @@ async fn delete_cloud_locked(
     }
     let result = kopsrs_aws::destroy(
         &aws,
-        &discovery,
-        &super::update::exec_options(10),
-        crate::progress::reporter(found.len()),
+        name,
+        &plan,
+        &pipeline::exec_options(crate::cli::DEFAULT_CONCURRENCY),
+        crate::progress::reporter(found),
     )
     .await;
     if let Err(e) = result {
@@ -191,17 +190,17 @@ async fn delete_cloud_locked(
         .into());
     }
     // Only forget the cluster once AWS shows nothing of it.
-    let left = aws.discover(&prepared.set).await.map_err(read)?;
+    let left = aws.destroy_plan(set).await.map_err(read)?;
     let left: Vec<String> = left
-        .observed
+        .changes
         .iter()
-        .filter(|o| {
+        .filter(|c| {
             !matches!(
-                o.resource.address.kind.as_str(),
-                "aws_vpc_dhcp_options_association" | "aws_route53_record"
+                kopsrs_aws::Kind::parse(&c.address.kind),
+                Some(kopsrs_aws::Kind::VpcDhcpOptionsAssociation | kopsrs_aws::Kind::Route53Record)
             )
         })
-        .map(|o| o.resource.address.to_string())
+        .map(|c| c.address.to_string())
         .collect();
     if !left.is_empty() {
         return Err(Problems::one(
@@ -211,10 +210,6 @@ async fn delete_cloud_locked(
         .into());
     }
     let removed = store.delete_cluster(name).await?;
-    eprintln!(
-        "Deleted {} AWS resource(s) and {} state object(s) of cluster {name}.",
-        found.len(),
-        removed
-    );
+    eprintln!("Deleted {found} AWS resource(s) and {removed} state object(s) of cluster {name}.");
     Ok(())
 }

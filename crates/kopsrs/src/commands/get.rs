@@ -182,7 +182,7 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
         } => super::pki::get_keypairs(global, &keysets, distrusted, output).await,
         GetCommand::Instances { cluster, output } => {
             let name = context::cluster_name(global, cluster.as_deref())?;
-            let prepared = super::update::prepare(&store, &name, false).await?;
+            let prepared = crate::pipeline::prepare(&store, &name, &global.settings, false).await?;
             let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
             let instances = aws.instances(&name).await.map_err(|e| {
                 Problems::one(

@@ -1,0 +1,286 @@
+//! Security groups and their rules: one paginated DescribeSecurityGroups by the cluster tag,
+//! then one paginated DescribeSecurityGroupRules for the rules of all the cluster's groups
+//! (200 groups per filter).
+//!
+//! Rules kopsrs makes carry the cluster's tag (TagSpecifications at creation); other rules in
+//! the cluster's groups (the cloud controller's, a person's) are left alone.
+
+use aws_sdk_ec2::types as ec2t;
+
+use crate::apply::{exists_ok, out, owner_tags, tag_spec};
+use crate::discover::{ec2_tags, owned_by, Item};
+use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::resolve::{int_of, str_of, strs_of};
+use crate::{Aws, Error};
+
+/// `aws_security_group`.
+pub(crate) struct SecurityGroup;
+
+impl Handler for SecurityGroup {
+    const TAGGING: Tagging = Tagging::Ec2;
+
+    fn key(r: &R) -> Option<String> {
+        str_of(r, "name").map(str::to_string)
+    }
+
+    fn forces_replacement(attr: &str) -> bool {
+        matches!(attr, "name" | "vpc_id" | "description")
+    }
+
+    async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
+        let aws = scan.aws;
+        let mut items = Vec::new();
+        let mut owned_groups = Vec::new();
+        let mut pages = aws
+            .ec2
+            .describe_security_groups()
+            .max_results(1000)
+            .filters(Aws::ec2_filter(scan.cluster))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            aws.call();
+            for sg in page?.security_groups() {
+                let tags = ec2_tags(sg.tags());
+                let id = sg.group_id().unwrap_or_default();
+                let name = sg.group_name().unwrap_or_default();
+                let item = Item::new(Kind::SecurityGroup, id, name)
+                    .with_tags(&tags, scan.cluster)
+                    .with(&[("name", name)]);
+                if item.owned {
+                    owned_groups.push(id.to_string());
+                }
+                items.push(item);
+            }
+        }
+        for chunk in owned_groups.chunks(200) {
+            let mut pages = aws
+                .ec2
+                .describe_security_group_rules()
+                .max_results(1000)
+                .filters(
+                    ec2t::Filter::builder()
+                        .name("group-id")
+                        .set_values(Some(chunk.to_vec()))
+                        .build(),
+                )
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                aws.call();
+                for rule in page?.security_group_rules() {
+                    items.push(rule_item(rule, scan.cluster));
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    async fn create(op: &Op<'_>) -> Result<Out, Error> {
+        let group = op
+            .aws
+            .ec2
+            .create_security_group()
+            .group_name(op.s("name"))
+            .description(op.s("description"))
+            .vpc_id(op.s("vpc_id"))
+            .tag_specifications(tag_spec(ec2t::ResourceType::SecurityGroup, &op.tags()))
+            .send()
+            .await?;
+        Ok(out(&[
+            ("id", group.group_id().unwrap_or_default()),
+            ("name", &op.s("name")),
+        ]))
+    }
+
+    async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
+        aws.ec2.delete_security_group().group_id(id).send().await?;
+        Ok(())
+    }
+}
+
+/// A rule as found, keyed as [`rule_key`] keys a desired one.
+fn rule_item(rule: &ec2t::SecurityGroupRule, cluster: &str) -> Item {
+    let peer = rule
+        .cidr_ipv4()
+        .or(rule.cidr_ipv6())
+        .or(rule.prefix_list_id())
+        .or_else(|| rule.referenced_group_info().and_then(|g| g.group_id()))
+        .unwrap_or_default();
+    let sg = rule.group_id().unwrap_or_default();
+    let egress = rule.is_egress().unwrap_or(false);
+    let key = rule_key(
+        sg,
+        egress,
+        rule.ip_protocol().unwrap_or("-1"),
+        i64::from(rule.from_port().unwrap_or(0)),
+        i64::from(rule.to_port().unwrap_or(0)),
+        peer,
+    );
+    Item::new(
+        Kind::SecurityGroupRule,
+        rule.security_group_rule_id().unwrap_or_default(),
+        key,
+    )
+    .with(&[
+        ("security_group_id", sg),
+        ("egress", if egress { "true" } else { "false" }),
+    ])
+    .owned(owned_by(&ec2_tags(rule.tags()), cluster))
+    .child_of(true)
+}
+
+/// What identifies a rule: group, direction, protocol (names and numbers alike), ports
+/// where the protocol has them, and the peer (a block, a prefix list or a group).
+fn rule_key(sg: &str, egress: bool, protocol: &str, from: i64, to: i64, peer: &str) -> String {
+    let protocol = match protocol {
+        "all" | "-1" => "-1",
+        "6" => "tcp",
+        "17" => "udp",
+        "1" => "icmp",
+        p => p,
+    };
+    let ports = match protocol {
+        "tcp" | "udp" | "icmp" | "icmpv6" | "58" => format!("{from}-{to}"),
+        _ => "any".to_string(),
+    };
+    let direction = if egress { "egress" } else { "ingress" };
+    format!("{sg}|{direction}|{protocol}|{ports}|{peer}")
+}
+
+/// `aws_security_group_rule`: found with the cluster's groups.
+pub(crate) struct Rule;
+
+impl Handler for Rule {
+    fn key(r: &R) -> Option<String> {
+        let peer = strs_of(r, "cidr_blocks")
+            .into_iter()
+            .chain(strs_of(r, "ipv6_cidr_blocks"))
+            .next()
+            .or_else(|| str_of(r, "source_security_group_id").map(str::to_string))
+            .or_else(|| strs_of(r, "prefix_list_ids").into_iter().next())?;
+        Some(rule_key(
+            str_of(r, "security_group_id")?,
+            str_of(r, "type")? == "egress",
+            str_of(r, "protocol")?,
+            int_of(r, "from_port").unwrap_or(0),
+            int_of(r, "to_port").unwrap_or(0),
+            &peer,
+        ))
+    }
+
+    async fn create(op: &Op<'_>) -> Result<Out, Error> {
+        let r = op.r;
+        let protocol = op.s("protocol");
+        let mut permission = ec2t::IpPermission::builder().ip_protocol(&protocol);
+        // Ports are ignored by EC2 for protocols without them (IPIP is "4"), but sent
+        // as kops writes them (0-0) for every protocol except "all".
+        if !matches!(protocol.as_str(), "-1" | "all") {
+            permission = permission
+                .from_port(int_of(r, "from_port").unwrap_or(0) as i32)
+                .to_port(int_of(r, "to_port").unwrap_or(0) as i32);
+        }
+        for cidr in strs_of(r, "cidr_blocks") {
+            permission = permission.ip_ranges(ec2t::IpRange::builder().cidr_ip(cidr).build());
+        }
+        for cidr in strs_of(r, "ipv6_cidr_blocks") {
+            permission = permission.ipv6_ranges(ec2t::Ipv6Range::builder().cidr_ipv6(cidr).build());
+        }
+        for list in strs_of(r, "prefix_list_ids") {
+            permission = permission
+                .prefix_list_ids(ec2t::PrefixListId::builder().prefix_list_id(list).build());
+        }
+        if let Some(source) = str_of(r, "source_security_group_id") {
+            permission = permission
+                .user_id_group_pairs(ec2t::UserIdGroupPair::builder().group_id(source).build());
+        }
+        let permission = permission.build();
+        // Tagged as the cluster's: only tagged rules are ever revoked.
+        let owner = tag_spec(
+            ec2t::ResourceType::SecurityGroupRule,
+            &owner_tags(op.cluster),
+        );
+        let group = op.s("security_group_id");
+        let ec2 = &op.aws.ec2;
+        let sent = match op.s("type") == "egress" {
+            true => ec2
+                .authorize_security_group_egress()
+                .group_id(group)
+                .ip_permissions(permission)
+                .tag_specifications(owner)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(Error::from),
+            false => ec2
+                .authorize_security_group_ingress()
+                .group_id(group)
+                .ip_permissions(permission)
+                .tag_specifications(owner)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(Error::from),
+        };
+        // AWS's default egress rule, or one a killed run created: the rule exists.
+        exists_ok(sent, "InvalidPermission.Duplicate")?;
+        Ok(out(&[("id", &Self::key(r).unwrap_or_default())]))
+    }
+
+    async fn delete(aws: &Aws, id: &str, found: &Out) -> Result<(), Error> {
+        let group = found.get("security_group_id").cloned().unwrap_or_default();
+        match found.get("egress").map(String::as_str) {
+            Some("true") => {
+                aws.ec2
+                    .revoke_security_group_egress()
+                    .group_id(group)
+                    .security_group_rule_ids(id)
+                    .send()
+                    .await?;
+            }
+            _ => {
+                aws.ec2
+                    .revoke_security_group_ingress()
+                    .group_id(group)
+                    .security_group_rule_ids(id)
+                    .send()
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_is_the_same_whether_its_protocol_is_a_name_or_a_number() {
+        let r: R = serde_json::from_value(serde_json::json!({
+            "security_group_id": "sg-1", "type": "ingress", "protocol": "tcp",
+            "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]
+        }))
+        .unwrap();
+        let key = Rule::key(&r).unwrap();
+        assert_eq!(key, "sg-1|ingress|tcp|443-443|0.0.0.0/0");
+        assert_eq!(rule_key("sg-1", false, "6", 443, 443, "0.0.0.0/0"), key);
+        // Ports do not count for protocols without them.
+        assert_eq!(
+            rule_key("sg-1", true, "all", 0, 0, "::/0"),
+            "sg-1|egress|-1|any|::/0"
+        );
+        assert_eq!(
+            rule_key("sg-1", false, "4", 0, 0, "sg-2"),
+            "sg-1|ingress|4|any|sg-2"
+        );
+    }
+
+    #[test]
+    fn schema() {
+        assert!(SecurityGroup::forces_replacement("vpc_id"));
+        assert!(!SecurityGroup::forces_replacement("tags"));
+        assert!(Rule::forces_replacement("from_port"));
+        assert_eq!(Rule::TAGGING, Tagging::None);
+    }
+}

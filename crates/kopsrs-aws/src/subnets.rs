@@ -1,0 +1,90 @@
+//! Subnets: one paginated DescribeSubnets by the cluster tag. Shared subnets (`id:` in the
+//! spec) are not the cluster's: they carry the `shared` value and are never deleted.
+
+use aws_sdk_ec2::types as ec2t;
+
+use crate::apply::{out, tag_spec};
+use crate::discover::{ec2_tags, Item};
+use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::resolve::{self, bool_of, str_of};
+use crate::{Aws, Error};
+
+/// `aws_subnet`.
+pub(crate) struct Subnet;
+
+impl Handler for Subnet {
+    const TAGGING: Tagging = Tagging::Ec2;
+
+    fn key(r: &R) -> Option<String> {
+        resolve::tags(r).get("Name").cloned()
+    }
+
+    async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
+        let aws = scan.aws;
+        let mut items = Vec::new();
+        let mut pages = aws
+            .ec2
+            .describe_subnets()
+            .max_results(1000)
+            .filters(Aws::ec2_filter(scan.cluster))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            aws.call();
+            for subnet in page?.subnets() {
+                let tags = ec2_tags(subnet.tags());
+                let id = subnet.subnet_id().unwrap_or_default();
+                items.push(
+                    Item::tagged(Kind::Subnet, id, &tags, scan.cluster)
+                        .with(&[("arn", subnet.subnet_arn().unwrap_or_default())]),
+                );
+            }
+        }
+        Ok(items)
+    }
+
+    async fn create(op: &Op<'_>) -> Result<Out, Error> {
+        let r = op.r;
+        let subnet = op
+            .aws
+            .ec2
+            .create_subnet()
+            .vpc_id(op.s("vpc_id"))
+            .set_cidr_block(str_of(r, "cidr_block").map(str::to_string))
+            .set_ipv6_cidr_block(str_of(r, "ipv6_cidr_block").map(str::to_string))
+            .set_ipv6_native(bool_of(r, "ipv6_native"))
+            .availability_zone(op.s("availability_zone"))
+            .tag_specifications(tag_spec(ec2t::ResourceType::Subnet, &op.tags()))
+            .send()
+            .await?
+            .subnet
+            .ok_or_else(|| Error::permanent("CreateSubnet returned no subnet"))?;
+        Ok(out(&[
+            ("id", subnet.subnet_id().unwrap_or_default()),
+            ("arn", subnet.subnet_arn().unwrap_or_default()),
+        ]))
+    }
+
+    async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
+        aws.ec2.delete_subnet().subnet_id(id).send().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_schema() {
+        let r: R = serde_json::from_value(serde_json::json!({
+            "tags": {"Name": "us-east-1a.x.c"}, "cidr_block": "10.0.0.0/19"
+        }))
+        .unwrap();
+        assert_eq!(Subnet::key(&r).as_deref(), Some("us-east-1a.x.c"));
+        // A subnet's block or zone cannot change in place; its tags can.
+        assert!(Subnet::forces_replacement("cidr_block"));
+        assert!(Subnet::forces_replacement("availability_zone"));
+        assert_eq!(Subnet::TAGGING, Tagging::Ec2);
+    }
+}
