@@ -3,10 +3,10 @@
 //! by the cluster tag (DescribeAddresses is not paginated).
 
 use aws_sdk_ec2::types as ec2t;
-use kopsrs_model::Address;
+use kopsrs_model::{Address, Existing};
 
 use crate::apply::{client_token, out, tag_spec};
-use crate::discover::{ec2_tags, outputs, Item};
+use crate::discover::{ec2_tags, mismatches, outputs, Item};
 use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
 use crate::resolve::{self, str_of};
 use crate::{Aws, Error};
@@ -308,6 +308,37 @@ impl Handler for NatGateway {
             .send()
             .await?;
         Ok(())
+    }
+
+    /// NAT gateways a shared VPC's private subnets route through exist and are available.
+    async fn verify(aws: &Aws, existing: &[&Existing]) -> Result<Vec<String>, Error> {
+        let ids: Vec<String> = existing.iter().map(|e| e.id.clone()).collect();
+        let mut nats = Vec::new();
+        let mut pages = aws
+            .ec2
+            .describe_nat_gateways()
+            .filter(
+                ec2t::Filter::builder()
+                    .name("nat-gateway-id")
+                    .set_values(Some(ids))
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            aws.call();
+            nats.extend(page?.nat_gateways.unwrap_or_default());
+        }
+        Ok(existing
+            .iter()
+            .flat_map(|e| {
+                let found = nats
+                    .iter()
+                    .find(|n| n.nat_gateway_id() == Some(e.id.as_str()))
+                    .map(|n| outputs(&[("state", n.state().map(|s| s.as_str()).unwrap_or(""))]));
+                mismatches(e, "NAT gateway", &aws.region, found.as_ref())
+            })
+            .collect())
     }
 }
 

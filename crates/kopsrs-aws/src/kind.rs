@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use futures::future::{BoxFuture, Shared};
 use kopsrs_engine::Change;
-use kopsrs_model::{Address, DesiredSet};
+use kopsrs_model::{Address, DesiredSet, Existing};
 use serde_json::{Map, Value as Json};
 
 use crate::discover::Item;
@@ -124,6 +124,13 @@ pub(crate) trait Handler {
 
     /// Deletes the resource `id`; `found` is what discovery reported of it.
     async fn delete(aws: &Aws, id: &str, found: &Out) -> Result<(), Error>;
+
+    /// Checks resources of this kind that the cluster uses but does not own (a shared VPC,
+    /// subnets, NAT gateways) against what the spec says, in one call for all of them; one
+    /// sentence per problem. Kinds the model never names as existing check nothing.
+    async fn verify(_aws: &Aws, _existing: &[&Existing]) -> Result<Vec<String>, Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// Declares the kinds in dependency order: `Variant = "terraform_type" => HandlerType`.
@@ -195,6 +202,14 @@ macro_rules! kinds {
                 change: &Change,
             ) -> Result<Out, Error> {
                 match self { $(Kind::$variant => <$handler>::update(op, id, change).await),* }
+            }
+
+            pub(crate) async fn verify(
+                self,
+                aws: &Aws,
+                existing: &[&Existing],
+            ) -> Result<Vec<String>, Error> {
+                match self { $(Kind::$variant => <$handler>::verify(aws, existing).await),* }
             }
 
             pub(crate) async fn delete(self, aws: &Aws, id: &str, found: &Out) -> Result<(), Error> {

@@ -252,6 +252,10 @@ where
     }
 }
 
+/// The code of the error [`Aws::plan`] returns when resources the spec names but the cluster
+/// does not own are missing or are not what the spec says.
+pub const EXISTING_MISMATCH: &str = "kopsrs.ExistingResourceMismatch";
+
 /// What the AWS provider can change in place and what it does not read back, per kind
 /// (each kind's file says; see [`Kind`]). Tags never force a replacement.
 pub struct AwsSchema;
@@ -287,11 +291,43 @@ impl Aws {
                 unknown.into_iter().collect::<Vec<_>>().join(", ")
             )));
         }
-        let discovery = self.discover(desired).await?;
+        let (discovery, ()) = tokio::try_join!(self.discover(desired), self.verify(desired))?;
         let mut plan = kopsrs_engine::diff(desired, &discovery.observed, &AwsSchema);
         launch_templates::complete_plan(&discovery, &mut plan, desired);
         plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
         Ok(discovery.into_plan(plan))
+    }
+
+    /// Checks what the cluster uses but does not own ([`DesiredSet::existing`]: a shared
+    /// VPC, its subnets and NAT gateways): every problem in one error (code
+    /// [`EXISTING_MISMATCH`]), before anything changes.
+    async fn verify(&self, desired: &DesiredSet) -> Result<(), Error> {
+        let mut by_kind: BTreeMap<Kind, Vec<&kopsrs_model::Existing>> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for existing in &desired.existing {
+            match Kind::parse(&existing.kind) {
+                Some(kind) => by_kind.entry(kind).or_default().push(existing),
+                None => problems.push(format!(
+                    "{}: the AWS target cannot check an existing {}",
+                    existing.field, existing.kind
+                )),
+            }
+        }
+        let found = futures::future::try_join_all(
+            by_kind
+                .iter()
+                .map(|(kind, existing)| kind.verify(self, existing)),
+        )
+        .await?;
+        problems.extend(found.into_iter().flatten());
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error {
+            message: problems.join("\n  "),
+            code: Some(EXISTING_MISMATCH.to_string()),
+            retryable: false,
+        })
     }
 
     /// The plan that deletes everything of the cluster: what discovery finds for `desired`

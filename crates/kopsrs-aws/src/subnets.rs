@@ -2,9 +2,10 @@
 //! spec) are not the cluster's: they carry the `shared` value and are never deleted.
 
 use aws_sdk_ec2::types as ec2t;
+use kopsrs_model::Existing;
 
 use crate::apply::{out, tag_spec};
-use crate::discover::{ec2_tags, Item};
+use crate::discover::{ec2_tags, mismatches, outputs, Item};
 use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
 use crate::resolve::{self, bool_of, str_of};
 use crate::{Aws, Error};
@@ -68,6 +69,47 @@ impl Handler for Subnet {
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
         aws.ec2.delete_subnet().subnet_id(id).send().await?;
         Ok(())
+    }
+
+    /// Shared subnets exist, in the spec's zone, with its block, in its VPC.
+    async fn verify(aws: &Aws, existing: &[&Existing]) -> Result<Vec<String>, Error> {
+        let ids: Vec<String> = existing.iter().map(|e| e.id.clone()).collect();
+        let mut subnets = Vec::new();
+        // By filter, so an unknown ID is missing from the answer, not an error.
+        let mut pages = aws
+            .ec2
+            .describe_subnets()
+            .filters(
+                ec2t::Filter::builder()
+                    .name("subnet-id")
+                    .set_values(Some(ids))
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            aws.call();
+            subnets.extend(page?.subnets.unwrap_or_default());
+        }
+        Ok(existing
+            .iter()
+            .flat_map(|e| {
+                let found = subnets
+                    .iter()
+                    .find(|s| s.subnet_id() == Some(e.id.as_str()))
+                    .map(|s| {
+                        outputs(&[
+                            (
+                                "availability_zone",
+                                s.availability_zone().unwrap_or_default(),
+                            ),
+                            ("cidr_block", s.cidr_block().unwrap_or_default()),
+                            ("vpc_id", s.vpc_id().unwrap_or_default()),
+                        ])
+                    });
+                mismatches(e, "subnet", &aws.region, found.as_ref())
+            })
+            .collect())
     }
 }
 

@@ -5,10 +5,10 @@
 //! DHCP options association; one DescribeDhcpOptions the options.
 
 use aws_sdk_ec2::types as ec2t;
-use kopsrs_model::Address;
+use kopsrs_model::{Address, Existing};
 
 use crate::apply::{out, tag_spec};
-use crate::discover::{ec2_tags, outputs, Item};
+use crate::discover::{ec2_tags, mismatches, outputs, Item};
 use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
 use crate::resolve::{self, bool_of, str_of, strs_of};
 use crate::{Aws, Error};
@@ -139,6 +139,48 @@ impl Handler for Vpc {
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
         aws.ec2.delete_vpc().vpc_id(id).send().await?;
         Ok(())
+    }
+
+    /// A shared VPC exists and has the spec's `networkCIDR` among its blocks.
+    async fn verify(aws: &Aws, existing: &[&Existing]) -> Result<Vec<String>, Error> {
+        let ids: Vec<String> = existing.iter().map(|e| e.id.clone()).collect();
+        aws.call();
+        // By filter, not by ID: an unknown ID is then missing from the answer rather than
+        // an error for the whole call.
+        let vpcs = aws
+            .ec2
+            .describe_vpcs()
+            .filters(
+                ec2t::Filter::builder()
+                    .name("vpc-id")
+                    .set_values(Some(ids))
+                    .build(),
+            )
+            .send()
+            .await?
+            .vpcs
+            .unwrap_or_default();
+        Ok(existing
+            .iter()
+            .flat_map(|e| {
+                let vpc = vpcs.iter().find(|v| v.vpc_id() == Some(e.id.as_str()));
+                let found = vpc.map(|vpc| {
+                    let blocks: Vec<&str> = vpc
+                        .cidr_block_association_set()
+                        .iter()
+                        .filter_map(|b| b.cidr_block())
+                        .collect();
+                    let wanted = e.expect.iter().find(|x| x.attr == "cidr_block");
+                    // Any of the VPC's blocks will do; the primary one is what a mismatch shows.
+                    let cidr = match wanted {
+                        Some(x) if blocks.contains(&x.value.as_str()) => x.value.clone(),
+                        _ => vpc.cidr_block().unwrap_or_default().to_string(),
+                    };
+                    outputs(&[("cidr_block", &cidr)])
+                });
+                mismatches(e, "VPC", &aws.region, found.as_ref())
+            })
+            .collect())
     }
 }
 

@@ -132,12 +132,9 @@ impl<'a> Builder<'a> {
     }
 
     /// Records a resource made outside the cluster that it uses (named by `field` in the spec).
-    pub fn existing(&mut self, kind: &str, id: &str, field: String) {
-        self.existing.push(Existing {
-            kind: kind.to_string(),
-            id: id.to_string(),
-            field,
-        });
+    /// Records a resource the cluster uses but does not own, to be checked by the target.
+    pub fn existing(&mut self, existing: Existing) {
+        self.existing.push(existing);
     }
 
     /// The tags every owned resource carries: `KubernetesCluster`, `Name`,

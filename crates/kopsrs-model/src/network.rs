@@ -4,13 +4,18 @@ use std::collections::BTreeSet;
 
 use crate::build::{err, Builder};
 use crate::names::tf_name;
-use crate::{attrs, Address, ModelError, Value};
+use crate::{attrs, Address, Existing, ModelError, Value};
 
 impl<'a> Builder<'a> {
     pub(crate) fn network(&mut self) -> Result<(), ModelError> {
         let cluster = self.name.clone();
         if let Some(id) = self.spec.network_id.clone() {
-            self.existing("aws_vpc", &id, "spec.networkID".into());
+            let vpc = Existing::new("aws_vpc", &id, "spec.networkID").expect(
+                "cidr_block",
+                self.spec.network_cidr.as_deref(),
+                "spec.networkCIDR",
+            );
+            self.existing(vpc);
         } else {
             let mut vpc = attrs! {
                 "assign_generated_ipv6_cidr_block" => true,
@@ -68,7 +73,14 @@ impl<'a> Builder<'a> {
         for subnet in self.subnets.clone() {
             if let Some(id) = &subnet.id {
                 let name = subnet.name.clone().unwrap_or_default();
-                self.existing("aws_subnet", id, format!("spec.subnets[{name}].id"));
+                let field = |f: &str| format!("spec.subnets[{name}].{f}");
+                let mut subnet_check = Existing::new("aws_subnet", id, field("id"))
+                    .expect("availability_zone", subnet.zone.as_deref(), field("zone"))
+                    .expect("cidr_block", subnet.cidr.as_deref(), field("cidr"));
+                if let Some(vpc) = &self.spec.network_id {
+                    subnet_check = subnet_check.expect("vpc_id", Some(vpc), "spec.networkID");
+                }
+                self.existing(subnet_check);
             }
         }
         if owned.is_empty() {
@@ -256,7 +268,26 @@ impl<'a> Builder<'a> {
             );
             let egress = in_zone.iter().find_map(|s| s.egress.clone());
             let target: (&str, Value) = match egress.as_deref() {
-                Some(nat) if nat.starts_with("nat-") => ("nat_gateway_id", Value::str(nat)),
+                Some(nat) if nat.starts_with("nat-") => {
+                    let name = in_zone
+                        .iter()
+                        .find(|s| s.egress.as_deref() == Some(nat))
+                        .and_then(|s| s.name.clone())
+                        .unwrap_or_default();
+                    self.existing(
+                        Existing::new(
+                            "aws_nat_gateway",
+                            nat,
+                            format!("spec.subnets[{name}].egress"),
+                        )
+                        .expect(
+                            "state",
+                            Some("available"),
+                            format!("spec.subnets[{name}].egress"),
+                        ),
+                    );
+                    ("nat_gateway_id", Value::str(nat))
+                }
                 Some(instance) if instance.starts_with("i-") => {
                     ("network_interface_id", Value::str(instance))
                 }

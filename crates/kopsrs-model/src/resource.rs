@@ -301,4 +301,41 @@ pub struct Existing {
     pub id: String,
     /// Where the spec names it (`spec.networkID`), for error messages.
     pub field: String,
+    /// What the spec says it is: each checked before anything changes.
+    pub expect: Vec<Expected>,
+}
+
+/// One property an existing resource must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    /// The attribute (`cidr_block`, `availability_zone`, `vpc_id`, `state`).
+    pub attr: String,
+    /// The value the spec implies.
+    pub value: String,
+    /// The spec field that says so (`spec.subnets[a].cidr`), for error messages.
+    pub field: String,
+}
+
+impl Existing {
+    /// An existing resource named by `field`, with nothing expected yet.
+    pub fn new(kind: &str, id: &str, field: impl Into<String>) -> Existing {
+        Existing {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            field: field.into(),
+            expect: Vec::new(),
+        }
+    }
+
+    /// Expects `attr` to be `value`, as `field` says (nothing when the spec is silent).
+    pub fn expect(mut self, attr: &str, value: Option<&str>, field: impl Into<String>) -> Self {
+        if let Some(value) = value {
+            self.expect.push(Expected {
+                attr: attr.to_string(),
+                value: value.to_string(),
+                field: field.into(),
+            });
+        }
+        self
+    }
 }

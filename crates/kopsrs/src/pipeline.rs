@@ -221,12 +221,22 @@ pub async fn update_direct(
 /// The cluster's plan: the provider's (resources) with the addon changes.
 pub async fn plan(aws: &kopsrs_aws::Aws, store: &StateStore, prepared: &Prepared) -> Result<Plan> {
     let name = &prepared.cluster.metadata.name;
-    let mut plan = aws.plan(&prepared.set).await.map_err(|e| {
-        Problems::one(
-            format!("reading {name} from AWS: {e}"),
-            "check the AWS credentials and region; nothing was changed",
-        )
-    })?;
+    let mut plan =
+        aws.plan(&prepared.set)
+            .await
+            .map_err(|e| match e.is(kopsrs_aws::EXISTING_MISMATCH) {
+                true => Problems::one(
+                    format!(
+                        "{name} uses resources that are not as its spec says:\n  {}",
+                        e.message
+                    ),
+                    "fix the spec (`kopsrs edit cluster`) or the resources; nothing was changed",
+                ),
+                false => Problems::one(
+                    format!("reading {name} from AWS: {e}"),
+                    "check the AWS credentials and region; nothing was changed",
+                ),
+            })?;
     plan.addons = addon_changes(store, &prepared.cluster).await?;
     Ok(plan)
 }

@@ -536,6 +536,82 @@ fn cluster_inside_a_shared_vpc_using_its_nat_gateway() {
     );
 }
 
+/// Resources the cluster uses but does not own (a VPC and a subnet made by Terraform) are
+/// checked before anything changes: a wrong CIDR in the spec, or a subnet deleted behind the
+/// cluster's back, stops `update --yes` with the field, the value and the fix, and nothing is
+/// created.
+#[test]
+fn existing_resources_are_checked_before_any_change() {
+    let h = Harness::new();
+    let shared = h.moto.python(
+        "e=aws('ec2')\n\
+         vpc=e.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']\n\
+         igw=e.create_internet_gateway()['InternetGateway']['InternetGatewayId']\n\
+         e.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)\n\
+         sub=e.create_subnet(VpcId=vpc, CidrBlock='10.0.32.0/19', AvailabilityZone='eu-west-1a')['Subnet']['SubnetId']\n\
+         print(json.dumps([vpc, sub]))",
+    );
+    let ids: Vec<String> = serde_json::from_str(shared.trim()).unwrap();
+    let (vpc, subnet) = (&ids[0], &ids[1]);
+    h.create_cluster(&[
+        "--zones",
+        "eu-west-1a",
+        "--network-id",
+        vpc,
+        "--network-cidr",
+        "10.0.0.0/16",
+        "--subnets",
+        subnet,
+    ]);
+    let (code, _) = h.plan();
+    assert_eq!(code, 2, "the shared VPC and subnet are as the spec says");
+    let refused = |expected: &[&str]| {
+        let output = h
+            .kopsrs()
+            .args(["update", "cluster", NAME, "--yes"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        for text in expected {
+            assert!(stderr.contains(text), "{text:?} not in: {stderr}");
+        }
+        h.assert_counts(&[
+            ("LaunchTemplates", 0),
+            ("Roles", 0),
+            ("AutoScalingGroups", 0),
+        ]);
+    };
+    let edit = |set: &str| {
+        h.kopsrs()
+            .args(["edit", "cluster", NAME, "--set", set])
+            .assert()
+            .success();
+    };
+
+    edit("spec.networkCIDR=10.9.0.0/16");
+    refused(&[
+        &format!(
+            "spec.networkCIDR: VPC {vpc} has cidr_block 10.0.0.0/16, the spec says 10.9.0.0/16"
+        ),
+        "nothing was changed",
+    ]);
+    edit("spec.networkCIDR=10.0.0.0/16");
+
+    // The subnet is in another zone than the spec says.
+    edit("spec.subnets[0].zone=eu-west-1b");
+    refused(&[&format!(
+        "spec.subnets[eu-west-1a].zone: subnet {subnet} has availability_zone eu-west-1a, the spec says eu-west-1b"
+    )]);
+    edit("spec.subnets[0].zone=eu-west-1a");
+
+    h.moto
+        .python(&format!("aws('ec2').delete_subnet(SubnetId='{subnet}')"));
+    refused(&[&format!(
+        "spec.subnets[eu-west-1a].id: subnet {subnet} does not exist in eu-west-1"
+    )]);
+}
+
 /// A run that stopped half-way (here: resources deleted behind its back, as a crash before
 /// they were made would leave it) converges on the next run with no duplicates.
 #[test]
