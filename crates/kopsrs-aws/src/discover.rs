@@ -322,6 +322,40 @@ fn settle_ownership(items: &mut [Item]) {
     }
 }
 
+/// What is wrong with an existing resource `e` (a `label` such as "subnet"), given what AWS
+/// reports of it (`None`: it does not exist): one sentence per problem, naming the spec
+/// field, the value and the fix.
+pub(crate) fn mismatches(
+    e: &kopsrs_model::Existing,
+    label: &str,
+    region: &str,
+    found: Option<&BTreeMap<String, String>>,
+) -> Vec<String> {
+    let Some(found) = found else {
+        return vec![format!(
+            "{}: {label} {} does not exist in {region}; correct {} or create the {label}",
+            e.field, e.id, e.field
+        )];
+    };
+    e.expect
+        .iter()
+        .filter_map(|x| {
+            let actual = found.get(&x.attr).map(String::as_str).unwrap_or("(none)");
+            (actual != x.value).then(|| match x.attr.as_str() {
+                "state" => format!(
+                    "{}: {label} {} is {actual}, not {}; point {} at a {label} that is",
+                    x.field, e.id, x.value, e.field
+                ),
+                _ => format!(
+                    "{}: {label} {} has {} {actual}, the spec says {}; set {} to {actual}, \
+                     or point {} at the right {label}",
+                    x.field, e.id, x.attr, x.value, x.field, e.field
+                ),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,38 +392,4 @@ mod tests {
         assert!(!items[2].owned);
         assert!(!items[1].outputs.contains_key("target"));
     }
-}
-
-/// What is wrong with an existing resource `e` (a `label` such as "subnet"), given what AWS
-/// reports of it (`None`: it does not exist): one sentence per problem, naming the spec
-/// field, the value and the fix.
-pub(crate) fn mismatches(
-    e: &kopsrs_model::Existing,
-    label: &str,
-    region: &str,
-    found: Option<&BTreeMap<String, String>>,
-) -> Vec<String> {
-    let Some(found) = found else {
-        return vec![format!(
-            "{}: {label} {} does not exist in {region}; correct {} or create the {label}",
-            e.field, e.id, e.field
-        )];
-    };
-    e.expect
-        .iter()
-        .filter_map(|x| {
-            let actual = found.get(&x.attr).map(String::as_str).unwrap_or("(none)");
-            (actual != x.value).then(|| match x.attr.as_str() {
-                "state" => format!(
-                    "{}: {label} {} is {actual}, not {}; point {} at a {label} that is",
-                    x.field, e.id, x.value, e.field
-                ),
-                _ => format!(
-                    "{}: {label} {} has {} {actual}, the spec says {}; set {} to {actual}, \
-                     or point {} at the right {label}",
-                    x.field, e.id, x.attr, x.value, x.field, e.field
-                ),
-            })
-        })
-        .collect()
 }

@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(Eip::key(&r).as_deref(), Some("a.x.c"));
         assert_eq!(NatGateway::key(&r).as_deref(), Some("a.x.c"));
         assert!(NatGateway::forces_replacement("subnet_id"));
-        assert!(NatGateway::gone("NatGatewayNotFound") == false);
+        assert!(!NatGateway::gone("NatGatewayNotFound"));
         assert!(Eip::gone("InvalidAllocationID.NotFound"));
         assert_eq!(InternetGateway::CREATE_CALLS, 2);
     }

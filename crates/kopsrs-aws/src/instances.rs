@@ -12,20 +12,28 @@ use crate::{Aws, Error};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceInfo {
+    /// The EC2 instance ID.
     pub id: String,
     /// The kops instance group (tag `kops.k8s.io/instancegroup`), else the ASG name.
     pub instance_group: String,
+    /// The group's role (tag `k8s.io/role/<role>`): `control-plane`, `node`, ...
     pub role: String,
     /// `UpToDate` when the instance runs the group's current launch-template version,
     /// `NeedsUpdate` otherwise (kops's words).
     pub status: String,
     /// The auto scaling lifecycle state (InService, Pending, Terminating...).
     pub state: String,
+    /// Auto Scaling's health check status (`Healthy`, `Unhealthy`).
     pub health: String,
+    /// The availability zone.
     pub zone: String,
+    /// The instance type.
     pub machine_type: String,
+    /// The private IPv4 address (empty while pending).
     pub internal_ip: String,
+    /// The launch-template version it was launched with.
     pub launch_template_version: String,
+    /// The version its group launches now.
     pub current_version: String,
 }
 

@@ -65,13 +65,14 @@ pub type Outputs = BTreeMap<Address, BTreeMap<String, String>>;
 /// environment, `AWS_ENDPOINT_URL`), with the adaptive retry mode and 10 attempts.
 #[derive(Clone)]
 pub struct Aws {
-    pub ec2: aws_sdk_ec2::Client,
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    pub iam: aws_sdk_iam::Client,
-    pub route53: aws_sdk_route53::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    pub events: aws_sdk_eventbridge::Client,
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) autoscaling: aws_sdk_autoscaling::Client,
+    pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) route53: aws_sdk_route53::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) events: aws_sdk_eventbridge::Client,
+    /// The region the clients talk to.
     pub region: String,
     calls: Arc<AtomicU64>,
 }
@@ -81,6 +82,7 @@ pub struct Aws {
 pub const SDK_MAX_ATTEMPTS: u32 = 10;
 
 impl Aws {
+    /// Clients for `region`, configured the standard way (see [`Aws`]).
     pub async fn connect(region: &str) -> Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()));
@@ -122,12 +124,16 @@ impl Aws {
 /// usable by an instance profile) are retryable; everything else is not.
 #[derive(Debug, Clone)]
 pub struct Error {
+    /// What went wrong, in AWS's words (or kopsrs's), naming the resource when known.
     pub message: String,
+    /// AWS's error code (`InvalidVpcID.NotFound`), or kopsrs's for its own checks.
     pub code: Option<String>,
+    /// Whether another attempt may succeed.
     pub retryable: bool,
 }
 
 impl Error {
+    /// An error no retry can fix.
     pub fn permanent(message: impl Into<String>) -> Error {
         Error {
             message: message.into(),
@@ -142,6 +148,7 @@ impl Error {
         self
     }
 
+    /// Whether the error has `code`.
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }

@@ -13,21 +13,30 @@ use futures::stream::{FuturesUnordered, StreamExt};
 /// One unit of work: `deps` are indexes of tasks that must succeed first.
 #[derive(Debug, Clone)]
 pub struct Task<K> {
+    /// What the runner is given to identify the work.
     pub key: K,
+    /// Indexes (into the task list) of the tasks this one waits for.
     pub deps: Vec<usize>,
 }
 
 /// Errors that may succeed when tried again (throttling, 5xx, eventual consistency).
 pub trait Retryable {
+    /// Whether another attempt may succeed.
     fn retryable(&self) -> bool;
 }
 
+/// How [`execute`] runs tasks.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
+    /// Tasks running at once, at most.
     pub concurrency: usize,
+    /// Time allowed for one attempt; a timed-out attempt is retried.
     pub timeout: Duration,
+    /// Attempts per task, the first included.
     pub max_attempts: u32,
+    /// Backoff before the second attempt; it doubles with each attempt after.
     pub base_delay: Duration,
+    /// Longest backoff.
     pub max_delay: Duration,
 }
 
@@ -46,41 +55,59 @@ impl Default for ExecOptions {
 /// Progress, for a bar on a terminal or plain lines in CI logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A task started.
     Started {
+        /// Its index.
         task: usize,
     },
+    /// A task failed in a way worth retrying; attempt `attempt` follows.
     Retrying {
+        /// Its index.
         task: usize,
+        /// The attempt about to run (2, 3, ...).
         attempt: u32,
+        /// What went wrong.
         error: String,
     },
+    /// A task succeeded.
     Done {
+        /// Its index.
         task: usize,
+        /// Tasks done so far.
         done: usize,
+        /// Tasks in the run.
         total: usize,
         /// How long the task took, all attempts included.
         elapsed: Duration,
     },
+    /// A task failed for good.
     Failed {
+        /// Its index.
         task: usize,
+        /// What went wrong.
         error: String,
     },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A run that succeeded.
 pub struct Summary {
+    /// Tasks done (all of them).
     pub done: usize,
+    /// Attempts made, retries included.
     pub attempts: u32,
     /// How long each task took (all its attempts), by task index.
     pub elapsed: Vec<Duration>,
 }
 
 #[derive(Debug)]
+/// A run that did not finish: what failed, what never ran.
 pub struct ExecError<E> {
     /// The tasks that failed, with their last error.
     pub failed: Vec<(usize, E)>,
     /// Tasks that never started because a dependency failed or the run stopped.
     pub not_run: Vec<usize>,
+    /// Tasks that succeeded before the run stopped.
     pub done: usize,
 }
 

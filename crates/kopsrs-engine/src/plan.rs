@@ -10,7 +10,9 @@ use kopsrs_model::{Address, DesiredSet, Resource, Value};
 /// provider does not report are not compared.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
+    /// Its address and the attributes read.
     pub resource: Resource,
+    /// Its cloud ID.
     pub id: String,
 }
 
