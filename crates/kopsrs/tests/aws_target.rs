@@ -256,6 +256,33 @@ fn group_settings_reach_auto_scaling() {
         "  role: Node\n  minSize: 2\n  maxSize: 4\n  machineType: m5.large\n  mixedInstancesPolicy:\n    instances:\n    - m5.large\n    - m5a.large\n    onDemandAboveBase: 20\n    spotAllocationStrategy: capacity-optimized\n  warmPool:\n    minSize: 1\n    maxSize: 3\n  suspendProcesses:\n  - AZRebalance\n  capacityRebalance: true\n",
     );
     h.create_from(&spec);
+    // The JSON plan: stdout is one document CI can read; the exit code says "changes".
+    let output = h
+        .kopsrs()
+        .args([
+            "update",
+            "cluster",
+            NAME,
+            "-o",
+            "json",
+            "--detailed-exitcode",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let creates = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "create")
+        .count();
+    assert!(creates > 20, "{plan}");
+    assert_eq!(plan["summary"]["add"], creates);
+    assert!(
+        plan["addons"].as_array().is_some_and(|a| !a.is_empty()),
+        "{plan}"
+    );
     h.apply();
     let group = h.moto.python(
         "a=aws('autoscaling')\n\
