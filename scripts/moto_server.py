@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with three additions.
+"""moto_server for kopsrs's tests and benchmarks, with four additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -12,6 +12,9 @@
    created, so `CreateTags` on it later shows in `DescribeTags` but not in
    `DescribeLaunchTemplates`; AWS shows them in both, and kopsrs records a template's
    content digest in a tag.
+4. IPv6-only subnets report 0 available IPv4 addresses, as AWS does. moto counts the /64's
+   2^64 addresses, which overflows EC2's 32-bit `availableIpAddressCount` and makes every
+   AWS SDK fail to parse CreateSubnet and DescribeSubnets.
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -38,6 +41,7 @@ import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.ec2.models import launch_templates as _launch_templates
+from moto.ec2.models import subnets as _subnets
 from moto.s3 import responses as s3_responses
 from werkzeug.serving import run_simple
 
@@ -62,6 +66,17 @@ def _launch_template_tags(self):
 # Read from the tag store each time, as AWS does; the assignment in moto's constructor is
 # ignored.
 _launch_templates.LaunchTemplate.tags = property(_launch_template_tags, lambda self, value: None)
+
+_available_ips = _subnets.Subnet.available_ip_address_count.fget
+
+
+def _available_ip_address_count(self):
+    if not self.cidr_block:
+        return 0
+    return _available_ips(self)
+
+
+_subnets.Subnet.available_ip_address_count = property(_available_ip_address_count)
 
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 

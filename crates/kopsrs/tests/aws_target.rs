@@ -563,6 +563,50 @@ fn cluster_inside_a_shared_vpc_using_its_nat_gateway() {
     );
 }
 
+/// An IPv6 cluster with private subnets (an egress-only internet gateway) and an extra IPv4
+/// block: both kinds are made, found again (the second plan is empty) and deleted.
+#[test]
+fn ipv6_private_cluster_with_an_additional_block_converges() {
+    let h = Harness::new();
+    h.create_cluster(&[
+        "--zones",
+        "eu-west-1a",
+        "--ipv6",
+        "--topology",
+        "private",
+        "--networking",
+        "cilium",
+        "--set",
+        "spec.additionalNetworkCIDRs=10.1.0.0/16",
+    ]);
+    // moto cannot launch instances into IPv6-only subnets (it allocates IPv4 addresses):
+    // the groups stay empty; their launch templates and groups are still made and compared.
+    for group in ["control-plane-eu-west-1a", "nodes-eu-west-1a"] {
+        for set in ["spec.minSize=0", "spec.maxSize=0"] {
+            h.kopsrs()
+                .args(["edit", "instancegroup", group, "--name", NAME, "--set", set])
+                .assert()
+                .success();
+        }
+    }
+    h.apply();
+    let made = h.moto.python(
+        "e=aws('ec2')\n\
+         gws=e.describe_egress_only_internet_gateways()['EgressOnlyInternetGateways']\n\
+         v=[v for v in e.describe_vpcs()['Vpcs'] if any(t['Key']=='Name' and t['Value']=='test.example.com' for t in v.get('Tags',[]))][0]\n\
+         print(json.dumps([len(gws), sorted(b['CidrBlock'] for b in v['CidrBlockAssociationSet'])]))",
+    );
+    let made: serde_json::Value = serde_json::from_str(made.trim()).unwrap();
+    assert_eq!(made[0], 1, "one egress-only gateway: {made}");
+    assert_eq!(made[1], serde_json::json!(["10.1.0.0/16", "172.20.0.0/16"]), "{made}");
+    h.assert_no_changes();
+    h.delete_all();
+    let left = h.moto.python(
+        "print(len(aws('ec2').describe_egress_only_internet_gateways()['EgressOnlyInternetGateways']))",
+    );
+    assert_eq!(left.trim(), "0");
+}
+
 /// Resources the cluster uses but does not own (a VPC and a subnet made by Terraform) are
 /// checked before anything changes: a wrong CIDR in the spec, or a subnet deleted behind the
 /// cluster's back, stops `update --yes` with the field, the value and the fix, and nothing is
