@@ -598,7 +598,11 @@ fn ipv6_private_cluster_with_an_additional_block_converges() {
     );
     let made: serde_json::Value = serde_json::from_str(made.trim()).unwrap();
     assert_eq!(made[0], 1, "one egress-only gateway: {made}");
-    assert_eq!(made[1], serde_json::json!(["10.1.0.0/16", "172.20.0.0/16"]), "{made}");
+    assert_eq!(
+        made[1],
+        serde_json::json!(["10.1.0.0/16", "172.20.0.0/16"]),
+        "{made}"
+    );
     h.assert_no_changes();
     h.delete_all();
     let left = h.moto.python(

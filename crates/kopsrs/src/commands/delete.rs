@@ -40,11 +40,13 @@ pub async fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
                 eprintln!("Run again with --yes to delete.");
                 return Ok(());
             }
-            let lock = store.lock(&name, "delete cluster --unregister").await?;
-            let removed = store.delete_cluster(&name).await;
-            // The lock lived inside the removed prefix; releasing is then a no-op.
-            lock.release().await?;
-            eprintln!("Deleted {} object(s) of cluster {name}", removed?);
+            // The lock lives inside the removed prefix; releasing it is then a no-op.
+            let purpose = Some("delete cluster --unregister");
+            let removed = pipeline::locked(&store, &name, purpose, async {
+                Ok(store.delete_cluster(&name).await?)
+            })
+            .await?;
+            eprintln!("Deleted {removed} object(s) of cluster {name}");
             Ok(())
         }
         Some(DeleteCommand::Instancegroup { group, yes }) => {
