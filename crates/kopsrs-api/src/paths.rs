@@ -110,6 +110,19 @@ fn child_schema<'a>(
     }
 }
 
+/// The schema of a map's values, when `schema` is a map (an object with no fixed fields).
+fn map_schema<'a>(root: &'a Value, schema: &'a Value) -> Option<&'a Value> {
+    let schema = resolve(root, schema);
+    let fixed = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|p| !p.is_empty());
+    match schema.get("additionalProperties") {
+        Some(entries) if entries.is_object() && !fixed => Some(entries),
+        _ => None,
+    }
+}
+
 fn convert(root: &Value, schema: &Value, raw: &str) -> Result<Value, String> {
     let schema = resolve(root, schema);
     let kinds = types(schema);
@@ -174,6 +187,21 @@ pub fn set(document: &mut Value, root_schema: &Value, path: &str, raw: &str) -> 
                 }
                 let map = node.as_object_mut().expect("made an object above");
                 if last {
+                    // A map field takes kops's `key=value`: one entry added (or replaced),
+                    // the others kept (`--set spec.cloudLabels=team=infra`).
+                    if let Some((entries, (key, value))) =
+                        map_schema(root_schema, schema).zip(raw.split_once('='))
+                    {
+                        let value = convert(root_schema, entries, value)
+                            .map_err(|e| format!("{path}.{key} {e}"))?;
+                        let target = map.entry(name.clone()).or_insert_with(empty);
+                        if !target.is_object() {
+                            *target = Value::Object(Map::new());
+                        }
+                        let target = target.as_object_mut().expect("made an object above");
+                        target.insert(key.to_string(), value);
+                        return Ok(());
+                    }
                     let value =
                         convert(root_schema, schema, raw).map_err(|e| format!("{path} {e}"))?;
                     map.insert(name.clone(), value);
@@ -288,6 +316,25 @@ mod tests {
                 "karpenter": {"featureGates": "StaticCapacity=true"},
             })
         );
+    }
+
+    /// kops's form for a map field: `key=value` adds one entry and keeps the others.
+    #[test]
+    fn a_map_field_takes_key_equals_value() {
+        let schema = schema();
+        let mut doc = json!({"spec": {"cloudLabels": {"owner": "sre"}}});
+        set(&mut doc, &schema, "spec.cloudLabels", "team=infra").unwrap();
+        set(&mut doc, &schema, "spec.cloudLabels", "env=a=b").unwrap();
+        assert_eq!(
+            doc["spec"]["cloudLabels"],
+            json!({"owner": "sre", "team": "infra", "env": "a=b"})
+        );
+        set(&mut doc, &schema, "spec.kubelet.nodeLabels", "tier=web").unwrap();
+        assert_eq!(doc["spec"]["kubelet"]["nodeLabels"], json!({"tier": "web"}));
+        // Without `=` a map is still refused, with the reason.
+        assert!(set(&mut doc, &schema, "spec.cloudLabels", "infra")
+            .unwrap_err()
+            .contains("is an object"));
     }
 
     #[test]

@@ -27,6 +27,15 @@ pub struct GlobalArgs {
     /// Name of the cluster.
     #[arg(long, env = "KOPS_CLUSTER_NAME", global = true)]
     pub name: Option<String>,
+    /// A kops config file (YAML or JSON: `state: s3://bucket`, `name: cluster`) for what
+    /// neither a flag nor the environment gives. Default: ./.kops.yaml, ~/.kops.yaml,
+    /// ~/.config/kops/.kops.yaml, the first that exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log verbosity, as kops's `-v N`: accepted so kops command lines run; kopsrs's
+    /// messages are the same at every level.
+    #[arg(short = 'v', long = "v", global = true, value_name = "LEVEL")]
+    pub verbosity: Option<u8>,
     /// What the pipeline takes from the environment, read once at start (not a flag).
     #[arg(skip)]
     pub settings: crate::pipeline::Settings,
@@ -66,7 +75,14 @@ pub enum Command {
     #[command(subcommand)]
     Upgrade(UpgradeCommand),
     /// Print the version.
-    Version,
+    Version {
+        /// Only the version number.
+        #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+        short: bool,
+    },
+    /// kops verbs kopsrs does not have yet: each says so and what to use instead.
+    #[command(external_subcommand)]
+    Unsupported(Vec<String>),
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
@@ -107,8 +123,22 @@ pub enum CreateCommand {
     Instancegroup(CreateInstanceGroupArgs),
     /// Add the admin SSH public key.
     Sshpublickey(CreateSshPublicKeyArgs),
+    /// kops's older form: `create secret sshpublickey admin -i FILE`.
+    #[command(subcommand)]
+    Secret(CreateSecretCommand),
     /// Add a new key to a keyset (or `all`): trusted, not yet primary.
     Keypair(KeypairArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CreateSecretCommand {
+    /// Add the admin SSH public key (as `create sshpublickey`).
+    Sshpublickey {
+        /// The secret's name (kops used `admin`); kopsrs keeps one admin key per cluster.
+        secret: Option<String>,
+        #[command(flatten)]
+        key: CreateSshPublicKeyArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -146,6 +176,7 @@ pub enum TrustCommand {
 #[derive(Subcommand, Debug)]
 pub enum ExportCommand {
     /// Write the cluster's entry into a kubeconfig and make it the current context.
+    #[command(alias = "kubecfg")]
     Kubeconfig(ExportKubeconfigArgs),
 }
 
@@ -342,6 +373,10 @@ pub struct CreateInstanceGroupArgs {
     /// Set a field: spec.path=value (repeatable).
     #[arg(long = "set")]
     pub sets: Vec<String>,
+    /// kops opens an editor on the new group unless `--edit=false`; kopsrs writes the group
+    /// as given either way (change it with --set, or `kopsrs edit instancegroup` after).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub edit: bool,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,48 @@ use kopsrs_state::StateStore;
 use crate::cli::GlobalArgs;
 use crate::problems::{Problem, Problems};
 
+/// kops's config file (`--config`, else the first of ./.kops.yaml, ~/.kops.yaml,
+/// ~/.config/kops/.kops.yaml): `state` and `name` for what no flag or environment variable
+/// gave. Other keys (kops's other flags) are ignored, as kops ignores keys it does not bind.
+pub fn read_config_file(global: &mut GlobalArgs) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct ConfigFile {
+        state: Option<String>,
+        name: Option<String>,
+    }
+    let path = match &global.config {
+        Some(path) => path.clone(),
+        None => {
+            let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+            let candidates = [Some(std::path::PathBuf::from(".kops.yaml"))]
+                .into_iter()
+                .chain([
+                    home.as_ref().map(|h| h.join(".kops.yaml")),
+                    home.as_ref().map(|h| h.join(".config/kops/.kops.yaml")),
+                ])
+                .flatten();
+            match candidates.into_iter().find(|p| p.is_file()) {
+                Some(path) => path,
+                None => return Ok(()),
+            }
+        }
+    };
+    let text = read_input(&path)?;
+    let config: ConfigFile = serde_yaml_ng::from_str(&text).map_err(|e| {
+        Problems::one(
+            format!("{}: {e}", path.display()),
+            "a kops config file holds `state: s3://bucket/prefix` and optionally `name: CLUSTER`",
+        )
+    })?;
+    if global.state.is_none() {
+        global.state = config.state;
+    }
+    if global.name.is_none() {
+        global.name = config.name;
+    }
+    Ok(())
+}
+
 /// The state store URL: `--state`, else `KOPS_STATE_STORE` (both through clap), else a
 /// directory under the user's data directory, so the tool works with no cloud account.
 pub fn state_url(global: &GlobalArgs) -> Result<String> {

@@ -230,3 +230,127 @@ fn boolean_flags_take_values_as_kops_does() {
         .output()
         .unwrap());
 }
+
+/// kops's command lines from articles and CI scripts (issue 17, item 3), each as it failed
+/// before: the map form of `--set`, `--config`, the aliases, and kops verbs kopsrs lacks.
+#[test]
+fn kops_command_line_habits() {
+    let (dir, state) = support::file_store_with_cluster();
+    let name = "test.example.com";
+    let fails = |output: std::process::Output| {
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        String::from_utf8(output.stderr).unwrap()
+    };
+
+    // `--set` on a map field adds one entry, as kops does.
+    ok(kopsrs(&state)
+        .args([
+            "edit",
+            "cluster",
+            name,
+            "--set",
+            "spec.cloudLabels=team=infra",
+        ])
+        .output()
+        .unwrap());
+    let spec = ok(kopsrs(&state)
+        .args(["get", "cluster", name, "-o", "yaml"])
+        .output()
+        .unwrap());
+    assert!(spec.contains("cloudLabels:\n    team: infra"), "{spec}");
+
+    // The global --config file names the state store and the cluster.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = dir.path().join("kops.yaml");
+    std::fs::write(&config, format!("state: {state}\nname: {name}\n")).unwrap();
+    let bare = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kopsrs"));
+        c.env_remove("KOPS_STATE_STORE")
+            .env_remove("KOPS_CLUSTER_NAME")
+            .env("HOME", &home)
+            .current_dir(&home);
+        c
+    };
+    let groups = ok(bare()
+        .arg("--config")
+        .arg(&config)
+        .args(["get", "ig"])
+        .output()
+        .unwrap());
+    assert!(groups.contains("nodes"), "{groups}");
+    // ... and ~/.kops.yaml is read when no --config is given.
+    std::fs::copy(&config, home.join(".kops.yaml")).unwrap();
+    let clusters = ok(bare().args(["get", "clusters"]).output().unwrap());
+    assert!(clusters.contains(name), "{clusters}");
+
+    // Aliases and kops's flags.
+    let key = dir.path().join("id.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkopsrstestkeymaterial0000000000 me\n",
+    )
+    .unwrap();
+    ok(kopsrs(&state)
+        .args([
+            "create",
+            "secret",
+            "--name",
+            name,
+            "sshpublickey",
+            "admin",
+            "-i",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap());
+    ok(kopsrs(&state)
+        .args([
+            "-v",
+            "10",
+            "create",
+            "ig",
+            "extra",
+            "--name",
+            name,
+            "--edit=false",
+            "--subnet",
+            "eu-west-1a",
+        ])
+        .output()
+        .unwrap());
+    let version = ok(kopsrs(&state)
+        .args(["version", "--short"])
+        .output()
+        .unwrap());
+    assert_eq!(version.trim(), env!("CARGO_PKG_VERSION"));
+    let kubecfg = kopsrs(&state)
+        .args(["export", "kubecfg", name])
+        .output()
+        .unwrap();
+    // The alias reaches `export kubeconfig` (which needs the PKI an update makes first).
+    let stderr = String::from_utf8_lossy(&kubecfg.stderr);
+    assert!(stderr.contains("has no CA yet"), "{stderr}");
+
+    // kops verbs kopsrs does not have yet say so, with what to do instead.
+    let rolling = fails(
+        kopsrs(&state)
+            .args(["rolling-update", "cluster", name, "--yes"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        rolling.contains("kopsrs has no `rolling-update cluster` yet"),
+        "{rolling}"
+    );
+    assert!(rolling.contains("kopsrs get instances"), "{rolling}");
+    let validate = fails(
+        kopsrs(&state)
+            .args(["validate", "cluster"])
+            .output()
+            .unwrap(),
+    );
+    assert!(validate.contains("no `validate cluster` yet"), "{validate}");
+    let typo = fails(kopsrs(&state).args(["updte", "cluster"]).output().unwrap());
+    assert!(typo.contains("did you mean `update`?"), "{typo}");
+}

@@ -23,7 +23,10 @@ pub async fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
     match args.what {
         Some(CreateCommand::Cluster(cluster)) => create_cluster_command(global, *cluster).await,
         Some(CreateCommand::Instancegroup(group)) => create_instance_group(global, group).await,
-        Some(CreateCommand::Sshpublickey(key)) => {
+        Some(CreateCommand::Sshpublickey(key))
+        | Some(CreateCommand::Secret(crate::cli::CreateSecretCommand::Sshpublickey {
+            key, ..
+        })) => {
             let name = context::cluster_name(global, None)?;
             let store = context::open_store(global)?;
             load_cluster(&store, &name).await?;
@@ -265,6 +268,12 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
     }
     store.write_instance_group(&name, &group, None).await?;
     eprintln!("Created instance group {}/{}", name, group.metadata.name);
+    if args.edit {
+        eprintln!(
+            "kopsrs opens no editor here; change it with `kopsrs edit instancegroup {} --name {name}`",
+            group.metadata.name
+        );
+    }
     Ok(())
 }
 

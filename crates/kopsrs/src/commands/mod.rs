@@ -18,9 +18,11 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command};
 use crate::context;
 pub use crate::pipeline::{load_cluster, validate, StoredCluster};
+use crate::problems::Problems;
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let global = cli.global;
+    let mut global = cli.global;
+    context::read_config_file(&mut global)?;
     match cli.command {
         Command::Create(args) => create::run(&global, args).await,
         Command::Get(args) => get::run(&global, args).await,
@@ -51,13 +53,68 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Upgrade(crate::cli::UpgradeCommand::Cluster(args)) => {
             upgrade::run(&global, args).await
         }
-        Command::Version => {
+        Command::Version { short: true } => {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Version { short: false } => {
             println!("kopsrs {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Unsupported(argv) => Err(unsupported(&argv).into()),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kopsrs", &mut std::io::stdout());
             Ok(())
+        }
+    }
+}
+
+/// What kopsrs says to a verb it does not have: a kops verb it has not yet (and what to use
+/// meanwhile), else the closest verb it has.
+fn unsupported(argv: &[String]) -> Problems {
+    let verb = argv.first().map(String::as_str).unwrap_or_default();
+    let not_yet = |what: &str, instead: &str| {
+        Problems::one(format!("kopsrs has no `{what}` yet"), instead.to_string())
+    };
+    match verb {
+        "rolling-update" => not_yet(
+            "rolling-update cluster",
+            "`kopsrs get instances` lists the instances that need an update; replace them \
+             through their auto scaling group (an instance refresh) until it lands",
+        ),
+        "validate" => not_yet(
+            "validate cluster",
+            "export a kubeconfig (`kopsrs export kubeconfig --admin`) and check with \
+             `kubectl get nodes` and `kubectl get pods -n kube-system`",
+        ),
+        "reconcile" => not_yet(
+            "reconcile cluster",
+            "run `kopsrs update cluster --yes`; instances then need replacing, see \
+             `kopsrs get instances`",
+        ),
+        "describe" => not_yet(
+            "describe",
+            "`kopsrs get` prints clusters, instance groups and keys",
+        ),
+        "set" | "unset" => not_yet(
+            verb,
+            &format!("use `kopsrs edit cluster --{verb} spec.PATH...` (or `edit instancegroup`)"),
+        ),
+        "helpers" | "gen-cli-docs" => not_yet(verb, "it is a kops development aid"),
+        _ => {
+            let mut known: Vec<String> = Cli::command()
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
+            known.retain(|name| name != "help");
+            let closest = known.iter().max_by(|a, b| {
+                strsim::jaro_winkler(verb, a).total_cmp(&strsim::jaro_winkler(verb, b))
+            });
+            let hint = match closest {
+                Some(c) if strsim::jaro_winkler(verb, c) > 0.8 => format!("did you mean `{c}`?"),
+                _ => "`kopsrs --help` lists the commands".to_string(),
+            };
+            Problems::one(format!("unknown command {verb:?}"), hint)
         }
     }
 }
