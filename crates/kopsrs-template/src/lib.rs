@@ -387,6 +387,26 @@ labels:
         );
     }
 
+    /// sprig's `empty`: integer zero is empty (gtmpl keeps it an integer); arithmetic that
+    /// overflows is an error, not a wrapped number.
+    #[test]
+    fn zero_is_empty_and_overflow_is_an_error() {
+        let values = json!({"zero": 0, "big": i64::MAX});
+        let out = render(
+            "t.yaml",
+            "{{ empty .zero }} {{ default 5 .zero }} {{ empty 1 }} {{ add 1 2 }}",
+            &values,
+            Engine::Go,
+            true,
+        )
+        .unwrap();
+        assert_eq!(out, "true 5 false 3");
+        for text in ["{{ add .big 1 }}", "{{ mul .big 2 }}", "{{ sub 0 .big | sub 2 }}"] {
+            let err = render("t.yaml", text, &values, Engine::Go, true).unwrap_err();
+            assert!(err.to_string().contains("overflows"), "{text}: {err}");
+        }
+    }
+
     #[test]
     fn missing_values_fail_when_asked() {
         let err = render(

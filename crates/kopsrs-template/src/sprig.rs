@@ -76,7 +76,8 @@ fn is_empty(value: &Value) -> bool {
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Map(m) | Value::Object(m) => m.is_empty(),
-        Value::Number(n) => n.as_f64() == Some(0.0),
+        // gtmpl keeps whole numbers as integers (`as_f64` is then None): zero either way.
+        Value::Number(n) => n.as_i64() == Some(0) || n.as_f64() == Some(0.0),
         Value::Function(_) => false,
     }
 }
@@ -378,20 +379,27 @@ fn int(a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::from(number("int", &v)?))
 }
 
+/// Integer arithmetic that refuses to overflow: a template's numbers come from values files,
+/// and a wrapped (or, in a debug build, panicking) sum would be a silent wrong spec.
+fn checked(name: &str, result: Option<i64>) -> Result<i64, FuncError> {
+    result.ok_or_else(|| FuncError::Generic(format!("{name}: the result overflows a 64-bit integer")))
+}
+
 fn add(a: &[Value]) -> Result<Value, FuncError> {
     a.iter()
-        .try_fold(0i64, |sum, v| Ok(sum + number("add", v)?))
+        .try_fold(0i64, |sum, v| checked("add", sum.checked_add(number("add", v)?)))
         .map(Value::from)
 }
 
 fn sub(a: &[Value]) -> Result<Value, FuncError> {
     let [x, y] = args::<2>("sub", a)?;
-    Ok(Value::from(number("sub", &x)? - number("sub", &y)?))
+    let difference = number("sub", &x)?.checked_sub(number("sub", &y)?);
+    Ok(Value::from(checked("sub", difference)?))
 }
 
 fn mul(a: &[Value]) -> Result<Value, FuncError> {
     a.iter()
-        .try_fold(1i64, |product, v| Ok(product * number("mul", v)?))
+        .try_fold(1i64, |product, v| checked("mul", product.checked_mul(number("mul", v)?)))
         .map(Value::from)
 }
 
