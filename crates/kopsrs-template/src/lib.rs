@@ -303,6 +303,13 @@ fn render_jinja(
     // Jinja2 drops a template's final newline by default; Go templates keep it, so keep it
     // here too and both engines render a file the same way.
     environment.set_keep_trailing_newline(true);
+    // minijinja escapes by file name and takes `x.yml.j2` for YAML, where it writes every
+    // value JSON-quoted (`master-"eu-west-1""a"`). A spec template composes YAML text
+    // itself, as Jinja2 without autoescape does (kops users' and ReactiveOps' templates).
+    environment.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // Python's methods on values (`.items()`, `.keys()`, `.get()`, `.upper()`, ...), which
+    // Jinja2 templates written for Python call.
+    environment.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     // The counterpart of sprig's `toYaml`, to write a values subtree into the spec.
     environment.add_filter(
         "to_yaml",
@@ -401,10 +408,26 @@ labels:
         )
         .unwrap();
         assert_eq!(out, "true 5 false 3");
-        for text in ["{{ add .big 1 }}", "{{ mul .big 2 }}", "{{ sub 0 .big | sub 2 }}"] {
+        for text in [
+            "{{ add .big 1 }}",
+            "{{ mul .big 2 }}",
+            "{{ sub 0 .big | sub 2 }}",
+        ] {
             let err = render("t.yaml", text, &values, Engine::Go, true).unwrap_err();
             assert!(err.to_string().contains("overflows"), "{text}: {err}");
         }
+    }
+
+    /// A `*.yml.j2` template as ReactiveOps and kops users write them: values unquoted, and
+    /// Python's dict and string methods.
+    #[test]
+    fn jinja_yaml_templates_are_not_escaped_and_have_python_methods() {
+        let values = json!({"region": "eu-west-1", "labels": {"team": "sre", "env": "dev"}});
+        let text = "name: master-{{ region }}{{ 'a' }}\n\
+                    {% for k, v in labels.items() %}{{ k }}={{ v.upper() }};{% endfor %}\n\
+                    {{ labels.get('missing', 'none') }} {{ labels.keys() | list | length }}\n";
+        let out = render("cluster.yml.j2", text, &values, Engine::Jinja, true).unwrap();
+        assert_eq!(out, "name: master-eu-west-1a\nenv=DEV;team=SRE;\nnone 2\n");
     }
 
     #[test]

@@ -382,12 +382,15 @@ fn int(a: &[Value]) -> Result<Value, FuncError> {
 /// Integer arithmetic that refuses to overflow: a template's numbers come from values files,
 /// and a wrapped (or, in a debug build, panicking) sum would be a silent wrong spec.
 fn checked(name: &str, result: Option<i64>) -> Result<i64, FuncError> {
-    result.ok_or_else(|| FuncError::Generic(format!("{name}: the result overflows a 64-bit integer")))
+    result
+        .ok_or_else(|| FuncError::Generic(format!("{name}: the result overflows a 64-bit integer")))
 }
 
 fn add(a: &[Value]) -> Result<Value, FuncError> {
     a.iter()
-        .try_fold(0i64, |sum, v| checked("add", sum.checked_add(number("add", v)?)))
+        .try_fold(0i64, |sum, v| {
+            checked("add", sum.checked_add(number("add", v)?))
+        })
         .map(Value::from)
 }
 
@@ -399,7 +402,9 @@ fn sub(a: &[Value]) -> Result<Value, FuncError> {
 
 fn mul(a: &[Value]) -> Result<Value, FuncError> {
     a.iter()
-        .try_fold(1i64, |product, v| checked("mul", product.checked_mul(number("mul", v)?)))
+        .try_fold(1i64, |product, v| {
+            checked("mul", product.checked_mul(number("mul", v)?))
+        })
         .map(Value::from)
 }
 
