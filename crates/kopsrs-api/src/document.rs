@@ -380,18 +380,8 @@ fn clean_message(message: &str) -> String {
             .or_else(|| expected.strip_prefix(", expected"))
             .unwrap_or("");
         let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let closest = known
-            .iter()
-            .map(|k| {
-                (
-                    strsim::jaro_winkler(&field.to_lowercase(), &k.to_lowercase()),
-                    *k,
-                )
-            })
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        return match closest {
-            Some((_, name)) => format!("unknown field `{field}`; did you mean `{name}`?"),
+        return match crate::closest(field, known.iter().copied()) {
+            Some(name) => format!("unknown field `{field}`; did you mean `{name}`?"),
             None if known.is_empty() => {
                 format!("unknown field `{field}`; this object has no fields")
             }

@@ -15,6 +15,18 @@ pub mod validate;
 pub mod versions;
 
 pub use complete::complete;
+
+/// The candidate closest to `name` (Jaro-Winkler, case-insensitive) when it is close enough
+/// to be what the user meant: for "did you mean" hints.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&name, &c.to_lowercase()), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
 pub use document::{
     decode_documents, encode_documents, too_deep, Cluster, DecodeError, Document, InstanceGroup,
     Keyset, OutputFormat, SshCredential, API_VERSION, MAX_DEPTH, MAX_SPEC_BYTES,

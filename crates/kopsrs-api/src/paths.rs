@@ -89,19 +89,14 @@ fn child_schema<'a>(
             if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
                 return Ok(additional);
             }
-            let known: Vec<&String> = schema
+            let known = schema
                 .get("properties")
                 .and_then(Value::as_object)
-                .map(|m| m.keys().collect())
-                .unwrap_or_default();
-            let closest = known.iter().max_by(|a, b| {
-                strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b))
-            });
-            Err(match closest {
-                Some(c) if strsim::jaro_winkler(name, c) > 0.8 => {
-                    format!("unknown field {name:?}; did you mean {c:?}?")
-                }
-                _ => format!("unknown field {name:?}"),
+                .into_iter()
+                .flat_map(|m| m.keys().map(String::as_str));
+            Err(match crate::closest(name, known) {
+                Some(c) => format!("unknown field {name:?}; did you mean {c:?}?"),
+                None => format!("unknown field {name:?}"),
             })
         }
         Segment::Index(_) => schema

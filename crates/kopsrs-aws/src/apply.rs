@@ -52,8 +52,8 @@ fn calls_of(change: &Change) -> usize {
     }
 }
 
-/// Applies `plan` (from [`Aws::plan`]): creations and updates in dependency order, then
-/// deletions in reverse dependency order.
+/// Applies `plan` (from [`Aws::plan`], or [`Aws::destroy_plan`] to delete the cluster):
+/// creations and updates in dependency order, then deletions in reverse dependency order.
 pub async fn apply(
     aws: &Aws,
     cluster: &str,
@@ -194,17 +194,6 @@ async fn delete(aws: &Aws, kind: Kind, id: &str, found: &Out) -> Result<(), Erro
         Err(e) if e.code.as_deref().is_some_and(|c| kind.gone(c)) => Ok(()),
         other => other,
     }
-}
-
-/// Deletes everything the cluster owns: the plan of [`Aws::destroy_plan`].
-pub async fn destroy(
-    aws: &Aws,
-    cluster: &str,
-    plan: &Plan,
-    options: &ExecOptions,
-    progress: impl FnMut(&Change, Event),
-) -> Result<ApplyReport, ExecError<Error>> {
-    apply(aws, cluster, plan, options, progress).await
 }
 
 /// The in-place update of kinds whose only changes are tags ([`Tagging`]).

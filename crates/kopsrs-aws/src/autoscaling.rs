@@ -181,8 +181,7 @@ impl Aws {
         &self,
         cluster: &str,
     ) -> Result<Vec<asgt::AutoScalingGroup>, Error> {
-        let mut groups = Vec::new();
-        let mut pages = self
+        let request = self
             .autoscaling
             .describe_auto_scaling_groups()
             .max_records(100)
@@ -191,14 +190,8 @@ impl Aws {
                     .name("tag-key")
                     .values(Self::cluster_tag(cluster))
                     .build(),
-            )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            self.call();
-            groups.extend(page?.auto_scaling_groups.unwrap_or_default());
-        }
-        Ok(groups)
+            );
+        Ok(all_pages!(self, request, auto_scaling_groups))
     }
 }
 

@@ -93,7 +93,7 @@ impl Item {
 
 /// What exists, in the engine's terms.
 #[derive(Debug, Default)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     /// What was found of the cluster, with an address each.
     pub observed: Vec<Observed>,
     /// Attributes of what exists (and of data sources), for references.
@@ -163,7 +163,7 @@ impl Aws {
     /// Everything of the cluster that exists, matched against `desired` (pass an empty set
     /// to find everything owned, for deletion). Every kind is read at once; data sources
     /// too, and the kinds that need them (DNS records in the hosted zone) wait for them.
-    pub async fn discover(&self, desired: &DesiredSet) -> Result<Discovery, Error> {
+    pub(crate) async fn discover(&self, desired: &DesiredSet) -> Result<Discovery, Error> {
         let start = self.calls();
         let cluster = desired.cluster_name.as_str();
         let scan = Scan {

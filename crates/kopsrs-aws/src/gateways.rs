@@ -43,24 +43,20 @@ impl Handler for InternetGateway {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
-        let mut items = Vec::new();
-        let mut pages = aws
+        let request = scan
+            .aws
             .ec2
             .describe_internet_gateways()
             .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for gateway in page?.internet_gateways() {
-                let id = gateway.internet_gateway_id().unwrap_or_default();
-                let tags = ec2_tags(gateway.tags());
-                items.push(Item::tagged(Kind::InternetGateway, id, &tags, scan.cluster));
-            }
-        }
-        Ok(items)
+            .filters(Aws::ec2_filter(scan.cluster));
+        let gateways = all_pages!(scan.aws, request, internet_gateways);
+        Ok(gateways
+            .iter()
+            .map(|g| {
+                let id = g.internet_gateway_id().unwrap_or_default();
+                Item::tagged(Kind::InternetGateway, id, &ec2_tags(g.tags()), scan.cluster)
+            })
+            .collect())
     }
 
     async fn create(op: &Op<'_>) -> Result<Out, Error> {
@@ -134,31 +130,21 @@ impl Handler for EgressOnly {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
-        let mut items = Vec::new();
-        let mut pages = aws
+        let request = scan
+            .aws
             .ec2
             .describe_egress_only_internet_gateways()
             .max_results(255)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for gateway in page?.egress_only_internet_gateways() {
-                let id = gateway
-                    .egress_only_internet_gateway_id()
-                    .unwrap_or_default();
-                let tags = ec2_tags(gateway.tags());
-                items.push(Item::tagged(
-                    Kind::EgressOnlyInternetGateway,
-                    id,
-                    &tags,
-                    scan.cluster,
-                ));
-            }
-        }
-        Ok(items)
+            .filters(Aws::ec2_filter(scan.cluster));
+        let gateways = all_pages!(scan.aws, request, egress_only_internet_gateways);
+        Ok(gateways
+            .iter()
+            .map(|g| {
+                let id = g.egress_only_internet_gateway_id().unwrap_or_default();
+                let tags = ec2_tags(g.tags());
+                Item::tagged(Kind::EgressOnlyInternetGateway, id, &tags, scan.cluster)
+            })
+            .collect())
     }
 
     async fn create(op: &Op<'_>) -> Result<Out, Error> {
@@ -253,33 +239,29 @@ impl Handler for NatGateway {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
-        let mut items = Vec::new();
-        let mut pages = aws
+        let request = scan
+            .aws
             .ec2
             .describe_nat_gateways()
             .max_results(1000)
-            .filter(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for nat in page?.nat_gateways() {
-                // Deleted ones stay listed for a while; they are not there any more.
-                if matches!(
+            .filter(Aws::ec2_filter(scan.cluster));
+        let nats = all_pages!(scan.aws, request, nat_gateways);
+        Ok(nats
+            .iter()
+            // Deleted ones stay listed for a while; they are not there any more.
+            .filter(|nat| {
+                !matches!(
                     nat.state(),
                     Some(ec2t::NatGatewayState::Deleted)
                         | Some(ec2t::NatGatewayState::Deleting)
                         | Some(ec2t::NatGatewayState::Failed)
-                ) {
-                    continue;
-                }
-                let tags = ec2_tags(nat.tags());
+                )
+            })
+            .map(|nat| {
                 let id = nat.nat_gateway_id().unwrap_or_default();
-                items.push(Item::tagged(Kind::NatGateway, id, &tags, scan.cluster));
-            }
-        }
-        Ok(items)
+                Item::tagged(Kind::NatGateway, id, &ec2_tags(nat.tags()), scan.cluster)
+            })
+            .collect())
     }
 
     async fn create(op: &Op<'_>) -> Result<Out, Error> {
@@ -313,22 +295,13 @@ impl Handler for NatGateway {
     /// NAT gateways a shared VPC's private subnets route through exist and are available.
     async fn verify(aws: &Aws, existing: &[&Existing]) -> Result<Vec<String>, Error> {
         let ids: Vec<String> = existing.iter().map(|e| e.id.clone()).collect();
-        let mut nats = Vec::new();
-        let mut pages = aws
-            .ec2
-            .describe_nat_gateways()
-            .filter(
-                ec2t::Filter::builder()
-                    .name("nat-gateway-id")
-                    .set_values(Some(ids))
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            nats.extend(page?.nat_gateways.unwrap_or_default());
-        }
+        let request = aws.ec2.describe_nat_gateways().filter(
+            ec2t::Filter::builder()
+                .name("nat-gateway-id")
+                .set_values(Some(ids))
+                .build(),
+        );
+        let nats = all_pages!(aws, request, nat_gateways);
         Ok(existing
             .iter()
             .flat_map(|e| {

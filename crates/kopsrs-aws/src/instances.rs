@@ -57,30 +57,26 @@ impl Aws {
         };
         let details = async {
             let mut details = BTreeMap::new();
-            let mut pages = self
+            let request = self
                 .ec2
                 .describe_instances()
                 .filters(Self::ec2_filter(cluster))
-                .max_results(1000)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                self.call();
-                for instance in page?.reservations().iter().flat_map(|r| r.instances()) {
-                    details.insert(
-                        instance.instance_id().unwrap_or_default().to_string(),
-                        (
-                            instance
-                                .instance_type()
-                                .map(|t| t.as_str().to_string())
-                                .unwrap_or_default(),
-                            instance
-                                .private_ip_address()
-                                .unwrap_or_default()
-                                .to_string(),
-                        ),
-                    );
-                }
+                .max_results(1000);
+            let reservations = all_pages!(self, request, reservations);
+            for instance in reservations.iter().flat_map(|r| r.instances()) {
+                details.insert(
+                    instance.instance_id().unwrap_or_default().to_string(),
+                    (
+                        instance
+                            .instance_type()
+                            .map(|t| t.as_str().to_string())
+                            .unwrap_or_default(),
+                        instance
+                            .private_ip_address()
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                );
             }
             Ok::<_, Error>(details)
         };

@@ -142,19 +142,12 @@ impl Aws {
         &self,
         cluster: &str,
     ) -> Result<Vec<ec2t::LaunchTemplate>, Error> {
-        let mut templates = Vec::new();
-        let mut pages = self
+        let request = self
             .ec2
             .describe_launch_templates()
             .max_results(200)
-            .filters(Self::ec2_filter(cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            self.call();
-            templates.extend(page?.launch_templates.unwrap_or_default());
-        }
-        Ok(templates)
+            .filters(Self::ec2_filter(cluster));
+        Ok(all_pages!(self, request, launch_templates))
     }
 }
 

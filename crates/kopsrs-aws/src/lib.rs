@@ -16,6 +16,21 @@
 //!   so a run killed after a create finds and adopts it by tag; `ClientToken` where AWS offers
 //!   it (NAT gateways, volumes, launch templates) makes a retried create return the first one.
 
+/// Every page of a paginated request (`into_paginator`), one counted call per page: the
+/// `$field` list of each page's output, concatenated. A macro because each operation's
+/// paginator and output are types of their own.
+macro_rules! all_pages {
+    ($aws:expr, $request:expr, $field:ident) => {{
+        let mut all = Vec::new();
+        let mut pages = $request.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            $aws.call();
+            all.extend(page?.$field.unwrap_or_default());
+        }
+        all
+    }};
+}
+
 mod apply;
 mod discover;
 mod instances;
@@ -52,8 +67,7 @@ use std::collections::BTreeSet;
 use kopsrs_engine::Plan;
 use kopsrs_model::{Address, DesiredSet};
 
-pub use apply::{apply, destroy, ApplyReport};
-pub use discover::Discovery;
+pub use apply::{apply, ApplyReport};
 pub use instances::InstanceInfo;
 pub use kind::Kind;
 

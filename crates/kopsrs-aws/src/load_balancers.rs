@@ -41,32 +41,12 @@ impl Handler for LoadBalancer {
         let aws = scan.aws;
         let tag = Aws::cluster_tag(scan.cluster);
         let lbs = async {
-            let mut lbs = Vec::new();
-            let mut pages = aws
-                .elb
-                .describe_load_balancers()
-                .page_size(400)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                aws.call();
-                lbs.extend(page?.load_balancers.unwrap_or_default());
-            }
-            Ok::<_, Error>(lbs)
+            let request = aws.elb.describe_load_balancers().page_size(400);
+            Ok::<_, Error>(all_pages!(aws, request, load_balancers))
         };
         let tgs = async {
-            let mut tgs = Vec::new();
-            let mut pages = aws
-                .elb
-                .describe_target_groups()
-                .page_size(400)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                aws.call();
-                tgs.extend(page?.target_groups.unwrap_or_default());
-            }
-            Ok::<_, Error>(tgs)
+            let request = aws.elb.describe_target_groups().page_size(400);
+            Ok::<_, Error>(all_pages!(aws, request, target_groups))
         };
         let (lbs, tgs) = tokio::try_join!(lbs, tgs)?;
         let arns: Vec<String> = lbs

@@ -25,23 +25,19 @@ impl Handler for RouteTable {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let mut items = Vec::new();
-        let mut pages = aws
+        let request = aws
             .ec2
             .describe_route_tables()
             .max_results(100)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for table in page?.route_tables() {
-                let tags = ec2_tags(table.tags());
-                let id = table.route_table_id().unwrap_or_default();
-                let item = Item::tagged(Kind::RouteTable, id, &tags, scan.cluster);
-                let owned = item.owned;
-                items.extend(routes_of(table, owned));
-                items.push(item);
-            }
+            .filters(Aws::ec2_filter(scan.cluster));
+        let tables = all_pages!(aws, request, route_tables);
+        for table in &tables {
+            let tags = ec2_tags(table.tags());
+            let id = table.route_table_id().unwrap_or_default();
+            let item = Item::tagged(Kind::RouteTable, id, &tags, scan.cluster);
+            let owned = item.owned;
+            items.extend(routes_of(table, owned));
+            items.push(item);
         }
         Ok(items)
     }

@@ -31,30 +31,26 @@ impl Handler for SecurityGroup {
         let aws = scan.aws;
         let mut items = Vec::new();
         let mut owned_groups = Vec::new();
-        let mut pages = aws
+        let request = aws
             .ec2
             .describe_security_groups()
             .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for sg in page?.security_groups() {
-                let tags = ec2_tags(sg.tags());
-                let id = sg.group_id().unwrap_or_default();
-                let name = sg.group_name().unwrap_or_default();
-                let item = Item::new(Kind::SecurityGroup, id, name)
-                    .with_tags(&tags, scan.cluster)
-                    .with(&[("name", name)]);
-                if item.owned {
-                    owned_groups.push(id.to_string());
-                }
-                items.push(item);
+            .filters(Aws::ec2_filter(scan.cluster));
+        let groups = all_pages!(aws, request, security_groups);
+        for sg in &groups {
+            let tags = ec2_tags(sg.tags());
+            let id = sg.group_id().unwrap_or_default();
+            let name = sg.group_name().unwrap_or_default();
+            let item = Item::new(Kind::SecurityGroup, id, name)
+                .with_tags(&tags, scan.cluster)
+                .with(&[("name", name)]);
+            if item.owned {
+                owned_groups.push(id.to_string());
             }
+            items.push(item);
         }
         for chunk in owned_groups.chunks(200) {
-            let mut pages = aws
+            let request = aws
                 .ec2
                 .describe_security_group_rules()
                 .max_results(1000)
@@ -63,15 +59,9 @@ impl Handler for SecurityGroup {
                         .name("group-id")
                         .set_values(Some(chunk.to_vec()))
                         .build(),
-                )
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                aws.call();
-                for rule in page?.security_group_rules() {
-                    items.push(rule_item(rule, scan.cluster));
-                }
-            }
+                );
+            let rules = all_pages!(aws, request, security_group_rules);
+            items.extend(rules.iter().map(|rule| rule_item(rule, scan.cluster)));
         }
         Ok(items)
     }

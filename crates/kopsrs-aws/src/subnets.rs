@@ -21,27 +21,21 @@ impl Handler for Subnet {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
-        let mut items = Vec::new();
-        let mut pages = aws
+        let request = scan
+            .aws
             .ec2
             .describe_subnets()
             .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for subnet in page?.subnets() {
-                let tags = ec2_tags(subnet.tags());
+            .filters(Aws::ec2_filter(scan.cluster));
+        let subnets = all_pages!(scan.aws, request, subnets);
+        Ok(subnets
+            .iter()
+            .map(|subnet| {
                 let id = subnet.subnet_id().unwrap_or_default();
-                items.push(
-                    Item::tagged(Kind::Subnet, id, &tags, scan.cluster)
-                        .with(&[("arn", subnet.subnet_arn().unwrap_or_default())]),
-                );
-            }
-        }
-        Ok(items)
+                Item::tagged(Kind::Subnet, id, &ec2_tags(subnet.tags()), scan.cluster)
+                    .with(&[("arn", subnet.subnet_arn().unwrap_or_default())])
+            })
+            .collect())
     }
 
     async fn create(op: &Op<'_>) -> Result<Out, Error> {
@@ -74,23 +68,14 @@ impl Handler for Subnet {
     /// Shared subnets exist, in the spec's zone, with its block, in its VPC.
     async fn verify(aws: &Aws, existing: &[&Existing]) -> Result<Vec<String>, Error> {
         let ids: Vec<String> = existing.iter().map(|e| e.id.clone()).collect();
-        let mut subnets = Vec::new();
         // By filter, so an unknown ID is missing from the answer, not an error.
-        let mut pages = aws
-            .ec2
-            .describe_subnets()
-            .filters(
-                ec2t::Filter::builder()
-                    .name("subnet-id")
-                    .set_values(Some(ids))
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            subnets.extend(page?.subnets.unwrap_or_default());
-        }
+        let request = aws.ec2.describe_subnets().filters(
+            ec2t::Filter::builder()
+                .name("subnet-id")
+                .set_values(Some(ids))
+                .build(),
+        );
+        let subnets = all_pages!(aws, request, subnets);
         Ok(existing
             .iter()
             .flat_map(|e| {

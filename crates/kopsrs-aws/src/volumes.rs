@@ -20,24 +20,20 @@ impl Handler for Volume {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
-        let mut items = Vec::new();
-        let mut pages = aws
+        let request = scan
+            .aws
             .ec2
             .describe_volumes()
             .max_results(500)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for volume in page?.volumes() {
-                let tags = ec2_tags(volume.tags());
-                let id = volume.volume_id().unwrap_or_default();
-                items.push(Item::tagged(Kind::EbsVolume, id, &tags, scan.cluster));
-            }
-        }
-        Ok(items)
+            .filters(Aws::ec2_filter(scan.cluster));
+        let volumes = all_pages!(scan.aws, request, volumes);
+        Ok(volumes
+            .iter()
+            .map(|v| {
+                let id = v.volume_id().unwrap_or_default();
+                Item::tagged(Kind::EbsVolume, id, &ec2_tags(v.tags()), scan.cluster)
+            })
+            .collect())
     }
 
     async fn create(op: &Op<'_>) -> Result<Out, Error> {

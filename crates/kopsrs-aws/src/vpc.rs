@@ -34,55 +34,51 @@ impl Handler for Vpc {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let mut items = Vec::new();
-        let mut pages = aws
+        let request = aws
             .ec2
             .describe_vpcs()
             .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for vpc in page?.vpcs() {
-                let tags = ec2_tags(vpc.tags());
-                let id = vpc.vpc_id().unwrap_or_default();
-                let owned = crate::discover::owned_by(&tags, scan.cluster);
-                let ipv6 = vpc
-                    .ipv6_cidr_block_association_set()
-                    .iter()
-                    .find_map(|a| a.ipv6_cidr_block())
-                    .unwrap_or_default();
-                if let Some(dhcp) = vpc.dhcp_options_id() {
-                    let key = format!("{id}|{dhcp}");
-                    items.push(Item::new(Kind::VpcDhcpOptionsAssociation, &key, &key));
-                }
-                let primary = vpc.cidr_block().unwrap_or_default();
-                for block in vpc.cidr_block_association_set() {
-                    let cidr = block.cidr_block().unwrap_or_default();
-                    let state = block.cidr_block_state().and_then(|s| s.state());
-                    let live = matches!(
-                        state,
-                        Some(ec2t::VpcCidrBlockStateCode::Associated)
-                            | Some(ec2t::VpcCidrBlockStateCode::Associating)
-                    );
-                    if cidr == primary || !live {
-                        continue;
-                    }
-                    items.push(
-                        Item::new(
-                            Kind::VpcCidrBlock,
-                            block.association_id().unwrap_or_default(),
-                            format!("{id}|{cidr}"),
-                        )
-                        .owned(owned)
-                        .child_of(owned),
-                    );
+            .filters(Aws::ec2_filter(scan.cluster));
+        let vpcs = all_pages!(aws, request, vpcs);
+        for vpc in &vpcs {
+            let tags = ec2_tags(vpc.tags());
+            let id = vpc.vpc_id().unwrap_or_default();
+            let owned = crate::discover::owned_by(&tags, scan.cluster);
+            let ipv6 = vpc
+                .ipv6_cidr_block_association_set()
+                .iter()
+                .find_map(|a| a.ipv6_cidr_block())
+                .unwrap_or_default();
+            if let Some(dhcp) = vpc.dhcp_options_id() {
+                let key = format!("{id}|{dhcp}");
+                items.push(Item::new(Kind::VpcDhcpOptionsAssociation, &key, &key));
+            }
+            let primary = vpc.cidr_block().unwrap_or_default();
+            for block in vpc.cidr_block_association_set() {
+                let cidr = block.cidr_block().unwrap_or_default();
+                let state = block.cidr_block_state().and_then(|s| s.state());
+                let live = matches!(
+                    state,
+                    Some(ec2t::VpcCidrBlockStateCode::Associated)
+                        | Some(ec2t::VpcCidrBlockStateCode::Associating)
+                );
+                if cidr == primary || !live {
+                    continue;
                 }
                 items.push(
-                    Item::tagged(Kind::Vpc, id, &tags, scan.cluster)
-                        .with(&[("cidr_block", primary), ("ipv6_cidr_block", ipv6)]),
+                    Item::new(
+                        Kind::VpcCidrBlock,
+                        block.association_id().unwrap_or_default(),
+                        format!("{id}|{cidr}"),
+                    )
+                    .owned(owned)
+                    .child_of(owned),
                 );
             }
+            items.push(
+                Item::tagged(Kind::Vpc, id, &tags, scan.cluster)
+                    .with(&[("cidr_block", primary), ("ipv6_cidr_block", ipv6)]),
+            );
         }
         Ok(items)
     }
@@ -237,20 +233,16 @@ impl Handler for DhcpOptions {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let mut items = Vec::new();
-        let mut pages = aws
+        let request = aws
             .ec2
             .describe_dhcp_options()
             .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster))
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for options in page?.dhcp_options() {
-                let tags = ec2_tags(options.tags());
-                let id = options.dhcp_options_id().unwrap_or_default();
-                items.push(Item::tagged(Kind::VpcDhcpOptions, id, &tags, scan.cluster));
-            }
+            .filters(Aws::ec2_filter(scan.cluster));
+        let all = all_pages!(aws, request, dhcp_options);
+        for options in &all {
+            let tags = ec2_tags(options.tags());
+            let id = options.dhcp_options_id().unwrap_or_default();
+            items.push(Item::tagged(Kind::VpcDhcpOptions, id, &tags, scan.cluster));
         }
         Ok(items)
     }

@@ -175,7 +175,7 @@ async fn delete_cloud_locked(
         eprintln!("Run again with --yes to delete.");
         return Ok(());
     }
-    let result = kopsrs_aws::destroy(
+    let result = kopsrs_aws::apply(
         &aws,
         name,
         &plan,

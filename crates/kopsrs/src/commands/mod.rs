@@ -102,17 +102,11 @@ fn unsupported(argv: &[String]) -> Problems {
         ),
         "helpers" | "gen-cli-docs" => not_yet(verb, "it is a kops development aid"),
         _ => {
-            let mut known: Vec<String> = Cli::command()
-                .get_subcommands()
-                .map(|c| c.get_name().to_string())
-                .collect();
-            known.retain(|name| name != "help");
-            let closest = known.iter().max_by(|a, b| {
-                strsim::jaro_winkler(verb, a).total_cmp(&strsim::jaro_winkler(verb, b))
-            });
-            let hint = match closest {
-                Some(c) if strsim::jaro_winkler(verb, c) > 0.8 => format!("did you mean `{c}`?"),
-                _ => "`kopsrs --help` lists the commands".to_string(),
+            let command = Cli::command();
+            let known = command.get_subcommands().map(|c| c.get_name());
+            let hint = match kopsrs_api::closest(verb, known.filter(|name| *name != "help")) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => "`kopsrs --help` lists the commands".to_string(),
             };
             Problems::one(format!("unknown command {verb:?}"), hint)
         }
