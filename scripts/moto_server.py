@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with four additions.
+"""moto_server for kopsrs's tests and benchmarks, with five additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -15,6 +15,9 @@
 4. IPv6-only subnets report 0 available IPv4 addresses, as AWS does. moto counts the /64's
    2^64 addresses, which overflows EC2's 32-bit `availableIpAddressCount` and makes every
    AWS SDK fail to parse CreateSubnet and DescribeSubnets.
+5. S3 refuses a request signed for a region other than the bucket's, as S3 does
+   (400 AuthorizationHeaderMalformed naming the expected region, with `x-amz-bucket-region`);
+   moto serves any region. Unsigned requests (a client resolving the region with `HEAD`) pass.
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -79,6 +82,23 @@ def _available_ip_address_count(self):
 _subnets.Subnet.available_ip_address_count = property(_available_ip_address_count)
 
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+_REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/s3/aws4_request")
+
+
+def wrong_s3_region(environ):
+    """The bucket's region when an S3 request is signed for another one (path-style only)."""
+    signed = _REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
+    bucket = environ.get("PATH_INFO", "").lstrip("/").split("/")[0]
+    if not signed or not bucket or bucket.startswith("__"):
+        return None
+    from moto.s3.models import s3_backends
+
+    for account in list(s3_backends.keys()):
+        found = s3_backends[account]["global"].buckets.get(bucket)
+        if found is not None:
+            region = found.region_name
+            return region if region != signed.group(1) else None
+    return None
 
 
 class Faults:
@@ -140,6 +160,17 @@ class Faults:
         if fault:
             status, headers, content = error_response(service, environ, fault)
             start_response(status, headers)
+            return [content]
+        expected = wrong_s3_region(environ) if service == "s3" else None
+        if expected:
+            signed = _REGION.search(environ["HTTP_AUTHORIZATION"]).group(1)
+            content = (
+                "<Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization "
+                f"header is malformed; the region '{signed}' is wrong; expecting '{expected}'"
+                f"</Message><Region>{expected}</Region></Error>"
+            ).encode()
+            headers = [("Content-Type", "application/xml"), ("x-amz-bucket-region", expected)]
+            start_response("400 Bad Request", headers)
             return [content]
         return self.app(environ, start_response)
 

@@ -58,6 +58,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aws_config::retry::RetryConfig;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_config::BehaviorVersion;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -251,6 +252,20 @@ where
                     retryable,
                 }
             }
+            SdkError::DispatchFailure(_) if credentials_failure(&err).is_some() => {
+                let failure = credentials_failure(&err).expect("checked");
+                Error {
+                    message: one_line(failure),
+                    code: Some(
+                        match failure {
+                            CredentialsError::CredentialsNotLoaded(_) => NO_CREDENTIALS,
+                            _ => CREDENTIALS_FAILED,
+                        }
+                        .to_string(),
+                    ),
+                    retryable: false,
+                }
+            }
             SdkError::TimeoutError(_)
             | SdkError::DispatchFailure(_)
             | SdkError::ResponseError(_) => Error {
@@ -271,6 +286,38 @@ where
             },
         }
     }
+}
+
+/// The code of an error for a request that found no credentials in the standard chain
+/// (environment, profile, web identity, ECS, instance metadata).
+pub const NO_CREDENTIALS: &str = "kopsrs.NoCredentials";
+
+/// The code of an error for a request whose credential provider failed (an expired SSO
+/// session, a profile that names a missing source); the message is the provider's.
+pub const CREDENTIALS_FAILED: &str = "kopsrs.CredentialsFailed";
+
+/// The credential chain's error behind a request that was not sent.
+fn credentials_failure<'a>(err: &'a dyn std::error::Error) -> Option<&'a CredentialsError> {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(failure) = cause.downcast_ref::<CredentialsError>() {
+            return Some(failure);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// An error and its causes on one line, as `Display` (the SDK's `Debug` is not for users).
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The code of the error [`Aws::plan`] returns when resources the spec names but the cluster

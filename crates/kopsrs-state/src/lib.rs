@@ -15,6 +15,7 @@
 
 mod local;
 mod lock;
+mod s3;
 mod store;
 
 pub use lock::{now_rfc3339, LockGuard, LockInfo};

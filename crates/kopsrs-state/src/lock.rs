@@ -211,7 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn releasing_never_removes_another_runs_lock() {
-        let store = StateStore::open("memory://").unwrap();
+        let store = StateStore::open("memory://").await.unwrap();
         let first = store
             .lock("c.example.com", "update cluster --yes")
             .await

@@ -8,13 +8,13 @@ use futures::TryStreamExt;
 use kopsrs_api::{
     decode_documents, encode_documents, Cluster, Document, InstanceGroup, OutputFormat,
 };
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
 use crate::layout;
 use crate::local;
+use crate::s3;
 
 /// What can go wrong in the state store.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,31 @@ pub enum StateStoreError {
     /// A `file://` store's directory does not exist (and the command does not create stores).
     #[error("state store {0} does not exist")]
     Missing(String),
+    /// The S3 bucket (named) does not exist.
+    #[error("the state store's bucket {0:?} does not exist")]
+    NoBucket(String),
+    /// S3 (or the endpoint in `AWS_ENDPOINT_URL`) did not answer.
+    #[error("cannot reach S3 at {url}: {reason}")]
+    Unreachable {
+        /// What was asked.
+        url: String,
+        /// Why it failed, with its causes.
+        reason: String,
+    },
+    /// The AWS credential chain gave no credentials.
+    #[error("{}", match missing {
+        true => "no AWS credentials found for the state store".to_string(),
+        false => format!("AWS credentials for the state store could not be loaded: {message}"),
+    })]
+    Credentials {
+        /// No provider of the chain had credentials (as opposed to one that failed).
+        missing: bool,
+        /// The chain's own account, one line.
+        message: String,
+    },
+    /// S3 refused a request; its code and message (`AccessDenied: Access Denied`).
+    #[error("S3 refused the request: {0}")]
+    Refused(String),
 }
 
 impl From<object_store::Error> for StateStoreError {
@@ -63,7 +88,19 @@ impl From<object_store::Error> for StateStoreError {
         match error {
             object_store::Error::Precondition { path, .. } => StateStoreError::Conflict(path),
             object_store::Error::AlreadyExists { path, .. } => StateStoreError::AlreadyExists(path),
-            other => StateStoreError::Io(other.to_string()),
+            other => {
+                if let Some(failure) = s3::credentials_failure(&other) {
+                    return StateStoreError::Credentials {
+                        missing: failure.missing,
+                        message: failure.message.clone(),
+                    };
+                }
+                let text = other.to_string();
+                match s3::s3_error_words(&text) {
+                    Some(words) => StateStoreError::Refused(words),
+                    None => StateStoreError::Io(text),
+                }
+            }
         }
     }
 }
@@ -96,21 +133,22 @@ pub struct StateStore {
 }
 
 impl StateStore {
-    /// Opens the store at `url`. S3 uses the standard AWS configuration from the environment
-    /// (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`), with path-style
-    /// addressing when an endpoint is set, and conditional writes on.
-    pub fn open(url: &str) -> Result<StateStore, StateStoreError> {
-        Self::open_with(url, false)
+    /// Opens the store at `url`. S3 uses the standard AWS credential chain (environment,
+    /// `AWS_PROFILE`, SSO, web identity, instance role), the bucket's own region, and
+    /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` with path-style addressing when set; writes
+    /// are conditional.
+    pub async fn open(url: &str) -> Result<StateStore, StateStoreError> {
+        Self::open_with(url, false).await
     }
 
     /// Opens the store at `url` for a command that creates clusters: a `file://` directory
     /// is made (0700) when missing. Every other command uses [`StateStore::open`], which
     /// refuses a missing directory, so a mistyped path is an error, not an empty store.
-    pub fn open_or_create(url: &str) -> Result<StateStore, StateStoreError> {
-        Self::open_with(url, true)
+    pub async fn open_or_create(url: &str) -> Result<StateStore, StateStoreError> {
+        Self::open_with(url, true).await
     }
 
-    fn open_with(url: &str, create: bool) -> Result<StateStore, StateStoreError> {
+    async fn open_with(url: &str, create: bool) -> Result<StateStore, StateStoreError> {
         let bad = |reason: &str| StateStoreError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -125,23 +163,7 @@ impl StateStore {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://bucket[/prefix]"));
             }
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_conditional_put(S3ConditionalPut::ETagMatch);
-            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-                .ok();
-            if let Some(endpoint) = endpoint {
-                builder = builder
-                    .with_endpoint(&endpoint)
-                    .with_virtual_hosted_style_request(false)
-                    .with_allow_http(endpoint.starts_with("http://"));
-            }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
-            {
-                builder = builder.with_region("us-east-1");
-            }
-            let store = builder.build().map_err(|e| bad(&e.to_string()))?;
+            let store = s3::open(bucket).await?;
             let prefix = Path::from(prefix);
             return Ok(StateStore {
                 url: url.clone(),

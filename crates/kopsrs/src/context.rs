@@ -64,16 +64,16 @@ pub fn state_url(global: &GlobalArgs) -> Result<String> {
     Ok(format!("file://{}", dir.display()))
 }
 
-pub fn open_store(global: &GlobalArgs) -> Result<StateStore> {
+pub async fn open_store(global: &GlobalArgs) -> Result<StateStore> {
     let url = state_url(global)?;
-    Ok(StateStore::open(&url)?)
+    Ok(StateStore::open(&url).await?)
 }
 
 /// The state store, made if it is a `file://` directory that does not exist yet: only for
 /// commands that create clusters (`create`, `replace --force`).
-pub fn open_or_create_store(global: &GlobalArgs) -> Result<StateStore> {
+pub async fn open_or_create_store(global: &GlobalArgs) -> Result<StateStore> {
     let url = state_url(global)?;
-    Ok(StateStore::open_or_create(&url)?)
+    Ok(StateStore::open_or_create(&url).await?)
 }
 
 /// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.

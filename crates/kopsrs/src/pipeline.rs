@@ -232,8 +232,9 @@ pub async fn plan(aws: &kopsrs_aws::Aws, store: &StateStore, prepared: &Prepared
                     ),
                     "fix the spec (`kopsrs edit cluster`) or the resources; nothing was changed",
                 ),
-                false => Problems::one(
-                    format!("reading {name} from AWS: {e}"),
+                false => crate::problems::aws(
+                    &format!("reading {name} from AWS"),
+                    &e,
                     "check the AWS credentials and region; nothing was changed",
                 ),
             })?;

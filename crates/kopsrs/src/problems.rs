@@ -45,6 +45,32 @@ impl Problems {
     }
 }
 
+/// How to give kopsrs AWS credentials, for every "no credentials" error; about the profile
+/// when `AWS_PROFILE` names one.
+pub fn credentials_hint() -> String {
+    match std::env::var("AWS_PROFILE") {
+        Ok(profile) => format!(
+            "AWS_PROFILE is {profile:?}: check that ~/.aws/config or ~/.aws/credentials defines it (`aws configure list-profiles`), and for SSO run `aws sso login --profile {profile}`"
+        ),
+        Err(_) => "set AWS_PROFILE to a profile in ~/.aws/config (run `aws sso login --profile NAME` first for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; `aws sts get-caller-identity` shows what the AWS CLI finds".to_string(),
+    }
+}
+
+/// An AWS API error while `doing` something ("reading NAME from AWS"), with the hint that
+/// fits: how to set credentials when the chain found none or failed, else `otherwise`.
+pub fn aws(doing: &str, error: &kopsrs_aws::Error, otherwise: &str) -> Problems {
+    if error.is(kopsrs_aws::NO_CREDENTIALS) {
+        return Problems::one(format!("{doing}: no AWS credentials found"), credentials_hint());
+    }
+    if error.is(kopsrs_aws::CREDENTIALS_FAILED) {
+        return Problems::one(
+            format!("{doing}: AWS credentials could not be loaded: {}", error.message),
+            credentials_hint(),
+        );
+    }
+    Problems::one(format!("{doing}: {error}"), otherwise)
+}
+
 /// Prints warnings of a report to stderr and turns its errors into [`Problems`].
 pub fn check(report: &ValidationReport) -> Result<(), Problems> {
     for issue in report.warnings() {
@@ -117,6 +143,10 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         E::Locked { .. } => Some("wait for it to finish; if it crashed, run `kopsrs force-unlock <lock ID> --cluster NAME`".into()),
         E::AlreadyExists(_) => Some("use `kopsrs replace -f` or `kopsrs edit` to change an existing object".into()),
         E::Missing(_) => Some("check --state / KOPS_STATE_STORE for a typo; `kopsrs create cluster` or `kopsrs create -f` makes a new store".into()),
+        E::NoBucket(bucket) => Some(format!("check --state / KOPS_STATE_STORE for a typo, or create the bucket: `aws s3 mb s3://{bucket}` (and turn on versioning, as kops advises: `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`)")),
+        E::Unreachable { .. } => Some("check the network, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 when set".into()),
+        E::Credentials { .. } => Some(credentials_hint()),
+        E::Refused(words) if words.starts_with("AccessDenied") => Some("the credentials need s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket; `aws sts get-caller-identity` shows whose they are".into()),
         _ => None,
     }
 }

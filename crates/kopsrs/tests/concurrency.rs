@@ -114,7 +114,9 @@ fn lock_refuses_a_second_holder_and_force_unlock_needs_the_id() {
                 }
             }
         }
-        let store = kopsrs_state::StateStore::open(&url).unwrap();
+        let store = runtime
+            .block_on(kopsrs_state::StateStore::open(&url))
+            .unwrap();
         let held = runtime
             .block_on(store.lock("test.example.com", "update cluster --yes"))
             .unwrap();
@@ -203,7 +205,9 @@ fn s3_conditional_writes_are_enforced() {
         .enable_all()
         .build()
         .unwrap();
-    let store = kopsrs_state::StateStore::open("s3://kopsrs-cas/p").unwrap();
+    let store = runtime
+        .block_on(kopsrs_state::StateStore::open("s3://kopsrs-cas/p"))
+        .unwrap();
     runtime.block_on(async {
         let v1 = store.put("a/config", "one".into(), None).await.unwrap();
         let again = store.put("a/config", "two".into(), None).await;

@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
             key, ..
         })) => {
             let name = context::cluster_name(global, None)?;
-            let store = context::open_store(global)?;
+            let store = context::open_store(global).await?;
             load_cluster(&store, &name).await?;
             let text = context::read_input(&key.public_key)?;
             let id = write_ssh_key(&store, &name, &text).await?;
@@ -124,7 +124,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
         print_documents(&documents, args.output);
         return Ok(());
     }
-    let store = StateStore::open_or_create(&state)?;
+    let store = StateStore::open_or_create(&state).await?;
     write_new_cluster(&store, &cluster, &groups).await?;
     if let Some(key) = ssh_key {
         write_ssh_key(&store, &name, &key).await?;
@@ -206,7 +206,7 @@ async fn write_ssh_key(store: &StateStore, cluster: &str, text: &str) -> Result<
 
 async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArgs) -> Result<()> {
     let name = context::cluster_name(global, None)?;
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     let stored = load_cluster(&store, &name).await?;
     let role = kopsrs_api::Role::parse(&args.role).ok_or_else(|| {
         Problems::one(
@@ -280,7 +280,7 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
 /// `create -f`: every document of every file, checked together before anything is written.
 async fn create_from_files(global: &GlobalArgs, files: &[std::path::PathBuf]) -> Result<()> {
     let documents = context::read_documents(files)?;
-    let store = context::open_or_create_store(global)?;
+    let store = context::open_or_create_store(global).await?;
     let plan = group_by_cluster(global, documents)?;
     let mut problems = Vec::new();
     let mut writes = Vec::new();

@@ -15,7 +15,7 @@ use crate::pipeline;
 use crate::problems::Problems;
 
 pub async fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     match args.what {
         Some(DeleteCommand::Cluster {
             cluster,
@@ -151,8 +151,9 @@ async fn delete_cloud_locked(
 ) -> Result<()> {
     let aws = kopsrs_aws::Aws::connect(&set.region).await;
     let read = |e: kopsrs_aws::Error| {
-        Problems::one(
-            format!("reading {name} from AWS: {e}"),
+        crate::problems::aws(
+            &format!("reading {name} from AWS"),
+            &e,
             "check the AWS credentials and region; nothing was deleted",
         )
     };

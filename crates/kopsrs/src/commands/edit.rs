@@ -39,7 +39,7 @@ pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
             flags,
         ),
     };
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     if !flags.sets.is_empty() || !flags.unsets.is_empty() {
         for attempt in 1..=SET_ATTEMPTS {
             match edit_with_flags(&store, &name, &target, &flags).await {

@@ -11,7 +11,7 @@ use crate::context;
 use crate::problems::Problems;
 
 pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     match args.what {
         GetCommand::Clusters { names, output } => {
             let names = if names.is_empty() {
@@ -185,8 +185,9 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
             let prepared = crate::pipeline::prepare(&store, &name, &global.settings, false).await?;
             let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
             let instances = aws.instances(&name).await.map_err(|e| {
-                Problems::one(
-                    format!("reading the instances of {name} from AWS: {e}"),
+                crate::problems::aws(
+                    &format!("reading the instances of {name} from AWS"),
+                    &e,
                     "check the AWS credentials and region",
                 )
             })?;

@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Toolbox(args) => toolbox::run(args),
         Command::ForceUnlock(args) => {
             let name = context::cluster_name(&global, args.cluster.as_deref())?;
-            let store = context::open_store(&global)?;
+            let store = context::open_store(&global).await?;
             let info = store.force_unlock(&name, &args.lock_id).await?;
             eprintln!("Removed the lock of {name} held by {}", info.describe());
             Ok(())

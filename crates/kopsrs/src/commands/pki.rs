@@ -117,7 +117,7 @@ pub enum Rotation {
 
 pub async fn rotate(global: &GlobalArgs, keyset: &str, rotation: Rotation) -> Result<()> {
     let cluster = context::cluster_name(global, None)?;
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     load_cluster(&store, &cluster).await?;
     let names = selected(keyset)?;
     if let Rotation::Trust(ids) = &rotation {
@@ -167,7 +167,7 @@ pub async fn get_keypairs(
     output: ListFormat,
 ) -> Result<()> {
     let cluster = context::cluster_name(global, None)?;
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     load_cluster(&store, &cluster).await?;
     let mut names = Vec::new();
     for keyset in keysets {
@@ -334,7 +334,7 @@ pub async fn export_cluster(
 }
 
 pub async fn export_kubeconfig(global: &GlobalArgs, args: ExportKubeconfigArgs) -> Result<()> {
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     let clusters = if args.all {
         store.list_clusters().await?
     } else {

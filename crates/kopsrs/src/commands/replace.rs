@@ -10,8 +10,8 @@ use crate::problems::Problems;
 pub async fn run(global: &GlobalArgs, args: ReplaceArgs) -> Result<()> {
     let documents = context::read_documents(&args.filenames)?;
     let store = match args.force {
-        true => context::open_or_create_store(global)?,
-        false => context::open_store(global)?,
+        true => context::open_or_create_store(global).await?,
+        false => context::open_store(global).await?,
     };
     let cluster_doc = documents.iter().find_map(|d| match d {
         Document::Cluster(c) => Some((**c).clone()),

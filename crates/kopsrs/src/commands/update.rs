@@ -15,7 +15,7 @@ pub async fn run(global: &GlobalArgs, args: UpdateArgs) -> Result<()> {
 
 async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     match args.target {
         Target::Terraform => {
             pipeline::write_terraform(&store, &name, &global.settings, &args.out).await

@@ -12,7 +12,7 @@ use crate::problems::Problems;
 
 pub async fn run(global: &GlobalArgs, args: UpgradeClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
-    let store = context::open_store(global)?;
+    let store = context::open_store(global).await?;
     let stored = load_cluster(&store, &name).await?;
     let channel = Channel::stable();
     let current = stored
