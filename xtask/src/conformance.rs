@@ -45,6 +45,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("InstanceManager", "--instance-manager"),
     ("DiscoveryStore", "--discovery-store"),
     ("EncryptEtcdStorage", "--encrypt-etcd-storage"),
+    ("EtcdStorageType", "--etcd-storage-type"),
     ("Bastion", "--bastion"),
 ];
 

@@ -73,9 +73,11 @@ pub struct CreateClusterOptions {
     pub api_loadbalancer_type: Option<String>,
     /// `--etcd-clusters`: the etcd cluster names; empty: `main` and `events`.
     pub etcd_clusters: Vec<String>,
-    /// `--encrypt-etcd-storage`. Accepted for kops compatibility and ignored: etcd volumes are
-    /// always encrypted.
-    pub encrypt_etcd_storage: bool,
+    /// `--encrypt-etcd-storage`: `encryptedVolume` on every etcd member; `None`: on, as kops
+    /// does on AWS.
+    pub encrypt_etcd_storage: Option<bool>,
+    /// `--etcd-storage-type`: the etcd volumes' EBS type (`volumeType`); `None`: the default.
+    pub etcd_storage_type: Option<String>,
     /// `--ipv6`: IPv6 networking: private, dual-stack and utility subnets, each with a `/64`.
     pub ipv6: bool,
     /// `--node-volume-size`: worker root volume size in GB (`rootVolumeSize`).
@@ -371,25 +373,33 @@ pub fn create_cluster(
     for zone in &control_plane_assignments {
         *per_zone.entry(zone).or_default() += 1;
     }
-    let shared_zone = per_zone.values().any(|&n| n > 1);
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut etcd_members = Vec::new();
-    for zone in &control_plane_assignments {
-        let n = seen.entry(zone).or_default();
-        *n += 1;
-        let group_name = if per_zone[zone] > 1 {
-            format!("control-plane-{zone}-{n}")
-        } else {
-            format!("control-plane-{zone}")
-        };
-        let member_name = if shared_zone {
-            format!("etcd-{}", etcd_members.len() + 1)
-        } else {
-            zone.chars().last().map(String::from).unwrap_or_default()
-        };
-        etcd_members.push(
-            json!({"encryptedVolume": true, "instanceGroup": group_name, "name": member_name}),
-        );
+    let group_names: Vec<String> = control_plane_assignments
+        .iter()
+        .map(|zone| {
+            let n = seen.entry(zone).or_default();
+            *n += 1;
+            match per_zone[zone] > 1 {
+                true => format!("control-plane-{zone}-{n}"),
+                false => format!("control-plane-{zone}"),
+            }
+        })
+        .collect();
+    let etcd_members: Vec<serde_json::Value> = group_names
+        .iter()
+        .zip(etcd_member_names(&group_names))
+        .map(|(group, name)| {
+            let mut member = json!({"instanceGroup": group, "name": name});
+            if options.encrypt_etcd_storage.unwrap_or(true) {
+                member["encryptedVolume"] = json!(true);
+            }
+            if let Some(volume_type) = &options.etcd_storage_type {
+                member["volumeType"] = json!(volume_type);
+            }
+            member
+        })
+        .collect();
+    for (zone, group_name) in control_plane_assignments.iter().zip(&group_names) {
         let mut spec = json!({
             "image": image_for(&options.control_plane_image, &control_plane_type),
             "machineType": control_plane_type,
@@ -610,6 +620,38 @@ fn subnet_spec(name: &str, zone: &str, kind: &str) -> crate::ClusterSubnetSpec {
     }
 }
 
+/// etcd member names as kops gives them, since they reach volume names and tags: the control
+/// plane groups' names without their `control-plane-` (or `master-`) prefix, less the leading
+/// characters they all share (at least one character stays in the first), and `etcd-` before
+/// a name that starts with a digit. Three zones: `a`, `b`, `c`; three groups in one zone:
+/// `etcd-1`..`etcd-3`; five over two zones: `a-1`, `b-1`, `a-2`, `b-2`, `a-3`.
+fn etcd_member_names(groups: &[String]) -> Vec<String> {
+    let mut names: Vec<&str> = groups
+        .iter()
+        .map(|g| {
+            g.strip_prefix("control-plane-")
+                .or_else(|| g.strip_prefix("master-"))
+                .unwrap_or(g)
+        })
+        .collect();
+    while let Some(first) = names.first().filter(|n| n.chars().count() > 1) {
+        let shared = first.chars().next().expect("not empty");
+        if !names.iter().all(|n| n.starts_with(shared)) {
+            break;
+        }
+        for name in &mut names {
+            *name = &name[shared.len_utf8()..];
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| match n.starts_with(|c: char| c.is_ascii_digit()) {
+            true => format!("etcd-{n}"),
+            false => n.to_string(),
+        })
+        .collect()
+}
+
 fn instance_group(
     cluster: &str,
     name: &str,
@@ -748,6 +790,29 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(members[2].name.as_deref(), Some("etcd-3"));
+    }
+
+    #[test]
+    fn etcd_members_are_named_by_zone_letter_and_index() {
+        let mut o = options(&["eu-west-1a", "eu-west-1b"]);
+        o.control_plane_count = Some(5);
+        o.encrypt_etcd_storage = Some(false);
+        o.etcd_storage_type = Some("io1".into());
+        let (cluster, _) = create_cluster(&o).unwrap();
+        for etcd in cluster.spec.etcd_clusters.unwrap() {
+            let members = etcd.etcd_members.unwrap();
+            let names: Vec<_> = members.iter().map(|m| m.name.as_deref().unwrap()).collect();
+            assert_eq!(names, ["a-1", "b-1", "a-2", "b-2", "a-3"]);
+            assert_eq!(members[1].instance_group.as_deref(), Some("control-plane-eu-west-1b-1"));
+            assert!(members.iter().all(|m| m.encrypted_volume.is_none()));
+            assert!(members.iter().all(|m| m.volume_type.as_deref() == Some("io1")));
+        }
+        let groups = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            etcd_member_names(&groups(&["control-plane-us-east-1a", "control-plane-us-east-1b"])),
+            ["a", "b"]
+        );
+        assert_eq!(etcd_member_names(&groups(&["master-us-east-1a"])), ["a"]);
     }
 
     #[test]

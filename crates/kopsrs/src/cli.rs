@@ -302,9 +302,12 @@ pub struct CreateClusterArgs {
     /// etcd clusters (default main,events).
     #[arg(long, value_delimiter = ',')]
     pub etcd_clusters: Vec<String>,
-    /// Encrypt etcd volumes (always on in kopsrs, as in current kops).
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
-    pub encrypt_etcd_storage: bool,
+    /// Encrypt the etcd volumes (on unless `--encrypt-etcd-storage=false`, as in kops).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub encrypt_etcd_storage: Option<bool>,
+    /// The EBS volume type of the etcd volumes (gp3 unless given), e.g. io1.
+    #[arg(long, value_name = "TYPE")]
+    pub etcd_storage_type: Option<String>,
     /// IPv6 networking.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub ipv6: bool,

@@ -354,3 +354,52 @@ fn kops_command_line_habits() {
     let typo = fails(kopsrs(&state).args(["updte", "cluster"]).output().unwrap());
     assert!(typo.contains("did you mean `update`?"), "{typo}");
 }
+
+/// Five control-plane members over two zones are named as kops names them (issue 17, item 4),
+/// and the names reach the etcd volumes and their tags; `--encrypt-etcd-storage=false` and
+/// `--etcd-storage-type` reach them too (both were accepted and ignored before).
+#[test]
+fn etcd_members_are_named_as_kops_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}/state", dir.path().display());
+    ok(kopsrs(&state)
+        .args([
+            "create",
+            "cluster",
+            "five.example.com",
+            "--zones",
+            "eu-west-1a,eu-west-1b",
+            "--control-plane-count",
+            "5",
+            "--encrypt-etcd-storage=false",
+            "--etcd-storage-type",
+            "io1",
+        ])
+        .output()
+        .unwrap());
+    let out = dir.path().join("tf");
+    ok(kopsrs(&state)
+        .args(["update", "cluster", "five.example.com", "--target", "terraform", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap());
+    let terraform = std::fs::read_to_string(out.join("kubernetes.tf")).unwrap();
+    for member in ["a-1", "b-1", "a-2", "b-2", "a-3"] {
+        assert!(
+            terraform.contains(&format!("= \"{member}.etcd-main.five.example.com\"")),
+            "no volume for {member}"
+        );
+    }
+    assert!(terraform.contains("\"a-2/a-1,b-1,a-2,b-2,a-3\""), "{terraform}");
+    assert!(!terraform.contains("etcd-1"));
+    // `terraform fmt` aligns the `=`: compare attribute and value, not spacing.
+    let attributes: Vec<(&str, &str)> = terraform
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let count = |pair: (&str, &str)| attributes.iter().filter(|a| **a == pair).count();
+    // Five members of main and five of events; root volumes stay encrypted.
+    assert_eq!(count(("encrypted", "false")), 10);
+    assert_eq!(count(("type", "\"io1\"")), 10);
+}

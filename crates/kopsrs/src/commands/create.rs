@@ -95,6 +95,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
         api_loadbalancer_type: args.api_loadbalancer_type,
         etcd_clusters: args.etcd_clusters,
         encrypt_etcd_storage: args.encrypt_etcd_storage,
+        etcd_storage_type: args.etcd_storage_type,
         ipv6: args.ipv6,
         node_volume_size: args.node_volume_size,
         control_plane_volume_size: args.control_plane_volume_size,
