@@ -233,11 +233,59 @@ pub fn too_deep(text: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// Decodes every document in `text`. `source_name` names the text in errors.
+/// How strictly specs are read: kubectl's `--validate` values. kops itself drops unknown
+/// fields silently; kopsrs refuses them by default so that a typo is caught, and offers the
+/// other two for specs that carry fields kops stopped reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    /// An unknown field is an error (the default).
+    #[default]
+    Strict,
+    /// An unknown field is dropped and reported.
+    Warn,
+    /// An unknown field is dropped silently.
+    Ignore,
+}
+
+impl Validation {
+    /// Parses `strict`, `warn`, `ignore`, and kubectl's older `true` (strict) / `false`
+    /// (ignore).
+    pub fn parse(value: &str) -> Result<Validation, String> {
+        match value {
+            "strict" | "true" => Ok(Validation::Strict),
+            "warn" => Ok(Validation::Warn),
+            "ignore" | "false" => Ok(Validation::Ignore),
+            other => Err(format!(
+                "{other:?} is not a validation mode; use strict, warn or ignore"
+            )),
+        }
+    }
+}
+
+/// Documents as decoded, with the unknown fields that were dropped to decode them (only
+/// under [`Validation::Warn`] and [`Validation::Ignore`]), each as an error naming the field.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The documents, in order.
+    pub documents: Vec<Document>,
+    /// One entry per dropped field.
+    pub dropped: Vec<DecodeError>,
+}
+
+/// Decodes every document in `text` strictly. `source_name` names the text in errors.
 ///
 /// All documents are decoded before anything is returned, and every error is collected, so a
 /// caller can report them all at once and write nothing.
 pub fn decode_documents(text: &str, source_name: &str) -> Result<Vec<Document>, Vec<DecodeError>> {
+    decode_documents_with(text, source_name, Validation::Strict).map(|d| d.documents)
+}
+
+/// [`decode_documents`] with unknown fields treated as `validation` says.
+pub fn decode_documents_with(
+    text: &str,
+    source_name: &str,
+    validation: Validation,
+) -> Result<Decoded, Vec<DecodeError>> {
     let refuse = |location: String, message: String| {
         Err(vec![DecodeError {
             source_name: source_name.to_string(),
@@ -262,22 +310,39 @@ pub fn decode_documents(text: &str, source_name: &str) -> Result<Vec<Document>, 
             format!("nests {depth} levels deep, more than the {MAX_DEPTH} a spec may; is this the right file?"),
         );
     }
-    let mut documents = Vec::new();
+    let mut decoded = Decoded::default();
     let mut errors = Vec::new();
     for (first_line, doc) in split_documents(text) {
-        match decode_one(&doc, first_line, source_name) {
-            Ok(document) => documents.push(document),
+        let mut dropped = Vec::new();
+        let lenient = (validation != Validation::Strict).then_some(&mut dropped);
+        match decode_one(&doc, first_line, source_name, lenient) {
+            Ok(document) => decoded.documents.push(document),
             Err(error) => errors.push(error),
         }
+        decoded
+            .dropped
+            .extend(dropped.into_iter().map(|path| DecodeError {
+                source_name: source_name.to_string(),
+                location: format!(":{}", first_line + 1),
+                path,
+                message: "unknown field, dropped".to_string(),
+            }));
     }
     if errors.is_empty() {
-        Ok(documents)
+        Ok(decoded)
     } else {
         Err(errors)
     }
 }
 
-fn decode_one(text: &str, first_line: usize, source_name: &str) -> Result<Document, DecodeError> {
+/// One document; with `dropped`, unknown fields are removed (their paths pushed there)
+/// instead of refused.
+fn decode_one(
+    text: &str,
+    first_line: usize,
+    source_name: &str,
+    dropped: Option<&mut Vec<String>>,
+) -> Result<Document, DecodeError> {
     let error = |location: String, path: String, message: String| DecodeError {
         source_name: source_name.to_string(),
         location,
@@ -324,10 +389,10 @@ fn decode_one(text: &str, first_line: usize, source_name: &str) -> Result<Docume
     }
     let kind = type_meta.kind.unwrap_or_default();
     let decoded = match kind.as_str() {
-        "Cluster" => strict::<Cluster>(text).map(|d| Document::Cluster(Box::new(d))),
-        "InstanceGroup" => strict::<InstanceGroup>(text).map(|d| Document::InstanceGroup(Box::new(d))),
-        "SSHCredential" => strict::<SshCredential>(text).map(|d| Document::SshCredential(Box::new(d))),
-        "Keyset" => strict::<Keyset>(text).map(|d| Document::Keyset(Box::new(d))),
+        "Cluster" => typed::<Cluster>(text, dropped).map(|d| Document::Cluster(Box::new(d))),
+        "InstanceGroup" => typed::<InstanceGroup>(text, dropped).map(|d| Document::InstanceGroup(Box::new(d))),
+        "SSHCredential" => typed::<SshCredential>(text, dropped).map(|d| Document::SshCredential(Box::new(d))),
+        "Keyset" => typed::<Keyset>(text, dropped).map(|d| Document::Keyset(Box::new(d))),
         "" => return Err(error(here, "kind".into(), "missing; expected Cluster, InstanceGroup, SSHCredential or Keyset".into())),
         other => {
             return Err(error(
@@ -341,6 +406,68 @@ fn decode_one(text: &str, first_line: usize, source_name: &str) -> Result<Docume
         let location = yaml_location(&e, first_line);
         error(location, path, clean_message(&e.to_string()))
     })
+}
+
+/// Strict decoding, or with `dropped`, decoding that removes each unknown field the strict
+/// decoder names and tries again (the types deny unknown fields; serde offers no switch to
+/// ignore them at run time, so they are taken out of the value instead).
+fn typed<T: serde::de::DeserializeOwned>(
+    text: &str,
+    dropped: Option<&mut Vec<String>>,
+) -> Result<T, (String, serde_yaml_ng::Error)> {
+    let first = strict::<T>(text);
+    let Some(dropped) = dropped else {
+        return first;
+    };
+    match first {
+        Err((_, ref e)) if e.to_string().contains("unknown field `") => {}
+        other => return other,
+    }
+    let mut value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| (String::new(), e))?;
+    loop {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(decoded) => return Ok(decoded),
+            Err(e) => {
+                let path: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+                let shown = e.path().to_string();
+                let inner = e.into_inner();
+                let unknown = inner.to_string().contains("unknown field `");
+                if !unknown || !remove(&mut value, &path) {
+                    return Err((shown, inner));
+                }
+                dropped.push(shown);
+            }
+        }
+    }
+}
+
+/// Removes the map entry at `path` (the last segment is the key); false when it is not there.
+fn remove(value: &mut serde_yaml_ng::Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for segment in parents {
+        current = match (segment, current) {
+            (Segment::Map { key }, serde_yaml_ng::Value::Mapping(map)) => match map.get_mut(key.as_str()) {
+                Some(next) => next,
+                None => return false,
+            },
+            (Segment::Seq { index }, serde_yaml_ng::Value::Sequence(items)) => {
+                match items.get_mut(*index) {
+                    Some(next) => next,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+    }
+    match (last, current) {
+        (Segment::Map { key }, serde_yaml_ng::Value::Mapping(map)) => map.remove(key.as_str()).is_some(),
+        _ => false,
+    }
 }
 
 fn strict<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (String, serde_yaml_ng::Error)> {
@@ -481,6 +608,41 @@ mod tests {
             errors[0].to_string(),
             "c.yaml:9:5: spec.subnets[0].cidrr: unknown field `cidrr`; did you mean `cidr`?"
         );
+    }
+
+    #[test]
+    fn stale_fields_are_dropped_under_warn_and_ignore_only() {
+        let text = format!(
+            "{MINIMAL}  serviceOIDCProvider:\n    issuerURL: https://old\n  subnets:\n  - name: a\n    cidr: 10.0.0.0/24\n    legacy: true\n  kubeAPIServer:\n    bogus: 1\n    anonymousAuth: false\n"
+        );
+        let errors = decode_documents(&text, "c.yaml").unwrap_err();
+        assert!(errors[0].to_string().contains("serviceOIDCProvider"), "{errors:?}");
+        for validation in [Validation::Warn, Validation::Ignore] {
+            let decoded = decode_documents_with(&text, "c.yaml", validation).unwrap();
+            let dropped: Vec<String> = decoded.dropped.iter().map(|d| d.to_string()).collect();
+            assert_eq!(
+                dropped,
+                [
+                    "c.yaml:1: spec.serviceOIDCProvider: unknown field, dropped",
+                    "c.yaml:1: spec.kubeAPIServer.bogus: unknown field, dropped",
+                    "c.yaml:1: spec.subnets[0].legacy: unknown field, dropped",
+                ]
+            );
+            let Document::Cluster(cluster) = &decoded.documents[0] else {
+                panic!("not a cluster")
+            };
+            // What is known stays.
+            assert_eq!(cluster.spec.subnets.as_ref().unwrap()[0].cidr.as_deref(), Some("10.0.0.0/24"));
+            assert_eq!(
+                cluster.spec.kube_api_server.as_ref().unwrap().anonymous_auth,
+                Some(false)
+            );
+        }
+        // Wrong types stay errors whatever the mode.
+        let wrong = format!("{MINIMAL}  bogus: 1\n  subnets: 7\n");
+        assert!(decode_documents_with(&wrong, "c.yaml", Validation::Ignore).is_err());
+        assert_eq!(Validation::parse("false"), Ok(Validation::Ignore));
+        assert!(Validation::parse("lax").unwrap_err().contains("strict, warn or ignore"));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use kopsrs_api::{
-    decode_documents, encode_documents, Cluster, Document, InstanceGroup, OutputFormat,
+    decode_documents_with, encode_documents, Cluster, DecodeError, Document, InstanceGroup,
+    OutputFormat, Validation,
 };
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -124,12 +125,17 @@ enum Backend {
     Object,
 }
 
+/// Where the unknown fields dropped from stored specs are reported.
+type DroppedReport = Arc<dyn Fn(&DecodeError) + Send + Sync>;
+
 /// A kops state store (`s3://bucket/prefix`, `file:///dir`, `memory://`).
 pub struct StateStore {
     url: String,
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     backend: Backend,
+    validation: Validation,
+    dropped: Option<DroppedReport>,
 }
 
 impl StateStore {
@@ -170,6 +176,8 @@ impl StateStore {
                 store: Arc::new(store),
                 prefix,
                 backend: Backend::Object,
+                validation: Validation::Strict,
+                dropped: None,
             });
         }
         if let Some(rest) = url.strip_prefix("memory://") {
@@ -178,6 +186,8 @@ impl StateStore {
                 store: Arc::new(InMemory::new()),
                 prefix: Path::from(rest),
                 backend: Backend::Object,
+                validation: Validation::Strict,
+                dropped: None,
             });
         }
         if let Some(dir) = url.strip_prefix("file://") {
@@ -200,11 +210,25 @@ impl StateStore {
                 store: Arc::new(store),
                 prefix: Path::default(),
                 backend: Backend::Local(PathBuf::from(dir)),
+                validation: Validation::Strict,
+                dropped: None,
             });
         }
         Err(bad(
             "use s3://bucket/prefix, file:///absolute/dir or memory://",
         ))
+    }
+
+    /// Reads stored specs with `validation` (strict by default): under `warn` and `ignore`,
+    /// unknown fields are dropped and each is passed to `report`.
+    pub fn with_validation(
+        mut self,
+        validation: Validation,
+        report: impl Fn(&DecodeError) + Send + Sync + 'static,
+    ) -> StateStore {
+        self.validation = validation;
+        self.dropped = Some(Arc::new(report));
+        self
     }
 
     /// The URL this store was opened with.
@@ -392,15 +416,21 @@ impl StateStore {
             key: key.into(),
             reason: e.to_string(),
         })?;
-        let documents = decode_documents(text, key).map_err(|errors| StateStoreError::Corrupt {
-            key: key.into(),
-            reason: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+        let decoded = decode_documents_with(text, key, self.validation).map_err(|errors| {
+            StateStoreError::Corrupt {
+                key: key.into(),
+                reason: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }
         })?;
-        documents
+        if let Some(report) = &self.dropped {
+            decoded.dropped.iter().for_each(|d| report(d));
+        }
+        decoded
+            .documents
             .into_iter()
             .find_map(pick)
             .ok_or_else(|| StateStoreError::Corrupt {

@@ -36,6 +36,12 @@ pub struct GlobalArgs {
     /// messages are the same at every level.
     #[arg(short = 'v', long = "v", global = true, value_name = "LEVEL")]
     pub verbosity: Option<u8>,
+    /// Unknown fields in specs, as kubectl's --validate: strict (an error, the default), warn
+    /// (dropped with a warning), ignore (dropped silently; kops's own behaviour). For fields
+    /// kops stopped reading that old specs still carry; applies to files, edits and the
+    /// state store.
+    #[arg(long, global = true, value_name = "MODE", default_value = "strict", num_args = 0..=1, require_equals = true, default_missing_value = "strict", value_parser = kopsrs_api::Validation::parse)]
+    pub validate: kopsrs_api::Validation,
     /// What the pipeline takes from the environment, read once at start (not a flag).
     #[arg(skip)]
     pub settings: crate::pipeline::Settings,

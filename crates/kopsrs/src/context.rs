@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use kopsrs_api::{decode_documents, Document};
+use kopsrs_api::{decode_documents_with, Document, Validation};
 use kopsrs_state::StateStore;
 
 use crate::cli::GlobalArgs;
@@ -66,14 +66,37 @@ pub fn state_url(global: &GlobalArgs) -> Result<String> {
 
 pub async fn open_store(global: &GlobalArgs) -> Result<StateStore> {
     let url = state_url(global)?;
-    Ok(StateStore::open(&url).await?)
+    Ok(with_validation(StateStore::open(&url).await?, global))
+}
+
+/// Stored specs read as `--validate` says, dropped fields reported as warnings.
+fn with_validation(store: StateStore, global: &GlobalArgs) -> StateStore {
+    let validation = global.validate;
+    store.with_validation(validation, move |dropped| warn_dropped(dropped, validation))
+}
+
+/// One warning per dropped field (a command may read the same spec more than once); none
+/// under `--validate=ignore`.
+pub fn warn_dropped(dropped: &kopsrs_api::DecodeError, validation: Validation) {
+    static SAID: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    if validation != Validation::Warn {
+        return;
+    }
+    let line = dropped.to_string();
+    if SAID.lock().expect("warnings").insert(line.clone()) {
+        eprintln!("warning: {line} (--validate=warn)");
+    }
 }
 
 /// The state store, made if it is a `file://` directory that does not exist yet: only for
 /// commands that create clusters (`create`, `replace --force`).
 pub async fn open_or_create_store(global: &GlobalArgs) -> Result<StateStore> {
     let url = state_url(global)?;
-    Ok(StateStore::open_or_create(&url).await?)
+    Ok(with_validation(
+        StateStore::open_or_create(&url).await?,
+        global,
+    ))
 }
 
 /// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.
@@ -121,8 +144,9 @@ pub fn read_input(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// Decodes every document of every file; all decoding errors are reported together.
-pub fn read_documents(paths: &[std::path::PathBuf]) -> Result<Vec<Document>> {
+/// Decodes every document of every file as `--validate` says; all decoding errors are
+/// reported together.
+pub fn read_documents(paths: &[std::path::PathBuf], validation: Validation) -> Result<Vec<Document>> {
     let mut documents = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
@@ -132,11 +156,20 @@ pub fn read_documents(paths: &[std::path::PathBuf]) -> Result<Vec<Document>> {
         } else {
             path.display().to_string()
         };
-        match decode_documents(&text, &name) {
-            Ok(mut docs) => documents.append(&mut docs),
+        match decode_documents_with(&text, &name, validation) {
+            Ok(mut decoded) => {
+                decoded
+                    .dropped
+                    .iter()
+                    .for_each(|d| warn_dropped(d, validation));
+                documents.append(&mut decoded.documents);
+            }
             Err(errors) => problems.extend(errors.into_iter().map(|e| Problem {
+                hint: e
+                    .message
+                    .contains("unknown field")
+                    .then(|| crate::problems::STALE_FIELD_HINT.to_string()),
                 message: e.to_string(),
-                hint: None,
             })),
         }
     }

@@ -45,6 +45,9 @@ impl Problems {
     }
 }
 
+/// For an unknown field: a typo is fixed; a field kops stopped reading can be dropped.
+pub const STALE_FIELD_HINT: &str = "fix the name; if it is a field kops no longer reads, --validate=warn drops it with a warning (--validate=ignore silently, as kops does)";
+
 /// How to give kopsrs AWS credentials, for every "no credentials" error; about the profile
 /// when `AWS_PROFILE` names one.
 pub fn credentials_hint() -> String {
@@ -146,6 +149,7 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         E::NoBucket(bucket) => Some(format!("check --state / KOPS_STATE_STORE for a typo, or create the bucket: `aws s3 mb s3://{bucket}` (and turn on versioning, as kops advises: `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`)")),
         E::Unreachable { .. } => Some("check the network, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 when set".into()),
         E::Credentials { .. } => Some(credentials_hint()),
+        E::Corrupt { reason, .. } if reason.contains("unknown field") => Some(STALE_FIELD_HINT.into()),
         E::Refused(words) if words.starts_with("AccessDenied") => Some("the credentials need s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket; `aws sts get-caller-identity` shows whose they are".into()),
         _ => None,
     }

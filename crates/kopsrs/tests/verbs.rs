@@ -403,3 +403,73 @@ fn etcd_members_are_named_as_kops_names_them() {
     assert_eq!(count(("encrypted", "false")), 10);
     assert_eq!(count(("type", "\"io1\"")), 10);
 }
+
+/// A spec carrying a field kops stopped reading (issue 17, item 5): refused by default with
+/// the way out; `--validate=warn` drops it and says so; `--validate=ignore` drops it quietly;
+/// for files, for the state store and for edits.
+#[test]
+fn stale_fields_follow_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}/state", dir.path().display());
+    let file = dir.path().join("cluster.yaml");
+    let stale = support::CLUSTER.replacen(
+        "spec:\n",
+        "spec:\n  serviceOIDCProvider:\n    issuerURL: https://old.example.com\n",
+        1,
+    );
+    std::fs::write(&file, &stale).unwrap();
+    let run = |args: &[&str]| kopsrs(&state).args(args).arg(&file).output().unwrap();
+
+    let strict = run(&["create", "-f"]);
+    assert_eq!(strict.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        text.contains("spec.serviceOIDCProvider: unknown field") && text.contains("--validate=warn"),
+        "{text}"
+    );
+    assert!(!dir.path().join("state").exists(), "nothing is written");
+
+    let warned = run(&["create", "--validate=warn", "-f"]);
+    let text = String::from_utf8_lossy(&warned.stderr);
+    assert!(warned.status.success(), "{text}");
+    assert!(
+        text.contains("warning: ") && text.contains("spec.serviceOIDCProvider: unknown field, dropped"),
+        "{text}"
+    );
+    let ignored = run(&["replace", "--validate=ignore", "-f"]);
+    assert!(ignored.status.success());
+    assert!(!String::from_utf8_lossy(&ignored.stderr).contains("warning"));
+    let stored = dir.path().join("state/test.example.com/config");
+    assert!(!std::fs::read_to_string(&stored).unwrap().contains("serviceOIDCProvider"));
+
+    // A store written by another tool, with the stale field in it.
+    std::fs::write(&stored, &stale).unwrap();
+    let get = |validate: &str| {
+        kopsrs(&state)
+            .args(["get", "cluster", "test.example.com", "-o", "yaml", validate])
+            .output()
+            .unwrap()
+    };
+    let refused = get("--validate=strict");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--validate=warn"));
+    let read = get("--validate=warn");
+    assert!(read.status.success());
+    assert!(String::from_utf8_lossy(&read.stderr).contains("serviceOIDCProvider: unknown field, dropped"));
+    assert!(!String::from_utf8_lossy(&read.stdout).contains("serviceOIDCProvider"));
+
+    // An edit that adds a stale field.
+    let edited = kopsrs(&state)
+        .args(["edit", "cluster", "test.example.com", "--validate=warn"])
+        .env(
+            "EDITOR",
+            "sed -i 's/^  networkCIDR:/  legacyField: 1\\n  networkCIDR:/; s/v1.34.1/v1.34.2/'",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&edited.stderr);
+    assert!(edited.status.success(), "{text}");
+    assert!(text.contains("spec.legacyField: unknown field, dropped"), "{text}");
+    let config = std::fs::read_to_string(&stored).unwrap();
+    assert!(config.contains("v1.34.2") && !config.contains("legacyField"), "{config}");
+}

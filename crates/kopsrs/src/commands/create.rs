@@ -125,7 +125,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
         print_documents(&documents, args.output);
         return Ok(());
     }
-    let store = StateStore::open_or_create(&state).await?;
+    let store = context::open_or_create_store(global).await?;
     write_new_cluster(&store, &cluster, &groups).await?;
     if let Some(key) = ssh_key {
         write_ssh_key(&store, &name, &key).await?;
@@ -280,7 +280,7 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
 
 /// `create -f`: every document of every file, checked together before anything is written.
 async fn create_from_files(global: &GlobalArgs, files: &[std::path::PathBuf]) -> Result<()> {
-    let documents = context::read_documents(files)?;
+    let documents = context::read_documents(files, global.validate)?;
     let store = context::open_or_create_store(global).await?;
     let plan = group_by_cluster(global, documents)?;
     let mut problems = Vec::new();

@@ -54,7 +54,7 @@ pub async fn run(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
             delete_groups(&store, &name, &[group], yes).await
         }
         None if !args.filenames.is_empty() => {
-            let documents = context::read_documents(&args.filenames)?;
+            let documents = context::read_documents(&args.filenames, global.validate)?;
             let mut by_cluster: std::collections::BTreeMap<String, Vec<String>> =
                 Default::default();
             for document in &documents {

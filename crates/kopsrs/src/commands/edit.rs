@@ -7,7 +7,7 @@
 
 use anyhow::{Context as _, Result};
 use kopsrs_api::{
-    decode_documents, encode_documents, Cluster, Document, InstanceGroup, OutputFormat,
+    decode_documents_with, encode_documents, Cluster, Document, InstanceGroup, OutputFormat,
 };
 use kopsrs_state::{StateStore, StateStoreError};
 use serde::de::DeserializeOwned;
@@ -57,7 +57,7 @@ pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
         }
         unreachable!("the last attempt returns");
     }
-    edit_in_editor(&store, &name, &target).await
+    edit_in_editor(&store, &name, &target, global.validate).await
 }
 
 /// Exponential backoff (5 ms doubling, capped at 250 ms) with full jitter, so racing writers
@@ -168,7 +168,12 @@ fn editor() -> Option<String> {
         .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
 }
 
-async fn edit_in_editor(store: &StateStore, name: &str, target: &Target) -> Result<()> {
+async fn edit_in_editor(
+    store: &StateStore,
+    name: &str,
+    target: &Target,
+    validation: kopsrs_api::Validation,
+) -> Result<()> {
     let editor = match editor() {
         Some(editor) => editor,
         None if interactive() => "vi".to_string(),
@@ -233,7 +238,7 @@ async fn edit_in_editor(store: &StateStore, name: &str, target: &Target) -> Resu
             )
             .into());
         }
-        match check_edit(&body, &original, &stored) {
+        match check_edit(&body, &original, &stored, validation) {
             Ok(document) => {
                 let result = match &document {
                     Document::Cluster(c) => {
@@ -284,6 +289,7 @@ fn check_edit(
     body: &str,
     original: &Document,
     stored: &super::StoredCluster,
+    validation: kopsrs_api::Validation,
 ) -> Result<Document, Vec<Problem>> {
     let problem = |m: String| {
         vec![Problem {
@@ -291,7 +297,7 @@ fn check_edit(
             hint: None,
         }]
     };
-    let mut documents = decode_documents(body, "edit").map_err(|errors| {
+    let decoded = decode_documents_with(body, "edit", validation).map_err(|errors| {
         errors
             .into_iter()
             .map(|e| Problem {
@@ -300,6 +306,10 @@ fn check_edit(
             })
             .collect::<Vec<_>>()
     })?;
+    for dropped in &decoded.dropped {
+        crate::context::warn_dropped(dropped, validation);
+    }
+    let mut documents = decoded.documents;
     if documents.len() != 1 {
         return Err(problem(format!(
             "expected one document, found {}",

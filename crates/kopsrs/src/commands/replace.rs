@@ -8,7 +8,7 @@ use crate::context;
 use crate::problems::Problems;
 
 pub async fn run(global: &GlobalArgs, args: ReplaceArgs) -> Result<()> {
-    let documents = context::read_documents(&args.filenames)?;
+    let documents = context::read_documents(&args.filenames, global.validate)?;
     let store = match args.force {
         true => context::open_or_create_store(global).await?,
         false => context::open_store(global).await?,
