@@ -4,7 +4,10 @@
 //! that cluster templates use) and Jinja2 (`minijinja`) for `.j2` files. Values are merged from
 //! files in order, then `--set` / `--set-string`. No I/O: callers pass text in.
 
+mod kops;
 mod sprig;
+
+pub use kops::{ChannelLookups, Setup};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -141,20 +144,37 @@ impl Engine {
     }
 }
 
-/// Renders one template. `name` names it in errors; with `fail_on_missing`, reading a value
-/// that is not set is a [`TemplateError::Missing`] rather than empty (Jinja2) or `<no value>`
-/// (Go) in the output.
+/// Renders one template. `name` names it in errors; with `setup.fail_on_missing`, reading a
+/// value that is not set is a [`TemplateError::Missing`] rather than empty (Jinja2) or
+/// `<no value>` (Go) in the output. Snippets are reachable as `include "name" .` and
+/// `template "name" .` (Go) or `{% include "name" %}` (Jinja2).
 pub fn render(
     name: &str,
     text: &str,
     values: &Value,
     engine: Engine,
-    fail_on_missing: bool,
+    setup: &Setup,
 ) -> Result<String, TemplateError> {
     match engine {
-        Engine::Go => render_go(name, text, values, fail_on_missing),
-        Engine::Jinja => render_jinja(name, text, values, fail_on_missing),
+        Engine::Go => kops::with_setup(setup, || render_go(name, text, values, setup)),
+        Engine::Jinja => render_jinja(name, text, values, setup),
     }
+}
+
+/// A Go template with sprig's and kops's functions (kops's `indent` replaces sprig's),
+/// parsed; refused when its `define`d templates call themselves.
+fn go_template(text: &str) -> Result<gtmpl::Template, String> {
+    if let Some(cycle) = recursive_template(text) {
+        return Err(format!(
+            "template {cycle} calls itself; recursive templates are not supported (they would exhaust the stack)"
+        ));
+    }
+    let mut template = gtmpl::Template::default();
+    // Functions are added before parsing: gtmpl resolves function names at parse time.
+    template.add_funcs(sprig::FUNCTIONS);
+    template.add_funcs(kops::FUNCTIONS);
+    template.parse(text).map_err(|e| e.to_string())?;
+    Ok(template)
 }
 
 fn to_gtmpl(value: &Value) -> gtmpl_value::Value {
@@ -184,22 +204,13 @@ fn render_go(
     name: &str,
     text: &str,
     values: &Value,
-    fail_on_missing: bool,
+    setup: &Setup,
 ) -> Result<String, TemplateError> {
-    if let Some(cycle) = recursive_template(text) {
-        return Err(TemplateError::Parse {
+    let template = go_template(&kops::with_snippets(text, &setup.snippets)).map_err(|message| {
+        TemplateError::Parse {
             name: name.into(),
-            message: format!(
-                "template {cycle} calls itself; recursive templates are not supported (they would exhaust the stack)"
-            ),
-        });
-    }
-    let mut template = gtmpl::Template::default();
-    // Functions are added before parsing: gtmpl resolves function names at parse time.
-    template.add_funcs(sprig::FUNCTIONS);
-    template.parse(text).map_err(|e| TemplateError::Parse {
-        name: name.into(),
-        message: e.to_string(),
+            message,
+        }
     })?;
     let context = gtmpl::Context::from(to_gtmpl(values));
     let output = template
@@ -210,7 +221,7 @@ fn render_go(
         })?;
     // gtmpl, like Go's text/template with missingkey=default, prints a missing value as
     // "<no value>"; that marker is how a missing key shows up after rendering.
-    if fail_on_missing {
+    if setup.fail_on_missing {
         if let Some(line) = output.lines().position(|l| l.contains("<no value>")) {
             return Err(TemplateError::Missing {
                 name: name.into(),
@@ -290,9 +301,40 @@ fn render_jinja(
     name: &str,
     text: &str,
     values: &Value,
-    fail_on_missing: bool,
+    setup: &Setup,
 ) -> Result<String, TemplateError> {
+    let fail_on_missing = setup.fail_on_missing;
     let mut environment = minijinja::Environment::new();
+    let snippets = setup.snippets.clone();
+    environment.set_loader(move |name| Ok(snippets.get(name).cloned()));
+    let channel = setup.channel.clone();
+    environment.add_function("ChannelRecommendedKopsKubernetesVersion", move || {
+        channel.recommended_kubernetes()
+    });
+    let channel = setup.channel.clone();
+    environment.add_function(
+        "ChannelRecommendedKubernetesUpgradeVersion",
+        move |version: String| {
+            channel.upgrade(&version).ok_or_else(|| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("the channel has no advice for {version:?}"),
+                )
+            })
+        },
+    );
+    let channel = setup.channel.clone();
+    environment.add_function(
+        "ChannelRecommendedImage",
+        move |cloud: String, version: String, architecture: String| {
+            channel.image(&cloud, &version, &architecture).ok_or_else(|| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("no image for {cloud:?}, {version:?}, {architecture:?}"),
+                )
+            })
+        },
+    );
     // Lenient is Jinja2's own default (an unset value renders empty); Strict makes reading one
     // an error, which becomes `TemplateError::Missing` below.
     environment.set_undefined_behavior(if fail_on_missing {
@@ -374,6 +416,72 @@ pub fn format_yaml(name: &str, text: &str) -> Result<String, TemplateError> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
+
+    /// A channel with fixed answers, to see the functions reach it.
+    struct TestChannel;
+
+    impl ChannelLookups for TestChannel {
+        fn recommended_kubernetes(&self) -> String {
+            "1.34.1".into()
+        }
+        fn upgrade(&self, version: &str) -> Option<String> {
+            version.starts_with("1.33").then(|| "1.34.1".into())
+        }
+        fn image(&self, cloud: &str, _version: &str, architecture: &str) -> Option<String> {
+            (cloud == "aws").then(|| format!("image-{architecture}"))
+        }
+    }
+
+    fn setup(fail_on_missing: bool) -> Setup {
+        Setup {
+            fail_on_missing,
+            snippets: BTreeMap::new(),
+            channel: Arc::new(TestChannel),
+        }
+    }
+
+    /// kops's functions: snippets through `include` and `template`, kops's `indent` (first
+    /// and empty lines stay as they are), the channel look-ups.
+    #[test]
+    fn kops_functions() {
+        let mut with_snippets = setup(true);
+        with_snippets.snippets.insert(
+            "labels.yaml".into(),
+            "team: {{ .team }}\n\nenv: dev".into(),
+        );
+        with_snippets
+            .snippets
+            .insert("loop".into(), "{{ include \"loop\" . }}".into());
+        let text = "labels:\n  {{ include \"labels.yaml\" . | indent 2 }}\nagain: {{ template \"labels.yaml\" . }}\n\
+                    k8s: {{ ChannelRecommendedKopsKubernetesVersion }} {{ ChannelRecommendedKubernetesUpgradeVersion \"1.33.2\" }}\n\
+                    image: {{ ChannelRecommendedImage \"aws\" \"1.34.1\" \"arm64\" }}\n";
+        let out = render("t.yaml", text, &json!({"team": "sre"}), Engine::Go, &with_snippets).unwrap();
+        assert_eq!(
+            out,
+            "labels:\n  team: sre\n\n  env: dev\nagain: team: sre\n\nenv: dev\nk8s: 1.34.1 1.34.1\nimage: image-arm64\n"
+        );
+        // Errors name what is wrong.
+        let go = |text: &str| render("t.yaml", text, &json!({}), Engine::Go, &with_snippets);
+        let missing = go("{{ include \"nope\" . }}").unwrap_err().to_string();
+        assert!(missing.contains("no snippet \"nope\"") && missing.contains("labels.yaml"), "{missing}");
+        let looped = go("{{ include \"loop\" . }}").unwrap_err().to_string();
+        assert!(looped.contains("nest more than"), "{looped}");
+        let image = go("{{ ChannelRecommendedImage \"gce\" \"1.34.1\" \"amd64\" }}");
+        assert!(image.unwrap_err().to_string().contains("no image for cloud \"gce\""));
+        // The same in Jinja2.
+        with_snippets
+            .snippets
+            .insert("labels.j2".into(), "team: {{ team }}".into());
+        let jinja = render(
+            "t.j2",
+            "{% include 'labels.j2' %} {{ ChannelRecommendedImage('aws', '1.34.1', 'amd64') }}",
+            &json!({"team": "sre"}),
+            Engine::Jinja,
+            &with_snippets,
+        );
+        assert_eq!(jinja.unwrap(), "team: sre image-amd64");
+    }
 
     #[test]
     fn go_templates_with_sprig() {
@@ -386,8 +494,8 @@ size: {{ default "t3.medium" .nodes.size }}
 - {{ $i }}-{{ $z | upper }}
 {{- end }}
 labels:
-{{ dict "team" "sre" | toYaml | indent 2 }}"#;
-        let out = render("t.yaml", text, &values, Engine::Go, true).unwrap();
+{{ dict "team" "sre" | toYaml | nindent 2 | trimPrefix "\n" }}"#;
+        let out = render("t.yaml", text, &values, Engine::Go, &setup(true)).unwrap();
         assert_eq!(
             out,
             "name: \"dev.example.com\"\nzones: eu-west-1a,eu-west-1b\ncount: 3\nsize: t3.medium\n- 0-EU-WEST-1A\n- 1-EU-WEST-1B\nlabels:\n  team: sre"
@@ -404,7 +512,7 @@ labels:
             "{{ empty .zero }} {{ default 5 .zero }} {{ empty 1 }} {{ add 1 2 }}",
             &values,
             Engine::Go,
-            true,
+            &setup(true),
         )
         .unwrap();
         assert_eq!(out, "true 5 false 3");
@@ -413,7 +521,7 @@ labels:
             "{{ mul .big 2 }}",
             "{{ sub 0 .big | sub 2 }}",
         ] {
-            let err = render("t.yaml", text, &values, Engine::Go, true).unwrap_err();
+            let err = render("t.yaml", text, &values, Engine::Go, &setup(true)).unwrap_err();
             assert!(err.to_string().contains("overflows"), "{text}: {err}");
         }
     }
@@ -426,7 +534,7 @@ labels:
         let text = "name: master-{{ region }}{{ 'a' }}\n\
                     {% for k, v in labels.items() %}{{ k }}={{ v.upper() }};{% endfor %}\n\
                     {{ labels.get('missing', 'none') }} {{ labels.keys() | list | length }}\n";
-        let out = render("cluster.yml.j2", text, &values, Engine::Jinja, true).unwrap();
+        let out = render("cluster.yml.j2", text, &values, Engine::Jinja, &setup(true)).unwrap();
         assert_eq!(out, "name: master-eu-west-1a\nenv=DEV;team=SRE;\nnone 2\n");
     }
 
@@ -437,7 +545,7 @@ labels:
             "a: {{ .missing }}\n",
             &json!({}),
             Engine::Go,
-            true,
+            &setup(true),
         )
         .unwrap_err();
         assert!(
@@ -448,8 +556,7 @@ labels:
             "t.yaml",
             "a: {{ .missing }}\n",
             &json!({}),
-            Engine::Go,
-            false
+            Engine::Go, &setup(false)
         )
         .is_ok());
         let err = render(
@@ -457,7 +564,7 @@ labels:
             "a: {{ missing }}\n",
             &json!({}),
             Engine::Jinja,
-            true,
+            &setup(true),
         )
         .unwrap_err();
         assert!(matches!(err, TemplateError::Missing { .. }), "{err}");
@@ -465,7 +572,7 @@ labels:
 
     #[test]
     fn hostile_templates_fail_cleanly() {
-        let go = |text: &str| render("t.tmpl", text, &json!({}), Engine::Go, false);
+        let go = |text: &str| render("t.tmpl", text, &json!({}), Engine::Go, &setup(false));
         // Recursion, direct and through another template, is refused before rendering.
         let direct = go(r#"{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}"#);
         assert!(
@@ -503,7 +610,7 @@ labels:
             "{% for z in zones %}- {{ z }}\n{% endfor %}",
             &json!({"zones": ["a", "b"]}),
             Engine::Jinja,
-            true,
+            &setup(true),
         )
         .unwrap();
         assert_eq!(out, "- a\n- b\n");

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use gtmpl::{FuncError, Value};
 use sha2::{Digest, Sha256};
 
-type Func = fn(&[Value]) -> Result<Value, FuncError>;
+/// A gtmpl function.
+pub(crate) type Func = fn(&[Value]) -> Result<Value, FuncError>;
 
 /// The functions registered on every Go template, by their sprig names.
 pub const FUNCTIONS: &[(&str, Func)] = &[
@@ -31,7 +32,6 @@ pub const FUNCTIONS: &[(&str, Func)] = &[
     ("hasPrefix", has_prefix),
     ("hasSuffix", has_suffix),
     ("repeat", repeat),
-    ("indent", indent),
     ("nindent", nindent),
     ("join", join),
     ("splitList", split_list),
@@ -84,7 +84,7 @@ fn is_empty(value: &Value) -> bool {
 
 /// An integer argument. Strings are parsed and floats truncated, as sprig's casts do: values
 /// from `--set-string` or quoted YAML arrive as text.
-fn number(name: &str, value: &Value) -> Result<i64, FuncError> {
+pub(crate) fn number(name: &str, value: &Value) -> Result<i64, FuncError> {
     match value {
         Value::Number(n) => n
             .as_i64()
@@ -255,7 +255,7 @@ pub const MAX_LIST: i64 = 100_000;
 
 /// `count` as a size, if `count` pieces of `each` bytes stay within [`MAX_TEXT`]. Checked
 /// before allocating, so a huge count is an error rather than an aborted process.
-fn sized(name: &str, count: i64, each: usize) -> Result<usize, FuncError> {
+pub(crate) fn sized(name: &str, count: i64, each: usize) -> Result<usize, FuncError> {
     let count = count.max(0) as usize;
     match count.checked_mul(each.max(1)) {
         Some(total) if total <= MAX_TEXT => Ok(count),
@@ -282,15 +282,8 @@ fn indent_by(n: i64, s: &str) -> String {
         .join("\n")
 }
 
-fn indent(a: &[Value]) -> Result<Value, FuncError> {
-    let [n, s] = args::<2>("indent", a)?;
-    let s = text(&s);
-    let n = number("indent", &n)?;
-    sized("indent", n, s.lines().count().max(1))?;
-    Ok(Value::String(indent_by(n, &s)))
-}
-
-/// `indent` after a newline, so the block can follow `key:` on the same template line.
+/// sprig's `nindent`: a newline, then every line padded (kops keeps it; its `indent` is
+/// kops's own, in `kops.rs`).
 fn nindent(a: &[Value]) -> Result<Value, FuncError> {
     let [n, s] = args::<2>("nindent", a)?;
     let s = text(&s);

@@ -557,11 +557,11 @@ pub enum ToolboxCommand {
 
 #[derive(Args, Debug)]
 pub struct TemplateArgs {
-    /// Template files or directories (rendered in order).
-    #[arg(short = 't', long = "template", required = true)]
+    /// Template files or directories (rendered in order; directories recursively, sorted).
+    #[arg(short = 't', long = "template", required_unless_present = "config_value", value_delimiter = ',')]
     pub templates: Vec<PathBuf>,
-    /// Values files (YAML or JSON), merged in order.
-    #[arg(long = "values")]
+    /// Values files or directories (YAML or JSON), merged in order.
+    #[arg(long = "values", value_delimiter = ',')]
     pub values: Vec<PathBuf>,
     /// Set a value: key.path=value (typed: numbers and booleans are parsed).
     #[arg(long = "set")]
@@ -569,14 +569,24 @@ pub struct TemplateArgs {
     /// Set a value as a string.
     #[arg(long = "set-string")]
     pub set_strings: Vec<String>,
-    /// Fail when a template reads a value that is not set.
-    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    /// Snippet files or directories: each file, by its name, for `include "NAME" .` and
+    /// `template "NAME" .` (Jinja2: `{% include "NAME" %}`).
+    #[arg(long = "snippets", value_delimiter = ',')]
+    pub snippets: Vec<PathBuf>,
+    /// Fail when a template reads a value that is not set (on by default, as in kops).
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub fail_on_missing: bool,
     /// Re-format the output as YAML (checks it parses).
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub format_yaml: bool,
+    /// Print one top-level value of the merged values (`null` when unset) and stop.
+    #[arg(long, value_name = "KEY")]
+    pub config_value: Option<String>,
+    /// The channel the Channel* functions read: `stable` (built in) or a channel file.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
     /// Write here instead of stdout.
-    #[arg(long)]
+    #[arg(long = "output", alias = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 

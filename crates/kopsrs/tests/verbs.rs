@@ -473,3 +473,69 @@ fn stale_fields_follow_validate() {
     let config = std::fs::read_to_string(&stored).unwrap();
     assert!(config.contains("v1.34.2") && !config.contains("legacyField"), "{config}");
 }
+
+/// `toolbox template` as kops documents it (issue 17, item 6): snippets by file name through
+/// `include` with kops's `indent`, the channel functions, `clusterName` from `--name`,
+/// `--output`, `--config-value`, and `--fail-on-missing` on by default.
+#[test]
+fn toolbox_template_as_kops_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    write("snippets/labels.yaml", "team: {{ .team }}\nenv: {{ .env }}");
+    write("values/common.yaml", "team: sre\nenv: prod\n");
+    write("values/dev/overrides.yaml", "env: dev\n");
+    let template = write(
+        "templates/cluster.yaml",
+        "metadata:\n  name: {{ .clusterName }}\n  labels:\n    {{ include \"labels.yaml\" . | indent 4 }}\n\
+         spec:\n  kubernetesVersion: {{ ChannelRecommendedKopsKubernetesVersion }}\n  \
+         image: {{ ChannelRecommendedImage \"aws\" \"1.34.1\" \"arm64\" }}\n",
+    );
+    let output = dir.path().join("out.yaml");
+    ok(kopsrs("memory://")
+        .args(["toolbox", "template", "--name", "dev.example.com", "--values"])
+        .arg(dir.path().join("values"))
+        .arg("--snippets")
+        .arg(dir.path().join("snippets"))
+        .arg("--template")
+        .arg(&template)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap());
+    let rendered = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        rendered.starts_with(
+            "metadata:\n  name: dev.example.com\n  labels:\n    team: sre\n    env: dev\nspec:\n  kubernetesVersion: 1."
+        ),
+        "{rendered}"
+    );
+    assert!(rendered.contains("ubuntu-noble-24.04-arm64-server"), "{rendered}");
+
+    let value = ok(kopsrs("memory://")
+        .args(["toolbox", "template", "--config-value", "env", "--values"])
+        .arg(dir.path().join("values"))
+        .output()
+        .unwrap());
+    assert_eq!(value, "dev\n");
+
+    // A value no file sets: an error by default, as in kops; `--fail-on-missing=false` renders.
+    let missing = write("templates/zone.yaml", "zone: {{ .zone }}\n");
+    let failed = kopsrs("memory://")
+        .args(["toolbox", "template", "-t"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("reads a value that is not set"));
+    let lenient = ok(kopsrs("memory://")
+        .args(["toolbox", "template", "--fail-on-missing=false", "-t"])
+        .arg(&missing)
+        .output()
+        .unwrap());
+    assert_eq!(lenient, "zone: <no value>\n");
+}

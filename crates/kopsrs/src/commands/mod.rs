@@ -30,7 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Replace(args) => replace::run(&global, args).await,
         Command::Delete(args) => delete::run(&global, args).await,
         Command::Update(args) => update::run(&global, args).await,
-        Command::Toolbox(args) => toolbox::run(args),
+        Command::Toolbox(args) => toolbox::run(&global, args),
         Command::ForceUnlock(args) => {
             let name = context::cluster_name(&global, args.cluster.as_deref())?;
             let store = context::open_store(&global).await?;

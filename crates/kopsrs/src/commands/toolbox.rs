@@ -4,15 +4,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use kopsrs_api::{Cluster, InstanceGroup};
-use kopsrs_template::{format_yaml, merge_values, render, set_value, Engine};
+use kopsrs_bootstrap::channel::Channel;
+use kopsrs_template::{format_yaml, merge_values, render, set_value, ChannelLookups, Engine, Setup};
 
-use crate::cli::{TemplateArgs, ToolboxArgs, ToolboxCommand};
+use crate::cli::{GlobalArgs, TemplateArgs, ToolboxArgs, ToolboxCommand};
 use crate::context;
 use crate::problems::Problems;
 
-pub fn run(args: ToolboxArgs) -> Result<()> {
+pub fn run(global: &GlobalArgs, args: ToolboxArgs) -> Result<()> {
     match args.what {
-        ToolboxCommand::Template(args) => template(args),
+        ToolboxCommand::Template(args) => template(global, args),
         ToolboxCommand::Schema { kind } => {
             let schema = match kind.to_ascii_lowercase().as_str() {
                 "cluster" => serde_json::to_value(schemars::schema_for!(Cluster))?,
@@ -43,27 +44,75 @@ pub fn run(args: ToolboxArgs) -> Result<()> {
     }
 }
 
+/// The files of `paths`: files as given, directories walked recursively in name order (as
+/// kops expands `--template`, `--values` and `--snippets`).
 fn template_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            match entry.is_dir() {
+                true => walk(&entry, files)?,
+                false => files.push(entry),
+            }
+        }
+        Ok(())
+    }
     let mut files = Vec::new();
     for path in paths {
-        if path.is_dir() {
-            let mut inner: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file())
-                .collect();
-            inner.sort();
-            files.extend(inner);
-        } else {
-            files.push(path.clone());
+        match path.is_dir() {
+            true => walk(path, &mut files)?,
+            false => files.push(path.clone()),
         }
     }
     Ok(files)
 }
 
-fn template(args: TemplateArgs) -> Result<()> {
+/// The channel's answers for kops's `Channel*` template functions. Versions are written as
+/// kops writes them there, without a leading `v`.
+struct ChannelFunctions(Channel);
+
+impl ChannelLookups for ChannelFunctions {
+    fn recommended_kubernetes(&self) -> String {
+        self.0.kubernetes.recommended.trim_start_matches('v').to_string()
+    }
+
+    /// The newest release of the version's minor, as kops's channel advises an upgrade.
+    fn upgrade(&self, version: &str) -> Option<String> {
+        self.0.recommended_patch(version).map(|v| v.trim_start_matches('v').to_string())
+    }
+
+    fn image(&self, cloud: &str, kubernetes_version: &str, architecture: &str) -> Option<String> {
+        let version = kopsrs_api::versions::KubernetesVersion::parse(kubernetes_version)?;
+        let architecture = match architecture {
+            "amd64" => kopsrs_api::versions::Architecture::Amd64,
+            "arm64" => kopsrs_api::versions::Architecture::Arm64,
+            _ => return None,
+        };
+        (cloud == "aws").then(|| kopsrs_api::versions::default_image(&version, architecture))
+    }
+}
+
+fn channel(name: &str) -> Result<Channel> {
+    if name == "stable" {
+        return Ok(Channel::stable());
+    }
+    let text = context::read_input(Path::new(name))?;
+    Channel::parse(&text).map_err(|e| {
+        Problems::one(
+            format!("--channel {name}: {e}"),
+            "use `stable` (built in) or a channel file in kopsrs's format",
+        )
+        .into()
+    })
+}
+
+fn template(global: &GlobalArgs, args: TemplateArgs) -> Result<()> {
     let mut values = serde_json::Value::Object(Default::default());
-    for path in &args.values {
+    for path in &template_files(&args.values)? {
         let text = context::read_input(path)?;
         if let Some((line, depth)) = kopsrs_api::too_deep(&text) {
             return Err(Problems::one(
@@ -90,12 +139,37 @@ fn template(args: TemplateArgs) -> Result<()> {
     for assignment in &args.set_strings {
         set_value(&mut values, assignment, false)?;
     }
+    // kops puts the cluster name in the values as `clusterName`.
+    if let Some(name) = &global.name {
+        values["clusterName"] = serde_json::Value::String(name.clone());
+    }
+    if let Some(key) = &args.config_value {
+        match values.get(key) {
+            Some(serde_json::Value::String(s)) => println!("{s}"),
+            Some(value) => println!("{value}"),
+            None => println!("null"),
+        }
+        return Ok(());
+    }
+    let mut snippets = std::collections::BTreeMap::new();
+    for file in template_files(&args.snippets)? {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        snippets.insert(name, context::read_input(&file)?);
+    }
+    let setup = Setup {
+        fail_on_missing: args.fail_on_missing,
+        snippets,
+        channel: std::sync::Arc::new(ChannelFunctions(channel(&args.channel)?)),
+    };
     let mut outputs = Vec::new();
     for file in template_files(&args.templates)? {
         let text = context::read_input(&file)?;
         let name = file.display().to_string();
         let engine = Engine::for_file(&name);
-        let mut rendered = render(&name, &text, &values, engine, args.fail_on_missing)?;
+        let mut rendered = render(&name, &text, &values, engine, &setup)?;
         if args.format_yaml {
             rendered = format_yaml(&name, &rendered)?;
         }
