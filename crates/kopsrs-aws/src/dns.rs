@@ -175,7 +175,7 @@ pub(crate) async fn read_zone(aws: &Aws, address: &Address, r: &R) -> Result<Out
                 && z.config().is_some_and(|c| c.private_zone()) == private
         })
         .ok_or_else(|| {
-            Error::permanent(format!(
+            Error::existing(format!(
                 "{address}: no {} hosted zone named {name:?}; create it, or set spec.dnsZone to its ID",
                 if private { "private" } else { "public" }
             ))

@@ -157,6 +157,16 @@ impl Error {
         }
     }
 
+    /// Something the spec names that the cloud does not have as the spec says (a DNS zone,
+    /// an image, a free range for a subnet): code [`EXISTING_MISMATCH`], found at plan time.
+    pub fn existing(message: impl Into<String>) -> Error {
+        Error {
+            message: message.into(),
+            code: Some(EXISTING_MISMATCH.to_string()),
+            retryable: false,
+        }
+    }
+
     /// The same error, naming the resource it happened to.
     pub fn at(mut self, address: &Address) -> Error {
         self.message = format!("{address}: {}", self.message);
@@ -362,6 +372,8 @@ impl Aws {
         let (discovery, ()) = tokio::try_join!(self.discover(desired), self.verify(desired))?;
         let mut plan = kopsrs_engine::diff(desired, &discovery.observed, &AwsSchema);
         launch_templates::complete_plan(&discovery, &mut plan, desired);
+        launch_templates::explain_changes(self, &discovery, &mut plan, desired).await?;
+        subnets::check_free_ranges(self, &discovery, &plan, desired).await?;
         plan.changes.sort_by(|a, b| a.address.cmp(&b.address));
         Ok(discovery.into_plan(plan))
     }

@@ -115,3 +115,78 @@ mod tests {
         assert_eq!(Subnet::TAGGING, Tagging::Ec2);
     }
 }
+
+/// Before any change: the subnets the plan creates inside a VPC that already exists (one
+/// the cluster shares, or its own from an earlier run) must not overlap the subnets already
+/// there, whoever made them; EC2 would refuse the second one half-way through an apply
+/// (`InvalidSubnet.Conflict`). One DescribeSubnets per such VPC; none when the plan creates
+/// no subnet in an existing VPC.
+pub(crate) async fn check_free_ranges(
+    aws: &Aws,
+    discovery: &crate::discover::Discovery,
+    plan: &kopsrs_engine::Plan,
+    desired: &kopsrs_model::DesiredSet,
+) -> Result<(), Error> {
+    use std::collections::BTreeMap;
+    // VPC ID -> (address, IPv4 block) of each subnet to create in it.
+    let mut new: BTreeMap<String, Vec<(String, ipnet::IpNet)>> = BTreeMap::new();
+    for change in &plan.changes {
+        let creates = matches!(
+            change.action,
+            kopsrs_engine::Action::Create | kopsrs_engine::Action::Replace
+        );
+        if change.address.kind != Kind::Subnet.as_str() || !creates {
+            continue;
+        }
+        let Some(resource) = desired.get(&change.address) else {
+            continue;
+        };
+        // A VPC still to be made resolves to nothing: it has no other subnets.
+        let Ok(resolved) = resolve::attrs(&resource.attrs, &discovery.outputs) else {
+            continue;
+        };
+        let (Some(vpc), Some(cidr)) = (str_of(&resolved, "vpc_id"), str_of(&resolved, "cidr_block"))
+        else {
+            continue;
+        };
+        if let Ok(block) = cidr.parse::<ipnet::IpNet>() {
+            new.entry(vpc.to_string())
+                .or_default()
+                .push((change.address.to_string(), block));
+        }
+    }
+    let mut problems = Vec::new();
+    for (vpc, creating) in &new {
+        let request = aws.ec2.describe_subnets().max_results(1000).filters(
+            ec2t::Filter::builder()
+                .name("vpc-id")
+                .values(vpc)
+                .build(),
+        );
+        let present = all_pages!(aws, request, subnets);
+        for (address, block) in creating {
+            for subnet in &present {
+                let Some(theirs) = subnet
+                    .cidr_block()
+                    .and_then(|c| c.parse::<ipnet::IpNet>().ok())
+                else {
+                    continue;
+                };
+                if block.contains(&theirs.network()) || theirs.contains(&block.network()) {
+                    problems.push(format!(
+                        "{address}: {block} overlaps {} ({theirs}{}) already in {vpc}; give the spec's subnet a free range",
+                        subnet.subnet_id().unwrap_or_default(),
+                        ec2_tags(subnet.tags())
+                            .get("Name")
+                            .map(|n| format!(", {n:?}"))
+                            .unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(Error::existing(problems.join("\n  "))),
+    }
+}

@@ -29,6 +29,26 @@ pub fn gzip(text: &str) -> Vec<u8> {
     encoder.finish().expect("writing to memory")
 }
 
+/// The text of user-data as EC2 returns it: base64, gzip-compressed or not (the inverse of
+/// [`gzip`] after base64, for showing a launch template's script in a plan).
+pub fn user_data_text(base64_text: &str) -> String {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(base64_text.trim()) else {
+        return base64_text.to_string();
+    };
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        if flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_string(&mut text)
+            .is_ok()
+        {
+            return text;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 const BODY: &str = include_str!("bootstrap.sh");
 
 /// What a node is for.

@@ -151,6 +151,40 @@ impl Plan {
         self.changes.iter().filter(|c| c.action == action).count()
     }
 
+    /// One line per action that has changes, with the kinds it touches and how many of
+    /// each (`  + 3 to add: aws_subnet (2), aws_vpc (1)`), then the addon changes: what
+    /// `update cluster --yes` prints instead of the whole plan, which was reviewed already.
+    pub fn summary(&self) -> String {
+        let mut text = String::new();
+        for (action, words) in [
+            (Action::Create, "to add"),
+            (Action::Update, "to change"),
+            (Action::Replace, "to replace"),
+            (Action::Delete, "to destroy"),
+        ] {
+            let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+            for change in self.changes.iter().filter(|c| c.action == action) {
+                *kinds.entry(change.address.kind.as_str()).or_default() += 1;
+            }
+            if kinds.is_empty() {
+                continue;
+            }
+            let listed: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+            let _ = writeln!(
+                text,
+                "  {} {} {words}: {}",
+                symbol(action),
+                self.count(action),
+                listed.join(", ")
+            );
+        }
+        if !self.addons.is_empty() {
+            let names: Vec<&str> = self.addons.iter().map(|a| a.name.as_str()).collect();
+            let _ = writeln!(text, "  ~ {} addon change(s): {}", names.len(), names.join(", "));
+        }
+        text
+    }
+
     /// The plan as JSON for CI (see docs/plan-json.md): changes with their fields (old and
     /// new values, secrets redacted), what is left in place, addon changes, a summary.
     /// What apply needs beyond that (desired resources, what exists) is not part of it.
@@ -443,15 +477,24 @@ impl fmt::Display for Plan {
                         field.before.as_deref().unwrap_or(""),
                         field.after.as_deref().unwrap_or(""),
                     );
-                    for op in diff.iter_all_changes() {
-                        let sign = match op.tag() {
-                            similar::ChangeTag::Delete => "-",
-                            similar::ChangeTag::Insert => "+",
-                            similar::ChangeTag::Equal => " ",
-                        };
-                        let _ = write!(text, "          {sign} {}", op);
-                        if !op.to_string().ends_with('\n') {
-                            text.push('\n');
+                    // Only the changed lines with three of context each side, as `diff -u`:
+                    // a node's bootstrap script is hundreds of lines.
+                    for (number, group) in diff.grouped_ops(3).iter().enumerate() {
+                        if number > 0 {
+                            text.push_str("          ...\n");
+                        }
+                        for op in group {
+                            for line in diff.iter_changes(op) {
+                                let sign = match line.tag() {
+                                    similar::ChangeTag::Delete => "-",
+                                    similar::ChangeTag::Insert => "+",
+                                    similar::ChangeTag::Equal => " ",
+                                };
+                                let _ = write!(text, "          {sign} {}", line);
+                                if !line.to_string().ends_with('\n') {
+                                    text.push('\n');
+                                }
+                            }
                         }
                     }
                     write!(f, "{text}")?;

@@ -252,6 +252,12 @@ async fn plan_and_apply(
     let plan = plan(&aws, store, prepared).await?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
+    } else if options.yes && !plan.is_empty() {
+        // The plan was reviewed with the dry run; here, what is about to happen.
+        println!(
+            "Applying to {name} (the full plan: `kopsrs update cluster {name}`):\n{}",
+            plan.summary()
+        );
     } else {
         print!("{plan}");
     }

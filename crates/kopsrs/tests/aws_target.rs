@@ -186,7 +186,20 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
     );
     assert_eq!(counts(&h.moto)["Vpcs"], 0, "a plan changes nothing");
 
-    h.apply();
+    // `--yes` after the review: a line per action, not the whole plan again.
+    let applied = h
+        .kopsrs()
+        .args(["update", "cluster", NAME, "--yes"])
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let said = String::from_utf8_lossy(&applied.stdout);
+    assert!(said.starts_with("Applying to test.example.com"), "{said}");
+    assert!(
+        said.contains("aws_vpc (1)") && said.lines().any(|l| l.starts_with("  + ") && l.contains(" to add: ")),
+        "{said}"
+    );
+    assert!(!said.contains("will be created"), "{said}");
     h.assert_counts(&[
         ("Vpcs", 1),
         ("Subnets", 1),
@@ -229,6 +242,37 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
         drift.contains("Plan: 0 to add, 1 to change, 0 to replace, 0 to destroy."),
         "{drift}"
     );
+    h.apply();
+    h.assert_no_changes();
+
+    // A launch-template change reads as the fields that change, the script as a diff of
+    // its lines (issue 17, item 7), not as a content digest alone.
+    h.kopsrs()
+        .args(["edit", "ig", "nodes", "--name", NAME, "--set", "spec.machineType=m5.large"])
+        .assert()
+        .success();
+    h.kopsrs()
+        .args(["edit", "cluster", NAME, "--set", "spec.kubernetesVersion=v1.34.2"])
+        .assert()
+        .success();
+    let (code, changed) = h.plan();
+    assert_eq!(code, 2);
+    assert!(
+        changed.contains("~ instance_type") && changed.contains("= t3.medium -> m5.large"),
+        "{changed}"
+    );
+    assert!(changed.contains("~ user_data = <<-EOT"), "{changed}");
+    let removed = changed.lines().filter(|l| l.trim_start().starts_with("- ") && l.contains("1.34.1")).count();
+    let added = changed.lines().filter(|l| l.trim_start().starts_with("+ ") && l.contains("1.34.2")).count();
+    assert!(removed > 0 && added > 0, "{changed}");
+    // Only the changed lines and their context, not the whole script.
+    let script_lines = changed
+        .split("~ user_data = <<-EOT")
+        .nth(1)
+        .and_then(|rest| rest.split("EOT").next())
+        .map(|block| block.lines().count())
+        .unwrap();
+    assert!(script_lines < 60, "{script_lines} lines:\n{changed}");
     h.apply();
     h.assert_no_changes();
 
@@ -908,4 +952,63 @@ fn no_op_plan_calls_do_not_grow_with_instance_groups() {
         total(&fifty)
     );
     assert!(total(&fifty) <= 30, "{fifty:?}");
+}
+
+/// What the spec names must exist before anything changes (issue 17, item 7): a subnet that
+/// would overlap one already in a shared VPC, a DNS zone that is not there, an image that
+/// does not exist. Each stops the plan with the resource and the fix; nothing is created.
+#[test]
+fn plan_time_checks_of_what_exists() {
+    let h = Harness::new();
+    let vpc = h.moto.python(
+        "e=aws('ec2')\n\
+         vpc=e.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']\n\
+         igw=e.create_internet_gateway()['InternetGateway']['InternetGatewayId']\n\
+         e.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)\n\
+         e.create_subnet(VpcId=vpc, CidrBlock='10.0.32.0/20', AvailabilityZone='eu-west-1b', TagSpecifications=[{'ResourceType':'subnet','Tags':[{'Key':'Name','Value':'terraform-b'}]}])\n\
+         print(vpc)",
+    );
+    let vpc = vpc.trim();
+    h.create_cluster(&[
+        "--zones",
+        "eu-west-1a",
+        "--network-id",
+        vpc,
+        "--network-cidr",
+        "10.0.0.0/16",
+        "--set",
+        "spec.subnets[0].cidr=10.0.32.0/19",
+    ]);
+    let refused = |expected: &[&str]| {
+        let output = h
+            .kopsrs()
+            .args(["update", "cluster", NAME])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        for text in expected {
+            assert!(stderr.contains(text), "{text:?} not in: {stderr}");
+        }
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        h.assert_counts(&[("Subnets", 0), ("LaunchTemplates", 0), ("Roles", 0)]);
+    };
+    refused(&[
+        "aws_subnet.eu-west-1a-test-example-com: 10.0.32.0/19 overlaps subnet-",
+        "(10.0.32.0/20, \"terraform-b\") already in vpc-",
+        "give the spec's subnet a free range",
+    ]);
+    let edit = |what: &[&str]| {
+        h.kopsrs().args(["edit"]).args(what).args(["--name", NAME]).assert().success();
+    };
+    edit(&["cluster", "--set", "spec.subnets[0].cidr=10.0.64.0/19"]);
+    let (code, _) = h.plan();
+    assert_eq!(code, 2, "a free range plans");
+
+    edit(&["cluster", "--set", "spec.dnsZone=missing.example.org"]);
+    refused(&["no public hosted zone named \"missing.example.org\"; create it"]);
+    edit(&["cluster", "--set", "spec.dnsZone=example.com"]);
+
+    edit(&["ig", "nodes-eu-west-1a", "--set", "spec.image=099720109477/no-such-image"]);
+    refused(&["no AMI matches", "set the instance group's spec.image"]);
 }
