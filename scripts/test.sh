@@ -8,10 +8,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
 # insta must look for snapshots in this one.
 export INSTA_WORKSPACE_ROOT="$PWD"
 
-if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
-  echo "installing moto[server] (local AWS API for the tests)" >&2
-  python3 -m pip install --quiet 'moto[server]'
-fi
+bash scripts/ensure_moto.sh
 
 # shellcheck checks every rendered user-data script (tests/bootstrap.rs); Debian's package.
 if ! command -v shellcheck >/dev/null 2>&1; then

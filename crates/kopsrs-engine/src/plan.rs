@@ -248,6 +248,34 @@ pub fn sensitive(path: &str) -> bool {
         .any(|word| path.contains(word))
 }
 
+/// Field paths in the order a person reads them: runs of digits compare as numbers, so
+/// `tag[2]` comes before `tag[10]` (a byte order puts `tag[10]` first). Eleven lines, so no
+/// crate for it.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn runs(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut rest = s;
+        while let Some(first) = rest.chars().next() {
+            let digit = first.is_ascii_digit();
+            let end = rest.find(|c: char| c.is_ascii_digit() != digit).unwrap_or(rest.len());
+            out.push((digit, &rest[..end]));
+            rest = &rest[end..];
+        }
+        out
+    }
+    // Numbers: shorter (without leading zeros) is smaller, then digit by digit.
+    fn key((digit, text): (bool, &str)) -> (u8, usize, &str) {
+        match digit {
+            true => (0, text.trim_start_matches('0').len(), text.trim_start_matches('0')),
+            false => (1, 0, text),
+        }
+    }
+    runs(a)
+        .into_iter()
+        .map(key)
+        .cmp(runs(b).into_iter().map(key))
+}
+
 /// A value flattened to leaves, with references resolved to the IDs of resources that exist
 /// (or shown as unknown when their target is still to be created).
 fn flatten(
@@ -332,6 +360,8 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
                     forces_replacement: false,
                 })
                 .collect();
+            let mut fields: Vec<FieldChange> = fields;
+            fields.sort_by(|a, b| natural_cmp(&a.path, &b.path));
             changes.push(Change {
                 fields,
                 ..Change::new(resource)
@@ -380,6 +410,7 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
         if fields.is_empty() {
             continue;
         }
+        fields.sort_by(|a, b| natural_cmp(&a.path, &b.path));
         let action = if fields.iter().any(|f| f.forces_replacement) {
             Action::Replace
         } else {
@@ -567,5 +598,17 @@ impl Plan {
             writeln!(f, "  {} {}", left.kind, left.id)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn field_paths_sort_as_a_person_reads_them() {
+        let mut paths = vec!["tag[10].key", "tag[2].key", "tag[1].value", "tags.Name", "tag[02].a"];
+        paths.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(paths, ["tag[1].value", "tag[02].a", "tag[2].key", "tag[10].key", "tags.Name"]);
     }
 }

@@ -26,7 +26,8 @@ fn endpoint() -> Option<String> {
 
 /// The S3 client for `bucket`: its region resolved (or `S3_REGION`, as kops reads it), the
 /// credentials from the standard chain.
-pub(crate) async fn open(bucket: &str) -> Result<AmazonS3, StateStoreError> {
+/// Returns the client and the region it signs for.
+pub(crate) async fn open(bucket: &str) -> Result<(AmazonS3, String), StateStoreError> {
     let endpoint = endpoint();
     let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let configured = config.region().map(|r| r.to_string());
@@ -53,10 +54,11 @@ pub(crate) async fn open(bucket: &str) -> Result<AmazonS3, StateStoreError> {
             .with_virtual_hosted_style_request(false)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    builder.build().map_err(|e| StateStoreError::BadUrl {
+    let store = builder.build().map_err(|e| StateStoreError::BadUrl {
         url: format!("s3://{bucket}"),
         reason: e.to_string(),
-    })
+    })?;
+    Ok((store, region))
 }
 
 /// The bucket's region from an unsigned `HEAD` (S3 answers it with `x-amz-bucket-region`

@@ -136,6 +136,8 @@ pub struct StateStore {
     backend: Backend,
     validation: Validation,
     dropped: Option<DroppedReport>,
+    /// An S3 store's bucket region.
+    region: Option<String>,
 }
 
 impl StateStore {
@@ -169,7 +171,7 @@ impl StateStore {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://bucket[/prefix]"));
             }
-            let store = s3::open(bucket).await?;
+            let (store, region) = s3::open(bucket).await?;
             let prefix = Path::from(prefix);
             return Ok(StateStore {
                 url: url.clone(),
@@ -178,6 +180,7 @@ impl StateStore {
                 backend: Backend::Object,
                 validation: Validation::Strict,
                 dropped: None,
+                region: Some(region),
             });
         }
         if let Some(rest) = url.strip_prefix("memory://") {
@@ -188,6 +191,7 @@ impl StateStore {
                 backend: Backend::Object,
                 validation: Validation::Strict,
                 dropped: None,
+                region: None,
             });
         }
         if let Some(dir) = url.strip_prefix("file://") {
@@ -212,6 +216,7 @@ impl StateStore {
                 backend: Backend::Local(PathBuf::from(dir)),
                 validation: Validation::Strict,
                 dropped: None,
+                region: None,
             });
         }
         Err(bad(
@@ -229,6 +234,12 @@ impl StateStore {
         self.validation = validation;
         self.dropped = Some(Arc::new(report));
         self
+    }
+
+    /// The region of an S3 store's bucket (resolved when it was opened); `None` for other
+    /// stores. Nodes sign their state-store requests for it.
+    pub fn s3_region(&self) -> Option<&str> {
+        self.region.as_deref()
     }
 
     /// The URL this store was opened with.

@@ -22,8 +22,6 @@ use crate::problems::{check, ExitWith, Problems};
 pub struct Settings {
     /// `AWS_ENDPOINT_URL`: a local AWS API (moto); nodes are pointed at it too.
     pub aws_endpoint: Option<String>,
-    /// `AWS_REGION`, when a local AWS API is used: the state store's region as nodes see it.
-    pub state_region: Option<String>,
 }
 
 impl Settings {
@@ -32,13 +30,7 @@ impl Settings {
         let aws_endpoint = std::env::var("AWS_ENDPOINT_URL")
             .ok()
             .filter(|e| !e.is_empty());
-        let state_region = aws_endpoint
-            .as_ref()
-            .and_then(|_| std::env::var("AWS_REGION").ok());
-        Settings {
-            aws_endpoint,
-            state_region,
-        }
+        Settings { aws_endpoint }
     }
 }
 
@@ -121,7 +113,8 @@ pub async fn prepare(
     let input = ModelInput {
         ssh_public_key: ssh_key.as_deref(),
         aws_endpoint: settings.aws_endpoint.clone(),
-        state_region: settings.state_region.clone(),
+        // The bucket's own region, as the state store resolved it for itself.
+        state_region: store.s3_region().map(str::to_string),
         strict_bootstrap: strict,
         ..ModelInput::default()
     };

@@ -539,3 +539,52 @@ fn toolbox_template_as_kops_runs_it() {
         .unwrap());
     assert_eq!(lenient, "zone: <no value>\n");
 }
+
+/// The README's walkthrough runs as written (issue 17, item 8): its first block, line by line
+/// under `set -e`, from a copy of the checkout's `examples/`, with the state store moved to a
+/// temporary directory and an editor that changes nothing.
+#[test]
+fn readme_walkthrough_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("## Walkthrough")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```sh block under ## Walkthrough");
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}/state", dir.path().display());
+    assert!(block.contains("file:///tmp/kopsrs-state"), "{block}");
+    let script = format!(
+        "set -euo pipefail\n{}",
+        block.replace("file:///tmp/kopsrs-state", &state)
+    );
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(root.join("examples"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kopsrs")).parent().unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env("EDITOR", "true")
+        .env_remove("KOPS_STATE_STORE")
+        .env_remove("KOPS_CLUSTER_NAME")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.path().join("out/terraform/kubernetes.tf").is_file());
+}
