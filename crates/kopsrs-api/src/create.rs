@@ -413,7 +413,7 @@ pub fn create_cluster(
         if let Some(size) = options.control_plane_volume_size {
             spec["rootVolumeSize"] = json!(size);
         }
-        groups.push(instance_group(&name, &group_name, spec, &timestamp));
+        groups.push(instance_group(&name, group_name, spec, &timestamp));
     }
     if options.bastion {
         let bastion_type = versions::DEFAULT_BASTION_MACHINE_TYPE;
@@ -803,13 +803,21 @@ mod tests {
             let members = etcd.etcd_members.unwrap();
             let names: Vec<_> = members.iter().map(|m| m.name.as_deref().unwrap()).collect();
             assert_eq!(names, ["a-1", "b-1", "a-2", "b-2", "a-3"]);
-            assert_eq!(members[1].instance_group.as_deref(), Some("control-plane-eu-west-1b-1"));
+            assert_eq!(
+                members[1].instance_group.as_deref(),
+                Some("control-plane-eu-west-1b-1")
+            );
             assert!(members.iter().all(|m| m.encrypted_volume.is_none()));
-            assert!(members.iter().all(|m| m.volume_type.as_deref() == Some("io1")));
+            assert!(members
+                .iter()
+                .all(|m| m.volume_type.as_deref() == Some("io1")));
         }
         let groups = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            etcd_member_names(&groups(&["control-plane-us-east-1a", "control-plane-us-east-1b"])),
+            etcd_member_names(&groups(&[
+                "control-plane-us-east-1a",
+                "control-plane-us-east-1b"
+            ])),
             ["a", "b"]
         );
         assert_eq!(etcd_member_names(&groups(&["master-us-east-1a"])), ["a"]);

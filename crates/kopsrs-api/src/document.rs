@@ -451,10 +451,12 @@ fn remove(value: &mut serde_yaml_ng::Value, path: &[serde_path_to_error::Segment
     let mut current = value;
     for segment in parents {
         current = match (segment, current) {
-            (Segment::Map { key }, serde_yaml_ng::Value::Mapping(map)) => match map.get_mut(key.as_str()) {
-                Some(next) => next,
-                None => return false,
-            },
+            (Segment::Map { key }, serde_yaml_ng::Value::Mapping(map)) => {
+                match map.get_mut(key.as_str()) {
+                    Some(next) => next,
+                    None => return false,
+                }
+            }
             (Segment::Seq { index }, serde_yaml_ng::Value::Sequence(items)) => {
                 match items.get_mut(*index) {
                     Some(next) => next,
@@ -465,7 +467,9 @@ fn remove(value: &mut serde_yaml_ng::Value, path: &[serde_path_to_error::Segment
         };
     }
     match (last, current) {
-        (Segment::Map { key }, serde_yaml_ng::Value::Mapping(map)) => map.remove(key.as_str()).is_some(),
+        (Segment::Map { key }, serde_yaml_ng::Value::Mapping(map)) => {
+            map.remove(key.as_str()).is_some()
+        }
         _ => false,
     }
 }
@@ -616,7 +620,10 @@ mod tests {
             "{MINIMAL}  serviceOIDCProvider:\n    issuerURL: https://old\n  subnets:\n  - name: a\n    cidr: 10.0.0.0/24\n    legacy: true\n  kubeAPIServer:\n    bogus: 1\n    anonymousAuth: false\n"
         );
         let errors = decode_documents(&text, "c.yaml").unwrap_err();
-        assert!(errors[0].to_string().contains("serviceOIDCProvider"), "{errors:?}");
+        assert!(
+            errors[0].to_string().contains("serviceOIDCProvider"),
+            "{errors:?}"
+        );
         for validation in [Validation::Warn, Validation::Ignore] {
             let decoded = decode_documents_with(&text, "c.yaml", validation).unwrap();
             let dropped: Vec<String> = decoded.dropped.iter().map(|d| d.to_string()).collect();
@@ -632,9 +639,17 @@ mod tests {
                 panic!("not a cluster")
             };
             // What is known stays.
-            assert_eq!(cluster.spec.subnets.as_ref().unwrap()[0].cidr.as_deref(), Some("10.0.0.0/24"));
             assert_eq!(
-                cluster.spec.kube_api_server.as_ref().unwrap().anonymous_auth,
+                cluster.spec.subnets.as_ref().unwrap()[0].cidr.as_deref(),
+                Some("10.0.0.0/24")
+            );
+            assert_eq!(
+                cluster
+                    .spec
+                    .kube_api_server
+                    .as_ref()
+                    .unwrap()
+                    .anonymous_auth,
                 Some(false)
             );
         }
@@ -642,7 +657,9 @@ mod tests {
         let wrong = format!("{MINIMAL}  bogus: 1\n  subnets: 7\n");
         assert!(decode_documents_with(&wrong, "c.yaml", Validation::Ignore).is_err());
         assert_eq!(Validation::parse("false"), Ok(Validation::Ignore));
-        assert!(Validation::parse("lax").unwrap_err().contains("strict, warn or ignore"));
+        assert!(Validation::parse("lax")
+            .unwrap_err()
+            .contains("strict, warn or ignore"));
     }
 
     #[test]

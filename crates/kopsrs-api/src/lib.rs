@@ -28,8 +28,9 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|(_, c)| c)
 }
 pub use document::{
-    decode_documents, decode_documents_with, encode_documents, too_deep, Cluster, DecodeError, Decoded, Document, InstanceGroup, Validation,
-    Keyset, OutputFormat, SshCredential, API_VERSION, MAX_DEPTH, MAX_SPEC_BYTES,
+    decode_documents, decode_documents_with, encode_documents, too_deep, Cluster, DecodeError,
+    Decoded, Document, InstanceGroup, Keyset, OutputFormat, SshCredential, Validation, API_VERSION,
+    MAX_DEPTH, MAX_SPEC_BYTES,
 };
 pub use generated::*;
 pub use meta::{IntOrString, ObjectMeta};

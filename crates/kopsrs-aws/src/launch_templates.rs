@@ -229,7 +229,10 @@ fn reviewable(r: &R) -> std::collections::BTreeMap<String, String> {
         }
     };
     put("image_id".into(), str_of(r, "image_id").map(str::to_string));
-    put("instance_type".into(), str_of(r, "instance_type").map(str::to_string));
+    put(
+        "instance_type".into(),
+        str_of(r, "instance_type").map(str::to_string),
+    );
     put("key_name".into(), str_of(r, "key_name").map(str::to_string));
     put(
         "iam_instance_profile".into(),
@@ -252,14 +255,26 @@ fn reviewable(r: &R) -> std::collections::BTreeMap<String, String> {
         let device = str_of(mapping, "device_name").unwrap_or_default();
         if let Some(ebs) = block(mapping, "ebs") {
             for key in ["volume_size", "iops", "throughput"] {
-                put(format!("{device}.{key}"), int_of(ebs, key).map(|v| v.to_string()));
+                put(
+                    format!("{device}.{key}"),
+                    int_of(ebs, key).map(|v| v.to_string()),
+                );
             }
-            put(format!("{device}.volume_type"), str_of(ebs, "volume_type").map(str::to_string));
-            put(format!("{device}.encrypted"), bool_of(ebs, "encrypted").map(|b| b.to_string()));
+            put(
+                format!("{device}.volume_type"),
+                str_of(ebs, "volume_type").map(str::to_string),
+            );
+            put(
+                format!("{device}.encrypted"),
+                bool_of(ebs, "encrypted").map(|b| b.to_string()),
+            );
         }
     }
     if let Some(meta) = block(r, "metadata_options") {
-        put("metadata.http_tokens".into(), str_of(meta, "http_tokens").map(str::to_string));
+        put(
+            "metadata.http_tokens".into(),
+            str_of(meta, "http_tokens").map(str::to_string),
+        );
         put(
             "metadata.hop_limit".into(),
             int_of(meta, "http_put_response_hop_limit").map(|v| v.to_string()),
@@ -286,7 +301,9 @@ fn reviewable_version(
     put("key_name".into(), data.key_name().map(str::to_string));
     put(
         "iam_instance_profile".into(),
-        data.iam_instance_profile().and_then(|p| p.name()).map(str::to_string),
+        data.iam_instance_profile()
+            .and_then(|p| p.name())
+            .map(str::to_string),
     );
     put(
         "user_data".into(),
@@ -304,14 +321,23 @@ fn reviewable_version(
     for mapping in data.block_device_mappings() {
         let device = mapping.device_name().unwrap_or_default();
         if let Some(ebs) = mapping.ebs() {
-            put(format!("{device}.volume_size"), ebs.volume_size().map(|v| v.to_string()));
+            put(
+                format!("{device}.volume_size"),
+                ebs.volume_size().map(|v| v.to_string()),
+            );
             put(format!("{device}.iops"), ebs.iops().map(|v| v.to_string()));
-            put(format!("{device}.throughput"), ebs.throughput().map(|v| v.to_string()));
+            put(
+                format!("{device}.throughput"),
+                ebs.throughput().map(|v| v.to_string()),
+            );
             put(
                 format!("{device}.volume_type"),
                 ebs.volume_type().map(|t| t.as_str().to_string()),
             );
-            put(format!("{device}.encrypted"), ebs.encrypted().map(|b| b.to_string()));
+            put(
+                format!("{device}.encrypted"),
+                ebs.encrypted().map(|b| b.to_string()),
+            );
         }
     }
     if let Some(meta) = data.metadata_options() {

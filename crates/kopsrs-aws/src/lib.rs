@@ -58,8 +58,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aws_config::retry::RetryConfig;
-use aws_credential_types::provider::error::CredentialsError;
 use aws_config::BehaviorVersion;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use kopsrs_engine::{Retryable, TimedOut};
@@ -307,7 +307,7 @@ pub const NO_CREDENTIALS: &str = "kopsrs.NoCredentials";
 pub const CREDENTIALS_FAILED: &str = "kopsrs.CredentialsFailed";
 
 /// The credential chain's error behind a request that was not sent.
-fn credentials_failure<'a>(err: &'a dyn std::error::Error) -> Option<&'a CredentialsError> {
+fn credentials_failure(err: &dyn std::error::Error) -> Option<&CredentialsError> {
     let mut source = err.source();
     while let Some(cause) = source {
         if let Some(failure) = cause.downcast_ref::<CredentialsError>() {

@@ -98,24 +98,6 @@ impl Handler for Subnet {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identity_and_schema() {
-        let r: R = serde_json::from_value(serde_json::json!({
-            "tags": {"Name": "us-east-1a.x.c"}, "cidr_block": "10.0.0.0/19"
-        }))
-        .unwrap();
-        assert_eq!(Subnet::key(&r).as_deref(), Some("us-east-1a.x.c"));
-        // A subnet's block or zone cannot change in place; its tags can.
-        assert!(Subnet::forces_replacement("cidr_block"));
-        assert!(Subnet::forces_replacement("availability_zone"));
-        assert_eq!(Subnet::TAGGING, Tagging::Ec2);
-    }
-}
-
 /// Before any change: the subnets the plan creates inside a VPC that already exists (one
 /// the cluster shares, or its own from an earlier run) must not overlap the subnets already
 /// there, whoever made them; EC2 would refuse the second one half-way through an apply
@@ -145,7 +127,8 @@ pub(crate) async fn check_free_ranges(
         let Ok(resolved) = resolve::attrs(&resource.attrs, &discovery.outputs) else {
             continue;
         };
-        let (Some(vpc), Some(cidr)) = (str_of(&resolved, "vpc_id"), str_of(&resolved, "cidr_block"))
+        let (Some(vpc), Some(cidr)) =
+            (str_of(&resolved, "vpc_id"), str_of(&resolved, "cidr_block"))
         else {
             continue;
         };
@@ -157,12 +140,11 @@ pub(crate) async fn check_free_ranges(
     }
     let mut problems = Vec::new();
     for (vpc, creating) in &new {
-        let request = aws.ec2.describe_subnets().max_results(1000).filters(
-            ec2t::Filter::builder()
-                .name("vpc-id")
-                .values(vpc)
-                .build(),
-        );
+        let request = aws
+            .ec2
+            .describe_subnets()
+            .max_results(1000)
+            .filters(ec2t::Filter::builder().name("vpc-id").values(vpc).build());
         let present = all_pages!(aws, request, subnets);
         for (address, block) in creating {
             for subnet in &present {
@@ -188,5 +170,23 @@ pub(crate) async fn check_free_ranges(
     match problems.is_empty() {
         true => Ok(()),
         false => Err(Error::existing(problems.join("\n  "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_schema() {
+        let r: R = serde_json::from_value(serde_json::json!({
+            "tags": {"Name": "us-east-1a.x.c"}, "cidr_block": "10.0.0.0/19"
+        }))
+        .unwrap();
+        assert_eq!(Subnet::key(&r).as_deref(), Some("us-east-1a.x.c"));
+        // A subnet's block or zone cannot change in place; its tags can.
+        assert!(Subnet::forces_replacement("cidr_block"));
+        assert!(Subnet::forces_replacement("availability_zone"));
+        assert_eq!(Subnet::TAGGING, Tagging::Ec2);
     }
 }

@@ -180,7 +180,12 @@ impl Plan {
         }
         if !self.addons.is_empty() {
             let names: Vec<&str> = self.addons.iter().map(|a| a.name.as_str()).collect();
-            let _ = writeln!(text, "  ~ {} addon change(s): {}", names.len(), names.join(", "));
+            let _ = writeln!(
+                text,
+                "  ~ {} addon change(s): {}",
+                names.len(),
+                names.join(", ")
+            );
         }
         text
     }
@@ -257,7 +262,9 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
         let mut rest = s;
         while let Some(first) = rest.chars().next() {
             let digit = first.is_ascii_digit();
-            let end = rest.find(|c: char| c.is_ascii_digit() != digit).unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != digit)
+                .unwrap_or(rest.len());
             out.push((digit, &rest[..end]));
             rest = &rest[end..];
         }
@@ -266,7 +273,11 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     // Numbers: shorter (without leading zeros) is smaller, then digit by digit.
     fn key((digit, text): (bool, &str)) -> (u8, usize, &str) {
         match digit {
-            true => (0, text.trim_start_matches('0').len(), text.trim_start_matches('0')),
+            true => (
+                0,
+                text.trim_start_matches('0').len(),
+                text.trim_start_matches('0'),
+            ),
             false => (1, 0, text),
         }
     }
@@ -607,8 +618,23 @@ mod tests {
 
     #[test]
     fn field_paths_sort_as_a_person_reads_them() {
-        let mut paths = vec!["tag[10].key", "tag[2].key", "tag[1].value", "tags.Name", "tag[02].a"];
+        let mut paths = vec![
+            "tag[10].key",
+            "tag[2].key",
+            "tag[1].value",
+            "tags.Name",
+            "tag[02].a",
+        ];
         paths.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(paths, ["tag[1].value", "tag[02].a", "tag[2].key", "tag[10].key", "tags.Name"]);
+        assert_eq!(
+            paths,
+            [
+                "tag[1].value",
+                "tag[02].a",
+                "tag[2].key",
+                "tag[10].key",
+                "tags.Name"
+            ]
+        );
     }
 }

@@ -105,7 +105,12 @@ fn include(args: &[Value]) -> Result<Value, FuncError> {
             "include: no snippet {name:?}; the --snippets directories hold {}",
             match setup.snippets.is_empty() {
                 true => "none".to_string(),
-                false => setup.snippets.keys().cloned().collect::<Vec<_>>().join(", "),
+                false => setup
+                    .snippets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }
         ))
     })?;

@@ -327,12 +327,14 @@ fn render_jinja(
     environment.add_function(
         "ChannelRecommendedImage",
         move |cloud: String, version: String, architecture: String| {
-            channel.image(&cloud, &version, &architecture).ok_or_else(|| {
-                minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!("no image for {cloud:?}, {version:?}, {architecture:?}"),
-                )
-            })
+            channel
+                .image(&cloud, &version, &architecture)
+                .ok_or_else(|| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("no image for {cloud:?}, {version:?}, {architecture:?}"),
+                    )
+                })
         },
     );
     // Lenient is Jinja2's own default (an unset value renders empty); Strict makes reading one
@@ -446,17 +448,23 @@ mod tests {
     #[test]
     fn kops_functions() {
         let mut with_snippets = setup(true);
-        with_snippets.snippets.insert(
-            "labels.yaml".into(),
-            "team: {{ .team }}\n\nenv: dev".into(),
-        );
+        with_snippets
+            .snippets
+            .insert("labels.yaml".into(), "team: {{ .team }}\n\nenv: dev".into());
         with_snippets
             .snippets
             .insert("loop".into(), "{{ include \"loop\" . }}".into());
         let text = "labels:\n  {{ include \"labels.yaml\" . | indent 2 }}\nagain: {{ template \"labels.yaml\" . }}\n\
                     k8s: {{ ChannelRecommendedKopsKubernetesVersion }} {{ ChannelRecommendedKubernetesUpgradeVersion \"1.33.2\" }}\n\
                     image: {{ ChannelRecommendedImage \"aws\" \"1.34.1\" \"arm64\" }}\n";
-        let out = render("t.yaml", text, &json!({"team": "sre"}), Engine::Go, &with_snippets).unwrap();
+        let out = render(
+            "t.yaml",
+            text,
+            &json!({"team": "sre"}),
+            Engine::Go,
+            &with_snippets,
+        )
+        .unwrap();
         assert_eq!(
             out,
             "labels:\n  team: sre\n\n  env: dev\nagain: team: sre\n\nenv: dev\nk8s: 1.34.1 1.34.1\nimage: image-arm64\n"
@@ -464,11 +472,17 @@ mod tests {
         // Errors name what is wrong.
         let go = |text: &str| render("t.yaml", text, &json!({}), Engine::Go, &with_snippets);
         let missing = go("{{ include \"nope\" . }}").unwrap_err().to_string();
-        assert!(missing.contains("no snippet \"nope\"") && missing.contains("labels.yaml"), "{missing}");
+        assert!(
+            missing.contains("no snippet \"nope\"") && missing.contains("labels.yaml"),
+            "{missing}"
+        );
         let looped = go("{{ include \"loop\" . }}").unwrap_err().to_string();
         assert!(looped.contains("nest more than"), "{looped}");
         let image = go("{{ ChannelRecommendedImage \"gce\" \"1.34.1\" \"amd64\" }}");
-        assert!(image.unwrap_err().to_string().contains("no image for cloud \"gce\""));
+        assert!(image
+            .unwrap_err()
+            .to_string()
+            .contains("no image for cloud \"gce\""));
         // The same in Jinja2.
         with_snippets
             .snippets
@@ -556,7 +570,8 @@ labels:
             "t.yaml",
             "a: {{ .missing }}\n",
             &json!({}),
-            Engine::Go, &setup(false)
+            Engine::Go,
+            &setup(false)
         )
         .is_ok());
         let err = render(

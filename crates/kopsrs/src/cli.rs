@@ -558,7 +558,12 @@ pub enum ToolboxCommand {
 #[derive(Args, Debug)]
 pub struct TemplateArgs {
     /// Template files or directories (rendered in order; directories recursively, sorted).
-    #[arg(short = 't', long = "template", required_unless_present = "config_value", value_delimiter = ',')]
+    #[arg(
+        short = 't',
+        long = "template",
+        required_unless_present = "config_value",
+        value_delimiter = ','
+    )]
     pub templates: Vec<PathBuf>,
     /// Values files or directories (YAML or JSON), merged in order.
     #[arg(long = "values", value_delimiter = ',')]

@@ -146,7 +146,10 @@ pub fn read_input(path: &Path) -> Result<String> {
 
 /// Decodes every document of every file as `--validate` says; all decoding errors are
 /// reported together.
-pub fn read_documents(paths: &[std::path::PathBuf], validation: Validation) -> Result<Vec<Document>> {
+pub fn read_documents(
+    paths: &[std::path::PathBuf],
+    validation: Validation,
+) -> Result<Vec<Document>> {
     let mut documents = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
@@ -164,12 +167,14 @@ pub fn read_documents(paths: &[std::path::PathBuf], validation: Validation) -> R
                     .for_each(|d| warn_dropped(d, validation));
                 documents.append(&mut decoded.documents);
             }
-            Err(errors) => problems.extend(errors.into_iter().map(|e| Problem {
-                hint: e
-                    .message
-                    .contains("unknown field")
-                    .then(|| crate::problems::STALE_FIELD_HINT.to_string()),
-                message: e.to_string(),
+            Err(errors) => problems.extend(errors.into_iter().map(|e| {
+                Problem {
+                    hint: e
+                        .message
+                        .contains("unknown field")
+                        .then(|| crate::problems::STALE_FIELD_HINT.to_string()),
+                    message: e.to_string(),
+                }
             })),
         }
     }

@@ -63,11 +63,17 @@ pub fn credentials_hint() -> String {
 /// fits: how to set credentials when the chain found none or failed, else `otherwise`.
 pub fn aws(doing: &str, error: &kopsrs_aws::Error, otherwise: &str) -> Problems {
     if error.is(kopsrs_aws::NO_CREDENTIALS) {
-        return Problems::one(format!("{doing}: no AWS credentials found"), credentials_hint());
+        return Problems::one(
+            format!("{doing}: no AWS credentials found"),
+            credentials_hint(),
+        );
     }
     if error.is(kopsrs_aws::CREDENTIALS_FAILED) {
         return Problems::one(
-            format!("{doing}: AWS credentials could not be loaded: {}", error.message),
+            format!(
+                "{doing}: AWS credentials could not be loaded: {}",
+                error.message
+            ),
             credentials_hint(),
         );
     }

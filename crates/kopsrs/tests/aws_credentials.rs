@@ -71,7 +71,14 @@ fn the_s3_store_reads_aws_profile_and_the_buckets_own_region() {
             .output()
             .unwrap()
     };
-    let created = run(&["create", "cluster", "--name", "p.example.com", "--zones", "eu-west-1a"]);
+    let created = run(&[
+        "create",
+        "cluster",
+        "--name",
+        "p.example.com",
+        "--zones",
+        "eu-west-1a",
+    ]);
     assert!(created.status.success(), "{}", stderr(&created));
     let listed = run(&["get", "clusters"]);
     assert!(listed.status.success(), "{}", stderr(&listed));
@@ -115,7 +122,9 @@ fn missing_credentials_and_buckets_read_as_one_sentence_with_a_hint() {
     assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
     assert!(
-        text.starts_with("error: no AWS credentials found for the state store\n  hint: set AWS_PROFILE"),
+        text.starts_with(
+            "error: no AWS credentials found for the state store\n  hint: set AWS_PROFILE"
+        ),
         "{text}"
     );
     assert_plain(&text);

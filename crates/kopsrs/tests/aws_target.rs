@@ -192,11 +192,18 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
         .args(["update", "cluster", NAME, "--yes"])
         .output()
         .unwrap();
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     let said = String::from_utf8_lossy(&applied.stdout);
     assert!(said.starts_with("Applying to test.example.com"), "{said}");
     assert!(
-        said.contains("aws_vpc (1)") && said.lines().any(|l| l.starts_with("  + ") && l.contains(" to add: ")),
+        said.contains("aws_vpc (1)")
+            && said
+                .lines()
+                .any(|l| l.starts_with("  + ") && l.contains(" to add: ")),
         "{said}"
     );
     assert!(!said.contains("will be created"), "{said}");
@@ -248,11 +255,25 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
     // A launch-template change reads as the fields that change, the script as a diff of
     // its lines (issue 17, item 7), not as a content digest alone.
     h.kopsrs()
-        .args(["edit", "ig", "nodes", "--name", NAME, "--set", "spec.machineType=m5.large"])
+        .args([
+            "edit",
+            "ig",
+            "nodes",
+            "--name",
+            NAME,
+            "--set",
+            "spec.machineType=m5.large",
+        ])
         .assert()
         .success();
     h.kopsrs()
-        .args(["edit", "cluster", NAME, "--set", "spec.kubernetesVersion=v1.34.2"])
+        .args([
+            "edit",
+            "cluster",
+            NAME,
+            "--set",
+            "spec.kubernetesVersion=v1.34.2",
+        ])
         .assert()
         .success();
     let (code, changed) = h.plan();
@@ -262,8 +283,14 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
         "{changed}"
     );
     assert!(changed.contains("~ user_data = <<-EOT"), "{changed}");
-    let removed = changed.lines().filter(|l| l.trim_start().starts_with("- ") && l.contains("1.34.1")).count();
-    let added = changed.lines().filter(|l| l.trim_start().starts_with("+ ") && l.contains("1.34.2")).count();
+    let removed = changed
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- ") && l.contains("1.34.1"))
+        .count();
+    let added = changed
+        .lines()
+        .filter(|l| l.trim_start().starts_with("+ ") && l.contains("1.34.2"))
+        .count();
     assert!(removed > 0 && added > 0, "{changed}");
     // Only the changed lines and their context, not the whole script.
     let script_lines = changed
@@ -999,7 +1026,12 @@ fn plan_time_checks_of_what_exists() {
         "give the spec's subnet a free range",
     ]);
     let edit = |what: &[&str]| {
-        h.kopsrs().args(["edit"]).args(what).args(["--name", NAME]).assert().success();
+        h.kopsrs()
+            .args(["edit"])
+            .args(what)
+            .args(["--name", NAME])
+            .assert()
+            .success();
     };
     edit(&["cluster", "--set", "spec.subnets[0].cidr=10.0.64.0/19"]);
     let (code, _) = h.plan();
@@ -1009,6 +1041,11 @@ fn plan_time_checks_of_what_exists() {
     refused(&["no public hosted zone named \"missing.example.org\"; create it"]);
     edit(&["cluster", "--set", "spec.dnsZone=example.com"]);
 
-    edit(&["ig", "nodes-eu-west-1a", "--set", "spec.image=099720109477/no-such-image"]);
+    edit(&[
+        "ig",
+        "nodes-eu-west-1a",
+        "--set",
+        "spec.image=099720109477/no-such-image",
+    ]);
     refused(&["no AMI matches", "set the instance group's spec.image"]);
 }

@@ -379,7 +379,14 @@ fn etcd_members_are_named_as_kops_names_them() {
         .unwrap());
     let out = dir.path().join("tf");
     ok(kopsrs(&state)
-        .args(["update", "cluster", "five.example.com", "--target", "terraform", "--out"])
+        .args([
+            "update",
+            "cluster",
+            "five.example.com",
+            "--target",
+            "terraform",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap());
@@ -390,7 +397,10 @@ fn etcd_members_are_named_as_kops_names_them() {
             "no volume for {member}"
         );
     }
-    assert!(terraform.contains("\"a-2/a-1,b-1,a-2,b-2,a-3\""), "{terraform}");
+    assert!(
+        terraform.contains("\"a-2/a-1,b-1,a-2,b-2,a-3\""),
+        "{terraform}"
+    );
     assert!(!terraform.contains("etcd-1"));
     // `terraform fmt` aligns the `=`: compare attribute and value, not spacing.
     let attributes: Vec<(&str, &str)> = terraform
@@ -424,7 +434,8 @@ fn stale_fields_follow_validate() {
     assert_eq!(strict.status.code(), Some(1));
     let text = String::from_utf8_lossy(&strict.stderr);
     assert!(
-        text.contains("spec.serviceOIDCProvider: unknown field") && text.contains("--validate=warn"),
+        text.contains("spec.serviceOIDCProvider: unknown field")
+            && text.contains("--validate=warn"),
         "{text}"
     );
     assert!(!dir.path().join("state").exists(), "nothing is written");
@@ -433,14 +444,17 @@ fn stale_fields_follow_validate() {
     let text = String::from_utf8_lossy(&warned.stderr);
     assert!(warned.status.success(), "{text}");
     assert!(
-        text.contains("warning: ") && text.contains("spec.serviceOIDCProvider: unknown field, dropped"),
+        text.contains("warning: ")
+            && text.contains("spec.serviceOIDCProvider: unknown field, dropped"),
         "{text}"
     );
     let ignored = run(&["replace", "--validate=ignore", "-f"]);
     assert!(ignored.status.success());
     assert!(!String::from_utf8_lossy(&ignored.stderr).contains("warning"));
     let stored = dir.path().join("state/test.example.com/config");
-    assert!(!std::fs::read_to_string(&stored).unwrap().contains("serviceOIDCProvider"));
+    assert!(!std::fs::read_to_string(&stored)
+        .unwrap()
+        .contains("serviceOIDCProvider"));
 
     // A store written by another tool, with the stale field in it.
     std::fs::write(&stored, &stale).unwrap();
@@ -455,7 +469,8 @@ fn stale_fields_follow_validate() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--validate=warn"));
     let read = get("--validate=warn");
     assert!(read.status.success());
-    assert!(String::from_utf8_lossy(&read.stderr).contains("serviceOIDCProvider: unknown field, dropped"));
+    assert!(String::from_utf8_lossy(&read.stderr)
+        .contains("serviceOIDCProvider: unknown field, dropped"));
     assert!(!String::from_utf8_lossy(&read.stdout).contains("serviceOIDCProvider"));
 
     // An edit that adds a stale field.
@@ -469,9 +484,15 @@ fn stale_fields_follow_validate() {
         .unwrap();
     let text = String::from_utf8_lossy(&edited.stderr);
     assert!(edited.status.success(), "{text}");
-    assert!(text.contains("spec.legacyField: unknown field, dropped"), "{text}");
+    assert!(
+        text.contains("spec.legacyField: unknown field, dropped"),
+        "{text}"
+    );
     let config = std::fs::read_to_string(&stored).unwrap();
-    assert!(config.contains("v1.34.2") && !config.contains("legacyField"), "{config}");
+    assert!(
+        config.contains("v1.34.2") && !config.contains("legacyField"),
+        "{config}"
+    );
 }
 
 /// `toolbox template` as kops documents it (issue 17, item 6): snippets by file name through
@@ -497,7 +518,13 @@ fn toolbox_template_as_kops_runs_it() {
     );
     let output = dir.path().join("out.yaml");
     ok(kopsrs("memory://")
-        .args(["toolbox", "template", "--name", "dev.example.com", "--values"])
+        .args([
+            "toolbox",
+            "template",
+            "--name",
+            "dev.example.com",
+            "--values",
+        ])
         .arg(dir.path().join("values"))
         .arg("--snippets")
         .arg(dir.path().join("snippets"))
@@ -514,7 +541,10 @@ fn toolbox_template_as_kops_runs_it() {
         ),
         "{rendered}"
     );
-    assert!(rendered.contains("ubuntu-noble-24.04-arm64-server"), "{rendered}");
+    assert!(
+        rendered.contains("ubuntu-noble-24.04-arm64-server"),
+        "{rendered}"
+    );
 
     let value = ok(kopsrs("memory://")
         .args(["toolbox", "template", "--config-value", "env", "--values"])
@@ -567,8 +597,14 @@ fn readme_walkthrough_runs() {
         .status()
         .unwrap();
     assert!(status.success());
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kopsrs")).parent().unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kopsrs"))
+        .parent()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let output = std::process::Command::new("bash")
         .arg("-c")
         .arg(&script)

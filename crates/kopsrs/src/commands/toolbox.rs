@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use kopsrs_api::{Cluster, InstanceGroup};
 use kopsrs_bootstrap::channel::Channel;
-use kopsrs_template::{format_yaml, merge_values, render, set_value, ChannelLookups, Engine, Setup};
+use kopsrs_template::{
+    format_yaml, merge_values, render, set_value, ChannelLookups, Engine, Setup,
+};
 
 use crate::cli::{GlobalArgs, TemplateArgs, ToolboxArgs, ToolboxCommand};
 use crate::context;
@@ -77,12 +79,18 @@ struct ChannelFunctions(Channel);
 
 impl ChannelLookups for ChannelFunctions {
     fn recommended_kubernetes(&self) -> String {
-        self.0.kubernetes.recommended.trim_start_matches('v').to_string()
+        self.0
+            .kubernetes
+            .recommended
+            .trim_start_matches('v')
+            .to_string()
     }
 
     /// The newest release of the version's minor, as kops's channel advises an upgrade.
     fn upgrade(&self, version: &str) -> Option<String> {
-        self.0.recommended_patch(version).map(|v| v.trim_start_matches('v').to_string())
+        self.0
+            .recommended_patch(version)
+            .map(|v| v.trim_start_matches('v').to_string())
     }
 
     fn image(&self, cloud: &str, kubernetes_version: &str, architecture: &str) -> Option<String> {
