@@ -24,20 +24,28 @@ fn endpoint() -> Option<String> {
         .map(|e| e.trim_end_matches('/').to_string())
 }
 
-/// The S3 client for `bucket`: its region resolved (or `S3_REGION`, as kops reads it), the
-/// credentials from the standard chain.
-/// Returns the client and the region it signs for.
+/// The S3 client for `bucket` and the region it signs for: the bucket's (or `S3_REGION`, as
+/// kops reads it), the credentials from the standard chain.
 pub(crate) async fn open(bucket: &str) -> Result<(AmazonS3, String), StateStoreError> {
     let endpoint = endpoint();
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let configured = config.region().map(|r| r.to_string());
     let region = match std::env::var("S3_REGION") {
         Ok(region) => region,
-        Err(_) => bucket_region(bucket, endpoint.as_deref())
-            .await?
-            .or(configured)
-            .unwrap_or_else(|| "us-east-1".to_string()),
+        Err(_) => match bucket_region(bucket, endpoint.as_deref()).await? {
+            Some(region) => region,
+            // Only a store that does not say: the configured region (whose chain may ask
+            // instance metadata, so it is not asked when the bucket answered).
+            None => aws_config::default_provider::region::DefaultRegionChain::builder()
+                .build()
+                .region()
+                .await
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "us-east-1".to_string()),
+        },
     };
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.clone()))
+        .load()
+        .await;
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(&region)

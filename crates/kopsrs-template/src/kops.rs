@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use gtmpl::{FuncError, Value};
 
+use crate::sprig::{args as exactly, text};
+
 /// What the channel functions read; the caller's channel answers (kopsrs's built-in one).
 pub trait ChannelLookups {
     /// The Kubernetes version a new cluster gets (`ChannelRecommendedKopsKubernetesVersion`).
@@ -40,18 +42,18 @@ pub struct Setup {
 const MAX_INCLUDE_DEPTH: usize = 32;
 
 thread_local! {
-    static CURRENT: RefCell<Option<(Setup, usize)>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<(Arc<Setup>, usize)>> = const { RefCell::new(None) };
 }
 
 /// Runs `render` with `setup` visible to the functions below.
 pub(crate) fn with_setup<T>(setup: &Setup, render: impl FnOnce() -> T) -> T {
-    let previous = CURRENT.with(|c| c.replace(Some((setup.clone(), 0))));
+    let previous = CURRENT.with(|c| c.replace(Some((Arc::new(setup.clone()), 0))));
     let result = render();
     CURRENT.with(|c| *c.borrow_mut() = previous);
     result
 }
 
-fn current() -> Result<Setup, FuncError> {
+fn current() -> Result<Arc<Setup>, FuncError> {
     CURRENT.with(|c| {
         c.borrow()
             .as_ref()
@@ -85,19 +87,10 @@ pub(crate) const FUNCTIONS: &[(&str, crate::sprig::Func)] = &[
     ("ChannelRecommendedImage", recommended_image),
 ];
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Nil | Value::NoValue => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// `include NAME CONTEXT`: the snippet named (a `--snippets` file's name) rendered with
 /// `CONTEXT`, as text to pipe on (`include "x" . | indent 4`).
 fn include(args: &[Value]) -> Result<Value, FuncError> {
-    let [name, context] = <[Value; 2]>::try_from(args.to_vec())
-        .map_err(|_| FuncError::ExactlyXArgs("include".into(), 2))?;
+    let [name, context] = exactly::<2>("include", args)?;
     let name = text(&name);
     let setup = current()?;
     let body = setup.snippets.get(&name).ok_or_else(|| {
@@ -146,8 +139,7 @@ fn include(args: &[Value]) -> Result<Value, FuncError> {
 /// call sits where the first line goes (`key: {{ include "x" . | indent 2 }}`). This is
 /// not sprig's `indent`, which pads every line; kops replaces it in `toolbox template`.
 fn indent(args: &[Value]) -> Result<Value, FuncError> {
-    let [n, content] = <[Value; 2]>::try_from(args.to_vec())
-        .map_err(|_| FuncError::ExactlyXArgs("indent".into(), 2))?;
+    let [n, content] = exactly::<2>("indent", args)?;
     let n = crate::sprig::number("indent", &n)?;
     let content = text(&content);
     crate::sprig::sized("indent", n, content.lines().count().max(1))?;
@@ -166,19 +158,12 @@ fn indent(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn recommended_kubernetes(args: &[Value]) -> Result<Value, FuncError> {
-    if !args.is_empty() {
-        return Err(FuncError::ExactlyXArgs(
-            "ChannelRecommendedKopsKubernetesVersion".into(),
-            0,
-        ));
-    }
+    exactly::<0>("ChannelRecommendedKopsKubernetesVersion", args)?;
     Ok(Value::String(current()?.channel.recommended_kubernetes()))
 }
 
 fn recommended_upgrade(args: &[Value]) -> Result<Value, FuncError> {
-    let [version] = <[Value; 1]>::try_from(args.to_vec()).map_err(|_| {
-        FuncError::ExactlyXArgs("ChannelRecommendedKubernetesUpgradeVersion".into(), 1)
-    })?;
+    let [version] = exactly::<1>("ChannelRecommendedKubernetesUpgradeVersion", args)?;
     let version = text(&version);
     current()?
         .channel
@@ -192,8 +177,7 @@ fn recommended_upgrade(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn recommended_image(args: &[Value]) -> Result<Value, FuncError> {
-    let [cloud, version, architecture] = <[Value; 3]>::try_from(args.to_vec())
-        .map_err(|_| FuncError::ExactlyXArgs("ChannelRecommendedImage".into(), 3))?;
+    let [cloud, version, architecture] = exactly::<3>("ChannelRecommendedImage", args)?;
     let (cloud, version, architecture) = (text(&cloud), text(&version), text(&architecture));
     current()?
         .channel

@@ -55,12 +55,12 @@ pub const FUNCTIONS: &[(&str, Func)] = &[
 ];
 
 /// Exactly `N` arguments, or the error gtmpl gives for a wrong count.
-fn args<const N: usize>(name: &str, args: &[Value]) -> Result<[Value; N], FuncError> {
+pub(crate) fn args<const N: usize>(name: &str, args: &[Value]) -> Result<[Value; N], FuncError> {
     <[Value; N]>::try_from(args.to_vec()).map_err(|_| FuncError::ExactlyXArgs(name.into(), N))
 }
 
 /// Go's `fmt` rendering of a value as text.
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Nil | Value::NoValue => String::new(),
