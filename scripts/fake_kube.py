@@ -1438,7 +1438,11 @@ class Api:
                 e["fieldsV1"] = fields_to_v1(paths)
                 result.append(e)
         own = (mine[1] if mine else set()) | changed
-        if own:
+        if mine and not changed and own == v1_to_fields(mine[0].get("fieldsV1")):
+            # nothing this manager owns changed: its entry, time included, stays as it was,
+            # so a no-op update stays a no-op (the API server does not bump the timestamp)
+            result.append(mine[0])
+        elif own:
             entry = {"manager": manager, "operation": "Update",
                      "apiVersion": rt.api_version(version), "time": now_ts(),
                      "fieldsType": "FieldsV1", "fieldsV1": fields_to_v1(own)}

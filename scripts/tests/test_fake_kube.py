@@ -485,7 +485,9 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(status["details"], {"name": "c", "kind": "configmaps"})
         self.assertIn("the object has been modified", status["message"])
         self.assertEqual(k.get(f"{path}/c")["data"], {"a": "2"})
-        # a no-op update writes nothing; an update without resourceVersion is unconditional
+        # a no-op update writes nothing, even a second later (managedFields keep their time);
+        # an update without resourceVersion is unconditional
+        time.sleep(1.05)
         same = k.ok("PUT", f"{path}/c", updated)
         self.assertEqual(same["metadata"]["resourceVersion"],
                          updated["metadata"]["resourceVersion"])
