@@ -81,6 +81,7 @@ pub enum Command {
     #[command(subcommand)]
     Upgrade(UpgradeCommand),
     /// Print the version.
+    #[command(after_help = "Examples:\n  kopsrs version\n  kopsrs version --short")]
     Version {
         /// Only the version number.
         #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
@@ -90,7 +91,11 @@ pub enum Command {
     #[command(external_subcommand)]
     Unsupported(Vec<String>),
     /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  kopsrs completion bash > /etc/bash_completion.d/kopsrs\n  kopsrs completion zsh > ~/.zfunc/_kopsrs"
+    )]
     Completion {
+        /// The shell to write the script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -111,7 +116,10 @@ pub enum ListFormat {
 }
 
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  # every Cluster, InstanceGroup and SSHCredential in a file (or - for stdin)\n  kopsrs create -f dev.example.com.yaml\n  kopsrs toolbox template -t cluster.yaml --values values.yaml | kopsrs create -f -"
+)]
 pub struct CreateArgs {
     /// Files (or - for stdin) holding Cluster, InstanceGroup and SSHCredential documents.
     #[arg(short = 'f', long = "filename")]
@@ -123,22 +131,38 @@ pub struct CreateArgs {
 #[derive(Subcommand, Debug)]
 pub enum CreateCommand {
     /// Create a cluster spec from flags.
+    #[command(
+        after_help = "Examples:\n  kopsrs create cluster dev.example.com --zones us-east-1a --state s3://my-kops-state\n  # an HA control plane in a private topology, with a bastion\n  kopsrs create cluster prod.example.com --zones us-east-1a,us-east-1b,us-east-1c --control-plane-zones us-east-1a,us-east-1b,us-east-1c --topology private --bastion --networking cilium\n  # in an existing VPC, printed instead of written\n  kopsrs create cluster dev.example.com --zones us-east-1a --network-id vpc-0abc --dry-run -o yaml"
+    )]
     Cluster(Box<CreateClusterArgs>),
     /// Create an instance group.
-    #[command(alias = "ig", alias = "instancegroups")]
+    #[command(
+        alias = "ig",
+        alias = "instancegroups",
+        after_help = "Examples:\n  kopsrs create instancegroup spot-nodes --name dev.example.com --subnet us-east-1a\n  kopsrs create ig gpu --name dev.example.com --set spec.machineType=g5.xlarge --edit=false"
+    )]
     Instancegroup(CreateInstanceGroupArgs),
     /// Add the admin SSH public key.
+    #[command(
+        after_help = "Examples:\n  kopsrs create sshpublickey --name dev.example.com -i ~/.ssh/id_ed25519.pub"
+    )]
     Sshpublickey(CreateSshPublicKeyArgs),
     /// kops's older form: `create secret sshpublickey admin -i FILE`.
     #[command(subcommand)]
     Secret(CreateSecretCommand),
     /// Add a new key to a keyset (or `all`): trusted, not yet primary.
+    #[command(
+        after_help = "Examples:\n  # first step of a rotation: create, update, promote, roll, distrust\n  kopsrs create keypair all --name dev.example.com"
+    )]
     Keypair(KeypairArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum CreateSecretCommand {
     /// Add the admin SSH public key (as `create sshpublickey`).
+    #[command(
+        after_help = "Examples:\n  kopsrs create secret sshpublickey admin --name dev.example.com -i ~/.ssh/id_ed25519.pub"
+    )]
     Sshpublickey {
         /// The secret's name (kops used `admin`); kopsrs keeps one admin key per cluster.
         secret: Option<String>,
@@ -164,25 +188,37 @@ pub struct KeypairIdsArgs {
 #[derive(Subcommand, Debug)]
 pub enum PromoteCommand {
     /// Make the newest trusted key of a keyset (or `all`) primary.
+    #[command(
+        after_help = "Examples:\n  kopsrs promote keypair all --name dev.example.com\n  kopsrs promote keypair kubernetes-ca --name dev.example.com"
+    )]
     Keypair(KeypairArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum DistrustCommand {
     /// Stop trusting keys of a keyset (or `all`): by ID, or every key older than the primary.
+    #[command(
+        after_help = "Examples:\n  # last step of a rotation, once every node has rolled\n  kopsrs distrust keypair all --name dev.example.com"
+    )]
     Keypair(KeypairIdsArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum TrustCommand {
     /// Trust distrusted keys of a keyset again.
+    #[command(
+        after_help = "Examples:\n  # undo a distrust: the key IDs are in `kopsrs get keypairs --distrusted`\n  kopsrs trust keypair kubernetes-ca 7301498472538224512 --name dev.example.com"
+    )]
     Keypair(KeypairIdsArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ExportCommand {
     /// Write the cluster's entry into a kubeconfig and make it the current context.
-    #[command(alias = "kubecfg")]
+    #[command(
+        alias = "kubecfg",
+        after_help = "Examples:\n  kopsrs export kubeconfig dev.example.com --admin\n  kopsrs export kubeconfig --name dev.example.com --admin=1h --kubeconfig ./dev.kubeconfig\n  kopsrs export kubeconfig --all --admin"
+    )]
     Kubeconfig(ExportKubeconfigArgs),
 }
 
@@ -190,6 +226,9 @@ pub enum ExportCommand {
 pub enum UpgradeCommand {
     /// Set spec.kubernetesVersion to the channel's recommendation (the next minor version's
     /// recommended release, kubeadm upgrading one minor version at a time), or to a version.
+    #[command(
+        after_help = "Examples:\n  kopsrs upgrade cluster dev.example.com\n  kopsrs upgrade cluster dev.example.com --yes && kopsrs update cluster dev.example.com --yes\n  kopsrs upgrade cluster dev.example.com --kubernetes-version 1.31.4 --yes"
+    )]
     Cluster(UpgradeClusterArgs),
 }
 
@@ -377,6 +416,7 @@ pub struct CreateInstanceGroupArgs {
     /// Print instead of writing.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub dry_run: bool,
+    /// Output format with --dry-run.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<DocumentFormat>,
     /// Set a field: spec.path=value (repeatable).
@@ -414,34 +454,55 @@ pub struct GetOutput {
 #[derive(Subcommand, Debug)]
 pub enum GetCommand {
     /// Clusters in the state store.
-    #[command(alias = "cluster")]
+    #[command(
+        alias = "cluster",
+        after_help = "Examples:\n  kopsrs get clusters\n  kopsrs get cluster dev.example.com -o yaml > dev.example.com.yaml\n  kopsrs get clusters --full -o json"
+    )]
     Clusters {
+        /// Clusters to print (default: all).
         names: Vec<String>,
         #[command(flatten)]
         output: GetOutput,
     },
     /// Instance groups of a cluster.
-    #[command(alias = "instancegroup", alias = "ig")]
+    #[command(
+        alias = "instancegroup",
+        alias = "ig",
+        after_help = "Examples:\n  kopsrs get instancegroups --name dev.example.com\n  kopsrs get ig nodes-us-east-1a --name dev.example.com -o yaml"
+    )]
     Instancegroups {
+        /// Instance groups to print (default: all of the cluster's).
         names: Vec<String>,
         #[command(flatten)]
         output: GetOutput,
     },
     /// A cluster with its instance groups.
+    #[command(
+        after_help = "Examples:\n  # the whole spec, ready for git and `kopsrs replace -f`\n  kopsrs get all dev.example.com -o yaml > dev.example.com.yaml"
+    )]
     All {
+        /// The cluster (or --name).
         cluster: Option<String>,
         #[command(flatten)]
         output: GetOutput,
     },
     /// The admin SSH public keys of a cluster.
-    #[command(alias = "sshpublickey", alias = "secrets")]
+    #[command(
+        alias = "sshpublickey",
+        alias = "secrets",
+        after_help = "Examples:\n  kopsrs get sshpublickeys --name dev.example.com"
+    )]
     Sshpublickeys {
         #[command(flatten)]
         output: GetOutput,
     },
     /// The keys of the cluster's keysets (never their private material).
-    #[command(alias = "keypair")]
+    #[command(
+        alias = "keypair",
+        after_help = "Examples:\n  kopsrs get keypairs --name dev.example.com\n  kopsrs get keypairs kubernetes-ca --distrusted --name dev.example.com -o json"
+    )]
     Keypairs {
+        /// Keysets to list (default: all).
         keysets: Vec<String>,
         /// Include distrusted keys.
         #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
@@ -452,8 +513,12 @@ pub enum GetCommand {
     },
     /// The cloud instances of a cluster, per instance group, with whether each runs its
     /// group's current launch-template version.
-    #[command(alias = "instance")]
+    #[command(
+        alias = "instance",
+        after_help = "Examples:\n  # which instances still run an old launch template\n  kopsrs get instances dev.example.com"
+    )]
     Instances {
+        /// The cluster (or --name).
         cluster: Option<String>,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t)]
@@ -480,14 +545,23 @@ pub struct EditFlags {
 #[derive(Subcommand, Debug)]
 pub enum EditCommand {
     /// Edit the cluster spec.
+    #[command(
+        after_help = "Examples:\n  kopsrs edit cluster dev.example.com\n  kopsrs edit cluster dev.example.com --set spec.kubernetesVersion=1.31.4\n  kopsrs edit cluster dev.example.com --set spec.cloudLabels=team=infra --unset spec.kubeDNS"
+    )]
     Cluster {
+        /// The cluster (or --name).
         cluster: Option<String>,
         #[command(flatten)]
         flags: EditFlags,
     },
     /// Edit an instance group.
-    #[command(alias = "ig", alias = "instancegroups")]
+    #[command(
+        alias = "ig",
+        alias = "instancegroups",
+        after_help = "Examples:\n  kopsrs edit ig nodes-us-east-1a --name dev.example.com\n  kopsrs edit ig nodes-us-east-1a --name dev.example.com --set spec.maxSize=10 --set spec.minSize=3"
+    )]
     Instancegroup {
+        /// The instance group.
         group: String,
         #[command(flatten)]
         flags: EditFlags,
@@ -495,6 +569,9 @@ pub enum EditCommand {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  kopsrs replace -f dev.example.com.yaml\n  # from git in CI, creating what is new\n  kopsrs replace -f clusters/dev.example.com.yaml --force"
+)]
 pub struct ReplaceArgs {
     /// Files (or -) with the new objects.
     #[arg(short = 'f', long = "filename", required = true)]
@@ -505,7 +582,10 @@ pub struct ReplaceArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  kopsrs delete -f dev.example.com.yaml --yes"
+)]
 pub struct DeleteArgs {
     /// Delete the objects named in these files.
     #[arg(short = 'f', long = "filename")]
@@ -520,18 +600,29 @@ pub struct DeleteArgs {
 #[derive(Subcommand, Debug)]
 pub enum DeleteCommand {
     /// Delete a cluster.
+    #[command(
+        after_help = "Examples:\n  # what would be deleted\n  kopsrs delete cluster dev.example.com\n  kopsrs delete cluster dev.example.com --yes"
+    )]
     Cluster {
+        /// The cluster (or --name).
         cluster: Option<String>,
         /// Remove only the spec from the state store, leaving cloud resources.
         #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         unregister: bool,
+        /// Really delete (without it, only print what would be deleted).
         #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         yes: bool,
     },
     /// Delete an instance group.
-    #[command(alias = "ig", alias = "instancegroups")]
+    #[command(
+        alias = "ig",
+        alias = "instancegroups",
+        after_help = "Examples:\n  kopsrs delete ig spot-nodes --name dev.example.com --yes"
+    )]
     Instancegroup {
+        /// The instance group.
         group: String,
+        /// Really delete (without it, only print what would be deleted).
         #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         yes: bool,
     },
@@ -546,8 +637,14 @@ pub struct ToolboxArgs {
 #[derive(Subcommand, Debug)]
 pub enum ToolboxCommand {
     /// Render a Go template (kops style, with sprig functions) or a Jinja2 template (.j2).
+    #[command(
+        after_help = "Examples:\n  kopsrs toolbox template --template cluster.yaml --values values/common.yaml --values values/dev.yaml --snippets snippets --output dev.yaml\n  kopsrs toolbox template --values values.yaml --config-value clusterName"
+    )]
     Template(TemplateArgs),
     /// Print the JSON Schema of Cluster and InstanceGroup.
+    #[command(
+        after_help = "Examples:\n  # for editors: yaml-language-server reads it\n  kopsrs toolbox schema > kops.schema.json\n  kopsrs toolbox schema --kind instancegroup"
+    )]
     Schema {
         /// Which document: cluster, instancegroup or all.
         #[arg(long, default_value = "all")]
@@ -596,6 +693,9 @@ pub struct TemplateArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  # the ID is in the refusal of the command that found the lock\n  kopsrs force-unlock 6f1c0a2e --cluster dev.example.com"
+)]
 pub struct ForceUnlockArgs {
     /// The lock ID printed by the command that is refused.
     pub lock_id: String,
@@ -613,6 +713,9 @@ pub struct UpdateArgs {
 #[derive(Subcommand, Debug)]
 pub enum UpdateCommand {
     /// Show what would change in the cloud (dry run), apply it with --yes, or write Terraform.
+    #[command(
+        after_help = "Examples:\n  kopsrs update cluster dev.example.com\n  kopsrs update cluster dev.example.com --yes\n  # in CI: exit 2 when the cloud differs from the spec\n  kopsrs update cluster dev.example.com --detailed-exitcode -o json\n  kopsrs update cluster dev.example.com --target terraform --out ./terraform"
+    )]
     Cluster(UpdateClusterArgs),
 }
 
@@ -627,10 +730,12 @@ pub enum Target {
 
 #[derive(Args, Debug)]
 pub struct UpdateClusterArgs {
+    /// The cluster (or --name).
     pub cluster: Option<String>,
     /// Apply the changes (without it, only print the plan).
     #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
+    /// Where the changes go: the AWS API (direct) or Terraform files (terraform).
     #[arg(long, value_enum, default_value_t)]
     pub target: Target,
     /// Output directory for --target terraform.
@@ -678,5 +783,116 @@ fn go_bool(value: &str) -> Result<bool, String> {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
         other => Err(format!("{other:?} is not a boolean; use true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every verb a user can run, with its path (`create cluster`).
+    fn leaves(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() || cmd.is_args_conflicts_with_subcommands_set() {
+            out.push((path.trim().to_string(), cmd.clone()));
+        }
+        for sub in subs {
+            leaves(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_verb_has_an_example_and_every_argument_a_description() {
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut verbs = Vec::new();
+        leaves(&cli, "", &mut verbs);
+        let mut missing = Vec::new();
+        for (path, cmd) in &verbs {
+            if path.is_empty() || cmd.is_hide_set() {
+                continue;
+            }
+            let after = cmd.get_after_help().or(cmd.get_after_long_help());
+            let example = |text: &clap::builder::StyledStr| {
+                let text = text.to_string();
+                text.starts_with("Examples:\n") && text.contains("\n  kopsrs ")
+            };
+            if !after.is_some_and(example) {
+                missing.push(format!("`{path}`: no Examples: section"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("`{path}`: argument {id} has no description"));
+                }
+            }
+        }
+        assert!(
+            verbs.len() > 20,
+            "the walk found only {} verbs",
+            verbs.len()
+        );
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    /// The commands of an example line: its pipeline and `&&` parts that run kopsrs, each
+    /// up to a redirection. Examples are written without quotes, so words split on spaces.
+    fn example_commands(line: &str) -> Vec<Vec<&str>> {
+        line.split(" | ")
+            .flat_map(|part| part.split(" && "))
+            .filter_map(|part| {
+                let words: Vec<&str> = part.split_whitespace().take_while(|w| *w != ">").collect();
+                (words.first() == Some(&"kopsrs")).then_some(words)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_example_parses_as_written() {
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut verbs = Vec::new();
+        leaves(&cli, "", &mut verbs);
+        let mut checked = 0;
+        let mut missing = Vec::new();
+        for (path, cmd) in &verbs {
+            let Some(after) = cmd.get_after_help() else {
+                continue;
+            };
+            for line in after.to_string().lines().skip(1) {
+                let line = line.trim();
+                if line.starts_with('#') {
+                    continue;
+                }
+                assert!(
+                    !line.contains(['"', '\'']),
+                    "`{path}`: quote in example {line:?}"
+                );
+                let commands = example_commands(line);
+                assert!(
+                    !commands.is_empty(),
+                    "`{path}`: {line:?} does not run kopsrs"
+                );
+                for words in commands {
+                    checked += 1;
+                    match <super::Cli as clap::Parser>::try_parse_from(&words) {
+                        Err(e) => missing.push(format!("`{path}`: {line:?} does not parse:\n{e}")),
+                        Ok(super::Cli {
+                            command: super::Command::Unsupported(verb),
+                            ..
+                        }) => missing.push(format!("`{path}`: {line:?} runs no verb: {verb:?}")),
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+        assert!(checked > 40, "only {checked} examples");
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }
