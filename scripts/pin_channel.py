@@ -2,7 +2,7 @@
 """Pins the addon channel: downloads every `url:` of channels/stable.yaml and writes its
 sha256 on the line after it (replacing an older pin). Needs network access to the URLs, which
 the machine kopsrs is developed on lacks; run it where they are reachable, review the diff,
-commit. URLs with @ARCH@ are left unpinned (one hash cannot cover every architecture).
+commit. A URL with @ARCH@ gets `sha256ByArch` (amd64 and arm64), as kopsrs reads it.
 
 usage: python3 scripts/pin_channel.py [channels/stable.yaml]
 """
@@ -23,13 +23,24 @@ while i < len(lines):
     if not m:
         continue
     indent, url = m.groups()
+    # the old pin is replaced
     if i < len(lines) and re.match(r"^\s*sha256: ", lines[i]):
-        i += 1  # the old pin is replaced
+        i += 1
+    elif i < len(lines) and re.match(r"^\s*sha256ByArch:", lines[i]):
+        i += 1
+        while i < len(lines) and re.match(r"^%s\s+\w+: [0-9a-f]{64}\s*$" % indent, lines[i]):
+            i += 1
+
+    def sha256(url):
+        with urllib.request.urlopen(url, timeout=60) as response:
+            digest = hashlib.sha256(response.read()).hexdigest()
+        print(digest + "  " + url, file=sys.stderr)
+        return digest
+
     if "@ARCH@" in url:
-        print("unpinned (per architecture): " + url, file=sys.stderr)
-        continue
-    with urllib.request.urlopen(url, timeout=60) as response:
-        digest = hashlib.sha256(response.read()).hexdigest()
-    print(digest + "  " + url, file=sys.stderr)
-    out.append("%ssha256: %s\n" % (indent, digest))
+        out.append("%ssha256ByArch:\n" % indent)
+        for arch in ("amd64", "arm64"):
+            out.append("%s  %s: %s\n" % (indent, arch, sha256(url.replace("@ARCH@", arch))))
+    else:
+        out.append("%ssha256: %s\n" % (indent, sha256(url)))
 open(path, "w").write("".join(out))

@@ -286,9 +286,12 @@ backup_etcd() {
   rm -f "$ROOT/var/lib/etcd/data/$snap"
 }
 
-# Applies the addons the state store's channel lists, each version once per node.
+# Applies the addons the state store's channel lists, each version once per node, and only
+# a download whose sha256 matches its pin: the channel's, the one `update cluster` computed,
+# or (unpinned entries) the one the first control plane to fetch it recorded in the state
+# store (trust on first use, docs/security.md).
 apply_addons() {
-  local tmp name version kind url sum ns file arch
+  local tmp name version kind url pin sum ns file arch seen code
   [ -e "$ADMIN" ] || return 0
   arch=$(dpkg --print-architecture)
   tmp=$(mktemp -d)
@@ -296,23 +299,34 @@ apply_addons() {
   mkdir -p "$STATE/addons"
   instance_facts
   API_HOST=$(api_host)
-  python3 - "$tmp/channel.yaml" "$tmp" "$API_HOST" <<'PY' >"$tmp/list"
+  python3 - "$tmp/channel.yaml" "$tmp" "$API_HOST" "$arch" <<'PY' >"$tmp/list"
 import sys, yaml
 for a in yaml.safe_load(open(sys.argv[1]))["addons"]:
     with open("%s/%s.values.yaml" % (sys.argv[2], a["name"]), "w") as f:
         f.write(yaml.safe_dump(a.get("values") or {}).replace("@API_HOST@", sys.argv[3]))
-    print(a["name"], a["version"], a["kind"], a["url"], a.get("sha256") or "-", a.get("namespace", "kube-system"))
+    pin = (a.get("sha256ByArch") or {}).get(sys.argv[4]) or a.get("sha256") or "-"
+    print(a["name"], a["version"], a["kind"], a["url"], pin, a.get("namespace", "kube-system"))
 PY
-  while read -r name version kind url sum ns; do
-    [ "$(cat "$STATE/addons/$name" 2>/dev/null)" = "$version $sum" ] && continue
+  while read -r name version kind url pin ns; do
+    [ "$(cat "$STATE/addons/$name" 2>/dev/null)" = "$version $pin" ] && continue
     file="$tmp/$name.download"
     url=${url//@ARCH@/$arch}
     curl -fsSL --retry 5 -o "$file" "$url" || { log "addon $name: cannot download $url"; continue; }
-    if [ "$sum" != - ]; then
-      echo "$sum  $file" | sha256sum -c --quiet - || { log "addon $name: sha256 mismatch for $url"; continue; }
-    else
-      log "addon $name: $url has no pinned sha256 in the channel"
+    sum=$pin
+    if [ "$sum" = - ]; then
+      seen="addons/first-seen/$(printf '%s' "$url" | sha256sum | cut -c1-64)"
+      if ! state_get "$seen" "$tmp/$name.seen"; then
+        sha256sum <"$file" | cut -c1-64 >"$tmp/$name.seen"
+        code=$(state_put "$seen" "$tmp/$name.seen" -H 'If-None-Match: *')
+        case $code in
+          200) log "addon $name: $url has no pin; recorded its sha256 $(cat "$tmp/$name.seen") (trust on first use)" ;;
+          412) state_get "$seen" "$tmp/$name.seen" || { log "addon $name: cannot read $seen"; continue; } ;;
+          *) log "addon $name: cannot record the sha256 of $url (HTTP $code)"; continue ;;
+        esac
+      fi
+      sum=$(cat "$tmp/$name.seen")
     fi
+    echo "$sum  $file" | sha256sum -c --quiet - >/dev/null 2>&1 || { log "addon $name: $url does not match its sha256 $sum: refused"; continue; }
     case $kind in
       manifest) kctl apply --server-side --force-conflicts -f "$file" ;;
       chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | kctl apply --server-side --force-conflicts -f - ;;
@@ -321,7 +335,7 @@ PY
         install -m 0755 "$tmp"/linux-*/helm "$ROOT/usr/local/bin/helm"
         ;;
     esac
-    echo "$version $sum" >"$STATE/addons/$name"
+    echo "$version $pin" >"$STATE/addons/$name"
     log "addon $name $version applied"
   done <"$tmp/list"
   rm -rf "$tmp"

@@ -50,6 +50,9 @@ pub struct Addon {
     /// Hex sha256 of what `url` serves; nodes refuse a download that does not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// For a URL with `@ARCH@`: the sha256 of each architecture's download (`amd64: …`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sha256_by_arch: BTreeMap<String, String>,
     /// The namespace a chart is installed into; `None`: `kube-system`. Manifests name their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -103,6 +106,65 @@ fn parse_minor(text: &str) -> Option<(u32, u32)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
+/// Whether `text` is a hex sha256 as `sha256sum` prints it.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// What a node downloads for an addon on one architecture, and the sha256 it must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// `None` for a URL without `@ARCH@` (the same file everywhere).
+    pub arch: Option<String>,
+    /// The URL with `@ARCH@` replaced.
+    pub url: String,
+    /// The pin for it, if any.
+    pub sha256: Option<String>,
+}
+
+impl Addon {
+    /// Whether the URL differs per architecture (`@ARCH@`).
+    pub fn per_arch(&self) -> bool {
+        self.url.contains("@ARCH@")
+    }
+
+    /// What nodes of `archs` download, with the pins the entry has for each.
+    pub fn downloads(&self, archs: &[&str]) -> Vec<Download> {
+        if !self.per_arch() {
+            return vec![Download {
+                arch: None,
+                url: self.url.clone(),
+                sha256: self.sha256.clone(),
+            }];
+        }
+        archs
+            .iter()
+            .map(|arch| Download {
+                arch: Some(arch.to_string()),
+                url: self.url.replace("@ARCH@", arch),
+                sha256: self.sha256_by_arch.get(*arch).cloned(),
+            })
+            .collect()
+    }
+
+    /// Records `sha256` as the pin of `download`.
+    pub fn pin(&mut self, download: &Download, sha256: String) {
+        match &download.arch {
+            None => self.sha256 = Some(sha256),
+            Some(arch) => {
+                self.sha256_by_arch.insert(arch.clone(), sha256);
+            }
+        }
+    }
+
+    /// Whether `other` is the same download (name, version, kind, URL): what was verified
+    /// for one holds for the other.
+    pub fn same_source(&self, other: &Addon) -> bool {
+        (&self.name, &self.version, &self.kind, &self.url)
+            == (&other.name, &other.version, &other.kind, &other.url)
+    }
+}
+
 impl Channel {
     /// The channel built into kopsrs ([`STABLE`]).
     pub fn stable() -> Channel {
@@ -114,13 +176,26 @@ impl Channel {
         let channel: Channel =
             serde_yaml_ng::from_str(text).map_err(|e| ChannelError::Decode(e.to_string()))?;
         for addon in &channel.addons {
-            if let Some(sum) = &addon.sha256 {
-                if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let what = || format!("addon {} {}", addon.name, addon.version);
+            for sum in addon.sha256.iter().chain(addon.sha256_by_arch.values()) {
+                if !is_sha256(sum) {
                     return Err(ChannelError::Decode(format!(
-                        "addon {} {}: sha256 {sum:?} is not 64 hex digits",
-                        addon.name, addon.version
+                        "{}: sha256 {sum:?} is not 64 lowercase hex digits",
+                        what()
                     )));
                 }
+            }
+            if addon.per_arch() && addon.sha256.is_some() {
+                return Err(ChannelError::Decode(format!(
+                    "{}: its url has @ARCH@, so one sha256 cannot pin it; give sha256ByArch (amd64: …, arm64: …)",
+                    what()
+                )));
+            }
+            if !addon.per_arch() && !addon.sha256_by_arch.is_empty() {
+                return Err(ChannelError::Decode(format!(
+                    "{}: sha256ByArch is for urls with @ARCH@; give sha256",
+                    what()
+                )));
             }
             if !matches!(addon.kind.as_str(), "manifest" | "chart" | "helm") {
                 return Err(ChannelError::Decode(format!(

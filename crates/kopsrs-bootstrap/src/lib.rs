@@ -601,6 +601,6 @@ mod tests {
         assert_eq!(pick("1.34.1"), "9.9.9");
         assert_ne!(pick("1.33.5"), "9.9.9");
         let bad = channel::Channel::parse("kubernetes: {recommended: 1.34.1, minors: {}}\naddons:\n- {name: x, version: '1', kind: manifest, url: u, sha256: abc}\n");
-        assert!(bad.unwrap_err().to_string().contains("64 hex"));
+        assert!(bad.unwrap_err().to_string().contains("64 lowercase hex"));
     }
 }

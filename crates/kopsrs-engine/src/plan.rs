@@ -122,6 +122,8 @@ pub struct AddonChange {
     pub before: Option<String>,
     /// The version to publish.
     pub after: Option<String>,
+    /// How the download is verified (its sha256 pin and where the pin came from).
+    pub integrity: Option<String>,
 }
 
 /// Everything an update would change, as a value: printing, JSON and apply all read it.
@@ -238,6 +240,7 @@ impl Plan {
                 "action": a.action.as_str(),
                 "before": a.before,
                 "after": a.after,
+                "integrity": a.integrity,
             })).collect::<Vec<_>>(),
         })
     }
@@ -586,14 +589,18 @@ impl Plan {
             for addon in &self.addons {
                 let before = addon.before.as_deref().unwrap_or_default();
                 let after = addon.after.as_deref().unwrap_or_default();
+                let integrity = match &addon.integrity {
+                    Some(text) => format!(" ({text})"),
+                    None => String::new(),
+                };
                 match addon.action {
-                    Action::Create => writeln!(f, "  + addon {} {after}", addon.name)?,
+                    Action::Create => writeln!(f, "  + addon {} {after}{integrity}", addon.name)?,
                     Action::Delete => writeln!(
                         f,
                         "  - addon {} {before} (no longer applied; remove it with kubectl)",
                         addon.name
                     )?,
-                    _ => writeln!(f, "  ~ addon {} {before} -> {after}", addon.name)?,
+                    _ => writeln!(f, "  ~ addon {} {before} -> {after}{integrity}", addon.name)?,
                 }
             }
         }

@@ -189,19 +189,24 @@ fn the_json_plan_is_stable() {
             action: Action::Create,
             before: None,
             after: Some("1.18.2".into()),
+            integrity: Some("pinned: sha256 0123456789ab of the download".into()),
         },
         kopsrs_engine::AddonChange {
             name: "metrics-server".into(),
             action: Action::Update,
             before: Some("0.7.2".into()),
             after: Some("0.8.0".into()),
+            integrity: None,
         },
     ];
     let json = plan.to_json();
     insta::assert_snapshot!(serde_json::to_string_pretty(&json).unwrap());
     // The printed plan and the JSON say the same.
     let text = plan.to_string();
-    assert!(text.contains("+ addon cilium 1.18.2"), "{text}");
+    assert!(
+        text.contains("+ addon cilium 1.18.2 (pinned: sha256 0123456789ab of the download)"),
+        "{text}"
+    );
     assert!(
         text.contains("~ addon metrics-server 0.7.2 -> 0.8.0"),
         "{text}"

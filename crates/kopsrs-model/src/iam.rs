@@ -315,7 +315,7 @@ impl Builder<'_> {
     }
 
     /// Read access to the cluster's prefix of an S3 state store; with `write`, also the
-    /// etcd backups and the bootstrap election record.
+    /// etcd backups, the bootstrap election record and first-seen addon hashes.
     fn state_store_statements(&self, write: bool) -> Vec<Json> {
         let Some((base, path)) = self.state_store_arns() else {
             return Vec::new();
@@ -327,6 +327,13 @@ impl Builder<'_> {
                 "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
                 "Effect": "Allow",
                 "Resource": [path("backups/etcd/*"), path("bootstrap/*")],
+            }));
+            // The sha256 of an unpinned addon, recorded by the first control plane that
+            // fetches it (trust on first use); written once, never deleted.
+            statements.push(json!({
+                "Action": ["s3:PutObject"],
+                "Effect": "Allow",
+                "Resource": path("addons/first-seen/*"),
             }));
         }
         statements.push(json!({

@@ -401,6 +401,8 @@ pub struct CreateClusterArgs {
     /// Also apply the cluster (update cluster --yes).
     #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
+    #[command(flatten)]
+    pub pins: AddonPinArgs,
 }
 
 #[derive(Args, Debug)]
@@ -714,7 +716,7 @@ pub struct UpdateArgs {
 pub enum UpdateCommand {
     /// Show what would change in the cloud (dry run), apply it with --yes, or write Terraform.
     #[command(
-        after_help = "Examples:\n  kopsrs update cluster dev.example.com\n  kopsrs update cluster dev.example.com --yes\n  # in CI: exit 2 when the cloud differs from the spec\n  kopsrs update cluster dev.example.com --detailed-exitcode -o json\n  kopsrs update cluster dev.example.com --target terraform --out ./terraform"
+        after_help = "Examples:\n  kopsrs update cluster dev.example.com\n  kopsrs update cluster dev.example.com --yes\n  # in CI: exit 2 when the cloud differs from the spec\n  kopsrs update cluster dev.example.com --detailed-exitcode -o json\n  kopsrs update cluster dev.example.com --target terraform --out ./terraform\n  # refuse addons without a sha256 pin\n  kopsrs update cluster dev.example.com --yes --require-pinned-addons"
     )]
     Cluster(UpdateClusterArgs),
 }
@@ -757,6 +759,40 @@ pub struct UpdateClusterArgs {
     /// With the exported kubeconfig, an admin client certificate valid this long.
     #[arg(long, num_args = 0..=1, default_missing_value = "18h", value_name = "DURATION")]
     pub admin: Option<String>,
+    #[command(flatten)]
+    pub pins: AddonPinArgs,
+}
+
+/// How `update cluster` pins the addons nodes apply (docs/security.md, "Addons").
+#[derive(Args, Debug, Clone, Copy)]
+pub struct AddonPinArgs {
+    /// Download each new addon to record its sha256 (or check the channel's pin) before
+    /// anything changes; false for offline runs, which publish unpinned entries as such.
+    #[arg(long, env = "KOPSRS_DOWNLOAD_ADDONS", default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub download_addons: bool,
+    /// Refuse to publish an addon without a sha256 pin (instead of trusting its first
+    /// download on a control plane).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub require_pinned_addons: bool,
+}
+
+impl Default for AddonPinArgs {
+    fn default() -> Self {
+        AddonPinArgs {
+            download_addons: true,
+            require_pinned_addons: false,
+        }
+    }
+}
+
+impl AddonPinArgs {
+    /// The pipeline's form.
+    pub fn options(self) -> crate::addons::PinOptions {
+        crate::addons::PinOptions {
+            download: self.download_addons,
+            require_pinned: self.require_pinned_addons,
+        }
+    }
 }
 
 /// AWS changes run at once unless `--concurrency` says otherwise. 20: an HA apply with

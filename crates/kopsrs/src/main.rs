@@ -1,5 +1,6 @@
 //! `kopsrs`: Kubernetes Operations in Rust.
 
+mod addons;
 mod cli;
 mod commands;
 mod context;

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use kopsrs_api::{encode_documents, Cluster, Document, InstanceGroup, OutputFormat};
 use kopsrs_bootstrap::channel::Selected;
-use kopsrs_engine::{Action, AddonChange, Plan};
+use kopsrs_engine::Plan;
 use kopsrs_model::{DesiredSet, ModelInput};
 use kopsrs_state::{layout, StateStore, Version, Versioned};
 
@@ -92,6 +92,8 @@ pub fn validate(cluster: &Cluster, groups: &[InstanceGroup]) -> Result<()> {
 pub struct Prepared {
     /// The completed Cluster.
     pub cluster: Cluster,
+    /// Its completed instance groups.
+    pub groups: Vec<InstanceGroup>,
     /// The resources it consists of.
     pub set: DesiredSet,
 }
@@ -124,7 +126,11 @@ pub async fn prepare(
             "fix the spec with `kopsrs edit cluster` or `kopsrs edit instancegroup`",
         )
     })?;
-    Ok(Prepared { cluster, set })
+    Ok(Prepared {
+        cluster,
+        groups,
+        set,
+    })
 }
 
 /// The first SSH public key registered for the cluster, as kops uses it.
@@ -185,6 +191,8 @@ pub struct DirectOptions {
     pub concurrency: u16,
     /// After an apply, export a kubeconfig with these settings.
     pub export: Option<crate::cli::ExportKubeconfigArgs>,
+    /// How addon downloads are pinned.
+    pub pins: crate::addons::PinOptions,
 }
 
 /// The direct target: plan, and with `--yes` apply. With `--yes` the cluster lock is taken
@@ -199,9 +207,6 @@ pub async fn update_direct(
     let purpose = options.yes.then_some("update cluster --yes");
     locked(store, name, purpose, async {
         let prepared = prepare(store, name, settings, true).await?;
-        if options.yes {
-            crate::commands::pki::ensure_keysets(store, name).await?;
-        }
         plan_and_apply(store, name, &prepared, options).await
     })
     .await?;
@@ -211,9 +216,17 @@ pub async fn update_direct(
     Ok(())
 }
 
-/// The cluster's plan: the provider's (resources) with the addon changes.
-pub async fn plan(aws: &kopsrs_aws::Aws, store: &StateStore, prepared: &Prepared) -> Result<Plan> {
+/// The cluster's plan: the provider's (resources) with the addon changes, and the pinned
+/// addon selection `--yes` publishes. Addons are resolved first: a pin that does not match
+/// its download stops the run before AWS is read.
+pub async fn plan(
+    aws: &kopsrs_aws::Aws,
+    store: &StateStore,
+    prepared: &Prepared,
+    pins: crate::addons::PinOptions,
+) -> Result<(Plan, Selected)> {
     let name = &prepared.cluster.metadata.name;
+    let addons = crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await?;
     let mut plan =
         aws.plan(&prepared.set)
             .await
@@ -231,8 +244,8 @@ pub async fn plan(aws: &kopsrs_aws::Aws, store: &StateStore, prepared: &Prepared
                     "check the AWS credentials and region; nothing was changed",
                 ),
             })?;
-    plan.addons = addon_changes(store, &prepared.cluster).await?;
-    Ok(plan)
+    plan.addons = addons.changes;
+    Ok((plan, addons.selected))
 }
 
 async fn plan_and_apply(
@@ -242,7 +255,7 @@ async fn plan_and_apply(
     options: &DirectOptions,
 ) -> Result<()> {
     let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
-    let plan = plan(&aws, store, prepared).await?;
+    let (plan, addons) = plan(&aws, store, prepared, options.pins).await?;
     if options.json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
     } else if options.yes && !plan.is_empty() {
@@ -264,8 +277,10 @@ async fn plan_and_apply(
         }
         return Ok(());
     }
+    // Only now, with the plan made (and the addons' pins checked), is anything written.
+    crate::commands::pki::ensure_keysets(store, name).await?;
     if plan.is_empty() {
-        return publish(store, prepared).await;
+        return publish(store, prepared, &addons).await;
     }
     let started = std::time::Instant::now();
     let result = kopsrs_aws::apply(
@@ -278,7 +293,7 @@ async fn plan_and_apply(
     .await;
     match result {
         Ok(report) => {
-            publish(store, prepared).await?;
+            publish(store, prepared, &addons).await?;
             eprintln!(
                 "Applied {} change(s) to {name} in {:.2} s ({} attempts, {} AWS API calls; \
                  critical path {} dependent call(s), taking {:.2} s).",
@@ -310,80 +325,9 @@ async fn plan_and_apply(
 }
 
 /// After a successful apply: the completed spec and the addon channel to the state store.
-async fn publish(store: &StateStore, prepared: &Prepared) -> Result<()> {
+async fn publish(store: &StateStore, prepared: &Prepared, addons: &Selected) -> Result<()> {
     write_completed(store, prepared).await?;
-    publish_addons(store, &prepared.cluster, true).await
-}
-
-/// The addons the channel selects for a cluster (`addons/bootstrap-channel.yaml`).
-fn selected_addons(cluster: &Cluster) -> Result<Selected> {
-    let channel = kopsrs_bootstrap::channel::Channel::stable();
-    let version = cluster
-        .spec
-        .kubernetes_version
-        .as_deref()
-        .unwrap_or_default();
-    Ok(channel.select(version, kopsrs_model::cni(&cluster.spec))?)
-}
-
-/// What `--yes` would change in the published addons.
-async fn addon_changes(store: &StateStore, cluster: &Cluster) -> Result<Vec<AddonChange>> {
-    let selected = selected_addons(cluster)?;
-    let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
-    let current = store
-        .get(&key)
-        .await?
-        .and_then(|o| serde_yaml_ng::from_slice::<Selected>(&o.value).ok());
-    let current = current.map(|c| c.addons).unwrap_or_default();
-    let mut changes = Vec::new();
-    for addon in &selected.addons {
-        match current.iter().find(|a| a.name == addon.name) {
-            Some(old) if old == addon => {}
-            old => changes.push(AddonChange {
-                name: addon.name.clone(),
-                action: if old.is_some() {
-                    Action::Update
-                } else {
-                    Action::Create
-                },
-                before: old.map(|o| o.version.clone()),
-                after: Some(addon.version.clone()),
-            }),
-        }
-    }
-    for old in &current {
-        if !selected.addons.iter().any(|a| a.name == old.name) {
-            changes.push(AddonChange {
-                name: old.name.clone(),
-                action: Action::Delete,
-                before: Some(old.version.clone()),
-                after: None,
-            });
-        }
-    }
-    Ok(changes)
-}
-
-/// Writes the cluster's addon selection to the state store when it changed; control-plane
-/// nodes apply new versions from there. `strict`: a Kubernetes version outside the channel
-/// is an error (AWS target) rather than a warning (Terraform target).
-async fn publish_addons(store: &StateStore, cluster: &Cluster, strict: bool) -> Result<()> {
-    let selected = match selected_addons(cluster) {
-        Ok(s) => s,
-        Err(e) if !strict => {
-            eprintln!("warning: {e}; no addons published");
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
-    let text = selected.to_yaml();
-    let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
-    let current = store.get(&key).await?;
-    if current.as_ref().map(|c| c.value.as_ref()) != Some(text.as_bytes()) {
-        store.overwrite(&key, text.into_bytes().into()).await?;
-        eprintln!("Published {} addon(s) to {key}.", selected.addons.len());
-    }
-    Ok(())
+    crate::addons::publish(store, &prepared.cluster, addons).await
 }
 
 /// Stores the completed spec as `cluster-completed.spec` (what kops writes on update).
@@ -407,10 +351,32 @@ pub async fn write_terraform(
     name: &str,
     settings: &Settings,
     out: &Path,
+    pins: crate::addons::PinOptions,
 ) -> Result<()> {
     let prepared = prepare(store, name, settings, false).await?;
+    // Addons are resolved before anything is written: a wrong pin stops the run. A
+    // Kubernetes version outside the channel is a warning here: the Terraform user-data
+    // stops with the reason (see `prepare`).
+    let addons =
+        match crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await {
+            Ok(addons) => Some(addons),
+            Err(e) => match e.downcast_ref::<kopsrs_bootstrap::channel::ChannelError>() {
+                Some(unsupported) => {
+                    eprintln!("warning: {unsupported}; no addons published");
+                    None
+                }
+                None => return Err(e),
+            },
+        };
     crate::commands::pki::ensure_keysets(store, name).await?;
-    publish_addons(store, &prepared.cluster, false).await?;
+    if let Some(addons) = addons {
+        for change in &addons.changes {
+            if let Some(integrity) = &change.integrity {
+                eprintln!("addon {}: {integrity}", change.name);
+            }
+        }
+        crate::addons::publish(store, &prepared.cluster, &addons.selected).await?;
+    }
     let rendered = kopsrs_terraform::render(&prepared.set);
     let changed = write_output(out, &rendered.files)?;
     write_completed(store, &prepared).await?;

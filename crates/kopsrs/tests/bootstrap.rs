@@ -767,7 +767,7 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
 
     // A new addon version in the channel is applied by the next timer run, once; a download
     // that does not match its sha256 is refused.
-    publish(channel(
+    let second = channel(
         &server,
         &[
             ("helm", "1", "helm"),
@@ -775,7 +775,8 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
             ("ebs-csi", "1", "chart"),
             ("metrics-server", "2", "manifest"),
         ],
-    ));
+    );
+    publish(second.clone());
     std::fs::write(
         files.join("cni-1"),
         "kind: DaemonSet # changed after pinning",
@@ -790,13 +791,59 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     let again = &calls(&cp_a)[before..];
     assert_eq!(count(again, "kubectl-apply"), 1, "{again:?}\n{log}");
     assert!(log.contains("addon metrics-server 2 applied"), "{log}");
-    assert!(log.contains("addon cni: sha256 mismatch"), "{log}");
+    assert!(
+        log.contains("addon cni: ") && log.contains("does not match its sha256"),
+        "{log}"
+    );
     let before = calls(&cp_a).len();
     finish(
         run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
         "apply-addons",
     );
     assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 0);
+
+    // An entry without a pin (update cluster could not download it): the first control
+    // plane to fetch it records its sha256 in the state store, and every later node checks
+    // its own download against that record (trust on first use).
+    std::fs::write(files.join("extra-1"), "kind: ConfigMap # extra 1").unwrap();
+    let mut text = second;
+    let extra_url = format!("{server}/files/extra-1");
+    text.push_str(&format!(
+        "- name: extra\n  version: '1'\n  kind: manifest\n  url: {extra_url}\n"
+    ));
+    publish(text);
+    let before = calls(&cp_a).len();
+    let log = finish(
+        run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
+        "apply-addons",
+    );
+    assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 1, "{log}");
+    assert!(log.contains("addon extra 1 applied"), "{log}");
+    let first_seen = sha256_hex(b"kind: ConfigMap # extra 1");
+    assert!(
+        log.contains(&format!("recorded its sha256 {first_seen}")),
+        "{log}"
+    );
+    let recorded = moto.python(&format!(
+        "print(aws('s3').get_object(Bucket='state', Key='clusters/{NAME}/addons/first-seen/{}')['Body'].read().decode().strip())",
+        sha256_hex(extra_url.as_bytes())
+    ));
+    assert_eq!(recorded.trim(), first_seen);
+    // The file changes at its URL: the other control plane refuses it.
+    std::fs::write(files.join("extra-1"), "kind: ConfigMap # swapped").unwrap();
+    let node_bin_b = cp_b.root.join("usr/local/sbin/kopsrs-node");
+    let before = calls(&cp_b).len();
+    let log = finish(
+        run(&cp_b, &node_bin_b, "apply-addons", &stubs, &cp_ips),
+        "apply-addons",
+    );
+    assert!(
+        log.contains(&format!("does not match its sha256 {first_seen}: refused")),
+        "{log}"
+    );
+    assert!(!log.contains("addon extra 1 applied"), "{log}");
+    assert!(log.contains("addon metrics-server 2 applied"), "{log}");
+    assert_eq!(count(&calls(&cp_b)[before..], "kubectl-apply"), 1, "{log}");
 
     // The token refresher publishes a fresh token for later joins.
     finish(

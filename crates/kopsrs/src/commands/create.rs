@@ -136,7 +136,14 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
     );
     if terraform {
         let out = args.out.clone().unwrap_or_else(|| "out/terraform".into());
-        return crate::pipeline::write_terraform(&store, &name, &global.settings, &out).await;
+        return crate::pipeline::write_terraform(
+            &store,
+            &name,
+            &global.settings,
+            &out,
+            args.pins.options(),
+        )
+        .await;
     }
     if args.yes {
         let options = crate::pipeline::DirectOptions {
@@ -145,6 +152,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
             json: false,
             concurrency: crate::cli::DEFAULT_CONCURRENCY,
             export: Some(crate::cli::ExportKubeconfigArgs::default()),
+            pins: args.pins.options(),
         };
         return crate::pipeline::update_direct(&store, &name, &global.settings, &options).await;
     }

@@ -18,7 +18,14 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
     let store = context::open_store(global).await?;
     match args.target {
         Target::Terraform => {
-            pipeline::write_terraform(&store, &name, &global.settings, &args.out).await
+            pipeline::write_terraform(
+                &store,
+                &name,
+                &global.settings,
+                &args.out,
+                args.pins.options(),
+            )
+            .await
         }
         Target::Direct => {
             let options = DirectOptions {
@@ -32,6 +39,7 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
                         admin: args.admin.clone(),
                         ..Default::default()
                     }),
+                pins: args.pins.options(),
             };
             pipeline::update_direct(&store, &name, &global.settings, &options).await
         }

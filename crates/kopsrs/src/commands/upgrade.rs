@@ -14,7 +14,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
     let store = context::open_store(global).await?;
     let stored = load_cluster(&store, &name).await?;
-    let channel = Channel::stable();
+    let channel = crate::addons::channel(stored.cluster.value.spec.channel.as_deref()).await?;
     let current = stored
         .cluster
         .value

@@ -16,6 +16,9 @@ pub fn kopsrs(state: &str) -> Command {
         .env_remove("EDITOR")
         .env_remove("KUBE_EDITOR")
         .env_remove("VISUAL")
+        // No download leaves this machine: tests that check addon pinning serve the files
+        // themselves and turn downloads back on.
+        .env("KOPSRS_DOWNLOAD_ADDONS", "false")
         // `update cluster --yes` exports a kubeconfig: never into the real ~/.kube/config.
         .env(
             "KUBECONFIG",

@@ -1,0 +1,349 @@
+//! Addon pins through the binary: `update cluster` records the sha256 of each download it
+//! can make, stops on a channel pin that does not match (before anything changes), and
+//! offline says per addon that it publishes the entry unpinned. Files are served by a local
+//! HTTP server; the cluster's `spec.channel` names a channel file pointing at it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use support::{kopsrs, Moto};
+
+const NAME: &str = "pins.example.com";
+
+/// `python3 -m http.server` over a directory, on loopback, stopped on drop.
+struct FileServer {
+    child: Child,
+    url: String,
+}
+
+impl FileServer {
+    fn start(dir: &Path) -> FileServer {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "no file server"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        FileServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The files the channel names: helm per architecture, a chart and a manifest.
+fn serve_files(dir: &Path) -> PathBuf {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("helm-amd64.tgz"), "helm for amd64").unwrap();
+    std::fs::write(files.join("helm-arm64.tgz"), "helm for arm64").unwrap();
+    std::fs::write(files.join("cilium.tgz"), "cilium chart").unwrap();
+    std::fs::write(files.join("ms.yaml"), "kind: Deployment # metrics-server").unwrap();
+    files
+}
+
+/// A channel for Kubernetes 1.34 with three addons at `server`; `pins` adds lines under
+/// an addon's entry (by name).
+fn channel(server: &str, pins: &[(&str, &str)]) -> String {
+    let mut text = String::from(
+        "kubernetes:\n  recommended: 1.34.1\n  minors:\n    \"1.34\": 1.34.1\naddons:\n",
+    );
+    for (name, kind, file) in [
+        ("helm", "helm", "helm-@ARCH@.tgz"),
+        ("cilium", "chart", "cilium.tgz"),
+        ("metrics-server", "manifest", "ms.yaml"),
+    ] {
+        text.push_str(&format!(
+            "- name: {name}\n  version: '1'\n  kind: {kind}\n  url: {server}/files/{file}\n"
+        ));
+        for (pinned, line) in pins {
+            if *pinned == name {
+                text.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    text
+}
+
+/// A cluster whose spec.channel is `channel_file`, in a new `file://` store.
+fn cluster_with_channel(dir: &Path, channel_file: &Path) -> String {
+    let state = format!("file://{}", dir.join("state").display());
+    ok(kopsrs(&state)
+        .args(["create", "cluster", NAME, "--zones", "eu-west-1a"])
+        .args(["--kubernetes-version", "1.34.1", "--networking", "cilium"]));
+    ok(kopsrs(&state)
+        .args(["edit", "cluster", NAME, "--set"])
+        .arg(format!("spec.channel={}", channel_file.display())));
+    state
+}
+
+fn ok(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// The published channel (`None` when nothing is published).
+fn published(dir: &Path) -> Option<serde_yaml_ng::Value> {
+    let path = dir.join(format!("state/{NAME}/addons/bootstrap-channel.yaml"));
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(serde_yaml_ng::from_str(&text).unwrap())
+}
+
+fn addon<'a>(channel: &'a serde_yaml_ng::Value, name: &str) -> &'a serde_yaml_ng::Value {
+    channel["addons"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not published: {channel:?}"))
+}
+
+#[test]
+fn update_records_the_sha256_of_each_download_and_reuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = serve_files(dir.path());
+    let server = FileServer::start(dir.path());
+    let channel_file = dir.path().join("channel.yaml");
+    std::fs::write(&channel_file, channel(&server.url, &[])).unwrap();
+    let state = cluster_with_channel(dir.path(), &channel_file);
+    let out = dir.path().join("tf");
+    let run = || {
+        ok(kopsrs(&state)
+            .args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+            .arg(&out)
+            .env("KOPSRS_DOWNLOAD_ADDONS", "true"))
+    };
+    let first = stderr(&run());
+    let channel = published(dir.path()).expect("published");
+    let read = |file: &str| std::fs::read(files.join(file)).unwrap();
+    assert_eq!(
+        addon(&channel, "metrics-server")["sha256"].as_str(),
+        Some(hex(&read("ms.yaml")).as_str())
+    );
+    assert_eq!(
+        addon(&channel, "cilium")["sha256"].as_str(),
+        Some(hex(&read("cilium.tgz")).as_str())
+    );
+    // helm's URL differs per architecture: pinned for the control plane's (t3: amd64).
+    let helm = addon(&channel, "helm");
+    assert_eq!(helm["sha256"], serde_yaml_ng::Value::Null);
+    assert_eq!(
+        helm["sha256ByArch"]["amd64"].as_str(),
+        Some(hex(&read("helm-amd64.tgz")).as_str())
+    );
+    assert!(
+        first.contains(&format!(
+            "addon metrics-server: pinned: sha256 {} of the download",
+            &hex(&read("ms.yaml"))[..12]
+        )),
+        "{first}"
+    );
+    // The next run keeps the published pins without downloading: the server is gone.
+    drop(server);
+    let again = stderr(&run());
+    assert!(!again.contains("addon "), "{again}");
+    assert_eq!(published(dir.path()).unwrap(), channel);
+}
+
+#[test]
+fn a_pin_that_does_not_match_the_download_stops_update_before_any_change() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    let dir = tempfile::tempdir().unwrap();
+    serve_files(dir.path());
+    let server = FileServer::start(dir.path());
+    let wrong = hex(b"something else");
+    let channel_file = dir.path().join("channel.yaml");
+    std::fs::write(
+        &channel_file,
+        channel(
+            &server.url,
+            &[("metrics-server", &format!("sha256: {wrong}"))],
+        ),
+    )
+    .unwrap();
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("KOPSRS_DOWNLOAD_ADDONS", "true");
+        c
+    };
+    ok(k()
+        .args(["create", "cluster", NAME, "--zones", "us-east-1a"])
+        .args(["--kubernetes-version", "1.34.1", "--dns", "none"])
+        .args([
+            "--image",
+            "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721",
+        ]));
+    ok(k()
+        .args(["edit", "cluster", NAME, "--set"])
+        .arg(format!("spec.channel={}", channel_file.display())));
+    for yes in [false, true] {
+        let output = k()
+            .args(["update", "cluster", NAME, &format!("--yes={yes}")])
+            .output()
+            .unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("addon metrics-server 1")
+                && err.contains(&format!("{}/files/ms.yaml", server.url))
+                && err.contains(&hex(b"kind: Deployment # metrics-server"))
+                && err.contains(&format!("the channel pins {wrong}"))
+                && err.contains("nothing was changed"),
+            "{err}"
+        );
+    }
+    // Nothing in AWS; neither addons nor keys written.
+    let inventory = moto.python(
+        "print(len(aws('ec2', 'us-east-1').describe_vpcs(Filters=[{'Name':'tag-key','Values':['kubernetes.io/cluster/pins.example.com']}])['Vpcs']))\n\
+         for prefix in ['addons/', 'pki/']:\n    \
+             print(aws('s3').list_objects_v2(Bucket='state', Prefix='clusters/pins.example.com/' + prefix).get('KeyCount'))",
+    );
+    assert_eq!(
+        inventory.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "0"]
+    );
+}
+
+#[test]
+fn offline_terraform_output_publishes_unpinned_entries_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens here: every download fails at once, as on an air-gapped runner.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let channel_file = dir.path().join("channel.yaml");
+    let helm_pin = hex(b"helm for amd64");
+    std::fs::write(
+        &channel_file,
+        channel(
+            &nowhere,
+            &[("helm", &format!("sha256ByArch: {{amd64: {helm_pin}}}"))],
+        ),
+    )
+    .unwrap();
+    let state = cluster_with_channel(dir.path(), &channel_file);
+    let out = dir.path().join("tf");
+    let update = |extra: &[&str]| {
+        kopsrs(&state)
+            .args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+            .arg(&out)
+            .args(extra)
+            .env("KOPSRS_DOWNLOAD_ADDONS", "true")
+            .output()
+            .unwrap()
+    };
+    // --require-pinned-addons refuses, naming each unpinned addon; nothing is written.
+    let refused = update(&["--require-pinned-addons"]);
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    for name in ["cilium 1", "metrics-server 1"] {
+        assert!(
+            err.contains(&format!("addon {name}")) && err.contains("has no sha256 pin"),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("addon helm"), "helm is pinned: {err}");
+    assert!(!out.exists() && published(dir.path()).is_none());
+    // Without it: the output is written and each unpinned entry is named.
+    let written = update(&[]);
+    let err = stderr(&written);
+    assert!(written.status.success(), "{err}");
+    assert!(out.join("kubernetes.tf").exists());
+    for name in ["cilium", "metrics-server"] {
+        assert!(
+            err.contains(&format!("addon {name}: UNPINNED: cannot download it"))
+                && err.contains("trust on first use"),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("addon helm: pinned (amd64) by the channel, not checked"),
+        "{err}"
+    );
+    let channel = published(dir.path()).unwrap();
+    assert_eq!(
+        addon(&channel, "cilium")["sha256"],
+        serde_yaml_ng::Value::Null
+    );
+    assert_eq!(
+        addon(&channel, "helm")["sha256ByArch"]["amd64"].as_str(),
+        Some(helm_pin.as_str())
+    );
+}
+
+#[test]
+fn spec_channel_names_a_channel_kopsrs_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}", dir.path().join("state").display());
+    ok(kopsrs(&state).args(["create", "cluster", NAME, "--zones", "eu-west-1a"]));
+    for (channel, expect) in [
+        ("alpha", "\"alpha\" is not a channel kopsrs has"),
+        (
+            "/nonexistent/channel.yaml",
+            "cannot read /nonexistent/channel.yaml",
+        ),
+    ] {
+        ok(kopsrs(&state)
+            .args(["edit", "cluster", NAME, "--set"])
+            .arg(format!("spec.channel={channel}")));
+        let output = kopsrs(&state)
+            .args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+            .arg(dir.path().join("tf"))
+            .output()
+            .unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("spec.channel") && err.contains(expect),
+            "{err}"
+        );
+        assert!(!dir.path().join("tf").exists());
+    }
+}
