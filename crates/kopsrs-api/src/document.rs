@@ -310,9 +310,31 @@ pub fn decode_documents_with(
             format!("nests {depth} levels deep, more than the {MAX_DEPTH} a spec may; is this the right file?"),
         );
     }
+    // Several documents as JSON are an array (what `get -o json` writes): read it back.
+    let documents = if text.trim_start().starts_with('[') {
+        match serde_json::from_str::<Vec<serde_json::Value>>(text) {
+            Ok(items) => items
+                .iter()
+                .map(|item| {
+                    (
+                        0,
+                        serde_json::to_string(item).expect("JSON values serialize"),
+                    )
+                })
+                .collect(),
+            Err(e) => {
+                return refuse(
+                    format!(":{}:{}", e.line(), e.column()),
+                    format!("is not a JSON array of objects: {e}"),
+                )
+            }
+        }
+    } else {
+        split_documents(text)
+    };
     let mut decoded = Decoded::default();
     let mut errors = Vec::new();
-    for (first_line, doc) in split_documents(text) {
+    for (first_line, doc) in documents {
         let mut dropped = Vec::new();
         let lenient = (validation != Validation::Strict).then_some(&mut dropped);
         match decode_one(&doc, first_line, source_name, lenient) {
@@ -370,6 +392,16 @@ fn decode_one(
             })?;
             let value = serde_json::to_value(value)
                 .map_err(|e| error(here.clone(), String::new(), e.to_string()))?;
+            // A YAML tag (`kind: !Foo`) reads as a string above but converts to a map here.
+            for field in ["apiVersion", "kind"] {
+                if !value[field].is_string() {
+                    return Err(error(
+                        here,
+                        field.into(),
+                        format!("must be a plain string, not {}", value[field]),
+                    ));
+                }
+            }
             return Ok(Document::Additional(Box::new(value)));
         }
         Some(other) => {
@@ -555,6 +587,29 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\nmetadata:\n  name: a.example.com\nspec:\n  networkCIDR: 10.0.0.0/16\n";
+
+    #[test]
+    fn a_tagged_kind_is_refused() {
+        // Found by the fuzzer: it decoded, but its kind became a map on the way out.
+        let text = "apiVersion: example.com/v1\nkind: !Widget\nmetadata:\n  name: w\n";
+        let errors = decode_documents(text, "t").unwrap_err();
+        assert_eq!(errors[0].path, "kind", "{errors:?}");
+        assert!(errors[0].message.contains("plain string"), "{errors:?}");
+    }
+
+    #[test]
+    fn several_documents_written_as_json_read_back() {
+        let text = format!(
+            "{MINIMAL}---\n{}",
+            MINIMAL.replace("a.example", "b.example")
+        );
+        let documents = decode_documents(&text, "t").unwrap();
+        let json = encode_documents(&documents, OutputFormat::Json);
+        assert!(json.starts_with('['), "{json}");
+        assert_eq!(decode_documents(&json, "t").unwrap(), documents);
+        let broken = decode_documents("[{\"kind\": ", "t").unwrap_err();
+        assert!(broken[0].message.contains("JSON array"), "{broken:?}");
+    }
 
     #[test]
     fn hostile_sizes_and_depths_are_refused_quickly() {

@@ -46,16 +46,21 @@ state_region() {
   echo "$STATE_REGION"
 }
 
-# state_get KEY FILE: 0 when fetched, 1 when absent (or not readable yet), dies otherwise.
-state_get() {
-  local code
-  code=$(aws_call s3 "$(state_region)" "$STATE_URL/$1" -o "$2" -w '%{http_code}')
+# state_get_etag KEY FILE: fetches KEY into FILE and prints its ETag; 1 when absent (or not
+# readable yet); dies otherwise.
+state_get_etag() {
+  local code headers
+  headers=$(mktemp)
+  code=$(aws_call s3 "$(state_region)" "$STATE_URL/$1" -o "$2" -D "$headers" -w '%{http_code}')
   case $code in
-    200) return 0 ;;
-    403 | 404) rm -f "$2"; return 1 ;;
-    *) die "reading $1 from the state store: HTTP $code" ;;
+    200) tr -d '\r' <"$headers" | awk 'tolower($1)=="etag:" {print $2}'; rm -f "$headers" ;;
+    403 | 404) rm -f "$2" "$headers"; return 1 ;;
+    *) rm -f "$headers"; die "reading $1 from the state store: HTTP $code" ;;
   esac
 }
+
+# state_get KEY FILE: 0 when fetched, 1 when absent (or not readable yet), dies otherwise.
+state_get() { state_get_etag "$@" >/dev/null; }
 
 # state_put KEY FILE [curl args]: prints the HTTP status.
 state_put() {
@@ -172,8 +177,15 @@ print(mine or ("+" + free if free else ""))' "$INSTANCE_ID" <<<"$listing")
   blkid "$dev" >/dev/null || mkfs.ext4 -q -L etcd "$dev"
   mkdir -p "$ROOT/var/lib/etcd"
   mount "$dev" "$ROOT/var/lib/etcd"
-  # A replaced member's data: etcd replaces members by remove + add, so it is kept aside.
-  if [ -d "$ROOT/var/lib/etcd/data/member" ]; then
+}
+
+# Whether the volume holds a replaced member's data.
+etcd_data_on_volume() { [ -d "$ROOT/var/lib/etcd/data/member" ]; }
+
+# Before joining: a replaced member's data is kept aside (etcd replaces members by remove +
+# add; the new member syncs from the others).
+set_aside_etcd_data() {
+  if etcd_data_on_volume; then
     mv "$ROOT/var/lib/etcd/data" "$ROOT/var/lib/etcd/replaced-$(date +%s)"
   fi
 }
@@ -222,6 +234,58 @@ read_token() {
   rm -f "$file"
 }
 
+# Whether EC2 says instance $1 is gone: terminated, stopping, stopped or unknown. An API error
+# is no answer (1): the caller keeps waiting rather than start a second cluster.
+instance_gone() {
+  ec2 "Action=DescribeInstances&InstanceId.1=$1" | python3 -c '
+import sys, xml.etree.ElementTree as ET
+root = ET.fromstring(sys.stdin.read())
+codes = [e.text for e in root.iter() if e.tag == "Code"]
+if "InvalidInstanceID.NotFound" in codes or "InvalidInstanceID.Malformed" in codes:
+    sys.exit(0)
+states = [s.find("{*}name").text for s in root.iter() if s.tag.endswith("}instanceState")]
+sys.exit(0 if states and states[0] not in ("pending", "running") else 1)'
+}
+
+# A control plane that lost the election waits for the join token (0, JOIN_TOKEN set). When
+# the election's holder is gone and published no token, it takes the election over with a
+# write conditional on the record it read (1: this node initialises), so an instance that
+# died during `kubeadm init` cannot block the cluster for good.
+await_join_token() {
+  local file holder etag i
+  file=$(mktemp)
+  for i in $(seq 1 180); do
+    if state_get bootstrap/node/join.env "$file"; then
+      JOIN_TOKEN=$(sed -n 's/^JOIN_TOKEN=//p' "$file")
+      rm -f "$file"
+      return 0
+    fi
+    if etag=$(state_get_etag bootstrap/init-lock "$file"); then
+      holder=$(cat "$file")
+      if [ "$holder" != "$INSTANCE_ID" ] && instance_gone "$holder"; then
+        echo "$INSTANCE_ID" >"$file"
+        if [ "$(state_put bootstrap/init-lock "$file" -H "If-Match: $etag")" = 200 ]; then
+          log "the election's holder $holder is gone and published no join token; taking over"
+          rm -f "$file"
+          return 1
+        fi
+      fi
+    fi
+    [ "$i" = 1 ] && log "waiting for the join token"
+    sleep "${KOPSRS_POLL_SECONDS:-10}"
+  done
+  die "no join token in the state store after 30 minutes"
+}
+
+# The election record names this instance (a restored single control plane holds it).
+claim_election() {
+  local file
+  file=$(mktemp)
+  echo "$INSTANCE_ID" >"$file"
+  [ "$(state_put bootstrap/init-lock "$file")" = 200 ] || die "cannot write the election record"
+  rm -f "$file"
+}
+
 # Exactly one control-plane node initialises: the first to create bootstrap/init-lock.
 elect() {
   local file code
@@ -267,6 +331,23 @@ for m in json.load(sys.stdin).get("members", []):
     log "removing etcd member $id (its instance is gone)"
     etcdctl member remove "$id"
   done
+}
+
+# A restored member still advertises the replaced instance's address: point it here, so that
+# members joining later can reach it.
+repoint_etcd_member() {
+  local id
+  id=$(etcdctl member list -w json | python3 -c '
+import json, sys
+here = "//%s:" % sys.argv[1]
+for m in json.load(sys.stdin).get("members", []):
+    if not any(here in u for u in m.get("peerURLs", [])):
+        print("%x" % m["ID"])
+        break' "$NODE_IP")
+  if [ -n "$id" ]; then
+    log "etcd member $id now at https://$NODE_IP:2380"
+    etcdctl member update "$id" --peer-urls="https://$NODE_IP:2380"
+  fi
 }
 
 refresh_token() {
@@ -366,6 +447,24 @@ upgrade_control_plane() {
   fi
 }
 
+# kubeadm init, then the join token for everyone else. `restore`: etcd starts from the data on
+# the volume (a replaced single control plane) instead of a new cluster.
+init_control_plane() {
+  local flags=()
+  JOIN_TOKEN=$(kubeadm token generate)
+  write_kubeadm_init "$ROOT/etc/kopsrs/kubeadm-init.yaml.in"
+  render "$ROOT/etc/kopsrs/kubeadm-init.yaml.in" "$ROOT/etc/kopsrs/kubeadm.yaml"
+  if [ "${1:-}" = restore ]; then
+    log "restarting the cluster's etcd from the data on its volume"
+    flags=(--ignore-preflight-errors=DirAvailable--var-lib-etcd)
+  fi
+  kubeadm init --config "$ROOT/etc/kopsrs/kubeadm.yaml" --skip-token-print "${flags[@]}"
+  if [ "${1:-}" = restore ]; then
+    repoint_etcd_member
+  fi
+  publish_token "$JOIN_TOKEN"
+}
+
 boot() {
   [ -n "$STATE_URL" ] || die "the cluster's state store is not on S3, so instances cannot read it; use an s3:// state store"
   mkdir -p "$STATE" "$ROOT/etc/kopsrs"
@@ -379,13 +478,16 @@ boot() {
     [ -n "$API_HOST" ] || die "cannot find the API endpoint"
     place_pki
     if [ "$(elect)" = init ]; then
-      JOIN_TOKEN=$(kubeadm token generate)
-      write_kubeadm_init "$ROOT/etc/kopsrs/kubeadm-init.yaml.in"
-      render "$ROOT/etc/kopsrs/kubeadm-init.yaml.in" "$ROOT/etc/kopsrs/kubeadm.yaml"
-      kubeadm init --config "$ROOT/etc/kopsrs/kubeadm.yaml" --skip-token-print
-      publish_token "$JOIN_TOKEN"
+      init_control_plane
+    elif [ "$ETCD_MEMBERS" = 1 ] && etcd_data_on_volume; then
+      # The single control plane was replaced: the cluster's only etcd data is on this
+      # volume, which no other instance holds, and no API serves the cluster.
+      claim_election
+      init_control_plane restore
+    elif ! await_join_token; then
+      init_control_plane
     else
-      read_token
+      set_aside_etcd_data
       CA_HASH=$(ca_hash "$ROOT/etc/kubernetes/pki/ca.crt")
       write_kubeadm_join "$ROOT/etc/kopsrs/kubeadm-join.yaml.in"
       render "$ROOT/etc/kopsrs/kubeadm-join.yaml.in" "$ROOT/etc/kopsrs/kubeadm.yaml"

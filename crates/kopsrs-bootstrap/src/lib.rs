@@ -93,6 +93,9 @@ pub struct NodeBootstrap {
     pub api_cert_sans: Vec<String>,
     /// Tag of the etcd member volumes (`k8s.io/etcd/main`) on control-plane nodes.
     pub etcd_volume_tag: Option<String>,
+    /// How many members the main etcd cluster has: with one, a replaced control plane
+    /// restarts etcd from its volume instead of joining.
+    pub etcd_members: usize,
     /// The pod range (`spec.podCIDR`, default `100.96.0.0/11`).
     pub pod_cidr: String,
     /// The service range (`spec.serviceClusterIPRange`, default `100.64.0.0/13`).
@@ -360,6 +363,7 @@ impl NodeBootstrap {
                 "ETCD_VOLUME_TAG",
                 self.etcd_volume_tag.clone().unwrap_or_default(),
             ),
+            ("ETCD_MEMBERS", self.etcd_members.to_string()),
         ];
         let mut out = String::from("#!/bin/bash\n# kopsrs user-data: see docs/bootstrap.md\n");
         for (key, value) in settings {
@@ -474,6 +478,7 @@ mod tests {
             api_lb_name: Some("api-k-example-com".into()),
             api_cert_sans: vec!["extra.example.com".into()],
             etcd_volume_tag: (role == Role::ControlPlane).then(|| "k8s.io/etcd/main".into()),
+            etcd_members: 3,
             pod_cidr: "100.96.0.0/11".into(),
             service_cidr: "100.64.0.0/13".into(),
             dns_domain: "cluster.local".into(),

@@ -112,6 +112,14 @@ impl Builder<'_> {
             api_lb_name,
             api_cert_sans: sans,
             etcd_volume_tag: (role == NodeRole::ControlPlane).then(|| "k8s.io/etcd/main".into()),
+            etcd_members: self
+                .spec
+                .etcd_clusters
+                .iter()
+                .flatten()
+                .find(|e| e.name.as_deref() == Some("main"))
+                .and_then(|e| e.etcd_members.as_ref())
+                .map_or(0, Vec::len),
             pod_cidr: self
                 .spec
                 .pod_cidr

@@ -1,6 +1,8 @@
 //! Test harness: a kopsrs command against a temporary state store, and a moto server.
 #![allow(dead_code)]
 
+pub mod boot;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,273 @@
+//! The control plane recovers on its own (simulated boot, moto as S3 and EC2): an election
+//! whose holder died before publishing the join token is taken over, one whose holder runs is
+//! not; a replaced single control plane restarts etcd from the data on its volume.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::boot::{calls, count, finish, run, start_node, write_stubs, Node};
+use support::Moto;
+
+const IMAGE: &str = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
+
+/// A cluster applied to moto with `zones` and `control_planes`; its user-data by group, the
+/// stubs, and the directory for nodes' files (the fake IMDS serves the APT key from it).
+struct Cluster {
+    moto: Moto,
+    dir: tempfile::TempDir,
+    name: &'static str,
+    stubs: std::path::PathBuf,
+    files: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn apply(name: &'static str, zones: &str, control_planes: &str) -> Cluster {
+        let moto = Moto::start();
+        moto.create_bucket("state");
+        moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+        let dir = tempfile::tempdir().unwrap();
+        let out = moto
+            .kopsrs("state")
+            .env("AWS_REGION", "eu-west-1")
+            .args([
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--dns-zone",
+                "example.com",
+            ])
+            .args(["--zones", zones, "--control-plane-count", control_planes])
+            .args(["--image", IMAGE, "--yes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tf = dir.path().join("tf");
+        let out = moto
+            .kopsrs("state")
+            .env("AWS_REGION", "eu-west-1")
+            .args(["update", "cluster", name, "--target", "terraform", "--out"])
+            .arg(&tf)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // No addons: the channel names upstream URLs this machine must not reach.
+        moto.python(&format!(
+            "aws('s3').delete_object(Bucket='state', Key='clusters/{name}/addons/bootstrap-channel.yaml')"
+        ));
+        for entry in std::fs::read_dir(tf.join("data")).unwrap().flatten() {
+            let file = entry.file_name().to_string_lossy().to_string();
+            if let Some(group) = file
+                .strip_prefix("aws_launch_template_")
+                .and_then(|f| f.strip_suffix("_user_data"))
+            {
+                std::fs::copy(entry.path(), dir.path().join(format!("{group}.sh"))).unwrap();
+            }
+        }
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("Release.key"), "fake key").unwrap();
+        let stubs = write_stubs(dir.path());
+        Cluster {
+            moto,
+            dir,
+            name,
+            stubs,
+            files,
+        }
+    }
+
+    /// The instance (ID, zone, private IP) the group's auto scaling group started.
+    fn instance(&self, group: &str) -> (String, String, String) {
+        let out = self.moto.python(&format!(
+            "g=aws('autoscaling').describe_auto_scaling_groups(AutoScalingGroupNames=['{group}'])['AutoScalingGroups'][0]['Instances'][0]\n\
+             i=aws('ec2').describe_instances(InstanceIds=[g['InstanceId']])['Reservations'][0]['Instances'][0]\n\
+             print(g['InstanceId'], g['AvailabilityZone'], i['PrivateIpAddress'])"
+        ));
+        let parts: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        (parts[0].clone(), parts[1].clone(), parts[2].clone())
+    }
+
+    fn node(&self, label: &str, (id, zone, ip): &(String, String, String)) -> Node {
+        start_node(self.dir.path(), label, id, ip, zone, &self.files)
+    }
+
+    /// The user-data script of a control-plane group in `zone`.
+    fn script(&self, zone: &str) -> std::path::PathBuf {
+        let path = self
+            .dir
+            .path()
+            .join(format!("control-plane-{zone}.masters.{}.sh", self.name));
+        assert!(path.exists(), "{}", path.display());
+        path
+    }
+
+    fn state(&self, key: &str) -> Option<String> {
+        let out = self.moto.python(&format!(
+            "try:\n    print(aws('s3').get_object(Bucket='state', Key='clusters/{}/{key}')['Body'].read().decode().strip())\n\
+             except aws('s3').exceptions.NoSuchKey:\n    print('<none>')",
+            self.name
+        ));
+        let out = out.trim().to_string();
+        (out != "<none>").then_some(out)
+    }
+
+    fn put_state(&self, key: &str, body: &str) {
+        self.moto.python(&format!(
+            "aws('s3').put_object(Bucket='state', Key='clusters/{}/{key}', Body={body:?})",
+            self.name
+        ));
+    }
+
+    fn cp_ips(&self, ips: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join("cp-ips");
+        std::fs::write(&path, ips).unwrap();
+        path
+    }
+}
+
+#[test]
+fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
+    let c = Cluster::apply("elect.example.com", "eu-west-1a,eu-west-1b,eu-west-1c", "3");
+    let a = c.instance("control-plane-eu-west-1a.masters.elect.example.com");
+    let b = c.instance("control-plane-eu-west-1b.masters.elect.example.com");
+    let cp_ips = c.cp_ips(&format!("{} {}", a.2, b.2));
+
+    // The holder runs: the other waits for its token, and joins once it is there.
+    c.put_state("bootstrap/init-lock", &a.0);
+    let node_b = c.node("cp-b", &b);
+    let booting = run(&node_b, &c.script("eu-west-1b"), "boot", &c.stubs, &cp_ips);
+    // It asks EC2 whether the holder still runs.
+    wait_for(
+        &node_b,
+        &format!("Action=DescribeInstances&InstanceId.1={}", a.0),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&calls(&node_b), "kubeadm init"), 0);
+    assert_eq!(
+        c.state("bootstrap/init-lock").as_deref(),
+        Some(a.0.as_str())
+    );
+    c.put_state(
+        "bootstrap/node/join.env",
+        "JOIN_TOKEN=abcdef.0123456789abcdef",
+    );
+    finish(booting, "cp-b");
+    assert_eq!(count(&calls(&node_b), "kubeadm join"), 1);
+
+    // The holder died before publishing a token: the next control plane takes over.
+    let c = Cluster::apply("elect.example.com", "eu-west-1a,eu-west-1b,eu-west-1c", "3");
+    let a = c.instance("control-plane-eu-west-1a.masters.elect.example.com");
+    let b = c.instance("control-plane-eu-west-1b.masters.elect.example.com");
+    let cp_ips = c.cp_ips(&format!("{} {}", a.2, b.2));
+    c.put_state("bootstrap/init-lock", &a.0);
+    c.moto.python(&format!(
+        "aws('ec2').terminate_instances(InstanceIds=['{}'])",
+        a.0
+    ));
+    let node_b = c.node("cp-b", &b);
+    let log = finish(
+        run(&node_b, &c.script("eu-west-1b"), "boot", &c.stubs, &cp_ips),
+        "cp-b",
+    );
+    assert!(log.contains(&format!("holder {} is gone", a.0)), "{log}");
+    assert_eq!(count(&calls(&node_b), "kubeadm init"), 1, "{log}");
+    assert_eq!(count(&calls(&node_b), "kubeadm join"), 0);
+    assert_eq!(
+        c.state("bootstrap/init-lock").as_deref(),
+        Some(b.0.as_str())
+    );
+    assert_eq!(
+        c.state("bootstrap/node/join.env").as_deref(),
+        Some("JOIN_TOKEN=abcdef.0123456789abcdef")
+    );
+}
+
+#[test]
+fn a_replaced_single_control_plane_restarts_etcd_from_its_volume() {
+    let c = Cluster::apply("single.example.com", "eu-west-1a", "1");
+    let group = "control-plane-eu-west-1a.masters.single.example.com";
+    let old = c.instance(group);
+    let cp_ips = c.cp_ips(&old.2);
+    let first = c.node("cp-old", &old);
+    finish(
+        run(&first, &c.script("eu-west-1a"), "boot", &c.stubs, &cp_ips),
+        "first boot",
+    );
+    assert_eq!(count(&calls(&first), "kubeadm init"), 1);
+
+    // The instance is replaced: terminating it releases its volume, a new instance starts in
+    // the zone, and the volume it attaches holds the cluster's etcd data.
+    let new = c.moto.python(&format!(
+        "e=aws('ec2')\n\
+         e.terminate_instances(InstanceIds=['{0}'])\n\
+         old=e.describe_instances(InstanceIds=['{0}'])['Reservations'][0]['Instances'][0]\n\
+         i=e.run_instances(ImageId=old['ImageId'], MinCount=1, MaxCount=1, SubnetId=old['SubnetId'])['Instances'][0]\n\
+         print(i['InstanceId'], i['Placement']['AvailabilityZone'], i['PrivateIpAddress'])",
+        old.0
+    ));
+    let parts: Vec<String> = new.split_whitespace().map(str::to_string).collect();
+    let new = (parts[0].clone(), parts[1].clone(), parts[2].clone());
+    let node = c.node("cp-new", &new);
+    let member = node.root.join("var/lib/etcd/data/member/snap");
+    std::fs::create_dir_all(&member).unwrap();
+    std::fs::write(member.join("db"), "the cluster's etcd data").unwrap();
+    std::fs::write(node.root.join("dev/xvdu.fs"), "").unwrap(); // formatted already
+    let log = finish(
+        run(&node, &c.script("eu-west-1a"), "boot", &c.stubs, &cp_ips),
+        "replacement",
+    );
+    let calls = calls(&node);
+    assert!(
+        log.contains("restarting the cluster's etcd from the data on its volume"),
+        "{log}"
+    );
+    assert!(
+        calls.iter().any(|l| l.starts_with("kubeadm init")
+            && l.contains("--ignore-preflight-errors=DirAvailable--var-lib-etcd")),
+        "{calls:?}"
+    );
+    assert_eq!(count(&calls, "kubeadm join"), 0, "{calls:?}");
+    // The data stayed where etcd reads it, and the member now advertises the new address.
+    assert!(member.join("db").exists());
+    assert!(!std::fs::read_dir(node.root.join("var/lib/etcd"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("replaced-")));
+    assert!(
+        calls.iter().any(|l| l.contains(&format!(
+            "member update 11 --peer-urls=https://{}:2380",
+            new.2
+        ))),
+        "{calls:?}"
+    );
+    assert_eq!(
+        c.state("bootstrap/init-lock").as_deref(),
+        Some(new.0.as_str())
+    );
+    let attached = c.moto.python(&format!(
+        "print(aws('ec2').describe_volumes(Filters=[{{'Name':'attachment.instance-id','Values':['{}']}}])['Volumes'][0]['Tags'])",
+        new.0
+    ));
+    assert!(attached.contains("k8s.io/etcd/main"), "{attached}");
+}
+
+/// Waits until the node's script has run curl with `text` among its arguments (its stderr
+/// goes to a pipe read only at the end; the curl wrapper logs each command line).
+fn wait_for(node: &Node, text: &str) {
+    let started = Instant::now();
+    let log = node.root.join("curl-args.log");
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains(text)) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{text:?} never came: {:?}",
+            calls(node)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
