@@ -37,6 +37,8 @@ pub struct Resolved {
     pub selected: Selected,
     /// The plan's addon lines.
     pub changes: Vec<AddonChange>,
+    /// The published copy as read, so publishing writes only a change without reading again.
+    published: Option<bytes::Bytes>,
 }
 
 /// The channel `spec.channel` names: `stable` (or nothing) is the one built into kopsrs; a
@@ -142,7 +144,14 @@ pub async fn resolve(
         .as_deref()
         .unwrap_or_default();
     let mut selected = channel.select(version, kopsrs_model::cni(&cluster.spec))?;
-    let published = published(store, cluster).await?;
+    let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
+    let current = store.get(&key).await?.map(|o| o.value);
+    // An undecodable copy counts as nothing published.
+    let published = current
+        .as_ref()
+        .and_then(|text| serde_yaml_ng::from_slice::<Selected>(text).ok())
+        .map(|c| c.addons)
+        .unwrap_or_default();
     let archs = control_plane_archs(groups);
     let mut notes = Vec::new();
     let mut problems = Vec::new();
@@ -162,7 +171,11 @@ pub async fn resolve(
         return Err(Problems(problems).into());
     }
     let changes = changes(&selected, &published, &notes);
-    Ok(Resolved { selected, changes })
+    Ok(Resolved {
+        selected,
+        changes,
+        published: current,
+    })
 }
 
 /// One addon's pins: kept from the published copy when it is the same download with the
@@ -270,17 +283,6 @@ async fn fetch_sha256(url: &str) -> std::result::Result<String, String> {
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The published copy's addons (none when nothing is published or it does not decode).
-async fn published(store: &StateStore, cluster: &Cluster) -> Result<Vec<Addon>> {
-    let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
-    Ok(store
-        .get(&key)
-        .await?
-        .and_then(|o| serde_yaml_ng::from_slice::<Selected>(&o.value).ok())
-        .map(|c| c.addons)
-        .unwrap_or_default())
-}
-
 /// What publishing `selected` over `published` changes, one line per addon, with how each
 /// download is pinned (`notes`, by position in `selected`).
 fn changes(selected: &Selected, published: &[Addon], notes: &[String]) -> Vec<AddonChange> {
@@ -316,14 +318,17 @@ fn changes(selected: &Selected, published: &[Addon], notes: &[String]) -> Vec<Ad
     changes
 }
 
-/// Writes the selection to the state store when it differs from what is there.
-pub async fn publish(store: &StateStore, cluster: &Cluster, selected: &Selected) -> Result<()> {
-    let text = selected.to_yaml();
-    let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
-    let current = store.get(&key).await?;
-    if current.as_ref().map(|c| c.value.as_ref()) != Some(text.as_bytes()) {
+/// Writes the selection to the state store when it differs from the copy `resolve` read
+/// (under `update --yes` the cluster lock keeps that copy current; it is not read again).
+pub async fn publish(store: &StateStore, cluster: &Cluster, resolved: &Resolved) -> Result<()> {
+    let text = resolved.selected.to_yaml();
+    if resolved.published.as_deref() != Some(text.as_bytes()) {
+        let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
         store.overwrite(&key, text.into_bytes().into()).await?;
-        eprintln!("Published {} addon(s) to {key}.", selected.addons.len());
+        eprintln!(
+            "Published {} addon(s) to {key}.",
+            resolved.selected.addons.len()
+        );
     }
     Ok(())
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use kopsrs_api::{encode_documents, Cluster, Document, InstanceGroup, OutputFormat};
-use kopsrs_bootstrap::channel::Selected;
 use kopsrs_engine::Plan;
 use kopsrs_model::{DesiredSet, ModelInput};
 use kopsrs_state::{layout, StateStore, Version, Versioned};
@@ -224,7 +223,7 @@ pub async fn plan(
     store: &StateStore,
     prepared: &Prepared,
     pins: crate::addons::PinOptions,
-) -> Result<(Plan, Selected)> {
+) -> Result<(Plan, crate::addons::Resolved)> {
     let name = &prepared.cluster.metadata.name;
     let addons = crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await?;
     let mut plan =
@@ -244,8 +243,8 @@ pub async fn plan(
                     "check the AWS credentials and region; nothing was changed",
                 ),
             })?;
-    plan.addons = addons.changes;
-    Ok((plan, addons.selected))
+    plan.addons = addons.changes.clone();
+    Ok((plan, addons))
 }
 
 async fn plan_and_apply(
@@ -325,7 +324,11 @@ async fn plan_and_apply(
 }
 
 /// After a successful apply: the completed spec and the addon channel to the state store.
-async fn publish(store: &StateStore, prepared: &Prepared, addons: &Selected) -> Result<()> {
+async fn publish(
+    store: &StateStore,
+    prepared: &Prepared,
+    addons: &crate::addons::Resolved,
+) -> Result<()> {
     write_completed(store, prepared).await?;
     crate::addons::publish(store, &prepared.cluster, addons).await
 }
@@ -375,7 +378,7 @@ pub async fn write_terraform(
                 eprintln!("addon {}: {integrity}", change.name);
             }
         }
-        crate::addons::publish(store, &prepared.cluster, &addons.selected).await?;
+        crate::addons::publish(store, &prepared.cluster, &addons).await?;
     }
     let rendered = kopsrs_terraform::render(&prepared.set);
     let changed = write_output(out, &rendered.files)?;

@@ -7,10 +7,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use support::{kopsrs, Moto};
+use support::{free_port, kopsrs, wait_for_port, Moto};
 
 const NAME: &str = "pins.example.com";
 
@@ -32,14 +32,7 @@ impl FileServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "no file server"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, Duration::from_secs(20), "the file server");
         FileServer {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -52,14 +45,6 @@ impl Drop for FileServer {
         self.child.kill().ok();
         self.child.wait().ok();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn hex(bytes: &[u8]) -> String {

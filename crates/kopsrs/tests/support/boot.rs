@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::free_port;
 
 /// Stub commands: each records its arguments in $KOPSRS_ROOT/calls.log, and the few whose
 /// output the script reads answer as the real ones would.
@@ -72,14 +74,6 @@ impl Drop for Node {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub fn start_node(
     dir: &Path,
     label: &str,
@@ -110,14 +104,7 @@ pub fn start_node(
         .arg(files)
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "fake IMDS did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::wait_for_port(port, Duration::from_secs(20), "fake IMDS");
     Node {
         root,
         imds,

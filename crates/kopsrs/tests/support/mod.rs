@@ -143,6 +143,24 @@ pub fn repo_root() -> PathBuf {
         .join("../..")
 }
 
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something listens on the loopback `port`; fails the test after `limit`.
+pub fn wait_for_port(port: u16, limit: Duration, what: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < limit, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A moto server on a free loopback port, stopped on drop.
 pub struct Moto {
     child: Child,
@@ -152,11 +170,7 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         // scripts/moto_server.py: moto with atomic S3 conditional writes and a fault layer.
         let script = repo_root().join("scripts/moto_server.py");
         let child = Command::new("python3")
@@ -166,14 +180,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 with moto[server] must be installed (scripts/test.sh installs it)");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(port, Duration::from_secs(30), "moto_server");
         Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
