@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A fake EC2 instance metadata service (IMDSv2) for the simulated node boot test.
 
-Serves one instance's identity and role credentials, and the files of a directory under
+Serves one instance's identity and its role's credentials (with --credentials, a real
+session that moto's IAM enforcement checks), and the files of a directory under
 /files/ (the package repository key, addon manifests). Loopback only.
 """
 import argparse
@@ -15,7 +16,18 @@ parser.add_argument("--instance-id", required=True)
 parser.add_argument("--ip", required=True)
 parser.add_argument("--zone", required=True)
 parser.add_argument("--files", required=True)
+parser.add_argument("--credentials", help="a JSON file: the role session EC2 would hand out "
+                    "(AccessKeyId, SecretAccessKey, Token, RoleName)")
 args = parser.parse_args()
+
+if args.credentials:
+    with open(args.credentials) as f:
+        CREDENTIALS = json.load(f)
+else:
+    # Distinct values, so a test can prove they never reach a command line.
+    CREDENTIALS = {"AccessKeyId": "testing", "SecretAccessKey": "imds-secret-key",
+                   "Token": "imds-session-token", "RoleName": "kopsrs-node-role"}
+ROLE = CREDENTIALS.pop("RoleName")
 
 TOKEN = "fake-imds-token"
 META = {
@@ -24,12 +36,9 @@ META = {
     "local-hostname": "ip-%s.%s.compute.internal" % (args.ip.replace(".", "-"), args.zone[:-1]),
     "placement/availability-zone": args.zone,
     "placement/region": args.zone[:-1],
-    "iam/security-credentials/": "kopsrs-node-role",
-    "iam/security-credentials/kopsrs-node-role": json.dumps({
-        # Distinct values, so the test can prove they never reach a command line.
-        "Code": "Success", "AccessKeyId": "testing", "SecretAccessKey": "imds-secret-key",
-        "Token": "imds-session-token", "Expiration": "2099-01-01T00:00:00Z",
-    }),
+    "iam/security-credentials/": ROLE,
+    "iam/security-credentials/" + ROLE: json.dumps(dict(
+        CREDENTIALS, Code="Success", Expiration="2099-01-01T00:00:00Z")),
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with five additions.
+"""moto_server for kopsrs's tests and benchmarks, with six additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -17,7 +17,15 @@
    AWS SDK fail to parse CreateSubnet and DescribeSubnets.
 5. S3 refuses a request signed for a region other than the bucket's, as S3 does
    (400 AuthorizationHeaderMalformed naming the expected region, with `x-amz-bucket-region`);
-   moto serves any region. Unsigned requests (a client resolving the region with `HEAD`) pass.
+   moto serves any region. Unsigned requests (a client resolving the region with `HEAD`) pass,
+   and an unsigned `HEAD` always carries the header, refused or not, as on S3.
+6. IAM enforcement (off until `POST /moto-api/reset-auth` with `0`) knows the policy variable
+   `${aws:userid}` (`ROLEID:SESSION` for a role session, the user's ID for a user), which
+   AWS substitutes in a policy's Resource and moto matched literally; and EC2's handing out
+   of instance-role credentials (below), which in AWS needs no caller. moto re-signs a
+   request with its query in SigV4's canonical encoding (it used the decoded query, so a
+   signed S3 list by a prefix with '/' always failed), and with an empty payload for a REST
+   read (it hashed the parsed query).
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -26,6 +34,9 @@ Control, on the same port (no S3 bucket can be named like this):
                          as AWS does, with a token bucket per account (a client that slows
                          down gets through), only writes with "throttle_mutating": true;
                          `throttle_every` throttles every Nth call.
+  POST /__kopsrs/instance-credentials {"role_arn": ARN, "session": INSTANCE_ID}
+                         a session of the role, as EC2 gives an instance of a profile
+                         (`AccessKeyId`, `SecretAccessKey`, `Token`).
   GET  /__kopsrs/calls   {"total": N, "injected": N, "throttled": N,
                           "by_action": {"ec2:DescribeVpcs": N}}
 
@@ -45,6 +56,7 @@ import urllib.parse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.ec2.models import launch_templates as _launch_templates
 from moto.ec2.models import subnets as _subnets
+from moto.iam import access_control as _access_control
 from moto.s3 import responses as s3_responses
 from werkzeug.serving import run_simple
 
@@ -81,24 +93,103 @@ def _available_ip_address_count(self):
 
 _subnets.Subnet.available_ip_address_count = property(_available_ip_address_count)
 
+_CALLER = threading.local()
+_check_action_permitted = _access_control.IAMRequestBase.check_action_permitted
+_match = _access_control.IAMPolicyStatement._match
+
+
+def _caller_userid(access_key):
+    """aws:userid of the signer: ROLEID:SESSION for a role session, else the user's ID."""
+    session = getattr(access_key, "_session_name", None)
+    if session is not None:
+        role = access_key.backend.get_role(access_key._owner_role_name)
+        return f"{role.id}:{session}"
+    user = getattr(access_key, "_owner_user_name", None)
+    return access_key.backend.get_user(user).id if user else ""
+
+
+def _check_action_permitted_with_caller(self, resource):
+    _CALLER.userid = _caller_userid(self._access_key)
+    try:
+        return _check_action_permitted(self, resource)
+    finally:
+        _CALLER.userid = None
+
+
+def _match_with_variables(pattern, string):
+    userid = getattr(_CALLER, "userid", None)
+    if userid is not None and "${aws:userid}" in pattern:
+        pattern = pattern.replace("${aws:userid}", userid)
+    return _match(pattern, string)
+
+
+_create_aws_request = _access_control.IAMRequestBase._create_aws_request
+
+
+def _create_canonical_aws_request(self):
+    """The request moto re-signs, its query in SigV4's canonical encoding. The URL moto reads
+    the query from has it decoded ('/' for %2F), and botocore takes it as it is, so every
+    signed request with a '/' in a query value (an S3 list by prefix) failed the check."""
+    request = _create_aws_request(self)
+    if self._method in ("GET", "HEAD", "DELETE") and not self._body:
+        # The payload is the body, empty here; moto hashed the parsed query instead, so
+        # every signed REST read with a query (Route 53's ListHostedZonesByName) failed.
+        request.data = b""
+    path, _, query = request.url.partition("?")
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        request.url = path + "?" + urllib.parse.urlencode(
+            pairs, quote_via=urllib.parse.quote, safe="-_.~")
+    return request
+
+
+_access_control.IAMRequestBase._create_aws_request = _create_canonical_aws_request
+_access_control.IAMRequestBase.check_action_permitted = _check_action_permitted_with_caller
+_access_control.IAMPolicyStatement._match = staticmethod(_match_with_variables)
+
+
+def iam_enforced():
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    return ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+
+
+def instance_credentials(role_arn, session):
+    from moto.sts.models import sts_backends
+
+    role = sts_backends["123456789012"]["aws"].assume_role(
+        region_name="us-east-1", role_session_name=session, role_arn=role_arn,
+        policy=None, duration=3600, external_id=None)
+    return {"AccessKeyId": role.access_key_id, "SecretAccessKey": role.secret_access_key,
+            "Token": role.session_token}
+
+
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 _REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/s3/aws4_request")
 
 
-def wrong_s3_region(environ):
-    """The bucket's region when an S3 request is signed for another one (path-style only)."""
-    signed = _REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
+def bucket_region(environ):
+    """The region of the bucket a path-style request names; None when there is none."""
     bucket = environ.get("PATH_INFO", "").lstrip("/").split("/")[0]
-    if not signed or not bucket or bucket.startswith("__"):
+    if not bucket or bucket.startswith("__") or bucket == "moto-api":
         return None
     from moto.s3.models import s3_backends
 
     for account in list(s3_backends.keys()):
         found = s3_backends[account]["global"].buckets.get(bucket)
         if found is not None:
-            region = found.region_name
-            return region if region != signed.group(1) else None
+            return found.region_name
     return None
+
+
+def wrong_s3_region(environ):
+    """The bucket's region when an S3 request is signed for another one (path-style only)."""
+    signed = _REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not signed:
+        return None
+    region = bucket_region(environ)
+    return region if region and region != signed.group(1) else None
 
 
 class Faults:
@@ -172,6 +263,22 @@ class Faults:
             headers = [("Content-Type", "application/xml"), ("x-amz-bucket-region", expected)]
             start_response("400 Bad Request", headers)
             return [content]
+        if service == "unsigned" and environ.get("REQUEST_METHOD") == "HEAD":
+            # S3 names the bucket's region to anyone who asks, even when it refuses the
+            # request (IAM enforcement on); moto only when it serves it.
+            region = bucket_region(environ)
+            if region and iam_enforced():
+                # moto fails an unsigned request (500) once IAM is enforced; S3 refuses it.
+                start_response("403 Forbidden", [("x-amz-bucket-region", region),
+                                                 ("Content-Length", "0")])
+                return [b""]
+            if region:
+                def start_with_region(status, headers, *rest):
+                    if not any(k.lower() == "x-amz-bucket-region" for k, _ in headers):
+                        headers = list(headers) + [("x-amz-bucket-region", region)]
+                    return start_response(status, headers, *rest)
+
+                return self.app(environ, start_with_region)
         return self.app(environ, start_response)
 
     def describe(self, environ, body):
@@ -196,6 +303,10 @@ class Faults:
             with self.lock:
                 self.reset(config)
             content = b"{}"
+        elif path == "/__kopsrs/instance-credentials":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            request = json.loads(environ["wsgi.input"].read(length))
+            content = json.dumps(instance_credentials(request["role_arn"], request["session"])).encode()
         else:
             with self.lock:
                 content = json.dumps(

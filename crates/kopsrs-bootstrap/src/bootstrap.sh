@@ -70,7 +70,17 @@ state_put() {
     --data-binary "@$file" -o /dev/null -w '%{http_code}' "$@"
 }
 
-ec2() { aws_call ec2 "$REGION" "$EC2_URL/" --data "Version=2016-11-15&$1"; }
+# ec2 QUERY: the response. A call the instance role may not make stops the boot with the
+# reason, rather than read as "nothing found" and wait.
+ec2() {
+  local out
+  out=$(aws_call ec2 "$REGION" "$EC2_URL/" --data "Version=2016-11-15&$1")
+  case $out in
+    *"<Code>UnauthorizedOperation</Code>"* | *"<Code>AccessDenied</Code>"* | *"<Code>AuthFailure</Code>"*)
+      die "EC2 refused ${1%%&*} to this instance's role: $(sed -n 's:.*<Message>\(.*\)</Message>.*:\1:p' <<<"$out" | head -n1)" ;;
+  esac
+  printf '%s\n' "$out"
+}
 
 wait_for_state() {
   local i

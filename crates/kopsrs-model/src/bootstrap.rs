@@ -36,15 +36,21 @@ impl Builder<'_> {
         Some((bucket, prefix.trim_end_matches('/')))
     }
 
-    /// `https://bucket.s3.amazonaws.com/prefix` for `s3://bucket/prefix` (path style under
-    /// an overridden endpoint); empty for stores nodes cannot read.
+    /// `https://s3.REGION.SUFFIX/bucket/prefix` for `s3://bucket/prefix`: the bucket's
+    /// regional endpoint, path style, so a bucket name with dots still matches the endpoint's
+    /// TLS certificate (a virtual-hosted `my.bucket.s3...` name does not) and other
+    /// partitions get their own domain. Under an overridden endpoint, path style on it.
+    /// Empty for stores nodes cannot read.
     fn state_url(&self) -> String {
         let Some((bucket, prefix)) = self.s3_state_store() else {
             return String::new();
         };
         let base = match self.input.aws_endpoint.as_deref() {
             Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
-            None => format!("https://{bucket}.s3.amazonaws.com"),
+            None => {
+                let region = self.input.state_region.as_deref().unwrap_or(&self.region);
+                format!("https://s3.{region}.{}/{bucket}", dns_suffix(region))
+            }
         };
         if prefix.is_empty() {
             base
@@ -56,7 +62,11 @@ impl Builder<'_> {
     fn aws_url(&self, service: &str) -> String {
         match self.input.aws_endpoint.as_deref() {
             Some(endpoint) => endpoint.trim_end_matches('/').to_string(),
-            None => format!("https://{service}.{}.amazonaws.com", self.region),
+            None => format!(
+                "https://{service}.{}.{}",
+                self.region,
+                dns_suffix(&self.region)
+            ),
         }
     }
 
@@ -168,5 +178,18 @@ impl Builder<'_> {
                 e.to_string(),
             )),
         }
+    }
+}
+
+/// The domain of AWS endpoints in the partition of `region`.
+fn dns_suffix(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else if region.starts_with("us-isob-") {
+        "sc2s.sgov.gov"
+    } else if region.starts_with("us-iso-") {
+        "c2s.ic.gov"
+    } else {
+        "amazonaws.com"
     }
 }

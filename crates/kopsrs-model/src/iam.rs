@@ -194,8 +194,12 @@ impl Builder<'_> {
                 statements.extend(self.node_state_store_statements());
             }
             Role::ControlPlane => statements = self.control_plane_statements(registry),
-            // API servers read the cluster's configuration; etcd stays on the control plane.
-            Role::ApiServer => statements = self.state_store_statements(false),
+            // API servers boot as workers do (kubeadm join): they read what joining needs,
+            // never the CA private keys; etcd stays on the control plane.
+            Role::ApiServer => {
+                statements.extend(self.node_statements());
+                statements.extend(self.node_state_store_statements());
+            }
         }
         // The Amazon VPC CNI (aws-node) runs on every instance with the instance's role.
         if self
@@ -240,6 +244,9 @@ impl Builder<'_> {
     fn node_statements(&self) -> Vec<Json> {
         let owned = json!({"StringEquals": {"aws:ResourceTag/KubernetesCluster": self.name}});
         let mut statements = Vec::new();
+        if self.boot_discovers_api_load_balancer() {
+            statements.push(api_load_balancer_discovery());
+        }
         // IPv6 pods get addresses from the instance's delegated prefix.
         if self.ipv6 {
             statements.push(
@@ -283,6 +290,12 @@ impl Builder<'_> {
             }));
         }
         statements
+    }
+
+    /// Whether instances find the API load balancer's DNS name at boot (no DNS zone holds
+    /// the API name), with `DescribeLoadBalancers`.
+    fn boot_discovers_api_load_balancer(&self) -> bool {
+        self.dns_none() && self.api_load_balancer_enabled()
     }
 
     /// The S3 state store's bucket ARN and a function from a path under the cluster's
@@ -349,9 +362,28 @@ impl Builder<'_> {
         // The state store: read the cluster's prefix, write backups and the election record.
         statements.extend(self.state_store_statements(true));
         if self.service_account_roles_for_addons() {
-            // The cloud-controller-manager and the EBS CSI driver have roles of their own.
+            // The cloud-controller-manager and the EBS CSI driver have roles of their own;
+            // the bootstrap still finds and attaches its etcd volume, asks EC2 whether an
+            // election's holder is gone, and may look up the API load balancer.
             if registry {
                 statements.push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
+            }
+            statements.push(json!({
+                "Action": "ec2:AttachVolume",
+                "Condition": {"StringEquals": {
+                    "aws:ResourceTag/KubernetesCluster": self.name,
+                    "aws:ResourceTag/k8s.io/role/master": "1",
+                }},
+                "Effect": "Allow",
+                "Resource": "*",
+            }));
+            statements.push(json!({
+                "Action": ["ec2:DescribeInstances", "ec2:DescribeVolumes"],
+                "Effect": "Allow",
+                "Resource": "*",
+            }));
+            if self.boot_discovers_api_load_balancer() {
+                statements.push(api_load_balancer_discovery());
             }
         } else {
             statements.extend(self.cloud_controller_statements(registry));
@@ -543,4 +575,14 @@ pub fn md5_fingerprint(key: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join(":"),
     )
+}
+
+/// Looking up the API load balancer by name at boot. IAM cannot scope a Describe call to a
+/// resource, so this is the narrowest grant there is.
+fn api_load_balancer_discovery() -> Json {
+    json!({
+        "Action": "elasticloadbalancing:DescribeLoadBalancers",
+        "Effect": "Allow",
+        "Resource": "*",
+    })
 }

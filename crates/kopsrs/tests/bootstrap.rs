@@ -143,6 +143,56 @@ fn rendered_user_data_passes_shellcheck_and_decodes_strictly() {
 }
 
 #[test]
+fn nodes_reach_the_state_store_and_apis_in_their_partition_whatever_the_bucket_name() {
+    // A bucket with dots in China: virtual-hosted `my.dotted.bucket.s3.amazonaws.com` fails
+    // TLS (the certificate covers one label) and is in the wrong partition.
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}", dir.path().join("state").display());
+    let name = "cn.example.com";
+    kopsrs(&state)
+        .args([
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--zones",
+            "cn-north-1a",
+        ])
+        .arg(format!(
+            "--set=spec.configBase=s3://my.dotted.bucket/clusters/{name}"
+        ))
+        .assert_ok();
+    let out = dir.path().join("tf");
+    kopsrs(&state)
+        .args(["update", "cluster", name, "--target", "terraform", "--out"])
+        .arg(&out)
+        .assert_ok();
+    let files = user_data(&out);
+    assert!(files.len() >= 2);
+    for (group, text) in &files {
+        assert!(
+            text.contains(&format!(
+                "STATE_URL='https://s3.cn-north-1.amazonaws.com.cn/my.dotted.bucket/clusters/{name}'"
+            )),
+            "{group}"
+        );
+        assert!(
+            text.contains("EC2_URL='https://ec2.cn-north-1.amazonaws.com.cn'"),
+            "{group}"
+        );
+    }
+    let policy =
+        std::fs::read_to_string(out.join(format!("data/aws_iam_role_policy_nodes.{name}_policy")))
+            .unwrap();
+    assert!(
+        policy.contains(&format!(
+            "arn:aws-cn:s3:::my.dotted.bucket/clusters/{name}/pki/issued/kubernetes-ca/*"
+        )),
+        "{policy}"
+    );
+}
+
+#[test]
 fn the_aws_target_refuses_versions_kubeadm_v1beta4_cannot_serve() {
     let dir = tempfile::tempdir().unwrap();
     let state = format!("file://{}", dir.path().join("state").display());
@@ -322,13 +372,15 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
         text
     };
     let stubs = write_stubs(dir.path());
+    // From here on every node signs with its own instance role, which moto checks.
+    moto.enforce_iam();
 
     let (a_id, a_zone, a_ip) = inst(&format!("control-plane-eu-west-1a.masters.{NAME}"));
     let (b_id, b_zone, b_ip) = inst(&format!("control-plane-eu-west-1b.masters.{NAME}"));
     let (w_id, w_zone, w_ip) = inst(&format!("nodes-eu-west-1a.{NAME}"));
-    let cp_a = start_node(dir.path(), "cp-a", &a_id, &a_ip, &a_zone, &files);
-    let cp_b = start_node(dir.path(), "cp-b", &b_id, &b_ip, &b_zone, &files);
-    let worker = start_node(dir.path(), "worker", &w_id, &w_ip, &w_zone, &files);
+    let cp_a = start_node(&moto, dir.path(), "cp-a", &a_id, &a_ip, &a_zone, &files);
+    let cp_b = start_node(&moto, dir.path(), "cp-b", &b_id, &b_ip, &b_zone, &files);
+    let worker = start_node(&moto, dir.path(), "worker", &w_id, &w_ip, &w_zone, &files);
     let cp_ips = dir.path().join("cp-ips");
     std::fs::write(&cp_ips, format!("{a_ip} {b_ip}")).unwrap();
     // The channel, with this test's file server, where update cluster publishes it.
@@ -399,7 +451,7 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     for node in &nodes {
         let args = std::fs::read_to_string(node.root.join("curl-args.log")).unwrap();
         assert!(args.contains("--aws-sigv4"), "{args}");
-        for secret in ["imds-secret-key", "imds-session-token"] {
+        for secret in &node.secrets {
             assert!(
                 !args.contains(secret),
                 "{secret} on a curl command line:\n{args}"

@@ -6,134 +6,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::boot::{calls, count, finish, run, start_node, write_stubs, Node};
-use support::Moto;
-
-const IMAGE: &str = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
-
-/// A cluster applied to moto with `zones` and `control_planes`; its user-data by group, the
-/// stubs, and the directory for nodes' files (the fake IMDS serves the APT key from it).
-struct Cluster {
-    moto: Moto,
-    dir: tempfile::TempDir,
-    name: &'static str,
-    stubs: std::path::PathBuf,
-    files: std::path::PathBuf,
-}
-
-impl Cluster {
-    fn apply(name: &'static str, zones: &str, control_planes: &str) -> Cluster {
-        let moto = Moto::start();
-        moto.create_bucket("state");
-        moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
-        let dir = tempfile::tempdir().unwrap();
-        let out = moto
-            .kopsrs("state")
-            .env("AWS_REGION", "eu-west-1")
-            .args([
-                "create",
-                "cluster",
-                "--name",
-                name,
-                "--dns-zone",
-                "example.com",
-            ])
-            .args(["--zones", zones, "--control-plane-count", control_planes])
-            .args(["--image", IMAGE, "--yes"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let tf = dir.path().join("tf");
-        let out = moto
-            .kopsrs("state")
-            .env("AWS_REGION", "eu-west-1")
-            .args(["update", "cluster", name, "--target", "terraform", "--out"])
-            .arg(&tf)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        // No addons: the channel names upstream URLs this machine must not reach.
-        moto.python(&format!(
-            "aws('s3').delete_object(Bucket='state', Key='clusters/{name}/addons/bootstrap-channel.yaml')"
-        ));
-        for entry in std::fs::read_dir(tf.join("data")).unwrap().flatten() {
-            let file = entry.file_name().to_string_lossy().to_string();
-            if let Some(group) = file
-                .strip_prefix("aws_launch_template_")
-                .and_then(|f| f.strip_suffix("_user_data"))
-            {
-                std::fs::copy(entry.path(), dir.path().join(format!("{group}.sh"))).unwrap();
-            }
-        }
-        let files = dir.path().join("files");
-        std::fs::create_dir_all(&files).unwrap();
-        std::fs::write(files.join("Release.key"), "fake key").unwrap();
-        let stubs = write_stubs(dir.path());
-        Cluster {
-            moto,
-            dir,
-            name,
-            stubs,
-            files,
-        }
-    }
-
-    /// The instance (ID, zone, private IP) the group's auto scaling group started.
-    fn instance(&self, group: &str) -> (String, String, String) {
-        let out = self.moto.python(&format!(
-            "g=aws('autoscaling').describe_auto_scaling_groups(AutoScalingGroupNames=['{group}'])['AutoScalingGroups'][0]['Instances'][0]\n\
-             i=aws('ec2').describe_instances(InstanceIds=[g['InstanceId']])['Reservations'][0]['Instances'][0]\n\
-             print(g['InstanceId'], g['AvailabilityZone'], i['PrivateIpAddress'])"
-        ));
-        let parts: Vec<String> = out.split_whitespace().map(str::to_string).collect();
-        (parts[0].clone(), parts[1].clone(), parts[2].clone())
-    }
-
-    fn node(&self, label: &str, (id, zone, ip): &(String, String, String)) -> Node {
-        start_node(self.dir.path(), label, id, ip, zone, &self.files)
-    }
-
-    /// The user-data script of a control-plane group in `zone`.
-    fn script(&self, zone: &str) -> std::path::PathBuf {
-        let path = self
-            .dir
-            .path()
-            .join(format!("control-plane-{zone}.masters.{}.sh", self.name));
-        assert!(path.exists(), "{}", path.display());
-        path
-    }
-
-    fn state(&self, key: &str) -> Option<String> {
-        let out = self.moto.python(&format!(
-            "try:\n    print(aws('s3').get_object(Bucket='state', Key='clusters/{}/{key}')['Body'].read().decode().strip())\n\
-             except aws('s3').exceptions.NoSuchKey:\n    print('<none>')",
-            self.name
-        ));
-        let out = out.trim().to_string();
-        (out != "<none>").then_some(out)
-    }
-
-    fn put_state(&self, key: &str, body: &str) {
-        self.moto.python(&format!(
-            "aws('s3').put_object(Bucket='state', Key='clusters/{}/{key}', Body={body:?})",
-            self.name
-        ));
-    }
-
-    fn cp_ips(&self, ips: &str) -> std::path::PathBuf {
-        let path = self.dir.path().join("cp-ips");
-        std::fs::write(&path, ips).unwrap();
-        path
-    }
-}
+use support::boot::{calls, count, finish, run, Cluster, Node};
 
 #[test]
 fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
-    let c = Cluster::apply("elect.example.com", "eu-west-1a,eu-west-1b,eu-west-1c", "3");
+    let c = Cluster::apply("elect.example.com", &ha());
     let a = c.instance("control-plane-eu-west-1a.masters.elect.example.com");
     let b = c.instance("control-plane-eu-west-1b.masters.elect.example.com");
     let cp_ips = c.cp_ips(&format!("{} {}", a.2, b.2));
@@ -161,7 +38,7 @@ fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
     assert_eq!(count(&calls(&node_b), "kubeadm join"), 1);
 
     // The holder died before publishing a token: the next control plane takes over.
-    let c = Cluster::apply("elect.example.com", "eu-west-1a,eu-west-1b,eu-west-1c", "3");
+    let c = Cluster::apply("elect.example.com", &ha());
     let a = c.instance("control-plane-eu-west-1a.masters.elect.example.com");
     let b = c.instance("control-plane-eu-west-1b.masters.elect.example.com");
     let cp_ips = c.cp_ips(&format!("{} {}", a.2, b.2));
@@ -190,7 +67,7 @@ fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
 
 #[test]
 fn a_replaced_single_control_plane_restarts_etcd_from_its_volume() {
-    let c = Cluster::apply("single.example.com", "eu-west-1a", "1");
+    let c = Cluster::apply("single.example.com", &["--zones", "eu-west-1a"]);
     let group = "control-plane-eu-west-1a.masters.single.example.com";
     let old = c.instance(group);
     let cp_ips = c.cp_ips(&old.2);
@@ -207,9 +84,10 @@ fn a_replaced_single_control_plane_restarts_etcd_from_its_volume() {
         "e=aws('ec2')\n\
          e.terminate_instances(InstanceIds=['{0}'])\n\
          old=e.describe_instances(InstanceIds=['{0}'])['Reservations'][0]['Instances'][0]\n\
-         i=e.run_instances(ImageId=old['ImageId'], MinCount=1, MaxCount=1, SubnetId=old['SubnetId'])['Instances'][0]\n\
+         lt=e.describe_launch_template_versions(LaunchTemplateName='{1}', Versions=['$Latest'])['LaunchTemplateVersions'][0]['LaunchTemplateData']\n\
+         i=e.run_instances(ImageId=old['ImageId'], MinCount=1, MaxCount=1, SubnetId=old['SubnetId'], IamInstanceProfile=lt['IamInstanceProfile'])['Instances'][0]\n\
          print(i['InstanceId'], i['Placement']['AvailabilityZone'], i['PrivateIpAddress'])",
-        old.0
+        old.0, group
     ));
     let parts: Vec<String> = new.split_whitespace().map(str::to_string).collect();
     let new = (parts[0].clone(), parts[1].clone(), parts[2].clone());
@@ -255,6 +133,15 @@ fn a_replaced_single_control_plane_restarts_etcd_from_its_volume() {
         new.0
     ));
     assert!(attached.contains("k8s.io/etcd/main"), "{attached}");
+}
+
+fn ha() -> [&'static str; 4] {
+    [
+        "--zones",
+        "eu-west-1a,eu-west-1b,eu-west-1c",
+        "--control-plane-count",
+        "3",
+    ]
 }
 
 /// Waits until the node's script has run curl with `text` among its arguments (its stderr

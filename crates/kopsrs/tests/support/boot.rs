@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::free_port;
+use super::{free_port, Moto};
 
 /// Stub commands: each records its arguments in $KOPSRS_ROOT/calls.log, and the few whose
 /// output the script reads answer as the real ones would.
@@ -65,6 +65,10 @@ pub struct Node {
     imds: Child,
     pub imds_url: String,
     pub instance_id: String,
+    /// The secret key and session token of the instance role's session.
+    pub secrets: [String; 2],
+    /// The instance role's session, as the metadata service serves it.
+    pub credentials: serde_json::Value,
 }
 
 impl Drop for Node {
@@ -74,7 +78,10 @@ impl Drop for Node {
     }
 }
 
+/// A node: its root directory and a fake metadata service handing out a session of its
+/// instance role (moto's IAM checks every call the node makes with it).
 pub fn start_node(
+    moto: &super::Moto,
     dir: &Path,
     label: &str,
     instance_id: &str,
@@ -86,6 +93,11 @@ pub fn start_node(
     std::fs::create_dir_all(root.join("dev")).unwrap();
     // The etcd volume's device, as it appears once attached.
     std::fs::write(root.join("dev/xvdu"), "").unwrap();
+    let credentials = moto.instance_role_credentials(instance_id);
+    let parsed: serde_json::Value = serde_json::from_str(&credentials).unwrap();
+    let secrets = ["SecretAccessKey", "Token"].map(|k| parsed[k].as_str().unwrap().to_string());
+    let credentials_file = dir.join(format!("{label}-credentials.json"));
+    std::fs::write(&credentials_file, credentials).unwrap();
     let port = free_port();
     let script = super::repo_root().join("scripts/fake_imds.py");
     let imds = Command::new("python3")
@@ -102,6 +114,8 @@ pub fn start_node(
             "--files",
         ])
         .arg(files)
+        .arg("--credentials")
+        .arg(&credentials_file)
         .spawn()
         .unwrap();
     super::wait_for_port(port, Duration::from_secs(20), "fake IMDS");
@@ -110,6 +124,8 @@ pub fn start_node(
         imds,
         imds_url: format!("http://127.0.0.1:{port}"),
         instance_id: instance_id.to_string(),
+        secrets,
+        credentials: parsed,
     }
 }
 
@@ -201,4 +217,149 @@ pub fn write_stubs(dir: &Path) -> PathBuf {
         .status()
         .unwrap();
     stubs
+}
+
+pub const IMAGE: &str =
+    "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
+
+/// A cluster applied to moto (in eu-west-1, with the DNS zone example.com), its user-data
+/// by group, the stubs, and the directory for nodes' files (the fake IMDS serves the APT key
+/// from it). IAM is enforced once it is applied.
+pub struct Cluster {
+    pub moto: Moto,
+    pub dir: tempfile::TempDir,
+    pub name: &'static str,
+    pub stubs: PathBuf,
+    pub files: PathBuf,
+}
+
+impl Cluster {
+    /// `create cluster NAME ARGS --yes` applied, rendered and ready to boot.
+    pub fn apply(name: &'static str, args: &[&str]) -> Cluster {
+        Cluster::apply_with(name, args, |_| {})
+    }
+
+    /// As [`Cluster::apply`], with `before` run on the created spec before `update --yes`.
+    pub fn apply_with(name: &'static str, args: &[&str], before: impl FnOnce(&Moto)) -> Cluster {
+        let moto = Moto::start();
+        moto.create_bucket("state");
+        moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+        let dir = tempfile::tempdir().unwrap();
+        let k = || {
+            let mut c = moto.kopsrs("state");
+            c.env("AWS_REGION", "eu-west-1");
+            c
+        };
+        let ok = |mut c: Command| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let mut create = k();
+        create
+            .args(["create", "cluster", "--name", name])
+            .args(args)
+            .args(["--image", IMAGE]);
+        if !args.contains(&"--dns") {
+            create.args(["--dns-zone", "example.com"]);
+        }
+        ok(create);
+        before(&moto);
+        let mut update = k();
+        update.args(["update", "cluster", name, "--yes"]);
+        ok(update);
+        let tf = dir.path().join("tf");
+        let mut render = k();
+        render
+            .args(["update", "cluster", name, "--target", "terraform", "--out"])
+            .arg(&tf);
+        ok(render);
+        // No addons: the channel names upstream URLs this machine must not reach.
+        moto.python(&format!(
+            "aws('s3').delete_object(Bucket='state', Key='clusters/{name}/addons/bootstrap-channel.yaml')"
+        ));
+        for entry in std::fs::read_dir(tf.join("data")).unwrap().flatten() {
+            let file = entry.file_name().to_string_lossy().to_string();
+            if let Some(group) = file
+                .strip_prefix("aws_launch_template_")
+                .and_then(|f| f.strip_suffix("_user_data"))
+            {
+                std::fs::copy(entry.path(), dir.path().join(format!("{group}.sh"))).unwrap();
+            }
+        }
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        std::fs::write(files.join("Release.key"), "fake key").unwrap();
+        let stubs = write_stubs(dir.path());
+        // Every node signs with its own instance role, which moto checks.
+        moto.enforce_iam();
+        Cluster {
+            moto,
+            dir,
+            name,
+            stubs,
+            files,
+        }
+    }
+
+    /// The instance (ID, zone, private IP) the group's auto scaling group started.
+    pub fn instance(&self, group: &str) -> (String, String, String) {
+        let out = self.moto.python(&format!(
+            "g=aws('autoscaling').describe_auto_scaling_groups(AutoScalingGroupNames=['{group}'])['AutoScalingGroups'][0]['Instances'][0]\n\
+             i=aws('ec2').describe_instances(InstanceIds=[g['InstanceId']])['Reservations'][0]['Instances'][0]\n\
+             print(g['InstanceId'], g['AvailabilityZone'], i['PrivateIpAddress'])"
+        ));
+        let parts: Vec<String> = out.split_whitespace().map(str::to_string).collect();
+        (parts[0].clone(), parts[1].clone(), parts[2].clone())
+    }
+
+    pub fn node(&self, label: &str, (id, zone, ip): &(String, String, String)) -> Node {
+        start_node(
+            &self.moto,
+            self.dir.path(),
+            label,
+            id,
+            ip,
+            zone,
+            &self.files,
+        )
+    }
+
+    /// The user-data script of a control-plane group in `zone`.
+    pub fn script(&self, zone: &str) -> PathBuf {
+        self.user_data(&format!("control-plane-{zone}.masters.{}", self.name))
+    }
+
+    /// The user-data script of the instance group whose launch template is `template`.
+    pub fn user_data(&self, template: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{template}.sh"));
+        assert!(path.exists(), "{}", path.display());
+        path
+    }
+
+    pub fn state(&self, key: &str) -> Option<String> {
+        let out = self.moto.python(&format!(
+            "try:\n    print(aws('s3').get_object(Bucket='state', Key='clusters/{}/{key}')['Body'].read().decode().strip())\n\
+             except aws('s3').exceptions.NoSuchKey:\n    print('<none>')",
+            self.name
+        ));
+        let out = out.trim().to_string();
+        (out != "<none>").then_some(out)
+    }
+
+    pub fn put_state(&self, key: &str, body: &str) {
+        self.moto.python(&format!(
+            "aws('s3').put_object(Bucket='state', Key='clusters/{}/{key}', Body={body:?})",
+            self.name
+        ));
+    }
+
+    pub fn cp_ips(&self, ips: &str) -> PathBuf {
+        let path = self.dir.path().join("cp-ips");
+        std::fs::write(&path, ips).unwrap();
+        path
+    }
 }

@@ -166,6 +166,9 @@ pub struct Moto {
     child: Child,
     pub endpoint: String,
     port: u16,
+    /// The access key this harness and `kopsrs` sign with: moto's default until
+    /// [`Moto::enforce_iam`], then an administrator's.
+    credentials: std::sync::Mutex<(String, String)>,
 }
 
 impl Moto {
@@ -177,7 +180,11 @@ impl Moto {
             .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("KOPSRS_MOTO_LOG") {
+                // Where moto's own log goes when a test needs looking into.
+                Some(path) => std::fs::File::create(path).unwrap().into(),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("python3 with moto[server] must be installed (scripts/test.sh installs it)");
         wait_for_port(port, Duration::from_secs(30), "moto_server");
@@ -185,6 +192,7 @@ impl Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
+            credentials: std::sync::Mutex::new(("testing".into(), "testing".into())),
         }
     }
 
@@ -228,11 +236,12 @@ impl Moto {
 
     /// A kopsrs command pointed at this server's S3.
     pub fn kopsrs(&self, bucket: &str) -> Command {
+        let (key, secret) = self.credentials.lock().unwrap().clone();
         let mut command = kopsrs(&format!("s3://{bucket}/clusters"));
         command
             .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
             .env("AWS_REGION", "us-east-1")
             .env_remove("AWS_PROFILE");
         command
@@ -244,10 +253,27 @@ impl Moto {
     /// returns a client. Prints go to the returned string. For test setup and for checking
     /// outcomes with independent Describe calls.
     pub fn python(&self, script: &str) -> String {
+        let (key, secret) = self.credentials.lock().unwrap().clone();
+        self.python_signed(&key, &secret, "None", script)
+    }
+
+    /// [`Moto::python`] signed with `credentials` (JSON as the metadata service serves them:
+    /// `AccessKeyId`, `SecretAccessKey`, `Token`), to check what an instance role may do.
+    pub fn python_as(&self, credentials: &serde_json::Value, script: &str) -> String {
+        let field = |k: &str| credentials[k].as_str().unwrap().to_string();
+        self.python_signed(
+            &field("AccessKeyId"),
+            &field("SecretAccessKey"),
+            &format!("'{}'", field("Token")),
+            script,
+        )
+    }
+
+    fn python_signed(&self, key: &str, secret: &str, token: &str, script: &str) -> String {
         let prelude = format!(
             "import boto3, json\n\
              def aws(name, region='eu-west-1'):\n    \
-             return boto3.client(name, endpoint_url='{}', region_name=region, aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+             return boto3.client(name, endpoint_url='{}', region_name=region, aws_access_key_id='{key}', aws_secret_access_key='{secret}', aws_session_token={token})\n",
             self.endpoint
         );
         let output = Command::new("python3")
@@ -260,6 +286,77 @@ impl Moto {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Moto {
+    /// Turns on moto's IAM enforcement: from here on every request must be signed by a key
+    /// moto knows (a user's, or a role session's from STS) and be allowed by that identity's
+    /// policies, so a node role that lacks a permission fails where AWS would. moto checks
+    /// actions, and resources for S3; it does not evaluate conditions (`aws:ResourceTag`), so
+    /// a wrong condition still passes. This harness and `kopsrs` switch to an administrator.
+    pub fn enforce_iam(&self) {
+        let out = self.python(
+            "i=aws('iam')\n\
+             i.create_user(UserName='kopsrs-test-admin')\n\
+             i.put_user_policy(UserName='kopsrs-test-admin', PolicyName='all', PolicyDocument=json.dumps({'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]}))\n\
+             k=i.create_access_key(UserName='kopsrs-test-admin')['AccessKey']\n\
+             print(k['AccessKeyId'], k['SecretAccessKey'])",
+        );
+        let (key, secret) = out.trim().split_once(' ').expect("an access key");
+        *self.credentials.lock().unwrap() = (key.to_string(), secret.to_string());
+        // moto's switch: requests after the first N need authentication; N = 0 from now.
+        self.http("POST", "/moto-api/reset-auth", "0");
+        // Proof that it is on: the old default key is refused.
+        let refused = Command::new("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import boto3\n\
+                     try:\n    \
+                     boto3.client('ec2', endpoint_url='{}', region_name='eu-west-1', aws_access_key_id='testing', aws_secret_access_key='testing').describe_vpcs()\n\
+                     except Exception as e:\n    \
+                     print(type(e).__name__)",
+                    self.endpoint
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&refused.stdout).trim(),
+            "ClientError",
+            "moto's IAM enforcement is not on"
+        );
+    }
+
+    /// The credentials EC2's metadata service hands the instance: a session of the role of
+    /// the instance profile its launch template names (found from its auto scaling group;
+    /// an instance outside one, its own profile), named after the instance as on EC2. JSON as the metadata service serves it, with
+    /// `RoleName`.
+    pub fn instance_role_credentials(&self, instance_id: &str) -> String {
+        let role = self.python(&format!(
+            "a=aws('autoscaling'); e=aws('ec2'); i=aws('iam')\n\
+             g=a.describe_auto_scaling_instances(InstanceIds=['{instance_id}'])['AutoScalingInstances']\n\
+             if g:\n    \
+                 lt=g[0]['LaunchTemplate']\n    \
+                 v=e.describe_launch_template_versions(LaunchTemplateId=lt['LaunchTemplateId'], Versions=[lt['Version']])['LaunchTemplateVersions'][0]\n    \
+                 profile=v['LaunchTemplateData']['IamInstanceProfile']\n\
+             else:\n    \
+                 profile=e.describe_instances(InstanceIds=['{instance_id}'])['Reservations'][0]['Instances'][0]['IamInstanceProfile']\n\
+             name=profile.get('Name') or profile['Arn'].split('/')[-1]\n\
+             role=i.get_instance_profile(InstanceProfileName=name)['InstanceProfile']['Roles'][0]\n\
+             print(role['Arn'], role['RoleName'])"
+        ));
+        let (arn, name) = role.trim().split_once(' ').expect("a role");
+        let body = serde_json::json!({"role_arn": arn, "session": instance_id});
+        let mut credentials: serde_json::Value = serde_json::from_str(&self.http(
+            "POST",
+            "/__kopsrs/instance-credentials",
+            &body.to_string(),
+        ))
+        .unwrap();
+        credentials["RoleName"] = name.into();
+        credentials.to_string()
     }
 }
 
