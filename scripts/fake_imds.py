@@ -16,6 +16,7 @@ parser.add_argument("--instance-id", required=True)
 parser.add_argument("--ip", required=True)
 parser.add_argument("--zone", required=True)
 parser.add_argument("--files", required=True)
+parser.add_argument("--hostname", help="the instance's EC2 private DNS name")
 parser.add_argument("--credentials", help="a JSON file: the role session EC2 would hand out "
                     "(AccessKeyId, SecretAccessKey, Token, RoleName)")
 args = parser.parse_args()
@@ -33,7 +34,7 @@ TOKEN = "fake-imds-token"
 META = {
     "instance-id": args.instance_id,
     "local-ipv4": args.ip,
-    "local-hostname": "ip-%s.%s.compute.internal" % (args.ip.replace(".", "-"), args.zone[:-1]),
+    "local-hostname": args.hostname or "ip-%s.%s.compute.internal" % (args.ip.replace(".", "-"), args.zone[:-1]),
     "placement/availability-zone": args.zone,
     "placement/region": args.zone[:-1],
     "iam/security-credentials/": ROLE,

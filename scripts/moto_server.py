@@ -24,7 +24,8 @@
    AWS substitutes in a policy's Resource and moto matched literally; and EC2's handing out
    of instance-role credentials (below), which in AWS needs no caller. moto re-signs a
    request with its query in SigV4's canonical encoding (it used the decoded query, so a
-   signed S3 list by a prefix with '/' always failed), and with an empty payload for a REST
+   signed S3 list by a prefix with '/' always failed) and an S3 key's path encoded as S3
+   signs it (a key with ':' always failed), and with an empty payload for a REST
    read (it hashed the parsed query).
 
 Control, on the same port (no S3 bucket can be named like this):
@@ -136,6 +137,10 @@ def _create_canonical_aws_request(self):
         # every signed REST read with a query (Route 53's ListHostedZonesByName) failed.
         request.data = b""
     path, _, query = request.url.partition("?")
+    if isinstance(self, _access_control.S3IAMRequest):
+        # Likewise the path: moto has it decoded (':' for %3A in a key), S3 signs it encoded.
+        path = urllib.parse.quote(urllib.parse.unquote(path), safe="/~")
+        request.url = path + ("?" + query if query else "")
     if query:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
         request.url = path + "?" + urllib.parse.urlencode(

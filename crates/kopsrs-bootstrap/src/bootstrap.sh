@@ -1,7 +1,7 @@
 # --- kopsrs node bootstrap (settings above are rendered per instance group) ---
 # Turns a stock Ubuntu 24.04 instance into a Kubernetes node with kubeadm. Safe to rerun.
 # The same file is installed as /usr/local/sbin/kopsrs-node for the control plane's timers:
-#   kopsrs-node [boot|refresh-token|apply-addons|backup-etcd]
+#   kopsrs-node [boot|refresh-token|apply-addons|backup-etcd|approve-nodes]
 set -euo pipefail
 umask 022
 # KOPSRS_* variables only serve the tests: a root directory, a fake metadata service and a
@@ -236,12 +236,135 @@ publish_token() {
   rm -f "$file"
 }
 
-read_token() {
-  local file
+# A worker's join token is its own, bound to this instance: it writes a new token where only
+# this instance's role can write (bootstrap/instances/ROLEID:INSTANCEID, IAM's
+# ${aws:userid}, which STS reports), and a control plane makes it a bootstrap token whose
+# certificates carry this instance's EC2 name and no other (approve_nodes). Workers cannot
+# read the cluster's shared token.
+request_node_token() {
+  local userid file
+  userid=$(aws_call sts "$REGION" "$STS_URL/" --data 'Action=GetCallerIdentity&Version=2011-06-15' | grep -o '<UserId>[^<]*' | cut -c9-)
+  [[ $userid == *:"$INSTANCE_ID" ]] || die "STS names this instance's session '$userid', not ...:$INSTANCE_ID"
+  JOIN_TOKEN=$(kubeadm token generate)
   file=$(mktemp)
-  wait_for_state bootstrap/node/join.env "$file"
-  JOIN_TOKEN=$(sed -n 's/^JOIN_TOKEN=//p' "$file")
+  echo "JOIN_TOKEN=$JOIN_TOKEN" >"$file"
+  [ "$(state_put "bootstrap/instances/${userid/:/%3A}" "$file")" = 200 ] || die "cannot write this instance's join-token request (bootstrap/instances/$userid)"
   rm -f "$file"
+  log "asked the control plane for a join token bound to $INSTANCE_ID"
+}
+
+# state_list PREFIX: the keys under PREFIX in the cluster's folder, relative to the folder.
+state_list() {
+  local rest bucket folder
+  rest=${STATE_URL#*://*/}
+  bucket=${rest%%/*}
+  folder=${rest#"$bucket"}
+  folder="${folder#/}${folder:+/}"
+  aws_call s3 "$(state_region)" "${STATE_URL%"/$rest"}/$bucket?list-type=2&prefix=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$folder$1")" |
+    grep -o '<Key>[^<]*' | cut -c6- | while read -r key; do echo "${key#"$folder"}"; done
+}
+
+state_delete() { aws_call s3 "$(state_region)" "$STATE_URL/$1" -X DELETE -o /dev/null -w '%{http_code}'; }
+
+# The EC2 name of a running instance of this cluster; 1 when there is none.
+instance_name() {
+  ec2 "Action=DescribeInstances&InstanceId.1=$1" | python3 -c '
+import sys, xml.etree.ElementTree as ET
+root = ET.fromstring(sys.stdin.read())
+for i in root.iter():
+    if not i.tag.endswith("}item") or i.find("{*}instanceId") is None or i.find("{*}instanceState") is None:
+        continue
+    state = i.find("{*}instanceState/{*}name").text
+    tags = {t.find("{*}key").text: t.find("{*}value").text for t in i.findall("{*}tagSet/{*}item")}
+    name = i.find("{*}privateDnsName").text or ""
+    if state in ("pending", "running") and tags.get("KubernetesCluster") == sys.argv[1] and name:
+        print(name)
+        sys.exit(0)
+sys.exit(1)' "$CLUSTER_NAME"
+}
+
+# Control plane, every few seconds: each instance's join-token request becomes a bootstrap
+# token (15 minutes, for that instance's EC2 name), and kubelet client certificates asked
+# for with such a token are approved for that name only and denied for any other.
+approve_nodes() {
+  [ -e "$ADMIN" ] || return 0
+  local tmp key instance token name
+  tmp=$(mktemp -d)
+  for key in $(state_list bootstrap/instances/); do
+    key=${key//%3A/:}
+    instance=${key##*:}
+    state_get "${key/:/%3A}" "$tmp/request" || continue
+    token=$(sed -n 's/^JOIN_TOKEN=//p' "$tmp/request")
+    if [[ ! $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
+      log "join-token request $key: not a token; dropped"
+    elif ! name=$(instance_name "$instance") || [[ ! $name =~ ^[a-z0-9.-]+$ ]]; then
+      log "join-token request $key: $instance is no running instance of $CLUSTER_NAME; dropped"
+    else
+      issue_node_token "$token" "$instance" "$name"
+      log "join token for $instance, node $name"
+    fi
+    state_delete "${key/:/%3A}" >/dev/null
+  done
+  approve_node_certificates "$tmp"
+  rm -rf "$tmp"
+}
+
+NODE_GROUP=system:bootstrappers:kopsrs:nodes
+
+# issue_node_token TOKEN INSTANCE NODE_NAME: the token, and what a joining kubelet may do
+# with it (kubeadm grants the same to its own token's group).
+issue_node_token() {
+  local b kind
+  {
+    printf 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: bootstrap-token-%s\n  namespace: kube-system\n' "${1%%.*}"
+    printf '  labels: {kopsrs.k8s.io/instance: "%s"}\n  annotations: {kopsrs.k8s.io/node-name: "%s"}\n' "$2" "$3"
+    printf 'type: bootstrap.kubernetes.io/token\nstringData:\n  description: "kopsrs: join token of instance %s (node %s)"\n' "$2" "$3"
+    printf '  token-id: "%s"\n  token-secret: "%s"\n  expiration: "%s"\n' "${1%%.*}" "${1#*.}" "$(date -u -d '+15 min' +%Y-%m-%dT%H:%M:%SZ)"
+    printf '  usage-bootstrap-authentication: "true"\n  usage-bootstrap-signing: "true"\n  auth-extra-groups: %s\n' "$NODE_GROUP"
+    for b in ClusterRole:system:node-bootstrapper ClusterRole:kubeadm:get-nodes Role:kubeadm:nodes-kubeadm-config Role:kubeadm:kubelet-config; do
+      kind=${b%%:*}
+      printf -- '---\napiVersion: rbac.authorization.k8s.io/v1\nkind: %sBinding\nmetadata: {name: "kopsrs:%s"%s}\n' "$kind" "${b#*:}" "$([ "$kind" = Role ] && echo ', namespace: kube-system')"
+      printf 'roleRef: {apiGroup: rbac.authorization.k8s.io, kind: %s, name: "%s"}\n' "$kind" "${b#*:}"
+      printf 'subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "%s"}]\n' "$NODE_GROUP"
+    done
+  } | kctl apply -f - >/dev/null
+}
+
+# Pending kubelet client certificate requests made with a kopsrs node token: approved when the
+# subject is exactly that token's node, denied otherwise. Others (kubeadm's own token, used by
+# control planes; renewals) are left to the controller manager.
+approve_node_certificates() {
+  local dir=$1 csr name pem subject
+  kctl get csr -o json >"$dir/csrs.json"
+  kctl -n kube-system get secrets -l kopsrs.k8s.io/instance -o json >"$dir/tokens.json"
+  python3 - "$dir" <<'PY' |
+import base64, json, os, sys
+d = sys.argv[1]
+prefix = "bootstrap-token-"
+names = {s["metadata"]["name"][len(prefix):]: s["metadata"]["annotations"]["kopsrs.k8s.io/node-name"]
+         for s in json.load(open(os.path.join(d, "tokens.json")))["items"]}
+for c in json.load(open(os.path.join(d, "csrs.json")))["items"]:
+    spec, status = c["spec"], c.get("status") or {}
+    token = spec.get("username", "").removeprefix("system:bootstrap:")
+    if status.get("conditions") or spec.get("signerName") != "kubernetes.io/kube-apiserver-client-kubelet":
+        continue
+    if not spec.get("username", "").startswith("system:bootstrap:") or token not in names:
+        continue
+    pem = os.path.join(d, c["metadata"]["name"] + ".pem")
+    open(pem, "wb").write(base64.b64decode(spec["request"]))
+    print(c["metadata"]["name"], names[token], pem)
+PY
+    while read -r csr name pem; do
+      # The subject's attributes, sorted: exactly the node's name in the group of nodes.
+      subject=$(openssl req -in "$pem" -noout -subject -nameopt RFC2253 | sed 's/^subject=//' | tr ',' '\n' | sort | paste -sd, -)
+      if [ "$subject" = "CN=system:node:$name,O=system:nodes" ]; then
+        kctl certificate approve "$csr" >/dev/null
+        log "approved $csr for node $name"
+      else
+        kctl certificate deny "$csr" >/dev/null
+        log "denied $csr: it asks for '$subject' with the token of node $name"
+      fi
+    done
 }
 
 # Whether EC2 says instance $1 is gone: terminated, stopping, stopped or unknown. An API error
@@ -433,14 +556,16 @@ PY
 }
 
 install_timers() {
-  local unit="$ROOT/etc/systemd/system" job every
+  local unit="$ROOT/etc/systemd/system" job every delay
   mkdir -p "$unit" "$ROOT/usr/local/sbin" "$ROOT/usr/local/bin"
   [ "$0" -ef "$ROOT/usr/local/sbin/kopsrs-node" ] || install -m 0700 "$0" "$ROOT/usr/local/sbin/kopsrs-node"
-  for job in refresh-token:30min apply-addons:2min backup-etcd:1h; do
+  for job in refresh-token:30min:30s apply-addons:2min:30s backup-etcd:1h:30s approve-nodes:10s:0; do
     every=${job#*:}
+    delay=${every#*:}
+    every=${every%:*}
     job=${job%%:*}
     printf '[Unit]\nDescription=kopsrs %s\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/kopsrs-node %s\n' "$job" "$job" >"$unit/kopsrs-$job.service"
-    printf '[Unit]\nDescription=kopsrs %s every %s\n[Timer]\nOnBootSec=2min\nOnUnitActiveSec=%s\nRandomizedDelaySec=30s\n[Install]\nWantedBy=timers.target\n' "$job" "$every" "$every" >"$unit/kopsrs-$job.timer"
+    printf '[Unit]\nDescription=kopsrs %s every %s\n[Timer]\nOnBootSec=%s\nOnUnitActiveSec=%s\nAccuracySec=1s\nRandomizedDelaySec=%s\n[Install]\nWantedBy=timers.target\n' "$job" "$every" "$every" "$every" "$delay" >"$unit/kopsrs-$job.timer"
     systemctl enable --now "kopsrs-$job.timer"
   done
   systemctl daemon-reload
@@ -508,7 +633,7 @@ boot() {
   else
     API_HOST=$(api_host)
     [ -n "$API_HOST" ] || die "cannot find the API endpoint"
-    read_token
+    request_node_token
     local tmp
     tmp=$(mktemp -d)
     wait_for_state pki/issued/kubernetes-ca/keyset.yaml "$tmp/ks"
@@ -534,5 +659,6 @@ case "${1:-boot}" in
   refresh-token) instance_facts; refresh_token ;;
   apply-addons) apply_addons ;;
   backup-etcd) backup_etcd ;;
-  *) die "unknown command $1 (boot, refresh-token, apply-addons, backup-etcd)" ;;
+  approve-nodes) approve_nodes ;;
+  *) die "unknown command $1 (boot, refresh-token, apply-addons, backup-etcd, approve-nodes)" ;;
 esac

@@ -75,8 +75,8 @@ pub struct NodeBootstrap {
     pub kubernetes_version: String,
     /// The cluster's AWS region.
     pub region: String,
-    /// The cluster's folder in the state store, as an HTTPS URL
-    /// (`https://bucket.s3.amazonaws.com/prefix/name`).
+    /// The cluster's folder in the state store, as a path-style HTTPS URL
+    /// (`https://s3.REGION.amazonaws.com/bucket/prefix/name`).
     pub state_url: String,
     /// The bucket's region when known; otherwise the node asks S3.
     pub state_region: Option<String>,
@@ -84,6 +84,9 @@ pub struct NodeBootstrap {
     pub ec2_url: String,
     /// The ELB endpoint, likewise; nodes ask it for the API load balancer's DNS name.
     pub elb_url: String,
+    /// The STS endpoint, likewise; a worker asks it who it is (`GetCallerIdentity`) to name
+    /// its join-token request.
+    pub sts_url: String,
     /// The API's DNS name when the cluster has DNS; otherwise the load balancer's name,
     /// which nodes resolve to its DNS name at boot.
     pub api_dns_name: Option<String>,
@@ -354,6 +357,7 @@ impl NodeBootstrap {
             ),
             ("EC2_URL", self.ec2_url.clone()),
             ("ELB_URL", self.elb_url.clone()),
+            ("STS_URL", self.sts_url.clone()),
             (
                 "API_DNS_NAME",
                 self.api_dns_name.clone().unwrap_or_default(),
@@ -470,10 +474,11 @@ mod tests {
             role,
             kubernetes_version: "1.34.1".into(),
             region: "eu-west-1".into(),
-            state_url: "https://b.s3.amazonaws.com/k.example.com".into(),
+            state_url: "https://s3.eu-west-1.amazonaws.com/b/k.example.com".into(),
             state_region: None,
             ec2_url: "https://ec2.eu-west-1.amazonaws.com".into(),
             elb_url: "https://elasticloadbalancing.eu-west-1.amazonaws.com".into(),
+            sts_url: "https://sts.eu-west-1.amazonaws.com".into(),
             api_dns_name: Some("api.k.example.com".into()),
             api_lb_name: Some("api-k-example-com".into()),
             api_cert_sans: vec!["extra.example.com".into()],

@@ -118,6 +118,7 @@ impl Builder<'_> {
             state_region: self.input.state_region.clone(),
             ec2_url: self.aws_url("ec2"),
             elb_url: self.aws_url("elasticloadbalancing"),
+            sts_url: self.aws_url("sts"),
             api_dns_name,
             api_lb_name,
             api_cert_sans: sans,

@@ -315,16 +315,26 @@ impl Builder<'_> {
         }))
     }
 
-    /// Workers read only what joining needs: the join token and the public cluster CA.
+    /// Workers read only the public cluster CA, and write one object: their own join-token
+    /// request, at a key IAM fills in with the caller's role session (for an instance,
+    /// `ROLEID:INSTANCEID`), so an instance can ask only for itself. The cluster's shared
+    /// join token is not theirs to read.
     fn node_state_store_statements(&self) -> Vec<Json> {
         let Some((_, path)) = self.state_store_arns() else {
             return Vec::new();
         };
-        vec![json!({
-            "Action": ["s3:GetObject"],
-            "Effect": "Allow",
-            "Resource": [path("bootstrap/node/*"), path("pki/issued/kubernetes-ca/*")],
-        })]
+        vec![
+            json!({
+                "Action": ["s3:GetObject"],
+                "Effect": "Allow",
+                "Resource": [path("pki/issued/kubernetes-ca/*")],
+            }),
+            json!({
+                "Action": ["s3:PutObject"],
+                "Effect": "Allow",
+                "Resource": [path("bootstrap/instances/${aws:userid}")],
+            }),
+        ]
     }
 
     /// Read access to the cluster's prefix of an S3 state store; with `write`, also the

@@ -41,7 +41,8 @@ pub mod layout {
     pub const PKI_ISSUED: &str = "pki/issued";
     /// The addons the control plane applies (kops keeps its channel at the same path).
     pub const ADDONS_CHANNEL: &str = "addons/bootstrap-channel.yaml";
-    /// The init election record and the join token nodes read (`bootstrap/node/join.env`).
+    /// The init election record, the shared join token control planes read
+    /// (`bootstrap/node/join.env`) and workers' own join-token requests (`bootstrap/instances/`).
     pub const BOOTSTRAP: &str = "bootstrap";
     /// etcd snapshots the control plane uploads.
     pub const ETCD_BACKUPS: &str = "backups/etcd";

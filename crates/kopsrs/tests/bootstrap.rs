@@ -492,23 +492,32 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     let (Document::Join(cj), Document::Join(wj)) = (&cp_join[0], &w_join[0]) else {
         panic!()
     };
+    // Control planes share the initialiser's token; the worker joins with its own, which it
+    // asked a control plane to make valid for its instance (tests/node_iam.rs).
     let token = &i.bootstrap_tokens[0].token;
-    assert_eq!(token, "abcdef.0123456789abcdef");
     assert_eq!(&cj.discovery.bootstrap_token.token, token);
-    assert_eq!(&wj.discovery.bootstrap_token.token, token);
+    let own = &wj.discovery.bootstrap_token.token;
+    assert_ne!(own, token);
+    let requested = moto.python(&format!(
+        "s3=aws('s3')\n\
+         for o in s3.list_objects_v2(Bucket='state', Prefix='clusters/{NAME}/bootstrap/instances/')['Contents']:\n    \
+         print(o['Key'].split('/')[-1], s3.get_object(Bucket='state', Key=o['Key'])['Body'].read().decode().strip())"
+    ));
+    let (key, body) = requested.trim().split_once(' ').unwrap();
+    assert!(key.ends_with(&format!(":{w_id}")), "{requested}");
+    assert_eq!(body, format!("JOIN_TOKEN={own}"));
     assert_eq!(c.control_plane_endpoint, format!("api.{NAME}:443"));
     assert!(cj.control_plane.is_some() && wj.control_plane.is_none());
     let hash = &wj.discovery.bootstrap_token.ca_cert_hashes[0];
     assert!(hash.starts_with("sha256:") && hash.len() == 71, "{hash}");
     assert_eq!(&cj.discovery.bootstrap_token.ca_cert_hashes[0], hash);
     let init_ip = [&a_ip, &b_ip][init];
-    assert_eq!(
-        i.node_registration.name,
-        format!(
-            "ip-{}.eu-west-1.compute.internal",
-            init_ip.replace('.', "-")
-        )
-    );
+    // The node name is the name EC2 gives the instance.
+    let ec2_name = moto.python(&format!(
+        "print(aws('ec2').describe_instances(InstanceIds=['{}'])['Reservations'][0]['Instances'][0]['PrivateDnsName'])",
+        nodes[init].instance_id
+    ));
+    assert_eq!(i.node_registration.name, ec2_name.trim());
     assert_eq!(i.local_api_endpoint.advertise_address, *init_ip);
     for text in [
         read(nodes[init], "init"),

@@ -4,6 +4,7 @@
 
 mod support;
 
+use serde::Deserialize as _;
 use support::boot::{calls, count, finish, run, Cluster, Node, IMAGE};
 
 const NAME: &str = "irsa.example.com";
@@ -106,4 +107,211 @@ fn dns_none_and_service_account_roles_boot_with_their_own_roles() {
         read_state(&c, &cp_node, "pki/private/kubernetes-ca/keyset.yaml"),
         "ok"
     );
+}
+
+/// A kubelet client certificate request for `subject`, made with the bootstrap token `id`.
+fn csr(dir: &std::path::Path, name: &str, token_id: &str, subject: &str) -> serde_json::Value {
+    let pem = dir.join(format!("{name}.csr"));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
+        .args([
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+        ])
+        .args(["-subj", subject, "-out"])
+        .arg(&pem)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    use base64::Engine as _;
+    serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "username": format!("system:bootstrap:{token_id}"),
+            "request": base64::engine::general_purpose::STANDARD.encode(std::fs::read(&pem).unwrap()),
+        },
+    })
+}
+
+#[test]
+fn a_worker_gets_a_token_and_a_certificate_for_its_own_name_only() {
+    const NAME: &str = "ident.example.com";
+    let c = Cluster::apply(NAME, &["--zones", "eu-west-1a"]);
+    let cp = c.instance(&format!("control-plane-eu-west-1a.masters.{NAME}"));
+    let worker = c.instance(&format!("nodes-eu-west-1a.{NAME}"));
+    let cp_ips = c.cp_ips(&cp.2);
+    let cp_node = c.node("cp", &cp);
+    finish(
+        run(&cp_node, &c.script("eu-west-1a"), "boot", &c.stubs, &cp_ips),
+        "control plane",
+    );
+    let w_node = c.node("worker", &worker);
+    let log = finish(
+        run(
+            &w_node,
+            &c.user_data(&format!("nodes-eu-west-1a.{NAME}")),
+            "boot",
+            &c.stubs,
+            &cp_ips,
+        ),
+        "worker",
+    );
+    assert!(log.contains("join token bound to"), "{log}");
+    let join = std::fs::read_to_string(w_node.root.join("kubeadm-join.yaml")).unwrap();
+    let own = join
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .trim_matches(['"', '\''])
+        .to_string();
+
+    // The worker's role: no shared token, no request in another instance's name.
+    let try_as = |node: &Node, call: &str| {
+        c.moto
+            .python_as(
+                &node.credentials,
+                &format!(
+                    "try:\n    aws('s3').{call}; print('ok')\n\
+                     except Exception as e:\n    print(e.response['Error']['Code'])"
+                ),
+            )
+            .trim()
+            .to_string()
+    };
+    let key = |rest: &str| format!("clusters/{NAME}/{rest}");
+    assert_eq!(
+        try_as(
+            &w_node,
+            &format!(
+                "get_object(Bucket='state', Key='{}')",
+                key("bootstrap/node/join.env")
+            )
+        ),
+        "AccessDenied"
+    );
+    let userid = c.moto.python_as(
+        &w_node.credentials,
+        "print(aws('sts').get_caller_identity()['UserId'])",
+    );
+    let role_id = userid.trim().split(':').next().unwrap().to_string();
+    assert_eq!(
+        try_as(
+            &w_node,
+            &format!(
+                "put_object(Bucket='state', Key='{}', Body=b'JOIN_TOKEN=x')",
+                key(&format!("bootstrap/instances/{role_id}:{}", cp.0))
+            )
+        ),
+        "AccessDenied",
+        "a worker asks for a token in the control plane's name"
+    );
+    // A request no instance of the cluster made (an administrator could write one).
+    c.moto.python(&format!(
+        "aws('s3').put_object(Bucket='state', Key='{}', Body=b'JOIN_TOKEN=abcdef.0123456789abcdef')",
+        key(&format!("bootstrap/instances/{role_id}:i-0123456789abcdef0"))
+    ));
+
+    // The control plane's approver: the worker's request becomes a token for its EC2 name;
+    // certificates asked for with it are approved for that name only.
+    let ec2_name = |id: &str| {
+        c.moto
+            .python(&format!(
+                "print(aws('ec2').describe_instances(InstanceIds=['{id}'])['Reservations'][0]['Instances'][0]['PrivateDnsName'])"
+            ))
+            .trim()
+            .to_string()
+    };
+    let (w_name, cp_name) = (ec2_name(&worker.0), ec2_name(&cp.0));
+    assert!(join.contains(&format!("name: '{w_name}'")), "{join}");
+    let id = own.split('.').next().unwrap();
+    let mut done = csr(
+        c.dir.path(),
+        "csr-done",
+        id,
+        &format!("/O=system:nodes/CN=system:node:{w_name}"),
+    );
+    done["status"] = serde_json::json!({"conditions": [{"type": "Approved"}]});
+    let csrs = serde_json::json!({"items": [
+        csr(c.dir.path(), "csr-own", id, &format!("/O=system:nodes/CN=system:node:{w_name}")),
+        csr(c.dir.path(), "csr-steal", id, &format!("/O=system:nodes/CN=system:node:{cp_name}")),
+        csr(c.dir.path(), "csr-kubeadm", "abcdef", &format!("/O=system:nodes/CN=system:node:{cp_name}")),
+        done,
+    ]});
+    std::fs::write(cp_node.root.join("csrs.json"), csrs.to_string()).unwrap();
+    let log = finish(
+        run(
+            &cp_node,
+            &c.script("eu-west-1a"),
+            "approve-nodes",
+            &c.stubs,
+            &cp_ips,
+        ),
+        "approve-nodes",
+    );
+    let calls = calls(&cp_node);
+    let verdicts: Vec<&String> = calls
+        .iter()
+        .filter(|l| l.contains(" certificate "))
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}\n{log}");
+    assert!(
+        verdicts[0].ends_with("certificate approve csr-own"),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts[1].ends_with("certificate deny csr-steal"),
+        "{verdicts:?}"
+    );
+    assert!(
+        log.contains("i-0123456789abcdef0 is no running instance"),
+        "{log}"
+    );
+
+    // One token, for the worker's instance and name, valid 15 minutes.
+    let secrets: Vec<serde_yaml_ng::Value> = std::fs::read_dir(&cp_node.root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            serde_yaml_ng::Deserializer::from_str(&text)
+                .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .filter(|d| d["kind"] == "Secret")
+        .collect();
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    let s = &secrets[0];
+    assert_eq!(
+        s["metadata"]["name"].as_str().unwrap(),
+        format!("bootstrap-token-{id}")
+    );
+    assert_eq!(
+        s["metadata"]["annotations"]["kopsrs.k8s.io/node-name"]
+            .as_str()
+            .unwrap(),
+        w_name
+    );
+    assert_eq!(
+        s["stringData"]["token-secret"].as_str().unwrap(),
+        own.split('.').nth(1).unwrap()
+    );
+    assert_eq!(
+        s["stringData"]["auth-extra-groups"].as_str().unwrap(),
+        "system:bootstrappers:kopsrs:nodes"
+    );
+    assert!(s["stringData"]["expiration"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    // Both requests are used up.
+    let left = c.moto.python(&format!(
+        "print(aws('s3').list_objects_v2(Bucket='state', Prefix='{}').get('KeyCount'))",
+        key("bootstrap/instances/")
+    ));
+    assert_eq!(left.trim(), "0");
 }

@@ -36,7 +36,7 @@ const STUBS: &[(&str, &str)] = &[
     (
         "kubeadm",
         r#"case "$1 $2" in
-  "token generate") echo abcdef.0123456789abcdef ;;
+  "token generate") printf 't%05d.0123456789abcdef\n' $((RANDOM % 100000)) ;;
   "token create") echo ghijkl.0123456789abcdef ;;
   "init --config"|"join --config")
     cp "$3" "$KOPSRS_ROOT/kubeadm-$1.yaml"
@@ -52,9 +52,18 @@ case "$args" in
   *"get configmap kubeadm-config"*) printf 'apiServer: {}\nkubernetesVersion: v1.34.1\n' ;;
   *"get nodes"*) cat "$KOPSRS_CONTROL_PLANE_IPS" ;;
   *"member list"*) printf '{"members":[{"ID":%s,"name":"a","peerURLs":["https://%s:2380"]},{"ID":255,"name":"gone","peerURLs":["https://10.9.9.9:2380"]}]}' 17 "$(cut -d' ' -f1 "$KOPSRS_CONTROL_PLANE_IPS")" ;;
+  *"get csr -o json"*) cat "$KOPSRS_ROOT/csrs.json" 2>/dev/null || echo '{"items":[]}' ;;
+  *"get secrets -l kopsrs.k8s.io/instance -o json"*)
+    python3 -c 'import glob, json, sys, yaml
+docs = [d for f in sorted(glob.glob(sys.argv[1] + "/applied-*.yaml")) for d in yaml.safe_load_all(open(f))]
+print(json.dumps({"items": [d for d in docs if d and d.get("kind") == "Secret" and "kopsrs.k8s.io/instance" in d["metadata"].get("labels", {})]}))' "$KOPSRS_ROOT" ;;
   *" apply "*)
     file=$(echo "$args" | sed 's/.* -f //')
-    if [ "$file" = - ]; then sum=$(sha256sum | cut -c1-12); else sum=$(sha256sum <"$file" | cut -c1-12); fi
+    if [ "$file" = - ]; then
+      file="$KOPSRS_ROOT/applied-$(date +%s%N).yaml"
+      cat >"$file"
+    fi
+    sum=$(sha256sum <"$file" | cut -c1-12)
     echo "kubectl-apply $sum" >>"$KOPSRS_ROOT/calls.log" ;;
 esac"#,
     ),
@@ -96,6 +105,10 @@ pub fn start_node(
     let credentials = moto.instance_role_credentials(instance_id);
     let parsed: serde_json::Value = serde_json::from_str(&credentials).unwrap();
     let secrets = ["SecretAccessKey", "Token"].map(|k| parsed[k].as_str().unwrap().to_string());
+    // The name EC2 gives the instance, which the metadata service serves as its hostname.
+    let hostname = moto.python(&format!(
+        "print(aws('ec2').describe_instances(InstanceIds=['{instance_id}'])['Reservations'][0]['Instances'][0]['PrivateDnsName'])"
+    ));
     let credentials_file = dir.join(format!("{label}-credentials.json"));
     std::fs::write(&credentials_file, credentials).unwrap();
     let port = free_port();
@@ -116,6 +129,7 @@ pub fn start_node(
         .arg(files)
         .arg("--credentials")
         .arg(&credentials_file)
+        .args(["--hostname", hostname.trim()])
         .spawn()
         .unwrap();
     super::wait_for_port(port, Duration::from_secs(20), "fake IMDS");
