@@ -5,6 +5,7 @@
 
 mod exec;
 mod plan;
+pub mod rolling;
 
 pub use exec::{
     critical_path, critical_path_time, critical_path_weighted, execute, Event, ExecError,

@@ -1,0 +1,294 @@
+//! Rolling-update decisions, as pure functions over plain data: which instances need
+//! replacing and why, in which order the groups go, and how many instances of a group go at
+//! once (`maxSurge` / `maxUnavailable`, resolved as kops resolves them). The command that
+//! drives AWS and Kubernetes reads these; nothing here does I/O.
+
+use kopsrs_api::{IntOrString, Role, RollingUpdate};
+
+/// Why an instance is to be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Its launch-template version is not its group's.
+    TemplateChanged,
+    /// It carries the detached tag: a surged update detached it and did not finish.
+    Detached,
+    /// Its Node has the `kops.k8s.io/needs-update` annotation.
+    Annotated,
+    /// `--force`.
+    Forced,
+}
+
+/// One instance of a group, as AWS and Kubernetes report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The EC2 instance ID.
+    pub id: String,
+    /// The launch-template version it was launched from (`None`: unknown, treated as old).
+    pub template_version: Option<String>,
+    /// It carries `kops.k8s.io/detached-from-asg`.
+    pub detached: bool,
+    /// Its Node, once it has joined.
+    pub node: Option<NodeState>,
+}
+
+/// What the rolling update reads of a Node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    /// The Node's name.
+    pub name: String,
+    /// Ready condition true.
+    pub ready: bool,
+    /// Annotated `kops.k8s.io/needs-update`.
+    pub needs_update: bool,
+}
+
+/// An instance group with its auto scaling group's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The instance group's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The launch-template version the auto scaling group launches now.
+    pub template_version: String,
+    /// The auto scaling group's bounds and desired capacity.
+    pub min: u32,
+    /// Desired capacity.
+    pub target: u32,
+    /// Maximum size.
+    pub max: u32,
+    /// Its instances, detached ones included.
+    pub instances: Vec<Instance>,
+    /// `spec.rollingUpdate` of the instance group.
+    pub rolling_update: Option<RollingUpdate>,
+}
+
+impl Group {
+    /// Why `instance` needs replacing, if it does.
+    pub fn needs_update(&self, instance: &Instance, force: bool) -> Option<Reason> {
+        if instance.detached {
+            Some(Reason::Detached)
+        } else if instance.template_version.as_deref() != Some(self.template_version.as_str()) {
+            Some(Reason::TemplateChanged)
+        } else if instance.node.as_ref().is_some_and(|n| n.needs_update) {
+            Some(Reason::Annotated)
+        } else if force {
+            Some(Reason::Forced)
+        } else {
+            None
+        }
+    }
+
+    /// The instances to replace, detached ones first (a run that was interrupted after
+    /// detaching finishes them before it surges again), then in ID order.
+    pub fn to_update(&self, force: bool) -> Vec<&Instance> {
+        let mut out: Vec<&Instance> = self
+            .instances
+            .iter()
+            .filter(|i| self.needs_update(i, force).is_some())
+            .collect();
+        out.sort_by(|a, b| b.detached.cmp(&a.detached).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// The row of `rolling-update cluster` without `--yes`.
+    pub fn status(&self, force: bool) -> Status {
+        let need = self.to_update(force).len();
+        Status {
+            name: self.name.clone(),
+            status: if need > 0 { "NeedsUpdate" } else { "Ready" },
+            need_update: need,
+            ready: self.instances.len() - need,
+            min: self.min,
+            target: self.target,
+            max: self.max,
+            nodes: self.instances.iter().filter(|i| i.node.is_some()).count(),
+        }
+    }
+}
+
+/// A row of the NAME STATUS NEEDUPDATE READY MIN TARGET MAX NODES table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The instance group.
+    pub name: String,
+    /// `NeedsUpdate` or `Ready`, as kops prints it.
+    pub status: &'static str,
+    /// Instances to replace.
+    pub need_update: usize,
+    /// Instances that are current (kops's READY: nothing to replace).
+    pub ready: usize,
+    /// Minimum size.
+    pub min: u32,
+    /// Desired capacity.
+    pub target: u32,
+    /// Maximum size.
+    pub max: u32,
+    /// Instances that have joined as Nodes.
+    pub nodes: usize,
+}
+
+/// How many instances of a group go at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Replacements launched before their old instances go (detached, capacity kept).
+    pub max_surge: u32,
+    /// Instances that may be gone at once without a replacement ready.
+    pub max_unavailable: u32,
+}
+
+/// A `maxSurge` / `maxUnavailable` value that is neither a count nor a percentage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadAmount {
+    /// `maxSurge` or `maxUnavailable`.
+    pub field: &'static str,
+    /// The value as written.
+    pub value: String,
+}
+
+impl std::fmt::Display for BadAmount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spec.rollingUpdate.{}: {:?} is neither a count nor a percentage; write 1 or \"25%\"",
+            self.field, self.value
+        )
+    }
+}
+
+/// `value` of `n` instances: a count as it is, a percentage rounded up (`up`) or down.
+fn scaled(field: &'static str, value: &IntOrString, n: usize, up: bool) -> Result<u32, BadAmount> {
+    let bad = || BadAmount {
+        field,
+        value: match value {
+            IntOrString::Int(i) => i.to_string(),
+            IntOrString::Float(f) => f.to_string(),
+            IntOrString::String(s) => s.clone(),
+        },
+    };
+    match value {
+        IntOrString::Int(i) => u32::try_from(*i).map_err(|_| bad()),
+        IntOrString::Float(_) => Err(bad()),
+        IntOrString::String(s) => {
+            let percent: u64 = s
+                .strip_suffix('%')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(bad)?;
+            let whole = percent * n as u64;
+            let v = if up { whole.div_ceil(100) } else { whole / 100 };
+            u32::try_from(v).map_err(|_| bad())
+        }
+    }
+}
+
+/// The group's settings from its `spec.rollingUpdate`, else the cluster's, else kops's
+/// defaults on AWS (surge 1; unavailable 1 when there is no surge, else 0). A surge
+/// percentage rounds up, an unavailable percentage down but to at least 1, as kops does.
+/// Control planes never surge and go one at a time (etcd quorum); bastions one at a time.
+pub fn resolve_settings(
+    group: &Group,
+    cluster: Option<&RollingUpdate>,
+    instances: usize,
+) -> Result<Settings, BadAmount> {
+    if matches!(group.role, Role::ControlPlane | Role::Bastion) {
+        return Ok(Settings {
+            max_surge: 0,
+            max_unavailable: 1,
+        });
+    }
+    let own = group.rolling_update.as_ref();
+    let pick = |f: fn(&RollingUpdate) -> Option<&IntOrString>| {
+        own.and_then(f).or_else(|| cluster.and_then(f))
+    };
+    let max_surge = match pick(|r| r.max_surge.as_ref()) {
+        Some(v) => scaled("maxSurge", v, instances, true)?,
+        None => 1,
+    };
+    let max_unavailable = match pick(|r| r.max_unavailable.as_ref()) {
+        Some(v @ IntOrString::String(_)) => scaled("maxUnavailable", v, instances, false)?.max(1),
+        Some(v) => scaled("maxUnavailable", v, instances, false)?,
+        None => u32::from(max_surge == 0),
+    };
+    Ok(Settings {
+        max_surge,
+        max_unavailable,
+    })
+}
+
+/// One round of a group's update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// Tagged detached, then detached keeping desired capacity: the group launches their
+    /// replacements, which must be Ready before these are drained.
+    pub surge: Vec<String>,
+    /// Drained and terminated without waiting for a replacement (within maxUnavailable).
+    pub unavailable: Vec<String>,
+}
+
+/// A group's rounds: each takes up to `max_surge + max_unavailable` instances, surging the
+/// first `max_surge` of them. Instances already detached count as surged (their
+/// replacements were launched when they were detached). With both settings 0 nothing can
+/// move: no rounds, and the caller says so.
+pub fn rounds(to_update: &[&Instance], settings: Settings) -> Vec<Round> {
+    let per_round = (settings.max_surge + settings.max_unavailable) as usize;
+    if per_round == 0 {
+        return Vec::new();
+    }
+    to_update
+        .chunks(per_round)
+        .map(|chunk| {
+            let mut round = Round {
+                surge: Vec::new(),
+                unavailable: Vec::new(),
+            };
+            for instance in chunk {
+                if instance.detached || round.surge.len() < settings.max_surge as usize {
+                    round.surge.push(instance.id.clone());
+                } else {
+                    round.unavailable.push(instance.id.clone());
+                }
+            }
+            round
+        })
+        .collect()
+}
+
+/// The order groups are updated in: bastions, control planes, API servers, nodes; by name
+/// within a role. `only` (`--instance-group`) and `roles` (`--instance-group-roles`) filter;
+/// empty means all.
+pub fn order<'a>(groups: &'a [Group], only: &[String], roles: &[Role]) -> Vec<&'a Group> {
+    let rank = |r: Role| match r {
+        Role::Bastion => 0,
+        Role::ControlPlane => 1,
+        Role::ApiServer => 2,
+        Role::Node => 3,
+    };
+    let mut out: Vec<&Group> = groups
+        .iter()
+        .filter(|g| only.is_empty() || only.contains(&g.name))
+        .filter(|g| roles.is_empty() || roles.contains(&g.role))
+        .collect();
+    out.sort_by(|a, b| {
+        rank(a.role)
+            .cmp(&rank(b.role))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out
+}
+
+/// Whether a validation failure about `instance_group` (`None`: the cluster as a whole, or
+/// the control plane) stops the update of `group`: failures of other worker groups do not.
+pub fn failure_concerns(
+    group: &Group,
+    failure_group: Option<&str>,
+    failure_role: Option<Role>,
+) -> bool {
+    match (failure_group, failure_role) {
+        (_, Some(Role::ControlPlane)) | (None, _) => true,
+        (Some(name), _) => name == group.name,
+    }
+}
+
+#[cfg(test)]
+#[path = "rolling_tests.rs"]
+mod tests;

@@ -1,0 +1,255 @@
+use super::*;
+
+fn instance(id: &str, version: &str) -> Instance {
+    Instance {
+        id: id.into(),
+        template_version: Some(version.into()),
+        detached: false,
+        node: Some(NodeState {
+            name: format!("node-{id}"),
+            ready: true,
+            needs_update: false,
+        }),
+    }
+}
+
+fn group(name: &str, role: Role, instances: Vec<Instance>) -> Group {
+    let n = instances.len() as u32;
+    Group {
+        name: name.into(),
+        role,
+        template_version: "2".into(),
+        min: n,
+        target: n,
+        max: n + 2,
+        instances,
+        rolling_update: None,
+    }
+}
+
+fn amount(v: &str) -> IntOrString {
+    v.parse::<i64>()
+        .map(IntOrString::Int)
+        .unwrap_or_else(|_| IntOrString::String(v.into()))
+}
+
+fn rolling(surge: Option<&str>, unavailable: Option<&str>) -> RollingUpdate {
+    RollingUpdate {
+        max_surge: surge.map(amount),
+        max_unavailable: unavailable.map(amount),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_instance_needs_update_for_each_reason_in_order() {
+    let g = group("nodes", Role::Node, vec![]);
+    let mut i = instance("i-1", "2");
+    assert_eq!(g.needs_update(&i, false), None);
+    assert_eq!(g.needs_update(&i, true), Some(Reason::Forced));
+    i.node.as_mut().unwrap().needs_update = true;
+    assert_eq!(g.needs_update(&i, false), Some(Reason::Annotated));
+    i.template_version = Some("1".into());
+    assert_eq!(g.needs_update(&i, false), Some(Reason::TemplateChanged));
+    i.template_version = None;
+    assert_eq!(g.needs_update(&i, false), Some(Reason::TemplateChanged));
+    i.detached = true;
+    assert_eq!(g.needs_update(&i, false), Some(Reason::Detached));
+}
+
+#[test]
+fn detached_instances_go_first_and_the_table_counts_as_kops() {
+    let mut left = instance("i-9", "2");
+    left.detached = true;
+    let mut unjoined = instance("i-3", "1");
+    unjoined.node = None;
+    let g = group(
+        "nodes",
+        Role::Node,
+        vec![instance("i-1", "1"), instance("i-2", "2"), unjoined, left],
+    );
+    let ids: Vec<&str> = g.to_update(false).iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["i-9", "i-1", "i-3"]);
+    let s = g.status(false);
+    assert_eq!(
+        (
+            s.status,
+            s.need_update,
+            s.ready,
+            s.min,
+            s.target,
+            s.max,
+            s.nodes
+        ),
+        ("NeedsUpdate", 3, 1, 4, 4, 6, 3)
+    );
+    let current = group("x", Role::Node, vec![instance("i-1", "2")]);
+    assert_eq!(current.status(false).status, "Ready");
+    assert_eq!(current.status(true).need_update, 1);
+}
+
+#[test]
+fn settings_fall_back_from_group_to_cluster_to_kops_defaults() {
+    let mut g = group("nodes", Role::Node, vec![]);
+    let s = |g: &Group, c: Option<&RollingUpdate>, n| resolve_settings(g, c, n).unwrap();
+    // kops's defaults on AWS: surge 1, no unavailability.
+    assert_eq!(
+        s(&g, None, 10),
+        Settings {
+            max_surge: 1,
+            max_unavailable: 0
+        }
+    );
+    // No surge: one at a time.
+    let cluster = rolling(Some("0"), None);
+    assert_eq!(
+        s(&g, Some(&cluster), 10),
+        Settings {
+            max_surge: 0,
+            max_unavailable: 1
+        }
+    );
+    // Surge percentages round up, unavailable ones down but to at least 1.
+    let cluster = rolling(Some("25%"), Some("25%"));
+    assert_eq!(
+        s(&g, Some(&cluster), 10),
+        Settings {
+            max_surge: 3,
+            max_unavailable: 2
+        }
+    );
+    assert_eq!(
+        s(&g, Some(&cluster), 3),
+        Settings {
+            max_surge: 1,
+            max_unavailable: 1
+        }
+    );
+    // The group's own settings win, field by field.
+    g.rolling_update = Some(rolling(Some("2"), None));
+    assert_eq!(
+        s(&g, Some(&cluster), 10),
+        Settings {
+            max_surge: 2,
+            max_unavailable: 2
+        }
+    );
+    g.rolling_update = Some(rolling(Some("0"), Some("0")));
+    assert_eq!(
+        s(&g, Some(&cluster), 10),
+        Settings {
+            max_surge: 0,
+            max_unavailable: 0
+        }
+    );
+    // Control planes and bastions: never surged, one at a time, whatever the spec says.
+    for role in [Role::ControlPlane, Role::Bastion] {
+        let mut cp = group("cp", role, vec![]);
+        cp.rolling_update = Some(rolling(Some("3"), Some("2")));
+        assert_eq!(
+            s(&cp, None, 3),
+            Settings {
+                max_surge: 0,
+                max_unavailable: 1
+            }
+        );
+    }
+    let bad = rolling(Some("many"), None);
+    let err = resolve_settings(&g_plain(), Some(&bad), 3).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.rollingUpdate.maxSurge: \"many\" is neither a count nor a percentage; write 1 or \"25%\""
+    );
+    let negative = rolling(None, Some("-1"));
+    assert!(resolve_settings(&g_plain(), Some(&negative), 3).is_err());
+}
+
+fn g_plain() -> Group {
+    group("nodes", Role::Node, vec![])
+}
+
+#[test]
+fn rounds_surge_first_and_never_exceed_surge_plus_unavailable() {
+    let instances: Vec<Instance> = (1..=5).map(|i| instance(&format!("i-{i}"), "1")).collect();
+    let refs: Vec<&Instance> = instances.iter().collect();
+    let r = rounds(
+        &refs,
+        Settings {
+            max_surge: 2,
+            max_unavailable: 1,
+        },
+    );
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].surge, ["i-1", "i-2"]);
+    assert_eq!(r[0].unavailable, ["i-3"]);
+    assert_eq!(r[1].surge, ["i-4", "i-5"]);
+    assert!(r[1].unavailable.is_empty());
+    // Surge only: capacity never drops (every instance is replaced before it goes).
+    let r = rounds(
+        &refs,
+        Settings {
+            max_surge: 1,
+            max_unavailable: 0,
+        },
+    );
+    assert_eq!(r.len(), 5);
+    assert!(r
+        .iter()
+        .all(|r| r.unavailable.is_empty() && r.surge.len() == 1));
+    // An instance a previous run detached counts as surged, whatever the settings.
+    let mut left = instance("i-0", "1");
+    left.detached = true;
+    let refs: Vec<&Instance> = std::iter::once(&left).chain(instances.iter()).collect();
+    let r = rounds(
+        &refs,
+        Settings {
+            max_surge: 0,
+            max_unavailable: 1,
+        },
+    );
+    assert_eq!(r[0].surge, ["i-0"]);
+    assert_eq!(r[1].unavailable, ["i-1"]);
+    // Nothing may move.
+    assert!(rounds(
+        &refs,
+        Settings {
+            max_surge: 0,
+            max_unavailable: 0
+        }
+    )
+    .is_empty());
+}
+
+#[test]
+fn groups_go_bastions_control_planes_api_servers_then_nodes() {
+    let groups = vec![
+        group("nodes-b", Role::Node, vec![]),
+        group("api", Role::ApiServer, vec![]),
+        group("nodes-a", Role::Node, vec![]),
+        group("cp-b", Role::ControlPlane, vec![]),
+        group("bastions", Role::Bastion, vec![]),
+        group("cp-a", Role::ControlPlane, vec![]),
+    ];
+    let names = |gs: Vec<&Group>| gs.iter().map(|g| g.name.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(order(&groups, &[], &[])),
+        ["bastions", "cp-a", "cp-b", "api", "nodes-a", "nodes-b"]
+    );
+    assert_eq!(
+        names(order(&groups, &["nodes-b".into(), "cp-b".into()], &[])),
+        ["cp-b", "nodes-b"]
+    );
+    assert_eq!(
+        names(order(&groups, &[], &[Role::Node])),
+        ["nodes-a", "nodes-b"]
+    );
+}
+
+#[test]
+fn only_failures_of_this_group_or_the_control_plane_stop_it() {
+    let g = g_plain();
+    assert!(failure_concerns(&g, Some("nodes"), Some(Role::Node)));
+    assert!(!failure_concerns(&g, Some("other"), Some(Role::Node)));
+    assert!(failure_concerns(&g, Some("cp-a"), Some(Role::ControlPlane)));
+    assert!(failure_concerns(&g, None, None));
+}
