@@ -6,6 +6,7 @@
 mod exec;
 mod plan;
 pub mod rolling;
+pub mod validation;
 
 pub use exec::{
     critical_path, critical_path_time, critical_path_weighted, execute, Event, ExecError,
