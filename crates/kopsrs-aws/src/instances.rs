@@ -37,7 +37,62 @@ pub struct InstanceInfo {
     pub current_version: String,
 }
 
+/// An auto scaling group of the cluster as `validate cluster` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSize {
+    /// The kops instance group.
+    pub instance_group: String,
+    /// Its role (`control-plane`, `node`, `bastion`, `apiserver`...).
+    pub role: String,
+    /// The desired capacity.
+    pub desired: u32,
+    /// The instances in the group.
+    pub instances: Vec<String>,
+}
+
+/// The instance group (tag `kops.k8s.io/instancegroup`, else the ASG name) and the role
+/// (tag `k8s.io/role/<role>`) of an auto scaling group.
+fn identity(group: &aws_sdk_autoscaling::types::AutoScalingGroup) -> (String, String) {
+    let name = group.auto_scaling_group_name().unwrap_or_default();
+    let instance_group = group
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("kops.k8s.io/instancegroup"))
+        .and_then(|t| t.value())
+        .map_or_else(|| name.to_string(), str::to_string);
+    let role = group
+        .tags()
+        .iter()
+        .filter_map(|t| t.key()?.strip_prefix("k8s.io/role/"))
+        .next()
+        .unwrap_or("node")
+        .to_string();
+    (instance_group, role)
+}
+
 impl Aws {
+    /// The cluster's groups with their desired capacity and instances: one paginated call.
+    pub async fn group_sizes(&self, cluster: &str) -> Result<Vec<GroupSize>, Error> {
+        Ok(self
+            .cluster_groups(cluster)
+            .await?
+            .iter()
+            .map(|g| {
+                let (instance_group, role) = identity(g);
+                GroupSize {
+                    instance_group,
+                    role,
+                    desired: g.desired_capacity().unwrap_or(0).max(0) as u32,
+                    instances: g
+                        .instances()
+                        .iter()
+                        .filter_map(|i| i.instance_id().map(str::to_string))
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
     /// The cluster's instances, by group then ID.
     pub async fn instances(&self, cluster: &str) -> Result<Vec<InstanceInfo>, Error> {
         let groups = self.cluster_groups(cluster);
@@ -84,24 +139,7 @@ impl Aws {
 
         let mut out = Vec::new();
         for group in &groups {
-            let tag_value = |key: &str| {
-                group
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == Some(key))
-                    .and_then(|t| t.value())
-                    .map(str::to_string)
-            };
-            let name = group.auto_scaling_group_name().unwrap_or_default();
-            let instance_group =
-                tag_value("kops.k8s.io/instancegroup").unwrap_or_else(|| name.to_string());
-            let role = group
-                .tags()
-                .iter()
-                .filter_map(|t| t.key()?.strip_prefix("k8s.io/role/"))
-                .next()
-                .unwrap_or("node")
-                .to_string();
+            let (instance_group, role) = identity(group);
             let lt = group.launch_template();
             let lt_id = lt.and_then(|l| l.launch_template_id()).unwrap_or_default();
             let (latest, default) = templates.get(lt_id).copied().unwrap_or((0, 0));

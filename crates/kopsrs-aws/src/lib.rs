@@ -69,7 +69,7 @@ use kopsrs_engine::Plan;
 use kopsrs_model::{Address, DesiredSet};
 
 pub use apply::{apply, ApplyReport};
-pub use instances::InstanceInfo;
+pub use instances::{GroupSize, InstanceInfo};
 pub use kind::Kind;
 
 /// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by

@@ -80,6 +80,9 @@ pub enum Command {
     /// Move a cluster's spec to the channel's recommended Kubernetes version.
     #[command(subcommand)]
     Upgrade(UpgradeCommand),
+    /// Check that a cluster's instances have joined and its nodes and system pods are healthy.
+    #[command(subcommand)]
+    Validate(ValidateCommand),
     /// Print the version.
     #[command(after_help = "Examples:\n  kopsrs version\n  kopsrs version --short")]
     Version {
@@ -242,6 +245,47 @@ pub struct UpgradeClusterArgs {
     /// Write the change (otherwise only print it).
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ValidateCommand {
+    /// Every instance group at its target size, every instance joined as a Node, Nodes
+    /// Ready, control-plane pods running, system-critical pods ready. Exit 1 when not valid.
+    #[command(
+        after_help = "Examples:\n  kopsrs validate cluster dev.example.com\n  kopsrs validate cluster dev.example.com --wait 10m\n  kopsrs validate cluster dev.example.com -o json"
+    )]
+    Cluster(ValidateClusterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateClusterArgs {
+    /// The cluster (or --name).
+    pub cluster: Option<String>,
+    /// Keep validating until the cluster is valid or this much time has passed (0: once).
+    #[arg(long, default_value = "0s", value_parser = duration, value_name = "DURATION")]
+    pub wait: std::time::Duration,
+    /// With --wait: the number of consecutive passes the cluster must pass.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub count: u32,
+    /// With --wait: the time between passes.
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION")]
+    pub interval: std::time::Duration,
+    /// Worker nodes that may be not Ready without failing validation.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_unready_nodes: usize,
+    /// The kubeconfig to read (default: $KUBECONFIG, else ~/.kube/config); its context
+    /// named after the cluster is used.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+    pub output: ListFormat,
+}
+
+/// A duration as kops's flags take it (`30s`, `10m`, `1h30m`).
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 30s, 10m or 1h30m"))
 }
 
 #[derive(Args, Debug, Default, Clone)]

@@ -344,13 +344,14 @@ fn kops_command_line_habits() {
         "{rolling}"
     );
     assert!(rolling.contains("kopsrs get instances"), "{rolling}");
+    // `validate cluster` exists: without a kubeconfig context it says how to get one.
     let validate = fails(
         kopsrs(&state)
-            .args(["validate", "cluster"])
+            .args(["validate", "cluster", name, "--kubeconfig", "/dev/null"])
             .output()
             .unwrap(),
     );
-    assert!(validate.contains("no `validate cluster` yet"), "{validate}");
+    assert!(validate.contains("export kubeconfig"), "{validate}");
     let typo = fails(kopsrs(&state).args(["updte", "cluster"]).output().unwrap());
     assert!(typo.contains("did you mean `update`?"), "{typo}");
 }

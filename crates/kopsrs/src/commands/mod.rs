@@ -9,6 +9,7 @@ mod replace;
 mod toolbox;
 mod update;
 mod upgrade;
+mod validate;
 
 use std::io::IsTerminal;
 
@@ -53,6 +54,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Upgrade(crate::cli::UpgradeCommand::Cluster(args)) => {
             upgrade::run(&global, args).await
         }
+        Command::Validate(crate::cli::ValidateCommand::Cluster(args)) => {
+            validate::run(&global, args).await
+        }
         Command::Version { short: true } => {
             println!("{}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -81,11 +85,6 @@ fn unsupported(argv: &[String]) -> Problems {
             "rolling-update cluster",
             "`kopsrs get instances` lists the instances that need an update; replace them \
              through their auto scaling group (an instance refresh) until it lands",
-        ),
-        "validate" => not_yet(
-            "validate cluster",
-            "export a kubeconfig (`kopsrs export kubeconfig --admin`) and check with \
-             `kubectl get nodes` and `kubectl get pods -n kube-system`",
         ),
         "reconcile" => not_yet(
             "reconcile cluster",

@@ -1,0 +1,225 @@
+//! The Kubernetes side of day two. A client made as kops makes it (the kubeconfig context
+//! named after the cluster, from `--kubeconfig` or `$KUBECONFIG`, the one `export
+//! kubeconfig` writes), and what `validate cluster` reads of the cluster: every Node and every
+//! pod, one list each whatever the size of the cluster. The decisions are
+//! [`kopsrs_engine::validation`]'s; this crate only reads. The only crate that depends on
+//! `kube` and `k8s-openapi`.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kopsrs_engine::validation;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// Why the Kubernetes API could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// No kubeconfig, or no context named after the cluster in it.
+    #[error("no kubeconfig context named {cluster:?} in {where_}")]
+    NoContext {
+        /// The cluster.
+        cluster: String,
+        /// Where kopsrs looked.
+        where_: String,
+    },
+    /// The kubeconfig could not be read or used.
+    #[error("the kubeconfig for {cluster:?} cannot be used: {reason}")]
+    Config {
+        /// The cluster.
+        cluster: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The API did not answer, or refused.
+    #[error("the Kubernetes API of {cluster:?} at {server} did not answer: {reason}")]
+    Unreachable {
+        /// The cluster.
+        cluster: String,
+        /// The API's URL.
+        server: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// A client for one cluster's API.
+pub struct Kube {
+    client: Client,
+    cluster: String,
+    server: String,
+}
+
+impl Kube {
+    /// The client of the context named `cluster` in `kubeconfig` (else `$KUBECONFIG`, else
+    /// `~/.kube/config`).
+    pub async fn connect(cluster: &str, kubeconfig: Option<&Path>) -> Result<Kube, KubeError> {
+        let config_err = |reason: String| KubeError::Config {
+            cluster: cluster.to_string(),
+            reason,
+        };
+        let (file, where_) = match kubeconfig {
+            Some(path) => (
+                Kubeconfig::read_from(path).map_err(|e| config_err(e.to_string()))?,
+                path.display().to_string(),
+            ),
+            None => {
+                let where_ = std::env::var("KUBECONFIG")
+                    .unwrap_or_else(|_| home_kubeconfig().display().to_string());
+                match Kubeconfig::read() {
+                    Ok(file) => (file, where_),
+                    Err(_) => {
+                        return Err(KubeError::NoContext {
+                            cluster: cluster.to_string(),
+                            where_,
+                        })
+                    }
+                }
+            }
+        };
+        if !file.contexts.iter().any(|c| c.name == cluster) {
+            return Err(KubeError::NoContext {
+                cluster: cluster.to_string(),
+                where_,
+            });
+        }
+        let options = KubeConfigOptions {
+            context: Some(cluster.to_string()),
+            ..Default::default()
+        };
+        let config = Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|e| config_err(e.to_string()))?;
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| config_err(e.to_string()))?;
+        Ok(Kube {
+            client,
+            cluster: cluster.to_string(),
+            server,
+        })
+    }
+
+    fn unreachable(&self, e: kube::Error) -> KubeError {
+        KubeError::Unreachable {
+            cluster: self.cluster.clone(),
+            server: self.server.clone(),
+            reason: plain(&e),
+        }
+    }
+
+    /// Every Node and every pod, as validation reads them: two list calls.
+    pub async fn snapshot(
+        &self,
+    ) -> Result<(Vec<validation::Node>, Vec<validation::Pod>), KubeError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        let all = ListParams::default();
+        let (nodes, pods) = tokio::join!(nodes.list(&all), pods.list(&all));
+        let nodes = nodes.map_err(|e| self.unreachable(e))?;
+        let pods = pods.map_err(|e| self.unreachable(e))?;
+        Ok((
+            nodes.items.iter().map(node).collect(),
+            pods.items.iter().map(pod).collect(),
+        ))
+    }
+}
+
+fn home_kubeconfig() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".kube/config")
+}
+
+/// An error and its causes on one line.
+fn plain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn condition(node: &Node, kind: &str) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == kind))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// A Node as validation reads it: the instance from `spec.providerID` (`aws:///ZONE/ID`),
+/// the role from the role labels.
+fn node(n: &Node) -> validation::Node {
+    let labels = n.metadata.labels.clone().unwrap_or_default();
+    let role = if labels.contains_key("node-role.kubernetes.io/control-plane") {
+        "control-plane"
+    } else if labels.contains_key("node-role.kubernetes.io/api-server") {
+        "api-server"
+    } else {
+        "node"
+    };
+    let name = n.metadata.name.clone().unwrap_or_default();
+    validation::Node {
+        instance_id: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.provider_id.as_deref())
+            .and_then(|p| p.rsplit('/').next())
+            .filter(|id| id.starts_with("i-"))
+            .map(str::to_string),
+        role: role.to_string(),
+        zone: labels
+            .get("topology.kubernetes.io/zone")
+            .cloned()
+            .unwrap_or_default(),
+        hostname: n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| a.iter().find(|a| a.type_ == "Hostname"))
+            .map(|a| a.address.clone())
+            .unwrap_or_else(|| name.clone()),
+        ready: condition(n, "Ready"),
+        network_unavailable: condition(n, "NetworkUnavailable"),
+        name,
+    }
+}
+
+fn pod(p: &Pod) -> validation::Pod {
+    let meta = &p.metadata;
+    let status = p.status.as_ref();
+    validation::Pod {
+        name: format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default()
+        ),
+        node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
+        priority_class: p.spec.as_ref().and_then(|s| s.priority_class_name.clone()),
+        component: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("component"))
+            .cloned(),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into()),
+        unready_containers: status
+            .and_then(|s| s.container_statuses.as_ref())
+            .map(|c| {
+                c.iter()
+                    .filter(|c| !c.ready)
+                    .map(|c| c.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}

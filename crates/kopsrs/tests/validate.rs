@@ -1,0 +1,273 @@
+//! `validate cluster` through the binary: a cluster applied to moto, its Nodes and pods from
+//! scripts/fake_kube.py (whose node simulator registers every running instance of the
+//! cluster as a Node), reached through a kubeconfig context named after the cluster.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{repo_root, Moto};
+
+const NAME: &str = "valid.example.com";
+const IMAGE: &str = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
+
+struct FakeKube {
+    child: Child,
+    url: String,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl FakeKube {
+    fn start(dir: &Path, moto: &Moto) -> FakeKube {
+        let port_file = dir.join("kube-port");
+        let child = Command::new("python3")
+            .arg(repo_root().join("scripts/fake_kube.py"))
+            .args(["-p", "0", "--port-file"])
+            .arg(&port_file)
+            .args(["--cluster", NAME, "--aws-endpoint", &moto.endpoint])
+            .args([
+                "--region",
+                "eu-west-1",
+                "--ready-after",
+                "0",
+                "--sync-interval",
+                "0.2",
+            ])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while !port_file.exists() || std::fs::read_to_string(&port_file).unwrap().is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "fake_kube did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let port = std::fs::read_to_string(&port_file).unwrap();
+        let url = format!("http://127.0.0.1:{}", port.trim());
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: {NAME}\n  cluster:\n    server: {url}\n\
+                 contexts:\n- name: {NAME}\n  context:\n    cluster: {NAME}\n    user: {NAME}\n\
+                 current-context: {NAME}\nusers:\n- name: {NAME}\n  user: {{}}\n"
+            ),
+        )
+        .unwrap();
+        FakeKube {
+            child,
+            url,
+            kubeconfig,
+        }
+    }
+
+    /// A control request to the fake (`/__fake/...`).
+    fn control(&self, method: &str, path: &str, body: &str) {
+        let status = Command::new("curl")
+            .args([
+                "-sSf",
+                "-o",
+                "/dev/null",
+                "-X",
+                method,
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args(["--data", body])
+            .arg(format!("{}{path}", self.url))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{method} {path}");
+    }
+}
+
+fn validate(moto: &Moto, kube: &FakeKube, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args(["validate", "cluster", NAME, "-o", "json", "--kubeconfig"])
+        .arg(&kube.kubeconfig)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+fn messages(json: &serde_json::Value) -> Vec<String> {
+    json["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn validate_cluster_reports_what_kops_reports() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let dir = tempfile::tempdir().unwrap();
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args([
+            "create",
+            "cluster",
+            "--name",
+            NAME,
+            "--dns-zone",
+            "example.com",
+        ])
+        .args([
+            "--zones",
+            "eu-west-1a",
+            "--node-count",
+            "2",
+            "--image",
+            IMAGE,
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kube = FakeKube::start(dir.path(), &moto);
+
+    // Healthy: every instance joined, Ready, the control plane's pods running.
+    let (code, json, stderr) = validate(&moto, &kube, &["--wait", "60s", "--interval", "1s"]);
+    assert_eq!(code, 0, "{json}\n{stderr}");
+    assert!(messages(&json).is_empty());
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{json}");
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n["role"] == "control-plane")
+            .count(),
+        1
+    );
+    assert!(nodes
+        .iter()
+        .all(|n| n["status"] == "True" && n["zone"] == "eu-west-1a"));
+    let cp = nodes.iter().find(|n| n["role"] == "control-plane").unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let worker = nodes.iter().find(|n| n["role"] == "node").unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A missing control-plane pod and a NotReady node: exit 1, each named.
+    kube.control(
+        "POST",
+        &format!("/__fake/static-pods/{cp}/kube-scheduler"),
+        r#"{"present": false}"#,
+    );
+    kube.control(
+        "POST",
+        &format!("/__fake/nodes/{worker}/condition"),
+        r#"{"Ready": "False"}"#,
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, json, _) = validate(&moto, &kube, &[]);
+    assert_eq!(code, 1, "{json}");
+    let m = messages(&json);
+    assert!(
+        m.contains(&format!(
+            "control-plane node \"{cp}\" is missing kube-scheduler pod"
+        )),
+        "{m:?}"
+    );
+    assert!(
+        m.contains(&format!("node \"{worker}\" of role \"node\" is not ready")),
+        "{m:?}"
+    );
+    let f = json["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == "Node" && f["name"] == worker.as_str())
+        .unwrap();
+    assert_eq!(f["instanceGroup"], "nodes-eu-west-1a", "{f}");
+    // One NotReady worker is allowed with --max-unready-nodes 1 (its DaemonSet pod, not ready
+    // with it, still counts); the control plane's missing pod is not.
+    let (code, json, _) = validate(&moto, &kube, &["--max-unready-nodes", "1"]);
+    assert_eq!(code, 1);
+    let m = messages(&json);
+    assert!(!m.iter().any(|m| m.starts_with("node ")), "{m:?}");
+    assert!(
+        m.iter().any(|m| m.contains("missing kube-scheduler pod")),
+        "{m:?}"
+    );
+    kube.control(
+        "POST",
+        &format!("/__fake/static-pods/{cp}/kube-scheduler"),
+        r#"{"present": true}"#,
+    );
+    kube.control(
+        "POST",
+        &format!("/__fake/nodes/{worker}/condition"),
+        r#"{"Ready": null}"#,
+    );
+
+    // An instance whose Node is gone (the fake re-registers it only much later).
+    kube.control("POST", "/__fake/config", r#"{"reregister_after": 600}"#);
+    let status = Command::new("curl")
+        .args(["-sSf", "-o", "/dev/null", "-X", "DELETE"])
+        .arg(format!("{}/api/v1/nodes/{worker}", kube.url))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, json, _) = validate(&moto, &kube, &[]);
+    assert_eq!(code, 1, "{json}");
+    let m = messages(&json);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("machine \"i-") && m[0].ends_with("has not yet joined cluster"),
+        "{m:?}"
+    );
+
+    // No context for the cluster: an error that says how to get one.
+    let empty = dir.path().join("empty-kubeconfig");
+    std::fs::write(
+        &empty,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .unwrap();
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args(["validate", "cluster", NAME, "--kubeconfig"])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("no kubeconfig context named \"{NAME}\""))
+            && stderr.contains("export kubeconfig"),
+        "{stderr}"
+    );
+}
