@@ -217,15 +217,7 @@ fn a_worker_gets_a_token_and_a_certificate_for_its_own_name_only() {
 
     // The control plane's approver: the worker's request becomes a token for its EC2 name;
     // certificates asked for with it are approved for that name only.
-    let ec2_name = |id: &str| {
-        c.moto
-            .python(&format!(
-                "print(aws('ec2').describe_instances(InstanceIds=['{id}'])['Reservations'][0]['Instances'][0]['PrivateDnsName'])"
-            ))
-            .trim()
-            .to_string()
-    };
-    let (w_name, cp_name) = (ec2_name(&worker.0), ec2_name(&cp.0));
+    let (w_name, cp_name) = (c.moto.ec2_name(&worker.0), c.moto.ec2_name(&cp.0));
     assert!(join.contains(&format!("name: '{w_name}'")), "{join}");
     let id = own.split('.').next().unwrap();
     let mut done = csr(

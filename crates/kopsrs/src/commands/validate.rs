@@ -5,13 +5,15 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use comfy_table::{presets, Table};
+use comfy_table::Table;
 use kopsrs_api::Role;
 use kopsrs_engine::validation::{self, GroupInstances, Validation};
 
 use crate::cli::{GlobalArgs, ListFormat, ValidateClusterArgs};
 use crate::context;
 use crate::problems::{ExitWith, Problems};
+
+use super::get::table;
 
 pub async fn run(global: &GlobalArgs, args: ValidateClusterArgs) -> Result<()> {
     let store = context::open_store(global).await?;
@@ -110,13 +112,6 @@ fn kube_problem(name: &str, e: &kopsrs_kube::KubeError) -> Problems {
         }
     };
     Problems::one(e.to_string(), hint)
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table.load_preset(presets::NOTHING);
-    table.set_header(header.to_vec());
-    table
 }
 
 fn print_table(title: &str, table: &Table) {

@@ -74,8 +74,6 @@ pub struct Node {
     imds: Child,
     pub imds_url: String,
     pub instance_id: String,
-    /// The secret key and session token of the instance role's session.
-    pub secrets: [String; 2],
     /// The instance role's session, as the metadata service serves it.
     pub credentials: serde_json::Value,
 }
@@ -104,11 +102,8 @@ pub fn start_node(
     std::fs::write(root.join("dev/xvdu"), "").unwrap();
     let credentials = moto.instance_role_credentials(instance_id);
     let parsed: serde_json::Value = serde_json::from_str(&credentials).unwrap();
-    let secrets = ["SecretAccessKey", "Token"].map(|k| parsed[k].as_str().unwrap().to_string());
     // The name EC2 gives the instance, which the metadata service serves as its hostname.
-    let hostname = moto.python(&format!(
-        "print(aws('ec2').describe_instances(InstanceIds=['{instance_id}'])['Reservations'][0]['Instances'][0]['PrivateDnsName'])"
-    ));
+    let hostname = moto.ec2_name(instance_id);
     let credentials_file = dir.join(format!("{label}-credentials.json"));
     std::fs::write(&credentials_file, credentials).unwrap();
     let port = free_port();
@@ -129,7 +124,7 @@ pub fn start_node(
         .arg(files)
         .arg("--credentials")
         .arg(&credentials_file)
-        .args(["--hostname", hostname.trim()])
+        .args(["--hostname", &hostname])
         .spawn()
         .unwrap();
     super::wait_for_port(port, Duration::from_secs(20), "fake IMDS");
@@ -138,7 +133,6 @@ pub fn start_node(
         imds,
         imds_url: format!("http://127.0.0.1:{port}"),
         instance_id: instance_id.to_string(),
-        secrets,
         credentials: parsed,
     }
 }

@@ -329,6 +329,15 @@ impl Moto {
         );
     }
 
+    /// The name EC2 gives the instance (its private DNS name: the node name).
+    pub fn ec2_name(&self, instance_id: &str) -> String {
+        self.python(&format!(
+            "print(aws('ec2').describe_instances(InstanceIds=['{instance_id}'])['Reservations'][0]['Instances'][0]['PrivateDnsName'])"
+        ))
+        .trim()
+        .to_string()
+    }
+
     /// The credentials EC2's metadata service hands the instance: a session of the role of
     /// the instance profile its launch template names (found from its auto scaling group;
     /// an instance outside one, its own profile), named after the instance as on EC2. JSON as the metadata service serves it, with
