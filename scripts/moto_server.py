@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with six additions.
+"""moto_server for kopsrs's tests and benchmarks, with seven additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -27,6 +27,13 @@
    signed S3 list by a prefix with '/' always failed) and an S3 key's path encoded as S3
    signs it (a key with ':' always failed), and with an empty payload for a REST
    read (it hashed the parsed query).
+7. An auto scaling group's instance reports the launch-template version it was launched
+   with, as AWS does. moto reported the template's current default version for every
+   instance, so an instance never looked out of date (or always did) and a rolling update
+   could not tell old instances from their replacements. And a template version made by
+   `CreateLaunchTemplateVersion` keeps its user data as `CreateLaunchTemplate` does (moto
+   stored it raw, and launching from that version then failed with a 500, after moto had
+   already taken the instance out of its group).
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -55,8 +62,10 @@ import time
 import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.autoscaling import models as _autoscaling
 from moto.ec2.models import launch_templates as _launch_templates
 from moto.ec2.models import subnets as _subnets
+from moto.ec2 import utils as _ec2_utils
 from moto.iam import access_control as _access_control
 from moto.s3 import responses as s3_responses
 from werkzeug.serving import run_simple
@@ -93,6 +102,41 @@ def _available_ip_address_count(self):
 
 
 _subnets.Subnet.available_ip_address_count = property(_available_ip_address_count)
+
+_create_version = _launch_templates.LaunchTemplate.create_version
+
+
+def _create_version_parsed(self, data, description):
+    if isinstance(data.get("UserData"), (str, bytes)):
+        data = dict(data, UserData=_ec2_utils.parse_user_data(data["UserData"]))
+    return _create_version(self, data, description)
+
+
+_launch_templates.LaunchTemplate.create_version = _create_version_parsed
+
+_instance_state_init = _autoscaling.InstanceState.__init__
+
+
+def _instance_state_init_recording(self, instance, *args, **kwargs):
+    _instance_state_init(self, instance, *args, **kwargs)
+    group = self.auto_scaling_group
+    template = getattr(group, "ec2_launch_template", None)
+    # Kept on the EC2 instance: the version it was launched with never changes.
+    if template is not None and not hasattr(instance, "kopsrs_template_version"):
+        instance.kopsrs_template_version = template.get_version(group.launch_template_version).number
+
+
+def _instance_launch_template(self):
+    template = getattr(self.auto_scaling_group, "ec2_launch_template", None)
+    if template is None:
+        return None
+    version = getattr(self.instance, "kopsrs_template_version", template.default_version_number)
+    return {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name,
+            "Version": str(version)}
+
+
+_autoscaling.InstanceState.__init__ = _instance_state_init_recording
+_autoscaling.InstanceState.launch_template = property(_instance_launch_template)
 
 _CALLER = threading.local()
 _check_action_permitted = _access_control.IAMRequestBase.check_action_permitted

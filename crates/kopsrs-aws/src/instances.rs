@@ -52,7 +52,7 @@ pub struct GroupSize {
 
 /// The instance group (tag `kops.k8s.io/instancegroup`, else the ASG name) and the role
 /// (tag `k8s.io/role/<role>`) of an auto scaling group.
-fn identity(group: &aws_sdk_autoscaling::types::AutoScalingGroup) -> (String, String) {
+pub(crate) fn identity(group: &aws_sdk_autoscaling::types::AutoScalingGroup) -> (String, String) {
     let name = group.auto_scaling_group_name().unwrap_or_default();
     let instance_group = group
         .tags()
@@ -96,20 +96,6 @@ impl Aws {
     /// The cluster's instances, by group then ID.
     pub async fn instances(&self, cluster: &str) -> Result<Vec<InstanceInfo>, Error> {
         let groups = self.cluster_groups(cluster);
-        // Latest and default versions by launch-template ID.
-        let templates = async {
-            let mut versions = BTreeMap::new();
-            for lt in self.cluster_launch_templates(cluster).await? {
-                versions.insert(
-                    lt.launch_template_id().unwrap_or_default().to_string(),
-                    (
-                        lt.latest_version_number().unwrap_or(1),
-                        lt.default_version_number().unwrap_or(1),
-                    ),
-                );
-            }
-            Ok::<_, Error>(versions)
-        };
         let details = async {
             let mut details = BTreeMap::new();
             let request = self
@@ -135,6 +121,7 @@ impl Aws {
             }
             Ok::<_, Error>(details)
         };
+        let templates = template_versions(self, cluster);
         let (groups, templates, details) = tokio::try_join!(groups, templates, details)?;
 
         let mut out = Vec::new();
@@ -181,14 +168,39 @@ impl Aws {
     }
 }
 
-/// Whether an instance launched with launch-template version `instance` runs the version its
-/// group launches now (`group`: a number, `$Latest` or `$Default`); and that version.
-fn status(group: Option<&str>, instance: &str, latest: i64, default: i64) -> (&'static str, i64) {
-    let resolve = |v: &str| match v {
+/// The latest and default version numbers of the cluster's launch templates, by ID: one
+/// paginated call.
+pub(crate) async fn template_versions(
+    aws: &Aws,
+    cluster: &str,
+) -> Result<BTreeMap<String, (i64, i64)>, Error> {
+    let mut versions = BTreeMap::new();
+    for lt in aws.cluster_launch_templates(cluster).await? {
+        versions.insert(
+            lt.launch_template_id().unwrap_or_default().to_string(),
+            (
+                lt.latest_version_number().unwrap_or(1),
+                lt.default_version_number().unwrap_or(1),
+            ),
+        );
+    }
+    Ok(versions)
+}
+
+/// A launch-template version as a number: `$Latest` and `$Default` resolved, -1 when it is
+/// not a version.
+pub(crate) fn version_of(version: &str, latest: i64, default: i64) -> i64 {
+    match version {
         "$Latest" => latest,
         "$Default" => default,
         v => v.parse().unwrap_or(-1),
-    };
+    }
+}
+
+/// Whether an instance launched with launch-template version `instance` runs the version its
+/// group launches now (`group`: a number, `$Latest` or `$Default`); and that version.
+fn status(group: Option<&str>, instance: &str, latest: i64, default: i64) -> (&'static str, i64) {
+    let resolve = |v: &str| version_of(v, latest, default);
     let current = group.map(resolve).unwrap_or(latest);
     let status = match current > 0 && resolve(instance) == current {
         true => "UpToDate",

@@ -36,6 +36,7 @@ mod discover;
 mod instances;
 mod kind;
 mod resolve;
+mod rolling;
 
 // One file per kind or family of kinds; `kind.rs` lists them.
 mod autoscaling;
@@ -70,6 +71,7 @@ use kopsrs_model::{Address, DesiredSet};
 
 pub use apply::{apply, ApplyReport};
 pub use instances::{GroupSize, InstanceInfo};
+pub use rolling::{RollingGroup, RollingInstance, DETACHED_TAG};
 pub use kind::Kind;
 
 /// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by

@@ -289,6 +289,45 @@ pub fn failure_concerns(
     }
 }
 
+/// After a control-plane instance was replaced, what still keeps the next one from going
+/// (empty: etcd can lose another member). Every control-plane Node is Ready and runs a
+/// running, ready etcd pod, and there are exactly `expected` of them: the replaced
+/// instance's Node is gone (with kubeadm, the new member removes the member whose address no
+/// control-plane node has any more, docs/bootstrap.md), and its replacement has joined.
+pub fn control_plane_unsettled(
+    nodes: &[crate::validation::Node],
+    pods: &[crate::validation::Pod],
+    expected: usize,
+) -> Vec<String> {
+    let control_planes: Vec<_> = nodes.iter().filter(|n| n.role == "control-plane").collect();
+    let mut out = Vec::new();
+    if control_planes.len() != expected {
+        out.push(format!(
+            "{} control-plane nodes, {expected} expected",
+            control_planes.len()
+        ));
+    }
+    for node in control_planes {
+        if !node.ready || node.network_unavailable {
+            out.push(format!("control-plane node {:?} is not ready", node.name));
+            continue;
+        }
+        let etcd = pods.iter().any(|p| {
+            p.node.as_deref() == Some(node.name.as_str())
+                && p.component.as_deref() == Some("etcd")
+                && p.phase == "Running"
+                && p.unready_containers.is_empty()
+        });
+        if !etcd {
+            out.push(format!(
+                "control-plane node {:?} has no ready etcd pod",
+                node.name
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[path = "rolling_tests.rs"]
 mod tests;

@@ -253,3 +253,52 @@ fn only_failures_of_this_group_or_the_control_plane_stop_it() {
     assert!(failure_concerns(&g, Some("cp-a"), Some(Role::ControlPlane)));
     assert!(failure_concerns(&g, None, None));
 }
+
+#[test]
+fn the_next_control_plane_waits_for_etcd_to_settle() {
+    use crate::validation::{Node, Pod};
+    let node = |name: &str, ready: bool| Node {
+        name: name.into(),
+        instance_id: Some(format!("i-{name}")),
+        role: "control-plane".into(),
+        zone: "a".into(),
+        hostname: name.into(),
+        ready,
+        network_unavailable: false,
+    };
+    let etcd = |on: &str, ready: bool| Pod {
+        name: format!("kube-system/etcd-{on}"),
+        node: Some(on.into()),
+        priority_class: Some("system-node-critical".into()),
+        component: Some("etcd".into()),
+        phase: "Running".into(),
+        unready_containers: if ready { vec![] } else { vec!["etcd".into()] },
+    };
+    let worker = Node {
+        role: "node".into(),
+        ..node("w", true)
+    };
+    let settled = [node("a", true), node("b", true), worker.clone()];
+    let pods = [etcd("a", true), etcd("b", true)];
+    assert!(control_plane_unsettled(&settled, &pods, 2).is_empty());
+    // The replaced instance's Node is still there: three where two are expected.
+    let old_still_there = [node("a", true), node("b", true), node("old", true)];
+    assert_eq!(
+        control_plane_unsettled(&old_still_there, &[etcd("a", true), etcd("b", true), etcd("old", true)], 2),
+        vec!["3 control-plane nodes, 2 expected"]
+    );
+    // The replacement has not joined yet.
+    assert_eq!(
+        control_plane_unsettled(&[node("a", true), worker], &pods, 2),
+        vec!["1 control-plane nodes, 2 expected"]
+    );
+    // It joined, but its etcd member is not ready, or the Node is not.
+    assert_eq!(
+        control_plane_unsettled(&settled, &[etcd("a", true), etcd("b", false)], 2),
+        vec!["control-plane node \"b\" has no ready etcd pod"]
+    );
+    assert_eq!(
+        control_plane_unsettled(&[node("a", true), node("b", false)], &pods, 2),
+        vec!["control-plane node \"b\" is not ready"]
+    );
+}

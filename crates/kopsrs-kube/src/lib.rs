@@ -13,6 +13,9 @@ use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
+mod drain;
+pub use drain::{EXCLUDE_FROM_LOAD_BALANCERS, NEEDS_UPDATE, SCHEDULED_FOR_UPDATE};
+
 /// Why the Kubernetes API could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -32,6 +35,24 @@ pub enum KubeError {
         /// What is wrong.
         reason: String,
     },
+    /// The API refused or failed a request.
+    #[error("{what} on {cluster:?}: {reason}")]
+    Api {
+        /// The cluster.
+        cluster: String,
+        /// What kopsrs was doing.
+        what: String,
+        /// The API's answer.
+        reason: String,
+    },
+    /// A Node could not be drained in time.
+    #[error("draining node {node:?}: {reason}")]
+    Drain {
+        /// The Node.
+        node: String,
+        /// What was left.
+        reason: String,
+    },
     /// The API did not answer, or refused.
     #[error("the Kubernetes API of {cluster:?} at {server} did not answer: {reason}")]
     Unreachable {
@@ -46,8 +67,8 @@ pub enum KubeError {
 
 /// A client for one cluster's API.
 pub struct Kube {
-    client: Client,
-    cluster: String,
+    pub(crate) client: Client,
+    pub(crate) cluster: String,
     server: String,
 }
 
@@ -100,6 +121,18 @@ impl Kube {
         })
     }
 
+    /// A failed request: the API's refusal (`Api`), else `Unreachable`.
+    fn failed(&self, what: impl Into<String>, e: kube::Error) -> KubeError {
+        match e {
+            kube::Error::Api(status) => KubeError::Api {
+                cluster: self.cluster.clone(),
+                what: what.into(),
+                reason: format!("{} ({} {})", status.message, status.code, status.reason),
+            },
+            e => self.unreachable(e),
+        }
+    }
+
     fn unreachable(&self, e: kube::Error) -> KubeError {
         KubeError::Unreachable {
             cluster: self.cluster.clone(),
@@ -133,7 +166,7 @@ fn home_kubeconfig() -> PathBuf {
 }
 
 /// An error and its causes on one line.
-fn plain(error: &dyn std::error::Error) -> String {
+pub(crate) fn plain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -157,7 +190,7 @@ fn condition(node: &Node, kind: &str) -> bool {
 
 /// A Node as validation reads it: the instance from `spec.providerID` (`aws:///ZONE/ID`),
 /// the role from the role labels.
-fn node(n: &Node) -> validation::Node {
+pub(crate) fn node(n: &Node) -> validation::Node {
     let labels = n.metadata.labels.clone().unwrap_or_default();
     let role = if labels.contains_key("node-role.kubernetes.io/control-plane") {
         "control-plane"

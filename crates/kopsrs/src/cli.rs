@@ -80,6 +80,9 @@ pub enum Command {
     /// Move a cluster's spec to the channel's recommended Kubernetes version.
     #[command(subcommand)]
     Upgrade(UpgradeCommand),
+    /// Replace the instances that run an old launch template, group by group.
+    #[command(subcommand)]
+    RollingUpdate(RollingUpdateCommand),
     /// Check that a cluster's instances have joined and its nodes and system pods are healthy.
     #[command(subcommand)]
     Validate(ValidateCommand),
@@ -245,6 +248,72 @@ pub struct UpgradeClusterArgs {
     /// Write the change (otherwise only print it).
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub yes: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RollingUpdateCommand {
+    /// Replace, group by group, the instances whose launch-template version is not their
+    /// group's (or that are detached or annotated kops.k8s.io/needs-update): bastions,
+    /// control planes one at a time, API servers, then nodes, validating the cluster after
+    /// every step. Without --yes, only print which groups need it.
+    #[command(
+        after_help = "Examples:\n  kopsrs rolling-update cluster dev.example.com\n  kopsrs rolling-update cluster dev.example.com --yes\n  kopsrs rolling-update cluster dev.example.com --instance-group nodes --force --yes\n  kopsrs rolling-update cluster dev.example.com --cloudonly --yes"
+    )]
+    Cluster(RollingUpdateClusterArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RollingUpdateClusterArgs {
+    /// The cluster (or --name).
+    pub cluster: Option<String>,
+    /// Replace the instances (otherwise only print what needs replacing).
+    #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub yes: bool,
+    /// Replace every instance, current or not.
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub force: bool,
+    /// Do not use the Kubernetes API: no validation, no draining; instances are replaced
+    /// one interval apart (for a cluster whose API does not answer).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub cloudonly: bool,
+    /// Only these instance groups (repeatable, or comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAME")]
+    pub instance_group: Vec<String>,
+    /// Only instance groups of these roles: control-plane (or master), apiserver, node,
+    /// bastion.
+    #[arg(long, value_delimiter = ',', value_name = "ROLE")]
+    pub instance_group_roles: Vec<String>,
+    /// How long a Node's pods may take to leave it.
+    #[arg(long, default_value = "15m", value_parser = duration, value_name = "DURATION")]
+    pub drain_timeout: std::time::Duration,
+    /// The pause between draining a Node and terminating its instance.
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION")]
+    pub post_drain_delay: std::time::Duration,
+    /// How long the cluster may take to validate after a step.
+    #[arg(long, default_value = "15m", value_parser = duration, value_name = "DURATION")]
+    pub validation_timeout: std::time::Duration,
+    /// Consecutive successful validations needed after a step.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub validate_count: u32,
+    /// Time between bastion replacements, and between validations of bastion groups.
+    #[arg(long, default_value = "15s", value_parser = duration, value_name = "DURATION")]
+    pub bastion_interval: std::time::Duration,
+    /// Time between control-plane replacements, and between validations after one.
+    #[arg(long, alias = "master-interval", default_value = "15s", value_parser = duration, value_name = "DURATION")]
+    pub control_plane_interval: std::time::Duration,
+    /// Time between node replacement rounds, and between validations after one.
+    #[arg(long, default_value = "15s", value_parser = duration, value_name = "DURATION")]
+    pub node_interval: std::time::Duration,
+    /// Stop when a Node cannot be drained (false: terminate it anyway).
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub fail_on_drain_error: bool,
+    /// Stop when the cluster does not validate in time (false: go on after a warning).
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub fail_on_validate_error: bool,
+    /// The kubeconfig to read (default: $KUBECONFIG, else ~/.kube/config); its context
+    /// named after the cluster is used.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,96 +4,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::{repo_root, Moto};
+use support::kube::FakeKube;
+use support::Moto;
 
 const NAME: &str = "valid.example.com";
 const IMAGE: &str = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
-
-struct FakeKube {
-    child: Child,
-    url: String,
-    kubeconfig: PathBuf,
-}
-
-impl Drop for FakeKube {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-impl FakeKube {
-    fn start(dir: &Path, moto: &Moto) -> FakeKube {
-        let port_file = dir.join("kube-port");
-        let child = Command::new("python3")
-            .arg(repo_root().join("scripts/fake_kube.py"))
-            .args(["-p", "0", "--port-file"])
-            .arg(&port_file)
-            .args(["--cluster", NAME, "--aws-endpoint", &moto.endpoint])
-            .args([
-                "--region",
-                "eu-west-1",
-                "--ready-after",
-                "0",
-                "--sync-interval",
-                "0.2",
-            ])
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = std::time::Instant::now();
-        while !port_file.exists() || std::fs::read_to_string(&port_file).unwrap().is_empty() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "fake_kube did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let port = std::fs::read_to_string(&port_file).unwrap();
-        let url = format!("http://127.0.0.1:{}", port.trim());
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: {NAME}\n  cluster:\n    server: {url}\n\
-                 contexts:\n- name: {NAME}\n  context:\n    cluster: {NAME}\n    user: {NAME}\n\
-                 current-context: {NAME}\nusers:\n- name: {NAME}\n  user: {{}}\n"
-            ),
-        )
-        .unwrap();
-        FakeKube {
-            child,
-            url,
-            kubeconfig,
-        }
-    }
-
-    /// A control request to the fake (`/__fake/...`).
-    fn control(&self, method: &str, path: &str, body: &str) {
-        let status = Command::new("curl")
-            .args([
-                "-sSf",
-                "-o",
-                "/dev/null",
-                "-X",
-                method,
-                "-H",
-                "Content-Type: application/json",
-            ])
-            .args(["--data", body])
-            .arg(format!("{}{path}", self.url))
-            .status()
-            .unwrap();
-        assert!(status.success(), "{method} {path}");
-    }
-}
 
 fn validate(moto: &Moto, kube: &FakeKube, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let out = moto
@@ -152,7 +70,7 @@ fn validate_cluster_reports_what_kops_reports() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let kube = FakeKube::start(dir.path(), &moto);
+    let kube = FakeKube::start(dir.path(), &moto, NAME, &["--ready-after", "0"]);
 
     // Healthy: every instance joined, Ready, the control plane's pods running.
     let (code, json, stderr) = validate(&moto, &kube, &["--wait", "60s", "--interval", "1s"]);

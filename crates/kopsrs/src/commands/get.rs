@@ -265,16 +265,20 @@ pub(super) fn table(header: &[&str]) -> Table {
     table
 }
 
+/// Prints a table flush left, as kops's tables are.
+pub(super) fn print_table(table: &Table) {
+    for line in table.to_string().lines() {
+        println!("{}", line.trim());
+    }
+}
+
 fn emit(output: &GetOutput, table: Table, documents: &[Document], empty: &str) -> Result<()> {
     match output.output {
         ListFormat::Table => {
             if documents.is_empty() {
                 eprintln!("{empty}");
             } else {
-                let text = table.to_string();
-                for line in text.lines() {
-                    println!("{}", line.trim());
-                }
+                print_table(&table);
             }
         }
         ListFormat::Yaml => print!("{}", encode_documents(documents, OutputFormat::Yaml)),

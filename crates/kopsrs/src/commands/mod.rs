@@ -6,6 +6,7 @@ mod edit;
 mod get;
 pub(crate) mod pki;
 mod replace;
+mod rolling_update;
 mod toolbox;
 mod update;
 mod upgrade;
@@ -54,6 +55,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Upgrade(crate::cli::UpgradeCommand::Cluster(args)) => {
             upgrade::run(&global, args).await
         }
+        Command::RollingUpdate(crate::cli::RollingUpdateCommand::Cluster(args)) => {
+            rolling_update::run(&global, args).await
+        }
         Command::Validate(crate::cli::ValidateCommand::Cluster(args)) => {
             validate::run(&global, args).await
         }
@@ -81,11 +85,6 @@ fn unsupported(argv: &[String]) -> Problems {
         Problems::one(format!("kopsrs has no `{what}` yet"), instead.to_string())
     };
     match verb {
-        "rolling-update" => not_yet(
-            "rolling-update cluster",
-            "`kopsrs get instances` lists the instances that need an update; replace them \
-             through their auto scaling group (an instance refresh) until it lands",
-        ),
         "reconcile" => not_yet(
             "reconcile cluster",
             "run `kopsrs update cluster --yes`; instances then need replacing, see \

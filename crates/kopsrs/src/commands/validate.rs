@@ -33,7 +33,9 @@ pub async fn run(global: &GlobalArgs, args: ValidateClusterArgs) -> Result<()> {
     let needed = args.count.max(1);
     let mut passed = 0;
     loop {
-        let result = pass(&aws, &kube, &name, &roles, args.max_unready_nodes).await?;
+        let result = pass(&aws, &kube, &name, &roles, args.max_unready_nodes)
+            .await?
+            .validation;
         passed = if result.failures.is_empty() {
             passed + 1
         } else {
@@ -58,13 +60,21 @@ pub async fn run(global: &GlobalArgs, args: ValidateClusterArgs) -> Result<()> {
     }
 }
 
-async fn pass(
+/// One validation pass and the Nodes and pods it read.
+pub(crate) struct Pass {
+    pub validation: Validation,
+    pub nodes: Vec<validation::Node>,
+    pub pods: Vec<validation::Pod>,
+}
+
+/// One pass: the auto scaling groups (one AWS call), Nodes and pods (one list each).
+pub(crate) async fn pass(
     aws: &kopsrs_aws::Aws,
     kube: &kopsrs_kube::Kube,
     name: &str,
     roles: &std::collections::BTreeMap<&str, Role>,
     max_unready_nodes: usize,
-) -> Result<Validation> {
+) -> Result<Pass> {
     let (groups, snapshot) = tokio::join!(aws.group_sizes(name), kube.snapshot());
     let groups = groups.map_err(|e| {
         crate::problems::aws(
@@ -91,15 +101,14 @@ async fn pass(
             instances: g.instances.into_iter().map(|i| (i, false)).collect(),
         })
         .collect();
-    Ok(validation::validate(
-        &groups,
-        &nodes,
-        &pods,
-        max_unready_nodes,
-    ))
+    Ok(Pass {
+        validation: validation::validate(&groups, &nodes, &pods, max_unready_nodes),
+        nodes,
+        pods,
+    })
 }
 
-fn kube_problem(name: &str, e: &kopsrs_kube::KubeError) -> Problems {
+pub(crate) fn kube_problem(name: &str, e: &kopsrs_kube::KubeError) -> Problems {
     let hint = match e {
         kopsrs_kube::KubeError::NoContext { .. } => format!(
             "write one with `kopsrs export kubeconfig {name} --admin` (or pass --kubeconfig)"
@@ -107,6 +116,12 @@ fn kube_problem(name: &str, e: &kopsrs_kube::KubeError) -> Problems {
         kopsrs_kube::KubeError::Config { .. } => format!(
             "export a fresh one with `kopsrs export kubeconfig {name} --admin`"
         ),
+        kopsrs_kube::KubeError::Api { .. } => {
+            "check that the admin certificate of the kubeconfig may do this (`kopsrs export kubeconfig --admin` writes one in system:masters)".to_string()
+        }
+        kopsrs_kube::KubeError::Drain { .. } => {
+            "see which pods are left with `kubectl get pods -A --field-selector spec.nodeName=NODE`".to_string()
+        }
         kopsrs_kube::KubeError::Unreachable { .. } => {
             "check that the cluster's API load balancer is up and reachable from here (`kopsrs get instances` shows the control plane); an expired admin certificate needs `kopsrs export kubeconfig --admin`".to_string()
         }
@@ -116,9 +131,7 @@ fn kube_problem(name: &str, e: &kopsrs_kube::KubeError) -> Problems {
 
 fn print_table(title: &str, table: &Table) {
     println!("{title}");
-    for line in table.to_string().lines() {
-        println!("{}", line.trim_end());
-    }
+    super::get::print_table(table);
     println!();
 }
 

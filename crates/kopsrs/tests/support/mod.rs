@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod boot;
+pub mod kube;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
