@@ -71,8 +71,8 @@ use kopsrs_model::{Address, DesiredSet};
 
 pub use apply::{apply, ApplyReport};
 pub use instances::{GroupSize, InstanceInfo};
-pub use rolling::{RollingGroup, RollingInstance, DETACHED_TAG};
 pub use kind::Kind;
+pub use rolling::{RollingGroup, RollingInstance, DETACHED_TAG};
 
 /// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by
 /// address; references in the desired set resolve against these.

@@ -151,7 +151,10 @@ impl Aws {
             }
             instances.sort_by(|a, b| a.id.cmp(&b.id));
             out.push(RollingGroup {
-                asg: group.auto_scaling_group_name().unwrap_or_default().to_string(),
+                asg: group
+                    .auto_scaling_group_name()
+                    .unwrap_or_default()
+                    .to_string(),
                 instance_group,
                 role,
                 template_version: resolve(lt.and_then(|l| l.version())).to_string(),
@@ -237,7 +240,10 @@ impl Aws {
             .await?;
         Ok(health.target_health_descriptions().iter().any(|d| {
             d.target().and_then(|t| t.id()) == Some(id)
-                && d.target_health().and_then(|h| h.state()).map(|s| s.as_str()) != Some("unused")
+                && d.target_health()
+                    .and_then(|h| h.state())
+                    .map(|s| s.as_str())
+                    != Some("unused")
         }))
     }
 

@@ -284,7 +284,11 @@ fn the_next_control_plane_waits_for_etcd_to_settle() {
     // The replaced instance's Node is still there: three where two are expected.
     let old_still_there = [node("a", true), node("b", true), node("old", true)];
     assert_eq!(
-        control_plane_unsettled(&old_still_there, &[etcd("a", true), etcd("b", true), etcd("old", true)], 2),
+        control_plane_unsettled(
+            &old_still_there,
+            &[etcd("a", true), etcd("b", true), etcd("old", true)],
+            2
+        ),
         vec!["3 control-plane nodes, 2 expected"]
     );
     // The replacement has not joined yet.

@@ -91,7 +91,11 @@ impl Kube {
         let api: Api<Node> = Api::all(self.client.clone());
         let what = || format!("marking Node {node:?} for replacement");
         for _ in 0..10 {
-            let Some(current) = api.get_opt(node).await.map_err(|e| self.failed(what(), e))? else {
+            let Some(current) = api
+                .get_opt(node)
+                .await
+                .map_err(|e| self.failed(what(), e))?
+            else {
                 return Ok(());
             };
             let spec = current.spec.clone().unwrap_or_default();
@@ -200,9 +204,10 @@ impl Kube {
     ) -> Result<u32, String> {
         let (ns, name) = pod_name(pod);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let evictions: Api<Pod> = Api::namespaced(self.evict_client.clone(), &ns);
         let mut waits = 0;
         loop {
-            match api.evict(&name, &EvictParams::default()).await {
+            match evictions.evict(&name, &EvictParams::default()).await {
                 Ok(_) => break,
                 Err(kube::Error::Api(status)) if status.code == 404 => return Ok(waits),
                 Err(kube::Error::Api(status)) if status.code == 429 => {

@@ -68,6 +68,8 @@ pub enum KubeError {
 /// A client for one cluster's API.
 pub struct Kube {
     pub(crate) client: Client,
+    /// The same API without kube's own retries of 429 (evictions).
+    pub(crate) evict_client: Client,
     pub(crate) cluster: String,
     server: String,
 }
@@ -113,9 +115,16 @@ impl Kube {
             .await
             .map_err(|e| config_err(e.to_string()))?;
         let server = config.cluster_url.to_string();
+        // kube retries 429s by itself (15 times, backing off up to 1000 s). For evictions a
+        // 429 is a disruption budget saying no: the drain loop waits on it itself, within
+        // --drain-timeout, and reports it; so evictions go through a client without it.
+        let mut no_retry = config.clone();
+        no_retry.default_retry = false;
+        let evict_client = Client::try_from(no_retry).map_err(|e| config_err(e.to_string()))?;
         let client = Client::try_from(config).map_err(|e| config_err(e.to_string()))?;
         Ok(Kube {
             client,
+            evict_client,
             cluster: cluster.to_string(),
             server,
         })

@@ -38,7 +38,10 @@ pub async fn run(global: &GlobalArgs, args: RollingUpdateClusterArgs) -> Result<
         .map(|g| {
             (
                 g.metadata.name.clone(),
-                (g.role().unwrap_or(Role::Node), g.spec.rolling_update.clone()),
+                (
+                    g.role().unwrap_or(Role::Node),
+                    g.spec.rolling_update.clone(),
+                ),
             )
         })
         .collect();
@@ -187,15 +190,12 @@ impl Roller<'_> {
     }
 
     fn role_of(&self, group: &str, tag: &str) -> Role {
-        self.specs
-            .get(group)
-            .map(|(r, _)| *r)
-            .unwrap_or(match tag {
-                "control-plane" | "master" => Role::ControlPlane,
-                "bastion" => Role::Bastion,
-                "apiserver" | "api-server" => Role::ApiServer,
-                _ => Role::Node,
-            })
+        self.specs.get(group).map(|(r, _)| *r).unwrap_or(match tag {
+            "control-plane" | "master" => Role::ControlPlane,
+            "bastion" => Role::Bastion,
+            "apiserver" | "api-server" => Role::ApiServer,
+            _ => Role::Node,
+        })
     }
 
     fn interval(&self, role: Role) -> Duration {
@@ -216,7 +216,9 @@ impl Roller<'_> {
         };
         let (groups, nodes) = tokio::join!(self.aws.rolling_groups(self.name), nodes);
         let groups = groups.map_err(|e| self.aws_problem("reading the auto scaling groups", &e))?;
-        let nodes = nodes.map_err(|e| self.kube_problem(&e))?.unwrap_or_default();
+        let nodes = nodes
+            .map_err(|e| self.kube_problem(&e))?
+            .unwrap_or_default();
         let mut state = State {
             groups: BTreeMap::new(),
             aws: BTreeMap::new(),
@@ -286,7 +288,9 @@ impl Roller<'_> {
             .map_err(|e| {
                 Problems::one(
                     format!("instance group {name}: {e}"),
-                    format!("fix it with `kopsrs edit instancegroup {name}` or `kopsrs edit cluster`"),
+                    format!(
+                        "fix it with `kopsrs edit instancegroup {name}` or `kopsrs edit cluster`"
+                    ),
                 )
             })?;
         if settings.max_surge + settings.max_unavailable == 0 {
@@ -316,7 +320,12 @@ impl Roller<'_> {
             let detach: Vec<String> = round
                 .surge
                 .iter()
-                .filter(|id| aws_group.instances.iter().any(|i| &i.id == *id && i.in_group))
+                .filter(|id| {
+                    aws_group
+                        .instances
+                        .iter()
+                        .any(|i| &i.id == *id && i.in_group)
+                })
                 .cloned()
                 .collect();
             if !detach.is_empty() {
@@ -334,14 +343,21 @@ impl Roller<'_> {
             } else {
                 self.wait_for_capacity(name, &[]).await?;
                 let (_, group, _) = self.read_group(name).await?;
-                self.validate(&group, "with the surged instances' replacements").await?;
+                self.validate(&group, "with the surged instances' replacements")
+                    .await?;
                 let (_, group, aws_group) = self.read_group(name).await?;
                 (group, aws_group)
             };
-            let ids: Vec<String> = round.surge.iter().chain(&round.unavailable).cloned().collect();
-            let replaced =
-                futures::future::join_all(ids.iter().map(|id| self.replace(&group, &aws_group, id)))
-                    .await;
+            let ids: Vec<String> = round
+                .surge
+                .iter()
+                .chain(&round.unavailable)
+                .cloned()
+                .collect();
+            let replaced = futures::future::join_all(
+                ids.iter().map(|id| self.replace(&group, &aws_group, id)),
+            )
+            .await;
             replaced.into_iter().collect::<Result<Vec<()>>>()?;
             tokio::time::sleep(self.interval(group.role)).await;
             self.wait_for_capacity(name, &ids).await?;
@@ -415,7 +431,11 @@ impl Roller<'_> {
         let deadline = Instant::now() + self.args.validation_timeout;
         loop {
             let (_, _, g) = self.read_group(name).await?;
-            let live: Vec<_> = g.instances.iter().filter(|i| i.in_group && !i.detached).collect();
+            let live: Vec<_> = g
+                .instances
+                .iter()
+                .filter(|i| i.in_group && !i.detached)
+                .collect();
             let lingering = live.iter().any(|i| gone.contains(&i.id));
             let in_service = live.iter().filter(|i| i.lifecycle == "InService").count();
             if !lingering && in_service >= g.desired as usize {

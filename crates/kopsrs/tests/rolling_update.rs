@@ -1,0 +1,719 @@
+//! `rolling-update cluster` through the binary: clusters applied to moto, their Nodes and
+//! pods served by scripts/fake_kube.py (its node simulator turns every running instance into
+//! a Node, Ready a second after it appears; its controllers reschedule evicted pods; its
+//! eviction API enforces PodDisruptionBudgets as the real one does), reached through a
+//! kubeconfig context named after the cluster.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::kube::FakeKube;
+use support::Moto;
+
+const IMAGE: &str = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
+/// Short intervals and one validation per step: the fake settles in about a second.
+const FAST: &[&str] = &[
+    "--node-interval",
+    "200ms",
+    "--control-plane-interval",
+    "200ms",
+    "--post-drain-delay",
+    "0s",
+    "--validate-count",
+    "1",
+    "--validation-timeout",
+    "2m",
+    "--drain-timeout",
+    "2m",
+];
+
+struct Rig {
+    moto: Moto,
+    kube: FakeKube,
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// A cluster at Kubernetes 1.33.0 applied to moto, its Nodes in the fake, then
+    /// `upgrade cluster --yes` and `update cluster --yes`: every instance runs an old
+    /// launch-template version.
+    fn upgraded(name: &str, create: &[&str]) -> Rig {
+        let moto = Moto::start();
+        moto.create_bucket("state");
+        moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+        let dir = tempfile::tempdir().unwrap();
+        let kube = FakeKube::start(
+            dir.path(),
+            &moto,
+            name,
+            &[
+                "--ready-after",
+                "1",
+                "--reschedule-after",
+                "0.5",
+                "--grace",
+                "0.2",
+            ],
+        );
+        let r = Rig {
+            moto,
+            kube,
+            name: name.to_string(),
+            _dir: dir,
+        };
+        r.ok(r
+            .kopsrs()
+            .args([
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--dns-zone",
+                "example.com",
+            ])
+            .args(["--kubernetes-version", "1.33.0", "--image", IMAGE])
+            .args(create));
+        r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
+        r.ok(r.kopsrs().args(["upgrade", "cluster", name, "--yes"]));
+        r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
+        // Every instance joined and Ready before a test starts.
+        r.ok(r
+            .kopsrs()
+            .args([
+                "validate",
+                "cluster",
+                name,
+                "--wait",
+                "60s",
+                "--interval",
+                "200ms",
+            ])
+            .arg("--kubeconfig")
+            .arg(&r.kube.kubeconfig));
+        r
+    }
+
+    fn kopsrs(&self) -> Command {
+        let mut c = self.moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    }
+
+    fn ok(&self, command: &mut Command) -> Output {
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{command:?}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn roll_command(&self, extra: &[&str]) -> Command {
+        let mut c = self.kopsrs();
+        c.args(["rolling-update", "cluster", &self.name, "--kubeconfig"])
+            .arg(&self.kube.kubeconfig)
+            .args(extra);
+        c
+    }
+
+    /// `rolling-update cluster` with `extra`: exit code, stdout, stderr.
+    fn roll(&self, extra: &[&str]) -> (i32, String, String) {
+        let out = self.roll_command(extra).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `get instances -o json`.
+    fn instances(&self) -> Vec<Value> {
+        let out =
+            self.ok(self
+                .kopsrs()
+                .args(["get", "instances", "--name", &self.name, "-o", "json"]));
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// The cluster's pending or running EC2 instances: (ID, instance group, detached tag).
+    fn running(&self) -> Vec<(String, String, bool)> {
+        let out = self.moto.python(&format!(
+            "import json\n\
+             r = aws('ec2').describe_instances(Filters=[\
+               {{'Name': 'tag-key', 'Values': ['kubernetes.io/cluster/{}']}},\
+               {{'Name': 'instance-state-name', 'Values': ['pending', 'running']}}])\n\
+             out = []\n\
+             for res in r['Reservations']:\n\
+             \x20   for i in res['Instances']:\n\
+             \x20       tags = {{t['Key']: t['Value'] for t in i.get('Tags', [])}}\n\
+             \x20       out.append([i['InstanceId'], tags.get('kops.k8s.io/instancegroup', ''),\
+                          'kops.k8s.io/detached-from-asg' in tags])\n\
+             print(json.dumps(out))",
+            self.name
+        ));
+        serde_json::from_str::<Vec<(String, String, bool)>>(out.trim()).unwrap()
+    }
+
+    /// A Deployment of `replicas` pods with a budget of `min_available`, all Ready.
+    fn workload(&self, replicas: u32, min_available: u32) {
+        let manifest = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: default}}\n\
+             spec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    \
+             metadata: {{labels: {{app: web}}}}\n    spec: {{containers: [{{name: web, image: nginx}}]}}\n\
+             ---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web, namespace: default}}\n\
+             spec:\n  minAvailable: {min_available}\n  selector: {{matchLabels: {{app: web}}}}\n"
+        );
+        let out = self.kube.kubectl(&["apply", "-f", "-"], Some(&manifest));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let started = Instant::now();
+        loop {
+            let budget = self
+                .kube
+                .get("/apis/policy/v1/namespaces/default/poddisruptionbudgets/web");
+            if budget["status"]["currentHealthy"] == replicas {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{budget}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.kube.control("DELETE", "/__fake/pdb-min-healthy", "");
+        self.kube.control("DELETE", "/__fake/calls", "");
+    }
+
+    fn min_healthy(&self) -> i64 {
+        self.kube.get("/__fake/pdb-min-healthy")["budgets"]["default/web"]["minCurrentHealthy"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn all_current(&self) {
+        let instances = self.instances();
+        assert!(
+            instances.iter().all(|i| i["status"] == "UpToDate"),
+            "{instances:#?}"
+        );
+        let (code, stdout, _) = self.roll(&[]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("No rolling-update required."), "{stdout}");
+    }
+}
+
+/// The groups whose instances were terminated, in order, from the progress lines.
+fn terminations(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(": terminating i-"))
+        .map(|l| {
+            l.trim_start_matches("group ")
+                .split(':')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn an_upgrade_rolls_control_planes_first_and_keeps_the_budget() {
+    let rig = Rig::upgraded(
+        "roll.example.com",
+        &[
+            "--zones",
+            "eu-west-1a,eu-west-1b,eu-west-1c",
+            "--control-plane-zones",
+            "eu-west-1a,eu-west-1b,eu-west-1c",
+            "--node-count",
+            "2",
+        ],
+    );
+    // Three pods on two workers, at least two available: draining the worker with two of
+    // them must wait for the first one's replacement.
+    rig.workload(3, 2);
+    let before: BTreeSet<String> = rig.running().into_iter().map(|r| r.0).collect();
+    assert_eq!(before.len(), 5);
+
+    // Dry run: the table, the advice, nothing changed.
+    let (code, stdout, stderr) = rig.roll(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    for group in [
+        "control-plane-eu-west-1a",
+        "control-plane-eu-west-1b",
+        "control-plane-eu-west-1c",
+        "nodes-eu-west-1a",
+        "nodes-eu-west-1b",
+    ] {
+        let row: Vec<&str> = stdout
+            .lines()
+            .find(|l| l.starts_with(group))
+            .unwrap_or_else(|| panic!("{stdout}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            row[1..],
+            ["NeedsUpdate", "1", "0", "1", "1", "1", "1"],
+            "{stdout}"
+        );
+    }
+    assert!(stdout.starts_with("NAME  "), "{stdout}");
+    assert!(stdout.contains("Must specify --yes to rolling-update."));
+    assert_eq!(
+        rig.running()
+            .into_iter()
+            .map(|r| r.0)
+            .collect::<BTreeSet<_>>(),
+        before
+    );
+
+    rig.moto.faults(serde_json::json!({}));
+    let (code, stdout, stderr) = rig.roll(&[&["--yes"], FAST].concat());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("Rolling update completed for cluster roll.example.com!"));
+    // Each control plane left the API load balancer's target group before it was drained.
+    let calls = rig.moto.calls();
+    assert_eq!(
+        calls["by_action"]["elasticloadbalancing:DeregisterTargets"], 3,
+        "{calls}"
+    );
+    // Control planes first, one at a time, then the node groups.
+    assert_eq!(
+        terminations(&stderr),
+        [
+            "control-plane-eu-west-1a",
+            "control-plane-eu-west-1b",
+            "control-plane-eu-west-1c",
+            "nodes-eu-west-1a",
+            "nodes-eu-west-1b"
+        ],
+        "{stderr}"
+    );
+    // Node groups surged (the default maxSurge 1 on AWS); control planes never.
+    assert_eq!(stderr.matches("for a surge").count(), 2, "{stderr}");
+    assert!(!stderr.contains("control-plane-eu-west-1a: detaching"));
+    // The budget refused at least one eviction, was waited on, and held throughout.
+    let calls = rig.kube.get("/__fake/calls");
+    assert!(
+        calls["by_status"]["create pods/eviction 429"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1,
+        "{calls}"
+    );
+    assert!(stderr.contains("waited on a disruption budget"), "{stderr}");
+    assert!(
+        rig.min_healthy() >= 2,
+        "{}",
+        rig.kube.get("/__fake/pdb-min-healthy")
+    );
+    // Every instance replaced, none extra, none left detached.
+    let after = rig.running();
+    assert_eq!(after.len(), 5, "{after:?}");
+    assert!(after
+        .iter()
+        .all(|(id, _, detached)| !before.contains(id) && !detached));
+    rig.all_current();
+    // The lock was released.
+    assert!(!rig
+        .moto
+        .python("print([o['Key'] for o in aws('s3').list_objects_v2(Bucket='state').get('Contents', [])])")
+        .contains("lock"));
+}
+
+#[test]
+fn surge_and_unavailable_keep_the_capacity_they_promise() {
+    let rig = Rig::upgraded(
+        "surge.example.com",
+        &["--zones", "eu-west-1a", "--node-count", "4"],
+    );
+    rig.ok(rig
+        .kopsrs()
+        .args([
+            "edit",
+            "ig",
+            "nodes-eu-west-1a",
+            "--name",
+            "surge.example.com",
+        ])
+        .args(["--set", "spec.rollingUpdate.maxSurge=2"])
+        .args(["--set", "spec.rollingUpdate.maxUnavailable=1"]));
+
+    // Watch the group's Nodes while it rolls: schedulable Ready ones, and all of them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = rig.kube.url.clone();
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut min_serving, mut max_nodes) = (usize::MAX, 0);
+            let mut history: Vec<(usize, usize)> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let out = Command::new("curl")
+                    .args(["-sSf"])
+                    .arg(format!(
+                        "{url}/api/v1/nodes?labelSelector=kops.k8s.io/instancegroup%3Dnodes-eu-west-1a"
+                    ))
+                    .stderr(Stdio::null())
+                    .output()
+                    .unwrap();
+                if let Ok(list) = serde_json::from_slice::<Value>(&out.stdout) {
+                    let nodes = list["items"].as_array().cloned().unwrap_or_default();
+                    let serving = nodes
+                        .iter()
+                        .filter(|n| {
+                            n["spec"]["unschedulable"] != true
+                                && n["status"]["conditions"].as_array().is_some_and(|c| {
+                                    c.iter()
+                                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                                })
+                        })
+                        .count();
+                    min_serving = min_serving.min(serving);
+                    max_nodes = max_nodes.max(nodes.len());
+                    if history.last() != Some(&(serving, nodes.len())) {
+                        history.push((serving, nodes.len()));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (min_serving, max_nodes, history)
+        })
+    };
+    let (code, stdout, stderr) =
+        rig.roll(&[&["--yes", "--instance-group", "nodes-eu-west-1a"], FAST].concat());
+    stop.store(true, Ordering::Relaxed);
+    // (serving, all) each time it changed.
+    let (min_serving, max_nodes, history) = watcher.join().unwrap();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("4 instance(s) to replace, 2 surged and 1 unavailable"),
+        "{stderr}"
+    );
+    // Two rounds: two surged + one unavailable, then the last one surged.
+    assert_eq!(stderr.matches("for a surge").count(), 2, "{stderr}");
+    assert_eq!(min_serving, 3, "desired 4, maxUnavailable 1: {history:?}");
+    assert!(max_nodes <= 6, "desired 4 + maxSurge 2: {history:?}");
+    // Only the node group was rolled; the control plane still needs its update.
+    assert_eq!(terminations(&stderr).len(), 4);
+    let pending: Vec<Value> = rig
+        .instances()
+        .into_iter()
+        .filter(|i| i["status"] == "NeedsUpdate")
+        .collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["role"], "control-plane");
+    assert_eq!(rig.running().len(), 5);
+}
+
+#[test]
+fn a_killed_roll_resumes_and_a_failed_validation_or_drain_stops_it() {
+    let rig = Rig::upgraded(
+        "resume.example.com",
+        &["--zones", "eu-west-1a", "--node-count", "2"],
+    );
+    rig.workload(2, 1);
+
+    // A validation that cannot pass (a control-plane pod missing): exit 1, nothing replaced.
+    let before = rig.running();
+    let cp_node = rig
+        .kube
+        .get("/api/v1/nodes?labelSelector=node-role.kubernetes.io/control-plane")["items"][0]
+        ["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rig.kube.control(
+        "POST",
+        &format!("/__fake/static-pods/{cp_node}/kube-scheduler"),
+        r#"{"present": false}"#,
+    );
+    let (code, _, stderr) = rig.roll(&[
+        "--yes",
+        "--validation-timeout",
+        "2s",
+        "--control-plane-interval",
+        "200ms",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("did not validate before its update within 2s")
+            && stderr.contains("is missing kube-scheduler pod")
+            && stderr.contains("resumes where it stopped"),
+        "{stderr}"
+    );
+    assert_eq!(rig.running(), before);
+    rig.kube.control(
+        "POST",
+        &format!("/__fake/static-pods/{cp_node}/kube-scheduler"),
+        r#"{"present": true}"#,
+    );
+
+    // SIGKILL once the surged worker is detached and drained, before it is terminated.
+    let mut child = rig
+        .roll_command(
+            &[
+                &[
+                    "--yes",
+                    "--instance-group-roles",
+                    "node",
+                    "--post-drain-delay",
+                    "60s",
+                ],
+                &FAST[..4],
+            ]
+            .concat(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(&mut stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            tx.send(line).ok();
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let line = rx
+            .recv_timeout(deadline - Instant::now())
+            .expect("the roll stalled");
+        if line.contains("pod(s) evicted") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let running = rig.running();
+    assert_eq!(
+        running.iter().filter(|r| r.2).count(),
+        1,
+        "one detached: {running:?}"
+    );
+    assert_eq!(
+        running.len(),
+        4,
+        "the surge's replacement runs beside it: {running:?}"
+    );
+    // Its Node was marked before the drain: tainted, cordoned, out of load balancers.
+    let detached = &running.iter().find(|r| r.2).unwrap().0;
+    let nodes = rig.kube.get("/api/v1/nodes")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let node = nodes
+        .iter()
+        .find(|n| {
+            n["spec"]["providerID"]
+                .as_str()
+                .unwrap()
+                .ends_with(detached.as_str())
+        })
+        .unwrap();
+    assert_eq!(node["spec"]["unschedulable"], true, "{node}");
+    assert_eq!(
+        node["spec"]["taints"],
+        serde_json::json!([{"key": "kops.k8s.io/scheduled-for-update", "effect": "PreferNoSchedule"}]),
+        "{node}"
+    );
+    assert_eq!(
+        node["metadata"]["labels"]["node.kubernetes.io/exclude-from-external-load-balancers"], "",
+        "{node}"
+    );
+
+    // The lock it held is reported as stale; once broken, a rerun finishes the detached one.
+    let (code, _, stderr) = rig.roll(&[&["--yes"], FAST].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no longer runs on this host"), "{stderr}");
+    let lock_id = stderr
+        .split("lock ID ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .to_string();
+    rig.ok(rig
+        .kopsrs()
+        .args(["force-unlock", &lock_id, "--cluster", "resume.example.com"]));
+    // A budget that can never allow an eviction (2 of 2 must stay) stops the drain.
+    let out = rig.kube.kubectl(
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":2}}"#,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, _, stderr) = rig.roll(
+        &[
+            &["--yes", "--instance-group-roles", "node"],
+            &FAST[..10],
+            &["--drain-timeout", "3s"],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("not evicted within 3s") && stderr.contains("--fail-on-drain-error=false"),
+        "{stderr}"
+    );
+    assert!(rig.min_healthy() >= 1);
+    let out = rig.kube.kubectl(
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":1}}"#,
+        ],
+        None,
+    );
+    assert!(out.status.success());
+
+    let (code, stdout, stderr) = rig.roll(&[&["--yes"], FAST].concat());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let after = rig.running();
+    assert_eq!(after.len(), 3, "no extra instance: {after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|r| !r.2 && !before.iter().any(|b| b.0 == r.0)),
+        "{after:?}"
+    );
+    assert!(rig.min_healthy() >= 1);
+    rig.all_current();
+
+    // A Node annotated kops.k8s.io/needs-update: its group needs an update again.
+    let worker = rig
+        .kube
+        .get("/api/v1/nodes?labelSelector=node-role.kubernetes.io/node")["items"][0]["metadata"]
+        ["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = rig.kube.kubectl(
+        &["annotate", "node", &worker, "kops.k8s.io/needs-update="],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, stdout, _) = rig.roll(&[]);
+    assert_eq!(code, 0);
+    let row: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("nodes-eu-west-1a"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..4], ["NeedsUpdate", "1", "1"], "{stdout}");
+}
+
+#[test]
+fn cloudonly_replaces_without_the_kubernetes_api() {
+    let rig = Rig::upgraded(
+        "cloud.example.com",
+        &["--zones", "eu-west-1a", "--node-count", "1"],
+    );
+    let before = rig.running();
+    let empty = rig._dir.path().join("empty-kubeconfig");
+    std::fs::write(
+        &empty,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .unwrap();
+    // Without the API and without --cloudonly: an error that names both ways out.
+    let out = rig
+        .kopsrs()
+        .args([
+            "rolling-update",
+            "cluster",
+            "cloud.example.com",
+            "--yes",
+            "--kubeconfig",
+        ])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("export kubeconfig") && stderr.contains("--cloudonly"),
+        "{stderr}"
+    );
+    assert_eq!(rig.running(), before);
+
+    let out = rig
+        .kopsrs()
+        .args([
+            "rolling-update",
+            "cluster",
+            "cloud.example.com",
+            "--yes",
+            "--cloudonly",
+            "--kubeconfig",
+        ])
+        .arg(&empty)
+        .args(&FAST[..4])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("draining"), "{stderr}");
+    let after = rig.running();
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|r| !before.iter().any(|b| b.0 == r.0)));
+    assert!(rig.instances().iter().all(|i| i["status"] == "UpToDate"));
+
+    // --force replaces current instances too, each once.
+    let out = rig
+        .kopsrs()
+        .args([
+            "rolling-update",
+            "cluster",
+            "cloud.example.com",
+            "--yes",
+            "--cloudonly",
+            "--force",
+        ])
+        .args(["--instance-group", "nodes-eu-west-1a"])
+        .args(&FAST[..4])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(terminations(&stderr), ["nodes-eu-west-1a"], "{stderr}");
+    let forced = rig.running();
+    assert_eq!(forced.len(), 2);
+    assert_eq!(forced.iter().filter(|r| after.contains(r)).count(), 1);
+}
