@@ -69,6 +69,18 @@ impl Role {
         }
     }
 
+    /// A role as tags (`k8s.io/role/<role>`) and kops's `--instance-group-roles` spell it,
+    /// case-insensitive: `control-plane` (or `master`), `node`, `bastion`, `apiserver`.
+    pub fn from_tag(value: &str) -> Option<Role> {
+        match value.to_ascii_lowercase().as_str() {
+            "control-plane" | "controlplane" | "master" => Some(Role::ControlPlane),
+            "node" => Some(Role::Node),
+            "bastion" => Some(Role::Bastion),
+            "apiserver" | "api-server" => Some(Role::ApiServer),
+            _ => None,
+        }
+    }
+
     /// The value kops writes into `spec.role`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -127,10 +127,8 @@ impl Aws {
         let mut out = Vec::new();
         for group in &groups {
             let (instance_group, role) = identity(group);
-            let lt = group.launch_template();
-            let lt_id = lt.and_then(|l| l.launch_template_id()).unwrap_or_default();
+            let (lt_id, group_version) = group_template(group);
             let (latest, default) = templates.get(lt_id).copied().unwrap_or((0, 0));
-            let group_version = lt.and_then(|l| l.version());
             for instance in group.instances() {
                 let id = instance.instance_id().unwrap_or_default().to_string();
                 let version = instance
@@ -165,6 +163,27 @@ impl Aws {
         }
         out.sort_by(|a, b| (&a.instance_group, &a.id).cmp(&(&b.instance_group, &b.id)));
         Ok(out)
+    }
+}
+
+/// The launch template a group launches from and the version it asks for: its own, or its
+/// mixed instances policy's.
+pub(crate) fn group_template(
+    group: &aws_sdk_autoscaling::types::AutoScalingGroup,
+) -> (&str, Option<&str>) {
+    let spec = group
+        .launch_template()
+        .map(|l| (l.launch_template_id(), l.version()))
+        .or_else(|| {
+            let s = group
+                .mixed_instances_policy()?
+                .launch_template()?
+                .launch_template_specification()?;
+            Some((s.launch_template_id(), s.version()))
+        });
+    match spec {
+        Some((id, version)) => (id.unwrap_or_default(), version),
+        None => ("", None),
     }
 }
 

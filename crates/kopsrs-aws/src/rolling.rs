@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types as ec2t;
 
-use crate::instances::{identity, template_versions, version_of};
+use crate::instances::{group_template, identity, template_versions, version_of};
 use crate::{Aws, Error};
 
 /// The tag a surged instance carries from before it is detached until it is terminated, as
@@ -103,11 +103,15 @@ impl Aws {
             running
         )?;
 
+        let in_groups: std::collections::BTreeSet<&str> = groups
+            .iter()
+            .flat_map(|g| g.instances())
+            .filter_map(|i| i.instance_id())
+            .collect();
         let mut out = Vec::new();
         for group in &groups {
             let (instance_group, role) = identity(group);
-            let lt = group.launch_template();
-            let lt_id = lt.and_then(|l| l.launch_template_id()).unwrap_or_default();
+            let (lt_id, group_version) = group_template(group);
             let (latest, default) = templates.get(lt_id).copied().unwrap_or((0, 0));
             let resolve = |v: Option<&str>| version_of(v.unwrap_or("$Latest"), latest, default);
             let mut instances: Vec<RollingInstance> = group
@@ -134,11 +138,7 @@ impl Aws {
             for (id, (detached, ig)) in &running {
                 if *detached
                     && ig.as_deref() == Some(instance_group.as_str())
-                    && !instances.iter().any(|i| &i.id == id)
-                    && !groups
-                        .iter()
-                        .flat_map(|g| g.instances())
-                        .any(|i| i.instance_id() == Some(id.as_str()))
+                    && !in_groups.contains(id.as_str())
                 {
                     instances.push(RollingInstance {
                         id: id.clone(),
@@ -157,7 +157,7 @@ impl Aws {
                     .to_string(),
                 instance_group,
                 role,
-                template_version: resolve(lt.and_then(|l| l.version())).to_string(),
+                template_version: resolve(group_version).to_string(),
                 min: group.min_size().unwrap_or(0).max(0) as u32,
                 desired: group.desired_capacity().unwrap_or(0).max(0) as u32,
                 max: group.max_size().unwrap_or(0).max(0) as u32,

@@ -140,6 +140,8 @@ pub struct Settings {
 /// A `maxSurge` / `maxUnavailable` value that is neither a count nor a percentage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadAmount {
+    /// Where it is written: `InstanceGroup/<name>` or `Cluster`.
+    pub object: String,
     /// `maxSurge` or `maxUnavailable`.
     pub field: &'static str,
     /// The value as written.
@@ -150,15 +152,22 @@ impl std::fmt::Display for BadAmount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "spec.rollingUpdate.{}: {:?} is neither a count nor a percentage; write 1 or \"25%\"",
-            self.field, self.value
+            "{} spec.rollingUpdate.{}: {:?} is neither a count nor a percentage; write 1 or \"25%\"",
+            self.object, self.field, self.value
         )
     }
 }
 
 /// `value` of `n` instances: a count as it is, a percentage rounded up (`up`) or down.
-fn scaled(field: &'static str, value: &IntOrString, n: usize, up: bool) -> Result<u32, BadAmount> {
+fn scaled(
+    object: &str,
+    field: &'static str,
+    value: &IntOrString,
+    n: usize,
+    up: bool,
+) -> Result<u32, BadAmount> {
     let bad = || BadAmount {
+        object: object.to_string(),
         field,
         value: match value {
             IntOrString::Int(i) => i.to_string(),
@@ -197,22 +206,38 @@ pub fn resolve_settings(
         });
     }
     let own = group.rolling_update.as_ref();
-    let pick = |f: fn(&RollingUpdate) -> Option<&IntOrString>| {
-        own.and_then(f).or_else(|| cluster.and_then(f))
+    let group_object = format!("InstanceGroup/{}", group.name);
+    // The value and the object it is written in.
+    let pick = |f: fn(&RollingUpdate) -> Option<&IntOrString>| match own.and_then(f) {
+        Some(v) => Some((v, group_object.as_str())),
+        None => cluster.and_then(f).map(|v| (v, "Cluster")),
     };
     let max_surge = match pick(|r| r.max_surge.as_ref()) {
-        Some(v) => scaled("maxSurge", v, instances, true)?,
+        Some((v, object)) => scaled(object, "maxSurge", v, instances, true)?,
         None => 1,
     };
     let max_unavailable = match pick(|r| r.max_unavailable.as_ref()) {
-        Some(v @ IntOrString::String(_)) => scaled("maxUnavailable", v, instances, false)?.max(1),
-        Some(v) => scaled("maxUnavailable", v, instances, false)?,
+        Some((v @ IntOrString::String(_), object)) => {
+            scaled(object, "maxUnavailable", v, instances, false)?.max(1)
+        }
+        Some((v, object)) => scaled(object, "maxUnavailable", v, instances, false)?,
         None => u32::from(max_surge == 0),
     };
     Ok(Settings {
         max_surge,
         max_unavailable,
     })
+}
+
+/// `spec.rollingUpdate.drainAndTerminate` of the group, else of the cluster, else true.
+/// False: the group's Nodes are only tainted, their removal left to the cluster autoscaler.
+pub fn drain_and_terminate(group: &Group, cluster: Option<&RollingUpdate>) -> bool {
+    group
+        .rolling_update
+        .as_ref()
+        .and_then(|r| r.drain_and_terminate)
+        .or_else(|| cluster.and_then(|r| r.drain_and_terminate))
+        .unwrap_or(true)
 }
 
 /// One round of a group's update.

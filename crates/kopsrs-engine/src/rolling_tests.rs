@@ -158,8 +158,26 @@ fn settings_fall_back_from_group_to_cluster_to_kops_defaults() {
     let err = resolve_settings(&g_plain(), Some(&bad), 3).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "spec.rollingUpdate.maxSurge: \"many\" is neither a count nor a percentage; write 1 or \"25%\""
+        "Cluster spec.rollingUpdate.maxSurge: \"many\" is neither a count nor a percentage; write 1 or \"25%\""
     );
+    let mut own = g_plain();
+    own.rolling_update = Some(rolling(None, Some("most")));
+    assert!(resolve_settings(&own, None, 3)
+        .unwrap_err()
+        .to_string()
+        .starts_with("InstanceGroup/nodes spec.rollingUpdate.maxUnavailable: \"most\""));
+    // drainAndTerminate: the group's, else the cluster's, else true.
+    let off = RollingUpdate {
+        drain_and_terminate: Some(false),
+        ..Default::default()
+    };
+    assert!(drain_and_terminate(&g_plain(), None));
+    assert!(!drain_and_terminate(&g_plain(), Some(&off)));
+    own.rolling_update = Some(RollingUpdate {
+        drain_and_terminate: Some(true),
+        ..Default::default()
+    });
+    assert!(drain_and_terminate(&own, Some(&off)));
     let negative = rolling(None, Some("-1"));
     assert!(resolve_settings(&g_plain(), Some(&negative), 3).is_err());
 }

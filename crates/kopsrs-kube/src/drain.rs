@@ -50,6 +50,14 @@ fn daemon_set_pod(pod: &Pod) -> bool {
     })
 }
 
+/// A server error or no answer: worth trying again. Other refusals (4xx) are final.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code >= 500,
+        _ => true,
+    }
+}
+
 fn pod_name(pod: &Pod) -> (String, String) {
     (
         pod.metadata.namespace.clone().unwrap_or_default(),
@@ -84,10 +92,11 @@ impl Kube {
             .collect())
     }
 
-    /// Taints `node` scheduled-for-update, cordons it and excludes it from external load
-    /// balancers, in one patch guarded by the Node's `resourceVersion` (a concurrent change,
-    /// a 409, is read again and retried). Nothing to do when the Node is gone or marked.
-    pub async fn mark_for_update(&self, node: &str) -> Result<(), KubeError> {
+    /// Taints `node` scheduled-for-update (PreferNoSchedule: pods evicted elsewhere avoid
+    /// it) and, with `cordon`, cordons it and excludes it from external load balancers; in
+    /// one patch guarded by the Node's `resourceVersion` (a concurrent change, a 409, is read
+    /// again and retried). Nothing to do when the Node is gone or already marked.
+    pub async fn mark_for_update(&self, node: &str, cordon: bool) -> Result<(), KubeError> {
         let api: Api<Node> = Api::all(self.client.clone());
         let what = || format!("marking Node {node:?} for replacement");
         for _ in 0..10 {
@@ -108,7 +117,7 @@ impl Kube {
                 .labels
                 .as_ref()
                 .is_some_and(|l| l.contains_key(EXCLUDE_FROM_LOAD_BALANCERS));
-            if tainted && labelled && spec.unschedulable == Some(true) {
+            if tainted && (!cordon || (labelled && spec.unschedulable == Some(true))) {
                 return Ok(());
             }
             if !tainted {
@@ -119,13 +128,19 @@ impl Kube {
                 });
             }
             // Node taints have no patch merge key: the list goes whole, hence the version.
-            let patch = serde_json::json!({
-                "metadata": {
-                    "resourceVersion": current.metadata.resource_version,
-                    "labels": {EXCLUDE_FROM_LOAD_BALANCERS: ""},
-                },
-                "spec": {"unschedulable": true, "taints": taints},
-            });
+            let patch = match cordon {
+                true => serde_json::json!({
+                    "metadata": {
+                        "resourceVersion": current.metadata.resource_version,
+                        "labels": {EXCLUDE_FROM_LOAD_BALANCERS: ""},
+                    },
+                    "spec": {"unschedulable": true, "taints": taints},
+                }),
+                false => serde_json::json!({
+                    "metadata": {"resourceVersion": current.metadata.resource_version},
+                    "spec": {"taints": taints},
+                }),
+            };
             match api
                 .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -141,6 +156,36 @@ impl Kube {
             what: what(),
             reason: "the Node kept changing (10 conflicts in a row)".into(),
         })
+    }
+
+    /// The control-plane Nodes: (name, instance ID from `spec.providerID`).
+    pub async fn control_plane_nodes(&self) -> Result<Vec<(String, Option<String>)>, KubeError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let nodes = api
+            .list(&ListParams::default().labels("node-role.kubernetes.io/control-plane"))
+            .await
+            .map_err(|e| self.failed("listing control-plane Nodes", e))?;
+        Ok(nodes
+            .items
+            .iter()
+            .map(|n| {
+                let seen = crate::node(n);
+                (seen.name, seen.instance_id)
+            })
+            .collect())
+    }
+
+    /// Deletes the Node of an instance about to be terminated (gone already: nothing to do),
+    /// as kops does; the cloud controller would, later. A control-plane replacement removes
+    /// the etcd members whose address no control-plane Node has, so the old Node must be
+    /// gone before it joins.
+    pub async fn delete_node(&self, node: &str) -> Result<(), KubeError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        match api.delete(node, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(self.failed(format!("deleting Node {node:?}"), e)),
+        }
     }
 
     /// Evicts every pod of `node` except DaemonSet and mirror pods (unmanaged pods and
@@ -224,6 +269,14 @@ impl Kube {
                     waits += 1;
                     tokio::time::sleep(BUDGET_RETRY).await;
                 }
+                // A transient failure (5xx, a connection reset): again, within the deadline.
+                Err(e) if transient(&e) && Instant::now() + BUDGET_RETRY <= deadline => {
+                    log(format!(
+                        "node {node}: evicting {ns}/{name} failed ({}); retrying",
+                        crate::plain(&e)
+                    ));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 Err(e) => return Err(crate::plain(&e)),
             }
         }
@@ -233,12 +286,13 @@ impl Kube {
                 Ok(None) => return Ok(waits),
                 Ok(Some(p)) if p.metadata.uid != uid => return Ok(waits),
                 Ok(Some(_)) => {}
+                Err(e) if transient(&e) => {}
                 Err(e) => return Err(crate::plain(&e)),
             }
             if Instant::now() > deadline {
                 return Err("evicted but still terminating".into());
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }

@@ -111,13 +111,18 @@ impl Kube {
             context: Some(cluster.to_string()),
             ..Default::default()
         };
-        let config = Config::from_custom_kubeconfig(file, &options)
+        let mut config = Config::from_custom_kubeconfig(file, &options)
             .await
             .map_err(|e| config_err(e.to_string()))?;
+        // kube waits for an answer forever by default; a control plane terminated mid-call
+        // (a half-open connection) would stall a roll. kopsrs makes no watch calls.
+        config.read_timeout = Some(std::time::Duration::from_secs(60));
+        config.write_timeout = Some(std::time::Duration::from_secs(60));
         let server = config.cluster_url.to_string();
-        // kube retries 429s by itself (15 times, backing off up to 1000 s). For evictions a
-        // 429 is a disruption budget saying no: the drain loop waits on it itself, within
-        // --drain-timeout, and reports it; so evictions go through a client without it.
+        // kube retries 429, 503 and 504 by itself (15 times, backing off up to 1000 s). For
+        // evictions a 429 is a disruption budget saying no: the drain loop waits on it (and
+        // retries 5xx and transport errors) itself, within --drain-timeout, and reports it; so
+        // evictions go through a client without kube's retries.
         let mut no_retry = config.clone();
         no_retry.default_retry = false;
         let evict_client = Client::try_from(no_retry).map_err(|e| config_err(e.to_string()))?;

@@ -16,7 +16,7 @@ use kopsrs_engine::rolling::{self, Group, Instance};
 use kopsrs_kube::Kube;
 
 use crate::cli::{GlobalArgs, RollingUpdateClusterArgs};
-use crate::problems::Problems;
+use crate::problems::{Problem, Problems};
 use crate::{context, pipeline};
 
 use super::get::{print_table, table};
@@ -69,18 +69,53 @@ pub async fn run(global: &GlobalArgs, args: RollingUpdateClusterArgs) -> Result<
                 .map_err(|e| cloudonly_hint(validate::kube_problem(&name, &e)))?,
         ),
     };
-    let roller = Roller {
+    let roles = specs
+        .iter()
+        .map(|(group, (role, _))| (group.clone(), *role))
+        .collect();
+    let mut roller = Roller {
         aws: &aws,
         kube: kube.as_ref(),
         name: &name,
         args: &args,
         specs,
+        roles,
         cluster_rolling: prepared.cluster.spec.rolling_update.clone(),
+        settings: BTreeMap::new(),
+        control_planes: 0,
     };
 
     let state = roller.read().await?;
+    roller.control_planes = state.control_planes;
     let groups: Vec<Group> = state.groups.values().cloned().collect();
     let selected = rolling::order(&groups, &args.instance_group, &roles_filter);
+    // Every group's settings before anything changes: all problems at once.
+    let mut problems = Vec::new();
+    for group in &selected {
+        let live = group.instances.iter().filter(|i| !i.detached).count();
+        match rolling::resolve_settings(group, roller.cluster_rolling.as_ref(), live) {
+            Ok(s) if s.max_surge + s.max_unavailable == 0 => problems.push(Problem {
+                message: format!(
+                    "InstanceGroup/{} spec.rollingUpdate: maxSurge and maxUnavailable are both 0, so no instance can be replaced",
+                    group.name
+                ),
+                hint: Some(format!(
+                    "set maxSurge or maxUnavailable with `kopsrs edit instancegroup {} --name {name}`",
+                    group.name
+                )),
+            }),
+            Ok(s) => {
+                roller.settings.insert(group.name.clone(), s);
+            }
+            Err(e) => problems.push(Problem {
+                message: e.to_string(),
+                hint: Some("fix it with `kopsrs edit instancegroup` or `kopsrs edit cluster`".into()),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems).into());
+    }
     let mut t = table(&[
         "NAME",
         "STATUS",
@@ -128,28 +163,37 @@ pub async fn run(global: &GlobalArgs, args: RollingUpdateClusterArgs) -> Result<
 fn parse_roles(values: &[String]) -> Result<Vec<Role>> {
     values
         .iter()
-        .map(|v| match v.to_ascii_lowercase().as_str() {
-            "master" | "control-plane" | "controlplane" => Ok(Role::ControlPlane),
-            "node" => Ok(Role::Node),
-            "bastion" => Ok(Role::Bastion),
-            "apiserver" | "api-server" => Ok(Role::ApiServer),
-            _ => Err(Problems::one(
-                format!("--instance-group-roles: {v:?} is not a role"),
-                "use control-plane (or master), apiserver, node or bastion",
-            )
-            .into()),
+        .map(|v| {
+            Role::from_tag(v).ok_or_else(|| {
+                Problems::one(
+                    format!("--instance-group-roles: {v:?} is not a role"),
+                    "use control-plane (or master), apiserver, node or bastion",
+                )
+                .into()
+            })
         })
         .collect()
 }
 
+/// Before anything changes, a missing or unreachable API can be worked around.
 fn cloudonly_hint(mut problems: Problems) -> Problems {
+    const CLOUDONLY: &str =
+        "when the API cannot answer, replace the instances without it: --cloudonly";
     for p in &mut problems.0 {
-        let hint = p.hint.take().unwrap_or_default();
-        p.hint = Some(format!(
-            "{hint}; or, when the API cannot answer, replace the instances without it: --cloudonly"
-        ));
+        p.hint = Some(match p.hint.take() {
+            Some(hint) => format!("{hint}; or, {CLOUDONLY}"),
+            None => CLOUDONLY.into(),
+        });
     }
     problems
+}
+
+fn no_group(name: &str) -> anyhow::Error {
+    Problems::one(
+        format!("instance group {name:?} has no auto scaling group in AWS"),
+        "run `kopsrs update cluster --yes` first",
+    )
+    .into()
 }
 
 /// The cluster as one read sees it.
@@ -162,13 +206,23 @@ struct State {
     control_planes: usize,
 }
 
+/// One `rolling-update cluster --yes` run: what it reads once (the spec, each group's
+/// settings) and the clients it works through.
 struct Roller<'a> {
     aws: &'a Aws,
     kube: Option<&'a Kube>,
     name: &'a str,
     args: &'a RollingUpdateClusterArgs,
+    /// Each instance group's role and `spec.rollingUpdate`.
     specs: BTreeMap<String, (Role, Option<RollingUpdate>)>,
+    /// Each instance group's role.
+    roles: BTreeMap<String, Role>,
+    /// The Cluster's `spec.rollingUpdate`.
     cluster_rolling: Option<RollingUpdate>,
+    /// Each selected group's maxSurge / maxUnavailable, resolved before anything changed.
+    settings: BTreeMap<String, rolling::Settings>,
+    /// The control-plane instances the cluster should have (desired capacities).
+    control_planes: usize,
 }
 
 impl Roller<'_> {
@@ -186,16 +240,7 @@ impl Roller<'_> {
     }
 
     fn kube_problem(&self, e: &kopsrs_kube::KubeError) -> anyhow::Error {
-        cloudonly_hint(validate::kube_problem(self.name, e)).into()
-    }
-
-    fn role_of(&self, group: &str, tag: &str) -> Role {
-        self.specs.get(group).map(|(r, _)| *r).unwrap_or(match tag {
-            "control-plane" | "master" => Role::ControlPlane,
-            "bastion" => Role::Bastion,
-            "apiserver" | "api-server" => Role::ApiServer,
-            _ => Role::Node,
-        })
+        validate::kube_problem(self.name, e).into()
     }
 
     fn interval(&self, role: Role) -> Duration {
@@ -224,8 +269,11 @@ impl Roller<'_> {
             aws: BTreeMap::new(),
             control_planes: 0,
         };
+        // Auto scaling groups without an instance group in the spec are not kopsrs's to roll.
         for g in groups {
-            let role = self.role_of(&g.instance_group, &g.role);
+            let Some(&role) = self.roles.get(&g.instance_group) else {
+                continue;
+            };
             if role == Role::ControlPlane {
                 state.control_planes += g.desired as usize;
             }
@@ -236,9 +284,12 @@ impl Roller<'_> {
                 min: g.min,
                 target: g.desired,
                 max: g.max,
+                // Instances already terminating (a lifecycle hook holds them, or a run was
+                // stopped right after terminating them) are not replaced again.
                 instances: g
                     .instances
                     .iter()
+                    .filter(|i| !i.lifecycle.starts_with("Terminating"))
                     .map(|i| Instance {
                         id: i.id.clone(),
                         template_version: i.template_version.clone(),
@@ -257,23 +308,18 @@ impl Roller<'_> {
         Ok(state)
     }
 
-    async fn read_group(&self, name: &str) -> Result<(State, Group, RollingGroup)> {
-        let state = self.read().await?;
-        let (Some(group), Some(aws)) = (state.groups.get(name), state.aws.get(name)) else {
-            return Err(Problems::one(
-                format!("instance group {name:?} has no auto scaling group in AWS"),
-                "run `kopsrs update cluster --yes` first",
-            )
-            .into());
-        };
-        let (group, aws) = (group.clone(), aws.clone());
-        Ok((state, group, aws))
+    async fn read_group(&self, name: &str) -> Result<(Group, RollingGroup)> {
+        let mut state = self.read().await?;
+        match (state.groups.remove(name), state.aws.remove(name)) {
+            (Some(group), Some(aws)) => Ok((group, aws)),
+            _ => Err(no_group(name)),
+        }
     }
 
     /// Replaces the instances of one group that need it, a round at a time.
     async fn roll_group(&self, name: &str) -> Result<()> {
         let force = self.args.force;
-        let (_, group, _) = self.read_group(name).await?;
+        let (group, aws_group) = self.read_group(name).await?;
         // With --force, the instances there now: their replacements are current.
         let initial: BTreeSet<String> = group
             .to_update(force)
@@ -283,32 +329,40 @@ impl Roller<'_> {
         if initial.is_empty() {
             return Ok(());
         }
-        let live = group.instances.iter().filter(|i| !i.detached).count();
-        let settings = rolling::resolve_settings(&group, self.cluster_rolling.as_ref(), live)
-            .map_err(|e| {
-                Problems::one(
-                    format!("instance group {name}: {e}"),
-                    format!(
-                        "fix it with `kopsrs edit instancegroup {name}` or `kopsrs edit cluster`"
-                    ),
-                )
-            })?;
-        if settings.max_surge + settings.max_unavailable == 0 {
-            return Err(Problems::one(
-                format!("instance group {name}: maxSurge and maxUnavailable are both 0, so no instance can be replaced"),
-                format!("set spec.rollingUpdate.maxSurge or maxUnavailable with `kopsrs edit instancegroup {name}`"),
-            )
-            .into());
+        if !rolling::drain_and_terminate(&group, self.cluster_rolling.as_ref()) {
+            // kops's meaning: taint the Nodes, leave their removal to the cluster autoscaler.
+            self.say(format!(
+                "group {name}: spec.rollingUpdate.drainAndTerminate is false: tainting its {} Node(s) for replacement, not draining or terminating them",
+                initial.len()
+            ));
+            self.taint_all(&group, &initial).await?;
+            return Ok(());
         }
+        let settings = self
+            .settings
+            .get(name)
+            .copied()
+            .ok_or_else(|| no_group(name))?;
         self.say(format!(
             "group {name}: {} instance(s) to replace, {} surged and {} unavailable at most at once",
             initial.len(),
             settings.max_surge,
             settings.max_unavailable
         ));
+        // Instances a stopped run tagged but did not detach: detached now, before any round
+        // counts them (their replacements launch now).
+        let tagged: Vec<String> = aws_group
+            .instances
+            .iter()
+            .filter(|i| i.detached && i.in_group)
+            .map(|i| i.id.clone())
+            .collect();
+        self.detach(name, &aws_group, &tagged).await?;
         self.validate(&group, "before its update").await?;
+        // Pods evicted from the first Nodes avoid the others still to go (PreferNoSchedule).
+        self.taint_all(&group, &initial).await?;
         loop {
-            let (_, group, aws_group) = self.read_group(name).await?;
+            let (group, aws_group) = self.read_group(name).await?;
             let todo: Vec<&Instance> = group
                 .to_update(force)
                 .into_iter()
@@ -317,6 +371,9 @@ impl Roller<'_> {
             let Some(round) = rolling::rounds(&todo, settings).into_iter().next() else {
                 break;
             };
+            if group.role == Role::ControlPlane {
+                self.remove_stale_control_plane_nodes(&aws_group).await?;
+            }
             let detach: Vec<String> = round
                 .surge
                 .iter()
@@ -328,24 +385,20 @@ impl Roller<'_> {
                 })
                 .cloned()
                 .collect();
-            if !detach.is_empty() {
-                self.say(format!(
-                    "group {name}: detaching {} for a surge (the group launches their replacements first)",
-                    detach.join(", ")
-                ));
-                self.aws
-                    .detach_for_surge(&aws_group.asg, &detach)
-                    .await
-                    .map_err(|e| self.aws_problem("detaching instances", &e))?;
-            }
+            self.detach(name, &aws_group, &detach).await?;
             let (group, aws_group) = if round.surge.is_empty() {
                 (group, aws_group)
             } else {
                 self.wait_for_capacity(name, &[]).await?;
-                let (_, group, _) = self.read_group(name).await?;
                 self.validate(&group, "with the surged instances' replacements")
                     .await?;
-                let (_, group, aws_group) = self.read_group(name).await?;
+                // The surged instances are out of the group now (terminated directly).
+                let mut aws_group = aws_group;
+                for i in &mut aws_group.instances {
+                    if round.surge.contains(&i.id) {
+                        i.in_group = false;
+                    }
+                }
                 (group, aws_group)
             };
             let ids: Vec<String> = round
@@ -361,7 +414,6 @@ impl Roller<'_> {
             replaced.into_iter().collect::<Result<Vec<()>>>()?;
             tokio::time::sleep(self.interval(group.role)).await;
             self.wait_for_capacity(name, &ids).await?;
-            let (_, group, _) = self.read_group(name).await?;
             self.validate(&group, &format!("after replacing {}", ids.join(", ")))
                 .await?;
         }
@@ -369,12 +421,80 @@ impl Roller<'_> {
         Ok(())
     }
 
-    /// One instance: mark its Node, take it out of its group's target groups, drain it,
-    /// wait the post-drain delay, terminate it.
+    /// Tags and detaches `ids` from the group (a surge).
+    async fn detach(&self, name: &str, aws_group: &RollingGroup, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.say(format!(
+            "group {name}: detaching {} for a surge (the group launches their replacements first)",
+            ids.join(", ")
+        ));
+        self.aws
+            .detach_for_surge(&aws_group.asg, ids)
+            .await
+            .map_err(|e| self.aws_problem("detaching instances", &e))
+    }
+
+    /// Taints the Nodes of `ids` scheduled-for-update (PreferNoSchedule), as kops does to
+    /// a whole group before its first drain.
+    async fn taint_all(&self, group: &Group, ids: &BTreeSet<String>) -> Result<()> {
+        let Some(kube) = self.kube else {
+            return Ok(());
+        };
+        for instance in group.instances.iter().filter(|i| ids.contains(&i.id)) {
+            if let Some(node) = &instance.node {
+                kube.mark_for_update(&node.name, false)
+                    .await
+                    .map_err(|e| self.kube_problem(&e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes control-plane Nodes whose instance no longer runs: a run stopped between
+    /// terminating a control plane and deleting its Node left it, and etcd's member pruning
+    /// on the next replacement must not find it.
+    async fn remove_stale_control_plane_nodes(&self, aws_group: &RollingGroup) -> Result<()> {
+        let Some(kube) = self.kube else {
+            return Ok(());
+        };
+        let groups = self
+            .aws
+            .rolling_groups(self.name)
+            .await
+            .map_err(|e| self.aws_problem("reading the auto scaling groups", &e))?;
+        let running: BTreeSet<&str> = groups
+            .iter()
+            .flat_map(|g| &g.instances)
+            .map(|i| i.id.as_str())
+            .collect();
+        for (node, instance) in kube
+            .control_plane_nodes()
+            .await
+            .map_err(|e| self.kube_problem(&e))?
+        {
+            if instance.is_some_and(|id| !running.contains(id.as_str())) {
+                self.say(format!(
+                    "group {}: deleting Node {node}: its instance no longer runs",
+                    aws_group.instance_group
+                ));
+                kube.delete_node(&node)
+                    .await
+                    .map_err(|e| self.kube_problem(&e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One instance: cordon its Node and take it out of load balancers, take the instance
+    /// out of its group's target groups, drain the Node, wait the post-drain delay, delete
+    /// the Node (not a bastion's), terminate the instance.
     async fn replace(&self, group: &Group, aws_group: &RollingGroup, id: &str) -> Result<()> {
         let name = &group.name;
         let Some(instance) = aws_group.instances.iter().find(|i| i.id == id) else {
-            return Ok(()); // gone since the round was planned
+            self.say(format!("group {name}: {id} is gone already"));
+            return Ok(());
         };
         let node = group
             .instances
@@ -384,12 +504,14 @@ impl Roller<'_> {
         let kube_node = self.kube.zip(node.as_ref());
         if let Some((kube, node)) = kube_node {
             self.say(format!(
-                "group {name}: {id} (node {}): tainting, cordoning, excluding from load balancers",
+                "group {name}: {id} (node {}): cordoning, excluding from load balancers",
                 node.name
             ));
-            kube.mark_for_update(&node.name)
+            kube.mark_for_update(&node.name, true)
                 .await
                 .map_err(|e| self.kube_problem(&e))?;
+        } else if self.kube.is_some() && group.role != Role::Bastion {
+            self.say(format!("group {name}: {id} has no Node: nothing to drain"));
         }
         self.aws
             .deregister_targets(&aws_group.target_groups, id, DEREGISTRATION_TIMEOUT)
@@ -414,9 +536,18 @@ impl Roller<'_> {
                     )
                     .into())
                 }
-                Err(e) => self.say(format!("group {name}: {e}; terminating anyway (--fail-on-drain-error=false)")),
+                Err(e) => self.say(format!(
+                    "group {name}: {e}; terminating anyway (--fail-on-drain-error=false)"
+                )),
             }
             tokio::time::sleep(self.args.post_drain_delay).await;
+            // A control plane's replacement removes the etcd member whose address no
+            // control-plane Node has: this Node must be gone first.
+            if group.role != Role::Bastion {
+                kube.delete_node(&node.name)
+                    .await
+                    .map_err(|e| self.kube_problem(&e))?;
+            }
         }
         self.say(format!("group {name}: terminating {id}"));
         self.aws
@@ -426,11 +557,20 @@ impl Roller<'_> {
     }
 
     /// Waits until no instance of `gone` is in the group any more and the group has its
-    /// desired number of instances in service (detached ones not counted).
+    /// desired number of instances in service (detached ones not counted). Reads AWS only:
+    /// the Kubernetes API may be down while a control plane is replaced.
     async fn wait_for_capacity(&self, name: &str, gone: &[String]) -> Result<()> {
         let deadline = Instant::now() + self.args.validation_timeout;
         loop {
-            let (_, _, g) = self.read_group(name).await?;
+            let groups = self
+                .aws
+                .rolling_groups(self.name)
+                .await
+                .map_err(|e| self.aws_problem("reading the auto scaling groups", &e))?;
+            let g = groups
+                .into_iter()
+                .find(|g| g.instance_group == name)
+                .ok_or_else(|| no_group(name))?;
             let live: Vec<_> = g
                 .instances
                 .iter()
@@ -445,7 +585,7 @@ impl Roller<'_> {
                 return self.give_up(
                     name,
                     format!(
-                        "group {name} is not back at {} instances in service within {} ({in_service} now)",
+                        "group {name} is not back at {} instances in service within --validation-timeout {} ({in_service} now)",
                         g.desired,
                         humantime::format_duration(self.args.validation_timeout)
                     ),
@@ -456,51 +596,67 @@ impl Roller<'_> {
     }
 
     /// Validates until `--validate-count` consecutive passes have no failure that concerns
-    /// `group` (its own, the control plane's, the cluster's); for a control-plane group,
-    /// etcd must also have settled (`rolling::control_plane_unsettled`).
+    /// `group` (its own, the control plane's, the cluster's). For a control-plane group etcd
+    /// must also have settled (`rolling::control_plane_unsettled`), whatever
+    /// `--validate-count` and `--fail-on-validate-error` say: the next control plane must not
+    /// go before. A failed read (the API restarting with its control plane) is a failed pass.
+    /// Bastions are not validated (kops neither: a broken cluster may need the bastion).
     async fn validate(&self, group: &Group, when: &str) -> Result<()> {
         let Some(kube) = self.kube else {
             return Ok(());
         };
-        if self.args.validate_count == 0 {
-            self.say("skipping validation: --validate-count is 0");
+        let control_plane = group.role == Role::ControlPlane;
+        if group.role == Role::Bastion || (self.args.validate_count == 0 && !control_plane) {
             return Ok(());
         }
-        let roles: BTreeMap<&str, Role> = self
-            .specs
-            .iter()
-            .map(|(name, (role, _))| (name.as_str(), *role))
-            .collect();
-        let tick = self.interval(group.role).max(Duration::from_millis(250));
+        let needed = self.args.validate_count.max(1);
+        let roles: BTreeMap<&str, Role> =
+            self.roles.iter().map(|(g, r)| (g.as_str(), *r)).collect();
+        // Between passes that succeed, the interval; after a failure, a quarter of it (at
+        // least 250 ms), so a Node that turns Ready is seen soon after.
+        let interval = self.interval(group.role).max(Duration::from_millis(250));
+        let retry = (interval / 4).max(Duration::from_millis(250));
         let deadline = Instant::now() + self.args.validation_timeout;
         let mut passed = 0;
         let mut last = Vec::new();
         loop {
-            let pass = validate::pass(self.aws, kube, self.name, &roles, 0).await?;
-            let mut problems: Vec<String> = pass
-                .validation
-                .failures
-                .iter()
-                .filter(|f| {
-                    let failing = f.instance_group.as_deref();
-                    let role = failing.and_then(|g| roles.get(g).copied());
-                    rolling::failure_concerns(group, failing, role)
-                })
-                .map(|f| f.message.clone())
-                .collect();
-            // Once the cluster validates, etcd must have settled too (its own checks
-            // would only repeat the validation's failures before).
-            if problems.is_empty() && group.role == Role::ControlPlane {
-                let state = self.read().await?;
-                problems.extend(rolling::control_plane_unsettled(
-                    &pass.nodes,
-                    &pass.pods,
-                    state.control_planes,
-                ));
-            }
+            let (problems, settled) = match validate::pass(self.aws, kube, self.name, &roles, 0)
+                .await
+            {
+                Err(e) => (vec![format!("{e:#}")], false),
+                Ok(pass) => {
+                    let failures: Vec<String> = pass
+                        .validation
+                        .failures
+                        .iter()
+                        .filter(|f| {
+                            let failing = f.instance_group.as_deref();
+                            let role = failing.and_then(|g| roles.get(g).copied());
+                            rolling::failure_concerns(group, failing, role)
+                        })
+                        .map(|f| f.message.clone())
+                        .collect();
+                    // Once the cluster validates, etcd must have settled too (its own checks
+                    // would only repeat the validation's failures before).
+                    let unsettled = match control_plane && failures.is_empty() {
+                        true => rolling::control_plane_unsettled(
+                            &pass.nodes,
+                            &pass.pods,
+                            self.control_planes,
+                        ),
+                        false => Vec::new(),
+                    };
+                    let settled = !control_plane || (failures.is_empty() && unsettled.is_empty());
+                    let problems = match self.args.validate_count {
+                        0 => unsettled,
+                        _ => failures.into_iter().chain(unsettled).collect(),
+                    };
+                    (problems, settled)
+                }
+            };
             if problems.is_empty() {
                 passed += 1;
-                if passed >= self.args.validate_count {
+                if passed >= needed {
                     return Ok(());
                 }
             } else {
@@ -513,16 +669,22 @@ impl Roller<'_> {
                     ));
                 }
             }
+            let tick = if problems.is_empty() { interval } else { retry };
             if Instant::now() + tick > deadline {
-                return self.give_up(
-                    &group.name,
-                    format!(
-                        "cluster {} did not validate {when} within {}: {}",
-                        self.name,
-                        humantime::format_duration(self.args.validation_timeout),
-                        problems.join("; ")
-                    ),
+                let message = format!(
+                    "cluster {} did not validate {when} within --validation-timeout {}: {}",
+                    self.name,
+                    humantime::format_duration(self.args.validation_timeout),
+                    problems.join("; ")
                 );
+                if !settled {
+                    return Err(Problems::one(
+                        message,
+                        "a control plane goes only once etcd has its members back, whatever --fail-on-validate-error says; find the cause with `kopsrs validate cluster`, then run `kopsrs rolling-update cluster --yes` again: it resumes where it stopped",
+                    )
+                    .into());
+                }
+                return self.give_up(&group.name, message);
             }
             last = problems;
             tokio::time::sleep(tick).await;

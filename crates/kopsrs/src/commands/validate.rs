@@ -90,12 +90,7 @@ pub(crate) async fn pass(
             role: roles
                 .get(g.instance_group.as_str())
                 .copied()
-                .unwrap_or(match g.role.as_str() {
-                    "control-plane" | "master" => Role::ControlPlane,
-                    "bastion" => Role::Bastion,
-                    "apiserver" | "api-server" => Role::ApiServer,
-                    _ => Role::Node,
-                }),
+                .unwrap_or_else(|| Role::from_tag(&g.role).unwrap_or(Role::Node)),
             name: g.instance_group,
             target: g.desired,
             instances: g.instances.into_iter().map(|i| (i, false)).collect(),
@@ -117,11 +112,11 @@ pub(crate) fn kube_problem(name: &str, e: &kopsrs_kube::KubeError) -> Problems {
             "export a fresh one with `kopsrs export kubeconfig {name} --admin`"
         ),
         kopsrs_kube::KubeError::Api { .. } => {
-            "check that the admin certificate of the kubeconfig may do this (`kopsrs export kubeconfig --admin` writes one in system:masters)".to_string()
+            "a 401/403 means the kubeconfig's credentials may not do this (`kopsrs export kubeconfig --admin` writes an admin certificate); otherwise see the API's answer above".to_string()
         }
-        kopsrs_kube::KubeError::Drain { .. } => {
-            "see which pods are left with `kubectl get pods -A --field-selector spec.nodeName=NODE`".to_string()
-        }
+        kopsrs_kube::KubeError::Drain { node, .. } => format!(
+            "see which pods are left with `kubectl get pods -A --field-selector spec.nodeName={node}`"
+        ),
         kopsrs_kube::KubeError::Unreachable { .. } => {
             "check that the cluster's API load balancer is up and reachable from here (`kopsrs get instances` shows the control plane); an expired admin certificate needs `kopsrs export kubeconfig --admin`".to_string()
         }
