@@ -24,7 +24,7 @@ import urllib.request
 
 KOPSRS = sys.argv[1]
 SIZES = [int(n) for n in sys.argv[2:]] or [3, 12, 48]
-SURGES = ["1", "3", "25%"]
+SURGES = os.environ.get("BENCH_ROLL_SURGES", "1,3,25%").split(",")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721"
 BOOT, RESCHEDULE, INTERVAL = 5.0, 1.0, 1.0
@@ -123,10 +123,20 @@ users:
         self.kopsrs("edit", "ig", "nodes-eu-west-1a", "--name", self.name,
                     "--set", f"spec.rollingUpdate.maxSurge={surge}")
         started = time.monotonic()
-        self.kopsrs("rolling-update", "cluster", self.name, "--yes", "--force",
-                    "--instance-group-roles", "node", "--kubeconfig", self.kubeconfig,
-                    "--node-interval", f"{INTERVAL:g}s", "--post-drain-delay", "0s",
-                    "--validate-count", "1", "--validation-timeout", "5m")
+        # The progress lines, each with the seconds since the start, for a look at where the
+        # time goes (BENCH_ROLL_LOG=FILE).
+        log = open(os.environ.get("BENCH_ROLL_LOG", os.devnull), "a")
+        roll = subprocess.Popen(
+            [KOPSRS, "rolling-update", "cluster", self.name, "--yes", "--force",
+             "--instance-group-roles", "node", "--kubeconfig", self.kubeconfig,
+             "--node-interval", f"{INTERVAL:g}s", "--post-drain-delay", "0s",
+             "--validate-count", "1", "--validation-timeout", "5m"],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for line in roll.stderr:
+            log.write(f"{time.monotonic() - started:7.2f} {line}")
+        if roll.wait() != 0:
+            sys.exit(f"rolling-update of {self.name} at maxSurge {surge} failed")
+        log.close()
         return time.monotonic() - started
 
     def pass_calls(self):
