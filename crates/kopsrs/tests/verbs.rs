@@ -333,17 +333,39 @@ fn kops_command_line_habits() {
     assert!(stderr.contains("has no CA yet"), "{stderr}");
 
     // kops verbs kopsrs does not have yet say so, with what to do instead.
-    let rolling = fails(
+    let reconcile = fails(
         kopsrs(&state)
-            .args(["rolling-update", "cluster", name, "--yes"])
+            .args(["reconcile", "cluster", name, "--yes"])
             .output()
             .unwrap(),
     );
     assert!(
-        rolling.contains("kopsrs has no `rolling-update cluster` yet"),
+        reconcile.contains("kopsrs has no `reconcile cluster` yet"),
+        "{reconcile}"
+    );
+    assert!(
+        reconcile.contains("kopsrs update cluster --yes"),
+        "{reconcile}"
+    );
+    // `rolling-update cluster` exists: without a kubeconfig context it says how to get one,
+    // or to do without the API.
+    let rolling = fails(
+        kopsrs(&state)
+            .args([
+                "rolling-update",
+                "cluster",
+                name,
+                "--yes",
+                "--kubeconfig",
+                "/dev/null",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        rolling.contains("export kubeconfig") && rolling.contains("--cloudonly"),
         "{rolling}"
     );
-    assert!(rolling.contains("kopsrs get instances"), "{rolling}");
     // `validate cluster` exists: without a kubeconfig context it says how to get one.
     let validate = fails(
         kopsrs(&state)
