@@ -117,17 +117,22 @@ impl Rig {
         out
     }
 
-    fn roll_command(&self, extra: &[&str]) -> Command {
+    fn roll_command(&self, kubeconfig: &std::path::Path, extra: &[&str]) -> Command {
         let mut c = self.kopsrs();
         c.args(["rolling-update", "cluster", &self.name, "--kubeconfig"])
-            .arg(&self.kube.kubeconfig)
+            .arg(kubeconfig)
             .args(extra);
         c
     }
 
     /// `rolling-update cluster` with `extra`: exit code, stdout, stderr.
     fn roll(&self, extra: &[&str]) -> (i32, String, String) {
-        let out = self.roll_command(extra).output().unwrap();
+        self.roll_with(&self.kube.kubeconfig, extra)
+    }
+
+    /// `rolling-update cluster` through `kubeconfig`.
+    fn roll_with(&self, kubeconfig: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+        let out = self.roll_command(kubeconfig, extra).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -468,6 +473,7 @@ fn a_killed_roll_resumes_and_a_failed_validation_or_drain_stops_it() {
     // SIGKILL once the surged worker is detached and drained, before it is terminated.
     let mut child = rig
         .roll_command(
+            &rig.kube.kubeconfig,
             &[
                 &[
                     "--yes",
@@ -649,49 +655,19 @@ fn cloudonly_replaces_without_the_kubernetes_api() {
         &["--zones", "eu-west-1a", "--node-count", "1"],
     );
     let before = rig.running();
-    let empty = rig._dir.path().join("empty-kubeconfig");
-    std::fs::write(
-        &empty,
-        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
-    )
-    .unwrap();
+    let empty = support::kube::empty_kubeconfig(rig._dir.path());
     // Without the API and without --cloudonly: an error that names both ways out.
-    let out = rig
-        .kopsrs()
-        .args([
-            "rolling-update",
-            "cluster",
-            "cloud.example.com",
-            "--yes",
-            "--kubeconfig",
-        ])
-        .arg(&empty)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let (code, _, stderr) = rig.roll_with(&empty, &["--yes"]);
+    assert_eq!(code, 1);
     assert!(
         stderr.contains("export kubeconfig") && stderr.contains("--cloudonly"),
         "{stderr}"
     );
     assert_eq!(rig.running(), before);
 
-    let out = rig
-        .kopsrs()
-        .args([
-            "rolling-update",
-            "cluster",
-            "cloud.example.com",
-            "--yes",
-            "--cloudonly",
-            "--kubeconfig",
-        ])
-        .arg(&empty)
-        .args(&FAST[..4])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (code, _, stderr) =
+        rig.roll_with(&empty, &[&["--yes", "--cloudonly"], &FAST[..4]].concat());
+    assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("draining"), "{stderr}");
     let after = rig.running();
     assert_eq!(after.len(), 2);
@@ -699,22 +675,19 @@ fn cloudonly_replaces_without_the_kubernetes_api() {
     assert!(rig.instances().iter().all(|i| i["status"] == "UpToDate"));
 
     // --force replaces current instances too, each once.
-    let out = rig
-        .kopsrs()
-        .args([
-            "rolling-update",
-            "cluster",
-            "cloud.example.com",
+    let forced_roll = [
+        &[
             "--yes",
             "--cloudonly",
             "--force",
-        ])
-        .args(["--instance-group", "nodes-eu-west-1a"])
-        .args(&FAST[..4])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+            "--instance-group",
+            "nodes-eu-west-1a",
+        ],
+        &FAST[..4],
+    ]
+    .concat();
+    let (code, _, stderr) = rig.roll_with(&empty, &forced_roll);
+    assert_eq!(code, 0, "{stderr}");
     assert_eq!(terminations(&stderr), ["nodes-eu-west-1a"], "{stderr}");
     let forced = rig.running();
     assert_eq!(forced.len(), 2);

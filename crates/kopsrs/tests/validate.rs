@@ -168,12 +168,7 @@ fn validate_cluster_reports_what_kops_reports() {
     );
 
     // No context for the cluster: an error that says how to get one.
-    let empty = dir.path().join("empty-kubeconfig");
-    std::fs::write(
-        &empty,
-        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
-    )
-    .unwrap();
+    let empty = support::kube::empty_kubeconfig(dir.path());
     let out = moto
         .kopsrs("state")
         .env("AWS_REGION", "eu-west-1")

@@ -118,3 +118,14 @@ impl FakeKube {
         child.wait_with_output().unwrap()
     }
 }
+
+/// A kubeconfig without any context: kopsrs finds none for the cluster.
+pub fn empty_kubeconfig(dir: &Path) -> PathBuf {
+    let path = dir.join("empty-kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .unwrap();
+    path
+}
