@@ -57,6 +57,8 @@ pub enum Command {
     Edit(EditArgs),
     /// Replace objects with the content of files.
     Replace(ReplaceArgs),
+    /// Compare spec files (git) with the state store, field by field.
+    Diff(DiffArgs),
     /// Delete a cluster, an instance group, or the objects in files.
     Delete(DeleteArgs),
     /// Plan and apply a cluster's cloud resources, or write them as Terraform.
@@ -688,12 +690,35 @@ pub enum EditCommand {
     after_help = "Examples:\n  kopsrs replace -f dev.example.com.yaml\n  # from git in CI, creating what is new\n  kopsrs replace -f clusters/dev.example.com.yaml --force"
 )]
 pub struct ReplaceArgs {
-    /// Files (or -) with the new objects.
+    /// Files, folders (recursively: .yaml, .yml, .json) or - with the new objects.
     #[arg(short = 'f', long = "filename", required = true)]
     pub filenames: Vec<PathBuf>,
     /// Create objects that do not exist yet.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  # in CI: has the state store been changed out of band?\n  kopsrs diff -f clusters/ --detailed-exitcode\n  kopsrs diff -f clusters/dev.example.com/ --name dev.example.com -o json"
+)]
+pub struct DiffArgs {
+    /// Files, folders (recursively: .yaml, .yml, .json) or - with the specs.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub filenames: Vec<PathBuf>,
+    /// Exit 2 when the files and the state store differ (0 when they agree).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub detailed_exitcode: bool,
+    /// Output format: text, or json (one entry per differing field) for alerting.
+    #[arg(short, long, value_enum, default_value_t = DiffFormat::Text)]
+    pub output: DiffFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiffFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]

@@ -1,7 +1,7 @@
 //! What every command needs: the state store, the cluster name, input files.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use kopsrs_api::{decode_documents_with, Document, Validation};
@@ -144,28 +144,85 @@ pub fn read_input(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// Decodes every document of every file as `--validate` says; all decoding errors are
-/// reported together.
+/// Decodes every document of every file (folders: every `.yaml`, `.yml` and `.json` file
+/// under them, recursively, in name order; `-`: stdin) as `--validate` says; all decoding
+/// errors are reported together.
 pub fn read_documents(
     paths: &[std::path::PathBuf],
     validation: Validation,
 ) -> Result<Vec<Document>> {
+    Ok(read_sourced(paths, validation)?
+        .into_iter()
+        .map(|s| s.document)
+        .collect())
+}
+
+/// A document and the file it came from (`-` for stdin).
+pub struct Sourced {
+    /// The file.
+    pub path: PathBuf,
+    /// The decoded document.
+    pub document: Document,
+}
+
+/// The files `paths` name: files as given, folders expanded (recursively, sorted by path,
+/// `.yaml`/`.yml`/`.json` only), `-` as itself.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path != Path::new("-") && path.is_dir() {
+            let mut found: Vec<PathBuf> = Vec::new();
+            for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+                let entry = entry.with_context(|| format!("reading {}", path.display()))?;
+                let spec = entry.file_type().is_file()
+                    && entry
+                        .path()
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+                if spec {
+                    found.push(entry.into_path());
+                }
+            }
+            if found.is_empty() {
+                return Err(Problems::one(
+                    format!(
+                        "{}: no .yaml, .yml or .json file in this folder",
+                        path.display()
+                    ),
+                    "point -f at the folder that holds the specs, or at the files",
+                )
+                .into());
+            }
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// [`read_documents`], each document with its file.
+pub fn read_sourced(paths: &[PathBuf], validation: Validation) -> Result<Vec<Sourced>> {
     let mut documents = Vec::new();
     let mut problems = Vec::new();
-    for path in paths {
-        let text = read_input(path)?;
+    for path in expand_paths(paths)? {
+        let text = read_input(&path)?;
         let name = if path == Path::new("-") {
             "stdin".to_string()
         } else {
             path.display().to_string()
         };
         match decode_documents_with(&text, &name, validation) {
-            Ok(mut decoded) => {
+            Ok(decoded) => {
                 decoded
                     .dropped
                     .iter()
                     .for_each(|d| warn_dropped(d, validation));
-                documents.append(&mut decoded.documents);
+                documents.extend(decoded.documents.into_iter().map(|document| Sourced {
+                    path: path.clone(),
+                    document,
+                }));
             }
             Err(errors) => problems.extend(errors.into_iter().map(|e| {
                 Problem {

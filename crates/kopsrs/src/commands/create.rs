@@ -1,13 +1,9 @@
 //! `create cluster`, `create instancegroup`, `create sshpublickey`, `create -f`.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use kopsrs_api::create::{create_cluster, CreateClusterOptions};
-use kopsrs_api::{
-    encode_documents, Cluster, Document, InstanceGroup, OutputFormat, SshCredential, LABEL_CLUSTER,
-};
+use kopsrs_api::{encode_documents, Cluster, Document, InstanceGroup, OutputFormat, LABEL_CLUSTER};
 use kopsrs_state::{layout, now_rfc3339, StateStore};
 use sha2::{Digest, Sha256};
 
@@ -288,9 +284,9 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
 
 /// `create -f`: every document of every file, checked together before anything is written.
 async fn create_from_files(global: &GlobalArgs, files: &[std::path::PathBuf]) -> Result<()> {
-    let documents = context::read_documents(files, global.validate)?;
+    let documents = context::read_sourced(files, global.validate)?;
     let store = context::open_or_create_store(global).await?;
-    let plan = group_by_cluster(global, documents)?;
+    let plan = super::specs::group_by_cluster(global.name.as_deref(), documents)?;
     let mut problems = Vec::new();
     let mut writes = Vec::new();
     for (name, set) in plan {
@@ -365,75 +361,4 @@ async fn create_from_files(global: &GlobalArgs, files: &[std::path::PathBuf]) ->
         );
     }
     Ok(())
-}
-
-#[derive(Default)]
-struct ClusterDocuments {
-    cluster: Option<Cluster>,
-    groups: Vec<InstanceGroup>,
-    ssh_keys: Vec<SshCredential>,
-    additional: Vec<Document>,
-}
-
-/// Assigns each document to its cluster: by the `kops.k8s.io/cluster` label, else `--name`,
-/// else the one Cluster in the files.
-fn group_by_cluster(
-    global: &GlobalArgs,
-    documents: Vec<Document>,
-) -> Result<BTreeMap<String, ClusterDocuments>> {
-    let clusters: Vec<String> = documents
-        .iter()
-        .filter_map(|d| match d {
-            Document::Cluster(c) => Some(c.metadata.name.clone()),
-            _ => None,
-        })
-        .collect();
-    let fallback = global
-        .name
-        .clone()
-        .or_else(|| (clusters.len() == 1).then(|| clusters[0].clone()));
-    let mut sets: BTreeMap<String, ClusterDocuments> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for document in documents {
-        let label = |labels: &Option<BTreeMap<String, String>>| {
-            labels.as_ref().and_then(|l| l.get(LABEL_CLUSTER).cloned())
-        };
-        let owner = match &document {
-            Document::Cluster(c) => Some(c.metadata.name.clone()),
-            Document::InstanceGroup(g) => label(&g.metadata.labels).or_else(|| fallback.clone()),
-            Document::SshCredential(s) => label(&s.metadata.labels).or_else(|| fallback.clone()),
-            Document::Keyset(_) | Document::Additional(_) => fallback.clone(),
-        };
-        let Some(owner) = owner else {
-            problems.push(format!("{}: no cluster; add the label {LABEL_CLUSTER}, pass --name, or include the Cluster", document.describe()));
-            continue;
-        };
-        let set = sets.entry(owner.clone()).or_default();
-        match document {
-            Document::Cluster(c) => {
-                if set.cluster.is_some() {
-                    problems.push(format!("Cluster/{owner}: defined twice"));
-                }
-                set.cluster = Some(*c);
-            }
-            Document::InstanceGroup(mut g) => {
-                g.metadata
-                    .labels
-                    .get_or_insert_with(Default::default)
-                    .entry(LABEL_CLUSTER.into())
-                    .or_insert(owner);
-                set.groups.push(*g);
-            }
-            Document::SshCredential(s) => set.ssh_keys.push(*s),
-            Document::Keyset(k) => problems.push(format!(
-                "Keyset/{}: keysets are managed with `create keypair` (PKI)",
-                k.metadata.name
-            )),
-            other @ Document::Additional(_) => set.additional.push(other),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Problems::from_messages(problems).into());
-    }
-    Ok(sets)
 }

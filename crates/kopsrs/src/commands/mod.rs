@@ -2,11 +2,13 @@
 
 mod create;
 mod delete;
+mod diff;
 mod edit;
 mod get;
 pub(crate) mod pki;
 mod replace;
 mod rolling_update;
+mod specs;
 mod toolbox;
 mod update;
 mod upgrade;
@@ -30,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Get(args) => get::run(&global, args).await,
         Command::Edit(args) => edit::run(&global, args).await,
         Command::Replace(args) => replace::run(&global, args).await,
+        Command::Diff(args) => diff::run(&global, args).await,
         Command::Delete(args) => delete::run(&global, args).await,
         Command::Update(args) => update::run(&global, args).await,
         Command::Toolbox(args) => toolbox::run(&global, args),

@@ -1,103 +1,128 @@
-//! `replace -f FILE [--force]`: the files become the stored objects.
+//! `replace -f PATH... [--force]`: the files become the stored objects. Files, folders
+//! (recursively) and `-`; several clusters at once. Everything is read and validated before
+//! anything is written: one bad file, nothing written.
 
 use anyhow::Result;
-use kopsrs_api::{Document, InstanceGroup, LABEL_CLUSTER};
+use kopsrs_api::{Cluster, InstanceGroup};
+use kopsrs_state::{StateStore, Version};
 
 use crate::cli::{GlobalArgs, ReplaceArgs};
 use crate::context;
 use crate::problems::Problems;
 
+use super::specs::{group_by_cluster, ClusterDocuments};
+
+/// One cluster's writes, decided before any is made.
+struct Writes {
+    name: String,
+    /// The Cluster from the files, with the version it replaces (`None`: created).
+    cluster: Option<(Cluster, Option<Version>)>,
+    /// Instance groups from the files, each with the version it replaces.
+    groups: Vec<(InstanceGroup, Option<Version>)>,
+}
+
 pub async fn run(global: &GlobalArgs, args: ReplaceArgs) -> Result<()> {
-    let documents = context::read_documents(&args.filenames, global.validate)?;
+    let documents = context::read_sourced(&args.filenames, global.validate)?;
     let store = match args.force {
         true => context::open_or_create_store(global).await?,
         false => context::open_store(global).await?,
     };
-    let cluster_doc = documents.iter().find_map(|d| match d {
-        Document::Cluster(c) => Some((**c).clone()),
-        _ => None,
-    });
-    let name = match (&cluster_doc, &global.name) {
-        (Some(c), _) => c.metadata.name.clone(),
-        (None, Some(n)) => n.clone(),
-        (None, None) => documents
-            .iter()
-            .find_map(|d| match d {
-                Document::InstanceGroup(g) => g.cluster_label().map(str::to_string),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                Problems::one(
-                    "no cluster for these objects",
-                    format!("include the Cluster, add the label {LABEL_CLUSTER}, or pass --name"),
-                )
-            })?,
-    };
-    // Everything is read first, so each write is conditional on what we validated against.
-    let existing = store.read_cluster(&name).await?;
-    let existing_groups = store.read_instance_groups(&name).await?;
+    let sets = group_by_cluster(global.name.as_deref(), documents)?;
     let mut problems = Vec::new();
-    if existing.is_none() && !(args.force && cluster_doc.is_some()) {
-        return Err(Problems::one(
-            format!("cluster {name:?} not found in {}", store.url()),
-            "use `kopsrs create -f`, or replace --force to create it",
-        )
-        .into());
-    }
-    let cluster = cluster_doc
-        .clone()
-        .or_else(|| existing.as_ref().map(|c| c.value.clone()))
-        .expect("checked above");
-    let mut groups: Vec<InstanceGroup> = existing_groups.iter().map(|g| g.value.clone()).collect();
-    let mut new_groups = Vec::new();
-    for document in &documents {
-        match document {
-            Document::Cluster(_) => {}
-            Document::InstanceGroup(g) => {
-                let mut g = (**g).clone();
-                g.metadata
-                    .labels
-                    .get_or_insert_with(Default::default)
-                    .entry(LABEL_CLUSTER.into())
-                    .or_insert(name.clone());
-                match groups
-                    .iter_mut()
-                    .find(|x| x.metadata.name == g.metadata.name)
-                {
-                    Some(slot) => *slot = g.clone(),
-                    None if args.force => groups.push(g.clone()),
-                    None => problems.push(format!(
-                        "InstanceGroup/{}: not found in {name}; use --force to create it",
-                        g.metadata.name
-                    )),
-                }
-                new_groups.push(g);
-            }
-            other => problems.push(format!(
-                "{}: replace handles clusters and instance groups",
-                other.describe()
-            )),
+    let mut writes = Vec::new();
+    for (name, set) in sets {
+        // Everything is read first, so each write is conditional on what was validated.
+        match plan(&store, &name, set, args.force).await? {
+            Ok(w) => writes.push(w),
+            Err(mut p) => problems.append(&mut p),
         }
     }
     if !problems.is_empty() {
         return Err(Problems::from_messages(problems).into());
     }
-    super::validate(&cluster, &groups)?;
-    for group in &new_groups {
+    for w in writes {
+        for (group, version) in &w.groups {
+            store
+                .write_instance_group(&w.name, group, version.as_ref())
+                .await?;
+        }
+        if let Some((cluster, version)) = &w.cluster {
+            store.write_cluster(cluster, version.as_ref()).await?;
+        }
+        eprintln!(
+            "Replaced {} object(s) in {}",
+            w.groups.len() + usize::from(w.cluster.is_some()),
+            w.name
+        );
+    }
+    Ok(())
+}
+
+/// What replacing `name` with `set` writes, or every problem with it.
+async fn plan(
+    store: &StateStore,
+    name: &str,
+    set: ClusterDocuments,
+    force: bool,
+) -> Result<Result<Writes, Vec<String>>> {
+    let existing = store.read_cluster(name).await?;
+    let existing_groups = store.read_instance_groups(name).await?;
+    let mut problems = Vec::new();
+    if existing.is_none() && !(force && set.cluster.is_some()) {
+        return Ok(Err(vec![format!(
+            "Cluster/{name}: not found in {}; use `kopsrs create -f`, or replace --force to create it",
+            store.url()
+        )]));
+    }
+    let cluster = set
+        .cluster
+        .clone()
+        .or_else(|| existing.as_ref().map(|c| c.value.clone()))
+        .expect("checked above");
+    let mut groups: Vec<InstanceGroup> = existing_groups.iter().map(|g| g.value.clone()).collect();
+    let mut new_groups = Vec::new();
+    for g in set.groups {
         let version = existing_groups
             .iter()
-            .find(|x| x.value.metadata.name == group.metadata.name)
-            .map(|x| &x.version);
-        store.write_instance_group(&name, group, version).await?;
+            .find(|x| x.value.metadata.name == g.metadata.name)
+            .map(|x| x.version.clone());
+        match groups
+            .iter_mut()
+            .find(|x| x.metadata.name == g.metadata.name)
+        {
+            Some(slot) => *slot = g.clone(),
+            None if force => groups.push(g.clone()),
+            None => problems.push(format!(
+                "InstanceGroup/{}: not found in {name}; use --force to create it",
+                g.metadata.name
+            )),
+        }
+        new_groups.push((g, version));
     }
-    if let Some(cluster) = &cluster_doc {
-        store
-            .write_cluster(cluster, existing.as_ref().map(|c| &c.version))
-            .await?;
+    for key in &set.ssh_keys {
+        problems.push(format!(
+            "SSHCredential/{}: replace handles clusters and instance groups; use `kopsrs create sshpublickey`",
+            key.metadata.name
+        ));
     }
-    eprintln!(
-        "Replaced {} object(s) in {name}",
-        new_groups.len() + usize::from(cluster_doc.is_some())
-    );
-    Ok(())
+    for other in &set.additional {
+        problems.push(format!(
+            "{}: replace handles clusters and instance groups",
+            other.describe()
+        ));
+    }
+    if let Err(e) = super::validate(&cluster, &groups) {
+        match e.downcast::<Problems>() {
+            Ok(p) => problems.extend(p.0.into_iter().map(|p| format!("{name}: {}", p.message))),
+            Err(e) => return Err(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems));
+    }
+    Ok(Ok(Writes {
+        name: name.to_string(),
+        cluster: set.cluster.map(|c| (c, existing.map(|e| e.version))),
+        groups: new_groups,
+    }))
 }
