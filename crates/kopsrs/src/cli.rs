@@ -700,11 +700,12 @@ pub struct ReplaceArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  # in CI: has the state store been changed out of band?\n  kopsrs diff -f clusters/ --detailed-exitcode\n  kopsrs diff -f clusters/dev.example.com/ --name dev.example.com -o json"
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  # in CI: has the state store been changed out of band?\n  kopsrs diff -f clusters/ --detailed-exitcode\n  kopsrs diff -f clusters/dev.example.com/ --name dev.example.com -o json\n  kopsrs diff cluster dev.example.com -f clusters/dev.example.com/"
 )]
 pub struct DiffArgs {
     /// Files, folders (recursively: .yaml, .yml, .json) or - with the specs.
-    #[arg(short = 'f', long = "filename", required = true)]
+    #[arg(short = 'f', long = "filename")]
     pub filenames: Vec<PathBuf>,
     /// Exit 2 when the files and the state store differ (0 when they agree).
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
@@ -712,6 +713,36 @@ pub struct DiffArgs {
     /// Output format: text, or json (one entry per differing field) for alerting.
     #[arg(short, long, value_enum, default_value_t = DiffFormat::Text)]
     pub output: DiffFormat,
+    #[command(subcommand)]
+    pub what: Option<DiffCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DiffCommand {
+    /// All three layers of one cluster at once: the files (with -f) against the state store,
+    /// and the state store against the cloud (the plan of `update cluster`, counted per
+    /// action). One exit code.
+    #[command(
+        after_help = "Examples:\n  kopsrs diff cluster dev.example.com\n  kopsrs diff cluster dev.example.com -f clusters/dev.example.com/ --detailed-exitcode -o json"
+    )]
+    Cluster(DiffClusterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiffClusterArgs {
+    /// The cluster (or --name).
+    pub cluster: Option<String>,
+    /// Files, folders or - with the cluster's spec (without: the files are not compared).
+    #[arg(short = 'f', long = "filename")]
+    pub filenames: Vec<PathBuf>,
+    /// Exit 2 when any layer differs (0 when all agree).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub detailed_exitcode: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = DiffFormat::Text)]
+    pub output: DiffFormat,
+    #[command(flatten)]
+    pub pins: AddonPinArgs,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]

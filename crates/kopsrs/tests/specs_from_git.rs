@@ -193,3 +193,68 @@ fn a_folder_of_clusters_is_replaced_and_diffed_against_the_state_store() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no .yaml, .yml or .json file"));
 }
+
+#[test]
+fn diff_cluster_sums_up_files_state_store_and_cloud() {
+    let moto = support::Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let name = "layers.example.com";
+    let run = |args: &[&str]| {
+        moto.kopsrs("state")
+            .env("AWS_REGION", "eu-west-1")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    ok(run(&[
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--dns-zone",
+        "example.com",
+        "--zones",
+        "eu-west-1a",
+        "--image",
+        support::boot::IMAGE,
+        "--yes",
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    let out = run(&["get", "all", name, "-o", "yaml"]);
+    std::fs::write(&spec, &out.stdout).unwrap();
+    let spec = spec.to_str().unwrap();
+    let diff = |extra: &[&str]| {
+        let out = run(&[&["diff", "cluster", name, "-f", spec, "-o", "json"], extra].concat());
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap(), json)
+    };
+    // Just applied, and the files are what is stored: nothing differs anywhere.
+    let (code, json) = diff(&["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["differs"], false);
+    assert_eq!(
+        json["cloud"],
+        serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0, "addons": 0})
+    );
+    // An out-of-band edit of the store: one field against the files, one change in the cloud.
+    ok(run(&[
+        "edit",
+        "ig",
+        "nodes-eu-west-1a",
+        "--name",
+        name,
+        "--set",
+        "spec.maxSize=4",
+    ]));
+    let (code, json) = diff(&["--detailed-exitcode"]);
+    assert_eq!(code, 2, "{json}");
+    let files = json["files"]["differences"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{json}");
+    assert_eq!(files[0]["path"], "spec.maxSize");
+    assert_eq!(json["cloud"]["update"], 1, "{json}");
+    // Without --detailed-exitcode the same report exits 0.
+    assert_eq!(diff(&[]).0, 0);
+}

@@ -1,5 +1,6 @@
 //! `diff -f PATH...`: the specs in git against the state store, field by field, per cluster
-//! and instance group; objects only on one side listed. Both sides are decoded into the same
+//! and instance group; objects only on one side listed. `diff cluster NAME [-f PATH]` adds
+//! the cloud: the plan of `update cluster`, counted per action. Both sides are decoded into the same
 //! types and compared as JSON, so formatting, key order and comments never show as changes.
 //! `--detailed-exitcode` exits 2 on a difference (as `update cluster`); `-o json` gives one
 //! entry per field for alerting.
@@ -8,9 +9,12 @@ use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::{DiffArgs, DiffFormat, GlobalArgs};
+use kopsrs_engine::Action;
+use kopsrs_state::StateStore;
+
+use crate::cli::{DiffArgs, DiffClusterArgs, DiffCommand, DiffFormat, GlobalArgs};
 use crate::context;
-use crate::problems::ExitWith;
+use crate::problems::{ExitWith, Problems};
 
 use super::specs::group_by_cluster;
 
@@ -30,12 +34,43 @@ pub struct Difference {
 }
 
 pub async fn run(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
-    let documents = context::read_sourced(&args.filenames, global.validate)?;
+    if let Some(DiffCommand::Cluster(args)) = args.what {
+        return cluster(global, args).await;
+    }
+    if args.filenames.is_empty() {
+        return Err(Problems::one(
+            "diff needs the spec files: -f PATH",
+            "`kopsrs diff -f clusters/` compares them with the state store; `kopsrs diff cluster NAME` adds the cloud",
+        )
+        .into());
+    }
     let store = context::open_store(global).await?;
+    let out = file_differences(&store, &args.filenames, global, global.name.as_deref()).await?;
+    match args.output {
+        DiffFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "differences": out }))?
+        ),
+        DiffFormat::Text => print_text(&out),
+    }
+    if args.detailed_exitcode && !out.is_empty() {
+        return Err(ExitWith(2).into());
+    }
+    Ok(())
+}
+
+/// The files against the state store, for every cluster in them (`only`: that one).
+async fn file_differences(
+    store: &StateStore,
+    files: &[std::path::PathBuf],
+    global: &GlobalArgs,
+    only: Option<&str>,
+) -> Result<Vec<Difference>> {
+    let documents = context::read_sourced(files, global.validate)?;
     let sets = group_by_cluster(global.name.as_deref(), documents)?;
     let mut out = Vec::new();
     for (name, set) in sets {
-        if global.name.as_deref().is_some_and(|n| n != name) {
+        if only.is_some_and(|n| n != name) {
             continue;
         }
         let stored = store.read_cluster(&name).await?;
@@ -100,14 +135,85 @@ pub async fn run(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
             }
         }
     }
+    Ok(out)
+}
+
+/// `diff cluster NAME [-f PATH]`: files vs state store (with -f), state store vs cloud (the
+/// plan of `update cluster`, counted per action), one exit code.
+async fn cluster(global: &GlobalArgs, args: DiffClusterArgs) -> Result<()> {
+    let store = context::open_store(global).await?;
+    let name = context::cluster_name(global, args.cluster.as_deref())?;
+    let files = match args.filenames.is_empty() {
+        true => None,
+        false => Some(file_differences(&store, &args.filenames, global, Some(&name)).await?),
+    };
+    let prepared = crate::pipeline::prepare(&store, &name, &global.settings, true).await?;
+    let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
+    let (plan, _) = crate::pipeline::plan(&aws, &store, &prepared, args.pins.options()).await?;
+    let count = |a: Action| plan.count(a);
+    let cloud = serde_json::json!({
+        "create": count(Action::Create),
+        "update": count(Action::Update),
+        "replace": count(Action::Replace),
+        "delete": count(Action::Delete),
+        "addons": plan.addons.len(),
+    });
+    let differs = files.as_ref().is_some_and(|f| !f.is_empty())
+        || !plan.is_empty()
+        || !plan.addons.is_empty();
     match args.output {
         DiffFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "differences": out }))?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "cluster": name,
+                "files": files.as_ref().map(|f| serde_json::json!({ "differences": f })),
+                "cloud": cloud,
+                "differs": differs,
+            }))?
         ),
-        DiffFormat::Text => print_text(&out),
+        DiffFormat::Text => {
+            println!("Cluster {name}");
+            match &files {
+                None => println!("  files vs state store: not compared (pass -f PATH)"),
+                Some(f) if f.is_empty() => println!("  files vs state store: no differences"),
+                Some(f) => {
+                    println!("  files vs state store: {} difference(s)", f.len());
+                    for d in f {
+                        match d.path.is_empty() {
+                            true => println!(
+                                "    {}: only in the {}",
+                                d.object,
+                                if d.file.is_null() {
+                                    "state store"
+                                } else {
+                                    "files"
+                                }
+                            ),
+                            false => println!(
+                                "    {} {}: {} (state store) -> {} (files)",
+                                d.object,
+                                d.path,
+                                shown(&d.store),
+                                shown(&d.file)
+                            ),
+                        }
+                    }
+                }
+            }
+            match plan.is_empty() && plan.addons.is_empty() {
+                true => println!("  state store vs cloud: no changes"),
+                false => println!(
+                    "  state store vs cloud: {} to add, {} to change, {} to replace, {} to destroy, {} addon change(s); `kopsrs update cluster {name}` shows them",
+                    count(Action::Create),
+                    count(Action::Update),
+                    count(Action::Replace),
+                    count(Action::Delete),
+                    plan.addons.len()
+                ),
+            }
+        }
     }
-    if args.detailed_exitcode && !out.is_empty() {
+    if args.detailed_exitcode && differs {
         return Err(ExitWith(2).into());
     }
     Ok(())
