@@ -35,6 +35,7 @@ mod apply;
 mod discover;
 mod instances;
 mod kind;
+mod network_check;
 mod resolve;
 mod rolling;
 

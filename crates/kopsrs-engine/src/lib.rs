@@ -4,6 +4,7 @@
 //! actual resources, which attributes force a replacement, and the calls.
 
 mod exec;
+pub mod network;
 mod plan;
 pub mod rolling;
 pub mod validation;

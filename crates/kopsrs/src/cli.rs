@@ -326,6 +326,22 @@ pub enum ValidateCommand {
         after_help = "Examples:\n  kopsrs validate cluster dev.example.com\n  kopsrs validate cluster dev.example.com --wait 10m\n  kopsrs validate cluster dev.example.com -o json"
     )]
     Cluster(ValidateClusterArgs),
+    /// Check the cluster's VPC before and after it is used: CIDRs, DNS, subnets (overlaps,
+    /// zones, pod/service CIDRs), default routes, NAT gateways, peerings, network ACLs,
+    /// load-balancer tags. Exit 1 on any failed check; warnings do not fail.
+    #[command(
+        after_help = "Examples:\n  kopsrs validate network dev.example.com\n  kopsrs validate network --name dev.example.com -o json"
+    )]
+    Network(ValidateNetworkArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateNetworkArgs {
+    /// The cluster (or --name).
+    pub cluster: Option<String>,
+    /// Output format: table, or json (`{"checks": [{"check", "status", "resource", "message", "hint"}]}`).
+    #[arg(short, long, value_enum, default_value_t = DiffFormat::Text)]
+    pub output: DiffFormat,
 }
 
 #[derive(Args, Debug)]
@@ -930,6 +946,10 @@ pub struct UpdateClusterArgs {
     pub admin: Option<String>,
     #[command(flatten)]
     pub pins: AddonPinArgs,
+    /// Skip the network checks `update cluster` makes first for a cluster in an existing VPC
+    /// (`validate network`).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub skip_network_checks: bool,
 }
 
 /// How `update cluster` pins the addons nodes apply (docs/security.md, "Addons").

@@ -5,6 +5,7 @@ mod delete;
 mod diff;
 mod edit;
 mod get;
+mod network;
 pub(crate) mod pki;
 mod replace;
 mod rolling_update;
@@ -63,6 +64,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Validate(crate::cli::ValidateCommand::Cluster(args)) => {
             validate::run(&global, args).await
+        }
+        Command::Validate(crate::cli::ValidateCommand::Network(args)) => {
+            network::run(&global, args).await
         }
         Command::Version { short: true } => {
             println!("{}", env!("CARGO_PKG_VERSION"));

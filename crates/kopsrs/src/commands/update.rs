@@ -28,6 +28,11 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
             .await
         }
         Target::Direct => {
+            if !args.skip_network_checks {
+                super::network::preflight(&store, &name, &global.settings, args.yes).await?;
+            } else {
+                eprintln!("Network checks skipped (--skip-network-checks).");
+            }
             let options = DirectOptions {
                 yes: args.yes,
                 detailed_exitcode: args.detailed_exitcode,

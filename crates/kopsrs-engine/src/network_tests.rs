@@ -1,0 +1,339 @@
+use super::*;
+
+/// A sound VPC as Terraform would make it for a private topology in two zones: a public
+/// (utility) and a private subnet per zone, a NAT gateway in each public one, an active
+/// peering with routes, default network ACLs, the shared subnets tagged.
+fn sound() -> (Wanted, Network) {
+    let tags = |role: &str| {
+        BTreeMap::from([
+            (
+                "kubernetes.io/cluster/c.example.com".to_string(),
+                "shared".to_string(),
+            ),
+            (role.to_string(), "1".to_string()),
+        ])
+    };
+    let subnet = |id: &str, cidr: &str, zone: &str, role: &str| Subnet {
+        id: id.into(),
+        cidr: cidr.into(),
+        zone: zone.into(),
+        tags: tags(role),
+    };
+    let route = |dest: &str, target: &str| Route {
+        destination: dest.into(),
+        target: target.into(),
+        state: "active".into(),
+    };
+    let wanted_subnet = |name: &str, id: &str, zone: &str, kind| WantedSubnet {
+        name: name.into(),
+        id: Some(id.into()),
+        cidr: None,
+        zone: zone.into(),
+        kind,
+        egress: None,
+    };
+    let wanted = Wanted {
+        cluster: "c.example.com".into(),
+        cidrs: vec!["10.0.0.0/16".into()],
+        cluster_cidrs: vec!["100.64.0.0/10".into(), "100.96.0.0/11".into()],
+        subnets: vec![
+            wanted_subnet("utility-a", "subnet-ua", "eu-west-1a", SubnetKind::Utility),
+            wanted_subnet("utility-b", "subnet-ub", "eu-west-1b", SubnetKind::Utility),
+            wanted_subnet("a", "subnet-pa", "eu-west-1a", SubnetKind::Private),
+            wanted_subnet("b", "subnet-pb", "eu-west-1b", SubnetKind::Private),
+        ],
+        ipv6: false,
+    };
+    let network = Network {
+        vpc: Some(Vpc {
+            id: "vpc-1".into(),
+            cidrs: vec!["10.0.0.0/16".into()],
+            dns_support: true,
+            dns_hostnames: true,
+            domain_name: Some("eu-west-1.compute.internal".into()),
+        }),
+        subnets: vec![
+            subnet(
+                "subnet-ua",
+                "10.0.0.0/24",
+                "eu-west-1a",
+                "kubernetes.io/role/elb",
+            ),
+            subnet(
+                "subnet-ub",
+                "10.0.1.0/24",
+                "eu-west-1b",
+                "kubernetes.io/role/elb",
+            ),
+            subnet(
+                "subnet-pa",
+                "10.0.32.0/19",
+                "eu-west-1a",
+                "kubernetes.io/role/internal-elb",
+            ),
+            subnet(
+                "subnet-pb",
+                "10.0.64.0/19",
+                "eu-west-1b",
+                "kubernetes.io/role/internal-elb",
+            ),
+            // Another team's subnet in the same VPC.
+            Subnet {
+                id: "subnet-other".into(),
+                cidr: "10.0.128.0/20".into(),
+                zone: "eu-west-1a".into(),
+                tags: BTreeMap::new(),
+            },
+        ],
+        route_tables: vec![
+            RouteTable {
+                id: "rtb-public".into(),
+                main: true,
+                subnets: vec!["subnet-ua".into(), "subnet-ub".into()],
+                routes: vec![
+                    route("10.0.0.0/16", "local"),
+                    route("0.0.0.0/0", "igw-1"),
+                    route("172.16.0.0/16", "pcx-1"),
+                ],
+            },
+            RouteTable {
+                id: "rtb-a".into(),
+                main: false,
+                subnets: vec!["subnet-pa".into()],
+                routes: vec![route("0.0.0.0/0", "nat-a"), route("172.16.0.0/16", "pcx-1")],
+            },
+            RouteTable {
+                id: "rtb-b".into(),
+                main: false,
+                subnets: vec!["subnet-pb".into()],
+                routes: vec![route("0.0.0.0/0", "nat-b"), route("172.16.0.0/16", "pcx-1")],
+            },
+        ],
+        internet_gateways: vec!["igw-1".into()],
+        nat_gateways: vec![
+            NatGateway {
+                id: "nat-a".into(),
+                subnet: "subnet-ua".into(),
+                state: "available".into(),
+                public_ip: true,
+            },
+            NatGateway {
+                id: "nat-b".into(),
+                subnet: "subnet-ub".into(),
+                state: "available".into(),
+                public_ip: true,
+            },
+        ],
+        peerings: vec![Peering {
+            id: "pcx-1".into(),
+            status: "active".into(),
+            peer_cidrs: vec!["172.16.0.0/16".into()],
+        }],
+        acls: vec![Acl {
+            id: "acl-default".into(),
+            subnets: vec![
+                "subnet-ua".into(),
+                "subnet-ub".into(),
+                "subnet-pa".into(),
+                "subnet-pb".into(),
+            ],
+            entries: vec![
+                AclEntry {
+                    number: 100,
+                    egress: false,
+                    protocol: "-1".into(),
+                    ports: None,
+                    cidr: "0.0.0.0/0".into(),
+                    allow: true,
+                },
+                AclEntry {
+                    number: 100,
+                    egress: true,
+                    protocol: "-1".into(),
+                    ports: None,
+                    cidr: "0.0.0.0/0".into(),
+                    allow: true,
+                },
+            ],
+        }],
+    };
+    (wanted, network)
+}
+
+/// The checks that did not pass: (id, status).
+fn problems(wanted: &Wanted, network: &Network) -> Vec<(&'static str, Status)> {
+    let mut out: Vec<_> = check(wanted, network)
+        .into_iter()
+        .filter(|c| c.status != Status::Passed)
+        .map(|c| (c.check, c.status))
+        .collect();
+    out.dedup();
+    out
+}
+
+#[test]
+fn a_sound_vpc_passes_every_check_and_reports_each() {
+    let (wanted, network) = sound();
+    let checks = check(&wanted, &network);
+    assert!(
+        checks.iter().all(|c| c.status == Status::Passed),
+        "{checks:#?}"
+    );
+    for id in CHECKS {
+        assert!(checks.iter().any(|c| c.check == id), "{id} missing");
+    }
+}
+
+/// A broken VPC: its name, how it is broken, the checks that must not pass.
+type Case = (
+    &'static str,
+    Box<dyn Fn(&mut Wanted, &mut Network)>,
+    Vec<(&'static str, Status)>,
+);
+
+#[test]
+fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
+    let failed = Status::Failed;
+    let cases: Vec<Case> = vec![
+        (
+            "no VPC",
+            Box::new(|_, n| n.vpc = None),
+            vec![("vpc-exists", failed)],
+        ),
+        (
+            "networkCIDR outside",
+            Box::new(|w, _| w.cidrs = vec!["10.1.0.0/16".into()]),
+            vec![("vpc-cidr", failed)],
+        ),
+        (
+            "DNS hostnames off",
+            Box::new(|_, n| n.vpc.as_mut().unwrap().dns_hostnames = false),
+            vec![("vpc-dns", failed)],
+        ),
+        (
+            "two domains in DHCP options",
+            Box::new(|_, n| {
+                n.vpc.as_mut().unwrap().domain_name = Some("a.internal b.internal".into())
+            }),
+            vec![("dhcp-options", failed)],
+        ),
+        (
+            "overlapping subnets",
+            Box::new(|_, n| n.subnets[4].cidr = "10.0.64.0/20".into()),
+            vec![("subnet-overlap", failed)],
+        ),
+        (
+            "a planned subnet outside the VPC",
+            Box::new(|w, _| {
+                w.subnets.push(WantedSubnet {
+                    name: "c".into(),
+                    id: None,
+                    cidr: Some("10.9.0.0/20".into()),
+                    zone: "eu-west-1c".into(),
+                    kind: SubnetKind::Private,
+                    egress: None,
+                })
+            }),
+            vec![("subnet-outside-vpc", failed)],
+        ),
+        (
+            "wrong zone",
+            Box::new(|w, _| w.subnets[2].zone = "eu-west-1c".into()),
+            vec![("subnet-zone", failed)],
+        ),
+        (
+            "pod CIDR over the VPC",
+            Box::new(|w, _| w.cluster_cidrs = vec!["10.0.32.0/19".into()]),
+            vec![("subnet-cluster-cidr", failed)],
+        ),
+        (
+            "no default route",
+            Box::new(|_, n| {
+                n.route_tables[0]
+                    .routes
+                    .retain(|r| r.destination != "0.0.0.0/0")
+            }),
+            // The NAT gateways sit in those subnets: they lose the internet too.
+            vec![("igw-route", failed), ("nat-placement", failed)],
+        ),
+        (
+            "private subnet without NAT",
+            Box::new(|_, n| {
+                n.route_tables[1]
+                    .routes
+                    .retain(|r| r.destination != "0.0.0.0/0")
+            }),
+            vec![("nat-route", failed)],
+        ),
+        (
+            "NAT gateway in a private subnet",
+            Box::new(|_, n| n.nat_gateways[1].subnet = "subnet-pa".into()),
+            // In the other zone's private subnet: misplaced, and cross-zone for zone b.
+            vec![("nat-placement", failed), ("nat-zone", Status::Warning)],
+        ),
+        (
+            "pending peering",
+            Box::new(|_, n| n.peerings[0].status = "pending-acceptance".into()),
+            vec![("peering-active", failed)],
+        ),
+        (
+            "peering without routes",
+            Box::new(|_, n| n.route_tables[2].routes.retain(|r| r.target != "pcx-1")),
+            vec![("peering-route", failed)],
+        ),
+        (
+            "peer CIDR overlaps",
+            Box::new(|_, n| n.peerings[0].peer_cidrs = vec!["10.0.128.0/17".into()]),
+            // Its routes (for 172.16/16) no longer cover the new CIDR either.
+            vec![("peering-route", failed), ("peering-overlap", failed)],
+        ),
+        (
+            "NACL denies 443",
+            Box::new(|_, n| {
+                n.acls[0].entries.push(AclEntry {
+                    number: 50,
+                    egress: false,
+                    protocol: "6".into(),
+                    ports: Some((443, 443)),
+                    cidr: "0.0.0.0/0".into(),
+                    allow: false,
+                })
+            }),
+            vec![("nacl", failed)],
+        ),
+        (
+            "missing load-balancer tag",
+            Box::new(|_, n| {
+                n.subnets[2].tags.remove("kubernetes.io/role/internal-elb");
+            }),
+            vec![("subnet-tags", failed)],
+        ),
+    ];
+    for (name, broken, expected) in cases {
+        let (mut wanted, mut network) = sound();
+        broken(&mut wanted, &mut network);
+        let got = problems(&wanted, &network);
+        if name == "no VPC" {
+            assert_eq!(got[0], ("vpc-exists", failed), "{name}");
+            continue;
+        }
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+#[test]
+fn a_nat_gateway_in_another_zone_is_a_warning() {
+    let (wanted, mut network) = sound();
+    network.route_tables[2].routes[0].target = "nat-a".into();
+    let checks = check(&wanted, &network);
+    let zone: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.status != Status::Passed)
+        .collect();
+    assert_eq!(zone.len(), 1, "{zone:#?}");
+    assert_eq!(
+        (zone[0].check, zone[0].status),
+        ("nat-zone", Status::Warning)
+    );
+    assert_eq!(zone[0].resource, "subnet-pb");
+}

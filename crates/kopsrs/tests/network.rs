@@ -1,0 +1,213 @@
+//! `validate network` against a VPC made with boto3 in moto as Terraform would make it, and
+//! `update cluster`'s pre-flight for a cluster in that VPC (issue 15, item 3). Each check's
+//! logic has a broken-VPC unit test in kopsrs-engine (network_tests.rs); this runs the AWS
+//! reads and the command end to end.
+
+mod support;
+
+use support::Moto;
+
+const NAME: &str = "net.example.com";
+
+fn validate(moto: &Moto) -> (i32, serde_json::Value) {
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args(["validate", "network", NAME, "-o", "json"])
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), json)
+}
+
+/// The checks that did not pass: (check, status).
+fn not_passed(json: &serde_json::Value) -> Vec<(String, String)> {
+    json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "passed")
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    // Private topology in one zone: a utility subnet with the NAT gateway, a private one.
+    let ids = moto.python(&format!(
+        "e=aws('ec2')\n\
+         vpc=e.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']\n\
+         e.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={{'Value': True}})\n\
+         dhcp=e.create_dhcp_options(DhcpConfigurations=[{{'Key':'domain-name','Values':['eu-west-1.compute.internal']}}])['DhcpOptions']['DhcpOptionsId']\n\
+         e.associate_dhcp_options(DhcpOptionsId=dhcp, VpcId=vpc)\n\
+         igw=e.create_internet_gateway()['InternetGateway']['InternetGatewayId']\n\
+         e.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)\n\
+         tag=lambda role: [{{'ResourceType':'subnet','Tags':[{{'Key':'kubernetes.io/cluster/{NAME}','Value':'shared'}},{{'Key':role,'Value':'1'}}]}}]\n\
+         pub=e.create_subnet(VpcId=vpc, CidrBlock='10.0.0.0/22', AvailabilityZone='eu-west-1a', TagSpecifications=tag('kubernetes.io/role/elb'))['Subnet']['SubnetId']\n\
+         priv=e.create_subnet(VpcId=vpc, CidrBlock='10.0.32.0/19', AvailabilityZone='eu-west-1a', TagSpecifications=tag('kubernetes.io/role/internal-elb'))['Subnet']['SubnetId']\n\
+         pub_rt=e.create_route_table(VpcId=vpc)['RouteTable']['RouteTableId']\n\
+         e.create_route(RouteTableId=pub_rt, DestinationCidrBlock='0.0.0.0/0', GatewayId=igw)\n\
+         e.associate_route_table(RouteTableId=pub_rt, SubnetId=pub)\n\
+         eip=e.allocate_address(Domain='vpc')['AllocationId']\n\
+         nat=e.create_nat_gateway(SubnetId=pub, AllocationId=eip)['NatGateway']['NatGatewayId']\n\
+         priv_rt=e.create_route_table(VpcId=vpc)['RouteTable']['RouteTableId']\n\
+         e.create_route(RouteTableId=priv_rt, DestinationCidrBlock='0.0.0.0/0', NatGatewayId=nat)\n\
+         e.associate_route_table(RouteTableId=priv_rt, SubnetId=priv)\n\
+         print(json.dumps([vpc, pub, priv, priv_rt]))"
+    ));
+    let ids: Vec<String> = serde_json::from_str(ids.trim()).unwrap();
+    let (vpc, public, private, private_rt) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args([
+            "create",
+            "cluster",
+            "--name",
+            NAME,
+            "--dns-zone",
+            "example.com",
+        ])
+        .args(["--zones", "eu-west-1a", "--topology", "private"])
+        .args(["--network-id", vpc, "--network-cidr", "10.0.0.0/16"])
+        .args(["--subnets", private, "--utility-subnets", public])
+        .args(["--image", support::boot::IMAGE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Sound: every check reported, none failed.
+    let (code, json) = validate(&moto);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(
+        not_passed(&json),
+        Vec::<(String, String)>::new(),
+        "{json:#}"
+    );
+    for id in [
+        "vpc-exists",
+        "vpc-cidr",
+        "vpc-dns",
+        "dhcp-options",
+        "subnet-overlap",
+        "subnet-outside-vpc",
+        "subnet-zone",
+        "subnet-cluster-cidr",
+        "igw-route",
+        "nat-route",
+        "nat-placement",
+        "nat-zone",
+        "peering-active",
+        "peering-route",
+        "peering-overlap",
+        "nacl",
+        "subnet-tags",
+    ] {
+        assert!(
+            json["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["check"] == id),
+            "{id} missing"
+        );
+    }
+
+    // DNS hostnames off: that check alone fails, exit 1.
+    moto.python(&format!(
+        "aws('ec2').modify_vpc_attribute(VpcId='{vpc}', EnableDnsHostnames={{'Value': False}})"
+    ));
+    let (code, json) = validate(&moto);
+    assert_eq!(code, 1);
+    assert_eq!(
+        not_passed(&json),
+        [("vpc-dns".to_string(), "failed".to_string())]
+    );
+    moto.python(&format!(
+        "aws('ec2').modify_vpc_attribute(VpcId='{vpc}', EnableDnsHostnames={{'Value': True}})"
+    ));
+
+    // The private subnet loses its NAT route: validate says so, and `update cluster --yes`
+    // stops before any change, naming the check; --skip-network-checks says it skipped them.
+    moto.python(&format!(
+        "aws('ec2').delete_route(RouteTableId='{private_rt}', DestinationCidrBlock='0.0.0.0/0')"
+    ));
+    let (code, json) = validate(&moto);
+    assert_eq!(code, 1);
+    assert_eq!(
+        not_passed(&json),
+        [("nat-route".to_string(), "failed".to_string())]
+    );
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args(["update", "cluster", NAME, "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("network check nat-route failed")
+            && stderr.contains("--skip-network-checks")
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    let created = moto.python(
+        "print(len(aws('ec2').describe_launch_templates()['LaunchTemplates']), len(aws('autoscaling').describe_auto_scaling_groups()['AutoScalingGroups']))",
+    );
+    assert_eq!(created.trim(), "0 0", "nothing created");
+    // A dry run warns and still prints its plan.
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args(["update", "cluster", NAME])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("would stop here"), "{stderr}");
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args(["update", "cluster", NAME, "--skip-network-checks"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Network checks skipped"));
+
+    // The calls of one check do not depend on the number of subnets: 28 more subnets of
+    // other teams, same count.
+    let calls = |moto: &Moto| {
+        moto.faults(serde_json::json!({}));
+        validate(moto);
+        let by_action = moto.calls()["by_action"].clone();
+        by_action
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !k.starts_with("s3:"))
+            .map(|(_, v)| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let before = calls(&moto);
+    moto.python(&format!(
+        "e=aws('ec2')\n\
+         for i in range(28): e.create_subnet(VpcId='{vpc}', CidrBlock=f'10.0.{{128+i}}.0/24', AvailabilityZone='eu-west-1b')"
+    ));
+    let after = calls(&moto);
+    println!("validate network AWS calls: {before} with 2 subnets, {after} with 30");
+    assert_eq!(after, before);
+}
