@@ -192,6 +192,8 @@ pub struct DirectOptions {
     pub export: Option<crate::cli::ExportKubeconfigArgs>,
     /// How addon downloads are pinned.
     pub pins: crate::addons::PinOptions,
+    /// For a cluster in an existing VPC, check the network first (`validate network`).
+    pub network_checks: bool,
 }
 
 /// The direct target: plan, and with `--yes` apply. With `--yes` the cluster lock is taken
@@ -206,6 +208,9 @@ pub async fn update_direct(
     let purpose = options.yes.then_some("update cluster --yes");
     locked(store, name, purpose, async {
         let prepared = prepare(store, name, settings, true).await?;
+        if options.network_checks {
+            crate::commands::network::preflight(&prepared, options.yes).await?;
+        }
         plan_and_apply(store, name, &prepared, options).await
     })
     .await?;

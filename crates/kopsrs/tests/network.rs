@@ -211,3 +211,110 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
     println!("validate network AWS calls: {before} with 2 subnets, {after} with 30");
     assert_eq!(after, before);
 }
+
+/// Two clusters (one name a suffix of the other) in one Terraform-made VPC, sharing its NAT
+/// gateway: both pass the pre-flight and apply, each re-plans empty, deleting one leaves the
+/// other and the VPC as they were, tags included (issue 15, item 4).
+#[test]
+fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let ids = moto.python(
+        "e=aws('ec2')\n\
+         vpc=e.create_vpc(CidrBlock='10.0.0.0/16', TagSpecifications=[{'ResourceType':'vpc','Tags':[{'Key':'Name','Value':'terraform'}]}])['Vpc']['VpcId']\n\
+         e.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={'Value': True})\n\
+         igw=e.create_internet_gateway()['InternetGateway']['InternetGatewayId']\n\
+         e.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)\n\
+         pub=e.create_subnet(VpcId=vpc, CidrBlock='10.0.200.0/24', AvailabilityZone='eu-west-1a', TagSpecifications=[{'ResourceType':'subnet','Tags':[{'Key':'Name','Value':'terraform-public'}]}])['Subnet']['SubnetId']\n\
+         rt=e.create_route_table(VpcId=vpc)['RouteTable']['RouteTableId']\n\
+         e.create_route(RouteTableId=rt, DestinationCidrBlock='0.0.0.0/0', GatewayId=igw)\n\
+         e.associate_route_table(RouteTableId=rt, SubnetId=pub)\n\
+         eip=e.allocate_address(Domain='vpc')['AllocationId']\n\
+         nat=e.create_nat_gateway(SubnetId=pub, AllocationId=eip)['NatGateway']['NatGatewayId']\n\
+         print(json.dumps([vpc, nat]))",
+    );
+    let ids: Vec<String> = serde_json::from_str(ids.trim()).unwrap();
+    let (vpc, nat) = (&ids[0], &ids[1]);
+    let terraform = || {
+        moto.python(&format!(
+            "e=aws('ec2')\n\
+             f=[{{'Name':'vpc-id','Values':['{vpc}']}}]\n\
+             v=e.describe_vpcs(VpcIds=['{vpc}'])['Vpcs'][0]\n\
+             s=[(x['SubnetId'], sorted((t['Key'], t['Value']) for t in x.get('Tags', []))) for x in e.describe_subnets(Filters=f)['Subnets'] if any(t['Value'].startswith('terraform') for t in x.get('Tags', []))]\n\
+             n=e.describe_nat_gateways(NatGatewayIds=['{nat}'])['NatGateways'][0]['State']\n\
+             g=[a['State'] for x in e.describe_internet_gateways(Filters=[{{'Name':'attachment.vpc-id','Values':['{vpc}']}}])['InternetGateways'] for a in x['Attachments']]\n\
+             print(json.dumps([v.get('Tags'), s, n, g], sort_keys=True))"
+        ))
+    };
+    let before = terraform();
+    let kopsrs = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
+    let ok = |c: &mut std::process::Command| {
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{c:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Each cluster its own private and utility ranges; both egress through the one NAT.
+    for (name, private, utility) in [
+        ("c1.example.com", "10.0.32.0/19", "10.0.0.0/22"),
+        ("xc1.example.com", "10.0.64.0/19", "10.0.4.0/22"),
+    ] {
+        ok(kopsrs()
+            .args([
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--dns-zone",
+                "example.com",
+            ])
+            .args(["--zones", "eu-west-1a", "--topology", "private"])
+            .args(["--network-id", vpc, "--network-cidr", "10.0.0.0/16"])
+            .args(["--image", support::boot::IMAGE, "--ssh-public-key"])
+            .arg(support::repo_root().join("examples/id_ed25519.pub"))
+            .args(["--set", &format!("spec.subnets[0].cidr={private}")])
+            .args(["--set", &format!("spec.subnets[0].egress={nat}")])
+            .args(["--set", &format!("spec.subnets[1].cidr={utility}")]));
+        ok(kopsrs().args(["update", "cluster", name, "--yes"]));
+    }
+    let replans_empty = |name: &str| {
+        let (code, plan) = support::detailed_plan(kopsrs(), name);
+        assert_eq!(code, 0, "{name} re-plans:\n{plan}");
+    };
+    replans_empty("c1.example.com");
+    replans_empty("xc1.example.com");
+    let instances = |name: &str| {
+        moto.python(&format!(
+            "r=aws('ec2').describe_instances(Filters=[{{'Name':'tag-key','Values':['kubernetes.io/cluster/{name}']}},{{'Name':'instance-state-name','Values':['pending','running']}}])\n\
+             print(sum(len(x['Instances']) for x in r['Reservations']))"
+        ))
+        .trim()
+        .parse::<u32>()
+        .unwrap()
+    };
+    let xc1 = instances("xc1.example.com");
+    assert!(xc1 > 0 && instances("c1.example.com") > 0);
+
+    ok(kopsrs().args(["delete", "cluster", "c1.example.com", "--yes"]));
+    assert_eq!(instances("c1.example.com"), 0);
+    assert_eq!(
+        instances("xc1.example.com"),
+        xc1,
+        "the neighbour is untouched"
+    );
+    replans_empty("xc1.example.com");
+    assert_eq!(
+        terraform(),
+        before,
+        "the shared VPC, its subnets' tags and NAT as they were"
+    );
+    ok(kopsrs().args(["delete", "cluster", "xc1.example.com", "--yes"]));
+    assert_eq!(terraform(), before);
+}

@@ -149,6 +149,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
             concurrency: crate::cli::DEFAULT_CONCURRENCY,
             export: Some(crate::cli::ExportKubeconfigArgs::default()),
             pins: args.pins.options(),
+            network_checks: true,
         };
         return crate::pipeline::update_direct(&store, &name, &global.settings, &options).await;
     }

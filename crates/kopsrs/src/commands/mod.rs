@@ -5,7 +5,7 @@ mod delete;
 mod diff;
 mod edit;
 mod get;
-mod network;
+pub(crate) mod network;
 pub(crate) mod pki;
 mod replace;
 mod rolling_update;

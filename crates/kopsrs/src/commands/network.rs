@@ -3,22 +3,21 @@
 //! has with `kopsrs_aws::Aws::network` (one batched call per resource type); the checks are
 //! `kopsrs_engine::network`'s.
 
+use crate::cli::{DiffFormat, GlobalArgs, ValidateNetworkArgs};
+use crate::context;
+use crate::pipeline::Prepared;
+use crate::problems::{ExitWith, Problems};
 use anyhow::Result;
 use kopsrs_api::Cluster;
 use kopsrs_engine::network::{self, Check, Status, SubnetKind, WantedSubnet};
-use kopsrs_state::StateStore;
-
-use crate::cli::{DiffFormat, GlobalArgs, ValidateNetworkArgs};
-use crate::context;
-use crate::pipeline::Settings;
-use crate::problems::{ExitWith, Problems};
 
 use super::get::{print_table, table};
 
 pub async fn run(global: &GlobalArgs, args: ValidateNetworkArgs) -> Result<()> {
     let store = context::open_store(global).await?;
     let name = context::cluster_name(global, args.cluster.as_deref())?;
-    let checks = checks(&store, &name, &global.settings).await?;
+    let prepared = crate::pipeline::prepare(&store, &name, &global.settings, false).await?;
+    let checks = checks(&prepared).await?;
     match args.output {
         DiffFormat::Json => println!(
             "{}",
@@ -51,17 +50,12 @@ pub async fn run(global: &GlobalArgs, args: ValidateNetworkArgs) -> Result<()> {
 /// `update cluster`'s pre-flight for a cluster in an existing VPC (`spec.networkID`): with
 /// `--yes` a failed check stops it before anything changes, naming the check; a dry run
 /// prints failed checks as warnings (it changes nothing) and goes on to its plan.
-pub async fn preflight(
-    store: &StateStore,
-    name: &str,
-    settings: &Settings,
-    yes: bool,
-) -> Result<()> {
-    let stored = crate::pipeline::load_cluster(store, name).await?;
-    if stored.cluster.value.spec.network_id.is_none() {
+pub async fn preflight(prepared: &Prepared, yes: bool) -> Result<()> {
+    if prepared.cluster.spec.network_id.is_none() {
         return Ok(());
     }
-    let checks = checks(store, name, settings).await?;
+    let name = &prepared.cluster.metadata.name;
+    let checks = checks(prepared).await?;
     for c in checks.iter().filter(|c| c.status == Status::Warning) {
         eprintln!(
             "warning: network check {} ({}): {}",
@@ -102,8 +96,8 @@ pub async fn preflight(
     .into())
 }
 
-async fn checks(store: &StateStore, name: &str, settings: &Settings) -> Result<Vec<Check>> {
-    let prepared = crate::pipeline::prepare(store, name, settings, false).await?;
+async fn checks(prepared: &Prepared) -> Result<Vec<Check>> {
+    let name = &prepared.cluster.metadata.name;
     let wanted = wanted(&prepared.cluster);
     let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
     let network = aws

@@ -28,9 +28,7 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
             .await
         }
         Target::Direct => {
-            if !args.skip_network_checks {
-                super::network::preflight(&store, &name, &global.settings, args.yes).await?;
-            } else {
+            if args.skip_network_checks {
                 eprintln!("Network checks skipped (--skip-network-checks).");
             }
             let options = DirectOptions {
@@ -45,6 +43,7 @@ async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<
                         ..Default::default()
                     }),
                 pins: args.pins.options(),
+                network_checks: !args.skip_network_checks,
             };
             pipeline::update_direct(&store, &name, &global.settings, &options).await
         }
