@@ -122,6 +122,12 @@ impl Aws {
                     .max_results(1000);
                 all.extend(all_pages!(self, request, vpc_peering_connections));
             }
+            // A connection may answer both filters (moto ignores the side); once each.
+            all.sort_by(|a: &ec2t::VpcPeeringConnection, b| {
+                a.vpc_peering_connection_id()
+                    .cmp(&b.vpc_peering_connection_id())
+            });
+            all.dedup_by(|a, b| a.vpc_peering_connection_id() == b.vpc_peering_connection_id());
             Ok::<_, Error>(all)
         };
         let acls = async {

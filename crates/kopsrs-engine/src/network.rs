@@ -581,7 +581,14 @@ pub fn check(wanted: &Wanted, network: &Network) -> Vec<Check> {
             Some((s.map_or(w.name.clone(), |s| s.id.clone()), net(&cidr)?))
         })
         .collect();
-    for p in &network.peerings {
+    // Deleted, rejected and expired connections stay listed for a while; they carry nothing.
+    let live = network.peerings.iter().filter(|p| {
+        !matches!(
+            p.status.as_str(),
+            "deleted" | "deleting" | "rejected" | "expired"
+        )
+    });
+    for p in live {
         match p.status.as_str() {
             "active" => out.pass("peering-active", &p.id, "active".into()),
             other => out.fail(

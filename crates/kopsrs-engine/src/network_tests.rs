@@ -277,6 +277,17 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             vec![("peering-active", failed)],
         ),
         (
+            "a deleted peering is ignored",
+            Box::new(|_, n| {
+                n.peerings.push(Peering {
+                    id: "pcx-old".into(),
+                    status: "deleted".into(),
+                    peer_cidrs: vec!["10.0.0.0/8".into()],
+                })
+            }),
+            vec![],
+        ),
+        (
             "peering without routes",
             Box::new(|_, n| n.route_tables[2].routes.retain(|r| r.target != "pcx-1")),
             vec![("peering-route", failed)],

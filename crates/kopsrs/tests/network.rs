@@ -21,9 +21,9 @@ fn validate(moto: &Moto) -> (i32, serde_json::Value) {
     (out.status.code().unwrap(), json)
 }
 
-/// The checks that did not pass: (check, status).
+/// The checks that did not pass: (check, status), once per check.
 fn not_passed(json: &serde_json::Value) -> Vec<(String, String)> {
-    json["checks"]
+    let mut out: Vec<(String, String)> = json["checks"]
         .as_array()
         .unwrap()
         .iter()
@@ -34,7 +34,9 @@ fn not_passed(json: &serde_json::Value) -> Vec<(String, String)> {
                 c["status"].as_str().unwrap().to_string(),
             )
         })
-        .collect()
+        .collect();
+    out.dedup();
+    out
 }
 
 #[test]
@@ -139,6 +141,87 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
     moto.python(&format!(
         "aws('ec2').modify_vpc_attribute(VpcId='{vpc}', EnableDnsHostnames={{'Value': True}})"
     ));
+
+    // One broken VPC per check, made and unmade with boto3: each reported by its identifier
+    // and nothing else failing. (AWS itself refuses overlapping subnets in one VPC; overlaps
+    // with planned subnets are in the engine's unit tests.)
+    let ids2 = moto.python(&format!(
+        "e=aws('ec2')\n\
+         peer=e.create_vpc(CidrBlock='172.16.0.0/16')['Vpc']['VpcId']\n\
+         clash=e.create_vpc(CidrBlock='10.0.0.0/17')['Vpc']['VpcId']\n\
+         acl=e.describe_network_acls(Filters=[{{'Name':'vpc-id','Values':['{vpc}']}}])['NetworkAcls'][0]['NetworkAclId']\n\
+         pub_rt=[t['RouteTableId'] for t in e.describe_route_tables(Filters=[{{'Name':'association.subnet-id','Values':['{public}']}}])['RouteTables']][0]\n\
+         igw=e.describe_internet_gateways(Filters=[{{'Name':'attachment.vpc-id','Values':['{vpc}']}}])['InternetGateways'][0]['InternetGatewayId']\n\
+         print(json.dumps([peer, clash, acl, pub_rt, igw]))"
+    ));
+    let ids2: Vec<String> = serde_json::from_str(ids2.trim()).unwrap();
+    let (peer, clash, acl, public_rt, igw) = (&ids2[0], &ids2[1], &ids2[2], &ids2[3], &ids2[4]);
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "igw-route",
+            format!("e.delete_route(RouteTableId='{public_rt}', DestinationCidrBlock='0.0.0.0/0')"),
+            format!("e.create_route(RouteTableId='{public_rt}', DestinationCidrBlock='0.0.0.0/0', GatewayId='{igw}')"),
+        ),
+        (
+            "peering-active",
+            format!("p=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{peer}')['VpcPeeringConnection']['VpcPeeringConnectionId']\nopen('{dir}/pcx','w').write(p)", dir = std::env::temp_dir().display()),
+            format!("e.delete_vpc_peering_connection(VpcPeeringConnectionId=open('{dir}/pcx').read())", dir = std::env::temp_dir().display()),
+        ),
+        (
+            "peering-route",
+            format!("p=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{peer}')['VpcPeeringConnection']['VpcPeeringConnectionId']\ne.accept_vpc_peering_connection(VpcPeeringConnectionId=p)\nopen('{dir}/pcx','w').write(p)\ne.create_route(RouteTableId='{public_rt}', DestinationCidrBlock='172.16.0.0/16', VpcPeeringConnectionId=p)", dir = std::env::temp_dir().display()),
+            format!("e.delete_route(RouteTableId='{public_rt}', DestinationCidrBlock='172.16.0.0/16')\ne.delete_vpc_peering_connection(VpcPeeringConnectionId=open('{dir}/pcx').read())", dir = std::env::temp_dir().display()),
+        ),
+        (
+            "nacl",
+            format!("e.create_network_acl_entry(NetworkAclId='{acl}', RuleNumber=50, Protocol='6', RuleAction='deny', Egress=False, CidrBlock='0.0.0.0/0', PortRange={{'From':443,'To':443}})"),
+            format!("e.delete_network_acl_entry(NetworkAclId='{acl}', RuleNumber=50, Egress=False)"),
+        ),
+        (
+            "subnet-tags",
+            format!("e.delete_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/role/internal-elb'}}])"),
+            format!("e.create_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/role/internal-elb','Value':'1'}}])"),
+        ),
+    ];
+    for (check, broken, fixed) in &cases {
+        moto.python(&format!("e=aws('ec2')\n{broken}"));
+        let (code, json) = validate(&moto);
+        assert_eq!(code, 1, "{check}: {json:#}");
+        let got = not_passed(&json);
+        // A peering to a VPC none of the cluster's route tables know fails its route check
+        // too; each case names what it breaks.
+        let expected: Vec<(String, String)> = match *check {
+            "peering-active" => vec![
+                ("peering-active".into(), "failed".into()),
+                ("peering-route".into(), "failed".into()),
+            ],
+            "peering-route" => vec![("peering-route".into(), "failed".into())],
+            // The NAT gateway sits in that public subnet: it loses the internet too.
+            "igw-route" => vec![
+                ("igw-route".into(), "failed".into()),
+                ("nat-placement".into(), "failed".into()),
+            ],
+            c => vec![(c.to_string(), "failed".into())],
+        };
+        assert_eq!(got, expected, "{check}: {json:#}");
+        moto.python(&format!("e=aws('ec2')\n{fixed}"));
+        let (code, json) = validate(&moto);
+        assert_eq!(code, 0, "{check} fixed: {json:#}");
+    }
+    // A peer whose CIDR collides with the VPC's.
+    moto.python(&format!(
+        "e=aws('ec2')\np=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{clash}')['VpcPeeringConnection']['VpcPeeringConnectionId']\ne.accept_vpc_peering_connection(VpcPeeringConnectionId=p)"
+    ));
+    let (code, json) = validate(&moto);
+    assert_eq!(code, 1);
+    assert!(
+        not_passed(&json).contains(&("peering-overlap".to_string(), "failed".to_string())),
+        "{json:#}"
+    );
+    moto.python(&format!(
+        "e=aws('ec2')\nfor p in e.describe_vpc_peering_connections(Filters=[{{'Name':'accepter-vpc-info.vpc-id','Values':['{clash}']}}])['VpcPeeringConnections']: e.delete_vpc_peering_connection(VpcPeeringConnectionId=p['VpcPeeringConnectionId'])"
+    ));
+    assert_eq!(validate(&moto).0, 0);
 
     // The private subnet loses its NAT route: validate says so, and `update cluster --yes`
     // stops before any change, naming the check; --skip-network-checks says it skipped them.
