@@ -69,17 +69,12 @@ pub async fn run(global: &GlobalArgs, args: RollingUpdateClusterArgs) -> Result<
                 .map_err(|e| cloudonly_hint(validate::kube_problem(&name, &e)))?,
         ),
     };
-    let roles = specs
-        .iter()
-        .map(|(group, (role, _))| (group.clone(), *role))
-        .collect();
     let mut roller = Roller {
         aws: &aws,
         kube: kube.as_ref(),
         name: &name,
         args: &args,
         specs,
-        roles,
         cluster_rolling: prepared.cluster.spec.rolling_update.clone(),
         settings: BTreeMap::new(),
         control_planes: 0,
@@ -204,6 +199,8 @@ struct State {
     aws: BTreeMap<String, RollingGroup>,
     /// The control-plane instances the cluster should have (desired capacities).
     control_planes: usize,
+    /// Every running instance of every group, detached ones included.
+    running: BTreeSet<String>,
 }
 
 /// One `rolling-update cluster --yes` run: what it reads once (the spec, each group's
@@ -215,8 +212,6 @@ struct Roller<'a> {
     args: &'a RollingUpdateClusterArgs,
     /// Each instance group's role and `spec.rollingUpdate`.
     specs: BTreeMap<String, (Role, Option<RollingUpdate>)>,
-    /// Each instance group's role.
-    roles: BTreeMap<String, Role>,
     /// The Cluster's `spec.rollingUpdate`.
     cluster_rolling: Option<RollingUpdate>,
     /// Each selected group's maxSurge / maxUnavailable, resolved before anything changed.
@@ -268,10 +263,15 @@ impl Roller<'_> {
             groups: BTreeMap::new(),
             aws: BTreeMap::new(),
             control_planes: 0,
+            running: groups
+                .iter()
+                .flat_map(|g| &g.instances)
+                .map(|i| i.id.clone())
+                .collect(),
         };
         // Auto scaling groups without an instance group in the spec are not kopsrs's to roll.
         for g in groups {
-            let Some(&role) = self.roles.get(&g.instance_group) else {
+            let Some(&(role, _)) = self.specs.get(&g.instance_group) else {
                 continue;
             };
             if role == Role::ControlPlane {
@@ -309,9 +309,15 @@ impl Roller<'_> {
     }
 
     async fn read_group(&self, name: &str) -> Result<(Group, RollingGroup)> {
+        let (group, aws, _) = self.read_round(name).await?;
+        Ok((group, aws))
+    }
+
+    /// [`Self::read_group`], with every running instance of the cluster from the same read.
+    async fn read_round(&self, name: &str) -> Result<(Group, RollingGroup, BTreeSet<String>)> {
         let mut state = self.read().await?;
         match (state.groups.remove(name), state.aws.remove(name)) {
-            (Some(group), Some(aws)) => Ok((group, aws)),
+            (Some(group), Some(aws)) => Ok((group, aws, state.running)),
             _ => Err(no_group(name)),
         }
     }
@@ -362,7 +368,7 @@ impl Roller<'_> {
         // Pods evicted from the first Nodes avoid the others still to go (PreferNoSchedule).
         self.taint_all(&group, &initial).await?;
         loop {
-            let (group, aws_group) = self.read_group(name).await?;
+            let (group, aws_group, running) = self.read_round(name).await?;
             let todo: Vec<&Instance> = group
                 .to_update(force)
                 .into_iter()
@@ -372,7 +378,8 @@ impl Roller<'_> {
                 break;
             };
             if group.role == Role::ControlPlane {
-                self.remove_stale_control_plane_nodes(&aws_group).await?;
+                self.remove_stale_control_plane_nodes(name, &running)
+                    .await?;
             }
             let detach: Vec<String> = round
                 .surge
@@ -461,29 +468,22 @@ impl Roller<'_> {
     /// Deletes control-plane Nodes whose instance no longer runs: a run stopped between
     /// terminating a control plane and deleting its Node left it, and etcd's member pruning
     /// on the next replacement must not find it.
-    async fn remove_stale_control_plane_nodes(&self, aws_group: &RollingGroup) -> Result<()> {
+    async fn remove_stale_control_plane_nodes(
+        &self,
+        group: &str,
+        running: &BTreeSet<String>,
+    ) -> Result<()> {
         let Some(kube) = self.kube else {
             return Ok(());
         };
-        let groups = self
-            .aws
-            .rolling_groups(self.name)
-            .await
-            .map_err(|e| self.aws_problem("reading the auto scaling groups", &e))?;
-        let running: BTreeSet<&str> = groups
-            .iter()
-            .flat_map(|g| &g.instances)
-            .map(|i| i.id.as_str())
-            .collect();
         for (node, instance) in kube
             .control_plane_nodes()
             .await
             .map_err(|e| self.kube_problem(&e))?
         {
-            if instance.is_some_and(|id| !running.contains(id.as_str())) {
+            if instance.is_some_and(|id| !running.contains(&id)) {
                 self.say(format!(
-                    "group {}: deleting Node {node}: its instance no longer runs",
-                    aws_group.instance_group
+                    "group {group}: deleting Node {node}: its instance no longer runs"
                 ));
                 kube.delete_node(&node)
                     .await
@@ -616,8 +616,11 @@ impl Roller<'_> {
             return Ok(());
         }
         let needed = self.args.validate_count.max(1);
-        let roles: BTreeMap<&str, Role> =
-            self.roles.iter().map(|(g, r)| (g.as_str(), *r)).collect();
+        let roles: BTreeMap<&str, Role> = self
+            .specs
+            .iter()
+            .map(|(g, (r, _))| (g.as_str(), *r))
+            .collect();
         // Between passes that succeed, the interval; after a failure, a quarter of it (at
         // least 250 ms), so a Node that turns Ready is seen soon after.
         let interval = self.interval(group.role).max(Duration::from_millis(250));
