@@ -543,9 +543,24 @@ pub fn check(wanted: &Wanted, network: &Network) -> Vec<Check> {
         out.pass("nat-zone", &vpc.id, "no NAT gateway in use".into());
     }
 
-    // nat-placement: every NAT gateway of the VPC sits in a public subnet with a public IP.
+    // nat-placement: the NAT gateways the cluster egresses through (its private subnets'
+    // default routes, and the egress the spec names) sit in a public subnet with a public IP.
+    // Other NAT gateways of the VPC are other teams' business (some are private on purpose).
+    let used: Vec<&str> = found
+        .iter()
+        .filter(|(w, _)| w.kind == SubnetKind::Private)
+        .flat_map(|(w, s)| {
+            let routed = s
+                .and_then(|s| table_of(network, &s.id))
+                .into_iter()
+                .flat_map(|t| &t.routes)
+                .filter(|r| r.destination == "0.0.0.0/0")
+                .map(|r| r.target.as_str());
+            routed.chain(w.egress.as_deref())
+        })
+        .collect();
     for n in &network.nat_gateways {
-        if n.state != "available" && n.state != "pending" {
+        if n.state != "available" && n.state != "pending" || !used.contains(&n.id.as_str()) {
             continue;
         }
         let public = table_of(network, &n.subnet).is_some_and(|t| {
@@ -570,7 +585,11 @@ pub fn check(wanted: &Wanted, network: &Network) -> Vec<Check> {
         }
     }
     if !out.0.iter().any(|c| c.check == "nat-placement") {
-        out.pass("nat-placement", &vpc.id, "no NAT gateway in the VPC".into());
+        out.pass(
+            "nat-placement",
+            &vpc.id,
+            "the cluster egresses through no existing NAT gateway".into(),
+        );
     }
 
     // Peerings.
@@ -649,7 +668,12 @@ pub fn check(wanted: &Wanted, network: &Network) -> Vec<Check> {
         }
     }
 
-    // nacl: the first matching rule for HTTPS in (443) and the ephemeral return ports.
+    // nacl: the first matching rule (lowest number) decides, as AWS evaluates them. From
+    // anywhere: HTTPS in (the API) and out, and the ephemeral return ports. Between the
+    // cluster's subnets (node to node): the kubelet (TCP 10250), and DNS (UDP 53, CoreDNS runs
+    // on other nodes). A rule counts when its CIDR holds the whole peer range: a deny of part
+    // of it is not a total denial, and an allow of part of it is not enough.
+    let anywhere = Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, 0).expect("prefix 0 is valid");
     for (w, s) in &found {
         let Some(s) = s else { continue };
         let Some(acl) = network.acls.iter().find(|a| a.subnets.contains(&s.id)) else {
@@ -660,30 +684,47 @@ pub fn check(wanted: &Wanted, network: &Network) -> Vec<Check> {
             );
             continue;
         };
-        let verdict = |egress: bool, port: i32| {
+        let allowed = |egress: bool, protocol: &str, port: i32, peer: &Ipv4Net| {
             let mut rules: Vec<&AclEntry> =
                 acl.entries.iter().filter(|e| e.egress == egress).collect();
             rules.sort_by_key(|e| e.number);
             rules
                 .into_iter()
                 .find(|e| {
-                    let proto = e.protocol == "-1" || e.protocol == "6";
-                    let port_ok = e.ports.is_none_or(|(a, b)| a <= port && port <= b);
-                    let cidr_ok =
-                        net(&e.cidr).is_some_and(|n| n.prefix_len() == 0) || e.cidr == "0.0.0.0/0";
-                    proto && port_ok && cidr_ok
+                    (e.protocol == "-1" || e.protocol == protocol)
+                        && e.ports.is_none_or(|(a, b)| a <= port && port <= b)
+                        && net(&e.cidr).is_some_and(|n| n.contains(peer))
                 })
                 .is_some_and(|e| e.allow)
         };
-        let mut denied = Vec::new();
-        if !verdict(false, 443) {
-            denied.push("inbound TCP 443 (the API)");
+        let mut denied: Vec<String> = Vec::new();
+        if !allowed(false, "6", 443, &anywhere) {
+            denied.push("inbound TCP 443 (the API)".into());
         }
-        if !verdict(false, 32768) || !verdict(true, 32768) {
-            denied.push("TCP 1024-65535 (return traffic)");
+        if !allowed(false, "6", 32768, &anywhere) || !allowed(true, "6", 32768, &anywhere) {
+            denied.push("TCP 1024-65535 (return traffic)".into());
         }
-        if !verdict(true, 443) {
-            denied.push("outbound TCP 443");
+        if !allowed(true, "6", 443, &anywhere) {
+            denied.push("outbound TCP 443".into());
+        }
+        // A network ACL filters traffic that crosses the subnet's edge, not inside it.
+        let own = net(&s.cidr);
+        for (peer_name, peer) in cluster_subnets.iter().filter(|(_, n)| Some(*n) != own) {
+            let mut node = Vec::new();
+            for (protocol, port, what) in [
+                ("6", 10250, "TCP 10250 (kubelet)"),
+                ("17", 53, "UDP 53 (DNS)"),
+            ] {
+                if !allowed(false, protocol, port, peer) || !allowed(true, protocol, port, peer) {
+                    node.push(what);
+                }
+            }
+            if !node.is_empty() {
+                denied.push(format!(
+                    "{} with {peer_name} ({peer}, node to node)",
+                    node.join(" and ")
+                ));
+            }
         }
         match denied.as_slice() {
             [] => out.pass(
@@ -695,7 +736,7 @@ pub fn check(wanted: &Wanted, network: &Network) -> Vec<Check> {
                 "nacl",
                 &s.id,
                 format!("{} ({}) denies {}", acl.id, w.name, d.join(", ")),
-                "allow TCP 443 and 1024-65535 in and out in the subnet's network ACL",
+                "allow TCP 443 and 1024-65535 in and out, and all traffic between the cluster's subnets, in the subnet's network ACL",
             ),
         }
     }
@@ -728,13 +769,24 @@ pub fn check(wanted: &Wanted, network: &Network) -> Vec<Check> {
         if !s.tags.contains_key(role) {
             missing.push(format!("no {role}"));
         }
+        // Clusters share a subnet side by side, each with its own `shared` tag. One that tags
+        // it `owned` claims it: deleting that cluster would delete the subnet under this one.
+        for (key, value) in &s.tags {
+            if key.starts_with("kubernetes.io/cluster/") && *key != cluster_tag && value == "owned"
+            {
+                missing.push(format!(
+                    "{key}=owned: cluster {} claims the subnet and would delete it with itself",
+                    &key["kubernetes.io/cluster/".len()..]
+                ));
+            }
+        }
         match missing.as_slice() {
             [] => out.pass("subnet-tags", &s.id, format!("{cluster_tag}=shared and {role}")),
             m => out.fail(
                 "subnet-tags",
                 &s.id,
                 format!("{}: {}", w.name, m.join("; ")),
-                "tag the shared subnet (each cluster adds its own kubernetes.io/cluster/NAME=shared; load balancers find subnets by these tags)",
+                "tag the shared subnet (each cluster adds its own kubernetes.io/cluster/NAME=shared, none owned; load balancers find subnets by these tags)",
             ),
         }
     }

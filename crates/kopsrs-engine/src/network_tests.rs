@@ -272,6 +272,18 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             vec![("nat-placement", failed), ("nat-zone", Status::Warning)],
         ),
         (
+            "another team's private NAT gateway the cluster does not use: sound",
+            Box::new(|_, n| {
+                n.nat_gateways.push(NatGateway {
+                    id: "nat-private".into(),
+                    subnet: "subnet-other".into(),
+                    state: "available".into(),
+                    public_ip: false,
+                })
+            }),
+            vec![],
+        ),
+        (
             "pending peering",
             Box::new(|_, n| n.peerings[0].status = "pending-acceptance".into()),
             vec![("peering-active", failed)],
@@ -313,6 +325,62 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             vec![("nacl", failed)],
         ),
         (
+            "NACL denies the kubelet between the private subnets",
+            Box::new(|_, n| {
+                n.acls[0].entries.push(AclEntry {
+                    number: 60,
+                    egress: false,
+                    protocol: "6".into(),
+                    ports: Some((10250, 10250)),
+                    cidr: "10.0.0.0/16".into(),
+                    allow: false,
+                })
+            }),
+            vec![("nacl", failed)],
+        ),
+        (
+            "NACL denies DNS out to another zone's subnet",
+            Box::new(|_, n| {
+                n.acls[0].entries.push(AclEntry {
+                    number: 60,
+                    egress: true,
+                    protocol: "17".into(),
+                    ports: Some((53, 53)),
+                    cidr: "10.0.64.0/19".into(),
+                    allow: false,
+                })
+            }),
+            vec![("nacl", failed)],
+        ),
+        (
+            "NACL denying part of a peer range only, and traffic to the outside world on a port nodes do not need: sound",
+            Box::new(|_, n| {
+                for (cidr, port) in [("10.0.64.0/24", 10250), ("0.0.0.0/0", 22)] {
+                    n.acls[0].entries.push(AclEntry {
+                        number: 60 + port,
+                        egress: false,
+                        protocol: "6".into(),
+                        ports: Some((port, port)),
+                        cidr: cidr.into(),
+                        allow: false,
+                    })
+                }
+            }),
+            vec![],
+        ),
+        (
+            "another cluster claims a shared subnet",
+            Box::new(|_, n| {
+                n.subnets[2]
+                    .tags
+                    .insert("kubernetes.io/cluster/xc.example.com".into(), "owned".into());
+                n.subnets[3]
+                    .tags
+                    .insert("kubernetes.io/cluster/other.example.com".into(), "shared".into());
+            }),
+            vec![("subnet-tags", failed)],
+        ),
+        (
             "missing load-balancer tag",
             Box::new(|_, n| {
                 n.subnets[2].tags.remove("kubernetes.io/role/internal-elb");
@@ -347,4 +415,42 @@ fn a_nat_gateway_in_another_zone_is_a_warning() {
         ("nat-zone", Status::Warning)
     );
     assert_eq!(zone[0].resource, "subnet-pb");
+}
+
+#[test]
+fn the_messages_name_what_is_denied_and_who_claims_a_subnet() {
+    let (wanted, mut network) = sound();
+    network.acls[0].entries.push(AclEntry {
+        number: 60,
+        egress: false,
+        protocol: "6".into(),
+        ports: Some((10000, 11000)),
+        cidr: "10.0.0.0/8".into(),
+        allow: false,
+    });
+    network.subnets[2].tags.insert(
+        "kubernetes.io/cluster/xc.example.com".into(),
+        "owned".into(),
+    );
+    let checks = check(&wanted, &network);
+    let failed = |id: &str, resource: &str| {
+        checks
+            .iter()
+            .find(|c| c.check == id && c.resource == resource && c.status == Status::Failed)
+            .unwrap_or_else(|| panic!("{id} {resource}: {checks:#?}"))
+            .message
+            .clone()
+    };
+    // subnet-pa's ACL denies the kubelet from the other cluster subnets, not from itself.
+    let nacl = failed("nacl", "subnet-pa");
+    assert!(
+        nacl.contains("TCP 10250 (kubelet) with subnet-pb (10.0.64.0/19, node to node)")
+            && !nacl.contains("with subnet-pa"),
+        "{nacl}"
+    );
+    let tags = failed("subnet-tags", "subnet-pa");
+    assert!(
+        tags.contains("cluster xc.example.com claims the subnet"),
+        "{tags}"
+    );
 }

@@ -152,10 +152,15 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
          acl=e.describe_network_acls(Filters=[{{'Name':'vpc-id','Values':['{vpc}']}}])['NetworkAcls'][0]['NetworkAclId']\n\
          pub_rt=[t['RouteTableId'] for t in e.describe_route_tables(Filters=[{{'Name':'association.subnet-id','Values':['{public}']}}])['RouteTables']][0]\n\
          igw=e.describe_internet_gateways(Filters=[{{'Name':'attachment.vpc-id','Values':['{vpc}']}}])['InternetGateways'][0]['InternetGatewayId']\n\
-         print(json.dumps([peer, clash, acl, pub_rt, igw]))"
+         nat=e.describe_nat_gateways(Filter=[{{'Name':'subnet-id','Values':['{public}']}}])['NatGateways'][0]['NatGatewayId']\n\
+         print(json.dumps([peer, clash, acl, pub_rt, igw, nat]))"
     ));
     let ids2: Vec<String> = serde_json::from_str(ids2.trim()).unwrap();
-    let (peer, clash, acl, public_rt, igw) = (&ids2[0], &ids2[1], &ids2[2], &ids2[3], &ids2[4]);
+    let (peer, clash, acl, public_rt, igw, nat) =
+        (&ids2[0], &ids2[1], &ids2[2], &ids2[3], &ids2[4], &ids2[5]);
+    let tmp = std::env::temp_dir().join(format!("net-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = tmp.display();
     let cases: Vec<(&str, String, String)> = vec![
         (
             "igw-route",
@@ -164,18 +169,37 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
         ),
         (
             "peering-active",
-            format!("p=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{peer}')['VpcPeeringConnection']['VpcPeeringConnectionId']\nopen('{dir}/pcx','w').write(p)", dir = std::env::temp_dir().display()),
-            format!("e.delete_vpc_peering_connection(VpcPeeringConnectionId=open('{dir}/pcx').read())", dir = std::env::temp_dir().display()),
+            format!("p=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{peer}')['VpcPeeringConnection']['VpcPeeringConnectionId']\nopen('{tmp}/pcx','w').write(p)"),
+            format!("e.delete_vpc_peering_connection(VpcPeeringConnectionId=open('{tmp}/pcx').read())"),
         ),
         (
             "peering-route",
-            format!("p=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{peer}')['VpcPeeringConnection']['VpcPeeringConnectionId']\ne.accept_vpc_peering_connection(VpcPeeringConnectionId=p)\nopen('{dir}/pcx','w').write(p)\ne.create_route(RouteTableId='{public_rt}', DestinationCidrBlock='172.16.0.0/16', VpcPeeringConnectionId=p)", dir = std::env::temp_dir().display()),
-            format!("e.delete_route(RouteTableId='{public_rt}', DestinationCidrBlock='172.16.0.0/16')\ne.delete_vpc_peering_connection(VpcPeeringConnectionId=open('{dir}/pcx').read())", dir = std::env::temp_dir().display()),
+            format!("p=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{peer}')['VpcPeeringConnection']['VpcPeeringConnectionId']\ne.accept_vpc_peering_connection(VpcPeeringConnectionId=p)\nopen('{tmp}/pcx','w').write(p)\ne.create_route(RouteTableId='{public_rt}', DestinationCidrBlock='172.16.0.0/16', VpcPeeringConnectionId=p)"),
+            format!("e.delete_route(RouteTableId='{public_rt}', DestinationCidrBlock='172.16.0.0/16')\ne.delete_vpc_peering_connection(VpcPeeringConnectionId=open('{tmp}/pcx').read())"),
         ),
         (
             "nacl",
             format!("e.create_network_acl_entry(NetworkAclId='{acl}', RuleNumber=50, Protocol='6', RuleAction='deny', Egress=False, CidrBlock='0.0.0.0/0', PortRange={{'From':443,'To':443}})"),
             format!("e.delete_network_acl_entry(NetworkAclId='{acl}', RuleNumber=50, Egress=False)"),
+        ),
+        (
+            // Node to node: the kubelet's port from the utility subnet (it holds the load
+            // balancers' and bastions' ENIs, and is another of the cluster's subnets).
+            "nacl",
+            format!("e.create_network_acl_entry(NetworkAclId='{acl}', RuleNumber=60, Protocol='6', RuleAction='deny', Egress=False, CidrBlock='10.0.0.0/22', PortRange={{'From':10250,'To':10250}})"),
+            format!("e.delete_network_acl_entry(NetworkAclId='{acl}', RuleNumber=60, Egress=False)"),
+        ),
+        (
+            // The private subnet egresses through a NAT gateway made in a private subnet.
+            "nat-placement",
+            format!("a=e.allocate_address(Domain='vpc')['AllocationId']\nn=e.create_nat_gateway(SubnetId='{private}', AllocationId=a)['NatGateway']['NatGatewayId']\nopen('{tmp}/nat','w').write(n)\ne.replace_route(RouteTableId='{private_rt}', DestinationCidrBlock='0.0.0.0/0', NatGatewayId=n)"),
+            format!("e.replace_route(RouteTableId='{private_rt}', DestinationCidrBlock='0.0.0.0/0', NatGatewayId='{nat}')\ne.delete_nat_gateway(NatGatewayId=open('{tmp}/nat').read())"),
+        ),
+        (
+            // A neighbouring cluster (its name ends with ours) claims the shared subnet.
+            "subnet-tags",
+            format!("e.create_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/cluster/x{NAME}','Value':'owned'}}])"),
+            format!("e.delete_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/cluster/x{NAME}'}}])"),
         ),
         (
             "subnet-tags",
@@ -222,6 +246,111 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
         "e=aws('ec2')\nfor p in e.describe_vpc_peering_connections(Filters=[{{'Name':'accepter-vpc-info.vpc-id','Values':['{clash}']}}])['VpcPeeringConnections']: e.delete_vpc_peering_connection(VpcPeeringConnectionId=p['VpcPeeringConnectionId'])"
     ));
     assert_eq!(validate(&moto).0, 0);
+
+    // Mistakes in the spec itself, which only the VPC can reveal: each made with `replace -f`
+    // from the stored spec, reported by its identifier, then undone.
+    let spec = {
+        let out = moto
+            .kopsrs("state")
+            .args(["get", "cluster", NAME, "-o", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].take()
+    };
+    let replace = |spec: &serde_json::Value| {
+        let mut child = moto
+            .kopsrs("state")
+            .args(["replace", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            spec.to_string().as_bytes(),
+        )
+        .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let private_index = spec["spec"]["subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s["type"] == "Private")
+        .unwrap();
+    // Another team's subnet, and a secondary block (100.64.0.0/16, as EKS custom networking
+    // uses) holding a subnet routed and tagged as the cluster's private one would be.
+    let in_pod_range = moto.python(&format!(
+        "e=aws('ec2')\n\
+         e.create_subnet(VpcId='{vpc}', CidrBlock='10.0.250.0/24', AvailabilityZone='eu-west-1b')\n\
+         e.associate_vpc_cidr_block(VpcId='{vpc}', CidrBlock='100.64.0.0/16')\n\
+         s=e.create_subnet(VpcId='{vpc}', CidrBlock='100.64.1.0/24', AvailabilityZone='eu-west-1a', TagSpecifications=[{{'ResourceType':'subnet','Tags':[{{'Key':'kubernetes.io/cluster/{NAME}','Value':'shared'}},{{'Key':'kubernetes.io/role/internal-elb','Value':'1'}}]}}])['Subnet']['SubnetId']\n\
+         e.associate_route_table(RouteTableId='{private_rt}', SubnetId=s)\n\
+         print(s)"
+    ));
+    let in_pod_range = in_pod_range.trim();
+    let planned = |name: &str, cidr: &str| serde_json::json!({"name": name, "cidr": cidr, "zone": "eu-west-1a", "type": "Utility"});
+    type Edit<'a> = Box<dyn Fn(&mut serde_json::Value) + 'a>;
+    let edits: Vec<(Vec<&str>, Edit)> = vec![
+        (
+            vec!["subnet-zone"],
+            Box::new(|s| s["spec"]["subnets"][private_index]["zone"] = "eu-west-1b".into()),
+        ),
+        (
+            // A new subnet the spec asks for, on top of the other team's.
+            vec!["subnet-overlap"],
+            Box::new(|s| {
+                s["spec"]["subnets"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(planned("extra", "10.0.250.0/26"))
+            }),
+        ),
+        (
+            // A block the spec claims the VPC has, and a subnet in it.
+            vec!["vpc-cidr", "subnet-outside-vpc"],
+            Box::new(|s| {
+                s["spec"]["additionalNetworkCIDRs"] = serde_json::json!(["10.1.0.0/16"]);
+                s["spec"]["subnets"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(planned("outside", "10.1.0.0/24"))
+            }),
+        ),
+        (
+            // The shared private subnet swapped for one inside the service range.
+            vec!["subnet-cluster-cidr"],
+            Box::new(|s| {
+                let subnet = &mut s["spec"]["subnets"][private_index];
+                subnet["id"] = in_pod_range.into();
+                subnet.as_object_mut().unwrap().remove("cidr");
+            }),
+        ),
+    ];
+    for (checks, edit) in &edits {
+        let mut broken = spec.clone();
+        edit(&mut broken);
+        replace(&broken);
+        let (code, json) = validate(&moto);
+        assert_eq!(code, 1, "{checks:?}: {json:#}");
+        let expected: Vec<(String, String)> = checks
+            .iter()
+            .map(|c| (c.to_string(), "failed".to_string()))
+            .collect();
+        assert_eq!(not_passed(&json), expected, "{checks:?}: {json:#}");
+        replace(&spec);
+        assert_eq!(validate(&moto).0, 0, "{checks:?} undone");
+    }
 
     // The private subnet loses its NAT route: validate says so, and `update cluster --yes`
     // stops before any change, naming the check; --skip-network-checks says it skipped them.
@@ -296,7 +425,7 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
 }
 
 /// Two clusters (one name a suffix of the other) in one Terraform-made VPC, sharing its NAT
-/// gateway: both pass the pre-flight and apply, each re-plans empty, deleting one leaves the
+/// gateway and its public subnet: both pass the pre-flight and apply, each re-plans empty, deleting one leaves the
 /// other and the VPC as they were, tags included (issue 15, item 4).
 #[test]
 fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
@@ -309,16 +438,17 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
          e.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={'Value': True})\n\
          igw=e.create_internet_gateway()['InternetGateway']['InternetGatewayId']\n\
          e.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)\n\
-         pub=e.create_subnet(VpcId=vpc, CidrBlock='10.0.200.0/24', AvailabilityZone='eu-west-1a', TagSpecifications=[{'ResourceType':'subnet','Tags':[{'Key':'Name','Value':'terraform-public'}]}])['Subnet']['SubnetId']\n\
+         tags=[{'Key':'Name','Value':'terraform-public'},{'Key':'kubernetes.io/role/elb','Value':'1'}]+[{'Key':'kubernetes.io/cluster/'+c,'Value':'shared'} for c in ['c1.example.com','xc1.example.com']]\n\
+         pub=e.create_subnet(VpcId=vpc, CidrBlock='10.0.200.0/24', AvailabilityZone='eu-west-1a', TagSpecifications=[{'ResourceType':'subnet','Tags':tags}])['Subnet']['SubnetId']\n\
          rt=e.create_route_table(VpcId=vpc)['RouteTable']['RouteTableId']\n\
          e.create_route(RouteTableId=rt, DestinationCidrBlock='0.0.0.0/0', GatewayId=igw)\n\
          e.associate_route_table(RouteTableId=rt, SubnetId=pub)\n\
          eip=e.allocate_address(Domain='vpc')['AllocationId']\n\
          nat=e.create_nat_gateway(SubnetId=pub, AllocationId=eip)['NatGateway']['NatGatewayId']\n\
-         print(json.dumps([vpc, nat]))",
+         print(json.dumps([vpc, nat, pub]))",
     );
     let ids: Vec<String> = serde_json::from_str(ids.trim()).unwrap();
-    let (vpc, nat) = (&ids[0], &ids[1]);
+    let (vpc, nat, public) = (&ids[0], &ids[1], &ids[2]);
     let terraform = || {
         moto.python(&format!(
             "e=aws('ec2')\n\
@@ -344,10 +474,11 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    // Each cluster its own private and utility ranges; both egress through the one NAT.
-    for (name, private, utility) in [
-        ("c1.example.com", "10.0.32.0/19", "10.0.0.0/22"),
-        ("xc1.example.com", "10.0.64.0/19", "10.0.4.0/22"),
+    // Each cluster its own private range; both egress through the one NAT and put their
+    // load balancers in Terraform's public subnet, which carries both clusters' tags.
+    for (name, private) in [
+        ("c1.example.com", "10.0.32.0/19"),
+        ("xc1.example.com", "10.0.64.0/19"),
     ] {
         ok(kopsrs()
             .args([
@@ -364,7 +495,8 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
             .arg(support::repo_root().join("examples/id_ed25519.pub"))
             .args(["--set", &format!("spec.subnets[0].cidr={private}")])
             .args(["--set", &format!("spec.subnets[0].egress={nat}")])
-            .args(["--set", &format!("spec.subnets[1].cidr={utility}")]));
+            .args(["--set", &format!("spec.subnets[1].id={public}")])
+            .args(["--unset", "spec.subnets[1].cidr"]));
         ok(kopsrs().args(["update", "cluster", name, "--yes"]));
     }
     let replans_empty = |name: &str| {
@@ -373,6 +505,13 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
     };
     replans_empty("c1.example.com");
     replans_empty("xc1.example.com");
+    // Each passes the network checks with the other beside it: the shared subnet's tags
+    // (both `shared`) are read, not rewritten.
+    let network_sound = |name: &str| {
+        ok(kopsrs().args(["validate", "network", name]));
+    };
+    network_sound("c1.example.com");
+    network_sound("xc1.example.com");
     let instances = |name: &str| {
         moto.python(&format!(
             "r=aws('ec2').describe_instances(Filters=[{{'Name':'tag-key','Values':['kubernetes.io/cluster/{name}']}},{{'Name':'instance-state-name','Values':['pending','running']}}])\n\
@@ -393,6 +532,7 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
         "the neighbour is untouched"
     );
     replans_empty("xc1.example.com");
+    network_sound("xc1.example.com");
     assert_eq!(
         terraform(),
         before,
