@@ -1,0 +1,248 @@
+//! The Kubernetes API's JSON Schemas, one set per supported minor, embedded and offline.
+//!
+//! `schemas/kubernetes.json.gz` is made by `scripts/gen_k8s_schemas.py` from the PyPI package
+//! kubernetes-validate (each release's OpenAPI turned into draft 2020-12 JSON Schema by
+//! openapi2jsonschema), without descriptions and deduplicated across minors: 9 minors in
+//! 54 KB. Validation is the `jsonschema` crate's; unknown fields are found the way kubeconform's
+//! `-strict` finds them, by closing every definition that lists its properties
+//! (`additionalProperties: false`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
+use std::sync::OnceLock;
+
+use serde_json::{json, Map, Value};
+
+const BLOB: &[u8] = include_bytes!("../schemas/kubernetes.json.gz");
+const BASE: &str = "https://kubernetes.io/api/_definitions.json";
+
+/// The embedded schemas, decompressed once.
+struct Embedded {
+    source: String,
+    minors: BTreeMap<String, BTreeMap<String, usize>>,
+    defs: Map<String, Value>,
+}
+
+fn embedded() -> &'static Embedded {
+    static CELL: OnceLock<Embedded> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(BLOB)
+            .read_to_end(&mut text)
+            .expect("the embedded schemas are gzip");
+        let mut doc: Value = serde_json::from_slice(&text).expect("the embedded schemas are JSON");
+        let minors = serde_json::from_value(doc["minors"].take()).expect("minors");
+        let Value::Object(defs) = doc["defs"].take() else {
+            panic!("defs")
+        };
+        Embedded {
+            source: doc["source"].as_str().unwrap_or_default().to_string(),
+            minors,
+            defs,
+        }
+    })
+}
+
+/// The Kubernetes minors schemas are embedded for (`1.28`...).
+pub fn minors() -> Vec<String> {
+    embedded().minors.keys().cloned().collect()
+}
+
+/// Where the schemas come from (`kubernetes-validate==1.37.0`).
+pub fn source() -> &'static str {
+    &embedded().source
+}
+
+/// One problem with an object: the field path (`spec.replicas`, empty for the object) and
+/// what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Dotted path with list indexes (`spec.template.spec.containers[0].image`).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The API of one Kubernetes minor.
+pub struct Api {
+    minor: String,
+    registry: jsonschema::Registry<'static>,
+    /// (group, version, kind) to definition name.
+    kinds: HashMap<(String, String, String), String>,
+    validators: HashMap<String, jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("minor", &self.minor).finish()
+    }
+}
+
+impl Api {
+    /// The API of `minor` (`1.34`), `None` if no schemas are embedded for it.
+    pub fn load(minor: &str) -> Option<Api> {
+        let e = embedded();
+        let index = e.minors.get(minor)?;
+        let mut defs = Map::new();
+        let mut kinds = HashMap::new();
+        for (name, variant) in index {
+            let mut def = e.defs[name][*variant].clone();
+            if let Some(gvks) = def["x-kubernetes-group-version-kind"].as_array() {
+                for gvk in gvks {
+                    let s = |k: &str| gvk[k].as_str().unwrap_or_default().to_string();
+                    kinds.insert((s("group"), s("version"), s("kind")), name.clone());
+                }
+            }
+            // Strict: an unknown field is an error (maps keep their `additionalProperties`).
+            if let Some(obj) = def.as_object_mut() {
+                if obj.contains_key("properties") && !obj.contains_key("additionalProperties") {
+                    obj.insert("additionalProperties".into(), Value::Bool(false));
+                }
+            }
+            defs.insert(name.clone(), def);
+        }
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": BASE,
+            "$defs": defs,
+        });
+        let registry = jsonschema::Registry::new()
+            .add(BASE, root)
+            .ok()?
+            .prepare()
+            .ok()?;
+        Some(Api {
+            minor: minor.to_string(),
+            registry,
+            kinds,
+            validators: HashMap::new(),
+        })
+    }
+
+    /// The minor (`1.34`).
+    pub fn minor(&self) -> &str {
+        &self.minor
+    }
+
+    /// Whether this minor serves `group/version` `kind`.
+    pub fn serves(&self, group: &str, version: &str, kind: &str) -> bool {
+        self.kinds
+            .contains_key(&(group.into(), version.into(), kind.into()))
+    }
+
+    /// The group/versions that serve `kind` in this minor (`apps/v1`), for a replacement.
+    pub fn versions_of(&self, kind: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .kinds
+            .keys()
+            .filter(|(_, _, k)| k == kind)
+            .map(|(g, v, _)| match g.as_str() {
+                "" => v.clone(),
+                g => format!("{g}/{v}"),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Validates `object` against its kind's schema; `None` when this minor does not serve
+    /// the kind (a custom resource, or an API that was removed).
+    pub fn validate(&mut self, group: &str, version: &str, kind: &str, object: &Value) -> Option<Vec<Violation>> {
+        let def = self
+            .kinds
+            .get(&(group.into(), version.into(), kind.into()))?
+            .clone();
+        if !self.validators.contains_key(&def) {
+            let schema = json!({ "$ref": format!("{BASE}#/$defs/{def}") });
+            let validator = jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .with_registry(&self.registry)
+                .offline()
+                .should_validate_formats(false)
+                .build(&schema)
+                .ok()?;
+            self.validators.insert(def.clone(), validator);
+        }
+        let validator = &self.validators[&def];
+        let mut out: Vec<Violation> = validator
+            .iter_errors(object)
+            .map(|e| Violation {
+                path: dotted(&e.instance_path().to_string()),
+                message: message(&e),
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+        out.dedup();
+        Some(out)
+    }
+}
+
+/// `/spec/containers/0/image` as `spec.containers[0].image`.
+fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').skip(1) {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part);
+        }
+    }
+    out
+}
+
+/// The validator's message in Kubernetes's words where they differ: the schemas allow `null`
+/// everywhere (`["string", "null"]`), which only confuses a reader.
+fn message(e: &jsonschema::ValidationError<'_>) -> String {
+    let text = e.to_string();
+    if let Some(rest) = text.split_once(" is not of types ") {
+        let types: Vec<&str> = rest
+            .1
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .filter(|t| !t.is_empty() && *t != "null")
+            .collect();
+        return format!("{} is not of type {}", rest.0, types.join(" or "));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deployment_is_checked_field_by_field() {
+        let mut api = Api::load("1.34").unwrap();
+        let good = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}
+        });
+        assert_eq!(api.validate("apps", "v1", "Deployment", &good), Some(vec![]));
+        let mut bad = good.clone();
+        bad["spec"]["replicas"] = json!("three");
+        bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = json!("Always");
+        let problems = api.validate("apps", "v1", "Deployment", &bad).unwrap();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["spec.replicas", "spec.template.spec.containers[0]"], "{problems:?}");
+        assert!(problems[0].message.contains("is not of type integer"), "{problems:?}");
+        assert!(problems[1].message.contains("imagePullPolicyy"), "{problems:?}");
+        // Removed APIs are not served.
+        assert!(!api.serves("extensions", "v1beta1", "Deployment"));
+        assert_eq!(api.versions_of("Deployment"), ["apps/v1"]);
+        assert_eq!(api.validate("example.com", "v1", "Widget", &good), None);
+    }
+
+    #[test]
+    fn every_supported_minor_is_embedded() {
+        assert_eq!(minors().first().map(String::as_str), Some("1.28"));
+        assert_eq!(minors().last().map(String::as_str), Some("1.36"));
+        assert!(Api::load("1.27").is_none());
+        assert!(Api::load("1.28").unwrap().serves("batch", "v1", "CronJob"));
+    }
+}
