@@ -9,6 +9,12 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
 export INSTA_WORKSPACE_ROOT="$PWD"
 
 bash scripts/ensure_moto.sh
+# The C++ jsonnet (PyPI wheel), the reference `kopsrs jsonnet` output is compared with
+# (tests/jsonnet.rs, scripts/cpp_jsonnet.py).
+if ! python3 -c 'import _jsonnet' >/dev/null 2>&1; then
+  echo "installing jsonnet (the C++ library's wheel: the reference for kopsrs jsonnet)" >&2
+  python3 -m pip install --quiet 'jsonnet==0.22.0'
+fi
 
 # shellcheck checks every rendered user-data script (tests/bootstrap.rs); Debian's package.
 if ! command -v shellcheck >/dev/null 2>&1; then

@@ -14,6 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 mod drain;
+pub mod manifests;
 pub use drain::{EXCLUDE_FROM_LOAD_BALANCERS, NEEDS_UPDATE, SCHEDULED_FOR_UPDATE};
 
 /// Why the Kubernetes API could not be used.

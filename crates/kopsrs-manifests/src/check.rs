@@ -31,33 +31,156 @@ pub struct Problem {
 /// APIs Kubernetes removed, with the minor that removed them and the replacement
 /// (kubernetes.io/docs/reference/using-api/deprecation-guide).
 const REMOVED: &[(&str, &[&str], u64, &str)] = &[
-    ("extensions/v1beta1", &["Deployment", "DaemonSet", "ReplicaSet"], 16, "apps/v1"),
-    ("apps/v1beta1", &["Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"], 16, "apps/v1"),
-    ("apps/v1beta2", &["Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"], 16, "apps/v1"),
-    ("extensions/v1beta1", &["NetworkPolicy"], 16, "networking.k8s.io/v1"),
-    ("extensions/v1beta1", &["PodSecurityPolicy"], 16, "policy/v1beta1 (itself removed in 1.25)"),
-    ("extensions/v1beta1", &["Ingress"], 22, "networking.k8s.io/v1"),
-    ("networking.k8s.io/v1beta1", &["Ingress", "IngressClass"], 22, "networking.k8s.io/v1"),
-    ("apiextensions.k8s.io/v1beta1", &["CustomResourceDefinition"], 22, "apiextensions.k8s.io/v1"),
-    ("admissionregistration.k8s.io/v1beta1", &["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"], 22, "admissionregistration.k8s.io/v1"),
-    ("apiregistration.k8s.io/v1beta1", &["APIService"], 22, "apiregistration.k8s.io/v1"),
-    ("rbac.authorization.k8s.io/v1beta1", &["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"], 22, "rbac.authorization.k8s.io/v1"),
-    ("scheduling.k8s.io/v1beta1", &["PriorityClass"], 22, "scheduling.k8s.io/v1"),
-    ("storage.k8s.io/v1beta1", &["CSIDriver", "CSINode", "StorageClass", "VolumeAttachment"], 22, "storage.k8s.io/v1"),
-    ("coordination.k8s.io/v1beta1", &["Lease"], 22, "coordination.k8s.io/v1"),
-    ("certificates.k8s.io/v1beta1", &["CertificateSigningRequest"], 22, "certificates.k8s.io/v1"),
+    (
+        "extensions/v1beta1",
+        &["Deployment", "DaemonSet", "ReplicaSet"],
+        16,
+        "apps/v1",
+    ),
+    (
+        "apps/v1beta1",
+        &["Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"],
+        16,
+        "apps/v1",
+    ),
+    (
+        "apps/v1beta2",
+        &["Deployment", "StatefulSet", "ReplicaSet", "DaemonSet"],
+        16,
+        "apps/v1",
+    ),
+    (
+        "extensions/v1beta1",
+        &["NetworkPolicy"],
+        16,
+        "networking.k8s.io/v1",
+    ),
+    (
+        "extensions/v1beta1",
+        &["PodSecurityPolicy"],
+        16,
+        "policy/v1beta1 (itself removed in 1.25)",
+    ),
+    (
+        "extensions/v1beta1",
+        &["Ingress"],
+        22,
+        "networking.k8s.io/v1",
+    ),
+    (
+        "networking.k8s.io/v1beta1",
+        &["Ingress", "IngressClass"],
+        22,
+        "networking.k8s.io/v1",
+    ),
+    (
+        "apiextensions.k8s.io/v1beta1",
+        &["CustomResourceDefinition"],
+        22,
+        "apiextensions.k8s.io/v1",
+    ),
+    (
+        "admissionregistration.k8s.io/v1beta1",
+        &[
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ],
+        22,
+        "admissionregistration.k8s.io/v1",
+    ),
+    (
+        "apiregistration.k8s.io/v1beta1",
+        &["APIService"],
+        22,
+        "apiregistration.k8s.io/v1",
+    ),
+    (
+        "rbac.authorization.k8s.io/v1beta1",
+        &["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
+        22,
+        "rbac.authorization.k8s.io/v1",
+    ),
+    (
+        "scheduling.k8s.io/v1beta1",
+        &["PriorityClass"],
+        22,
+        "scheduling.k8s.io/v1",
+    ),
+    (
+        "storage.k8s.io/v1beta1",
+        &["CSIDriver", "CSINode", "StorageClass", "VolumeAttachment"],
+        22,
+        "storage.k8s.io/v1",
+    ),
+    (
+        "coordination.k8s.io/v1beta1",
+        &["Lease"],
+        22,
+        "coordination.k8s.io/v1",
+    ),
+    (
+        "certificates.k8s.io/v1beta1",
+        &["CertificateSigningRequest"],
+        22,
+        "certificates.k8s.io/v1",
+    ),
     ("batch/v1beta1", &["CronJob"], 25, "batch/v1"),
-    ("discovery.k8s.io/v1beta1", &["EndpointSlice"], 25, "discovery.k8s.io/v1"),
+    (
+        "discovery.k8s.io/v1beta1",
+        &["EndpointSlice"],
+        25,
+        "discovery.k8s.io/v1",
+    ),
     ("events.k8s.io/v1beta1", &["Event"], 25, "events.k8s.io/v1"),
-    ("autoscaling/v2beta1", &["HorizontalPodAutoscaler"], 25, "autoscaling/v2"),
+    (
+        "autoscaling/v2beta1",
+        &["HorizontalPodAutoscaler"],
+        25,
+        "autoscaling/v2",
+    ),
     ("policy/v1beta1", &["PodDisruptionBudget"], 25, "policy/v1"),
-    ("policy/v1beta1", &["PodSecurityPolicy"], 25, "Pod Security Admission (namespace labels); there is no replacement kind"),
-    ("node.k8s.io/v1beta1", &["RuntimeClass"], 25, "node.k8s.io/v1"),
-    ("autoscaling/v2beta2", &["HorizontalPodAutoscaler"], 26, "autoscaling/v2"),
-    ("flowcontrol.apiserver.k8s.io/v1beta1", &["FlowSchema", "PriorityLevelConfiguration"], 26, "flowcontrol.apiserver.k8s.io/v1"),
-    ("storage.k8s.io/v1beta1", &["CSIStorageCapacity"], 27, "storage.k8s.io/v1"),
-    ("flowcontrol.apiserver.k8s.io/v1beta2", &["FlowSchema", "PriorityLevelConfiguration"], 29, "flowcontrol.apiserver.k8s.io/v1"),
-    ("flowcontrol.apiserver.k8s.io/v1beta3", &["FlowSchema", "PriorityLevelConfiguration"], 32, "flowcontrol.apiserver.k8s.io/v1"),
+    (
+        "policy/v1beta1",
+        &["PodSecurityPolicy"],
+        25,
+        "Pod Security Admission (namespace labels); there is no replacement kind",
+    ),
+    (
+        "node.k8s.io/v1beta1",
+        &["RuntimeClass"],
+        25,
+        "node.k8s.io/v1",
+    ),
+    (
+        "autoscaling/v2beta2",
+        &["HorizontalPodAutoscaler"],
+        26,
+        "autoscaling/v2",
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io/v1beta1",
+        &["FlowSchema", "PriorityLevelConfiguration"],
+        26,
+        "flowcontrol.apiserver.k8s.io/v1",
+    ),
+    (
+        "storage.k8s.io/v1beta1",
+        &["CSIStorageCapacity"],
+        27,
+        "storage.k8s.io/v1",
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io/v1beta2",
+        &["FlowSchema", "PriorityLevelConfiguration"],
+        29,
+        "flowcontrol.apiserver.k8s.io/v1",
+    ),
+    (
+        "flowcontrol.apiserver.k8s.io/v1beta3",
+        &["FlowSchema", "PriorityLevelConfiguration"],
+        32,
+        "flowcontrol.apiserver.k8s.io/v1",
+    ),
 ];
 
 /// Kinds whose names must be DNS labels (63 characters, no dots).
@@ -106,7 +229,10 @@ pub fn check(objects: &[Object], api: &mut Api) -> Vec<Problem> {
                 "removed-api",
                 "error",
                 "apiVersion",
-                format!("{gv} {kind} was removed in Kubernetes 1.{at}; the target is {}", api.minor()),
+                format!(
+                    "{gv} {kind} was removed in Kubernetes 1.{at}; the target is {}",
+                    api.minor()
+                ),
                 &format!("use {replacement}"),
             ));
         } else if let Some(violations) = api.validate(group, version, kind, &object.value) {
@@ -208,7 +334,9 @@ pub fn check(objects: &[Object], api: &mut Api) -> Vec<Problem> {
                 let mut why = label_key(key).err().map(|w| format!("key {key:?} {w}"));
                 if why.is_none() {
                     why = match value.as_str() {
-                        Some(v) => label_value(v).err().map(|w| format!("value {v:?} of {key:?} {w}")),
+                        Some(v) => label_value(v)
+                            .err()
+                            .map(|w| format!("value {v:?} of {key:?} {w}")),
                         None => Some(format!("value of {key:?} is not a string")),
                     };
                 }
@@ -234,7 +362,8 @@ fn is_custom(group: &str, crds: &[&Object]) -> bool {
 fn dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     match ok {
@@ -258,10 +387,13 @@ fn path_segment(s: &str) -> Result<(), String> {
     }
 }
 
-fn label_value(s: &str) -> Result<(), String> {
+/// A valid label value (also `--gc-tag`): empty, or at most 63 of letters, digits, `-`, `_`,
+/// `.`, starting and ending alphanumeric.
+pub fn label_value(s: &str) -> Result<(), String> {
     let ok = s.is_empty()
         || s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && s.starts_with(|c: char| c.is_ascii_alphanumeric())
             && s.ends_with(|c: char| c.is_ascii_alphanumeric());
     match ok {
@@ -280,7 +412,8 @@ fn label_key(key: &str) -> Result<(), String> {
     }
     match name.is_empty() {
         true => Err("has an empty name".into()),
-        false => label_value(name).map_err(|_| "has a name that is not 63 of letters, digits, '-', '_', '.'".into()),
+        false => label_value(name)
+            .map_err(|_| "has a name that is not 63 of letters, digits, '-', '_', '.'".into()),
     }
 }
 
@@ -308,14 +441,49 @@ mod tests {
             .map(|p| (p.check, p.severity, p.object, p.field))
             .collect();
         let want = [
-            ("namespace", "error", "ConfigMap no-ns", "metadata.namespace"),
-            ("label", "error", "Namespace team", "metadata.labels.bad label"),
+            (
+                "namespace",
+                "error",
+                "ConfigMap no-ns",
+                "metadata.namespace",
+            ),
+            (
+                "label",
+                "error",
+                "Namespace team",
+                "metadata.labels.bad label",
+            ),
             ("label", "error", "Namespace team", "metadata.labels.ok"),
-            ("removed-api", "error", "Deployment.extensions old -n team", "apiVersion"),
-            ("schema", "error", "Deployment.apps Web -n team", "spec.replicas"),
-            ("schema", "error", "Deployment.apps Web -n team", "spec.template.spec.containers[0]"),
-            ("name", "error", "Deployment.apps Web -n team", "metadata.name"),
-            ("unknown-kind", "warning", "Widget.example.com w -n team", ""),
+            (
+                "removed-api",
+                "error",
+                "Deployment.extensions old -n team",
+                "apiVersion",
+            ),
+            (
+                "schema",
+                "error",
+                "Deployment.apps Web -n team",
+                "spec.replicas",
+            ),
+            (
+                "schema",
+                "error",
+                "Deployment.apps Web -n team",
+                "spec.template.spec.containers[0]",
+            ),
+            (
+                "name",
+                "error",
+                "Deployment.apps Web -n team",
+                "metadata.name",
+            ),
+            (
+                "unknown-kind",
+                "warning",
+                "Widget.example.com w -n team",
+                "",
+            ),
         ];
         let want: Vec<(&str, &str, String, String)> = want
             .iter()

@@ -22,9 +22,10 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         }
         for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
             let entry = entry.map_err(|e| format!("{}: {e}", path.display()))?;
-            let wanted = entry.path().extension().is_some_and(|e| {
-                e == "jsonnet" || e == "json" || e == "yaml" || e == "yml"
-            });
+            let wanted = entry
+                .path()
+                .extension()
+                .is_some_and(|e| e == "jsonnet" || e == "json" || e == "yaml" || e == "yml");
             if entry.file_type().is_file() && wanted {
                 out.push(entry.into_path());
             }
@@ -43,15 +44,16 @@ pub fn value_of(path: &Path, options: &Options) -> Result<Value, String> {
         }
     };
     match path.extension().and_then(|e| e.to_str()) {
-        Some("jsonnet" | "libsonnet") => jsonnet::evaluate(&Input::File(path.to_path_buf()), options)
-            .map_err(|e| e.to_string()),
+        Some("jsonnet" | "libsonnet") => {
+            jsonnet::evaluate(&Input::File(path.to_path_buf()), options).map_err(|e| e.to_string())
+        }
         Some("json") => serde_json::from_str(&text(path)?).map_err(|e| format!("{source}: {e}")),
         _ => {
             let text = text(path)?;
             let mut docs = Vec::new();
             for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                let value: Value = serde::Deserialize::deserialize(doc)
-                    .map_err(|e| format!("{source}: {e}"))?;
+                let value: Value =
+                    serde::Deserialize::deserialize(doc).map_err(|e| format!("{source}: {e}"))?;
                 docs.push(value);
             }
             Ok(Value::Array(docs))

@@ -323,7 +323,9 @@ pub struct Output {
 pub fn document(value: &Value, string: bool, what: &str) -> Result<String, String> {
     match (string, value) {
         (true, Value::String(s)) => Ok(format!("{s}\n")),
-        (true, _) => Err(format!("{what}: in string mode (-S) the value must be a string")),
+        (true, _) => Err(format!(
+            "{what}: in string mode (-S) the value must be a string"
+        )),
         (false, v) => Ok(format!("{}\n", to_cpp_json(v))),
     }
 }
@@ -358,7 +360,12 @@ pub fn multi(value: &Value, dir: &Path, string: bool) -> Result<Vec<(PathBuf, St
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort_unstable();
     keys.into_iter()
-        .map(|k| Ok((dir.join(k), document(&map[k], string, &format!("field {k:?}"))?)))
+        .map(|k| {
+            Ok((
+                dir.join(k),
+                document(&map[k], string, &format!("field {k:?}"))?,
+            ))
+        })
         .collect()
 }
 
@@ -438,10 +445,8 @@ mod tests {
 
     #[test]
     fn the_search_order_is_the_commands() {
-        let order = Options::search_order(
-            &["a".into(), "b".into()],
-            Some(std::ffi::OsStr::new("c:d")),
-        );
+        let order =
+            Options::search_order(&["a".into(), "b".into()], Some(std::ffi::OsStr::new("c:d")));
         assert_eq!(order, ["b", "a", "c", "d"].map(PathBuf::from));
     }
 
@@ -449,15 +454,41 @@ mod tests {
     fn streams_and_multi_follow_cpp() {
         let v = eval("[1, 'x']");
         assert_eq!(
-            render(&v, Output { string: false, yaml_stream: true }).unwrap(),
+            render(
+                &v,
+                Output {
+                    string: false,
+                    yaml_stream: true
+                }
+            )
+            .unwrap(),
             "---\n1\n---\n\"x\"\n...\n"
         );
         assert_eq!(
-            render(&eval("[]"), Output { string: false, yaml_stream: true }).unwrap(),
+            render(
+                &eval("[]"),
+                Output {
+                    string: false,
+                    yaml_stream: true
+                }
+            )
+            .unwrap(),
             ""
         );
-        assert!(render(&v, Output { string: true, yaml_stream: true }).is_err());
-        let files = multi(&eval("{ 'b.txt': 'B', 'a.txt': 'A' }"), Path::new("d"), true).unwrap();
+        assert!(render(
+            &v,
+            Output {
+                string: true,
+                yaml_stream: true
+            }
+        )
+        .is_err());
+        let files = multi(
+            &eval("{ 'b.txt': 'B', 'a.txt': 'A' }"),
+            Path::new("d"),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             files,
             [

@@ -8,6 +8,7 @@
 //! `kopsrs-kube`'s).
 
 pub mod check;
+pub mod compare;
 pub mod input;
 pub mod jsonnet;
 pub mod objects;

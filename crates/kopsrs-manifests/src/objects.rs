@@ -96,7 +96,13 @@ pub fn find(value: &Value, source: &str) -> Result<Vec<Object>, Vec<String>> {
     }
 }
 
-fn walk(value: &Value, source: &str, path: String, out: &mut Vec<Object>, errors: &mut Vec<String>) {
+fn walk(
+    value: &Value,
+    source: &str,
+    path: String,
+    out: &mut Vec<Object>,
+    errors: &mut Vec<String>,
+) {
     match value {
         Value::Null => {}
         Value::Object(map) if map.contains_key("apiVersion") && map.contains_key("kind") => {
@@ -175,12 +181,24 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("", "Node"),
     ("", "PersistentVolume"),
     ("", "ComponentStatus"),
-    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
     ("admissionregistration.k8s.io", "MutatingAdmissionPolicy"),
-    ("admissionregistration.k8s.io", "MutatingAdmissionPolicyBinding"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingAdmissionPolicyBinding",
+    ),
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
     ("apiregistration.k8s.io", "APIService"),
     ("certificates.k8s.io", "CertificateSigningRequest"),
@@ -214,14 +232,19 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
 /// Whether `object`'s kind is namespaced: built-in kinds from Kubernetes's own list, custom
 /// kinds from a CustomResourceDefinition among `crds`. `None`: unknown (a custom resource
 /// whose definition is not in the configuration).
-pub fn namespaced(object: &Object, crds: &[&Object], builtin: impl Fn(&str, &str) -> bool) -> Option<bool> {
+pub fn namespaced(
+    object: &Object,
+    crds: &[&Object],
+    builtin: impl Fn(&str, &str) -> bool,
+) -> Option<bool> {
     let (group, kind) = (object.group(), object.kind());
     if CLUSTER_SCOPED.contains(&(group, kind)) {
         return Some(false);
     }
-    if let Some(crd) = crds.iter().find(|c| {
-        c.value["spec"]["group"] == group && c.value["spec"]["names"]["kind"] == kind
-    }) {
+    if let Some(crd) = crds
+        .iter()
+        .find(|c| c.value["spec"]["group"] == group && c.value["spec"]["names"]["kind"] == kind)
+    {
         return Some(crd.value["spec"]["scope"] != "Cluster");
     }
     builtin(group, kind).then_some(true)

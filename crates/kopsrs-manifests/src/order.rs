@@ -35,9 +35,9 @@ pub fn rank(object: &Object, namespaced: bool) -> u8 {
 
 /// `objects` in apply order (stable: the configuration's order within a rank);
 /// `namespaced(i)` tells whether object `i` is namespaced.
-pub fn apply_order(objects: &[Object], namespaced: impl Fn(&Object) -> bool) -> Vec<usize> {
+pub fn apply_order(objects: &[Object], namespaced: impl Fn(usize) -> bool) -> Vec<usize> {
     let mut order: Vec<usize> = (0..objects.len()).collect();
-    order.sort_by_key(|&i| rank(&objects[i], namespaced(&objects[i])));
+    order.sort_by_key(|&i| rank(&objects[i], namespaced(i)));
     order
 }
 
@@ -79,11 +79,18 @@ mod tests {
             "f",
         )
         .unwrap();
-        let order = apply_order(&objects, |o| !o.namespace().is_empty());
+        let order = apply_order(&objects, |i| !objects[i].namespace().is_empty());
         let kinds: Vec<&str> = order.iter().map(|&i| objects[i].kind()).collect();
         assert_eq!(
             kinds,
-            ["CustomResourceDefinition", "Namespace", "ClusterRole", "ConfigMap", "Widget", "Deployment"]
+            [
+                "CustomResourceDefinition",
+                "Namespace",
+                "ClusterRole",
+                "ConfigMap",
+                "Widget",
+                "Deployment"
+            ]
         );
     }
 

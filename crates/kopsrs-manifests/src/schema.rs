@@ -147,7 +147,13 @@ impl Api {
 
     /// Validates `object` against its kind's schema; `None` when this minor does not serve
     /// the kind (a custom resource, or an API that was removed).
-    pub fn validate(&mut self, group: &str, version: &str, kind: &str, object: &Value) -> Option<Vec<Violation>> {
+    pub fn validate(
+        &mut self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        object: &Value,
+    ) -> Option<Vec<Violation>> {
         let def = self
             .kinds
             .get(&(group.into(), version.into(), kind.into()))?
@@ -223,15 +229,28 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}
         });
-        assert_eq!(api.validate("apps", "v1", "Deployment", &good), Some(vec![]));
+        assert_eq!(
+            api.validate("apps", "v1", "Deployment", &good),
+            Some(vec![])
+        );
         let mut bad = good.clone();
         bad["spec"]["replicas"] = json!("three");
         bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = json!("Always");
         let problems = api.validate("apps", "v1", "Deployment", &bad).unwrap();
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["spec.replicas", "spec.template.spec.containers[0]"], "{problems:?}");
-        assert!(problems[0].message.contains("is not of type integer"), "{problems:?}");
-        assert!(problems[1].message.contains("imagePullPolicyy"), "{problems:?}");
+        assert_eq!(
+            paths,
+            ["spec.replicas", "spec.template.spec.containers[0]"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.contains("is not of type integer"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].message.contains("imagePullPolicyy"),
+            "{problems:?}"
+        );
         // Removed APIs are not served.
         assert!(!api.serves("extensions", "v1beta1", "Deployment"));
         assert_eq!(api.versions_of("Deployment"), ["apps/v1"]);

@@ -39,7 +39,11 @@ pub fn path_of(template: &str, object: &Object) -> Result<PathBuf, String> {
         ));
     }
     let path = PathBuf::from(&out);
-    if path.is_absolute() || path.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+    {
         return Err(format!(
             "{}: the path {out:?} leaves the tree; names must not be '.' or '..'",
             object.address()
@@ -50,7 +54,10 @@ pub fn path_of(template: &str, object: &Object) -> Result<PathBuf, String> {
 
 /// The tree's files (relative path to content) for `objects`. Two objects at one path are an
 /// error naming both.
-pub fn render(objects: &[Object], template: &str) -> Result<BTreeMap<PathBuf, String>, Vec<String>> {
+pub fn render(
+    objects: &[Object],
+    template: &str,
+) -> Result<BTreeMap<PathBuf, String>, Vec<String>> {
     let mut out: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut owner: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut errors = Vec::new();
@@ -93,7 +100,10 @@ pub enum Drift {
 
 /// Compares the rendered tree with the `.json` files under `dir` (`on_disk`: relative path to
 /// content). Every difference, in path order.
-pub fn compare(rendered: &BTreeMap<PathBuf, String>, on_disk: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<(PathBuf, Drift)> {
+pub fn compare(
+    rendered: &BTreeMap<PathBuf, String>,
+    on_disk: &BTreeMap<PathBuf, Vec<u8>>,
+) -> Vec<(PathBuf, Drift)> {
     let mut out = Vec::new();
     for (path, content) in rendered {
         match on_disk.get(path) {
@@ -152,7 +162,11 @@ mod tests {
         let paths: Vec<String> = tree.keys().map(|p| p.display().to_string()).collect();
         assert_eq!(
             paths,
-            ["_cluster/namespace-team.json", "team/deployment-web.json", "team/service-web.json"]
+            [
+                "_cluster/namespace-team.json",
+                "team/deployment-web.json",
+                "team/service-web.json"
+            ]
         );
         assert!(tree[Path::new("team/service-web.json")].ends_with("}\n"));
         let err = render(&objects, "{namespace}/{name}.json").unwrap_err();

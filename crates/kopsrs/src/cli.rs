@@ -88,6 +88,15 @@ pub enum Command {
     /// Check that a cluster's instances have joined and its nodes and system pods are healthy.
     #[command(subcommand)]
     Validate(ValidateCommand),
+    /// Evaluate Jsonnet: the C++ `jsonnet` command's flags and output, byte for byte.
+    #[command(
+        disable_version_flag = true,
+        after_help = "Examples:\n  kopsrs jsonnet -J lib app.jsonnet\n  kopsrs jsonnet -m generated/ -V env=prod clusters/prod/main.jsonnet\n  kopsrs jsonnet -e '{ a: 1 }'"
+    )]
+    Jsonnet(crate::commands::jsonnet::JsonnetArgs),
+    /// Kubernetes objects from Jsonnet, JSON or YAML: show, tree, check, diff, apply, delete.
+    #[command(subcommand)]
+    Manifests(crate::commands::manifests::ManifestsCommand),
     /// Print the version.
     #[command(after_help = "Examples:\n  kopsrs version\n  kopsrs version --short")]
     Version {

@@ -5,6 +5,8 @@ mod delete;
 mod diff;
 mod edit;
 mod get;
+pub(crate) mod jsonnet;
+pub(crate) mod manifests;
 pub(crate) mod network;
 pub(crate) mod pki;
 mod replace;
@@ -37,6 +39,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delete(args) => delete::run(&global, args).await,
         Command::Update(args) => update::run(&global, args).await,
         Command::Toolbox(args) => toolbox::run(&global, args),
+        Command::Jsonnet(args) => jsonnet::run(args),
+        Command::Manifests(command) => manifests::run(&global, command).await,
         Command::ForceUnlock(args) => {
             let name = context::cluster_name(&global, args.cluster.as_deref())?;
             let store = context::open_store(&global).await?;

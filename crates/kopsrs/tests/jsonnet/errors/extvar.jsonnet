@@ -1,0 +1,2 @@
+// An external variable not given.
+{ env: std.extVar('env') }

@@ -1,0 +1,4 @@
+// A syntax error.
+{
+  a: 1,,
+}
