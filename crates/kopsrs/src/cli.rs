@@ -95,7 +95,7 @@ pub enum Command {
     )]
     Jsonnet(crate::commands::jsonnet::JsonnetArgs),
     /// Kubernetes objects from Jsonnet, JSON or YAML: show, tree, check, diff, apply, delete.
-    #[command(subcommand)]
+    #[command(subcommand, disable_version_flag = true)]
     Manifests(crate::commands::manifests::ManifestsCommand),
     /// Print the version.
     #[command(after_help = "Examples:\n  kopsrs version\n  kopsrs version --short")]

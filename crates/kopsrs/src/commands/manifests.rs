@@ -355,6 +355,9 @@ async fn check(global: &GlobalArgs, args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// Live objects by identity (group, kind, namespace, name).
+type Live = HashMap<(String, String, String, String), Value>;
+
 /// The cluster's API and the objects, each resolved to its kind.
 struct Target {
     kube: Kube,
@@ -401,6 +404,18 @@ impl Target {
         }
     }
 
+    /// Namespaces the configuration creates that the cluster does not have yet: a server
+    /// dry run of an object in one fails (the namespace is not found), so it is shown as
+    /// configured.
+    fn pending_namespaces(&self, live: &Live) -> std::collections::HashSet<String> {
+        self.objects
+            .iter()
+            .filter(|o| o.group().is_empty() && o.kind() == "Namespace")
+            .filter(|o| !live.contains_key(&o.key()))
+            .map(|o| o.name().to_string())
+            .collect()
+    }
+
     /// The live objects, one list per kind and namespace the configuration uses.
     async fn live(
         &self,
@@ -437,6 +452,7 @@ async fn diff(global: &GlobalArgs, args: ClusterArgs) -> Result<()> {
     let target = Target::open(global, &args).await?;
     let kinds = target.kinds();
     let live = target.live(&kinds).await?;
+    let pending = target.pending_namespaces(&live);
     let mut changed = 0;
     for (object, kind) in target.objects.iter().zip(&kinds) {
         let current = live.get(&object.key());
@@ -447,18 +463,20 @@ async fn diff(global: &GlobalArgs, args: ClusterArgs) -> Result<()> {
         // quantities); a kind not served yet (its definition not applied) shows the
         // configuration itself.
         let after = match kind {
-            Some(kind) => target
+            Some(kind) if !pending.contains(object.namespace()) => target
                 .kube
+                // Forced: the diff shows what the configuration wants even where another
+                // manager owns a field (apply then needs --force-conflicts).
                 .apply_object(
                     kind,
                     &compare::annotated(&object.value),
                     "kopsrs",
-                    false,
+                    true,
                     true,
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", object.address()))?,
-            None => object.value.clone(),
+            _ => object.value.clone(),
         };
         let text = compare::diff(&object.address(), &object.value, current, &after);
         if text.is_empty() && current.is_some() {
@@ -498,6 +516,7 @@ async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<()> {
     }
     let mut kinds = target.kinds();
     let live = target.live(&kinds).await?;
+    let pending = target.pending_namespaces(&live);
     let order = order::apply_order(&target.objects, |i| {
         target.namespaced(&target.objects[i], kinds[i].as_ref())
     });
@@ -542,6 +561,15 @@ async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<()> {
         let current = live.get(&object.key());
         if current.is_some_and(|l| compare::unchanged(&object.value, l)) {
             *counts.entry("unchanged").or_default() += 1;
+            continue;
+        }
+        if dry_run && pending.contains(object.namespace()) {
+            println!(
+                "{} created{suffix}: namespace {} is created first",
+                object.address(),
+                object.namespace()
+            );
+            *counts.entry("created").or_default() += 1;
             continue;
         }
         let sent = compare::annotated(&object.value);

@@ -24,14 +24,25 @@ impl Drop for FakeKube {
 
 impl FakeKube {
     pub fn start(dir: &Path, moto: &Moto, cluster: &str, extra: &[&str]) -> FakeKube {
+        let mut args = vec!["--aws-endpoint", &moto.endpoint];
+        args.extend(["--region", "eu-west-1", "--sync-interval", "0.2"]);
+        args.extend(extra);
+        FakeKube::spawn(dir, cluster, &args)
+    }
+
+    /// The API alone, without nodes simulated from EC2.
+    pub fn standalone(dir: &Path, cluster: &str) -> FakeKube {
+        FakeKube::spawn(dir, cluster, &[])
+    }
+
+    fn spawn(dir: &Path, cluster: &str, args: &[&str]) -> FakeKube {
         let port_file = dir.join("kube-port");
         let child = Command::new("python3")
             .arg(repo_root().join("scripts/fake_kube.py"))
             .args(["-p", "0", "--port-file"])
             .arg(&port_file)
-            .args(["--cluster", cluster, "--aws-endpoint", &moto.endpoint])
-            .args(["--region", "eu-west-1", "--sync-interval", "0.2"])
-            .args(extra)
+            .args(["--cluster", cluster])
+            .args(args)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .stdout(Stdio::null())
