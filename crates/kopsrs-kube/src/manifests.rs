@@ -100,6 +100,22 @@ impl Kube {
         Ok(Catalog { discovery })
     }
 
+    /// The server's Kubernetes minor (`1.32`), from `/version`.
+    pub async fn server_minor(&self) -> Result<String, KubeError> {
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| self.failed("reading the server version", e))?;
+        // Some distributions write the minor as `32+`.
+        let minor: String = info
+            .minor
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Ok(format!("{}.{minor}", info.major))
+    }
+
     fn api(&self, kind: &Kind, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
             Some(ns) if kind.namespaced => {

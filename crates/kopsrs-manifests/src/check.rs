@@ -184,7 +184,7 @@ const REMOVED: &[(&str, &[&str], u64, &str)] = &[
 ];
 
 /// Kinds whose names must be DNS labels (63 characters, no dots).
-const LABEL_NAMED: &[(&str, &str)] = &[("", "Namespace"), ("", "Service")];
+const LABEL_NAMED: &[(&str, &str)] = &[("", "Namespace")];
 
 /// Kinds whose names are path segments (RBAC: `system:aggregate-to-view` is fine).
 const SEGMENT_NAMED: &[(&str, &str)] = &[
@@ -221,9 +221,12 @@ pub fn check(objects: &[Object], api: &mut Api) -> Vec<Problem> {
         let removed = REMOVED
             .iter()
             .find(|(g, kinds, at, _)| *g == gv && kinds.contains(&kind) && minor >= *at);
+        // Kubernetes's own groups: those the minor serves, and those it no longer serves.
         let builtin_group = group.is_empty()
-            || group.ends_with(".k8s.io") && !is_custom(group, &crds)
-            || ["apps", "batch", "policy", "autoscaling", "extensions"].contains(&group);
+            || api.serves_group(group)
+            || REMOVED
+                .iter()
+                .any(|(gv, ..)| gv.rsplit_once('/').is_some_and(|(g, _)| g == group));
         if let Some((_, _, at, replacement)) = removed {
             out.push(problem(
                 "removed-api",
@@ -268,9 +271,7 @@ pub fn check(objects: &[Object], api: &mut Api) -> Vec<Problem> {
         }
 
         // Namespace.
-        let is_namespaced = namespaced(object, &crds, |g, k| {
-            builtin_group || api.versions_of(k).iter().any(|gv| gv.starts_with(g))
-        });
+        let is_namespaced = namespaced(object, &crds, |_, _| builtin_group);
         match (is_namespaced, object.namespace().is_empty()) {
             (Some(true), true) => out.push(problem(
                 "namespace",
@@ -291,7 +292,9 @@ pub fn check(objects: &[Object], api: &mut Api) -> Vec<Problem> {
 
         // Name.
         let name = object.name();
-        let name_problem = if LABEL_NAMED.contains(&(group, kind)) {
+        let name_problem = if (group, kind) == ("", "Service") {
+            dns_1035_label(name)
+        } else if LABEL_NAMED.contains(&(group, kind)) {
             dns_label(name)
         } else if SEGMENT_NAMED.contains(&(group, kind)) {
             path_segment(name)
@@ -359,22 +362,28 @@ fn is_custom(group: &str, crds: &[&Object]) -> bool {
     crds.iter().any(|c| c.value["spec"]["group"] == group)
 }
 
+// The name and label rules are kopsrs-api's (the cluster spec checks the same ones).
+use kopsrs_api::validate::{is_dns_subdomain, is_label_value, is_qualified_name};
+
 fn dns_label(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-');
-    match ok {
+    match is_dns_subdomain(s) && !s.contains('.') && s.len() <= 63 {
         true => Ok(()),
         false => Err("is not a DNS label (at most 63 lowercase letters, digits and '-', starting and ending alphanumeric)".into()),
     }
 }
 
+/// Services: a DNS label that starts with a letter (RFC 1035), as their names become DNS
+/// names.
+fn dns_1035_label(s: &str) -> Result<(), String> {
+    dns_label(s)?;
+    match s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        true => Ok(()),
+        false => Err("must start with a letter (a Service name is an RFC 1035 label)".into()),
+    }
+}
+
 fn dns_subdomain(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|part| dns_label(part).is_ok());
-    match ok {
+    match is_dns_subdomain(s) {
         true => Ok(()),
         false => Err("is not a DNS subdomain (at most 253 of lowercase letters, digits, '-' and '.', each part starting and ending alphanumeric)".into()),
     }
@@ -387,33 +396,25 @@ fn path_segment(s: &str) -> Result<(), String> {
     }
 }
 
-/// A valid label value (also `--gc-tag`): empty, or at most 63 of letters, digits, `-`, `_`,
-/// `.`, starting and ending alphanumeric.
-pub fn label_value(s: &str) -> Result<(), String> {
-    let ok = s.is_empty()
-        || s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && s.ends_with(|c: char| c.is_ascii_alphanumeric());
-    match ok {
+/// A valid label value that is not empty (`--gc-tag`).
+pub fn tag_value(s: &str) -> Result<(), String> {
+    match !s.is_empty() && is_label_value(s) {
+        true => Ok(()),
+        false => Err("is not a label value (1 to 63 of letters, digits, '-', '_' and '.', starting and ending alphanumeric)".into()),
+    }
+}
+
+fn label_value(s: &str) -> Result<(), String> {
+    match is_label_value(s) {
         true => Ok(()),
         false => Err("is not a valid label value".into()),
     }
 }
 
 fn label_key(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if let Some(p) = prefix {
-        dns_subdomain(p).map_err(|w| format!("has a prefix that {w}"))?;
-    }
-    match name.is_empty() {
-        true => Err("has an empty name".into()),
-        false => label_value(name)
-            .map_err(|_| "has a name that is not 63 of letters, digits, '-', '_', '.'".into()),
+    match is_qualified_name(key) {
+        true => Ok(()),
+        false => Err("is not a qualified name (an optional DNS prefix and '/', then at most 63 of letters, digits, '-', '_', '.')".into()),
     }
 }
 
@@ -433,6 +434,9 @@ mod tests {
              "spec": {"replicas": "2", "selector": {}, "template": {"spec": {"containers": [{"name": "c", "imagee": "x"}]}}}},
             {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "team"}},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "system:view-ish"}},
+            // A custom resource in a *.k8s.io group (Gateway API) is not Kubernetes's own.
+            {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "gw", "namespace": "team"}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1api", "namespace": "team"}},
         ]);
         let objects = find(&value, "f.jsonnet").unwrap();
         let mut api = Api::load("1.34").unwrap();
@@ -470,7 +474,7 @@ mod tests {
                 "schema",
                 "error",
                 "Deployment.apps Web -n team",
-                "spec.template.spec.containers[0]",
+                "spec.template.spec.containers[0].imagee",
             ),
             (
                 "name",
@@ -484,6 +488,13 @@ mod tests {
                 "Widget.example.com w -n team",
                 "",
             ),
+            (
+                "unknown-kind",
+                "warning",
+                "Gateway.gateway.networking.k8s.io gw -n team",
+                "",
+            ),
+            ("name", "error", "Service 1api -n team", "metadata.name"),
         ];
         let want: Vec<(&str, &str, String, String)> = want
             .iter()

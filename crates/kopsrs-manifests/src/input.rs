@@ -20,6 +20,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             out.push(path.clone());
             continue;
         }
+        let before = out.len();
         for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
             let entry = entry.map_err(|e| format!("{}: {e}", path.display()))?;
             let wanted = entry
@@ -29,6 +30,12 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             if entry.file_type().is_file() && wanted {
                 out.push(entry.into_path());
             }
+        }
+        if out.len() == before {
+            return Err(format!(
+                "{}: no .jsonnet, .json, .yaml or .yml file in this folder",
+                path.display()
+            ));
         }
     }
     Ok(out)

@@ -66,7 +66,7 @@ pub struct Options {
     pub tla: Vec<(String, Var)>,
     /// Maximum stack depth (`-s`), default rsjsonnet's (500, as C++).
     pub max_stack: Option<usize>,
-    /// Maximum stack-trace lines (`-t`).
+    /// Maximum stack-trace lines (`-t`; default 20, 0 for all).
     pub max_trace: Option<usize>,
 }
 
@@ -109,11 +109,25 @@ pub fn evaluate(input: &Input, options: &Options) -> Result<Value, Error> {
     if let Some(n) = options.max_stack {
         session.program_mut().set_max_stack(n);
     }
-    if let Some(n) = options.max_trace {
-        session.set_max_trace(n);
-    }
+    // C++'s default is 20 frames; 0 means all of them.
+    session.set_max_trace(match options.max_trace {
+        Some(0) => usize::MAX,
+        Some(n) => n,
+        None => 20,
+    });
     for dir in &options.jpath {
         session.add_search_path(dir.clone());
+    }
+    // Code given on the command line or standard input has no folder of its own: as C++, its
+    // imports resolve from the working directory (searched last).
+    let snippets = matches!(input, Input::Snippet { .. })
+        || options
+            .ext
+            .iter()
+            .chain(&options.tla)
+            .any(|(_, v)| matches!(v, Var::Code { .. }));
+    if snippets {
+        session.add_search_path(PathBuf::from("."));
     }
     let reported = || Error::Reported(input.to_string());
     let root = match input {
@@ -359,12 +373,16 @@ pub fn multi(value: &Value, dir: &Path, string: bool) -> Result<Vec<(PathBuf, St
     };
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort_unstable();
+    // As C++: the folder, a '/', the key; a key never leaves the folder (`/etc/x` is
+    // `DIR//etc/x`).
+    let mut prefix = dir.display().to_string();
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
     keys.into_iter()
         .map(|k| {
-            Ok((
-                dir.join(k),
-                document(&map[k], string, &format!("field {k:?}"))?,
-            ))
+            let content = document(&map[k], string, &format!("field {k:?}"))?;
+            Ok((PathBuf::from(format!("{prefix}{k}")), content))
         })
         .collect()
 }
@@ -484,7 +502,7 @@ mod tests {
         )
         .is_err());
         let files = multi(
-            &eval("{ 'b.txt': 'B', 'a.txt': 'A' }"),
+            &eval("{ 'b.txt': 'B', 'a.txt': 'A', '/etc/x': 'X' }"),
             Path::new("d"),
             true,
         )
@@ -492,6 +510,7 @@ mod tests {
         assert_eq!(
             files,
             [
+                (PathBuf::from("d//etc/x"), "X\n".to_string()),
                 (PathBuf::from("d/a.txt"), "A\n".to_string()),
                 (PathBuf::from("d/b.txt"), "B\n".to_string())
             ]

@@ -21,12 +21,28 @@ const POD_BEARING: &[(&str, &str)] = &[
     ("batch", "CronJob"),
 ];
 
+/// Kinds that send API requests to pods (webhooks, aggregated APIs): applied after the
+/// workloads that serve them, so a webhook that fails closed does not block the apply.
+const CALLS_PODS: &[(&str, &str)] = &[
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    ("apiregistration.k8s.io", "APIService"),
+];
+
 /// The apply rank of an object: CustomResourceDefinitions, then Namespaces, then other
-/// cluster-scoped kinds, then namespaced kinds, pod-bearing kinds last.
+/// cluster-scoped kinds, then namespaced kinds, then the kinds that make pods, then webhooks
+/// and aggregated APIs.
 pub fn rank(object: &Object, namespaced: bool) -> u8 {
     match (object.group(), object.kind()) {
         _ if object.is_crd() => 0,
         ("", "Namespace") => 1,
+        gk if CALLS_PODS.contains(&gk) => 5,
         _ if !namespaced => 2,
         gk if POD_BEARING.contains(&gk) => 4,
         _ => 3,
@@ -41,11 +57,25 @@ pub fn apply_order(objects: &[Object], namespaced: impl Fn(usize) -> bool) -> Ve
     order
 }
 
-/// Why a live object carrying the GC label is not deleted, or `None` to delete it. `live` is
+/// Why a live object listed by the GC label is not deleted, or `None` to delete it. `live` is
 /// the object as the cluster has it; `rendered` whether the configuration still renders it.
-pub fn keep_reason(live: &Value, rendered: bool) -> Option<&'static str> {
+/// Namespaces and CustomResourceDefinitions are never garbage: deleting one deletes what is
+/// in it, tagged or not.
+pub fn keep_reason(live: &Value, tag: &str, rendered: bool) -> Option<&'static str> {
     if rendered {
         return Some("rendered");
+    }
+    // The label is checked again: an aggregated API may ignore the selector.
+    if live["metadata"]["labels"][GC_LABEL] != tag {
+        return Some("not tagged");
+    }
+    let kind = live["kind"].as_str().unwrap_or_default();
+    let api_version = live["apiVersion"].as_str().unwrap_or_default();
+    if kind == "Namespace" && api_version == "v1" {
+        return Some("a Namespace is never garbage-collected (it would take everything in it): delete it with `kopsrs manifests delete` or kubectl");
+    }
+    if kind == "CustomResourceDefinition" && api_version.starts_with("apiextensions.k8s.io/") {
+        return Some("a CustomResourceDefinition is never garbage-collected (it would take every resource of its kind): delete it with `kopsrs manifests delete` or kubectl");
     }
     let controlled = live["metadata"]["ownerReferences"]
         .as_array()
@@ -69,6 +99,7 @@ mod tests {
     fn crds_then_namespaces_then_the_rest_with_workloads_last() {
         let objects = find(
             &json!([
+                {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "hook"}},
                 {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}},
                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}},
                 {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}},
@@ -89,19 +120,41 @@ mod tests {
                 "ClusterRole",
                 "ConfigMap",
                 "Widget",
-                "Deployment"
+                "Deployment",
+                "ValidatingWebhookConfiguration"
             ]
         );
     }
 
     #[test]
     fn garbage_is_what_is_not_rendered_controlled_or_kept() {
-        let plain = json!({"metadata": {"name": "x"}});
-        assert_eq!(keep_reason(&plain, true), Some("rendered"));
-        assert_eq!(keep_reason(&plain, false), None);
-        let owned = json!({"metadata": {"ownerReferences": [{"controller": true}]}});
-        assert_eq!(keep_reason(&owned, false), Some("owned by a controller"));
-        let kept = json!({"metadata": {"annotations": {"kopsrs.io/keep": "true"}}});
-        assert_eq!(keep_reason(&kept, false), Some("annotated kopsrs.io/keep"));
+        let tagged = |extra: Value| {
+            let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"kopsrs.io/gc-tag": "t"}}});
+            crate::compare::merge(&mut v, extra);
+            v
+        };
+        let plain = tagged(json!({}));
+        assert_eq!(keep_reason(&plain, "t", true), Some("rendered"));
+        assert_eq!(keep_reason(&plain, "t", false), None);
+        assert_eq!(keep_reason(&plain, "other", false), Some("not tagged"));
+        let owned = tagged(json!({"metadata": {"ownerReferences": [{"controller": true}]}}));
+        assert_eq!(
+            keep_reason(&owned, "t", false),
+            Some("owned by a controller")
+        );
+        let kept = tagged(json!({"metadata": {"annotations": {"kopsrs.io/keep": "true"}}}));
+        assert_eq!(
+            keep_reason(&kept, "t", false),
+            Some("annotated kopsrs.io/keep")
+        );
+        for (api_version, kind) in [
+            ("v1", "Namespace"),
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+        ] {
+            let container = tagged(json!({"apiVersion": api_version, "kind": kind}));
+            assert!(keep_reason(&container, "t", false)
+                .unwrap()
+                .contains("never garbage-collected"));
+        }
     }
 }

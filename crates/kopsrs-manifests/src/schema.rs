@@ -130,6 +130,11 @@ impl Api {
             .contains_key(&(group.into(), version.into(), kind.into()))
     }
 
+    /// Whether this minor serves any kind of `group`.
+    pub fn serves_group(&self, group: &str) -> bool {
+        self.kinds.keys().any(|(g, _, _)| g == group)
+    }
+
     /// The group/versions that serve `kind` in this minor (`apps/v1`), for a replacement.
     pub fn versions_of(&self, kind: &str) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -170,13 +175,29 @@ impl Api {
             self.validators.insert(def.clone(), validator);
         }
         let validator = &self.validators[&def];
-        let mut out: Vec<Violation> = validator
-            .iter_errors(object)
-            .map(|e| Violation {
-                path: dotted(&e.instance_path().to_string()),
+        let mut out: Vec<Violation> = Vec::new();
+        for e in validator.iter_errors(object) {
+            let path = dotted(&e.instance_path().to_string());
+            // An unknown field is reported at the field, not at its parent.
+            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
+                e.kind()
+            {
+                for field in unexpected {
+                    out.push(Violation {
+                        path: match path.is_empty() {
+                            true => field.clone(),
+                            false => format!("{path}.{field}"),
+                        },
+                        message: format!("unknown field {field:?}"),
+                    });
+                }
+                continue;
+            }
+            out.push(Violation {
+                path,
                 message: message(&e),
-            })
-            .collect();
+            });
+        }
         out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
         out.dedup();
         Some(out)
@@ -240,17 +261,17 @@ mod tests {
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["spec.replicas", "spec.template.spec.containers[0]"],
+            [
+                "spec.replicas",
+                "spec.template.spec.containers[0].imagePullPolicyy"
+            ],
             "{problems:?}"
         );
         assert!(
             problems[0].message.contains("is not of type integer"),
             "{problems:?}"
         );
-        assert!(
-            problems[1].message.contains("imagePullPolicyy"),
-            "{problems:?}"
-        );
+        assert_eq!(problems[1].message, "unknown field \"imagePullPolicyy\"");
         // Removed APIs are not served.
         assert!(!api.serves("extensions", "v1beta1", "Deployment"));
         assert_eq!(api.versions_of("Deployment"), ["apps/v1"]);

@@ -94,7 +94,8 @@ pub enum Drift {
     Differs,
     /// Rendered but not on disk.
     Missing,
-    /// On disk (a `.json` file) but no longer rendered.
+    /// On disk, a Kubernetes object in a `.json` file, but no longer rendered. Other files
+    /// under the tree's folder are not the tree's and are left alone.
     Extra,
 }
 
@@ -112,13 +113,19 @@ pub fn compare(
             Some(_) => {}
         }
     }
-    for path in on_disk.keys() {
-        if !rendered.contains_key(path) {
+    for (path, bytes) in on_disk {
+        if !rendered.contains_key(path) && is_object(bytes) {
             out.push((path.clone(), Drift::Extra));
         }
     }
     out.sort();
     out
+}
+
+/// A JSON map with `apiVersion` and `kind`: a file the tree may own.
+fn is_object(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .is_ok_and(|v| v.get("apiVersion").is_some() && v.get("kind").is_some())
 }
 
 /// The `.json` files under `dir`, by path relative to it (none when it does not exist).
@@ -187,7 +194,12 @@ mod tests {
         let disk = BTreeMap::from([
             (PathBuf::from("a.json"), b"A\n".to_vec()),
             (PathBuf::from("b.json"), b"b\n".to_vec()),
-            (PathBuf::from("d.json"), b"D\n".to_vec()),
+            (
+                PathBuf::from("d.json"),
+                br#"{"apiVersion": "v1", "kind": "ConfigMap"}"#.to_vec(),
+            ),
+            // Not an object: not the tree's.
+            (PathBuf::from("package.json"), b"{}".to_vec()),
         ]);
         assert_eq!(
             compare(&rendered, &disk),

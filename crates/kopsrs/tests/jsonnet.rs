@@ -201,6 +201,33 @@ fn multi_output_files_stdin_and_the_library_path_behave_as_cpp() {
     assert_eq!(run(&["-J", "one", "-J", "two"], "three:four"), "2\n");
     assert_eq!(run(&[], "three:four"), "3\n");
     assert_eq!(run(&["-J", "one"], "three"), "1\n");
+    // Code on the command line imports from the working directory, after -J and the path.
+    std::fs::write(dir.path().join("v.libsonnet"), "0").unwrap();
+    assert_eq!(run(&[], ""), "0\n");
+    assert_eq!(run(&["-J", "one"], ""), "1\n");
+    // --ext-code-file imports the file, as C++ does (its own imports from its folder).
+    std::fs::write(
+        dir.path().join("one").join("cfg.jsonnet"),
+        "{ v: import 'v.libsonnet' }",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kopsrs"))
+        .current_dir(dir.path())
+        .args([
+            "jsonnet",
+            "--ext-code-file",
+            "cfg=one/cfg.jsonnet",
+            "-e",
+            "std.extVar('cfg').v",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Bad flags are named, nothing runs.
     let out = kopsrs(&[

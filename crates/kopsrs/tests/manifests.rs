@@ -79,7 +79,13 @@ fn the_committed_tree_is_up_to_date_and_drift_is_reported_file_by_file() {
     let tree = dir.path().join("generated/prod.example.com");
     std::fs::write(tree.join("shop/deployment-web.json"), "{}\n").unwrap();
     std::fs::remove_file(tree.join("shop/service-api.json")).unwrap();
-    std::fs::write(tree.join("shop/deployment-old.json"), "{}\n").unwrap();
+    std::fs::write(
+        tree.join("shop/deployment-old.json"),
+        "{\"apiVersion\": \"apps/v1\", \"kind\": \"Deployment\"}\n",
+    )
+    .unwrap();
+    // Not an object: not the tree's, never reported or removed.
+    std::fs::write(tree.join("notes.json"), "{\"owner\": \"shop team\"}\n").unwrap();
     let args = [
         "tree",
         "-J",
@@ -103,6 +109,8 @@ fn the_committed_tree_is_up_to_date_and_drift_is_reported_file_by_file() {
     let out = manifests(dir.path(), &args[..args.len() - 1]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(manifests(dir.path(), &args).status.success());
+    assert!(tree.join("notes.json").exists());
+    assert!(!tree.join("shop/deployment-old.json").exists());
     assert_eq!(
         std::fs::read(tree.join("shop/deployment-web.json")).unwrap(),
         std::fs::read(example.join("generated/prod.example.com/shop/deployment-web.json")).unwrap()
@@ -179,7 +187,7 @@ stack {
         })
         .collect();
     let want = [
-        ("schema", "Deployment.apps api -n shop", "spec"),
+        ("schema", "Deployment.apps api -n shop", "spec.replicass"),
         (
             "removed-api",
             "Deployment.extensions legacy -n shop",
@@ -410,6 +418,71 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         !left.contains("worker") && !left.contains("configmap/tagged\n"),
         "{left}"
     );
+
+    // Refused before anything is written: a namespaced object without a namespace, and an
+    // object the schema of the server's minor refuses.
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "unplaced.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine, namespace: shop}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: nowhere}\n",
+    );
+    let out = run("apply", "unplaced.yaml", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("ConfigMap nowhere (unplaced.yaml $[1]): metadata.namespace is not set"),
+        "{}",
+        text(&out)
+    );
+    write(
+        "invalid.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine, namespace: shop}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: shop}\nspec: {replicas: three}\n",
+    );
+    let out = run("apply", "invalid.yaml", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing was applied") && text(&out).contains("spec.replicas"),
+        "{}",
+        text(&out)
+    );
+    let fine = kube.kubectl(&["get", "configmap", "fine", "-n", "shop"], None);
+    assert!(!fine.status.success(), "nothing was written");
+    // No tag, and no objects with a tag, are refused; so is a folder without configuration.
+    let out = run("apply", main, &["--gc-tag", ""]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let out = run("apply", "empty", &["--gc-tag", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no .jsonnet, .json, .yaml or .yml file"),
+        "{}",
+        text(&out)
+    );
+    // A Namespace is never garbage: it would take everything in it.
+    write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: scratch}\n",
+    );
+    write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine, namespace: shop}\n",
+    );
+    assert!(run("apply", "ns.yaml", &["--gc-tag", "scratch"])
+        .status
+        .success());
+    let out = run("apply", "cm.yaml", &["--gc-tag", "scratch"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Namespace scratch kept: a Namespace is never garbage-collected"),
+        "{}",
+        text(&out)
+    );
+    assert!(kube
+        .kubectl(&["get", "namespace", "scratch"], None)
+        .status
+        .success());
 
     // A custom resource and its definition in one apply: the definition is established first.
     std::fs::write(

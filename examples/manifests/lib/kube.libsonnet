@@ -43,7 +43,8 @@
     containers_:: {},
     spec: {
       replicas: 1,
-      selector: { matchLabels: deployment.metadata.labels },
+      // The selector is immutable: the name label only, so labels added later apply.
+      selector: { matchLabels: { 'app.kubernetes.io/name': name } },
       template: {
         metadata: { labels: deployment.metadata.labels },
         spec: {

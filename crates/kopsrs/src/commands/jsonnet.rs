@@ -64,7 +64,7 @@ pub struct JsonnetArgs {
     /// Maximum stack depth (default 500).
     #[arg(short = 's', long = "max-stack", value_name = "N")]
     pub max_stack: Option<usize>,
-    /// Maximum stack-trace lines in errors (0: all).
+    /// Maximum stack-trace lines in errors (default 20; 0: all).
     #[arg(short = 't', long = "max-trace", value_name = "N")]
     pub max_trace: Option<usize>,
 }
@@ -93,27 +93,26 @@ pub fn vars(
             },
         }
     };
-    let file =
-        |text: &str, errors: &mut Vec<String>, which: &str| -> Option<(String, String, String)> {
-            let Some((var, path)) = text.split_once('=') else {
-                errors.push(format!("--{which}-file {text}: write VAR=FILE"));
-                return None;
-            };
-            match std::fs::read_to_string(path) {
-                Ok(content) => Some((var.to_string(), path.to_string(), content)),
-                Err(e) => {
-                    errors.push(format!("--{which}-file {text}: {path}: {e}"));
-                    None
-                }
-            }
+    let file = |text: &str, errors: &mut Vec<String>, which: &str| -> Option<(String, String)> {
+        let Some((var, path)) = text.split_once('=') else {
+            errors.push(format!("--{which}-file {text}: write VAR=FILE"));
+            return None;
         };
+        match std::fs::read_to_string(path) {
+            Ok(content) => Some((var.to_string(), content)),
+            Err(e) => {
+                errors.push(format!("--{which}-file {text}: {path}: {e}"));
+                None
+            }
+        }
+    };
     for s in strs {
         if let Some((var, value)) = inline(s, errors, &format!("{flag}-str")) {
             out.push((var, Var::Str(value)));
         }
     }
     for s in str_files {
-        if let Some((var, _, content)) = file(s, errors, &format!("{flag}-str")) {
+        if let Some((var, content)) = file(s, errors, &format!("{flag}-str")) {
             out.push((var, Var::Str(content)));
         }
     }
@@ -129,8 +128,17 @@ pub fn vars(
         }
     }
     for s in code_files {
-        if let Some((var, path, code)) = file(s, errors, &format!("{flag}-code")) {
-            out.push((var, Var::Code { repr: path, code }));
+        // As C++: the file is imported (its own imports resolve from its folder).
+        match s.split_once('=') {
+            Some((var, path)) if std::path::Path::new(path).is_file() => out.push((
+                var.to_string(),
+                Var::Code {
+                    repr: String::new(),
+                    code: format!("import @'{}'", path.replace('\'', "''")),
+                },
+            )),
+            Some((_, path)) => errors.push(format!("--{flag}-code-file {s}: {path}: no such file")),
+            None => errors.push(format!("--{flag}-code-file {s}: write VAR=FILE")),
         }
     }
     out

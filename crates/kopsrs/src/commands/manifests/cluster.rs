@@ -1,0 +1,471 @@
+//! The verbs that talk to a cluster: diff, apply (with garbage collection) and delete. Every
+//! one reads the configuration and the API's kinds first, and refuses before any write when an
+//! object cannot be placed (a namespaced kind without a namespace, a cluster-scoped one with
+//! one); `apply` also checks every object against the schema of the server's minor first, so
+//! a mistake the schema knows writes nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use anyhow::Result;
+use kopsrs_kube::manifests::{Catalog, Kind};
+use kopsrs_kube::Kube;
+use kopsrs_manifests::objects::{self, Object};
+use kopsrs_manifests::{check, compare, order, schema};
+use serde_json::Value;
+
+use super::{load, ApplyArgs, DeleteArgs, DiffArgs, TargetArgs};
+use crate::cli::GlobalArgs;
+use crate::context;
+use crate::problems::{ExitWith, Problems};
+
+/// An object's identity in a cluster: group, kind, namespace, name.
+type ObjectKey = (String, String, String, String);
+
+/// The cluster's API and the configuration's objects, each with its kind if the API serves
+/// it (`None`: a custom resource whose definition the configuration applies first).
+struct Target {
+    kube: Kube,
+    catalog: Catalog,
+    objects: Vec<Object>,
+    kinds: Vec<Option<Kind>>,
+}
+
+impl Target {
+    async fn open(global: &GlobalArgs, args: &TargetArgs) -> Result<Target> {
+        let name = context::cluster_name(global, None)?;
+        let objects = load(&args.config)?;
+        let kube = Kube::connect(&name, args.kubeconfig.as_deref())
+            .await
+            .map_err(|e| {
+                Problems::one(
+                    e.to_string(),
+                    format!("`kopsrs export kubeconfig {name}` writes the context"),
+                )
+            })?;
+        let catalog = kube.catalog().await?;
+        let mut target = Target {
+            kube,
+            catalog,
+            objects,
+            kinds: Vec::new(),
+        };
+        target.resolve();
+        target.placement()?;
+        Ok(target)
+    }
+
+    fn resolve(&mut self) {
+        self.kinds = self
+            .objects
+            .iter()
+            .map(|o| self.catalog.resolve(o.api_version(), o.kind()))
+            .collect();
+    }
+
+    /// Whether object `i` is namespaced: from discovery, else from its definition in the
+    /// configuration.
+    fn namespaced(&self, i: usize) -> bool {
+        match &self.kinds[i] {
+            Some(k) => k.namespaced,
+            None => {
+                let crds: Vec<&Object> = self.objects.iter().filter(|o| o.is_crd()).collect();
+                objects::namespaced(&self.objects[i], &crds, |_, _| true).unwrap_or(true)
+            }
+        }
+    }
+
+    /// Every object can be placed: namespaced kinds name their namespace, cluster-scoped ones
+    /// do not. All problems at once, before anything is written.
+    fn placement(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        for (i, object) in self.objects.iter().enumerate() {
+            match (self.namespaced(i), object.namespace().is_empty()) {
+                (true, true) => problems.push(crate::problems::Problem {
+                    message: format!(
+                        "{} ({} {}): metadata.namespace is not set, and {} is namespaced",
+                        object.address(),
+                        object.source,
+                        object.path,
+                        object.kind()
+                    ),
+                    hint: Some(
+                        "set metadata.namespace (kopsrs does not guess it from the kubeconfig)"
+                            .into(),
+                    ),
+                }),
+                (false, false) => problems.push(crate::problems::Problem {
+                    message: format!(
+                        "{} ({} {}): metadata.namespace is {:?}, and {} is cluster-scoped",
+                        object.address(),
+                        object.source,
+                        object.path,
+                        object.namespace(),
+                        object.kind()
+                    ),
+                    hint: Some("remove metadata.namespace".into()),
+                }),
+                _ => {}
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(Problems(problems).into()),
+        }
+    }
+
+    /// Namespaces the configuration creates that the cluster does not have yet: a server dry
+    /// run of an object in one fails (the namespace is not found).
+    fn pending_namespaces(&self, live: &HashMap<ObjectKey, Value>) -> HashSet<String> {
+        self.objects
+            .iter()
+            .filter(|o| o.group().is_empty() && o.kind() == "Namespace")
+            .filter(|o| !live.contains_key(&o.key()))
+            .map(|o| o.name().to_string())
+            .collect()
+    }
+
+    /// The live objects: one list per kind and namespace the configuration uses.
+    async fn live(&self) -> Result<HashMap<ObjectKey, Value>> {
+        let mut wanted: BTreeMap<(String, String), &Kind> = BTreeMap::new();
+        for (object, kind) in self.objects.iter().zip(&self.kinds) {
+            if let Some(kind) = kind {
+                wanted.insert((kind.plural(), object.namespace().to_string()), kind);
+            }
+        }
+        let mut out = HashMap::new();
+        for ((_, ns), kind) in wanted {
+            let ns = (!ns.is_empty()).then_some(ns.as_str());
+            for value in self.kube.list_objects(kind, ns, None).await? {
+                let o = plain(value);
+                out.insert(o.key(), o.value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The objects in apply order.
+    fn order(&self) -> Vec<usize> {
+        order::apply_order(&self.objects, |i| self.namespaced(i))
+    }
+}
+
+fn plain(value: Value) -> Object {
+    Object {
+        value,
+        source: String::new(),
+        path: String::new(),
+    }
+}
+
+pub(super) async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
+    let target = Target::open(global, &args.target).await?;
+    let live = target.live().await?;
+    let pending = target.pending_namespaces(&live);
+    let mut changed = 0;
+    let mut failed = Vec::new();
+    for (object, kind) in target.objects.iter().zip(&target.kinds) {
+        let current = live.get(&object.key());
+        if current.is_some_and(|l| compare::unchanged(&object.value, l)) {
+            continue;
+        }
+        // The dry run shows the object as the API would store it (defaults, normalised
+        // quantities). It is forced, to show what the configuration wants even where another
+        // manager owns a field (apply then needs --force-conflicts). An object of a kind not
+        // served yet, or in a namespace still to be created, shows the configuration.
+        let after = match kind {
+            Some(kind) if !pending.contains(object.namespace()) => {
+                let sent = compare::annotated(&object.value);
+                match target
+                    .kube
+                    .apply_object(kind, &sent, "kopsrs", true, true)
+                    .await
+                {
+                    Ok(after) => after,
+                    Err(e) => {
+                        println!("{}: {e}", object.address());
+                        failed.push(format!("{}: {e}", object.address()));
+                        continue;
+                    }
+                }
+            }
+            _ => object.value.clone(),
+        };
+        let text = compare::diff(&object.address(), &object.value, current, &after);
+        if text.is_empty() && current.is_some() {
+            continue;
+        }
+        changed += 1;
+        print!("{text}");
+    }
+    eprintln!(
+        "{} objects: {changed} would change, {} unchanged{}",
+        target.objects.len(),
+        target.objects.len() - changed - failed.len(),
+        match failed.len() {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        }
+    );
+    if !failed.is_empty() {
+        return Err(Problems::from_messages(failed).into());
+    }
+    if changed > 0 && args.detailed_exitcode {
+        return Err(ExitWith(2).into());
+    }
+    Ok(())
+}
+
+/// Checks every object against the schema of the server's minor (when kopsrs carries it), so
+/// that what the schema refuses stops the apply before anything is written.
+async fn schema_preflight(target: &Target) -> Result<()> {
+    let minor = target.kube.server_minor().await?;
+    let Some(mut api) = schema::Api::load(&minor) else {
+        eprintln!("warning: no schemas for Kubernetes {minor}: objects are checked by the API server only");
+        return Ok(());
+    };
+    let errors: Vec<String> = check::check(&target.objects, &mut api)
+        .into_iter()
+        .filter(|p| p.severity == "error")
+        .map(|p| {
+            let field = match p.field.is_empty() {
+                true => String::new(),
+                false => format!(" {}:", p.field),
+            };
+            format!(
+                "{} ({}):{field} {} (hint: {})",
+                p.object, p.source, p.message, p.hint
+            )
+        })
+        .collect();
+    match errors.is_empty() {
+        true => Ok(()),
+        false => {
+            eprintln!("Kubernetes {minor} would refuse these objects; nothing was applied:");
+            Err(Problems::from_messages(errors).into())
+        }
+    }
+}
+
+pub(super) async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<()> {
+    let dry_run = args.dry_run;
+    let suffix = if dry_run { " (dry run)" } else { "" };
+    if let Some(tag) = &args.gc_tag {
+        if let Err(why) = check::tag_value(tag) {
+            return Err(Problems::one(
+                format!("--gc-tag {tag:?} {why}"),
+                "for example --gc-tag shop-prod",
+            )
+            .into());
+        }
+    }
+    let mut target = Target::open(global, &args.target).await?;
+    if args.gc_tag.is_some() && target.objects.is_empty() {
+        return Err(Problems::one(
+            "the configuration renders no objects: with --gc-tag every tagged object would be deleted",
+            "check the files given; to remove everything, use `kopsrs manifests delete`",
+        )
+        .into());
+    }
+    schema_preflight(&target).await?;
+    if let Some(tag) = &args.gc_tag {
+        for object in &mut target.objects {
+            object.value["metadata"]["labels"][order::GC_LABEL] = Value::String(tag.clone());
+        }
+    }
+    let live = target.live().await?;
+    let pending = target.pending_namespaces(&live);
+    let mut counts = BTreeMap::<&str, usize>::new();
+    let mut failed = Vec::new();
+    let mut rediscovered = false;
+    for i in target.order() {
+        // Before the first object of a kind not served yet: the definitions applied so far
+        // established, and the API discovered again.
+        if target.kinds[i].is_none() && !rediscovered && !dry_run {
+            rediscovered = true;
+            let names: Vec<String> = target
+                .objects
+                .iter()
+                .filter(|o| o.is_crd())
+                .map(|o| o.name().to_string())
+                .collect();
+            target
+                .kube
+                .wait_established(&target.catalog, &names, Duration::from_secs(60))
+                .await?;
+            target.catalog = target.kube.catalog().await?;
+            target.resolve();
+        }
+        let object = &target.objects[i];
+        let Some(kind) = &target.kinds[i] else {
+            if dry_run {
+                println!(
+                    "{} created{suffix}: its definition is applied first",
+                    object.address()
+                );
+                *counts.entry("created").or_default() += 1;
+            } else {
+                println!(
+                    "{} failed: the API does not serve {}",
+                    object.address(),
+                    object.api_version()
+                );
+                failed.push(format!(
+                    "{}: the API does not serve {} {}",
+                    object.address(),
+                    object.api_version(),
+                    object.kind()
+                ));
+            }
+            continue;
+        };
+        let current = live.get(&object.key());
+        if current.is_some_and(|l| compare::unchanged(&object.value, l)) {
+            *counts.entry("unchanged").or_default() += 1;
+            continue;
+        }
+        if dry_run && pending.contains(object.namespace()) {
+            println!(
+                "{} created{suffix}: namespace {} is created first",
+                object.address(),
+                object.namespace()
+            );
+            *counts.entry("created").or_default() += 1;
+            continue;
+        }
+        let sent = compare::annotated(&object.value);
+        let result = target
+            .kube
+            .apply_object(
+                kind,
+                &sent,
+                &args.field_manager,
+                args.force_conflicts,
+                dry_run,
+            )
+            .await;
+        match result {
+            Ok(applied) => {
+                let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
+                // The API normalised a value (a quantity, a default): nothing changed.
+                let what = match current {
+                    None => "created",
+                    Some(c) if version(c) == version(&applied) => "unchanged",
+                    Some(_) => "configured",
+                };
+                if what != "unchanged" {
+                    println!("{} {what}{suffix}", object.address());
+                }
+                *counts.entry(what).or_default() += 1;
+            }
+            Err(e) => {
+                println!("{} failed: {e}", object.address());
+                failed.push(format!("{}: {e}", object.address()));
+            }
+        }
+    }
+    let mut deleted = 0;
+    if let (Some(tag), true) = (&args.gc_tag, failed.is_empty()) {
+        deleted = collect_garbage(&target, tag, dry_run).await?;
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    eprintln!(
+        "{} objects: {}{}{}{suffix}",
+        target.objects.len(),
+        summary.join(", "),
+        match &args.gc_tag {
+            Some(_) => format!(", {deleted} garbage deleted"),
+            None => String::new(),
+        },
+        match failed.len() {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        },
+    );
+    if !failed.is_empty() {
+        if args.gc_tag.is_some() {
+            eprintln!("garbage collection skipped: not every object applied");
+        }
+        return Err(Problems::from_messages(failed).into());
+    }
+    Ok(())
+}
+
+/// Deletes what carries the GC label and the configuration no longer renders: one list per
+/// kind (by label, all namespaces), namespaced objects before cluster-scoped ones.
+async fn collect_garbage(target: &Target, tag: &str, dry_run: bool) -> Result<usize> {
+    let rendered: HashSet<ObjectKey> = target.objects.iter().map(Object::key).collect();
+    let selector = format!("{}={tag}", order::GC_LABEL);
+    let mut kinds = target.catalog.collectable();
+    kinds.sort_by_key(|k| !k.namespaced);
+    let suffix = if dry_run { " (dry run)" } else { "" };
+    let mut deleted = 0;
+    for kind in kinds {
+        for live in target
+            .kube
+            .list_objects(&kind, None, Some(&selector))
+            .await?
+        {
+            let o = plain(live);
+            match order::keep_reason(&o.value, tag, rendered.contains(&o.key())) {
+                Some("rendered") | Some("not tagged") => {}
+                Some(why) => println!("{} kept: {why}", o.address()),
+                None => {
+                    let ns = (!o.namespace().is_empty()).then_some(o.namespace());
+                    if target
+                        .kube
+                        .delete_object(&kind, ns, o.name(), dry_run)
+                        .await?
+                    {
+                        deleted += 1;
+                        println!("{} deleted (garbage){suffix}", o.address());
+                    }
+                }
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+pub(super) async fn delete(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
+    let target = Target::open(global, &args.target).await?;
+    let mut order = target.order();
+    order.reverse();
+    let suffix = if args.dry_run { " (dry run)" } else { "" };
+    let mut deleted = 0;
+    let mut failed = Vec::new();
+    for i in order {
+        let object = &target.objects[i];
+        let Some(kind) = &target.kinds[i] else {
+            println!(
+                "{} not found (the API does not serve its kind)",
+                object.address()
+            );
+            continue;
+        };
+        let ns = (!object.namespace().is_empty()).then_some(object.namespace());
+        match target
+            .kube
+            .delete_object(kind, ns, object.name(), args.dry_run)
+            .await
+        {
+            Ok(true) => {
+                deleted += 1;
+                println!("{} deleted{suffix}", object.address());
+            }
+            Ok(false) => println!("{} not found", object.address()),
+            Err(e) => {
+                println!("{} failed: {e}", object.address());
+                failed.push(format!("{}: {e}", object.address()));
+            }
+        }
+    }
+    eprintln!(
+        "{} objects: {deleted} deleted{suffix}",
+        target.objects.len()
+    );
+    if !failed.is_empty() {
+        return Err(Problems::from_messages(failed).into());
+    }
+    Ok(())
+}
