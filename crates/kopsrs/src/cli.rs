@@ -91,7 +91,7 @@ pub enum Command {
     /// Evaluate Jsonnet: the C++ `jsonnet` command's flags and output, byte for byte.
     #[command(
         disable_version_flag = true,
-        after_help = "Examples:\n  kopsrs jsonnet -J lib app.jsonnet\n  kopsrs jsonnet -m generated/ -V env=prod clusters/prod/main.jsonnet\n  kopsrs jsonnet -e '{ a: 1 }'"
+        after_help = "Examples:\n  kopsrs jsonnet -J lib app.jsonnet\n  kopsrs jsonnet -m generated/ -V env=prod clusters/prod/main.jsonnet\n  kopsrs jsonnet -o out.json -A env=prod app.jsonnet"
     )]
     Jsonnet(crate::commands::jsonnet::JsonnetArgs),
     /// Kubernetes objects from Jsonnet, JSON or YAML: show, tree, check, diff, apply, delete.

@@ -420,7 +420,7 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
          for i in range(28): e.create_subnet(VpcId='{vpc}', CidrBlock=f'10.0.{{128+i}}.0/24', AvailabilityZone='eu-west-1b')"
     ));
     let after = calls(&moto);
-    println!("validate network AWS calls: {before} with 2 subnets, {after} with 30");
+    println!("validate network AWS calls: {before} with 4 subnets, {after} with 32");
     assert_eq!(after, before);
 }
 
