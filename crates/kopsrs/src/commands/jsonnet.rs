@@ -18,10 +18,8 @@ pub struct JsonnetArgs {
     /// Treat the argument as code.
     #[arg(short = 'e', long = "exec")]
     pub exec: bool,
-    /// Add a library search directory (right-most wins), after the importing file's own.
-    /// `JSONNET_PATH` directories are searched after these.
-    #[arg(short = 'J', long = "jpath", value_name = "DIR")]
-    pub jpath: Vec<PathBuf>,
+    #[command(flatten)]
+    pub flags: JsonnetFlags,
     /// Write the output to FILE instead of standard output.
     #[arg(short = 'o', long = "output-file", value_name = "FILE")]
     pub output_file: Option<PathBuf>,
@@ -37,6 +35,22 @@ pub struct JsonnetArgs {
     /// Expect a string and write it raw.
     #[arg(short = 'S', long = "string")]
     pub string: bool,
+    /// Maximum stack depth (default 500).
+    #[arg(short = 's', long = "max-stack", value_name = "N")]
+    pub max_stack: Option<usize>,
+    /// Maximum stack-trace lines in errors (default 20; 0: all).
+    #[arg(short = 't', long = "max-trace", value_name = "N")]
+    pub max_trace: Option<usize>,
+}
+
+/// The evaluation flags `kopsrs jsonnet` and the `manifests` verbs share, as `jsonnet` has
+/// them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct JsonnetFlags {
+    /// Add a library search directory (right-most wins), after the importing file's own.
+    /// `JSONNET_PATH` directories are searched after these.
+    #[arg(short = 'J', long = "jpath", value_name = "DIR")]
+    pub jpath: Vec<PathBuf>,
     /// An external variable as a string: VAR=VALUE, or VAR to read the environment variable.
     #[arg(short = 'V', long = "ext-str", value_name = "VAR[=VALUE]")]
     pub ext_str: Vec<String>,
@@ -61,16 +75,38 @@ pub struct JsonnetArgs {
     /// A top-level argument as code read from a file: VAR=FILE.
     #[arg(long = "tla-code-file", value_name = "VAR=FILE")]
     pub tla_code_file: Vec<String>,
-    /// Maximum stack depth (default 500).
-    #[arg(short = 's', long = "max-stack", value_name = "N")]
-    pub max_stack: Option<usize>,
-    /// Maximum stack-trace lines in errors (default 20; 0: all).
-    #[arg(short = 't', long = "max-trace", value_name = "N")]
-    pub max_trace: Option<usize>,
+}
+
+impl JsonnetFlags {
+    /// The evaluation options; every bad flag reported at once in `errors`.
+    pub fn options(&self, errors: &mut Vec<String>) -> Options {
+        let ext = vars(
+            &self.ext_str,
+            &self.ext_str_file,
+            &self.ext_code,
+            &self.ext_code_file,
+            "ext",
+            errors,
+        );
+        let tla = vars(
+            &self.tla_str,
+            &self.tla_str_file,
+            &self.tla_code,
+            &self.tla_code_file,
+            "tla",
+            errors,
+        );
+        Options {
+            jpath: Options::search_order(&self.jpath, std::env::var_os("JSONNET_PATH").as_deref()),
+            ext,
+            tla,
+            ..Options::default()
+        }
+    }
 }
 
 /// Reads `VAR=VALUE`, `VAR` (from the environment) and `VAR=FILE` flags.
-pub fn vars(
+fn vars(
     strs: &[String],
     str_files: &[String],
     codes: &[String],
@@ -146,22 +182,9 @@ pub fn vars(
 
 pub fn run(args: JsonnetArgs) -> Result<()> {
     let mut errors = Vec::new();
-    let ext = vars(
-        &args.ext_str,
-        &args.ext_str_file,
-        &args.ext_code,
-        &args.ext_code_file,
-        "ext",
-        &mut errors,
-    );
-    let tla = vars(
-        &args.tla_str,
-        &args.tla_str_file,
-        &args.tla_code,
-        &args.tla_code_file,
-        "tla",
-        &mut errors,
-    );
+    let mut options = args.flags.options(&mut errors);
+    options.max_stack = args.max_stack;
+    options.max_trace = args.max_trace;
     if args.multi.is_some() && args.yaml_stream {
         errors.push("-m and -y cannot be used together".into());
     }
@@ -188,13 +211,6 @@ pub fn run(args: JsonnetArgs) -> Result<()> {
     if !errors.is_empty() {
         return Err(Problems::from_messages(errors).into());
     }
-    let options = Options {
-        jpath: Options::search_order(&args.jpath, std::env::var_os("JSONNET_PATH").as_deref()),
-        ext,
-        tla,
-        max_stack: args.max_stack,
-        max_trace: args.max_trace,
-    };
     let value = match jsonnet::evaluate(&input, &options) {
         Ok(v) => v,
         // rsjsonnet printed the diagnostic (file:line:column, source, stack).

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use kopsrs_manifests::objects::Object;
-use kopsrs_manifests::{input, jsonnet, tree};
+use kopsrs_manifests::{input, tree};
 
 use crate::cli::GlobalArgs;
 use crate::problems::Problems;
@@ -56,21 +56,8 @@ pub struct ConfigArgs {
     /// Jsonnet, JSON or YAML files, folders of them (recursively), or `-`.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Jsonnet library directory (right-most wins; then JSONNET_PATH).
-    #[arg(short = 'J', long = "jpath", value_name = "DIR")]
-    pub jpath: Vec<PathBuf>,
-    /// Jsonnet external variable as a string: VAR=VALUE (or VAR from the environment).
-    #[arg(short = 'V', long = "ext-str", value_name = "VAR[=VALUE]")]
-    pub ext_str: Vec<String>,
-    /// Jsonnet external variable as code: VAR=CODE.
-    #[arg(long = "ext-code", value_name = "VAR[=CODE]")]
-    pub ext_code: Vec<String>,
-    /// Jsonnet top-level argument as a string: VAR=VALUE.
-    #[arg(short = 'A', long = "tla-str", value_name = "VAR[=VALUE]")]
-    pub tla_str: Vec<String>,
-    /// Jsonnet top-level argument as code: VAR=CODE.
-    #[arg(long = "tla-code", value_name = "VAR[=CODE]")]
-    pub tla_code: Vec<String>,
+    #[command(flatten)]
+    pub jsonnet: super::jsonnet::JsonnetFlags,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,19 +173,9 @@ pub async fn run(global: &GlobalArgs, command: ManifestsCommand) -> Result<()> {
 /// The objects of the configuration; all problems at once.
 pub(super) fn load(args: &ConfigArgs) -> Result<Vec<Object>> {
     let mut errors = Vec::new();
-    let ext = super::jsonnet::vars(&args.ext_str, &[], &args.ext_code, &[], "ext", &mut errors);
-    let tla = super::jsonnet::vars(&args.tla_str, &[], &args.tla_code, &[], "tla", &mut errors);
+    let options = args.jsonnet.options(&mut errors);
     if !errors.is_empty() {
         return Err(Problems::from_messages(errors).into());
     }
-    let options = jsonnet::Options {
-        jpath: jsonnet::Options::search_order(
-            &args.jpath,
-            std::env::var_os("JSONNET_PATH").as_deref(),
-        ),
-        ext,
-        tla,
-        ..Default::default()
-    };
     input::load(&args.files, &options).map_err(|e| Problems::from_messages(e).into())
 }
