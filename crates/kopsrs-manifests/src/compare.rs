@@ -36,19 +36,6 @@ pub fn annotated(config: &Value) -> Value {
     out
 }
 
-/// Merges `patch` into `target` as JSON merge patch does, without deletions (test helper and
-/// for building objects).
-pub fn merge(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                merge(t.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (t, p) => *t = p,
-    }
-}
-
 /// `live` cut to the shape of `config`: the fields the configuration sets, with the cluster's
 /// values (missing ones absent). Lists are compared whole when their lengths differ.
 pub fn project(config: &Value, live: &Value) -> Value {

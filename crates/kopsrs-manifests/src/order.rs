@@ -128,21 +128,21 @@ mod tests {
 
     #[test]
     fn garbage_is_what_is_not_rendered_controlled_or_kept() {
-        let tagged = |extra: Value| {
+        let tagged = |edit: &dyn Fn(&mut Value)| {
             let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "labels": {"kopsrs.io/gc-tag": "t"}}});
-            crate::compare::merge(&mut v, extra);
+            edit(&mut v);
             v
         };
-        let plain = tagged(json!({}));
+        let plain = tagged(&|_| {});
         assert_eq!(keep_reason(&plain, "t", true), Some("rendered"));
         assert_eq!(keep_reason(&plain, "t", false), None);
         assert_eq!(keep_reason(&plain, "other", false), Some("not tagged"));
-        let owned = tagged(json!({"metadata": {"ownerReferences": [{"controller": true}]}}));
+        let owned = tagged(&|v| v["metadata"]["ownerReferences"] = json!([{"controller": true}]));
         assert_eq!(
             keep_reason(&owned, "t", false),
             Some("owned by a controller")
         );
-        let kept = tagged(json!({"metadata": {"annotations": {"kopsrs.io/keep": "true"}}}));
+        let kept = tagged(&|v| v["metadata"]["annotations"] = json!({"kopsrs.io/keep": "true"}));
         assert_eq!(
             keep_reason(&kept, "t", false),
             Some("annotated kopsrs.io/keep")
@@ -151,7 +151,10 @@ mod tests {
             ("v1", "Namespace"),
             ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
         ] {
-            let container = tagged(json!({"apiVersion": api_version, "kind": kind}));
+            let container = tagged(&|v| {
+                v["apiVersion"] = json!(api_version);
+                v["kind"] = json!(kind);
+            });
             assert!(keep_reason(&container, "t", false)
                 .unwrap()
                 .contains("never garbage-collected"));
