@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_ec2::types as ec2t;
 use kopsrs_engine::{execute, Action, Change, Event, ExecError, ExecOptions, Plan, Task};
 use kopsrs_model::Address;
 
-use crate::kind::{Kind, Op, Out, Tagging, R};
+use crate::handler::{Op, Out};
+use crate::kind::Kind;
 use crate::resolve;
 use crate::{Aws, Error};
 
@@ -192,153 +192,6 @@ async fn delete(aws: &Aws, kind: Kind, id: &str, found: &Out) -> Result<(), Erro
     aws.call();
     match kind.delete(aws, id, found).await {
         Err(e) if e.code.as_deref().is_some_and(|c| kind.gone(c)) => Ok(()),
-        other => other,
-    }
-}
-
-/// The in-place update of kinds whose only changes are tags ([`Tagging`]).
-pub(crate) async fn update_tags(
-    op: &Op<'_>,
-    id: &str,
-    change: &Change,
-    tagging: Tagging,
-) -> Result<Out, Error> {
-    let only_tags = change.fields.iter().all(|f| f.path.starts_with("tags."));
-    let removed: Vec<String> = change
-        .fields
-        .iter()
-        .filter(|f| f.after.is_none())
-        .filter_map(|f| f.path.strip_prefix("tags.").map(str::to_string))
-        .collect();
-    let tags = op.tags();
-    match tagging {
-        Tagging::Ec2 if only_tags => op.aws.tag_ec2_after_first(id, &tags, &removed).await?,
-        Tagging::Elb if only_tags => {
-            let mut request = op.aws.elb.add_tags().resource_arns(id);
-            for (k, v) in &tags {
-                request = request.tags(
-                    aws_sdk_elasticloadbalancingv2::types::Tag::builder()
-                        .key(k)
-                        .value(v)
-                        .build(),
-                );
-            }
-            request.send().await?;
-            if !removed.is_empty() {
-                op.aws.call();
-                op.aws
-                    .elb
-                    .remove_tags()
-                    .resource_arns(id)
-                    .set_tag_keys(Some(removed))
-                    .send()
-                    .await?;
-            }
-        }
-        _ => {
-            return Err(Error::permanent(format!(
-                "{}: the AWS target cannot change {} in place",
-                change.address, change.address.kind
-            )))
-        }
-    }
-    Ok(Out::new())
-}
-
-impl Aws {
-    /// Sets `tags` on an EC2 resource and removes `removed` (one call each).
-    pub(crate) async fn tag_ec2(
-        &self,
-        id: &str,
-        tags: &BTreeMap<String, String>,
-        removed: &[String],
-    ) -> Result<(), Error> {
-        self.call();
-        self.tag_ec2_after_first(id, tags, removed).await
-    }
-
-    /// [`Aws::tag_ec2`] when the caller counted the first call.
-    async fn tag_ec2_after_first(
-        &self,
-        id: &str,
-        tags: &BTreeMap<String, String>,
-        removed: &[String],
-    ) -> Result<(), Error> {
-        self.ec2
-            .create_tags()
-            .resources(id)
-            .set_tags(Some(
-                tags.iter()
-                    .map(|(k, v)| ec2t::Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
-            .send()
-            .await?;
-        if !removed.is_empty() {
-            self.call();
-            self.ec2
-                .delete_tags()
-                .resources(id)
-                .set_tags(Some(
-                    removed
-                        .iter()
-                        .map(|k| ec2t::Tag::builder().key(k).build())
-                        .collect(),
-                ))
-                .send()
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-/// EC2 `TagSpecifications` for a create call: the resource is tagged as it is made, so a
-/// run killed right after finds and adopts it.
-pub(crate) fn tag_spec(
-    resource_type: ec2t::ResourceType,
-    tags: &BTreeMap<String, String>,
-) -> ec2t::TagSpecification {
-    ec2t::TagSpecification::builder()
-        .resource_type(resource_type)
-        .set_tags(Some(
-            tags.iter()
-                .map(|(k, v)| ec2t::Tag::builder().key(k).value(v).build())
-                .collect(),
-        ))
-        .build()
-}
-
-/// Key-value pairs as outputs.
-pub(crate) fn out(pairs: &[(&str, &str)]) -> Out {
-    crate::discover::outputs(pairs)
-}
-
-/// A ClientToken for creates AWS makes idempotent: stable per address and content, so a
-/// create retried after a crash returns the resource the first attempt made.
-pub(crate) fn client_token(address: &Address, r: &R) -> String {
-    format!("kopsrs-{}", &crate::launch_templates::digest(r)[..16])
-        .chars()
-        .chain(address.name.chars())
-        .take(64)
-        .collect()
-}
-
-/// The tags that make a resource the cluster's (see `discover::owned_by`), for resources the
-/// model gives no tags of their own (security group rules).
-pub(crate) fn owner_tags(cluster: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("KubernetesCluster".to_string(), cluster.to_string()),
-        (
-            format!("kubernetes.io/cluster/{cluster}"),
-            "owned".to_string(),
-        ),
-    ])
-}
-
-/// An "already exists" error is success for creates that a killed run may have done.
-pub(crate) fn exists_ok(result: Result<(), Error>, code: &str) -> Result<(), Error> {
-    match result {
-        Err(e) if e.is(code) => Ok(()),
         other => other,
     }
 }

@@ -8,9 +8,8 @@ use kopsrs_engine::{Change, Observed};
 use kopsrs_model::{Attrs, Value};
 use serde_json::{Map, Value as Json};
 
-use crate::apply::{exists_ok, out};
-use crate::discover::{owned_by, tag_map, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, R};
+use crate::handler::{exists_ok, outputs, owned_by, tag_map, Handler, Item, Op, Out, Scan, R};
+use crate::kind::Kind;
 use crate::resolve::{block, blocks, bool_of, int_of, str_of, strs_of};
 use crate::{Aws, Error, Outputs};
 
@@ -66,7 +65,7 @@ impl Handler for Group {
         let sent = request.send().await.map(|_| ()).map_err(Error::from);
         exists_ok(sent, "AlreadyExists")?;
         group_settings(op.aws, &name, r).await?;
-        Ok(out(&[("id", &name), ("name", &name)]))
+        Ok(outputs(&[("id", &name), ("name", &name)]))
     }
 
     async fn update(op: &Op<'_>, id: &str, change: &Change) -> Result<Out, Error> {
@@ -226,7 +225,7 @@ impl Handler for Hook {
             .send()
             .await?;
         record_hook(op.aws, &group, &name, true).await?;
-        Ok(out(&[("id", &format!("{group}|{name}"))]))
+        Ok(outputs(&[("id", &format!("{group}|{name}"))]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {

@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_route53::types as r53;
 use kopsrs_model::Address;
 
-use crate::apply::out;
-use crate::discover::{norm_dns, outputs, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, R};
+use crate::handler::{norm_dns, outputs, Handler, Item, Op, Out, Scan, R};
+use crate::kind::Kind;
 use crate::resolve::{self, block, bool_of, int_of, str_of, strs_of};
 use crate::{Aws, Error};
 
@@ -98,7 +97,7 @@ impl Handler for Record {
             set.build()?,
         )
         .await?;
-        Ok(out(&[(
+        Ok(outputs(&[(
             "id",
             &format!("{}|{}|{}", op.s("zone_id"), op.s("name"), op.s("type")),
         )]))

@@ -5,9 +5,10 @@
 use aws_sdk_ec2::types as ec2t;
 use kopsrs_model::{Address, Existing};
 
-use crate::apply::{client_token, out, tag_spec};
-use crate::discover::{ec2_tags, mismatches, outputs, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{
+    client_token, ec2_tags, mismatches, outputs, tag_spec, Handler, Item, Op, Out, Scan, Tagging, R,
+};
+use crate::kind::Kind;
 use crate::resolve::{self, str_of};
 use crate::{Aws, Error};
 
@@ -82,7 +83,7 @@ impl Handler for InternetGateway {
                 .send()
                 .await?;
         }
-        Ok(out(&[("id", &id)]))
+        Ok(outputs(&[("id", &id)]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
@@ -163,7 +164,7 @@ impl Handler for EgressOnly {
             .egress_only_internet_gateway()
             .and_then(|g| g.egress_only_internet_gateway_id())
             .unwrap_or_default();
-        Ok(out(&[("id", id)]))
+        Ok(outputs(&[("id", id)]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
@@ -216,7 +217,7 @@ impl Handler for Eip {
             .tag_specifications(tag_spec(ec2t::ResourceType::ElasticIp, &op.tags()))
             .send()
             .await?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", eip.allocation_id().unwrap_or_default()),
             ("public_ip", eip.public_ip().unwrap_or_default()),
         ]))
@@ -275,7 +276,7 @@ impl Handler for NatGateway {
             .tag_specifications(tag_spec(ec2t::ResourceType::Natgateway, &op.tags()))
             .send()
             .await?;
-        Ok(out(&[(
+        Ok(outputs(&[(
             "id",
             nat.nat_gateway()
                 .and_then(|n| n.nat_gateway_id())

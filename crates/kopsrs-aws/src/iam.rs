@@ -14,9 +14,8 @@ use kopsrs_engine::Change;
 use kopsrs_model::Value;
 use serde_json::Value as Json;
 
-use crate::apply::out;
-use crate::discover::{owned_by, tag_map, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, R};
+use crate::handler::{outputs, owned_by, tag_map, Handler, Item, Op, Out, Scan, R};
+use crate::kind::Kind;
 use crate::resolve::{str_of, strs_of};
 use crate::{Aws, Error};
 
@@ -175,7 +174,7 @@ impl Handler for Role {
                     .ok_or_else(|| Error::permanent("GetRole returned no role"))?
             }
         };
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", role.role_name()),
             ("name", role.role_name()),
             ("arn", role.arn()),
@@ -353,7 +352,7 @@ impl Handler for RolePolicy {
             .policy_document(op.s("policy"))
             .send()
             .await?;
-        Ok(out(&[(
+        Ok(outputs(&[(
             "id",
             &format!("{}:{}", op.s("role"), op.s("name")),
         )]))
@@ -421,7 +420,7 @@ impl Handler for Attachment {
             )
             .send()
             .await?;
-        Ok(out(&[("id", &format!("{role}|{arn}"))]))
+        Ok(outputs(&[("id", &format!("{role}|{arn}"))]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
@@ -504,7 +503,7 @@ impl Handler for InstanceProfile {
                 }
             }
         }
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", &op.s("name")),
             ("name", &op.s("name")),
             ("arn", &arn),
@@ -600,7 +599,7 @@ impl Handler for OidcProvider {
             .send()
             .await?;
         let arn = provider.open_id_connect_provider_arn().unwrap_or_default();
-        Ok(out(&[("id", arn), ("arn", arn)]))
+        Ok(outputs(&[("id", arn), ("arn", arn)]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {

@@ -2,9 +2,8 @@
 
 use aws_sdk_ec2::types as ec2t;
 
-use crate::apply::{out, tag_spec};
-use crate::discover::{ec2_tags, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{ec2_tags, outputs, tag_spec, Handler, Item, Op, Out, Scan, Tagging, R};
+use crate::kind::Kind;
 use crate::resolve::str_of;
 use crate::{Aws, Error};
 
@@ -55,7 +54,7 @@ impl Handler for KeyPair {
             .tag_specifications(tag_spec(ec2t::ResourceType::KeyPair, &op.tags()))
             .send()
             .await?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", key.key_name().unwrap_or_default()),
             ("key_pair_id", key.key_pair_id().unwrap_or_default()),
         ]))

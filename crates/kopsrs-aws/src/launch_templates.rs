@@ -3,34 +3,19 @@
 //!
 //! A template's content is not read back (that would be one DescribeLaunchTemplateVersions
 //! per template): kopsrs tags each template with the digest of the content it last wrote
-//! ([`DIGEST_TAG`]), and a different digest is a change, a new version.
+//! ([`crate::handler::DIGEST_TAG`]), and a different digest is a change, a new version.
 
 use aws_sdk_ec2::types as ec2t;
 use kopsrs_engine::{Action, Change, FieldChange, Plan};
 use kopsrs_model::{Address, DesiredSet};
-use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
-use crate::apply::{client_token, out, tag_spec};
-use crate::discover::{ec2_tags, outputs, Discovery, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, R};
+use crate::handler::{
+    client_token, digest, ec2_tags, outputs, tag_spec, Discovery, Handler, Item, Op, Out, Scan,
+    DIGEST_TAG, R,
+};
+use crate::kind::Kind;
 use crate::resolve::{self, block, blocks, bool_of, int_of, str_of, strs_of};
 use crate::{Aws, Error};
-
-/// Tag on launch templates: the digest of the content kopsrs last wrote.
-pub(crate) const DIGEST_TAG: &str = "kopsrs.k8s.io/content-digest";
-
-/// The digest of a resolved resource's content (its own digest tag left out): 24 hex digits
-/// of SHA-256 over its JSON.
-pub(crate) fn digest(resolved: &serde_json::Map<String, Json>) -> String {
-    let mut content = resolved.clone();
-    if let Some(Json::Object(tags)) = content.get_mut("tags") {
-        tags.remove(DIGEST_TAG);
-    }
-    let text = serde_json::to_string(&content).expect("JSON serializes");
-    let hash = Sha256::digest(text.as_bytes());
-    hash.iter().take(12).map(|b| format!("{b:02x}")).collect()
-}
 
 /// `aws_launch_template`.
 pub(crate) struct LaunchTemplate;
@@ -88,7 +73,7 @@ impl Handler for LaunchTemplate {
             .await?
             .launch_template
             .ok_or_else(|| Error::permanent("CreateLaunchTemplate returned no template"))?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", lt.launch_template_id().unwrap_or_default()),
             (
                 "latest_version",
@@ -122,7 +107,7 @@ impl Handler for LaunchTemplate {
         let mut tags = op.tags();
         tags.insert(DIGEST_TAG.into(), digest(op.r));
         op.aws.tag_ec2(id, &tags, &[]).await?;
-        Ok(out(&[("latest_version", &version.to_string())]))
+        Ok(outputs(&[("latest_version", &version.to_string())]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
@@ -544,7 +529,7 @@ mod tests {
         let r = |data: &str, tag: &str| -> R {
             serde_json::from_value(serde_json::json!({
                 "name": "nodes.x.c", "user_data": data,
-                "tags": {"Name": "nodes.x.c", DIGEST_TAG: tag}
+                "tags": {"Name": "nodes.x.c", crate::handler::DIGEST_TAG: tag}
             }))
             .unwrap()
         };

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancingv2::types as elbt;
 
-use crate::apply::out;
-use crate::discover::{owned_by, tag_map, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{outputs, owned_by, tag_map, Handler, Item, Op, Out, Scan, Tagging, R};
+use crate::kind::Kind;
 use crate::resolve::{block, blocks, bool_of, int_of, str_of, strs_of};
 use crate::{Aws, Error};
 
@@ -168,7 +167,7 @@ impl Handler for LoadBalancer {
             .first()
             .ok_or_else(|| Error::permanent("CreateLoadBalancer returned nothing"))?;
         let arn = lb.load_balancer_arn().unwrap_or_default();
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", arn),
             ("arn", arn),
             ("dns_name", lb.dns_name().unwrap_or_default()),
@@ -228,7 +227,7 @@ impl Handler for TargetGroup {
             .first()
             .and_then(|t| t.target_group_arn())
             .unwrap_or_default();
-        Ok(out(&[("id", arn), ("arn", arn)]))
+        Ok(outputs(&[("id", arn), ("arn", arn)]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
@@ -286,7 +285,7 @@ impl Handler for Listener {
             .first()
             .and_then(|l| l.listener_arn())
             .unwrap_or_default();
-        Ok(out(&[("id", arn), ("arn", arn)]))
+        Ok(outputs(&[("id", arn), ("arn", arn)]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {

@@ -1,14 +1,14 @@
 //! What `validate network` reads of a VPC: the VPC, its DNS attributes and DHCP options, every
 //! subnet, route table, attached internet gateway, NAT gateway, peering connection and network
 //! ACL. One batched (paginated) call per resource type, at once: the count does not grow with
-//! the number of subnets. The checks are `kopsrs_engine::network`'s.
+//! the number of subnets. The checks are `kopsrs_checks::network`'s.
 
 use aws_sdk_ec2::types::{self as ec2t, Filter, VpcAttributeName};
-use kopsrs_engine::network::{
+use kopsrs_checks::network::{
     Acl, AclEntry, NatGateway, Network, Peering, Route, RouteTable, Subnet, Vpc,
 };
 
-use crate::discover::ec2_tags;
+use crate::handler::ec2_tags;
 use crate::{Aws, Error};
 
 fn filter(name: &str, value: &str) -> Filter {

@@ -6,9 +6,10 @@
 
 use aws_sdk_ec2::types as ec2t;
 
-use crate::apply::{exists_ok, out, tag_spec};
-use crate::discover::{ec2_tags, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{
+    ec2_tags, exists_ok, outputs, tag_spec, Handler, Item, Op, Out, Scan, Tagging, R,
+};
+use crate::kind::Kind;
 use crate::resolve::{self, str_of};
 use crate::{Aws, Error};
 
@@ -51,7 +52,7 @@ impl Handler for RouteTable {
             .tag_specifications(tag_spec(ec2t::ResourceType::RouteTable, &op.tags()))
             .send()
             .await?;
-        Ok(out(&[(
+        Ok(outputs(&[(
             "id",
             table
                 .route_table()
@@ -150,7 +151,7 @@ impl Handler for Route {
         let dest = str_of(r, "destination_cidr_block")
             .or(str_of(r, "destination_ipv6_cidr_block"))
             .unwrap_or_default();
-        Ok(out(&[(
+        Ok(outputs(&[(
             "id",
             &format!("{}|{dest}", op.s("route_table_id")),
         )]))
@@ -189,7 +190,10 @@ impl Handler for Association {
             .subnet_id(op.s("subnet_id"))
             .send()
             .await?;
-        Ok(out(&[("id", assoc.association_id().unwrap_or_default())]))
+        Ok(outputs(&[(
+            "id",
+            assoc.association_id().unwrap_or_default(),
+        )]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {

@@ -7,9 +7,11 @@
 
 use aws_sdk_ec2::types as ec2t;
 
-use crate::apply::{exists_ok, out, owner_tags, tag_spec};
-use crate::discover::{ec2_tags, owned_by, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{
+    ec2_tags, exists_ok, outputs, owned_by, owner_tags, tag_spec, Handler, Item, Op, Out, Scan,
+    Tagging, R,
+};
+use crate::kind::Kind;
 use crate::resolve::{int_of, str_of, strs_of};
 use crate::{Aws, Error};
 
@@ -77,7 +79,7 @@ impl Handler for SecurityGroup {
             .tag_specifications(tag_spec(ec2t::ResourceType::SecurityGroup, &op.tags()))
             .send()
             .await?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", group.group_id().unwrap_or_default()),
             ("name", &op.s("name")),
         ]))
@@ -214,7 +216,7 @@ impl Handler for Rule {
         };
         // AWS's default egress rule, or one a killed run created: the rule exists.
         exists_ok(sent, "InvalidPermission.Duplicate")?;
-        Ok(out(&[("id", &Self::key(r).unwrap_or_default())]))
+        Ok(outputs(&[("id", &Self::key(r).unwrap_or_default())]))
     }
 
     async fn delete(aws: &Aws, id: &str, found: &Out) -> Result<(), Error> {

@@ -4,9 +4,10 @@
 use aws_sdk_ec2::types as ec2t;
 use kopsrs_model::Existing;
 
-use crate::apply::{out, tag_spec};
-use crate::discover::{ec2_tags, mismatches, outputs, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{
+    ec2_tags, mismatches, outputs, tag_spec, Handler, Item, Op, Out, Scan, Tagging, R,
+};
+use crate::kind::Kind;
 use crate::resolve::{self, bool_of, str_of};
 use crate::{Aws, Error};
 
@@ -54,7 +55,7 @@ impl Handler for Subnet {
             .await?
             .subnet
             .ok_or_else(|| Error::permanent("CreateSubnet returned no subnet"))?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", subnet.subnet_id().unwrap_or_default()),
             ("arn", subnet.subnet_arn().unwrap_or_default()),
         ]))
@@ -105,7 +106,7 @@ impl Handler for Subnet {
 /// no subnet in an existing VPC.
 pub(crate) async fn check_free_ranges(
     aws: &Aws,
-    discovery: &crate::discover::Discovery,
+    discovery: &crate::handler::Discovery,
     plan: &kopsrs_engine::Plan,
     desired: &kopsrs_model::DesiredSet,
 ) -> Result<(), Error> {

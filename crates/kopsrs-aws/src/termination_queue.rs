@@ -10,9 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::apply::out;
-use crate::discover::{owned_by, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, R};
+use crate::handler::{outputs, owned_by, Handler, Item, Op, Out, Scan, R};
+use crate::kind::Kind;
 use crate::resolve::{int_of, str_of};
 use crate::{Aws, Error};
 
@@ -98,7 +97,7 @@ impl Handler for Queue {
         }
         let url = request.send().await?.queue_url.unwrap_or_default();
         let arn = op.aws.queue_arn(&url).await?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", &url),
             ("url", &url),
             ("arn", &arn),
@@ -240,7 +239,7 @@ impl Handler for Rule {
             );
         }
         let rule = request.send().await?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", &op.s("name")),
             ("arn", rule.rule_arn().unwrap_or_default()),
         ]))
@@ -297,7 +296,7 @@ impl Handler for Target {
             .description(format!("{TARGET_MARK}{target_id} {arn}"))
             .send()
             .await?;
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", &format!("{rule}|{target_id}")),
             ("target_id", &target_id),
         ]))

@@ -3,9 +3,10 @@
 
 use aws_sdk_ec2::types as ec2t;
 
-use crate::apply::{client_token, out, tag_spec};
-use crate::discover::{ec2_tags, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{
+    client_token, ec2_tags, outputs, tag_spec, Handler, Item, Op, Out, Scan, Tagging, R,
+};
+use crate::kind::Kind;
 use crate::resolve::{self, bool_of, int_of, str_of};
 use crate::{Aws, Error};
 
@@ -53,7 +54,7 @@ impl Handler for Volume {
             .tag_specifications(tag_spec(ec2t::ResourceType::Volume, &op.tags()))
             .send()
             .await?;
-        Ok(out(&[("id", volume.volume_id().unwrap_or_default())]))
+        Ok(outputs(&[("id", volume.volume_id().unwrap_or_default())]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {

@@ -7,9 +7,10 @@
 use aws_sdk_ec2::types as ec2t;
 use kopsrs_model::{Address, Existing};
 
-use crate::apply::{out, tag_spec};
-use crate::discover::{ec2_tags, mismatches, outputs, Item};
-use crate::kind::{Handler, Kind, Op, Out, Scan, Tagging, R};
+use crate::handler::{
+    ec2_tags, mismatches, outputs, tag_spec, Handler, Item, Op, Out, Scan, Tagging, R,
+};
+use crate::kind::Kind;
 use crate::resolve::{self, bool_of, str_of, strs_of};
 use crate::{Aws, Error};
 
@@ -43,7 +44,7 @@ impl Handler for Vpc {
         for vpc in &vpcs {
             let tags = ec2_tags(vpc.tags());
             let id = vpc.vpc_id().unwrap_or_default();
-            let owned = crate::discover::owned_by(&tags, scan.cluster);
+            let owned = crate::handler::owned_by(&tags, scan.cluster);
             let ipv6 = vpc
                 .ipv6_cidr_block_association_set()
                 .iter()
@@ -125,7 +126,7 @@ impl Handler for Vpc {
             .find_map(|a| a.ipv6_cidr_block())
             .unwrap_or_default()
             .to_string();
-        Ok(out(&[
+        Ok(outputs(&[
             ("id", &id),
             ("cidr_block", &op.s("cidr_block")),
             ("ipv6_cidr_block", &ipv6),
@@ -205,7 +206,7 @@ impl Handler for CidrBlock {
             .cidr_block_association()
             .and_then(|a| a.association_id())
             .unwrap_or_default();
-        Ok(out(&[("id", id)]))
+        Ok(outputs(&[("id", id)]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
@@ -281,7 +282,7 @@ impl Handler for DhcpOptions {
             .unwrap_or_default();
         // AWS applies TagSpecifications here; moto does not, so tag again (idempotent).
         op.aws.tag_ec2(id, &tags, &[]).await?;
-        Ok(out(&[("id", id)]))
+        Ok(outputs(&[("id", id)]))
     }
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
@@ -315,7 +316,7 @@ impl Handler for DhcpAssociation {
             .dhcp_options_id(op.s("dhcp_options_id"))
             .send()
             .await?;
-        Ok(out(&[(
+        Ok(outputs(&[(
             "id",
             &format!("{}|{}", op.s("vpc_id"), op.s("dhcp_options_id")),
         )]))

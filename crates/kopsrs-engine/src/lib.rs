@@ -4,10 +4,8 @@
 //! actual resources, which attributes force a replacement, and the calls.
 
 mod exec;
-pub mod network;
 mod plan;
 pub mod rolling;
-pub mod validation;
 
 pub use exec::{
     critical_path, critical_path_time, critical_path_weighted, execute, Event, ExecError,

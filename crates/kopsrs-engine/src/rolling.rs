@@ -320,8 +320,8 @@ pub fn failure_concerns(
 /// instance's Node is gone (with kubeadm, the new member removes the member whose address no
 /// control-plane node has any more, docs/bootstrap.md), and its replacement has joined.
 pub fn control_plane_unsettled(
-    nodes: &[crate::validation::Node],
-    pods: &[crate::validation::Pod],
+    nodes: &[kopsrs_checks::validation::Node],
+    pods: &[kopsrs_checks::validation::Pod],
     expected: usize,
 ) -> Vec<String> {
     let control_planes: Vec<_> = nodes.iter().filter(|n| n.role == "control-plane").collect();

@@ -274,7 +274,7 @@ fn only_failures_of_this_group_or_the_control_plane_stop_it() {
 
 #[test]
 fn the_next_control_plane_waits_for_etcd_to_settle() {
-    use crate::validation::{Node, Pod};
+    use kopsrs_checks::validation::{Node, Pod};
     let node = |name: &str, ready: bool| Node {
         name: name.into(),
         instance_id: Some(format!("i-{name}")),

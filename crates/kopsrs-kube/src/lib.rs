@@ -2,13 +2,13 @@
 //! named after the cluster, from `--kubeconfig` or `$KUBECONFIG`, the one `export
 //! kubeconfig` writes), and what `validate cluster` reads of the cluster: every Node and every
 //! pod, one list each whatever the size of the cluster. The decisions are
-//! [`kopsrs_engine::validation`]'s; this crate only reads. The only crate that depends on
+//! [`kopsrs_checks::validation`]'s; this crate only reads. The only crate that depends on
 //! `kube` and `k8s-openapi`.
 
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kopsrs_engine::validation;
+use kopsrs_checks::validation;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};

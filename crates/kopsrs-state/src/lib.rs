@@ -13,13 +13,15 @@
 //! [`StateStoreError::Conflict`] when another writer got there first. S3 (and moto) enforce
 //! this with `If-Match`/`If-None-Match`; for `file://` see [`local`].
 
+mod error;
 mod local;
 mod lock;
 mod s3;
 mod store;
 
+pub use error::StateStoreError;
 pub use lock::{now_rfc3339, LockGuard, LockInfo};
-pub use store::{StateStore, StateStoreError, Version, Versioned};
+pub use store::{StateStore, Version, Versioned};
 
 /// File names of the kops layout.
 pub mod layout {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::store::StateStoreError;
+use crate::error::StateStoreError;
 
 /// How long a writer waits for another writer of the same object.
 const GUARD_WAIT: Duration = Duration::from_secs(20);

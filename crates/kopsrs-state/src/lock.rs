@@ -8,8 +8,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::error::StateStoreError;
 use crate::layout;
-use crate::store::{StateStore, StateStoreError};
+use crate::store::StateStore;
 
 /// What the lock object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

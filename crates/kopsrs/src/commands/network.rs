@@ -1,7 +1,7 @@
 //! `validate network [NAME]`, and the same checks as `update cluster`'s pre-flight for a
 //! cluster in an existing VPC. What the spec wants is read from the completed spec, what AWS
 //! has with `kopsrs_aws::Aws::network` (one batched call per resource type); the checks are
-//! `kopsrs_engine::network`'s.
+//! `kopsrs_checks::network`'s.
 
 use crate::cli::{DiffFormat, GlobalArgs, ValidateNetworkArgs};
 use crate::context;
@@ -9,7 +9,7 @@ use crate::pipeline::Prepared;
 use crate::problems::{ExitWith, Problems};
 use anyhow::Result;
 use kopsrs_api::Cluster;
-use kopsrs_engine::network::{self, Check, Status, SubnetKind, WantedSubnet};
+use kopsrs_checks::network::{self, Check, Status, SubnetKind, WantedSubnet};
 
 use super::get::{print_table, table};
 

@@ -1,13 +1,13 @@
 //! `validate cluster`: one read of the cluster's auto scaling groups (AWS) and one list each
 //! of Nodes and pods (Kubernetes) per pass, whatever the size of the cluster; the checks are
-//! `kopsrs_engine::validation`'s.
+//! `kopsrs_checks::validation`'s.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use comfy_table::Table;
 use kopsrs_api::Role;
-use kopsrs_engine::validation::{self, GroupInstances, Validation};
+use kopsrs_checks::validation::{self, GroupInstances, Validation};
 
 use crate::cli::{GlobalArgs, ListFormat, ValidateClusterArgs};
 use crate::context;
