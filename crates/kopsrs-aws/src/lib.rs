@@ -73,8 +73,9 @@ use kopsrs_model::Address;
 pub use apply::{apply, ApplyReport};
 pub use instances::{GroupSize, InstanceInfo};
 pub use kind::Kind;
+pub use kopsrs_engine::rolling::{RollingGroup, RollingInstance};
 pub use plan::AwsSchema;
-pub use rolling::{RollingGroup, RollingInstance, DETACHED_TAG};
+pub use rolling::{ClusterGroups, DETACHED_TAG};
 
 /// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by
 /// address; references in the desired set resolve against these.
@@ -101,15 +102,14 @@ pub struct Aws {
 pub const SDK_MAX_ATTEMPTS: u32 = 10;
 
 impl Aws {
-    /// Clients for `region`, configured the standard way (see [`Aws`]).
-    pub async fn connect(region: &str) -> Aws {
+    /// Clients for `region`, configured the standard way (see [`Aws`]). `retry_from_env`:
+    /// the user chose the SDK's retries in the environment (`AWS_RETRY_MODE` /
+    /// `AWS_MAX_ATTEMPTS`, which the SDK reads itself); otherwise adaptive mode with more
+    /// attempts.
+    pub async fn connect(region: &str, retry_from_env: bool) -> Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()));
-        // Adaptive mode with more attempts, unless the user chose otherwise in the
-        // environment (AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, read by the SDK itself).
-        if std::env::var_os("AWS_RETRY_MODE").is_none()
-            && std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
-        {
+        if !retry_from_env {
             loader =
                 loader.retry_config(RetryConfig::adaptive().with_max_attempts(SDK_MAX_ATTEMPTS));
         }

@@ -10,52 +10,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types as ec2t;
 
 use crate::instances::{group_template, identity, template_versions, version_of};
+use kopsrs_engine::rolling::{RollingGroup, RollingInstance};
+
 use crate::{Aws, Error};
 
 /// The tag a surged instance carries from before it is detached until it is terminated, as
 /// kops names it: a run interrupted in between finds it and finishes the instance.
 pub const DETACHED_TAG: &str = "kops.k8s.io/detached-from-asg";
-
-/// An auto scaling group of the cluster as `rolling-update` reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollingGroup {
-    /// The auto scaling group's name.
-    pub asg: String,
-    /// The kops instance group.
-    pub instance_group: String,
-    /// The role tag (`control-plane`, `node`, `bastion`, `apiserver`).
-    pub role: String,
-    /// The launch-template version the group launches now (a number; `$Latest` and
-    /// `$Default` resolved).
-    pub template_version: String,
-    /// Minimum size.
-    pub min: u32,
-    /// Desired capacity.
-    pub desired: u32,
-    /// Maximum size.
-    pub max: u32,
-    /// The target groups the group registers its instances in (the API load balancer's, for
-    /// control planes).
-    pub target_groups: Vec<String>,
-    /// Its instances, and the running instances detached from it.
-    pub instances: Vec<RollingInstance>,
-}
-
-/// An instance of a group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollingInstance {
-    /// The EC2 instance ID.
-    pub id: String,
-    /// The launch-template version it was launched with, when known.
-    pub template_version: Option<String>,
-    /// It carries [`DETACHED_TAG`].
-    pub detached: bool,
-    /// It is still in the auto scaling group (a detached instance is not, unless the run
-    /// that tagged it stopped before detaching it).
-    pub in_group: bool,
-    /// The auto scaling lifecycle state (`InService`, `Pending`...; empty once detached).
-    pub lifecycle: String,
-}
 
 impl Aws {
     /// The cluster's groups, their instances and the running instances detached from them.
@@ -267,5 +228,41 @@ impl Aws {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The cloud side of a rolling update of one cluster, for the driver in `kopsrs-ops`.
+#[derive(Clone)]
+pub struct ClusterGroups {
+    /// The clients.
+    pub aws: Aws,
+    /// The cluster.
+    pub cluster: String,
+}
+
+impl kopsrs_engine::rolling::CloudGroups for ClusterGroups {
+    type Error = Error;
+
+    async fn groups(&self) -> Result<Vec<RollingGroup>, Error> {
+        self.aws.rolling_groups(&self.cluster).await
+    }
+
+    async fn detach(&self, asg: &str, ids: &[String]) -> Result<(), Error> {
+        self.aws.detach_for_surge(asg, ids).await
+    }
+
+    async fn deregister(
+        &self,
+        target_groups: &[String],
+        id: &str,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        self.aws
+            .deregister_targets(target_groups, id, timeout)
+            .await
+    }
+
+    async fn terminate(&self, instance: &RollingInstance) -> Result<(), Error> {
+        self.aws.terminate(instance).await
     }
 }

@@ -1,7 +1,8 @@
 //! Rolling-update decisions, as pure functions over plain data: which instances need
 //! replacing and why, in which order the groups go, and how many instances of a group go at
-//! once (`maxSurge` / `maxUnavailable`, resolved as kops resolves them). The command that
-//! drives AWS and Kubernetes reads these; nothing here does I/O.
+//! once (`maxSurge` / `maxUnavailable`, resolved as kops resolves them); and the two sides
+//! the driver (`kopsrs_ops::rolling`) works through, [`CloudGroups`] and [`ClusterNodes`],
+//! which the AWS and Kubernetes crates implement. Nothing here does I/O.
 
 use kopsrs_api::{IntOrString, Role, RollingUpdate};
 
@@ -356,3 +357,120 @@ pub fn control_plane_unsettled(
 #[cfg(test)]
 #[path = "rolling_tests.rs"]
 mod tests;
+
+/// An auto scaling group of the cluster as `rolling-update` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollingGroup {
+    /// The auto scaling group's name.
+    pub asg: String,
+    /// The kops instance group.
+    pub instance_group: String,
+    /// The role tag (`control-plane`, `node`, `bastion`, `apiserver`).
+    pub role: String,
+    /// The launch-template version the group launches now (a number; `$Latest` and
+    /// `$Default` resolved).
+    pub template_version: String,
+    /// Minimum size.
+    pub min: u32,
+    /// Desired capacity.
+    pub desired: u32,
+    /// Maximum size.
+    pub max: u32,
+    /// The target groups the group registers its instances in (the API load balancer's, for
+    /// control planes).
+    pub target_groups: Vec<String>,
+    /// Its instances, and the running instances detached from it.
+    pub instances: Vec<RollingInstance>,
+}
+
+/// An instance of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollingInstance {
+    /// The EC2 instance ID.
+    pub id: String,
+    /// The launch-template version it was launched with, when known.
+    pub template_version: Option<String>,
+    /// It carries the detached tag (`kops.k8s.io/detached-from-asg`).
+    pub detached: bool,
+    /// It is still in the auto scaling group (a detached instance is not, unless the run
+    /// that tagged it stopped before detaching it).
+    pub in_group: bool,
+    /// The auto scaling lifecycle state (`InService`, `Pending`...; empty once detached).
+    pub lifecycle: String,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Pods evicted (`namespace/name`).
+    pub evicted: Vec<String>,
+    /// Evictions a disruption budget refused and that were retried.
+    pub budget_waits: u32,
+}
+
+/// The cloud side of a rolling update: the cluster's groups and instances, and the steps of
+/// a replacement. Implemented for AWS by `kopsrs_aws::ClusterGroups`.
+#[allow(async_fn_in_trait)] // used generically by one driver, never as a trait object
+pub trait CloudGroups {
+    /// Why a call failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The cluster's groups with their instances, detached ones included.
+    async fn groups(&self) -> Result<Vec<RollingGroup>, Self::Error>;
+
+    /// Tags `ids` detached and takes them out of group `asg`, its desired capacity kept (a
+    /// surge: the group launches their replacements).
+    async fn detach(&self, asg: &str, ids: &[String]) -> Result<(), Self::Error>;
+
+    /// Takes instance `id` out of `target_groups`, waiting up to `timeout` until it is out.
+    async fn deregister(
+        &self,
+        target_groups: &[String],
+        id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), Self::Error>;
+
+    /// Terminates the instance (in its group: without decrementing the desired capacity).
+    async fn terminate(&self, instance: &RollingInstance) -> Result<(), Self::Error>;
+}
+
+/// The Kubernetes side of a rolling update. Implemented by `kopsrs_kube::Kube`.
+#[allow(async_fn_in_trait)] // used generically by one driver, never as a trait object
+pub trait ClusterNodes {
+    /// Why a call failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Every Node that names its instance, by instance ID.
+    async fn node_states(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, NodeState>, Self::Error>;
+
+    /// Taints the Node scheduled-for-update (PreferNoSchedule); with `cordon`, also cordons
+    /// it and excludes it from load balancers.
+    async fn mark_for_update(&self, node: &str, cordon: bool) -> Result<(), Self::Error>;
+
+    /// Evicts the Node's pods (DaemonSet and mirror pods stay), within `timeout`.
+    async fn drain(
+        &self,
+        node: &str,
+        timeout: std::time::Duration,
+        log: &(dyn Fn(String) + Sync),
+    ) -> Result<Drained, Self::Error>;
+
+    /// Deletes the Node object.
+    async fn delete_node(&self, node: &str) -> Result<(), Self::Error>;
+
+    /// The control-plane Nodes and the instance each names.
+    async fn control_plane_nodes(&self) -> Result<Vec<(String, Option<String>)>, Self::Error>;
+
+    /// Every Node and pod, as validation reads them (one list each).
+    async fn snapshot(
+        &self,
+    ) -> Result<
+        (
+            Vec<kopsrs_checks::validation::Node>,
+            Vec<kopsrs_checks::validation::Pod>,
+        ),
+        Self::Error,
+    >;
+}

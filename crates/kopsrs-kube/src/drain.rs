@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
-use kopsrs_engine::rolling::NodeState;
+use kopsrs_engine::rolling::{Drained, NodeState};
 use kube::api::{EvictParams, ListParams, Patch, PatchParams};
 use kube::Api;
 
@@ -26,15 +26,6 @@ pub const EXCLUDE_FROM_LOAD_BALANCERS: &str =
 
 /// How long to wait before retrying an eviction a disruption budget refused (kubectl's 5 s).
 const BUDGET_RETRY: Duration = Duration::from_secs(5);
-
-/// What a drain did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Drained {
-    /// Pods evicted (`namespace/name`).
-    pub evicted: Vec<String>,
-    /// Evictions a disruption budget refused and that were retried.
-    pub budget_waits: u32,
-}
 
 fn is_mirror(pod: &Pod) -> bool {
     pod.metadata

@@ -5,7 +5,7 @@
 //! [`kopsrs_checks::validation`]'s; this crate only reads. The only crate that depends on
 //! `kube` and `k8s-openapi`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kopsrs_checks::validation;
@@ -16,6 +16,7 @@ use kube::{Api, Client, Config};
 mod drain;
 pub mod manifests;
 pub use drain::{EXCLUDE_FROM_LOAD_BALANCERS, NEEDS_UPDATE, SCHEDULED_FOR_UPDATE};
+pub use kopsrs_engine::rolling::Drained;
 
 /// Why the Kubernetes API could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -76,31 +77,32 @@ pub struct Kube {
 }
 
 impl Kube {
-    /// The client of the context named `cluster` in `kubeconfig` (else `$KUBECONFIG`, else
-    /// `~/.kube/config`).
-    pub async fn connect(cluster: &str, kubeconfig: Option<&Path>) -> Result<Kube, KubeError> {
+    /// The client of the context named `cluster` in `kubeconfig`: the files merged in
+    /// order, as kubectl merges `$KUBECONFIG` (the caller resolves `--kubeconfig`,
+    /// `$KUBECONFIG` and `~/.kube/config`; files that do not exist are skipped).
+    pub async fn connect(cluster: &str, kubeconfig: &[PathBuf]) -> Result<Kube, KubeError> {
         let config_err = |reason: String| KubeError::Config {
             cluster: cluster.to_string(),
             reason,
         };
-        let (file, where_) = match kubeconfig {
-            Some(path) => (
-                Kubeconfig::read_from(path).map_err(|e| config_err(e.to_string()))?,
-                path.display().to_string(),
-            ),
-            None => {
-                let where_ = std::env::var("KUBECONFIG")
-                    .unwrap_or_else(|_| home_kubeconfig().display().to_string());
-                match Kubeconfig::read() {
-                    Ok(file) => (file, where_),
-                    Err(_) => {
-                        return Err(KubeError::NoContext {
-                            cluster: cluster.to_string(),
-                            where_,
-                        })
-                    }
-                }
-            }
+        let where_ = kubeconfig
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let mut merged: Option<Kubeconfig> = None;
+        for path in kubeconfig.iter().filter(|p| p.exists()) {
+            let file = Kubeconfig::read_from(path).map_err(|e| config_err(e.to_string()))?;
+            merged = Some(match merged {
+                None => file,
+                Some(before) => before.merge(file).map_err(|e| config_err(e.to_string()))?,
+            });
+        }
+        let Some(file) = merged else {
+            return Err(KubeError::NoContext {
+                cluster: cluster.to_string(),
+                where_,
+            });
         };
         if !file.contexts.iter().any(|c| c.name == cluster) {
             return Err(KubeError::NoContext {
@@ -171,13 +173,6 @@ impl Kube {
             pods.items.iter().map(pod).collect(),
         ))
     }
-}
-
-fn home_kubeconfig() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default()
-        .join(".kube/config")
 }
 
 /// An error and its causes on one line.
@@ -269,5 +264,41 @@ fn pod(p: &Pod) -> validation::Pod {
                     .collect()
             })
             .unwrap_or_default(),
+    }
+}
+
+impl kopsrs_engine::rolling::ClusterNodes for Kube {
+    type Error = KubeError;
+
+    async fn node_states(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, kopsrs_engine::rolling::NodeState>, KubeError>
+    {
+        Kube::node_states(self).await
+    }
+
+    async fn mark_for_update(&self, node: &str, cordon: bool) -> Result<(), KubeError> {
+        Kube::mark_for_update(self, node, cordon).await
+    }
+
+    async fn drain(
+        &self,
+        node: &str,
+        timeout: std::time::Duration,
+        log: &(dyn Fn(String) + Sync),
+    ) -> Result<Drained, KubeError> {
+        Kube::drain(self, node, timeout, log).await
+    }
+
+    async fn delete_node(&self, node: &str) -> Result<(), KubeError> {
+        Kube::delete_node(self, node).await
+    }
+
+    async fn control_plane_nodes(&self) -> Result<Vec<(String, Option<String>)>, KubeError> {
+        Kube::control_plane_nodes(self).await
+    }
+
+    async fn snapshot(&self) -> Result<(Vec<validation::Node>, Vec<validation::Pod>), KubeError> {
+        Kube::snapshot(self).await
     }
 }

@@ -44,7 +44,7 @@ pub struct GlobalArgs {
     pub validate: kopsrs_api::Validation,
     /// What the pipeline takes from the environment, read once at start (not a flag).
     #[arg(skip)]
-    pub settings: crate::pipeline::Settings,
+    pub settings: kopsrs_ops::Settings,
 }
 
 #[derive(Subcommand, Debug)]
@@ -985,8 +985,8 @@ impl Default for AddonPinArgs {
 
 impl AddonPinArgs {
     /// The pipeline's form.
-    pub fn options(self) -> crate::addons::PinOptions {
-        crate::addons::PinOptions {
+    pub fn options(self) -> kopsrs_ops::addons::PinOptions {
+        kopsrs_ops::addons::PinOptions {
             download: self.download_addons,
             require_pinned: self.require_pinned_addons,
         }
@@ -997,7 +997,7 @@ impl AddonPinArgs {
 /// 100 ms per call is throughput-bound at 10 (1.30 s against 1.13 s at 20 and 1.14 s at 50,
 /// docs/benchmarks.md); the number of calls does not change, and throttling is absorbed by
 /// the SDK's adaptive retries.
-pub const DEFAULT_CONCURRENCY: u16 = 20;
+pub const DEFAULT_CONCURRENCY: u16 = kopsrs_ops::cluster::DEFAULT_CONCURRENCY;
 
 /// The form of `update cluster`'s plan.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,26 +1,25 @@
 //! `kopsrs`: Kubernetes Operations in Rust.
 
-mod addons;
 mod cli;
 mod commands;
-mod context;
-mod interrupt;
-mod pipeline;
-mod problems;
-mod progress;
+mod jsonnet_flags;
+mod render;
+mod terminal;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     quiet_on_closed_stdout();
     let mut cli = cli::Cli::parse();
-    cli.global.settings = pipeline::Settings::from_env();
+    // The only read of the environment (clap's `env = ...` flags aside).
+    cli.global.settings = kopsrs_ops::Settings::from_env();
+    let settings = cli.global.settings.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(commands::run(cli));
-    problems::exit(result)
+    render::exit(result, &settings)
 }
 
 /// `kopsrs get ... | head`: std's print macros panic when stdout is a closed pipe. Rust

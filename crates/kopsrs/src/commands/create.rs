@@ -7,15 +7,15 @@ use kopsrs_api::{encode_documents, Cluster, Document, InstanceGroup, OutputForma
 use kopsrs_state::{layout, now_rfc3339, StateStore};
 use sha2::{Digest, Sha256};
 
-use super::{load_cluster, validate};
 use crate::cli::{
     CreateArgs, CreateClusterArgs, CreateCommand, CreateInstanceGroupArgs, DocumentFormat,
-    GlobalArgs,
 };
-use crate::context;
-use crate::problems::Problems;
+use kopsrs_ops::load_cluster;
+use kopsrs_ops::problems::Problems;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Session;
 
-pub async fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
+pub async fn run(global: &Session, args: CreateArgs) -> Result<()> {
     match args.what {
         Some(CreateCommand::Cluster(cluster)) => create_cluster_command(global, *cluster).await,
         Some(CreateCommand::Instancegroup(group)) => create_instance_group(global, group).await,
@@ -32,7 +32,7 @@ pub async fn run(global: &GlobalArgs, args: CreateArgs) -> Result<()> {
             Ok(())
         }
         Some(CreateCommand::Keypair(keypair)) => {
-            super::pki::rotate(global, &keypair.keyset, super::pki::Rotation::Create).await
+            kopsrs_ops::pki::rotate(global, &keypair.keyset, kopsrs_ops::pki::Rotation::Create).await
         }
         None if !args.filenames.is_empty() => create_from_files(global, &args.filenames).await,
         None => Err(Problems::one("nothing to create", "use `create cluster`, `create instancegroup`, `create sshpublickey` or `create -f FILE`").into()),
@@ -47,7 +47,7 @@ pub fn print_documents(documents: &[Document], format: Option<DocumentFormat>) {
     print!("{}", encode_documents(documents, format));
 }
 
-async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) -> Result<()> {
+async fn create_cluster_command(global: &Session, args: CreateClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
     let terraform = match args.target.as_deref() {
         None | Some("direct") => false,
@@ -105,7 +105,7 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
         unsets: args.unsets,
     };
     let (cluster, groups) = create_cluster(&options).map_err(Problems::from_messages)?;
-    validate(&cluster, &groups)?;
+    kopsrs_ops::cluster::validate(&*global.reporter, &cluster, &groups)?;
     let ssh_key = args
         .ssh_public_key
         .as_deref()
@@ -132,26 +132,19 @@ async fn create_cluster_command(global: &GlobalArgs, args: CreateClusterArgs) ->
     );
     if terraform {
         let out = args.out.clone().unwrap_or_else(|| "out/terraform".into());
-        return crate::pipeline::write_terraform(
-            &store,
-            &name,
-            &global.settings,
-            &out,
-            args.pins.options(),
-        )
-        .await;
+        return kopsrs_ops::update::write_terraform(global, &name, &out, args.pins.options()).await;
     }
     if args.yes {
-        let options = crate::pipeline::DirectOptions {
+        let options = kopsrs_ops::update::DirectOptions {
             yes: true,
-            detailed_exitcode: false,
-            json: false,
             concurrency: crate::cli::DEFAULT_CONCURRENCY,
-            export: Some(crate::cli::ExportKubeconfigArgs::default()),
+            export: Some(kopsrs_ops::pki::ExportOptions::default()),
             pins: args.pins.options(),
             network_checks: true,
         };
-        return crate::pipeline::update_direct(&store, &name, &global.settings, &options).await;
+        let report = kopsrs_ops::update::update_direct(global, &name, &options).await?;
+        crate::render::update_report(&name, &report);
+        return Ok(());
     }
     eprintln!("Review the plan with: kopsrs update cluster --name {name}");
     eprintln!("Create the cluster with: kopsrs update cluster --name {name} --yes");
@@ -210,7 +203,7 @@ async fn write_ssh_key(store: &StateStore, cluster: &str, text: &str) -> Result<
     Ok(id)
 }
 
-async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArgs) -> Result<()> {
+async fn create_instance_group(global: &Session, args: CreateInstanceGroupArgs) -> Result<()> {
     let name = context::cluster_name(global, None)?;
     let store = context::open_store(global).await?;
     let stored = load_cluster(&store, &name).await?;
@@ -250,7 +243,8 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
         sets: args.sets.clone(),
         unsets: Vec::new(),
     };
-    let group: InstanceGroup = super::edit::apply_flags(&group, &flags, "instancegroup.")?;
+    let group: InstanceGroup =
+        kopsrs_ops::edit::apply_assignments(&group, &flags.sets, &flags.unsets, "instancegroup.")?;
     if stored
         .groups
         .iter()
@@ -267,7 +261,7 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
     }
     let mut groups = stored.group_values();
     groups.push(group.clone());
-    validate(&stored.cluster.value, &groups)?;
+    kopsrs_ops::cluster::validate(&*global.reporter, &stored.cluster.value, &groups)?;
     if args.dry_run {
         print_documents(&[Document::InstanceGroup(Box::new(group))], args.output);
         return Ok(());
@@ -284,10 +278,10 @@ async fn create_instance_group(global: &GlobalArgs, args: CreateInstanceGroupArg
 }
 
 /// `create -f`: every document of every file, checked together before anything is written.
-async fn create_from_files(global: &GlobalArgs, files: &[std::path::PathBuf]) -> Result<()> {
-    let documents = context::read_sourced(files, global.validate)?;
+async fn create_from_files(global: &Session, files: &[std::path::PathBuf]) -> Result<()> {
+    let documents = context::read_sourced(global, files)?;
     let store = context::open_or_create_store(global).await?;
-    let plan = super::specs::group_by_cluster(global.name.as_deref(), documents)?;
+    let plan = kopsrs_ops::specs::group_by_cluster(global.name.as_deref(), documents)?;
     let mut problems = Vec::new();
     let mut writes = Vec::new();
     for (name, set) in plan {
@@ -319,7 +313,7 @@ async fn create_from_files(global: &GlobalArgs, files: &[std::path::PathBuf]) ->
             }
             all_groups.push(group.clone());
         }
-        if let Err(e) = validate(&cluster, &all_groups) {
+        if let Err(e) = kopsrs_ops::cluster::validate(&*global.reporter, &cluster, &all_groups) {
             match e.downcast::<Problems>() {
                 Ok(p) => problems.extend(p.0.into_iter().map(|p| p.message)),
                 Err(e) => return Err(e),

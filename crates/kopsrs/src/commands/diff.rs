@@ -12,11 +12,13 @@ use serde_json::Value;
 use kopsrs_engine::Action;
 use kopsrs_state::StateStore;
 
-use crate::cli::{DiffArgs, DiffClusterArgs, DiffCommand, DiffFormat, GlobalArgs};
-use crate::context;
-use crate::problems::{ExitWith, Problems};
+use crate::cli::{DiffArgs, DiffClusterArgs, DiffCommand, DiffFormat};
+use crate::render::ExitWith;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Problems;
+use kopsrs_ops::Session;
 
-use super::specs::group_by_cluster;
+use kopsrs_ops::specs::group_by_cluster;
 
 /// One difference: a field, or a whole object on one side only (`path` empty).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,7 +35,7 @@ pub struct Difference {
     pub store: Value,
 }
 
-pub async fn run(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
+pub async fn run(global: &Session, args: DiffArgs) -> Result<()> {
     if let Some(DiffCommand::Cluster(args)) = args.what {
         return cluster(global, args).await;
     }
@@ -63,10 +65,10 @@ pub async fn run(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
 async fn file_differences(
     store: &StateStore,
     files: &[std::path::PathBuf],
-    global: &GlobalArgs,
+    global: &Session,
     only: Option<&str>,
 ) -> Result<Vec<Difference>> {
-    let documents = context::read_sourced(files, global.validate)?;
+    let documents = context::read_sourced(global, files)?;
     let sets = group_by_cluster(global.name.as_deref(), documents)?;
     let mut out = Vec::new();
     for (name, set) in sets {
@@ -140,16 +142,17 @@ async fn file_differences(
 
 /// `diff cluster NAME [-f PATH]`: files vs state store (with -f), state store vs cloud (the
 /// plan of `update cluster`, counted per action), one exit code.
-async fn cluster(global: &GlobalArgs, args: DiffClusterArgs) -> Result<()> {
+async fn cluster(global: &Session, args: DiffClusterArgs) -> Result<()> {
     let store = context::open_store(global).await?;
     let name = context::cluster_name(global, args.cluster.as_deref())?;
     let files = match args.filenames.is_empty() {
         true => None,
         false => Some(file_differences(&store, &args.filenames, global, Some(&name)).await?),
     };
-    let prepared = crate::pipeline::prepare(&store, &name, &global.settings, true).await?;
-    let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
-    let (plan, _) = crate::pipeline::plan(&aws, &store, &prepared, args.pins.options()).await?;
+    let prepared = kopsrs_ops::prepare(&store, &name, global, true).await?;
+    let aws = kopsrs_ops::cluster::aws(global, &prepared.set.region).await;
+    let (plan, _) =
+        kopsrs_ops::update::plan(global, &aws, &store, &prepared, args.pins.options()).await?;
     let count = |a: Action| plan.count(a);
     let cloud = serde_json::json!({
         "create": count(Action::Create),

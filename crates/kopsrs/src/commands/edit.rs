@@ -13,10 +13,12 @@ use kopsrs_state::{StateStore, StateStoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{interactive, load_cluster};
-use crate::cli::{EditArgs, EditCommand, EditFlags, GlobalArgs};
-use crate::context;
-use crate::problems::{Problem, Problems};
+use crate::cli::{EditArgs, EditCommand, EditFlags};
+use crate::terminal::interactive;
+use kopsrs_ops::load_cluster;
+use kopsrs_ops::problems::{Problem, Problems};
+use kopsrs_ops::session as context;
+use kopsrs_ops::Session;
 
 /// How many times a `--set` edit is re-applied after losing a race.
 const SET_ATTEMPTS: u32 = 100;
@@ -26,7 +28,7 @@ enum Target {
     Group(String),
 }
 
-pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
+pub async fn run(global: &Session, args: EditArgs) -> Result<()> {
     let (name, target, flags) = match args.what {
         EditCommand::Cluster { cluster, flags } => (
             context::cluster_name(global, cluster.as_deref())?,
@@ -42,7 +44,7 @@ pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
     let store = context::open_store(global).await?;
     if !flags.sets.is_empty() || !flags.unsets.is_empty() {
         for attempt in 1..=SET_ATTEMPTS {
-            match edit_with_flags(&store, &name, &target, &flags).await {
+            match edit_with_flags(global, &store, &name, &target, &flags).await {
                 Err(e)
                     if attempt < SET_ATTEMPTS
                         && matches!(
@@ -57,7 +59,7 @@ pub async fn run(global: &GlobalArgs, args: EditArgs) -> Result<()> {
         }
         unreachable!("the last attempt returns");
     }
-    edit_in_editor(&store, &name, &target, global.validate).await
+    edit_in_editor(global, &store, &name, &target).await
 }
 
 /// Exponential backoff (5 ms doubling, capped at 250 ms) with full jitter, so racing writers
@@ -72,50 +74,17 @@ fn backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(1 + u64::from(noise) % cap)
 }
 
+/// `--set` / `--unset` applied to `object`.
 pub(super) fn apply_flags<T: Serialize + DeserializeOwned + schemars::JsonSchema>(
     object: &T,
     flags: &EditFlags,
     prefix: &str,
 ) -> Result<T> {
-    let schema = serde_json::to_value(schemars::schema_for!(T))?;
-    let mut value = serde_json::to_value(object)?;
-    let mut problems = Vec::new();
-    for assignment in &flags.sets {
-        let result = assignment
-            .split_once('=')
-            .ok_or_else(|| "expected path=value".to_string())
-            .and_then(|(path, raw)| {
-                kopsrs_api::paths::set(
-                    &mut value,
-                    &schema,
-                    path.strip_prefix(prefix).unwrap_or(path),
-                    raw,
-                )
-            });
-        if let Err(e) = result {
-            problems.push(format!("--set {assignment}: {e}"));
-        }
-    }
-    for path in &flags.unsets {
-        if let Err(e) =
-            kopsrs_api::paths::unset(&mut value, path.strip_prefix(prefix).unwrap_or(path))
-        {
-            problems.push(format!("--unset {path}: {e}"));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Problems::from_messages(problems).into());
-    }
-    serde_json::from_value(value).map_err(|e| {
-        Problems::one(
-            format!("the edited object is not valid: {e}"),
-            "check the --set values",
-        )
-        .into()
-    })
+    kopsrs_ops::edit::apply_assignments(object, &flags.sets, &flags.unsets, prefix)
 }
 
 async fn edit_with_flags(
+    global: &Session,
     store: &StateStore,
     name: &str,
     target: &Target,
@@ -126,7 +95,7 @@ async fn edit_with_flags(
     match target {
         Target::Cluster => {
             let cluster: Cluster = apply_flags(&stored.cluster.value, flags, "cluster.")?;
-            super::validate(&cluster, &groups)?;
+            kopsrs_ops::cluster::validate(&*global.reporter, &cluster, &groups)?;
             if cluster != stored.cluster.value {
                 store
                     .write_cluster(&cluster, Some(&stored.cluster.version))
@@ -138,7 +107,7 @@ async fn edit_with_flags(
             let group: InstanceGroup = apply_flags(&groups[index], flags, "instancegroup.")?;
             let changed = group != groups[index];
             groups[index] = group.clone();
-            super::validate(&stored.cluster.value, &groups)?;
+            kopsrs_ops::cluster::validate(&*global.reporter, &stored.cluster.value, &groups)?;
             if changed {
                 store
                     .write_instance_group(name, &group, stored.group_version(group_name))
@@ -162,19 +131,14 @@ fn group_index(groups: &[InstanceGroup], name: &str) -> Result<usize> {
         })
 }
 
-fn editor() -> Option<String> {
-    ["KUBE_EDITOR", "EDITOR", "VISUAL"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
-}
-
 async fn edit_in_editor(
+    global: &Session,
     store: &StateStore,
     name: &str,
     target: &Target,
-    validation: kopsrs_api::Validation,
 ) -> Result<()> {
-    let editor = match editor() {
+    let validation = global.validate;
+    let editor = match global.settings.editor.clone() {
         Some(editor) => editor,
         None if interactive() => "vi".to_string(),
         None => {
@@ -238,7 +202,7 @@ async fn edit_in_editor(
             )
             .into());
         }
-        match check_edit(&body, &original, &stored, validation) {
+        match check_edit(&*global.reporter, &body, &original, &stored, validation) {
             Ok(document) => {
                 let result = match &document {
                     Document::Cluster(c) => {
@@ -286,9 +250,10 @@ fn keep(path: &std::path::Path) -> Result<String> {
 
 /// Decodes and validates an edited document; it must stay the same kind and name.
 fn check_edit(
+    reporter: &dyn kopsrs_ops::Reporter,
     body: &str,
     original: &Document,
-    stored: &super::StoredCluster,
+    stored: &kopsrs_ops::StoredCluster,
     validation: kopsrs_api::Validation,
 ) -> Result<Document, Vec<Problem>> {
     let problem = |m: String| {
@@ -307,7 +272,7 @@ fn check_edit(
             .collect::<Vec<_>>()
     })?;
     for dropped in &decoded.dropped {
-        crate::context::warn_dropped(dropped, validation);
+        kopsrs_ops::session::warn_dropped(reporter, dropped, validation);
     }
     let mut documents = decoded.documents;
     if documents.len() != 1 {

@@ -1,16 +1,18 @@
 //! `get clusters|instancegroups|all|sshpublickeys|instances`.
 
 use anyhow::Result;
-use comfy_table::{presets, Table};
+use comfy_table::Table;
 use kopsrs_api::{encode_documents, Document, InstanceGroup, OutputFormat};
 use kopsrs_state::layout;
 
-use super::load_cluster;
-use crate::cli::{GetArgs, GetCommand, GetOutput, GlobalArgs, ListFormat};
-use crate::context;
-use crate::problems::Problems;
+use crate::cli::{GetArgs, GetCommand, GetOutput, ListFormat};
+use crate::render::{print_table, table};
+use kopsrs_ops::load_cluster;
+use kopsrs_ops::problems::Problems;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Session;
 
-pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
+pub async fn run(global: &Session, args: GetArgs) -> Result<()> {
     let store = context::open_store(global).await?;
     match args.what {
         GetCommand::Clusters { names, output } => {
@@ -179,62 +181,16 @@ pub async fn run(global: &GlobalArgs, args: GetArgs) -> Result<()> {
             keysets,
             distrusted,
             output,
-        } => super::pki::get_keypairs(global, &keysets, distrusted, output).await,
+        } => keypairs(global, &keysets, distrusted, output).await,
         GetCommand::Instances { cluster, output } => {
-            let name = context::cluster_name(global, cluster.as_deref())?;
-            let prepared = crate::pipeline::prepare(&store, &name, &global.settings, false).await?;
-            let aws = kopsrs_aws::Aws::connect(&prepared.set.region).await;
-            let instances = aws.instances(&name).await.map_err(|e| {
-                crate::problems::aws(
-                    &format!("reading the instances of {name} from AWS"),
-                    &e,
-                    "check the AWS credentials and region",
-                )
-            })?;
-            match output {
-                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&instances)?),
-                ListFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&instances)?),
-                ListFormat::Table if instances.is_empty() => {
-                    eprintln!("No instances found for {name}")
-                }
-                ListFormat::Table => {
-                    let mut table = table(&[
-                        "ID",
-                        "INSTANCE-GROUP",
-                        "ROLE",
-                        "STATUS",
-                        "STATE",
-                        "HEALTH",
-                        "ZONE",
-                        "MACHINE-TYPE",
-                        "INTERNAL-IP",
-                    ]);
-                    for i in &instances {
-                        table.add_row(vec![
-                            &i.id,
-                            &i.instance_group,
-                            &i.role,
-                            &i.status,
-                            &i.state,
-                            &i.health,
-                            &i.zone,
-                            &i.machine_type,
-                            &i.internal_ip,
-                        ]);
-                    }
-                    for line in table.to_string().lines() {
-                        println!("{}", line.trim());
-                    }
-                }
-            }
-            Ok(())
+            instances(global, &store, cluster.as_deref(), output).await
         }
     }
 }
 
 fn selected_groups(
     store: &kopsrs_state::StateStore,
-    stored: &super::StoredCluster,
+    stored: &kopsrs_ops::StoredCluster,
     names: &[String],
     output: &GetOutput,
 ) -> Result<Vec<InstanceGroup>> {
@@ -258,20 +214,6 @@ fn selected_groups(
         .collect())
 }
 
-pub(super) fn table(header: &[&str]) -> Table {
-    let mut table = Table::new();
-    table.load_preset(presets::NOTHING);
-    table.set_header(header.to_vec());
-    table
-}
-
-/// Prints a table flush left, as kops's tables are.
-pub(super) fn print_table(table: &Table) {
-    for line in table.to_string().lines() {
-        println!("{}", line.trim());
-    }
-}
-
 fn emit(output: &GetOutput, table: Table, documents: &[Document], empty: &str) -> Result<()> {
     match output.output {
         ListFormat::Table => {
@@ -293,6 +235,95 @@ fn emit(output: &GetOutput, table: Table, documents: &[Document], empty: &str) -
                 );
             } else {
                 print!("{text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `get keypairs`: the keys of the keysets, as a table, YAML or JSON.
+async fn keypairs(
+    global: &Session,
+    keysets: &[String],
+    distrusted: bool,
+    output: ListFormat,
+) -> Result<()> {
+    let keys = kopsrs_ops::pki::keypairs(global, keysets, distrusted).await?;
+    match output {
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&keys)?),
+        ListFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&keys)?),
+        ListFormat::Table if keys.is_empty() => {
+            let cluster = context::cluster_name(global, None)?;
+            eprintln!("No keypairs found for {cluster}; `kopsrs update cluster` creates them")
+        }
+        ListFormat::Table => {
+            let mut t = table(&["KEYSET", "ID", "PRIMARY", "DISTRUSTED", "EXPIRES"]);
+            for k in &keys {
+                t.add_row(vec![
+                    k.keyset.clone(),
+                    k.id.clone(),
+                    if k.primary { "yes" } else { "" }.to_string(),
+                    k.distrust_timestamp.clone().unwrap_or_default(),
+                    k.not_after.clone(),
+                ]);
+            }
+            print_table(&t);
+        }
+    }
+    Ok(())
+}
+
+/// `get instances`: the cluster's instances in AWS, as a table, YAML or JSON.
+async fn instances(
+    global: &Session,
+    store: &kopsrs_state::StateStore,
+    cluster: Option<&str>,
+    output: ListFormat,
+) -> Result<()> {
+    let name = context::cluster_name(global, cluster)?;
+    let prepared = kopsrs_ops::prepare(store, &name, global, false).await?;
+    let aws = kopsrs_ops::cluster::aws(global, &prepared.set.region).await;
+    let instances = aws.instances(&name).await.map_err(|e| {
+        kopsrs_ops::problems::aws(
+            &global.settings,
+            &format!("reading the instances of {name} from AWS"),
+            &e,
+            "check the AWS credentials and region",
+        )
+    })?;
+    match output {
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&instances)?),
+        ListFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&instances)?),
+        ListFormat::Table if instances.is_empty() => {
+            eprintln!("No instances found for {name}")
+        }
+        ListFormat::Table => {
+            let mut table = table(&[
+                "ID",
+                "INSTANCE-GROUP",
+                "ROLE",
+                "STATUS",
+                "STATE",
+                "HEALTH",
+                "ZONE",
+                "MACHINE-TYPE",
+                "INTERNAL-IP",
+            ]);
+            for i in &instances {
+                table.add_row(vec![
+                    &i.id,
+                    &i.instance_group,
+                    &i.role,
+                    &i.status,
+                    &i.state,
+                    &i.health,
+                    &i.zone,
+                    &i.machine_type,
+                    &i.internal_ip,
+                ]);
+            }
+            for line in table.to_string().lines() {
+                println!("{}", line.trim());
             }
         }
     }

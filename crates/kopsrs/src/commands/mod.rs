@@ -11,25 +11,29 @@ pub(crate) mod network;
 pub(crate) mod pki;
 mod replace;
 mod rolling_update;
-mod specs;
 mod toolbox;
 mod update;
 mod upgrade;
 mod validate;
 
-use std::io::IsTerminal;
-
 use anyhow::Result;
 use clap::CommandFactory;
 
+use kopsrs_ops::pki::Rotation;
+use kopsrs_ops::session as context;
+use kopsrs_ops::{Problems, Session};
+
 use crate::cli::{Cli, Command};
-use crate::context;
-pub use crate::pipeline::{load_cluster, validate, StoredCluster};
-use crate::problems::Problems;
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let mut global = cli.global;
-    context::read_config_file(&mut global)?;
+    let mut global = Session {
+        state: cli.global.state,
+        name: cli.global.name,
+        validate: cli.global.validate,
+        settings: cli.global.settings,
+        reporter: std::sync::Arc::new(crate::terminal::Terminal::default()),
+    };
+    context::read_config_file(&mut global, cli.global.config.as_deref())?;
     match cli.command {
         Command::Create(args) => create::run(&global, args).await,
         Command::Get(args) => get::run(&global, args).await,
@@ -39,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Delete(args) => delete::run(&global, args).await,
         Command::Update(args) => update::run(&global, args).await,
         Command::Toolbox(args) => toolbox::run(&global, args),
-        Command::Jsonnet(args) => jsonnet::run(args),
+        Command::Jsonnet(args) => jsonnet::run(&global.settings, args),
         Command::Manifests(command) => manifests::run(&global, command).await,
         Command::ForceUnlock(args) => {
             let name = context::cluster_name(&global, args.cluster.as_deref())?;
@@ -49,13 +53,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Promote(crate::cli::PromoteCommand::Keypair(args)) => {
-            pki::rotate(&global, &args.keyset, pki::Rotation::Promote).await
+            pki::rotate(&global, &args.keyset, Rotation::Promote).await
         }
         Command::Distrust(crate::cli::DistrustCommand::Keypair(args)) => {
-            pki::rotate(&global, &args.keyset, pki::Rotation::Distrust(args.ids)).await
+            pki::rotate(&global, &args.keyset, Rotation::Distrust(args.ids)).await
         }
         Command::Trust(crate::cli::TrustCommand::Keypair(args)) => {
-            pki::rotate(&global, &args.keyset, pki::Rotation::Trust(args.ids)).await
+            pki::rotate(&global, &args.keyset, Rotation::Trust(args.ids)).await
         }
         Command::Export(crate::cli::ExportCommand::Kubeconfig(args)) => {
             pki::export_kubeconfig(&global, args).await
@@ -120,9 +124,4 @@ fn unsupported(argv: &[String]) -> Problems {
             Problems::one(format!("unknown command {verb:?}"), hint)
         }
     }
-}
-
-/// Whether prompts and editors may be used.
-pub fn interactive() -> bool {
-    std::io::stdin().is_terminal()
 }

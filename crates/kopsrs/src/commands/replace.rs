@@ -6,11 +6,12 @@ use anyhow::Result;
 use kopsrs_api::{Cluster, InstanceGroup};
 use kopsrs_state::{StateStore, Version};
 
-use crate::cli::{GlobalArgs, ReplaceArgs};
-use crate::context;
-use crate::problems::Problems;
+use crate::cli::ReplaceArgs;
+use kopsrs_ops::problems::Problems;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Session;
 
-use super::specs::{group_by_cluster, ClusterDocuments};
+use kopsrs_ops::specs::{group_by_cluster, ClusterDocuments};
 
 /// One cluster's writes, decided before any is made.
 struct Writes {
@@ -21,8 +22,8 @@ struct Writes {
     groups: Vec<(InstanceGroup, Option<Version>)>,
 }
 
-pub async fn run(global: &GlobalArgs, args: ReplaceArgs) -> Result<()> {
-    let documents = context::read_sourced(&args.filenames, global.validate)?;
+pub async fn run(global: &Session, args: ReplaceArgs) -> Result<()> {
+    let documents = context::read_sourced(global, &args.filenames)?;
     let store = match args.force {
         true => context::open_or_create_store(global).await?,
         false => context::open_store(global).await?,
@@ -32,7 +33,7 @@ pub async fn run(global: &GlobalArgs, args: ReplaceArgs) -> Result<()> {
     let mut writes = Vec::new();
     for (name, set) in sets {
         // Everything is read first, so each write is conditional on what was validated.
-        match plan(&store, &name, set, args.force).await? {
+        match plan(global, &store, &name, set, args.force).await? {
             Ok(w) => writes.push(w),
             Err(mut p) => problems.append(&mut p),
         }
@@ -60,6 +61,7 @@ pub async fn run(global: &GlobalArgs, args: ReplaceArgs) -> Result<()> {
 
 /// What replacing `name` with `set` writes, or every problem with it.
 async fn plan(
+    global: &Session,
     store: &StateStore,
     name: &str,
     set: ClusterDocuments,
@@ -111,7 +113,7 @@ async fn plan(
             other.describe()
         ));
     }
-    if let Err(e) = super::validate(&cluster, &groups) {
+    if let Err(e) = kopsrs_ops::cluster::validate(&*global.reporter, &cluster, &groups) {
         match e.downcast::<Problems>() {
             Ok(p) => problems.extend(p.0.into_iter().map(|p| format!("{name}: {}", p.message))),
             Err(e) => return Err(e),

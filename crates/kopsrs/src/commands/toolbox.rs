@@ -9,11 +9,12 @@ use kopsrs_template::{
     format_yaml, merge_values, render, set_value, ChannelLookups, Engine, Setup,
 };
 
-use crate::cli::{GlobalArgs, TemplateArgs, ToolboxArgs, ToolboxCommand};
-use crate::context;
-use crate::problems::Problems;
+use crate::cli::{TemplateArgs, ToolboxArgs, ToolboxCommand};
+use kopsrs_ops::problems::Problems;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Session;
 
-pub fn run(global: &GlobalArgs, args: ToolboxArgs) -> Result<()> {
+pub fn run(global: &Session, args: ToolboxArgs) -> Result<()> {
     match args.what {
         ToolboxCommand::Template(args) => template(global, args),
         ToolboxCommand::Schema { kind } => {
@@ -118,7 +119,7 @@ fn channel(name: &str) -> Result<Channel> {
     })
 }
 
-fn template(global: &GlobalArgs, args: TemplateArgs) -> Result<()> {
+fn template(global: &Session, args: TemplateArgs) -> Result<()> {
     let mut values = serde_json::Value::Object(Default::default());
     for path in &template_files(&args.values)? {
         let text = context::read_input(path)?;

@@ -1,51 +1,46 @@
-//! `update cluster`: the plan against the cloud (direct target, `--yes` applies it) or
-//! Terraform files (terraform target), both through the cluster pipeline.
+//! `update cluster`: maps the flags to `kopsrs_ops::update`'s options and renders its report.
 
 use anyhow::Result;
+use kopsrs_ops::session as context;
+use kopsrs_ops::update::{self, DirectOptions};
+use kopsrs_ops::Session;
 
-use crate::cli::{GlobalArgs, PlanFormat, Target, UpdateArgs, UpdateClusterArgs, UpdateCommand};
-use crate::context;
-use crate::pipeline::{self, DirectOptions};
+use crate::cli::{PlanFormat, Target, UpdateArgs, UpdateClusterArgs, UpdateCommand};
+use crate::render::ExitWith;
 
-pub async fn run(global: &GlobalArgs, args: UpdateArgs) -> Result<()> {
+pub async fn run(global: &Session, args: UpdateArgs) -> Result<()> {
     match args.what {
         UpdateCommand::Cluster(args) => update_cluster(global, args).await,
     }
 }
 
-async fn update_cluster(global: &GlobalArgs, args: UpdateClusterArgs) -> Result<()> {
+async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
-    let store = context::open_store(global).await?;
     match args.target {
         Target::Terraform => {
-            pipeline::write_terraform(
-                &store,
-                &name,
-                &global.settings,
-                &args.out,
-                args.pins.options(),
-            )
-            .await
+            update::write_terraform(global, &name, &args.out, args.pins.options()).await
         }
         Target::Direct => {
-            if args.skip_network_checks {
-                eprintln!("Network checks skipped (--skip-network-checks).");
-            }
+            let session =
+                crate::terminal::with_plan_format(global, args.output == PlanFormat::Json);
             let options = DirectOptions {
                 yes: args.yes,
-                detailed_exitcode: args.detailed_exitcode,
-                json: args.output == PlanFormat::Json,
                 concurrency: args.concurrency,
                 export: args
                     .create_kube_config
-                    .then(|| crate::cli::ExportKubeconfigArgs {
+                    .then(|| kopsrs_ops::pki::ExportOptions {
                         admin: args.admin.clone(),
                         ..Default::default()
                     }),
                 pins: args.pins.options(),
                 network_checks: !args.skip_network_checks,
             };
-            pipeline::update_direct(&store, &name, &global.settings, &options).await
+            let report = update::update_direct(&session, &name, &options).await?;
+            crate::render::update_report(&name, &report);
+            if !args.yes && !report.plan.is_empty() && args.detailed_exitcode {
+                return Err(ExitWith(2).into());
+            }
+            Ok(())
         }
     }
 }

@@ -5,16 +5,17 @@
 use anyhow::Result;
 use kopsrs_bootstrap::{channel::Channel, parse_version};
 
-use super::load_cluster;
-use crate::cli::{GlobalArgs, UpgradeClusterArgs};
-use crate::context;
-use crate::problems::Problems;
+use crate::cli::UpgradeClusterArgs;
+use kopsrs_ops::load_cluster;
+use kopsrs_ops::problems::Problems;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Session;
 
-pub async fn run(global: &GlobalArgs, args: UpgradeClusterArgs) -> Result<()> {
+pub async fn run(global: &Session, args: UpgradeClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
     let store = context::open_store(global).await?;
     let stored = load_cluster(&store, &name).await?;
-    let channel = crate::addons::channel(stored.cluster.value.spec.channel.as_deref()).await?;
+    let channel = kopsrs_ops::addons::channel(stored.cluster.value.spec.channel.as_deref()).await?;
     let current = stored
         .cluster
         .value
@@ -41,7 +42,7 @@ pub async fn run(global: &GlobalArgs, args: UpgradeClusterArgs) -> Result<()> {
     }
     let mut cluster = stored.cluster.value.clone();
     cluster.spec.kubernetes_version = Some(target.clone());
-    super::validate(&cluster, &stored.group_values())?;
+    kopsrs_ops::cluster::validate(&*global.reporter, &cluster, &stored.group_values())?;
     store
         .write_cluster(&cluster, Some(&stored.cluster.version))
         .await?;

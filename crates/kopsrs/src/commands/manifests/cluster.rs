@@ -15,9 +15,10 @@ use kopsrs_manifests::{check, compare, order, schema};
 use serde_json::Value;
 
 use super::{load, ApplyArgs, DeleteArgs, DiffArgs, TargetArgs};
-use crate::cli::GlobalArgs;
-use crate::context;
-use crate::problems::{ExitWith, Problems};
+use crate::render::ExitWith;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Problems;
+use kopsrs_ops::Session;
 
 /// An object's identity in a cluster: group, kind, namespace, name.
 type ObjectKey = (String, String, String, String);
@@ -32,17 +33,19 @@ struct Target {
 }
 
 impl Target {
-    async fn open(global: &GlobalArgs, args: &TargetArgs) -> Result<Target> {
+    async fn open(global: &Session, args: &TargetArgs) -> Result<Target> {
         let name = context::cluster_name(global, None)?;
-        let objects = load(&args.config)?;
-        let kube = Kube::connect(&name, args.kubeconfig.as_deref())
-            .await
-            .map_err(|e| {
-                Problems::one(
-                    e.to_string(),
-                    format!("`kopsrs export kubeconfig {name}` writes the context"),
-                )
-            })?;
+        let objects = load(&global.settings, &args.config)?;
+        let files = match &args.kubeconfig {
+            Some(path) => vec![path.clone()],
+            None => global.settings.kubeconfig.clone(),
+        };
+        let kube = Kube::connect(&name, &files).await.map_err(|e| {
+            Problems::one(
+                e.to_string(),
+                format!("`kopsrs export kubeconfig {name}` writes the context"),
+            )
+        })?;
         let catalog = kube.catalog().await?;
         let mut target = Target {
             kube,
@@ -81,7 +84,7 @@ impl Target {
         let mut problems = Vec::new();
         for (i, object) in self.objects.iter().enumerate() {
             match (self.namespaced(i), object.namespace().is_empty()) {
-                (true, true) => problems.push(crate::problems::Problem {
+                (true, true) => problems.push(kopsrs_ops::problems::Problem {
                     message: format!(
                         "{} ({} {}): metadata.namespace is not set, and {} is namespaced",
                         object.address(),
@@ -94,7 +97,7 @@ impl Target {
                             .into(),
                     ),
                 }),
-                (false, false) => problems.push(crate::problems::Problem {
+                (false, false) => problems.push(kopsrs_ops::problems::Problem {
                     message: format!(
                         "{} ({} {}): metadata.namespace is {:?}, and {} is cluster-scoped",
                         object.address(),
@@ -158,7 +161,7 @@ fn plain(value: Value) -> Object {
     }
 }
 
-pub(super) async fn diff(global: &GlobalArgs, args: DiffArgs) -> Result<()> {
+pub(super) async fn diff(global: &Session, args: DiffArgs) -> Result<()> {
     let target = Target::open(global, &args.target).await?;
     let live = target.live().await?;
     let pending = target.pending_namespaces(&live);
@@ -247,7 +250,7 @@ async fn schema_preflight(target: &Target) -> Result<()> {
     }
 }
 
-pub(super) async fn apply(global: &GlobalArgs, args: ApplyArgs) -> Result<()> {
+pub(super) async fn apply(global: &Session, args: ApplyArgs) -> Result<()> {
     let dry_run = args.dry_run;
     let suffix = if dry_run { " (dry run)" } else { "" };
     if let Some(tag) = &args.gc_tag {
@@ -427,7 +430,7 @@ async fn collect_garbage(target: &Target, tag: &str, dry_run: bool) -> Result<us
     Ok(deleted)
 }
 
-pub(super) async fn delete(global: &GlobalArgs, args: DeleteArgs) -> Result<()> {
+pub(super) async fn delete(global: &Session, args: DeleteArgs) -> Result<()> {
     let target = Target::open(global, &args.target).await?;
     let mut order = target.order();
     order.reverse();

@@ -11,8 +11,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use kopsrs_manifests::objects::Object;
 use kopsrs_manifests::{input, tree};
 
-use crate::cli::GlobalArgs;
-use crate::problems::Problems;
+use kopsrs_ops::problems::Problems;
+use kopsrs_ops::Session;
 
 #[derive(Subcommand, Debug)]
 pub enum ManifestsCommand {
@@ -57,7 +57,7 @@ pub struct ConfigArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
-    pub jsonnet: super::jsonnet::JsonnetFlags,
+    pub jsonnet: crate::jsonnet_flags::JsonnetFlags,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,10 +159,10 @@ pub struct ApplyArgs {
     pub force_conflicts: bool,
 }
 
-pub async fn run(global: &GlobalArgs, command: ManifestsCommand) -> Result<()> {
+pub async fn run(global: &Session, command: ManifestsCommand) -> Result<()> {
     match command {
-        ManifestsCommand::Show(args) => offline::show(args),
-        ManifestsCommand::Tree(args) => offline::tree(args),
+        ManifestsCommand::Show(args) => offline::show(&global.settings, args),
+        ManifestsCommand::Tree(args) => offline::tree(&global.settings, args),
         ManifestsCommand::Check(args) => offline::check(global, args).await,
         ManifestsCommand::Diff(args) => cluster::diff(global, args).await,
         ManifestsCommand::Apply(args) => cluster::apply(global, args).await,
@@ -171,9 +171,9 @@ pub async fn run(global: &GlobalArgs, command: ManifestsCommand) -> Result<()> {
 }
 
 /// The objects of the configuration; all problems at once.
-pub(super) fn load(args: &ConfigArgs) -> Result<Vec<Object>> {
+pub(super) fn load(settings: &kopsrs_ops::Settings, args: &ConfigArgs) -> Result<Vec<Object>> {
     let mut errors = Vec::new();
-    let options = args.jsonnet.options(&mut errors);
+    let options = args.jsonnet.options(settings, &mut errors);
     if !errors.is_empty() {
         return Err(Problems::from_messages(errors).into());
     }

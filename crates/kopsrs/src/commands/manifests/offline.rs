@@ -5,12 +5,13 @@ use kopsrs_manifests::{check, jsonnet, schema, tree};
 use serde_json::Value;
 
 use super::{load, CheckArgs, ObjectFormat, ReportFormat, ShowArgs, TreeArgs};
-use crate::cli::GlobalArgs;
-use crate::context;
-use crate::problems::{ExitWith, Problems};
+use crate::render::ExitWith;
+use kopsrs_ops::session as context;
+use kopsrs_ops::Problems;
+use kopsrs_ops::Session;
 
-pub(super) fn show(args: ShowArgs) -> Result<()> {
-    let objects = load(&args.config)?;
+pub(super) fn show(settings: &kopsrs_ops::Settings, args: ShowArgs) -> Result<()> {
+    let objects = load(settings, &args.config)?;
     let values: Vec<&Value> = objects.iter().map(|o| &o.value).collect();
     match args.output {
         ObjectFormat::Json => println!(
@@ -28,8 +29,8 @@ pub(super) fn show(args: ShowArgs) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn tree(args: TreeArgs) -> Result<()> {
-    let objects = load(&args.config)?;
+pub(super) fn tree(settings: &kopsrs_ops::Settings, args: TreeArgs) -> Result<()> {
+    let objects = load(settings, &args.config)?;
     let rendered = tree::render(&objects, &args.path_template).map_err(Problems::from_messages)?;
     let on_disk = tree::read_tree(&args.out)?;
     let drift = tree::compare(&rendered, &on_disk);
@@ -81,12 +82,12 @@ pub(super) fn tree(args: TreeArgs) -> Result<()> {
 }
 
 /// The minor to check against: the flag, else the cluster's, else the channel's.
-async fn target_minor(global: &GlobalArgs, flag: Option<&str>) -> Result<String> {
+async fn target_minor(global: &Session, flag: Option<&str>) -> Result<String> {
     let version = match (flag, &global.name) {
         (Some(v), _) => v.to_string(),
         (None, Some(name)) => {
             let store = context::open_store(global).await?;
-            let cluster = crate::pipeline::load_cluster(&store, name).await?.cluster;
+            let cluster = kopsrs_ops::load_cluster(&store, name).await?.cluster;
             cluster
                 .value
                 .spec
@@ -116,13 +117,13 @@ async fn target_minor(global: &GlobalArgs, flag: Option<&str>) -> Result<String>
     }
 }
 
-pub(super) async fn check(global: &GlobalArgs, args: CheckArgs) -> Result<()> {
+pub(super) async fn check(global: &Session, args: CheckArgs) -> Result<()> {
     let minor = target_minor(global, args.kubernetes_version.as_deref()).await?;
-    let objects = load(&args.config)?;
+    let objects = load(&global.settings, &args.config)?;
     let mut api = schema::Api::load(&minor).expect("an embedded minor");
     let mut problems = check::check(&objects, &mut api);
     // Evaluated twice, the same objects: no time, randomness or environment leaks in.
-    let again = load(&args.config)?;
+    let again = load(&global.settings, &args.config)?;
     if again != objects {
         let first = objects
             .iter()

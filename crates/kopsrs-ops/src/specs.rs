@@ -1,5 +1,5 @@
 //! Specs from files: which cluster each document of a set of files (folders expanded by
-//! `context::read_sourced`) belongs to. `create -f`, `replace -f` and `diff -f` read their
+//! `session::read_sourced`) belongs to. `create -f`, `replace -f` and `diff -f` read their
 //! files through here.
 
 use std::collections::BTreeMap;
@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use kopsrs_api::{Cluster, Document, InstanceGroup, SshCredential, LABEL_CLUSTER};
 
-use crate::context::Sourced;
 use crate::problems::Problems;
+use crate::session::Sourced;
 
 /// One cluster's documents from the files.
 #[derive(Default)]

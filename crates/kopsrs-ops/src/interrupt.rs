@@ -1,4 +1,5 @@
-//! Ctrl-C and SIGTERM during an apply or a delete: stop, release the cluster lock, exit 130.
+//! Ctrl-C and SIGTERM during an apply or a delete: stop and release the cluster lock (the
+//! caller then exits; the CLI with status 130).
 //!
 //! The in-flight AWS calls are dropped; what they made is tagged (or carries a client token),
 //! so the next run adopts it. tokio's `signal` feature would rebuild tokio and every AWS SDK
@@ -10,12 +11,12 @@ use std::future::Future;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-/// Runs `work` until it ends or a signal arrives; `None` when interrupted.
-pub async fn until_interrupted<T>(work: impl Future<Output = T>) -> Option<T> {
+/// Runs `work` until it ends or a signal arrives; `Err(signal)` when interrupted.
+pub async fn until_interrupted<T>(work: impl Future<Output = T>) -> Result<T, i32> {
     let (tx, rx) = tokio::sync::oneshot::channel::<i32>();
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) else {
         // No signal handling (should not happen): run without it.
-        return Some(work.await);
+        return Ok(work.await);
     };
     let handle = signals.handle();
     let thread = std::thread::spawn(move || {
@@ -24,11 +25,8 @@ pub async fn until_interrupted<T>(work: impl Future<Output = T>) -> Option<T> {
         }
     });
     let result = tokio::select! {
-        value = work => Some(value),
-        Ok(signal) = rx => {
-            eprintln!("\nInterrupted (signal {signal}): stopping; run the command again to continue from what exists.");
-            None
-        }
+        value = work => Ok(value),
+        Ok(signal) = rx => Err(signal),
     };
     handle.close();
     let _ = thread.join();

@@ -30,6 +30,16 @@ pub struct PinOptions {
     pub require_pinned: bool,
 }
 
+impl Default for PinOptions {
+    /// Downloads checked, unpinned entries allowed.
+    fn default() -> PinOptions {
+        PinOptions {
+            download: true,
+            require_pinned: false,
+        }
+    }
+}
+
 /// The cluster's addons, pinned, with what publishing them would change.
 #[derive(Debug)]
 pub struct Resolved {

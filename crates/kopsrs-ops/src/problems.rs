@@ -1,14 +1,16 @@
-//! How errors reach the user: `error:` lines with `hint:`s, all at once, in one place.
+//! Failures as values: one [`Problem`] per thing that is wrong (a field, a resource), each
+//! with its hint, reported together. The caller renders them (`error:` / `hint:` lines).
 
 use std::fmt;
-use std::process::ExitCode;
 
 use kopsrs_api::{Severity, ValidationReport};
 
 /// One problem with its hint.
 #[derive(Debug, Clone)]
 pub struct Problem {
+    /// What is wrong, naming the field or resource and the value.
     pub message: String,
+    /// How to fix it.
     pub hint: Option<String>,
 }
 
@@ -25,6 +27,7 @@ impl fmt::Display for Problems {
 impl std::error::Error for Problems {}
 
 impl Problems {
+    /// Problems without hints.
     pub fn from_messages(messages: impl IntoIterator<Item = impl Into<String>>) -> Problems {
         Problems(
             messages
@@ -37,6 +40,7 @@ impl Problems {
         )
     }
 
+    /// One problem with its hint.
     pub fn one(message: impl Into<String>, hint: impl Into<String>) -> Problems {
         Problems(vec![Problem {
             message: message.into(),
@@ -50,18 +54,24 @@ pub const STALE_FIELD_HINT: &str = "fix the name; if it is a field kops no longe
 
 /// How to give kopsrs AWS credentials, for every "no credentials" error; about the profile
 /// when `AWS_PROFILE` names one.
-pub fn credentials_hint() -> String {
-    match std::env::var("AWS_PROFILE") {
-        Ok(profile) => format!(
+pub fn credentials_hint(aws_profile: Option<&str>) -> String {
+    match aws_profile {
+        Some(profile) => format!(
             "AWS_PROFILE is {profile:?}: check that ~/.aws/config or ~/.aws/credentials defines it (`aws configure list-profiles`), and for SSO run `aws sso login --profile {profile}`"
         ),
-        Err(_) => "set AWS_PROFILE to a profile in ~/.aws/config (run `aws sso login --profile NAME` first for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; `aws sts get-caller-identity` shows what the AWS CLI finds".to_string(),
+        None => "set AWS_PROFILE to a profile in ~/.aws/config (run `aws sso login --profile NAME` first for SSO), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; `aws sts get-caller-identity` shows what the AWS CLI finds".to_string(),
     }
 }
 
 /// An AWS API error while `doing` something ("reading NAME from AWS"), with the hint that
 /// fits: how to set credentials when the chain found none or failed, else `otherwise`.
-pub fn aws(doing: &str, error: &kopsrs_aws::Error, otherwise: &str) -> Problems {
+pub fn aws(
+    settings: &crate::Settings,
+    doing: &str,
+    error: &kopsrs_aws::Error,
+    otherwise: &str,
+) -> Problems {
+    let credentials_hint = || credentials_hint(settings.aws_profile.as_deref());
     if error.is(kopsrs_aws::NO_CREDENTIALS) {
         return Problems::one(
             format!("{doing}: no AWS credentials found"),
@@ -80,13 +90,10 @@ pub fn aws(doing: &str, error: &kopsrs_aws::Error, otherwise: &str) -> Problems 
     Problems::one(format!("{doing}: {error}"), otherwise)
 }
 
-/// Prints warnings of a report to stderr and turns its errors into [`Problems`].
-pub fn check(report: &ValidationReport) -> Result<(), Problems> {
+/// Reports the warnings of a report and turns its errors into [`Problems`].
+pub fn check(reporter: &dyn crate::Reporter, report: &ValidationReport) -> Result<(), Problems> {
     for issue in report.warnings() {
-        eprintln!("warning: {issue}");
-        if let Some(hint) = &issue.hint {
-            eprintln!("  hint: {hint}");
-        }
+        reporter.warn(&issue.to_string(), issue.hint.as_deref());
     }
     let errors: Vec<Problem> = report
         .issues
@@ -104,48 +111,24 @@ pub fn check(report: &ValidationReport) -> Result<(), Problems> {
     }
 }
 
-/// An exit with a given code and no message (`--detailed-exitcode` style results).
+/// The operation was stopped by a signal (Ctrl-C, SIGTERM) after releasing the lock.
 #[derive(Debug)]
-pub struct ExitWith(pub u8);
+pub struct Interrupted(pub i32);
 
-impl fmt::Display for ExitWith {
+impl fmt::Display for Interrupted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "exit {}", self.0)
+        write!(
+            f,
+            "interrupted (signal {}): stopped; run the command again to continue from what exists",
+            self.0
+        )
     }
 }
 
-impl std::error::Error for ExitWith {}
+impl std::error::Error for Interrupted {}
 
-pub fn exit(result: anyhow::Result<()>) -> ExitCode {
-    let Err(error) = result else {
-        return ExitCode::SUCCESS;
-    };
-    if let Some(ExitWith(code)) = error.downcast_ref::<ExitWith>() {
-        return ExitCode::from(*code);
-    }
-    if let Some(Problems(problems)) = error.downcast_ref::<Problems>() {
-        for problem in problems {
-            eprintln!("error: {}", problem.message);
-            if let Some(hint) = &problem.hint {
-                eprintln!("  hint: {hint}");
-            }
-        }
-        if problems.len() > 1 {
-            eprintln!("{} errors; nothing was written", problems.len());
-        }
-        return ExitCode::FAILURE;
-    }
-    eprintln!("error: {error}");
-    for cause in error.chain().skip(1) {
-        eprintln!("  Caused by: {cause}");
-    }
-    if let Some(hint) = hint_for(&error) {
-        eprintln!("  hint: {hint}");
-    }
-    ExitCode::FAILURE
-}
-
-fn hint_for(error: &anyhow::Error) -> Option<String> {
+/// The hint for a state store error, if it has one.
+pub fn state_hint(settings: &crate::Settings, error: &anyhow::Error) -> Option<String> {
     use kopsrs_state::StateStoreError as E;
     match error.downcast_ref::<E>()? {
         E::Conflict(_) => Some("another command changed it meanwhile; nothing was overwritten".into()),
@@ -154,7 +137,7 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         E::Missing(_) => Some("check --state / KOPS_STATE_STORE for a typo; `kopsrs create cluster` or `kopsrs create -f` makes a new store".into()),
         E::NoBucket(bucket) => Some(format!("check --state / KOPS_STATE_STORE for a typo, or create the bucket: `aws s3 mb s3://{bucket}` (and turn on versioning, as kops advises: `aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled`)")),
         E::Unreachable { .. } => Some("check the network, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 when set".into()),
-        E::Credentials { .. } => Some(credentials_hint()),
+        E::Credentials { .. } => Some(credentials_hint(settings.aws_profile.as_deref())),
         E::Corrupt { reason, .. } if reason.contains("unknown field") => Some(STALE_FIELD_HINT.into()),
         E::Refused(words) if words.starts_with("AccessDenied") => Some("the credentials need s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket; `aws sts get-caller-identity` shows whose they are".into()),
         _ => None,

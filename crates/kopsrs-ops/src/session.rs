@@ -1,4 +1,5 @@
-//! What every command needs: the state store, the cluster name, input files.
+//! What every operation needs: the state store, the cluster name, input files, the
+//! settings and the reporter.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -7,22 +8,38 @@ use anyhow::{Context as _, Result};
 use kopsrs_api::{decode_documents_with, Document, Validation};
 use kopsrs_state::StateStore;
 
-use crate::cli::GlobalArgs;
 use crate::problems::{Problem, Problems};
+use crate::{Reporter, Settings};
+
+/// Who asks and where: the state store and cluster a caller named, how stored specs are
+/// read, the environment's settings, and where progress goes.
+#[derive(Clone)]
+pub struct Session {
+    /// The state store URL (`--state`, `KOPS_STATE_STORE`, the config file).
+    pub state: Option<String>,
+    /// The cluster name (`--name`, `KOPS_CLUSTER_NAME`, the config file).
+    pub name: Option<String>,
+    /// How unknown fields in specs are treated.
+    pub validate: Validation,
+    /// The environment, read once at start.
+    pub settings: Settings,
+    /// Where progress and warnings go.
+    pub reporter: std::sync::Arc<dyn Reporter>,
+}
 
 /// kops's config file (`--config`, else the first of ./.kops.yaml, ~/.kops.yaml,
 /// ~/.config/kops/.kops.yaml): `state` and `name` for what no flag or environment variable
 /// gave. Other keys (kops's other flags) are ignored, as kops ignores keys it does not bind.
-pub fn read_config_file(global: &mut GlobalArgs) -> Result<()> {
+pub fn read_config_file(global: &mut Session, config: Option<&Path>) -> Result<()> {
     #[derive(serde::Deserialize)]
     struct ConfigFile {
         state: Option<String>,
         name: Option<String>,
     }
-    let path = match &global.config {
-        Some(path) => path.clone(),
+    let path = match config {
+        Some(path) => path.to_path_buf(),
         None => {
-            let home = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf());
+            let home = global.settings.home.clone();
             let candidates = [Some(std::path::PathBuf::from(".kops.yaml"))]
                 .into_iter()
                 .chain([
@@ -54,30 +71,41 @@ pub fn read_config_file(global: &mut GlobalArgs) -> Result<()> {
 
 /// The state store URL: `--state`, else `KOPS_STATE_STORE` (both through clap), else a
 /// directory under the user's data directory, so the tool works with no cloud account.
-pub fn state_url(global: &GlobalArgs) -> Result<String> {
+pub fn state_url(global: &Session) -> Result<String> {
     if let Some(url) = &global.state {
         return Ok(url.clone());
     }
-    let dirs = directories::BaseDirs::new()
+    let data = global
+        .settings
+        .data_dir
+        .as_ref()
         .context("no home directory to keep the default state store in; pass --state")?;
-    let dir = dirs.data_dir().join("kopsrs").join("state");
+    let dir = data.join("kopsrs").join("state");
     Ok(format!("file://{}", dir.display()))
 }
 
-pub async fn open_store(global: &GlobalArgs) -> Result<StateStore> {
+/// The state store the session names (`file://`, `s3://`, `memory://`).
+pub async fn open_store(global: &Session) -> Result<StateStore> {
     let url = state_url(global)?;
     Ok(with_validation(StateStore::open(&url).await?, global))
 }
 
 /// Stored specs read as `--validate` says, dropped fields reported as warnings.
-fn with_validation(store: StateStore, global: &GlobalArgs) -> StateStore {
+fn with_validation(store: StateStore, global: &Session) -> StateStore {
     let validation = global.validate;
-    store.with_validation(validation, move |dropped| warn_dropped(dropped, validation))
+    let reporter = global.reporter.clone();
+    store.with_validation(validation, move |dropped| {
+        warn_dropped(&*reporter, dropped, validation)
+    })
 }
 
 /// One warning per dropped field (a command may read the same spec more than once); none
 /// under `--validate=ignore`.
-pub fn warn_dropped(dropped: &kopsrs_api::DecodeError, validation: Validation) {
+pub fn warn_dropped(
+    reporter: &dyn Reporter,
+    dropped: &kopsrs_api::DecodeError,
+    validation: Validation,
+) {
     static SAID: std::sync::Mutex<std::collections::BTreeSet<String>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     if validation != Validation::Warn {
@@ -85,13 +113,13 @@ pub fn warn_dropped(dropped: &kopsrs_api::DecodeError, validation: Validation) {
     }
     let line = dropped.to_string();
     if SAID.lock().expect("warnings").insert(line.clone()) {
-        eprintln!("warning: {line} (--validate=warn)");
+        reporter.warn(&format!("{line} (--validate=warn)"), None);
     }
 }
 
 /// The state store, made if it is a `file://` directory that does not exist yet: only for
 /// commands that create clusters (`create`, `replace --force`).
-pub async fn open_or_create_store(global: &GlobalArgs) -> Result<StateStore> {
+pub async fn open_or_create_store(global: &Session) -> Result<StateStore> {
     let url = state_url(global)?;
     Ok(with_validation(
         StateStore::open_or_create(&url).await?,
@@ -100,7 +128,7 @@ pub async fn open_or_create_store(global: &GlobalArgs) -> Result<StateStore> {
 }
 
 /// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.
-pub fn cluster_name(global: &GlobalArgs, positional: Option<&str>) -> Result<String> {
+pub fn cluster_name(global: &Session, positional: Option<&str>) -> Result<String> {
     positional
         .map(str::to_string)
         .or_else(|| global.name.clone())
@@ -147,11 +175,8 @@ pub fn read_input(path: &Path) -> Result<String> {
 /// Decodes every document of every file (folders: every `.yaml`, `.yml` and `.json` file
 /// under them, recursively, in name order; `-`: stdin) as `--validate` says; all decoding
 /// errors are reported together.
-pub fn read_documents(
-    paths: &[std::path::PathBuf],
-    validation: Validation,
-) -> Result<Vec<Document>> {
-    Ok(read_sourced(paths, validation)?
+pub fn read_documents(global: &Session, paths: &[std::path::PathBuf]) -> Result<Vec<Document>> {
+    Ok(read_sourced(global, paths)?
         .into_iter()
         .map(|s| s.document)
         .collect())
@@ -203,7 +228,8 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// [`read_documents`], each document with its file.
-pub fn read_sourced(paths: &[PathBuf], validation: Validation) -> Result<Vec<Sourced>> {
+pub fn read_sourced(global: &Session, paths: &[PathBuf]) -> Result<Vec<Sourced>> {
+    let validation = global.validate;
     let mut documents = Vec::new();
     let mut problems = Vec::new();
     for path in expand_paths(paths)? {
@@ -218,7 +244,7 @@ pub fn read_sourced(paths: &[PathBuf], validation: Validation) -> Result<Vec<Sou
                 decoded
                     .dropped
                     .iter()
-                    .for_each(|d| warn_dropped(d, validation));
+                    .for_each(|d| warn_dropped(&*global.reporter, d, validation));
                 documents.extend(decoded.documents.into_iter().map(|document| Sourced {
                     path: path.clone(),
                     document,

@@ -1,0 +1,170 @@
+//! A cluster as every operation reads it: load the spec from the state store, validate it,
+//! complete it with kops's defaults, build the model's desired set; and the cluster lock,
+//! with interrupt handling, around whatever changes the cloud.
+
+use anyhow::Result;
+use kopsrs_api::{Cluster, InstanceGroup};
+use kopsrs_model::{DesiredSet, ModelInput};
+use kopsrs_state::{layout, StateStore, Version, Versioned};
+
+use crate::problems::{check, Interrupted, Problems};
+use crate::{Reporter, Settings};
+
+/// A cluster as stored: its spec and instance groups, each with the version read.
+pub struct StoredCluster {
+    /// The Cluster object.
+    pub cluster: Versioned<Cluster>,
+    /// Its instance groups.
+    pub groups: Vec<Versioned<InstanceGroup>>,
+}
+
+impl StoredCluster {
+    /// The instance groups without their versions.
+    pub fn group_values(&self) -> Vec<InstanceGroup> {
+        self.groups.iter().map(|g| g.value.clone()).collect()
+    }
+
+    /// The completed spec (`get --full`), with kops's defaults filled in.
+    pub fn completed(&self, store: &StateStore) -> Result<(Cluster, Vec<InstanceGroup>)> {
+        let name = &self.cluster.value.metadata.name;
+        kopsrs_api::complete(
+            &self.cluster.value,
+            &self.group_values(),
+            &store.config_base(name),
+        )
+        .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`").into())
+    }
+
+    /// The version of instance group `name` as read.
+    pub fn group_version(&self, name: &str) -> Option<&Version> {
+        self.groups
+            .iter()
+            .find(|g| g.value.metadata.name == name)
+            .map(|g| &g.version)
+    }
+}
+
+/// Reads a cluster and its groups, or fails naming the state store.
+pub async fn load_cluster(store: &StateStore, name: &str) -> Result<StoredCluster> {
+    let (cluster, groups) =
+        tokio::try_join!(store.read_cluster(name), store.read_instance_groups(name))?;
+    let Some(cluster) = cluster else {
+        return Err(Problems::one(
+            format!("cluster {name:?} not found in state store {}", store.url()),
+            "check --name and --state (or KOPS_STATE_STORE); `kopsrs get clusters` lists what is there",
+        )
+        .into());
+    };
+    Ok(StoredCluster { cluster, groups })
+}
+
+/// Validates, reporting warnings; errors become [`Problems`].
+pub fn validate(
+    reporter: &dyn Reporter,
+    cluster: &Cluster,
+    groups: &[InstanceGroup],
+) -> Result<()> {
+    check(reporter, &kopsrs_api::validate(cluster, groups, false))?;
+    Ok(())
+}
+
+/// A cluster ready for a target: its completed spec and its desired set.
+pub struct Prepared {
+    /// The completed Cluster.
+    pub cluster: Cluster,
+    /// Its completed instance groups.
+    pub groups: Vec<InstanceGroup>,
+    /// The resources it consists of.
+    pub set: DesiredSet,
+}
+
+/// Reads, validates and completes a cluster, then builds its desired set.
+/// `strict`: refuse a spec nodes could not bootstrap from (the AWS target); the Terraform
+/// target writes it with user-data that stops with the reason, as a warning.
+pub async fn prepare(
+    store: &StateStore,
+    name: &str,
+    session: &crate::Session,
+    strict: bool,
+) -> Result<Prepared> {
+    let settings: &Settings = &session.settings;
+    let reporter = &*session.reporter;
+    let stored = load_cluster(store, name).await?;
+    validate(reporter, &stored.cluster.value, &stored.group_values())?;
+    let (cluster, groups) = stored.completed(store)?;
+    validate(reporter, &cluster, &groups)?;
+    let ssh_key = read_ssh_key(store, name).await?;
+    let input = ModelInput {
+        ssh_public_key: ssh_key.as_deref(),
+        aws_endpoint: settings.aws_endpoint.clone(),
+        // The bucket's own region, as the state store resolved it for itself.
+        state_region: store.s3_region().map(str::to_string),
+        strict_bootstrap: strict,
+        ..ModelInput::default()
+    };
+    let set = kopsrs_model::build(&cluster, &groups, &input).map_err(|e| {
+        Problems::one(
+            format!("cannot build the resources of {name}: {e}"),
+            "fix the spec with `kopsrs edit cluster` or `kopsrs edit instancegroup`",
+        )
+    })?;
+    Ok(Prepared {
+        cluster,
+        groups,
+        set,
+    })
+}
+
+/// The first SSH public key registered for the cluster, as kops uses it.
+async fn read_ssh_key(store: &StateStore, name: &str) -> Result<Option<String>> {
+    let keys = store
+        .list(&format!("{name}/{}", layout::SSH_PUBLIC_KEYS))
+        .await?;
+    let Some(first) = keys.into_iter().min() else {
+        return Ok(None);
+    };
+    Ok(store
+        .get(&first)
+        .await?
+        .map(|object| String::from_utf8_lossy(&object.value).trim().to_string()))
+}
+
+/// Runs `work` holding the cluster lock (when `purpose` is given: the runs that change
+/// something), stopping at Ctrl-C or SIGTERM with [`Interrupted`]. The lock is released
+/// whether the work succeeded, failed or was interrupted.
+pub async fn locked<T>(
+    store: &StateStore,
+    name: &str,
+    purpose: Option<&str>,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let lock = match purpose {
+        Some(purpose) => Some(store.lock(name, purpose).await?),
+        None => None,
+    };
+    let result = crate::interrupt::until_interrupted(work).await;
+    if let Some(lock) = lock {
+        lock.release().await?;
+    }
+    result.unwrap_or_else(|signal| Err(Interrupted(signal).into()))
+}
+
+/// How many AWS changes run at once unless the caller says (`--concurrency`).
+pub const DEFAULT_CONCURRENCY: u16 = 20;
+
+/// The AWS clients of `region`, configured as the settings say.
+pub async fn aws(session: &crate::Session, region: &str) -> kopsrs_aws::Aws {
+    kopsrs_aws::Aws::connect(region, session.settings.aws_retry_from_env).await
+}
+
+/// Executor settings for AWS calls: the SDK already retries throttling (adaptive mode), the
+/// engine retries eventual consistency ("not found" right after a create) on top.
+pub fn exec_options(concurrency: u16) -> kopsrs_engine::ExecOptions {
+    kopsrs_engine::ExecOptions {
+        concurrency: usize::from(concurrency.max(1)),
+        timeout: std::time::Duration::from_secs(300),
+        max_attempts: 8,
+        base_delay: std::time::Duration::from_millis(250),
+        max_delay: std::time::Duration::from_secs(15),
+    }
+}

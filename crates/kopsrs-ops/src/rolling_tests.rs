@@ -1,0 +1,619 @@
+//! The rolling driver against in-memory doubles of the cloud and the Nodes: one shared
+//! world where a detached or terminated instance is replaced by its group at once, every
+//! instance's Node joins Ready, and each control plane runs etcd. Each test breaks one part
+//! of that world and checks what the driver did to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kopsrs_api::Role;
+use kopsrs_checks::validation;
+use kopsrs_engine::rolling::{
+    CloudGroups, ClusterNodes, Drained, NodeState, RollingGroup, RollingInstance,
+};
+
+use super::{Context, Roll, RollOptions};
+use crate::reporter::Recorded;
+use crate::Problems;
+
+#[derive(Debug)]
+struct Fake(String);
+
+impl std::fmt::Display for Fake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fake {}
+
+/// The cluster both doubles see.
+#[derive(Default)]
+struct World {
+    groups: Vec<RollingGroup>,
+    next_id: u32,
+    /// Every change made, in order (`detach i-1`, `drain n-i-1`, `terminate i-1`...).
+    log: Vec<String>,
+    /// Group reads so far; the read numbered `fail_read` fails.
+    reads: usize,
+    fail_read: Option<usize>,
+    /// Evictions never succeed (a disruption budget that never frees).
+    budget_never_frees: bool,
+    /// Replacement control planes never get a ready etcd.
+    etcd_never_ready: bool,
+    /// Nodes deleted.
+    deleted: BTreeSet<String>,
+    /// Control-plane Nodes whose instance is gone (a run stopped in between).
+    stale_control_planes: Vec<String>,
+}
+
+impl World {
+    fn launch(&mut self, group: usize) {
+        self.next_id += 1;
+        let id = format!("i-new{}", self.next_id);
+        let version = self.groups[group].template_version.clone();
+        self.groups[group].instances.push(RollingInstance {
+            id,
+            template_version: Some(version),
+            detached: false,
+            in_group: true,
+            lifecycle: "InService".into(),
+        });
+    }
+
+    fn group_of(&self, id: &str) -> Option<(usize, usize)> {
+        self.groups.iter().enumerate().find_map(|(g, group)| {
+            group
+                .instances
+                .iter()
+                .position(|i| i.id == id)
+                .map(|i| (g, i))
+        })
+    }
+
+    fn role_of(&self, group: usize) -> &str {
+        &self.groups[group].role
+    }
+}
+
+fn node_name(id: &str) -> String {
+    format!("n-{id}")
+}
+
+#[derive(Clone)]
+struct Cloud(Arc<Mutex<World>>);
+
+impl CloudGroups for Cloud {
+    type Error = Fake;
+
+    async fn groups(&self) -> Result<Vec<RollingGroup>, Fake> {
+        let mut w = self.0.lock().unwrap();
+        w.reads += 1;
+        if w.fail_read == Some(w.reads) {
+            return Err(Fake("throttled: Rate exceeded".into()));
+        }
+        Ok(w.groups.clone())
+    }
+
+    async fn detach(&self, asg: &str, ids: &[String]) -> Result<(), Fake> {
+        let mut w = self.0.lock().unwrap();
+        let g = w.groups.iter().position(|g| g.asg == asg).unwrap();
+        for id in ids {
+            w.log.push(format!("detach {id}"));
+            let i = w.groups[g]
+                .instances
+                .iter_mut()
+                .find(|i| &i.id == id)
+                .unwrap();
+            i.detached = true;
+            i.in_group = false;
+            i.lifecycle = String::new();
+            // Desired capacity kept: the group launches a replacement.
+            w.launch(g);
+        }
+        Ok(())
+    }
+
+    async fn deregister(&self, _: &[String], id: &str, _: Duration) -> Result<(), Fake> {
+        self.0.lock().unwrap().log.push(format!("deregister {id}"));
+        Ok(())
+    }
+
+    async fn terminate(&self, instance: &RollingInstance) -> Result<(), Fake> {
+        let mut w = self.0.lock().unwrap();
+        w.log.push(format!("terminate {}", instance.id));
+        let (g, i) = w.group_of(&instance.id).unwrap();
+        let gone = w.groups[g].instances.remove(i);
+        if gone.in_group {
+            w.launch(g);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct Nodes(Arc<Mutex<World>>);
+
+impl ClusterNodes for Nodes {
+    type Error = Fake;
+
+    async fn node_states(&self) -> Result<BTreeMap<String, NodeState>, Fake> {
+        let w = self.0.lock().unwrap();
+        Ok(w.groups
+            .iter()
+            .flat_map(|g| &g.instances)
+            .filter(|i| !w.deleted.contains(&node_name(&i.id)))
+            .map(|i| {
+                let state = NodeState {
+                    name: node_name(&i.id),
+                    ready: true,
+                    needs_update: false,
+                };
+                (i.id.clone(), state)
+            })
+            .collect())
+    }
+
+    async fn mark_for_update(&self, node: &str, cordon: bool) -> Result<(), Fake> {
+        let verb = if cordon { "cordon" } else { "taint" };
+        self.0.lock().unwrap().log.push(format!("{verb} {node}"));
+        Ok(())
+    }
+
+    async fn drain(
+        &self,
+        node: &str,
+        _: Duration,
+        _: &(dyn Fn(String) + Sync),
+    ) -> Result<Drained, Fake> {
+        let mut w = self.0.lock().unwrap();
+        if w.budget_never_frees {
+            w.log.push(format!("drain {node} refused"));
+            return Err(Fake(format!(
+                "draining {node}: the disruption budget of default/web never allowed the eviction"
+            )));
+        }
+        w.log.push(format!("drain {node}"));
+        Ok(Drained {
+            evicted: vec!["default/web-1".into()],
+            budget_waits: 0,
+        })
+    }
+
+    async fn delete_node(&self, node: &str) -> Result<(), Fake> {
+        let mut w = self.0.lock().unwrap();
+        w.log.push(format!("delete {node}"));
+        w.deleted.insert(node.to_string());
+        w.stale_control_planes.retain(|n| n != node);
+        Ok(())
+    }
+
+    async fn control_plane_nodes(&self) -> Result<Vec<(String, Option<String>)>, Fake> {
+        let w = self.0.lock().unwrap();
+        let live = w
+            .groups
+            .iter()
+            .filter(|g| g.role == "control-plane")
+            .flat_map(|g| &g.instances)
+            .filter(|i| !w.deleted.contains(&node_name(&i.id)))
+            .map(|i| (node_name(&i.id), Some(i.id.clone())));
+        let stale = w
+            .stale_control_planes
+            .iter()
+            .map(|n| (n.clone(), Some(n.trim_start_matches("n-").to_string())));
+        Ok(live.chain(stale).collect())
+    }
+
+    async fn snapshot(&self) -> Result<(Vec<validation::Node>, Vec<validation::Pod>), Fake> {
+        let w = self.0.lock().unwrap();
+        let mut nodes = Vec::new();
+        let mut pods = Vec::new();
+        for (g, group) in w.groups.iter().enumerate() {
+            for i in &group.instances {
+                let name = node_name(&i.id);
+                if w.deleted.contains(&name) {
+                    continue;
+                }
+                let role = w.role_of(g).to_string();
+                if role == "control-plane" {
+                    let replacement = i.id.starts_with("i-new");
+                    let ready = !(w.etcd_never_ready && replacement);
+                    pods.push(validation::Pod {
+                        name: format!("kube-system/etcd-{name}"),
+                        node: Some(name.clone()),
+                        priority_class: Some("system-node-critical".into()),
+                        component: Some("etcd".into()),
+                        phase: "Running".into(),
+                        unready_containers: match ready {
+                            true => Vec::new(),
+                            false => vec!["etcd".into()],
+                        },
+                    });
+                }
+                nodes.push(validation::Node {
+                    name: name.clone(),
+                    instance_id: Some(i.id.clone()),
+                    role,
+                    zone: "us-test-1a".into(),
+                    hostname: name,
+                    ready: true,
+                    network_unavailable: false,
+                });
+            }
+        }
+        Ok((nodes, pods))
+    }
+}
+
+/// A group of `size` instances launched from template version 1, its group now at 2.
+fn group(name: &str, role: &str, size: u32) -> RollingGroup {
+    RollingGroup {
+        asg: format!("{name}.c.example.com"),
+        instance_group: name.into(),
+        role: role.into(),
+        template_version: "2".into(),
+        min: size,
+        desired: size,
+        max: size,
+        target_groups: Vec::new(),
+        instances: (1..=size)
+            .map(|n| RollingInstance {
+                id: format!("i-{name}-{n}"),
+                template_version: Some("1".into()),
+                detached: false,
+                in_group: true,
+                lifecycle: "InService".into(),
+            })
+            .collect(),
+    }
+}
+
+/// Options with every wait at zero, one validation pass, short deadlines.
+fn fast() -> RollOptions {
+    RollOptions {
+        post_drain_delay: Duration::ZERO,
+        validation_timeout: Duration::from_millis(100),
+        validate_count: 1,
+        bastion_interval: Duration::ZERO,
+        control_plane_interval: Duration::ZERO,
+        node_interval: Duration::ZERO,
+        capacity_poll: Duration::from_millis(1),
+        least_pass_interval: Duration::from_millis(1),
+        ..RollOptions::default()
+    }
+}
+
+struct Harness {
+    world: Arc<Mutex<World>>,
+    reporter: Arc<Recorded>,
+    roll: Roll<Cloud, Nodes>,
+}
+
+async fn harness(world: World, options: RollOptions) -> anyhow::Result<Harness> {
+    let specs = world
+        .groups
+        .iter()
+        .map(|g| {
+            let role = Role::from_tag(&g.role).unwrap();
+            (g.instance_group.clone(), (role, None))
+        })
+        .collect();
+    let world = Arc::new(Mutex::new(world));
+    let reporter = Arc::new(Recorded::default());
+    let cx = Context {
+        name: "c.example.com".into(),
+        specs,
+        cluster_rolling: None,
+        settings: crate::Settings::default(),
+        reporter: reporter.clone(),
+    };
+    let mut roll = Roll::new(
+        Cloud(world.clone()),
+        Some(Nodes(world.clone())),
+        cx,
+        options,
+    );
+    roll.plan(&[]).await?;
+    Ok(Harness {
+        world,
+        reporter,
+        roll,
+    })
+}
+
+impl Harness {
+    fn log(&self) -> Vec<String> {
+        self.world.lock().unwrap().log.clone()
+    }
+
+    fn current(&self) -> bool {
+        let w = self.world.lock().unwrap();
+        w.groups.iter().all(|g| {
+            g.instances
+                .iter()
+                .all(|i| i.template_version.as_deref() == Some(g.template_version.as_str()))
+        })
+    }
+}
+
+fn problems(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<Problems>() {
+        Some(p) => {
+            p.0.iter()
+                .map(|p| {
+                    format!(
+                        "{} (hint: {})",
+                        p.message,
+                        p.hint.clone().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        None => format!("{e:#}"),
+    }
+}
+
+#[tokio::test]
+async fn plans_control_planes_first_then_rolls_every_instance_once() {
+    let world = World {
+        groups: vec![
+            group("nodes", "node", 3),
+            group("control-plane-a", "control-plane", 1),
+        ],
+        ..World::default()
+    };
+    let h = harness(world, fast()).await.unwrap();
+    let order: Vec<&str> = h.roll.statuses().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(order, ["control-plane-a", "nodes"]);
+    assert!(h.roll.needed());
+    h.roll.run().await.unwrap();
+    assert!(h.current(), "every instance replaced");
+    let log = h.log();
+    let terminated: Vec<&String> = log.iter().filter(|l| l.starts_with("terminate")).collect();
+    assert_eq!(terminated.len(), 4, "{log:#?}");
+    // Each old instance: cordoned, drained, its Node deleted, then terminated, in order.
+    for id in ["i-control-plane-a-1", "i-nodes-1", "i-nodes-2", "i-nodes-3"] {
+        let at = |what: &str| {
+            log.iter()
+                .position(|l| {
+                    l == &format!(
+                        "{what} {}",
+                        if what == "terminate" {
+                            id.to_string()
+                        } else {
+                            node_name(id)
+                        }
+                    )
+                })
+                .unwrap_or_else(|| panic!("no {what} of {id}: {log:#?}"))
+        };
+        assert!(at("cordon") < at("drain"));
+        assert!(at("drain") < at("delete"));
+        assert!(at("delete") < at("terminate"));
+    }
+    // The control plane went before any node.
+    let first_node = log.iter().position(|l| l.contains("i-nodes")).unwrap();
+    let last_cp = log
+        .iter()
+        .rposition(|l| l.contains("control-plane"))
+        .unwrap();
+    assert!(last_cp < first_node, "{log:#?}");
+}
+
+#[tokio::test]
+async fn nothing_to_do_when_every_instance_is_current() {
+    let mut nodes = group("nodes", "node", 2);
+    for i in &mut nodes.instances {
+        i.template_version = Some("2".into());
+    }
+    let h = harness(
+        World {
+            groups: vec![nodes],
+            ..World::default()
+        },
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert!(!h.roll.needed());
+    h.roll.run().await.unwrap();
+    assert!(h.log().is_empty(), "{:#?}", h.log());
+}
+
+#[tokio::test]
+async fn a_surge_detaches_first_and_the_replacement_launches_before_the_old_one_goes() {
+    let mut nodes = group("nodes", "node", 2);
+    nodes.max = 3;
+    let world = World {
+        groups: vec![nodes],
+        ..World::default()
+    };
+    let options = RollOptions {
+        force: false,
+        ..fast()
+    };
+    let h = harness(world, options).await.unwrap();
+    h.roll.run().await.unwrap();
+    assert!(h.current());
+    let log = h.log();
+    // kops's default for nodes is maxSurge 1: the first instance is detached (its
+    // replacement launched) before it is drained and terminated.
+    let detach = log
+        .iter()
+        .position(|l| l == "detach i-nodes-1")
+        .expect("a surge");
+    let terminate = log.iter().position(|l| l == "terminate i-nodes-1").unwrap();
+    assert!(detach < terminate, "{log:#?}");
+}
+
+#[tokio::test]
+async fn an_interrupted_run_resumes_with_the_detached_instance() {
+    // A run stopped after tagging i-nodes-1 detached and before detaching it.
+    let mut nodes = group("nodes", "node", 2);
+    nodes.instances[0].detached = true;
+    let h = harness(
+        World {
+            groups: vec![nodes],
+            ..World::default()
+        },
+        fast(),
+    )
+    .await
+    .unwrap();
+    h.roll.run().await.unwrap();
+    let log = h.log();
+    assert_eq!(
+        log.first().map(String::as_str),
+        Some("detach i-nodes-1"),
+        "{log:#?}"
+    );
+    assert!(h.current());
+    // Each instance went once: no instance was terminated twice.
+    let terminated: BTreeSet<&String> = log.iter().filter(|l| l.starts_with("terminate")).collect();
+    assert_eq!(terminated.len(), 2, "{log:#?}");
+}
+
+#[tokio::test]
+async fn a_disruption_budget_that_never_frees_stops_before_terminating() {
+    let world = World {
+        groups: vec![group("nodes", "node", 2)],
+        budget_never_frees: true,
+        ..World::default()
+    };
+    let h = harness(world, fast()).await.unwrap();
+    let e = h.roll.run().await.unwrap_err();
+    let text = problems(&e);
+    assert!(text.contains("disruption budget"), "{text}");
+    assert!(text.contains("--fail-on-drain-error=false"), "{text}");
+    let log = h.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("terminate") || l.starts_with("delete")),
+        "nothing terminated or deleted after a failed drain: {log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_budget_that_never_frees_is_overridden_only_by_fail_on_drain_error_false() {
+    let world = World {
+        groups: vec![group("nodes", "node", 1)],
+        budget_never_frees: true,
+        ..World::default()
+    };
+    let options = RollOptions {
+        fail_on_drain_error: false,
+        ..fast()
+    };
+    let h = harness(world, options).await.unwrap();
+    h.roll.run().await.unwrap();
+    assert!(h.current());
+    assert!(h
+        .reporter
+        .lines()
+        .iter()
+        .any(|l| l.contains("terminating anyway")));
+}
+
+#[tokio::test]
+async fn a_control_plane_that_never_settles_stops_the_roll_whatever_the_flags() {
+    for (validate_count, fail_on_validate_error) in [(1, true), (0, false), (2, false)] {
+        let world = World {
+            groups: vec![
+                group("control-plane-a", "control-plane", 1),
+                group("control-plane-b", "control-plane", 1),
+                group("control-plane-c", "control-plane", 1),
+            ],
+            etcd_never_ready: true,
+            ..World::default()
+        };
+        let options = RollOptions {
+            validate_count,
+            fail_on_validate_error,
+            ..fast()
+        };
+        let h = harness(world, options).await.unwrap();
+        let e = h.roll.run().await.unwrap_err();
+        let text = problems(&e);
+        assert!(text.contains("etcd"), "{text}");
+        let log = h.log();
+        let terminated: Vec<&String> = log.iter().filter(|l| l.starts_with("terminate")).collect();
+        assert_eq!(
+            terminated.len(),
+            1,
+            "--validate-count {validate_count} --fail-on-validate-error={fail_on_validate_error}: \
+             only the first control plane may go while etcd has not settled: {log:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_read_mid_round_stops_with_the_cloud_error_and_a_resume_finishes() {
+    let world = World {
+        groups: vec![group("nodes", "node", 3)],
+        // The plan read is 1; the read of the group's first round is 2, the next rounds later.
+        fail_read: Some(4),
+        ..World::default()
+    };
+    let h = harness(world, fast()).await.unwrap();
+    let e = h.roll.run().await.unwrap_err();
+    let text = problems(&e);
+    assert!(text.contains("Rate exceeded"), "{text}");
+    assert!(text.contains("resumes where it stopped"), "{text}");
+    assert!(!h.current(), "stopped part way");
+    // Run again, as a user would: it resumes from the cloud as it is and finishes.
+    h.roll.run().await.unwrap();
+    assert!(h.current());
+    let log = h.log();
+    let terminated: Vec<&String> = log.iter().filter(|l| l.starts_with("terminate")).collect();
+    let unique: BTreeSet<&&String> = terminated.iter().collect();
+    assert_eq!(
+        terminated.len(),
+        unique.len(),
+        "no instance terminated twice: {log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_control_plane_node_is_deleted_before_the_next_replacement() {
+    let world = World {
+        groups: vec![group("control-plane-a", "control-plane", 1)],
+        stale_control_planes: vec!["n-i-gone".into()],
+        ..World::default()
+    };
+    let h = harness(world, fast()).await.unwrap();
+    h.roll.run().await.unwrap();
+    let log = h.log();
+    let stale = log
+        .iter()
+        .position(|l| l == "delete n-i-gone")
+        .expect("stale Node deleted");
+    let terminate = log.iter().position(|l| l.starts_with("terminate")).unwrap();
+    assert!(stale < terminate, "{log:#?}");
+}
+
+#[tokio::test]
+async fn both_amounts_zero_is_refused_before_anything_changes() {
+    let world = World {
+        groups: vec![group("nodes", "node", 2)],
+        ..World::default()
+    };
+    let specs_zero = kopsrs_api::RollingUpdate {
+        max_surge: Some(kopsrs_api::IntOrString::Int(0)),
+        max_unavailable: Some(kopsrs_api::IntOrString::Int(0)),
+        ..Default::default()
+    };
+    let world = Arc::new(Mutex::new(world));
+    let cx = Context {
+        name: "c.example.com".into(),
+        specs: [("nodes".to_string(), (Role::Node, Some(specs_zero)))].into(),
+        cluster_rolling: None,
+        settings: crate::Settings::default(),
+        reporter: Arc::new(Recorded::default()),
+    };
+    let mut roll = Roll::new(Cloud(world.clone()), Some(Nodes(world.clone())), cx, fast());
+    let e = roll.plan(&[]).await.unwrap_err();
+    assert!(problems(&e).contains("maxSurge and maxUnavailable are both 0"));
+    assert!(world.lock().unwrap().log.is_empty());
+}

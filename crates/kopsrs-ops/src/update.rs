@@ -1,0 +1,306 @@
+//! `update cluster`: the plan against the cloud (with `yes`, applied), or Terraform files;
+//! after either, the completed spec and the addon channel go back to the state store.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use kopsrs_api::{encode_documents, Document, OutputFormat};
+use kopsrs_aws::Aws;
+use kopsrs_engine::Plan;
+use kopsrs_state::{layout, StateStore};
+
+use crate::cluster::{exec_options, locked, prepare, Prepared};
+use crate::problems::Problems;
+use crate::Session;
+
+/// What `update cluster` does on the direct target.
+#[derive(Debug, Clone, Default)]
+pub struct DirectOptions {
+    /// Apply (otherwise only plan).
+    pub yes: bool,
+    /// How many AWS changes run at once.
+    pub concurrency: u16,
+    /// After an apply, export a kubeconfig with these settings.
+    pub export: Option<crate::pki::ExportOptions>,
+    /// How addon downloads are pinned.
+    pub pins: crate::addons::PinOptions,
+    /// For a cluster in an existing VPC, check the network first (`validate network`).
+    pub network_checks: bool,
+}
+
+/// What an update did: its plan, and what applying it took (none for a dry run).
+#[derive(Debug)]
+pub struct UpdateReport {
+    /// The plan made.
+    pub plan: Plan,
+    /// Whether it was to be applied (`yes`).
+    pub yes: bool,
+    /// The apply, when `yes` and the plan had changes.
+    pub applied: Option<Applied>,
+}
+
+/// What an apply took.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Changes done.
+    pub done: usize,
+    /// Attempts, retries included.
+    pub attempts: u32,
+    /// AWS API calls made in all (the plan's reads included).
+    pub calls: u64,
+    /// Dependent calls on the longest chain of the apply.
+    pub critical_path: usize,
+    /// The time of that chain.
+    pub critical_path_time: std::time::Duration,
+    /// Wall time of the apply.
+    pub elapsed: std::time::Duration,
+}
+
+/// The direct target: plan, and with `yes` apply. With `yes` the cluster lock is taken
+/// before the spec and AWS are read, so what is applied is the spec as it is now (not as it
+/// was before another run finished) against what exists. The plan reaches the reporter
+/// ([`crate::Reporter::planned`]) before anything changes.
+pub async fn update_direct(
+    session: &Session,
+    name: &str,
+    options: &DirectOptions,
+) -> Result<UpdateReport> {
+    let store = crate::session::open_store(session).await?;
+    let purpose = options.yes.then_some("update cluster --yes");
+    let report = locked(&store, name, purpose, async {
+        let prepared = prepare(&store, name, session, true).await?;
+        let aws = crate::cluster::aws(session, &prepared.set.region).await;
+        if options.network_checks {
+            crate::network::preflight(session, &aws, &prepared, options.yes).await?;
+        } else {
+            session
+                .reporter
+                .say("Network checks skipped (--skip-network-checks).");
+        }
+        plan_and_apply(session, &aws, &store, &prepared, options).await
+    })
+    .await?;
+    if let (true, Some(export)) = (options.yes, &options.export) {
+        crate::pki::export_cluster(session, &store, name, export).await?;
+    }
+    Ok(report)
+}
+
+/// The cluster's plan: the provider's (resources) with the addon changes, and the pinned
+/// addon selection `--yes` publishes. Addons are resolved first: a pin that does not match
+/// its download stops the run before AWS is read.
+pub async fn plan(
+    session: &Session,
+    aws: &Aws,
+    store: &StateStore,
+    prepared: &Prepared,
+    pins: crate::addons::PinOptions,
+) -> Result<(Plan, crate::addons::Resolved)> {
+    let name = &prepared.cluster.metadata.name;
+    let addons = crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await?;
+    let mut plan =
+        aws.plan(&prepared.set)
+            .await
+            .map_err(|e| match e.is(kopsrs_aws::EXISTING_MISMATCH) {
+                true => Problems::one(
+                    format!(
+                        "{name} uses resources that are not as its spec says:\n  {}",
+                        e.message
+                    ),
+                    "fix the spec (`kopsrs edit cluster`) or the resources; nothing was changed",
+                ),
+                false => crate::problems::aws(
+                    &session.settings,
+                    &format!("reading {name} from AWS"),
+                    &e,
+                    "check the AWS credentials and region; nothing was changed",
+                ),
+            })?;
+    plan.addons = addons.changes.clone();
+    Ok((plan, addons))
+}
+
+async fn plan_and_apply(
+    session: &Session,
+    aws: &Aws,
+    store: &StateStore,
+    prepared: &Prepared,
+    options: &DirectOptions,
+) -> Result<UpdateReport> {
+    let name = &prepared.cluster.metadata.name;
+    let (plan, addons) = plan(session, aws, store, prepared, options.pins).await?;
+    session.reporter.planned(name, &plan, options.yes);
+    if !options.yes {
+        return Ok(UpdateReport {
+            plan,
+            yes: options.yes,
+            applied: None,
+        });
+    }
+    // Only now, with the plan made (and the addons' pins checked), is anything written.
+    crate::pki::ensure_keysets(store, name).await?;
+    if plan.is_empty() {
+        publish(store, prepared, &addons).await?;
+        return Ok(UpdateReport {
+            plan,
+            yes: options.yes,
+            applied: None,
+        });
+    }
+    let applied = apply(session, aws, name, &plan, options.concurrency).await?;
+    publish(store, prepared, &addons).await?;
+    Ok(UpdateReport {
+        plan,
+        yes: true,
+        applied: Some(applied),
+    })
+}
+
+/// Applies `plan` to the cloud, progress through the reporter; every failed change is a
+/// problem of its own, with its address.
+async fn apply(
+    session: &Session,
+    aws: &Aws,
+    name: &str,
+    plan: &Plan,
+    concurrency: u16,
+) -> Result<Applied> {
+    let started = std::time::Instant::now();
+    let options = exec_options(concurrency);
+    let progress = session.reporter.changes(plan.changes.len());
+    match kopsrs_aws::apply(aws, name, plan, &options, progress).await {
+        Ok(report) => Ok(Applied {
+            done: report.done,
+            attempts: report.attempts,
+            calls: aws.calls(),
+            critical_path: report.critical_path,
+            critical_path_time: report.critical_path_time,
+            elapsed: started.elapsed(),
+        }),
+        Err(e) => {
+            let summary = crate::Problem {
+                message: format!(
+                    "{} change(s) failed, {} done, {} not run",
+                    e.failed.len(),
+                    e.done,
+                    e.not_run.len()
+                ),
+                hint: Some("fix the cause and run `kopsrs update cluster --yes` again: it continues from what exists".into()),
+            };
+            // One problem per failed change (its error names its address), then the count.
+            let failed = e.failed.iter().map(|(_, error)| crate::Problem {
+                message: error.to_string(),
+                hint: None,
+            });
+            Err(Problems(failed.chain([summary]).collect()).into())
+        }
+    }
+}
+
+/// After a successful apply: the completed spec and the addon channel to the state store.
+async fn publish(
+    store: &StateStore,
+    prepared: &Prepared,
+    addons: &crate::addons::Resolved,
+) -> Result<()> {
+    write_completed(store, prepared).await?;
+    crate::addons::publish(store, &prepared.cluster, addons).await
+}
+
+/// Stores the completed spec as `cluster-completed.spec` (what kops writes on update).
+async fn write_completed(store: &StateStore, prepared: &Prepared) -> Result<()> {
+    let name = &prepared.cluster.metadata.name;
+    let text = encode_documents(
+        &[Document::Cluster(Box::new(prepared.cluster.clone()))],
+        OutputFormat::Yaml,
+    );
+    let key = format!("{name}/{}", layout::COMPLETED);
+    let current = store.get(&key).await?;
+    if current.as_ref().map(|c| c.value.as_ref()) != Some(text.as_bytes()) {
+        store.overwrite(&key, text.into_bytes().into()).await?;
+    }
+    Ok(())
+}
+
+/// `--target terraform`: renders the cluster into `out` and stores the completed spec.
+pub async fn write_terraform(
+    session: &Session,
+    name: &str,
+    out: &Path,
+    pins: crate::addons::PinOptions,
+) -> Result<()> {
+    let store = &crate::session::open_store(session).await?;
+    let prepared = prepare(store, name, session, false).await?;
+    // Addons are resolved before anything is written: a wrong pin stops the run. A
+    // Kubernetes version outside the channel is a warning here: the Terraform user-data
+    // stops with the reason (see `prepare`).
+    let addons =
+        match crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await {
+            Ok(addons) => Some(addons),
+            Err(e) => match e.downcast_ref::<kopsrs_bootstrap::channel::ChannelError>() {
+                Some(unsupported) => {
+                    let warning = format!("{unsupported}; no addons published");
+                    session.reporter.warn(&warning, None);
+                    None
+                }
+                None => return Err(e),
+            },
+        };
+    crate::pki::ensure_keysets(store, name).await?;
+    if let Some(addons) = addons {
+        for change in &addons.changes {
+            if let Some(integrity) = &change.integrity {
+                let line = format!("addon {}: {integrity}", change.name);
+                session.reporter.say(&line);
+            }
+        }
+        crate::addons::publish(store, &prepared.cluster, &addons).await?;
+    }
+    let rendered = kopsrs_terraform::render(&prepared.set);
+    let changed = write_output(out, &rendered.files)?;
+    write_completed(store, &prepared).await?;
+    session.reporter.say(&format!(
+        "Terraform for {name}: {} resources in {} ({} file(s) changed).",
+        prepared.set.resources.len(),
+        out.join("kubernetes.tf").display(),
+        changed
+    ));
+    session.reporter.say(&format!(
+        "Run `terraform init && terraform plan` in {} to review it.",
+        out.display()
+    ));
+    Ok(())
+}
+
+/// Writes files under `dir`, leaving those whose content did not change untouched, and
+/// removes data files a previous run wrote that are no longer part of the output.
+fn write_output(dir: &Path, files: &std::collections::BTreeMap<String, String>) -> Result<usize> {
+    let mut changed = 0;
+    for (path, content) in files {
+        let target = dir.join(path);
+        if std::fs::read(&target).ok().as_deref() == Some(content.as_bytes()) {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        // Write beside and rename, so a crash leaves the old file or the new one.
+        let temp = target.with_extension("kopsrs-tmp");
+        std::fs::write(&temp, content).with_context(|| format!("writing {}", temp.display()))?;
+        std::fs::rename(&temp, &target).with_context(|| format!("writing {}", target.display()))?;
+        changed += 1;
+    }
+    let data = dir.join("data");
+    if let Ok(entries) = std::fs::read_dir(&data) {
+        for entry in entries.flatten() {
+            let relative = format!("data/{}", entry.file_name().to_string_lossy());
+            if !files.contains_key(&relative) {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
+}
