@@ -3688,6 +3688,9 @@ class Server:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-kube"
+    # Headers and body go out in two writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK (40 ms a request on a kept-alive connection).
+    disable_nagle_algorithm = True
     app = None  # the Server
 
     def log_message(self, fmt, *args):
