@@ -3688,6 +3688,9 @@ class Server:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-kube"
+    # Headers and body go out in two writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK (40 ms a request on a kept-alive connection).
+    disable_nagle_algorithm = True
     app = None  # the Server
 
     def log_message(self, fmt, *args):
@@ -3756,7 +3759,10 @@ class Handler(BaseHTTPRequestHandler):
             if resource == "discovery":
                 self.send_json(code, obj)
                 return
+            # Counted before the answer: a client that has its answer sees the call counted.
+            count(app, verb, resource, code)
             self.send_json(code, obj, headers)
+            return
         except ApiError as e:
             code = e.code
             resolved = None
@@ -3772,15 +3778,14 @@ class Handler(BaseHTTPRequestHandler):
                         "POST": "create", "PUT": "update", "PATCH": "patch",
                         "DELETE": "delete" if name else "deletecollection"}[method]
             headers = {"Retry-After": str(e.retry_after)} if e.retry_after else {}
+            if resource != "discovery" and resource != "unknown":
+                count(app, verb, resource, code)
             self.send_json(e.code, e.status, headers)
         except Exception as e:  # a bug: say so as the real server would
             import traceback
             traceback.print_exc()
-            code = 500
             self.send_json(500, ApiError(500, "InternalError", f"Internal error occurred: {e!r}",
                                          {"causes": [{"message": repr(e)}]}).status)
-        if resource != "discovery" and resource != "unknown":
-            count(app, verb, resource, code)
 
     def stream_watch(self, w):
         self.send_response(200)

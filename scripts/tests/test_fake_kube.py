@@ -3,6 +3,7 @@
 Run from the repository root: python3 -m unittest discover -s scripts/tests -v
 """
 
+import http.client
 import json
 import os
 import re
@@ -395,6 +396,31 @@ data: {{a: "{data}"}}
         out = k.kubectl("taint", "nodes", "n1", "c:NoSchedule-")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(taints(), [])
+
+    def test_calls_are_counted_by_the_time_the_answer_arrives(self):
+        # Clients (kopsrs's tests) read /__fake/calls right after their answers: each call,
+        # refusals included, must be counted before it is answered.
+        k = self.k
+        k.ok("DELETE", "/__fake/calls")
+        out = k.kubectl("get", "configmaps", "-n", "default")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(k.calls()["by_call"].get("list configmaps"), 1)
+        out = k.kubectl("get", "configmap", "nope", "-n", "default")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertEqual(k.calls()["by_status"].get("get configmaps 404"), 1)
+        # As fast as a client can ask, on kept-alive connections.
+        api = http.client.HTTPConnection("127.0.0.1", k.port, timeout=10)
+        control = http.client.HTTPConnection("127.0.0.1", k.port, timeout=10)
+        for i in range(1, 201):
+            path = "/api/v1/namespaces/default/configmaps" + ("/nope" if i % 2 else "")
+            api.request("GET", path)
+            api.getresponse().read()
+            control.request("GET", "/__fake/calls")
+            calls = json.loads(control.getresponse().read())
+            self.assertEqual(calls["by_call"].get("list configmaps", 0) +
+                             calls["by_call"].get("get configmaps", 0), i + 2)
+        api.close()
+        control.close()
 
     def drain_setup(self, replicas, min_available, second_node):
         k = self.k

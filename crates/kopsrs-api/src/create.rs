@@ -129,7 +129,85 @@ pub const NETWORKING_CHOICES: &[&str] = &[
 pub fn create_cluster(
     options: &CreateClusterOptions,
 ) -> Result<(Cluster, Vec<InstanceGroup>), Vec<String>> {
+    let choices = read_options(options)?;
+    let (subnets, extra_subnets) = cluster_subnets(options, &choices)?;
+    let (groups, etcd_members) = instance_groups(options, &choices, &extra_subnets);
+    let spec = cluster_spec(options, &choices, &subnets, &etcd_members);
+    let mut cluster_value = cluster_document(&choices.name, &options.creation_timestamp, spec);
+    let errors = apply_sets_and_unsets(options, &mut cluster_value);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let cluster: Cluster =
+        serde_json::from_value(cluster_value).map_err(|e| vec![format!("--set: {e}")])?;
+    Ok((cluster, groups))
+}
+
+/// The values `create cluster` builds on, read from its options once every option is checked.
+struct Choices<'a> {
+    /// The cluster name, trimmed.
+    name: String,
+    /// `public` or `private`, lower case.
+    topology: String,
+    /// The `--networking` choice, one of [`NETWORKING_CHOICES`].
+    networking: &'a str,
+    /// `spec.topology.dns.type`: `Public`, `Private` or `None`.
+    dns: &'static str,
+    /// `spec.api.loadBalancer.type`: `Public` or `Internal`.
+    api_lb_type: &'static str,
+    /// The Kubernetes version as given (or the default), for `spec.kubernetesVersion`.
+    version_text: String,
+    /// The same version, parsed.
+    version: KubernetesVersion,
+    /// `networkCIDR` first, then `additionalNetworkCIDRs`.
+    networks: Vec<Ipv4Net>,
+    /// The zones control planes are placed in, round-robin.
+    control_plane_zones: Vec<String>,
+    /// `spec.cloudLabels`, when given.
+    cloud_labels: Option<BTreeMap<String, String>>,
+    /// Feature gate name to `"true"` or `"false"`, for every component.
+    feature_gates: BTreeMap<String, Value>,
+    /// `cloudgroups` or `karpenter`.
+    instance_manager: &'a str,
+}
+
+/// Checks every option, in flag order, and reads the values the spec is built from; every
+/// problem is returned at once.
+fn read_options(options: &CreateClusterOptions) -> Result<Choices<'_>, Vec<String>> {
     let mut errors = Vec::new();
+    let name = read_name(options, &mut errors);
+    check_zones_and_cloud(options, &mut errors);
+    let topology = read_topology(options, &mut errors);
+    let networking = read_networking(options, &mut errors);
+    let dns = read_dns(options, &name, &mut errors);
+    let api_lb_type = read_api_load_balancer_type(options, &mut errors);
+    let (version_text, version) = read_kubernetes_version(options, &mut errors);
+    let networks = read_network_cidrs(options, &mut errors);
+    let control_plane_zones = read_control_plane_zones(options, &mut errors);
+    let cloud_labels = read_cloud_labels(options, &mut errors);
+    let feature_gates = read_feature_gates(options, &mut errors);
+    let instance_manager = read_instance_manager(options, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Choices {
+        name,
+        topology,
+        networking,
+        dns,
+        api_lb_type,
+        version_text,
+        version: version.expect("checked above"),
+        networks,
+        control_plane_zones,
+        cloud_labels,
+        feature_gates,
+        instance_manager,
+    })
+}
+
+/// The cluster name, trimmed; it must not be empty.
+fn read_name(options: &CreateClusterOptions, errors: &mut Vec<String>) -> String {
     let name = options.name.trim().to_string();
     if name.is_empty() {
         errors.push(
@@ -137,6 +215,11 @@ pub fn create_cluster(
                 .into(),
         );
     }
+    name
+}
+
+/// At least one zone is named, and the cloud is AWS.
+fn check_zones_and_cloud(options: &CreateClusterOptions, errors: &mut Vec<String>) {
     if options.zones.is_empty() {
         errors.push("--zones: missing; name at least one zone, e.g. --zones us-east-1a".into());
     }
@@ -146,6 +229,10 @@ pub fn create_cluster(
             "--cloud {cloud}: not supported; kopsrs supports aws"
         ));
     }
+}
+
+/// `--topology`, lower case: `public` (the default) or `private`, which a bastion needs.
+fn read_topology(options: &CreateClusterOptions, errors: &mut Vec<String>) -> String {
     let topology = options
         .topology
         .as_deref()
@@ -157,6 +244,11 @@ pub fn create_cluster(
     if options.bastion && topology != "private" {
         errors.push("--bastion: a bastion needs --topology private".into());
     }
+    topology
+}
+
+/// `--networking`: one of [`NETWORKING_CHOICES`]; `cilium` by default.
+fn read_networking<'a>(options: &'a CreateClusterOptions, errors: &mut Vec<String>) -> &'a str {
     let networking = options.networking.as_deref().unwrap_or("cilium");
     if !NETWORKING_CHOICES.contains(&networking) {
         errors.push(format!(
@@ -164,7 +256,13 @@ pub fn create_cluster(
             NETWORKING_CHOICES.join(", ")
         ));
     }
-    let dns = match options.dns.as_deref().map(str::to_ascii_lowercase) {
+    networking
+}
+
+/// The DNS type from `--dns`; without it, public when a DNS zone is given for a name that is
+/// not gossip (`.k8s.local`), else none.
+fn read_dns(options: &CreateClusterOptions, name: &str, errors: &mut Vec<String>) -> &'static str {
+    match options.dns.as_deref().map(str::to_ascii_lowercase) {
         Some(d) if d == "public" => "Public",
         Some(d) if d == "private" => "Private",
         Some(d) if d == "none" => "None",
@@ -174,8 +272,15 @@ pub fn create_cluster(
         }
         None if options.dns_zone.is_some() && !name.ends_with(".k8s.local") => "Public",
         None => "None",
-    };
-    let api_lb_type = match options
+    }
+}
+
+/// The API load balancer type from `--api-loadbalancer-type`: public (the default) or internal.
+fn read_api_load_balancer_type(
+    options: &CreateClusterOptions,
+    errors: &mut Vec<String>,
+) -> &'static str {
+    match options
         .api_loadbalancer_type
         .as_deref()
         .map(str::to_ascii_lowercase)
@@ -189,7 +294,14 @@ pub fn create_cluster(
             ));
             "Public"
         }
-    };
+    }
+}
+
+/// `--kubernetes-version` (or the default) as given and parsed; `None` when it does not parse.
+fn read_kubernetes_version(
+    options: &CreateClusterOptions,
+    errors: &mut Vec<String>,
+) -> (String, Option<KubernetesVersion>) {
     let version_text = options
         .kubernetes_version
         .clone()
@@ -200,6 +312,12 @@ pub fn create_cluster(
             "--kubernetes-version {version_text}: not a Kubernetes version; use the form v1.34.1"
         ));
     }
+    (version_text, version)
+}
+
+/// The network CIDRs: those given, each an IPv4 network without host bits; none given and no
+/// existing VPC or subnets, kops's `172.20.0.0/16`.
+fn read_network_cidrs(options: &CreateClusterOptions, errors: &mut Vec<String>) -> Vec<Ipv4Net> {
     let network_cidrs: Vec<String> = if options.network_cidrs.is_empty()
         && options.network_id.is_none()
         && options.subnet_ids.is_empty()
@@ -221,6 +339,15 @@ pub fn create_cluster(
             )),
         }
     }
+    networks
+}
+
+/// The control-plane zones: those given, each one of `--zones`; else the first
+/// `--control-plane-count` zones (at least one).
+fn read_control_plane_zones(
+    options: &CreateClusterOptions,
+    errors: &mut Vec<String>,
+) -> Vec<String> {
     let control_plane_zones = if options.control_plane_zones.is_empty() {
         let count = options.control_plane_count.unwrap_or(1) as usize;
         options
@@ -240,7 +367,15 @@ pub fn create_cluster(
             ));
         }
     }
-    let cloud_labels = match options
+    control_plane_zones
+}
+
+/// `--cloud-labels`, as [`parse_cloud_labels`] reads them.
+fn read_cloud_labels(
+    options: &CreateClusterOptions,
+    errors: &mut Vec<String>,
+) -> Option<BTreeMap<String, String>> {
+    match options
         .cloud_labels
         .as_deref()
         .map(parse_cloud_labels)
@@ -251,7 +386,14 @@ pub fn create_cluster(
             errors.push(format!("--cloud-labels: {e}"));
             None
         }
-    };
+    }
+}
+
+/// `--kubernetes-feature-gates`: `Name` or `+Name` on, `-Name` off; a name is alphanumeric.
+fn read_feature_gates(
+    options: &CreateClusterOptions,
+    errors: &mut Vec<String>,
+) -> BTreeMap<String, Value> {
     let mut feature_gates = BTreeMap::new();
     for gate in &options.kubernetes_feature_gates {
         let (name, enabled) = match gate.strip_prefix('-') {
@@ -263,6 +405,15 @@ pub fn create_cluster(
         }
         feature_gates.insert(name.to_string(), Value::String(enabled.into()));
     }
+    feature_gates
+}
+
+/// `--instance-manager`: `cloudgroups` (the default) or `karpenter`, which needs a discovery
+/// store.
+fn read_instance_manager<'a>(
+    options: &'a CreateClusterOptions,
+    errors: &mut Vec<String>,
+) -> &'a str {
     let instance_manager = options.instance_manager.as_deref().unwrap_or("cloudgroups");
     if instance_manager != "cloudgroups" && instance_manager != "karpenter" {
         errors.push(format!(
@@ -272,18 +423,51 @@ pub fn create_cluster(
     if instance_manager == "karpenter" && options.discovery_store.is_none() {
         errors.push("--instance-manager karpenter: needs --discovery-store (Karpenter uses IAM roles for service accounts)".into());
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let version = version.expect("checked above");
+    instance_manager
+}
 
-    // Subnets: per zone, in kops's order (primary subnets, then dual-stack, then utility).
-    let mut subnets: Vec<crate::ClusterSubnetSpec> = Vec::new();
-    let primary_type = if options.ipv6 || topology == "private" {
+/// Per zone, the names of the subnets taken from additional network CIDRs.
+type ZoneSubnets = BTreeMap<String, Vec<String>>;
+
+/// The cluster's subnets in kops's order, with their CIDRs allocated from the network CIDR
+/// (unless existing subnets are used), and per zone the names of the subnets taken from
+/// additional network CIDRs, where that zone's nodes go.
+fn cluster_subnets(
+    options: &CreateClusterOptions,
+    choices: &Choices,
+) -> Result<(Vec<crate::ClusterSubnetSpec>, ZoneSubnets), Vec<String>> {
+    let primary_type = if options.ipv6 || choices.topology == "private" {
         "Private"
     } else {
         "Public"
     };
+    let mut subnets = zone_subnets(options, choices, primary_type);
+    if let Some(network) = choices.networks.first() {
+        if options.subnet_ids.is_empty() {
+            if let Err(e) = cidr::allocate_subnets(*network, &mut subnets, options.ipv6) {
+                return Err(vec![format!("--network-cidr {network}: {e}")]);
+            }
+        }
+    }
+    let extra_subnets =
+        additional_network_subnets(options, &choices.networks, primary_type, &mut subnets);
+    if options.ipv6 {
+        for (i, subnet) in subnets.iter_mut().enumerate() {
+            subnet.ipv6_cidr = Some(format!("/64#{i:x}"));
+        }
+    }
+    Ok((subnets, extra_subnets))
+}
+
+/// The subnets of the zones: each zone's primary subnet, then (IPv6) a dual-stack subnet per
+/// zone, then (IPv6 or private topology) a utility subnet per zone.
+fn zone_subnets(
+    options: &CreateClusterOptions,
+    choices: &Choices,
+    primary_type: &str,
+) -> Vec<crate::ClusterSubnetSpec> {
+    let networks = &choices.networks;
+    let mut subnets: Vec<crate::ClusterSubnetSpec> = Vec::new();
     for (i, zone) in options.zones.iter().enumerate() {
         let mut subnet = subnet_spec(zone, zone, primary_type);
         if let Some(id) = options.subnet_ids.get(i) {
@@ -306,22 +490,25 @@ pub fn create_cluster(
             subnets.push(subnet_spec(&format!("dualstack-{zone}"), zone, "DualStack"));
         }
     }
-    if options.ipv6 || topology == "private" {
+    if options.ipv6 || choices.topology == "private" {
         for (i, zone) in options.zones.iter().enumerate() {
             let mut subnet = subnet_spec(&format!("utility-{zone}"), zone, "Utility");
             subnet.id = options.utility_subnet_ids.get(i).cloned();
             subnets.push(subnet);
         }
     }
-    if let Some(network) = networks.first() {
-        if options.subnet_ids.is_empty() {
-            if let Err(e) = cidr::allocate_subnets(*network, &mut subnets, options.ipv6) {
-                return Err(vec![format!("--network-cidr {network}: {e}")]);
-            }
-        }
-    }
-    // Each additional network CIDR becomes one more subnet, round-robin over the zones.
-    let mut extra_subnets: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    subnets
+}
+
+/// Each additional network CIDR becomes one more subnet, round-robin over the zones; returns
+/// the names of those subnets per zone.
+fn additional_network_subnets(
+    options: &CreateClusterOptions,
+    networks: &[Ipv4Net],
+    primary_type: &str,
+    subnets: &mut Vec<crate::ClusterSubnetSpec>,
+) -> ZoneSubnets {
+    let mut extra_subnets: ZoneSubnets = BTreeMap::new();
     for (i, network) in networks.iter().enumerate().skip(1) {
         let zone = &options.zones[(i - 1) % options.zones.len()];
         let name = format!("{zone}-{i}");
@@ -330,42 +517,50 @@ pub fn create_cluster(
         subnets.push(subnet);
         extra_subnets.entry(zone.clone()).or_default().push(name);
     }
-    if options.ipv6 {
-        for (i, subnet) in subnets.iter_mut().enumerate() {
-            subnet.ipv6_cidr = Some(format!("/64#{i:x}"));
-        }
-    }
-    let control_plane_subnet = |zone: &str| {
-        if options.ipv6 {
-            format!("dualstack-{zone}")
-        } else {
-            zone.to_string()
-        }
-    };
+    extra_subnets
+}
 
-    // Instance groups.
-    let timestamp = options.creation_timestamp.clone();
-    let mut groups = Vec::new();
+/// The instance groups (control planes, the bastion when asked for, then nodes), with the etcd
+/// members the control planes carry.
+fn instance_groups(
+    options: &CreateClusterOptions,
+    choices: &Choices,
+    extra_subnets: &ZoneSubnets,
+) -> (Vec<InstanceGroup>, Vec<Value>) {
+    let (zones, group_names) = control_plane_group_names(options, &choices.control_plane_zones);
+    let etcd_members = etcd_members(options, &group_names);
+    let mut groups = control_plane_groups(options, choices, &zones, &group_names);
+    if options.bastion {
+        groups.push(bastion_group(options, choices));
+    }
+    groups.extend(node_groups(options, choices, extra_subnets));
+    (groups, etcd_members)
+}
+
+/// The image of a group: its role's image flag, else `--image`, else the default image for the
+/// machine type's architecture.
+fn group_image(
+    options: &CreateClusterOptions,
+    version: &KubernetesVersion,
+    specific: &Option<String>,
+    machine_type: &str,
+) -> String {
+    specific
+        .clone()
+        .or_else(|| options.image.clone())
+        .unwrap_or_else(|| versions::default_image(version, versions::architecture(machine_type)))
+}
+
+/// The zone of each control plane (round-robin over the control-plane zones) and its group
+/// name: `control-plane-<zone>`, numbered `-1`, `-2`, … when a zone has more than one.
+fn control_plane_group_names<'z>(
+    options: &CreateClusterOptions,
+    control_plane_zones: &'z [String],
+) -> (Vec<&'z str>, Vec<String>) {
     let control_plane_count = options
         .control_plane_count
         .map(|c| c as usize)
         .unwrap_or(control_plane_zones.len());
-    let control_plane_type = options
-        .control_plane_size
-        .clone()
-        .unwrap_or_else(|| versions::DEFAULT_CONTROL_PLANE_MACHINE_TYPE.into());
-    let node_type = options
-        .node_size
-        .clone()
-        .unwrap_or_else(|| versions::DEFAULT_NODE_MACHINE_TYPE.into());
-    let image_for = |specific: &Option<String>, machine_type: &str| {
-        specific
-            .clone()
-            .or_else(|| options.image.clone())
-            .unwrap_or_else(|| {
-                versions::default_image(&version, versions::architecture(machine_type))
-            })
-    };
     let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
     let control_plane_assignments: Vec<&str> = (0..control_plane_count)
         .map(|i| control_plane_zones[i % control_plane_zones.len()].as_str())
@@ -385,9 +580,15 @@ pub fn create_cluster(
             }
         })
         .collect();
-    let etcd_members: Vec<serde_json::Value> = group_names
+    (control_plane_assignments, group_names)
+}
+
+/// One etcd member per control-plane group, encrypted unless `--encrypt-etcd-storage=false`,
+/// with `--etcd-storage-type` as its volume type.
+fn etcd_members(options: &CreateClusterOptions, group_names: &[String]) -> Vec<Value> {
+    group_names
         .iter()
-        .zip(etcd_member_names(&group_names))
+        .zip(etcd_member_names(group_names))
         .map(|(group, name)| {
             let mut member = json!({"instanceGroup": group, "name": name});
             if options.encrypt_etcd_storage.unwrap_or(true) {
@@ -398,10 +599,32 @@ pub fn create_cluster(
             }
             member
         })
-        .collect();
-    for (zone, group_name) in control_plane_assignments.iter().zip(&group_names) {
+        .collect()
+}
+
+/// One control-plane group per control plane, of size one, in its zone's subnet (the
+/// dual-stack one with IPv6).
+fn control_plane_groups(
+    options: &CreateClusterOptions,
+    choices: &Choices,
+    zones: &[&str],
+    group_names: &[String],
+) -> Vec<InstanceGroup> {
+    let control_plane_type = options
+        .control_plane_size
+        .clone()
+        .unwrap_or_else(|| versions::DEFAULT_CONTROL_PLANE_MACHINE_TYPE.into());
+    let control_plane_subnet = |zone: &str| {
+        if options.ipv6 {
+            format!("dualstack-{zone}")
+        } else {
+            zone.to_string()
+        }
+    };
+    let mut groups = Vec::new();
+    for (zone, group_name) in zones.iter().zip(group_names) {
         let mut spec = json!({
-            "image": image_for(&options.control_plane_image, &control_plane_type),
+            "image": group_image(options, &choices.version, &options.control_plane_image, &control_plane_type),
             "machineType": control_plane_type,
             "maxSize": 1, "minSize": 1,
             "role": "Master",
@@ -413,76 +636,151 @@ pub fn create_cluster(
         if let Some(size) = options.control_plane_volume_size {
             spec["rootVolumeSize"] = json!(size);
         }
-        groups.push(instance_group(&name, group_name, spec, &timestamp));
+        groups.push(instance_group(
+            &choices.name,
+            group_name,
+            spec,
+            &options.creation_timestamp,
+        ));
     }
-    if options.bastion {
-        let bastion_type = versions::DEFAULT_BASTION_MACHINE_TYPE;
-        let spec = json!({
-            "image": image_for(&None, bastion_type),
-            "machineType": bastion_type,
-            "maxSize": 1, "minSize": 1,
-            "role": "Bastion",
-            "subnets": options.zones,
-        });
-        groups.push(instance_group(&name, "bastions", spec, &timestamp));
-    }
+    groups
+}
+
+/// The `bastions` group: one bastion over all the zones.
+fn bastion_group(options: &CreateClusterOptions, choices: &Choices) -> InstanceGroup {
+    let bastion_type = versions::DEFAULT_BASTION_MACHINE_TYPE;
+    let spec = json!({
+        "image": group_image(options, &choices.version, &None, bastion_type),
+        "machineType": bastion_type,
+        "maxSize": 1, "minSize": 1,
+        "role": "Bastion",
+        "subnets": options.zones,
+    });
+    instance_group(&choices.name, "bastions", spec, &options.creation_timestamp)
+}
+
+/// The worker groups: with Karpenter one `nodes` group over all zones; else a `nodes-<zone>`
+/// group per zone with its share of `--node-count` (zones with none get no group).
+fn node_groups(
+    options: &CreateClusterOptions,
+    choices: &Choices,
+    extra_subnets: &ZoneSubnets,
+) -> Vec<InstanceGroup> {
+    let node_type = options
+        .node_size
+        .clone()
+        .unwrap_or_else(|| versions::DEFAULT_NODE_MACHINE_TYPE.into());
+    let image = group_image(options, &choices.version, &options.node_image, &node_type);
     let node_count = options
         .node_count
         .map(|c| c as usize)
         .unwrap_or(options.zones.len());
-    let node_security_groups = |spec: &mut Value| {
-        if !options.node_security_groups.is_empty() {
-            spec["additionalSecurityGroups"] = json!(options.node_security_groups);
-        }
-        if let Some(size) = options.node_volume_size {
-            spec["rootVolumeSize"] = json!(size);
-        }
-    };
-    if instance_manager == "karpenter" {
+    let mut groups = Vec::new();
+    if choices.instance_manager == "karpenter" {
         let mut spec = json!({
-            "image": image_for(&options.node_image, &node_type),
+            "image": image,
             "manager": "Karpenter",
             "minSize": node_count,
             "role": "Node",
             "subnets": options.zones,
         });
-        node_security_groups(&mut spec);
-        groups.push(instance_group(&name, "nodes", spec, &timestamp));
-    } else {
-        let zones = options.zones.len();
-        for (i, zone) in options.zones.iter().enumerate() {
-            let count = node_count / zones + usize::from(i < node_count % zones);
-            if count == 0 {
-                continue;
-            }
-            let subnets = extra_subnets
-                .get(zone)
-                .cloned()
-                .unwrap_or_else(|| vec![zone.clone()]);
-            let mut spec = json!({
-                "image": image_for(&options.node_image, &node_type),
-                "machineType": node_type,
-                "maxSize": count, "minSize": count,
-                "role": "Node",
-                "subnets": subnets,
-            });
-            node_security_groups(&mut spec);
-            groups.push(instance_group(
-                &name,
-                &format!("nodes-{zone}"),
-                spec,
-                &timestamp,
-            ));
-        }
+        add_node_options(options, &mut spec);
+        groups.push(instance_group(
+            &choices.name,
+            "nodes",
+            spec,
+            &options.creation_timestamp,
+        ));
+        return groups;
     }
+    let zones = options.zones.len();
+    for (i, zone) in options.zones.iter().enumerate() {
+        let count = node_count / zones + usize::from(i < node_count % zones);
+        if count == 0 {
+            continue;
+        }
+        let subnets = extra_subnets
+            .get(zone)
+            .cloned()
+            .unwrap_or_else(|| vec![zone.clone()]);
+        let mut spec = json!({
+            "image": image,
+            "machineType": node_type,
+            "maxSize": count, "minSize": count,
+            "role": "Node",
+            "subnets": subnets,
+        });
+        add_node_options(options, &mut spec);
+        groups.push(instance_group(
+            &choices.name,
+            &format!("nodes-{zone}"),
+            spec,
+            &options.creation_timestamp,
+        ));
+    }
+    groups
+}
 
-    // The cluster.
+/// `--node-security-groups` and `--node-volume-size` on a worker group's spec.
+fn add_node_options(options: &CreateClusterOptions, spec: &mut Value) {
+    if !options.node_security_groups.is_empty() {
+        spec["additionalSecurityGroups"] = json!(options.node_security_groups);
+    }
+    if let Some(size) = options.node_volume_size {
+        spec["rootVolumeSize"] = json!(size);
+    }
+}
+
+/// The cluster's spec: kops's fixed choices, the options, then the optional sections.
+fn cluster_spec(
+    options: &CreateClusterOptions,
+    choices: &Choices,
+    subnets: &[crate::ClusterSubnetSpec],
+    etcd_members: &[Value],
+) -> Value {
+    let access = |given: &Vec<String>| {
+        if given.is_empty() {
+            json!(["0.0.0.0/0", "::/0"])
+        } else {
+            json!(given)
+        }
+    };
+    let mut spec = json!({
+        "api": {"loadBalancer": {"class": "Network", "type": choices.api_lb_type}},
+        "authorization": {"rbac": {}},
+        "channel": options.channel.clone().unwrap_or_else(|| "stable".into()),
+        "cloudProvider": "aws",
+        "etcdClusters": etcd_clusters(options, etcd_members),
+        "iam": {"allowContainerRegistry": true, "legacy": false},
+        "kubelet": {"anonymousAuth": false},
+        "kubernetesApiAccess": access(&options.admin_access),
+        "kubernetesVersion": choices.version_text,
+        "networking": networking_spec(choices.networking),
+        "nonMasqueradeCIDR": if options.ipv6 { "::/0" } else { "100.64.0.0/10" },
+        // As kops: `--admin-access` restricts SSH too, unless `--ssh-access` says otherwise.
+        "sshAccess": access(if options.ssh_access.is_empty() {
+            &options.admin_access
+        } else {
+            &options.ssh_access
+        }),
+        "subnets": serde_json::to_value(subnets).expect("subnets serialize"),
+        "topology": {"dns": {"type": choices.dns}},
+    });
+    add_network_fields(options, &choices.networks, &mut spec);
+    add_optional_fields(options, choices, &mut spec);
+    add_feature_gates(&choices.feature_gates, &mut spec);
+    add_service_account_issuer(options, choices, &mut spec);
+    spec
+}
+
+/// The etcd clusters (`--etcd-clusters`, else `main` and `events`), each with every member.
+fn etcd_clusters(options: &CreateClusterOptions, etcd_members: &[Value]) -> Vec<Value> {
     let etcd_names = if options.etcd_clusters.is_empty() {
         vec!["main".to_string(), "events".to_string()]
     } else {
         options.etcd_clusters.clone()
     };
-    let etcd_clusters: Vec<Value> = etcd_names
+    etcd_names
         .iter()
         .map(|etcd| {
             json!({
@@ -493,36 +791,11 @@ pub fn create_cluster(
                 "name": etcd,
             })
         })
-        .collect();
-    let any_access = || json!(["0.0.0.0/0", "::/0"]);
-    let access = |given: &Vec<String>| {
-        if given.is_empty() {
-            any_access()
-        } else {
-            json!(given)
-        }
-    };
-    let mut spec = json!({
-        "api": {"loadBalancer": {"class": "Network", "type": api_lb_type}},
-        "authorization": {"rbac": {}},
-        "channel": options.channel.clone().unwrap_or_else(|| "stable".into()),
-        "cloudProvider": "aws",
-        "etcdClusters": etcd_clusters,
-        "iam": {"allowContainerRegistry": true, "legacy": false},
-        "kubelet": {"anonymousAuth": false},
-        "kubernetesApiAccess": access(&options.admin_access),
-        "kubernetesVersion": version_text,
-        "networking": networking_spec(networking),
-        "nonMasqueradeCIDR": if options.ipv6 { "::/0" } else { "100.64.0.0/10" },
-        // As kops: `--admin-access` restricts SSH too, unless `--ssh-access` says otherwise.
-        "sshAccess": access(if options.ssh_access.is_empty() {
-            &options.admin_access
-        } else {
-            &options.ssh_access
-        }),
-        "subnets": serde_json::to_value(&subnets).expect("subnets serialize"),
-        "topology": {"dns": {"type": dns}},
-    });
+        .collect()
+}
+
+/// `networkCIDR`, `additionalNetworkCIDRs` and `networkID`, when there are any.
+fn add_network_fields(options: &CreateClusterOptions, networks: &[Ipv4Net], spec: &mut Value) {
     if let Some(network) = networks.first() {
         spec["networkCIDR"] = json!(network.to_string());
     }
@@ -535,55 +808,79 @@ pub fn create_cluster(
     if let Some(id) = &options.network_id {
         spec["networkID"] = json!(id);
     }
+}
+
+/// The sections only some clusters have: DNS zone, config base, cloud labels, the bastion's
+/// public name (with DNS), no kube-proxy under Cilium, a cloud controller manager for IPv6.
+fn add_optional_fields(options: &CreateClusterOptions, choices: &Choices, spec: &mut Value) {
     if let Some(zone) = &options.dns_zone {
         spec["dnsZone"] = json!(zone);
     }
     if let Some(base) = &options.config_base {
         spec["configBase"] = json!(base);
     }
-    if let Some(labels) = cloud_labels {
+    if let Some(labels) = &choices.cloud_labels {
         spec["cloudLabels"] = json!(labels);
     }
-    if options.bastion && dns != "None" {
-        spec["topology"]["bastion"] = json!({"bastionPublicName": format!("bastion.{name}")});
+    if options.bastion && choices.dns != "None" {
+        spec["topology"]["bastion"] =
+            json!({"bastionPublicName": format!("bastion.{}", choices.name)});
     }
-    if networking.starts_with("cilium") {
+    if choices.networking.starts_with("cilium") {
         spec["kubeProxy"] = json!({"enabled": false});
     }
     if options.ipv6 {
         spec["cloudControllerManager"] = json!({});
     }
-    if !feature_gates.is_empty() {
-        for component in [
-            "kubeAPIServer",
-            "kubeControllerManager",
-            "kubeProxy",
-            "kubeScheduler",
-            "kubelet",
-        ] {
-            if spec.get(component).is_none() {
-                spec[component] = json!({});
-            }
-            spec[component]["featureGates"] = json!(feature_gates);
-        }
+}
+
+/// The feature gates, set on every Kubernetes component.
+fn add_feature_gates(feature_gates: &BTreeMap<String, Value>, spec: &mut Value) {
+    if feature_gates.is_empty() {
+        return;
     }
+    for component in [
+        "kubeAPIServer",
+        "kubeControllerManager",
+        "kubeProxy",
+        "kubeScheduler",
+        "kubelet",
+    ] {
+        if spec.get(component).is_none() {
+            spec[component] = json!({});
+        }
+        spec[component]["featureGates"] = json!(feature_gates);
+    }
+}
+
+/// With a discovery store, the service-account issuer published there (IRSA); with
+/// Karpenter, Karpenter enabled.
+fn add_service_account_issuer(options: &CreateClusterOptions, choices: &Choices, spec: &mut Value) {
     if let Some(store) = &options.discovery_store {
         spec["serviceAccountIssuerDiscovery"] = json!({
-            "discoveryStore": format!("{}/{name}", store.trim_end_matches('/')),
+            "discoveryStore": format!("{}/{}", store.trim_end_matches('/'), choices.name),
             "enableAWSOIDCProvider": true,
         });
         spec["iam"]["useServiceAccountExternalPermissions"] = json!(true);
     }
-    if instance_manager == "karpenter" {
+    if choices.instance_manager == "karpenter" {
         spec["karpenter"] = json!({"enabled": true});
     }
+}
+
+/// The Cluster document around `spec`, with its creation time when the caller gave one.
+fn cluster_document(name: &str, timestamp: &Option<String>, spec: Value) -> Value {
     let mut metadata = json!({"name": name});
-    if let Some(ts) = &timestamp {
+    if let Some(ts) = timestamp {
         metadata["creationTimestamp"] = json!(ts);
     }
-    let mut cluster_value = json!({"apiVersion": crate::API_VERSION, "kind": "Cluster", "metadata": metadata, "spec": spec});
+    json!({"apiVersion": crate::API_VERSION, "kind": "Cluster", "metadata": metadata, "spec": spec})
+}
 
-    // --set / --unset apply to the cluster document (`cluster.spec.…` or `spec.…`).
+/// Applies `--set` then `--unset` to the cluster document (`cluster.spec.…` or `spec.…`);
+/// returns every one that failed.
+fn apply_sets_and_unsets(options: &CreateClusterOptions, cluster_value: &mut Value) -> Vec<String> {
+    let mut errors = Vec::new();
     let schema = serde_json::to_value(schemars::schema_for!(Cluster)).expect("schema serializes");
     for assignment in &options.sets {
         let result = assignment
@@ -591,7 +888,7 @@ pub fn create_cluster(
             .ok_or_else(|| format!("--set {assignment}: expected path=value"))
             .and_then(|(path, value)| {
                 let path = path.strip_prefix("cluster.").unwrap_or(path);
-                paths::set(&mut cluster_value, &schema, path, value)
+                paths::set(cluster_value, &schema, path, value)
             });
         if let Err(e) = result {
             errors.push(format!("--set {assignment}: {e}"));
@@ -599,16 +896,11 @@ pub fn create_cluster(
     }
     for path in &options.unsets {
         let trimmed = path.strip_prefix("cluster.").unwrap_or(path);
-        if let Err(e) = paths::unset(&mut cluster_value, trimmed) {
+        if let Err(e) = paths::unset(cluster_value, trimmed) {
             errors.push(format!("--unset {path}: {e}"));
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let cluster: Cluster =
-        serde_json::from_value(cluster_value).map_err(|e| vec![format!("--set: {e}")])?;
-    Ok((cluster, groups))
+    errors
 }
 
 fn subnet_spec(name: &str, zone: &str, kind: &str) -> crate::ClusterSubnetSpec {

@@ -12,7 +12,7 @@ use crate::cidr::overlaps;
 use crate::complete::default_pod_cidr;
 use crate::document::{Cluster, InstanceGroup};
 use crate::versions::{KubernetesVersion, SUPPORTED_MINORS};
-use crate::Role;
+use crate::{ClusterSpec, ClusterSubnetSpec, EtcdMemberSpec, Role};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -197,6 +197,28 @@ pub fn validate(
     };
     let spec = &cluster.spec;
 
+    check_cluster_name(&mut c, name);
+    check_cloud_provider(&mut c, spec);
+    check_kubernetes_version(&mut c, spec);
+    let ranges = check_network_ranges(&mut c, spec);
+    let subnet_names = check_subnets(&mut c, spec, &ranges);
+    check_node_port_range(&mut c, spec);
+    check_access_lists(&mut c, spec);
+    check_dns_type(&mut c, spec);
+    check_api_load_balancer(&mut c, spec);
+    check_networking(&mut c, spec);
+    check_group_names_unique(&mut c, groups);
+    check_etcd_clusters(&mut c, spec, groups);
+    check_control_plane_present(&mut c, groups, complete_set);
+
+    for group in groups {
+        validate_group(cluster, group, &subnet_names, &mut report);
+    }
+    report
+}
+
+/// The cluster's name is a fully-qualified DNS name.
+fn check_cluster_name(c: &mut Checker<'_>, name: &str) {
     if !is_dns_subdomain(name) || !name.contains('.') {
         c.error(
             "metadata.name",
@@ -204,6 +226,10 @@ pub fn validate(
             "use a name such as mycluster.example.com (or mycluster.k8s.local without DNS)",
         );
     }
+}
+
+/// The cloud provider, when given, is AWS.
+fn check_cloud_provider(c: &mut Checker<'_>, spec: &ClusterSpec) {
     match spec.cloud_provider.as_deref() {
         Some("aws") | None => {}
         Some(other) => c.error(
@@ -212,6 +238,10 @@ pub fn validate(
             "set cloudProvider: aws",
         ),
     }
+}
+
+/// The Kubernetes version is given, parses, and is a supported 1.x minor.
+fn check_kubernetes_version(c: &mut Checker<'_>, spec: &ClusterSpec) {
     match spec.kubernetes_version.as_deref() {
         None => c.error(
             "spec.kubernetesVersion",
@@ -236,8 +266,37 @@ pub fn validate(
             Some(_) => {}
         },
     }
+}
 
-    // Networks.
+/// The cluster's IPv4 ranges that parsed, each with the field it came from.
+struct NetworkRanges {
+    /// `spec.networkCIDR` and `spec.additionalNetworkCIDRs`.
+    networks: Vec<(String, Ipv4Net)>,
+    /// The pod and service ranges, given or defaulted from `spec.nonMasqueradeCIDR`.
+    reserved: Vec<(String, Ipv4Net)>,
+}
+
+/// The network, non-masquerade, pod and service ranges parse, and the networks stay clear of
+/// the pod and service ranges (unless the legacy layout puts them inside).
+fn check_network_ranges(c: &mut Checker<'_>, spec: &ClusterSpec) -> NetworkRanges {
+    let networks = check_network_cidrs(c, spec);
+    let non_masquerade = check_non_masquerade_cidr(c, spec);
+    let reserved = check_reserved_ranges(c, spec, non_masquerade);
+    let legacy = non_masquerade
+        .is_some_and(|n| crate::complete::legacy_non_masquerade(n, spec.network_cidr.as_deref()));
+    for (path, net) in networks.iter().filter(|_| !legacy) {
+        for (reserved_path, range) in &reserved {
+            if overlaps(net, range) {
+                c.error(path.clone(), format!("{net} overlaps {reserved_path} {range}"), "pick a network CIDR outside the pod and service ranges, or change spec.nonMasqueradeCIDR");
+            }
+        }
+    }
+    NetworkRanges { networks, reserved }
+}
+
+/// `spec.networkCIDR` is an IPv4 network (required unless the VPC or every subnet is
+/// shared), and so is each of `spec.additionalNetworkCIDRs`; returns those that parse.
+fn check_network_cidrs(c: &mut Checker<'_>, spec: &ClusterSpec) -> Vec<(String, Ipv4Net)> {
     let mut networks: Vec<(String, Ipv4Net)> = Vec::new();
     match spec.network_cidr.as_deref() {
         Some(text) => match parse_v4(text) {
@@ -271,8 +330,12 @@ pub fn validate(
             ),
         }
     }
-    let ipv6 = spec.non_masquerade_cidr.as_deref() == Some("::/0");
-    let non_masquerade = match spec.non_masquerade_cidr.as_deref() {
+    networks
+}
+
+/// `spec.nonMasqueradeCIDR` is an IPv4 network or `::/0` (IPv6); returns the IPv4 one.
+fn check_non_masquerade_cidr(c: &mut Checker<'_>, spec: &ClusterSpec) -> Option<Ipv4Net> {
+    match spec.non_masquerade_cidr.as_deref() {
         Some("::/0") | None => None,
         Some(text) => match parse_v4(text) {
             Ok(net) => Some(net),
@@ -285,7 +348,17 @@ pub fn validate(
                 None
             }
         },
-    };
+    }
+}
+
+/// `spec.podCIDR` and `spec.serviceClusterIPRange` are IPv4 networks (IPv6 ranges pass in an
+/// IPv6 cluster); returns them, or their defaults from the non-masquerade range.
+fn check_reserved_ranges(
+    c: &mut Checker<'_>,
+    spec: &ClusterSpec,
+    non_masquerade: Option<Ipv4Net>,
+) -> Vec<(String, Ipv4Net)> {
+    let ipv6 = spec.non_masquerade_cidr.as_deref() == Some("::/0");
     let mut reserved: Vec<(String, Ipv4Net)> = Vec::new();
     for (path, given, default) in [
         (
@@ -314,17 +387,16 @@ pub fn validate(
             None => reserved.extend(default.map(|net| (format!("{path} (default)"), net))),
         }
     }
-    let legacy = non_masquerade
-        .is_some_and(|n| crate::complete::legacy_non_masquerade(n, spec.network_cidr.as_deref()));
-    for (path, net) in networks.iter().filter(|_| !legacy) {
-        for (reserved_path, range) in &reserved {
-            if overlaps(net, range) {
-                c.error(path.clone(), format!("{net} overlaps {reserved_path} {range}"), "pick a network CIDR outside the pod and service ranges, or change spec.nonMasqueradeCIDR");
-            }
-        }
-    }
+    reserved
+}
 
-    // Subnets.
+/// There is at least one subnet, and each is sound (see [`check_subnet`]); returns the
+/// subnets' names.
+fn check_subnets(
+    c: &mut Checker<'_>,
+    spec: &ClusterSpec,
+    ranges: &NetworkRanges,
+) -> BTreeSet<String> {
     let subnets = spec.subnets.as_deref().unwrap_or_default();
     if subnets.is_empty() {
         c.error(
@@ -333,117 +405,180 @@ pub fn validate(
             "add at least one subnet with name, zone and type (or use create cluster --zones)",
         );
     }
-    let mut subnet_names = BTreeSet::new();
-    let mut regions: BTreeMap<String, String> = BTreeMap::new();
-    let mut subnet_nets: Vec<(String, Ipv4Net)> = Vec::new();
+    let mut seen = SeenSubnets::default();
     for (i, subnet) in subnets.iter().enumerate() {
-        let path = format!("spec.subnets[{i}]");
-        match subnet.name.as_deref() {
-            None | Some("") => c.error(
-                format!("{path}.name"),
-                "missing",
-                "name every subnet (kops names them after their zone)",
-            ),
-            Some(n) if !subnet_names.insert(n.to_string()) => c.error(
-                format!("{path}.name"),
-                format!("{n:?} is used by another subnet"),
-                "give each subnet a unique name",
-            ),
-            Some(_) => {}
-        }
-        match subnet.r#type.as_deref() {
-            Some("Public" | "Private" | "Utility" | "DualStack") => {}
-            Some(other) => c.error(
-                format!("{path}.type"),
-                format!("{other:?} is not a subnet type"),
-                "use Public, Private, Utility or DualStack",
-            ),
-            None => c.error(
-                format!("{path}.type"),
-                "missing",
-                "set type: Public, Private, Utility or DualStack",
-            ),
-        }
-        match subnet.zone.as_deref() {
-            // A shared subnet's zone is AWS's to know.
-            None if subnet.id.is_some() => {}
-            None => c.error(
-                format!("{path}.zone"),
-                "missing",
-                "set the availability zone, e.g. us-east-1a",
-            ),
-            Some(zone) => match region_of_zone(zone).filter(|_| is_zone(zone)) {
-                None => c.error(
-                    format!("{path}.zone"),
-                    format!("{zone:?} is not an availability zone"),
-                    "use a zone name such as us-east-1a",
-                ),
-                Some(region) => {
-                    if let Some((first_region, first_path)) =
-                        regions.iter().next().map(|(r, p)| (r.clone(), p.clone()))
-                    {
-                        if first_region != region {
-                            c.error(
-                                format!("{path}.zone"),
-                                format!("{zone} is in region {region}, but {first_path} is in {first_region}"),
-                                "put every subnet of a cluster in one region",
-                            );
-                        }
-                    }
-                    regions.entry(region).or_insert(format!("{path}.zone"));
-                }
-            },
-        }
-        if let Some(text) = subnet.cidr.as_deref() {
-            let cidr_path = format!("{path}.cidr");
-            match parse_v4(text) {
-                Err(e) => c.error(
-                    cidr_path,
-                    format!("{text} {e}"),
-                    "use an IPv4 CIDR inside spec.networkCIDR",
-                ),
-                Ok(net) => {
-                    if !networks.is_empty() && !networks.iter().any(|(_, n)| n.contains(&net)) {
-                        let (network_path, network) = &networks[0];
-                        c.error(
-                            cidr_path.clone(),
-                            format!("{net} is not inside {network_path} {network}"),
-                            "pick a subnet CIDR inside the network CIDR, or change networkCIDR",
-                        );
-                    }
-                    for (other_path, other) in &subnet_nets {
-                        if overlaps(&net, other) {
-                            c.error(
-                                cidr_path.clone(),
-                                format!("{net} overlaps {other_path} {other}"),
-                                "give each subnet its own range",
-                            );
-                        }
-                    }
-                    for (reserved_path, range) in &reserved {
-                        if overlaps(&net, range) {
-                            c.error(
-                                cidr_path.clone(),
-                                format!("{net} overlaps {reserved_path} {range}"),
-                                "keep subnets outside the pod and service ranges",
-                            );
-                        }
-                    }
-                    subnet_nets.push((cidr_path, net));
-                }
-            }
-        }
-        if let Some(egress) = subnet.egress.as_deref() {
-            let ok = egress == "External"
-                || ["nat-", "eipalloc-", "i-", "tgw-", "vpce-"]
-                    .iter()
-                    .any(|p| egress.starts_with(p));
-            if !ok {
-                c.error(format!("{path}.egress"), format!("{egress:?} is not an egress"), "use a NAT gateway (nat-…), an elastic IP (eipalloc-…), an instance (i-…) or External");
-            }
+        check_subnet(c, &format!("spec.subnets[{i}]"), subnet, ranges, &mut seen);
+    }
+    seen.names
+}
+
+/// What the subnets checked so far have claimed.
+#[derive(Default)]
+struct SeenSubnets {
+    /// Their names.
+    names: BTreeSet<String>,
+    /// Region to the path of the first zone in it.
+    regions: BTreeMap<String, String>,
+    /// Their CIDRs that parsed, with their paths.
+    nets: Vec<(String, Ipv4Net)>,
+}
+
+/// One subnet: a unique name, a known type, a zone in the cluster's one region, a CIDR inside
+/// the network and clear of the other subnets and the pod and service ranges, and a known
+/// kind of egress.
+fn check_subnet(
+    c: &mut Checker<'_>,
+    path: &str,
+    subnet: &ClusterSubnetSpec,
+    ranges: &NetworkRanges,
+    seen: &mut SeenSubnets,
+) {
+    check_subnet_name(c, path, subnet, &mut seen.names);
+    check_subnet_type(c, path, subnet);
+    check_subnet_zone(c, path, subnet, &mut seen.regions);
+    if let Some(text) = subnet.cidr.as_deref() {
+        check_subnet_cidr(c, format!("{path}.cidr"), text, ranges, &mut seen.nets);
+    }
+    if let Some(egress) = subnet.egress.as_deref() {
+        let ok = egress == "External"
+            || ["nat-", "eipalloc-", "i-", "tgw-", "vpce-"]
+                .iter()
+                .any(|p| egress.starts_with(p));
+        if !ok {
+            c.error(format!("{path}.egress"), format!("{egress:?} is not an egress"), "use a NAT gateway (nat-…), an elastic IP (eipalloc-…), an instance (i-…) or External");
         }
     }
+}
 
+/// A subnet has a name no other subnet uses.
+fn check_subnet_name(
+    c: &mut Checker<'_>,
+    path: &str,
+    subnet: &ClusterSubnetSpec,
+    names: &mut BTreeSet<String>,
+) {
+    match subnet.name.as_deref() {
+        None | Some("") => c.error(
+            format!("{path}.name"),
+            "missing",
+            "name every subnet (kops names them after their zone)",
+        ),
+        Some(n) if !names.insert(n.to_string()) => c.error(
+            format!("{path}.name"),
+            format!("{n:?} is used by another subnet"),
+            "give each subnet a unique name",
+        ),
+        Some(_) => {}
+    }
+}
+
+/// A subnet's type is Public, Private, Utility or DualStack.
+fn check_subnet_type(c: &mut Checker<'_>, path: &str, subnet: &ClusterSubnetSpec) {
+    match subnet.r#type.as_deref() {
+        Some("Public" | "Private" | "Utility" | "DualStack") => {}
+        Some(other) => c.error(
+            format!("{path}.type"),
+            format!("{other:?} is not a subnet type"),
+            "use Public, Private, Utility or DualStack",
+        ),
+        None => c.error(
+            format!("{path}.type"),
+            "missing",
+            "set type: Public, Private, Utility or DualStack",
+        ),
+    }
+}
+
+/// A subnet's zone is an availability zone in the same region as the first subnet's (a
+/// shared subnet may leave it to AWS).
+fn check_subnet_zone(
+    c: &mut Checker<'_>,
+    path: &str,
+    subnet: &ClusterSubnetSpec,
+    regions: &mut BTreeMap<String, String>,
+) {
+    match subnet.zone.as_deref() {
+        // A shared subnet's zone is AWS's to know.
+        None if subnet.id.is_some() => {}
+        None => c.error(
+            format!("{path}.zone"),
+            "missing",
+            "set the availability zone, e.g. us-east-1a",
+        ),
+        Some(zone) => match region_of_zone(zone).filter(|_| is_zone(zone)) {
+            None => c.error(
+                format!("{path}.zone"),
+                format!("{zone:?} is not an availability zone"),
+                "use a zone name such as us-east-1a",
+            ),
+            Some(region) => {
+                if let Some((first_region, first_path)) =
+                    regions.iter().next().map(|(r, p)| (r.clone(), p.clone()))
+                {
+                    if first_region != region {
+                        c.error(
+                            format!("{path}.zone"),
+                            format!("{zone} is in region {region}, but {first_path} is in {first_region}"),
+                            "put every subnet of a cluster in one region",
+                        );
+                    }
+                }
+                regions.entry(region).or_insert(format!("{path}.zone"));
+            }
+        },
+    }
+}
+
+/// A subnet's CIDR is an IPv4 network inside one of the cluster's networks, overlapping no
+/// earlier subnet and neither the pod nor the service range; a sound one joins `subnet_nets`.
+fn check_subnet_cidr(
+    c: &mut Checker<'_>,
+    cidr_path: String,
+    text: &str,
+    ranges: &NetworkRanges,
+    subnet_nets: &mut Vec<(String, Ipv4Net)>,
+) {
+    let networks = &ranges.networks;
+    match parse_v4(text) {
+        Err(e) => c.error(
+            cidr_path,
+            format!("{text} {e}"),
+            "use an IPv4 CIDR inside spec.networkCIDR",
+        ),
+        Ok(net) => {
+            if !networks.is_empty() && !networks.iter().any(|(_, n)| n.contains(&net)) {
+                let (network_path, network) = &networks[0];
+                c.error(
+                    cidr_path.clone(),
+                    format!("{net} is not inside {network_path} {network}"),
+                    "pick a subnet CIDR inside the network CIDR, or change networkCIDR",
+                );
+            }
+            for (other_path, other) in subnet_nets.iter() {
+                if overlaps(&net, other) {
+                    c.error(
+                        cidr_path.clone(),
+                        format!("{net} overlaps {other_path} {other}"),
+                        "give each subnet its own range",
+                    );
+                }
+            }
+            for (reserved_path, range) in &ranges.reserved {
+                if overlaps(&net, range) {
+                    c.error(
+                        cidr_path.clone(),
+                        format!("{net} overlaps {reserved_path} {range}"),
+                        "keep subnets outside the pod and service ranges",
+                    );
+                }
+            }
+            subnet_nets.push((cidr_path, net));
+        }
+    }
+}
+
+/// `spec.kubeAPIServer.serviceNodePortRange`, when given, is a `FIRST-LAST` port range.
+fn check_node_port_range(c: &mut Checker<'_>, spec: &ClusterSpec) {
     if let Some(range) = spec
         .kube_api_server
         .as_ref()
@@ -457,8 +592,10 @@ pub fn validate(
             );
         }
     }
+}
 
-    // Access lists.
+/// Every entry of the SSH, API and node-port access lists is a CIDR or a prefix list.
+fn check_access_lists(c: &mut Checker<'_>, spec: &ClusterSpec) {
     for (field, list) in [
         ("sshAccess", &spec.ssh_access),
         ("kubernetesApiAccess", &spec.kubernetes_api_access),
@@ -477,6 +614,10 @@ pub fn validate(
             }
         }
     }
+}
+
+/// `spec.topology.dns.type`, when given, is Public, Private or None.
+fn check_dns_type(c: &mut Checker<'_>, spec: &ClusterSpec) {
     if let Some(kind) = spec
         .topology
         .as_ref()
@@ -491,30 +632,40 @@ pub fn validate(
             );
         }
     }
-    if let Some(lb) = spec.api.as_ref().and_then(|a| a.load_balancer.as_ref()) {
-        if let Some(kind) = lb
-            .r#type
-            .as_deref()
-            .filter(|k| !matches!(*k, "Public" | "Internal"))
-        {
-            c.error(
-                "spec.api.loadBalancer.type",
-                format!("{kind:?} is not a load balancer type"),
-                "use Public or Internal",
-            );
-        }
-        if let Some(class) = lb
-            .class
-            .as_deref()
-            .filter(|k| !matches!(*k, "Network" | "Classic"))
-        {
-            c.error(
-                "spec.api.loadBalancer.class",
-                format!("{class:?} is not a load balancer class"),
-                "use Network",
-            );
-        }
+}
+
+/// The API load balancer's type, when given, is Public or Internal, and its class Network or
+/// Classic.
+fn check_api_load_balancer(c: &mut Checker<'_>, spec: &ClusterSpec) {
+    let Some(lb) = spec.api.as_ref().and_then(|a| a.load_balancer.as_ref()) else {
+        return;
+    };
+    if let Some(kind) = lb
+        .r#type
+        .as_deref()
+        .filter(|k| !matches!(*k, "Public" | "Internal"))
+    {
+        c.error(
+            "spec.api.loadBalancer.type",
+            format!("{kind:?} is not a load balancer type"),
+            "use Public or Internal",
+        );
     }
+    if let Some(class) = lb
+        .class
+        .as_deref()
+        .filter(|k| !matches!(*k, "Network" | "Classic"))
+    {
+        c.error(
+            "spec.api.loadBalancer.class",
+            format!("{class:?} is not a load balancer class"),
+            "use Network",
+        );
+    }
+}
+
+/// At most one networking provider is set.
+fn check_networking(c: &mut Checker<'_>, spec: &ClusterSpec) {
     if let Some(networking) = &spec.networking {
         let chosen = serde_json::to_value(networking)
             .ok()
@@ -528,13 +679,11 @@ pub fn validate(
             );
         }
     }
+}
 
-    // Instance groups, seen from the cluster.
+/// No two instance groups share a name.
+fn check_group_names_unique(c: &mut Checker<'_>, groups: &[InstanceGroup]) {
     let mut group_names = BTreeSet::new();
-    let roles: BTreeMap<&str, Option<Role>> = groups
-        .iter()
-        .map(|g| (g.metadata.name.as_str(), g.role()))
-        .collect();
     for group in groups {
         if !group_names.insert(group.metadata.name.as_str()) {
             c.error(
@@ -544,6 +693,15 @@ pub fn validate(
             );
         }
     }
+}
+
+/// Each etcd cluster has a unique name and members (an odd number of them, else a warning),
+/// each member as [`check_etcd_member`] wants it.
+fn check_etcd_clusters(c: &mut Checker<'_>, spec: &ClusterSpec, groups: &[InstanceGroup]) {
+    let roles: BTreeMap<&str, Option<Role>> = groups
+        .iter()
+        .map(|g| (g.metadata.name.as_str(), g.role()))
+        .collect();
     let mut etcd_names = BTreeSet::new();
     for (i, etcd) in spec.etcd_clusters.iter().flatten().enumerate() {
         let path = format!("spec.etcdClusters[{i}]");
@@ -581,38 +739,56 @@ pub fn validate(
         let mut member_names = BTreeSet::new();
         for (j, member) in members.iter().enumerate() {
             let member_path = format!("{path}.etcdMembers[{j}]");
-            if let Some(n) = member.name.as_deref() {
-                if !member_names.insert(n) {
-                    c.error(
-                        format!("{member_path}.name"),
-                        format!("{n:?} is used by another member"),
-                        "give each member a unique name",
-                    );
-                }
-            }
-            match member.instance_group.as_deref() {
-                None => c.error(
-                    format!("{member_path}.instanceGroup"),
-                    "missing",
-                    "name the control-plane instance group this member runs on",
-                ),
-                Some(group) if !groups.is_empty() => match roles.get(group) {
-                    None => c.error(
-                        format!("{member_path}.instanceGroup"),
-                        format!("{group:?} is not an instance group of this cluster"),
-                        "create that instance group or fix the name",
-                    ),
-                    Some(Some(Role::ControlPlane)) => {}
-                    Some(_) => c.error(
-                        format!("{member_path}.instanceGroup"),
-                        format!("{group:?} is not a control-plane instance group"),
-                        "etcd members run on role: Master instance groups",
-                    ),
-                },
-                Some(_) => {}
-            }
+            check_etcd_member(c, &member_path, member, &mut member_names, groups, &roles);
         }
     }
+}
+
+/// An etcd member has a name unique in its etcd cluster and names its instance group, which
+/// (when the groups are known) is a control-plane group of this cluster.
+fn check_etcd_member<'m>(
+    c: &mut Checker<'_>,
+    member_path: &str,
+    member: &'m EtcdMemberSpec,
+    member_names: &mut BTreeSet<&'m str>,
+    groups: &[InstanceGroup],
+    roles: &BTreeMap<&str, Option<Role>>,
+) {
+    if let Some(n) = member.name.as_deref() {
+        if !member_names.insert(n) {
+            c.error(
+                format!("{member_path}.name"),
+                format!("{n:?} is used by another member"),
+                "give each member a unique name",
+            );
+        }
+    }
+    match member.instance_group.as_deref() {
+        None => c.error(
+            format!("{member_path}.instanceGroup"),
+            "missing",
+            "name the control-plane instance group this member runs on",
+        ),
+        Some(group) if !groups.is_empty() => match roles.get(group) {
+            None => c.error(
+                format!("{member_path}.instanceGroup"),
+                format!("{group:?} is not an instance group of this cluster"),
+                "create that instance group or fix the name",
+            ),
+            Some(Some(Role::ControlPlane)) => {}
+            Some(_) => c.error(
+                format!("{member_path}.instanceGroup"),
+                format!("{group:?} is not a control-plane instance group"),
+                "etcd members run on role: Master instance groups",
+            ),
+        },
+        Some(_) => {}
+    }
+}
+
+/// There is a control-plane group: an error when the groups are the complete set, a warning
+/// when only some are given (none given and not complete: nothing to say).
+fn check_control_plane_present(c: &mut Checker<'_>, groups: &[InstanceGroup], complete_set: bool) {
     let control_planes = groups
         .iter()
         .filter(|g| g.role() == Some(Role::ControlPlane))
@@ -625,11 +801,6 @@ pub fn validate(
         };
         c.push(severity, "instancegroups", "no control-plane instance group", Some("create one with role: Master (create instancegroup NAME --role ControlPlane --subnet ZONE)"));
     }
-
-    for group in groups {
-        validate_group(cluster, group, &subnet_names, &mut report);
-    }
-    report
 }
 
 fn validate_group(

@@ -8,7 +8,9 @@ use serde_json::json;
 use crate::build::{err, Builder};
 use crate::names::{tf_name, truncate};
 use crate::{attrs, Address, Attrs, FileValue, ModelError, Value};
-use kopsrs_api::{ClusterSubnetSpec, InstanceGroup, Role};
+use kopsrs_api::{
+    ClusterSubnetSpec, InstanceGroup, InstanceGroupSpec, MixedInstancesPolicy, Role, WarmPool,
+};
 
 const ENABLED_METRICS: [&str; 8] = [
     "GroupDesiredCapacity",
@@ -584,6 +586,8 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// One instance group: its launch template and, unless Karpenter manages its nodes, its
+    /// auto scaling group with its lifecycle hooks.
     fn instance_group(&mut self, group: &InstanceGroup) -> Result<(), ModelError> {
         let role = group.role().ok_or_else(|| {
             err(
@@ -591,54 +595,40 @@ impl<'a> Builder<'a> {
                 "missing or unknown",
             )
         })?;
-        let spec = &group.spec;
         let object = self.group_object_name(group);
         let subnets = self.group_subnets(group)?;
+        let tags = self.group_tags(group, &object)?;
+        let lt = self.launch_template(group, role, &object, &subnets, &tags)?;
+        // Karpenter provisions these nodes itself, with launch templates of its own (as kops).
+        if group.spec.manager.as_deref() == Some("Karpenter") {
+            return Ok(());
+        }
+        let lt_addr = self.add("aws_launch_template", &object, lt);
+        let asg = self.autoscaling_group(group, role, &object, &subnets, &tags, &lt_addr)?;
+        let asg_addr = self.add("aws_autoscaling_group", &object, asg);
+        self.lifecycle_hooks(group, role, &asg_addr);
+        Ok(())
+    }
+
+    /// A group's launch template: image, volumes, instance profile, metadata options, network
+    /// interface (a public address only in public or utility subnets), tags and user data,
+    /// then the options of [`Self::launch_template_options`].
+    fn launch_template(
+        &mut self,
+        group: &InstanceGroup,
+        role: Role,
+        object: &str,
+        subnets: &[&ClusterSubnetSpec],
+        tags: &BTreeMap<String, Value>,
+    ) -> Result<Attrs, ModelError> {
+        let spec = &group.spec;
         let sg_role = match role {
             Role::ControlPlane | Role::ApiServer => "masters",
             Role::Node => "nodes",
             Role::Bastion => "bastion",
         };
-        let tags = self.group_tags(group, &object)?;
         let (image, root_device) = self.image(group);
-
-        // Root volume (and extra volumes) with kops's defaults.
-        let volume_type = spec
-            .root_volume_type
-            .clone()
-            .unwrap_or_else(|| "gp3".into());
-        let mut ebs = attrs! {
-            "delete_on_termination" => spec.root_volume_delete_on_termination.unwrap_or(true),
-            "encrypted" => spec.root_volume_encryption.unwrap_or(true),
-            "volume_size" => spec.root_volume_size.unwrap_or(match role { Role::ControlPlane => 64, Role::Bastion => 32, _ => 128 }),
-            "volume_type" => volume_type.clone(),
-        };
-        volume_performance(
-            &mut ebs,
-            &volume_type,
-            spec.root_volume_iops,
-            spec.root_volume_throughput,
-        );
-        if let Some(key) = &spec.root_volume_encryption_key {
-            ebs.insert("kms_key_id".into(), Value::str(key));
-        }
-        let mut devices = vec![attrs! { "device_name" => root_device, "ebs" => Value::block(ebs) }];
-        for volume in spec.volumes.iter().flatten() {
-            let mut ebs = attrs! {
-                "delete_on_termination" => volume.delete_on_termination.unwrap_or(true),
-                "encrypted" => volume.encrypted.unwrap_or(false),
-                "volume_size" => volume.size.unwrap_or(0),
-                "volume_type" => volume.r#type.clone().unwrap_or_else(|| "gp3".into()),
-            };
-            if let Some(iops) = volume.iops {
-                ebs.insert("iops".into(), Value::Int(iops));
-            }
-            if let Some(t) = volume.throughput {
-                ebs.insert("throughput".into(), Value::Int(t));
-            }
-            devices.push(attrs! { "device_name" => volume.device.clone().unwrap_or_default(), "ebs" => Value::block(ebs) });
-        }
-
+        let devices = block_device_mappings(spec, role, root_device);
         let public = subnets
             .iter()
             .any(|s| matches!(Self::subnet_type(s), "Public" | "Utility"));
@@ -660,7 +650,7 @@ impl<'a> Builder<'a> {
                 "http_tokens" => metadata.http_tokens.clone().unwrap_or_else(|| "required".into()),
             }),
             "monitoring" => Value::block(attrs! { "enabled" => spec.detailed_instance_monitoring.unwrap_or(false) }),
-            "name" => object.clone(),
+            "name" => object.to_string(),
             "network_interfaces" => Value::block(attrs! {
                 "associate_public_ip_address" => spec.associate_public_ip.unwrap_or(public) && public,
                 "delete_on_termination" => true,
@@ -678,6 +668,13 @@ impl<'a> Builder<'a> {
                 )
             }),
         };
+        self.launch_template_options(spec, &mut lt);
+        Ok(lt)
+    }
+
+    /// The launch template's optional settings: the (first) machine type, the SSH key, CPU
+    /// credits, spot bids (unless a mixed instances policy carries them) and tenancy.
+    fn launch_template_options(&self, spec: &InstanceGroupSpec, lt: &mut Attrs) {
         if let Some(machine) = &spec.machine_type {
             lt.insert(
                 "instance_type".into(),
@@ -712,11 +709,21 @@ impl<'a> Builder<'a> {
                 Value::block(attrs! { "tenancy" => tenancy.clone() }),
             );
         }
-        // Karpenter provisions these nodes itself, with launch templates of its own (as kops).
-        if spec.manager.as_deref() == Some("Karpenter") {
-            return Ok(());
-        }
-        let lt_addr = self.add("aws_launch_template", &object, lt);
+    }
+
+    /// A group's auto scaling group: sizes, metrics, tags propagated to instances, its
+    /// subnets, the launch template (or a mixed instances policy over it), the role's load
+    /// balancer target group and the warm pool.
+    fn autoscaling_group(
+        &self,
+        group: &InstanceGroup,
+        role: Role,
+        object: &str,
+        subnets: &[&ClusterSubnetSpec],
+        tags: &BTreeMap<String, Value>,
+        lt_addr: &Address,
+    ) -> Result<Attrs, ModelError> {
+        let spec = &group.spec;
         let mut asg_tags: Vec<Attrs> = tags
             .iter()
             .map(|(k, v)| attrs! { "key" => k.clone(), "propagate_at_launch" => true, "value" => v.clone() })
@@ -746,45 +753,16 @@ impl<'a> Builder<'a> {
             "max_size" => spec.max_size.unwrap_or(1),
             "metrics_granularity" => "1Minute",
             "min_size" => spec.min_size.unwrap_or(1),
-            "name" => object.clone(),
+            "name" => object.to_string(),
             "protect_from_scale_in" => spec.instance_protection.unwrap_or(false),
             "tag" => Value::Blocks(asg_tags),
             "vpc_zone_identifier" => Value::List(subnets.iter().map(|s| self.subnet_id(s)).collect()),
         };
         match &spec.mixed_instances_policy {
             Some(mixed) => {
-                let overrides: Vec<Attrs> = mixed
-                    .instances
-                    .iter()
-                    .flatten()
-                    .map(|t| attrs! { "instance_type" => t.clone() })
-                    .collect();
-                let mut distribution = attrs! {
-                    "on_demand_percentage_above_base_capacity" => mixed.on_demand_above_base.unwrap_or(100),
-                    // Empty: the on-demand price caps spot bids.
-                    "spot_max_price" => spec.max_price.clone().unwrap_or_default(),
-                };
-                if let Some(base) = mixed.on_demand_base {
-                    distribution.insert("on_demand_base_capacity".into(), Value::Int(base));
-                }
-                if let Some(strategy) = &mixed.spot_allocation_strategy {
-                    distribution.insert("spot_allocation_strategy".into(), Value::str(strategy));
-                }
-                if let Some(pools) = mixed.spot_instance_pools {
-                    distribution.insert("spot_instance_pools".into(), Value::Int(pools));
-                }
                 asg.insert(
                     "mixed_instances_policy".into(),
-                    Value::block(attrs! {
-                        "instances_distribution" => Value::block(distribution),
-                        "launch_template" => Value::block(attrs! {
-                            "launch_template_specification" => Value::block(attrs! {
-                                "launch_template_id" => lt_addr.id(),
-                                "version" => lt_addr.attr("latest_version"),
-                            }),
-                            "override" => Value::Blocks(overrides),
-                        }),
-                    }),
+                    mixed_instances_policy(spec, mixed, lt_addr),
                 );
             }
             None => {
@@ -805,28 +783,24 @@ impl<'a> Builder<'a> {
         if let Some(tg) = target_group {
             asg.insert("target_group_arns".into(), Value::List(vec![tg.id()]));
         }
-        let warm_pool = spec.warm_pool.clone().or_else(|| {
+        if let Some(pool) = &self.group_warm_pool(group, role) {
+            add_warm_pool(&mut asg, pool);
+        }
+        Ok(asg)
+    }
+
+    /// A group's warm pool: its own, else (for nodes) the cluster's.
+    fn group_warm_pool(&self, group: &InstanceGroup, role: Role) -> Option<WarmPool> {
+        group.spec.warm_pool.clone().or_else(|| {
             (role == Role::Node)
                 .then(|| self.spec.warm_pool.clone())
                 .flatten()
-        });
-        if let Some(pool) = &warm_pool {
-            // Sorted, as the provider reads them back.
-            let mut metrics: Vec<&str> = ENABLED_METRICS
-                .iter()
-                .chain(&WARM_POOL_METRICS)
-                .copied()
-                .collect();
-            metrics.sort_unstable();
-            asg.insert("enabled_metrics".into(), Value::strs(metrics));
-            let mut w = attrs! { "min_size" => pool.min_size.unwrap_or(0) };
-            if let Some(max) = pool.max_size {
-                w.insert("max_group_prepared_capacity".into(), Value::Int(max));
-            }
-            asg.insert("warm_pool".into(), Value::block(w));
-        }
-        let asg_addr = self.add("aws_autoscaling_group", &object, asg);
+        })
+    }
 
+    /// The auto scaling group's lifecycle hooks: the termination handler's when its queue is
+    /// enabled, and `kops-warmpool` when the warm pool asks for one.
+    fn lifecycle_hooks(&mut self, group: &InstanceGroup, role: Role, asg_addr: &Address) {
         if self.nth_queue_enabled() {
             let hook = format!("{}-NTHLifecycleHook", group.metadata.name);
             self.add(
@@ -841,7 +815,7 @@ impl<'a> Builder<'a> {
                 },
             );
         }
-        if let Some(pool) = &warm_pool {
+        if let Some(pool) = &self.group_warm_pool(group, role) {
             if pool.enable_lifecycle_hook == Some(true) {
                 // The hook is named `kops-warmpool` in every group, as kops names it, so
                 // instances complete it under the name they look for.
@@ -858,7 +832,6 @@ impl<'a> Builder<'a> {
                 );
             }
         }
-        Ok(())
     }
 
     pub(crate) fn cluster_outputs(&mut self) {
@@ -977,6 +950,103 @@ impl<'a> Builder<'a> {
         );
         self.outputs.extend(out);
     }
+}
+
+/// A group's block devices: the root volume with kops's defaults (encrypted, gp3, sized by
+/// role), then the group's extra volumes.
+fn block_device_mappings(spec: &InstanceGroupSpec, role: Role, root_device: Value) -> Vec<Attrs> {
+    let volume_type = spec
+        .root_volume_type
+        .clone()
+        .unwrap_or_else(|| "gp3".into());
+    let mut ebs = attrs! {
+        "delete_on_termination" => spec.root_volume_delete_on_termination.unwrap_or(true),
+        "encrypted" => spec.root_volume_encryption.unwrap_or(true),
+        "volume_size" => spec.root_volume_size.unwrap_or(match role { Role::ControlPlane => 64, Role::Bastion => 32, _ => 128 }),
+        "volume_type" => volume_type.clone(),
+    };
+    volume_performance(
+        &mut ebs,
+        &volume_type,
+        spec.root_volume_iops,
+        spec.root_volume_throughput,
+    );
+    if let Some(key) = &spec.root_volume_encryption_key {
+        ebs.insert("kms_key_id".into(), Value::str(key));
+    }
+    let mut devices = vec![attrs! { "device_name" => root_device, "ebs" => Value::block(ebs) }];
+    for volume in spec.volumes.iter().flatten() {
+        let mut ebs = attrs! {
+            "delete_on_termination" => volume.delete_on_termination.unwrap_or(true),
+            "encrypted" => volume.encrypted.unwrap_or(false),
+            "volume_size" => volume.size.unwrap_or(0),
+            "volume_type" => volume.r#type.clone().unwrap_or_else(|| "gp3".into()),
+        };
+        if let Some(iops) = volume.iops {
+            ebs.insert("iops".into(), Value::Int(iops));
+        }
+        if let Some(t) = volume.throughput {
+            ebs.insert("throughput".into(), Value::Int(t));
+        }
+        devices.push(attrs! { "device_name" => volume.device.clone().unwrap_or_default(), "ebs" => Value::block(ebs) });
+    }
+    devices
+}
+
+/// The auto scaling group's mixed instances policy: the on-demand and spot distribution, and
+/// the launch template with one override per instance type.
+fn mixed_instances_policy(
+    spec: &InstanceGroupSpec,
+    mixed: &MixedInstancesPolicy,
+    lt_addr: &Address,
+) -> Value {
+    let overrides: Vec<Attrs> = mixed
+        .instances
+        .iter()
+        .flatten()
+        .map(|t| attrs! { "instance_type" => t.clone() })
+        .collect();
+    let mut distribution = attrs! {
+        "on_demand_percentage_above_base_capacity" => mixed.on_demand_above_base.unwrap_or(100),
+        // Empty: the on-demand price caps spot bids.
+        "spot_max_price" => spec.max_price.clone().unwrap_or_default(),
+    };
+    if let Some(base) = mixed.on_demand_base {
+        distribution.insert("on_demand_base_capacity".into(), Value::Int(base));
+    }
+    if let Some(strategy) = &mixed.spot_allocation_strategy {
+        distribution.insert("spot_allocation_strategy".into(), Value::str(strategy));
+    }
+    if let Some(pools) = mixed.spot_instance_pools {
+        distribution.insert("spot_instance_pools".into(), Value::Int(pools));
+    }
+    Value::block(attrs! {
+        "instances_distribution" => Value::block(distribution),
+        "launch_template" => Value::block(attrs! {
+            "launch_template_specification" => Value::block(attrs! {
+                "launch_template_id" => lt_addr.id(),
+                "version" => lt_addr.attr("latest_version"),
+            }),
+            "override" => Value::Blocks(overrides),
+        }),
+    })
+}
+
+/// A warm pool on the auto scaling group: its sizes, and its metrics with the group's.
+fn add_warm_pool(asg: &mut Attrs, pool: &WarmPool) {
+    // Sorted, as the provider reads them back.
+    let mut metrics: Vec<&str> = ENABLED_METRICS
+        .iter()
+        .chain(&WARM_POOL_METRICS)
+        .copied()
+        .collect();
+    metrics.sort_unstable();
+    asg.insert("enabled_metrics".into(), Value::strs(metrics));
+    let mut w = attrs! { "min_size" => pool.min_size.unwrap_or(0) };
+    if let Some(max) = pool.max_size {
+        w.insert("max_group_prepared_capacity".into(), Value::Int(max));
+    }
+    asg.insert("warm_pool".into(), Value::block(w));
 }
 
 /// IOPS and throughput of an EBS volume: kops's gp3 baseline (3000 IOPS, 125 MiB/s) unless

@@ -191,8 +191,24 @@ type Case = (
     Vec<(&'static str, Status)>,
 );
 
+/// Breaks a sound VPC as each case says and asserts that exactly the case's checks do not
+/// pass. Without a VPC nothing else can be checked: only the first must be `vpc-exists`.
+fn assert_each_fails_its_own_checks(cases: Vec<Case>) {
+    for (name, broken, expected) in cases {
+        let (mut wanted, mut network) = sound();
+        broken(&mut wanted, &mut network);
+        let got = problems(&wanted, &network);
+        if name == "no VPC" {
+            assert_eq!(got[0], ("vpc-exists", Status::Failed), "{name}");
+            continue;
+        }
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+/// The VPC itself: missing, outside the network CIDR, without DNS, with odd DHCP options.
 #[test]
-fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
+fn a_broken_vpc_fails_its_own_vpc_check_and_nothing_else() {
     let failed = Status::Failed;
     let cases: Vec<Case> = vec![
         (
@@ -217,6 +233,15 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             }),
             vec![("dhcp-options", failed)],
         ),
+    ];
+    assert_each_fails_its_own_checks(cases);
+}
+
+/// Subnets: overlapping, outside the VPC, in the wrong zone, under the pod range, mis-tagged.
+#[test]
+fn each_broken_subnet_fails_its_own_subnet_check_and_nothing_else() {
+    let failed = Status::Failed;
+    let cases: Vec<Case> = vec![
         (
             "overlapping subnets",
             Box::new(|_, n| n.subnets[4].cidr = "10.0.64.0/20".into()),
@@ -246,6 +271,36 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             Box::new(|w, _| w.cluster_cidrs = vec!["10.0.32.0/19".into()]),
             vec![("subnet-cluster-cidr", failed)],
         ),
+        (
+            "another cluster claims a shared subnet",
+            Box::new(|_, n| {
+                n.subnets[2].tags.insert(
+                    "kubernetes.io/cluster/xc.example.com".into(),
+                    "owned".into(),
+                );
+                n.subnets[3].tags.insert(
+                    "kubernetes.io/cluster/other.example.com".into(),
+                    "shared".into(),
+                );
+            }),
+            vec![("subnet-tags", failed)],
+        ),
+        (
+            "missing load-balancer tag",
+            Box::new(|_, n| {
+                n.subnets[2].tags.remove("kubernetes.io/role/internal-elb");
+            }),
+            vec![("subnet-tags", failed)],
+        ),
+    ];
+    assert_each_fails_its_own_checks(cases);
+}
+
+/// Default routes and NAT gateways.
+#[test]
+fn each_broken_route_or_nat_gateway_fails_its_own_check_and_nothing_else() {
+    let failed = Status::Failed;
+    let cases: Vec<Case> = vec![
         (
             "no default route",
             Box::new(|_, n| {
@@ -283,6 +338,15 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             }),
             vec![],
         ),
+    ];
+    assert_each_fails_its_own_checks(cases);
+}
+
+/// Peering connections: pending, deleted, without routes, overlapping.
+#[test]
+fn each_broken_peering_fails_its_own_check_and_nothing_else() {
+    let failed = Status::Failed;
+    let cases: Vec<Case> = vec![
         (
             "pending peering",
             Box::new(|_, n| n.peerings[0].status = "pending-acceptance".into()),
@@ -310,6 +374,15 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             // Its routes (for 172.16/16) no longer cover the new CIDR either.
             vec![("peering-route", failed), ("peering-overlap", failed)],
         ),
+    ];
+    assert_each_fails_its_own_checks(cases);
+}
+
+/// Network ACLs: denying what nodes need, or only what they do not.
+#[test]
+fn each_denying_network_acl_fails_the_nacl_check_and_nothing_else() {
+    let failed = Status::Failed;
+    let cases: Vec<Case> = vec![
         (
             "NACL denies 443",
             Box::new(|_, n| {
@@ -368,36 +441,8 @@ fn each_broken_vpc_fails_its_own_check_and_nothing_else() {
             }),
             vec![],
         ),
-        (
-            "another cluster claims a shared subnet",
-            Box::new(|_, n| {
-                n.subnets[2]
-                    .tags
-                    .insert("kubernetes.io/cluster/xc.example.com".into(), "owned".into());
-                n.subnets[3]
-                    .tags
-                    .insert("kubernetes.io/cluster/other.example.com".into(), "shared".into());
-            }),
-            vec![("subnet-tags", failed)],
-        ),
-        (
-            "missing load-balancer tag",
-            Box::new(|_, n| {
-                n.subnets[2].tags.remove("kubernetes.io/role/internal-elb");
-            }),
-            vec![("subnet-tags", failed)],
-        ),
     ];
-    for (name, broken, expected) in cases {
-        let (mut wanted, mut network) = sound();
-        broken(&mut wanted, &mut network);
-        let got = problems(&wanted, &network);
-        if name == "no VPC" {
-            assert_eq!(got[0], ("vpc-exists", failed), "{name}");
-            continue;
-        }
-        assert_eq!(got, expected, "{name}");
-    }
+    assert_each_fails_its_own_checks(cases);
 }
 
 #[test]
