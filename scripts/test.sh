@@ -25,6 +25,9 @@ if ! command -v shellcheck >/dev/null 2>&1; then
     { $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd apt-get install -y -q shellcheck >/dev/null; }
 fi
 
+# No circle of files within a crate (the layering docs/architecture.md describes).
+python3 scripts/check_layers.py
+
 cargo build --workspace --all-targets --locked
 # Lints: clippy's defaults, no warnings allowed.
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -759,7 +759,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         let mut last = Vec::new();
         loop {
             let (problems, settled) = match self.pass(kube, &roles).await {
-                Err(e) => (vec![format!("{e:#}")], false),
+                Err(e) => (vec![format!("{e:#}")], !control_plane),
                 Ok(pass) => {
                     let failures: Vec<String> = pass
                         .validation
@@ -772,9 +772,10 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                         })
                         .map(|f| f.message.clone())
                         .collect();
-                    // Once the cluster validates, etcd must have settled too (its own checks
-                    // would only repeat the validation's failures before).
-                    let unsettled = match control_plane && failures.is_empty() {
+                    // etcd's settling is checked on every pass of a control-plane group,
+                    // whatever else failed and whatever --validate-count says: it is the
+                    // one gate no flag opens.
+                    let unsettled = match control_plane {
                         true => rolling::control_plane_unsettled(
                             &pass.nodes,
                             &pass.pods,
@@ -782,7 +783,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                         ),
                         false => Vec::new(),
                     };
-                    let settled = !control_plane || (failures.is_empty() && unsettled.is_empty());
+                    let settled = unsettled.is_empty();
                     let problems = match self.options.validate_count {
                         0 => unsettled,
                         _ => failures.into_iter().chain(unsettled).collect(),

@@ -218,18 +218,26 @@ impl ClusterNodes for Nodes {
                 let role = w.role_of(g).to_string();
                 if role == "control-plane" {
                     let replacement = i.id.starts_with("i-new");
-                    let ready = !(w.etcd_never_ready && replacement);
-                    pods.push(validation::Pod {
-                        name: format!("kube-system/etcd-{name}"),
-                        node: Some(name.clone()),
-                        priority_class: Some("system-node-critical".into()),
-                        component: Some("etcd".into()),
-                        phase: "Running".into(),
-                        unready_containers: match ready {
-                            true => Vec::new(),
-                            false => vec!["etcd".into()],
-                        },
-                    });
+                    for component in [
+                        "etcd",
+                        "kube-apiserver",
+                        "kube-controller-manager",
+                        "kube-scheduler",
+                    ] {
+                        let ready =
+                            !(component == "etcd" && w.etcd_never_ready && replacement);
+                        pods.push(validation::Pod {
+                            name: format!("kube-system/{component}-{name}"),
+                            node: Some(name.clone()),
+                            priority_class: Some("system-node-critical".into()),
+                            component: Some(component.into()),
+                            phase: "Running".into(),
+                            unready_containers: match ready {
+                                true => Vec::new(),
+                                false => vec![component.into()],
+                            },
+                        });
+                    }
                 }
                 nodes.push(validation::Node {
                     name: name.clone(),
@@ -368,7 +376,9 @@ async fn plans_control_planes_first_then_rolls_every_instance_once() {
     let order: Vec<&str> = h.roll.statuses().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(order, ["control-plane-a", "nodes"]);
     assert!(h.roll.needed());
-    h.roll.run().await.unwrap();
+    if let Err(e) = h.roll.run().await {
+        panic!("{}", problems(&e));
+    }
     assert!(h.current(), "every instance replaced");
     let log = h.log();
     let terminated: Vec<&String> = log.iter().filter(|l| l.starts_with("terminate")).collect();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use kopsrs_api::{decode_documents_with, Document, Validation};
-use kopsrs_state::StateStore;
+use kopsrs_state::{StateStore, StoreAccess};
 
 use crate::problems::{Problem, Problems};
 use crate::{Reporter, Settings};
@@ -87,7 +87,17 @@ pub fn state_url(global: &Session) -> Result<String> {
 /// The state store the session names (`file://`, `s3://`, `memory://`).
 pub async fn open_store(global: &Session) -> Result<StateStore> {
     let url = state_url(global)?;
-    Ok(with_validation(StateStore::open(&url).await?, global))
+    let store = StateStore::open(&url, &store_access(&global.settings)).await?;
+    Ok(with_validation(store, global))
+}
+
+/// What the state store takes from the environment.
+pub fn store_access(settings: &Settings) -> StoreAccess {
+    StoreAccess {
+        s3_endpoint: settings.s3_endpoint.clone(),
+        s3_region: settings.s3_region.clone(),
+        user: settings.user.clone(),
+    }
 }
 
 /// Stored specs read as `--validate` says, dropped fields reported as warnings.
@@ -121,10 +131,8 @@ pub fn warn_dropped(
 /// commands that create clusters (`create`, `replace --force`).
 pub async fn open_or_create_store(global: &Session) -> Result<StateStore> {
     let url = state_url(global)?;
-    Ok(with_validation(
-        StateStore::open_or_create(&url).await?,
-        global,
-    ))
+    let store = StateStore::open_or_create(&url, &store_access(&global.settings)).await?;
+    Ok(with_validation(store, global))
 }
 
 /// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.

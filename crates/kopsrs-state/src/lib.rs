@@ -21,7 +21,7 @@ mod store;
 
 pub use error::StateStoreError;
 pub use lock::{now_rfc3339, LockGuard, LockInfo};
-pub use store::{StateStore, Version, Versioned};
+pub use store::{StateStore, StoreAccess, Version, Versioned};
 
 /// File names of the kops layout.
 pub mod layout {

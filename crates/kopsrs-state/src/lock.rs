@@ -121,9 +121,7 @@ impl StateStore {
                 created as u32 ^ nanos,
                 std::process::id() & 0xffff
             ),
-            owner: std::env::var("USER")
-                .or_else(|_| std::env::var("USERNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
+            owner: self.owner.clone(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             command: command.to_string(),
             created,
@@ -212,7 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn releasing_never_removes_another_runs_lock() {
-        let store = StateStore::open("memory://").await.unwrap();
+        let store = StateStore::open("memory://", &Default::default()).await.unwrap();
         let first = store
             .lock("c.example.com", "update cluster --yes")
             .await

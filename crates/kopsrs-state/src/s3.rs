@@ -14,23 +14,21 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AwsCredential, S3ConditionalPut};
 
-use crate::StateStoreError;
+use crate::{StateStoreError, StoreAccess};
 
-/// The endpoint of a local or S3-compatible API, as the AWS SDKs read it.
-fn endpoint() -> Option<String> {
-    std::env::var("AWS_ENDPOINT_URL_S3")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .ok()
-        .map(|e| e.trim_end_matches('/').to_string())
-}
-
-/// The S3 client for `bucket` and the region it signs for: the bucket's (or `S3_REGION`, as
-/// kops reads it), the credentials from the standard chain.
-pub(crate) async fn open(bucket: &str) -> Result<(AmazonS3, String), StateStoreError> {
-    let endpoint = endpoint();
-    let region = match std::env::var("S3_REGION") {
-        Ok(region) => region,
-        Err(_) => match bucket_region(bucket, endpoint.as_deref()).await? {
+/// The S3 client for `bucket` and the region it signs for: the bucket's (or the one
+/// `access` names, as kops's `S3_REGION`), the credentials from the standard chain.
+pub(crate) async fn open(
+    bucket: &str,
+    access: &StoreAccess,
+) -> Result<(AmazonS3, String), StateStoreError> {
+    let endpoint = access
+        .s3_endpoint
+        .as_deref()
+        .map(|e| e.trim_end_matches('/').to_string());
+    let region = match access.s3_region.clone() {
+        Some(region) => region,
+        None => match bucket_region(bucket, endpoint.as_deref()).await? {
             Some(region) => region,
             // Only a store that does not say: the configured region (whose chain may ask
             // instance metadata, so it is not asked when the bucket answered).

@@ -50,25 +50,48 @@ pub struct StateStore {
     dropped: Option<DroppedReport>,
     /// An S3 store's bucket region.
     region: Option<String>,
+    /// Who takes the cluster lock (the user running kopsrs).
+    pub(crate) owner: String,
+}
+
+/// What opening a store takes from the caller's environment (the library reads none):
+/// the S3 endpoint and region overrides and the user named in locks.
+#[derive(Debug, Clone, Default)]
+pub struct StoreAccess {
+    /// A local or S3-compatible endpoint (`AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`),
+    /// addressed path-style.
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region when it should not be asked of S3 (kops's `S3_REGION`).
+    pub s3_region: Option<String>,
+    /// The user named as a lock's owner; `unknown` when not given.
+    pub user: Option<String>,
 }
 
 impl StateStore {
     /// Opens the store at `url`. S3 uses the standard AWS credential chain (environment,
-    /// `AWS_PROFILE`, SSO, web identity, instance role), the bucket's own region, and
-    /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` with path-style addressing when set; writes
-    /// are conditional.
-    pub async fn open(url: &str) -> Result<StateStore, StateStoreError> {
-        Self::open_with(url, false).await
+    /// `AWS_PROFILE`, SSO, web identity, instance role), the bucket's own region (unless
+    /// `access` names one), and `access`'s endpoint with path-style addressing when set;
+    /// writes are conditional.
+    pub async fn open(url: &str, access: &StoreAccess) -> Result<StateStore, StateStoreError> {
+        Self::open_with(url, access, false).await
     }
 
     /// Opens the store at `url` for a command that creates clusters: a `file://` directory
     /// is made (0700) when missing. Every other command uses [`StateStore::open`], which
     /// refuses a missing directory, so a mistyped path is an error, not an empty store.
-    pub async fn open_or_create(url: &str) -> Result<StateStore, StateStoreError> {
-        Self::open_with(url, true).await
+    pub async fn open_or_create(
+        url: &str,
+        access: &StoreAccess,
+    ) -> Result<StateStore, StateStoreError> {
+        Self::open_with(url, access, true).await
     }
 
-    async fn open_with(url: &str, create: bool) -> Result<StateStore, StateStoreError> {
+    async fn open_with(
+        url: &str,
+        access: &StoreAccess,
+        create: bool,
+    ) -> Result<StateStore, StateStoreError> {
+        let owner = access.user.clone().unwrap_or_else(|| "unknown".into());
         let bad = |reason: &str| StateStoreError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -83,7 +106,7 @@ impl StateStore {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://bucket[/prefix]"));
             }
-            let (store, region) = s3::open(bucket).await?;
+            let (store, region) = s3::open(bucket, access).await?;
             let prefix = Path::from(prefix);
             return Ok(StateStore {
                 url: url.clone(),
@@ -93,6 +116,7 @@ impl StateStore {
                 validation: Validation::Strict,
                 dropped: None,
                 region: Some(region),
+                owner,
             });
         }
         if let Some(rest) = url.strip_prefix("memory://") {
@@ -104,6 +128,7 @@ impl StateStore {
                 validation: Validation::Strict,
                 dropped: None,
                 region: None,
+                owner,
             });
         }
         if let Some(dir) = url.strip_prefix("file://") {
@@ -129,6 +154,7 @@ impl StateStore {
                 validation: Validation::Strict,
                 dropped: None,
                 region: None,
+                owner,
             });
         }
         Err(bad(

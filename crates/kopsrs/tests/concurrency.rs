@@ -114,8 +114,13 @@ fn lock_refuses_a_second_holder_and_force_unlock_needs_the_id() {
                 }
             }
         }
+        let access = kopsrs_state::StoreAccess {
+            s3_endpoint: std::env::var("AWS_ENDPOINT_URL").ok(),
+            user: Some("someone-else".into()),
+            ..Default::default()
+        };
         let store = runtime
-            .block_on(kopsrs_state::StateStore::open(&url))
+            .block_on(kopsrs_state::StateStore::open(&url, &access))
             .unwrap();
         let held = runtime
             .block_on(store.lock("test.example.com", "update cluster --yes"))
@@ -140,7 +145,9 @@ fn lock_refuses_a_second_holder_and_force_unlock_needs_the_id() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());
         assert!(
-            stderr.contains("is locked by") && stderr.contains(&held.info.id),
+            stderr.contains("is locked by")
+                && stderr.contains(&held.info.id)
+                && stderr.contains("someone-else"),
             "{stderr}"
         );
 
@@ -206,7 +213,13 @@ fn s3_conditional_writes_are_enforced() {
         .build()
         .unwrap();
     let store = runtime
-        .block_on(kopsrs_state::StateStore::open("s3://kopsrs-cas/p"))
+        .block_on(kopsrs_state::StateStore::open(
+            "s3://kopsrs-cas/p",
+            &kopsrs_state::StoreAccess {
+                s3_endpoint: Some(moto.endpoint.clone()),
+                ..Default::default()
+            },
+        ))
         .unwrap();
     runtime.block_on(async {
         let v1 = store.put("a/config", "one".into(), None).await.unwrap();

@@ -112,7 +112,7 @@ impl Double {
 
     /// The crate's client for the double.
     pub async fn kube(&self) -> Kube {
-        Kube::connect(CLUSTER, Some(&self.kubeconfig))
+        Kube::connect(CLUSTER, std::slice::from_ref(&self.kubeconfig))
             .await
             .unwrap()
     }

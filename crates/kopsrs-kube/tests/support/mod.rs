@@ -108,7 +108,7 @@ impl FakeKube {
 
     /// The crate's client for this API.
     pub async fn kube(&self) -> Kube {
-        Kube::connect(CLUSTER, Some(&self.kubeconfig))
+        Kube::connect(CLUSTER, std::slice::from_ref(&self.kubeconfig))
             .await
             .unwrap()
     }
