@@ -397,6 +397,46 @@ data: {{a: "{data}"}}
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(taints(), [])
 
+    def test_leases_as_kubectl_sees_them(self):
+        """What the GC lock relies on: a Lease is made once (a second create is 409), read
+        with its holder and times, replaced only with the resourceVersion read, deleted
+        only while the precondition's resourceVersion is current."""
+        k = self.k
+        lease = ("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n"
+                 "  name: kopsrs-gc-shop\n  namespace: kube-system\nspec:\n"
+                 "  holderIdentity: ci-1\n  leaseDurationSeconds: 60\n"
+                 "  renewTime: \"2026-12-06T20:00:00.000000Z\"\n")
+        path = os.path.join(k.tmp, "lease.yaml")
+        with open(path, "w") as f:
+            f.write(lease)
+        out = k.kubectl("create", "-f", path)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = k.kubectl("create", "-f", path)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("AlreadyExists", out.stderr)
+        got = k.kubectl_json("get", "lease", "-n", "kube-system", "kopsrs-gc-shop")
+        self.assertEqual(got["spec"]["holderIdentity"], "ci-1")
+        self.assertEqual(got["spec"]["renewTime"], "2026-12-06T20:00:00.000000Z")
+        rv = got["metadata"]["resourceVersion"]
+        # A replace with the resourceVersion read wins once; the stale one is a conflict.
+        got["spec"]["holderIdentity"] = "ci-2"
+        with open(path, "w") as f:
+            json.dump(got, f)
+        out = k.kubectl("replace", "-f", path)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = k.kubectl("replace", "-f", path)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("the object has been modified", out.stderr)
+        # A delete whose precondition names the old resourceVersion is refused.
+        status, body, _ = k.request(
+            "DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kopsrs-gc-shop",
+            {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": rv}})
+        self.assertEqual(status, 409, body)
+        now = k.kubectl_json("get", "lease", "-n", "kube-system", "kopsrs-gc-shop")
+        self.assertEqual(now["spec"]["holderIdentity"], "ci-2")
+        out = k.kubectl("delete", "lease", "-n", "kube-system", "kopsrs-gc-shop")
+        self.assertEqual(out.returncode, 0, out.stderr)
+
     def test_calls_are_counted_by_the_time_the_answer_arrives(self):
         # Clients (kopsrs's tests) read /__fake/calls right after their answers: each call,
         # refusals included, must be counted before it is answered.

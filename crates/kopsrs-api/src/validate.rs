@@ -204,6 +204,7 @@ pub fn validate(
     let subnet_names = check_subnets(&mut c, spec, &ranges);
     check_node_port_range(&mut c, spec);
     check_access_lists(&mut c, spec);
+    check_additional_sans(&mut c, spec);
     check_dns_type(&mut c, spec);
     check_api_load_balancer(&mut c, spec);
     check_networking(&mut c, spec);
@@ -616,6 +617,23 @@ fn check_access_lists(c: &mut Checker<'_>, spec: &ClusterSpec) {
     }
 }
 
+/// `spec.additionalSans` are DNS names (a leading `*.` allowed) or IP addresses: they go into
+/// the API server's certificate and kubeadm's configuration, where anything else (a
+/// placeholder such as `@JOIN_TOKEN@`, YAML) has no business.
+fn check_additional_sans(c: &mut Checker<'_>, spec: &ClusterSpec) {
+    for (i, san) in spec.additional_sans.iter().flatten().enumerate() {
+        let dns = san.strip_prefix("*.").unwrap_or(san);
+        if san.parse::<std::net::IpAddr>().is_ok() || is_dns_subdomain(dns) {
+            continue;
+        }
+        c.error(
+            format!("spec.additionalSans[{i}]"),
+            format!("{san:?} is neither a DNS name nor an IP address"),
+            "use names such as api.internal.example.com or *.example.com, or addresses such as 10.0.0.10",
+        );
+    }
+}
+
 /// `spec.topology.dns.type`, when given, is Public, Private or None.
 fn check_dns_type(c: &mut Checker<'_>, spec: &ClusterSpec) {
     if let Some(kind) = spec
@@ -1002,6 +1020,29 @@ mod tests {
         ] {
             assert!(!is_zone(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn additional_sans_are_names_or_addresses() {
+        let mut cluster: Cluster = serde_yaml_ng::from_str(
+            "apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\nmetadata:\n  name: a.example.com\nspec: {}\n",
+        )
+        .unwrap();
+        cluster.spec.additional_sans = Some(vec![
+            "api.internal.example.com".into(),
+            "*.example.com".into(),
+            "10.0.0.10".into(),
+            "fd00::1".into(),
+            "@JOIN_TOKEN@".into(),
+            "a b".into(),
+        ]);
+        let report = validate(&cluster, &[], false);
+        let bad: Vec<&str> = report
+            .errors()
+            .filter(|e| e.path.starts_with("spec.additionalSans"))
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(bad, ["spec.additionalSans[4]", "spec.additionalSans[5]"]);
     }
 
     #[test]

@@ -293,15 +293,27 @@ approve_nodes() {
   for key in $(state_list bootstrap/instances/); do
     key=${key//%3A/:}
     instance=${key##*:}
-    state_get "${key/:/%3A}" "$tmp/request" || continue
-    token=$(sed -n 's/^JOIN_TOKEN=//p' "$tmp/request")
-    if [[ ! $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
+    got=0
+    request_get "${key/:/%3A}" "$tmp/request" || got=$?
+    [ "$got" = 1 ] && continue
+    token=$(sed -n 's/^JOIN_TOKEN=//p' "$tmp/request" 2>/dev/null || true)
+    if [ "$got" = 2 ]; then
+      log "join-token request $key: over $REQUEST_MAX bytes, not a request; dropped"
+    elif [[ ! $token =~ ^[a-z0-9]{6}\.[a-z0-9]{16}$ ]]; then
       log "join-token request $key: not a token; dropped"
     elif ! name=$(instance_name "$instance") || [[ ! $name =~ ^[a-z0-9.-]+$ ]]; then
       log "join-token request $key: $instance is no running instance of $CLUSTER_NAME; dropped"
     else
-      issue_node_token "$token" "$instance" "$name"
-      log "join token for $instance, node $name"
+      issued=0
+      issue_node_token "$token" "$instance" "$name" "$tmp/create.err" || issued=$?
+      case $issued in
+        0) log "join token for $instance, node $name" ;;
+        1) log "join-token request $key: token ID ${token%%.*} is in use; dropped" ;;
+        *)
+          log "join-token request $key: the API refused the token ($(head -c 300 "$tmp/create.err")); kept for the next round"
+          continue
+          ;;
+      esac
     fi
     state_delete "${key/:/%3A}" >/dev/null
   done
@@ -310,9 +322,34 @@ approve_nodes() {
 }
 
 NODE_GROUP=system:bootstrappers:kopsrs:nodes
+# A request holds one line of 22 characters; anything much bigger is not one, and is never
+# downloaded whole (every control plane reads the requests every few seconds).
+REQUEST_MAX=1024
 
-# issue_node_token TOKEN INSTANCE NODE_NAME: the token, and what a joining kubelet may do
-# with it (kubeadm grants the same to its own token's group).
+# request_get KEY FILE: a worker's join-token request. 0 fetched, 1 absent, 2 bigger than
+# REQUEST_MAX (curl stops at the announced size; the size is checked again after).
+request_get() {
+  local code rc=0
+  code=$(aws_call s3 "$(state_region)" "$STATE_URL/$1" -o "$2" -w '%{http_code}' --max-filesize "$REQUEST_MAX") || rc=$?
+  # 63: curl's "maximum file size exceeded"; any other failure is the network's, and the
+  # request stays for the next round.
+  case $rc in
+    0) ;;
+    63) rm -f "$2"; return 2 ;;
+    *) rm -f "$2"; die "reading $1 from the state store: curl exit $rc" ;;
+  esac
+  case $code in
+    200) [ "$(wc -c <"$2")" -le "$REQUEST_MAX" ] || { rm -f "$2"; return 2; } ;;
+    403 | 404) rm -f "$2"; return 1 ;;
+    *) die "reading $1 from the state store: HTTP $code" ;;
+  esac
+}
+
+# issue_node_token TOKEN INSTANCE NODE_NAME ERRFILE: the token, and what a joining kubelet
+# may do with it (kubeadm grants the same to its own token's group). The Secret is created,
+# never applied: a worker chooses its token's ID, and must not overwrite kubeadm's shared
+# token or another worker's. 1 when the ID is in use, 2 when the API refused otherwise
+# (ERRFILE says why).
 issue_node_token() {
   local b kind
   {
@@ -321,6 +358,11 @@ issue_node_token() {
     printf 'type: bootstrap.kubernetes.io/token\nstringData:\n  description: "kopsrs: join token of instance %s (node %s)"\n' "$2" "$3"
     printf '  token-id: "%s"\n  token-secret: "%s"\n  expiration: "%s"\n' "${1%%.*}" "${1#*.}" "$(date -u -d '+15 min' +%Y-%m-%dT%H:%M:%SZ)"
     printf '  usage-bootstrap-authentication: "true"\n  usage-bootstrap-signing: "true"\n  auth-extra-groups: %s\n' "$NODE_GROUP"
+  } | kctl create -f - >/dev/null 2>"$4" || {
+    grep -q AlreadyExists "$4" && return 1
+    return 2
+  }
+  {
     for b in ClusterRole:system:node-bootstrapper ClusterRole:kubeadm:get-nodes Role:kubeadm:nodes-kubeadm-config Role:kubeadm:kubelet-config; do
       kind=${b%%:*}
       printf -- '---\napiVersion: rbac.authorization.k8s.io/v1\nkind: %sBinding\nmetadata: {name: "kopsrs:%s"%s}\n' "$kind" "${b#*:}" "$([ "$kind" = Role ] && echo ', namespace: kube-system')"

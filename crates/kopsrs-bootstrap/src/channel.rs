@@ -97,6 +97,34 @@ pub enum ChannelError {
     },
 }
 
+/// A decoding error without the values it quotes: a file that is not a channel (a key, a
+/// kubeconfig, given by mistake) must not be echoed into CI logs. Field names (in backticks)
+/// and the position stay.
+fn redacted(e: &serde_yaml_ng::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                quoted = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    // A message cut short by its own quote ends the value: close it.
+    if quoted {
+        out.push('"');
+    }
+    out
+}
+
 fn minor_of(version: &str) -> Option<(u32, u32)> {
     crate::parse_version(version).map(|(a, b, _)| (a, b))
 }
@@ -174,7 +202,7 @@ impl Channel {
     /// Decodes a channel strictly and checks each addon's `kind` and `sha256`.
     pub fn parse(text: &str) -> Result<Channel, ChannelError> {
         let channel: Channel =
-            serde_yaml_ng::from_str(text).map_err(|e| ChannelError::Decode(e.to_string()))?;
+            serde_yaml_ng::from_str(text).map_err(|e| ChannelError::Decode(redacted(&e)))?;
         for addon in &channel.addons {
             let what = || format!("addon {} {}", addon.name, addon.version);
             for sum in addon.sha256.iter().chain(addon.sha256_by_arch.values()) {
@@ -300,5 +328,18 @@ impl Selected {
             "# Written by kopsrs update cluster; control-plane nodes apply new versions.\n{}",
             serde_yaml_ng::to_string(self).expect("addons serialise")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file that is not a channel (a private key given by mistake) is not echoed.
+    #[test]
+    fn a_file_that_is_not_a_channel_is_not_echoed() {
+        let key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBsecretsecretsecret\n-----END EC PRIVATE KEY-----\n";
+        let e = super::Channel::parse(key).unwrap_err().to_string();
+        assert!(!e.contains("secret") && !e.contains("BEGIN"), "{e}");
+        let typo = super::Channel::parse("addonz: []\n").unwrap_err().to_string();
+        assert!(typo.contains("addonz"), "field names stay: {typo}");
     }
 }

@@ -315,15 +315,51 @@ impl NodeBootstrap {
         // Shell quoting covers the settings, but these values also reach the kubeadm YAML and
         // the script's `sed` substitutions (delimited by `|`), where quoting cannot help.
         for (field, value) in fields {
-            if value.chars().any(|c| matches!(c, '\'' | '\n' | '|' | '\\')) {
-                return Err(BootstrapError::BadValue {
-                    group: self.group.clone(),
-                    field,
-                    value: value.into(),
-                });
+            if value.chars().any(|c| matches!(c, '\'' | '\n' | '|' | '\\' | '@')) {
+                return Err(self.bad(field, value));
+            }
+        }
+        // The node fills the kubeadm documents' placeholders (`@JOIN_TOKEN@`, `@NODE_NAME@`)
+        // with `sed`; a value of the spec holding `@` could become one (a SAN written
+        // `@JOIN_TOKEN@` would put the join token into the API certificate). No value kopsrs
+        // takes from the spec may hold one; the placeholders are only kopsrs's own.
+        let spec_values = self
+            .api_cert_sans
+            .iter()
+            .map(|v| ("spec.additionalSans", v.as_str()))
+            .chain([
+                ("spec.networking.podCIDR", self.pod_cidr.as_str()),
+                ("spec.networking.serviceClusterIPRange", self.service_cidr.as_str()),
+                ("spec.kubeDNS.domain", self.dns_domain.as_str()),
+                (
+                    "spec.kubeAPIServer.serviceNodePortRange",
+                    self.service_node_port_range.as_deref().unwrap_or_default(),
+                ),
+            ])
+            .chain(self.node_labels.iter().flat_map(|(k, v)| {
+                [("spec.nodeLabels", k.as_str()), ("spec.nodeLabels", v.as_str())]
+            }))
+            .chain(self.taints.iter().flat_map(|t| {
+                [
+                    ("spec.taints", t.key.as_str()),
+                    ("spec.taints", t.value.as_deref().unwrap_or_default()),
+                    ("spec.taints", t.effect.as_str()),
+                ]
+            }));
+        for (field, value) in spec_values {
+            if value.contains('@') {
+                return Err(self.bad(field, value));
             }
         }
         Ok(())
+    }
+
+    fn bad(&self, field: &'static str, value: &str) -> BootstrapError {
+        BootstrapError::BadValue {
+            group: self.group.clone(),
+            field,
+            value: value.into(),
+        }
     }
 
     /// The instance group's user-data.
@@ -551,6 +587,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("metadata.name"));
+    }
+
+    /// A value of the spec written like a placeholder never reaches the documents the node
+    /// fills in: a SAN `@JOIN_TOKEN@` would otherwise put the join token into the API
+    /// certificate and `kubeadm-config`.
+    #[test]
+    fn no_value_of_the_spec_can_become_a_placeholder() {
+        let mut n = node(Role::ControlPlane);
+        n.api_cert_sans.push("@JOIN_TOKEN@".into());
+        let e = n.render().unwrap_err().to_string();
+        assert!(e.contains("spec.additionalSans") && e.contains("@JOIN_TOKEN@"), "{e}");
+        let mut n = node(Role::Node);
+        n.node_labels.push(("team".into(), "@CA_HASH@".into()));
+        assert!(n.render().unwrap_err().to_string().contains("spec.nodeLabels"));
+        // The documents kopsrs renders hold its own placeholders only where it put them.
+        let text = node(Role::ControlPlane).render().unwrap();
+        let docs = embedded_kubeadm_documents(&text).join("");
+        assert_eq!(docs.matches("@JOIN_TOKEN@").count(), 2, "{docs}");
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //! attempt and retries with backoff). It knows nothing about AWS: the provider supplies the
 //! actual resources, which attributes force a replacement, and the calls.
 
+mod document;
 mod exec;
 mod plan;
 pub mod rolling;
 
+pub use document::{
+    AddonDocument, ChangeDocument, Counts, FieldDocument, Fingerprint, LeftDocument, PlanDocument,
+    FORMAT_VERSION,
+};
 pub use exec::{
     critical_path, critical_path_time, critical_path_weighted, execute, Event, ExecError,
     ExecOptions, Retryable, Summary, Task, TimedOut,

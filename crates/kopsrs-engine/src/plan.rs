@@ -28,7 +28,10 @@ pub trait Schema {
 }
 
 /// What a change does to a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Made from nothing.
     Create,
@@ -140,6 +143,10 @@ pub struct Plan {
     pub known: BTreeMap<Address, BTreeMap<String, String>>,
     /// API calls made to read the cloud.
     pub reads: u64,
+    /// What the plan was made from, when the caller computed it
+    /// ([`Plan::fingerprint_of`]): saved with the plan, compared before a saved plan is
+    /// applied.
+    pub fingerprint: Option<crate::Fingerprint>,
 }
 
 impl Plan {
@@ -190,59 +197,6 @@ impl Plan {
             );
         }
         text
-    }
-
-    /// The plan as JSON for CI (see docs/plan-json.md): changes with their fields (old and
-    /// new values, secrets redacted), what is left in place, addon changes, a summary.
-    /// What apply needs beyond that (desired resources, what exists) is not part of it.
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::json;
-        let value = |v: &Option<String>, path: &str| match v {
-            None => serde_json::Value::Null,
-            Some(_) if sensitive(path) => json!("(sensitive)"),
-            // Strings are printed quoted; JSON gets the string itself.
-            Some(v) => serde_json::from_str::<String>(v)
-                .map(serde_json::Value::String)
-                .unwrap_or_else(|_| json!(v)),
-        };
-        let changes: Vec<_> = self
-            .changes
-            .iter()
-            .map(|c| {
-                json!({
-                    "address": c.address.to_string(),
-                    "kind": c.address.kind,
-                    "name": c.address.name,
-                    "action": c.action.as_str(),
-                    "id": c.id,
-                    "fields": c.fields.iter().map(|f| json!({
-                        "path": f.path,
-                        "before": value(&f.before, &f.path),
-                        "after": value(&f.after, &f.path),
-                        "forces_replacement": f.forces_replacement,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({
-            "format_version": "1",
-            "summary": {
-                "add": self.count(Action::Create),
-                "change": self.count(Action::Update),
-                "replace": self.count(Action::Replace),
-                "destroy": self.count(Action::Delete),
-                "addons": self.addons.len(),
-            },
-            "changes": changes,
-            "left": self.left.iter().map(|l| json!({"kind": l.kind, "id": l.id})).collect::<Vec<_>>(),
-            "addons": self.addons.iter().map(|a| json!({
-                "name": a.name,
-                "action": a.action.as_str(),
-                "before": a.before,
-                "after": a.after,
-                "integrity": a.integrity,
-            })).collect::<Vec<_>>(),
-        })
     }
 }
 

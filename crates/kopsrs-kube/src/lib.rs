@@ -14,8 +14,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 mod drain;
+mod lease;
 pub mod manifests;
 pub use drain::{EXCLUDE_FROM_LOAD_BALANCERS, NEEDS_UPDATE, SCHEDULED_FOR_UPDATE};
+pub use lease::{HeldLease, LeaseTaken};
 pub use kopsrs_engine::rolling::Drained;
 
 /// Why the Kubernetes API could not be used.

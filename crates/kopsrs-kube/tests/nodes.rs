@@ -25,9 +25,20 @@ async fn connect_needs_a_context_named_after_the_cluster() {
     assert_eq!(cluster, "other.example.com");
     assert_eq!(where_, &kubeconfig.display().to_string());
 
+    // Missing files are skipped, as kubectl skips them in $KUBECONFIG: no context then.
     let missing = dir.path().join("missing");
     let Err(err) = Kube::connect(CLUSTER, std::slice::from_ref(&missing)).await else {
         panic!("connected through a missing kubeconfig");
+    };
+    assert!(
+        matches!(&err, KubeError::NoContext { where_, .. } if *where_ == missing.display().to_string()),
+        "{err:?}"
+    );
+    // A file that is there but not a kubeconfig is an error of its own.
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "clusters: [").unwrap();
+    let Err(err) = Kube::connect(CLUSTER, &[broken, kubeconfig.clone()]).await else {
+        panic!("connected through a broken kubeconfig");
     };
     assert!(matches!(err, KubeError::Config { .. }), "{err:?}");
 }

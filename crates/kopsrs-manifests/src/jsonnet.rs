@@ -373,11 +373,21 @@ pub fn multi(value: &Value, dir: &Path, string: bool) -> Result<Vec<(PathBuf, St
     };
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort_unstable();
-    // As C++: the folder, a '/', the key; a key never leaves the folder (`/etc/x` is
-    // `DIR//etc/x`).
+    // As C++: the folder, a '/', the key (`/etc/x` is `DIR//etc/x`). C++ writes a key with a
+    // `..` component outside the folder; kopsrs refuses it, as it refuses a NUL, so what a
+    // configuration renders never writes elsewhere than the folder given.
     let mut prefix = dir.display().to_string();
     if !prefix.ends_with('/') {
         prefix.push('/');
+    }
+    if let Some(k) = keys
+        .iter()
+        .find(|k| k.split('/').any(|part| part == "..") || k.contains('\0'))
+    {
+        return Err(format!(
+            "in multi mode (-m) the field {k:?} would be written outside {}; rename it",
+            dir.display()
+        ));
     }
     keys.into_iter()
         .map(|k| {
@@ -515,5 +525,11 @@ mod tests {
                 (PathBuf::from("d/b.txt"), "B\n".to_string())
             ]
         );
+        for key in ["../x", "a/../../x", ".."] {
+            let e = multi(&eval(&format!("{{ '{key}': 'X' }}")), Path::new("d"), true).unwrap_err();
+            assert!(e.contains("outside d"), "{key}: {e}");
+        }
+        // A name that only looks like it is kept.
+        assert!(multi(&eval("{ '..x': 'X' }"), Path::new("d"), true).is_ok());
     }
 }

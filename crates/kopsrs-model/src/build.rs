@@ -94,6 +94,7 @@ impl<'a> Builder<'a> {
         self.termination_handler_queue();
         self.instance_groups()?;
         self.cluster_outputs();
+        self.check_name_limits()?;
         Ok(DesiredSet {
             cluster_name: self.name,
             region: self.region,
@@ -153,6 +154,31 @@ impl<'a> Builder<'a> {
             Value::str("owned"),
         );
         tags
+    }
+
+    /// Every name within the limit AWS sets for its kind (`names::limit`): one that is not
+    /// (a long instance group name with a long cluster name) is an error before anything is
+    /// made, rather than a failed call half-way through an apply.
+    fn check_name_limits(&self) -> Result<(), ModelError> {
+        for (address, attrs) in &self.resources {
+            let Some(limit) = crate::names::limit(&address.kind) else {
+                continue;
+            };
+            let Some(Value::Str(name)) = attrs.get("name") else {
+                continue;
+            };
+            if name.chars().count() > limit {
+                return Err(err(
+                    "metadata.name",
+                    format!(
+                        "makes the {} name {name:?} ({} characters), over the {limit} AWS allows; shorten the cluster name or the instance group name",
+                        address.kind,
+                        name.chars().count()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `name.<cluster>`, the name kops gives most per-cluster objects.

@@ -43,8 +43,14 @@ impl Builder<'_> {
     pub(crate) fn role_address(&self, role: Role) -> Address {
         Address::new(
             "aws_iam_role",
-            &crate::names::tf_name(&self.scoped(iam_role_name(role))),
+            &crate::names::tf_name(&self.role_name(role)),
         )
+    }
+
+    /// The name of a role's IAM role and instance profile (`masters.<cluster>`, shortened
+    /// as kops does past IAM's 64 characters).
+    pub(crate) fn role_name(&self, role: Role) -> String {
+        crate::names::iam_role(iam_role_name(role), &self.name)
     }
 
     /// The instance profile a group launches with: ours, or the one the group names.
@@ -55,7 +61,7 @@ impl Builder<'_> {
         }
         Address::new(
             "aws_iam_instance_profile",
-            &crate::names::tf_name(&self.scoped(iam_role_name(role))),
+            &crate::names::tf_name(&self.role_name(role)),
         )
         .id()
     }
@@ -93,7 +99,7 @@ impl Builder<'_> {
             {
                 continue;
             }
-            let name = self.scoped(iam_role_name(role));
+            let name = self.role_name(role);
             let assume = json!({
                 "Statement": [{
                     "Action": "sts:AssumeRole",

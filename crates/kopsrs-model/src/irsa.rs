@@ -534,7 +534,10 @@ impl Builder<'_> {
             json!({
                 "Action": "iam:PassRole",
                 "Effect": "Allow",
-                "Resource": format!("arn:{p}:iam::*:role/nodes.{}", self.name),
+                "Resource": format!(
+                    "arn:{p}:iam::*:role/{}",
+                    crate::names::iam_role("nodes", &self.name)
+                ),
             }),
         ]
     }

@@ -31,11 +31,13 @@ pub fn truncate(name: &str, max: usize, always_hash: bool) -> String {
     let encoded = BASE32HEX_NOPAD.encode(&hash.to_be_bytes()).to_lowercase();
     let hash = &encoded[..6];
     let base = max - hash.len() - 1;
-    let prefix = if name.len() > base {
-        &name[..base]
-    } else {
-        name
-    };
+    // Cut on a character boundary (names are ASCII when AWS accepts them, but a cut must
+    // never panic on what it is given).
+    let mut cut = base.min(name.len());
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = &name[..cut];
     format!("{prefix}-{hash}")
 }
 
@@ -50,11 +52,43 @@ pub fn fnv1a32(text: &str) -> u32 {
     hash
 }
 
-/// The SQS queue of the cluster's termination handler: `<cluster with dashes>-nth`, as kops
-/// names it. Two clusters can share this name (`a.b` and `a-b`), so the provider also checks
-/// the queue's ownership tag before it treats the queue as the cluster's.
+/// The SQS queue of the cluster's termination handler: `<cluster with dashes>-nth`, the
+/// cluster part shortened to 75 characters with a hash as kops does (a queue name has at most
+/// 80). Two clusters can share this name (`a.b` and `a-b`), so the provider also checks the
+/// queue's ownership tag before it treats the queue as the cluster's.
 pub fn termination_queue(cluster: &str) -> String {
-    format!("{}-nth", cluster.replace('.', "-"))
+    format!("{}-nth", truncate(&cluster.replace('.', "-"), 75, false))
+}
+
+/// The IAM role and instance profile of a role's instances (`masters.<cluster>`), at most
+/// 64 characters as IAM allows: longer names are shortened with a hash, as kops does, so an
+/// existing kops cluster's roles keep their names.
+pub fn iam_role(role_prefix: &str, cluster: &str) -> String {
+    truncate(&format!("{role_prefix}.{cluster}"), 64, false)
+}
+
+/// The EventBridge rule of the termination handler for one event (`<cluster>-ASGLifecycle`):
+/// the cluster part shortened to 40 characters with a hash, as kops does, so every rule name
+/// stays within EventBridge's 64.
+pub fn termination_rule(cluster: &str, suffix: &str) -> String {
+    format!("{}-{suffix}", truncate(cluster, 40, false))
+}
+
+/// The longest name AWS accepts for a resource kind's `name` (`None`: no limit kopsrs
+/// writes near). Checked when the desired set is built, so a name still too long is an
+/// error before anything changes.
+pub fn limit(kind: &str) -> Option<usize> {
+    Some(match kind {
+        "aws_iam_role" | "aws_iam_instance_profile" => 64,
+        "aws_iam_role_policy" => 128,
+        "aws_cloudwatch_event_rule" => 64,
+        "aws_sqs_queue" => 80,
+        "aws_lb" | "aws_lb_target_group" | "aws_elb" => 32,
+        "aws_launch_template" => 128,
+        "aws_autoscaling_group" => 255,
+        "aws_key_pair" => 255,
+        _ => return None,
+    })
 }
 
 /// Suffixes of the EventBridge rules that feed the termination handler's queue
@@ -72,7 +106,7 @@ pub const TERMINATION_RULE_SUFFIXES: [&str; 5] = [
 pub fn termination_rules(cluster: &str) -> Vec<String> {
     TERMINATION_RULE_SUFFIXES
         .iter()
-        .map(|suffix| format!("{cluster}-{suffix}"))
+        .map(|suffix| termination_rule(cluster, suffix))
         .collect()
 }
 
@@ -111,5 +145,62 @@ mod tests {
             "api-privatecilium-example-fnt793"
         );
         assert_eq!(truncate("short", 32, false), "short");
+    }
+
+    /// A 71-character cluster name: every name kopsrs gives it is within AWS's limits and
+    /// equal to kops's. The expected names were computed outside this code, by a separate
+    /// implementation of kops's rule (FNV-1a 32, base32hex, the first six characters) that
+    /// also gives the load balancer names above.
+    #[test]
+    fn long_cluster_names_are_shortened_as_kops_does() {
+        let cluster = "payments-checkout-production-eu-west-1a.platform.k8s.example-corp.co.uk";
+        assert_eq!(cluster.len(), 71);
+        assert_eq!(
+            iam_role("masters", cluster),
+            "masters.payments-checkout-production-eu-west-1a.platform.-o9alb2"
+        );
+        assert_eq!(
+            iam_role("nodes", cluster),
+            "nodes.payments-checkout-production-eu-west-1a.platform.k8-u6pc9k"
+        );
+        assert_eq!(
+            iam_role("bastions", cluster),
+            "bastions.payments-checkout-production-eu-west-1a.platform-knn5cd"
+        );
+        assert_eq!(
+            termination_rules(cluster)[0],
+            "payments-checkout-production-eu-w-9hotea-ASGLifecycle"
+        );
+        assert_eq!(
+            termination_rule(cluster, "RebalanceRecommendation"),
+            "payments-checkout-production-eu-w-9hotea-RebalanceRecommendation"
+        );
+        // 75 characters with dashes: within the limit, kept whole.
+        assert_eq!(
+            termination_queue(cluster),
+            "payments-checkout-production-eu-west-1a-platform-k8s-example-corp-co-uk-nth"
+        );
+        let longer = format!("{}.example-corp-long-team-name-product.com", "a".repeat(40));
+        assert_eq!(
+            termination_queue(&longer),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-example-corp-long-team-name-ufvasq-nth"
+        );
+        for name in [iam_role("masters", cluster), iam_role("bastions", &longer)] {
+            assert!(name.len() <= limit("aws_iam_role").unwrap(), "{name}");
+        }
+        for name in termination_rules(&longer) {
+            assert!(name.len() <= limit("aws_cloudwatch_event_rule").unwrap(), "{name}");
+        }
+        assert!(termination_queue(&longer).len() <= limit("aws_sqs_queue").unwrap());
+        // Short names are kept as they are.
+        assert_eq!(iam_role("nodes", "a.example.com"), "nodes.a.example.com");
+        assert_eq!(termination_rule("a.example.com", "ASGLifecycle"), "a.example.com-ASGLifecycle");
+    }
+
+    #[test]
+    fn truncation_cuts_on_character_boundaries() {
+        let name = format!("{}é{}", "a".repeat(24), "b".repeat(20));
+        let short = truncate(&name, 32, false);
+        assert!(short.len() <= 33 && short.starts_with(&"a".repeat(24)), "{short}");
     }
 }

@@ -143,7 +143,7 @@ impl<'a> Builder<'a> {
             .zip(patterns)
             .take(count);
         for (suffix, pattern) in rules {
-            let name = format!("{}-{suffix}", self.name);
+            let name = crate::names::termination_rule(&self.name, suffix);
             let rule = self.add(
                 "aws_cloudwatch_event_rule",
                 &name,

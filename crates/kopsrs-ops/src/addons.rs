@@ -51,6 +51,9 @@ pub struct Resolved {
     published: Option<bytes::Bytes>,
 }
 
+/// The largest channel kopsrs reads (the built-in one is a few KB).
+const MAX_CHANNEL: usize = 1024 * 1024;
+
 /// The channel `spec.channel` names: `stable` (or nothing) is the one built into kopsrs; a
 /// file path, `file://` URL or `http(s)://` URL is a channel in kopsrs's format.
 pub async fn channel(source: Option<&str>) -> Result<Channel> {
@@ -59,16 +62,32 @@ pub async fn channel(source: Option<&str>) -> Result<Channel> {
         return Ok(Channel::stable());
     } else if source.starts_with("http://") || source.starts_with("https://") {
         let fetched = async {
-            let response = client()?.get(source).send().await?.error_for_status()?;
-            response.text().await
+            let mut response = client()?.get(source).send().await?.error_for_status()?;
+            // A channel is a few KB: stop reading well past that, whatever the server sends.
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_CHANNEL {
+                    return Ok(Err(format!("over {} KB, not a channel", MAX_CHANNEL / 1024)));
+                }
+            }
+            Ok::<_, reqwest::Error>(Ok(String::from_utf8_lossy(&body).into_owned()))
         }
         .await;
-        fetched.map_err(|e| {
-            Problems::one(
-                format!("spec.channel: cannot download {source}: {}", plain(&e)),
-                "check the URL and the network, or set spec.channel to `stable` or a local file",
-            )
-        })?
+        let hint = "check the URL and the network, or set spec.channel to `stable` or a local file";
+        match fetched {
+            Ok(Ok(text)) => text,
+            Ok(Err(why)) => {
+                return Err(Problems::one(format!("spec.channel: {source} is {why}"), hint).into())
+            }
+            Err(e) => {
+                return Err(Problems::one(
+                    format!("spec.channel: cannot download {source}: {}", plain(&e)),
+                    hint,
+                )
+                .into())
+            }
+        }
     } else if source.contains('/') {
         let path = source.strip_prefix("file://").unwrap_or(source);
         std::fs::read_to_string(path).map_err(|e| {
@@ -213,6 +232,22 @@ async fn pin_addon(
             .as_ref()
             .map(|a| format!(" ({a})"))
             .unwrap_or_default();
+        // With --require-pinned-addons, a pin must come from the channel: one computed from
+        // this run's download (or an earlier run's, as published) only trusts whatever the
+        // URL served the operator first.
+        if options.require_pinned && download.sha256.is_none() {
+            problems.push(Problem {
+                message: format!(
+                    "{what}{on}: {} has no sha256 pin in the channel (--require-pinned-addons takes no pin from a download)",
+                    download.url
+                ),
+                hint: Some(
+                    "pin it in the channel (sha256 of the release), or drop --require-pinned-addons"
+                        .into(),
+                ),
+            });
+            continue;
+        }
         match (&download.sha256, published) {
             // Verified when it was published, and the channel says nothing else.
             (None, Some(sum)) => {

@@ -238,6 +238,8 @@ pub struct Roll<C, N> {
     statuses: Vec<Status>,
     /// The state store whose cluster lock a run takes (none in tests).
     store: Option<kopsrs_state::StateStore>,
+    /// Control-plane instances replaced by this run without the API (`--cloudonly`).
+    blind_control_planes: std::sync::atomic::AtomicUsize,
 }
 
 impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
@@ -253,6 +255,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             order: Vec::new(),
             statuses: Vec::new(),
             store: None,
+            blind_control_planes: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -316,6 +319,8 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
     /// Rolls every selected group in order, holding the cluster lock (when there is a
     /// state store).
     pub async fn run(&self) -> Result<()> {
+        self.blind_control_planes
+            .store(0, std::sync::atomic::Ordering::SeqCst);
         let work = async {
             for group in &self.order {
                 self.roll_group(group).await?;
@@ -536,6 +541,9 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                 .chain(&round.unavailable)
                 .cloned()
                 .collect();
+            if group.role == Role::ControlPlane && self.nodes.is_none() {
+                self.one_blind_control_plane(name, &ids)?;
+            }
             let replaced = futures::future::join_all(
                 ids.iter().map(|id| self.replace(&group, &aws_group, id)),
             )
@@ -548,6 +556,26 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         }
         self.say(format!("group {name}: every instance is current"));
         Ok(())
+    }
+
+    /// Without the API (`--cloudonly`) nothing shows whether etcd has its members back, so
+    /// the etcd gate holds another way: one control plane per run. The next run, once the
+    /// user has checked etcd, replaces the next.
+    fn one_blind_control_plane(&self, group: &str, ids: &[String]) -> Result<()> {
+        let before = self
+            .blind_control_planes
+            .fetch_add(ids.len(), std::sync::atomic::Ordering::SeqCst);
+        if before + ids.len() <= 1 {
+            return Ok(());
+        }
+        Err(Problems::one(
+            format!(
+                "group {group}: not replacing {}: with --cloudonly kopsrs cannot see whether etcd has its members back, so it replaces one control plane per run",
+                ids.join(", ")
+            ),
+            "check etcd on the control planes (`etcdctl member list`, or `kopsrs validate cluster` once the API answers), then run `kopsrs rolling-update cluster --cloudonly --yes` again for the next one",
+        )
+        .into())
     }
 
     /// Tags and detaches `ids` from the group (a surge).

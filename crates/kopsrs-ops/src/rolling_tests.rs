@@ -299,6 +299,11 @@ struct Harness {
 }
 
 async fn harness(world: World, options: RollOptions) -> anyhow::Result<Harness> {
+    harness_with(world, options, true).await
+}
+
+/// The harness; `api`: whether the roll reads the Nodes (false: `--cloudonly`).
+async fn harness_with(world: World, options: RollOptions, api: bool) -> anyhow::Result<Harness> {
     let specs = world
         .groups
         .iter()
@@ -318,7 +323,7 @@ async fn harness(world: World, options: RollOptions) -> anyhow::Result<Harness> 
     };
     let mut roll = Roll::new(
         Cloud(world.clone()),
-        Some(Nodes(world.clone())),
+        api.then(|| Nodes(world.clone())),
         cx,
         options,
     );
@@ -555,6 +560,57 @@ async fn a_control_plane_that_never_settles_stops_the_roll_whatever_the_flags() 
             "--validate-count {validate_count} --fail-on-validate-error={fail_on_validate_error}: \
              only the first control plane may go while etcd has not settled: {log:#?}"
         );
+    }
+}
+
+/// Without the API (`--cloudonly`) etcd cannot be seen: one control plane per run, whatever
+/// the other flags say; each run replaces the next.
+#[tokio::test]
+async fn without_the_api_one_control_plane_goes_per_run() {
+    for (validate_count, fail_on_validate_error, force) in
+        [(1, true, false), (0, false, false), (0, false, true)]
+    {
+        let world = World {
+            groups: vec![
+                group("control-plane-a", "control-plane", 1),
+                group("control-plane-b", "control-plane", 1),
+                group("control-plane-c", "control-plane", 1),
+                group("nodes", "node", 2),
+            ],
+            ..World::default()
+        };
+        let options = RollOptions {
+            validate_count,
+            fail_on_validate_error,
+            force,
+            ..fast()
+        };
+        let h = harness_with(world, options, false).await.unwrap();
+        let terminated = |h: &Harness| {
+            h.log()
+                .iter()
+                .filter(|l| l.starts_with("terminate"))
+                .count()
+        };
+        for run in 1..=2 {
+            let e = h.roll.run().await.unwrap_err();
+            assert!(
+                problems(&e).contains("one control plane per run"),
+                "{}",
+                problems(&e)
+            );
+            assert_eq!(terminated(&h), run, "run {run}: {:#?}", h.log());
+            if force {
+                // --force replaces every instance every run: the gate holds as well.
+                break;
+            }
+        }
+        if !force {
+            // The last control plane, then the nodes, in one run.
+            h.roll.run().await.unwrap();
+            assert!(h.current());
+            assert_eq!(terminated(&h), 5);
+        }
     }
 }
 

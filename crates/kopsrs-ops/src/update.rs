@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use kopsrs_api::{encode_documents, Document, OutputFormat};
 use kopsrs_aws::Aws;
-use kopsrs_engine::Plan;
+use kopsrs_engine::{Fingerprint, Plan, PlanDocument, FORMAT_VERSION};
 use kopsrs_state::{layout, StateStore};
 
 use crate::cluster::{exec_options, locked, prepare, Prepared};
@@ -26,6 +26,9 @@ pub struct DirectOptions {
     pub pins: crate::addons::PinOptions,
     /// For a cluster in an existing VPC, check the network first (`validate network`).
     pub network_checks: bool,
+    /// Apply this saved plan (`--plan FILE`) and nothing else: refused, nothing changed,
+    /// when the plan made now is not the same (the spec or the cloud moved since).
+    pub saved: Option<PlanDocument>,
 }
 
 /// What an update did: its plan, and what applying it took (none for a dry run).
@@ -117,7 +120,131 @@ pub async fn plan(
                 ),
             })?;
     plan.addons = addons.changes.clone();
+    warn_unpinned(session, &plan.addons);
+    let spec = encode_documents(
+        &std::iter::once(Document::Cluster(Box::new(prepared.cluster.clone())))
+            .chain(prepared.groups.iter().cloned().map(Box::new).map(Document::InstanceGroup))
+            .collect::<Vec<_>>(),
+        OutputFormat::Yaml,
+    );
+    plan.fingerprint = Some(plan.fingerprint_of(spec.as_bytes()));
     Ok((plan, addons))
+}
+
+/// Addons published without a pin are trusted on first use by a control plane: said as a
+/// warning, not only in the plan's addon lines.
+fn warn_unpinned(session: &Session, changes: &[kopsrs_engine::AddonChange]) {
+    for change in changes {
+        if let Some(integrity) = change.integrity.as_deref().filter(|i| i.contains("UNPINNED")) {
+            session.reporter.warn(
+                &format!("addon {}: {integrity}", change.name),
+                Some("pin it in the channel, or run where the download can be checked; --require-pinned-addons refuses this"),
+            );
+        }
+    }
+}
+
+/// Reads a plan saved by `--out-plan` (or `-o json`) for `cluster`, refusing one of another
+/// format version or cluster, or one without a fingerprint.
+pub fn read_saved_plan(path: &Path, cluster: &str) -> Result<PlanDocument> {
+    let shown = path.display();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading the saved plan {shown}"))?;
+    let remake = format!("make the plan again: `kopsrs update cluster {cluster} --out-plan {shown}`");
+    // The version first, so a document of another version is named as such, not as a
+    // document that does not parse.
+    let version = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format_version").and_then(|v| v.as_str()).map(str::to_string));
+    match version.as_deref() {
+        Some(FORMAT_VERSION) => {}
+        Some(other) => {
+            return Err(Problems::one(
+                format!("{shown}: format_version {other:?} is not one this kopsrs reads ({FORMAT_VERSION:?}); nothing was changed"),
+                &remake,
+            )
+            .into())
+        }
+        None => {
+            return Err(Problems::one(
+                format!("{shown} is not a saved plan (no format_version); nothing was changed"),
+                &remake,
+            )
+            .into())
+        }
+    }
+    let document: PlanDocument = serde_json::from_str(&text).map_err(|e| {
+        Problems::one(
+            format!("{shown} is not a saved plan: {e}; nothing was changed"),
+            &remake,
+        )
+    })?;
+    match document.cluster.as_deref() {
+        Some(name) if name == cluster => {}
+        other => {
+            return Err(Problems::one(
+                format!(
+                    "{shown} is a plan of {}, not of {cluster}; nothing was changed",
+                    other.map_or("no cluster".to_string(), |n| format!("{n:?}"))
+                ),
+                format!("pass the plan made for {cluster}, or {remake}"),
+            )
+            .into())
+        }
+    }
+    if document.fingerprint.is_none() {
+        return Err(Problems::one(
+            format!("{shown} has no fingerprint of what it was made from; nothing was changed"),
+            &remake,
+        )
+        .into());
+    }
+    Ok(document)
+}
+
+/// Writes `plan` of `cluster` to `path` as a document `--plan` applies.
+pub fn save_plan(plan: &Plan, cluster: &str, path: &Path) -> Result<()> {
+    let document = plan.document(Some(cluster));
+    let mut text = serde_json::to_string_pretty(&document).expect("a plan document is JSON");
+    text.push('\n');
+    // Write beside and rename, so a reader never sees half a plan.
+    let temp = path.with_extension("kopsrs-tmp");
+    std::fs::write(&temp, text).with_context(|| format!("writing {}", temp.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Whether the plan made now is the saved one: equal fingerprints, else a problem saying
+/// what moved.
+fn same_as_saved(name: &str, now: &Plan, saved: &PlanDocument) -> Result<()> {
+    let (Some(now_print), Some(saved_print)) = (&now.fingerprint, &saved.fingerprint) else {
+        unreachable!("plans are fingerprinted when made and checked when read");
+    };
+    if now_print == saved_print {
+        return Ok(());
+    }
+    let Fingerprint { spec, .. } = saved_print;
+    let moved = match *spec != now_print.spec {
+        true => format!("the spec of {name} in the state store changed since the plan was made"),
+        false => {
+            let counts = |d: &kopsrs_engine::Counts| {
+                format!(
+                    "{} to add, {} to change, {} to replace, {} to destroy, {} addon change(s)",
+                    d.add, d.change, d.replace, d.destroy, d.addons
+                )
+            };
+            format!(
+                "the cloud changed since the plan was made (saved: {}; now: {})",
+                counts(&saved.summary),
+                counts(&now.document(None).summary)
+            )
+        }
+    };
+    Err(Problems::one(
+        format!("the saved plan is out of date: {moved}; nothing was changed"),
+        format!("review the plan as it is now (`kopsrs update cluster {name}`), save it with --out-plan and apply that"),
+    )
+    .into())
 }
 
 async fn plan_and_apply(
@@ -129,6 +256,9 @@ async fn plan_and_apply(
 ) -> Result<UpdateReport> {
     let name = &prepared.cluster.metadata.name;
     let (plan, addons) = plan(session, aws, store, prepared, options.pins).await?;
+    if let Some(saved) = &options.saved {
+        same_as_saved(name, &plan, saved)?;
+    }
     session.reporter.planned(name, &plan, options.yes);
     if !options.yes {
         return Ok(UpdateReport {
@@ -248,6 +378,7 @@ pub async fn write_terraform(
         };
     crate::pki::ensure_keysets(store, name).await?;
     if let Some(addons) = addons {
+        warn_unpinned(session, &addons.changes);
         for change in &addons.changes {
             if let Some(integrity) = &change.integrity {
                 let line = format!("addon {}: {integrity}", change.name);
@@ -272,35 +403,61 @@ pub async fn write_terraform(
     Ok(())
 }
 
+/// The list of data files the last run wrote, so the next removes only those it no longer
+/// writes: a file someone else put into `data/` is never kopsrs's to delete.
+const WRITTEN: &str = "data/.kopsrs-written";
+
 /// Writes files under `dir`, leaving those whose content did not change untouched, and
-/// removes data files a previous run wrote that are no longer part of the output.
+/// removes the data files a previous run wrote (listed in [`WRITTEN`]) that are no longer
+/// part of the output.
 fn write_output(dir: &Path, files: &std::collections::BTreeMap<String, String>) -> Result<usize> {
     let mut changed = 0;
     for (path, content) in files {
-        let target = dir.join(path);
-        if std::fs::read(&target).ok().as_deref() == Some(content.as_bytes()) {
+        if write_if_changed(&dir.join(path), content)? {
+            changed += 1;
+        }
+    }
+    let listed = std::fs::read_to_string(dir.join(WRITTEN)).unwrap_or_default();
+    for old in listed.lines().filter(|l| !l.is_empty()) {
+        // Only plain names under data/ (the list is a file anyone could edit).
+        let plain = old.strip_prefix("data/").is_some_and(|name| {
+            !name.is_empty() && !name.contains('/') && name != ".." && name != "."
+        });
+        if !plain || files.contains_key(old) {
             continue;
         }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+        let path = dir.join(old);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            changed += 1;
         }
-        // Write beside and rename, so a crash leaves the old file or the new one.
-        let temp = target.with_extension("kopsrs-tmp");
-        std::fs::write(&temp, content).with_context(|| format!("writing {}", temp.display()))?;
-        std::fs::rename(&temp, &target).with_context(|| format!("writing {}", target.display()))?;
-        changed += 1;
     }
-    let data = dir.join("data");
-    if let Ok(entries) = std::fs::read_dir(&data) {
-        for entry in entries.flatten() {
-            let relative = format!("data/{}", entry.file_name().to_string_lossy());
-            if !files.contains_key(&relative) {
-                std::fs::remove_file(entry.path())
-                    .with_context(|| format!("removing {}", entry.path().display()))?;
-                changed += 1;
-            }
-        }
+    let mut written: Vec<&str> = files
+        .keys()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("data/"))
+        .collect();
+    written.sort_unstable();
+    let mut list = written.join("\n");
+    if !list.is_empty() {
+        list.push('\n');
+        write_if_changed(&dir.join(WRITTEN), &list)?;
     }
     Ok(changed)
+}
+
+/// Writes `content` to `target` unless it holds it already; beside and renamed, so a crash
+/// leaves the old file or the new one. Whether it wrote.
+fn write_if_changed(target: &Path, content: &str) -> Result<bool> {
+    if std::fs::read(target).ok().as_deref() == Some(content.as_bytes()) {
+        return Ok(false);
+    }
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let temp = target.with_extension("kopsrs-tmp");
+    std::fs::write(&temp, content).with_context(|| format!("writing {}", temp.display()))?;
+    std::fs::rename(&temp, target).with_context(|| format!("writing {}", target.display()))?;
+    Ok(true)
 }

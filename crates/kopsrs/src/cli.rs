@@ -959,6 +959,15 @@ pub struct UpdateClusterArgs {
     /// (`validate network`).
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub skip_network_checks: bool,
+    /// Save the plan to FILE (the document of `-o json`, with a fingerprint of what it was
+    /// made from), for `--plan FILE --yes` to apply later: plan on the pull request, apply
+    /// exactly that after merge.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["plan", "yes"])]
+    pub out_plan: Option<PathBuf>,
+    /// Apply the plan saved in FILE by --out-plan and nothing else: refused, nothing
+    /// changed, when the spec or the cloud moved since it was made.
+    #[arg(long, value_name = "FILE", requires = "yes")]
+    pub plan: Option<PathBuf>,
 }
 
 /// How `update cluster` pins the addons nodes apply (docs/security.md, "Addons").

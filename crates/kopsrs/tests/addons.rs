@@ -176,6 +176,21 @@ fn update_records_the_sha256_of_each_download_and_reuses_it() {
     let again = stderr(&run());
     assert!(!again.contains("addon "), "{again}");
     assert_eq!(published(dir.path()).unwrap(), channel);
+    // Those pins came from the operator's own download, not from the channel:
+    // --require-pinned-addons does not take them.
+    let refused = kopsrs(&state)
+        .args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+        .arg(&out)
+        .arg("--require-pinned-addons")
+        .output()
+        .unwrap();
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("addon metrics-server 1")
+            && err.contains("no sha256 pin in the channel (--require-pinned-addons takes no pin from a download)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -308,12 +323,27 @@ fn spec_channel_names_a_channel_kopsrs_can_read() {
     let dir = tempfile::tempdir().unwrap();
     let state = format!("file://{}", dir.path().join("state").display());
     ok(kopsrs(&state).args(["create", "cluster", NAME, "--zones", "eu-west-1a"]));
+    // A file that is not a channel (a key given by mistake) is named, not echoed; a
+    // download far bigger than a channel is not read whole.
+    let not_a_channel = dir.path().join("key.pem");
+    std::fs::write(
+        &not_a_channel,
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBsecretsecret\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("huge.yaml"), "#".repeat(3 << 20)).unwrap();
+    let server = FileServer::start(&served);
+    let huge = format!("{}/huge.yaml", server.url);
     for (channel, expect) in [
         ("alpha", "\"alpha\" is not a channel kopsrs has"),
         (
             "/nonexistent/channel.yaml",
             "cannot read /nonexistent/channel.yaml",
         ),
+        (not_a_channel.to_str().unwrap(), "invalid type"),
+        (huge.as_str(), "over 1024 KB, not a channel"),
     ] {
         ok(kopsrs(&state)
             .args(["edit", "cluster", NAME, "--set"])
@@ -329,6 +359,7 @@ fn spec_channel_names_a_channel_kopsrs_can_read() {
             err.contains("spec.channel") && err.contains(expect),
             "{err}"
         );
+        assert!(!err.contains("secret") && !err.contains("BEGIN"), "{err}");
         assert!(!dir.path().join("tf").exists());
     }
 }

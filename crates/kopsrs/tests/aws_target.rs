@@ -1066,3 +1066,147 @@ fn plan_time_checks_of_what_exists() {
     ]);
     refused(&["no AMI matches", "set the instance group's spec.image"]);
 }
+
+/// The saved plan of the harness's cluster in `file`: `update cluster --out-plan`.
+fn save_plan(h: &Harness, file: &std::path::Path) -> serde_json::Value {
+    h.kopsrs()
+        .args(["update", "cluster", NAME, "--out-plan"])
+        .arg(file)
+        .assert()
+        .success();
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+/// `update cluster --plan FILE --yes`: its output, and whether it succeeded.
+fn apply_saved(h: &Harness, file: &std::path::Path) -> (bool, String) {
+    let output = h
+        .kopsrs()
+        .args(["update", "cluster", NAME, "--yes", "--plan"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The nodes group's maximum size, read with boto3.
+fn nodes_max_size(moto: &Moto) -> String {
+    moto.python(
+        "g=[g for g in aws('autoscaling').describe_auto_scaling_groups()['AutoScalingGroups'] if g['AutoScalingGroupName']=='nodes.test.example.com'][0]\n\
+         print(g['MaxSize'])",
+    )
+    .trim()
+    .to_string()
+}
+
+/// Plan on the pull request, apply exactly that after merge: a saved plan applies only while
+/// the spec and the cloud are as they were when it was made; otherwise it is refused and
+/// nothing changes. `-o json` prints the same document.
+#[test]
+fn saved_plans_apply_only_what_was_reviewed() {
+    let h = Harness::new();
+    h.create_from(&cluster_spec());
+    let dir = h.dir.path();
+    let first = dir.join("first.json");
+    let saved = save_plan(&h, &first);
+    assert_eq!(saved["format_version"], "1");
+    assert_eq!(saved["cluster"], NAME);
+    assert!(
+        saved["fingerprint"]["spec"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sha256:")),
+        "{saved}"
+    );
+    assert!(saved["summary"]["add"].as_u64().unwrap() > 20, "{saved}");
+    // `-o json` is the same document.
+    let output = h
+        .kopsrs()
+        .args(["update", "cluster", NAME, "-o", "json"])
+        .output()
+        .unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed, saved);
+
+    // The spec changes after the plan was made: refused, nothing made.
+    h.kopsrs()
+        .args(["edit", "ig", "nodes", "--name", NAME])
+        .args(["--set", "spec.rootVolumeSize=64"])
+        .assert()
+        .success();
+    let (ok, text) = apply_saved(&h, &first);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the saved plan is out of date") && text.contains("spec of test.example.com"),
+        "{text}"
+    );
+    assert_eq!(counts(&h.moto)["Subnets"], 0, "nothing made: {text}");
+
+    // A plan made now applies, and then there is nothing left to do.
+    let second = dir.join("second.json");
+    save_plan(&h, &second);
+    let (ok, text) = apply_saved(&h, &second);
+    assert!(ok, "{text}");
+    h.assert_no_changes();
+    // The same plan again: the cloud moved (by its own apply), so it is refused.
+    let (ok, text) = apply_saved(&h, &second);
+    assert!(!ok, "{text}");
+    assert!(text.contains("the cloud changed since the plan was made"), "{text}");
+
+    // A plan with nothing to do, then a planned resource changed out of band: refused, the
+    // change left as it was.
+    let third = dir.join("third.json");
+    assert_eq!(save_plan(&h, &third)["summary"]["change"], 0);
+    h.moto.python(
+        "aws('autoscaling').update_auto_scaling_group(AutoScalingGroupName='nodes.test.example.com', MaxSize=9)",
+    );
+    let (ok, text) = apply_saved(&h, &third);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("the cloud changed") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(nodes_max_size(&h.moto), "9");
+    // Reviewed again and applied: back to the spec.
+    let fourth = dir.join("fourth.json");
+    let plan = save_plan(&h, &fourth);
+    assert_eq!(plan["summary"]["change"], 1, "{plan}");
+    let (ok, text) = apply_saved(&h, &fourth);
+    assert!(ok, "{text}");
+    assert_eq!(nodes_max_size(&h.moto), "4");
+    h.assert_no_changes();
+
+    // Another cluster's plan, another format version, no fingerprint: refused before
+    // anything is read.
+    let fifth = dir.join("fifth.json");
+    let mut plan = save_plan(&h, &fifth);
+    for (edit, expected) in [
+        (
+            ("cluster", serde_json::json!("other.example.com")),
+            "is a plan of \"other.example.com\", not of test.example.com",
+        ),
+        (
+            ("format_version", serde_json::json!("2")),
+            "format_version \"2\" is not one this kopsrs reads",
+        ),
+        (
+            ("fingerprint", serde_json::Value::Null),
+            "has no fingerprint",
+        ),
+    ] {
+        let original = plan[edit.0].clone();
+        plan[edit.0] = edit.1;
+        std::fs::write(&fifth, plan.to_string()).unwrap();
+        let (ok, text) = apply_saved(&h, &fifth);
+        assert!(!ok && text.contains(expected), "{text}");
+        plan[edit.0] = original;
+    }
+    // And unchanged, it applies (nothing to do).
+    std::fs::write(&fifth, plan.to_string()).unwrap();
+    let (ok, text) = apply_saved(&h, &fifth);
+    assert!(ok, "{text}");
+    h.delete_all();
+}

@@ -328,7 +328,8 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         .as_object()
         .unwrap()
         .keys()
-        .filter(|k| !k.starts_with("list ") && !k.starts_with("get "))
+        // The tag's lease is taken and given back (its own test is below).
+        .filter(|k| !k.starts_with("list ") && !k.starts_with("get ") && !k.contains("leases"))
         .collect();
     assert!(writes.is_empty(), "{by_call:#}");
     assert_eq!(
@@ -364,11 +365,15 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
     assert!(diff.contains("-  replicas: 7\n+  replicas: 4"), "{diff}");
     assert!(text(&out).contains("1 would change"), "{}", text(&out));
 
-    // Garbage: the worker leaves the configuration; a ConfigMap someone tagged by hand goes
-    // too, one annotated to be kept stays, and so does what the tag does not mark.
-    // (kubectl's `create configmap` sends protobuf, which the fake refuses: `create -f`.)
+    // Garbage: the worker leaves the configuration and goes. A label proves nothing: a
+    // ConfigMap someone tagged by hand stays, here and in another namespace, and so do the
+    // Endpoints the endpoints controller makes for a Service with its labels copied. One
+    // applied by kopsrs but annotated to be kept stays, and so does what the tag does not
+    // mark. (kubectl's `create configmap` sends protobuf, which the fake refuses: `create -f`.)
     let by_hand = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: tagged, namespace: shop, labels: {kopsrs.io/gc-tag: shop}}\n---\n\
-                   apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: shop, labels: {kopsrs.io/gc-tag: shop}, annotations: {kopsrs.io/keep: \"true\"}}\n---\n\
+                   apiVersion: v1\nkind: Namespace\nmetadata: {name: other-team}\n---\n\
+                   apiVersion: v1\nkind: ConfigMap\nmetadata: {name: theirs, namespace: other-team, labels: {kopsrs.io/gc-tag: shop}}\n---\n\
+                   apiVersion: v1\nkind: Endpoints\nmetadata: {name: web, namespace: shop, labels: {kopsrs.io/gc-tag: shop, app: web}}\nsubsets: [{addresses: [{ip: 10.0.0.7}], ports: [{port: 8080}]}]\n---\n\
                    apiVersion: v1\nkind: ConfigMap\nmetadata: {name: untagged, namespace: shop}\n";
     let create = kube.kubectl(&["create", "-f", "-"], Some(by_hand));
     assert!(
@@ -376,6 +381,24 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         "{}",
         String::from_utf8_lossy(&create.stderr)
     );
+    // Applied by kopsrs with the tag, then annotated by a person to be kept.
+    std::fs::write(
+        dir.path().join("kept.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: shop}\n",
+    )
+    .unwrap();
+    let out = run("apply", "kept.yaml", &["--gc-tag", "shop-kept"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let annotate = kube.kubectl(
+        &["annotate", "configmap", "kept", "-n", "shop", "kopsrs.io/keep=true", "kopsrs.io/gc-tag=shop", "--overwrite"],
+        None,
+    );
+    assert!(annotate.status.success(), "{}", String::from_utf8_lossy(&annotate.stderr));
+    let label = kube.kubectl(
+        &["label", "configmap", "kept", "-n", "shop", "kopsrs.io/gc-tag=shop", "--overwrite"],
+        None,
+    );
+    assert!(label.status.success(), "{}", String::from_utf8_lossy(&label.stderr));
     std::fs::write(
         dir.path().join("without-worker.jsonnet"),
         "(import 'clusters/prod.example.com/main.jsonnet') { worker:: super.worker }\n",
@@ -408,7 +431,15 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         "{printed}"
     );
     assert!(
-        printed.contains("ConfigMap tagged -n shop deleted (garbage)"),
+        printed.contains("ConfigMap tagged -n shop kept: carries the tag label but not kopsrs's kopsrs.io/gc-tag annotation"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("ConfigMap theirs -n other-team kept: carries the tag label"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("Endpoints web -n shop kept: made by a controller"),
         "{printed}"
     );
     assert!(
@@ -419,7 +450,7 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         printed.contains("Deployment.apps web -n shop configured"),
         "{printed}"
     );
-    assert_eq!(printed.matches("deleted").count(), 2, "{printed}");
+    assert_eq!(printed.matches("deleted").count(), 1, "{printed}");
     let left = kube.kubectl(
         &["get", "deployments,configmaps", "-n", "shop", "-o", "name"],
         None,
@@ -430,14 +461,42 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         "deployment.apps/web",
         "configmap/kept",
         "configmap/untagged",
+        "configmap/tagged",
         "configmap/shop-config",
     ] {
         assert!(left.contains(name), "{name} in {left}");
     }
+    assert!(!left.contains("worker"), "{left}");
+    for (what, namespace) in [("endpoints/web", "shop"), ("configmap/theirs", "other-team")] {
+        let got = kube.kubectl(&["get", what, "-n", namespace], None);
+        assert!(got.status.success(), "{what} survives");
+    }
+
+    // One apply per tag at a time: while another run holds the tag's lease, an apply with
+    // that tag stops before it writes anything, naming the holder.
+    let held = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: kopsrs-gc-shop, namespace: kube-system}\n\
+                spec: {holderIdentity: ci@other-runner pid 7, leaseDurationSeconds: 600, renewTime: \"2099-01-01T00:00:00.000000Z\"}\n";
+    let create = kube.kubectl(&["create", "-f", "-"], Some(held));
+    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+    reset();
+    let out = run("apply", main, &["--gc-tag", "shop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        !left.contains("worker") && !left.contains("configmap/tagged\n"),
-        "{left}"
+        text(&out).contains("holds the lease kube-system/kopsrs-gc-shop: ci@other-runner pid 7"),
+        "{}",
+        text(&out)
     );
+    let by_call = calls()["by_call"].clone();
+    assert!(
+        by_call.as_object().unwrap().keys().all(|k| k.starts_with("get ") || k.starts_with("list ")),
+        "nothing written: {by_call:#}"
+    );
+    let gone = kube.kubectl(&["delete", "lease", "kopsrs-gc-shop", "-n", "kube-system"], None);
+    assert!(gone.status.success());
+    let out = run("apply", main, &["--gc-tag", "shop"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lease = kube.kubectl(&["get", "lease", "kopsrs-gc-shop", "-n", "kube-system"], None);
+    assert!(!lease.status.success(), "given back after the apply");
 
     // Refused before anything is written: a namespaced object without a namespace, and an
     // object the schema of the server's minor refuses.

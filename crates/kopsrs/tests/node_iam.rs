@@ -306,4 +306,41 @@ fn a_worker_gets_a_token_and_a_certificate_for_its_own_name_only() {
         key("bootstrap/instances/")
     ));
     assert_eq!(left.trim(), "0");
+
+    // A request whose token ID is in use (here the worker's own, issued above; it could be
+    // kubeadm's shared token's or another worker's) is dropped: the Secret is created, never
+    // applied over. One far bigger than a request is dropped without being downloaded.
+    let worker_key = key(&format!("bootstrap/instances/{role_id}:{}", worker.0));
+    c.moto.python(&format!(
+        "aws('s3').put_object(Bucket='state', Key='{worker_key}', Body=b'JOIN_TOKEN={id}.ffffffffffffffff')"
+    ));
+    let log = finish(
+        run(&cp_node, &c.script("eu-west-1a"), "approve-nodes", &c.stubs, &cp_ips),
+        "approve-nodes",
+    );
+    assert!(log.contains(&format!("token ID {id} is in use; dropped")), "{log}");
+    c.moto.python(&format!(
+        "aws('s3').put_object(Bucket='state', Key='{worker_key}', Body=b'JOIN_TOKEN=' + b'a' * 200000)"
+    ));
+    let log = finish(
+        run(&cp_node, &c.script("eu-west-1a"), "approve-nodes", &c.stubs, &cp_ips),
+        "approve-nodes",
+    );
+    assert!(log.contains("over 1024 bytes, not a request; dropped"), "{log}");
+    let curls = std::fs::read_to_string(cp_node.root.join("curl-args.log")).unwrap_or_default();
+    assert!(curls.contains("--max-filesize 1024"), "{curls}");
+    let secrets = std::fs::read_dir(&cp_node.root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .filter(|t| t.contains("kind: Secret"))
+        .collect::<Vec<_>>();
+    assert_eq!(secrets.len(), 1, "no second Secret, none overwritten");
+    assert!(secrets[0].contains(own.split('.').nth(1).unwrap()));
+    let left = c.moto.python(&format!(
+        "print(aws('s3').list_objects_v2(Bucket='state', Prefix='{}').get('KeyCount'))",
+        key("bootstrap/instances/")
+    ));
+    assert_eq!(left.trim(), "0", "both requests dropped");
 }

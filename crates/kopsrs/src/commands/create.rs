@@ -141,6 +141,7 @@ async fn create_cluster_command(global: &Session, args: CreateClusterArgs) -> Re
             export: Some(kopsrs_ops::pki::ExportOptions::default()),
             pins: args.pins.options(),
             network_checks: true,
+            saved: None,
         };
         let report = kopsrs_ops::update::update_direct(global, &name, &options).await?;
         crate::render::update_report(&name, &report);

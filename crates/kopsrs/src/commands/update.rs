@@ -17,6 +17,13 @@ pub async fn run(global: &Session, args: UpdateArgs) -> Result<()> {
 async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
     match args.target {
+        Target::Terraform if args.plan.is_some() || args.out_plan.is_some() => {
+            Err(kopsrs_ops::Problems::one(
+                "--plan and --out-plan are plans of the direct target; --target terraform writes files that `terraform plan` reviews",
+                "drop --target terraform, or use `terraform plan -out` on the files",
+            )
+            .into())
+        }
         Target::Terraform => {
             update::write_terraform(global, &name, &args.out, args.pins.options()).await
         }
@@ -34,8 +41,20 @@ async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()>
                     }),
                 pins: args.pins.options(),
                 network_checks: !args.skip_network_checks,
+                saved: match &args.plan {
+                    Some(path) => Some(update::read_saved_plan(path, &name)?),
+                    None => None,
+                },
             };
             let report = update::update_direct(&session, &name, &options).await?;
+            if let Some(path) = &args.out_plan {
+                update::save_plan(&report.plan, &name, path)?;
+                global.reporter.say(&format!(
+                    "Plan saved to {}; apply exactly it with `kopsrs update cluster {name} --plan {} --yes`.",
+                    path.display(),
+                    path.display()
+                ));
+            }
             crate::render::update_report(&name, &report);
             if !args.yes && !report.plan.is_empty() && args.detailed_exitcode {
                 return Err(ExitWith(2).into());

@@ -57,6 +57,16 @@ case "$args" in
     python3 -c 'import glob, json, sys, yaml
 docs = [d for f in sorted(glob.glob(sys.argv[1] + "/applied-*.yaml")) for d in yaml.safe_load_all(open(f))]
 print(json.dumps({"items": [d for d in docs if d and d.get("kind") == "Secret" and "kopsrs.k8s.io/instance" in d["metadata"].get("labels", {})]}))' "$KOPSRS_ROOT" ;;
+  *" create -f -"*)
+    # As the API does: a second object of the same kind and name is AlreadyExists.
+    new=$(cat)
+    name=$(printf '%s\n' "$new" | sed -n 's/^  name: //p' | head -n1)
+    if grep -qs "^  name: $name\$" "$KOPSRS_ROOT"/applied-*.yaml; then
+      echo "Error from server (AlreadyExists): secrets \"$name\" already exists" >&2
+      exit 1
+    fi
+    printf '%s\n' "$new" >"$KOPSRS_ROOT/applied-$(date +%s%N).yaml"
+    echo "kubectl-create $name" >>"$KOPSRS_ROOT/calls.log" ;;
   *" apply "*)
     file=$(echo "$args" | sed 's/.* -f //')
     if [ "$file" = - ]; then

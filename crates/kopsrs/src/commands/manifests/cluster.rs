@@ -263,140 +263,203 @@ pub(super) async fn apply(global: &Session, args: ApplyArgs) -> Result<()> {
         }
     }
     let mut target = Target::open(global, &args.target).await?;
-    if args.gc_tag.is_some() && target.objects.is_empty() {
-        return Err(Problems::one(
-            "the configuration renders no objects: with --gc-tag every tagged object would be deleted",
-            "check the files given; to remove everything, use `kopsrs manifests delete`",
-        )
-        .into());
-    }
-    schema_preflight(&target).await?;
-    if let Some(tag) = &args.gc_tag {
-        for object in &mut target.objects {
-            object.value["metadata"]["labels"][order::GC_LABEL] = Value::String(tag.clone());
+    // One apply with a tag at a time: two CI runs of different revisions would collect
+    // each other's new objects.
+    let mut lease = match (&args.gc_tag, dry_run) {
+        (Some(tag), false) => Some(take_gc_lease(global, &target, tag).await?),
+        _ => None,
+    };
+    let result = async {
+        if args.gc_tag.is_some() && target.objects.is_empty() {
+            return Err(Problems::one(
+                "the configuration renders no objects: with --gc-tag every tagged object would be deleted",
+                "check the files given; to remove everything, use `kopsrs manifests delete`",
+            )
+            .into());
         }
-    }
-    let live = target.live().await?;
-    let pending = target.pending_namespaces(&live);
-    let mut counts = BTreeMap::<&str, usize>::new();
-    let mut failed = Vec::new();
-    let mut rediscovered = false;
-    for i in target.order() {
-        // Before the first object of a kind not served yet: the definitions applied so far
-        // established, and the API discovered again.
-        if target.kinds[i].is_none() && !rediscovered && !dry_run {
-            rediscovered = true;
-            let names: Vec<String> = target
-                .objects
-                .iter()
-                .filter(|o| o.is_crd())
-                .map(|o| o.name().to_string())
-                .collect();
-            target
-                .kube
-                .wait_established(&target.catalog, &names, Duration::from_secs(60))
-                .await?;
-            target.catalog = target.kube.catalog().await?;
-            target.resolve();
+        schema_preflight(&target).await?;
+        if let Some(tag) = &args.gc_tag {
+            for object in &mut target.objects {
+                object.value["metadata"]["labels"][order::GC_LABEL] = Value::String(tag.clone());
+            object.value["metadata"]["annotations"][order::GC_ANNOTATION] =
+                Value::String(tag.clone());
+            }
         }
-        let object = &target.objects[i];
-        let Some(kind) = &target.kinds[i] else {
-            if dry_run {
+        let live = target.live().await?;
+        let pending = target.pending_namespaces(&live);
+        let mut counts = BTreeMap::<&str, usize>::new();
+        let mut failed = Vec::new();
+        let mut rediscovered = false;
+        for i in target.order() {
+            // Before the first object of a kind not served yet: the definitions applied so far
+            // established, and the API discovered again.
+            if target.kinds[i].is_none() && !rediscovered && !dry_run {
+                rediscovered = true;
+                let names: Vec<String> = target
+                    .objects
+                    .iter()
+                    .filter(|o| o.is_crd())
+                    .map(|o| o.name().to_string())
+                    .collect();
+                target
+                    .kube
+                    .wait_established(&target.catalog, &names, Duration::from_secs(60))
+                    .await?;
+                target.catalog = target.kube.catalog().await?;
+                target.resolve();
+            }
+            let object = &target.objects[i];
+            let Some(kind) = &target.kinds[i] else {
+                if dry_run {
+                    println!(
+                        "{} created{suffix}: its definition is applied first",
+                        object.address()
+                    );
+                    *counts.entry("created").or_default() += 1;
+                } else {
+                    println!(
+                        "{} failed: the API does not serve {}",
+                        object.address(),
+                        object.api_version()
+                    );
+                    failed.push(format!(
+                        "{}: the API does not serve {} {}",
+                        object.address(),
+                        object.api_version(),
+                        object.kind()
+                    ));
+                }
+                continue;
+            };
+            let current = live.get(&object.key());
+            if current.is_some_and(|l| compare::unchanged(&object.value, l)) {
+                *counts.entry("unchanged").or_default() += 1;
+                continue;
+            }
+            if dry_run && pending.contains(object.namespace()) {
                 println!(
-                    "{} created{suffix}: its definition is applied first",
-                    object.address()
+                    "{} created{suffix}: namespace {} is created first",
+                    object.address(),
+                    object.namespace()
                 );
                 *counts.entry("created").or_default() += 1;
-            } else {
-                println!(
-                    "{} failed: the API does not serve {}",
-                    object.address(),
-                    object.api_version()
-                );
-                failed.push(format!(
-                    "{}: the API does not serve {} {}",
-                    object.address(),
-                    object.api_version(),
-                    object.kind()
-                ));
+                continue;
             }
-            continue;
-        };
-        let current = live.get(&object.key());
-        if current.is_some_and(|l| compare::unchanged(&object.value, l)) {
-            *counts.entry("unchanged").or_default() += 1;
-            continue;
-        }
-        if dry_run && pending.contains(object.namespace()) {
-            println!(
-                "{} created{suffix}: namespace {} is created first",
-                object.address(),
-                object.namespace()
-            );
-            *counts.entry("created").or_default() += 1;
-            continue;
-        }
-        let sent = compare::annotated(&object.value);
-        let result = target
-            .kube
-            .apply_object(
-                kind,
-                &sent,
-                &args.field_manager,
-                args.force_conflicts,
-                dry_run,
-            )
-            .await;
-        match result {
-            Ok(applied) => {
-                let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
-                // The API normalised a value (a quantity, a default): nothing changed.
-                let what = match current {
-                    None => "created",
-                    Some(c) if version(c) == version(&applied) => "unchanged",
-                    Some(_) => "configured",
-                };
-                if what != "unchanged" {
-                    println!("{} {what}{suffix}", object.address());
+            let sent = compare::annotated(&object.value);
+            let result = target
+                .kube
+                .apply_object(
+                    kind,
+                    &sent,
+                    &args.field_manager,
+                    args.force_conflicts,
+                    dry_run,
+                )
+                .await;
+            match result {
+                Ok(applied) => {
+                    let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
+                    // The API normalised a value (a quantity, a default): nothing changed.
+                    let what = match current {
+                        None => "created",
+                        Some(c) if version(c) == version(&applied) => "unchanged",
+                        Some(_) => "configured",
+                    };
+                    if what != "unchanged" {
+                        println!("{} {what}{suffix}", object.address());
+                    }
+                    *counts.entry(what).or_default() += 1;
                 }
-                *counts.entry(what).or_default() += 1;
-            }
-            Err(e) => {
-                println!("{} failed: {e}", object.address());
-                failed.push(format!("{}: {e}", object.address()));
+                Err(e) => {
+                    println!("{} failed: {e}", object.address());
+                    failed.push(format!("{}: {e}", object.address()));
+                }
             }
         }
-    }
-    let mut deleted = 0;
-    if let (Some(tag), true) = (&args.gc_tag, failed.is_empty()) {
-        deleted = collect_garbage(&target, tag, dry_run).await?;
-    }
-    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    eprintln!(
-        "{} objects: {}{}{}{suffix}",
-        target.objects.len(),
-        summary.join(", "),
-        match &args.gc_tag {
-            Some(_) => format!(", {deleted} garbage deleted"),
-            None => String::new(),
-        },
-        match failed.len() {
-            0 => String::new(),
-            n => format!(", {n} failed"),
-        },
-    );
-    if !failed.is_empty() {
-        if args.gc_tag.is_some() {
-            eprintln!("garbage collection skipped: not every object applied");
+        let mut deleted = 0;
+        if let (Some(tag), true) = (&args.gc_tag, failed.is_empty()) {
+            if lease.is_some() {
+            // Renewed: a long apply must not lose the lease before it collects.
+            lease = Some(take_gc_lease(global, &target, tag).await?);
         }
-        return Err(Problems::from_messages(failed).into());
-    }
+        deleted = collect_garbage(&target, tag, &args.field_manager, dry_run).await?;
+        }
+        let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        eprintln!(
+            "{} objects: {}{}{}{suffix}",
+            target.objects.len(),
+            summary.join(", "),
+            match &args.gc_tag {
+                Some(_) => format!(", {deleted} garbage deleted"),
+                None => String::new(),
+            },
+            match failed.len() {
+                0 => String::new(),
+                n => format!(", {n} failed"),
+            },
+        );
+        if !failed.is_empty() {
+            if args.gc_tag.is_some() {
+                eprintln!("garbage collection skipped: not every object applied");
+            }
+            return Err(Problems::from_messages(failed).into());
+        }
     Ok(())
+    }
+    .await;
+    if let Some(lease) = &lease {
+        if let Err(e) = target.kube.release_lease(lease).await {
+            global.reporter.warn(
+                &format!("{e}"),
+                Some("the lease runs out by itself; the next apply takes it over then"),
+            );
+        }
+    }
+    result
+}
+
+/// How long an apply holds its tag's lease; renewed before garbage collection. A run that
+/// dies leaves it, and the next run takes it over once it has run out.
+const GC_LEASE: Duration = Duration::from_secs(600);
+
+/// The Lease of `tag` (`kube-system/kopsrs-gc-<tag>`), or an error naming who holds it.
+async fn take_gc_lease(
+    global: &Session,
+    target: &Target,
+    tag: &str,
+) -> Result<kopsrs_kube::HeldLease> {
+    let name = format!("kopsrs-gc-{}", tag.to_ascii_lowercase().replace('_', "-"));
+    let holder = format!(
+        "{}@{} pid {}",
+        global.settings.user.as_deref().unwrap_or("unknown"),
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id()
+    );
+    match target
+        .kube
+        .acquire_lease("kube-system", &name, &holder, GC_LEASE)
+        .await?
+    {
+        Ok(held) => Ok(held),
+        Err(taken) => Err(Problems::one(
+            format!(
+                "another `manifests apply --gc-tag {tag}` holds the lease kube-system/{name}: {} (until {}); nothing was applied",
+                taken.holder, taken.until
+            ),
+            "wait for it to finish and run again; a run that died leaves the lease until it runs out",
+        )
+        .into()),
+    }
 }
 
 /// Deletes what carries the GC label and the configuration no longer renders: one list per
 /// kind (by label, all namespaces), namespaced objects before cluster-scoped ones.
-async fn collect_garbage(target: &Target, tag: &str, dry_run: bool) -> Result<usize> {
+async fn collect_garbage(
+    target: &Target,
+    tag: &str,
+    manager: &str,
+    dry_run: bool,
+) -> Result<usize> {
     let rendered: HashSet<ObjectKey> = target.objects.iter().map(Object::key).collect();
     let selector = format!("{}={tag}", order::GC_LABEL);
     let mut kinds = target.catalog.collectable();
@@ -410,7 +473,7 @@ async fn collect_garbage(target: &Target, tag: &str, dry_run: bool) -> Result<us
             .await?
         {
             let o = plain(live);
-            match order::keep_reason(&o.value, tag, rendered.contains(&o.key())) {
+            match order::keep_reason(&o.value, tag, rendered.contains(&o.key()), manager) {
                 Some("rendered") | Some("not tagged") => {}
                 Some(why) => println!("{} kept: {why}", o.address()),
                 None => {
