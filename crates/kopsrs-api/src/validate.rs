@@ -205,6 +205,7 @@ pub fn validate(
     check_node_port_range(&mut c, spec);
     check_access_lists(&mut c, spec);
     check_additional_sans(&mut c, spec);
+    check_service_accounts(&mut c, spec);
     check_dns_type(&mut c, spec);
     check_api_load_balancer(&mut c, spec);
     check_networking(&mut c, spec);
@@ -634,6 +635,36 @@ fn check_additional_sans(c: &mut Checker<'_>, spec: &ClusterSpec) {
     }
 }
 
+/// `spec.iam.serviceAccountExternalPermissions`: each a ServiceAccount's name (a DNS
+/// subdomain) in a namespace (a DNS label, or a pattern of one with `*`): they name IAM roles
+/// and go into trust policies.
+fn check_service_accounts(c: &mut Checker<'_>, spec: &ClusterSpec) {
+    let accounts = spec
+        .iam
+        .as_ref()
+        .and_then(|i| i.service_account_external_permissions.as_ref());
+    for (i, account) in accounts.into_iter().flatten().enumerate() {
+        let path = format!("spec.iam.serviceAccountExternalPermissions[{i}]");
+        let name = account.name.as_deref().unwrap_or_default();
+        if !is_dns_subdomain(name) {
+            c.error(
+                format!("{path}.name"),
+                format!("{name:?} is not a ServiceAccount name"),
+                "use lowercase letters, digits, `-` and `.`, as Kubernetes names ServiceAccounts",
+            );
+        }
+        let namespace = account.namespace.as_deref().unwrap_or_default();
+        let pattern = namespace.replace('*', "x");
+        if !is_dns_subdomain(&pattern) || pattern.contains('.') {
+            c.error(
+                format!("{path}.namespace"),
+                format!("{namespace:?} is not a namespace"),
+                "use lowercase letters, digits and `-` (and `*` as a wildcard)",
+            );
+        }
+    }
+}
+
 /// `spec.topology.dns.type`, when given, is Public, Private or None.
 fn check_dns_type(c: &mut Checker<'_>, spec: &ClusterSpec) {
     if let Some(kind) = spec
@@ -1043,6 +1074,27 @@ mod tests {
             .map(|e| e.path.as_str())
             .collect();
         assert_eq!(bad, ["spec.additionalSans[4]", "spec.additionalSans[5]"]);
+    }
+
+    #[test]
+    fn service_accounts_are_kubernetes_names() {
+        let cluster: Cluster = serde_yaml_ng::from_str(
+            "apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\nmetadata:\n  name: a.example.com\nspec:\n  iam:\n    serviceAccountExternalPermissions:\n    - name: ok\n      namespace: team-*\n    - name: ключ\n      namespace: default\n    - name: fine\n      namespace: Bad_NS\n",
+        )
+        .unwrap();
+        let report = validate(&cluster, &[], false);
+        let bad: Vec<&str> = report
+            .errors()
+            .filter(|e| e.path.starts_with("spec.iam"))
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(
+            bad,
+            [
+                "spec.iam.serviceAccountExternalPermissions[1].name",
+                "spec.iam.serviceAccountExternalPermissions[2].namespace"
+            ]
+        );
     }
 
     #[test]

@@ -241,8 +241,16 @@ fn recursive_template(text: &str) -> Option<String> {
     let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // The open blocks; a definition's entry holds its name.
     let mut open: Vec<Option<String>> = Vec::new();
-    // A template's name is the first double-quoted string of its action.
-    let quoted = |s: &str| s.split('"').nth(1).map(str::to_string);
+    // A template's name is the first string constant of its action: Go takes it
+    // double-quoted or raw (backticks); a name in neither form is taken whole so that a call
+    // this reading cannot name still counts (as a call to a template of that text).
+    let quoted = |s: &str| {
+        let start = s.find(['"', '`'])?;
+        let close = s[start..].chars().next()?;
+        let rest = &s[start + 1..];
+        let end = rest.find(close).unwrap_or(rest.len());
+        Some(rest[..end].to_string())
+    };
     for action in text.split("{{").skip(1) {
         let body = action.split("}}").next().unwrap_or_default();
         let body = body.trim_start_matches('-').trim_end_matches('-').trim();
@@ -598,6 +606,17 @@ labels:
             r#"{{define "a"}}{{if true}}{{template "b" .}}{{end}}{{end}}{{define "b"}}{{template "a" .}}{{end}}{{template "a" .}}"#,
         );
         assert!(indirect.is_err(), "{indirect:?}");
+        // Raw (backtick) names are names too: this once overflowed the stack (exit 134).
+        for text in [
+            "{{define `x`}}{{template `x` .}}{{end}}{{template `x` .}}",
+            "{{define \"x\"}}{{template `x` .}}{{end}}{{template \"x\" .}}",
+        ] {
+            let raw = go(text);
+            assert!(
+                matches!(&raw, Err(TemplateError::Parse { message, .. }) if message.contains("calls itself")),
+                "{text}: {raw:?}"
+            );
+        }
         // Templates that call others without a cycle still render.
         let ok = go(
             r#"{{define "a"}}A{{end}}{{define "b"}}{{template "a" .}}B{{end}}{{template "b" .}}"#,

@@ -42,6 +42,18 @@ fn ssh_keys_replace_and_delete() {
         .output()
         .unwrap());
     assert!(keys.contains("publicKey: ssh-ed25519 AAAAC3"), "{keys}");
+    // A file that is not a key, with characters of several bytes where the message cuts it:
+    // an error naming it, not a panic (exit 101).
+    let not_a_key = dir.path().join("not-a-key.pub");
+    std::fs::write(&not_a_key, "ключ ключ ключ ключ ключ ключ\n").unwrap();
+    let refused = kopsrs(&state)
+        .args(["create", "sshpublickey", "--name", "test.example.com", "-i"])
+        .arg(&not_a_key)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not an SSH public key"), "{err}");
 
     // replace: a changed group is stored; a new one needs --force.
     let changed = CLUSTER.replace("maxSize: 4", "maxSize: 6");

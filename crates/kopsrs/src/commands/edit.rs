@@ -242,9 +242,16 @@ async fn edit_in_editor(
     }
 }
 
+/// A copy of a failed edit, for the user to start from: a new file only the user can read
+/// (0600, a random name, created exclusively), never a predictable path another user could
+/// have placed a link at.
 fn keep(path: &std::path::Path) -> Result<String> {
-    let kept = std::env::temp_dir().join(format!("kopsrs-edit-{}.yaml", std::process::id()));
-    std::fs::copy(path, &kept)?;
+    let kept = tempfile::Builder::new()
+        .prefix("kopsrs-edit-")
+        .suffix(".yaml")
+        .tempfile()?;
+    std::fs::write(kept.path(), std::fs::read(path)?)?;
+    let (_, kept) = kept.keep()?;
     Ok(kept.display().to_string())
 }
 
