@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod delete;
 pub mod edit;
 pub mod interrupt;
+pub mod manifests;
 pub mod network;
 pub mod pki;
 pub mod problems;
