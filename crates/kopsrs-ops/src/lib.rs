@@ -14,6 +14,7 @@
 pub mod addons;
 pub mod cluster;
 pub mod delete;
+pub mod diff;
 pub mod edit;
 pub mod interrupt;
 pub mod manifests;
