@@ -27,6 +27,7 @@ pub mod session;
 pub mod settings;
 pub mod specs;
 pub mod update;
+pub mod upgrade;
 pub mod validate;
 
 pub use cluster::{load_cluster, prepare, Prepared, StoredCluster};
