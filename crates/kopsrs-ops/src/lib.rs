@@ -13,6 +13,7 @@
 
 pub mod addons;
 pub mod cluster;
+pub mod create;
 pub mod delete;
 pub mod diff;
 pub mod edit;
