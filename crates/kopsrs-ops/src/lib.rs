@@ -17,6 +17,7 @@ pub mod create;
 pub mod delete;
 pub mod diff;
 pub mod edit;
+pub mod get;
 pub mod interrupt;
 pub mod manifests;
 pub mod network;
