@@ -364,16 +364,22 @@ fn changes(selected: &Selected, published: &[Addon], notes: &[String]) -> Vec<Ad
 }
 
 /// Writes the selection to the state store when it differs from the copy `resolve` read
-/// (under `update --yes` the cluster lock keeps that copy current; it is not read again).
-pub async fn publish(store: &StateStore, cluster: &Cluster, resolved: &Resolved) -> Result<()> {
+/// (under `update --yes` the cluster lock keeps that copy current; it is not read again),
+/// saying so to `reporter`.
+pub async fn publish(
+    reporter: &dyn crate::Reporter,
+    store: &StateStore,
+    cluster: &Cluster,
+    resolved: &Resolved,
+) -> Result<()> {
     let text = resolved.selected.to_yaml();
     if resolved.published.as_deref() != Some(text.as_bytes()) {
         let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
         store.overwrite(&key, text.into_bytes().into()).await?;
-        eprintln!(
+        reporter.say(&format!(
             "Published {} addon(s) to {key}.",
             resolved.selected.addons.len()
-        );
+        ));
     }
     Ok(())
 }

@@ -13,18 +13,24 @@
 
 pub mod addons;
 pub mod cluster;
+pub mod create;
 pub mod delete;
+pub mod diff;
 pub mod edit;
+pub mod get;
 pub mod interrupt;
+pub mod manifests;
 pub mod network;
 pub mod pki;
 pub mod problems;
+pub mod replace;
 pub mod reporter;
 pub mod rolling;
 pub mod session;
 pub mod settings;
 pub mod specs;
 pub mod update;
+pub mod upgrade;
 pub mod validate;
 
 pub use cluster::{load_cluster, prepare, Prepared, StoredCluster};

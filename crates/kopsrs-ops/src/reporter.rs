@@ -25,6 +25,52 @@ pub trait Reporter: Send + Sync {
         let _ = total;
         Box::new(|_, _| {})
     }
+
+    /// What happened to one object of `manifests diff/apply/delete` (`address`:
+    /// `Deployment.apps web -n team`), as it happens: a long apply shows its way.
+    fn object(&self, address: &str, event: &ObjectEvent) {
+        let _ = (address, event);
+    }
+}
+
+/// What happened to one object of a manifests verb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectEvent {
+    /// `diff`: the object's unified diff (configuration or live against the dry run).
+    Diff(String),
+    /// `diff`: the server's dry run refused the object.
+    Refused(String),
+    /// `apply`: `created`, `configured` (with `dry_run`: would be).
+    Applied {
+        /// `created` or `configured`.
+        what: &'static str,
+        /// A server dry run.
+        dry_run: bool,
+    },
+    /// `apply --dry-run`: a custom resource whose definition the configuration applies first.
+    CreatedAfterDefinition,
+    /// `apply --dry-run`: an object in a namespace the configuration creates first.
+    CreatedAfterNamespace(String),
+    /// `apply`: the API does not serve the object's `apiVersion`.
+    NotServed(String),
+    /// The API refused the object (the error).
+    Failed(String),
+    /// Garbage collection kept a tagged object (why).
+    Kept(&'static str),
+    /// Garbage collection deleted a tagged object the configuration no longer renders.
+    Garbage {
+        /// A server dry run.
+        dry_run: bool,
+    },
+    /// `delete`: deleted.
+    Deleted {
+        /// A server dry run.
+        dry_run: bool,
+    },
+    /// `delete`: not in the cluster.
+    NotFound,
+    /// `delete`: the API does not serve the object's kind.
+    KindNotServed,
 }
 
 /// A reporter that keeps nothing (tests, and callers that only want the report).

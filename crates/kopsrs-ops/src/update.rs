@@ -270,7 +270,7 @@ async fn plan_and_apply(
     // Only now, with the plan made (and the addons' pins checked), is anything written.
     crate::pki::ensure_keysets(store, name).await?;
     if plan.is_empty() {
-        publish(store, prepared, &addons).await?;
+        publish(session, store, prepared, &addons).await?;
         return Ok(UpdateReport {
             plan,
             yes: options.yes,
@@ -278,7 +278,7 @@ async fn plan_and_apply(
         });
     }
     let applied = apply(session, aws, name, &plan, options.concurrency).await?;
-    publish(store, prepared, &addons).await?;
+    publish(session, store, prepared, &addons).await?;
     Ok(UpdateReport {
         plan,
         yes: true,
@@ -329,12 +329,13 @@ async fn apply(
 
 /// After a successful apply: the completed spec and the addon channel to the state store.
 async fn publish(
+    session: &Session,
     store: &StateStore,
     prepared: &Prepared,
     addons: &crate::addons::Resolved,
 ) -> Result<()> {
     write_completed(store, prepared).await?;
-    crate::addons::publish(store, &prepared.cluster, addons).await
+    crate::addons::publish(&*session.reporter, store, &prepared.cluster, addons).await
 }
 
 /// Stores the completed spec as `cluster-completed.spec` (what kops writes on update).
@@ -385,7 +386,7 @@ pub async fn write_terraform(
                 session.reporter.say(&line);
             }
         }
-        crate::addons::publish(store, &prepared.cluster, &addons).await?;
+        crate::addons::publish(&*session.reporter, store, &prepared.cluster, &addons).await?;
     }
     let rendered = kopsrs_terraform::render(&prepared.set);
     let changed = write_output(out, &rendered.files)?;

@@ -88,3 +88,28 @@ pub fn update_report(name: &str, report: &kopsrs_ops::update::UpdateReport) {
         ),
     }
 }
+
+/// The stdout text of one object of `manifests diff/apply/delete`, newline included.
+pub fn object_event(address: &str, event: &kopsrs_ops::reporter::ObjectEvent) -> String {
+    use kopsrs_ops::reporter::ObjectEvent as E;
+    let dry = |dry_run: bool| if dry_run { " (dry run)" } else { "" };
+    let line = match event {
+        E::Diff(text) => return text.clone(),
+        E::Refused(e) => format!("{address}: {e}"),
+        E::Applied { what, dry_run } => format!("{address} {what}{}", dry(*dry_run)),
+        E::CreatedAfterDefinition => {
+            format!("{address} created (dry run): its definition is applied first")
+        }
+        E::CreatedAfterNamespace(ns) => {
+            format!("{address} created (dry run): namespace {ns} is created first")
+        }
+        E::NotServed(version) => format!("{address} failed: the API does not serve {version}"),
+        E::Failed(e) => format!("{address} failed: {e}"),
+        E::Kept(why) => format!("{address} kept: {why}"),
+        E::Garbage { dry_run } => format!("{address} deleted (garbage){}", dry(*dry_run)),
+        E::Deleted { dry_run } => format!("{address} deleted{}", dry(*dry_run)),
+        E::NotFound => format!("{address} not found"),
+        E::KindNotServed => format!("{address} not found (the API does not serve its kind)"),
+    };
+    line + "\n"
+}

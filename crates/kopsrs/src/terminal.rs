@@ -1,12 +1,13 @@
 //! The command line's [`Reporter`]: progress lines and warnings on stderr; the progress of
 //! an apply or a delete as a bar with done/total on a terminal (indicatif), one line per
 //! finished change otherwise, so CI logs stay readable; the plan of `update cluster` on
-//! stdout (text or JSON).
+//! stdout (text or JSON); each object of a manifests verb on stdout as it is done.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kopsrs_engine::{Action, Change, Event, Plan};
+use kopsrs_ops::reporter::ObjectEvent;
 use kopsrs_ops::Reporter;
 
 /// Reports to the terminal.
@@ -46,6 +47,10 @@ impl Reporter for Terminal {
 
     fn changes(&self, total: usize) -> kopsrs_ops::reporter::Progress {
         Box::new(reporter(total))
+    }
+
+    fn object(&self, address: &str, event: &ObjectEvent) {
+        print!("{}", crate::render::object_event(address, event));
     }
 }
 

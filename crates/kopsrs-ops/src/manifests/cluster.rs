@@ -5,6 +5,7 @@
 //! a mistake the schema knows writes nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -14,11 +15,21 @@ use kopsrs_manifests::objects::{self, Object};
 use kopsrs_manifests::{check, compare, order, schema};
 use serde_json::Value;
 
-use super::{load, ApplyArgs, DeleteArgs, DiffArgs, TargetArgs};
-use crate::render::ExitWith;
-use kopsrs_ops::session as context;
-use kopsrs_ops::Problems;
-use kopsrs_ops::Session;
+use super::{load, Config};
+use crate::problems::{Problem, Problems};
+use crate::reporter::ObjectEvent;
+use crate::session as context;
+use crate::Session;
+
+/// Which cluster, and what to put in it.
+#[derive(Debug, Clone)]
+pub struct TargetOptions {
+    /// The configuration.
+    pub config: Config,
+    /// The kubeconfig (default: the settings'); its context named after the cluster (the
+    /// session's name) is used.
+    pub kubeconfig: Option<PathBuf>,
+}
 
 /// An object's identity in a cluster: group, kind, namespace, name.
 type ObjectKey = (String, String, String, String);
@@ -33,12 +44,12 @@ struct Target {
 }
 
 impl Target {
-    async fn open(global: &Session, args: &TargetArgs) -> Result<Target> {
-        let name = context::cluster_name(global, None)?;
-        let objects = load(&global.settings, &args.config)?;
-        let files = match &args.kubeconfig {
+    async fn open(session: &Session, options: &TargetOptions) -> Result<Target> {
+        let name = context::cluster_name(session, None)?;
+        let objects = load(&options.config)?;
+        let files = match &options.kubeconfig {
             Some(path) => vec![path.clone()],
-            None => global.settings.kubeconfig.clone(),
+            None => session.settings.kubeconfig.clone(),
         };
         let kube = Kube::connect(&name, &files).await.map_err(|e| {
             Problems::one(
@@ -84,7 +95,7 @@ impl Target {
         let mut problems = Vec::new();
         for (i, object) in self.objects.iter().enumerate() {
             match (self.namespaced(i), object.namespace().is_empty()) {
-                (true, true) => problems.push(kopsrs_ops::problems::Problem {
+                (true, true) => problems.push(Problem {
                     message: format!(
                         "{} ({} {}): metadata.namespace is not set, and {} is namespaced",
                         object.address(),
@@ -97,7 +108,7 @@ impl Target {
                             .into(),
                     ),
                 }),
-                (false, false) => problems.push(kopsrs_ops::problems::Problem {
+                (false, false) => problems.push(Problem {
                     message: format!(
                         "{} ({} {}): metadata.namespace is {:?}, and {} is cluster-scoped",
                         object.address(),
@@ -161,8 +172,20 @@ fn plain(value: Value) -> Object {
     }
 }
 
-pub(super) async fn diff(global: &Session, args: DiffArgs) -> Result<()> {
-    let target = Target::open(global, &args.target).await?;
+/// What `manifests diff` found; each object's diff went to the reporter as it was made.
+#[derive(Debug, Clone)]
+pub struct DiffReport {
+    /// Objects in the configuration.
+    pub objects: usize,
+    /// Objects that would change.
+    pub changed: usize,
+    /// Objects whose dry run the server refused (`ADDRESS: error`).
+    pub failed: Vec<String>,
+}
+
+/// What applying the configuration would change, object by object, as server dry runs.
+pub async fn diff(session: &Session, options: &TargetOptions) -> Result<DiffReport> {
+    let target = Target::open(session, options).await?;
     let live = target.live().await?;
     let pending = target.pending_namespaces(&live);
     let mut changed = 0;
@@ -186,7 +209,8 @@ pub(super) async fn diff(global: &Session, args: DiffArgs) -> Result<()> {
                 {
                     Ok(after) => after,
                     Err(e) => {
-                        println!("{}: {e}", object.address());
+                        let event = ObjectEvent::Refused(e.to_string());
+                        session.reporter.object(&object.address(), &event);
                         failed.push(format!("{}: {e}", object.address()));
                         continue;
                     }
@@ -199,32 +223,28 @@ pub(super) async fn diff(global: &Session, args: DiffArgs) -> Result<()> {
             continue;
         }
         changed += 1;
-        print!("{text}");
+        session
+            .reporter
+            .object(&object.address(), &ObjectEvent::Diff(text));
     }
-    eprintln!(
-        "{} objects: {changed} would change, {} unchanged{}",
-        target.objects.len(),
-        target.objects.len() - changed - failed.len(),
-        match failed.len() {
-            0 => String::new(),
-            n => format!(", {n} failed"),
-        }
-    );
-    if !failed.is_empty() {
-        return Err(Problems::from_messages(failed).into());
-    }
-    if changed > 0 && args.detailed_exitcode {
-        return Err(ExitWith(2).into());
-    }
-    Ok(())
+    Ok(DiffReport {
+        objects: target.objects.len(),
+        changed,
+        failed,
+    })
 }
 
 /// Checks every object against the schema of the server's minor (when kopsrs carries it), so
 /// that what the schema refuses stops the apply before anything is written.
-async fn schema_preflight(target: &Target) -> Result<()> {
+async fn schema_preflight(session: &Session, target: &Target) -> Result<()> {
     let minor = target.kube.server_minor().await?;
     let Some(mut api) = schema::Api::load(&minor) else {
-        eprintln!("warning: no schemas for Kubernetes {minor}: objects are checked by the API server only");
+        session.reporter.warn(
+            &format!(
+                "no schemas for Kubernetes {minor}: objects are checked by the API server only"
+            ),
+            None,
+        );
         return Ok(());
     };
     let errors: Vec<String> = check::check(&target.objects, &mut api)
@@ -244,16 +264,48 @@ async fn schema_preflight(target: &Target) -> Result<()> {
     match errors.is_empty() {
         true => Ok(()),
         false => {
-            eprintln!("Kubernetes {minor} would refuse these objects; nothing was applied:");
+            session.reporter.say(&format!(
+                "Kubernetes {minor} would refuse these objects; nothing was applied:"
+            ));
             Err(Problems::from_messages(errors).into())
         }
     }
 }
 
-pub(super) async fn apply(global: &Session, args: ApplyArgs) -> Result<()> {
-    let dry_run = args.dry_run;
-    let suffix = if dry_run { " (dry run)" } else { "" };
-    if let Some(tag) = &args.gc_tag {
+/// What `manifests apply` does.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Which cluster, and what to apply.
+    pub target: TargetOptions,
+    /// A server dry run: report each change, change nothing.
+    pub dry_run: bool,
+    /// Label what is applied with this tag, and delete tagged objects the configuration no
+    /// longer renders.
+    pub gc_tag: Option<String>,
+    /// The server-side apply field manager.
+    pub field_manager: String,
+    /// Take fields other managers own instead of failing on the conflict.
+    pub force_conflicts: bool,
+}
+
+/// What an apply did; each object went to the reporter as it was applied.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// Objects in the configuration.
+    pub objects: usize,
+    /// How many objects were `created`, `configured`, `unchanged`.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// With a GC tag: how many tagged objects were deleted as garbage.
+    pub garbage: Option<usize>,
+    /// Objects the API refused (`ADDRESS: error`); garbage is collected only when none was.
+    pub failed: Vec<String>,
+}
+
+/// Applies the objects with server-side apply in dependency order, then (with a GC tag and
+/// no failure) deletes the tagged objects the configuration no longer renders.
+pub async fn apply(session: &Session, options: &ApplyOptions) -> Result<ApplyReport> {
+    let dry_run = options.dry_run;
+    if let Some(tag) = &options.gc_tag {
         if let Err(why) = check::tag_value(tag) {
             return Err(Problems::one(
                 format!("--gc-tag {tag:?} {why}"),
@@ -262,155 +314,33 @@ pub(super) async fn apply(global: &Session, args: ApplyArgs) -> Result<()> {
             .into());
         }
     }
-    let mut target = Target::open(global, &args.target).await?;
-    // One apply with a tag at a time: two CI runs of different revisions would collect
-    // each other's new objects.
-    let mut lease = match (&args.gc_tag, dry_run) {
-        (Some(tag), false) => Some(take_gc_lease(global, &target, tag).await?),
-        _ => None,
-    };
-    let result = async {
-        if args.gc_tag.is_some() && target.objects.is_empty() {
-            return Err(Problems::one(
-                "the configuration renders no objects: with --gc-tag every tagged object would be deleted",
-                "check the files given; to remove everything, use `kopsrs manifests delete`",
-            )
-            .into());
-        }
-        schema_preflight(&target).await?;
-        if let Some(tag) = &args.gc_tag {
-            for object in &mut target.objects {
-                object.value["metadata"]["labels"][order::GC_LABEL] = Value::String(tag.clone());
+    let mut target = Target::open(session, &options.target).await?;
+    if options.gc_tag.is_some() && target.objects.is_empty() {
+        return Err(Problems::one(
+            "the configuration renders no objects: with --gc-tag every tagged object would be deleted",
+            "check the files given; to remove everything, use `kopsrs manifests delete`",
+        )
+        .into());
+    }
+    schema_preflight(session, &target).await?;
+    if let Some(tag) = &options.gc_tag {
+        for object in &mut target.objects {
+            object.value["metadata"]["labels"][order::GC_LABEL] = Value::String(tag.clone());
             object.value["metadata"]["annotations"][order::GC_ANNOTATION] =
                 Value::String(tag.clone());
-            }
         }
-        let live = target.live().await?;
-        let pending = target.pending_namespaces(&live);
-        let mut counts = BTreeMap::<&str, usize>::new();
-        let mut failed = Vec::new();
-        let mut rediscovered = false;
-        for i in target.order() {
-            // Before the first object of a kind not served yet: the definitions applied so far
-            // established, and the API discovered again.
-            if target.kinds[i].is_none() && !rediscovered && !dry_run {
-                rediscovered = true;
-                let names: Vec<String> = target
-                    .objects
-                    .iter()
-                    .filter(|o| o.is_crd())
-                    .map(|o| o.name().to_string())
-                    .collect();
-                target
-                    .kube
-                    .wait_established(&target.catalog, &names, Duration::from_secs(60))
-                    .await?;
-                target.catalog = target.kube.catalog().await?;
-                target.resolve();
-            }
-            let object = &target.objects[i];
-            let Some(kind) = &target.kinds[i] else {
-                if dry_run {
-                    println!(
-                        "{} created{suffix}: its definition is applied first",
-                        object.address()
-                    );
-                    *counts.entry("created").or_default() += 1;
-                } else {
-                    println!(
-                        "{} failed: the API does not serve {}",
-                        object.address(),
-                        object.api_version()
-                    );
-                    failed.push(format!(
-                        "{}: the API does not serve {} {}",
-                        object.address(),
-                        object.api_version(),
-                        object.kind()
-                    ));
-                }
-                continue;
-            };
-            let current = live.get(&object.key());
-            if current.is_some_and(|l| compare::unchanged(&object.value, l)) {
-                *counts.entry("unchanged").or_default() += 1;
-                continue;
-            }
-            if dry_run && pending.contains(object.namespace()) {
-                println!(
-                    "{} created{suffix}: namespace {} is created first",
-                    object.address(),
-                    object.namespace()
-                );
-                *counts.entry("created").or_default() += 1;
-                continue;
-            }
-            let sent = compare::annotated(&object.value);
-            let result = target
-                .kube
-                .apply_object(
-                    kind,
-                    &sent,
-                    &args.field_manager,
-                    args.force_conflicts,
-                    dry_run,
-                )
-                .await;
-            match result {
-                Ok(applied) => {
-                    let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
-                    // The API normalised a value (a quantity, a default): nothing changed.
-                    let what = match current {
-                        None => "created",
-                        Some(c) if version(c) == version(&applied) => "unchanged",
-                        Some(_) => "configured",
-                    };
-                    if what != "unchanged" {
-                        println!("{} {what}{suffix}", object.address());
-                    }
-                    *counts.entry(what).or_default() += 1;
-                }
-                Err(e) => {
-                    println!("{} failed: {e}", object.address());
-                    failed.push(format!("{}: {e}", object.address()));
-                }
-            }
-        }
-        let mut deleted = 0;
-        if let (Some(tag), true) = (&args.gc_tag, failed.is_empty()) {
-            if lease.is_some() {
-            // Renewed: a long apply must not lose the lease before it collects.
-            lease = Some(take_gc_lease(global, &target, tag).await?);
-        }
-        deleted = collect_garbage(&target, tag, &args.field_manager, dry_run).await?;
-        }
-        let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        eprintln!(
-            "{} objects: {}{}{}{suffix}",
-            target.objects.len(),
-            summary.join(", "),
-            match &args.gc_tag {
-                Some(_) => format!(", {deleted} garbage deleted"),
-                None => String::new(),
-            },
-            match failed.len() {
-                0 => String::new(),
-                n => format!(", {n} failed"),
-            },
-        );
-        if !failed.is_empty() {
-            if args.gc_tag.is_some() {
-                eprintln!("garbage collection skipped: not every object applied");
-            }
-            return Err(Problems::from_messages(failed).into());
-        }
-    Ok(())
     }
-    .await;
+    // One apply with a tag at a time: two CI runs of different revisions would collect
+    // each other's new objects.
+    let mut lease = match (&options.gc_tag, dry_run) {
+        (Some(tag), false) => Some(take_gc_lease(session, &target, tag).await?),
+        _ => None,
+    };
+    let result = apply_tagged(session, options, &mut target, &mut lease).await;
     if let Some(lease) = &lease {
         if let Err(e) = target.kube.release_lease(lease).await {
-            global.reporter.warn(
-                &format!("{e}"),
+            session.reporter.warn(
+                &e.to_string(),
                 Some("the lease runs out by itself; the next apply takes it over then"),
             );
         }
@@ -424,14 +354,14 @@ const GC_LEASE: Duration = Duration::from_secs(600);
 
 /// The Lease of `tag` (`kube-system/kopsrs-gc-<tag>`), or an error naming who holds it.
 async fn take_gc_lease(
-    global: &Session,
+    session: &Session,
     target: &Target,
     tag: &str,
 ) -> Result<kopsrs_kube::HeldLease> {
     let name = format!("kopsrs-gc-{}", tag.to_ascii_lowercase().replace('_', "-"));
     let holder = format!(
         "{}@{} pid {}",
-        global.settings.user.as_deref().unwrap_or("unknown"),
+        session.settings.user.as_deref().unwrap_or("unknown"),
         gethostname::gethostname().to_string_lossy(),
         std::process::id()
     );
@@ -452,9 +382,121 @@ async fn take_gc_lease(
     }
 }
 
+/// The apply proper, under the tag's lease (`lease`, renewed before garbage collection).
+async fn apply_tagged(
+    session: &Session,
+    options: &ApplyOptions,
+    target: &mut Target,
+    lease: &mut Option<kopsrs_kube::HeldLease>,
+) -> Result<ApplyReport> {
+    let dry_run = options.dry_run;
+    let live = target.live().await?;
+    let pending = target.pending_namespaces(&live);
+    let report = |address: &str, event: ObjectEvent| session.reporter.object(address, &event);
+    let mut counts = BTreeMap::<&str, usize>::new();
+    let mut failed = Vec::new();
+    let mut rediscovered = false;
+    for i in target.order() {
+        // Before the first object of a kind not served yet: the definitions applied so far
+        // established, and the API discovered again.
+        if target.kinds[i].is_none() && !rediscovered && !dry_run {
+            rediscovered = true;
+            let names: Vec<String> = target
+                .objects
+                .iter()
+                .filter(|o| o.is_crd())
+                .map(|o| o.name().to_string())
+                .collect();
+            target
+                .kube
+                .wait_established(&target.catalog, &names, Duration::from_secs(60))
+                .await?;
+            target.catalog = target.kube.catalog().await?;
+            target.resolve();
+        }
+        let object = &target.objects[i];
+        let Some(kind) = &target.kinds[i] else {
+            if dry_run {
+                report(&object.address(), ObjectEvent::CreatedAfterDefinition);
+                *counts.entry("created").or_default() += 1;
+            } else {
+                let version = object.api_version().to_string();
+                report(&object.address(), ObjectEvent::NotServed(version));
+                failed.push(format!(
+                    "{}: the API does not serve {} {}",
+                    object.address(),
+                    object.api_version(),
+                    object.kind()
+                ));
+            }
+            continue;
+        };
+        let current = live.get(&object.key());
+        if current.is_some_and(|l| compare::unchanged(&object.value, l)) {
+            *counts.entry("unchanged").or_default() += 1;
+            continue;
+        }
+        if dry_run && pending.contains(object.namespace()) {
+            let namespace = object.namespace().to_string();
+            report(
+                &object.address(),
+                ObjectEvent::CreatedAfterNamespace(namespace),
+            );
+            *counts.entry("created").or_default() += 1;
+            continue;
+        }
+        let sent = compare::annotated(&object.value);
+        let result = target
+            .kube
+            .apply_object(
+                kind,
+                &sent,
+                &options.field_manager,
+                options.force_conflicts,
+                dry_run,
+            )
+            .await;
+        match result {
+            Ok(applied) => {
+                let version = |v: &Value| v["metadata"]["resourceVersion"].clone();
+                // The API normalised a value (a quantity, a default): nothing changed.
+                let what = match current {
+                    None => "created",
+                    Some(c) if version(c) == version(&applied) => "unchanged",
+                    Some(_) => "configured",
+                };
+                if what != "unchanged" {
+                    report(&object.address(), ObjectEvent::Applied { what, dry_run });
+                }
+                *counts.entry(what).or_default() += 1;
+            }
+            Err(e) => {
+                report(&object.address(), ObjectEvent::Failed(e.to_string()));
+                failed.push(format!("{}: {e}", object.address()));
+            }
+        }
+    }
+    let mut garbage = options.gc_tag.as_ref().map(|_| 0);
+    if let (Some(tag), true) = (&options.gc_tag, failed.is_empty()) {
+        if lease.is_some() {
+            // Renewed: a long apply must not lose the lease before it collects.
+            *lease = Some(take_gc_lease(session, target, tag).await?);
+        }
+        let manager = &options.field_manager;
+        garbage = Some(collect_garbage(session, target, tag, manager, dry_run).await?);
+    }
+    Ok(ApplyReport {
+        objects: target.objects.len(),
+        counts,
+        garbage,
+        failed,
+    })
+}
+
 /// Deletes what carries the GC label and the configuration no longer renders: one list per
 /// kind (by label, all namespaces), namespaced objects before cluster-scoped ones.
 async fn collect_garbage(
+    session: &Session,
     target: &Target,
     tag: &str,
     manager: &str,
@@ -464,7 +506,6 @@ async fn collect_garbage(
     let selector = format!("{}={tag}", order::GC_LABEL);
     let mut kinds = target.catalog.collectable();
     kinds.sort_by_key(|k| !k.namespaced);
-    let suffix = if dry_run { " (dry run)" } else { "" };
     let mut deleted = 0;
     for kind in kinds {
         for live in target
@@ -475,7 +516,9 @@ async fn collect_garbage(
             let o = plain(live);
             match order::keep_reason(&o.value, tag, rendered.contains(&o.key()), manager) {
                 Some("rendered") | Some("not tagged") => {}
-                Some(why) => println!("{} kept: {why}", o.address()),
+                Some(why) => session
+                    .reporter
+                    .object(&o.address(), &ObjectEvent::Kept(why)),
                 None => {
                     let ns = (!o.namespace().is_empty()).then_some(o.namespace());
                     if target
@@ -484,7 +527,8 @@ async fn collect_garbage(
                         .await?
                     {
                         deleted += 1;
-                        println!("{} deleted (garbage){suffix}", o.address());
+                        let event = ObjectEvent::Garbage { dry_run };
+                        session.reporter.object(&o.address(), &event);
                     }
                 }
             }
@@ -493,45 +537,61 @@ async fn collect_garbage(
     Ok(deleted)
 }
 
-pub(super) async fn delete(global: &Session, args: DeleteArgs) -> Result<()> {
-    let target = Target::open(global, &args.target).await?;
+/// What `manifests delete` does.
+#[derive(Debug, Clone)]
+pub struct DeleteOptions {
+    /// Which cluster, and what to delete.
+    pub target: TargetOptions,
+    /// A server dry run: report what would be deleted, delete nothing.
+    pub dry_run: bool,
+}
+
+/// What a delete did; each object went to the reporter as it was deleted.
+#[derive(Debug, Clone)]
+pub struct DeleteReport {
+    /// Objects in the configuration.
+    pub objects: usize,
+    /// Objects deleted.
+    pub deleted: usize,
+    /// Objects the API refused to delete (`ADDRESS: error`).
+    pub failed: Vec<String>,
+}
+
+/// Deletes the objects in reverse dependency order.
+pub async fn delete(session: &Session, options: &DeleteOptions) -> Result<DeleteReport> {
+    let target = Target::open(session, &options.target).await?;
     let mut order = target.order();
     order.reverse();
-    let suffix = if args.dry_run { " (dry run)" } else { "" };
+    let dry_run = options.dry_run;
+    let report = |address: &str, event: ObjectEvent| session.reporter.object(address, &event);
     let mut deleted = 0;
     let mut failed = Vec::new();
     for i in order {
         let object = &target.objects[i];
         let Some(kind) = &target.kinds[i] else {
-            println!(
-                "{} not found (the API does not serve its kind)",
-                object.address()
-            );
+            report(&object.address(), ObjectEvent::KindNotServed);
             continue;
         };
         let ns = (!object.namespace().is_empty()).then_some(object.namespace());
         match target
             .kube
-            .delete_object(kind, ns, object.name(), args.dry_run)
+            .delete_object(kind, ns, object.name(), dry_run)
             .await
         {
             Ok(true) => {
                 deleted += 1;
-                println!("{} deleted{suffix}", object.address());
+                report(&object.address(), ObjectEvent::Deleted { dry_run });
             }
-            Ok(false) => println!("{} not found", object.address()),
+            Ok(false) => report(&object.address(), ObjectEvent::NotFound),
             Err(e) => {
-                println!("{} failed: {e}", object.address());
+                report(&object.address(), ObjectEvent::Failed(e.to_string()));
                 failed.push(format!("{}: {e}", object.address()));
             }
         }
     }
-    eprintln!(
-        "{} objects: {deleted} deleted{suffix}",
-        target.objects.len()
-    );
-    if !failed.is_empty() {
-        return Err(Problems::from_messages(failed).into());
-    }
-    Ok(())
+    Ok(DeleteReport {
+        objects: target.objects.len(),
+        deleted,
+        failed,
+    })
 }
