@@ -239,15 +239,16 @@ stack {
     assert!(text(&out).contains("1.28, 1.29"), "{}", text(&out));
 }
 
-#[test]
-fn apply_diff_garbage_collection_and_delete_against_the_api() {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&example(), dir.path());
-    let cluster = "prod.example.com";
-    let kube = FakeKube::standalone(dir.path(), cluster);
-    let kubeconfig = kube.kubeconfig.display().to_string();
-    let main = "clusters/prod.example.com/main.jsonnet";
-    let run = |verb: &str, file: &str, extra: &[&str]| {
+/// The example configuration against the fake API, as `manifests` runs it.
+struct Api<'a> {
+    dir: &'a Path,
+    kube: &'a FakeKube,
+    cluster: &'a str,
+    kubeconfig: String,
+}
+
+impl Api<'_> {
+    fn run(&self, verb: &str, file: &str, extra: &[&str]) -> Output {
         let mut args = vec![
             verb,
             "-J",
@@ -256,16 +257,49 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
             ".",
             file,
             "--name",
-            cluster,
+            self.cluster,
             "--kubeconfig",
-            &kubeconfig,
+            &self.kubeconfig,
         ];
         args.extend(extra);
-        manifests(dir.path(), &args)
-    };
-    let calls = || kube.get("/__fake/calls");
-    let reset = || kube.control("DELETE", "/__fake/calls", "");
+        manifests(self.dir, &args)
+    }
 
+    fn calls(&self) -> serde_json::Value {
+        self.kube.get("/__fake/calls")
+    }
+
+    fn reset(&self) {
+        self.kube.control("DELETE", "/__fake/calls", "")
+    }
+}
+
+const MAIN: &str = "clusters/prod.example.com/main.jsonnet";
+
+#[test]
+fn apply_diff_garbage_collection_and_delete_against_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&example(), dir.path());
+    let cluster = "prod.example.com";
+    let kube = FakeKube::standalone(dir.path(), cluster);
+    let api = Api {
+        dir: dir.path(),
+        kube: &kube,
+        cluster,
+        kubeconfig: kube.kubeconfig.display().to_string(),
+    };
+    apply_then_change_out_of_band(&api);
+    garbage_is_only_what_kopsrs_applied(&api);
+    one_apply_per_tag_at_a_time(&api);
+    bad_configurations_write_nothing(&api);
+    definitions_first_and_delete_in_reverse(&api);
+}
+
+/// Apply in dependency order, re-apply without writes, drift shown by diff.
+fn apply_then_change_out_of_band(api: &Api) {
+    let (run, kube, main) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, MAIN);
+    let calls = || api.calls();
+    let reset = || api.reset();
     // Before: everything would be created.
     let out = run("diff", main, &["--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -365,6 +399,11 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
     assert!(diff.contains("-  replicas: 7\n+  replicas: 4"), "{diff}");
     assert!(text(&out).contains("1 would change"), "{}", text(&out));
 
+}
+
+/// Garbage collection deletes only what kopsrs applied with the tag.
+fn garbage_is_only_what_kopsrs_applied(api: &Api) {
+    let (run, kube, dir) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, api.dir);
     // Garbage: the worker leaves the configuration and goes. A label proves nothing: a
     // ConfigMap someone tagged by hand stays, here and in another namespace, and so do the
     // Endpoints the endpoints controller makes for a Service with its labels copied. One
@@ -383,7 +422,7 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
     );
     // Applied by kopsrs with the tag, then annotated by a person to be kept.
     std::fs::write(
-        dir.path().join("kept.yaml"),
+        dir.join("kept.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept, namespace: shop}\n",
     )
     .unwrap();
@@ -400,7 +439,7 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
     );
     assert!(label.status.success(), "{}", String::from_utf8_lossy(&label.stderr));
     std::fs::write(
-        dir.path().join("without-worker.jsonnet"),
+        dir.join("without-worker.jsonnet"),
         "(import 'clusters/prod.example.com/main.jsonnet') { worker:: super.worker }\n",
     )
     .unwrap();
@@ -472,6 +511,13 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         assert!(got.status.success(), "{what} survives");
     }
 
+}
+
+/// The tag's Lease: a second apply with the tag waits for nobody and writes nothing.
+fn one_apply_per_tag_at_a_time(api: &Api) {
+    let (run, kube, main) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, MAIN);
+    let calls = || api.calls();
+    let reset = || api.reset();
     // One apply per tag at a time: while another run holds the tag's lease, an apply with
     // that tag stops before it writes anything, naming the holder.
     let held = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: kopsrs-gc-shop, namespace: kube-system}\n\
@@ -498,9 +544,19 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
     let lease = kube.kubectl(&["get", "lease", "kopsrs-gc-shop", "-n", "kube-system"], None);
     assert!(!lease.status.success(), "given back after the apply");
 
+}
+
+/// Refusals before anything is written.
+fn bad_configurations_write_nothing(api: &Api) {
+    let (run, kube, dir, main) = (
+        |v: &str, f: &str, e: &[&str]| api.run(v, f, e),
+        api.kube,
+        api.dir,
+        MAIN,
+    );
     // Refused before anything is written: a namespaced object without a namespace, and an
     // object the schema of the server's minor refuses.
-    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
     write(
         "unplaced.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine, namespace: shop}\n---\n\
@@ -531,7 +587,7 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
     // No tag, and no objects with a tag, are refused; so is a folder without configuration.
     let out = run("apply", main, &["--gc-tag", ""]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    std::fs::create_dir(dir.join("empty")).unwrap();
     let out = run("apply", "empty", &["--gc-tag", "shop"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
@@ -563,9 +619,14 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         .status
         .success());
 
+}
+
+/// A definition and its custom resource in one apply; delete in reverse order.
+fn definitions_first_and_delete_in_reverse(api: &Api) {
+    let (run, kube, dir) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, api.dir);
     // A custom resource and its definition in one apply: the definition is established first.
     std::fs::write(
-        dir.path().join("widgets.yaml"),
+        dir.join("widgets.yaml"),
         "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: shop\nspec:\n  size: 3\n---\n\
          apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names:\n    plural: widgets\n    singular: widget\n    kind: Widget\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
     )
@@ -596,8 +657,7 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
         printed.trim_end().ends_with("Namespace shop deleted"),
         "{printed}"
     );
-    assert_eq!(printed.matches(" deleted").count(), 7, "{printed}");
-}
+    assert_eq!(printed.matches(" deleted").count(), 7, "{printed}");}
 
 #[test]
 fn show_finds_objects_as_kubecfg_does_and_names_stray_values() {
