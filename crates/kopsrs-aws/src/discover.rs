@@ -59,7 +59,11 @@ impl Aws {
                 let Some(index) = items
                     .iter()
                     .enumerate()
-                    .position(|(i, item)| item.key == key && !matched.contains(&i))
+                    .position(|(i, item)| {
+                        item.key == key
+                            && !matched.contains(&i)
+                            && (item.owned || !kind.recorded())
+                    })
                 else {
                     continue;
                 };

@@ -21,6 +21,11 @@ macro_rules! handlers {
                 match self { $(Kind::$variant => <$handler>::key(r)),* }
             }
 
+            /// See [`Handler::RECORDED`].
+            pub(crate) fn recorded(self) -> bool {
+                match self { $(Kind::$variant => <$handler>::RECORDED),* }
+            }
+
             pub(crate) fn forces_replacement(self, attr: &str) -> bool {
                 match self { $(Kind::$variant => <$handler>::forces_replacement(attr)),* }
             }

@@ -90,6 +90,12 @@ pub(crate) trait Handler {
     /// How tags change in place.
     const TAGGING: Tagging = Tagging::None;
 
+    /// Ownership is a record kopsrs writes when it makes the resource (an attachment's tag on
+    /// its role): one found without the record is not matched to the desired resource, so the
+    /// plan makes it (idempotently) and records it, and it is detached when the spec drops
+    /// it. Others are matched by key whoever made them.
+    const RECORDED: bool = false;
+
     /// Dependent API round trips a create makes (a VPC, then its DNS attributes: 2). The
     /// apply's critical path is counted in these.
     const CREATE_CALLS: usize = 1;

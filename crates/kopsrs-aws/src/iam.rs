@@ -379,6 +379,7 @@ impl Handler for RolePolicy {
 pub(crate) struct Attachment;
 
 impl Handler for Attachment {
+    const RECORDED: bool = true;
     /// Attach, then record it on the role.
     const CREATE_CALLS: usize = 2;
     /// Detach, then forget the record.

@@ -214,6 +214,55 @@ fn neighbouring_clusters_never_touch_each_other() {
         "an update removed what a person added"
     );
 
+    // The spec takes the person's policy over (spec.externalPolicies): the plan makes the
+    // attachment (it exists: the attach is a no-op) and records it, so when the spec drops
+    // the policy again it is detached. An attachment matched without a record would stay
+    // attached for ever.
+    let set_policies = |value: &str| {
+        kopsrs(&moto)
+            .args(["edit", "cluster", "x.c", "--set"])
+            .arg(format!("spec.externalPolicies.node={value}"))
+            .assert()
+            .success();
+    };
+    let attached = || {
+        moto.python(&format!(
+            "iam=aws('iam')
+             a=[p['PolicyArn'] for p in iam.list_attached_role_policies(RoleName='nodes.x.c')['AttachedPolicies']]
+             t={{x['Key']: x['Value'] for x in iam.list_role_tags(RoleName='nodes.x.c')['Tags']}}
+             print(json.dumps(['{arn}' in a, '{arn}' in t.values()]))",
+            arn = ids[3]
+        ))
+        .trim()
+        .to_string()
+    };
+    set_policies(&ids[3]);
+    let (code, text) = plan(&moto, "x.c");
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("aws_iam_role_policy_attachment") && text.contains("will be created"),
+        "{text}"
+    );
+    kopsrs(&moto)
+        .args(["update", "cluster", "x.c", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(attached(), "[true, true]", "attached and recorded");
+    assert_eq!(plan(&moto, "x.c").0, 0);
+    kopsrs(&moto)
+        .args(["edit", "cluster", "x.c", "--unset", "spec.externalPolicies"])
+        .assert()
+        .success();
+    let (code, text) = plan(&moto, "x.c");
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("will be destroyed"), "{text}");
+    kopsrs(&moto)
+        .args(["update", "cluster", "x.c", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(attached(), "[false, false]", "detached with its record");
+    assert_eq!(plan(&moto, "x.c").0, 0);
+
     // Delete each in turn: all of its resources go, nobody else's.
     for (i, cluster) in CLUSTERS.iter().enumerate() {
         let before = inventory(&moto);
