@@ -395,6 +395,23 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                 .map(|i| i.id.clone())
                 .collect(),
         };
+        // The API must be this cluster's: a kubeconfig context pointing at another cluster
+        // would otherwise have its Nodes drained and its control-plane Nodes deleted. Some
+        // Node runs on an instance of this cluster's groups, or there are no Nodes at all.
+        if !nodes.is_empty() && !nodes.keys().any(|id| state.running.contains(id)) {
+            let names: Vec<&str> = nodes.values().take(3).map(|n| n.name.as_str()).collect();
+            return Err(Problems::one(
+                format!(
+                    "the Kubernetes API the kubeconfig names for {} is not this cluster's: none of its {} Node(s) ({}{}) runs on an instance of the cluster's auto scaling groups; nothing was changed",
+                    self.cx.name,
+                    nodes.len(),
+                    names.join(", "),
+                    if nodes.len() > 3 { ", ..." } else { "" }
+                ),
+                "check the kubeconfig context named after the cluster (`kopsrs export kubeconfig` writes it), or pass --kubeconfig",
+            )
+            .into());
+        }
         // Auto scaling groups without an instance group in the spec are not kopsrs's to roll.
         for g in groups {
             let Some(&(role, _)) = self.cx.specs.get(&g.instance_group) else {

@@ -46,6 +46,8 @@ struct World {
     deleted: BTreeSet<String>,
     /// Control-plane Nodes whose instance is gone (a run stopped in between).
     stale_control_planes: Vec<String>,
+    /// The API is another cluster's: its Nodes run on instances none of these groups has.
+    foreign_api: bool,
 }
 
 impl World {
@@ -140,6 +142,14 @@ impl ClusterNodes for Nodes {
 
     async fn node_states(&self) -> Result<BTreeMap<String, NodeState>, Fake> {
         let w = self.0.lock().unwrap();
+        if w.foreign_api {
+            let state = NodeState {
+                name: "other-cluster-node".into(),
+                ready: true,
+                needs_update: false,
+            };
+            return Ok(BTreeMap::from([("i-elsewhere".to_string(), state)]));
+        }
         Ok(w.groups
             .iter()
             .flat_map(|g| &g.instances)
@@ -561,6 +571,26 @@ async fn a_control_plane_that_never_settles_stops_the_roll_whatever_the_flags() 
              only the first control plane may go while etcd has not settled: {log:#?}"
         );
     }
+}
+
+/// A kubeconfig context that points at another cluster's API: nothing is drained,
+/// deleted or terminated.
+#[tokio::test]
+async fn another_clusters_api_changes_nothing() {
+    let world = World {
+        groups: vec![
+            group("control-plane-a", "control-plane", 1),
+            group("nodes", "node", 2),
+        ],
+        foreign_api: true,
+        ..World::default()
+    };
+    let e = harness(world, fast()).await.err().expect("refused when planning");
+    assert!(
+        problems(&e).contains("is not this cluster's"),
+        "{}",
+        problems(&e)
+    );
 }
 
 /// Without the API (`--cloudonly`) etcd cannot be seen: one control plane per run, whatever
