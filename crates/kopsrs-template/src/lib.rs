@@ -164,6 +164,11 @@ pub fn render(
 /// A Go template with sprig's and kops's functions (kops's `indent` replaces sprig's),
 /// parsed; refused when its `define`d templates call themselves.
 fn go_template(text: &str) -> Result<gtmpl::Template, String> {
+    if let Some(line) = non_ascii_in_action(text) {
+        return Err(format!(
+            "line {line}: a name inside {{{{ }}}} holds a character outside ASCII; use ASCII names (text outside actions and quoted strings may hold any character)"
+        ));
+    }
     if let Some(cycle) = recursive_template(text) {
         return Err(format!(
             "template {cycle} calls itself; recursive templates are not supported (they would exhaust the stack)"
@@ -237,6 +242,40 @@ fn render_go(
 /// and a recursion would overflow the stack and abort the process, so such templates are
 /// refused before rendering. Actions are scanned as text: `{{ define "x" }}` opens a
 /// definition, `if`/`range`/`with`/`block` open a block, `end` closes the innermost one.
+/// The line of the first action (`{{ ... }}`) with a non-ASCII character outside its
+/// string constants. gtmpl's lexer slices names by bytes and panics on one (found by
+/// fuzzing: `{{ $ˑx }}`); Go templates in kops's world name things in ASCII.
+fn non_ascii_in_action(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for (i, part) in text.split("{{").enumerate() {
+        if i > 0 {
+            let body = part.split("}}").next().unwrap_or_default();
+            let mut quote: Option<char> = None;
+            let mut escaped = false;
+            for c in body.chars() {
+                match quote {
+                    Some(q) => {
+                        if escaped {
+                            escaped = false;
+                        } else if c == '\\' && q != '`' {
+                            escaped = true;
+                        } else if c == q {
+                            quote = None;
+                        }
+                    }
+                    None if matches!(c, '"' | '`' | '\'') => quote = Some(c),
+                    None if !c.is_ascii() => {
+                        return Some(text[..offset].matches('\n').count() + 1);
+                    }
+                    None => {}
+                }
+            }
+        }
+        offset += part.len() + 2;
+    }
+    None
+}
+
 fn recursive_template(text: &str) -> Option<String> {
     let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // The open blocks; a definition's entry holds its name.
@@ -606,6 +645,14 @@ labels:
             r#"{{define "a"}}{{if true}}{{template "b" .}}{{end}}{{end}}{{define "b"}}{{template "a" .}}{{end}}{{template "a" .}}"#,
         );
         assert!(indirect.is_err(), "{indirect:?}");
+        // A non-ASCII name in an action is refused (gtmpl's lexer panicked on one, found by
+        // fuzzing); any character is fine in text and in quoted strings.
+        let e = go("ok\n{{ $ˑx.y }}").unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::Parse { message, .. } if message.contains("line 2")),
+            "{e:?}"
+        );
+        assert_eq!(go("ünïcode {{ \"ˑ\" }} `{{ `é` }}`").unwrap(), "ünïcode ˑ `é`");
         // Raw (backtick) names are names too: this once overflowed the stack (exit 134).
         for text in [
             "{{define `x`}}{{template `x` .}}{{end}}{{template `x` .}}",

@@ -227,9 +227,9 @@ fn neighbouring_clusters_never_touch_each_other() {
     };
     let attached = || {
         moto.python(&format!(
-            "iam=aws('iam')
-             a=[p['PolicyArn'] for p in iam.list_attached_role_policies(RoleName='nodes.x.c')['AttachedPolicies']]
-             t={{x['Key']: x['Value'] for x in iam.list_role_tags(RoleName='nodes.x.c')['Tags']}}
+            "iam=aws('iam')\n\
+             a=[p['PolicyArn'] for p in iam.list_attached_role_policies(RoleName='nodes.x.c')['AttachedPolicies']]\n\
+             t={{x['Key']: x['Value'] for x in iam.list_role_tags(RoleName='nodes.x.c')['Tags']}}\n\
              print(json.dumps(['{arn}' in a, '{arn}' in t.values()]))",
             arn = ids[3]
         ))
