@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StateStoreError;
 use crate::layout;
-use crate::store::StateStore;
+use crate::store::{StateStore, Version};
 
 /// What the lock object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,28 +73,29 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// What a lock object holds while it is being removed. object_store has no conditional
+/// delete, so removing a lock is two steps: a write of this marker conditional on the lock's
+/// version (it fails when the lock is no longer the one read), then a plain delete of the
+/// marker. A marker is no lock: reads see none, and `lock` takes it over.
+const RELEASED: &[u8] = b"{\"released\": true}\n";
+
 /// A held lock. Call [`LockGuard::release`] when done; a guard that is dropped without it
 /// (a panic) leaves the lock for `--force-unlock`, which is the safe failure.
 pub struct LockGuard<'a> {
     store: &'a StateStore,
     cluster: String,
+    /// The lock object's version as this run wrote it.
+    version: Version,
     /// What was written into the lock object.
     pub info: LockInfo,
 }
 
 impl LockGuard<'_> {
-    /// Removes the lock if it is still this one. A lock that someone force-unlocked and
-    /// another run took meanwhile is that run's, and stays. (object_store has no conditional
-    /// delete, so this reads and compares first: the window is one read long, not a whole run.)
+    /// Removes the lock if it is still this one, conditionally on the version this run
+    /// wrote: a lock that someone force-unlocked and another run took meanwhile is that run's,
+    /// and stays.
     pub async fn release(self) -> Result<(), StateStoreError> {
-        match self.store.read_lock(&self.cluster).await? {
-            Some(current) if current.id == self.info.id => {
-                self.store
-                    .delete(&format!("{}/{}", self.cluster, layout::LOCK))
-                    .await
-            }
-            _ => Ok(()),
-        }
+        self.store.remove_lock(&self.cluster, &self.version).await
     }
 }
 
@@ -129,10 +130,22 @@ impl StateStore {
         };
         let key = format!("{cluster}/{}", layout::LOCK);
         let bytes = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock info serializes"));
-        match self.put(&key, bytes, None).await {
-            Ok(_) => Ok(LockGuard {
+        let written = match self.put(&key, bytes.clone(), None).await {
+            // A lock being removed (or left half-removed by a crash) is free: taken over
+            // conditionally, so of two runs taking it, one wins.
+            Err(StateStoreError::AlreadyExists(_) | StateStoreError::Conflict(_)) => {
+                match self.read_lock_versioned(cluster).await? {
+                    Some((None, released)) => self.put(&key, bytes, Some(&released)).await,
+                    _ => Err(StateStoreError::AlreadyExists(key.clone())),
+                }
+            }
+            other => other,
+        };
+        match written {
+            Ok(version) => Ok(LockGuard {
                 store: self,
                 cluster: cluster.to_string(),
+                version,
                 info,
             }),
             Err(StateStoreError::AlreadyExists(_) | StateStoreError::Conflict(_)) => {
@@ -152,31 +165,63 @@ impl StateStore {
 
     /// Who holds the lock of `cluster`, if anyone.
     pub async fn read_lock(&self, cluster: &str) -> Result<Option<LockInfo>, StateStoreError> {
+        Ok(self.read_lock_versioned(cluster).await?.and_then(|(info, _)| info))
+    }
+
+    /// The lock object of `cluster` with its version: `Some((None, _))` while it is being
+    /// removed ([`RELEASED`]).
+    async fn read_lock_versioned(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<(Option<LockInfo>, Version)>, StateStoreError> {
         let key = format!("{cluster}/{}", layout::LOCK);
         let Some(object) = self.get(&key).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&object.value)
-            .map(Some)
-            .map_err(|e| StateStoreError::Corrupt {
-                key,
-                reason: e.to_string(),
-            })
+        if object.value.as_ref() == RELEASED {
+            return Ok(Some((None, object.version)));
+        }
+        let info = serde_json::from_slice(&object.value).map_err(|e| StateStoreError::Corrupt {
+            key,
+            reason: e.to_string(),
+        })?;
+        Ok(Some((Some(info), object.version)))
     }
 
-    /// Removes a stale lock, only if its ID is `id`.
+    /// Removes the lock of `cluster` if its object is still at `version`: the marker is
+    /// written conditionally, then deleted. A lock that changed is left as it is.
+    async fn remove_lock(&self, cluster: &str, version: &Version) -> Result<(), StateStoreError> {
+        let key = format!("{cluster}/{}", layout::LOCK);
+        match self.put(&key, Bytes::from_static(RELEASED), Some(version)).await {
+            Ok(_) => self.delete(&key).await,
+            Err(StateStoreError::Conflict(_) | StateStoreError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a stale lock, only if its ID is `id`, conditionally on the version read (a
+    /// lock taken again in between is not broken).
     pub async fn force_unlock(&self, cluster: &str, id: &str) -> Result<LockInfo, StateStoreError> {
-        match self.read_lock(cluster).await? {
-            None => Err(StateStoreError::Io(format!(
+        match self.read_lock_versioned(cluster).await? {
+            None | Some((None, _)) => Err(StateStoreError::Io(format!(
                 "cluster {cluster:?} is not locked"
             ))),
-            Some(info) if info.id != id => Err(StateStoreError::Io(format!(
+            Some((Some(info), _)) if info.id != id => Err(StateStoreError::Io(format!(
                 "the lock of {cluster:?} has ID {}, not {id}; check who holds it: {}",
                 info.id,
                 info.describe()
             ))),
-            Some(info) => {
-                self.delete(&format!("{cluster}/{}", layout::LOCK)).await?;
+            Some((Some(info), version)) => {
+                let key = format!("{cluster}/{}", layout::LOCK);
+                match self.put(&key, Bytes::from_static(RELEASED), Some(&version)).await {
+                    Ok(_) => self.delete(&key).await?,
+                    Err(StateStoreError::Conflict(_) | StateStoreError::AlreadyExists(_)) => {
+                        return Err(StateStoreError::Io(format!(
+                            "the lock of {cluster:?} changed while it was being broken; read it again with `kopsrs force-unlock` before breaking it"
+                        )))
+                    }
+                    Err(e) => return Err(e),
+                }
                 Ok(info)
             }
         }
@@ -232,6 +277,43 @@ mod tests {
         );
         second.release().await.unwrap();
         assert!(store.read_lock("c.example.com").await.unwrap().is_none());
+    }
+
+    /// Release and force-unlock are conditional on the lock object's version, not only its
+    /// ID: a lock rewritten after the read (here with the same ID, as a second run that
+    /// happened to make the same one would) is left alone. A crash between the two steps of
+    /// a removal leaves a marker that is no lock and that the next `lock` takes over.
+    #[tokio::test]
+    async fn removal_is_conditional_on_the_version_and_a_half_removed_lock_is_free() {
+        let store = StateStore::open("memory://", &Default::default()).await.unwrap();
+        let cluster = "c.example.com";
+        let key = format!("{cluster}/{}", layout::LOCK);
+        let first = store.lock(cluster, "update cluster --yes").await.unwrap();
+        let mut rewritten = first.info.clone();
+        rewritten.command = "rolling-update cluster --yes".into();
+        store
+            .put(
+                &key,
+                Bytes::from(serde_json::to_vec(&rewritten).unwrap()),
+                Some(&first.version),
+            )
+            .await
+            .unwrap();
+        let id = first.info.id.clone();
+        first.release().await.unwrap();
+        let held = store.read_lock(cluster).await.unwrap().expect("still locked");
+        assert_eq!(held.command, "rolling-update cluster --yes");
+        // Broken by its ID, then gone.
+        store.force_unlock(cluster, &id).await.unwrap();
+        assert!(store.read_lock(cluster).await.unwrap().is_none());
+        // A removal that stopped after its first step: no lock, and the next run takes it.
+        store.put(&key, Bytes::from_static(RELEASED), None).await.unwrap();
+        assert!(store.read_lock(cluster).await.unwrap().is_none());
+        let next = store.lock(cluster, "update cluster --yes").await.unwrap();
+        assert_eq!(store.read_lock(cluster).await.unwrap().unwrap().id, next.info.id);
+        assert!(store.lock(cluster, "update cluster --yes").await.is_err());
+        next.release().await.unwrap();
+        assert!(store.get(&key).await.unwrap().is_none());
     }
 
     #[test]
