@@ -56,15 +56,9 @@ impl Aws {
                 let Some(key) = kind.key(&resolved) else {
                     continue;
                 };
-                let Some(index) = items
-                    .iter()
-                    .enumerate()
-                    .position(|(i, item)| {
-                        item.key == key
-                            && !matched.contains(&i)
-                            && (item.owned || !kind.recorded())
-                    })
-                else {
+                let Some(index) = items.iter().enumerate().position(|(i, item)| {
+                    item.key == key && !matched.contains(&i) && (item.owned || !kind.recorded())
+                }) else {
                     continue;
                 };
                 matched.insert(index);

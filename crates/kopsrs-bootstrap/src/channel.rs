@@ -339,7 +339,9 @@ mod tests {
         let key = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBsecretsecretsecret\n-----END EC PRIVATE KEY-----\n";
         let e = super::Channel::parse(key).unwrap_err().to_string();
         assert!(!e.contains("secret") && !e.contains("BEGIN"), "{e}");
-        let typo = super::Channel::parse("addonz: []\n").unwrap_err().to_string();
+        let typo = super::Channel::parse("addonz: []\n")
+            .unwrap_err()
+            .to_string();
         assert!(typo.contains("addonz"), "field names stay: {typo}");
     }
 }

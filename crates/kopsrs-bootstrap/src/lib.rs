@@ -315,7 +315,10 @@ impl NodeBootstrap {
         // Shell quoting covers the settings, but these values also reach the kubeadm YAML and
         // the script's `sed` substitutions (delimited by `|`), where quoting cannot help.
         for (field, value) in fields {
-            if value.chars().any(|c| matches!(c, '\'' | '\n' | '|' | '\\' | '@')) {
+            if value
+                .chars()
+                .any(|c| matches!(c, '\'' | '\n' | '|' | '\\' | '@'))
+            {
                 return Err(self.bad(field, value));
             }
         }
@@ -329,7 +332,10 @@ impl NodeBootstrap {
             .map(|v| ("spec.additionalSans", v.as_str()))
             .chain([
                 ("spec.networking.podCIDR", self.pod_cidr.as_str()),
-                ("spec.networking.serviceClusterIPRange", self.service_cidr.as_str()),
+                (
+                    "spec.networking.serviceClusterIPRange",
+                    self.service_cidr.as_str(),
+                ),
                 ("spec.kubeDNS.domain", self.dns_domain.as_str()),
                 (
                     "spec.kubeAPIServer.serviceNodePortRange",
@@ -337,7 +343,10 @@ impl NodeBootstrap {
                 ),
             ])
             .chain(self.node_labels.iter().flat_map(|(k, v)| {
-                [("spec.nodeLabels", k.as_str()), ("spec.nodeLabels", v.as_str())]
+                [
+                    ("spec.nodeLabels", k.as_str()),
+                    ("spec.nodeLabels", v.as_str()),
+                ]
             }))
             .chain(self.taints.iter().flat_map(|t| {
                 [
@@ -597,10 +606,17 @@ mod tests {
         let mut n = node(Role::ControlPlane);
         n.api_cert_sans.push("@JOIN_TOKEN@".into());
         let e = n.render().unwrap_err().to_string();
-        assert!(e.contains("spec.additionalSans") && e.contains("@JOIN_TOKEN@"), "{e}");
+        assert!(
+            e.contains("spec.additionalSans") && e.contains("@JOIN_TOKEN@"),
+            "{e}"
+        );
         let mut n = node(Role::Node);
         n.node_labels.push(("team".into(), "@CA_HASH@".into()));
-        assert!(n.render().unwrap_err().to_string().contains("spec.nodeLabels"));
+        assert!(n
+            .render()
+            .unwrap_err()
+            .to_string()
+            .contains("spec.nodeLabels"));
         // The documents kopsrs renders hold its own placeholders only where it put them.
         let text = node(Role::ControlPlane).render().unwrap();
         let docs = embedded_kubeadm_documents(&text).join("");

@@ -17,8 +17,8 @@ mod drain;
 mod lease;
 pub mod manifests;
 pub use drain::{EXCLUDE_FROM_LOAD_BALANCERS, NEEDS_UPDATE, SCHEDULED_FOR_UPDATE};
-pub use lease::{HeldLease, LeaseTaken};
 pub use kopsrs_engine::rolling::Drained;
+pub use lease::{HeldLease, LeaseTaken};
 
 /// Why the Kubernetes API could not be used.
 #[derive(Debug, thiserror::Error)]

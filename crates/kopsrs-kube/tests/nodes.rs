@@ -16,7 +16,8 @@ use support::{wait_until, FakeKube, CLUSTER};
 async fn connect_needs_a_context_named_after_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = support::write_kubeconfig(dir.path(), "http://127.0.0.1:1");
-    let Err(err) = Kube::connect("other.example.com", std::slice::from_ref(&kubeconfig)).await else {
+    let Err(err) = Kube::connect("other.example.com", std::slice::from_ref(&kubeconfig)).await
+    else {
         panic!("connected to a cluster the kubeconfig does not name");
     };
     let KubeError::NoContext { cluster, where_ } = &err else {
@@ -488,7 +489,9 @@ async fn snapshot_of_an_api_that_does_not_answer_says_where() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let kubeconfig = support::write_kubeconfig(dir.path(), &url);
-    let kube = Kube::connect(CLUSTER, std::slice::from_ref(&kubeconfig)).await.unwrap();
+    let kube = Kube::connect(CLUSTER, std::slice::from_ref(&kubeconfig))
+        .await
+        .unwrap();
 
     let err = kube.snapshot().await.unwrap_err();
 

@@ -111,7 +111,9 @@ pub fn keep_reason(live: &Value, tag: &str, rendered: bool, manager: &str) -> Op
                 .any(|e| e["manager"] == manager && e["operation"] == "Apply")
         });
     if !applied_by_us {
-        return Some("tagged, but its managed fields show no apply by kopsrs's field manager: left alone");
+        return Some(
+            "tagged, but its managed fields show no apply by kopsrs's field manager: left alone",
+        );
     }
     if live["metadata"]["annotations"][KEEP_ANNOTATION] == "true" {
         return Some("annotated kopsrs.io/keep");

@@ -189,18 +189,27 @@ mod tests {
             assert!(name.len() <= limit("aws_iam_role").unwrap(), "{name}");
         }
         for name in termination_rules(&longer) {
-            assert!(name.len() <= limit("aws_cloudwatch_event_rule").unwrap(), "{name}");
+            assert!(
+                name.len() <= limit("aws_cloudwatch_event_rule").unwrap(),
+                "{name}"
+            );
         }
         assert!(termination_queue(&longer).len() <= limit("aws_sqs_queue").unwrap());
         // Short names are kept as they are.
         assert_eq!(iam_role("nodes", "a.example.com"), "nodes.a.example.com");
-        assert_eq!(termination_rule("a.example.com", "ASGLifecycle"), "a.example.com-ASGLifecycle");
+        assert_eq!(
+            termination_rule("a.example.com", "ASGLifecycle"),
+            "a.example.com-ASGLifecycle"
+        );
     }
 
     #[test]
     fn truncation_cuts_on_character_boundaries() {
         let name = format!("{}é{}", "a".repeat(24), "b".repeat(20));
         let short = truncate(&name, 32, false);
-        assert!(short.len() <= 33 && short.starts_with(&"a".repeat(24)), "{short}");
+        assert!(
+            short.len() <= 33 && short.starts_with(&"a".repeat(24)),
+            "{short}"
+        );
     }
 }

@@ -68,7 +68,10 @@ pub async fn channel(source: Option<&str>) -> Result<Channel> {
             while let Some(chunk) = response.chunk().await? {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_CHANNEL {
-                    return Ok(Err(format!("over {} KB, not a channel", MAX_CHANNEL / 1024)));
+                    return Ok(Err(format!(
+                        "over {} KB, not a channel",
+                        MAX_CHANNEL / 1024
+                    )));
                 }
             }
             Ok::<_, reqwest::Error>(Ok(String::from_utf8_lossy(&body).into_owned()))

@@ -116,7 +116,10 @@ async fn write_ssh_key(store: &StateStore, cluster: &str, text: &str) -> Result<
     let (kind, blob) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if !(kind.starts_with("ssh-") || kind.starts_with("ecdsa-")) || blob.len() < 16 {
         return Err(Problems::one(
-            format!("{:?}… is not an SSH public key", key.chars().take(20).collect::<String>()),
+            format!(
+                "{:?}… is not an SSH public key",
+                key.chars().take(20).collect::<String>()
+            ),
             "pass the .pub file, e.g. ~/.ssh/id_ed25519.pub",
         )
         .into());

@@ -881,20 +881,11 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         let (nodes, pods) = snapshot.map_err(|e| self.kube_problem(&e))?;
         let groups: Vec<GroupInstances> = groups
             .into_iter()
-            .map(|g| GroupInstances {
-                role: roles
-                    .get(g.instance_group.as_str())
-                    .copied()
-                    .unwrap_or_else(|| Role::from_tag(&g.role).unwrap_or(Role::Node)),
-                name: g.instance_group,
-                target: g.desired,
+            .map(|g| {
                 // The instances in the auto scaling group, as `validate cluster` counts them.
-                instances: g
-                    .instances
-                    .into_iter()
-                    .filter(|i| i.in_group)
-                    .map(|i| (i.id, false))
-                    .collect(),
+                let inside = g.instances.into_iter().filter(|i| i.in_group);
+                let ids = inside.map(|i| i.id).collect();
+                crate::validate::counted(roles, g.instance_group, &g.role, g.desired, ids)
             })
             .collect();
         Ok(crate::validate::Pass {

@@ -234,8 +234,7 @@ impl ClusterNodes for Nodes {
                         "kube-controller-manager",
                         "kube-scheduler",
                     ] {
-                        let ready =
-                            !(component == "etcd" && w.etcd_never_ready && replacement);
+                        let ready = !(component == "etcd" && w.etcd_never_ready && replacement);
                         pods.push(validation::Pod {
                             name: format!("kube-system/{component}-{name}"),
                             node: Some(name.clone()),
@@ -585,7 +584,10 @@ async fn another_clusters_api_changes_nothing() {
         foreign_api: true,
         ..World::default()
     };
-    let e = harness(world, fast()).await.err().expect("refused when planning");
+    let e = harness(world, fast())
+        .await
+        .err()
+        .expect("refused when planning");
     assert!(
         problems(&e).contains("is not this cluster's"),
         "{}",

@@ -123,7 +123,14 @@ pub async fn plan(
     warn_unpinned(session, &plan.addons);
     let spec = encode_documents(
         &std::iter::once(Document::Cluster(Box::new(prepared.cluster.clone())))
-            .chain(prepared.groups.iter().cloned().map(Box::new).map(Document::InstanceGroup))
+            .chain(
+                prepared
+                    .groups
+                    .iter()
+                    .cloned()
+                    .map(Box::new)
+                    .map(Document::InstanceGroup),
+            )
             .collect::<Vec<_>>(),
         OutputFormat::Yaml,
     );
@@ -135,7 +142,11 @@ pub async fn plan(
 /// warning, not only in the plan's addon lines.
 fn warn_unpinned(session: &Session, changes: &[kopsrs_engine::AddonChange]) {
     for change in changes {
-        if let Some(integrity) = change.integrity.as_deref().filter(|i| i.contains("UNPINNED")) {
+        if let Some(integrity) = change
+            .integrity
+            .as_deref()
+            .filter(|i| i.contains("UNPINNED"))
+        {
             session.reporter.warn(
                 &format!("addon {}: {integrity}", change.name),
                 Some("pin it in the channel, or run where the download can be checked; --require-pinned-addons refuses this"),
@@ -150,12 +161,17 @@ pub fn read_saved_plan(path: &Path, cluster: &str) -> Result<PlanDocument> {
     let shown = path.display();
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading the saved plan {shown}"))?;
-    let remake = format!("make the plan again: `kopsrs update cluster {cluster} --out-plan {shown}`");
+    let remake =
+        format!("make the plan again: `kopsrs update cluster {cluster} --out-plan {shown}`");
     // The version first, so a document of another version is named as such, not as a
     // document that does not parse.
     let version = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
-        .and_then(|v| v.get("format_version").and_then(|v| v.as_str()).map(str::to_string));
+        .and_then(|v| {
+            v.get("format_version")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        });
     match version.as_deref() {
         Some(FORMAT_VERSION) => {}
         Some(other) => {

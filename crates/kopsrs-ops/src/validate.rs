@@ -115,6 +115,26 @@ pub struct Pass {
     pub pods: Vec<validation::Pod>,
 }
 
+/// A group as validation counts it: the role its spec gives (else its role tag), its target
+/// size and the instances in it.
+pub(crate) fn counted(
+    roles: &BTreeMap<&str, Role>,
+    name: String,
+    role_tag: &str,
+    target: u32,
+    instances: Vec<String>,
+) -> GroupInstances {
+    GroupInstances {
+        role: roles
+            .get(name.as_str())
+            .copied()
+            .unwrap_or_else(|| Role::from_tag(role_tag).unwrap_or(Role::Node)),
+        name,
+        target,
+        instances: instances.into_iter().map(|i| (i, false)).collect(),
+    }
+}
+
 /// One pass: the auto scaling groups (one AWS call), Nodes and pods (one list each).
 pub async fn pass(
     session: &Session,
@@ -136,15 +156,7 @@ pub async fn pass(
     let (nodes, pods) = snapshot.map_err(|e| kube_problem(name, &e))?;
     let groups: Vec<GroupInstances> = groups
         .into_iter()
-        .map(|g| GroupInstances {
-            role: roles
-                .get(g.instance_group.as_str())
-                .copied()
-                .unwrap_or_else(|| Role::from_tag(&g.role).unwrap_or(Role::Node)),
-            name: g.instance_group,
-            target: g.desired,
-            instances: g.instances.into_iter().map(|i| (i, false)).collect(),
-        })
+        .map(|g| counted(roles, g.instance_group, &g.role, g.desired, g.instances))
         .collect();
     Ok(Pass {
         validation: validation::validate(&groups, &nodes, &pods, max_unready_nodes),

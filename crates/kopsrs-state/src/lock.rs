@@ -165,7 +165,10 @@ impl StateStore {
 
     /// Who holds the lock of `cluster`, if anyone.
     pub async fn read_lock(&self, cluster: &str) -> Result<Option<LockInfo>, StateStoreError> {
-        Ok(self.read_lock_versioned(cluster).await?.and_then(|(info, _)| info))
+        Ok(self
+            .read_lock_versioned(cluster)
+            .await?
+            .and_then(|(info, _)| info))
     }
 
     /// The lock object of `cluster` with its version: `Some((None, _))` while it is being
@@ -192,7 +195,10 @@ impl StateStore {
     /// written conditionally, then deleted. A lock that changed is left as it is.
     async fn remove_lock(&self, cluster: &str, version: &Version) -> Result<(), StateStoreError> {
         let key = format!("{cluster}/{}", layout::LOCK);
-        match self.put(&key, Bytes::from_static(RELEASED), Some(version)).await {
+        match self
+            .put(&key, Bytes::from_static(RELEASED), Some(version))
+            .await
+        {
             Ok(_) => self.delete(&key).await,
             Err(StateStoreError::Conflict(_) | StateStoreError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
@@ -255,7 +261,9 @@ mod tests {
 
     #[tokio::test]
     async fn releasing_never_removes_another_runs_lock() {
-        let store = StateStore::open("memory://", &Default::default()).await.unwrap();
+        let store = StateStore::open("memory://", &Default::default())
+            .await
+            .unwrap();
         let first = store
             .lock("c.example.com", "update cluster --yes")
             .await
@@ -285,7 +293,9 @@ mod tests {
     /// a removal leaves a marker that is no lock and that the next `lock` takes over.
     #[tokio::test]
     async fn removal_is_conditional_on_the_version_and_a_half_removed_lock_is_free() {
-        let store = StateStore::open("memory://", &Default::default()).await.unwrap();
+        let store = StateStore::open("memory://", &Default::default())
+            .await
+            .unwrap();
         let cluster = "c.example.com";
         let key = format!("{cluster}/{}", layout::LOCK);
         let first = store.lock(cluster, "update cluster --yes").await.unwrap();
@@ -301,16 +311,26 @@ mod tests {
             .unwrap();
         let id = first.info.id.clone();
         first.release().await.unwrap();
-        let held = store.read_lock(cluster).await.unwrap().expect("still locked");
+        let held = store
+            .read_lock(cluster)
+            .await
+            .unwrap()
+            .expect("still locked");
         assert_eq!(held.command, "rolling-update cluster --yes");
         // Broken by its ID, then gone.
         store.force_unlock(cluster, &id).await.unwrap();
         assert!(store.read_lock(cluster).await.unwrap().is_none());
         // A removal that stopped after its first step: no lock, and the next run takes it.
-        store.put(&key, Bytes::from_static(RELEASED), None).await.unwrap();
+        store
+            .put(&key, Bytes::from_static(RELEASED), None)
+            .await
+            .unwrap();
         assert!(store.read_lock(cluster).await.unwrap().is_none());
         let next = store.lock(cluster, "update cluster --yes").await.unwrap();
-        assert_eq!(store.read_lock(cluster).await.unwrap().unwrap().id, next.info.id);
+        assert_eq!(
+            store.read_lock(cluster).await.unwrap().unwrap().id,
+            next.info.id
+        );
         assert!(store.lock(cluster, "update cluster --yes").await.is_err());
         next.release().await.unwrap();
         assert!(store.get(&key).await.unwrap().is_none());

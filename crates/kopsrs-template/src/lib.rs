@@ -652,7 +652,10 @@ labels:
             matches!(&e, TemplateError::Parse { message, .. } if message.contains("line 2")),
             "{e:?}"
         );
-        assert_eq!(go("ünïcode {{ \"ˑ\" }} `{{ `é` }}`").unwrap(), "ünïcode ˑ `é`");
+        assert_eq!(
+            go("ünïcode {{ \"ˑ\" }} `{{ `é` }}`").unwrap(),
+            "ünïcode ˑ `é`"
+        );
         // Raw (backtick) names are names too: this once overflowed the stack (exit 134).
         for text in [
             "{{define `x`}}{{template `x` .}}{{end}}{{template `x` .}}",

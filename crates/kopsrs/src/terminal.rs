@@ -31,7 +31,8 @@ impl Reporter for Terminal {
 
     fn planned(&self, cluster: &str, plan: &Plan, applying: bool) {
         if self.plan_json {
-            let json = serde_json::to_string_pretty(&plan.document(Some(cluster))).expect("a plan as JSON");
+            let json = serde_json::to_string_pretty(&plan.document(Some(cluster)))
+                .expect("a plan as JSON");
             println!("{json}");
         } else if applying && !plan.is_empty() {
             // The plan was reviewed with the dry run; here, what is about to happen.

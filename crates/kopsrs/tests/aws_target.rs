@@ -1154,7 +1154,10 @@ fn saved_plans_apply_only_what_was_reviewed() {
     // The same plan again: the cloud moved (by its own apply), so it is refused.
     let (ok, text) = apply_saved(&h, &second);
     assert!(!ok, "{text}");
-    assert!(text.contains("the cloud changed since the plan was made"), "{text}");
+    assert!(
+        text.contains("the cloud changed since the plan was made"),
+        "{text}"
+    );
 
     // A plan with nothing to do, then a planned resource changed out of band: refused, the
     // change left as it was.

@@ -102,7 +102,9 @@ fn a_failed_edit_is_kept_in_a_new_private_file() {
         .to_string();
     let kept = std::path::Path::new(&kept);
     assert!(kept.starts_with(&tmp), "{}", kept.display());
-    assert!(std::fs::read_to_string(kept).unwrap().contains("bogusField"));
+    assert!(std::fs::read_to_string(kept)
+        .unwrap()
+        .contains("bogusField"));
     let mode = std::fs::metadata(kept).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert_ne!(kept, predictable.as_path());

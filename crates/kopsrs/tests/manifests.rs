@@ -297,7 +297,11 @@ fn apply_diff_garbage_collection_and_delete_against_the_api() {
 
 /// Apply in dependency order, re-apply without writes, drift shown by diff.
 fn apply_then_change_out_of_band(api: &Api) {
-    let (run, kube, main) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, MAIN);
+    let (run, kube, main) = (
+        |v: &str, f: &str, e: &[&str]| api.run(v, f, e),
+        api.kube,
+        MAIN,
+    );
     let calls = || api.calls();
     let reset = || api.reset();
     // Before: everything would be created.
@@ -398,12 +402,15 @@ fn apply_then_change_out_of_band(api: &Api) {
     );
     assert!(diff.contains("-  replicas: 7\n+  replicas: 4"), "{diff}");
     assert!(text(&out).contains("1 would change"), "{}", text(&out));
-
 }
 
 /// Garbage collection deletes only what kopsrs applied with the tag.
 fn garbage_is_only_what_kopsrs_applied(api: &Api) {
-    let (run, kube, dir) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, api.dir);
+    let (run, kube, dir) = (
+        |v: &str, f: &str, e: &[&str]| api.run(v, f, e),
+        api.kube,
+        api.dir,
+    );
     // Garbage: the worker leaves the configuration and goes. A label proves nothing: a
     // ConfigMap someone tagged by hand stays, here and in another namespace, and so do the
     // Endpoints the endpoints controller makes for a Service with its labels copied. One
@@ -429,15 +436,40 @@ fn garbage_is_only_what_kopsrs_applied(api: &Api) {
     let out = run("apply", "kept.yaml", &["--gc-tag", "shop-kept"]);
     assert!(out.status.success(), "{}", text(&out));
     let annotate = kube.kubectl(
-        &["annotate", "configmap", "kept", "-n", "shop", "kopsrs.io/keep=true", "kopsrs.io/gc-tag=shop", "--overwrite"],
+        &[
+            "annotate",
+            "configmap",
+            "kept",
+            "-n",
+            "shop",
+            "kopsrs.io/keep=true",
+            "kopsrs.io/gc-tag=shop",
+            "--overwrite",
+        ],
         None,
     );
-    assert!(annotate.status.success(), "{}", String::from_utf8_lossy(&annotate.stderr));
+    assert!(
+        annotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&annotate.stderr)
+    );
     let label = kube.kubectl(
-        &["label", "configmap", "kept", "-n", "shop", "kopsrs.io/gc-tag=shop", "--overwrite"],
+        &[
+            "label",
+            "configmap",
+            "kept",
+            "-n",
+            "shop",
+            "kopsrs.io/gc-tag=shop",
+            "--overwrite",
+        ],
         None,
     );
-    assert!(label.status.success(), "{}", String::from_utf8_lossy(&label.stderr));
+    assert!(
+        label.status.success(),
+        "{}",
+        String::from_utf8_lossy(&label.stderr)
+    );
     std::fs::write(
         dir.join("without-worker.jsonnet"),
         "(import 'clusters/prod.example.com/main.jsonnet') { worker:: super.worker }\n",
@@ -506,16 +538,22 @@ fn garbage_is_only_what_kopsrs_applied(api: &Api) {
         assert!(left.contains(name), "{name} in {left}");
     }
     assert!(!left.contains("worker"), "{left}");
-    for (what, namespace) in [("endpoints/web", "shop"), ("configmap/theirs", "other-team")] {
+    for (what, namespace) in [
+        ("endpoints/web", "shop"),
+        ("configmap/theirs", "other-team"),
+    ] {
         let got = kube.kubectl(&["get", what, "-n", namespace], None);
         assert!(got.status.success(), "{what} survives");
     }
-
 }
 
 /// The tag's Lease: a second apply with the tag waits for nobody and writes nothing.
 fn one_apply_per_tag_at_a_time(api: &Api) {
-    let (run, kube, main) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, MAIN);
+    let (run, kube, main) = (
+        |v: &str, f: &str, e: &[&str]| api.run(v, f, e),
+        api.kube,
+        MAIN,
+    );
     let calls = || api.calls();
     let reset = || api.reset();
     // One apply per tag at a time: while another run holds the tag's lease, an apply with
@@ -523,7 +561,11 @@ fn one_apply_per_tag_at_a_time(api: &Api) {
     let held = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: kopsrs-gc-shop, namespace: kube-system}\n\
                 spec: {holderIdentity: ci@other-runner pid 7, leaseDurationSeconds: 600, renewTime: \"2099-01-01T00:00:00.000000Z\"}\n";
     let create = kube.kubectl(&["create", "-f", "-"], Some(held));
-    assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+    assert!(
+        create.status.success(),
+        "{}",
+        String::from_utf8_lossy(&create.stderr)
+    );
     reset();
     let out = run("apply", main, &["--gc-tag", "shop"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -534,16 +576,25 @@ fn one_apply_per_tag_at_a_time(api: &Api) {
     );
     let by_call = calls()["by_call"].clone();
     assert!(
-        by_call.as_object().unwrap().keys().all(|k| k.starts_with("get ") || k.starts_with("list ")),
+        by_call
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| k.starts_with("get ") || k.starts_with("list ")),
         "nothing written: {by_call:#}"
     );
-    let gone = kube.kubectl(&["delete", "lease", "kopsrs-gc-shop", "-n", "kube-system"], None);
+    let gone = kube.kubectl(
+        &["delete", "lease", "kopsrs-gc-shop", "-n", "kube-system"],
+        None,
+    );
     assert!(gone.status.success());
     let out = run("apply", main, &["--gc-tag", "shop"]);
     assert!(out.status.success(), "{}", text(&out));
-    let lease = kube.kubectl(&["get", "lease", "kopsrs-gc-shop", "-n", "kube-system"], None);
+    let lease = kube.kubectl(
+        &["get", "lease", "kopsrs-gc-shop", "-n", "kube-system"],
+        None,
+    );
     assert!(!lease.status.success(), "given back after the apply");
-
 }
 
 /// Refusals before anything is written.
@@ -618,12 +669,15 @@ fn bad_configurations_write_nothing(api: &Api) {
         .kubectl(&["get", "namespace", "scratch"], None)
         .status
         .success());
-
 }
 
 /// A definition and its custom resource in one apply; delete in reverse order.
 fn definitions_first_and_delete_in_reverse(api: &Api) {
-    let (run, kube, dir) = (|v: &str, f: &str, e: &[&str]| api.run(v, f, e), api.kube, api.dir);
+    let (run, kube, dir) = (
+        |v: &str, f: &str, e: &[&str]| api.run(v, f, e),
+        api.kube,
+        api.dir,
+    );
     // A custom resource and its definition in one apply: the definition is established first.
     std::fs::write(
         dir.join("widgets.yaml"),
@@ -657,7 +711,8 @@ fn definitions_first_and_delete_in_reverse(api: &Api) {
         printed.trim_end().ends_with("Namespace shop deleted"),
         "{printed}"
     );
-    assert_eq!(printed.matches(" deleted").count(), 7, "{printed}");}
+    assert_eq!(printed.matches(" deleted").count(), 7, "{printed}");
+}
 
 #[test]
 fn show_finds_objects_as_kubecfg_does_and_names_stray_values() {

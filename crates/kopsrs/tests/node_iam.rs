@@ -315,18 +315,36 @@ fn a_worker_gets_a_token_and_a_certificate_for_its_own_name_only() {
         "aws('s3').put_object(Bucket='state', Key='{worker_key}', Body=b'JOIN_TOKEN={id}.ffffffffffffffff')"
     ));
     let log = finish(
-        run(&cp_node, &c.script("eu-west-1a"), "approve-nodes", &c.stubs, &cp_ips),
+        run(
+            &cp_node,
+            &c.script("eu-west-1a"),
+            "approve-nodes",
+            &c.stubs,
+            &cp_ips,
+        ),
         "approve-nodes",
     );
-    assert!(log.contains(&format!("token ID {id} is in use; dropped")), "{log}");
+    assert!(
+        log.contains(&format!("token ID {id} is in use; dropped")),
+        "{log}"
+    );
     c.moto.python(&format!(
         "aws('s3').put_object(Bucket='state', Key='{worker_key}', Body=b'JOIN_TOKEN=' + b'a' * 200000)"
     ));
     let log = finish(
-        run(&cp_node, &c.script("eu-west-1a"), "approve-nodes", &c.stubs, &cp_ips),
+        run(
+            &cp_node,
+            &c.script("eu-west-1a"),
+            "approve-nodes",
+            &c.stubs,
+            &cp_ips,
+        ),
         "approve-nodes",
     );
-    assert!(log.contains("over 1024 bytes, not a request; dropped"), "{log}");
+    assert!(
+        log.contains("over 1024 bytes, not a request; dropped"),
+        "{log}"
+    );
     let curls = std::fs::read_to_string(cp_node.root.join("curl-args.log")).unwrap_or_default();
     assert!(curls.contains("--max-filesize 1024"), "{curls}");
     let secrets = std::fs::read_dir(&cp_node.root)

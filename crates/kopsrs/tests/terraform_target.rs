@@ -143,8 +143,9 @@ fn long_cluster_names_stay_within_aws_limits_as_kops_names_them() {
     let roles = names_of(&tf, "aws_iam_role");
     assert!(
         roles.contains(&"masters.payments-checkout-production-eu-west-1a.platform.-o9alb2".into())
-            && roles
-                .contains(&"nodes.payments-checkout-production-eu-west-1a.platform.k8-u6pc9k".into()),
+            && roles.contains(
+                &"nodes.payments-checkout-production-eu-west-1a.platform.k8-u6pc9k".into()
+            ),
         "{roles:?}"
     );
     assert!(
@@ -209,7 +210,14 @@ fn only_the_data_files_kopsrs_wrote_are_removed() {
     let out = dir.path().join("tf");
     let update = || {
         ok(kopsrs(&state)
-            .args(["update", "cluster", "test.example.com", "--target", "terraform", "--out"])
+            .args([
+                "update",
+                "cluster",
+                "test.example.com",
+                "--target",
+                "terraform",
+                "--out",
+            ])
             .arg(&out)
             .output()
             .unwrap())
@@ -219,7 +227,14 @@ fn only_the_data_files_kopsrs_wrote_are_removed() {
     assert!(user_data.exists());
     std::fs::write(out.join("data/notes.txt"), "ours").unwrap();
     ok(kopsrs(&state)
-        .args(["delete", "ig", "nodes", "--name", "test.example.com", "--yes"])
+        .args([
+            "delete",
+            "ig",
+            "nodes",
+            "--name",
+            "test.example.com",
+            "--yes",
+        ])
         .output()
         .unwrap());
     update();
