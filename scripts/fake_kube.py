@@ -2991,7 +2991,8 @@ def set_pod_condition(st, ctype, status, reason=None, message=None):
 
 
 def make_node(store, name, role, labels, taints, zone, region, instance_type, provider_id,
-              internal_ip, ig=None, unschedulable=False):
+              internal_ip, ig=None, unschedulable=False, version=None):
+    version = version or store.version
     all_labels = {"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux",
                   "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
                   "kubernetes.io/hostname": name}
@@ -3037,7 +3038,7 @@ def make_node(store, name, role, labels, taints, zone, region, instance_type, pr
                              "ephemeral-storage": "64000000Ki"},
                 "allocatable": {"cpu": "2", "memory": "3899956Ki", "pods": "110",
                                 "ephemeral-storage": "58982400Ki"},
-                "nodeInfo": {"kubeletVersion": store.version, "kubeProxyVersion": store.version,
+                "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": version,
                              "architecture": "amd64", "operatingSystem": "linux",
                              "osImage": "Ubuntu 24.04.1 LTS", "kernelVersion": "6.8.0-1016-aws",
                              "containerRuntimeVersion": "containerd://1.7.24",
@@ -3062,6 +3063,7 @@ class NodeSimulator:
         self.cluster = cluster
         self.region = region
         self.deleted_at = {}  # node name -> monotonic time an API delete removed it
+        self.kubelet_versions = {}  # instance ID -> the version its user-data installs
 
     def client(self):
         import boto3
@@ -3084,6 +3086,12 @@ class NodeSimulator:
                         {"Name": "instance-state-name", "Values": ["pending", "running"]}]):
                     for res in page.get("Reservations", []):
                         instances += res.get("Instances", [])
+                # The kubelet an instance runs is the version its user-data installs (read
+                # once per instance, outside the lock).
+                for inst in instances:
+                    if inst["InstanceId"] not in self.kubelet_versions:
+                        self.kubelet_versions[inst["InstanceId"]] = kubelet_version(
+                            ec2, inst["InstanceId"])
                 with self.s.lock:
                     self.sync(instances)
             except Exception as e:  # AWS down or throttled: try again next time
@@ -3144,7 +3152,8 @@ class NodeSimulator:
             az = (inst.get("Placement") or {}).get("AvailabilityZone", "")
             node = make_node(self.s, name, role, labels, taints, az, self.region,
                              inst.get("InstanceType"), f"aws:///{az}/{inst['InstanceId']}",
-                             inst.get("PrivateIpAddress") or "10.0.0.1", ig)
+                             inst.get("PrivateIpAddress") or "10.0.0.1", ig,
+                             version=self.kubelet_versions.get(inst["InstanceId"]))
             if inst.get("PublicIpAddress"):
                 node["status"]["addresses"].append({"type": "ExternalIP",
                                                     "address": inst["PublicIpAddress"]})
@@ -3153,6 +3162,24 @@ class NodeSimulator:
             initial_conditions(node)
             self.api.create(rt, "v1", "", node, {}, None, internal=True)
             self.c.aws_nodes[name] = inst["InstanceId"]
+
+
+def kubelet_version(ec2, instance_id):
+    """The Kubernetes version an instance's user-data installs (KUBERNETES_VERSION=...), as
+    a kubelet reports it (v1.34.1); None when it names none."""
+    try:
+        data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
+        text = base64.b64decode((data.get("UserData") or {}).get("Value") or "").decode(
+            "utf-8", "replace")
+    except Exception:  # gone, or throttled: the default version
+        return None
+    m = re.search(r"^KUBERNETES_VERSION='?v?([0-9][0-9A-Za-z.+-]*)'?$", text, re.M)
+    return f"v{m.group(1)}" if m else None
+
+
+def version_key(version):
+    parts = re.findall(r"\d+", version or "")[:3]
+    return tuple(int(p) for p in parts)
 
 
 def initial_conditions(node):
@@ -3366,9 +3393,20 @@ class Server:
     def discovery(self, path):
         s = self.store
         if path == "/version":
-            v = self.args.kubernetes_version.lstrip("v").split(".")
+            # Behind the API load balancer any API server answers: the oldest control
+            # plane's (each runs the API server of its kubelet's version), else the default.
+            git = self.args.kubernetes_version
+            with s.lock:
+                control = [(n.get("status") or {}).get("nodeInfo", {}).get("kubeletVersion")
+                           for n in s.items(s.types[("", "nodes")].key)
+                           if "node-role.kubernetes.io/control-plane"
+                           in (n["metadata"].get("labels") or {})]
+            control = [v for v in control if v]
+            if control:
+                git = min(control, key=version_key)
+            v = git.lstrip("v").split(".")
             return 200, {"major": v[0], "minor": v[1], "emulationMajor": v[0],
-                         "emulationMinor": v[1], "gitVersion": self.args.kubernetes_version,
+                         "emulationMinor": v[1], "gitVersion": git,
                          "gitCommit": "0000000000000000000000000000000000000000",
                          "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
                          "goVersion": "go1.23.4", "compiler": "gc", "platform": "linux/amd64"}

@@ -28,6 +28,9 @@ pub struct PlanDocument {
     pub changes: Vec<ChangeDocument>,
     /// What is left in place although nothing desired matches it.
     pub left: Vec<LeftDocument>,
+    /// Changes found and held back by this run, with the reason.
+    #[serde(default)]
+    pub held: Vec<HeldDocument>,
     /// Addon channel changes.
     pub addons: Vec<AddonDocument>,
 }
@@ -98,6 +101,19 @@ pub struct LeftDocument {
     pub id: String,
 }
 
+/// A change held back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldDocument {
+    /// The resource's address.
+    pub address: String,
+    /// What would happen to it.
+    pub action: Action,
+    /// The cloud ID (none for a creation).
+    pub id: Option<String>,
+    /// Why it waits, as the text plan says it.
+    pub reason: String,
+}
+
 /// An addon channel change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddonDocument {
@@ -166,6 +182,16 @@ impl Plan {
                     id: l.id.clone(),
                 })
                 .collect(),
+            held: self
+                .held
+                .iter()
+                .map(|h| HeldDocument {
+                    address: h.change.address.to_string(),
+                    action: h.change.action,
+                    id: h.change.id.clone(),
+                    reason: h.hold.to_string(),
+                })
+                .collect(),
             addons: self
                 .addons
                 .iter()
@@ -218,6 +244,12 @@ impl Plan {
         for left in &self.left {
             field(&left.kind);
             field(&left.id);
+        }
+        field("\0held");
+        for held in &self.held {
+            field(&held.change.address.to_string());
+            field(held.change.action.as_str());
+            field(&held.hold.to_string());
         }
         field("\0known");
         for (address, attrs) in &self.known {

@@ -7,15 +7,17 @@ mod document;
 mod exec;
 mod plan;
 pub mod rolling;
+pub mod skew;
 
 pub use document::{
-    AddonDocument, ChangeDocument, Counts, FieldDocument, Fingerprint, LeftDocument, PlanDocument,
-    FORMAT_VERSION,
+    AddonDocument, ChangeDocument, Counts, FieldDocument, Fingerprint, HeldDocument, LeftDocument,
+    PlanDocument, FORMAT_VERSION,
 };
 pub use exec::{
     critical_path, critical_path_time, critical_path_weighted, execute, Event, ExecError,
     ExecOptions, Retryable, Summary, Task, TimedOut,
 };
 pub use plan::{
-    diff, sensitive, Action, AddonChange, Change, FieldChange, Left, Observed, Plan, Schema,
+    diff, sensitive, Action, AddonChange, Change, FieldChange, Held, Hold, Left, Observed, Plan,
+    Schema,
 };

@@ -129,6 +129,47 @@ pub struct AddonChange {
     pub integrity: Option<String>,
 }
 
+/// Why a change the plan found is held back rather than applied now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// A deletion of something running instances may still use (a load balancer, a target
+    /// group, a security group): done once the roll has moved every instance off it
+    /// (`update cluster --prune`, the last step of `reconcile cluster`).
+    AfterRoll,
+    /// A change of an instance group whose role the run does not touch
+    /// (`update cluster --instance-group-roles`).
+    OtherRole {
+        /// The instance group.
+        group: String,
+        /// Its role, as kops spells it.
+        role: String,
+    },
+    /// A change that needs another held change first.
+    Needs(Address),
+}
+
+impl fmt::Display for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hold::AfterRoll => write!(f, "deleted after the roll (`update cluster --prune`)"),
+            Hold::OtherRole { group, role } => write!(
+                f,
+                "instance group {group} ({role}) is not of the roles updated now"
+            ),
+            Hold::Needs(address) => write!(f, "needs {address}, held back"),
+        }
+    }
+}
+
+/// A change found and not applied now, with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    /// The change, as it would be applied.
+    pub change: Change,
+    /// Why it waits.
+    pub hold: Hold,
+}
+
 /// Everything an update would change, as a value: printing, JSON and apply all read it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
@@ -136,6 +177,8 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// What the plan leaves in place although nothing desired matches it.
     pub left: Vec<Left>,
+    /// Changes found and held back (not applied by this run), with the reason.
+    pub held: Vec<Held>,
     /// Addon changes (none when the target publishes no addons).
     pub addons: Vec<AddonChange>,
     /// Attributes of what exists (IDs, ARNs, names) by address, for the references of
@@ -153,6 +196,52 @@ impl Plan {
     /// Whether no resource changes (addon changes are published by any `--yes`).
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// Moves the changes `hold` picks out of the plan into [`Plan::held`], with every change
+    /// that refers to one of them (transitively): what is applied never waits on what is not.
+    pub fn hold(&mut self, hold: impl Fn(&Change) -> Option<Hold>) {
+        let (mut held, mut kept): (Vec<Change>, Vec<Change>) = (Vec::new(), Vec::new());
+        let mut reasons = Vec::new();
+        for change in std::mem::take(&mut self.changes) {
+            match hold(&change) {
+                Some(reason) => {
+                    reasons.push(reason);
+                    held.push(change);
+                }
+                None => kept.push(change),
+            }
+        }
+        loop {
+            let before = held.len();
+            let waiting: BTreeSet<Address> = held.iter().map(|c| c.address.clone()).collect();
+            let mut still = Vec::new();
+            for change in kept {
+                let needs = change.desired.as_ref().and_then(|d| {
+                    d.dependencies()
+                        .into_iter()
+                        .find(|a| waiting.contains(*a))
+                        .cloned()
+                });
+                match needs {
+                    Some(address) => {
+                        reasons.push(Hold::Needs(address));
+                        held.push(change);
+                    }
+                    None => still.push(change),
+                }
+            }
+            kept = still;
+            if held.len() == before {
+                break;
+            }
+        }
+        self.changes = kept;
+        self.held.extend(
+            held.into_iter()
+                .zip(reasons)
+                .map(|(change, hold)| Held { change, hold }),
+        );
     }
 
     /// How many changes do `action`.
@@ -424,7 +513,10 @@ impl fmt::Display for Plan {
     /// Terraform's layout: one block per resource, `+` / `~` / `-/+` / `-`, then a summary.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.changes.is_empty() {
-            writeln!(f, "No changes. The cloud matches the cluster spec.")?;
+            match self.held.is_empty() {
+                true => writeln!(f, "No changes. The cloud matches the cluster spec.")?,
+                false => writeln!(f, "No changes to apply now.")?,
+            }
             return self.fmt_left(f);
         }
         for change in &self.changes {
@@ -535,6 +627,22 @@ impl fmt::Display for Plan {
 impl Plan {
     /// What follows the resource changes: addon changes, then what is left in place.
     fn fmt_left(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.held.is_empty() {
+            writeln!(
+                f,
+                "\nHeld back: {} change(s) not applied by this run:",
+                self.held.len()
+            )?;
+            for held in &self.held {
+                writeln!(
+                    f,
+                    "  {} {}: {}",
+                    symbol(held.change.action),
+                    held.change.address,
+                    held.hold
+                )?;
+            }
+        }
         if !self.addons.is_empty() {
             writeln!(
                 f,

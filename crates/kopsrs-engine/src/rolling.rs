@@ -463,6 +463,9 @@ pub trait ClusterNodes {
     /// The control-plane Nodes and the instance each names.
     async fn control_plane_nodes(&self) -> Result<Vec<(String, Option<String>)>, Self::Error>;
 
+    /// The API server's version and every Node's kubelet version.
+    async fn versions(&self) -> Result<crate::skew::Versions, Self::Error>;
+
     /// Every Node and pod, as validation reads them (one list each).
     async fn snapshot(
         &self,

@@ -303,4 +303,42 @@ impl kopsrs_engine::rolling::ClusterNodes for Kube {
     async fn snapshot(&self) -> Result<(Vec<validation::Node>, Vec<validation::Pod>), KubeError> {
         Kube::snapshot(self).await
     }
+
+    async fn versions(&self) -> Result<kopsrs_engine::skew::Versions, KubeError> {
+        Kube::versions(self).await
+    }
+}
+
+impl Kube {
+    /// The answering API server's version (`/version`) and every Node's kubelet version
+    /// (`status.nodeInfo`): one request each.
+    pub async fn versions(&self) -> Result<kopsrs_engine::skew::Versions, KubeError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let every = ListParams::default();
+        let (server, nodes) = tokio::join!(self.client.apiserver_version(), api.list(&every));
+        let server = server.map_err(|e| self.failed("reading the API server's version", e))?;
+        let nodes = nodes.map_err(|e| self.failed("listing Nodes", e))?;
+        Ok(kopsrs_engine::skew::Versions {
+            api_server: server.git_version,
+            kubelets: nodes
+                .items
+                .iter()
+                .filter_map(|n| {
+                    let seen = node(n);
+                    let version = n
+                        .status
+                        .as_ref()?
+                        .node_info
+                        .as_ref()?
+                        .kubelet_version
+                        .clone();
+                    Some(kopsrs_engine::skew::Kubelet {
+                        control_plane: seen.role == "control-plane",
+                        node: seen.name,
+                        version,
+                    })
+                })
+                .collect(),
+        })
+    }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Builder<'a> {
     existing: Vec<Existing>,
     /// The SSH key pair, once added; launch templates refer to it.
     pub key_pair: Option<Address>,
+    /// The instance group of each per-group resource.
+    pub group_of: BTreeMap<Address, String>,
 }
 
 pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ModelError {
@@ -77,6 +79,7 @@ impl<'a> Builder<'a> {
             outputs: BTreeMap::new(),
             existing: Vec::new(),
             key_pair: None,
+            group_of: BTreeMap::new(),
         })
     }
 
@@ -110,6 +113,7 @@ impl<'a> Builder<'a> {
                 .collect(),
             outputs: self.outputs,
             existing: self.existing,
+            instance_groups: self.group_of,
         })
     }
 

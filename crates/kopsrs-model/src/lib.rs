@@ -55,6 +55,9 @@ pub struct DesiredSet {
     pub outputs: BTreeMap<String, Value>,
     /// Resources made outside the cluster that it uses: checked, never changed.
     pub existing: Vec<Existing>,
+    /// The instance group each per-group resource (launch template, auto scaling group,
+    /// lifecycle hook) belongs to, by address.
+    pub instance_groups: BTreeMap<Address, String>,
 }
 
 impl DesiredSet {

@@ -606,7 +606,10 @@ impl<'a> Builder<'a> {
         let lt_addr = self.add("aws_launch_template", &object, lt);
         let asg = self.autoscaling_group(group, role, &object, &subnets, &tags, &lt_addr)?;
         let asg_addr = self.add("aws_autoscaling_group", &object, asg);
-        self.lifecycle_hooks(group, role, &asg_addr);
+        let hooks = self.lifecycle_hooks(group, role, &asg_addr);
+        for address in [lt_addr, asg_addr].into_iter().chain(hooks) {
+            self.group_of.insert(address, group.metadata.name.clone());
+        }
         Ok(())
     }
 
@@ -800,10 +803,16 @@ impl<'a> Builder<'a> {
 
     /// The auto scaling group's lifecycle hooks: the termination handler's when its queue is
     /// enabled, and `kops-warmpool` when the warm pool asks for one.
-    fn lifecycle_hooks(&mut self, group: &InstanceGroup, role: Role, asg_addr: &Address) {
+    fn lifecycle_hooks(
+        &mut self,
+        group: &InstanceGroup,
+        role: Role,
+        asg_addr: &Address,
+    ) -> Vec<Address> {
+        let mut hooks = Vec::new();
         if self.nth_queue_enabled() {
             let hook = format!("{}-NTHLifecycleHook", group.metadata.name);
-            self.add(
+            hooks.push(self.add(
                 "aws_autoscaling_lifecycle_hook",
                 &hook,
                 attrs! {
@@ -813,13 +822,13 @@ impl<'a> Builder<'a> {
                     "lifecycle_transition" => "autoscaling:EC2_INSTANCE_TERMINATING",
                     "name" => hook.clone(),
                 },
-            );
+            ));
         }
         if let Some(pool) = &self.group_warm_pool(group, role) {
             if pool.enable_lifecycle_hook == Some(true) {
                 // The hook is named `kops-warmpool` in every group, as kops names it, so
                 // instances complete it under the name they look for.
-                self.add(
+                hooks.push(self.add(
                     "aws_autoscaling_lifecycle_hook",
                     &format!("kops-warmpool-{}", group.metadata.name),
                     attrs! {
@@ -829,9 +838,10 @@ impl<'a> Builder<'a> {
                         "lifecycle_transition" => "autoscaling:EC2_INSTANCE_LAUNCHING",
                         "name" => "kops-warmpool",
                     },
-                );
+                ));
             }
         }
+        hooks
     }
 
     pub(crate) fn cluster_outputs(&mut self) {

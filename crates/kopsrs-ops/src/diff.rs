@@ -177,7 +177,15 @@ pub async fn diff_cluster(
     };
     let prepared = crate::cluster::prepare(&store, &name, session, true).await?;
     let aws = crate::cluster::aws(session, &prepared.set.region).await;
-    let (plan, _) = crate::update::plan(session, &aws, &store, &prepared, pins).await?;
+    let (plan, _) = crate::update::plan(
+        session,
+        &aws,
+        &store,
+        &prepared,
+        pins,
+        &crate::update::Scope::default(),
+    )
+    .await?;
     let count = |a: Action| plan.count(a);
     let cloud = CloudChanges {
         create: count(Action::Create),

@@ -23,6 +23,7 @@ pub mod manifests;
 pub mod network;
 pub mod pki;
 pub mod problems;
+pub mod reconcile;
 pub mod replace;
 pub mod reporter;
 pub mod rolling;

@@ -149,6 +149,7 @@ pub async fn prepare(
         name,
         specs,
         cluster_rolling: prepared.cluster.spec.rolling_update.clone(),
+        kubernetes_version: prepared.cluster.spec.kubernetes_version.clone(),
         settings: session.settings.clone(),
         reporter: session.reporter.clone(),
     };
@@ -159,7 +160,7 @@ pub async fn prepare(
 }
 
 /// `--instance-group-roles`, in kops's spellings (case does not matter).
-fn parse_roles(values: &[String]) -> Result<Vec<Role>> {
+pub fn parse_roles(values: &[String]) -> Result<Vec<Role>> {
     values
         .iter()
         .map(|v| {
@@ -215,6 +216,8 @@ pub struct Context {
     pub specs: BTreeMap<String, (Role, Option<RollingUpdate>)>,
     /// The Cluster's `spec.rollingUpdate`.
     pub cluster_rolling: Option<RollingUpdate>,
+    /// `spec.kubernetesVersion`: what the replacements run (the skew policy's target).
+    pub kubernetes_version: Option<String>,
     /// The settings (for the hints of cloud errors).
     pub settings: crate::Settings,
     /// Where progress goes.
@@ -299,6 +302,12 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .collect();
         self.order = selected.iter().map(|g| g.name.clone()).collect();
         Ok(())
+    }
+
+    /// For a caller that holds the cluster lock already ([`crate::reconcile`]): the run
+    /// takes none.
+    pub(crate) fn under_held_lock(&mut self) {
+        self.store = None;
     }
 
     /// The selected groups' state before the roll, in the order they go.
@@ -493,6 +502,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .get(name)
             .copied()
             .ok_or_else(|| no_group(name))?;
+        self.check_skew(&group).await?;
         self.say(format!(
             "group {name}: {} instance(s) to replace, {} surged and {} unavailable at most at once",
             initial.len(),
@@ -573,6 +583,33 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         }
         self.say(format!("group {name}: every instance is current"));
         Ok(())
+    }
+
+    /// Before a group's first replacement: its new instances must keep the version skew
+    /// policy with what runs now ([`kopsrs_engine::skew::check`]), whatever the flags say.
+    /// Without the API (`--cloudonly`) the versions cannot be read: said, not checked.
+    async fn check_skew(&self, group: &Group) -> Result<()> {
+        let Some(target) = self.cx.kubernetes_version.as_deref() else {
+            return Ok(());
+        };
+        if group.role == Role::Bastion {
+            return Ok(());
+        }
+        let Some(kube) = &self.nodes else {
+            self.cx.reporter.warn(
+                &format!("group {}: --cloudonly: the version skew between its new instances ({target}) and the API servers cannot be checked", group.name),
+                Some("roll control planes before nodes when the Kubernetes version changes"),
+            );
+            return Ok(());
+        };
+        let now = kube.versions().await.map_err(|e| self.kube_problem(&e))?;
+        kopsrs_engine::skew::check(target, &now, group.role, &group.name).map_err(|skew| {
+            Problems::one(
+                format!("{}; nothing was changed in this group", skew.message),
+                skew.hint,
+            )
+            .into()
+        })
     }
 
     /// Without the API (`--cloudonly`) nothing shows whether etcd has its members back, so

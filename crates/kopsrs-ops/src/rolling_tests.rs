@@ -48,6 +48,8 @@ struct World {
     stale_control_planes: Vec<String>,
     /// The API is another cluster's: its Nodes run on instances none of these groups has.
     foreign_api: bool,
+    /// The Kubernetes version instances of a launch-template version run (else v1.31.0).
+    kubernetes: BTreeMap<String, String>,
 }
 
 impl World {
@@ -215,6 +217,34 @@ impl ClusterNodes for Nodes {
         Ok(live.chain(stale).collect())
     }
 
+    async fn versions(&self) -> Result<kopsrs_engine::skew::Versions, Fake> {
+        let w = self.0.lock().unwrap();
+        let mut versions = kopsrs_engine::skew::Versions::default();
+        for group in &w.groups {
+            for i in &group.instances {
+                if w.deleted.contains(&node_name(&i.id)) {
+                    continue;
+                }
+                let template = i.template_version.clone().unwrap_or_default();
+                let version = w.kubernetes.get(&template).cloned();
+                versions.kubelets.push(kopsrs_engine::skew::Kubelet {
+                    node: node_name(&i.id),
+                    control_plane: group.role == "control-plane",
+                    version: version.unwrap_or_else(|| "v1.31.0".into()),
+                });
+            }
+        }
+        // The API answers from the oldest control plane.
+        versions.api_server = versions
+            .kubelets
+            .iter()
+            .filter(|k| k.control_plane)
+            .map(|k| k.version.clone())
+            .min_by_key(|v| kopsrs_engine::skew::minor(v))
+            .unwrap_or_else(|| "v1.31.0".into());
+        Ok(versions)
+    }
+
     async fn snapshot(&self) -> Result<(Vec<validation::Node>, Vec<validation::Pod>), Fake> {
         let w = self.0.lock().unwrap();
         let mut nodes = Vec::new();
@@ -321,12 +351,15 @@ async fn harness_with(world: World, options: RollOptions, api: bool) -> anyhow::
             (g.instance_group.clone(), (role, None))
         })
         .collect();
+    // The spec's version is what the groups' current template (2) runs.
+    let kubernetes_version = world.kubernetes.get("2").cloned();
     let world = Arc::new(Mutex::new(world));
     let reporter = Arc::new(Recorded::default());
     let cx = Context {
         name: "c.example.com".into(),
         specs,
         cluster_rolling: None,
+        kubernetes_version,
         settings: crate::Settings::default(),
         reporter: reporter.clone(),
     };
@@ -707,6 +740,7 @@ async fn both_amounts_zero_is_refused_before_anything_changes() {
         name: "c.example.com".into(),
         specs: [("nodes".to_string(), (Role::Node, Some(specs_zero)))].into(),
         cluster_rolling: None,
+        kubernetes_version: None,
         settings: crate::Settings::default(),
         reporter: Arc::new(Recorded::default()),
     };
@@ -714,4 +748,81 @@ async fn both_amounts_zero_is_refused_before_anything_changes() {
     let e = roll.plan(&[]).await.unwrap_err();
     assert!(problems(&e).contains("maxSurge and maxUnavailable are both 0"));
     assert!(world.lock().unwrap().log.is_empty());
+}
+
+/// An upgrade from 1.31 to 1.32: template 1 runs 1.31, template 2 (current) 1.32.
+fn upgrading(groups: Vec<RollingGroup>) -> World {
+    World {
+        groups,
+        kubernetes: [
+            ("1".to_string(), "v1.31.4".to_string()),
+            ("2".to_string(), "v1.32.1".to_string()),
+        ]
+        .into(),
+        ..World::default()
+    }
+}
+
+#[tokio::test]
+async fn nodes_are_not_rolled_ahead_of_the_control_plane_whatever_the_flags() {
+    for validate_count in [1, 0] {
+        let world = upgrading(vec![
+            group("nodes", "node", 2),
+            group("control-plane-a", "control-plane", 1),
+        ]);
+        let options = RollOptions {
+            instance_groups: vec!["nodes".into()],
+            validate_count,
+            fail_on_validate_error: false,
+            ..fast()
+        };
+        let h = harness(world, options).await.unwrap();
+        let e = h.roll.run().await.unwrap_err();
+        let text = problems(&e);
+        assert!(
+            text.contains("newer than the API servers (1.31)")
+                && text.contains("reconcile cluster"),
+            "{text}"
+        );
+        assert!(h.log().is_empty(), "nothing may change: {:?}", h.log());
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_rolls_the_control_plane_then_the_nodes() {
+    let world = upgrading(vec![
+        group("nodes", "node", 2),
+        group("control-plane-a", "control-plane", 1),
+    ]);
+    let h = harness(world, fast()).await.unwrap();
+    h.roll.run().await.unwrap();
+    assert!(h.current());
+    let log = h.log();
+    let first_node = log.iter().position(|l| l.contains("nodes")).unwrap();
+    let last_control = log
+        .iter()
+        .rposition(|l| l.contains("control-plane"))
+        .unwrap();
+    assert!(last_control < first_node, "{log:?}");
+}
+
+#[tokio::test]
+async fn a_control_plane_upgrade_that_skips_a_minor_version_is_refused() {
+    let mut world = upgrading(vec![group("control-plane-a", "control-plane", 1)]);
+    world.kubernetes.insert("2".into(), "v1.33.0".into());
+    let h = harness(
+        world,
+        RollOptions {
+            validate_count: 0,
+            ..fast()
+        },
+    )
+    .await
+    .unwrap();
+    let text = problems(&h.roll.run().await.unwrap_err());
+    assert!(
+        text.contains("one minor version at a time") && text.contains("1.32 first"),
+        "{text}"
+    );
+    assert!(h.log().is_empty(), "{:?}", h.log());
 }

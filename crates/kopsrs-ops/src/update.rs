@@ -29,6 +29,86 @@ pub struct DirectOptions {
     /// Apply this saved plan (`--plan FILE`) and nothing else: refused, nothing changed,
     /// when the plan made now is not the same (the spec or the cloud moved since).
     pub saved: Option<PlanDocument>,
+    /// What this run changes: every role's groups or some, deferred deletions or not.
+    pub scope: Scope,
+}
+
+/// What one update changes of the plan it finds; the rest is held back
+/// ([`kopsrs_engine::Plan::held`]) and shown as such.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Only the instance groups of these roles (`--instance-group-roles`; empty: all).
+    /// Changes of other groups' launch templates, auto scaling groups and hooks wait.
+    pub roles: Vec<kopsrs_api::Role>,
+    /// Also delete what running instances may still use (a load balancer, a target
+    /// group, a security group the spec no longer has): `--prune`, after a roll.
+    pub prune: bool,
+}
+
+/// Kinds whose deletion waits for `--prune`: instances launched before the change may still
+/// use them until the roll replaces them.
+const AFTER_ROLL: [&str; 4] = [
+    "aws_lb",
+    "aws_lb_listener",
+    "aws_lb_target_group",
+    "aws_security_group",
+];
+
+/// Holds back what `scope` leaves out of this run (see [`Scope`]).
+pub fn hold(plan: &mut Plan, prepared: &Prepared, scope: &Scope) {
+    let roles: std::collections::BTreeMap<&str, kopsrs_api::Role> = prepared
+        .groups
+        .iter()
+        .filter_map(|g| Some((g.metadata.name.as_str(), g.role()?)))
+        .collect();
+    // A security group kept for the roll keeps its rules too.
+    let kept_groups: std::collections::BTreeSet<String> = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            !scope.prune
+                && c.action == kopsrs_engine::Action::Delete
+                && c.address.kind == "aws_security_group"
+        })
+        .filter_map(|c| c.id.clone())
+        .collect();
+    let group_kinds = [
+        "aws_launch_template",
+        "aws_autoscaling_group",
+        "aws_autoscaling_lifecycle_hook",
+    ];
+    plan.hold(|change| {
+        use kopsrs_engine::{Action, Hold};
+        if change.action == Action::Delete && !scope.prune {
+            let kind = change.address.kind.as_str();
+            let rule_of_kept = kind == "aws_security_group_rule"
+                && change
+                    .found
+                    .get("security_group_id")
+                    .is_some_and(|sg| kept_groups.contains(sg));
+            if AFTER_ROLL.contains(&kind) || rule_of_kept {
+                return Some(Hold::AfterRoll);
+            }
+        }
+        if scope.roles.is_empty() {
+            return None;
+        }
+        match prepared.set.instance_groups.get(&change.address) {
+            Some(group) => {
+                let role = roles.get(group.as_str()).copied()?;
+                (!scope.roles.contains(&role)).then(|| Hold::OtherRole {
+                    group: group.clone(),
+                    role: role.as_str().to_string(),
+                })
+            }
+            // A group the spec no longer has: removed with the full update.
+            None if group_kinds.contains(&change.address.kind.as_str()) => Some(Hold::OtherRole {
+                group: change.address.name.clone(),
+                role: "no longer in the spec".into(),
+            }),
+            None => None,
+        }
+    });
 }
 
 /// What an update did: its plan, and what applying it took (none for a dry run).
@@ -98,6 +178,7 @@ pub async fn plan(
     store: &StateStore,
     prepared: &Prepared,
     pins: crate::addons::PinOptions,
+    scope: &Scope,
 ) -> Result<(Plan, crate::addons::Resolved)> {
     let name = &prepared.cluster.metadata.name;
     let addons = crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await?;
@@ -120,6 +201,7 @@ pub async fn plan(
                 ),
             })?;
     plan.addons = addons.changes.clone();
+    hold(&mut plan, prepared, scope);
     warn_unpinned(session, &plan.addons);
     let spec = encode_documents(
         &std::iter::once(Document::Cluster(Box::new(prepared.cluster.clone())))
@@ -136,6 +218,67 @@ pub async fn plan(
     );
     plan.fingerprint = Some(plan.fingerprint_of(spec.as_bytes()));
     Ok((plan, addons))
+}
+
+/// The Kubernetes version the last update applied (the completed spec it stored).
+pub async fn applied_version(store: &StateStore, name: &str) -> Result<Option<String>> {
+    let key = format!("{name}/{}", layout::COMPLETED);
+    let Some(stored) = store.get(&key).await? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&stored.value).into_owned();
+    let version = kopsrs_api::decode_documents(&text, &key)
+        .ok()
+        .into_iter()
+        .flatten()
+        .find_map(|d| match d {
+            Document::Cluster(c) => c.spec.kubernetes_version.clone(),
+            _ => None,
+        });
+    Ok(version)
+}
+
+/// `update --yes` that moves `spec.kubernetesVersion` and launches node templates of the new
+/// version at once: new nodes (a replacement, an autoscaler's) would run kubelets newer than
+/// the API servers until the control plane is rolled. Said, with the way that cannot.
+async fn warn_version_change(
+    session: &Session,
+    store: &StateStore,
+    prepared: &Prepared,
+    plan: &Plan,
+) -> Result<()> {
+    let name = &prepared.cluster.metadata.name;
+    let wanted = prepared.cluster.spec.kubernetes_version.clone();
+    let applied = applied_version(store, name).await?;
+    let (Some(wanted), Some(applied)) = (wanted, applied) else {
+        return Ok(());
+    };
+    if wanted.trim_start_matches('v') == applied.trim_start_matches('v') {
+        return Ok(());
+    }
+    let node_templates = plan.changes.iter().any(|c| {
+        c.address.kind == "aws_launch_template"
+            && prepared
+                .set
+                .instance_groups
+                .get(&c.address)
+                .and_then(|g| prepared.groups.iter().find(|ig| &ig.metadata.name == g))
+                .and_then(|g| g.role())
+                .is_some_and(|r| {
+                    !matches!(
+                        r,
+                        kopsrs_api::Role::ControlPlane | kopsrs_api::Role::ApiServer
+                    )
+                })
+    });
+    // Held-back node templates (`--instance-group-roles control-plane`) are not in the plan.
+    if node_templates {
+        session.reporter.warn(
+            &format!("spec.kubernetesVersion moves from {applied} to {wanted}: from now on, new nodes (a replacement, an autoscaler's) start kubelet {wanted} while the API servers still run {applied}, which the version skew policy forbids"),
+            Some(&format!("upgrade in order with `kopsrs reconcile cluster {name} --yes` (control plane first, then the nodes), or `update cluster --instance-group-roles control-plane,apiserver --yes` first")),
+        );
+    }
+    Ok(())
 }
 
 /// Addons published without a pin are trusted on first use by a control plane: said as a
@@ -263,7 +406,7 @@ fn same_as_saved(name: &str, now: &Plan, saved: &PlanDocument) -> Result<()> {
     .into())
 }
 
-async fn plan_and_apply(
+pub(crate) async fn plan_and_apply(
     session: &Session,
     aws: &Aws,
     store: &StateStore,
@@ -271,9 +414,12 @@ async fn plan_and_apply(
     options: &DirectOptions,
 ) -> Result<UpdateReport> {
     let name = &prepared.cluster.metadata.name;
-    let (plan, addons) = plan(session, aws, store, prepared, options.pins).await?;
+    let (plan, addons) = plan(session, aws, store, prepared, options.pins, &options.scope).await?;
     if let Some(saved) = &options.saved {
         same_as_saved(name, &plan, saved)?;
+    }
+    if options.yes {
+        warn_version_change(session, store, prepared, &plan).await?;
     }
     session.reporter.planned(name, &plan, options.yes);
     if !options.yes {

@@ -85,6 +85,9 @@ pub enum Command {
     /// Replace the instances that run an old launch template, group by group.
     #[command(subcommand)]
     RollingUpdate(RollingUpdateCommand),
+    /// Update and roll a cluster in the order upgrades need.
+    #[command(subcommand)]
+    Reconcile(ReconcileCommand),
     /// Check that a cluster's instances have joined and its nodes and system pods are healthy.
     #[command(subcommand)]
     Validate(ValidateCommand),
@@ -294,6 +297,14 @@ pub struct RollingUpdateClusterArgs {
     /// bastion.
     #[arg(long, value_delimiter = ',', value_name = "ROLE")]
     pub instance_group_roles: Vec<String>,
+    #[command(flatten)]
+    pub roll: RollFlags,
+}
+
+/// How instances are replaced: the flags `rolling-update cluster` and `reconcile cluster`
+/// share.
+#[derive(Args, Debug, Clone)]
+pub struct RollFlags {
     /// How long a Node's pods may take to leave it.
     #[arg(long, default_value = "15m", value_parser = duration, value_name = "DURATION")]
     pub drain_timeout: std::time::Duration,
@@ -325,6 +336,43 @@ pub struct RollingUpdateClusterArgs {
     /// named after the cluster is used.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReconcileCommand {
+    /// Update and roll the cluster in the order the version skew policy needs: the control
+    /// plane's cloud changes, its roll, the other groups' cloud changes, their roll, then the
+    /// deletions kept for the roll. The way to apply `upgrade cluster`. Without --yes, print
+    /// the plan of each step. Run it again after an interruption: it resumes.
+    #[command(
+        after_help = "Examples:\n  kopsrs upgrade cluster dev.example.com --yes\n  kopsrs reconcile cluster dev.example.com\n  kopsrs reconcile cluster dev.example.com --yes"
+    )]
+    Cluster(ReconcileClusterArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReconcileClusterArgs {
+    /// The cluster (or --name).
+    pub cluster: Option<String>,
+    /// Change the cloud and replace instances (otherwise only print each step's plan).
+    #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub yes: bool,
+    /// How many AWS changes run at once.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub concurrency: u16,
+    /// After the control plane's update, export a kubeconfig for the cluster.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
+    pub create_kube_config: bool,
+    #[command(flatten)]
+    pub pins: AddonPinArgs,
+    /// Skip the network checks for a cluster in an existing VPC (`validate network`).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub skip_network_checks: bool,
+    /// How long the Kubernetes API may take to answer before the control plane's roll.
+    #[arg(long, default_value = "10m", value_parser = duration, value_name = "DURATION")]
+    pub api_wait: std::time::Duration,
+    #[command(flatten)]
+    pub roll: RollFlags,
 }
 
 #[derive(Subcommand, Debug)]
@@ -968,6 +1016,14 @@ pub struct UpdateClusterArgs {
     /// changed, when the spec or the cloud moved since it was made.
     #[arg(long, value_name = "FILE", requires = "yes")]
     pub plan: Option<PathBuf>,
+    /// Only the instance groups of these roles: control-plane (or master), apiserver, node,
+    /// bastion; the other groups' changes are held back and shown as such.
+    #[arg(long, value_delimiter = ',', value_name = "ROLE")]
+    pub instance_group_roles: Vec<String>,
+    /// Also delete what running instances may still use (load balancers, target groups,
+    /// security groups the spec no longer has): after the roll that moved them off it.
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub prune: bool,
 }
 
 /// How `update cluster` pins the addons nodes apply (docs/security.md, "Addons").

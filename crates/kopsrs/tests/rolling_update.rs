@@ -43,8 +43,15 @@ struct Rig {
 impl Rig {
     /// A cluster at Kubernetes 1.33.0 applied to moto, its Nodes in the fake, then
     /// `upgrade cluster --yes` and `update cluster --yes`: every instance runs an old
-    /// launch-template version.
+    /// launch-template version, and the new one a newer Kubernetes.
     fn upgraded(name: &str, create: &[&str]) -> Rig {
+        Rig::outdated(name, create, true)
+    }
+
+    /// As [`Rig::upgraded`], with a change of the instances' tags instead of an upgrade
+    /// (`upgrade: false`): a new launch-template version at the same Kubernetes version, so
+    /// any group may roll first.
+    fn outdated(name: &str, create: &[&str], upgrade: bool) -> Rig {
         let moto = Moto::start();
         moto.create_bucket("state");
         moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
@@ -81,7 +88,16 @@ impl Rig {
             .args(["--kubernetes-version", "1.33.0", "--image", IMAGE])
             .args(create));
         r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
-        r.ok(r.kopsrs().args(["upgrade", "cluster", name, "--yes"]));
+        match upgrade {
+            true => r.ok(r.kopsrs().args(["upgrade", "cluster", name, "--yes"])),
+            false => r.ok(r.kopsrs().args([
+                "edit",
+                "cluster",
+                name,
+                "--set",
+                "spec.cloudLabels=rollout=2",
+            ])),
+        };
         r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
         // Every instance joined and Ready before a test starts.
         r.ok(r
@@ -345,9 +361,10 @@ fn an_upgrade_rolls_control_planes_first_and_keeps_the_budget() {
 
 #[test]
 fn surge_and_unavailable_keep_the_capacity_they_promise() {
-    let rig = Rig::upgraded(
+    let rig = Rig::outdated(
         "surge.example.com",
         &["--zones", "eu-west-1a", "--node-count", "4"],
+        false,
     );
     rig.ok(rig
         .kopsrs()
@@ -429,9 +446,10 @@ fn surge_and_unavailable_keep_the_capacity_they_promise() {
 
 #[test]
 fn a_killed_roll_resumes_and_a_failed_validation_or_drain_stops_it() {
-    let rig = Rig::upgraded(
+    let rig = Rig::outdated(
         "resume.example.com",
         &["--zones", "eu-west-1a", "--node-count", "2"],
+        false,
     );
     rig.workload(2, 1);
 

@@ -128,6 +128,7 @@ async fn create_cluster_command(global: &Session, args: CreateClusterArgs) -> Re
             pins: args.pins.options(),
             network_checks: true,
             saved: None,
+            scope: Default::default(),
         };
         let report = kopsrs_ops::update::update_direct(global, &name, &options).await?;
         crate::render::update_report(&name, &report);

@@ -9,6 +9,7 @@ pub(crate) mod jsonnet;
 pub(crate) mod manifests;
 pub(crate) mod network;
 pub(crate) mod pki;
+mod reconcile;
 mod replace;
 mod rolling_update;
 mod toolbox;
@@ -70,6 +71,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::RollingUpdate(crate::cli::RollingUpdateCommand::Cluster(args)) => {
             rolling_update::run(&global, args).await
         }
+        Command::Reconcile(crate::cli::ReconcileCommand::Cluster(args)) => {
+            reconcile::run(&global, args).await
+        }
         Command::Validate(crate::cli::ValidateCommand::Cluster(args)) => {
             validate::run(&global, args).await
         }
@@ -100,11 +104,6 @@ fn unsupported(argv: &[String]) -> Problems {
         Problems::one(format!("kopsrs has no `{what}` yet"), instead.to_string())
     };
     match verb {
-        "reconcile" => not_yet(
-            "reconcile cluster",
-            "run `kopsrs update cluster --yes`; instances then need replacing, see \
-             `kopsrs get instances`",
-        ),
         "describe" => not_yet(
             "describe",
             "`kopsrs get` prints clusters, instance groups and keys",

@@ -17,6 +17,13 @@ pub async fn run(global: &Session, args: UpdateArgs) -> Result<()> {
 async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()> {
     let name = context::cluster_name(global, args.cluster.as_deref())?;
     match args.target {
+        Target::Terraform if !args.instance_group_roles.is_empty() || args.prune => {
+            Err(kopsrs_ops::Problems::one(
+                "--instance-group-roles and --prune are for the direct target: Terraform output always holds the whole cluster",
+                "drop them with --target terraform",
+            )
+            .into())
+        }
         Target::Terraform if args.plan.is_some() || args.out_plan.is_some() => {
             Err(kopsrs_ops::Problems::one(
                 "--plan and --out-plan are plans of the direct target; --target terraform writes files that `terraform plan` reviews",
@@ -44,6 +51,10 @@ async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()>
                 saved: match &args.plan {
                     Some(path) => Some(update::read_saved_plan(path, &name)?),
                     None => None,
+                },
+                scope: update::Scope {
+                    roles: kopsrs_ops::rolling::parse_roles(&args.instance_group_roles)?,
+                    prune: args.prune,
                 },
             };
             let report = update::update_direct(&session, &name, &options).await?;
