@@ -122,6 +122,7 @@ import base64
 import collections
 import copy
 import datetime
+import gzip
 import json
 import math
 import os
@@ -3169,8 +3170,10 @@ def kubelet_version(ec2, instance_id):
     a kubelet reports it (v1.34.1); None when it names none."""
     try:
         data = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
-        text = base64.b64decode((data.get("UserData") or {}).get("Value") or "").decode(
-            "utf-8", "replace")
+        raw = base64.b64decode((data.get("UserData") or {}).get("Value") or "")
+        if raw[:2] == b"\x1f\x8b":  # kopsrs gzips user-data
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8", "replace")
     except Exception:  # gone, or throttled: the default version
         return None
     m = re.search(r"^KUBERNETES_VERSION='?v?([0-9][0-9A-Za-z.+-]*)'?$", text, re.M)

@@ -133,6 +133,7 @@ async fn read_ssh_key(store: &StateStore, name: &str) -> Result<Option<String>> 
 /// something), stopping at Ctrl-C or SIGTERM with [`Interrupted`]. The lock is released
 /// whether the work succeeded, failed or was interrupted.
 pub async fn locked<T>(
+    reporter: &dyn Reporter,
     store: &StateStore,
     name: &str,
     purpose: Option<&str>,
@@ -142,6 +143,15 @@ pub async fn locked<T>(
         Some(purpose) => Some(store.lock(name, purpose).await?),
         None => None,
     };
+    if let Some(stale) = lock.as_ref().and_then(|l| l.taken_over.as_ref()) {
+        reporter.warn(
+            &format!(
+                "took over the lock of {name} left by {}: that process no longer runs",
+                stale.describe()
+            ),
+            Some("its run stopped part-way; this run goes on from what exists"),
+        );
+    }
     let result = crate::interrupt::until_interrupted(work).await;
     if let Some(lock) = lock {
         lock.release().await?;

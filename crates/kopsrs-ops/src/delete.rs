@@ -55,7 +55,7 @@ pub async fn delete_cluster(
     }
     // The lock lives inside the removed prefix; releasing it is then a no-op.
     let purpose = Some("delete cluster --unregister");
-    report.removed = locked(&store, &name, purpose, async {
+    report.removed = locked(&*global.reporter, &store, &name, purpose, async {
         Ok(store.delete_cluster(&name).await?)
     })
     .await?;
@@ -164,7 +164,7 @@ async fn delete_cloud(
     yes: bool,
 ) -> Result<DeleteReport> {
     let purpose = yes.then_some("delete cluster");
-    locked(store, name, purpose, async {
+    locked(&*global.reporter, store, name, purpose, async {
         // The spec (which names the region) is read under the lock.
         let prepared = crate::cluster::prepare(store, name, global, false).await?;
         delete_cloud_locked(global, store, name, &prepared.set, yes).await

@@ -63,62 +63,68 @@ pub async fn reconcile(
     if !options.yes {
         return dry_run(session, &store, name, options).await;
     }
-    locked(&store, name, Some("reconcile cluster --yes"), async {
-        let prepared = prepare(&store, name, session, true).await?;
-        let aws = crate::cluster::aws(session, &prepared.set.region).await;
-        if options.update.network_checks {
-            crate::network::preflight(session, &aws, &prepared, true).await?;
-        }
-        let mut report = ReconcileReport::default();
-        let say = |line: &str| session.reporter.say(line);
-        let update = |scope: Scope| DirectOptions {
-            yes: true,
-            saved: None,
-            scope,
-            ..options.update.clone()
-        };
+    locked(
+        &*session.reporter,
+        &store,
+        name,
+        Some("reconcile cluster --yes"),
+        async {
+            let prepared = prepare(&store, name, session, true).await?;
+            let aws = crate::cluster::aws(session, &prepared.set.region).await;
+            if options.update.network_checks {
+                crate::network::preflight(session, &aws, &prepared, true).await?;
+            }
+            let mut report = ReconcileReport::default();
+            let say = |line: &str| session.reporter.say(line);
+            let update = |scope: Scope| DirectOptions {
+                yes: true,
+                saved: None,
+                scope,
+                ..options.update.clone()
+            };
 
-        say("Step 1 of 5: updating the control plane's configuration");
-        let first = update(Scope {
-            roles: CONTROL_PLANE.to_vec(),
-            prune: false,
-        });
-        let done = update::plan_and_apply(session, &aws, &store, &prepared, &first).await?;
-        report
-            .steps
-            .push(applied("control plane: cloud changes", done.plan));
-        if let Some(export) = &options.update.export {
-            crate::pki::export_cluster(session, &store, name, export).await?;
-        }
+            say("Step 1 of 5: updating the control plane's configuration");
+            let first = update(Scope {
+                roles: CONTROL_PLANE.to_vec(),
+                prune: false,
+            });
+            let done = update::plan_and_apply(session, &aws, &store, &prepared, &first).await?;
+            report
+                .steps
+                .push(applied("control plane: cloud changes", done.plan));
+            if let Some(export) = &options.update.export {
+                crate::pki::export_cluster(session, &store, name, export).await?;
+            }
 
-        say("Step 2 of 5: rolling the control plane");
-        wait_for_api(session, name, options).await?;
-        let rolled = roll(session, name, options, &CONTROL_PLANE).await?;
-        report
-            .steps
-            .push(rolled_step("control plane: roll", rolled));
+            say("Step 2 of 5: rolling the control plane");
+            wait_for_api(session, name, options).await?;
+            let rolled = roll(session, name, options, &CONTROL_PLANE).await?;
+            report
+                .steps
+                .push(rolled_step("control plane: roll", rolled));
 
-        say("Step 3 of 5: updating the other instance groups' configuration");
-        let all = update(Scope::default());
-        let done = update::plan_and_apply(session, &aws, &store, &prepared, &all).await?;
-        report
-            .steps
-            .push(applied("nodes: cloud changes", done.plan));
+            say("Step 3 of 5: updating the other instance groups' configuration");
+            let all = update(Scope::default());
+            let done = update::plan_and_apply(session, &aws, &store, &prepared, &all).await?;
+            report
+                .steps
+                .push(applied("nodes: cloud changes", done.plan));
 
-        say("Step 4 of 5: rolling the other instance groups");
-        let rolled = roll(session, name, options, &[]).await?;
-        report.steps.push(rolled_step("nodes: roll", rolled));
+            say("Step 4 of 5: rolling the other instance groups");
+            let rolled = roll(session, name, options, &[]).await?;
+            report.steps.push(rolled_step("nodes: roll", rolled));
 
-        say("Step 5 of 5: deleting what the roll no longer needs");
-        let prune = update(Scope {
-            roles: Vec::new(),
-            prune: true,
-        });
-        let done = update::plan_and_apply(session, &aws, &store, &prepared, &prune).await?;
-        report.steps.push(applied("prune", done.plan));
-        say(&format!("Cluster {name} is reconciled."));
-        Ok(report)
-    })
+            say("Step 5 of 5: deleting what the roll no longer needs");
+            let prune = update(Scope {
+                roles: Vec::new(),
+                prune: true,
+            });
+            let done = update::plan_and_apply(session, &aws, &store, &prepared, &prune).await?;
+            report.steps.push(applied("prune", done.plan));
+            say(&format!("Cluster {name} is reconciled."));
+            Ok(report)
+        },
+    )
     .await
 }
 

@@ -339,6 +339,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         match &self.store {
             Some(store) => {
                 crate::cluster::locked(
+                    &*self.cx.reporter,
                     store,
                     &self.cx.name,
                     Some("rolling-update cluster --yes"),
@@ -842,7 +843,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         loop {
             let (problems, settled) = match self.pass(kube, &roles).await {
                 Err(e) => (vec![format!("{e:#}")], !control_plane),
-                Ok(pass) => {
+                Ok((pass, orphans)) => {
                     let failures: Vec<String> = pass
                         .validation
                         .failures
@@ -861,7 +862,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                         true => rolling::control_plane_unsettled(
                             &pass.nodes,
                             &pass.pods,
-                            self.control_planes,
+                            self.control_planes.saturating_sub(orphans),
                         ),
                         false => Vec::new(),
                     };
@@ -910,26 +911,60 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         }
     }
 
-    /// One validation pass: the groups as the cloud has them, the Nodes and pods.
-    async fn pass(&self, kube: &N, roles: &BTreeMap<&str, Role>) -> Result<crate::validate::Pass> {
+    /// One validation pass: the groups as the cloud has them, the Nodes and pods; and how
+    /// many control planes are orphans (see below).
+    ///
+    /// An instance on an old launch template without a Node is one a stopped run was
+    /// replacing (its Node deleted, the instance not yet terminated): this roll terminates it
+    /// anyway, so it is not "not joined", and a control plane of that kind is not waited for
+    /// by the etcd gate.
+    async fn pass(
+        &self,
+        kube: &N,
+        roles: &BTreeMap<&str, Role>,
+    ) -> Result<(crate::validate::Pass, usize)> {
         let (groups, snapshot) = tokio::join!(self.cloud.groups(), kube.snapshot());
         let groups =
             groups.map_err(|e| self.cloud_problem("reading the auto scaling groups", &e))?;
         let (nodes, pods) = snapshot.map_err(|e| self.kube_problem(&e))?;
+        let joined: BTreeSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.instance_id.as_deref())
+            .collect();
+        let mut orphaned_control_planes = 0;
+        let mut orphans = BTreeSet::new();
         let groups: Vec<GroupInstances> = groups
             .into_iter()
             .map(|g| {
+                let orphaned: Vec<String> = g
+                    .instances
+                    .iter()
+                    .filter(|i| i.in_group && !joined.contains(i.id.as_str()))
+                    .filter(|i| i.template_version.as_deref() != Some(&g.template_version))
+                    .map(|i| i.id.clone())
+                    .collect();
                 // The instances in the auto scaling group, as `validate cluster` counts them.
                 let inside = g.instances.into_iter().filter(|i| i.in_group);
                 let ids = inside.map(|i| i.id).collect();
-                crate::validate::counted(roles, g.instance_group, &g.role, g.desired, ids)
+                let counted =
+                    crate::validate::counted(roles, g.instance_group, &g.role, g.desired, ids);
+                if counted.role == Role::ControlPlane {
+                    orphaned_control_planes += orphaned.len();
+                }
+                orphans.extend(orphaned);
+                counted
             })
             .collect();
-        Ok(crate::validate::Pass {
-            validation: validation::validate(&groups, &nodes, &pods, 0),
+        let mut validation = validation::validate(&groups, &nodes, &pods, 0);
+        validation
+            .failures
+            .retain(|f| !(f.kind == "Machine" && orphans.contains(&f.name)));
+        let pass = crate::validate::Pass {
+            validation,
             nodes,
             pods,
-        })
+        };
+        Ok((pass, orphaned_control_planes))
     }
 
     /// A validation that did not pass in time: an error, or with

@@ -50,6 +50,23 @@ struct World {
     foreign_api: bool,
     /// The Kubernetes version instances of a launch-template version run (else v1.31.0).
     kubernetes: BTreeMap<String, String>,
+    /// The run dies right after the first step of this kind (`detach`, `cordon`, `drain`,
+    /// `delete`, `terminate`...): the step is done, then the call fails, as a SIGKILL
+    /// between that step and the next would leave things.
+    die_after: Option<&'static str>,
+}
+
+impl World {
+    /// Logs `line`; fails when the run is to die after this step.
+    fn step(&mut self, line: String) -> Result<(), Fake> {
+        let dies = self.die_after.is_some_and(|verb| line.starts_with(verb));
+        self.log.push(line);
+        if dies {
+            self.die_after = None;
+            return Err(Fake("killed".into()));
+        }
+        Ok(())
+    }
 }
 
 impl World {
@@ -104,7 +121,6 @@ impl CloudGroups for Cloud {
         let mut w = self.0.lock().unwrap();
         let g = w.groups.iter().position(|g| g.asg == asg).unwrap();
         for id in ids {
-            w.log.push(format!("detach {id}"));
             let i = w.groups[g]
                 .instances
                 .iter_mut()
@@ -115,24 +131,23 @@ impl CloudGroups for Cloud {
             i.lifecycle = String::new();
             // Desired capacity kept: the group launches a replacement.
             w.launch(g);
+            w.step(format!("detach {id}"))?;
         }
         Ok(())
     }
 
     async fn deregister(&self, _: &[String], id: &str, _: Duration) -> Result<(), Fake> {
-        self.0.lock().unwrap().log.push(format!("deregister {id}"));
-        Ok(())
+        self.0.lock().unwrap().step(format!("deregister {id}"))
     }
 
     async fn terminate(&self, instance: &RollingInstance) -> Result<(), Fake> {
         let mut w = self.0.lock().unwrap();
-        w.log.push(format!("terminate {}", instance.id));
         let (g, i) = w.group_of(&instance.id).unwrap();
         let gone = w.groups[g].instances.remove(i);
         if gone.in_group {
             w.launch(g);
         }
-        Ok(())
+        w.step(format!("terminate {}", instance.id))
     }
 }
 
@@ -169,8 +184,7 @@ impl ClusterNodes for Nodes {
 
     async fn mark_for_update(&self, node: &str, cordon: bool) -> Result<(), Fake> {
         let verb = if cordon { "cordon" } else { "taint" };
-        self.0.lock().unwrap().log.push(format!("{verb} {node}"));
-        Ok(())
+        self.0.lock().unwrap().step(format!("{verb} {node}"))
     }
 
     async fn drain(
@@ -186,7 +200,7 @@ impl ClusterNodes for Nodes {
                 "draining {node}: the disruption budget of default/web never allowed the eviction"
             )));
         }
-        w.log.push(format!("drain {node}"));
+        w.step(format!("drain {node}"))?;
         Ok(Drained {
             evicted: vec!["default/web-1".into()],
             budget_waits: 0,
@@ -195,10 +209,9 @@ impl ClusterNodes for Nodes {
 
     async fn delete_node(&self, node: &str) -> Result<(), Fake> {
         let mut w = self.0.lock().unwrap();
-        w.log.push(format!("delete {node}"));
         w.deleted.insert(node.to_string());
         w.stale_control_planes.retain(|n| n != node);
-        Ok(())
+        w.step(format!("delete {node}"))
     }
 
     async fn control_plane_nodes(&self) -> Result<Vec<(String, Option<String>)>, Fake> {
@@ -825,4 +838,86 @@ async fn a_control_plane_upgrade_that_skips_a_minor_version_is_refused() {
         "{text}"
     );
     assert!(h.log().is_empty(), "{:?}", h.log());
+}
+
+/// A run killed right after each step of a round, then run again: the second run finishes
+/// with no flag, replaces each original instance exactly once, and leaves no extra or
+/// detached instance.
+#[tokio::test]
+async fn a_run_killed_after_any_step_resumes_without_a_flag() {
+    for step in [
+        "taint",
+        "detach",
+        "cordon",
+        "deregister",
+        "drain",
+        "delete",
+        "terminate",
+    ] {
+        for role in ["node", "control-plane"] {
+            let world = World {
+                groups: vec![group("g", role, 2)],
+                die_after: Some(step),
+                ..World::default()
+            };
+            let h = harness(world, fast()).await.unwrap();
+            let first = h.roll.run().await;
+            if role == "control-plane" && step == "detach" {
+                // Control planes never surge: nothing to die after.
+                first.unwrap();
+                continue;
+            }
+            let e = first.expect_err(&format!("{step} {role}: the run dies"));
+            assert!(
+                problems(&e).contains("killed"),
+                "{step} {role}: {}",
+                problems(&e)
+            );
+            // Run again, as the user would: a new run plans from what is there.
+            let world = h.world.clone();
+            let reporter = h.reporter.clone();
+            drop(h);
+            let specs = [("g".to_string(), (Role::from_tag(role).unwrap(), None))].into();
+            let cx = Context {
+                name: "c.example.com".into(),
+                specs,
+                cluster_rolling: None,
+                kubernetes_version: None,
+                settings: crate::Settings::default(),
+                reporter: reporter.clone(),
+            };
+            let mut again = Roll::new(Cloud(world.clone()), Some(Nodes(world.clone())), cx, fast());
+            again.plan(&[]).await.unwrap();
+            again.run().await.unwrap_or_else(|e| {
+                panic!(
+                    "{step} {role}: the rerun: {}\n{:?}",
+                    problems(&e),
+                    reporter.lines()
+                )
+            });
+            let w = world.lock().unwrap();
+            let g = &w.groups[0];
+            assert_eq!(g.instances.len(), 2, "{step} {role}: {:?}", w.log);
+            assert!(
+                g.instances
+                    .iter()
+                    .all(|i| !i.detached && i.template_version.as_deref() == Some("2")),
+                "{step} {role}: {:?}",
+                g.instances
+            );
+            for original in ["i-g-1", "i-g-2"] {
+                let terminated = w
+                    .log
+                    .iter()
+                    .filter(|l| *l == &format!("terminate {original}"))
+                    .count();
+                assert_eq!(terminated, 1, "{step} {role}: {:?}", w.log);
+            }
+            assert!(
+                !w.log.iter().any(|l| l.starts_with("terminate i-new")),
+                "{step} {role}: a replacement was replaced: {:?}",
+                w.log
+            );
+        }
+    }
 }

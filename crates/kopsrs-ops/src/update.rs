@@ -150,7 +150,7 @@ pub async fn update_direct(
 ) -> Result<UpdateReport> {
     let store = crate::session::open_store(session).await?;
     let purpose = options.yes.then_some("update cluster --yes");
-    let report = locked(&store, name, purpose, async {
+    let report = locked(&*session.reporter, &store, name, purpose, async {
         let prepared = prepare(&store, name, session, true).await?;
         let aws = crate::cluster::aws(session, &prepared.set.region).await;
         if options.network_checks {

@@ -2,8 +2,11 @@
 //!
 //! kops has no lock (kubernetes/kops#3903, #5086). Like Terraform's S3 backend, kopsrs takes a
 //! lock object with a create-only write (`If-None-Match: *` on S3), holding who took it, where,
-//! for what and when. It is released at the end; a lock left by a crash is removed with
-//! `--force-unlock`, which needs the holder's ID so the wrong lock is never broken.
+//! for what and when. It is released at the end. A lock left by a process that is provably
+//! gone (same host, same PID namespace, no such process) is taken over by the next run, so a
+//! run killed on a laptop or a CI machine resumes by running it again; any other lock left by
+//! a crash is removed with `--force-unlock`, which needs the holder's ID so the wrong lock is
+//! never broken.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -29,6 +32,17 @@ pub struct LockInfo {
     /// The holder's process ID on `host` (0 in locks written before it was recorded).
     #[serde(default)]
     pub pid: u32,
+    /// The holder's PID namespace (`pid:[4026531836]`): a process of another container with
+    /// the same host name is not visible here, so liveness is told only within one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pid_namespace: String,
+}
+
+/// This process's PID namespace, as `/proc/self/ns/pid` names it (empty when unknown).
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 impl LockInfo {
@@ -53,10 +67,14 @@ impl LockInfo {
         )
     }
 
-    /// Whether the holding process still runs: known only on the host that took the lock.
+    /// Whether the holding process still runs: known only on the host (and in the PID
+    /// namespace) that took the lock.
     pub fn holder_alive(&self) -> Option<bool> {
         let here = gethostname::gethostname().to_string_lossy().into_owned();
         if self.pid == 0 || self.host != here {
+            return None;
+        }
+        if self.pid_namespace.is_empty() || self.pid_namespace != pid_namespace() {
             return None;
         }
         Some(std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
@@ -88,6 +106,8 @@ pub struct LockGuard<'a> {
     version: Version,
     /// What was written into the lock object.
     pub info: LockInfo,
+    /// The lock of a process that no longer ran, taken over by this one.
+    pub taken_over: Option<LockInfo>,
 }
 
 impl LockGuard<'_> {
@@ -127,15 +147,22 @@ impl StateStore {
             command: command.to_string(),
             created,
             pid: std::process::id(),
+            pid_namespace: pid_namespace(),
         };
         let key = format!("{cluster}/{}", layout::LOCK);
         let bytes = Bytes::from(serde_json::to_vec_pretty(&info).expect("lock info serializes"));
+        let mut taken_over = None;
         let written = match self.put(&key, bytes.clone(), None).await {
-            // A lock being removed (or left half-removed by a crash) is free: taken over
-            // conditionally, so of two runs taking it, one wins.
+            // A lock being removed (or left half-removed by a crash), or held by a process
+            // that provably no longer runs, is free: taken over conditionally on the version
+            // read, so of two runs taking it, one wins.
             Err(StateStoreError::AlreadyExists(_) | StateStoreError::Conflict(_)) => {
                 match self.read_lock_versioned(cluster).await? {
                     Some((None, released)) => self.put(&key, bytes, Some(&released)).await,
+                    Some((Some(held), version)) if held.holder_alive() == Some(false) => {
+                        taken_over = Some(held);
+                        self.put(&key, bytes, Some(&version)).await
+                    }
                     _ => Err(StateStoreError::AlreadyExists(key.clone())),
                 }
             }
@@ -147,6 +174,7 @@ impl StateStore {
                 cluster: cluster.to_string(),
                 version,
                 info,
+                taken_over,
             }),
             Err(StateStoreError::AlreadyExists(_) | StateStoreError::Conflict(_)) => {
                 let holder = self
@@ -248,6 +276,7 @@ mod tests {
             command: "update cluster".into(),
             created: 0,
             pid,
+            pid_namespace: pid_namespace(),
         };
         assert_eq!(info(&here, std::process::id()).holder_alive(), Some(true));
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -257,6 +286,68 @@ mod tests {
         assert!(info(&here, gone).describe().contains("looks stale"));
         assert_eq!(info("elsewhere", std::process::id()).holder_alive(), None);
         assert_eq!(info(&here, 0).holder_alive(), None);
+        // Another container with the same host name: its processes are not visible here.
+        let elsewhere = LockInfo {
+            pid_namespace: "pid:[1]".into(),
+            ..info(&here, gone)
+        };
+        assert_eq!(elsewhere.holder_alive(), None);
+    }
+
+    #[tokio::test]
+    async fn a_lock_whose_process_is_gone_is_taken_over_and_no_other() {
+        let store = StateStore::open("memory://", &Default::default())
+            .await
+            .unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let here = gethostname::gethostname().to_string_lossy().into_owned();
+        let left = |pid: u32, namespace: String| LockInfo {
+            id: "dead-1".into(),
+            owner: "o".into(),
+            host: here.clone(),
+            command: "reconcile cluster --yes".into(),
+            created: 0,
+            pid,
+            pid_namespace: namespace,
+        };
+        let key = format!("c.example.com/{}", layout::LOCK);
+        let write = |info: LockInfo| {
+            let store = &store;
+            let key = key.clone();
+            async move {
+                store
+                    .overwrite(&key, serde_json::to_vec(&info).unwrap().into())
+                    .await
+                    .unwrap();
+            }
+        };
+        // Killed on this machine: the next run takes the lock and says whose it was.
+        write(left(gone, pid_namespace())).await;
+        let guard = store
+            .lock("c.example.com", "reconcile cluster --yes")
+            .await
+            .unwrap();
+        assert_eq!(
+            guard.taken_over.as_ref().map(|l| l.id.as_str()),
+            Some("dead-1")
+        );
+        guard.release().await.unwrap();
+        // A live holder, one of another container, one without a namespace: kept.
+        for held in [
+            left(std::process::id(), pid_namespace()),
+            left(gone, "pid:[1]".into()),
+            left(gone, String::new()),
+        ] {
+            write(held).await;
+            let e = store
+                .lock("c.example.com", "update cluster --yes")
+                .await
+                .err()
+                .unwrap();
+            assert!(matches!(e, StateStoreError::Locked { .. }), "{e}");
+        }
     }
 
     #[tokio::test]

@@ -52,6 +52,24 @@ impl Rig {
     /// (`upgrade: false`): a new launch-template version at the same Kubernetes version, so
     /// any group may roll first.
     fn outdated(name: &str, create: &[&str], upgrade: bool) -> Rig {
+        let r = Rig::applied(name, create);
+        match upgrade {
+            true => r.ok(r.kopsrs().args(["upgrade", "cluster", name, "--yes"])),
+            false => r.ok(r.kopsrs().args([
+                "edit",
+                "cluster",
+                name,
+                "--set",
+                "spec.cloudLabels=rollout=2",
+            ])),
+        };
+        r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
+        r.validated();
+        r
+    }
+
+    /// A cluster at Kubernetes 1.33.0 applied to moto, every instance joined and Ready.
+    fn applied(name: &str, create: &[&str]) -> Rig {
         let moto = Moto::start();
         moto.create_bucket("state");
         moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
@@ -88,32 +106,25 @@ impl Rig {
             .args(["--kubernetes-version", "1.33.0", "--image", IMAGE])
             .args(create));
         r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
-        match upgrade {
-            true => r.ok(r.kopsrs().args(["upgrade", "cluster", name, "--yes"])),
-            false => r.ok(r.kopsrs().args([
-                "edit",
-                "cluster",
-                name,
-                "--set",
-                "spec.cloudLabels=rollout=2",
-            ])),
-        };
-        r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
-        // Every instance joined and Ready before a test starts.
-        r.ok(r
+        r.validated();
+        r
+    }
+
+    /// Waits until every instance joined and is Ready.
+    fn validated(&self) {
+        self.ok(self
             .kopsrs()
             .args([
                 "validate",
                 "cluster",
-                name,
+                &self.name,
                 "--wait",
                 "60s",
                 "--interval",
                 "200ms",
             ])
             .arg("--kubeconfig")
-            .arg(&r.kube.kubeconfig));
-        r
+            .arg(&self.kube.kubeconfig));
     }
 
     fn kopsrs(&self) -> Command {
@@ -710,4 +721,203 @@ fn cloudonly_replaces_without_the_kubernetes_api() {
     let forced = rig.running();
     assert_eq!(forced.len(), 2);
     assert_eq!(forced.iter().filter(|r| after.contains(r)).count(), 1);
+}
+
+/// The line numbers of `stderr`'s lines that contain `what`.
+fn lines_with(stderr: &str, what: &str) -> Vec<usize> {
+    stderr
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(what))
+        .map(|(n, _)| n)
+        .collect()
+}
+
+#[test]
+fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
+    let name = "reconcile.example.com";
+    let rig = Rig::applied(
+        name,
+        &[
+            "--zones",
+            "eu-west-1a,eu-west-1b,eu-west-1c",
+            "--control-plane-zones",
+            "eu-west-1a,eu-west-1b,eu-west-1c",
+            "--node-count",
+            "2",
+        ],
+    );
+    rig.workload(3, 2);
+    rig.ok(rig.kopsrs().args(["upgrade", "cluster", name, "--yes"]));
+    let before: BTreeSet<String> = rig.running().into_iter().map(|r| r.0).collect();
+    assert_eq!(before.len(), 5);
+
+    // `update --yes` of the upgrade would start new nodes at the new version: said, with
+    // the way round it (shown on a dry run of the roles kept back, nothing applied here).
+    let dry = rig.ok(rig.kopsrs().args([
+        "update",
+        "cluster",
+        name,
+        "--instance-group-roles",
+        "control-plane",
+    ]));
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    assert!(plan.contains("Held back: "), "{plan}");
+    assert!(
+        plan.contains("instance group nodes-eu-west-1a (Node) is not of the roles updated now"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("aws_launch_template.control-plane-eu-west-1a"),
+        "{plan}"
+    );
+
+    // The dry run: every step with its plan, nothing changed.
+    let out = rig.ok(rig.kopsrs().args(["reconcile", "cluster", name]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for step in [
+        "== 1. control plane: cloud changes",
+        "== 2. control plane: roll",
+        "== 3. nodes: cloud changes",
+        "== 4. nodes: roll",
+        "== 5. prune",
+    ] {
+        assert!(stdout.contains(step), "{stdout}");
+    }
+    let step3 = stdout.find("== 3.").unwrap();
+    let (first, rest) = stdout.split_at(step3);
+    assert!(
+        first.contains("aws_launch_template.control-plane-eu-west-1b"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("# aws_launch_template.nodes-eu-west-1a"),
+        "{first}"
+    );
+    assert!(
+        rest.contains("# aws_launch_template.nodes-eu-west-1a"),
+        "{rest}"
+    );
+    assert!(
+        stdout.contains("Must specify --yes to reconcile."),
+        "{stdout}"
+    );
+    let unchanged: BTreeSet<String> = rig.running().into_iter().map(|r| r.0).collect();
+    assert_eq!(unchanged, before);
+
+    let reconcile_command = || {
+        let mut c = rig.kopsrs();
+        c.args(["reconcile", "cluster", name, "--yes", "--kubeconfig"])
+            .arg(&rig.kube.kubeconfig)
+            .args(FAST);
+        c
+    };
+    let reconcile = || {
+        let out = reconcile_command().output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Killed (SIGKILL) as it terminates the first control plane: the nodes' templates and
+    // instances are untouched, and running it again goes on with no flag (the lock of the
+    // dead run is taken over).
+    let mut child = reconcile_command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed_at = Vec::new();
+    {
+        use std::io::BufRead;
+        let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines {
+            let line = line.unwrap();
+            killed_at.push(line.clone());
+            if line.contains(": terminating i-") {
+                child.kill().unwrap();
+                break;
+            }
+        }
+    }
+    child.wait().unwrap();
+    let killed_at = killed_at.join("\n");
+    assert!(
+        killed_at.contains("control-plane-eu-west-1a: terminating"),
+        "{killed_at}"
+    );
+    assert!(!killed_at.contains("Step 3 of 5"), "{killed_at}");
+    let nodes_before: BTreeSet<String> = rig
+        .running()
+        .into_iter()
+        .filter(|r| r.1.starts_with("nodes"))
+        .map(|r| r.0)
+        .collect();
+    assert!(nodes_before.is_subset(&before), "{nodes_before:?}");
+
+    let (code, stderr) = reconcile();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("took over the lock"), "{stderr}");
+    let step = |n: usize| {
+        lines_with(&stderr, &format!("Step {n} of 5"))
+            .first()
+            .copied()
+            .unwrap_or_else(|| panic!("no step {n}: {stderr}"))
+    };
+    let cp_terminated = lines_with(&stderr, "control-plane-eu-west-1");
+    let cp_terminations: Vec<usize> = cp_terminated
+        .iter()
+        .copied()
+        .filter(|&n| stderr.lines().nth(n).unwrap().contains(": terminating i-"))
+        .collect();
+    assert!((2..=3).contains(&cp_terminations.len()), "{stderr}");
+    let node_lines = lines_with(&stderr, "group nodes-eu-west-1");
+    // Every control plane replaced within step 2; the nodes' templates change in step 3
+    // and their instances go in step 4, after the last control plane.
+    assert!(
+        cp_terminations.iter().all(|&n| n > step(2) && n < step(3)),
+        "{stderr}"
+    );
+    assert!(node_lines.iter().all(|&n| n > step(4)), "{stderr}");
+    assert_eq!(
+        terminations(&stderr),
+        [
+            "control-plane-eu-west-1a",
+            "control-plane-eu-west-1b",
+            "control-plane-eu-west-1c",
+            "nodes-eu-west-1a",
+            "nodes-eu-west-1b"
+        ],
+        "{stderr}"
+    );
+    assert!(
+        rig.min_healthy() >= 2,
+        "{}",
+        rig.kube.get("/__fake/pdb-min-healthy")
+    );
+    let after = rig.running();
+    assert_eq!(after.len(), 5, "{after:?}");
+    assert!(after.iter().all(|(id, _, d)| !before.contains(id) && !d));
+    // Every kubelet runs the new version now, and the API server too.
+    let version = rig.kube.get("/version")["gitVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!version.starts_with("v1.33."), "{version}");
+    let nodes = rig.kube.get("/api/v1/nodes");
+    for node in nodes["items"].as_array().unwrap() {
+        assert_eq!(
+            node["status"]["nodeInfo"]["kubeletVersion"],
+            version.as_str()
+        );
+    }
+    // Re-plans empty; a second reconcile has nothing to do.
+    let out = rig.ok(rig.kopsrs().args(["update", "cluster", name]));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(plan.contains("No changes."), "{plan}");
+    let (code, stderr) = reconcile();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(terminations(&stderr).len(), 0, "{stderr}");
+    rig.all_current();
 }
