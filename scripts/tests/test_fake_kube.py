@@ -1116,6 +1116,21 @@ class EtcdExecTest(unittest.TestCase):
         etcdctl = k.kubectl("exec", "-n", "kube-system", cilium, "--", "etcdctl", "version")
         self.assertEqual(etcdctl.returncode, 1)
         self.assertIn('exec: "etcdctl": executable file not found', etcdctl.stderr)
+        # a pod without a node is refused before the upgrade; a container not running, after
+        k.ok("POST", "/api/v1/namespaces/default/pods", {
+            "metadata": {"name": "unbound"}, "spec": {"containers": [{"name": "main",
+                                                                      "image": "busybox"}]}})
+        out = k.kubectl("exec", "unbound", "--", "true")
+        self.assertIn("Error from server (BadRequest): pod unbound does not have a host "
+                      "assigned", out.stderr)
+        k.add_node("slow", ready_after=60)
+        k.ok("POST", "/api/v1/namespaces/default/pods", {
+            "metadata": {"name": "waiting"}, "spec": {"nodeName": "slow", "containers": [
+                {"name": "main", "image": "busybox"}]}})
+        out = k.kubectl("exec", "waiting", "--", "true")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn('error: Internal error occurred: unable to upgrade connection: container '
+                      'not found ("main")', out.stderr)
         # without kubeadm's client certificate etcd does not answer
         out = self.etcdctl("cp1", "member", "list", flags=ETCD_FLAGS[:1])
         self.assertEqual(out.returncode, 1)
@@ -1238,6 +1253,14 @@ class EtcdExecTest(unittest.TestCase):
         out = self.etcdctl("cp1", "member", "list")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertGreaterEqual(time.monotonic() - started, 1)
+        k.ok("POST", "/__fake/etcd/stall", {"seconds": 0})
+        # etcd's --strict-reconfig-check=false: a join does not wait for a healthy quorum
+        k.ok("POST", "/__fake/config", {"etcd_strict_reconfig": False})
+        k.ok("DELETE", "/__fake/nodes/cp2")
+        k.add_node("cp5", role="control-plane")
+        k.wait_for(lambda: self.etcd_ready("cp5"), "etcd-cp5 ready")
+        self.assertEqual(sorted((m["name"], m["healthy"]) for m in self.etcd()["members"]),
+                         [("cp1", True), ("cp2", False), ("cp5", True)])
 
 
 @unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
