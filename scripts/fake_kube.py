@@ -87,6 +87,43 @@ has handled what a real cluster does:
   nodes get mirror pods in kube-system (kube-apiserver, kube-controller-manager, kube-scheduler,
   etcd; NAME-NODE), Running and Ready when the node is Ready. A DaemonSet kube-system/cilium
   (tolerating everything) puts a pod on every node.
+* pods/exec (GET or POST .../pods/NAME/exec?command=..&container=..&stdout=1&stderr=1) over a
+  WebSocket, as kube-apiserver serves it: v5.channel.k8s.io or v4.channel.k8s.io (in the
+  client's order; kubectl 1.32 offers v5 only, kube-rs v5 then v4; no base64 variants, no
+  SPDY), binary messages whose first byte is the channel (1 stdout, 2 stderr, 3 the error
+  channel), an empty message first on the lowest writable channel, the command's metav1.Status
+  on channel 3 ({"metadata":{},"status":"Success"}, or NonZeroExitCode with an ExitCode cause),
+  then a normal closure. Before the upgrade, the API server's own checks are HTTP Status errors:
+  404 for a missing pod; 400 for no command, an invalid or unnamed container (when the pod has
+  several), a pod without a node, a request that is not an upgrade or offers no protocol served.
+  After it, the kubelet's errors come as an InternalError Status on channel 3: a container not
+  running ("unable to upgrade connection: container not found"), a node gone or Unknown ("error
+  dialing backend"), an executable the image lacks (containerd's "executable file not found in
+  $PATH"). The etcd container of a control-plane node's etcd mirror pod has etcdctl; other
+  containers have echo, true, false and sleep. Calls are counted as "get pods/exec" (GET) or
+  "create pods/exec" (POST), with 101 for an upgrade.
+* etcd, simulated (kubeadm's stacked etcd): a control-plane node with a simulated kubelet (EC2
+  or /__fake/nodes) runs an etcd member once it is Ready: name = the node, a random 64-bit ID
+  (top bit set), peerURLs https://INTERNAL_IP:2380, clientURLs https://INTERNAL_IP:2379; the
+  first one makes the cluster. Later ones join under etcd's strict reconfiguration check: the
+  healthy members must be a quorum of the size after the add (a second member may always join a
+  single one; no peer URL twice); until then the join is retried and the node's etcd mirror pod
+  stays Running but not Ready (a `kubeadm join` stuck on its member add), as it is while its
+  member is unhealthy. A member whose machine vanished (its instance gone, or DELETE
+  /__fake/nodes/NAME) stays a member, unreachable; a Node deleted through the API while its
+  machine runs keeps its member healthy; a removed member's node never rejoins. `etcdctl` in
+  kube-system/etcd-NODE (container etcd) answers as etcd 3.5's does: version; member list;
+  member remove HEXID ("Member %16x removed from cluster %16x"; "etcdserver: member not found";
+  refused when the healthy members left would not be a quorum of what is left); member update
+  HEXID --peer-urls; endpoint health [--cluster]; endpoint status [--cluster]; -w simple|json
+  with etcdctl's JSON (IDs as uint64 numbers; member list's header has no revision; health
+  entries {endpoint, health, took, error}); errors as `Error: ...` on stderr with exit 1 (128
+  for a bad argument). It connects only to https://127.0.0.1:2379 (or a member's client URL)
+  with --cacert, --cert and --key naming kubeadm's files in /etc/kubernetes/pki/etcd; else, or
+  when that member is unhealthy or absent, "context deadline exceeded". Without a quorum
+  (healthy <= members / 2) everything linearizable fails with "context deadline exceeded":
+  member list, remove, update, endpoint health (each endpoint) and the member list of --cluster.
+  Timeouts are reported at once, with "took" = --command-timeout (5s by default).
 
 Control, on the same port (no Kubernetes path starts like this):
   POST   /__fake/nodes {"name": "n1", "role": "node"|"control-plane", "labels": {..}, "taints":
@@ -102,7 +139,20 @@ Control, on the same port (no Kubernetes path starts like this):
   GET    /__fake/config, POST /__fake/config {"ready_after": 5, "reschedule_after": 1,
                         "grace": 0.2, "sync_interval": 0.5, "reregister_after": 10,
                         "crd_establish_after": 0.3, "pdb_controller_paused": false,
-                        "control_plane_components": [..]}
+                        "control_plane_components": [..], "etcd_strict_reconfig": true}
+                                                  (etcd_strict_reconfig false: etcd's
+                                                  --strict-reconfig-check=false, joins never
+                                                  wait)
+  GET    /__fake/etcd    {"cluster_id": HEX, "leader": HEX|null, "quorum": bool, "members":
+                          [{"id": HEX, "ID": N, "name", "peerURLs", "clientURLs", "healthy",
+                          "node"}], "waiting": {"NODE": "why its member add is refused"},
+                          "fail_removes": N, "stall": S}; the POSTs below answer the same
+  POST   /__fake/etcd/members/NAME {"healthy": false|true|null}
+                                                  a sticky override of the health of the
+                                                  member(s) named NAME (null: back to simulated)
+  POST   /__fake/etcd/fail-removes {"count": N}   the next N member removes fail
+                                                  ("etcdserver: request timed out", exit 1)
+  POST   /__fake/etcd/stall {"seconds": S}        every etcdctl answers S seconds late (0: off)
   GET    /__fake/calls   {"total": N, "by_call": {"list pods": N, "create pods/eviction": N},
                           "by_status": {"create pods/eviction 429": N}}; DELETE resets
   GET    /__fake/pdb-min-healthy  {"budgets": {"NS/NAME": {"minCurrentHealthy": N,
@@ -123,6 +173,7 @@ import collections
 import copy
 import datetime
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -406,6 +457,8 @@ def discovery_entries(rt, version):
         out.append({"name": "pods/eviction", "singularName": "", "namespaced": True,
                     "group": "policy", "version": "v1", "kind": "Eviction",
                     "verbs": ["create"]})
+        out.append({"name": "pods/exec", "singularName": "", "namespaced": True,
+                    "kind": "PodExecOptions", "verbs": ["create", "get"]})
     if rt.key == ("", "namespaces"):
         out.append({"name": "namespaces/finalize", "singularName": "", "namespaced": False,
                     "kind": "Namespace", "verbs": ["update"]})
@@ -967,9 +1020,11 @@ class Config:
         self.pdb_controller_paused = False
         self.control_plane_components = ["kube-apiserver", "kube-controller-manager",
                                          "kube-scheduler", "etcd"]
+        self.etcd_strict_reconfig = True
 
     KEYS = ("ready_after", "reschedule_after", "grace", "sync_interval", "reregister_after",
-            "crd_establish_after", "pdb_controller_paused", "control_plane_components")
+            "crd_establish_after", "pdb_controller_paused", "control_plane_components",
+            "etcd_strict_reconfig")
 
     def as_dict(self):
         return {k: getattr(self, k) for k in self.KEYS}
@@ -2083,6 +2138,7 @@ class Controllers:
         self.aws_nodes = {}  # node name -> instance id (nodes of the node simulator)
         self.simulated = set()  # nodes whose kubelet is simulated (from EC2 or /__fake/nodes)
         self.ds_placed = set()  # (daemon set uid, node) that had their pod
+        self.etcd = Etcd()
 
     def rt(self, group, plural):
         return self.s.types[(group, plural)]
@@ -2129,6 +2185,7 @@ class Controllers:
         self.terminate_pods(now)
         self.nodes(now)
         self.static_pods()
+        self.etcd_members()
         self.deployments()
         self.replicasets(now)
         self.daemonsets(now)
@@ -2417,6 +2474,21 @@ class Controllers:
                              "containers": [{"name": comp, "image": f"registry.k8s.io/{comp}:"
                                              f"{self.s.version}"}]}}
                 self.api.create(rt, "v1", "kube-system", body, {}, None)
+
+    def etcd_members(self):
+        """The etcd of each Ready control-plane node whose kubelet is simulated joins the
+        cluster, retried while etcd refuses the member add."""
+        names = {n["metadata"]["name"] for n in self.s.items(("", "nodes"))}
+        self.etcd.forget_waiting(names)
+        if "etcd" not in self.s.cfg.control_plane_components:
+            return
+        for node in self.s.items(("", "nodes")):
+            name = node["metadata"]["name"]
+            if name not in self.simulated or not node_ready(node) or \
+                    "node-role.kubernetes.io/control-plane" not in labels_of(node) or \
+                    not self.static_override.get((name, "etcd"), {}).get("present", True):
+                continue
+            self.etcd.join(name, internal_ip(node), self.s.cfg.etcd_strict_reconfig)
 
     # -- workloads
 
@@ -2781,6 +2853,9 @@ class Controllers:
             if MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {}) and comp:
                 ov = self.static_override.get((spec["nodeName"], comp), {})
                 container_ready = ready and ov.get("ready", True)
+                if comp == "etcd" and spec["nodeName"] in self.simulated:
+                    # Ready once its member joined, while it is healthy
+                    container_ready = container_ready and self.etcd.pod_ready(spec["nodeName"])
             else:
                 container_ready = ready
             new = clone(pod)
@@ -2790,8 +2865,7 @@ class Controllers:
                 continue
             st["phase"] = "Running"
             st.setdefault("startTime", now_ts())
-            host_ip = next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
-                            if a.get("type") == "InternalIP"), "10.0.0.1")
+            host_ip = internal_ip(node)
             st["hostIP"] = host_ip
             st["hostIPs"] = [{"ip": host_ip}]
             if "podIP" not in st:
@@ -3120,6 +3194,7 @@ class NodeSimulator:
                 if node is not None:
                     self.s.drop(rt, node)
                 self.c.aws_nodes.pop(name)
+                self.c.etcd.machine_gone(name)
                 self.deleted_at.pop(name, None)
             elif node is None:
                 # deleted through the API while its machine runs: the kubelet re-registers
@@ -3185,11 +3260,387 @@ def version_key(version):
     return tuple(int(p) for p in parts)
 
 
+def internal_ip(node):
+    return next((a["address"] for a in (node.get("status") or {}).get("addresses") or []
+                 if a.get("type") == "InternalIP"), "10.0.0.1")
+
+
 def initial_conditions(node):
     st = node["status"]
     set_node_condition(st, "Ready", "False", "KubeletNotReady",
                        "container runtime network not ready: NetworkReady=false")
     set_node_condition(st, "NetworkUnavailable", "True", "NoRouteCreated", "network is not ready")
+
+
+# ---------------------------------------------------------------------------------------------
+# etcd, simulated: a member per control-plane node, read and changed with `etcdctl` exec'd in
+# the node's mirror pod kube-system/etcd-NODE, as on a kubeadm control plane
+
+ETCD_VERSION = "3.5.16"
+ETCD_PKI = "/etc/kubernetes/pki/etcd/"
+# The files kubeadm puts in /etc/kubernetes/pki/etcd, which the etcd container mounts.
+ETCD_FILES = {ETCD_PKI + f for f in ("ca.crt", "ca.key", "server.crt", "server.key", "peer.crt",
+                                     "peer.key", "healthcheck-client.crt",
+                                     "healthcheck-client.key")}
+# etcdctl's flags that take a value (global, then the commands'); the others are booleans.
+ETCDCTL_VALUE_FLAGS = {"endpoints", "cacert", "cert", "key", "command-timeout", "dial-timeout",
+                       "keepalive-time", "keepalive-timeout", "write-out", "w", "user",
+                       "password", "discovery-srv", "discovery-srv-name", "peer-urls"}
+ETCDCTL_BOOL_FLAGS = {"cluster", "hex", "debug", "insecure-transport",
+                      "insecure-skip-tls-verify", "insecure-discovery", "learner"}
+EXIT_ERROR, EXIT_BAD_ARGS = 1, 128  # etcdctl's cobrautl.ExitError and ExitBadArgs
+
+
+def etcd_id():
+    """A member or cluster ID: random, as etcd's (a hash of URLs and time), with the top bit set
+    so that a client reading the JSON numbers as signed or floating-point fails visibly."""
+    return random.getrandbits(64) | (1 << 63)
+
+
+def go_duration(seconds):
+    """Go's time.Duration.String() (the two ranges etcdctl's "took" uses)."""
+    if seconds < 1:
+        return f"{seconds * 1000:.6f}".rstrip("0").rstrip(".") + "ms"
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def parse_go_duration(text):
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text or "")
+    if not m:
+        raise ValueError(f'time: invalid duration "{text}"')
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def compact(obj):
+    """JSON as Go's encoding/json writes it (no spaces)."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class EtcdctlExit(Exception):
+    """etcdctl ending with `Error: MESSAGE` on stderr and CODE (cobrautl.ExitWithError)."""
+
+    def __init__(self, message, code=EXIT_ERROR, stdout="", warning=None):
+        super().__init__(message)
+        self.code = code
+        self.stdout = stdout
+        self.stderr = ((compact({"level": "warn", "ts": now_ts(), "logger": "etcd-client",
+                                 "caller": "v3@v3.5.16/retry_interceptor.go:62",
+                                 "msg": "retrying of unary invoker failed",
+                                 "target": "etcd-endpoints://0xc000022000/127.0.0.1:2379",
+                                 "attempt": 0, "error": warning}) + "\n")
+                       if warning else "") + (f"Error: {message}\n" if message else "")
+
+
+class Etcd:
+    """The cluster's etcd: a member per control-plane node whose kubelet is simulated, joined
+    when the node is Ready as `kubeadm join` adds it, under etcd's strict reconfiguration
+    check (--strict-reconfig-check, on by default: etcd 3.6's form, healthy members standing
+    for started ones). Called with the store's lock held."""
+
+    def __init__(self):
+        self.cluster_id = etcd_id()
+        self.members = {}  # id -> {"name", "peer", "client", "alive", "node"}, in join order
+        self.local = {}  # node -> its etcd's member id (None: removed, never rejoins)
+        self.waiting = {}  # node -> why etcd refuses its member add
+        self.override = {}  # member name -> healthy (sticky)
+        self.fail_removes = 0
+        self.stall = 0.0
+        self.leader = None
+        self.raft_term = 1
+        self.revision = 1
+
+    def healthy(self, mid):
+        m = self.members.get(mid)
+        return m is not None and self.override.get(m["name"], m["alive"])
+
+    def quorum(self):
+        healthy = sum(1 for mid in self.members if self.healthy(mid))
+        return 2 * healthy > len(self.members)
+
+    def elect(self):
+        """A healthy leader while there is a quorum (the term moves with the leader)."""
+        if self.quorum() and self.healthy(self.leader):
+            return
+        leader = next((mid for mid in self.members if self.healthy(mid)), None) \
+            if self.quorum() else None
+        if leader != self.leader:
+            self.leader = leader
+            self.raft_term += 1
+
+    def join(self, node, ip, strict):
+        """The node's etcd joins (the first one makes the cluster, as kubeadm init): whether a
+        member runs there now. A refused add is retried on every call."""
+        if node in self.local:
+            return self.local[node] is not None
+        peer = f"https://{ip}:2380"
+        if any(m["peer"] == peer for m in self.members.values()):
+            self.waiting[node] = "etcdserver: Peer URLs already exists"
+            return False
+        healthy = sum(1 for mid in self.members if self.healthy(mid))
+        size = len(self.members) + 1
+        # IsReadyToAddVotingMember (a second member may always join a single one), then the
+        # new member counted as unavailable: the healthy ones must be a quorum of the new size.
+        if self.members and strict and not (healthy == 1 and size == 2) \
+                and healthy < size // 2 + 1:
+            self.waiting[node] = "etcdserver: re-configuration failed due to not enough " \
+                                 "started members"
+            return False
+        mid = etcd_id()
+        self.members[mid] = {"name": node, "peer": peer, "client": f"https://{ip}:2379",
+                             "alive": True, "node": node}
+        self.local[node] = mid
+        self.waiting.pop(node, None)
+        self.revision += 1
+        self.elect()
+        return True
+
+    def machine_gone(self, node):
+        """The node's machine vanished: its member stays, unreachable."""
+        mid = self.local.pop(node, None)
+        self.waiting.pop(node, None)
+        if mid in self.members:
+            self.members[mid]["alive"] = False
+        self.elect()
+
+    def forget_waiting(self, nodes):
+        for node in list(self.waiting):
+            if node not in nodes:
+                self.waiting.pop(node)
+
+    def pod_ready(self, node):
+        return self.healthy(self.local.get(node))
+
+    def state(self):
+        return {"cluster_id": "%x" % self.cluster_id,
+                "leader": "%x" % self.leader if self.leader else None,
+                "quorum": self.quorum(),
+                "members": [{"id": "%x" % mid, "ID": mid, "name": m["name"],
+                             "peerURLs": [m["peer"]], "clientURLs": [m["client"]],
+                             "healthy": self.healthy(mid), "node": m["node"]}
+                            for mid, m in self.members.items()],
+                "waiting": dict(self.waiting), "fail_removes": self.fail_removes,
+                "stall": self.stall}
+
+    # -- etcdctl
+
+    def etcdctl(self, node, args):
+        """`etcdctl ARGS` in the etcd container on NODE: (stdout, stderr, exit code)."""
+        try:
+            return self.run_etcdctl(node, args), "", 0
+        except EtcdctlExit as e:
+            return e.stdout, e.stderr, e.code
+
+    def run_etcdctl(self, node, args):
+        flags, words = {}, []
+        rest = list(args)
+        while rest:
+            arg = rest.pop(0)
+            if arg == "--":
+                words += rest
+                break
+            if not arg.startswith("-") or arg == "-":
+                words.append(arg)
+                continue
+            name, eq, value = arg.lstrip("-").partition("=")
+            if name in ETCDCTL_VALUE_FLAGS:
+                if not eq:
+                    if not rest:
+                        raise EtcdctlExit(f"flag needs an argument: {arg}")
+                    value = rest.pop(0)
+            elif name in ETCDCTL_BOOL_FLAGS:
+                value = value if eq else "true"
+            elif arg.startswith("--"):
+                raise EtcdctlExit(f"unknown flag: --{name}")
+            else:
+                raise EtcdctlExit(f"unknown shorthand flag: '{name[:1]}' in {arg}")
+            flags["write-out" if name == "w" else name] = value
+        out = flags.get("write-out", "simple")
+        if out not in ("simple", "json"):
+            raise EtcdctlExit(f'unsupported output format "{out}" (fake_kube: simple or json)')
+        try:
+            timeout = parse_go_duration(flags.get("command-timeout", "5s"))
+        except ValueError as e:
+            raise EtcdctlExit(f'invalid argument "{flags["command-timeout"]}" for '
+                              f'"--command-timeout" flag: {e}')
+        for flag in ("cacert", "cert", "key"):
+            if flag in flags and flags[flag] not in ETCD_FILES:
+                raise EtcdctlExit(f"open {flags[flag]}: no such file or directory",
+                                  EXIT_BAD_ARGS)
+        if words == ["version"]:  # no connection needed
+            return f"etcdctl version: {ETCD_VERSION}\nAPI version: 3.5\n"
+        cmd = words[:2]
+        if cmd not in (["member", "list"], ["member", "remove"], ["member", "update"],
+                       ["endpoint", "health"], ["endpoint", "status"]):
+            raise EtcdctlExit(f'unknown command "{" ".join(words)}" for "etcdctl" (fake_kube '
+                              f'answers version, member list/remove/update, endpoint '
+                              f'health/status)')
+        # arguments are checked before connecting
+        mid = self.parse_id(words[2:]) if cmd[0] == "member" and cmd[1] != "list" else None
+        if cmd == ["member", "update"] and "peer-urls" not in flags:
+            raise EtcdctlExit("member peer urls not provided", EXIT_BAD_ARGS)
+        endpoints = flags.get("endpoints", "127.0.0.1:2379").split(",")
+        # kubeadm's etcd serves TLS only, to clients with a certificate of its CA
+        if not endpoints[0].startswith("https://"):
+            why = "error reading server preface: EOF"
+        elif not all(f in flags for f in ("cacert", "cert", "key")):
+            why = "transport: authentication handshake failed: tls: failed to verify " \
+                  "certificate: x509: certificate signed by unknown authority"
+        else:
+            why = "transport: Error while dialing: dial tcp " + \
+                  endpoints[0].split("//", 1)[1] + ": connect: connection refused"
+        target = None
+        if "connection refused" in why:
+            target = next((mid for mid in (self.endpoint_member(node, ep) for ep in endpoints)
+                           if mid is not None), None)
+        if target is None:
+            raise EtcdctlExit("context deadline exceeded", warning="rpc error: code = "
+                              "DeadlineExceeded desc = latest balancer error: last connection "
+                              "error: connection error: desc = \"" + why + "\"")
+        if cmd == ["member", "list"]:
+            return self.member_list(target, out)
+        if cmd == ["member", "remove"]:
+            return self.member_remove(mid)
+        if cmd == ["member", "update"]:
+            return self.member_update(mid, flags)
+        if cmd == ["endpoint", "health"]:
+            return self.endpoint_health(node, endpoints, flags, out, timeout)
+        return self.endpoint_status(node, endpoints, flags, out)
+
+    def endpoint_member(self, node, endpoint):
+        """The member a client URL reaches from NODE (host network), if it answers."""
+        if endpoint in ("https://127.0.0.1:2379", "https://localhost:2379"):
+            mid = self.local.get(node)
+        else:
+            mid = next((mid for mid, m in self.members.items() if m["client"] == endpoint),
+                       None)
+        return mid if self.healthy(mid) else None
+
+    def linearizable(self):
+        if not self.quorum():
+            raise EtcdctlExit("context deadline exceeded")
+
+    def header(self, mid, revision=True):
+        h = {"cluster_id": self.cluster_id, "member_id": mid}
+        if revision:
+            h["revision"] = self.revision
+        h["raft_term"] = self.raft_term
+        return h
+
+    def member_list(self, target, out):
+        self.linearizable()
+        members = [{"ID": mid, "name": m["name"], "peerURLs": [m["peer"]],
+                    "clientURLs": [m["client"]]} for mid, m in self.members.items()]
+        if out == "json":
+            # the cluster server's header has no revision
+            return compact({"header": self.header(target, revision=False),
+                            "members": members}) + "\n"
+        return "".join("%x, started, %s, %s, %s, false\n" % (
+            m["ID"], m["name"], ",".join(m["peerURLs"]), ",".join(m["clientURLs"]))
+            for m in members)
+
+    def parse_id(self, words):
+        if len(words) != 1:
+            raise EtcdctlExit("member ID is not provided", EXIT_BAD_ARGS)
+        try:
+            if not re.fullmatch(r"[0-9a-fA-F]+", words[0]):
+                raise ValueError("invalid syntax")
+            mid = int(words[0], 16)
+            if mid >= 1 << 64:
+                raise ValueError("value out of range")
+        except ValueError as e:
+            raise EtcdctlExit(f'bad member ID arg (strconv.ParseUint: parsing "{words[0]}": '
+                              f"{e}), expecting ID in Hex", EXIT_BAD_ARGS)
+        return mid
+
+    def member_remove(self, mid):
+        self.linearizable()
+        if self.fail_removes > 0:
+            self.fail_removes -= 1
+            raise EtcdctlExit("etcdserver: request timed out")
+        if mid not in self.members:
+            raise EtcdctlExit("etcdserver: member not found")
+        # mayRemoveMember: the healthy members left must be a quorum of what is left.
+        left = [other for other in self.members if other != mid]
+        if sum(1 for other in left if self.healthy(other)) < len(left) // 2 + 1:
+            raise EtcdctlExit("etcdserver: re-configuration failed due to not enough started "
+                              "members")
+        member = self.members.pop(mid)
+        if self.local.get(member["node"]) == mid:
+            self.local[member["node"]] = None  # its etcd stops: removed for good
+        self.revision += 1
+        self.elect()
+        return "Member %16x removed from cluster %16x\n" % (mid, self.cluster_id)
+
+    def member_update(self, mid, flags):
+        self.linearizable()
+        if mid not in self.members:
+            raise EtcdctlExit("etcdserver: member not found")
+        self.members[mid]["peer"] = flags["peer-urls"].split(",")[0]
+        return "Member %16x updated in cluster %16x\n" % (mid, self.cluster_id)
+
+    def cluster_endpoints(self, endpoints, flags):
+        if flags.get("cluster") == "true":
+            self.linearizable()  # the member list the endpoints come from
+            return [m["client"] for m in self.members.values()]
+        return endpoints
+
+    def endpoint_health(self, node, endpoints, flags, out, timeout):
+        results = []
+        for ep in self.cluster_endpoints(endpoints, flags):
+            mid = self.endpoint_member(node, ep)
+            # a health check reads a key: linearizable, so it needs the quorum too
+            if mid is not None and self.quorum():
+                results.append({"endpoint": ep, "health": True,
+                                "took": go_duration(random.uniform(0.002, 0.02))})
+            else:
+                results.append({"endpoint": ep, "health": False,
+                                "took": go_duration(timeout + random.uniform(0.0005, 0.002)),
+                                "error": "context deadline exceeded"})
+        # results come as the checks end: the ones that timed out last
+        results.sort(key=lambda r: not r["health"])
+        stdout, stderr = "", ""
+        if out == "json":
+            stdout = compact(results) + "\n"
+        else:
+            for r in results:
+                if r["health"]:
+                    stdout += f"{r['endpoint']} is healthy: successfully committed proposal: " \
+                              f"took = {r['took']}\n"
+                else:
+                    stderr += f"{r['endpoint']} is unhealthy: failed to commit proposal: " \
+                              f"{r['error']}\n"
+        if any(not r["health"] for r in results):
+            e = EtcdctlExit("unhealthy cluster", stdout=stdout)
+            e.stderr = stderr + e.stderr
+            raise e
+        return stdout
+
+    def endpoint_status(self, node, endpoints, flags, out):
+        rows, failed = [], ""
+        for ep in self.cluster_endpoints(endpoints, flags):
+            mid = self.endpoint_member(node, ep)
+            if mid is None:
+                failed += f"Failed to get the status of endpoint {ep} (context deadline " \
+                          f"exceeded)\n"
+                continue
+            rows.append({"Endpoint": ep, "Status": {
+                "header": self.header(mid), "version": ETCD_VERSION, "dbSize": 2 ** 21,
+                "leader": self.leader or 0, "raftIndex": 1000 + self.revision,
+                "raftTerm": self.raft_term, "raftAppliedIndex": 1000 + self.revision,
+                "dbSizeInUse": 2 ** 20}})
+        if out == "json":
+            stdout = compact(rows) + "\n"
+        else:
+            stdout = "".join("%s, %x, %s, 2.1 MB, %s, false, %d, %d, %d, \n" % (
+                r["Endpoint"], r["Status"]["header"]["member_id"], ETCD_VERSION,
+                str(r["Status"]["header"]["member_id"] == self.leader).lower(),
+                self.raft_term, 1000 + self.revision, 1000 + self.revision) for r in rows)
+        if failed:
+            e = EtcdctlExit(None, stdout=stdout)
+            e.stderr = failed
+            raise e
+        return stdout
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -3726,6 +4177,169 @@ class Server:
                 return
 
 
+# ---------------------------------------------------------------------------------------------
+# pods/exec over WebSocket (RFC 6455 and the channel protocols of k8s.io/apimachinery's
+# wsstream: each binary message starts with its channel, 0 stdin, 1 stdout, 2 stderr, 3 the
+# error channel's metav1.Status, 4 resize; v5 adds 255, a stream's close)
+
+EXEC_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec$")
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# What the API server negotiates, in the client's order of preference: v5 (kube-apiserver's
+# stream translator), v4 (proxied to the kubelet). The base64 and older variants are not served.
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, STATUS = 0, 1, 2, 3
+
+
+def exec_status(argv, code):
+    """The error channel's Status for an exit code, as the API server writes it."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {"metadata": {}, "status": "Failure",
+            "message": f"command terminated with non-zero exit code: error executing command "
+                       f"[{' '.join(argv)}], exit code {code}",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
+
+
+def internal_status(message):
+    return {"metadata": {}, "status": "Failure", "message": f"Internal error occurred: {message}",
+            "reason": "InternalError", "details": {"causes": [{"message": message}]},
+            "code": 500}
+
+
+def exec_target(app, ns, name, query):
+    """The pod and container of an exec request, checked as the API server checks them before
+    it upgrades the connection (an ApiError otherwise)."""
+    s = app.store
+    rt = s.types[("", "pods")]
+    if not query.get("command"):
+        raise bad_request("you must specify at least 1 command")
+    if not any(query.get(k, [""])[-1] in ("1", "true") for k in ("stdin", "stdout", "stderr")):
+        raise bad_request("you must specify at least one of stdin, stdout, stderr")
+    with s.lock:
+        pod = s.find(rt.key, ns, name)
+        if pod is None:
+            raise not_found(rt, name)
+        spec = pod.get("spec") or {}
+        names = [c["name"] for c in spec.get("containers") or []]
+        init = [c["name"] for c in spec.get("initContainers") or []]
+        container = (query.get("container") or [""])[-1]
+        if not container:
+            if len(names) == 1:
+                container = names[0]
+            elif not names:
+                raise bad_request(f"a container name must be specified for pod {name}")
+            else:
+                why = f"a container name must be specified for pod {name}, choose one of: " \
+                      f"[{' '.join(names)}]"
+                if init:
+                    why += f" or one of the init containers: [{' '.join(init)}]"
+                raise bad_request(why)
+        elif container not in names + init:
+            raise bad_request(f"container {container} is not valid for pod {name}")
+        if not spec.get("nodeName"):
+            raise bad_request(f"pod {name} does not have a host assigned")
+        return clone(pod), container
+
+
+def exec_run(app, pod, container, argv):
+    """What the command prints and how it ends: (stdout, stderr, status, delay). The etcd
+    container of a control-plane node's mirror pod has etcdctl; other containers echo, true,
+    false and sleep; anything else is not found, as the container runtime says."""
+    s, c = app.store, app.controllers
+    with s.lock:
+        node = s.find(("", "nodes"), "", pod["spec"]["nodeName"])
+        live = s.find(("", "pods"), pod["metadata"].get("namespace"), pod["metadata"]["name"])
+        if node is None or next((cd.get("status") for cd in (node.get("status") or {}).get(
+                "conditions") or [] if cd.get("type") == "Ready"), None) == "Unknown":
+            ip = internal_ip(node) if node else "10.0.0.1"
+            return "", "", internal_status(f"error dialing backend: dial tcp {ip}:10250: "
+                                           f"connect: no route to host"), 0
+        running = live is not None and any(
+            cs.get("name") == container and "running" in (cs.get("state") or {})
+            for cs in (live.get("status") or {}).get("containerStatuses") or [])
+        if not running:
+            return "", "", internal_status(f'unable to upgrade connection: container not '
+                                           f'found ("{container}")'), 0
+        labels = labels_of(pod)
+        etcd = MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {}) and \
+            labels.get("component") == "etcd" and container == "etcd"
+        program = argv[0].rsplit("/", 1)[-1]
+        if etcd and program == "etcdctl":
+            stdout, stderr, code = c.etcd.etcdctl(pod["spec"]["nodeName"], argv[1:])
+            return stdout, stderr, exec_status(argv, code), c.etcd.stall
+    if not etcd and program in ("echo", "true", "false", "sleep"):
+        if program == "sleep":
+            try:
+                return "", "", exec_status(argv, 0), float(argv[1])
+            except (IndexError, ValueError):
+                return "", "sleep: invalid time interval\n", exec_status(argv, 1), 0
+        return (" ".join(argv[1:]) + "\n" if program == "echo" else ""), "", \
+            exec_status(argv, 1 if program == "false" else 0), 0
+    return "", "", internal_status(
+        f'error executing command in container: failed to exec in container: failed to start '
+        f'exec "{uuid.uuid4().hex}{uuid.uuid4().hex}": OCI runtime exec failed: exec failed: '
+        f'unable to start container process: exec: "{argv[0]}": executable file not found in '
+        f'$PATH: unknown'), 0
+
+
+class WebSocket:
+    """The server's end of a WebSocket: unmasked frames out, masked client frames in."""
+
+    def __init__(self, handler):
+        self.rfile = handler.rfile
+        self.wfile = handler.wfile
+        self.sock = handler.connection
+
+    def send(self, opcode, payload):
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([n])
+        elif n < 1 << 16:
+            head += bytes([126]) + n.to_bytes(2, "big")
+        else:
+            head += bytes([127]) + n.to_bytes(8, "big")
+        self.wfile.write(head + payload)
+        self.wfile.flush()
+
+    def channel(self, number, data=b""):
+        # in pieces, as a stream is copied to the socket
+        for i in range(0, max(len(data), 1), 8192):
+            self.send(0x2, bytes([number]) + data[i:i + 8192])
+
+    def frame(self):
+        """(opcode, payload) of the client's next frame; None when the connection ends."""
+        head = self.rfile.read(2)
+        if len(head) < 2:
+            return None
+        n = head[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(self.rfile.read(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self.rfile.read(8), "big")
+        mask = self.rfile.read(4) if head[1] & 0x80 else None
+        payload = self.rfile.read(n)
+        if mask is None:  # a client's frames must be masked (RFC 6455 5.1)
+            return None
+        return head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def close(self, wait=5.0):
+        """The closing handshake: a normal closure, then the client's close (pings answered
+        meanwhile), bounded."""
+        try:
+            self.send(0x8, (1000).to_bytes(2, "big"))
+            self.sock.settimeout(wait)
+            while True:
+                got = self.frame()
+                if got is None or got[0] == 0x8:
+                    break
+                if got[0] == 0x9:
+                    self.send(0xA, got[1])
+        except OSError:
+            pass
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-kube"
@@ -3779,6 +4393,12 @@ class Handler(BaseHTTPRequestHandler):
                 code, obj = 400, {"error": str(e)}
             self.send_json(code, obj)
             return
+        exec_path = EXEC_PATH.match(path)
+        if exec_path:
+            self.serve_exec(method, urllib.parse.unquote(exec_path.group(1)),
+                            urllib.parse.unquote(exec_path.group(2)),
+                            urllib.parse.parse_qs(url.query, keep_blank_values=True))
+            return
         if path in ("/healthz", "/livez", "/readyz"):
             data = b"ok"
             self.send_response(200)
@@ -3827,6 +4447,62 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             self.send_json(500, ApiError(500, "InternalError", f"Internal error occurred: {e!r}",
                                          {"causes": [{"message": repr(e)}]}).status)
+
+    def serve_exec(self, method, ns, name, query):
+        """pods/exec: checked as the API server does, upgraded to a WebSocket, the command's
+        output on its channels, its Status on the error channel, then a normal closure."""
+        app = self.app
+        verb = {"POST": "create", "GET": "get"}.get(method, method.lower())
+        try:
+            if method not in ("GET", "POST"):
+                raise method_not_allowed()
+            pod, container = exec_target(app, ns, name, query)
+            upgrade = (self.headers.get("Upgrade") or "").lower()
+            if upgrade != "websocket":
+                if upgrade.startswith("spdy"):
+                    raise bad_request("fake_kube does not speak SPDY (the real server does): "
+                                      "exec over WebSocket (v5.channel.k8s.io)")
+                raise bad_request("Upgrade request required")
+            offered = [p.strip() for h in self.headers.get_all("Sec-WebSocket-Protocol") or []
+                       for p in h.split(",") if p.strip()]
+            protocol = next((p for p in offered if p in EXEC_PROTOCOLS), None)
+            if protocol is None:
+                raise bad_request(f"requested protocol(s) are not supported: {offered}; "
+                                  f"supports {list(EXEC_PROTOCOLS)}")
+        except ApiError as e:
+            count(app, verb, "pods/exec", e.code)
+            self.send_json(e.code, e.status)
+            return
+        count(app, verb, "pods/exec", 101)
+        key = (self.headers.get("Sec-WebSocket-Key") or "").strip()
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        flag = {k: query.get(k, [""])[-1] in ("1", "true") for k in ("stdout", "stderr", "tty")}
+        ws = WebSocket(self)
+        try:
+            # An empty message on the first writable channel: the streams are ready.
+            ws.channel(STDOUT if flag["stdout"] else STDERR if flag["stderr"] else STATUS)
+            argv = query["command"]
+            stdout, stderr, status, delay = exec_run(app, pod, container, argv)
+            if delay:
+                app.stop.wait(delay)
+            if flag["tty"]:  # one stream, as from a terminal
+                stdout, stderr = stdout + stderr, ""
+            if stdout and flag["stdout"]:
+                ws.channel(STDOUT, stdout.encode())
+            if stderr and flag["stderr"]:
+                ws.channel(STDERR, stderr.encode())
+            ws.channel(STATUS, compact(status).encode())
+        except OSError:
+            return
+        ws.close()
 
     def stream_watch(self, w):
         self.send_response(200)
@@ -3924,6 +4600,7 @@ def control(app, method, path, body):
                 return 404, {"error": "no such node"}
             s.drop(rt, node)
             c.aws_nodes.pop(parts[1], None)
+            c.etcd.machine_gone(parts[1])
             return 200, {}
         if len(parts) == 3 and parts[0] == "nodes" and parts[2] == "condition":
             override = c.node_override.setdefault(parts[1], {})
@@ -3943,7 +4620,26 @@ def control(app, method, path, body):
             s.changes += 1
             s.lock.notify_all()
             return 200, {"node": parts[1], "component": parts[2], "override": ov}
-    return 404, {"error": f"no control endpoint {method} {path}"}
+        if parts == ["etcd"] and method == "GET":
+            return 200, c.etcd.state()
+        if parts[:2] == ["etcd", "members"] and len(parts) == 3 and method == "POST":
+            healthy = data.get("healthy")
+            if healthy is None:
+                c.etcd.override.pop(parts[2], None)
+            elif isinstance(healthy, bool):
+                c.etcd.override[parts[2]] = healthy
+            else:
+                raise ValueError("healthy must be true, false or null")
+            c.etcd.elect()
+        elif parts == ["etcd", "fail-removes"] and method == "POST":
+            c.etcd.fail_removes = int(data["count"])
+        elif parts == ["etcd", "stall"] and method == "POST":
+            c.etcd.stall = float(data["seconds"])
+        else:
+            return 404, {"error": f"no control endpoint {method} {path}"}
+        s.changes += 1
+        s.lock.notify_all()
+        return 200, c.etcd.state()
 
 
 def main():

@@ -957,6 +957,312 @@ class ApiTest(unittest.TestCase):
         self.assertEqual(events[0]["object"]["kind"], "ConfigMap")
 
 
+ETCD_FLAGS = ("--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+              "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+              "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key")
+
+
+def ws_exec(k, path, protocols=("v4.channel.k8s.io",), method="GET", upgrade="websocket"):
+    """A minimal WebSocket client (as the channel protocols use it): the status line and
+    headers, then every message as (channel, bytes) until the server closes."""
+    sock = socket.create_connection(("127.0.0.1", k.port), timeout=10)
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    sock.sendall((f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n"
+                  f"Upgrade: {upgrade}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}"
+                  f"\r\nSec-WebSocket-Protocol: {', '.join(protocols)}\r\n\r\n").encode())
+    f = sock.makefile("rb")
+    status = f.readline().decode().strip()
+    headers = {}
+    while True:
+        line = f.readline().decode().strip()
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if not status.startswith("HTTP/1.1 101"):
+        body = f.read(int(headers.get("content-length", 0)))
+        sock.close()
+        return status, headers, json.loads(body)
+    messages = []
+    while True:
+        head = f.read(2)
+        if len(head) < 2:
+            break
+        n = head[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(f.read(2), "big")
+        elif n == 127:
+            n = int.from_bytes(f.read(8), "big")
+        assert not head[1] & 0x80, "server frames are not masked"
+        payload = f.read(n)
+        if head[0] & 0x0F == 0x8:
+            # answer the close, masked as a client must
+            mask = os.urandom(4)
+            sock.sendall(bytes([0x88, 0x80 | len(payload)]) + mask +
+                         bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+            messages.append(("close", int.from_bytes(payload[:2], "big")))
+            break
+        messages.append((payload[0], payload[1:]))
+    sock.close()
+    return status, headers, messages
+
+
+@unittest.skipUnless(KUBECTL, "kubectl is not installed")
+class EtcdExecTest(unittest.TestCase):
+    """kubectl exec into the etcd mirror pods, and the simulated etcd behind them."""
+
+    def setUp(self):
+        self.k = FakeKube()
+        for name in ("cp1", "cp2", "cp3"):
+            self.k.add_node(name, role="control-plane")
+        self.k.wait_for(lambda: len(self.etcd()["members"]) == 3, "three members")
+
+    def tearDown(self):
+        self.k.stop()
+
+    def etcd(self):
+        return self.k.get("/__fake/etcd")
+
+    def etcdctl(self, node, *args, flags=ETCD_FLAGS):
+        return self.k.kubectl("exec", "-n", "kube-system", f"etcd-{node}", "-c", "etcd", "--",
+                              "etcdctl", *flags, *args)
+
+    def etcd_ready(self, node):
+        pod = self.k.get(f"/api/v1/namespaces/kube-system/pods/etcd-{node}")
+        return any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in pod["status"].get("conditions", []))
+
+    def test_member_list_and_remove(self):
+        k = self.k
+        out = self.etcdctl("cp1", "member", "list", "-w", "json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        listed = json.loads(out.stdout)
+        state = self.etcd()
+        by_name = {m["name"]: m for m in state["members"]}
+        self.assertEqual(sorted(m["name"] for m in listed["members"]), ["cp1", "cp2", "cp3"])
+        # etcdctl's JSON: uint64 numbers (beyond i64: the top bit is set), URLs from the
+        # node's InternalIP, the header of the member answering, without a revision
+        nodes = {n["metadata"]["name"]: n for n in k.get("/api/v1/nodes")["items"]}
+        for m in listed["members"]:
+            self.assertEqual(m["ID"], by_name[m["name"]]["ID"])
+            self.assertGreaterEqual(m["ID"], 1 << 63)
+            ip = next(a["address"] for a in nodes[m["name"]]["status"]["addresses"]
+                      if a["type"] == "InternalIP")
+            self.assertEqual(m["peerURLs"], [f"https://{ip}:2380"])
+            self.assertEqual(m["clientURLs"], [f"https://{ip}:2379"])
+        self.assertEqual(listed["header"]["member_id"], by_name["cp1"]["ID"])
+        self.assertEqual(listed["header"]["cluster_id"], int(state["cluster_id"], 16))
+        self.assertEqual(sorted(listed["header"]), ["cluster_id", "member_id", "raft_term"])
+        simple = self.etcdctl("cp2", "member", "list")
+        self.assertIn(f"{by_name['cp3']['id']}, started, cp3, https://", simple.stdout)
+
+        out = self.etcdctl("cp1", "member", "remove", by_name["cp3"]["id"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout, "Member %16x removed from cluster %16x\n" % (
+            by_name["cp3"]["ID"], int(state["cluster_id"], 16)))
+        self.assertEqual(sorted(m["name"] for m in self.etcd()["members"]), ["cp1", "cp2"])
+        listed = json.loads(self.etcdctl("cp2", "member", "list", "-w", "json").stdout)
+        self.assertEqual(sorted(m["name"] for m in listed["members"]), ["cp1", "cp2"])
+        # the removed member's etcd stops: its pod goes unready, its etcdctl cannot connect
+        k.wait_for(lambda: not self.etcd_ready("cp3"), "etcd-cp3 unready")
+        out = self.etcdctl("cp3", "member", "list")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("Error: context deadline exceeded", out.stderr)
+        # an unknown ID, a bad one: etcdctl's errors and exit codes, through kubectl
+        out = self.etcdctl("cp1", "member", "remove", by_name["cp3"]["id"])
+        self.assertEqual((out.returncode, out.stderr.splitlines()[0]),
+                         (1, "Error: etcdserver: member not found"))
+        self.assertIn("command terminated with exit code 1", out.stderr)
+        out = self.etcdctl("cp1", "member", "remove", "zz")
+        self.assertEqual(out.returncode, 128, out.stderr)
+        self.assertIn('bad member ID arg (strconv.ParseUint: parsing "zz": invalid syntax), '
+                      'expecting ID in Hex', out.stderr)
+
+    def test_exec_errors_as_the_api_server_gives_them(self):
+        k = self.k
+        missing = k.kubectl("exec", "-n", "kube-system", "etcd-nope", "--", "etcdctl",
+                            "version")
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn('Error from server (NotFound): pods "etcd-nope" not found',
+                      missing.stderr)
+        # kubectl reads the pod first; the exec itself is a 404 Status before any upgrade
+        self.assertEqual(k.calls()["by_status"]["get pods 404"], 1)
+        status, _, body = ws_exec(k, "/api/v1/namespaces/kube-system/pods/etcd-nope/exec?"
+                                     "command=etcdctl&stdout=1", ("v5.channel.k8s.io",))
+        self.assertEqual((status, body["reason"], body["message"]),
+                         ("HTTP/1.1 404 Not Found", "NotFound", 'pods "etcd-nope" not found'))
+        self.assertEqual(k.calls()["by_status"]["get pods/exec 404"], 1)
+        wrong = k.kubectl("exec", "-n", "kube-system", "etcd-cp1", "-c", "main", "--", "true")
+        self.assertIn("Error from server (BadRequest): container main is not valid for pod "
+                      "etcd-cp1", wrong.stderr)
+        # the etcd image has etcdctl and no shell: containerd's error, as an internal error
+        shell = k.kubectl("exec", "-n", "kube-system", "etcd-cp1", "--", "sh", "-c", "true")
+        self.assertEqual(shell.returncode, 1)
+        self.assertRegex(shell.stderr, r'Internal error occurred: error executing command in '
+                                       r'container: .*exec: "sh": executable file not found')
+        version = k.kubectl("exec", "-n", "kube-system", "etcd-cp1", "--", "etcdctl",
+                            "version")
+        self.assertEqual((version.returncode, version.stdout.splitlines()[0]),
+                         (0, "etcdctl version: 3.5.16"))
+        # another pod's container has no etcdctl; echo and false work, exit codes propagate
+        cilium = k.wait_for(lambda: [p["metadata"]["name"] for p in k.get(
+            "/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dcilium")["items"]
+            if p["status"].get("phase") == "Running"], "a cilium pod")[0]
+        echo = k.kubectl("exec", "-n", "kube-system", cilium, "--", "echo", "hello", "there")
+        self.assertEqual((echo.returncode, echo.stdout), (0, "hello there\n"))
+        false = k.kubectl("exec", "-n", "kube-system", cilium, "--", "false")
+        self.assertEqual(false.returncode, 1)
+        self.assertIn("command terminated with exit code 1", false.stderr)
+        etcdctl = k.kubectl("exec", "-n", "kube-system", cilium, "--", "etcdctl", "version")
+        self.assertEqual(etcdctl.returncode, 1)
+        self.assertIn('exec: "etcdctl": executable file not found', etcdctl.stderr)
+        # a pod without a node is refused before the upgrade; a container not running, after
+        k.ok("POST", "/api/v1/namespaces/default/pods", {
+            "metadata": {"name": "unbound"}, "spec": {"containers": [{"name": "main",
+                                                                      "image": "busybox"}]}})
+        out = k.kubectl("exec", "unbound", "--", "true")
+        self.assertIn("Error from server (BadRequest): pod unbound does not have a host "
+                      "assigned", out.stderr)
+        k.add_node("slow", ready_after=60)
+        k.ok("POST", "/api/v1/namespaces/default/pods", {
+            "metadata": {"name": "waiting"}, "spec": {"nodeName": "slow", "containers": [
+                {"name": "main", "image": "busybox"}]}})
+        out = k.kubectl("exec", "waiting", "--", "true")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn('error: Internal error occurred: unable to upgrade connection: container '
+                      'not found ("main")', out.stderr)
+        # without kubeadm's client certificate etcd does not answer
+        out = self.etcdctl("cp1", "member", "list", flags=ETCD_FLAGS[:1])
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("certificate signed by unknown authority", out.stderr)
+        self.assertIn("\nError: context deadline exceeded\ncommand terminated", out.stderr)
+        out = self.etcdctl("cp1", "member", "list", flags=(*ETCD_FLAGS[:3], "--key=/nope"))
+        self.assertEqual(out.returncode, 128)
+        self.assertIn("Error: open /nope: no such file or directory", out.stderr)
+
+    def test_exec_protocol(self):
+        k = self.k
+        path = ("/api/v1/namespaces/kube-system/pods/etcd-cp1/exec?command=etcdctl&command=nope"
+                "&container=etcd&stdout=1&stderr=1")
+        status, headers, messages = ws_exec(k, path)
+        self.assertEqual(status, "HTTP/1.1 101 Switching Protocols")
+        self.assertEqual(headers["sec-websocket-protocol"], "v4.channel.k8s.io")
+        self.assertEqual(headers["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        # ready (an empty stdout message), stderr, the Status, a normal closure
+        self.assertEqual(messages[0], (1, b""))
+        self.assertEqual(messages[1][0], 2)
+        self.assertIn(b'Error: unknown command "nope" for "etcdctl"', messages[1][1])
+        self.assertEqual(messages[2][0], 3)
+        self.assertEqual(json.loads(messages[2][1]), {
+            "metadata": {}, "status": "Failure",
+            "message": "command terminated with non-zero exit code: error executing command "
+                       "[etcdctl nope], exit code 1",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": "1"}]}})
+        self.assertEqual(messages[3], ("close", 1000))
+        # v5 first when offered first; success is a bare Success
+        status, headers, messages = ws_exec(
+            k, path.replace("command=nope", "command=version"),
+            ("v5.channel.k8s.io", "v4.channel.k8s.io"))
+        self.assertEqual(headers["sec-websocket-protocol"], "v5.channel.k8s.io")
+        self.assertEqual(messages[-2], (3, b'{"metadata":{},"status":"Success"}'))
+        # refused before the upgrade: no protocol served, not an upgrade, no command
+        status, _, body = ws_exec(k, path, ("v3.channel.k8s.io",))
+        self.assertEqual(status, "HTTP/1.1 400 Bad Request")
+        self.assertIn("requested protocol(s) are not supported", body["message"])
+        status, _, body = ws_exec(k, path, upgrade="SPDY/3.1")
+        self.assertEqual((status, body["reason"]), ("HTTP/1.1 400 Bad Request", "BadRequest"))
+        code, body, _ = k.request("GET", path)
+        self.assertEqual((code, body["message"]), (400, "Upgrade request required"))
+        code, body, _ = k.request("POST", path.split("?")[0] + "?stdout=1")
+        self.assertEqual((code, body["message"]), (400, "you must specify at least 1 command"))
+
+    def test_dead_member_blocks_a_join_until_removed(self):
+        k = self.k
+        k.ok("DELETE", "/__fake/nodes/cp3")  # its machine vanished: the member stays
+        out = self.etcdctl("cp1", "endpoint", "health", "--cluster", "-w", "json")
+        self.assertEqual(out.returncode, 1)
+        health = {h["endpoint"]: h for h in json.loads(out.stdout)}
+        dead = next(m for m in self.etcd()["members"] if m["name"] == "cp3")
+        self.assertFalse(dead["healthy"])
+        self.assertEqual(len(health), 3)
+        self.assertEqual(health[dead["clientURLs"][0]]["health"], False)
+        self.assertEqual(health[dead["clientURLs"][0]]["error"], "context deadline exceeded")
+        self.assertEqual(sum(h["health"] for h in health.values()), 2)
+        self.assertIn("Error: unhealthy cluster", out.stderr)
+        # 2 healthy of 3: a fourth member would need 3 healthy; the join waits, its pod unready
+        k.add_node("cp4", role="control-plane")
+        k.wait_for(lambda: "cp4" in self.etcd()["waiting"], "cp4 waiting")
+        time.sleep(1.5)
+        self.assertFalse(self.etcd_ready("cp4"))
+        self.assertEqual(len(self.etcd()["members"]), 3)
+        self.assertIn("not enough started members", self.etcd()["waiting"]["cp4"])
+        pods = k.kubectl("get", "pods", "-n", "kube-system", "etcd-cp4")
+        self.assertRegex(pods.stdout, r"(?m)^etcd-cp4\s+0/1\s+Running\s")
+        out = self.etcdctl("cp1", "member", "remove", dead["id"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        k.wait_for(lambda: self.etcd_ready("cp4"), "etcd-cp4 ready")
+        listed = json.loads(self.etcdctl("cp4", "member", "list", "-w", "json").stdout)
+        self.assertEqual(sorted(m["name"] for m in listed["members"]), ["cp1", "cp2", "cp4"])
+        self.assertEqual(self.etcd()["waiting"], {})
+        out = self.etcdctl("cp2", "endpoint", "health", "--cluster", "-w", "json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def test_without_quorum_etcdctl_times_out(self):
+        k = self.k
+        k.ok("DELETE", "/__fake/nodes/cp2")
+        k.ok("DELETE", "/__fake/nodes/cp3")
+        self.assertFalse(self.etcd()["quorum"])
+        for args in (("member", "list", "-w", "json"), ("endpoint", "health", "--cluster")):
+            out = self.etcdctl("cp1", *args)
+            self.assertEqual(out.returncode, 1, out.stderr)
+            self.assertEqual(out.stdout, "")
+            self.assertIn("Error: context deadline exceeded", out.stderr)
+        # a member is not removed without a quorum
+        out = self.etcdctl("cp1", "member", "remove", self.etcd()["members"][2]["id"])
+        self.assertEqual(out.returncode, 1)
+        self.assertEqual(len(self.etcd()["members"]), 3)
+        # the local member still answers for itself (endpoint status is not linearizable)
+        out = self.etcdctl("cp1", "endpoint", "status", "-w", "json")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout)[0]["Status"]["leader"], 0)
+
+    def test_control_overrides(self):
+        k = self.k
+        members = {m["name"]: m for m in self.etcd()["members"]}
+        state = k.ok("POST", "/__fake/etcd/members/cp2", {"healthy": False})
+        self.assertFalse(next(m for m in state["members"] if m["name"] == "cp2")["healthy"])
+        k.wait_for(lambda: not self.etcd_ready("cp2"), "etcd-cp2 unready")
+        health = self.etcdctl("cp1", "endpoint", "health", "--cluster")
+        self.assertEqual(health.returncode, 1)
+        self.assertIn(f"{members['cp2']['clientURLs'][0]} is unhealthy: failed to commit "
+                      f"proposal: context deadline exceeded", health.stderr)
+        k.ok("POST", "/__fake/etcd/members/cp2", {"healthy": None})
+        k.wait_for(lambda: self.etcd_ready("cp2"), "etcd-cp2 ready again")
+        # the next remove fails, the one after goes through
+        k.ok("POST", "/__fake/etcd/fail-removes", {"count": 1})
+        out = self.etcdctl("cp1", "member", "remove", members["cp3"]["id"])
+        self.assertEqual((out.returncode, out.stderr), (1, "Error: etcdserver: request timed "
+                                                           "out\ncommand terminated with exit "
+                                                           "code 1\n"))
+        out = self.etcdctl("cp1", "member", "remove", members["cp3"]["id"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        # a stalled etcd answers late
+        k.ok("POST", "/__fake/etcd/stall", {"seconds": 1})
+        started = time.monotonic()
+        out = self.etcdctl("cp1", "member", "list")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertGreaterEqual(time.monotonic() - started, 1)
+        k.ok("POST", "/__fake/etcd/stall", {"seconds": 0})
+        # etcd's --strict-reconfig-check=false: a join does not wait for a healthy quorum
+        k.ok("POST", "/__fake/config", {"etcd_strict_reconfig": False})
+        k.ok("DELETE", "/__fake/nodes/cp2")
+        k.add_node("cp5", role="control-plane")
+        k.wait_for(lambda: self.etcd_ready("cp5"), "etcd-cp5 ready")
+        self.assertEqual(sorted((m["name"], m["healthy"]) for m in self.etcd()["members"]),
+                         [("cp1", True), ("cp2", False), ("cp5", True)])
+
+
 @unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
 class NodeSimulatorTest(unittest.TestCase):
     """Nodes follow EC2 instances, as kubelets registering with the API server would."""
@@ -1049,9 +1355,16 @@ class NodeSimulatorTest(unittest.TestCase):
             k.wait_for(lambda: k.request("GET", f"/api/v1/namespaces/kube-system/pods/"
                                                 f"kube-scheduler-{cp_name}")[0] == 404,
                        "kube-scheduler gone")
+            # the control plane runs an etcd member at its private address
+            members = k.get("/__fake/etcd")["members"]
+            self.assertEqual([(m["name"], m["peerURLs"], m["healthy"]) for m in members],
+                             [(cp_name, [f"https://{cp['PrivateIpAddress']}:2380"], True)])
             ec2.terminate_instances(InstanceIds=[cp["InstanceId"]])
             k.wait_for(lambda: k.request("GET", f"/api/v1/nodes/{cp_name}")[0] == 404,
                        "node deleted", timeout=10)
+            # its machine gone, the member stays, unreachable
+            members = k.get("/__fake/etcd")["members"]
+            self.assertEqual([(m["name"], m["healthy"]) for m in members], [(cp_name, False)])
             k.wait_for(lambda: not [p for p in k.get("/api/v1/pods")["items"]
                                     if p["spec"].get("nodeName") == cp_name], "its pods gone")
             self.assertEqual(len(k.get("/api/v1/nodes")["items"]), 1)

@@ -27,7 +27,7 @@ pub const EXCLUDE_FROM_LOAD_BALANCERS: &str =
 /// How long to wait before retrying an eviction a disruption budget refused (kubectl's 5 s).
 const BUDGET_RETRY: Duration = Duration::from_secs(5);
 
-fn is_mirror(pod: &Pod) -> bool {
+pub(crate) fn is_mirror(pod: &Pod) -> bool {
     pod.metadata
         .annotations
         .as_ref()

@@ -3,7 +3,9 @@
 //! kubeconfig` writes), and what `validate cluster` reads of the cluster: every Node and every
 //! pod, one list each whatever the size of the cluster. The decisions are
 //! [`kopsrs_checks::validation`]'s; this crate only reads. The only crate that depends on
-//! `kube` and `k8s-openapi`.
+//! `kube` and `k8s-openapi`. Beside it: what a rolling update does to Nodes (`drain`), a Lease
+//! lock (`lease`), etcd's membership through `etcdctl` in the etcd static pods (`etcd`), and
+//! what `manifests` asks of the API.
 
 use std::path::PathBuf;
 
@@ -14,9 +16,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 mod drain;
+mod etcd;
 mod lease;
 pub mod manifests;
 pub use drain::{EXCLUDE_FROM_LOAD_BALANCERS, NEEDS_UPDATE, SCHEDULED_FOR_UPDATE};
+pub use etcd::{EndpointHealth, EtcdMember, EtcdMembers, EXEC_TIMEOUT};
 pub use kopsrs_engine::rolling::Drained;
 pub use lease::{HeldLease, LeaseTaken};
 
@@ -76,6 +80,8 @@ pub struct Kube {
     pub(crate) evict_client: Client,
     pub(crate) cluster: String,
     server: String,
+    /// The longest one exec may take ([`EXEC_TIMEOUT`] unless set).
+    pub(crate) exec_timeout: std::time::Duration,
 }
 
 impl Kube {
@@ -137,6 +143,7 @@ impl Kube {
             evict_client,
             cluster: cluster.to_string(),
             server,
+            exec_timeout: EXEC_TIMEOUT,
         })
     }
 
