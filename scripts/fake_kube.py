@@ -107,7 +107,9 @@ has handled what a real cluster does:
   (top bit set), peerURLs https://INTERNAL_IP:2380, clientURLs https://INTERNAL_IP:2379; the
   first one makes the cluster. Later ones join under etcd's strict reconfiguration check: the
   healthy members must be a quorum of the size after the add (a second member may always join a
-  single one; no peer URL twice); until then the join is retried and the node's etcd mirror pod
+  single one; no peer URL twice; the replacement of a single control plane whose member is down
+  restores it from the etcd volume: same name and ID, its URLs moved); until then the join is
+  retried and the node's etcd mirror pod
   stays Running but not Ready (a `kubeadm join` stuck on its member add), as it is while its
   member is unhealthy. A member whose machine vanished (its instance gone, or DELETE
   /__fake/nodes/NAME) stays a member, unreachable; a Node deleted through the API while its
@@ -3373,6 +3375,16 @@ class Etcd:
         if node in self.local:
             return self.local[node] is not None
         peer = f"https://{ip}:2380"
+        # One control plane: its replacement mounts the etcd volume and restores the member
+        # from it (kopsrs's boot script), under its old name and ID, pointed at this node.
+        if len(self.members) == 1 and not self.healthy(next(iter(self.members))):
+            mid = next(iter(self.members))
+            m = self.members[mid]
+            m.update(peer=peer, client=f"https://{ip}:2379", alive=True, node=node)
+            self.local[node] = mid
+            self.waiting.pop(node, None)
+            self.elect()
+            return True
         if any(m["peer"] == peer for m in self.members.values()):
             self.waiting[node] = "etcdserver: Peer URLs already exists"
             return False

@@ -354,6 +354,89 @@ pub fn control_plane_unsettled(
     out
 }
 
+/// One etcd member as the roll reads it (through a control plane's etcd pod).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdMember {
+    /// etcd's member ID.
+    pub id: u64,
+    /// Its name: the control plane's Node name (kubeadm names members after the node).
+    pub name: String,
+    /// Its client URL answered a health check.
+    pub healthy: bool,
+}
+
+/// What etcd's membership says before the next control plane may go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdGate {
+    /// Why not yet (empty: the members are exactly the control planes, all healthy).
+    pub unsettled: Vec<String>,
+    /// Members to remove: unhealthy, and no control-plane Node has their name (their
+    /// instance is gone). Removing them lets a replacement join.
+    pub remove: Vec<EtcdMember>,
+}
+
+/// The etcd gate: the members must be exactly the control planes that exist, all healthy.
+/// `control_planes` are the control-plane Nodes; `orphans` control planes run without a
+/// Node (a stopped run deleted it; this roll terminates them), so as many healthy members
+/// without a Node are theirs. A cluster of one control plane (`expected`) has one member,
+/// which its replacement restores from the etcd volume under the old name: it must be the
+/// only one and healthy, whatever its name.
+pub fn etcd_gate(
+    members: &[EtcdMember],
+    control_planes: &[&str],
+    orphans: usize,
+    expected: usize,
+) -> EtcdGate {
+    let mut gate = EtcdGate::default();
+    if expected <= 1 {
+        match members {
+            [only] if only.healthy => {}
+            [only] => gate.unsettled.push(format!(
+                "etcd member {} ({:x}) is not healthy",
+                only.name, only.id
+            )),
+            _ => gate
+                .unsettled
+                .push(format!("etcd has {} members, 1 expected", members.len())),
+        }
+        return gate;
+    }
+    let mut nodeless_healthy = Vec::new();
+    for member in members {
+        let has_node = control_planes.contains(&member.name.as_str());
+        match (member.healthy, has_node) {
+            (true, true) => {}
+            (true, false) => nodeless_healthy.push(member),
+            (false, true) => gate.unsettled.push(format!(
+                "etcd member {} ({:x}) is not healthy",
+                member.name, member.id
+            )),
+            (false, false) => {
+                gate.unsettled.push(format!(
+                    "etcd member {} ({:x}) is unreachable and no control plane of that name exists: it is removed",
+                    member.name, member.id
+                ));
+                gate.remove.push(member.clone());
+            }
+        }
+    }
+    if nodeless_healthy.len() > orphans {
+        for member in nodeless_healthy {
+            gate.unsettled.push(format!(
+                "etcd member {} ({:x}) has no control-plane Node",
+                member.name, member.id
+            ));
+        }
+    }
+    for node in control_planes {
+        if !members.iter().any(|m| m.name == *node) {
+            gate.unsettled
+                .push(format!("control plane {node} is not an etcd member yet"));
+        }
+    }
+    gate
+}
+
 #[cfg(test)]
 #[path = "rolling_tests.rs"]
 mod tests;
@@ -465,6 +548,13 @@ pub trait ClusterNodes {
 
     /// The API server's version and every Node's kubelet version.
     async fn versions(&self) -> Result<crate::skew::Versions, Self::Error>;
+
+    /// etcd's members with their health, read through the etcd pod of control-plane Node
+    /// `via_node` (`kube-system/etcd-<node>`).
+    async fn etcd_members(&self, via_node: &str) -> Result<Vec<EtcdMember>, Self::Error>;
+
+    /// Removes etcd member `id` through the etcd pod of `via_node`.
+    async fn etcd_remove_member(&self, via_node: &str, id: u64) -> Result<(), Self::Error>;
 
     /// Every Node and pod, as validation reads them (one list each).
     async fn snapshot(

@@ -324,3 +324,70 @@ fn the_next_control_plane_waits_for_etcd_to_settle() {
         vec!["control-plane node \"b\" is not ready"]
     );
 }
+
+mod etcd {
+    use super::super::{etcd_gate, EtcdMember};
+
+    fn member(name: &str, healthy: bool) -> EtcdMember {
+        EtcdMember {
+            id: name.len() as u64 * 0x1000 + name.bytes().map(u64::from).sum::<u64>(),
+            name: name.into(),
+            healthy,
+        }
+    }
+
+    #[test]
+    fn settled_when_the_members_are_exactly_the_healthy_control_planes() {
+        let members = [
+            member("cp-a", true),
+            member("cp-b", true),
+            member("cp-c", true),
+        ];
+        let gate = etcd_gate(&members, &["cp-a", "cp-b", "cp-c"], 0, 3);
+        assert!(
+            gate.unsettled.is_empty() && gate.remove.is_empty(),
+            "{gate:?}"
+        );
+    }
+
+    #[test]
+    fn a_member_whose_control_plane_is_gone_is_removed_and_one_that_is_not_ready_waits() {
+        let members = [
+            member("cp-a", false),
+            member("cp-b", true),
+            member("cp-c", false),
+        ];
+        let gate = etcd_gate(&members, &["cp-b", "cp-c", "cp-d"], 0, 3);
+        assert_eq!(gate.remove, [member("cp-a", false)]);
+        let text = gate.unsettled.join("; ");
+        assert!(
+            text.contains("cp-c") && text.contains("not healthy"),
+            "{text}"
+        );
+        assert!(text.contains("cp-d is not an etcd member yet"), "{text}");
+    }
+
+    #[test]
+    fn a_healthy_member_without_a_node_is_an_orphans_only_when_one_is_known() {
+        let members = [member("cp-a", true), member("cp-b", true)];
+        let gate = etcd_gate(&members, &["cp-b"], 0, 2);
+        assert!(gate.unsettled.join(" ").contains("cp-a"), "{gate:?}");
+        assert!(gate.remove.is_empty(), "a healthy member is never removed");
+        let gate = etcd_gate(&members, &["cp-b"], 1, 2);
+        assert!(gate.unsettled.is_empty(), "{gate:?}");
+    }
+
+    #[test]
+    fn one_control_plane_has_one_healthy_member_whatever_its_name() {
+        let restored = [member("cp-old", true)];
+        assert!(etcd_gate(&restored, &["cp-new"], 0, 1).unsettled.is_empty());
+        let down = [member("cp-old", false)];
+        let gate = etcd_gate(&down, &["cp-new"], 0, 1);
+        assert!(
+            !gate.unsettled.is_empty() && gate.remove.is_empty(),
+            "{gate:?}"
+        );
+        let two = [member("cp-old", true), member("cp-new", true)];
+        assert!(!etcd_gate(&two, &["cp-new"], 0, 1).unsettled.is_empty());
+    }
+}

@@ -314,6 +314,31 @@ impl kopsrs_engine::rolling::ClusterNodes for Kube {
     async fn versions(&self) -> Result<kopsrs_engine::skew::Versions, KubeError> {
         Kube::versions(self).await
     }
+
+    async fn etcd_members(
+        &self,
+        via_node: &str,
+    ) -> Result<Vec<kopsrs_engine::rolling::EtcdMember>, KubeError> {
+        // The list (linearizable: no quorum, no list), then each client URL's health.
+        let members = Kube::etcd_members(self, via_node).await?;
+        let health = Kube::etcd_health(self, via_node).await?;
+        Ok(members
+            .members
+            .into_iter()
+            .map(|m| kopsrs_engine::rolling::EtcdMember {
+                healthy: !m.client_urls.is_empty()
+                    && m.client_urls
+                        .iter()
+                        .all(|url| health.iter().any(|h| &h.endpoint == url && h.healthy)),
+                id: m.id,
+                name: m.name,
+            })
+            .collect())
+    }
+
+    async fn etcd_remove_member(&self, via_node: &str, id: u64) -> Result<(), KubeError> {
+        Kube::etcd_remove_member(self, via_node, id).await
+    }
 }
 
 impl Kube {

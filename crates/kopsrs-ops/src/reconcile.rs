@@ -88,7 +88,10 @@ pub async fn reconcile(
                 roles: CONTROL_PLANE.to_vec(),
                 prune: false,
             });
-            let done = update::plan_and_apply(session, &aws, &store, &prepared, &first).await?;
+            let done = Box::pin(update::plan_and_apply(
+                session, &aws, &store, &prepared, &first,
+            ))
+            .await?;
             report
                 .steps
                 .push(applied("control plane: cloud changes", done.plan));
@@ -98,20 +101,23 @@ pub async fn reconcile(
 
             say("Step 2 of 5: rolling the control plane");
             wait_for_api(session, name, options).await?;
-            let rolled = roll(session, name, options, &CONTROL_PLANE).await?;
+            let rolled = Box::pin(roll(session, name, options, &CONTROL_PLANE)).await?;
             report
                 .steps
                 .push(rolled_step("control plane: roll", rolled));
 
             say("Step 3 of 5: updating the other instance groups' configuration");
             let all = update(Scope::default());
-            let done = update::plan_and_apply(session, &aws, &store, &prepared, &all).await?;
+            let done = Box::pin(update::plan_and_apply(
+                session, &aws, &store, &prepared, &all,
+            ))
+            .await?;
             report
                 .steps
                 .push(applied("nodes: cloud changes", done.plan));
 
             say("Step 4 of 5: rolling the other instance groups");
-            let rolled = roll(session, name, options, &[]).await?;
+            let rolled = Box::pin(roll(session, name, options, &[])).await?;
             report.steps.push(rolled_step("nodes: roll", rolled));
 
             say("Step 5 of 5: deleting what the roll no longer needs");
@@ -119,7 +125,10 @@ pub async fn reconcile(
                 roles: Vec::new(),
                 prune: true,
             });
-            let done = update::plan_and_apply(session, &aws, &store, &prepared, &prune).await?;
+            let done = Box::pin(update::plan_and_apply(
+                session, &aws, &store, &prepared, &prune,
+            ))
+            .await?;
             report.steps.push(applied("prune", done.plan));
             say(&format!("Cluster {name} is reconciled."));
             Ok(report)

@@ -241,8 +241,6 @@ pub struct Roll<C, N> {
     statuses: Vec<Status>,
     /// The state store whose cluster lock a run takes (none in tests).
     store: Option<kopsrs_state::StateStore>,
-    /// Control-plane instances replaced by this run without the API (`--cloudonly`).
-    blind_control_planes: std::sync::atomic::AtomicUsize,
 }
 
 impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
@@ -258,7 +256,6 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             order: Vec::new(),
             statuses: Vec::new(),
             store: None,
-            blind_control_planes: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -301,6 +298,45 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .map(|g| g.status(self.options.force))
             .collect();
         self.order = selected.iter().map(|g| g.name.clone()).collect();
+        self.blind_control_planes()
+    }
+
+    /// Without the API (`--cloudonly`) nothing shows whether etcd has its members back, so
+    /// control planes are replaced one interval apart whatever etcd says: refused, before
+    /// anything changes, unless `--force` says that losing etcd's quorum is accepted.
+    fn blind_control_planes(&self) -> Result<()> {
+        if self.nodes.is_some() {
+            return Ok(());
+        }
+        let control_planes: Vec<&str> = self
+            .statuses
+            .iter()
+            .filter(|s| {
+                s.need_update > 0
+                    && self.cx.specs.get(&s.name).map(|s| s.0) == Some(Role::ControlPlane)
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if control_planes.is_empty() {
+            return Ok(());
+        }
+        if !self.options.force {
+            return Err(Problems::one(
+                format!(
+                    "--cloudonly would replace control planes ({}) without seeing etcd: each goes one interval after the last whatever etcd says, and etcd can lose its quorum; nothing was changed",
+                    control_planes.join(", ")
+                ),
+                "bring the API back and roll without --cloudonly (the etcd gate then waits for each member); to replace them blind, accepting the loss of etcd's quorum, add --force",
+            )
+            .into());
+        }
+        self.cx.reporter.warn(
+            &format!(
+                "--cloudonly --force: control planes {} are replaced without the etcd gate; etcd may lose its quorum",
+                control_planes.join(", ")
+            ),
+            Some("restore from a backup if it does (docs/operations.md)"),
+        );
         Ok(())
     }
 
@@ -328,8 +364,6 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
     /// Rolls every selected group in order, holding the cluster lock (when there is a
     /// state store).
     pub async fn run(&self) -> Result<()> {
-        self.blind_control_planes
-            .store(0, std::sync::atomic::Ordering::SeqCst);
         let work = async {
             for group in &self.order {
                 self.roll_group(group).await?;
@@ -569,9 +603,6 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                 .chain(&round.unavailable)
                 .cloned()
                 .collect();
-            if group.role == Role::ControlPlane && self.nodes.is_none() {
-                self.one_blind_control_plane(name, &ids)?;
-            }
             let replaced = futures::future::join_all(
                 ids.iter().map(|id| self.replace(&group, &aws_group, id)),
             )
@@ -611,26 +642,6 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             )
             .into()
         })
-    }
-
-    /// Without the API (`--cloudonly`) nothing shows whether etcd has its members back, so
-    /// the etcd gate holds another way: one control plane per run. The next run, once the
-    /// user has checked etcd, replaces the next.
-    fn one_blind_control_plane(&self, group: &str, ids: &[String]) -> Result<()> {
-        let before = self
-            .blind_control_planes
-            .fetch_add(ids.len(), std::sync::atomic::Ordering::SeqCst);
-        if before + ids.len() <= 1 {
-            return Ok(());
-        }
-        Err(Problems::one(
-            format!(
-                "group {group}: not replacing {}: with --cloudonly kopsrs cannot see whether etcd has its members back, so it replaces one control plane per run",
-                ids.join(", ")
-            ),
-            "check etcd on the control planes (`etcdctl member list`, or `kopsrs validate cluster` once the API answers), then run `kopsrs rolling-update cluster --cloudonly --yes` again for the next one",
-        )
-        .into())
     }
 
     /// Tags and detaches `ids` from the group (a surge).
@@ -859,11 +870,15 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                     // whatever else failed and whatever --validate-count says: it is the
                     // one gate no flag opens.
                     let unsettled = match control_plane {
-                        true => rolling::control_plane_unsettled(
-                            &pass.nodes,
-                            &pass.pods,
-                            self.control_planes.saturating_sub(orphans),
-                        ),
+                        true => {
+                            let mut unsettled = rolling::control_plane_unsettled(
+                                &pass.nodes,
+                                &pass.pods,
+                                self.control_planes.saturating_sub(orphans),
+                            );
+                            unsettled.extend(self.etcd_gate(kube, &pass.nodes, orphans).await);
+                            unsettled
+                        }
                         false => Vec::new(),
                     };
                     let settled = unsettled.is_empty();
@@ -908,6 +923,45 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             }
             last = problems;
             tokio::time::sleep(tick).await;
+        }
+    }
+
+    /// etcd's side of the gate: the members read through a Ready control plane's etcd pod
+    /// (`kube-system/etcd-<node>`; the next one when it does not answer), judged by
+    /// [`rolling::etcd_gate`]. Members whose control plane is gone are removed here, on
+    /// every pass until it works: not left to one try of the replacement's boot script.
+    async fn etcd_gate(&self, kube: &N, nodes: &[validation::Node], orphans: usize) -> Vec<String> {
+        let control_planes: Vec<&validation::Node> =
+            nodes.iter().filter(|n| n.role == "control-plane").collect();
+        let names: Vec<&str> = control_planes.iter().map(|n| n.name.as_str()).collect();
+        let mut failed = Vec::new();
+        for via in control_planes
+            .iter()
+            .filter(|n| n.ready && !n.network_unavailable)
+        {
+            let members = match kube.etcd_members(&via.name).await {
+                Ok(members) => members,
+                Err(e) => {
+                    failed.push(e.to_string());
+                    continue;
+                }
+            };
+            let gate = rolling::etcd_gate(&members, &names, orphans, self.control_planes);
+            let mut unsettled = gate.unsettled;
+            for member in &gate.remove {
+                self.say(format!(
+                    "removing etcd member {} ({:x}): its control plane is gone",
+                    member.name, member.id
+                ));
+                if let Err(e) = kube.etcd_remove_member(&via.name, member.id).await {
+                    unsettled.push(format!("removing etcd member {}: {e}", member.name));
+                }
+            }
+            return unsettled;
+        }
+        match failed.is_empty() {
+            true => vec!["no control-plane Node is Ready to read etcd through".into()],
+            false => vec![format!("etcd cannot be read: {}", failed.join("; "))],
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use kopsrs_api::Role;
 use kopsrs_checks::validation;
 use kopsrs_engine::rolling::{
-    CloudGroups, ClusterNodes, Drained, NodeState, RollingGroup, RollingInstance,
+    CloudGroups, ClusterNodes, Drained, EtcdMember, NodeState, RollingGroup, RollingInstance,
 };
 
 use super::{Context, Roll, RollOptions};
@@ -40,8 +40,19 @@ struct World {
     fail_read: Option<usize>,
     /// Evictions never succeed (a disruption budget that never frees).
     budget_never_frees: bool,
-    /// Replacement control planes never get a ready etcd.
+    /// Replacement control planes never join etcd (their etcd pods look ready all the
+    /// same: the gate must read etcd, not pods).
     etcd_never_ready: bool,
+    /// etcd's members (ID, name), once first read: every control plane then.
+    members: Vec<(u64, String)>,
+    etcd_started: bool,
+    /// Control planes waiting to join: etcd adds a member only when the healthy ones after
+    /// the add are a quorum of the new size (its strict reconfiguration check).
+    pending_joins: Vec<String>,
+    /// The next removals that fail.
+    fail_removes: usize,
+    /// The fewest healthy members seen after a control plane was terminated.
+    min_healthy_members: Option<usize>,
     /// Nodes deleted.
     deleted: BTreeSet<String>,
     /// Control-plane Nodes whose instance is gone (a run stopped in between).
@@ -73,6 +84,9 @@ impl World {
     fn launch(&mut self, group: usize) {
         self.next_id += 1;
         let id = format!("i-new{}", self.next_id);
+        if self.groups[group].role == "control-plane" && !self.etcd_never_ready {
+            self.pending_joins.push(node_name(&id));
+        }
         let version = self.groups[group].template_version.clone();
         self.groups[group].instances.push(RollingInstance {
             id,
@@ -95,6 +109,56 @@ impl World {
 
     fn role_of(&self, group: usize) -> &str {
         &self.groups[group].role
+    }
+
+    /// A member is healthy while its instance runs.
+    fn member_healthy(&self, name: &str) -> bool {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.instances)
+            .any(|i| node_name(&i.id) == name)
+    }
+
+    fn healthy_members(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|(_, n)| self.member_healthy(n))
+            .count()
+    }
+
+    /// etcd as it is now: started with the control planes there at the first read, then
+    /// the joins its strict reconfiguration check lets in.
+    fn etcd(&mut self) {
+        if !self.etcd_started {
+            self.etcd_started = true;
+            let names: Vec<String> = self
+                .groups
+                .iter()
+                .filter(|g| g.role == "control-plane")
+                .flat_map(|g| &g.instances)
+                .map(|i| node_name(&i.id))
+                .collect();
+            self.pending_joins.retain(|n| !names.contains(n));
+            for name in names {
+                self.members.push((self.members.len() as u64 + 0x10, name));
+            }
+        }
+        for name in std::mem::take(&mut self.pending_joins) {
+            let size = self.members.len() + 1;
+            if !self.member_healthy(&name) {
+                continue;
+            }
+            // One control plane: its replacement restores the member from the etcd volume.
+            if self.members.len() == 1 && self.healthy_members() == 0 {
+                self.members[0].1 = name;
+                continue;
+            }
+            if self.healthy_members() + 1 > size / 2 {
+                self.members.push((self.members.len() as u64 + 0x10, name));
+            } else {
+                self.pending_joins.push(name);
+            }
+        }
     }
 }
 
@@ -144,6 +208,10 @@ impl CloudGroups for Cloud {
         let mut w = self.0.lock().unwrap();
         let (g, i) = w.group_of(&instance.id).unwrap();
         let gone = w.groups[g].instances.remove(i);
+        if w.etcd_started && w.groups[g].role == "control-plane" {
+            let healthy = w.healthy_members();
+            w.min_healthy_members = Some(w.min_healthy_members.map_or(healthy, |m| m.min(healthy)));
+        }
         if gone.in_group {
             w.launch(g);
         }
@@ -258,6 +326,39 @@ impl ClusterNodes for Nodes {
         Ok(versions)
     }
 
+    async fn etcd_members(&self, via: &str) -> Result<Vec<EtcdMember>, Fake> {
+        let mut w = self.0.lock().unwrap();
+        w.etcd();
+        if !w.member_healthy(via) {
+            return Err(Fake(format!("pods \"etcd-{via}\" not found")));
+        }
+        if w.healthy_members() * 2 <= w.members.len() {
+            return Err(Fake("context deadline exceeded".into()));
+        }
+        Ok(w.members
+            .iter()
+            .map(|(id, name)| EtcdMember {
+                id: *id,
+                name: name.clone(),
+                healthy: w.member_healthy(name),
+            })
+            .collect())
+    }
+
+    async fn etcd_remove_member(&self, _: &str, id: u64) -> Result<(), Fake> {
+        let mut w = self.0.lock().unwrap();
+        if w.fail_removes > 0 {
+            w.fail_removes -= 1;
+            return Err(Fake("etcdserver: request timed out".into()));
+        }
+        let Some(at) = w.members.iter().position(|(m, _)| *m == id) else {
+            return Ok(());
+        };
+        let (_, name) = w.members.remove(at);
+        w.log.push(format!("etcd remove {name}"));
+        Ok(())
+    }
+
     async fn snapshot(&self) -> Result<(Vec<validation::Node>, Vec<validation::Pod>), Fake> {
         let w = self.0.lock().unwrap();
         let mut nodes = Vec::new();
@@ -277,7 +378,8 @@ impl ClusterNodes for Nodes {
                         "kube-controller-manager",
                         "kube-scheduler",
                     ] {
-                        let ready = !(component == "etcd" && w.etcd_never_ready && replacement);
+                        let _ = replacement;
+                        let ready = true;
                         pods.push(validation::Pod {
                             name: format!("kube-system/{component}-{name}"),
                             node: Some(name.clone()),
@@ -641,53 +743,120 @@ async fn another_clusters_api_changes_nothing() {
     );
 }
 
-/// Without the API (`--cloudonly`) etcd cannot be seen: one control plane per run, whatever
-/// the other flags say; each run replaces the next.
+/// Without the API (`--cloudonly`) etcd cannot be seen: control planes are refused before
+/// anything changes, whatever the other flags say, unless `--force` accepts the risk.
 #[tokio::test]
-async fn without_the_api_one_control_plane_goes_per_run() {
-    for (validate_count, fail_on_validate_error, force) in
-        [(1, true, false), (0, false, false), (0, false, true)]
-    {
+async fn without_the_api_control_planes_need_force() {
+    for (validate_count, fail_on_validate_error) in [(1, true), (0, false)] {
+        let groups = || {
+            vec![
+                group("control-plane-a", "control-plane", 1),
+                group("control-plane-b", "control-plane", 1),
+                group("control-plane-c", "control-plane", 1),
+                group("nodes", "node", 2),
+            ]
+        };
+        let options = RollOptions {
+            validate_count,
+            fail_on_validate_error,
+            ..fast()
+        };
+        let world = World {
+            groups: groups(),
+            ..World::default()
+        };
+        let e = harness_with(world, options.clone(), false)
+            .await
+            .err()
+            .expect("refused when planning");
+        let text = problems(&e);
+        assert!(
+            text.contains("quorum") && text.contains("--force"),
+            "{text}"
+        );
+        // Only the nodes: no control plane goes, nothing refused.
+        let world = World {
+            groups: groups(),
+            ..World::default()
+        };
+        let nodes_only = RollOptions {
+            instance_groups: vec!["nodes".into()],
+            ..options.clone()
+        };
+        let h = harness_with(world, nodes_only, false).await.unwrap();
+        h.roll.run().await.unwrap();
+        // With --force: every control plane, said as the risk it is.
+        let world = World {
+            groups: groups(),
+            ..World::default()
+        };
+        let forced = RollOptions {
+            force: true,
+            ..options
+        };
+        let h = harness_with(world, forced, false).await.unwrap();
+        h.roll.run().await.unwrap();
+        assert!(h.current());
+        assert!(
+            h.reporter
+                .lines()
+                .iter()
+                .any(|l| l.contains("may lose its quorum")),
+            "{:?}",
+            h.reporter.lines()
+        );
+    }
+}
+
+/// The gate reads etcd: each replaced control plane's member is removed by the roll (tried
+/// again when etcd refuses), its replacement joins, and at least two of three members stay
+/// healthy throughout, with every flag.
+#[tokio::test]
+async fn the_etcd_gate_removes_dead_members_and_keeps_the_quorum() {
+    for (validate_count, fail_on_validate_error) in [(1, true), (0, false)] {
         let world = World {
             groups: vec![
                 group("control-plane-a", "control-plane", 1),
                 group("control-plane-b", "control-plane", 1),
                 group("control-plane-c", "control-plane", 1),
-                group("nodes", "node", 2),
             ],
+            fail_removes: 2,
             ..World::default()
         };
         let options = RollOptions {
             validate_count,
             fail_on_validate_error,
-            force,
+            validation_timeout: Duration::from_secs(5),
             ..fast()
         };
-        let h = harness_with(world, options, false).await.unwrap();
-        let terminated = |h: &Harness| {
-            h.log()
-                .iter()
-                .filter(|l| l.starts_with("terminate"))
-                .count()
-        };
-        for run in 1..=2 {
-            let e = h.roll.run().await.unwrap_err();
+        let h = harness(world, options).await.unwrap();
+        h.roll.run().await.unwrap();
+        assert!(h.current());
+        let w = h.world.lock().unwrap();
+        let removed: Vec<&String> = w
+            .log
+            .iter()
+            .filter(|l| l.starts_with("etcd remove"))
+            .collect();
+        assert_eq!(removed.len(), 3, "{:?}", w.log);
+        assert_eq!(w.min_healthy_members, Some(2), "{:?}", w.log);
+        assert_eq!(w.members.len(), 3);
+        assert!(
+            w.members.iter().all(|(_, n)| n.starts_with("n-i-new")),
+            "{:?}",
+            w.members
+        );
+        // Each removal came after its instance was terminated, before the next went.
+        let order: Vec<&String> = w
+            .log
+            .iter()
+            .filter(|l| l.starts_with("etcd remove") || l.starts_with("terminate"))
+            .collect();
+        for pair in order.chunks(2) {
             assert!(
-                problems(&e).contains("one control plane per run"),
-                "{}",
-                problems(&e)
+                pair[0].starts_with("terminate") && pair[1].starts_with("etcd remove"),
+                "{order:?}"
             );
-            assert_eq!(terminated(&h), run, "run {run}: {:#?}", h.log());
-            if force {
-                // --force replaces every instance every run: the gate holds as well.
-                break;
-            }
-        }
-        if !force {
-            // The last control plane, then the nodes, in one run.
-            h.roll.run().await.unwrap();
-            assert!(h.current());
-            assert_eq!(terminated(&h), 5);
         }
     }
 }

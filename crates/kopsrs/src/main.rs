@@ -18,7 +18,9 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = runtime.block_on(commands::run(cli));
+    // On the heap: the operations are large state machines (a reconcile holds an update
+    // and a roll), too large for the main thread's stack.
+    let result = runtime.block_on(Box::pin(commands::run(cli)));
     render::exit(result, &settings)
 }
 

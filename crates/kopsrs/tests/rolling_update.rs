@@ -167,6 +167,43 @@ impl Rig {
         )
     }
 
+    /// Watches etcd's members (the fake's view) until the returned flag is set: the fewest
+    /// healthy members seen, and each change of (healthy, members).
+    fn watch_etcd(
+        &self,
+    ) -> (
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<(usize, Vec<(usize, usize)>)>,
+    ) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let url = self.kube.url.clone();
+        let flag = stop.clone();
+        let watcher = std::thread::spawn(move || {
+            let (mut fewest, mut history) = (usize::MAX, Vec::new());
+            while !flag.load(Ordering::Relaxed) {
+                let out = Command::new("curl")
+                    .args(["-sSf"])
+                    .arg(format!("{url}/__fake/etcd"))
+                    .stderr(Stdio::null())
+                    .output()
+                    .unwrap();
+                if let Ok(state) = serde_json::from_slice::<Value>(&out.stdout) {
+                    let members = state["members"].as_array().cloned().unwrap_or_default();
+                    let healthy = members.iter().filter(|m| m["healthy"] == true).count();
+                    if !members.is_empty() {
+                        fewest = fewest.min(healthy);
+                    }
+                    if history.last() != Some(&(healthy, members.len())) {
+                        history.push((healthy, members.len()));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (fewest, history)
+        });
+        (stop, watcher)
+    }
+
     /// `get instances -o json`.
     fn instances(&self) -> Vec<Value> {
         let out =
@@ -578,19 +615,6 @@ fn a_killed_roll_resumes_and_a_failed_validation_or_drain_stops_it() {
         "{node}"
     );
 
-    // The lock it held is reported as stale; once broken, a rerun finishes the detached one.
-    let (code, _, stderr) = rig.roll(&[&["--yes"], FAST].concat());
-    assert_eq!(code, 1);
-    assert!(stderr.contains("no longer runs on this host"), "{stderr}");
-    let lock_id = stderr
-        .split("lock ID ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .unwrap()
-        .to_string();
-    rig.ok(rig
-        .kopsrs()
-        .args(["force-unlock", &lock_id, "--cluster", "resume.example.com"]));
     // A budget that can never allow an eviction (2 of 2 must stay) stops the drain.
     let out = rig.kube.kubectl(
         &[
@@ -618,6 +642,8 @@ fn a_killed_roll_resumes_and_a_failed_validation_or_drain_stops_it() {
         .concat(),
     );
     assert_eq!(code, 1, "{stderr}");
+    // The killed run's lock is taken over (same host, its process gone), with no flag.
+    assert!(stderr.contains("took over the lock"), "{stderr}");
     assert!(
         stderr.contains("not evicted within 3s") && stderr.contains("--fail-on-drain-error=false"),
         "{stderr}"
@@ -694,9 +720,21 @@ fn cloudonly_replaces_without_the_kubernetes_api() {
     );
     assert_eq!(rig.running(), before);
 
+    // Control planes without the etcd gate: refused, nothing changed, unless --force.
     let (code, _, stderr) =
         rig.roll_with(&empty, &[&["--yes", "--cloudonly"], &FAST[..4]].concat());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("quorum") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(rig.running(), before);
+    let (code, _, stderr) = rig.roll_with(
+        &empty,
+        &[&["--yes", "--cloudonly", "--force"], &FAST[..4]].concat(),
+    );
     assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("may lose its quorum"), "{stderr}");
     assert!(!stderr.contains("draining"), "{stderr}");
     let after = rig.running();
     assert_eq!(after.len(), 2);
@@ -820,6 +858,7 @@ fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
         )
     };
 
+    let (stop_watching, etcd_watcher) = rig.watch_etcd();
     // Killed (SIGKILL) as it terminates the first control plane: the nodes' templates and
     // instances are untouched, and running it again goes on with no flag (the lock of the
     // dead run is taken over).
@@ -857,8 +896,17 @@ fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
     assert!(nodes_before.is_subset(&before), "{nodes_before:?}");
 
     let (code, stderr) = reconcile();
+    stop_watching.store(true, Ordering::Relaxed);
+    let (fewest_healthy, etcd_history) = etcd_watcher.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("took over the lock"), "{stderr}");
+    // etcd kept a quorum with a member to spare: never fewer than two healthy of three.
+    assert!(fewest_healthy >= 2, "{etcd_history:?}");
+    // The roll removed each replaced control plane's member itself.
+    let removed = killed_at.matches("removing etcd member").count()
+        + stderr.matches("removing etcd member").count();
+    assert_eq!(removed, 3, "{killed_at}\n{stderr}");
+    assert_eq!(etcd_history.last(), Some(&(3, 3)), "{etcd_history:?}");
     let step = |n: usize| {
         lines_with(&stderr, &format!("Step {n} of 5"))
             .first()
@@ -880,8 +928,13 @@ fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
         "{stderr}"
     );
     assert!(node_lines.iter().all(|&n| n > step(4)), "{stderr}");
+    // The rest, in order: each group's instance terminated once over both runs (the kill
+    // may come before or after the first terminate call).
+    let mut all = terminations(&killed_at);
+    all.extend(terminations(&stderr));
+    all.dedup();
     assert_eq!(
-        terminations(&stderr),
+        all,
         [
             "control-plane-eu-west-1a",
             "control-plane-eu-west-1b",
@@ -889,7 +942,7 @@ fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
             "nodes-eu-west-1a",
             "nodes-eu-west-1b"
         ],
-        "{stderr}"
+        "{killed_at}\n{stderr}"
     );
     assert!(
         rig.min_healthy() >= 2,
@@ -920,4 +973,66 @@ fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(terminations(&stderr).len(), 0, "{stderr}");
     rig.all_current();
+}
+
+/// The etcd gate with the flags that switch validation off: a worker group that never
+/// validates and `--validate-count 0` still replace one control plane at a time, each once
+/// etcd has its member back.
+#[test]
+fn reconcile_with_validation_off_still_waits_for_each_etcd_member() {
+    let name = "gate.example.com";
+    let rig = Rig::applied(
+        name,
+        &[
+            "--zones",
+            "eu-west-1a,eu-west-1b,eu-west-1c",
+            "--control-plane-zones",
+            "eu-west-1a,eu-west-1b,eu-west-1c",
+            "--node-count",
+            "1",
+        ],
+    );
+    rig.ok(rig.kopsrs().args(["upgrade", "cluster", name, "--yes"]));
+    // A worker that never turns Ready: validation fails for its group throughout.
+    let nodes = rig
+        .kube
+        .get("/api/v1/nodes?labelSelector=kops.k8s.io/instancegroup%3Dnodes-eu-west-1a");
+    let worker = nodes["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rig.kube.control(
+        "POST",
+        &format!("/__fake/nodes/{worker}/condition"),
+        r#"{"Ready": "False"}"#,
+    );
+    let (stop, watcher) = rig.watch_etcd();
+    let out = rig
+        .kopsrs()
+        .args(["reconcile", "cluster", name, "--yes", "--kubeconfig"])
+        .arg(&rig.kube.kubeconfig)
+        .args(&FAST[..6])
+        .args([
+            "--validate-count",
+            "0",
+            "--fail-on-validate-error=false",
+            "--validation-timeout",
+            "2m",
+        ])
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let (fewest_healthy, history) = watcher.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let mut cp = terminations(&stderr);
+    cp.retain(|g| g.starts_with("control-plane"));
+    assert_eq!(cp.len(), 3, "{stderr}");
+    assert!(fewest_healthy >= 2, "{history:?}");
+    assert_eq!(
+        stderr.matches("removing etcd member").count(),
+        3,
+        "{stderr}"
+    );
+    assert_eq!(history.last(), Some(&(3, 3)), "{history:?}");
 }
