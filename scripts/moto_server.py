@@ -54,7 +54,9 @@ Control, on the same port (no S3 bucket can be named like this):
                          a session of the role, as EC2 gives an instance of a profile
                          (`AccessKeyId`, `SecretAccessKey`, `Token`).
   GET  /__kopsrs/calls   {"total": N, "injected": N, "throttled": N,
-                          "by_action": {"ec2:DescribeVpcs": N}}
+                          "by_action": {"ec2:DescribeVpcs": N},
+                          "s3_without_owner": {"s3:GET /bucket": N}}
+                         (`s3_without_owner`: signed S3 calls that named no bucket owner)
 
 Usage: moto_server.py [-H HOST] [-p PORT]
 """
@@ -302,6 +304,7 @@ class Faults:
         self.injected = 0
         self.throttled = 0
         self.by_action = collections.Counter()
+        self.s3_without_owner = collections.Counter()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -316,6 +319,8 @@ class Faults:
             self.total += 1
             number = self.total
             self.by_action[f"{service}:{action}"] += 1
+            if service == "s3" and "HTTP_X_AMZ_EXPECTED_BUCKET_OWNER" not in environ:
+                self.s3_without_owner[f"{service}:{action}"] += 1
             latency = self.latency
             fault = None
             mutating = not action.startswith(("Describe", "List", "Get", "GET "))
@@ -416,6 +421,7 @@ class Faults:
                         "injected": self.injected,
                         "throttled": self.throttled,
                         "by_action": dict(sorted(self.by_action.items())),
+                        "s3_without_owner": dict(sorted(self.s3_without_owner.items())),
                     }
                 ).encode()
         start_response(

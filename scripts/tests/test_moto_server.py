@@ -5,6 +5,7 @@ Run from the repository root: python3 -m unittest discover -s scripts/tests -v
 """
 
 import http.client
+import json
 import socket
 import subprocess
 import sys
@@ -101,6 +102,16 @@ class ExpectedBucketOwnerTest(unittest.TestCase):
         # Nothing was written or deleted by the refused requests.
         self.assertEqual([o["Key"] for o in s3.list_objects_v2(Bucket="mine")["Contents"]],
                          ["k"])
+
+    def test_calls_that_name_no_owner_are_counted(self):
+        s3 = self.client()
+        s3.create_bucket(Bucket="counted")
+        self.raw("POST", "/__kopsrs/faults", {})
+        s3.put_object(Bucket="counted", Key="k", Body=b"v", ExpectedBucketOwner=DEFAULT_ACCOUNT)
+        s3.put_object(Bucket="counted", Key="k", Body=b"v")
+        status, body = self.raw("GET", "/__kopsrs/calls", {})
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["s3_without_owner"], {"s3:PUT /counted": 1})
 
     def test_a_bucket_of_another_account_is_refused_unless_named(self):
         self.client(account=OTHER_ACCOUNT).create_bucket(Bucket="theirs")
