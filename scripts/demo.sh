@@ -47,6 +47,9 @@ import boto3
 boto3.client('s3', endpoint_url='$AWS_ENDPOINT_URL', region_name='eu-west-1').create_bucket(Bucket='demo-state', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})
 boto3.client('route53', endpoint_url='$AWS_ENDPOINT_URL', region_name='us-east-1').create_hosted_zone(Name='example.com', CallerReference='demo')"
 export KOPS_STATE_STORE=s3://demo-state/clusters
+# moto's account owns the bucket: named here, so the demo writes nothing to the record of
+# bucket owners in your configuration directory (docs/security.md).
+export KOPS_STATE_STORE_OWNER=123456789012
 aws_name="local.example.com"
 step "Create $aws_name in s3://demo-state (moto has Ubuntu 16.04 images, not the default 24.04 one)"
 "$kopsrs" create cluster "$aws_name" --zones eu-west-1a --dns-zone example.com \

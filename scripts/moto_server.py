@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with seven additions.
+"""moto_server for kopsrs's tests and benchmarks, with eight additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -34,6 +34,14 @@
    `CreateLaunchTemplateVersion` keeps its user data as `CreateLaunchTemplate` does (moto
    stored it raw, and launching from that version then failed with a 500, after moto had
    already taken the instance out of its group).
+8. S3 checks the bucket owner a request names (`x-amz-expected-bucket-owner`, the SDKs'
+   `ExpectedBucketOwner`), as S3 does: a bucket another account owns answers 403
+   AccessDenied (S3's own words and XML; no body for `HEAD`), and a signed request whose
+   signature does not cover the header answers 403 "There were headers present in the request
+   which were not signed". moto ignored the header. The owner of a bucket is the account that
+   created it: moto's default 123456789012, or the one a request names with moto's
+   `x-moto-account-id` header or signs for with an access key of another account's IAM
+   (path-style requests only, as 5.).
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -46,7 +54,9 @@ Control, on the same port (no S3 bucket can be named like this):
                          a session of the role, as EC2 gives an instance of a profile
                          (`AccessKeyId`, `SecretAccessKey`, `Token`).
   GET  /__kopsrs/calls   {"total": N, "injected": N, "throttled": N,
-                          "by_action": {"ec2:DescribeVpcs": N}}
+                          "by_action": {"ec2:DescribeVpcs": N},
+                          "s3_without_owner": {"s3:GET /bucket": N}}
+                         (`s3_without_owner`: signed S3 calls that named no bucket owner)
 
 Usage: moto_server.py [-H HOST] [-p PORT]
 """
@@ -214,6 +224,39 @@ def instance_credentials(role_arn, session):
             "Token": role.session_token}
 
 
+_SIGNED_HEADERS = re.compile(r"SignedHeaders=([^,\s]+)")
+_EXPECTED_OWNER = "x-amz-expected-bucket-owner"
+
+
+def bucket_owner(environ):
+    """The account that owns the bucket a path-style request names; None when there is none."""
+    bucket = environ.get("PATH_INFO", "").lstrip("/").split("/")[0]
+    if not bucket or bucket.startswith("__") or bucket == "moto-api":
+        return None
+    from moto.s3.models import s3_backends
+
+    found = s3_backends.bucket_accounts.get(bucket)
+    return found[1] if found else None
+
+
+def refused_by_expected_owner(environ):
+    """S3's refusal of a request naming a bucket owner (403 and its XML), or None to serve it:
+    the header left out of the signature, or an owner the bucket does not have."""
+    expected = environ.get("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER")
+    if expected is None:
+        return None
+    signed = _SIGNED_HEADERS.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if signed and _EXPECTED_OWNER not in signed.group(1).lower().split(";"):
+        return (
+            "<Code>AccessDenied</Code><Message>There were headers present in the request "
+            f"which were not signed</Message><HeadersNotSigned>{_EXPECTED_OWNER}</HeadersNotSigned>"
+        )
+    owner = bucket_owner(environ)
+    if owner is not None and owner != expected.strip():
+        return "<Code>AccessDenied</Code><Message>Access Denied</Message>"
+    return None
+
+
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 _REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/s3/aws4_request")
 
@@ -261,6 +304,7 @@ class Faults:
         self.injected = 0
         self.throttled = 0
         self.by_action = collections.Counter()
+        self.s3_without_owner = collections.Counter()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -275,6 +319,8 @@ class Faults:
             self.total += 1
             number = self.total
             self.by_action[f"{service}:{action}"] += 1
+            if service == "s3" and "HTTP_X_AMZ_EXPECTED_BUCKET_OWNER" not in environ:
+                self.s3_without_owner[f"{service}:{action}"] += 1
             latency = self.latency
             fault = None
             mutating = not action.startswith(("Describe", "List", "Get", "GET "))
@@ -311,6 +357,17 @@ class Faults:
             ).encode()
             headers = [("Content-Type", "application/xml"), ("x-amz-bucket-region", expected)]
             start_response("400 Bad Request", headers)
+            return [content]
+        refusal = refused_by_expected_owner(environ) if service in ("s3", "unsigned") else None
+        if refusal:
+            content = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{refusal}'
+                "<RequestId>kopsrs-moto</RequestId><HostId>kopsrs-moto</HostId></Error>"
+            ).encode()
+            if environ.get("REQUEST_METHOD") == "HEAD":
+                content = b""
+            start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                             ("Content-Length", str(len(content)))])
             return [content]
         if service == "unsigned" and environ.get("REQUEST_METHOD") == "HEAD":
             # S3 names the bucket's region to anyone who asks, even when it refuses the
@@ -364,6 +421,7 @@ class Faults:
                         "injected": self.injected,
                         "throttled": self.throttled,
                         "by_action": dict(sorted(self.by_action.items())),
+                        "s3_without_owner": dict(sorted(self.s3_without_owner.items())),
                     }
                 ).encode()
         start_response(

@@ -138,6 +138,26 @@ impl Aws {
     }
 }
 
+/// The AWS account ID of the caller's credentials (STS `GetCallerIdentity`), configured the
+/// standard way; signed for the configured region, else `us-east-1` (STS answers in every
+/// region of the partition).
+pub async fn caller_account() -> Result<String, Error> {
+    let mut config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    if config.region().is_none() {
+        config = config
+            .into_builder()
+            .region(aws_config::Region::from_static("us-east-1"))
+            .build();
+    }
+    let identity = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await?;
+    identity
+        .account
+        .ok_or_else(|| Error::permanent("STS GetCallerIdentity returned no account"))
+}
+
 /// An AWS error, classified: throttling, server errors, timeouts and the eventual
 /// consistency of just-created resources (`*.NotFound`, IAM's `NoSuchEntity`, a role not yet
 /// usable by an instance profile) are retryable; everything else is not.

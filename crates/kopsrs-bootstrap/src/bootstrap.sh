@@ -24,10 +24,16 @@ imds() {
 
 json_get() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
-# Signs a request with the instance role's credentials (SigV4, IMDSv2).
+# Signs a request with the instance role's credentials (SigV4, IMDSv2). A state-store request
+# names the bucket's owner (signed, as S3 requires of x-amz-* headers): S3 refuses a bucket
+# another account owns.
 aws_call() {
   local service=$1 region=$2 url=$3 role doc
+  local owner=()
   shift 3
+  if [ "$service" = s3 ] && [ -n "$STATE_OWNER" ]; then
+    owner=(-H "x-amz-expected-bucket-owner: $STATE_OWNER")
+  fi
   role=$(imds meta-data/iam/security-credentials/ | head -n1)
   doc=$(imds "meta-data/iam/security-credentials/$role")
   # The credentials reach curl as a config on stdin (printf is a shell builtin): a command
@@ -35,7 +41,7 @@ aws_call() {
   printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' \
     "$(json_get AccessKeyId <<<"$doc")" "$(json_get SecretAccessKey <<<"$doc")" "$(json_get Token <<<"$doc")" |
     curl -sS --config - --aws-sigv4 "aws:amz:$region:$service" \
-      -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@" "$url"
+      -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "${owner[@]}" "$@" "$url"
 }
 
 state_region() {

@@ -80,6 +80,9 @@ pub struct NodeBootstrap {
     pub state_url: String,
     /// The bucket's region when known; otherwise the node asks S3.
     pub state_region: Option<String>,
+    /// The AWS account ID that owns the bucket, when known: every state-store request names
+    /// it (`x-amz-expected-bucket-owner`), so S3 refuses a bucket another account owns.
+    pub state_owner: Option<String>,
     /// The EC2 endpoint (the regional AWS endpoint, or a test endpoint).
     pub ec2_url: String,
     /// The ELB endpoint, likewise; nodes ask it for the API load balancer's DNS name.
@@ -305,6 +308,12 @@ impl NodeBootstrap {
                 self.kubernetes_version.clone(),
             ));
         }
+        // An account ID reaches every state-store request's headers: digits only.
+        if let Some(owner) = &self.state_owner {
+            if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(self.bad("state store owner", owner));
+            }
+        }
         let fields: [(&'static str, &str); 5] = [
             ("metadata.name", &self.cluster_name),
             ("state store", &self.state_url),
@@ -400,6 +409,7 @@ impl NodeBootstrap {
                 "STATE_REGION",
                 self.state_region.clone().unwrap_or_default(),
             ),
+            ("STATE_OWNER", self.state_owner.clone().unwrap_or_default()),
             ("EC2_URL", self.ec2_url.clone()),
             ("ELB_URL", self.elb_url.clone()),
             ("STS_URL", self.sts_url.clone()),
@@ -521,6 +531,7 @@ mod tests {
             region: "eu-west-1".into(),
             state_url: "https://s3.eu-west-1.amazonaws.com/b/k.example.com".into(),
             state_region: None,
+            state_owner: None,
             ec2_url: "https://ec2.eu-west-1.amazonaws.com".into(),
             elb_url: "https://elasticloadbalancing.eu-west-1.amazonaws.com".into(),
             sts_url: "https://sts.eu-west-1.amazonaws.com".into(),

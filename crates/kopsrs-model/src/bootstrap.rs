@@ -116,6 +116,7 @@ impl Builder<'_> {
             region: self.region.clone(),
             state_url: self.state_url(),
             state_region: self.input.state_region.clone(),
+            state_owner: self.input.state_owner.clone(),
             ec2_url: self.aws_url("ec2"),
             elb_url: self.aws_url("elasticloadbalancing"),
             sts_url: self.aws_url("sts"),

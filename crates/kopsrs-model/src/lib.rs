@@ -35,6 +35,9 @@ pub struct ModelInput<'a> {
     pub aws_endpoint: Option<String>,
     /// The state store bucket's region, when known; nodes ask S3 otherwise.
     pub state_region: Option<String>,
+    /// The AWS account that owns the state store's bucket, when known: nodes name it in every
+    /// request to the store, so S3 refuses a bucket another account owns.
+    pub state_owner: Option<String>,
     /// Refuse specs the bootstrap cannot serve (the AWS target), instead of writing a
     /// user-data that stops with the reason (Terraform output of old specs).
     pub strict_bootstrap: bool,

@@ -99,6 +99,8 @@ pub async fn prepare(
         aws_endpoint: settings.aws_endpoint.clone(),
         // The bucket's own region, as the state store resolved it for itself.
         state_region: store.s3_region().map(str::to_string),
+        // Nodes name the bucket's owner in their requests as kopsrs does.
+        state_owner: store.s3_bucket_owner().map(str::to_string),
         strict_bootstrap: strict,
         ..ModelInput::default()
     };

@@ -12,6 +12,7 @@
 //! operation's caller.
 
 pub mod addons;
+pub mod bucket_owner;
 pub mod cluster;
 pub mod create;
 pub mod delete;

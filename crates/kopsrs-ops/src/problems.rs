@@ -139,7 +139,8 @@ pub fn state_hint(settings: &crate::Settings, error: &anyhow::Error) -> Option<S
         E::Unreachable { .. } => Some("check the network, and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 when set".into()),
         E::Credentials { .. } => Some(credentials_hint(settings.aws_profile.as_deref())),
         E::Corrupt { reason, .. } if reason.contains("unknown field") => Some(STALE_FIELD_HINT.into()),
-        E::Refused(words) if words.starts_with("AccessDenied") => Some("the credentials need s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket; `aws sts get-caller-identity` shows whose they are".into()),
+        E::Refused(words) if words.starts_with("AccessDenied") => Some("the credentials need s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on the bucket; `aws sts get-caller-identity` shows whose they are. Every request names the bucket's expected owner, so S3 also refuses a bucket another account owns (docs/security.md)".into()),
+        E::NotOwner { .. } => Some("check who owns the bucket; if it moved to another account on purpose, set KOPS_STATE_STORE_OWNER to that account's ID (docs/security.md)".into()),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use kopsrs_api::{decode_documents_with, Document, Validation};
 use kopsrs_state::{StateStore, StoreAccess};
 
+use crate::bucket_owner;
 use crate::problems::{Problem, Problems};
 use crate::{Reporter, Settings};
 
@@ -86,17 +87,37 @@ pub fn state_url(global: &Session) -> Result<String> {
 
 /// The state store the session names (`file://`, `s3://`, `memory://`).
 pub async fn open_store(global: &Session) -> Result<StateStore> {
+    open(global, false).await
+}
+
+/// Opens the store at the session's URL; an S3 store with the owner its bucket must have
+/// ([`bucket_owner`](crate::bucket_owner)), recorded on first use.
+async fn open(global: &Session, create: bool) -> Result<StateStore> {
     let url = state_url(global)?;
-    let store = StateStore::open(&url, &store_access(&global.settings)).await?;
+    let expected = bucket_owner::expected(&global.settings, &url).await?;
+    let access = StoreAccess {
+        bucket_owner: expected.as_ref().map(|e| e.account.clone()),
+        ..store_access(&global.settings)
+    };
+    let opened = match create {
+        true => StateStore::open_or_create(&url, &access).await,
+        false => StateStore::open(&url, &access).await,
+    };
+    let store = opened.map_err(|e| bucket_owner::refused(e, expected.as_ref()))?;
+    if let Some(expected) = &expected {
+        bucket_owner::after_open(&store, expected, &*global.reporter);
+    }
     Ok(with_validation(store, global))
 }
 
-/// What the state store takes from the environment.
+/// What the state store takes from the environment (the bucket's owner aside, which
+/// [`open_store`] resolves).
 pub fn store_access(settings: &Settings) -> StoreAccess {
     StoreAccess {
         s3_endpoint: settings.s3_endpoint.clone(),
         s3_region: settings.s3_region.clone(),
         user: settings.user.clone(),
+        bucket_owner: None,
     }
 }
 
@@ -130,9 +151,7 @@ pub fn warn_dropped(
 /// The state store, made if it is a `file://` directory that does not exist yet: only for
 /// commands that create clusters (`create`, `replace --force`).
 pub async fn open_or_create_store(global: &Session) -> Result<StateStore> {
-    let url = state_url(global)?;
-    let store = StateStore::open_or_create(&url, &store_access(&global.settings)).await?;
-    Ok(with_validation(store, global))
+    open(global, true).await
 }
 
 /// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.

@@ -13,6 +13,7 @@ pub const VARIABLES: &[&str] = &[
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
     "S3_REGION",
+    "KOPS_STATE_STORE_OWNER",
     "AWS_PROFILE",
     "AWS_RETRY_MODE",
     "AWS_MAX_ATTEMPTS",
@@ -35,6 +36,9 @@ pub struct Settings {
     pub s3_endpoint: Option<String>,
     /// `S3_REGION` (kops's): the state store bucket's region, not asked of S3.
     pub s3_region: Option<String>,
+    /// `KOPS_STATE_STORE_OWNER`: the AWS account ID that must own the S3 state store's
+    /// bucket, instead of the recorded one (checked when an S3 store is opened).
+    pub state_store_owner: Option<String>,
     /// `AWS_PROFILE`, for the hint of a credentials error.
     pub aws_profile: Option<String>,
     /// The user chose the SDK's retries (`AWS_RETRY_MODE` or `AWS_MAX_ATTEMPTS` is set):
@@ -46,6 +50,9 @@ pub struct Settings {
     pub home: Option<PathBuf>,
     /// Where the default (local) state store lives: `<data dir>/kopsrs/state`.
     pub data_dir: Option<PathBuf>,
+    /// The user's configuration directory (`$XDG_CONFIG_HOME`, else `~/.config`): the record
+    /// of state store bucket owners is `<config dir>/kopsrs/state-store-owners`.
+    pub config_dir: Option<PathBuf>,
     /// The editor of `kopsrs edit`: `KUBE_EDITOR`, `EDITOR`, `VISUAL`, the first set.
     pub editor: Option<String>,
     /// Who takes the cluster lock (`USER`, else `USERNAME`).
@@ -97,11 +104,13 @@ impl Settings {
                 .or_else(|| text("AWS_ENDPOINT_URL"))
                 .map(|e| e.trim_end_matches('/').to_string()),
             s3_region: text("S3_REGION"),
+            state_store_owner: text("KOPS_STATE_STORE_OWNER"),
             aws_profile: text("AWS_PROFILE"),
             aws_retry_from_env: lookup("AWS_RETRY_MODE").is_some()
                 || lookup("AWS_MAX_ATTEMPTS").is_some(),
             kubeconfig,
             data_dir: dirs.as_ref().map(|d| d.data_dir().to_path_buf()),
+            config_dir: dirs.as_ref().map(|d| d.config_dir().to_path_buf()),
             home,
             editor: ["KUBE_EDITOR", "EDITOR", "VISUAL"]
                 .into_iter()

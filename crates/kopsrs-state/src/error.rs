@@ -45,6 +45,16 @@ pub enum StateStoreError {
     /// The S3 bucket (named) does not exist.
     #[error("the state store's bucket {0:?} does not exist")]
     NoBucket(String),
+    /// The S3 bucket (named) belongs to another AWS account than the expected one: it
+    /// answered a request that named no owner and refused the same request naming this one.
+    /// Nothing was read from it or written to it.
+    #[error("the state store's bucket {bucket:?} is not owned by AWS account {expected}")]
+    NotOwner {
+        /// The bucket.
+        bucket: String,
+        /// The account ID it was expected to belong to.
+        expected: String,
+    },
     /// S3 (or the endpoint in `AWS_ENDPOINT_URL`) did not answer.
     #[error("cannot reach S3 at {url}: {reason}")]
     Unreachable {

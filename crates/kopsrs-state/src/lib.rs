@@ -12,6 +12,10 @@
 //! Every read-modify-write is conditional: a write carries the version it read, and fails with
 //! [`StateStoreError::Conflict`] when another writer got there first. S3 (and moto) enforce
 //! this with `If-Match`/`If-None-Match`; for `file://` see [`local`].
+//!
+//! An S3 store opened with an expected bucket owner ([`StoreAccess::bucket_owner`]) names it
+//! in every request, so S3 refuses a bucket another account owns; opening checks it once
+//! ([`StateStoreError::NotOwner`]).
 
 mod error;
 mod local;

@@ -5,6 +5,11 @@
 //! object_store has its own, smaller chain (environment variables, web identity, instance
 //! metadata: no profiles, no SSO) and signs for the region it is given; both are replaced here
 //! through its `CredentialProvider` hook rather than re-implemented.
+//!
+//! With an expected owner, every request names it (`x-amz-expected-bucket-owner`), so S3
+//! refuses a bucket another account owns. object_store signs its default headers into every
+//! request but a listing (0.14.2), and S3 refuses an `x-amz-*` header the signature does not
+//! cover: [`OwnerConnector`] adds the header to a listing and signs it again.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -13,15 +18,33 @@ use aws_config::BehaviorVersion;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AwsCredential, S3ConditionalPut};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,
+    ReqwestConnector,
+};
+use object_store::{ClientOptions, CredentialProvider};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
 use crate::{StateStoreError, StoreAccess};
 
+/// The header that makes S3 refuse a request to a bucket another account owns.
+pub(crate) const EXPECTED_OWNER: &str = "x-amz-expected-bucket-owner";
+
+/// An opened S3 store.
+pub(crate) struct Opened {
+    /// The client every read and write goes through.
+    pub(crate) store: AmazonS3,
+    /// The same client without the owner header, to tell "another owner" from "no access"
+    /// when the bucket refuses ([`check_owner`]); `None` without an expected owner.
+    pub(crate) without_owner: Option<AmazonS3>,
+    /// The region it signs for.
+    pub(crate) region: String,
+}
+
 /// The S3 client for `bucket` and the region it signs for: the bucket's (or the one
-/// `access` names, as kops's `S3_REGION`), the credentials from the standard chain.
-pub(crate) async fn open(
-    bucket: &str,
-    access: &StoreAccess,
-) -> Result<(AmazonS3, String), StateStoreError> {
+/// `access` names, as kops's `S3_REGION`), the credentials from the standard chain, and
+/// the expected owner in every request when `access` names one.
+pub(crate) async fn open(bucket: &str, access: &StoreAccess) -> Result<Opened, StateStoreError> {
     let endpoint = access
         .s3_endpoint
         .as_deref()
@@ -44,27 +67,213 @@ pub(crate) async fn open(
         .region(aws_config::Region::new(region.clone()))
         .load()
         .await;
-    let mut builder = AmazonS3Builder::new()
-        .with_bucket_name(bucket)
-        .with_region(&region)
-        .with_conditional_put(S3ConditionalPut::ETagMatch);
-    if let Some(provider) = config.credentials_provider() {
-        builder = builder.with_credentials(Arc::new(ChainCredentials {
+    let credentials = config.credentials_provider().map(|provider| {
+        Arc::new(ChainCredentials {
             provider,
             cached: Mutex::new(None),
-        }));
-    }
-    if let Some(endpoint) = &endpoint {
-        builder = builder
-            .with_endpoint(endpoint)
-            .with_virtual_hosted_style_request(false)
-            .with_allow_http(endpoint.starts_with("http://"));
-    }
-    let store = builder.build().map_err(|e| StateStoreError::BadUrl {
+        })
+    });
+    let bad = |reason: String| StateStoreError::BadUrl {
         url: format!("s3://{bucket}"),
-        reason: e.to_string(),
-    })?;
-    Ok((store, region))
+        reason,
+    };
+    let build = |owner: Option<&HeaderValue>| {
+        let mut builder = AmazonS3Builder::new();
+        if let Some(owner) = owner {
+            // Client options first: the calls below change them (allow_http).
+            let mut headers = HeaderMap::new();
+            headers.insert(EXPECTED_OWNER, owner.clone());
+            builder = builder
+                .with_client_options(ClientOptions::new().with_default_headers(headers))
+                .with_http_connector(OwnerConnector {
+                    owner: owner.clone(),
+                    credentials: credentials.clone(),
+                    region: region.clone(),
+                });
+        }
+        builder = builder
+            .with_bucket_name(bucket)
+            .with_region(&region)
+            .with_conditional_put(S3ConditionalPut::ETagMatch);
+        if let Some(credentials) = &credentials {
+            builder = builder.with_credentials(credentials.clone());
+        }
+        if let Some(endpoint) = &endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        builder.build().map_err(|e| bad(e.to_string()))
+    };
+    let owner = access
+        .bucket_owner
+        .as_deref()
+        .map(|account| {
+            HeaderValue::from_str(account).map_err(|_| {
+                bad(format!(
+                    "the expected bucket owner {account:?} is not an AWS account ID"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(Opened {
+        store: build(owner.as_ref())?,
+        without_owner: owner.is_some().then(|| build(None)).transpose()?,
+        region,
+    })
+}
+
+/// What asking the bucket with the owner header showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnerCheck {
+    /// The bucket answered a request naming the owner: it is the owner's.
+    Confirmed,
+    /// Refused with and without the owner header (no access at all): not known.
+    Unknown,
+    /// Refused with the header, answered without it: another account owns the bucket.
+    Other,
+}
+
+/// Asks the bucket for a key that is never written (`HEAD`), once with the owner header and,
+/// when that is refused, once without: S3 answers 404 (or 200) for a bucket the caller may
+/// list and 403 for one it may not, so only the header can make the two differ. Nothing is
+/// read from the bucket's answer but its status.
+pub(crate) async fn check_owner(
+    store: &AmazonS3,
+    without_owner: &AmazonS3,
+    probe: &object_store::path::Path,
+) -> Result<OwnerCheck, StateStoreError> {
+    use object_store::ObjectStoreExt as _;
+    let answered = |result: object_store::Result<_>| match result {
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+        Err(object_store::Error::PermissionDenied { .. }) => Ok(false),
+        Err(other) => Err(StateStoreError::from(other)),
+    };
+    if answered(store.head(probe).await)? {
+        return Ok(OwnerCheck::Confirmed);
+    }
+    Ok(match answered(without_owner.head(probe).await)? {
+        true => OwnerCheck::Other,
+        false => OwnerCheck::Unknown,
+    })
+}
+
+/// object_store's HTTP client with the owner header in every request: a request that
+/// lacks it (a listing) gets it and is signed again, since S3 refuses an `x-amz-*` header
+/// the signature does not cover. The reqwest client underneath adds no default header of
+/// its own, so nothing reaches S3 unsigned.
+#[derive(Debug)]
+struct OwnerConnector {
+    owner: HeaderValue,
+    credentials: Option<Arc<ChainCredentials>>,
+    region: String,
+}
+
+impl HttpConnector for OwnerConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let plain = options.clone().with_default_headers(HeaderMap::new());
+        Ok(HttpClient::new(OwnerService {
+            inner: ReqwestConnector::default().connect(&plain)?,
+            owner: self.owner.clone(),
+            credentials: self.credentials.clone(),
+            region: self.region.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct OwnerService {
+    inner: HttpClient,
+    owner: HeaderValue,
+    credentials: Option<Arc<ChainCredentials>>,
+    region: String,
+}
+
+/// Why a request could not be signed again.
+#[derive(Debug, thiserror::Error)]
+#[error("signing an S3 request with the expected bucket owner: {0}")]
+struct SignFailure(String);
+
+#[async_trait::async_trait]
+impl HttpService for OwnerService {
+    async fn call(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        if !request.headers().contains_key(EXPECTED_OWNER) {
+            request
+                .headers_mut()
+                .insert(EXPECTED_OWNER, self.owner.clone());
+            if request.headers().contains_key(AUTHORIZATION) {
+                self.sign(&mut request)
+                    .await
+                    .map_err(|e| HttpError::new(HttpErrorKind::Unknown, e))?;
+            }
+        }
+        self.inner.execute(request).await
+    }
+}
+
+impl OwnerService {
+    /// Signs `request` again (SigV4 for S3, as object_store signs it), its headers as they are
+    /// now; the payload hash object_store computed is kept.
+    async fn sign(&self, request: &mut HttpRequest) -> Result<(), SignFailure> {
+        use aws_sigv4::http_request::{
+            sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+            SigningSettings, UriPathNormalizationMode,
+        };
+        let failed = |e: &dyn std::fmt::Display| SignFailure(e.to_string());
+        let Some(credentials) = &self.credentials else {
+            return Err(SignFailure("no credentials".into()));
+        };
+        let credential = credentials.get_credential().await.map_err(|e| failed(&e))?;
+        let headers = request.headers_mut();
+        for name in ["authorization", "x-amz-date", "x-amz-security-token"] {
+            headers.remove(name);
+        }
+        let payload = headers
+            .remove("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .unwrap_or_else(|| "UNSIGNED-PAYLOAD".to_string());
+        let identity = aws_credential_types::Credentials::new(
+            &credential.key_id,
+            &credential.secret_key,
+            credential.token.clone(),
+            None,
+            "kopsrs",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| failed(&e))?
+            .into();
+        let pairs = request
+            .headers()
+            .iter()
+            .map(|(name, value)| Ok((name.as_str(), value.to_str()?)))
+            .collect::<Result<Vec<_>, reqwest::header::ToStrError>>()
+            .map_err(|e| failed(&e))?;
+        let uri = request.uri().to_string();
+        let signable = SignableRequest::new(
+            request.method().as_str(),
+            uri,
+            pairs.into_iter(),
+            SignableBody::Precomputed(payload),
+        )
+        .map_err(|e| failed(&e))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| failed(&e))?
+            .into_parts();
+        instructions.apply_to_request_http1x(request);
+        Ok(())
+    }
 }
 
 /// The bucket's region from an unsigned `HEAD` (S3 answers it with `x-amz-bucket-region`

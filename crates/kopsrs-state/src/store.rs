@@ -50,6 +50,8 @@ pub struct StateStore {
     dropped: Option<DroppedReport>,
     /// An S3 store's bucket region.
     region: Option<String>,
+    /// The account an S3 store's bucket must belong to, and whether the bucket confirmed it.
+    bucket_owner: Option<(String, bool)>,
     /// Who takes the cluster lock (the user running kopsrs).
     pub(crate) owner: String,
 }
@@ -65,7 +67,16 @@ pub struct StoreAccess {
     pub s3_region: Option<String>,
     /// The user named as a lock's owner; `unknown` when not given.
     pub user: Option<String>,
+    /// The AWS account ID (12 digits) that must own an S3 store's bucket. Every request names
+    /// it (`x-amz-expected-bucket-owner`), so S3 refuses a bucket another account owns, and
+    /// opening the store fails with [`StateStoreError::NotOwner`] when the bucket answers
+    /// only without it. `None`: no check (`file://` and `memory://` stores ignore it).
+    pub bucket_owner: Option<String>,
 }
+
+/// The key asked for when an S3 store is opened with an expected owner: never written, so
+/// the bucket answers 404 to a caller who may list it, 403 when the owner differs.
+const OWNER_PROBE: &str = ".kopsrs-owner-check";
 
 impl StateStore {
     /// Opens the store at `url`. S3 uses the standard AWS credential chain (environment,
@@ -106,16 +117,34 @@ impl StateStore {
             if bucket.is_empty() {
                 return Err(bad("no bucket; use s3://bucket[/prefix]"));
             }
-            let (store, region) = s3::open(bucket, access).await?;
+            let opened = s3::open(bucket, access).await?;
             let prefix = Path::from(prefix);
+            let mut bucket_owner = None;
+            if let (Some(account), Some(without_owner)) =
+                (&access.bucket_owner, &opened.without_owner)
+            {
+                let probe = prefix.clone().join(OWNER_PROBE);
+                match s3::check_owner(&opened.store, without_owner, &probe).await? {
+                    s3::OwnerCheck::Other => {
+                        return Err(StateStoreError::NotOwner {
+                            bucket: bucket.to_string(),
+                            expected: account.clone(),
+                        })
+                    }
+                    check => {
+                        bucket_owner = Some((account.clone(), check == s3::OwnerCheck::Confirmed))
+                    }
+                }
+            }
             return Ok(StateStore {
                 url: url.clone(),
-                store: Arc::new(store),
+                store: Arc::new(opened.store),
                 prefix,
                 backend: Backend::Object,
                 validation: Validation::Strict,
                 dropped: None,
-                region: Some(region),
+                region: Some(opened.region),
+                bucket_owner,
                 owner,
             });
         }
@@ -128,6 +157,7 @@ impl StateStore {
                 validation: Validation::Strict,
                 dropped: None,
                 region: None,
+                bucket_owner: None,
                 owner,
             });
         }
@@ -154,6 +184,7 @@ impl StateStore {
                 validation: Validation::Strict,
                 dropped: None,
                 region: None,
+                bucket_owner: None,
                 owner,
             });
         }
@@ -178,6 +209,23 @@ impl StateStore {
     /// stores. Nodes sign their state-store requests for it.
     pub fn s3_region(&self) -> Option<&str> {
         self.region.as_deref()
+    }
+
+    /// The AWS account an S3 store's bucket must belong to (every request names it); `None`
+    /// for other stores and when opened without one. Nodes name it in their requests too.
+    pub fn s3_bucket_owner(&self) -> Option<&str> {
+        self.bucket_owner
+            .as_ref()
+            .map(|(account, _)| account.as_str())
+    }
+
+    /// Whether the bucket answered a request naming [`StateStore::s3_bucket_owner`] when the
+    /// store was opened (proof it is that account's); `false` when it refused every request,
+    /// with or without the owner (credentials that may not list the bucket).
+    pub fn s3_bucket_owner_confirmed(&self) -> bool {
+        self.bucket_owner
+            .as_ref()
+            .is_some_and(|(_, confirmed)| *confirmed)
     }
 
     /// The URL this store was opened with.

@@ -307,6 +307,9 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
         "STATE_URL='{}/state/clusters/{NAME}'",
         moto.endpoint
     )));
+    // Nodes name the bucket's owner (moto's account, recorded by the first command) in every
+    // state-store request, as kopsrs does; moto_server.py refuses another owner.
+    assert!(cp_script_text.contains("\nSTATE_OWNER='123456789012'\n"));
 
     // Instances and zones moto started for the groups.
     let instances: serde_json::Value = serde_json::from_str(moto.python(

@@ -26,9 +26,18 @@ pub fn kopsrs(state: &str) -> Command {
         .env(
             "KUBECONFIG",
             std::env::temp_dir().join(format!("kopsrs-test-kubeconfig-{}", std::process::id())),
-        );
+        )
+        // The first use of an S3 store records its bucket's owner: never in the real
+        // ~/.config (every moto bucket is owned by moto's default account).
+        .env("XDG_CONFIG_HOME", test_config_home())
+        .env_remove("KOPS_STATE_STORE_OWNER");
     command.stdin(Stdio::null());
     command
+}
+
+/// The configuration directory of the kopsrs commands this test process runs.
+pub fn test_config_home() -> PathBuf {
+    std::env::temp_dir().join(format!("kopsrs-test-config-{}", std::process::id()))
 }
 
 /// `update cluster CLUSTER --detailed-exitcode` with `command`: the exit code (0: no
@@ -222,6 +231,16 @@ impl Moto {
     /// Creates a bucket with a plain HTTP PUT (moto does not check signatures).
     pub fn create_bucket(&self, bucket: &str) {
         self.http("PUT", &format!("/{bucket}"), "");
+    }
+
+    /// Creates a bucket owned by another AWS account than moto's default (123456789012),
+    /// which the default account can still reach, as a bucket policy may let anyone in.
+    pub fn create_bucket_owned_by(&self, bucket: &str, account: &str) {
+        self.python(&format!(
+            "s=aws('s3', 'us-east-1')\n\
+             s.meta.events.register('before-sign.s3.*', lambda request, **_: request.headers.__setitem__('x-moto-account-id', '{account}'))\n\
+             s.create_bucket(Bucket='{bucket}')"
+        ));
     }
 
     /// Sets the injected faults (`{"latency_ms": .., "throttle_every": .., "error_every": ..}`)

@@ -1,0 +1,175 @@
+"""Tests of scripts/moto_server.py's additions, over HTTP with boto3 as AWS's own clients
+would send them.
+
+Run from the repository root: python3 -m unittest discover -s scripts/tests -v
+"""
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MOTO_SERVER = REPO / "scripts" / "moto_server.py"
+DEFAULT_ACCOUNT = "123456789012"
+OTHER_ACCOUNT = "111111111111"
+
+try:
+    import boto3
+    import botocore.exceptions
+    import moto  # noqa: F401
+    HAVE_MOTO = True
+except ImportError:
+    HAVE_MOTO = False
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
+class ExpectedBucketOwnerTest(unittest.TestCase):
+    """8.: S3 refuses a request naming an owner the bucket does not have, as S3 does."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.port = free_port()
+        cls.log = tempfile.TemporaryFile()
+        cls.proc = subprocess.Popen(
+            [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(cls.port)],
+            stdout=cls.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", cls.port), timeout=1).close()
+                break
+            except OSError:
+                if cls.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start")
+                time.sleep(0.1)
+        cls.endpoint = f"http://127.0.0.1:{cls.port}"
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proc.terminate()
+        cls.proc.wait(timeout=10)
+        cls.log.close()
+
+    def client(self, service="s3", account=None, key="testing", secret="testing"):
+        client = boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id=key, aws_secret_access_key=secret)
+        if account:
+            # moto's multi-account switch: the request acts as this account.
+            def name_account(request, **_):
+                request.headers["x-moto-account-id"] = account
+            client.meta.events.register("before-sign.*.*", name_account)
+        return client
+
+    def refused(self, call):
+        with self.assertRaises(botocore.exceptions.ClientError) as raised:
+            call()
+        error = raised.exception.response
+        return error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]
+
+    def test_the_owner_is_checked_on_reads_writes_and_lists(self):
+        s3 = self.client()
+        s3.create_bucket(Bucket="mine")
+        s3.put_object(Bucket="mine", Key="k", Body=b"v", ExpectedBucketOwner=DEFAULT_ACCOUNT)
+        got = s3.get_object(Bucket="mine", Key="k", ExpectedBucketOwner=DEFAULT_ACCOUNT)
+        self.assertEqual(got["Body"].read(), b"v")
+        self.assertEqual(
+            [o["Key"] for o in s3.list_objects_v2(
+                Bucket="mine", ExpectedBucketOwner=DEFAULT_ACCOUNT)["Contents"]], ["k"])
+
+        for call in (
+            lambda: s3.put_object(Bucket="mine", Key="k2", Body=b"x",
+                                  ExpectedBucketOwner=OTHER_ACCOUNT),
+            lambda: s3.get_object(Bucket="mine", Key="k", ExpectedBucketOwner=OTHER_ACCOUNT),
+            lambda: s3.list_objects_v2(Bucket="mine", ExpectedBucketOwner=OTHER_ACCOUNT),
+            lambda: s3.delete_object(Bucket="mine", Key="k", ExpectedBucketOwner=OTHER_ACCOUNT),
+            lambda: s3.head_object(Bucket="mine", Key="k", ExpectedBucketOwner=OTHER_ACCOUNT),
+        ):
+            status, code = self.refused(call)
+            self.assertEqual(status, 403)
+            self.assertIn(code, ("AccessDenied", "403"))  # HEAD has no body: boto3 says 403
+        # Nothing was written or deleted by the refused requests.
+        self.assertEqual([o["Key"] for o in s3.list_objects_v2(Bucket="mine")["Contents"]],
+                         ["k"])
+
+    def test_calls_that_name_no_owner_are_counted(self):
+        s3 = self.client()
+        s3.create_bucket(Bucket="counted")
+        self.raw("POST", "/__kopsrs/faults", {})
+        s3.put_object(Bucket="counted", Key="k", Body=b"v", ExpectedBucketOwner=DEFAULT_ACCOUNT)
+        s3.put_object(Bucket="counted", Key="k", Body=b"v")
+        status, body = self.raw("GET", "/__kopsrs/calls", {})
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["s3_without_owner"], {"s3:PUT /counted": 1})
+
+    def test_a_bucket_of_another_account_is_refused_unless_named(self):
+        self.client(account=OTHER_ACCOUNT).create_bucket(Bucket="theirs")
+        # The default account reaches it (moto allows cross-account access, like a bucket
+        # policy that lets everyone in), which is what the header is for.
+        s3 = self.client()
+        s3.put_object(Bucket="theirs", Key="k", Body=b"v")
+        status, code = self.refused(lambda: s3.get_object(
+            Bucket="theirs", Key="k", ExpectedBucketOwner=DEFAULT_ACCOUNT))
+        self.assertEqual((status, code), (403, "AccessDenied"))
+        got = s3.get_object(Bucket="theirs", Key="k", ExpectedBucketOwner=OTHER_ACCOUNT)
+        self.assertEqual(got["Body"].read(), b"v")
+
+    def test_an_access_key_of_another_account_owns_what_it_creates(self):
+        iam = self.client("iam", account=OTHER_ACCOUNT)
+        iam.create_user(UserName="other")
+        key = iam.create_access_key(UserName="other")["AccessKey"]
+        other = self.client(key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+        self.assertEqual(self.client("sts", key=key["AccessKeyId"],
+                                     secret=key["SecretAccessKey"])
+                         .get_caller_identity()["Account"], OTHER_ACCOUNT)
+        other.create_bucket(Bucket="keyed")
+        other.put_object(Bucket="keyed", Key="k", Body=b"v", ExpectedBucketOwner=OTHER_ACCOUNT)
+        status, _ = self.refused(lambda: other.put_object(
+            Bucket="keyed", Key="k", Body=b"v", ExpectedBucketOwner=DEFAULT_ACCOUNT))
+        self.assertEqual(status, 403)
+
+    def raw(self, method, path, headers):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+
+    def test_the_header_must_be_signed_and_s3s_xml_is_returned(self):
+        self.client().create_bucket(Bucket="signed")
+        authorization = ("AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/s3/aws4_request,"
+                         " SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=00")
+        status, body = self.raw("GET", "/signed?list-type=2", {
+            "Authorization": authorization, "x-amz-expected-bucket-owner": DEFAULT_ACCOUNT})
+        self.assertEqual(status, 403)
+        self.assertIn("<Code>AccessDenied</Code>", body)
+        self.assertIn("There were headers present in the request which were not signed", body)
+        self.assertIn("<HeadersNotSigned>x-amz-expected-bucket-owner</HeadersNotSigned>", body)
+
+        status, body = self.raw("GET", "/signed?list-type=2", {
+            "Authorization": authorization.replace(
+                "x-amz-date,", "x-amz-date;x-amz-expected-bucket-owner,"),
+            "x-amz-expected-bucket-owner": OTHER_ACCOUNT})
+        self.assertEqual(status, 403)
+        self.assertTrue(body.startswith('<?xml version="1.0" encoding="UTF-8"?>'), body)
+        self.assertIn("<Error><Code>AccessDenied</Code><Message>Access Denied</Message>", body)
+
+        # A bucket that does not exist is moto's to answer (404 NoSuchBucket), owner or not.
+        status, body = self.raw("GET", "/no-such-bucket?list-type=2",
+                                {"x-amz-expected-bucket-owner": DEFAULT_ACCOUNT})
+        self.assertEqual(status, 404)
+        self.assertIn("NoSuchBucket", body)
+
+
+if __name__ == "__main__":
+    unittest.main()
