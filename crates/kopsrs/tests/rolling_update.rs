@@ -33,6 +33,9 @@ const FAST: &[&str] = &[
     "2m",
 ];
 
+/// The fewest healthy etcd members seen, and each change of (healthy, members).
+type EtcdWatcher = std::thread::JoinHandle<(usize, Vec<(usize, usize)>)>;
+
 struct Rig {
     moto: Moto,
     kube: FakeKube,
@@ -169,12 +172,7 @@ impl Rig {
 
     /// Watches etcd's members (the fake's view) until the returned flag is set: the fewest
     /// healthy members seen, and each change of (healthy, members).
-    fn watch_etcd(
-        &self,
-    ) -> (
-        Arc<AtomicBool>,
-        std::thread::JoinHandle<(usize, Vec<(usize, usize)>)>,
-    ) {
+    fn watch_etcd(&self) -> (Arc<AtomicBool>, EtcdWatcher) {
         let stop = Arc::new(AtomicBool::new(false));
         let url = self.kube.url.clone();
         let flag = stop.clone();
