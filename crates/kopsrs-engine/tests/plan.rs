@@ -1,7 +1,7 @@
 //! The plan over a real desired set: everything created from nothing, nothing from a perfect
 //! match, updates, replacements and deletions, and the printed form.
 
-use kopsrs_engine::{diff, Action, Observed, Schema};
+use kopsrs_engine::{diff, Action, Hold, Observed, Schema};
 use kopsrs_model::{build, Address, DesiredSet, ModelInput, Resource, Value};
 
 struct TestSchema;
@@ -238,4 +238,50 @@ fn secrets_are_redacted_in_text_and_json() {
         assert!(!json.contains(secret), "{json}");
     }
     assert!(text.contains("(sensitive)") && json.contains("(sensitive)"));
+}
+
+/// Held-back changes leave the plan with whatever refers to them, and show as such in the
+/// text and the JSON; a plan with only held changes is not "No changes".
+#[test]
+fn held_changes_take_what_needs_them_along() {
+    let set = desired();
+    let mut plan = diff(&set, &[], &TestSchema);
+    let total = plan.changes.len();
+    let vpc = Address::new("aws_vpc", "plan-example-org");
+    plan.hold(|c| (c.address == vpc).then_some(Hold::AfterRoll));
+    // Everything that refers to the VPC (subnets, groups...) waits with it.
+    assert!(plan.held.len() > 1, "{:?}", plan.held.len());
+    assert_eq!(plan.held.len() + plan.changes.len(), total);
+    assert!(plan
+        .held
+        .iter()
+        .any(|h| h.change.address.kind == "aws_subnet" && h.hold == Hold::Needs(vpc.clone())));
+    for change in &plan.changes {
+        let refs = change
+            .desired
+            .as_ref()
+            .map(|d| d.dependencies())
+            .unwrap_or_default();
+        assert!(
+            refs.iter()
+                .all(|a| !plan.held.iter().any(|h| &&h.change.address == a)),
+            "{} refers to a held change",
+            change.address
+        );
+    }
+    let text = plan.to_string();
+    assert!(text.contains("Held back: "), "{text}");
+    assert!(
+        text.contains("aws_vpc.plan-example-org: deleted after the roll"),
+        "{text}"
+    );
+    let json = plan.to_json();
+    assert_eq!(json["held"].as_array().unwrap().len(), plan.held.len());
+    // Only held changes: said, not "No changes".
+    let mut only_held = diff(&set, &[], &TestSchema);
+    only_held.hold(|_| Some(Hold::AfterRoll));
+    assert!(only_held.is_empty());
+    assert!(only_held
+        .to_string()
+        .starts_with("No changes to apply now."));
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kopsrs_api::Role;
+use kopsrs_api::{IntOrString, Role, RollingUpdate};
 use kopsrs_checks::validation;
 use kopsrs_engine::rolling::{
     CloudGroups, ClusterNodes, Drained, EtcdMember, NodeState, RollingGroup, RollingInstance,
@@ -65,12 +65,28 @@ struct World {
     /// `delete`, `terminate`...): the step is done, then the call fails, as a SIGKILL
     /// between that step and the next would leave things.
     die_after: Option<&'static str>,
+    /// A cluster autoscaler scales group 0 up by one right after each step of this kind:
+    /// desired capacity + 1, an instance launched from the group's current template.
+    scale_up_after: Option<&'static str>,
+    /// Instances the autoscaler launched.
+    autoscaled: Vec<String>,
 }
 
 impl World {
     /// Logs `line`; fails when the run is to die after this step.
     fn step(&mut self, line: String) -> Result<(), Fake> {
         let dies = self.die_after.is_some_and(|verb| line.starts_with(verb));
+        if self
+            .scale_up_after
+            .is_some_and(|verb| line.starts_with(verb))
+        {
+            let group = &mut self.groups[0];
+            group.desired += 1;
+            group.max = group.max.max(group.desired);
+            self.launch(0);
+            let id = self.groups[0].instances.last().unwrap().id.clone();
+            self.autoscaled.push(id);
+        }
         self.log.push(line);
         if dies {
             self.die_after = None;
@@ -1088,5 +1104,67 @@ async fn a_run_killed_after_any_step_resumes_without_a_flag() {
                 w.log
             );
         }
+    }
+}
+
+/// A cluster autoscaler adds nodes to the group while it rolls (from the new template): the
+/// roll does not loop, never replaces them, counts them when it validates, and ends with the
+/// group at its new size.
+#[tokio::test]
+async fn an_autoscaler_adding_nodes_during_the_roll_is_left_alone() {
+    for settings in [(1, 0), (0, 1), (2, 1)] {
+        let mut nodes = group("nodes", "node", 3);
+        nodes.max = 10;
+        let world = World {
+            groups: vec![nodes],
+            scale_up_after: Some("drain"),
+            ..World::default()
+        };
+        let specs = RollingUpdate {
+            max_surge: Some(IntOrString::Int(settings.0)),
+            max_unavailable: Some(IntOrString::Int(settings.1)),
+            ..Default::default()
+        };
+        let world = Arc::new(Mutex::new(world));
+        let cx = Context {
+            name: "c.example.com".into(),
+            specs: [("nodes".to_string(), (Role::Node, Some(specs)))].into(),
+            cluster_rolling: None,
+            kubernetes_version: None,
+            settings: crate::Settings::default(),
+            reporter: Arc::new(Recorded::default()),
+        };
+        let mut roll = Roll::new(Cloud(world.clone()), Some(Nodes(world.clone())), cx, fast());
+        roll.plan(&[]).await.unwrap();
+        roll.run().await.unwrap();
+        let w = world.lock().unwrap();
+        let g = &w.groups[0];
+        assert_eq!(w.autoscaled.len(), 3, "one per drain: {:?}", w.log);
+        assert_eq!(g.desired, 6);
+        assert_eq!(g.instances.len(), 6, "{settings:?}: {:?}", g.instances);
+        assert!(g
+            .instances
+            .iter()
+            .all(|i| !i.detached && i.template_version.as_deref() == Some("2")));
+        for id in &w.autoscaled {
+            assert!(
+                g.instances.iter().any(|i| &i.id == id),
+                "{id} replaced: {:?}",
+                w.log
+            );
+            assert!(
+                !w.log
+                    .iter()
+                    .any(|l| l.ends_with(id.as_str()) && !l.starts_with("taint")),
+                "{id} touched: {:?}",
+                w.log
+            );
+        }
+        let terminated = w.log.iter().filter(|l| l.starts_with("terminate")).count();
+        assert_eq!(
+            terminated, 3,
+            "{settings:?}: each original once: {:?}",
+            w.log
+        );
     }
 }

@@ -565,6 +565,75 @@ fn private_cluster_with_a_bastion() {
     h.delete_all();
 }
 
+/// What the spec drops that instances may still use (the bastions' load balancer, target
+/// group, listener and security groups) is held back by `update --yes`, shown as deleted after
+/// the roll, and deleted by `update --prune --yes`; the bastions' group goes at once.
+#[test]
+fn load_balancers_and_security_groups_wait_for_prune() {
+    let h = Harness::new();
+    h.create_cluster(&[
+        "--zones",
+        "eu-west-1a",
+        "--topology",
+        "private",
+        "--bastion",
+        "--networking",
+        "calico",
+    ]);
+    h.apply();
+    h.assert_counts(&[("AutoScalingGroups", 3), ("LoadBalancers", 2)]);
+    let groups_before = counts(&h.moto)["SecurityGroups"].as_u64().unwrap();
+    h.kopsrs()
+        .args([
+            "delete",
+            "instancegroup",
+            "bastions",
+            "--name",
+            NAME,
+            "--yes",
+        ])
+        .assert()
+        .success();
+    let (code, plan) = h.plan();
+    assert_eq!(code, 2, "{plan}");
+    let held: Vec<&str> = plan
+        .lines()
+        .skip_while(|l| !l.starts_with("Held back: "))
+        .skip(1)
+        .collect();
+    for kind in [
+        "aws_lb.",
+        "aws_lb_target_group.",
+        "aws_lb_listener.",
+        "aws_security_group.",
+    ] {
+        assert!(
+            held.iter().any(|l| l.contains(kind)
+                && l.ends_with("deleted after the roll (`update cluster --prune`)")),
+            "{kind} not held:\n{plan}"
+        );
+    }
+    assert!(plan.contains("# aws_autoscaling_group.bastions"), "{plan}");
+    h.apply();
+    // The group went; its load balancer and security groups stay for the roll.
+    h.assert_counts(&[("AutoScalingGroups", 2), ("LoadBalancers", 2)]);
+    assert_eq!(
+        counts(&h.moto)["SecurityGroups"].as_u64().unwrap(),
+        groups_before
+    );
+    let (code, plan) = h.plan();
+    assert_eq!(code, 0, "only held changes: {plan}");
+    assert!(plan.starts_with("No changes to apply now."), "{plan}");
+    h.kopsrs()
+        .args(["update", "cluster", NAME, "--prune", "--yes"])
+        .assert()
+        .success();
+    h.assert_counts(&[("AutoScalingGroups", 2), ("LoadBalancers", 1)]);
+    assert!(counts(&h.moto)["SecurityGroups"].as_u64().unwrap() < groups_before);
+    h.assert_no_changes();
+    h.delete_all();
+}
+
 /// A VPC made by Terraform (VPC, internet gateway, a public subnet with a NAT gateway): the
 /// cluster makes its own subnets in it, routes through the shared NAT gateway, and never
 /// changes or deletes what it does not own.
@@ -814,7 +883,7 @@ fn wait_for_calls(moto: &Moto, calls: u64) {
 }
 
 /// Killed runs: a SIGTERM stops the apply and releases the lock (exit 130); a SIGKILL leaves
-/// the lock, which `force-unlock` removes with the ID the refused run prints. The next run
+/// the lock, which the next run on this machine takes over (its process is gone). That run
 /// converges to exactly the cluster, with no duplicate resource.
 #[test]
 fn killed_applies_converge_without_duplicates() {
@@ -854,26 +923,20 @@ fn killed_applies_converge_without_duplicates() {
     run.wait().unwrap();
     h.moto.faults(serde_json::json!({}));
 
-    let refused = h
+    // The killed holder ran on this host and no longer runs: the next run takes its lock
+    // over, saying whose it was, and finishes the apply.
+    let resumed = h
         .kopsrs()
         .args(["update", "cluster", NAME, "--yes"])
         .output()
         .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    // The killed holder ran on this host: the refusal says the lock looks stale.
-    assert!(stderr.contains("no longer runs on this host"), "{stderr}");
-    let id = stderr
-        .split("lock ID ")
-        .nth(1)
-        .and_then(|rest| rest.split(')').next())
-        .unwrap_or_else(|| panic!("no lock ID in: {stderr}"));
-    h.kopsrs()
-        .args(["force-unlock", id, "--cluster", NAME])
-        .assert()
-        .success();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("took over the lock") && stderr.contains("no longer runs"),
+        "{stderr}"
+    );
 
-    h.apply();
     h.assert_counts(&[
         ("Vpcs", 1),
         ("Subnets", 1),
