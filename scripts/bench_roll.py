@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.request
 
-KOPSRS = sys.argv[1]
+KOPSRS = sys.argv[1] if __name__ == "__main__" else None  # set by an importer otherwise
 SIZES = [int(n) for n in sys.argv[2:]] or [3, 12, 48]
 SURGES = os.environ.get("BENCH_ROLL_SURGES", "1,3,25%").split(",")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,8 +55,10 @@ def http(url, method="GET", body=None):
 
 
 class Cluster:
-    def __init__(self, nodes):
-        self.name = f"bench{nodes}.example.com"
+    def __init__(self, nodes, create=None, name=None):
+        """A cluster of `nodes` workers in one group (or made by the `create` flags) applied
+        to moto, its Nodes in the fake, a Deployment of `nodes` pods, validated."""
+        self.name = name or f"bench{nodes}.example.com"
         self.work = tempfile.mkdtemp()
         port = free_port()
         self.aws = f"http://127.0.0.1:{port}"
@@ -74,9 +76,9 @@ class Cluster:
                         "import boto3; boto3.client('route53', endpoint_url='%s').create_hosted_zone("
                         "Name='example.com', CallerReference='b')" % self.aws],
                        env=self.env, check=True)
+        create = create or ["--zones", "eu-west-1a", "--node-count", str(nodes), "--yes"]
         self.kopsrs("create", "cluster", "--name", self.name, "--dns-zone", "example.com",
-                    "--zones", "eu-west-1a", "--node-count", str(nodes), "--image", IMAGE,
-                    "--yes")
+                    "--image", IMAGE, *create)
         kport = free_port()
         self.kube = f"http://127.0.0.1:{kport}"
         self.procs.append(subprocess.Popen(
@@ -190,4 +192,5 @@ def main():
         print(f"| {nodes} | {sum(aws.values())}: {fmt(aws)} | {sum(kube.values())}: {fmt(kube)} |")
 
 
-main()
+if __name__ == "__main__":
+    main()

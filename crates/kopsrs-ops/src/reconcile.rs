@@ -86,7 +86,7 @@ pub async fn reconcile(
             say("Step 1 of 5: updating the control plane's configuration");
             let first = update(Scope {
                 roles: CONTROL_PLANE.to_vec(),
-                prune: false,
+                ..Scope::default()
             });
             let done = Box::pin(update::plan_and_apply(
                 session, &aws, &store, &prepared, &first,
@@ -107,7 +107,10 @@ pub async fn reconcile(
                 .push(rolled_step("control plane: roll", rolled));
 
             say("Step 3 of 5: updating the other instance groups' configuration");
-            let all = update(Scope::default());
+            let all = update(Scope {
+                in_order: true,
+                ..Scope::default()
+            });
             let done = Box::pin(update::plan_and_apply(
                 session, &aws, &store, &prepared, &all,
             ))
@@ -122,8 +125,9 @@ pub async fn reconcile(
 
             say("Step 5 of 5: deleting what the roll no longer needs");
             let prune = update(Scope {
-                roles: Vec::new(),
                 prune: true,
+                in_order: true,
+                ..Scope::default()
             });
             let done = Box::pin(update::plan_and_apply(
                 session, &aws, &store, &prepared, &prune,
@@ -223,7 +227,7 @@ async fn dry_run(
     }
     let scope = Scope {
         roles: CONTROL_PLANE.to_vec(),
-        prune: false,
+        ..Scope::default()
     };
     let (mut first, _) =
         update::plan(session, &aws, store, &prepared, options.update.pins, &scope).await?;

@@ -43,6 +43,9 @@ pub struct Scope {
     /// Also delete what running instances may still use (a load balancer, a target
     /// group, a security group the spec no longer has): `--prune`, after a roll.
     pub prune: bool,
+    /// The control plane was rolled first (`reconcile cluster`): moving the nodes'
+    /// Kubernetes version is the plan, not a hazard to warn about.
+    pub in_order: bool,
 }
 
 /// Kinds whose deletion waits for `--prune`: instances launched before the change may still
@@ -220,65 +223,42 @@ pub async fn plan(
     Ok((plan, addons))
 }
 
-/// The Kubernetes version the last update applied (the completed spec it stored).
-pub async fn applied_version(store: &StateStore, name: &str) -> Result<Option<String>> {
-    let key = format!("{name}/{}", layout::COMPLETED);
-    let Some(stored) = store.get(&key).await? else {
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(&stored.value).into_owned();
-    let version = kopsrs_api::decode_documents(&text, &key)
-        .ok()
-        .into_iter()
-        .flatten()
-        .find_map(|d| match d {
-            Document::Cluster(c) => c.spec.kubernetes_version.clone(),
-            _ => None,
-        });
-    Ok(version)
+/// The Kubernetes version a user-data installs (its `KUBERNETES_VERSION='1.34.1'` line).
+fn installed_version(user_data: &str) -> Option<&str> {
+    user_data
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KUBERNETES_VERSION="))
+        .map(|v| v.trim_matches(|c| c == '\'' || c == '"'))
 }
 
-/// `update --yes` that moves `spec.kubernetesVersion` and launches node templates of the new
-/// version at once: new nodes (a replacement, an autoscaler's) would run kubelets newer than
-/// the API servers until the control plane is rolled. Said, with the way that cannot.
-async fn warn_version_change(
-    session: &Session,
-    store: &StateStore,
-    prepared: &Prepared,
-    plan: &Plan,
-) -> Result<()> {
+/// `update --yes` that moves the Kubernetes version of worker launch templates: from then
+/// on, new nodes (a replacement, an autoscaler's) start kubelets that may be newer than the
+/// API servers until the control plane is rolled. Read from the plan itself (each template's
+/// user-data before and after), so it holds however the spec came to move. Said, with the
+/// way that cannot.
+fn warn_version_change(session: &Session, prepared: &Prepared, plan: &Plan) {
     let name = &prepared.cluster.metadata.name;
-    let wanted = prepared.cluster.spec.kubernetes_version.clone();
-    let applied = applied_version(store, name).await?;
-    let (Some(wanted), Some(applied)) = (wanted, applied) else {
-        return Ok(());
-    };
-    if wanted.trim_start_matches('v') == applied.trim_start_matches('v') {
-        return Ok(());
-    }
-    let node_templates = plan.changes.iter().any(|c| {
-        c.address.kind == "aws_launch_template"
-            && prepared
-                .set
-                .instance_groups
-                .get(&c.address)
-                .and_then(|g| prepared.groups.iter().find(|ig| &ig.metadata.name == g))
-                .and_then(|g| g.role())
-                .is_some_and(|r| {
-                    !matches!(
-                        r,
-                        kopsrs_api::Role::ControlPlane | kopsrs_api::Role::ApiServer
-                    )
-                })
+    let moved = plan.changes.iter().find_map(|c| {
+        let group = prepared.set.instance_groups.get(&c.address)?;
+        let role = prepared
+            .groups
+            .iter()
+            .find(|ig| &ig.metadata.name == group)?
+            .role()?;
+        if role != kopsrs_api::Role::Node {
+            return None;
+        }
+        let field = c.fields.iter().find(|f| f.path == "user_data")?;
+        let before = installed_version(field.before.as_deref()?)?;
+        let after = installed_version(field.after.as_deref()?)?;
+        (before != after).then(|| (group.clone(), before.to_string(), after.to_string()))
     });
-    // Held-back node templates (`--instance-group-roles control-plane`) are not in the plan.
-    if node_templates {
+    if let Some((group, before, after)) = moved {
         session.reporter.warn(
-            &format!("spec.kubernetesVersion moves from {applied} to {wanted}: from now on, new nodes (a replacement, an autoscaler's) start kubelet {wanted} while the API servers still run {applied}, which the version skew policy forbids"),
-            Some(&format!("upgrade in order with `kopsrs reconcile cluster {name} --yes` (control plane first, then the nodes), or `update cluster --instance-group-roles control-plane,apiserver --yes` first")),
+            &format!("the nodes' launch templates move from Kubernetes {before} to {after} (instance group {group}, ...): from now on, new nodes (a replacement, an autoscaler's) start kubelet {after}, while the API servers may still run {before}, which the version skew policy forbids"),
+            Some(&format!("upgrade in order with `kopsrs reconcile cluster {name} --yes` (control plane first, then the nodes), or `update cluster --instance-group-roles control-plane,apiserver --yes` and its roll first")),
         );
     }
-    Ok(())
 }
 
 /// Addons published without a pin are trusted on first use by a control plane: said as a
@@ -418,8 +398,8 @@ pub(crate) async fn plan_and_apply(
     if let Some(saved) = &options.saved {
         same_as_saved(name, &plan, saved)?;
     }
-    if options.yes {
-        warn_version_change(session, store, prepared, &plan).await?;
+    if options.yes && !options.scope.in_order {
+        warn_version_change(session, prepared, &plan);
     }
     session.reporter.planned(name, &plan, options.yes);
     if !options.yes {

@@ -66,7 +66,13 @@ impl Rig {
                 "spec.cloudLabels=rollout=2",
             ])),
         };
-        r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
+        let out = r.ok(r.kopsrs().args(["update", "cluster", name, "--yes"]));
+        // The update of an upgrade warns that new nodes would run ahead of the API servers,
+        // naming the way that cannot; any other change does not.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warned = stderr.contains("move from Kubernetes 1.33.0 to")
+            && stderr.contains("kopsrs reconcile cluster");
+        assert_eq!(warned, upgrade, "{stderr}");
         r.validated();
         r
     }

@@ -55,6 +55,7 @@ async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()>
                 scope: update::Scope {
                     roles: kopsrs_ops::rolling::parse_roles(&args.instance_group_roles)?,
                     prune: args.prune,
+                    in_order: false,
                 },
             };
             let report = update::update_direct(&session, &name, &options).await?;
