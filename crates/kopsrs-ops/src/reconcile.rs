@@ -76,25 +76,35 @@ pub async fn reconcile(
             }
             let mut report = ReconcileReport::default();
             let say = |line: &str| session.reporter.say(line);
-            let update = |scope: Scope| DirectOptions {
-                yes: true,
-                saved: None,
-                scope,
-                ..options.update.clone()
+            // One update of the cloud with `scope`, as `update cluster --yes` makes it.
+            let update = |title: &'static str, scope: Scope| {
+                let options = DirectOptions {
+                    yes: true,
+                    saved: None,
+                    scope,
+                    ..options.update.clone()
+                };
+                let (aws, store, prepared) = (&aws, &store, &prepared);
+                async move {
+                    let done = Box::pin(update::plan_and_apply(
+                        session, aws, store, prepared, &options,
+                    ))
+                    .await?;
+                    anyhow::Ok(applied(title, done.plan))
+                }
+            };
+            let control_plane = Scope {
+                roles: CONTROL_PLANE.to_vec(),
+                ..Scope::default()
+            };
+            let after_roll = Scope {
+                in_order: true,
+                ..Scope::default()
             };
 
             say("Step 1 of 5: updating the control plane's configuration");
-            let first = update(Scope {
-                roles: CONTROL_PLANE.to_vec(),
-                ..Scope::default()
-            });
-            let done = Box::pin(update::plan_and_apply(
-                session, &aws, &store, &prepared, &first,
-            ))
-            .await?;
-            report
-                .steps
-                .push(applied("control plane: cloud changes", done.plan));
+            let step = update("control plane: cloud changes", control_plane).await?;
+            report.steps.push(step);
             if let Some(export) = &options.update.export {
                 crate::pki::export_cluster(session, &store, name, export).await?;
             }
@@ -107,33 +117,19 @@ pub async fn reconcile(
                 .push(rolled_step("control plane: roll", rolled));
 
             say("Step 3 of 5: updating the other instance groups' configuration");
-            let all = update(Scope {
-                in_order: true,
-                ..Scope::default()
-            });
-            let done = Box::pin(update::plan_and_apply(
-                session, &aws, &store, &prepared, &all,
-            ))
-            .await?;
-            report
-                .steps
-                .push(applied("nodes: cloud changes", done.plan));
+            let step = update("nodes: cloud changes", after_roll.clone()).await?;
+            report.steps.push(step);
 
             say("Step 4 of 5: rolling the other instance groups");
             let rolled = Box::pin(roll(session, name, options, &[])).await?;
             report.steps.push(rolled_step("nodes: roll", rolled));
 
             say("Step 5 of 5: deleting what the roll no longer needs");
-            let prune = update(Scope {
+            let prune = Scope {
                 prune: true,
-                in_order: true,
-                ..Scope::default()
-            });
-            let done = Box::pin(update::plan_and_apply(
-                session, &aws, &store, &prepared, &prune,
-            ))
-            .await?;
-            report.steps.push(applied("prune", done.plan));
+                ..after_roll
+            };
+            report.steps.push(update("prune", prune).await?);
             say(&format!("Cluster {name} is reconciled."));
             Ok(report)
         },
