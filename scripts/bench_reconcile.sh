@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
 # The whole workspace, as the tests build it: `-p kopsrs` alone unifies features differently
 # and rebuilds the AWS SDK.
-cargo build --locked --workspace >&2
+cargo build --locked --workspace --all-targets >&2
 python3 scripts/bench_reconcile.py "$CARGO_TARGET_DIR/debug/kopsrs"
