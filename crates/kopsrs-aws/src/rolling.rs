@@ -265,4 +265,36 @@ impl kopsrs_engine::rolling::CloudGroups for ClusterGroups {
     async fn terminate(&self, instance: &RollingInstance) -> Result<(), Error> {
         self.aws.terminate(instance).await
     }
+
+    async fn capacity(&self, asg: &str) -> Result<kopsrs_engine::rolling::Capacity, Error> {
+        self.aws.group_capacity(asg).await
+    }
+}
+
+impl Aws {
+    /// One auto scaling group's desired capacity and instances (one call).
+    pub async fn group_capacity(
+        &self,
+        asg: &str,
+    ) -> Result<kopsrs_engine::rolling::Capacity, Error> {
+        let request = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(asg);
+        let groups = all_pages!(self, request, auto_scaling_groups);
+        let Some(group) = groups.first() else {
+            return Ok(kopsrs_engine::rolling::Capacity::default());
+        };
+        Ok(kopsrs_engine::rolling::Capacity {
+            desired: group.desired_capacity().unwrap_or(0).max(0) as u32,
+            instances: group
+                .instances()
+                .iter()
+                .filter_map(|i| {
+                    let state = i.lifecycle_state().map(|s| s.as_str().to_string());
+                    Some((i.instance_id()?.to_string(), state.unwrap_or_default()))
+                })
+                .collect(),
+        })
+    }
 }

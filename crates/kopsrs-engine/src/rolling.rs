@@ -515,6 +515,19 @@ pub trait CloudGroups {
 
     /// Terminates the instance (in its group: without decrementing the desired capacity).
     async fn terminate(&self, instance: &RollingInstance) -> Result<(), Self::Error>;
+
+    /// One group's desired capacity and the instances in it with their lifecycle states:
+    /// what waiting for capacity polls (one call, not the three of [`CloudGroups::groups`]).
+    async fn capacity(&self, asg: &str) -> Result<Capacity, Self::Error>;
+}
+
+/// An auto scaling group's capacity as its own description gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// Desired capacity.
+    pub desired: u32,
+    /// The instances in the group: (ID, lifecycle state).
+    pub instances: Vec<(String, String)>,
 }
 
 /// The Kubernetes side of a rolling update. Implemented by `kopsrs_kube::Kube`.

@@ -585,7 +585,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             let (group, aws_group) = if round.surge.is_empty() {
                 (group, aws_group)
             } else {
-                self.wait_for_capacity(name, &[]).await?;
+                self.wait_for_capacity(name, &aws_group.asg, &[]).await?;
                 self.validate(&group, "with the surged instances' replacements")
                     .await?;
                 // The surged instances are out of the group now (terminated directly).
@@ -609,7 +609,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .await;
             replaced.into_iter().collect::<Result<Vec<()>>>()?;
             tokio::time::sleep(self.interval(group.role)).await;
-            self.wait_for_capacity(name, &ids).await?;
+            self.wait_for_capacity(name, &aws_group.asg, &ids).await?;
             self.validate(&group, &format!("after replacing {}", ids.join(", ")))
                 .await?;
         }
@@ -784,27 +784,23 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
     }
 
     /// Waits until no instance of `gone` is in the group any more and the group has its
-    /// desired number of instances in service (detached ones not counted). Reads AWS only:
-    /// the Kubernetes API may be down while a control plane is replaced.
-    async fn wait_for_capacity(&self, name: &str, gone: &[String]) -> Result<()> {
+    /// desired number of instances in service (detached ones are out of the group). Reads
+    /// AWS only, one call per poll (the group's own description): the Kubernetes API may be
+    /// down while a control plane is replaced.
+    async fn wait_for_capacity(&self, name: &str, asg: &str, gone: &[String]) -> Result<()> {
         let deadline = Instant::now() + self.options.validation_timeout;
         loop {
-            let groups = self
+            let g = self
                 .cloud
-                .groups()
+                .capacity(asg)
                 .await
-                .map_err(|e| self.cloud_problem("reading the auto scaling groups", &e))?;
-            let g = groups
-                .into_iter()
-                .find(|g| g.instance_group == name)
-                .ok_or_else(|| no_group(name))?;
-            let live: Vec<_> = g
+                .map_err(|e| self.cloud_problem("reading the auto scaling group", &e))?;
+            let lingering = g.instances.iter().any(|(id, _)| gone.contains(id));
+            let in_service = g
                 .instances
                 .iter()
-                .filter(|i| i.in_group && !i.detached)
-                .collect();
-            let lingering = live.iter().any(|i| gone.contains(&i.id));
-            let in_service = live.iter().filter(|i| i.lifecycle == "InService").count();
+                .filter(|(_, state)| state == "InService")
+                .count();
             if !lingering && in_service >= g.desired as usize {
                 return Ok(());
             }

@@ -188,6 +188,20 @@ struct Cloud(Arc<Mutex<World>>);
 impl CloudGroups for Cloud {
     type Error = Fake;
 
+    async fn capacity(&self, asg: &str) -> Result<kopsrs_engine::rolling::Capacity, Fake> {
+        let w = self.0.lock().unwrap();
+        let g = w.groups.iter().find(|g| g.asg == asg).unwrap();
+        Ok(kopsrs_engine::rolling::Capacity {
+            desired: g.desired,
+            instances: g
+                .instances
+                .iter()
+                .filter(|i| i.in_group)
+                .map(|i| (i.id.clone(), i.lifecycle.clone()))
+                .collect(),
+        })
+    }
+
     async fn groups(&self) -> Result<Vec<RollingGroup>, Fake> {
         let mut w = self.0.lock().unwrap();
         w.reads += 1;
