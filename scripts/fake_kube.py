@@ -3141,6 +3141,7 @@ class NodeSimulator:
         self.region = region
         self.deleted_at = {}  # node name -> monotonic time an API delete removed it
         self.kubelet_versions = {}  # instance ID -> the version its user-data installs
+        self.template_versions = {}  # (template ID, version) -> the same
 
     def client(self):
         import boto3
@@ -3165,10 +3166,20 @@ class NodeSimulator:
                         instances += res.get("Instances", [])
                 # The kubelet an instance runs is the version its user-data installs (read
                 # once per instance, outside the lock).
+                # Instances of one launch-template version share it: read once per version
+                # (by the template tags EC2 puts on them), else once per instance.
                 for inst in instances:
-                    if inst["InstanceId"] not in self.kubelet_versions:
-                        self.kubelet_versions[inst["InstanceId"]] = kubelet_version(
+                    if inst["InstanceId"] in self.kubelet_versions:
+                        continue
+                    tags = {t["Key"]: t.get("Value", "") for t in inst.get("Tags") or []}
+                    template = (tags.get("aws:ec2launchtemplate:id"),
+                                tags.get("aws:ec2launchtemplate:version"))
+                    if None in template:
+                        template = inst["InstanceId"]
+                    if template not in self.template_versions:
+                        self.template_versions[template] = kubelet_version(
                             ec2, inst["InstanceId"])
+                    self.kubelet_versions[inst["InstanceId"]] = self.template_versions[template]
                 with self.s.lock:
                     self.sync(instances)
             except Exception as e:  # AWS down or throttled: try again next time
