@@ -1048,6 +1048,25 @@ impl Default for AddonPinArgs {
     }
 }
 
+impl RollFlags {
+    /// The roll's options these flags set (the rest kops's defaults).
+    pub fn options(&self) -> kopsrs_ops::rolling::RollOptions {
+        kopsrs_ops::rolling::RollOptions {
+            drain_timeout: self.drain_timeout,
+            post_drain_delay: self.post_drain_delay,
+            validation_timeout: self.validation_timeout,
+            validate_count: self.validate_count,
+            bastion_interval: self.bastion_interval,
+            control_plane_interval: self.control_plane_interval,
+            node_interval: self.node_interval,
+            fail_on_drain_error: self.fail_on_drain_error,
+            fail_on_validate_error: self.fail_on_validate_error,
+            kubeconfig: self.kubeconfig.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 impl AddonPinArgs {
     /// The pipeline's form.
     pub fn options(self) -> kopsrs_ops::addons::PinOptions {

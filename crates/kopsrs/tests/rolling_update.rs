@@ -17,6 +17,13 @@ use support::kube::FakeKube;
 use support::Moto;
 
 const IMAGE: &str = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
+/// Three control planes and a node group in each of three zones.
+const HA: &[&str] = &[
+    "--zones",
+    "eu-west-1a,eu-west-1b,eu-west-1c",
+    "--control-plane-zones",
+    "eu-west-1a,eu-west-1b,eu-west-1c",
+];
 /// Short intervals and one validation per step: the fake settles in about a second.
 const FAST: &[&str] = &[
     "--node-interval",
@@ -305,17 +312,7 @@ fn terminations(stderr: &str) -> Vec<String> {
 
 #[test]
 fn an_upgrade_rolls_control_planes_first_and_keeps_the_budget() {
-    let rig = Rig::upgraded(
-        "roll.example.com",
-        &[
-            "--zones",
-            "eu-west-1a,eu-west-1b,eu-west-1c",
-            "--control-plane-zones",
-            "eu-west-1a,eu-west-1b,eu-west-1c",
-            "--node-count",
-            "2",
-        ],
-    );
+    let rig = Rig::upgraded("roll.example.com", &[HA, &["--node-count", "2"]].concat());
     // Three pods on two workers, at least two available: draining the worker with two of
     // them must wait for the first one's replacement.
     rig.workload(3, 2);
@@ -778,17 +775,7 @@ fn lines_with(stderr: &str, what: &str) -> Vec<usize> {
 #[test]
 fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
     let name = "reconcile.example.com";
-    let rig = Rig::applied(
-        name,
-        &[
-            "--zones",
-            "eu-west-1a,eu-west-1b,eu-west-1c",
-            "--control-plane-zones",
-            "eu-west-1a,eu-west-1b,eu-west-1c",
-            "--node-count",
-            "2",
-        ],
-    );
+    let rig = Rig::applied(name, &[HA, &["--node-count", "2"]].concat());
     rig.workload(3, 2);
     rig.ok(rig.kopsrs().args(["upgrade", "cluster", name, "--yes"]));
     let before: BTreeSet<String> = rig.running().into_iter().map(|r| r.0).collect();
@@ -985,17 +972,7 @@ fn reconcile_upgrades_the_control_plane_before_any_node_and_resumes() {
 #[test]
 fn reconcile_with_validation_off_still_waits_for_each_etcd_member() {
     let name = "gate.example.com";
-    let rig = Rig::applied(
-        name,
-        &[
-            "--zones",
-            "eu-west-1a,eu-west-1b,eu-west-1c",
-            "--control-plane-zones",
-            "eu-west-1a,eu-west-1b,eu-west-1c",
-            "--node-count",
-            "1",
-        ],
-    );
+    let rig = Rig::applied(name, &[HA, &["--node-count", "1"]].concat());
     rig.ok(rig.kopsrs().args(["upgrade", "cluster", name, "--yes"]));
     // A worker that never turns Ready: validation fails for its group throughout.
     let nodes = rig

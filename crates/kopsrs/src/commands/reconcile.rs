@@ -24,7 +24,7 @@ pub async fn run(global: &Session, args: ReconcileClusterArgs) -> Result<()> {
             saved: None,
             scope: Default::default(),
         },
-        roll: crate::commands::rolling_update::roll_options(&args.roll),
+        roll: args.roll.options(),
         api_wait: args.api_wait,
     };
     let report = reconcile::reconcile(global, &name, &options).await?;
