@@ -4,6 +4,7 @@
 //! ([`decode_documents`]), complete a user spec with kops's defaults ([`complete`]) and check it
 //! ([`validate`]), reporting every problem with its field path.
 
+pub mod backups;
 pub mod cidr;
 pub mod complete;
 pub mod create;

@@ -768,6 +768,13 @@ fn check_etcd_clusters(c: &mut Checker<'_>, spec: &ClusterSpec, groups: &[Instan
                 "give each etcd cluster a unique name",
             );
         }
+        if let Err(bad) = crate::backups::policy(etcd) {
+            c.error(
+                format!("{path}.{}", bad.field),
+                format!("{:?}: {}", bad.value, bad.message),
+                "fix the value or remove it for kops's default (15m, 90 days)",
+            );
+        }
         let members = etcd.etcd_members.as_deref().unwrap_or_default();
         if members.is_empty() {
             c.error(

@@ -1,7 +1,7 @@
 # --- kopsrs node bootstrap (settings above are rendered per instance group) ---
 # Turns a stock Ubuntu 24.04 instance into a Kubernetes node with kubeadm. Safe to rerun.
 # The same file is installed as /usr/local/sbin/kopsrs-node for the control plane's timers:
-#   kopsrs-node [boot|refresh-token|apply-addons|backup-etcd|approve-nodes]
+#   kopsrs-node [boot|refresh-token|apply-addons|backup-etcd|restore-etcd|approve-nodes]
 set -euo pipefail
 umask 022
 # KOPSRS_* variables only serve the tests: a root directory, a fake metadata service and a
@@ -14,6 +14,10 @@ ADMIN="$ROOT/etc/kubernetes/admin.conf"
 export KOPSRS_ROOT="$ROOT"
 
 log() { echo "kopsrs-node: $*" >&2; }
+# Seconds since the epoch (KOPSRS_NOW: the tests' clock).
+now() { echo "${KOPSRS_NOW:-$(date -u +%s)}"; }
+# Where the etcd backups and the restore command live in the cluster's folder.
+BACKUPS=backups/etcd/main
 die() { log "error: $*"; exit 1; }
 
 imds() {
@@ -199,11 +203,24 @@ print(mine or ("+" + free if free else ""))' "$INSTANCE_ID" <<<"$listing")
 etcd_data_on_volume() { [ -d "$ROOT/var/lib/etcd/data/member" ]; }
 
 # Before joining: a replaced member's data is kept aside (etcd replaces members by remove +
-# add; the new member syncs from the others).
+# add; the new member syncs from the others; kubeadm wants an empty data directory).
+ASIDE=""
 set_aside_etcd_data() {
   if etcd_data_on_volume; then
-    mv "$ROOT/var/lib/etcd/data" "$ROOT/var/lib/etcd/replaced-$(date +%s)"
+    ASIDE="$ROOT/var/lib/etcd/replaced-$(now)"
+    mv "$ROOT/var/lib/etcd/data" "$ASIDE"
   fi
+}
+
+# A join that failed puts the member's data back where it was: the cluster may be gone, and
+# then that data is what it is recovered from.
+put_back_etcd_data() {
+  [ -n "$ASIDE" ] || return 0
+  if [ -e "$ROOT/var/lib/etcd/data" ]; then
+    mv "$ROOT/var/lib/etcd/data" "$ROOT/var/lib/etcd/failed-join-$(now)"
+  fi
+  mv "$ASIDE" "$ROOT/var/lib/etcd/data"
+  ASIDE=""
 }
 
 place_pki() {
@@ -232,6 +249,14 @@ render() { # template output
       -e "s|@JOIN_TOKEN@|${JOIN_TOKEN:-}|g" -e "s|@CA_HASH@|${CA_HASH:-}|g" "$1" >"$2"
   )
   chmod 0600 "$2"
+}
+
+# Whether the cluster's API answers at all (any HTTP status): a join token is only worth
+# something while it does. KOPSRS_API_URL: the tests' API.
+api_alive() {
+  local code
+  code=$(curl -sk --max-time 5 -o /dev/null -w '%{http_code}' "${KOPSRS_API_URL:-https://$API_HOST:6443}/livez" || true)
+  [ "${code:-000}" != 000 ]
 }
 
 publish_token() {
@@ -428,57 +453,84 @@ states = [s.find("{*}name").text for s in root.iter() if s.tag.endswith("}instan
 sys.exit(0 if states and states[0] not in ("pending", "running") else 1)'
 }
 
-# A control plane that lost the election waits for the join token (0, JOIN_TOKEN set). When
-# the election's holder is gone and published no token, it takes the election over with a
-# write conditional on the record it read (1: this node initialises), so an instance that
-# died during `kubeadm init` cannot block the cluster for good.
+# How long an election holder may take to initialise before the others stop waiting for it.
+INIT_TIMEOUT=${KOPSRS_INIT_TIMEOUT:-1200}
+
+# Whether the election's holder will never give the cluster a live API: it recorded a failed
+# `kubeadm init`, its instance is gone, or it has held the record for INIT_TIMEOUT seconds and
+# no API answers.
+election_abandoned() {
+  local holder=$1 state=$2
+  [ "$state" = failed ] && return 0
+  instance_gone "$holder" && return 0
+  [[ $state =~ ^[0-9]+$ ]] && [ $(($(now) - state)) -gt "$INIT_TIMEOUT" ]
+}
+
+# A control plane that lost the election waits for a join token of a live cluster (0,
+# JOIN_TOKEN set). When no API has answered for a minute and the election is abandoned
+# (above), it takes the
+# election over with a write conditional on the record it read (1: this node initialises,
+# or recovers the cluster from its data), so neither an instance that died during
+# `kubeadm init` nor the token of a cluster that is gone blocks the control plane for good.
 await_join_token() {
-  local file holder etag i
+  local file holder state etag i dead=0
   file=$(mktemp)
   for i in $(seq 1 180); do
-    if state_get bootstrap/node/join.env "$file"; then
-      JOIN_TOKEN=$(sed -n 's/^JOIN_TOKEN=//p' "$file")
-      rm -f "$file"
-      return 0
+    if api_alive; then
+      dead=0
+      if state_get bootstrap/node/join.env "$file"; then
+        JOIN_TOKEN=$(sed -n 's/^JOIN_TOKEN=//p' "$file")
+        rm -f "$file"
+        return 0
+      fi
+    else
+      dead=$((dead + 1))
     fi
-    if etag=$(state_get_etag bootstrap/init-lock "$file"); then
-      holder=$(cat "$file")
-      if [ "$holder" != "$INSTANCE_ID" ] && instance_gone "$holder"; then
-        echo "$INSTANCE_ID" >"$file"
+    # An API that a load balancer's hiccup hides for a moment is not a dead cluster: six polls
+    # in a row (a minute) before anything is taken over.
+    if [ "$dead" -ge 6 ] && etag=$(state_get_etag bootstrap/init-lock "$file"); then
+      read -r holder state <"$file" || true
+      if [ "$holder" != "$INSTANCE_ID" ] && election_abandoned "$holder" "${state:-}"; then
+        echo "$INSTANCE_ID $(now)" >"$file"
         if [ "$(state_put bootstrap/init-lock "$file" -H "If-Match: $etag")" = 200 ]; then
-          log "the election's holder $holder is gone and published no join token; taking over"
+          log "the election's holder $holder is gone${state:+ ($state)} and no API answers; taking over"
+          # The old cluster's token: nobody may join with it once this node initialises.
+          state_delete bootstrap/node/join.env >/dev/null
           rm -f "$file"
           return 1
         fi
       fi
     fi
-    [ "$i" = 1 ] && log "waiting for the join token"
+    [ "$i" = 1 ] && log "waiting for the join token of a live API"
     sleep "${KOPSRS_POLL_SECONDS:-10}"
   done
-  die "no join token in the state store after 30 minutes"
+  die "no join token for a live API after 30 minutes"
 }
 
 # The election record names this instance (a restored single control plane holds it).
 claim_election() {
   local file
   file=$(mktemp)
-  echo "$INSTANCE_ID" >"$file"
+  echo "$INSTANCE_ID $(now)" >"$file"
   [ "$(state_put bootstrap/init-lock "$file")" = 200 ] || die "cannot write the election record"
   rm -f "$file"
 }
 
-# Exactly one control-plane node initialises: the first to create bootstrap/init-lock.
+# Exactly one control-plane node initialises: the first to create bootstrap/init-lock. The
+# record names the holder and when it took the election (or `failed`, written when its
+# `kubeadm init` failed).
 elect() {
-  local file code
+  local file code holder
   file=$(mktemp)
-  echo "$INSTANCE_ID" >"$file"
+  echo "$INSTANCE_ID $(now)" >"$file"
   while true; do
     code=$(state_put bootstrap/init-lock "$file" -H 'If-None-Match: *')
     case $code in
       200) rm -f "$file"; echo init; return ;;
       412)
         if state_get bootstrap/init-lock "$file"; then
-          if [ "$(cat "$file")" = "$INSTANCE_ID" ]; then echo init; else echo join; fi
+          read -r holder _ <"$file" || true
+          if [ "$holder" = "$INSTANCE_ID" ]; then echo init; else echo join; fi
           rm -f "$file"
           return
         fi
@@ -536,16 +588,204 @@ refresh_token() {
   publish_token "$(kubeadm token create --ttl 2h0m0s --description 'kopsrs node join')"
 }
 
+# Every ETCD_BACKUP_SECONDS on each control plane; only the etcd leader acts: a snapshot to
+# backups/etcd/main/TIME.db, then its metadata TIME.json (what `toolbox etcd list-backups`
+# reads: a snapshot without metadata is a failed backup), then `latest` naming it, then the
+# backups older than ETCD_BACKUP_RETENTION_DAYS are deleted (one listing).
 backup_etcd() {
-  local status snap
+  local status members name snap sum size tmp
   [ -e "$ADMIN" ] || return 0
   instance_facts
   status=$(etcdctl endpoint status -w json)
   python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; sys.exit(s["header"]["member_id"] != s["leader"])' <<<"$status" || return 0
-  snap="kopsrs-snapshot.db"
-  etcdctl snapshot save "/var/lib/etcd/data/$snap" >/dev/null
-  [ "$(state_put "backups/etcd/main/$(date -u +%Y-%m-%dT%H%M%SZ).db" "$ROOT/var/lib/etcd/data/$snap")" = 200 ] || die "snapshot upload failed"
-  rm -f "$ROOT/var/lib/etcd/data/$snap"
+  members=$(etcdctl member list -w json | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("members", [])))')
+  name=$(date -u -d "@$(now)" +%Y-%m-%dT%H%M%SZ)
+  snap="$ROOT/var/lib/etcd/data/kopsrs-snapshot.db"
+  etcdctl snapshot save /var/lib/etcd/data/kopsrs-snapshot.db >/dev/null
+  sum=$(sha256sum <"$snap" | cut -c1-64)
+  size=$(wc -c <"$snap")
+  tmp=$(mktemp)
+  [ "$(state_put "$BACKUPS/$name.db" "$snap")" = 200 ] || { rm -f "$snap" "$tmp"; die "backup $name: the snapshot upload failed"; }
+  rm -f "$snap"
+  python3 - "$status" "$name" "$sum" "$size" "$members" "$KUBERNETES_VERSION" "$NODE_NAME" "$(now)" >"$tmp" <<'PY'
+import json, sys
+status, name, sha, size, members, k8s, node, taken = sys.argv[1:]
+s = json.loads(status)[0]["Status"]
+print(json.dumps({"name": name, "takenAt": int(taken), "etcdVersion": s["version"],
+                  "revision": s["header"]["revision"], "members": int(members),
+                  "kubernetesVersion": k8s, "size": int(size), "sha256": sha, "takenBy": node}))
+PY
+  [ "$(state_put "$BACKUPS/$name.json" "$tmp")" = 200 ] || { rm -f "$tmp"; die "backup $name: the metadata upload failed"; }
+  [ "$(state_put "$BACKUPS/latest" "$tmp")" = 200 ] || log "backup $name: cannot update $BACKUPS/latest"
+  rm -f "$tmp"
+  log "etcd backup $name: $size bytes, sha256 $sum"
+  prune_backups
+}
+
+# Deletes the backups older than the retention: one listing, whose first page holds the
+# oldest keys (time-ordered names), so a run removes up to 1,000 and the next goes on.
+prune_backups() {
+  local cutoff key stamp
+  cutoff=$(date -u -d "@$(($(now) - ETCD_BACKUP_RETENTION_DAYS * 86400))" +%Y-%m-%dT%H%M%SZ)
+  state_list "$BACKUPS/" | while read -r key; do
+    stamp=${key#"$BACKUPS/"}
+    stamp=${stamp%.*}
+    [[ $stamp =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z$ ]] || continue
+    [[ $stamp < "$cutoff" ]] || break
+    if [ "$(state_delete "$key")" = 204 ]; then
+      log "backup $key: older than $ETCD_BACKUP_RETENTION_DAYS days, deleted"
+    fi
+  done
+}
+
+# etcdutl ARGS...: etcd's own etcdutl, from the image etcd runs (kubeadm's), with the volume
+# mounted at /var/lib/etcd.
+etcdutl() {
+  local image
+  image=$(etcd_image)
+  [ -n "$image" ] || die "cannot tell which etcd image this control plane runs"
+  ctr -n k8s.io images ls -q | grep -qxF "$image" || ctr -n k8s.io images pull "$image" >/dev/null
+  ctr -n k8s.io run --rm --mount "type=bind,src=$ROOT/var/lib/etcd,dst=/var/lib/etcd,options=rbind:rw" \
+    "$image" "kopsrs-etcdutl-$$" etcdutl "$@"
+}
+
+# The etcd image: the static pod's (also when set aside for a restore), else kubeadm's choice
+# for this Kubernetes version.
+etcd_image() {
+  local manifest
+  for manifest in "$ROOT/etc/kubernetes/manifests/etcd.yaml" "$ROOT/etc/kubernetes/stopped-for-restore/etcd.yaml"; do
+    if [ -e "$manifest" ]; then
+      sed -n 's/^[ -]*image: *//p' "$manifest" | head -n1
+      return
+    fi
+  done
+  kubeadm config images list --kubernetes-version "v$KUBERNETES_VERSION" 2>/dev/null | grep '/etcd:' | head -n1
+}
+
+# restore_snapshot DB ID INITIAL_CLUSTER [--skip-hash-check]: DB (under /var/lib/etcd) becomes
+# this member's data, as a new cluster of INITIAL_CLUSTER; the data it replaces is kept as
+# before-restore-ID.
+restore_snapshot() {
+  local db=$1 id=$2 initial=$3
+  shift 3
+  rm -rf "$ROOT/var/lib/etcd/restore-$id"
+  etcdutl snapshot restore "/var/lib/etcd/$db" --data-dir "/var/lib/etcd/restore-$id" --name "$NODE_NAME" \
+    --initial-cluster "$initial" --initial-cluster-token "kopsrs-$id" \
+    --initial-advertise-peer-urls "https://$NODE_IP:2380" "$@"
+  [ -d "$ROOT/var/lib/etcd/restore-$id/member" ] || die "etcdutl restored nothing from $db"
+  if [ -e "$ROOT/var/lib/etcd/data" ]; then
+    mv "$ROOT/var/lib/etcd/data" "$ROOT/var/lib/etcd/before-restore-$id"
+  fi
+  mv "$ROOT/var/lib/etcd/restore-$id" "$ROOT/var/lib/etcd/data"
+}
+
+# The running control-plane instances of the cluster, one line each: node name, peer URL.
+control_plane_members() {
+  ec2 "Action=DescribeInstances&Filter.1.Name=tag:KubernetesCluster&Filter.1.Value.1=$CLUSTER_NAME&Filter.2.Name=tag:k8s.io/role/control-plane&Filter.2.Value.1=1&Filter.3.Name=instance-state-name&Filter.3.Value.1=running&Filter.3.Value.2=pending" | python3 -c '
+import sys, xml.etree.ElementTree as ET
+out = set()
+for i in ET.fromstring(sys.stdin.read()).iter():
+    if i.tag.endswith("}item") and i.find("{*}instanceId") is not None and i.find("{*}privateDnsName") is not None:
+        name, ip = i.find("{*}privateDnsName").text, i.find("{*}privateIpAddress").text
+        if name and ip:
+            out.add("%s https://%s:2380" % (name, ip))
+print("\n".join(sorted(out)))'
+}
+
+# Acts on `toolbox etcd restore-backup`'s command (every 30 s on each control plane, and at
+# boot): the first control plane to act records the members (the running control planes),
+# each listed one checks the snapshot's sha256, stops its API server and etcd, restores the
+# snapshot as its member of a new cluster of those members, starts them again and reports
+# done. A marker on the etcd volume makes it once per volume.
+restore_etcd() {
+  local tmp id backup sum code initial manifests="$ROOT/etc/kubernetes/manifests" stopped="$ROOT/etc/kubernetes/stopped-for-restore"
+  [ -n "$ETCD_VOLUME_TAG" ] || return 0
+  tmp=$(mktemp -d)
+  if ! state_get "$BACKUPS/restore/command.json" "$tmp/command"; then
+    rm -rf "$tmp"
+    return 0
+  fi
+  read -r id backup sum < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["id"], c["backup"], c["sha256"])' "$tmp/command")
+  [[ $id =~ ^[A-Za-z0-9-]+$ && $backup =~ ^[0-9TZ-]+$ && $sum =~ ^[0-9a-f]{64}$ ]] || die "the restore command in the state store is malformed"
+  if [ -e "$ROOT/var/lib/etcd/restored-$id" ]; then
+    rm -rf "$tmp"
+    return 0
+  fi
+  instance_facts
+  if ! state_get "$BACKUPS/restore/$id/members" "$tmp/members"; then
+    control_plane_members >"$tmp/members"
+    code=$(state_put "$BACKUPS/restore/$id/members" "$tmp/members" -H 'If-None-Match: *')
+    case $code in
+      200) log "restore $id: members $(cut -d' ' -f1 "$tmp/members" | paste -sd, -)" ;;
+      412) state_get "$BACKUPS/restore/$id/members" "$tmp/members" || die "restore $id: cannot read its members" ;;
+      *) die "restore $id: cannot record its members (HTTP $code)" ;;
+    esac
+  fi
+  if ! grep -q "^$NODE_NAME " "$tmp/members"; then
+    log "restore $id: $NODE_NAME is not among its members; left to them"
+    rm -rf "$tmp"
+    return 0
+  fi
+  initial=$(tr ' ' '=' <"$tmp/members" | paste -sd, -)
+  log "restore $id: restoring etcd from backup $backup"
+  state_get "$BACKUPS/$backup.db" "$ROOT/var/lib/etcd/restore-$id.db" || die "restore $id: backup $backup is not in the state store"
+  echo "$sum  $ROOT/var/lib/etcd/restore-$id.db" | sha256sum -c --quiet - >/dev/null 2>&1 || {
+    rm -f "$ROOT/var/lib/etcd/restore-$id.db"
+    die "restore $id: backup $backup does not match its sha256 $sum; nothing changed"
+  }
+  # The kubelet stops static pods whose manifests go away.
+  mkdir -p "$stopped"
+  for pod in kube-apiserver etcd; do
+    if [ -e "$manifests/$pod.yaml" ]; then mv "$manifests/$pod.yaml" "$stopped/$pod.yaml"; fi
+  done
+  for _ in $(seq 1 60); do
+    [ -z "$(crictl ps -q --name '^(etcd|kube-apiserver)$' 2>/dev/null)" ] && break
+    sleep 2
+  done
+  restore_snapshot "restore-$id.db" "$id" "$initial"
+  rm -f "$ROOT/var/lib/etcd/restore-$id.db"
+  touch "$ROOT/var/lib/etcd/restored-$id"
+  for pod in etcd kube-apiserver; do
+    if [ -e "$stopped/$pod.yaml" ]; then mv "$stopped/$pod.yaml" "$manifests/$pod.yaml"; fi
+  done
+  echo "$NODE_NAME $(now)" >"$tmp/done"
+  [ "$(state_put "$BACKUPS/restore/$id/done/$NODE_NAME" "$tmp/done")" = 200 ] || log "restore $id: cannot report done"
+  log "restore $id: etcd restarted from backup $backup"
+  rm -rf "$tmp"
+}
+
+# The whole control plane was lost (no API answers, the election abandoned) and this node
+# took the election over: the cluster restarts from the newest of this volume's own etcd data
+# and the newest backup, as a one-member cluster the others then join; an empty cluster only
+# when there is neither.
+recover_control_plane() {
+  local tmp db="" skip=() volume_time=0 backup_time=0 backup="" sum=""
+  tmp=$(mktemp -d)
+  if [ -e "$ROOT/var/lib/etcd/data/member/snap/db" ]; then
+    volume_time=$(stat -c %Y "$ROOT/var/lib/etcd/data/member/snap/db")
+  fi
+  if state_get "$BACKUPS/latest" "$tmp/latest"; then
+    read -r backup_time backup sum < <(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["takenAt"], m["name"], m["sha256"])' "$tmp/latest")
+  fi
+  if [ "$volume_time" = 0 ] && [ -z "$backup" ]; then
+    rm -rf "$tmp"
+    init_control_plane
+    return
+  fi
+  if [ "$volume_time" -ge "$backup_time" ]; then
+    log "recovering the cluster from this volume's etcd data (newer than any backup)"
+    cp "$ROOT/var/lib/etcd/data/member/snap/db" "$ROOT/var/lib/etcd/recover.db"
+    skip=(--skip-hash-check)
+  else
+    log "recovering the cluster from backup $backup (newer than this volume's data)"
+    state_get "$BACKUPS/$backup.db" "$ROOT/var/lib/etcd/recover.db" || die "backup $backup is not in the state store"
+    echo "$sum  $ROOT/var/lib/etcd/recover.db" | sha256sum -c --quiet - >/dev/null 2>&1 || die "backup $backup does not match its sha256"
+  fi
+  db="recover-$(now)"
+  restore_snapshot recover.db "$db" "$NODE_NAME=https://$NODE_IP:2380" "${skip[@]}"
+  rm -f "$ROOT/var/lib/etcd/recover.db" "$tmp/latest"
+  rm -rf "$tmp"
+  init_control_plane restore
 }
 
 # Applies the addons the state store's channel lists, each version once per node, and only
@@ -607,7 +847,7 @@ install_timers() {
   local unit="$ROOT/etc/systemd/system" job every delay
   mkdir -p "$unit" "$ROOT/usr/local/sbin" "$ROOT/usr/local/bin"
   [ "$0" -ef "$ROOT/usr/local/sbin/kopsrs-node" ] || install -m 0700 "$0" "$ROOT/usr/local/sbin/kopsrs-node"
-  for job in refresh-token:30min:30s apply-addons:2min:30s backup-etcd:1h:30s approve-nodes:10s:0; do
+  for job in refresh-token:30min:30s apply-addons:2min:30s "backup-etcd:${ETCD_BACKUP_SECONDS}s:30s" restore-etcd:30s:5s approve-nodes:10s:0; do
     every=${job#*:}
     delay=${every#*:}
     every=${every%:*}
@@ -641,7 +881,12 @@ init_control_plane() {
     log "restarting the cluster's etcd from the data on its volume"
     flags=(--ignore-preflight-errors=DirAvailable--var-lib-etcd)
   fi
-  kubeadm init --config "$ROOT/etc/kopsrs/kubeadm.yaml" --skip-token-print "${flags[@]}"
+  if ! kubeadm init --config "$ROOT/etc/kopsrs/kubeadm.yaml" --skip-token-print "${flags[@]}"; then
+    # The others stop waiting for this node (election_abandoned).
+    echo "$INSTANCE_ID failed" >"$ROOT/etc/kopsrs/init-failed"
+    state_put bootstrap/init-lock "$ROOT/etc/kopsrs/init-failed" >/dev/null
+    die "kubeadm init failed; the election record says so, and another control plane takes over"
+  fi
   if [ "${1:-}" = restore ]; then
     repoint_etcd_member
   fi
@@ -668,13 +913,16 @@ boot() {
       claim_election
       init_control_plane restore
     elif ! await_join_token; then
-      init_control_plane
+      recover_control_plane
     else
       set_aside_etcd_data
       CA_HASH=$(ca_hash "$ROOT/etc/kubernetes/pki/ca.crt")
       write_kubeadm_join "$ROOT/etc/kopsrs/kubeadm-join.yaml.in"
       render "$ROOT/etc/kopsrs/kubeadm-join.yaml.in" "$ROOT/etc/kopsrs/kubeadm.yaml"
-      kubeadm join --config "$ROOT/etc/kopsrs/kubeadm.yaml"
+      if ! kubeadm join --config "$ROOT/etc/kopsrs/kubeadm.yaml"; then
+        put_back_etcd_data
+        die "kubeadm join failed; this volume's etcd data is back in place"
+      fi
       upgrade_control_plane
       prune_etcd_members
     fi
@@ -707,6 +955,7 @@ case "${1:-boot}" in
   refresh-token) instance_facts; refresh_token ;;
   apply-addons) apply_addons ;;
   backup-etcd) backup_etcd ;;
+  restore-etcd) restore_etcd ;;
   approve-nodes) approve_nodes ;;
-  *) die "unknown command $1 (boot, refresh-token, apply-addons, backup-etcd, approve-nodes)" ;;
+  *) die "unknown command $1 (boot, refresh-token, apply-addons, backup-etcd, restore-etcd, approve-nodes)" ;;
 esac

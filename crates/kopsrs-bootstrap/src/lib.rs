@@ -102,6 +102,10 @@ pub struct NodeBootstrap {
     /// How many members the main etcd cluster has: with one, a replaced control plane
     /// restarts etcd from its volume instead of joining.
     pub etcd_members: usize,
+    /// How often the etcd leader backs up to the state store, and how long backups are kept.
+    pub etcd_backup_interval: std::time::Duration,
+    /// Days a backup is kept.
+    pub etcd_backup_retention_days: u32,
     /// The pod range (`spec.podCIDR`, default `100.96.0.0/11`).
     pub pod_cidr: String,
     /// The service range (`spec.serviceClusterIPRange`, default `100.64.0.0/13`).
@@ -423,6 +427,14 @@ impl NodeBootstrap {
                 self.etcd_volume_tag.clone().unwrap_or_default(),
             ),
             ("ETCD_MEMBERS", self.etcd_members.to_string()),
+            (
+                "ETCD_BACKUP_SECONDS",
+                self.etcd_backup_interval.as_secs().to_string(),
+            ),
+            (
+                "ETCD_BACKUP_RETENTION_DAYS",
+                self.etcd_backup_retention_days.to_string(),
+            ),
         ];
         let mut out = String::from("#!/bin/bash\n# kopsrs user-data: see docs/bootstrap.md\n");
         for (key, value) in settings {
@@ -540,6 +552,8 @@ mod tests {
             api_cert_sans: vec!["extra.example.com".into()],
             etcd_volume_tag: (role == Role::ControlPlane).then(|| "k8s.io/etcd/main".into()),
             etcd_members: 3,
+            etcd_backup_interval: std::time::Duration::from_secs(900),
+            etcd_backup_retention_days: 90,
             pod_cidr: "100.96.0.0/11".into(),
             service_cidr: "100.64.0.0/13".into(),
             dns_domain: "cluster.local".into(),

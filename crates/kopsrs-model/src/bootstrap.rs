@@ -102,6 +102,8 @@ impl Builder<'_> {
         if let Some(extra) = self.spec.additional_sans.as_ref() {
             sans.extend(extra.iter().cloned());
         }
+        // Validation refused a bad policy before any model was built.
+        let backups = kopsrs_api::backups::main_policy(self.spec).unwrap_or_default();
         Ok(NodeBootstrap {
             cluster_name: self.name.clone(),
             group: group.metadata.name.clone(),
@@ -132,6 +134,8 @@ impl Builder<'_> {
                 .find(|e| e.name.as_deref() == Some("main"))
                 .and_then(|e| e.etcd_members.as_ref())
                 .map_or(0, Vec::len),
+            etcd_backup_interval: backups.interval,
+            etcd_backup_retention_days: backups.retention_days,
             pod_cidr: self
                 .spec
                 .pod_cidr

@@ -18,6 +18,7 @@ pub mod create;
 pub mod delete;
 pub mod diff;
 pub mod edit;
+pub mod etcd_backups;
 pub mod get;
 pub mod interrupt;
 pub mod manifests;

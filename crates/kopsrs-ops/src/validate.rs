@@ -74,6 +74,18 @@ pub async fn validate_cluster(
             false => 0,
         };
         if passed >= needed || Instant::now() + options.interval > deadline {
+            let interval = kopsrs_api::backups::main_policy(&prepared.cluster.spec)
+                .unwrap_or_default()
+                .interval;
+            // A store that cannot be read for this is no reason to fail validation.
+            if let Ok(Some(warning)) =
+                crate::etcd_backups::stale_backups_warning(&store, &name, interval).await
+            {
+                session.reporter.warn(
+                    &warning,
+                    Some("see the control planes' `kopsrs-backup-etcd` service logs; `kopsrs toolbox etcd list-backups` lists what there is"),
+                );
+            }
             return Ok(ValidateReport {
                 groups: prepared.groups,
                 validation,

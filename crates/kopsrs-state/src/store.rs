@@ -319,6 +319,37 @@ impl StateStore {
         ))
     }
 
+    /// The sha256 (hex) and size of an object, read as a stream (an etcd backup can be
+    /// gigabytes), or `None` when it does not exist.
+    pub async fn sha256(&self, key: &str) -> Result<Option<(String, u64)>, StateStoreError> {
+        use sha2::Digest as _;
+        let result = match self.store.get(&self.path(key)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut stream = result.into_stream();
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.try_next().await? {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Some((format!("{:x}", hasher.finalize()), size)))
+    }
+
+    /// When an object was last written, or `None` when it does not exist.
+    pub async fn modified(
+        &self,
+        key: &str,
+    ) -> Result<Option<std::time::SystemTime>, StateStoreError> {
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.last_modified.into())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes an object whatever its current version (used by `replace --force`).
     pub async fn overwrite(&self, key: &str, bytes: Bytes) -> Result<Version, StateStoreError> {
         let current = self.get(key).await?;

@@ -894,6 +894,41 @@ pub enum ToolboxCommand {
         #[arg(long, default_value = "all")]
         kind: String,
     },
+    /// The etcd backups the control plane takes: list them, restore one.
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EtcdCommand {
+    /// List the etcd backups in the state store, newest first.
+    #[command(
+        after_help = "Examples:\n  kopsrs toolbox etcd list-backups --name dev.example.com\n  kopsrs toolbox etcd list-backups --name dev.example.com -o json"
+    )]
+    ListBackups {
+        /// Output format: table or json.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: ListFormat,
+    },
+    /// Restore the cluster's etcd from a backup: every control plane stops its API server
+    /// and etcd, restores the snapshot as a new etcd cluster of the current control planes
+    /// and starts again. Writes after the backup are lost.
+    #[command(
+        after_help = "Examples:\n  # check the backup, say what would happen\n  kopsrs toolbox etcd restore-backup 2026-12-07T011500Z --name dev.example.com\n  kopsrs toolbox etcd restore-backup 2026-12-07T011500Z --name dev.example.com --yes --wait 20m"
+    )]
+    RestoreBackup {
+        /// The backup's name, as list-backups prints it.
+        backup: String,
+        /// Write the restore command (without it: check the backup and stop).
+        #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+        yes: bool,
+        /// Wait until every control plane restored and the cluster validates.
+        #[arg(long, value_parser = duration, value_name = "DURATION")]
+        wait: Option<std::time::Duration>,
+        /// The kubeconfig validation reads (default: $KUBECONFIG, else ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::boot::{calls, count, finish, run, Cluster, Node};
+use support::boot::{calls, count, finish, holder, run, Api, Cluster, Node};
 
 #[test]
 fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
@@ -15,9 +15,10 @@ fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
     let b = c.instance("control-plane-eu-west-1b.masters.elect.example.com");
     let cp_ips = c.cp_ips(&format!("{} {}", a.2, b.2));
 
-    // The holder runs: the other waits for its token, and joins once it is there.
+    // The holder runs (and no API answers yet): the other waits for its token, and joins
+    // once it is there and the API answers.
     c.put_state("bootstrap/init-lock", &a.0);
-    let node_b = c.node("cp-b", &b);
+    let node_b = c.node("cp-b", &b).api_dead();
     let booting = run(&node_b, &c.script("eu-west-1b"), "boot", &c.stubs, &cp_ips);
     // It asks EC2 whether the holder still runs.
     wait_for(
@@ -30,10 +31,12 @@ fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
         c.state("bootstrap/init-lock").as_deref(),
         Some(a.0.as_str())
     );
+    // The token, and the API answers.
     c.put_state(
         "bootstrap/node/join.env",
         "JOIN_TOKEN=abcdef.0123456789abcdef",
     );
+    let _api = Api::start(&node_b);
     finish(booting, "cp-b");
     assert_eq!(count(&calls(&node_b), "kubeadm join"), 1);
 
@@ -47,7 +50,7 @@ fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
         "aws('ec2').terminate_instances(InstanceIds=['{}'])",
         a.0
     ));
-    let node_b = c.node("cp-b", &b);
+    let node_b = c.node("cp-b", &b).api_dead();
     let log = finish(
         run(&node_b, &c.script("eu-west-1b"), "boot", &c.stubs, &cp_ips),
         "cp-b",
@@ -55,10 +58,7 @@ fn an_election_whose_holder_died_is_taken_over_and_a_live_one_is_not() {
     assert!(log.contains(&format!("holder {} is gone", a.0)), "{log}");
     assert_eq!(count(&calls(&node_b), "kubeadm init"), 1, "{log}");
     assert_eq!(count(&calls(&node_b), "kubeadm join"), 0);
-    assert_eq!(
-        c.state("bootstrap/init-lock").as_deref(),
-        Some(b.0.as_str())
-    );
+    assert_eq!(holder(&c), b.0);
     // The token it initialised with, published for the others.
     let init = std::fs::read_to_string(node_b.root.join("kubeadm-init.yaml")).unwrap();
     let published = c.state("bootstrap/node/join.env").unwrap();
@@ -125,10 +125,7 @@ fn a_replaced_single_control_plane_restarts_etcd_from_its_volume() {
         ))),
         "{calls:?}"
     );
-    assert_eq!(
-        c.state("bootstrap/init-lock").as_deref(),
-        Some(new.0.as_str())
-    );
+    assert_eq!(holder(&c), new.0);
     let attached = c.moto.python(&format!(
         "print(aws('ec2').describe_volumes(Filters=[{{'Name':'attachment.instance-id','Values':['{}']}}])['Volumes'][0]['Tags'])",
         new.0

@@ -76,6 +76,24 @@ fn validate_cluster_reports_what_kops_reports() {
     let (code, json, stderr) = validate(&moto, &kube, &["--wait", "60s", "--interval", "1s"]);
     assert_eq!(code, 0, "{json}\n{stderr}");
     assert!(messages(&json).is_empty());
+    assert!(!stderr.contains("etcd backup"), "{stderr}");
+    // The control plane's backups stopped two hours ago (every 15 minutes by default): a
+    // warning, the cluster still valid.
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 7200;
+    moto.python(&format!(
+        "aws('s3').put_object(Bucket='state', Key='clusters/{NAME}/backups/etcd/main/latest', Body=json.dumps({{'name': 'x', 'takenAt': {two_hours_ago}, 'etcdVersion': '3.6.4', 'revision': 1, 'members': 1, 'kubernetesVersion': '1.34.1', 'size': 1, 'sha256': '0'}}))"
+    ));
+    let (code, _, stderr) = validate(&moto, &kube, &["--wait", "60s", "--interval", "1s"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the newest etcd backup of valid.example.com is 2h")
+            && stderr.contains("backups are failing"),
+        "{stderr}"
+    );
     let nodes = json["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3, "{json}");
     assert_eq!(

@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => diff::run(&global, args).await,
         Command::Delete(args) => delete::run(&global, args).await,
         Command::Update(args) => update::run(&global, args).await,
-        Command::Toolbox(args) => toolbox::run(&global, args),
+        Command::Toolbox(args) => toolbox::run(&global, args).await,
         Command::Jsonnet(args) => jsonnet::run(&global.settings, args),
         Command::Manifests(command) => manifests::run(&global, command).await,
         Command::ForceUnlock(args) => {

@@ -1,4 +1,4 @@
-//! `toolbox template` and `toolbox schema`.
+//! `toolbox template`, `toolbox schema` and `toolbox etcd`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,14 +9,15 @@ use kopsrs_template::{
     format_yaml, merge_values, render, set_value, ChannelLookups, Engine, Setup,
 };
 
-use crate::cli::{TemplateArgs, ToolboxArgs, ToolboxCommand};
+use crate::cli::{EtcdCommand, ListFormat, TemplateArgs, ToolboxArgs, ToolboxCommand};
 use kopsrs_ops::problems::Problems;
 use kopsrs_ops::session as context;
 use kopsrs_ops::Session;
 
-pub fn run(global: &Session, args: ToolboxArgs) -> Result<()> {
+pub async fn run(global: &Session, args: ToolboxArgs) -> Result<()> {
     match args.what {
         ToolboxCommand::Template(args) => template(global, args),
+        ToolboxCommand::Etcd(command) => etcd(global, command).await,
         ToolboxCommand::Schema { kind } => {
             let schema = match kind.to_ascii_lowercase().as_str() {
                 "cluster" => serde_json::to_value(schemars::schema_for!(Cluster))?,
@@ -42,6 +43,84 @@ pub fn run(global: &Session, args: ToolboxArgs) -> Result<()> {
                 }
             };
             println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(())
+        }
+    }
+}
+
+/// `toolbox etcd list-backups` and `restore-backup`.
+async fn etcd(global: &Session, command: EtcdCommand) -> Result<()> {
+    use kopsrs_ops::etcd_backups::{self, RestoreOptions};
+    let name = context::cluster_name(global, None)?;
+    match command {
+        EtcdCommand::ListBackups { output } => {
+            let store = context::open_store(global).await?;
+            kopsrs_ops::load_cluster(&store, &name).await?;
+            let backups = etcd_backups::list_backups(&store, &name).await?;
+            match output {
+                ListFormat::Json => println!("{}", serde_json::to_string_pretty(&backups)?),
+                ListFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&backups)?),
+                ListFormat::Table => {
+                    let mut t = crate::render::table(&[
+                        "NAME",
+                        "TIME",
+                        "REVISION",
+                        "SIZE",
+                        "ETCD",
+                        "MEMBERS",
+                        "KUBERNETES",
+                    ]);
+                    for b in &backups {
+                        t.add_row(vec![
+                            b.name.clone(),
+                            humantime::format_rfc3339_seconds(
+                                std::time::UNIX_EPOCH + std::time::Duration::from_secs(b.taken_at),
+                            )
+                            .to_string(),
+                            b.revision.to_string(),
+                            b.size.to_string(),
+                            b.etcd_version.clone(),
+                            b.members.to_string(),
+                            b.kubernetes_version.clone(),
+                        ]);
+                    }
+                    crate::render::print_table(&t);
+                }
+            }
+            Ok(())
+        }
+        EtcdCommand::RestoreBackup {
+            backup,
+            yes,
+            wait,
+            kubeconfig,
+        } => {
+            let options = RestoreOptions {
+                backup,
+                yes,
+                wait,
+                poll: std::time::Duration::from_secs(2),
+                kubeconfig,
+            };
+            let report = etcd_backups::restore_backup(global, &name, &options).await?;
+            let b = &report.backup;
+            match &report.command {
+                None => eprintln!(
+                    "Backup {} of {name} checked (sha256 {}, revision {}, {} bytes). With --yes, every control plane stops its API server and etcd and restarts them from it; writes after {} are lost.",
+                    b.name, b.sha256, b.revision, b.size, b.name
+                ),
+                Some(command) if report.validated => println!(
+                    "{name} restored from backup {} (restore {}): etcd is back at revision {} on {}, and the cluster validates",
+                    b.name,
+                    command.id,
+                    b.revision,
+                    report.restored.join(", ")
+                ),
+                Some(command) => println!(
+                    "Restore {} of backup {} written; `kopsrs validate cluster {name} --wait 10m` shows when the cluster is back",
+                    command.id, b.name
+                ),
+            }
             Ok(())
         }
     }

@@ -22,6 +22,19 @@ const STUBS: &[(&str, &str)] = &[
         r#"echo "   kubeadm | 1.34.1-1.1 | $KOPSRS_K8S_APT_REPO Packages""#,
     ),
     ("dpkg", "echo amd64"),
+    ("crictl", ""),
+    (
+        "ctr",
+        // `run ... etcdutl snapshot restore DB --data-dir DIR ...`: DIR/member/snap/db holds
+        // DB (paths inside the container are the volume's, /var/lib/etcd).
+        r#"case "$*" in
+  *"snapshot restore"*)
+    db=$(echo "$*" | sed 's/.*snapshot restore \([^ ]*\).*/\1/')
+    dir=$(echo "$*" | sed 's/.*--data-dir \([^ ]*\).*/\1/')
+    mkdir -p "$KOPSRS_ROOT$dir/member/snap"
+    cp "$KOPSRS_ROOT$db" "$KOPSRS_ROOT$dir/member/snap/db" ;;
+esac"#,
+    ),
     (
         "gpg",
         r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && { cat >"$2"; exit 0; }; shift; done"#,
@@ -38,7 +51,10 @@ const STUBS: &[(&str, &str)] = &[
         r#"case "$1 $2" in
   "token generate") printf 't%05d.0123456789abcdef\n' $((RANDOM % 100000)) ;;
   "token create") echo ghijkl.0123456789abcdef ;;
-  "init --config"|"join --config")
+  "config images") echo registry.k8s.io/etcd:3.6.4-0 ;;
+  "join --config"|"init --config")
+    # A join (or init) the test makes fail: exit 1 before anything is written.
+    [ -e "$KOPSRS_ROOT/fail-$1" ] && exit 1
     cp "$3" "$KOPSRS_ROOT/kubeadm-$1.yaml"
     mkdir -p "$KOPSRS_ROOT/etc/kubernetes/pki"
     touch "$KOPSRS_ROOT/etc/kubernetes/kubelet.conf" "$KOPSRS_ROOT/etc/kubernetes/pki/ca.crt"
@@ -51,6 +67,13 @@ esac"#,
 case "$args" in
   *"get configmap kubeadm-config"*) printf 'apiServer: {}\nkubernetesVersion: v1.34.1\n' ;;
   *"get nodes"*) cat "$KOPSRS_CONTROL_PLANE_IPS" ;;
+  *"endpoint status"*)
+    # This member leads when the test made it the leader.
+    leader=1; [ -e "$KOPSRS_ROOT/etcd-leader" ] && leader=17
+    printf '[{"Endpoint":"https://127.0.0.1:2379","Status":{"header":{"cluster_id":5,"member_id":17,"revision":4242,"raft_term":3},"version":"3.6.4","dbSize":24576,"leader":%s}}]' "$leader" ;;
+  *"snapshot save"*)
+    mkdir -p "$KOPSRS_ROOT/var/lib/etcd/data"
+    echo "snapshot of $KOPSRS_ROOT at $(date +%s%N)" >"$KOPSRS_ROOT${args##* }" ;;
   *"member list"*) printf '{"members":[{"ID":%s,"name":"a","peerURLs":["https://%s:2380"]},{"ID":255,"name":"gone","peerURLs":["https://10.9.9.9:2380"]}]}' 17 "$(cut -d' ' -f1 "$KOPSRS_CONTROL_PLANE_IPS")" ;;
   *"get csr -o json"*) cat "$KOPSRS_ROOT/csrs.json" 2>/dev/null || echo '{"items":[]}' ;;
   *"get secrets -l kopsrs.k8s.io/instance -o json"*)
@@ -81,11 +104,22 @@ esac"#,
 
 pub struct Node {
     pub root: PathBuf,
+    /// The API the node probes (KOPSRS_API_URL): the metadata service, which answers, unless a
+    /// test makes the API dead ([`Node::api_dead`]).
+    pub api: String,
     imds: Child,
     pub imds_url: String,
     pub instance_id: String,
     /// The instance role's session, as the metadata service serves it.
     pub credentials: serde_json::Value,
+}
+
+impl Node {
+    /// No API answers this node (a port nothing listens on).
+    pub fn api_dead(mut self) -> Node {
+        self.api = format!("http://127.0.0.1:{}", free_port());
+        self
+    }
 }
 
 impl Drop for Node {
@@ -140,6 +174,7 @@ pub fn start_node(
     super::wait_for_port(port, Duration::from_secs(20), "fake IMDS");
     Node {
         root,
+        api: format!("http://127.0.0.1:{port}"),
         imds,
         imds_url: format!("http://127.0.0.1:{port}"),
         instance_id: instance_id.to_string(),
@@ -149,11 +184,24 @@ pub fn start_node(
 
 /// Runs the user-data script (or `kopsrs-node COMMAND`) as the instance would.
 pub fn run(node: &Node, script: &Path, command: &str, stubs: &Path, cp_ips: &Path) -> Child {
+    run_with(node, script, command, stubs, cp_ips, &[])
+}
+
+/// As [`run`], with more environment (`KOPSRS_NOW`: the script's clock).
+pub fn run_with(
+    node: &Node,
+    script: &Path,
+    command: &str,
+    stubs: &Path,
+    cp_ips: &Path,
+    env: &[(&str, &str)],
+) -> Child {
     Command::new("bash")
         .arg(script)
         .arg(command)
         .env("KOPSRS_ROOT", &node.root)
         .env("KOPSRS_IMDS_URL", &node.imds_url)
+        .env("KOPSRS_API_URL", &node.api)
         .env("KOPSRS_K8S_APT_REPO", format!("{}/files", node.imds_url))
         .env("KOPSRS_POLL_SECONDS", "1")
         .env("KOPSRS_CONTROL_PLANE_IPS", cp_ips)
@@ -161,6 +209,7 @@ pub fn run(node: &Node, script: &Path, command: &str, stubs: &Path, cp_ips: &Pat
             "PATH",
             format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap()),
         )
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -379,5 +428,41 @@ impl Cluster {
         let path = self.dir.path().join("cp-ips");
         std::fs::write(&path, ips).unwrap();
         path
+    }
+}
+
+/// The election record's holder (its first word; the second is when it took the election).
+pub fn holder(c: &Cluster) -> String {
+    c.state("bootstrap/init-lock")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// An API that answers at the node's KOPSRS_API_URL from now on (any HTTP status is an
+/// answer): a plain HTTP server on that port.
+pub struct Api(Child);
+
+impl Api {
+    pub fn start(node: &Node) -> Api {
+        let port: u16 = node.api.rsplit(':').next().unwrap().parse().unwrap();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        super::wait_for_port(port, Duration::from_secs(20), "the API stand-in");
+        Api(child)
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }

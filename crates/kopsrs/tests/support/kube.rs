@@ -27,15 +27,18 @@ impl FakeKube {
         let mut args = vec!["--aws-endpoint", &moto.endpoint];
         args.extend(["--region", "eu-west-1", "--sync-interval", "0.2"]);
         args.extend(extra);
-        FakeKube::spawn(dir, cluster, &args)
+        let (key, secret) = moto.credentials.lock().unwrap().clone();
+        FakeKube::spawn(dir, cluster, &args, (&key, &secret))
     }
 
     /// The API alone, without nodes simulated from EC2.
     pub fn standalone(dir: &Path, cluster: &str) -> FakeKube {
-        FakeKube::spawn(dir, cluster, &[])
+        FakeKube::spawn(dir, cluster, &[], ("testing", "testing"))
     }
 
-    fn spawn(dir: &Path, cluster: &str, args: &[&str]) -> FakeKube {
+    /// `credentials`: the AWS key the node simulator reads EC2 with (an administrator's once
+    /// moto enforces IAM).
+    fn spawn(dir: &Path, cluster: &str, args: &[&str], credentials: (&str, &str)) -> FakeKube {
         let port_file = dir.join("kube-port");
         let child = Command::new("python3")
             .arg(repo_root().join("scripts/fake_kube.py"))
@@ -43,8 +46,8 @@ impl FakeKube {
             .arg(&port_file)
             .args(["--cluster", cluster])
             .args(args)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", credentials.1)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -178,7 +178,7 @@ pub struct Moto {
     port: u16,
     /// The access key this harness and `kopsrs` sign with: moto's default until
     /// [`Moto::enforce_iam`], then an administrator's.
-    credentials: std::sync::Mutex<(String, String)>,
+    pub credentials: std::sync::Mutex<(String, String)>,
 }
 
 impl Moto {
