@@ -768,6 +768,20 @@ fn check_etcd_clusters(c: &mut Checker<'_>, spec: &ClusterSpec, groups: &[Instan
                 "give each etcd cluster a unique name",
             );
         }
+        let store = etcd
+            .backups
+            .as_ref()
+            .and_then(|b| b.backup_store.as_deref());
+        if let (Some(store), Some(base)) = (store, spec.config_base.as_deref()) {
+            let kept = format!("{}/backups/etcd/{etcd_name}", base.trim_end_matches('/'));
+            if store.trim_end_matches('/') != kept {
+                c.warn(
+                    format!("{path}.backups.backupStore"),
+                    format!("{store:?}: kopsrs keeps etcd backups in the state store, at {kept}, and does not write here"),
+                    "remove the field, or copy the backups there with an S3 replication rule",
+                );
+            }
+        }
         if let Err(bad) = crate::backups::policy(etcd) {
             c.error(
                 format!("{path}.{}", bad.field),

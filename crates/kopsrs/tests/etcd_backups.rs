@@ -537,7 +537,7 @@ fn a_control_plane_lost_whole_comes_back_from_its_volumes_and_a_failed_join_keep
 }
 
 #[test]
-fn an_election_holder_whose_init_failed_is_taken_over() {
+fn an_election_holder_whose_init_failed_or_whose_record_expired_is_taken_over() {
     let c = Cluster::apply("failed.example.com", &ha());
     let a = c.instance("control-plane-eu-west-1a.masters.failed.example.com");
     let b = c.instance("control-plane-eu-west-1b.masters.failed.example.com");
@@ -561,9 +561,51 @@ fn an_election_holder_whose_init_failed_is_taken_over() {
         "cp-b",
     );
     assert!(log.contains("taking over"), "{log}");
-    let calls = calls(&node_b);
-    assert_eq!(count(&calls, "kubeadm init"), 1, "{calls:?}");
-    assert!(!calls.iter().any(|l| l.contains("snapshot restore")));
+    let made = calls(&node_b);
+    assert_eq!(count(&made, "kubeadm init"), 1, "{made:?}");
+    assert!(!made.iter().any(|l| l.contains("snapshot restore")));
+    assert_eq!(holder(&c), b.0);
+
+    // A holder that runs but took the election longer ago than the init timeout, with no
+    // API answering: taken over too; one within the timeout is waited for.
+    let c = Cluster::apply("expired.example.com", &ha());
+    let a = c.instance("control-plane-eu-west-1a.masters.expired.example.com");
+    let b = c.instance("control-plane-eu-west-1b.masters.expired.example.com");
+    let cp_ips = c.cp_ips(&format!("{} {}", a.2, b.2));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    c.put_state("bootstrap/init-lock", &format!("{} {}", a.0, now - 60));
+    let node_b = c.node("cp-b", &b).api_dead();
+    let mut booting = run_with(
+        &node_b,
+        &c.script("eu-west-1b"),
+        "boot",
+        &c.stubs,
+        &cp_ips,
+        &[("KOPSRS_INIT_TIMEOUT", "1200")],
+    );
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(count(&calls(&node_b), "kubeadm init"), 0);
+    assert_eq!(holder(&c), a.0);
+    booting.kill().unwrap();
+    booting.wait().unwrap();
+    c.put_state("bootstrap/init-lock", &format!("{} {}", a.0, now - 1300));
+    let node_b = c.node("cp-b2", &b).api_dead();
+    let log = finish(
+        run_with(
+            &node_b,
+            &c.script("eu-west-1b"),
+            "boot",
+            &c.stubs,
+            &cp_ips,
+            &[("KOPSRS_INIT_TIMEOUT", "1200")],
+        ),
+        "cp-b",
+    );
+    assert!(log.contains("taking over"), "{log}");
+    assert_eq!(count(&calls(&node_b), "kubeadm init"), 1);
     assert_eq!(holder(&c), b.0);
 }
 
@@ -677,5 +719,43 @@ fn list_and_restore_against_a_file_store_with_every_refusal() {
     assert!(
         next.contains("\"backup\": \"2026-12-01T000000Z\""),
         "{next}"
+    );
+}
+
+#[test]
+fn the_backup_policy_is_checked_naming_the_field() {
+    let (dir, state) = support::file_store_with_cluster();
+    let name = "test.example.com"; // support::CLUSTER
+    let before = support::snapshot(dir.path());
+    let o = support::kopsrs(&state)
+        .args(["edit", "cluster", name, "--set"])
+        .arg("spec.etcdClusters[0].manager.backupInterval=soon")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("spec.etcdClusters[0].manager.backupInterval")
+            && out(&o).contains("\"soon\""),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(support::snapshot(dir.path()), before);
+    // Another backup store than the state store: said, since nothing writes there.
+    let o = support::kopsrs(&state)
+        .args(["edit", "cluster", name, "--set"])
+        .arg("spec.etcdClusters[0].backups.backupStore=s3://elsewhere/backups")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let o = support::kopsrs(&state)
+        .args(["update", "cluster", name, "--target", "terraform", "--out"])
+        .arg(dir.path().join("tf"))
+        .output()
+        .unwrap();
+    assert!(
+        out(&o).contains("spec.etcdClusters[0].backups.backupStore")
+            && out(&o).contains("kopsrs keeps etcd backups in the state store"),
+        "{}",
+        out(&o)
     );
 }
