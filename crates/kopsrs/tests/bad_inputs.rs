@@ -73,6 +73,10 @@ fn cases() -> Vec<(&'static str, Input, &'static str)> {
         ("edit without editor", Args(vec!["edit", "cluster", "test.example.com"]), "edit needs an editor, and stdin is not a terminal"),
         ("delete control plane", Args(vec!["delete", "ig", "control-plane-eu-west-1a", "--name", "test.example.com", "--yes"]), "is not an instance group of this cluster"),
         ("bad state url", Args(vec!["get", "clusters", "--state", "ftp://x"]), "use s3://bucket/prefix, file:///absolute/dir or memory://"),
+        // Cloud applies with a store the nodes cannot read (this corpus's is file://).
+        ("update --yes with a local store", Args(vec!["update", "cluster", "test.example.com", "--yes"]), "update cluster --yes refused: the cluster's state store file://"),
+        ("reconcile --yes with a local store", Args(vec!["reconcile", "cluster", "test.example.com", "--yes"]), "reconcile cluster --yes refused: the cluster's state store file://"),
+        ("create --yes with a local store", Args(vec!["create", "cluster", "new.example.com", "--zones", "eu-west-1a", "--yes"]), "create cluster --yes refused: the cluster's state store file://"),
     ]
 }
 
