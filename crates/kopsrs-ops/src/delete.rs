@@ -51,8 +51,16 @@ pub async fn delete_cluster(
         ..DeleteReport::default()
     };
     if !yes {
+        crate::kops_built::warn(
+            global,
+            &store,
+            &name,
+            "`delete cluster --unregister --yes` is refused",
+        )
+        .await?;
         return Ok(report);
     }
+    crate::kops_built::refuse(&store, &name, "delete cluster --unregister --yes").await?;
     // The lock lives inside the removed prefix; releasing it is then a no-op.
     let purpose = Some("delete cluster --unregister");
     report.removed = locked(&*global.reporter, &store, &name, purpose, async {

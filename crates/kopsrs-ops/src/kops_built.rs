@@ -7,7 +7,8 @@
 //! validate, diff, export kubeconfig, the plan, Terraform output) keeps working.
 //!
 //! The mark: `<cluster>/kops-version.txt`, which `kops update cluster` writes into the
-//! cluster's folder on every run, on either target, and kopsrs never writes. One small read.
+//! cluster's folder on every run (its Terraform output as an `aws_s3_object`), and kopsrs
+//! never writes. One small read.
 //! (kops also writes `igconfig/`, `manifests/etcd/` and etcd-manager's
 //! `backups/etcd/*/control/`; `addons/bootstrap-channel.yaml`, `pki/` and
 //! `cluster-completed.spec` are written by both.) A cluster kops built before it wrote the
@@ -65,11 +66,15 @@ pub async fn refuse(store: &StateStore, name: &str, verb: &str) -> Result<()> {
     let Some(version) = kops_version(store, name).await? else {
         return Ok(());
     };
-    let reason = match verb.starts_with("delete") {
+    let reason = if verb.contains("--unregister") {
+        // The folder is not only a spec: kops's nodes read it when they boot.
+        "its nodes read kops's files in this folder (nodeup's configuration, the keys) when they boot, so removing them would stop any new node from joining"
+    } else if verb.starts_with("delete") {
         // kops's own parts (its etcd volumes' tags, kops-controller's role, nodeup's files)
         // are not in kopsrs's model: the tool that made them deletes them.
-        true => "kops made parts of it that kopsrs does not model, so a kopsrs delete could leave some behind or stop half-way",
-        false => "kopsrs boots nodes with kubeadm and runs etcd its own way, so the control planes it would launch could not join this cluster's",
+        "kops made parts of it that kopsrs does not model, so a kopsrs delete could leave some behind or stop half-way"
+    } else {
+        "kopsrs boots nodes with kubeadm and runs etcd its own way, so the control planes it would launch could not join this cluster's"
     };
     Err(Problems::one(
         format!(

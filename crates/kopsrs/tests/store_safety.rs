@@ -256,6 +256,7 @@ fn a_cluster_kops_built_is_refused_by_every_verb_that_changes_its_instances() {
         ],
         &["reconcile", "cluster", NAME, "--yes"],
         &["delete", "cluster", NAME, "--yes"],
+        &["delete", "cluster", NAME, "--unregister", "--yes"],
     ];
     for args in mutating {
         let before = s3_objects(&moto, "clusters/");
@@ -313,9 +314,6 @@ fn a_cluster_kops_built_is_refused_by_every_verb_that_changes_its_instances() {
     // None of them wrote to the store (the Terraform target leaves kops's addon channel and
     // completed spec alone).
     assert_eq!(s3_objects(&moto, "clusters/"), before);
-
-    // Forgetting the spec stays possible (it changes no instance).
-    ok(k().args(["delete", "cluster", NAME, "--unregister", "--yes"]));
 }
 
 #[test]
@@ -338,6 +336,16 @@ fn a_cluster_kops_built_in_a_local_store_is_refused_and_left_unchanged() {
     let err = stderr(&output);
     assert!(
         !output.status.success() && err.contains("built by kops") && err.contains("1.29.0"),
+        "{err}"
+    );
+    // Nor is its folder removed: kops's nodes read it.
+    let output = kopsrs(&state)
+        .args(["delete", "cluster", NAME, "--unregister", "--yes"])
+        .output()
+        .unwrap();
+    let err = stderr(&output);
+    assert!(
+        !output.status.success() && err.contains("built by kops") && err.contains("nodeup"),
         "{err}"
     );
     // Terraform output is written; the store is left as it was.
