@@ -713,18 +713,49 @@ fn check_api_load_balancer(c: &mut Checker<'_>, spec: &ClusterSpec) {
     }
 }
 
-/// At most one networking provider is set.
+/// The network plugins kopsrs installs (the channel's CNI addons), as `spec.networking`
+/// names them.
+pub const NETWORKING_INSTALLED: [&str; 5] = ["cilium", "calico", "flannel", "kindnet", "amazonvpc"];
+
+/// Providers kops knows that kopsrs installs nothing for (no entry in its channel): a
+/// cluster with one would boot nodes that never turn Ready. `cni` (a plugin the user
+/// installs), `kubenet` and `external` are the user's own choice and stay accepted.
+const NETWORKING_NOT_INSTALLED: [&str; 8] = [
+    "canal",
+    "kuberouter",
+    "weave",
+    "romana",
+    "kopeio",
+    "lyftvpc",
+    "gce",
+    "classic",
+];
+
+/// At most one networking provider is set, and not one kopsrs installs nothing for.
 fn check_networking(c: &mut Checker<'_>, spec: &ClusterSpec) {
     if let Some(networking) = &spec.networking {
-        let chosen = serde_json::to_value(networking)
+        let chosen: Vec<String> = serde_json::to_value(networking)
             .ok()
-            .and_then(|v| v.as_object().map(|m| m.len()))
-            .unwrap_or(0);
-        if chosen > 1 {
+            .and_then(|v| v.as_object().map(|m| m.keys().cloned().collect()))
+            .unwrap_or_default();
+        if chosen.len() > 1 {
             c.error(
                 "spec.networking",
-                format!("{chosen} networking providers are set"),
+                format!("{} networking providers are set", chosen.len()),
                 "set exactly one, e.g. cilium: {}",
+            );
+        }
+        for provider in chosen
+            .iter()
+            .filter(|p| NETWORKING_NOT_INSTALLED.contains(&p.as_str()))
+        {
+            c.error(
+                format!("spec.networking.{provider}"),
+                format!("kopsrs installs no network plugin for {provider}, so the nodes would never be Ready"),
+                &format!(
+                    "use one kopsrs installs: {} (`--networking` takes the same names); or `cni: {{}}` and install the plugin yourself",
+                    NETWORKING_INSTALLED.join(", ")
+                ),
             );
         }
     }

@@ -88,13 +88,25 @@ impl Aws {
     /// The plan that deletes everything of the cluster: what discovery finds for `desired`
     /// (so records and providers found by the names it gives are included), every item a
     /// deletion.
+    ///
+    /// The node image is not looked up: deleting needs none, and a cluster never applied may
+    /// name one that does not resolve (its launch templates, if any, are found by their tags).
     pub async fn destroy_plan(&self, desired: &DesiredSet) -> Result<Plan, Error> {
         let nothing = DesiredSet {
             cluster_name: desired.cluster_name.clone(),
             region: desired.region.clone(),
             ..DesiredSet::default()
         };
-        let discovery = self.discover(desired).await?;
+        let without_images = DesiredSet {
+            data_sources: desired
+                .data_sources
+                .iter()
+                .filter(|d| d.address.kind != "aws_ami")
+                .cloned()
+                .collect(),
+            ..desired.clone()
+        };
+        let discovery = self.discover(&without_images).await?;
         let plan = kopsrs_engine::diff(&nothing, &discovery.observed, &AwsSchema);
         Ok(discovery.into_plan(plan))
     }

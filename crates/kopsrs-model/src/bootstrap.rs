@@ -199,3 +199,16 @@ fn dns_suffix(region: &str) -> &'static str {
         "amazonaws.com"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Validation accepts the providers the channel installs a plugin for, no fewer and no
+    /// more: the two lists live in crates that do not know each other.
+    #[test]
+    fn validation_and_the_channel_agree_on_the_network_plugins() {
+        assert_eq!(
+            kopsrs_api::validate::NETWORKING_INSTALLED,
+            kopsrs_bootstrap::channel::CNI_ADDONS
+        );
+    }
+}

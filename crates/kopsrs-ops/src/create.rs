@@ -29,13 +29,18 @@ pub struct NewCluster {
 /// `create cluster`: the spec `options` infer (its config base under the session's state
 /// store, its creation time now), validated, with the SSH public key read from
 /// `ssh_public_key`; written (the store made if it is a new `file://` folder) unless
-/// `dry_run`.
+/// `dry_run`. `apply`: the caller applies it to AWS next (`create cluster --yes`), so a
+/// state store the nodes cannot read is refused before anything is written.
 pub async fn create_cluster(
     session: &Session,
     mut options: CreateClusterOptions,
     ssh_public_key: Option<&Path>,
     dry_run: bool,
+    apply: bool,
 ) -> Result<NewCluster> {
+    if apply && !dry_run {
+        crate::node_store::require(session, "create cluster --yes")?;
+    }
     let name = options.name.clone();
     let state = context::state_url(session)?;
     options.config_base = Some(format!("{}/{name}", state.trim_end_matches('/')));

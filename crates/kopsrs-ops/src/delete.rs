@@ -51,8 +51,16 @@ pub async fn delete_cluster(
         ..DeleteReport::default()
     };
     if !yes {
+        crate::kops_built::warn(
+            global,
+            &store,
+            &name,
+            "`delete cluster --unregister --yes` is refused",
+        )
+        .await?;
         return Ok(report);
     }
+    crate::kops_built::refuse(&store, &name, "delete cluster --unregister --yes").await?;
     // The lock lives inside the removed prefix; releasing it is then a no-op.
     let purpose = Some("delete cluster --unregister");
     report.removed = locked(&*global.reporter, &store, &name, purpose, async {
@@ -164,6 +172,18 @@ async fn delete_cloud(
     yes: bool,
 ) -> Result<DeleteReport> {
     let purpose = yes.then_some("delete cluster");
+    match purpose {
+        Some(_) => crate::kops_built::refuse(store, name, "delete cluster --yes").await?,
+        None => {
+            crate::kops_built::warn(
+                global,
+                store,
+                name,
+                "`delete cluster --yes` is refused (`--unregister` forgets only the spec)",
+            )
+            .await?;
+        }
+    }
     locked(&*global.reporter, store, name, purpose, async {
         // The spec (which names the region) is read under the lock.
         let prepared = crate::cluster::prepare(store, name, global, false).await?;

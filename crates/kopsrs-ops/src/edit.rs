@@ -127,6 +127,7 @@ async fn edit_with_flags(
             let cluster: Cluster =
                 apply_assignments(&stored.cluster.value, sets, unsets, "cluster.")?;
             crate::cluster::validate(&*session.reporter, &cluster, &groups)?;
+            crate::upgrade::check_version_change(&stored.cluster.value, &cluster).await?;
             if cluster != stored.cluster.value {
                 store
                     .write_cluster(&cluster, Some(&stored.cluster.version))
@@ -201,8 +202,10 @@ pub async fn save_edit(
     written.map(|_| ())
 }
 
-/// Decodes and validates an edited document; it must stay the same kind and name.
-pub fn check_edit(
+/// Decodes and validates an edited document; it must stay the same kind and name, and a
+/// Cluster's Kubernetes version may move only as the channel allows
+/// ([`crate::upgrade::check_version_change`]).
+pub async fn check_edit(
     reporter: &dyn crate::Reporter,
     body: &str,
     original: &Document,
@@ -268,9 +271,16 @@ pub fn check_edit(
             hint: i.hint.clone(),
         })
         .collect();
-    if errors.is_empty() {
-        Ok(document)
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    if let Document::Cluster(edited) = &document {
+        if let Err(e) = crate::upgrade::check_version_change(&stored.cluster.value, edited).await {
+            return Err(match e.downcast::<Problems>() {
+                Ok(problems) => problems.0,
+                Err(e) => problem(format!("{e:#}")),
+            });
+        }
+    }
+    Ok(document)
 }

@@ -59,81 +59,88 @@ pub async fn reconcile(
     name: &str,
     options: &ReconcileOptions,
 ) -> Result<ReconcileReport> {
+    const VERB: &str = "reconcile cluster --yes";
+    if options.yes {
+        crate::node_store::require(session, VERB)?;
+    }
     let store = crate::session::open_store(session).await?;
     if !options.yes {
+        crate::kops_built::warn(
+            session,
+            &store,
+            name,
+            "`reconcile cluster --yes` is refused",
+        )
+        .await?;
         return dry_run(session, &store, name, options).await;
     }
-    locked(
-        &*session.reporter,
-        &store,
-        name,
-        Some("reconcile cluster --yes"),
-        async {
-            let prepared = prepare(&store, name, session, true).await?;
-            let aws = crate::cluster::aws(session, &prepared.set.region).await;
-            if options.update.network_checks {
-                crate::network::preflight(session, &aws, &prepared, true).await?;
+    crate::kops_built::refuse(&store, name, VERB).await?;
+    crate::node_store::check_cluster(session, &store, name, Some(VERB), "").await?;
+    locked(&*session.reporter, &store, name, Some(VERB), async {
+        let prepared = prepare(&store, name, session, true).await?;
+        let aws = crate::cluster::aws(session, &prepared.set.region).await;
+        if options.update.network_checks {
+            crate::network::preflight(session, &aws, &prepared, true).await?;
+        }
+        let mut report = ReconcileReport::default();
+        let say = |line: &str| session.reporter.say(line);
+        // One update of the cloud with `scope`, as `update cluster --yes` makes it.
+        let update = |title: &'static str, scope: Scope| {
+            let options = DirectOptions {
+                yes: true,
+                saved: None,
+                scope,
+                ..options.update.clone()
+            };
+            let (aws, store, prepared) = (&aws, &store, &prepared);
+            async move {
+                let done = Box::pin(update::plan_and_apply(
+                    session, aws, store, prepared, &options,
+                ))
+                .await?;
+                anyhow::Ok(applied(title, done.plan))
             }
-            let mut report = ReconcileReport::default();
-            let say = |line: &str| session.reporter.say(line);
-            // One update of the cloud with `scope`, as `update cluster --yes` makes it.
-            let update = |title: &'static str, scope: Scope| {
-                let options = DirectOptions {
-                    yes: true,
-                    saved: None,
-                    scope,
-                    ..options.update.clone()
-                };
-                let (aws, store, prepared) = (&aws, &store, &prepared);
-                async move {
-                    let done = Box::pin(update::plan_and_apply(
-                        session, aws, store, prepared, &options,
-                    ))
-                    .await?;
-                    anyhow::Ok(applied(title, done.plan))
-                }
-            };
-            let control_plane = Scope {
-                roles: CONTROL_PLANE.to_vec(),
-                ..Scope::default()
-            };
-            let after_roll = Scope {
-                in_order: true,
-                ..Scope::default()
-            };
+        };
+        let control_plane = Scope {
+            roles: CONTROL_PLANE.to_vec(),
+            ..Scope::default()
+        };
+        let after_roll = Scope {
+            in_order: true,
+            ..Scope::default()
+        };
 
-            say("Step 1 of 5: updating the control plane's configuration");
-            let step = update("control plane: cloud changes", control_plane).await?;
-            report.steps.push(step);
-            if let Some(export) = &options.update.export {
-                crate::pki::export_cluster(session, &store, name, export).await?;
-            }
+        say("Step 1 of 5: updating the control plane's configuration");
+        let step = update("control plane: cloud changes", control_plane).await?;
+        report.steps.push(step);
+        if let Some(export) = &options.update.export {
+            crate::pki::export_cluster(session, &store, name, export).await?;
+        }
 
-            say("Step 2 of 5: rolling the control plane");
-            wait_for_api(session, name, options).await?;
-            let rolled = Box::pin(roll(session, name, options, &CONTROL_PLANE)).await?;
-            report
-                .steps
-                .push(rolled_step("control plane: roll", rolled));
+        say("Step 2 of 5: rolling the control plane");
+        wait_for_api(session, name, options).await?;
+        let rolled = Box::pin(roll(session, name, options, &CONTROL_PLANE)).await?;
+        report
+            .steps
+            .push(rolled_step("control plane: roll", rolled));
 
-            say("Step 3 of 5: updating the other instance groups' configuration");
-            let step = update("nodes: cloud changes", after_roll.clone()).await?;
-            report.steps.push(step);
+        say("Step 3 of 5: updating the other instance groups' configuration");
+        let step = update("nodes: cloud changes", after_roll.clone()).await?;
+        report.steps.push(step);
 
-            say("Step 4 of 5: rolling the other instance groups");
-            let rolled = Box::pin(roll(session, name, options, &[])).await?;
-            report.steps.push(rolled_step("nodes: roll", rolled));
+        say("Step 4 of 5: rolling the other instance groups");
+        let rolled = Box::pin(roll(session, name, options, &[])).await?;
+        report.steps.push(rolled_step("nodes: roll", rolled));
 
-            say("Step 5 of 5: deleting what the roll no longer needs");
-            let prune = Scope {
-                prune: true,
-                ..after_roll
-            };
-            report.steps.push(update("prune", prune).await?);
-            say(&format!("Cluster {name} is reconciled."));
-            Ok(report)
-        },
-    )
+        say("Step 5 of 5: deleting what the roll no longer needs");
+        let prune = Scope {
+            prune: true,
+            ..after_roll
+        };
+        report.steps.push(update("prune", prune).await?);
+        say(&format!("Cluster {name} is reconciled."));
+        Ok(report)
+    })
     .await
 }
 
@@ -217,6 +224,7 @@ async fn dry_run(
     options: &ReconcileOptions,
 ) -> Result<ReconcileReport> {
     let prepared = prepare(store, name, session, true).await?;
+    crate::node_store::check_cluster(session, store, name, None, "this reconcile").await?;
     let aws = crate::cluster::aws(session, &prepared.set.region).await;
     if options.update.network_checks {
         crate::network::preflight(session, &aws, &prepared, false).await?;

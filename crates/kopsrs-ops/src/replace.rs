@@ -8,7 +8,7 @@ use kopsrs_state::{StateStore, Version};
 
 use std::path::PathBuf;
 
-use crate::problems::Problems;
+use crate::problems::{Problem, Problems};
 use crate::session as context;
 use crate::specs::{group_by_cluster, ClusterDocuments};
 use crate::Session;
@@ -43,7 +43,7 @@ pub async fn replace_files(session: &Session, files: &[PathBuf], force: bool) ->
         }
     }
     if !problems.is_empty() {
-        return Err(Problems::from_messages(problems).into());
+        return Err(Problems(problems).into());
     }
     for w in writes {
         for (group, version) in &w.groups {
@@ -70,15 +70,18 @@ async fn plan(
     name: &str,
     set: ClusterDocuments,
     force: bool,
-) -> Result<Result<Writes, Vec<String>>> {
+) -> Result<Result<Writes, Vec<Problem>>> {
     let existing = store.read_cluster(name).await?;
     let existing_groups = store.read_instance_groups(name).await?;
     let mut problems = Vec::new();
     if existing.is_none() && !(force && set.cluster.is_some()) {
-        return Ok(Err(vec![format!(
-            "Cluster/{name}: not found in {}; use `kopsrs create -f`, or replace --force to create it",
-            store.url()
-        )]));
+        return Ok(Err(vec![Problem {
+            message: format!(
+                "Cluster/{name}: not found in {}; use `kopsrs create -f`, or replace --force to create it",
+                store.url()
+            ),
+            hint: None,
+        }]));
     }
     let cluster = set
         .cluster
@@ -117,10 +120,32 @@ async fn plan(
             other.describe()
         ));
     }
+    let mut problems: Vec<Problem> = problems
+        .into_iter()
+        .map(|message| Problem {
+            message,
+            hint: None,
+        })
+        .collect();
     if let Err(e) = crate::cluster::validate(&*session.reporter, &cluster, &groups) {
         match e.downcast::<Problems>() {
-            Ok(p) => problems.extend(p.0.into_iter().map(|p| format!("{name}: {}", p.message))),
+            Ok(p) => problems.extend(p.0.into_iter().map(|p| Problem {
+                message: format!("{name}: {}", p.message),
+                hint: None,
+            })),
             Err(e) => return Err(e),
+        }
+    }
+    // A change of the stored cluster's Kubernetes version, as the channel allows it.
+    if let (Some(replacing), Some(stored)) = (&set.cluster, &existing) {
+        if let Err(e) = crate::upgrade::check_version_change(&stored.value, replacing).await {
+            match e.downcast::<Problems>() {
+                Ok(p) => problems.extend(p.0.into_iter().map(|p| Problem {
+                    message: format!("{name}: {}", p.message),
+                    hint: p.hint,
+                })),
+                Err(e) => return Err(e),
+            }
         }
     }
     if !problems.is_empty() {

@@ -102,6 +102,13 @@ pub async fn prepare(
 ) -> Result<AwsRoll> {
     let store = session::open_store(session).await?;
     let name = session::cluster_name(session, cluster)?;
+    crate::kops_built::warn(
+        session,
+        &store,
+        &name,
+        "`rolling-update cluster --yes` is refused",
+    )
+    .await?;
     let prepared = crate::cluster::prepare(&store, &name, session, false).await?;
     let specs: BTreeMap<String, (Role, Option<RollingUpdate>)> = prepared
         .groups
@@ -318,7 +325,13 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
 
     /// Rolls every selected group in order, holding the cluster lock (when there is a
     /// state store).
+    ///
+    /// Refused, before the lock is taken, for a cluster kops built ([`crate::kops_built`]).
     pub async fn run(&self) -> Result<()> {
+        const VERB: &str = "rolling-update cluster --yes";
+        if let Some(store) = &self.store {
+            crate::kops_built::refuse(store, &self.cx.name, VERB).await?;
+        }
         let work = async {
             for group in &self.order {
                 self.roll_group(group).await?;
@@ -327,14 +340,8 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         };
         match &self.store {
             Some(store) => {
-                crate::cluster::locked(
-                    &*self.cx.reporter,
-                    store,
-                    &self.cx.name,
-                    Some("rolling-update cluster --yes"),
-                    work,
-                )
-                .await
+                crate::cluster::locked(&*self.cx.reporter, store, &self.cx.name, Some(VERB), work)
+                    .await
             }
             None => work.await,
         }

@@ -151,8 +151,19 @@ pub async fn update_direct(
     name: &str,
     options: &DirectOptions,
 ) -> Result<UpdateReport> {
-    let store = crate::session::open_store(session).await?;
     let purpose = options.yes.then_some("update cluster --yes");
+    if let Some(verb) = purpose {
+        crate::node_store::require(session, verb)?;
+    }
+    let store = crate::session::open_store(session).await?;
+    match purpose {
+        Some(verb) => crate::kops_built::refuse(&store, name, verb).await?,
+        None => {
+            crate::kops_built::warn(session, &store, name, "`update cluster --yes` is refused")
+                .await?;
+        }
+    }
+    crate::node_store::check_cluster(session, &store, name, purpose, "this plan").await?;
     let report = locked(&*session.reporter, &store, name, purpose, async {
         let prepared = prepare(&store, name, session, true).await?;
         let aws = crate::cluster::aws(session, &prepared.set.region).await;
@@ -504,6 +515,15 @@ pub async fn write_terraform(
 ) -> Result<()> {
     let store = &crate::session::open_store(session).await?;
     let prepared = prepare(store, name, session, false).await?;
+    // kops's nodes read the addon channel and the completed spec kops wrote: left as they are.
+    let kops_built = crate::kops_built::warn(
+        session,
+        store,
+        name,
+        "the Terraform output is written, the state store is left as kops wrote it (no addon channel, completed spec or keyset is written), and applying the output would replace its control planes with ones that cannot join",
+    )
+    .await?;
+    crate::node_store::check_cluster(session, store, name, None, "the Terraform output").await?;
     // Addons are resolved before anything is written: a wrong pin stops the run. A
     // Kubernetes version outside the channel is a warning here: the Terraform user-data
     // stops with the reason (see `prepare`).
@@ -519,8 +539,10 @@ pub async fn write_terraform(
                 None => return Err(e),
             },
         };
-    crate::pki::ensure_keysets(store, name).await?;
-    if let Some(addons) = addons {
+    if !kops_built {
+        crate::pki::ensure_keysets(store, name).await?;
+    }
+    if let Some(addons) = addons.filter(|_| !kops_built) {
         warn_unpinned(session, &addons.changes);
         for change in &addons.changes {
             if let Some(integrity) = &change.integrity {
@@ -532,7 +554,9 @@ pub async fn write_terraform(
     }
     let rendered = kopsrs_terraform::render(&prepared.set);
     let changed = write_output(out, &rendered.files)?;
-    write_completed(store, &prepared).await?;
+    if !kops_built {
+        write_completed(store, &prepared).await?;
+    }
     session.reporter.say(&format!(
         "Terraform for {name}: {} resources in {} ({} file(s) changed).",
         prepared.set.resources.len(),

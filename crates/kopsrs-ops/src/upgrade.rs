@@ -3,11 +3,12 @@
 //! update); the first replaced control-plane node runs `kubeadm upgrade apply`.
 
 use anyhow::Result;
+use kopsrs_api::Cluster;
 use kopsrs_bootstrap::{channel::Channel, parse_version};
 use kopsrs_state::StateStore;
 
 use crate::cluster::{load_cluster, StoredCluster};
-use crate::problems::Problems;
+use crate::problems::{Problem, Problems};
 use crate::session as context;
 use crate::Session;
 
@@ -77,13 +78,7 @@ pub async fn apply_upgrade(session: &Session, plan: &UpgradePlan) -> Result<()> 
 /// The version to move to: `requested` when given, else the channel's next step; refused
 /// when it skips a minor version, goes back, or is not in the channel.
 fn target_version(channel: &Channel, current: &str, requested: Option<&str>) -> Result<String> {
-    let supported = channel
-        .kubernetes
-        .minors
-        .keys()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let supported = supported_minors(channel);
     let Some(from) = parse_version(current) else {
         return Err(Problems::one(
             format!("spec.kubernetesVersion: {current:?} is not a version"),
@@ -143,7 +138,7 @@ fn target_version(channel: &Channel, current: &str, requested: Option<&str>) -> 
         )
         .into());
     }
-    if channel.recommended_patch(&target).is_none() {
+    if !in_channel(channel, &target) {
         return Err(Problems::one(
             format!(
                 "--kubernetes-version: {target} is not in the channel (minor versions {supported})"
@@ -153,4 +148,70 @@ fn target_version(channel: &Channel, current: &str, requested: Option<&str>) -> 
         .into());
     }
     Ok(target)
+}
+
+/// The minor versions the channel supports, oldest first (`1.31, 1.32, ...`).
+fn supported_minors(channel: &Channel) -> String {
+    channel
+        .kubernetes
+        .minors
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether the channel has an entry for `version`'s minor version: the nodes' packages and
+/// the addons are chosen by it.
+fn in_channel(channel: &Channel, version: &str) -> bool {
+    channel.recommended_patch(version).is_some()
+}
+
+/// A change of `spec.kubernetesVersion` by `edit` or `replace`, from `before` (the spec in the
+/// state store before the change) to `after`: refused when the channel of `after` has no
+/// entry for the new version's minor, or when the minor goes back (kubeadm cannot downgrade
+/// a cluster). Every problem at once; nothing to check when the version did not change.
+pub async fn check_version_change(before: &Cluster, after: &Cluster) -> Result<()> {
+    let Some(new) = after.spec.kubernetes_version.as_deref() else {
+        return Ok(());
+    };
+    let old = before.spec.kubernetes_version.as_deref();
+    // Not a version: validation says so, with the field.
+    let Some(to) = parse_version(new) else {
+        return Ok(());
+    };
+    let from = old.and_then(parse_version);
+    if from == Some(to) {
+        return Ok(());
+    }
+    let channel = crate::addons::channel(after.spec.channel.as_deref()).await?;
+    let supported = supported_minors(&channel);
+    let mut problems = Vec::new();
+    if !in_channel(&channel, new) {
+        problems.push(Problem {
+            message: format!(
+                "spec.kubernetesVersion: {new} is not supported by the channel (supported minor versions: {supported})"
+            ),
+            hint: Some(
+                "set a version of a supported minor version; `kopsrs upgrade cluster` picks the channel's next step".into(),
+            ),
+        });
+    }
+    if let (Some(old), Some(from)) = (old, from) {
+        if (to.0, to.1) < (from.0, from.1) {
+            problems.push(Problem {
+                message: format!(
+                    "spec.kubernetesVersion: {new} is an older minor version than {old}, the version in the state store; kubeadm cannot downgrade a cluster"
+                ),
+                hint: Some(format!(
+                    "keep {}.{} or a newer minor version the channel supports ({supported})",
+                    from.0, from.1
+                )),
+            });
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(Problems(problems).into()),
+    }
 }

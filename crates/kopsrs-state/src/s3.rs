@@ -276,6 +276,9 @@ impl OwnerService {
     }
 }
 
+/// How many times the bucket's region is asked when S3 answers with a server error.
+const REGION_ATTEMPTS: u32 = 5;
+
 /// The bucket's region from an unsigned `HEAD` (S3 answers it with `x-amz-bucket-region`
 /// whatever the caller may read, including 301 and 403), `None` when the server does not
 /// say (an S3-compatible store). A bucket that does not exist is an error here, before any
@@ -294,14 +297,36 @@ async fn bucket_region(
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| StateStoreError::Io(e.to_string()))?;
-    let response = client
-        .head(&url)
-        .send()
-        .await
-        .map_err(|e| StateStoreError::Unreachable {
-            url: url.clone(),
-            reason: plain(&e),
-        })?;
+    // A server error or throttling says nothing about the region: asked again (as the SDK
+    // retries its own calls), never read as "a store that does not say".
+    let mut attempt = 0;
+    let response = loop {
+        let response =
+            client
+                .head(&url)
+                .send()
+                .await
+                .map_err(|e| StateStoreError::Unreachable {
+                    url: url.clone(),
+                    reason: plain(&e),
+                })?;
+        let status = response.status();
+        let transient =
+            status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+        if !transient {
+            break response;
+        }
+        attempt += 1;
+        if attempt == REGION_ATTEMPTS {
+            return Err(StateStoreError::Unreachable {
+                url,
+                reason: format!(
+                    "HTTP {status} when asked for the bucket's region, {attempt} times"
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+    };
     if response.status() == reqwest::StatusCode::NOT_FOUND {
         return Err(StateStoreError::NoBucket(bucket.to_string()));
     }

@@ -328,6 +328,39 @@ fn plan_apply_replan_and_delete_a_minimal_cluster() {
 /// A spot group (mixed instances), a warm pool, suspended processes and metrics: every
 /// group setting reaches the Auto Scaling API (checked with boto3), a re-plan is empty, and
 /// a new launch-template version reaches the mixed-instances policy.
+/// A spec never applied, whose image does not resolve (the default Ubuntu release, which
+/// moto does not have): `delete cluster` looks no image up (deleting needs none) and
+/// succeeds, instead of failing on the lookup with a hint about credentials.
+#[test]
+fn a_cluster_never_applied_is_deleted_without_resolving_its_image() {
+    let h = Harness::new();
+    h.kopsrs()
+        .args(["create", "cluster", "--name", NAME, "--zones", "eu-west-1a"])
+        .args(["--dns-zone", "example.com"])
+        .assert()
+        .success();
+    // The image does not resolve: the plan says so.
+    let plan = h
+        .kopsrs()
+        .args(["update", "cluster", NAME])
+        .output()
+        .unwrap();
+    assert!(
+        !plan.status.success() && String::from_utf8_lossy(&plan.stderr).contains("no AMI matches"),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let deleted = h
+        .kopsrs()
+        .args(["delete", "cluster", NAME, "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&deleted.stderr);
+    assert!(deleted.status.success(), "{stderr}");
+    assert!(!stderr.contains("credentials"), "{stderr}");
+    h.assert_all_deleted();
+}
+
 #[test]
 fn group_settings_reach_auto_scaling() {
     let h = Harness::new();

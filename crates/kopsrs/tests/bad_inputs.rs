@@ -17,6 +17,8 @@ enum Input {
     File(String),
     /// Arguments, run as they are.
     Args(Vec<&'static str>),
+    /// `replace -f` of this text (the stored `test.example.com` replaced).
+    Replace(String),
 }
 
 fn cases() -> Vec<(&'static str, Input, &'static str)> {
@@ -73,6 +75,21 @@ fn cases() -> Vec<(&'static str, Input, &'static str)> {
         ("edit without editor", Args(vec!["edit", "cluster", "test.example.com"]), "edit needs an editor, and stdin is not a terminal"),
         ("delete control plane", Args(vec!["delete", "ig", "control-plane-eu-west-1a", "--name", "test.example.com", "--yes"]), "is not an instance group of this cluster"),
         ("bad state url", Args(vec!["get", "clusters", "--state", "ftp://x"]), "use s3://bucket/prefix, file:///absolute/dir or memory://"),
+        // Network plugins kopsrs installs nothing for: the nodes would never be Ready.
+        ("canal networking", File(variant("    cilium: {}", "    canal: {}")), "spec.networking.canal: kopsrs installs no network plugin for canal"),
+        ("create canal", Args(vec!["create", "cluster", "new.example.com", "--zones", "eu-west-1a", "--networking", "canal"]), "use one kopsrs installs: cilium, calico, flannel, kindnet, amazonvpc"),
+        ("create kube-router", Args(vec!["create", "cluster", "new.example.com", "--zones", "eu-west-1a", "--networking", "kube-router"]), "spec.networking.kuberouter: kopsrs installs no network plugin for kuberouter"),
+        ("replace with canal", Replace(CLUSTER.replace("    cilium: {}", "    canal: {}")), "spec.networking.canal: kopsrs installs no network plugin"),
+        // Kubernetes versions the channel does not have, and minor downgrades from the stored
+        // v1.34.1, by edit and by replace.
+        ("edit version outside the channel", Args(vec!["edit", "cluster", "test.example.com", "--set", "spec.kubernetesVersion=v1.35.0"]), "spec.kubernetesVersion: v1.35.0 is not supported by the channel (supported minor versions: 1.31, 1.32, 1.33, 1.34)"),
+        ("edit minor downgrade", Args(vec!["edit", "cluster", "test.example.com", "--set", "spec.kubernetesVersion=v1.33.5"]), "spec.kubernetesVersion: v1.33.5 is an older minor version than v1.34.1, the version in the state store"),
+        ("replace version outside the channel", Replace(CLUSTER.replace("kubernetesVersion: v1.34.1", "kubernetesVersion: v1.30.4")), "v1.30.4 is not supported by the channel (supported minor versions: 1.31"),
+        ("replace minor downgrade", Replace(CLUSTER.replace("kubernetesVersion: v1.34.1", "kubernetesVersion: 1.32.9")), "1.32.9 is an older minor version than v1.34.1"),
+        // Cloud applies with a store the nodes cannot read (this corpus's is file://).
+        ("update --yes with a local store", Args(vec!["update", "cluster", "test.example.com", "--yes"]), "update cluster --yes refused: the cluster's state store file://"),
+        ("reconcile --yes with a local store", Args(vec!["reconcile", "cluster", "test.example.com", "--yes"]), "reconcile cluster --yes refused: the cluster's state store file://"),
+        ("create --yes with a local store", Args(vec!["create", "cluster", "new.example.com", "--zones", "eu-west-1a", "--yes"]), "create cluster --yes refused: the cluster's state store file://"),
     ]
 }
 
@@ -111,6 +128,15 @@ fn every_bad_input_fails_clearly_and_writes_nothing() {
                     .unwrap()
             }
             Input::Args(args) => kopsrs(&state).args(args).output().unwrap(),
+            Input::Replace(text) => {
+                let file = dir.path().join("replacement.yaml");
+                std::fs::write(&file, text).unwrap();
+                kopsrs(&state)
+                    .args(["replace", "-f"])
+                    .arg(&file)
+                    .output()
+                    .unwrap()
+            }
         };
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() {

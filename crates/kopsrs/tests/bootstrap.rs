@@ -194,39 +194,44 @@ fn nodes_reach_the_state_store_and_apis_in_their_partition_whatever_the_bucket_n
 
 #[test]
 fn the_aws_target_refuses_versions_kubeadm_v1beta4_cannot_serve() {
+    // An S3 store (a cloud apply needs one), in moto.
+    let moto = Moto::start();
+    moto.create_bucket("state");
     let dir = tempfile::tempdir().unwrap();
-    let state = format!("file://{}", dir.path().join("state").display());
-    kopsrs(&state)
-        .args([
-            "create",
-            "cluster",
-            "--name",
-            "old.example.com",
-            "--zones",
-            "eu-west-1a",
-        ])
-        .args(["--kubernetes-version", "1.30.4"])
-        .assert_ok();
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
+    k().args([
+        "create",
+        "cluster",
+        "--name",
+        "old.example.com",
+        "--zones",
+        "eu-west-1a",
+    ])
+    .args(["--kubernetes-version", "1.30.4"])
+    .assert_ok();
     // Terraform output is written (kops specs of old versions still render), with user-data
     // that stops with the reason; the AWS target refuses before reading AWS.
     let out = dir.path().join("tf");
-    kopsrs(&state)
-        .args([
-            "update",
-            "cluster",
-            "old.example.com",
-            "--target",
-            "terraform",
-            "--out",
-        ])
-        .arg(&out)
-        .assert_ok();
+    k().args([
+        "update",
+        "cluster",
+        "old.example.com",
+        "--target",
+        "terraform",
+        "--out",
+    ])
+    .arg(&out)
+    .assert_ok();
     assert!(user_data(&out)
         .values()
         .all(|t| t.contains("cannot bootstrap") && t.contains("1.30.4")));
-    let refused = kopsrs(&state)
+    moto.faults(serde_json::json!({}));
+    let refused = k()
         .args(["update", "cluster", "old.example.com", "--yes"])
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -237,6 +242,15 @@ fn the_aws_target_refuses_versions_kubeadm_v1beta4_cannot_serve() {
             && stderr.contains("upgrade cluster"),
         "{stderr}"
     );
+    // Only the state store was read: no call to EC2 or any other cloud API.
+    let calls = moto.calls();
+    let cloud: Vec<&String> = calls["by_action"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with("s3:") && !k.starts_with("unsigned:"))
+        .collect();
+    assert!(cloud.is_empty(), "{cloud:?}");
 }
 
 /// assert_cmd's success check (it prints the command, stdout and stderr on failure),

@@ -110,3 +110,56 @@ fn a_failed_edit_is_kept_in_a_new_private_file() {
     assert_ne!(kept, predictable.as_path());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "not yours");
 }
+
+/// In an editor too, a Kubernetes version the channel does not have and a minor downgrade
+/// from the stored version are refused (the file reopened with the errors), nothing saved.
+#[test]
+fn an_edit_in_an_editor_cannot_move_the_version_outside_the_channel() {
+    for (version, expected) in [
+        (
+            "v1.33.5",
+            "# error: spec.kubernetesVersion: v1.33.5 is an older minor version than v1.34.1",
+        ),
+        (
+            "v1.36.0",
+            "# error: spec.kubernetesVersion: v1.36.0 is not supported by the channel (supported minor versions: 1.31, 1.32, 1.33, 1.34)",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = format!("file://{}/state", dir.path().display());
+        let file = dir.path().join("cluster.yaml");
+        std::fs::write(&file, CLUSTER).unwrap();
+        assert!(kopsrs(&state)
+            .args(["create", "-f"])
+            .arg(&file)
+            .status()
+            .unwrap()
+            .success());
+        // Every session sets the same version; the second keeps a copy of what it was shown.
+        let shown = dir.path().join("shown.yaml");
+        let editor = dir.path().join("editor.sh");
+        std::fs::write(
+            &editor,
+            format!(
+                "#!/bin/sh\nset -e\ncp \"$1\" {shown}\nsed -i 's/kubernetesVersion: v1.34.1/kubernetesVersion: {version}/' \"$1\"\n",
+                shown = shown.display()
+            ),
+        )
+        .unwrap();
+        let output = kopsrs(&state)
+            .args(["edit", "cluster", "test.example.com"])
+            .env("EDITOR", format!("sh {}", editor.display()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{err}");
+        assert!(err.contains("the edit still has the errors above"), "{err}");
+        let shown = std::fs::read_to_string(&shown).unwrap();
+        assert!(shown.contains(expected), "{shown}");
+        let got = kopsrs(&state)
+            .args(["get", "clusters", "test.example.com", "-o", "yaml"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&got.stdout).contains("kubernetesVersion: v1.34.1"));
+    }
+}

@@ -103,6 +103,7 @@ async fn create_cluster_command(global: &Session, args: CreateClusterArgs) -> Re
         options,
         args.ssh_public_key.as_deref(),
         args.dry_run,
+        args.yes && !terraform,
     )
     .await?;
     let Some(config_base) = &new.config_base else {

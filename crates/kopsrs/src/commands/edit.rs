@@ -100,7 +100,7 @@ async fn edit_in_editor(
             )
             .into());
         }
-        match edit::check_edit(&*global.reporter, &body, &original, &stored, validation) {
+        match edit::check_edit(&*global.reporter, &body, &original, &stored, validation).await {
             Ok(document) => {
                 let result = edit::save_edit(store, name, &stored, &document).await;
                 if let Err(e) = result {
