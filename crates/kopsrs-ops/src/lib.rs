@@ -19,6 +19,7 @@ pub mod delete;
 pub mod diff;
 pub mod edit;
 pub mod etcd_backups;
+pub mod etcd_restore;
 pub mod get;
 pub mod interrupt;
 pub mod kops_built;
