@@ -623,7 +623,9 @@ PY
 }
 
 # Deletes the backups older than the retention: one listing, whose first page holds the
-# oldest keys (time-ordered names), so a run removes up to 1,000 and the next goes on.
+# oldest keys (time-ordered names), so a run removes up to 1,000 and the next goes on. The
+# listing is read to its end (a reader that stops early would have it killed by SIGPIPE,
+# which pipefail reports as a failed backup).
 prune_backups() {
   local cutoff key stamp
   cutoff=$(date -u -d "@$(($(now) - ETCD_BACKUP_RETENTION_DAYS * 86400))" +%Y-%m-%dT%H%M%SZ)
@@ -631,7 +633,7 @@ prune_backups() {
     stamp=${key#"$BACKUPS/"}
     stamp=${stamp%.*}
     [[ $stamp =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z$ ]] || continue
-    [[ $stamp < "$cutoff" ]] || break
+    [[ $stamp < "$cutoff" ]] || continue
     if [ "$(state_delete "$key")" = 204 ]; then
       log "backup $key: older than $ETCD_BACKUP_RETENTION_DAYS days, deleted"
     fi
@@ -644,7 +646,8 @@ etcdutl() {
   local image
   image=$(etcd_image)
   [ -n "$image" ] || die "cannot tell which etcd image this control plane runs"
-  ctr -n k8s.io images ls -q | grep -qxF "$image" || ctr -n k8s.io images pull "$image" >/dev/null
+  # (grep reads the whole list: one that stops at the first match has ctr killed by SIGPIPE.)
+  ctr -n k8s.io images ls -q | grep -xF "$image" >/dev/null || ctr -n k8s.io images pull "$image" >/dev/null
   ctr -n k8s.io run --rm --mount "type=bind,src=$ROOT/var/lib/etcd,dst=/var/lib/etcd,options=rbind:rw" \
     "$image" "kopsrs-etcdutl-$$" etcdutl "$@"
 }
@@ -655,11 +658,11 @@ etcd_image() {
   local manifest
   for manifest in "$ROOT/etc/kubernetes/manifests/etcd.yaml" "$ROOT/etc/kubernetes/stopped-for-restore/etcd.yaml"; do
     if [ -e "$manifest" ]; then
-      sed -n 's/^[ -]*image: *//p' "$manifest" | head -n1
+      awk '/^[ -]*image:/ && !n++ {sub(/^[ -]*image: */, ""); print}' "$manifest"
       return
     fi
   done
-  kubeadm config images list --kubernetes-version "v$KUBERNETES_VERSION" 2>/dev/null | grep '/etcd:' | head -n1
+  kubeadm config images list --kubernetes-version "v$KUBERNETES_VERSION" 2>/dev/null | awk '/\/etcd:/ && !n++'
 }
 
 # restore_snapshot DB ID INITIAL_CLUSTER [--skip-hash-check]: DB (under /var/lib/etcd) becomes
