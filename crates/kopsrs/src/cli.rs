@@ -493,8 +493,9 @@ pub struct CreateClusterArgs {
     /// The Route53 hosted zone to use.
     #[arg(long)]
     pub dns_zone: Option<String>,
-    /// Network CIDR of the VPC; repeat for additional CIDRs.
-    #[arg(long)]
+    /// Network CIDRs of the VPC, comma-separated or repeated: the first is
+    /// `spec.networkCIDR`, the rest `spec.additionalNetworkCIDRs`.
+    #[arg(long, value_delimiter = ',')]
     pub network_cidr: Vec<String>,
     /// An existing VPC to use.
     #[arg(long, alias = "vpc")]
@@ -626,9 +627,16 @@ pub struct CreateSshPublicKeyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  # all of one cluster: the Cluster, its InstanceGroups and SSH keys, as kops prints them\n  kopsrs get --name dev.example.com -o yaml"
+)]
 pub struct GetArgs {
     #[command(subcommand)]
-    pub what: GetCommand,
+    pub what: Option<GetCommand>,
+    /// Without a kind: the output of all of the cluster (`--name`).
+    #[command(flatten)]
+    pub output: GetOutput,
 }
 
 #[derive(Args, Debug, Clone)]
