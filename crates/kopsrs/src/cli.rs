@@ -905,6 +905,21 @@ pub enum ToolboxCommand {
     /// The etcd backups the control plane takes: list them, restore one.
     #[command(subcommand)]
     Etcd(EtcdCommand),
+    /// Dump a cluster for support: its instances from AWS (group, state, private IP,
+    /// launch-template version), its Nodes and pods from the Kubernetes API. When the API
+    /// does not answer, the cloud's part is dumped and the reason said.
+    #[command(
+        after_help = "Examples:\n  kopsrs toolbox dump --name dev.example.com -o json > dump.json"
+    )]
+    Dump {
+        /// Output format: yaml (kops's default) or json.
+        #[arg(short = 'o', long, value_enum, default_value_t = DocumentFormat::Yaml)]
+        output: DocumentFormat,
+        /// The kubeconfig to read (default: $KUBECONFIG, else ~/.kube/config); its context
+        /// named after the cluster is used.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
