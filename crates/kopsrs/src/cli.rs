@@ -878,6 +878,32 @@ pub enum DeleteCommand {
         #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         yes: bool,
     },
+    /// Delete one instance of the cluster: cordon and drain its Node, then terminate it
+    /// through its auto scaling group, which launches a replacement (first, with --surge).
+    /// Control planes go through etcd's gate, as in a rolling update.
+    #[command(after_help = "Examples:
+  # what would happen
+  kopsrs delete instance i-0a5ed581b862d3425 --name dev.example.com
+  kopsrs delete instance ip-172-20-40-12.eu-west-1.compute.internal --name dev.example.com --yes")]
+    Instance(Box<DeleteInstanceArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteInstanceArgs {
+    /// The EC2 instance ID, or the name of its Node.
+    pub instance: String,
+    /// Really delete (without it, only print what would happen).
+    #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub yes: bool,
+    /// Detach the instance from its group first, so the replacement launches before it
+    /// goes (kops's default). Control planes and bastions never surge.
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub surge: bool,
+    /// kops's deletion without the Kubernetes API: not offered (refused with the way).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub cloudonly: bool,
+    #[command(flatten)]
+    pub roll: RollFlags,
 }
 
 #[derive(Args, Debug)]
