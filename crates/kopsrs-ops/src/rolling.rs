@@ -109,6 +109,15 @@ pub async fn prepare(
     cluster: Option<&str>,
     options: RollOptions,
 ) -> Result<AwsRoll> {
+    if !options.instances.is_empty() && options.cloudonly {
+        // Narrowing a run to instances forces their replacement, which must not stand in
+        // for the explicit --force a blind control-plane replacement needs.
+        return Err(Problems::one(
+            "delete instance --cloudonly is not offered: without the Kubernetes API nothing drains the Node or holds etcd's gate",
+            "delete it with the API (without --cloudonly); for a cluster whose API is down, `kopsrs rolling-update cluster --cloudonly --instance-group GROUP --force` replaces the group's instances",
+        )
+        .into());
+    }
     let store = session::open_store(session).await?;
     let name = session::cluster_name(session, cluster)?;
     let refused = match options.instances.is_empty() {

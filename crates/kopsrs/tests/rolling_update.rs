@@ -1091,6 +1091,16 @@ fn delete_instance_drains_and_replaces_one_instance() {
     );
     assert_eq!(rig.running(), before);
 
+    // --cloudonly would replace it blind: refused, naming the way for an API that is down.
+    let (code, _, stderr) = delete(&node_name, &["--cloudonly", "--yes"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--cloudonly is not offered")
+            && stderr.contains("rolling-update cluster --cloudonly"),
+        "{stderr}"
+    );
+    assert_eq!(rig.running(), before);
+
     // An instance of another cluster (its tag names another cluster, its name begins
     // like this one's) is not this cluster's: refused, still running.
     let stranger = rig.moto.python(

@@ -90,16 +90,10 @@ fn print_cluster(name: &str, report: &delete::DeleteReport, unregister: bool) {
 /// `delete instance`: the instance found (by ID or Node name) among the cluster's groups;
 /// with `--yes`, drained and terminated as a rolling update replaces it.
 async fn delete_instance(global: &Session, args: DeleteInstanceArgs) -> Result<()> {
-    if args.cloudonly {
-        return Err(Problems::one(
-            "delete instance --cloudonly is not offered: without the Kubernetes API nothing drains the Node or holds etcd's gate",
-            "delete it with the API (without --cloudonly); for a cluster whose API is down, `kopsrs rolling-update cluster --cloudonly --instance-group GROUP --force` replaces the group's instances",
-        )
-        .into());
-    }
     let options = kopsrs_ops::rolling::RollOptions {
         instances: vec![args.instance.clone()],
         surge: Some(args.surge),
+        cloudonly: args.cloudonly,
         ..args.roll.options()
     };
     let roll = kopsrs_ops::rolling::prepare(global, None, options).await?;
