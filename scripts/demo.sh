@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kopsrs and runs the main job: on the embedded default state store (a directory
+# Builds kopsrs (or uses KOPSRS_BIN) and runs the main job: on the embedded default state store (a directory
 # under the user's data directory) a cluster spec is created, listed and completed, and its
 # Terraform written (no AWS access needed); then, against the local AWS API (moto on
 # 127.0.0.1, installed when missing), a cluster is planned, applied, re-planned with no
@@ -9,9 +9,15 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kopsrs/target}"
 step() { printf '\n==> %s\n' "$*"; }
 
-step "Build (release)"
-cargo build --release --locked -p kopsrs
-kopsrs="$CARGO_TARGET_DIR/release/kopsrs"
+# KOPSRS_BIN: a kopsrs already built (the demo then builds nothing).
+if [ -n "${KOPSRS_BIN:-}" ]; then
+  kopsrs=$KOPSRS_BIN
+  [ -x "$kopsrs" ] || { echo "KOPSRS_BIN=$kopsrs is not an executable" >&2; exit 2; }
+else
+  step "Build (release)"
+  cargo build --release --locked -p kopsrs
+  kopsrs="$CARGO_TARGET_DIR/release/kopsrs"
+fi
 name="${1:-demo.example.com}"
 
 step "Create $name in the default state store (HA control plane, private topology, bastion)"

@@ -42,6 +42,8 @@
    created it: moto's default 123456789012, or the one a request names with moto's
    `x-moto-account-id` header or signs for with an access key of another account's IAM
    (path-style requests only, as 5.).
+9. A target group's name may hold consecutive hyphens (`tcp-a--b`), as AWS accepts and kops's
+   names have them; moto refused them with a pattern of its own.
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -73,6 +75,7 @@ import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.autoscaling import models as _autoscaling
+from moto.elbv2 import models as _elbv2
 from moto.ec2.models import launch_templates as _launch_templates
 from moto.ec2.models import subnets as _subnets
 from moto.ec2 import utils as _ec2_utils
@@ -92,6 +95,27 @@ def _atomic_key_response(self, request, full_url):
 
 
 s3_responses.S3Response._key_response = _atomic_key_response
+
+
+# 9.: moto's elbv2 checks a target group's name with a pattern that forbids "--"; AWS's own
+# rules (alphanumerics and hyphens, 32 at most, no hyphen first or last) stay in force.
+_MOTO_TARGET_GROUP_NAME = r"(?!.*--)(?!^-)(?!.*-$)^[A-Za-z0-9-]+$"
+
+
+class _ElbV2Patterns:
+    """The `re` moto's elbv2 module sees: its target-group pattern without the `--` rule."""
+
+    def __getattr__(self, name):
+        return getattr(re, name)
+
+    @staticmethod
+    def match(pattern, string, *args, **kwargs):
+        if pattern == _MOTO_TARGET_GROUP_NAME:
+            pattern = r"(?!^-)(?!.*-$)^[A-Za-z0-9-]+$"
+        return re.match(pattern, string, *args, **kwargs)
+
+
+_elbv2.re = _ElbV2Patterns()
 
 
 def _launch_template_tags(self):

@@ -173,3 +173,39 @@ class ExpectedBucketOwnerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
+class TargetGroupNameTest(unittest.TestCase):
+    """9.: a target group's name may hold "--" (kops's names do); AWS's other rules hold."""
+
+    def test_consecutive_hyphens_are_accepted_and_the_other_rules_kept(self):
+        port = free_port()
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            raise RuntimeError("moto_server did not start")
+                        time.sleep(0.1)
+                endpoint = f"http://127.0.0.1:{port}"
+                args = dict(endpoint_url=endpoint, region_name="eu-west-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+                vpc = boto3.client("ec2", **args).create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+                elb = boto3.client("elbv2", **args)
+                made = elb.create_target_group(Name="tcp-dev-example--ab12", Protocol="TCP",
+                                               Port=443, VpcId=vpc)["TargetGroups"][0]
+                self.assertEqual(made["TargetGroupName"], "tcp-dev-example--ab12")
+                for bad in ["-tcp", "tcp-", "tcp_a", "a" * 33]:
+                    with self.assertRaises(botocore.exceptions.ClientError, msg=bad):
+                        elb.create_target_group(Name=bad, Protocol="TCP", Port=443, VpcId=vpc)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)

@@ -9,7 +9,7 @@ use crate::handler::{Handler, Item, Op, Out, Scan, R};
 use crate::kind::Kind;
 use crate::{
     autoscaling, dns, gateways, iam, key_pair, launch_templates, load_balancers, routes,
-    security_groups, subnets, termination_queue, volumes, vpc,
+    security_groups, subnet_tags, subnets, termination_queue, volumes, vpc,
 };
 use crate::{Aws, Error};
 
@@ -93,6 +93,7 @@ handlers! {
     InternetGateway => gateways::InternetGateway,
     EgressOnlyInternetGateway => gateways::EgressOnly,
     Subnet => subnets::Subnet,
+    SubnetTag => subnet_tags::SubnetTag,
     RouteTable => routes::RouteTable,
     Eip => gateways::Eip,
     NatGateway => gateways::NatGateway,

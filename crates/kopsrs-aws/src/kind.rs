@@ -51,6 +51,8 @@ kinds! {
     EgressOnlyInternetGateway = "aws_egress_only_internet_gateway",
     /// A subnet.
     Subnet = "aws_subnet",
+    /// The cluster's tag on a shared subnet.
+    SubnetTag = "aws_ec2_tag",
     /// A route table.
     RouteTable = "aws_route_table",
     /// An elastic IP (a NAT gateway's).

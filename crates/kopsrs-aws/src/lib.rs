@@ -52,6 +52,7 @@ mod launch_templates;
 mod load_balancers;
 mod routes;
 mod security_groups;
+mod subnet_tags;
 mod subnets;
 mod termination_queue;
 mod volumes;

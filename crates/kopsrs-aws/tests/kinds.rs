@@ -65,6 +65,16 @@ fn the_model_and_the_aws_target_agree_on_kinds() {
             },
             &[],
         ),
+        // A shared VPC and subnet: the cluster's tag on the subnet.
+        kinds_of(
+            CreateClusterOptions {
+                zones: zones(&["eu-west-1a"]),
+                network_id: Some("vpc-12345678".into()),
+                subnet_ids: vec!["subnet-12345678".into()],
+                ..Default::default()
+            },
+            &[],
+        ),
         kinds_of(
             CreateClusterOptions {
                 zones: zones(&["eu-west-1a"]),

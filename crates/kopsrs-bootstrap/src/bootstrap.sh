@@ -754,10 +754,10 @@ restore_etcd() {
   rm -rf "$tmp"
 }
 
-# The whole control plane was lost (no API answers, the election abandoned) and this node
-# took the election over: the cluster restarts from the newest of this volume's own etcd data
-# and the newest backup, as a one-member cluster the others then join; an empty cluster only
-# when there is neither.
+# This node holds the election: a new cluster starts empty; a cluster whose whole control
+# plane was lost (no API answers, the election abandoned and taken over) restarts from the
+# newest of this volume's own etcd data and the newest backup, as a one-member cluster the
+# others then join. An empty etcd only when there is neither.
 recover_control_plane() {
   local tmp db="" skip=() volume_time=0 backup_time=0 backup="" sum=""
   tmp=$(mktemp -d)
@@ -906,7 +906,9 @@ boot() {
     [ -n "$API_HOST" ] || die "cannot find the API endpoint"
     place_pki
     if [ "$(elect)" = init ]; then
-      init_control_plane
+      # A new cluster (nothing to recover from), or this node's rerun after it took the
+      # election over.
+      recover_control_plane
     elif [ "$ETCD_MEMBERS" = 1 ] && etcd_data_on_volume; then
       # The single control plane was replaced: the cluster's only etcd data is on this
       # volume, which no other instance holds, and no API serves the cluster.

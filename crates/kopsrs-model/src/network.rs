@@ -82,11 +82,25 @@ impl<'a> Builder<'a> {
     }
 
     /// Each shared subnet (with an `id:`) must exist with the zone and CIDR the spec gives,
-    /// in the shared VPC.
+    /// in the shared VPC; as kops does, the cluster adds its own tag to it
+    /// (`kubernetes.io/cluster/<name>=shared`, which load balancer controllers find subnets
+    /// by) unless `spec.DisableSubnetTags`, and only that key is ever removed.
     fn shared_subnet_checks(&mut self) {
         for subnet in self.subnets.clone() {
             if let Some(id) = &subnet.id {
                 let name = subnet.name.clone().unwrap_or_default();
+                if self.spec.disable_subnet_tags != Some(true) {
+                    let tag_name = format!("{name}-{}", self.name);
+                    self.add(
+                        "aws_ec2_tag",
+                        &tag_name,
+                        attrs! {
+                            "key" => format!("kubernetes.io/cluster/{}", self.name),
+                            "resource_id" => id.as_str(),
+                            "value" => "shared",
+                        },
+                    );
+                }
                 let field = |f: &str| format!("spec.subnets[{name}].{f}");
                 let mut subnet_check = Existing::new("aws_subnet", id, field("id"))
                     .expect("availability_zone", subnet.zone.as_deref(), field("zone"))

@@ -33,8 +33,45 @@ pub struct Difference {
     pub store: Value,
 }
 
-/// `diff -f`: the files against the state store, for every cluster in them.
-pub async fn diff_files(session: &Session, files: &[PathBuf]) -> Result<Vec<Difference>> {
+/// An object that differs, whole on each side (`null`: absent), for a YAML diff.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectDiff {
+    /// The cluster.
+    pub cluster: String,
+    /// `Cluster/NAME` or `InstanceGroup/NAME`.
+    pub object: String,
+    /// The object in the files.
+    pub file: Value,
+    /// The object in the state store.
+    pub store: Value,
+}
+
+impl ObjectDiff {
+    /// A unified diff of the object as YAML, the state store's before the files' (as
+    /// `diff -u`, three lines of context).
+    pub fn unified(&self) -> String {
+        let yaml = |v: &Value| match v {
+            Value::Null => String::new(),
+            v => serde_yaml_ng::to_string(v).unwrap_or_default(),
+        };
+        let (old, new) = (yaml(&self.store), yaml(&self.file));
+        similar::TextDiff::from_lines(&old, &new)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &format!("{} ({}, state store)", self.object, self.cluster),
+                &format!("{} ({}, files)", self.object, self.cluster),
+            )
+            .to_string()
+    }
+}
+
+/// `diff -f`: the files against the state store, for every cluster in them: each field
+/// that differs, and each object that does whole.
+pub async fn diff_files(
+    session: &Session,
+    files: &[PathBuf],
+) -> Result<(Vec<Difference>, Vec<ObjectDiff>)> {
     if files.is_empty() {
         return Err(Problems::one(
             "diff needs the spec files: -f PATH",
@@ -52,10 +89,11 @@ async fn file_differences(
     files: &[PathBuf],
     session: &Session,
     only: Option<&str>,
-) -> Result<Vec<Difference>> {
+) -> Result<(Vec<Difference>, Vec<ObjectDiff>)> {
     let documents = context::read_sourced(session, files)?;
     let sets = group_by_cluster(session.name.as_deref(), documents)?;
     let mut out = Vec::new();
+    let mut objects = Vec::new();
     for (name, set) in sets {
         if only.is_some_and(|n| n != name) {
             continue;
@@ -64,6 +102,14 @@ async fn file_differences(
         let stored_groups = store.read_instance_groups(&name).await?;
         let mut compare = |object: String, file: Option<Value>, stored: Option<Value>| {
             let (file, stored) = (file.unwrap_or(Value::Null), stored.unwrap_or(Value::Null));
+            if file != stored {
+                objects.push(ObjectDiff {
+                    cluster: name.clone(),
+                    object: object.clone(),
+                    file: file.clone(),
+                    store: stored.clone(),
+                });
+            }
             if file.is_null() || stored.is_null() {
                 if file != stored {
                     out.push(Difference {
@@ -122,7 +168,12 @@ async fn file_differences(
             }
         }
     }
-    Ok(out)
+    // Objects equal as values differ in no field.
+    objects.retain(|o| {
+        out.iter()
+            .any(|d| d.cluster == o.cluster && d.object == o.object)
+    });
+    Ok((out, objects))
 }
 
 /// What `update cluster` would do, counted per action.
@@ -173,7 +224,11 @@ pub async fn diff_cluster(
     let name = context::cluster_name(session, cluster)?;
     let files = match files.is_empty() {
         true => None,
-        false => Some(file_differences(&store, files, session, Some(&name)).await?),
+        false => Some(
+            file_differences(&store, files, session, Some(&name))
+                .await?
+                .0,
+        ),
     };
     let prepared = crate::cluster::prepare(&store, &name, session, true).await?;
     let aws = crate::cluster::aws(session, &prepared.set.region).await;

@@ -20,6 +20,7 @@ pub mod diff;
 pub mod dump;
 pub mod edit;
 pub mod etcd_backups;
+pub mod etcd_restore;
 pub mod get;
 pub mod interrupt;
 pub mod kops_built;

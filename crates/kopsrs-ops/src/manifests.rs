@@ -36,7 +36,23 @@ pub fn load(config: &Config) -> Result<Vec<Object>> {
         .jsonnet
         .as_ref()
         .map_err(|errors| Problems::from_messages(errors.clone()))?;
-    input::load(&config.files, options).map_err(|e| Problems::from_messages(e).into())
+    input::load(&config.files, options).map_err(|errors| {
+        // Several folders that each define the same objects are likely several clusters'
+        // configurations (one folder per cluster), not one.
+        let several = config.files.len() > 1;
+        Problems(
+            errors
+                .into_iter()
+                .map(|message| crate::Problem {
+                    hint: (several && message.contains("is defined twice")).then(|| {
+                        "if these are different clusters' folders, check each as its own configuration: `kopsrs manifests check --each FOLDER...`".to_string()
+                    }),
+                    message,
+                })
+                .collect(),
+        )
+        .into()
+    })
 }
 
 /// What `manifests tree` does.

@@ -108,6 +108,7 @@ fn wanted(cluster: &Cluster) -> network::Wanted {
             .flatten()
             .collect(),
         ipv6: subnets.iter().any(|s| s.ipv6_cidr.is_some()),
+        tags_shared_subnets: spec.disable_subnet_tags != Some(true),
         subnets: subnets
             .into_iter()
             .map(|s| WantedSubnet {

@@ -24,6 +24,11 @@ pub struct ExportOptions {
     pub internal: bool,
     /// This API server URL.
     pub api_server: Option<String>,
+    /// The context's user: an existing user of the kubeconfig (kops's `--user`).
+    pub user: Option<String>,
+    /// The export `update cluster --yes` makes on its own: an existing entry keeps its server
+    /// and the context its user unless `admin` or `user` asks for new credentials.
+    pub keep_existing: bool,
 }
 
 fn private_key(cluster: &str, keyset: &str) -> String {
@@ -300,6 +305,8 @@ pub async fn export_cluster(
         server,
         certificate_authority: ca.trust_bundle()?,
         client,
+        user: args.user.clone(),
+        keep: args.keep_existing,
     };
     let path = kubeconfig_path(&global.settings, args.kubeconfig.as_deref())?;
     let existing = match std::fs::read_to_string(&path) {
@@ -314,13 +321,21 @@ pub async fn export_cluster(
         )
     })?;
     write_private(&path, &merged)?;
-    global.reporter.say(&match entry.client.is_none() {
-        true => format!(
-            "Exported {cluster} to {} without credentials; add --admin for an admin certificate.",
+    global.reporter.say(&match (&entry.client, &entry.user) {
+        (Some(_), _) => format!(
+            "Exported {cluster} to {} with an admin certificate.",
             path.display()
         ),
-        false => format!(
-            "Exported {cluster} to {} with an admin certificate.",
+        (None, Some(user)) => format!(
+            "Exported {cluster} to {} with the user {user}.",
+            path.display()
+        ),
+        (None, None) if entry.keep && existing.is_some() => format!(
+            "Exported {cluster} to {}, keeping the server and credentials already there; add --admin for an admin certificate.",
+            path.display()
+        ),
+        (None, None) => format!(
+            "Exported {cluster} to {} without credentials; add --admin for an admin certificate.",
             path.display()
         ),
     });

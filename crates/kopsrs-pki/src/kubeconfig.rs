@@ -1,5 +1,8 @@
 //! kubeconfig merging: the cluster, its user and a context named after the cluster (as kops
-//! names them) are added or replaced; every other entry and field is kept as it was.
+//! names them) are added or replaced; every other entry and field is kept as it was. The
+//! export `update cluster --yes` makes on its own ([`KubeconfigEntry::keep`]) refreshes only
+//! the CA of an existing entry: the server, the context's user and their credentials stay
+//! what the user made them.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -16,10 +19,25 @@ pub struct KubeconfigEntry {
     pub certificate_authority: String,
     /// Client certificate and key (PEM), with `--admin`.
     pub client: Option<(String, String)>,
+    /// The context's user: an existing user of the kubeconfig (`--user`), else the cluster's
+    /// name.
+    pub user: Option<String>,
+    /// Keep what the user set in an existing entry (server and other cluster fields, the
+    /// context's user and namespace) unless `client` or `user` asks for new credentials.
+    pub keep: bool,
 }
 
 fn key(name: &str) -> Value {
     Value::String(name.to_string())
+}
+
+/// The item named `name` of the list `list` of `config`.
+fn find<'a>(config: &'a Mapping, list: &str, name: &str) -> Option<&'a Value> {
+    config
+        .get(key(list))?
+        .as_sequence()?
+        .iter()
+        .find(|i| i.get("name").and_then(Value::as_str) == Some(name))
 }
 
 /// Replaces the item named `name` in the list `list` of `config`, or appends it.
@@ -63,23 +81,31 @@ pub fn merge_kubeconfig(existing: Option<&str>, entry: &KubeconfigEntry) -> Resu
     config.entry(key("apiVersion")).or_insert_with(|| key("v1"));
     config.entry(key("kind")).or_insert_with(|| key("Config"));
     let name = entry.name.as_str();
+    let ca = key(&B64.encode(&entry.certificate_authority));
+    let kept_cluster = find(&config, "clusters", name)
+        .and_then(|c| c.get("cluster"))
+        .and_then(Value::as_mapping)
+        .filter(|_| entry.keep)
+        .cloned();
+    let cluster = match kept_cluster {
+        // Its server (a tunnel, an internal name) and other fields stay; the CA is refreshed
+        // (a rotation adds to it) unless the entry trusts a CA file of its own.
+        Some(mut kept) if kept.contains_key(key("server")) => {
+            if !kept.contains_key(key("certificate-authority")) {
+                kept.insert(key("certificate-authority-data"), ca);
+            }
+            Value::Mapping(kept)
+        }
+        _ => mapping(vec![
+            ("certificate-authority-data", ca),
+            ("server", key(&entry.server)),
+        ]),
+    };
     upsert(
         &mut config,
         "clusters",
         name,
-        mapping(vec![
-            (
-                "cluster",
-                mapping(vec![
-                    (
-                        "certificate-authority-data",
-                        key(&B64.encode(&entry.certificate_authority)),
-                    ),
-                    ("server", key(&entry.server)),
-                ]),
-            ),
-            ("name", key(name)),
-        ]),
+        mapping(vec![("cluster", cluster), ("name", key(name))]),
     );
     if let Some((cert, private_key)) = &entry.client {
         upsert(
@@ -98,17 +124,27 @@ pub fn merge_kubeconfig(existing: Option<&str>, entry: &KubeconfigEntry) -> Resu
             ]),
         );
     }
+    let asked_new = entry.client.is_some() || entry.user.is_some();
+    let kept_context = find(&config, "contexts", name)
+        .and_then(|c| c.get("context"))
+        .and_then(Value::as_mapping)
+        .filter(|c| entry.keep && !asked_new && c.contains_key(key("user")))
+        .cloned();
+    let context = match kept_context {
+        Some(mut kept) => {
+            kept.insert(key("cluster"), key(name));
+            Value::Mapping(kept)
+        }
+        None => mapping(vec![
+            ("cluster", key(name)),
+            ("user", key(entry.user.as_deref().unwrap_or(name))),
+        ]),
+    };
     upsert(
         &mut config,
         "contexts",
         name,
-        mapping(vec![
-            (
-                "context",
-                mapping(vec![("cluster", key(name)), ("user", key(name))]),
-            ),
-            ("name", key(name)),
-        ]),
+        mapping(vec![("context", context), ("name", key(name))]),
     );
     config.insert(key("current-context"), key(name));
     serde_yaml_ng::to_string(&Value::Mapping(config)).map_err(|e| e.to_string())
@@ -124,7 +160,71 @@ mod tests {
             server: format!("https://api.{name}"),
             certificate_authority: "CA".into(),
             client: client.then(|| ("CERT".into(), "KEY".into())),
+            user: None,
+            keep: false,
         }
+    }
+
+    #[test]
+    fn the_export_of_an_update_keeps_what_the_user_set() {
+        let mine = "apiVersion: v1\nkind: Config\nclusters:\n- name: a.example.com\n  cluster: {server: https://127.0.0.1:6443, tls-server-name: api.a.example.com, certificate-authority-data: T0xE}\nusers:\n- name: sso\n  user: {token: t}\ncontexts:\n- name: a.example.com\n  context: {cluster: a.example.com, user: sso, namespace: team}\ncurrent-context: a.example.com\n";
+        let keep = KubeconfigEntry {
+            keep: true,
+            ..entry("a.example.com", false)
+        };
+        let merged: Value =
+            serde_yaml_ng::from_str(&merge_kubeconfig(Some(mine), &keep).unwrap()).unwrap();
+        let cluster = &merged["clusters"][0]["cluster"];
+        assert_eq!(cluster["server"], key("https://127.0.0.1:6443"));
+        assert_eq!(cluster["tls-server-name"], key("api.a.example.com"));
+        assert_eq!(
+            cluster["certificate-authority-data"],
+            key(&B64.encode("CA"))
+        );
+        let context = &merged["contexts"][0]["context"];
+        assert_eq!(context["user"], key("sso"));
+        assert_eq!(context["namespace"], key("team"));
+        assert_eq!(merged["users"][0]["user"]["token"], key("t"));
+
+        // --admin asks for new credentials: the context uses them; the server stays.
+        let admin = KubeconfigEntry {
+            keep: true,
+            ..entry("a.example.com", true)
+        };
+        let merged: Value =
+            serde_yaml_ng::from_str(&merge_kubeconfig(Some(mine), &admin).unwrap()).unwrap();
+        assert_eq!(
+            merged["contexts"][0]["context"]["user"],
+            key("a.example.com")
+        );
+        assert_eq!(
+            merged["clusters"][0]["cluster"]["server"],
+            key("https://127.0.0.1:6443")
+        );
+        // --user names an existing user.
+        let user = KubeconfigEntry {
+            keep: true,
+            user: Some("sso".into()),
+            ..entry("a.example.com", false)
+        };
+        let merged: Value =
+            serde_yaml_ng::from_str(&merge_kubeconfig(Some(mine), &user).unwrap()).unwrap();
+        assert_eq!(merged["contexts"][0]["context"]["user"], key("sso"));
+        assert!(merged["contexts"][0]["context"].get("namespace").is_none());
+
+        // An explicit export (no keep) writes kops's entry.
+        let merged: Value = serde_yaml_ng::from_str(
+            &merge_kubeconfig(Some(mine), &entry("a.example.com", false)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            merged["clusters"][0]["cluster"]["server"],
+            key("https://api.a.example.com")
+        );
+        assert_eq!(
+            merged["contexts"][0]["context"]["user"],
+            key("a.example.com")
+        );
     }
 
     #[test]

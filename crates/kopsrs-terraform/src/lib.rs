@@ -49,7 +49,14 @@ pub fn render(set: &DesiredSet) -> Rendered {
         write_resource(&mut out, "data", data, &mut files);
         out.push('\n');
     }
-    for resource in &set.resources {
+    // The cluster's tag on a shared subnet is the AWS target's, as kops has it: in Terraform
+    // an `aws_ec2_tag` fights the `tags` of the configuration that owns the subnet, so kops's
+    // output leaves it to that configuration, and so does this one (docs/compatibility.md).
+    for resource in set
+        .resources
+        .iter()
+        .filter(|r| !TERRAFORM_LEAVES.contains(&r.address.kind.as_str()))
+    {
         write_resource(&mut out, "resource", resource, &mut files);
         out.push('\n');
     }
@@ -62,6 +69,9 @@ pub fn render(set: &DesiredSet) -> Rendered {
     files.insert("kubernetes.tf".to_string(), out);
     Rendered { files }
 }
+
+/// Kinds of the desired set the Terraform output leaves out.
+const TERRAFORM_LEAVES: [&str; 1] = ["aws_ec2_tag"];
 
 fn write_resource(
     out: &mut String,

@@ -448,6 +448,10 @@ pub struct ExportKubeconfigArgs {
     /// Use this API server URL.
     #[arg(long)]
     pub api_server: Option<String>,
+    /// The context's user: an existing user of the kubeconfig (e.g. one an auth plugin
+    /// fills), instead of an admin certificate.
+    #[arg(long, value_name = "USER", conflicts_with = "admin")]
+    pub user: Option<String>,
     /// Export every cluster in the state store.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub all: bool,
@@ -1079,12 +1083,19 @@ pub struct UpdateClusterArgs {
     /// docs/plan-json.md). Messages go to stderr either way.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: PlanFormat,
+    /// Print only the plan's summary (changes by action and kind), not each change.
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set, conflicts_with = "output")]
+    pub summary: bool,
     /// After --yes, export a kubeconfig for the cluster (as kops does).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub create_kube_config: bool,
-    /// With the exported kubeconfig, an admin client certificate valid this long.
+    /// With the exported kubeconfig, an admin client certificate valid this long. Without it
+    /// (or --user), an existing entry keeps its server and credentials.
     #[arg(long, num_args = 0..=1, default_missing_value = "18h", value_name = "DURATION")]
     pub admin: Option<String>,
+    /// With the exported kubeconfig, the context's user: an existing user of the kubeconfig.
+    #[arg(long, value_name = "USER", conflicts_with = "admin")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub pins: AddonPinArgs,
     /// Skip the network checks `update cluster` makes first for a cluster in an existing VPC

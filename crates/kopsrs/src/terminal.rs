@@ -15,6 +15,8 @@ use kopsrs_ops::Reporter;
 pub struct Terminal {
     /// Print plans as JSON (`update cluster -o json`).
     pub plan_json: bool,
+    /// Print a dry run's summary alone (`update cluster --summary`).
+    pub plan_summary: bool,
 }
 
 impl Reporter for Terminal {
@@ -40,7 +42,22 @@ impl Reporter for Terminal {
                 "Applying to {cluster} (the full plan: `kopsrs update cluster {cluster}`):\n{}",
                 plan.summary()
             );
+        } else if plan.is_empty() {
+            print!("{plan}");
+        } else if self.plan_summary {
+            print!("Plan for {cluster}:\n{}", plan.summary());
+            if !plan.held.is_empty() {
+                println!(
+                    "  {} change(s) held back (the full plan: without --summary)",
+                    plan.held.len()
+                );
+            }
         } else {
+            // The summary first: an HA cluster's plan runs to thousands of lines.
+            println!(
+                "Plan for {cluster} (each change below):\n{}",
+                plan.summary()
+            );
             print!("{plan}");
         }
         eprintln!("({} AWS API calls to read the cluster)", plan.reads);
@@ -116,9 +133,16 @@ fn reporter(total: usize) -> impl FnMut(&Change, Event) + Send {
 }
 
 /// `session` with its plans printed as JSON (`json`) or text.
-pub fn with_plan_format(session: &kopsrs_ops::Session, json: bool) -> kopsrs_ops::Session {
+pub fn with_plan_format(
+    session: &kopsrs_ops::Session,
+    json: bool,
+    summary: bool,
+) -> kopsrs_ops::Session {
     kopsrs_ops::Session {
-        reporter: std::sync::Arc::new(Terminal { plan_json: json }),
+        reporter: std::sync::Arc::new(Terminal {
+            plan_json: json,
+            plan_summary: summary,
+        }),
         ..session.clone()
     }
 }

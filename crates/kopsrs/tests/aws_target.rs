@@ -1309,3 +1309,74 @@ fn saved_plans_apply_only_what_was_reviewed() {
     assert!(ok, "{text}");
     h.delete_all();
 }
+
+/// A dry run prints the summary by action and kind first, then each change; `--summary`
+/// prints the summary alone.
+#[test]
+fn a_dry_run_starts_with_its_summary_and_summary_prints_only_that() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let name = "summary.example.com";
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
+    k().args([
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--zones",
+        "eu-west-1a,eu-west-1b,eu-west-1c",
+    ])
+    .args([
+        "--control-plane-count",
+        "3",
+        "--dns-zone",
+        "example.com",
+        "--image",
+        IMAGE,
+    ])
+    .assert()
+    .success();
+    let out = k().args(["update", "cluster", name]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("Plan for {name} (each change below):").as_str())
+    );
+    let first = lines.next().unwrap();
+    assert!(
+        first.starts_with("  + ") && first.contains(" to add: ") && first.contains("aws_vpc (1)"),
+        "{first}"
+    );
+    let summary_end = text.find("  # ").expect("the changes after the summary");
+    assert!(
+        text[..summary_end].contains("aws_autoscaling_group (3)")
+            || text[..summary_end].contains("aws_autoscaling_group ("),
+        "{}",
+        &text[..summary_end]
+    );
+    let only = k()
+        .args(["update", "cluster", name, "--summary"])
+        .output()
+        .unwrap();
+    assert!(only.status.success());
+    let only = String::from_utf8_lossy(&only.stdout);
+    assert!(
+        only.starts_with(&format!("Plan for {name}:\n  + ")),
+        "{only}"
+    );
+    assert!(!only.contains("  # "), "{only}");
+    assert!(only.lines().count() < 10, "{only}");
+    // JSON and --summary are one or the other.
+    let both = k()
+        .args(["update", "cluster", name, "--summary", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+}

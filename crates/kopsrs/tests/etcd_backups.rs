@@ -537,6 +537,70 @@ fn a_control_plane_lost_whole_comes_back_from_its_volumes_and_a_failed_join_keep
 }
 
 #[test]
+fn a_control_plane_lost_whole_comes_back_from_a_newer_backup_checked_by_its_sha256() {
+    let c = Cluster::apply("frombackup.example.com", &ha());
+    let a = c.instance("control-plane-eu-west-1a.masters.frombackup.example.com");
+    let cp_ips = c.cp_ips(&a.2);
+    c.put_state("bootstrap/init-lock", "i-0123456789abcdef0 1700000000");
+    let node = c.node("cp-a", &a).api_dead();
+    // The volume's data is from 2020; the newest backup from ten minutes ago.
+    volume_data(&node, "data from 2020");
+    Command::new("touch")
+        .args(["-d", "2020-01-01"])
+        .arg(node.root.join("var/lib/etcd/data/member/snap/db"))
+        .status()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let backup = time_name(now - 600);
+    c.put_state(&format!("backups/etcd/main/{backup}.db"), "the backup");
+    let latest = |sha: &str| {
+        format!(
+            r#"{{"name":"{backup}","takenAt":{},"etcdVersion":"3.6.4","revision":77,"members":3,"kubernetesVersion":"1.34.1","size":10,"sha256":"{sha}","takenBy":"x"}}"#,
+            now - 600
+        )
+    };
+    // A backup that does not match its sha256 is not restored; the volume stays as it was.
+    c.put_state("backups/etcd/main/latest", &latest(&"0".repeat(64)));
+    let failed = run(&node, &c.script("eu-west-1a"), "boot", &c.stubs, &cp_ips)
+        .wait_with_output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(log.contains("does not match its sha256"), "{log}");
+    assert_eq!(db(&node), "data from 2020");
+    assert_eq!(count(&calls(&node), "kubeadm init"), 0);
+
+    // The run again (cloud-init's retry, an operator), with the backup's metadata right: this
+    // node holds the election now and recovers from the backup.
+    c.put_state(
+        "backups/etcd/main/latest",
+        &latest(&support::boot::sha256_hex(b"the backup")),
+    );
+    let log = finish(
+        run(&node, &c.script("eu-west-1a"), "boot", &c.stubs, &cp_ips),
+        "the retry",
+    );
+    assert!(
+        log.contains(&format!("recovering the cluster from backup {backup}")),
+        "{log}"
+    );
+    assert_eq!(db(&node), "the backup");
+    let made = calls(&node);
+    let restore = made
+        .iter()
+        .find(|l| l.contains("snapshot restore"))
+        .unwrap();
+    assert!(!restore.contains("--skip-hash-check"), "{restore}");
+    assert_eq!(count(&made, "kubeadm init"), 1);
+    assert!(made
+        .iter()
+        .any(|l| l.starts_with("kubeadm init") && l.contains("DirAvailable--var-lib-etcd")));
+}
+
+#[test]
 fn an_election_holder_whose_init_failed_or_whose_record_expired_is_taken_over() {
     let c = Cluster::apply("failed.example.com", &ha());
     let a = c.instance("control-plane-eu-west-1a.masters.failed.example.com");

@@ -743,3 +743,51 @@ fn show_finds_objects_as_kubecfg_does_and_names_stray_values() {
         "{err}"
     );
 }
+
+/// Bitnami's layout: one folder per cluster, each defining the same objects differently.
+/// Checked as one configuration they clash, with the way out named; `--each` checks each
+/// folder on its own.
+#[test]
+fn check_each_checks_several_clusters_folders_on_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    for (cluster, replicas) in [("dev", 1), ("public", 3)] {
+        let folder = dir.path().join(cluster);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("app.yaml"),
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: web}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: web, image: nginx:1.27}}]\n"
+            ),
+        )
+        .unwrap();
+    }
+    let together = manifests(dir.path(), &["check", "dev", "public"]);
+    assert!(!together.status.success());
+    assert!(
+        text(&together).contains("defined twice") && text(&together).contains("--each"),
+        "{}",
+        text(&together)
+    );
+    let each = manifests(
+        dir.path(),
+        &["check", "--each", "dev", "public", "-o", "json"],
+    );
+    assert!(each.status.success(), "{}", text(&each));
+    let report: serde_json::Value = serde_json::from_slice(&each.stdout).unwrap();
+    let configurations = report["configurations"].as_array().unwrap();
+    assert_eq!(configurations.len(), 2);
+    assert!(configurations.iter().all(|c| c["objects"] == 1), "{report}");
+    assert_eq!(configurations[1]["files"][0], "public");
+    // A mistake in one folder fails the run and is reported under that folder.
+    std::fs::write(
+        dir.path().join("public/bad.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: web}\nspec: {ports: [{port: \"eighty\"}]}\n",
+    )
+    .unwrap();
+    let each = manifests(dir.path(), &["check", "--each", "dev", "public"]);
+    assert!(!each.status.success());
+    let out = text(&each);
+    let public = out.find("== public").expect("a section per folder");
+    assert!(out[public..].contains("error:"), "{out}");
+    assert!(!out[..public].contains("error:"), "{out}");
+}

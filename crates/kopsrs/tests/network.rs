@@ -201,11 +201,6 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
             format!("e.create_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/cluster/x{NAME}','Value':'owned'}}])"),
             format!("e.delete_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/cluster/x{NAME}'}}])"),
         ),
-        (
-            "subnet-tags",
-            format!("e.delete_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/role/internal-elb'}}])"),
-            format!("e.create_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/role/internal-elb','Value':'1'}}])"),
-        ),
     ];
     for (check, broken, fixed) in &cases {
         moto.python(&format!("e=aws('ec2')\n{broken}"));
@@ -232,6 +227,76 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
         let (code, json) = validate(&moto);
         assert_eq!(code, 0, "{check} fixed: {json:#}");
     }
+    // Without the load-balancer role tag: a warning naming the command, exit 0 (kops does not
+    // require it).
+    moto.python(&format!(
+        "aws('ec2').delete_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/role/internal-elb'}}])"
+    ));
+    let (code, json) = validate(&moto);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(
+        not_passed(&json),
+        [("subnet-tags".to_string(), "warning".to_string())]
+    );
+    moto.python(&format!(
+        "aws('ec2').create_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/role/internal-elb','Value':'1'}}])"
+    ));
+    // Without the cluster's own tag: `update cluster --yes` adds it (passes, saying so);
+    // with spec.DisableSubnetTags the user tags it, and the hint is the exact command.
+    moto.python(&format!(
+        "aws('ec2').delete_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/cluster/{NAME}'}}])"
+    ));
+    let (code, json) = validate(&moto);
+    assert_eq!(code, 0, "{json:#}");
+    assert!(
+        json["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "subnet-tags"
+                && c["resource"] == private.as_str()
+                && c["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("added by `update cluster --yes`")),
+        "{json:#}"
+    );
+    let edit = |value: &str| {
+        let out = moto
+            .kopsrs("state")
+            .env("AWS_REGION", "eu-west-1")
+            .args(["edit", "cluster", NAME, "--set"])
+            .arg(format!("spec.DisableSubnetTags={value}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    edit("true");
+    let (code, json) = validate(&moto);
+    assert_eq!(code, 1, "{json:#}");
+    let hint = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "subnet-tags" && c["status"] == "failed")
+        .map(|c| c["hint"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert!(
+        hint.contains(&format!(
+            "aws ec2 create-tags --resources {private} --tags Key=kubernetes.io/cluster/{NAME},Value=shared"
+        )),
+        "{hint}"
+    );
+    edit("false");
+    moto.python(&format!(
+        "aws('ec2').create_tags(Resources=['{private}'], Tags=[{{'Key':'kubernetes.io/cluster/{NAME}','Value':'shared'}}])"
+    ));
+    assert_eq!(validate(&moto).0, 0);
+
     // A peer whose CIDR collides with the VPC's.
     moto.python(&format!(
         "e=aws('ec2')\np=e.create_vpc_peering_connection(VpcId='{vpc}', PeerVpcId='{clash}')['VpcPeeringConnection']['VpcPeeringConnectionId']\ne.accept_vpc_peering_connection(VpcPeeringConnectionId=p)"
@@ -425,8 +490,10 @@ fn a_terraform_vpc_is_checked_and_a_broken_one_stops_update() {
 }
 
 /// Two clusters (one name a suffix of the other) in one Terraform-made VPC, sharing its NAT
-/// gateway and its public subnet: both pass the pre-flight and apply, each re-plans empty, deleting one leaves the
-/// other and the VPC as they were, tags included (issue 15, item 4).
+/// gateway and its public subnet: both pass the pre-flight and apply, each adding its own
+/// `kubernetes.io/cluster/NAME=shared` to the shared subnet (as kops does), each re-plans
+/// empty; deleting one removes its own tag only and leaves the other and the VPC as they were
+/// (issue 15, item 4; issue 31, item 4).
 #[test]
 fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
     let moto = Moto::start();
@@ -438,7 +505,7 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
          e.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={'Value': True})\n\
          igw=e.create_internet_gateway()['InternetGateway']['InternetGatewayId']\n\
          e.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)\n\
-         tags=[{'Key':'Name','Value':'terraform-public'},{'Key':'kubernetes.io/role/elb','Value':'1'}]+[{'Key':'kubernetes.io/cluster/'+c,'Value':'shared'} for c in ['c1.example.com','xc1.example.com']]\n\
+         tags=[{'Key':'Name','Value':'terraform-public'},{'Key':'kubernetes.io/role/elb','Value':'1'},{'Key':'kubernetes.io/cluster/other.example.com','Value':'shared'}]\n\
          pub=e.create_subnet(VpcId=vpc, CidrBlock='10.0.200.0/24', AvailabilityZone='eu-west-1a', TagSpecifications=[{'ResourceType':'subnet','Tags':tags}])['Subnet']['SubnetId']\n\
          rt=e.create_route_table(VpcId=vpc)['RouteTable']['RouteTableId']\n\
          e.create_route(RouteTableId=rt, DestinationCidrBlock='0.0.0.0/0', GatewayId=igw)\n\
@@ -505,8 +572,24 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
     };
     replans_empty("c1.example.com");
     replans_empty("xc1.example.com");
+    let cluster_tags = || -> Vec<(String, String)> {
+        let out = moto.python(&format!(
+            "t=aws('ec2').describe_subnets(SubnetIds=['{public}'])['Subnets'][0]['Tags']\n\
+             print(json.dumps(sorted([x['Key'], x['Value']] for x in t if x['Key'].startswith('kubernetes.io/cluster/'))))"
+        ));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let tag = |c: &str| (format!("kubernetes.io/cluster/{c}"), "shared".to_string());
+    assert_eq!(
+        cluster_tags(),
+        vec![
+            tag("c1.example.com"),
+            tag("other.example.com"),
+            tag("xc1.example.com")
+        ]
+    );
     // Each passes the network checks with the other beside it: the shared subnet's tags
-    // (both `shared`) are read, not rewritten.
+    // (all `shared`) are read, not rewritten.
     let network_sound = |name: &str| {
         ok(kopsrs().args(["validate", "network", name]));
     };
@@ -533,11 +616,15 @@ fn two_clusters_share_a_terraform_vpc_and_its_nat_gateway() {
     );
     replans_empty("xc1.example.com");
     network_sound("xc1.example.com");
+    // Its own key gone, exactly: the neighbour's (whose name ends with it) and another's stay.
+    assert_eq!(
+        cluster_tags(),
+        vec![tag("other.example.com"), tag("xc1.example.com")]
+    );
+    ok(kopsrs().args(["delete", "cluster", "xc1.example.com", "--yes"]));
     assert_eq!(
         terraform(),
         before,
         "the shared VPC, its subnets' tags and NAT as they were"
     );
-    ok(kopsrs().args(["delete", "cluster", "xc1.example.com", "--yes"]));
-    assert_eq!(terraform(), before);
 }

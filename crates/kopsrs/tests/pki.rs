@@ -352,3 +352,174 @@ fn export_kubeconfig_admin_merges_and_verifies() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--admin \"soon\": not a duration"));
 }
+
+/// `update cluster --yes` exports the kubeconfig as kops does, but an entry the user already
+/// has keeps its server and the context's user (a tunnel, an SSO user): the next
+/// `rolling-update` still reaches the cluster. `--admin` and `--user` ask for new credentials.
+#[test]
+fn the_export_of_update_yes_keeps_the_users_server_and_credentials() {
+    let moto = support::Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1")
+            .env("KUBECONFIG", &kubeconfig);
+        c
+    };
+    k().args(["create", "cluster", "--name", NAME, "--zones", "eu-west-1a"])
+        .args([
+            "--dns-zone",
+            "example.com",
+            "--image",
+            support::boot::IMAGE,
+            "--yes",
+        ])
+        .assert()
+        .success();
+    let view = || -> serde_json::Value {
+        let out = Command::new("kubectl")
+            .args(["config", "view", "--raw", "-o", "json", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = view();
+    assert_eq!(
+        first["clusters"][0]["cluster"]["server"],
+        format!("https://api.{NAME}")
+    );
+    // The user reaches the API through a tunnel, as an SSO user.
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    kubectl(&[
+        "config",
+        "set-cluster",
+        NAME,
+        "--server",
+        "https://127.0.0.1:16443",
+    ]);
+    kubectl(&[
+        "config",
+        "set-credentials",
+        "sso",
+        "--token",
+        "secret-token",
+    ]);
+    kubectl(&[
+        "config",
+        "set-context",
+        NAME,
+        "--user",
+        "sso",
+        "--namespace",
+        "team",
+    ]);
+
+    let out = k()
+        .args(["update", "cluster", NAME, "--yes"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("keeping the server and credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = view();
+    let cluster = kept["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == NAME)
+        .unwrap();
+    assert_eq!(cluster["cluster"]["server"], "https://127.0.0.1:16443");
+    assert_eq!(
+        cluster["cluster"]["certificate-authority-data"],
+        first["clusters"][0]["cluster"]["certificate-authority-data"]
+    );
+    let context = kept["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == NAME)
+        .unwrap();
+    assert_eq!(context["context"]["user"], "sso");
+    assert_eq!(context["context"]["namespace"], "team");
+    assert_eq!(kept["current-context"], NAME);
+
+    // --admin: an admin certificate for the context; the server stays.
+    k().args(["update", "cluster", NAME, "--yes", "--admin=1h"])
+        .assert()
+        .success();
+    let admin = view();
+    let context = admin["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == NAME)
+        .unwrap();
+    assert_eq!(context["context"]["user"], NAME);
+    let user = admin["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == NAME)
+        .unwrap();
+    assert!(
+        user["user"]["client-certificate-data"].is_string(),
+        "{admin}"
+    );
+    let cluster = admin["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == NAME)
+        .unwrap();
+    assert_eq!(cluster["cluster"]["server"], "https://127.0.0.1:16443");
+    // --user: that existing user.
+    k().args(["update", "cluster", NAME, "--yes", "--user", "sso"])
+        .assert()
+        .success();
+    let back = view();
+    let context = back["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == NAME)
+        .unwrap();
+    assert_eq!(context["context"]["user"], "sso");
+    // An explicit export writes kops's entry.
+    k().args(["export", "kubeconfig", NAME]).assert().success();
+    let explicit = view();
+    let cluster = explicit["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == NAME)
+        .unwrap();
+    assert_eq!(cluster["cluster"]["server"], format!("https://api.{NAME}"));
+}

@@ -126,9 +126,12 @@ fn a_folder_of_clusters_is_replaced_and_diffed_against_the_state_store() {
         .unwrap();
     assert_eq!(text.status.code(), Some(0), "without --detailed-exitcode");
     let text = String::from_utf8_lossy(&text.stdout);
+    // A unified diff of the object as YAML, as `diff -u` prints it.
     assert!(
-        text.contains("~ InstanceGroup/nodes-eu-west-1a (internal.example.com)")
-            && text.contains("spec.maxSize: 7 (state store) -> 1 (files)"),
+        text.contains("--- InstanceGroup/nodes-eu-west-1a (internal.example.com, state store)")
+            && text.contains("+++ InstanceGroup/nodes-eu-west-1a (internal.example.com, files)")
+            && text.contains("\n-  maxSize: 7\n+  maxSize: 1\n")
+            && text.contains("1 difference(s) in 1 object(s)"),
         "{text}"
     );
 

@@ -333,3 +333,33 @@ fn toolbox_dump_has_the_cloud_and_the_api() {
         "{stderr}"
     );
 }
+
+/// The documented way to try day two on a laptop: scripts/local_day_two.sh starts the local
+/// AWS API and the stand-in Kubernetes API, applies a cluster to them and (here, with
+/// --validate-once) validates it with this binary.
+#[test]
+fn the_local_day_two_script_brings_up_a_cluster_that_validates() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(support::repo_root().join("scripts/local_day_two.sh"))
+        .args(["trial.example.com", "--validate-once"])
+        .env("KOPSRS_BIN", env!("CARGO_BIN_EXE_kopsrs"))
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env_remove("KOPS_STATE_STORE")
+        .env_remove("KOPS_CLUSTER_NAME")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Your cluster trial.example.com is ready"),
+        "{stdout}"
+    );
+}

@@ -68,6 +68,8 @@ pub struct Wanted {
     pub subnets: Vec<WantedSubnet>,
     /// The cluster runs IPv6 too (public subnets need a `::/0` route).
     pub ipv6: bool,
+    /// kopsrs adds the cluster's tag to shared subnets (not `spec.DisableSubnetTags`).
+    pub tags_shared_subnets: bool,
 }
 
 /// A VPC as AWS reports it.

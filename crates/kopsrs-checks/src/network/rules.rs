@@ -647,10 +647,13 @@ fn nacl(cx: &Context, out: &mut Out) {
     out.pass_if_none("nacl", cx.vpc, "no existing cluster subnet to check");
 }
 
-/// `subnet-tags`: shared subnets carry the cluster tag and the load-balancer role tag, and
-/// no other cluster claims them `owned`.
+/// `subnet-tags`: shared subnets carry the cluster tag (or kopsrs adds it: an update adds the
+/// cluster's own key, as kops does, unless `spec.DisableSubnetTags`, and then the hint is the
+/// command that adds it), no other cluster claims them `owned`, and (a warning) they carry
+/// the load-balancer role tag load balancers are placed by.
 fn subnet_tags(cx: &Context, out: &mut Out) {
     let cluster_tag = format!("kubernetes.io/cluster/{}", cx.wanted.cluster);
+    let mut untagged = Vec::new();
     for (w, s) in cx.existing() {
         if w.id.is_none() {
             continue;
@@ -660,13 +663,16 @@ fn subnet_tags(cx: &Context, out: &mut Out) {
             _ => "kubernetes.io/role/elb",
         };
         let mut missing = Vec::new();
+        let mut added = false;
         match s.tags.get(&cluster_tag).map(String::as_str) {
             Some("shared") => {}
+            Some(_) if cx.wanted.tags_shared_subnets => added = true,
             Some(other) => missing.push(format!("{cluster_tag} is {other:?}, not \"shared\"")),
-            None => missing.push(format!("no {cluster_tag}=shared")),
-        }
-        if !s.tags.contains_key(role) {
-            missing.push(format!("no {role}"));
+            None if cx.wanted.tags_shared_subnets => added = true,
+            None => {
+                missing.push(format!("no {cluster_tag}=shared"));
+                untagged.push(s.id.clone());
+            }
         }
         // Clusters share a subnet side by side, each with its own `shared` tag. One that tags
         // it `owned` claims it: deleting that cluster would delete the subnet under this one.
@@ -680,13 +686,35 @@ fn subnet_tags(cx: &Context, out: &mut Out) {
             }
         }
         match missing.as_slice() {
-            [] => out.pass("subnet-tags", &s.id, format!("{cluster_tag}=shared and {role}")),
-            m => out.fail(
+            [] if added => out.pass(
                 "subnet-tags",
                 &s.id,
-                format!("{}: {}", w.name, m.join("; ")),
-                "tag the shared subnet (each cluster adds its own kubernetes.io/cluster/NAME=shared, none owned; load balancers find subnets by these tags)",
+                format!("{cluster_tag}=shared is added by `update cluster --yes`"),
             ),
+            [] => out.pass("subnet-tags", &s.id, format!("{cluster_tag}=shared")),
+            m => {
+                let fix = match untagged.last() == Some(&s.id) {
+                    true => format!(
+                        "tag it: aws ec2 create-tags --resources {} --tags Key={cluster_tag},Value=shared (spec.DisableSubnetTags keeps kopsrs from doing it)",
+                        s.id
+                    ),
+                    false => "each cluster tags a shared subnet with its own kubernetes.io/cluster/NAME=shared, none owned".to_string(),
+                };
+                out.fail(
+                    "subnet-tags",
+                    &s.id,
+                    format!("{}: {}", w.name, m.join("; ")),
+                    &fix,
+                );
+            }
+        }
+        if !s.tags.contains_key(role) {
+            out.warn(
+                "subnet-tags",
+                &s.id,
+                format!("{}: no {role}", w.name),
+                &format!("load balancers are placed in subnets tagged {role}=1: aws ec2 create-tags --resources {} --tags Key={role},Value=1", s.id),
+            );
         }
     }
     out.pass_if_none(

@@ -43,6 +43,7 @@ fn sound() -> (Wanted, Network) {
             wanted_subnet("b", "subnet-pb", "eu-west-1b", SubnetKind::Private),
         ],
         ipv6: false,
+        tags_shared_subnets: false,
     };
     let network = Network {
         vpc: Some(Vpc {
@@ -286,11 +287,30 @@ fn each_broken_subnet_fails_its_own_subnet_check_and_nothing_else() {
             vec![("subnet-tags", failed)],
         ),
         (
-            "missing load-balancer tag",
+            "missing load-balancer tag: a warning (kops does not require it)",
             Box::new(|_, n| {
                 n.subnets[2].tags.remove("kubernetes.io/role/internal-elb");
             }),
+            vec![("subnet-tags", Status::Warning)],
+        ),
+        (
+            "missing cluster tag, with spec.DisableSubnetTags",
+            Box::new(|_, n| {
+                n.subnets[2]
+                    .tags
+                    .remove("kubernetes.io/cluster/c.example.com");
+            }),
             vec![("subnet-tags", failed)],
+        ),
+        (
+            "missing cluster tag, which kopsrs adds",
+            Box::new(|w, n| {
+                w.tags_shared_subnets = true;
+                n.subnets[2]
+                    .tags
+                    .remove("kubernetes.io/cluster/c.example.com");
+            }),
+            vec![],
         ),
     ];
     assert_each_fails_its_own_checks(cases);
@@ -497,5 +517,40 @@ fn the_messages_name_what_is_denied_and_who_claims_a_subnet() {
     assert!(
         tags.contains("cluster xc.example.com claims the subnet"),
         "{tags}"
+    );
+}
+
+/// Without kopsrs tagging (spec.DisableSubnetTags), the hint is the exact command that tags
+/// the subnet with this cluster's key; with it, the check says the update adds it.
+#[test]
+fn an_untagged_shared_subnet_gets_the_command_or_kopsrs_adds_the_tag() {
+    let (wanted, mut network) = sound();
+    network.subnets[2]
+        .tags
+        .remove("kubernetes.io/cluster/c.example.com");
+    let checks = check(&wanted, &network);
+    let tags = checks
+        .iter()
+        .find(|c| c.check == "subnet-tags" && c.resource == "subnet-pa")
+        .unwrap();
+    assert_eq!(tags.status, Status::Failed);
+    assert_eq!(
+        tags.hint,
+        "tag it: aws ec2 create-tags --resources subnet-pa --tags Key=kubernetes.io/cluster/c.example.com,Value=shared (spec.DisableSubnetTags keeps kopsrs from doing it)"
+    );
+    let adding = Wanted {
+        tags_shared_subnets: true,
+        ..wanted
+    };
+    let checks = check(&adding, &network);
+    let tags = checks
+        .iter()
+        .find(|c| c.check == "subnet-tags" && c.resource == "subnet-pa")
+        .unwrap();
+    assert_eq!(tags.status, Status::Passed);
+    assert!(
+        tags.message.contains("added by `update cluster --yes`"),
+        "{}",
+        tags.message
     );
 }

@@ -125,7 +125,10 @@ async fn create_cluster_command(global: &Session, args: CreateClusterArgs) -> Re
         let options = kopsrs_ops::update::DirectOptions {
             yes: true,
             concurrency: crate::cli::DEFAULT_CONCURRENCY,
-            export: Some(kopsrs_ops::pki::ExportOptions::default()),
+            export: Some(kopsrs_ops::pki::ExportOptions {
+                keep_existing: true,
+                ..Default::default()
+            }),
             pins: args.pins.options(),
             network_checks: true,
             saved: None,

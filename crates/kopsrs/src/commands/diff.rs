@@ -14,13 +14,13 @@ pub async fn run(global: &Session, args: DiffArgs) -> Result<()> {
     if let Some(DiffCommand::Cluster(args)) = args.what {
         return cluster(global, args).await;
     }
-    let out = diff::diff_files(global, &args.filenames).await?;
+    let (out, objects) = diff::diff_files(global, &args.filenames).await?;
     match args.output {
         DiffFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "differences": out }))?
         ),
-        DiffFormat::Text => print_text(&out),
+        DiffFormat::Text => print_text(&out, &objects),
     }
     if args.detailed_exitcode && !out.is_empty() {
         return Err(ExitWith(2).into());
@@ -98,39 +98,19 @@ async fn cluster(global: &Session, args: DiffClusterArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_text(out: &[Difference]) {
+/// A unified YAML diff per object (field lines are `-o json`'s).
+fn print_text(out: &[Difference], objects: &[diff::ObjectDiff]) {
     if out.is_empty() {
         println!("No differences between the files and the state store.");
         return;
     }
-    let mut current = None;
-    for d in out {
-        let header = (&d.cluster, &d.object);
-        if current != Some(header) {
-            current = Some(header);
-            match (d.path.is_empty(), d.file.is_null()) {
-                (true, true) => println!("- {} ({}): only in the state store", d.object, d.cluster),
-                (true, false) => println!("+ {} ({}): only in the files", d.object, d.cluster),
-                _ => println!("~ {} ({})", d.object, d.cluster),
-            }
-        }
-        if !d.path.is_empty() {
-            println!(
-                "    {}: {} (state store) -> {} (files)",
-                d.path,
-                shown(&d.store),
-                shown(&d.file)
-            );
-        }
+    for object in objects {
+        print!("{}", object.unified());
     }
-    let objects = {
-        let mut o: Vec<_> = out.iter().map(|d| (&d.cluster, &d.object)).collect();
-        o.dedup();
-        o.len()
-    };
     println!(
-        "\n{} difference(s) in {objects} object(s). `kopsrs replace -f` makes the state store match the files.",
-        out.len()
+        "\n{} difference(s) in {} object(s). `kopsrs replace -f` makes the state store match the files.",
+        out.len(),
+        objects.len()
     );
 }
 

@@ -107,6 +107,10 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: ReportFormat,
+    /// Check each FILE (a cluster's folder) as a configuration of its own, as when several
+    /// clusters' folders define the same objects differently.
+    #[arg(long, default_value_t = false)]
+    pub each: bool,
 }
 
 /// Which cluster: the kubeconfig context named after it (`--name`).
@@ -250,35 +254,77 @@ fn write_tree(settings: &Settings, args: TreeArgs) -> Result<()> {
 
 async fn check(global: &Session, args: CheckArgs) -> Result<()> {
     let config = config(&global.settings, &args.config);
-    let report = ops::check(global, &config, args.kubernetes_version.as_deref()).await?;
-    let (minor, problems) = (&report.minor, &report.problems);
-    let errors = report.errors();
-    match args.output {
-        ReportFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "kubernetesVersion": minor,
-                "objects": report.objects,
-                "problems": problems,
-            }))?
-        ),
-        ReportFormat::Text => {
-            for p in problems {
-                let field = match p.field.is_empty() {
-                    true => String::new(),
-                    false => format!(" {}:", p.field),
+    let configs: Vec<(Option<&PathBuf>, ops::Config)> = match args.each {
+        false => vec![(None, config)],
+        true => args
+            .config
+            .files
+            .iter()
+            .map(|file| {
+                let one = ops::Config {
+                    files: vec![file.clone()],
+                    jsonnet: config.jsonnet.clone(),
                 };
-                println!(
-                    "{}: {} ({}):{field} {}",
-                    p.severity, p.object, p.source, p.message
+                (Some(file), one)
+            })
+            .collect(),
+    };
+    let mut reports = Vec::new();
+    for (file, config) in &configs {
+        let report = ops::check(global, config, args.kubernetes_version.as_deref()).await?;
+        reports.push((*file, report));
+    }
+    let errors: usize = reports.iter().map(|(_, r)| r.errors()).sum();
+    match args.output {
+        ReportFormat::Json => {
+            let one = |r: &ops::CheckReport| {
+                serde_json::json!({
+                    "kubernetesVersion": r.minor,
+                    "objects": r.objects,
+                    "problems": r.problems,
+                })
+            };
+            let value = match args.each {
+                false => one(&reports[0].1),
+                true => serde_json::json!({
+                    "configurations": reports
+                        .iter()
+                        .map(|(file, r)| {
+                            let mut v = one(r);
+                            v["files"] = serde_json::json!([file]);
+                            v
+                        })
+                        .collect::<Vec<_>>()
+                }),
+            };
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        ReportFormat::Text => {
+            for (file, report) in &reports {
+                if let Some(file) = file {
+                    println!("== {}", file.display());
+                }
+                let (minor, problems) = (&report.minor, &report.problems);
+                for p in problems {
+                    let field = match p.field.is_empty() {
+                        true => String::new(),
+                        false => format!(" {}:", p.field),
+                    };
+                    println!(
+                        "{}: {} ({}):{field} {}",
+                        p.severity, p.object, p.source, p.message
+                    );
+                    println!("  hint: {}", p.hint);
+                }
+                let errors = report.errors();
+                eprintln!(
+                    "{}{} objects checked against Kubernetes {minor}: {errors} errors, {} warnings",
+                    file.map(|f| format!("{}: ", f.display()))
+                        .unwrap_or_default(),
+                    report.objects,
+                    problems.len() - errors
                 );
-                println!("  hint: {}", p.hint);
             }
-            eprintln!(
-                "{} objects checked against Kubernetes {minor}: {errors} errors, {} warnings",
-                report.objects,
-                problems.len() - errors
-            );
         }
     }
     if errors > 0 {

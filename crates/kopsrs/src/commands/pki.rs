@@ -20,6 +20,8 @@ pub async fn export_kubeconfig(global: &Session, args: ExportKubeconfigArgs) -> 
         kubeconfig: args.kubeconfig,
         internal: args.internal,
         api_server: args.api_server,
+        user: args.user,
+        keep_existing: false,
     };
     pki::export_kubeconfig(global, clusters, &options).await?;
     Ok(())

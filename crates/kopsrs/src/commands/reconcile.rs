@@ -18,7 +18,10 @@ pub async fn run(global: &Session, args: ReconcileClusterArgs) -> Result<()> {
             concurrency: args.concurrency,
             export: args
                 .create_kube_config
-                .then(kopsrs_ops::pki::ExportOptions::default),
+                .then(|| kopsrs_ops::pki::ExportOptions {
+                    keep_existing: true,
+                    ..Default::default()
+                }),
             pins: args.pins.options(),
             network_checks: !args.skip_network_checks,
             saved: None,

@@ -65,7 +65,8 @@ pub async fn run(global: &Session, args: ToolboxArgs) -> Result<()> {
 
 /// `toolbox etcd list-backups` and `restore-backup`.
 async fn etcd(global: &Session, command: EtcdCommand) -> Result<()> {
-    use kopsrs_ops::etcd_backups::{self, RestoreOptions};
+    use kopsrs_ops::etcd_backups;
+    use kopsrs_ops::etcd_restore::{self, RestoreOptions};
     let name = context::cluster_name(global, None)?;
     match command {
         EtcdCommand::ListBackups { output } => {
@@ -117,7 +118,7 @@ async fn etcd(global: &Session, command: EtcdCommand) -> Result<()> {
                 poll: std::time::Duration::from_secs(2),
                 kubeconfig,
             };
-            let report = etcd_backups::restore_backup(global, &name, &options).await?;
+            let report = etcd_restore::restore_backup(global, &name, &options).await?;
             let b = &report.backup;
             match &report.command {
                 None => eprintln!(

@@ -36,7 +36,11 @@ async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()>
         }
         Target::Direct => {
             let session =
-                crate::terminal::with_plan_format(global, args.output == PlanFormat::Json);
+                crate::terminal::with_plan_format(
+                global,
+                args.output == PlanFormat::Json,
+                args.summary,
+            );
             let options = DirectOptions {
                 yes: args.yes,
                 concurrency: args.concurrency,
@@ -44,6 +48,8 @@ async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()>
                     .create_kube_config
                     .then(|| kopsrs_ops::pki::ExportOptions {
                         admin: args.admin.clone(),
+                        user: args.user.clone(),
+                        keep_existing: true,
                         ..Default::default()
                     }),
                 pins: args.pins.options(),
