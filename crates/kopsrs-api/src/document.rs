@@ -339,7 +339,7 @@ pub fn decode_documents_with(
         let lenient = (validation != Validation::Strict).then_some(&mut dropped);
         match decode_one(&doc, first_line, source_name, lenient) {
             Ok(document) => decoded.documents.push(document),
-            Err(error) => errors.push(error),
+            Err(mut found) => errors.append(&mut found),
         }
         decoded
             .dropped
@@ -358,13 +358,37 @@ pub fn decode_documents_with(
 }
 
 /// One document; with `dropped`, unknown fields are removed (their paths pushed there)
-/// instead of refused.
+/// instead of refused. Every error of its fields is returned, not only the first.
 fn decode_one(
     text: &str,
     first_line: usize,
     source_name: &str,
     dropped: Option<&mut Vec<String>>,
-) -> Result<Document, DecodeError> {
+) -> Result<Document, Vec<DecodeError>> {
+    decode_header(text, first_line, source_name, dropped).map_err(|e| match e {
+        Refused::One(error) => vec![error],
+        Refused::Fields(errors) => errors,
+    })
+}
+
+/// Why a document was refused: at its header (one error), or in its fields (each).
+enum Refused {
+    One(DecodeError),
+    Fields(Vec<DecodeError>),
+}
+
+impl From<DecodeError> for Refused {
+    fn from(error: DecodeError) -> Refused {
+        Refused::One(error)
+    }
+}
+
+fn decode_header(
+    text: &str,
+    first_line: usize,
+    source_name: &str,
+    dropped: Option<&mut Vec<String>>,
+) -> Result<Document, Refused> {
     let error = |location: String, path: String, message: String| DecodeError {
         source_name: source_name.to_string(),
         location,
@@ -399,7 +423,8 @@ fn decode_one(
                         here,
                         field.into(),
                         format!("must be a plain string, not {}", value[field]),
-                    ));
+                    )
+                    .into());
                 }
             }
             return Ok(Document::Additional(Box::new(value)));
@@ -409,14 +434,16 @@ fn decode_one(
                 here,
                 "apiVersion".into(),
                 format!("{other:?} is not supported; use {API_VERSION}"),
-            ))
+            )
+            .into())
         }
         None => {
             return Err(error(
                 here,
                 "apiVersion".into(),
                 format!("missing; add `apiVersion: {API_VERSION}`"),
-            ))
+            )
+            .into())
         }
     }
     let kind = type_meta.kind.unwrap_or_default();
@@ -425,19 +452,53 @@ fn decode_one(
         "InstanceGroup" => typed::<InstanceGroup>(text, dropped).map(|d| Document::InstanceGroup(Box::new(d))),
         "SSHCredential" => typed::<SshCredential>(text, dropped).map(|d| Document::SshCredential(Box::new(d))),
         "Keyset" => typed::<Keyset>(text, dropped).map(|d| Document::Keyset(Box::new(d))),
-        "" => return Err(error(here, "kind".into(), "missing; expected Cluster, InstanceGroup, SSHCredential or Keyset".into())),
+        "" => return Err(error(here, "kind".into(), "missing; expected Cluster, InstanceGroup, SSHCredential or Keyset".into()).into()),
         other => {
             return Err(error(
                 here,
                 "kind".into(),
                 format!("{other:?} is not a kops kind; expected Cluster, InstanceGroup, SSHCredential or Keyset"),
-            ))
+            ).into())
         }
     };
-    decoded.map_err(|(path, e)| {
-        let location = yaml_location(&e, first_line);
-        error(location, path, clean_message(&e.to_string()))
+    decoded.map_err(|found| {
+        Refused::Fields(
+            found
+                .into_iter()
+                .map(|(path, e)| {
+                    let location = match e.location() {
+                        Some(_) => yaml_location(&e, first_line),
+                        None => line_of(text, &path)
+                            .map(|line| format!(":{}", first_line + line))
+                            .unwrap_or_default(),
+                    };
+                    error(location, path, clean_message(&e.to_string()))
+                })
+                .collect(),
+        )
     })
+}
+
+/// The line (1-based, within the document) of the last key of `path` when exactly one line
+/// of `text` holds that key: where an error found after the first (which has no position of
+/// its own) is shown.
+fn line_of(text: &str, path: &str) -> Option<usize> {
+    let key = path.rsplit(['.', ']']).next().filter(|k| !k.is_empty())?;
+    let matches: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let line = line.trim_start().trim_start_matches("- ").trim_start();
+            let line = line.trim_start_matches(['"', '\'']);
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
+        })
+        .map(|(index, _)| index + 1)
+        .collect();
+    match matches.as_slice() {
+        [line] => Some(*line),
+        _ => None,
+    }
 }
 
 /// Strict decoding, or with `dropped`, decoding that removes each unknown field the strict
@@ -446,11 +507,52 @@ fn decode_one(
 fn typed<T: serde::de::DeserializeOwned>(
     text: &str,
     dropped: Option<&mut Vec<String>>,
-) -> Result<T, (String, serde_yaml_ng::Error)> {
+) -> Result<T, Vec<(String, serde_yaml_ng::Error)>> {
     let first = strict::<T>(text);
     let Some(dropped) = dropped else {
-        return first;
+        // Strict: the first error, then every other field error the document has.
+        return first.map_err(|first| {
+            let more = later_errors::<T>(text, &first.0);
+            std::iter::once(first).chain(more).collect()
+        });
     };
+    typed_lenient(text, first, dropped).map_err(|e| vec![e])
+}
+
+/// The field errors of a document after the first one (`first`, its path): each field
+/// that fails is taken out of the value and the rest decoded again, until it decodes or an
+/// error names no field that can be taken out. A bound keeps a pathological document cheap.
+fn later_errors<T: serde::de::DeserializeOwned>(
+    text: &str,
+    first: &str,
+) -> Vec<(String, serde_yaml_ng::Error)> {
+    let Ok(mut value) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        let Err(e) = serde_path_to_error::deserialize::<_, T>(value.clone()) else {
+            break;
+        };
+        let path: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+        let shown = e.path().to_string();
+        if !remove(&mut value, &path) {
+            break;
+        }
+        if shown != first {
+            found.push((shown, e.into_inner()));
+        }
+    }
+    found
+}
+
+/// Lenient decoding: each unknown field the strict decoder names is removed (its path
+/// pushed to `dropped`) and the rest decoded again.
+fn typed_lenient<T: serde::de::DeserializeOwned>(
+    text: &str,
+    first: Result<T, (String, serde_yaml_ng::Error)>,
+    dropped: &mut Vec<String>,
+) -> Result<T, (String, serde_yaml_ng::Error)> {
     match first {
         Err((_, ref e)) if e.to_string().contains("unknown field `") => {}
         other => return other,

@@ -19,7 +19,8 @@ pub struct GroupInstances {
 }
 
 /// A Node as validation reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Node {
     /// The Node's name.
     pub name: String,
@@ -38,7 +39,8 @@ pub struct Node {
 }
 
 /// A pod of kube-system or with a critical priority class.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Pod {
     /// `namespace/name`.
     pub name: String,

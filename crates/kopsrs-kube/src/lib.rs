@@ -73,6 +73,29 @@ pub enum KubeError {
     },
 }
 
+/// The kubeconfig files merged in order, as kubectl merges `$KUBECONFIG` (the first file
+/// that sets a value wins; files that do not exist are skipped); `None` when none exists.
+fn merged_kubeconfig(kubeconfig: &[PathBuf]) -> Result<Option<Kubeconfig>, String> {
+    let mut merged: Option<Kubeconfig> = None;
+    for path in kubeconfig.iter().filter(|p| p.exists()) {
+        let file = Kubeconfig::read_from(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        merged = Some(match merged {
+            None => file,
+            Some(before) => before.merge(file).map_err(|e| e.to_string())?,
+        });
+    }
+    Ok(merged)
+}
+
+/// The current context of the kubeconfig files (`current-context`, the first file that
+/// sets it), as kops reads it for the cluster name no flag gave; `None` when no file sets
+/// one.
+pub fn current_context(kubeconfig: &[PathBuf]) -> Result<Option<String>, String> {
+    Ok(merged_kubeconfig(kubeconfig)?
+        .and_then(|file| file.current_context)
+        .filter(|context| !context.trim().is_empty()))
+}
+
 /// A client for one cluster's API.
 pub struct Kube {
     pub(crate) client: Client,
@@ -98,14 +121,7 @@ impl Kube {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(":");
-        let mut merged: Option<Kubeconfig> = None;
-        for path in kubeconfig.iter().filter(|p| p.exists()) {
-            let file = Kubeconfig::read_from(path).map_err(|e| config_err(e.to_string()))?;
-            merged = Some(match merged {
-                None => file,
-                Some(before) => before.merge(file).map_err(|e| config_err(e.to_string()))?,
-            });
-        }
+        let merged = merged_kubeconfig(kubeconfig).map_err(config_err)?;
         let Some(file) = merged else {
             return Err(KubeError::NoContext {
                 cluster: cluster.to_string(),

@@ -8,7 +8,7 @@ use kopsrs_api::{Cluster, Document, InstanceGroup};
 use kopsrs_state::{layout, StateStore};
 
 use crate::cluster::{load_cluster, StoredCluster};
-use crate::problems::Problems;
+use crate::problems::{Problem, Problems};
 use crate::session as context;
 use crate::Session;
 
@@ -21,46 +21,65 @@ pub struct ListedCluster {
     pub zones: Vec<String>,
 }
 
+/// What `get clusters` found: the clusters it could read, and a problem for each it could
+/// not (a spec another tool wrote an unknown field into, say), naming its key and field.
+#[derive(Debug, Default)]
+pub struct Clusters {
+    /// The clusters read, sorted by name.
+    pub listed: Vec<ListedCluster>,
+    /// One problem per cluster that could not be read.
+    pub unreadable: Vec<Problem>,
+}
+
 /// `get clusters`: the clusters named (none: the session's, else every cluster in the
-/// store); `full`: completed with kops's defaults.
+/// store); `full`: completed with kops's defaults. One cluster that cannot be read hides no
+/// other: it is reported in [`Clusters::unreadable`].
 pub async fn clusters(
     session: &Session,
     store: &StateStore,
     names: Vec<String>,
     full: bool,
-) -> Result<Vec<ListedCluster>> {
+) -> Result<Clusters> {
     let names = if names.is_empty() {
         session.name.iter().cloned().collect()
     } else {
         names
     };
+    let mut found = Clusters::default();
     // Without `full` only the cluster specs are read: one read per cluster.
     let specs: Vec<Cluster> = if names.is_empty() && !full {
-        store
-            .read_all_clusters()
-            .await?
-            .into_iter()
-            .map(|c| c.value)
-            .collect()
+        let mut specs = Vec::new();
+        for (name, read) in store.read_all_clusters().await? {
+            match read {
+                Ok(cluster) => specs.push(cluster.value),
+                Err(undecodable) => found.unreadable.push(unreadable(&name, undecodable.error)),
+            }
+        }
+        specs
     } else {
         let names = if names.is_empty() {
             store.list_clusters().await?
         } else {
             names
         };
-        let loaded =
-            futures::future::try_join_all(names.iter().map(|n| load_cluster(store, n))).await?;
+        let loaded = futures::future::join_all(names.iter().map(|n| load_cluster(store, n))).await;
         let mut specs = Vec::new();
-        for stored in loaded {
-            specs.push(if full {
-                stored.completed(store)?.0
-            } else {
-                stored.cluster.value
+        for (name, stored) in names.iter().zip(loaded) {
+            let spec = stored.and_then(|stored| match full {
+                true => Ok(stored.completed(store)?.0),
+                false => Ok(stored.cluster.value),
             });
+            match spec {
+                Ok(spec) => specs.push(spec),
+                Err(e) => match e.downcast::<Problems>() {
+                    Ok(problems) => found.unreadable.extend(problems.0),
+                    Err(e) => found.unreadable.push(unreadable(name, e)),
+                },
+            }
         }
         specs
     };
-    Ok(specs
+    found.listed = specs
         .into_iter()
         .map(|cluster| ListedCluster {
             zones: cluster
@@ -74,7 +93,20 @@ pub async fn clusters(
                 .collect(),
             cluster,
         })
-        .collect())
+        .collect();
+    Ok(found)
+}
+
+/// The problem of a cluster `get clusters` could not read.
+fn unreadable(name: &str, error: impl Into<anyhow::Error>) -> Problem {
+    let error: anyhow::Error = error.into();
+    Problem {
+        message: format!("cluster {name}: {error:#}"),
+        hint: Some(format!(
+            "write the spec of {name} over it with `kopsrs replace -f FILE` (from git), \
+             or read it leniently with --validate=warn"
+        )),
+    }
 }
 
 /// An instance group and the zones of its subnets.
@@ -173,6 +205,23 @@ pub async fn everything(
         groups
             .into_iter()
             .map(|g| Document::InstanceGroup(Box::new(g))),
+    );
+    Ok(documents)
+}
+
+/// `get` without a kind, as kops prints it: the session's cluster, its groups and its admin
+/// SSH keys (as `SSHCredential` documents).
+pub async fn whole_cluster(
+    session: &Session,
+    store: &StateStore,
+    full: bool,
+) -> Result<Vec<Document>> {
+    let mut documents = everything(session, store, None, full).await?;
+    documents.extend(
+        ssh_keys(session, store)
+            .await?
+            .into_iter()
+            .map(|k| k.document),
     );
     Ok(documents)
 }

@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod create;
 pub mod delete;
 pub mod diff;
+pub mod dump;
 pub mod edit;
 pub mod etcd_backups;
 pub mod etcd_restore;

@@ -71,10 +71,71 @@ async fn plan(
     set: ClusterDocuments,
     force: bool,
 ) -> Result<Result<Writes, Vec<Problem>>> {
-    let existing = store.read_cluster(name).await?;
-    let existing_groups = store.read_instance_groups(name).await?;
     let mut problems = Vec::new();
-    if existing.is_none() && !(force && set.cluster.is_some()) {
+    // A stored spec that does not decode (a field another tool wrote) is replaced by the
+    // file's, conditionally on the version read, with a warning naming what was wrong; the
+    // file must then hold it, since nothing else says what it should be.
+    let (existing, broken_cluster) = match store.read_cluster_or_undecodable(name).await? {
+        None => (None, None),
+        Some(Ok(cluster)) => (Some(cluster), None),
+        Some(Err(undecodable)) => (None, Some(undecodable)),
+    };
+    let mut existing_groups = Vec::new();
+    let mut broken_groups = Vec::new();
+    for (group, read) in store.read_instance_groups_or_undecodable(name).await? {
+        match read {
+            Ok(g) => existing_groups.push(g),
+            Err(undecodable) => broken_groups.push((group, undecodable)),
+        }
+    }
+    if let Some(broken) = &broken_cluster {
+        match &set.cluster {
+            Some(_) => session.reporter.warn(
+                &format!(
+                    "{}; replacing it with the Cluster from the files",
+                    broken.error
+                ),
+                None,
+            ),
+            None => problems.push(format!(
+                "{}; replace needs the Cluster {name} in the files to write over it",
+                broken.error
+            )),
+        }
+    }
+    for (group, broken) in &broken_groups {
+        match set.groups.iter().any(|g| &g.metadata.name == group) {
+            true => session.reporter.warn(
+                &format!(
+                    "{}; replacing it with the InstanceGroup from the files",
+                    broken.error
+                ),
+                None,
+            ),
+            false => problems.push(format!(
+                "{}; replace needs the InstanceGroup {group} in the files to write over it",
+                broken.error
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Ok(Err(problems
+            .into_iter()
+            .map(|message| Problem {
+                message,
+                hint: Some(
+                    "give -f the object from git too, so it is written over the stored one; \
+                     or read the store leniently with --validate=warn"
+                        .to_string(),
+                ),
+            })
+            .collect()));
+    }
+    let existing_version = existing
+        .as_ref()
+        .map(|c| c.version.clone())
+        .or_else(|| broken_cluster.map(|b| b.version));
+    if existing_version.is_none() && !(force && set.cluster.is_some()) {
         return Ok(Err(vec![Problem {
             message: format!(
                 "Cluster/{name}: not found in {}; use `kopsrs create -f`, or replace --force to create it",
@@ -91,16 +152,21 @@ async fn plan(
     let mut groups: Vec<InstanceGroup> = existing_groups.iter().map(|g| g.value.clone()).collect();
     let mut new_groups = Vec::new();
     for g in set.groups {
+        let broken = broken_groups
+            .iter()
+            .find(|(name, _)| name == &g.metadata.name)
+            .map(|(_, b)| b.version.clone());
         let version = existing_groups
             .iter()
             .find(|x| x.value.metadata.name == g.metadata.name)
-            .map(|x| x.version.clone());
+            .map(|x| x.version.clone())
+            .or(broken.clone());
         match groups
             .iter_mut()
             .find(|x| x.metadata.name == g.metadata.name)
         {
             Some(slot) => *slot = g.clone(),
-            None if force => groups.push(g.clone()),
+            None if force || broken.is_some() => groups.push(g.clone()),
             None => problems.push(format!(
                 "InstanceGroup/{}: not found in {name}; use --force to create it",
                 g.metadata.name
@@ -153,7 +219,7 @@ async fn plan(
     }
     Ok(Ok(Writes {
         name: name.to_string(),
-        cluster: set.cluster.map(|c| (c, existing.map(|e| e.version))),
+        cluster: set.cluster.map(|c| (c, existing_version)),
         groups: new_groups,
     }))
 }

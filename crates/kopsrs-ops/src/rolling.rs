@@ -63,6 +63,13 @@ pub struct RollOptions {
     /// The least time between two validation passes (so a Node that turns Ready is seen
     /// soon, without hammering the API).
     pub least_pass_interval: Duration,
+    /// Only these instances, by EC2 instance ID or Node name, replaced whether current or
+    /// not (`delete instance`); each must be in one of the cluster's groups.
+    pub instances: Vec<String>,
+    /// For [`RollOptions::instances`]: surge (detach first, the replacement launched before
+    /// the instance goes; kops's `--surge`, its default) or not, whatever the group's
+    /// `maxSurge`. Control planes and bastions never surge.
+    pub surge: Option<bool>,
 }
 
 impl Default for RollOptions {
@@ -86,6 +93,8 @@ impl Default for RollOptions {
             capacity_poll: Duration::from_secs(2),
             deregistration_timeout: Duration::from_secs(300),
             least_pass_interval: Duration::from_millis(250),
+            instances: Vec::new(),
+            surge: None,
         }
     }
 }
@@ -100,15 +109,22 @@ pub async fn prepare(
     cluster: Option<&str>,
     options: RollOptions,
 ) -> Result<AwsRoll> {
+    if !options.instances.is_empty() && options.cloudonly {
+        // Narrowing a run to instances forces their replacement, which must not stand in
+        // for the explicit --force a blind control-plane replacement needs.
+        return Err(Problems::one(
+            "delete instance --cloudonly is not offered: without the Kubernetes API nothing drains the Node or holds etcd's gate",
+            "delete it with the API (without --cloudonly); for a cluster whose API is down, `kopsrs rolling-update cluster --cloudonly --instance-group GROUP --force` replaces the group's instances",
+        )
+        .into());
+    }
     let store = session::open_store(session).await?;
     let name = session::cluster_name(session, cluster)?;
-    crate::kops_built::warn(
-        session,
-        &store,
-        &name,
-        "`rolling-update cluster --yes` is refused",
-    )
-    .await?;
+    let refused = match options.instances.is_empty() {
+        true => "`rolling-update cluster --yes` is refused",
+        false => "`delete instance --yes` is refused",
+    };
+    crate::kops_built::warn(session, &store, &name, refused).await?;
     let prepared = crate::cluster::prepare(&store, &name, session, false).await?;
     let specs: BTreeMap<String, (Role, Option<RollingUpdate>)> = prepared
         .groups
@@ -248,6 +264,19 @@ pub struct Roll<C, N> {
     statuses: Vec<Status>,
     /// The state store whose cluster lock a run takes (none in tests).
     store: Option<kopsrs_state::StateStore>,
+    /// The instances [`RollOptions::instances`] names, as found.
+    chosen: Vec<ChosenInstance>,
+}
+
+/// An instance `delete instance` named, as the cluster's groups hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenInstance {
+    /// The EC2 instance ID.
+    pub id: String,
+    /// Its instance group.
+    pub group: String,
+    /// Its Node, when it has one.
+    pub node: Option<String>,
 }
 
 impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
@@ -263,6 +292,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             order: Vec::new(),
             statuses: Vec::new(),
             store: None,
+            chosen: Vec::new(),
         }
     }
 
@@ -273,11 +303,22 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         let state = self.read().await?;
         self.control_planes = state.control_planes;
         let groups: Vec<Group> = state.groups.values().cloned().collect();
+        if !self.options.instances.is_empty() {
+            self.choose_instances(&groups)?;
+        }
         let selected = rolling::order(&groups, &self.options.instance_groups, roles);
         let mut problems = Vec::new();
         for group in &selected {
             let live = group.instances.iter().filter(|i| !i.detached).count();
-            match rolling::resolve_settings(group, self.cx.cluster_rolling.as_ref(), live) {
+            let resolved = rolling::resolve_settings(group, self.cx.cluster_rolling.as_ref(), live);
+            let resolved = match (self.options.surge, group.role) {
+                (Some(_), Role::ControlPlane | Role::Bastion) | (None, _) => resolved,
+                (Some(surge), _) => Ok(rolling::Settings {
+                    max_surge: u32::from(surge),
+                    max_unavailable: u32::from(!surge),
+                }),
+            };
+            match resolved {
                 Ok(s) if s.max_surge + s.max_unavailable == 0 => problems.push(Problem {
                     message: format!(
                         "InstanceGroup/{} spec.rollingUpdate: maxSurge and maxUnavailable are both 0, so no instance can be replaced",
@@ -308,6 +349,53 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         self.blind_control_planes()
     }
 
+    /// Finds each instance [`RollOptions::instances`] names (an EC2 instance ID or a Node
+    /// name) among the cluster's groups, and narrows the run to them and their groups. An
+    /// instance no group of the cluster holds is refused: ownership is the group's, which
+    /// is the cluster's by its tags, never by a name.
+    fn choose_instances(&mut self, groups: &[Group]) -> Result<()> {
+        let mut chosen = Vec::new();
+        let mut problems = Vec::new();
+        for wanted in &self.options.instances {
+            let found = groups.iter().find_map(|g| {
+                g.instances
+                    .iter()
+                    .find(|i| &i.id == wanted || i.node.as_ref().is_some_and(|n| &n.name == wanted))
+                    .map(|i| ChosenInstance {
+                        id: i.id.clone(),
+                        group: g.name.clone(),
+                        node: i.node.as_ref().map(|n| n.name.clone()),
+                    })
+            });
+            match found {
+                Some(instance) => chosen.push(instance),
+                None => problems.push(Problem {
+                    message: format!(
+                        "no instance {wanted:?} (an EC2 instance ID or a Node name) in the auto scaling groups of cluster {}; nothing was changed",
+                        self.cx.name
+                    ),
+                    hint: Some(format!(
+                        "`kopsrs get instances {}` lists the cluster's instances",
+                        self.cx.name
+                    )),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Problems(problems).into());
+        }
+        self.options.instances = chosen.iter().map(|c| c.id.clone()).collect();
+        self.options.instance_groups = chosen.iter().map(|c| c.group.clone()).collect();
+        self.options.force = true;
+        self.chosen = chosen;
+        Ok(())
+    }
+
+    /// The instances [`RollOptions::instances`] named, as found by [`Roll::plan`].
+    pub fn chosen(&self) -> &[ChosenInstance] {
+        &self.chosen
+    }
+
     /// The selected groups' state before the roll, in the order they go.
     pub fn statuses(&self) -> &[Status] {
         &self.statuses
@@ -328,9 +416,12 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
     ///
     /// Refused, before the lock is taken, for a cluster kops built ([`crate::kops_built`]).
     pub async fn run(&self) -> Result<()> {
-        const VERB: &str = "rolling-update cluster --yes";
+        let verb = match self.chosen.is_empty() {
+            true => "rolling-update cluster --yes",
+            false => "delete instance --yes",
+        };
         if let Some(store) = &self.store {
-            crate::kops_built::refuse(store, &self.cx.name, VERB).await?;
+            crate::kops_built::refuse(store, &self.cx.name, verb).await?;
         }
         let work = async {
             for group in &self.order {
@@ -340,7 +431,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         };
         match &self.store {
             Some(store) => {
-                crate::cluster::locked(&*self.cx.reporter, store, &self.cx.name, Some(VERB), work)
+                crate::cluster::locked(&*self.cx.reporter, store, &self.cx.name, Some(verb), work)
                     .await
             }
             None => work.await,
@@ -477,9 +568,11 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
         let force = self.options.force;
         let (group, aws_group) = self.read_group(name).await?;
         // With --force, the instances there now: their replacements are current.
+        let only = &self.options.instances;
         let initial: BTreeSet<String> = group
             .to_update(force)
             .iter()
+            .filter(|i| only.is_empty() || only.contains(&i.id))
             .map(|i| i.id.clone())
             .collect();
         if initial.is_empty() {
@@ -512,6 +605,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .instances
             .iter()
             .filter(|i| i.detached && i.in_group)
+            .filter(|i| only.is_empty() || initial.contains(&i.id))
             .map(|i| i.id.clone())
             .collect();
         self.detach(name, &aws_group, &tagged).await?;
@@ -523,7 +617,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             let todo: Vec<&Instance> = group
                 .to_update(force)
                 .into_iter()
-                .filter(|i| i.detached || initial.contains(&i.id))
+                .filter(|i| (i.detached && only.is_empty()) || initial.contains(&i.id))
                 .collect();
             let Some(round) = rolling::rounds(&todo, settings).into_iter().next() else {
                 break;

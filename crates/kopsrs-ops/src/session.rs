@@ -154,18 +154,35 @@ pub async fn open_or_create_store(global: &Session) -> Result<StateStore> {
     open(global, true).await
 }
 
-/// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME`.
+/// The cluster name: a positional argument, else `--name` / `KOPS_CLUSTER_NAME` (or the
+/// config file), else, as kops does, the current context of the kubeconfig (`KUBECONFIG`,
+/// else `~/.kube/config`), whose name is the cluster's: said once on stderr, so a name that
+/// came from the kubeconfig is never a surprise.
 pub fn cluster_name(global: &Session, positional: Option<&str>) -> Result<String> {
-    positional
+    if let Some(name) = positional
         .map(str::to_string)
         .or_else(|| global.name.clone())
-        .ok_or_else(|| {
-            Problems::one(
-                "no cluster name given",
-                "pass the name, --name NAME, or set KOPS_CLUSTER_NAME",
-            )
-            .into()
-        })
+    {
+        return Ok(name);
+    }
+    let hint = "pass the name, --name NAME, or set KOPS_CLUSTER_NAME";
+    match kopsrs_kube::current_context(&global.settings.kubeconfig) {
+        Ok(Some(context)) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                global
+                    .reporter
+                    .say(&format!("Using cluster from kubectl context: {context}"))
+            });
+            Ok(context)
+        }
+        Ok(None) => Err(Problems::one("no cluster name given", hint).into()),
+        Err(e) => Err(Problems::one(
+            "no cluster name given",
+            format!("{hint} (the kubeconfig's current context, which would name it, cannot be read: {e})"),
+        )
+        .into()),
+    }
 }
 
 /// Reads a file, or stdin for `-`.

@@ -25,7 +25,7 @@ mod store;
 
 pub use error::StateStoreError;
 pub use lock::{now_rfc3339, LockGuard, LockInfo};
-pub use store::{StateStore, StoreAccess, Version, Versioned};
+pub use store::{Decoded, StateStore, StoreAccess, Undecodable, Version, Versioned};
 
 /// File names of the kops layout.
 pub mod layout {

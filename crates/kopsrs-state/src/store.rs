@@ -31,6 +31,19 @@ pub struct Versioned<T> {
     pub version: Version,
 }
 
+/// A stored object that exists but does not decode (an unknown field another tool wrote,
+/// say): its version, so a write that replaces it is still conditional, and why.
+#[derive(Debug)]
+pub struct Undecodable {
+    /// The version it was read at.
+    pub version: Version,
+    /// Why it does not decode (a [`StateStoreError::Corrupt`] naming the key).
+    pub error: StateStoreError,
+}
+
+/// What a read of one stored spec found: the decoded value, or why it does not decode.
+pub type Decoded<T> = Result<Versioned<T>, Undecodable>;
+
 enum Backend {
     /// `file://`: reads through object_store; conditional writes in [`local`].
     Local(PathBuf),
@@ -404,13 +417,24 @@ impl StateStore {
     }
 
     /// Every cluster's user spec, sorted by name: one listing and one read per cluster, all
-    /// reads at once (what `get clusters` needs; no instance groups).
-    pub async fn read_all_clusters(&self) -> Result<Vec<Versioned<Cluster>>, StateStoreError> {
+    /// reads at once (what `get clusters` needs; no instance groups). A cluster whose spec
+    /// does not decode is in the list with its error, so one broken spec hides no other.
+    pub async fn read_all_clusters(
+        &self,
+    ) -> Result<Vec<(String, Decoded<Cluster>)>, StateStoreError> {
         let names = self.cluster_folders().await?;
-        let reads =
-            futures::future::try_join_all(names.iter().map(|name| self.read_cluster(name))).await?;
-        let mut clusters: Vec<Versioned<Cluster>> = reads.into_iter().flatten().collect();
-        clusters.sort_by(|a, b| a.value.metadata.name.cmp(&b.value.metadata.name));
+        let reads = futures::future::try_join_all(
+            names
+                .iter()
+                .map(|name| self.read_cluster_or_undecodable(name)),
+        )
+        .await?;
+        let mut clusters: Vec<(String, Decoded<Cluster>)> = names
+            .into_iter()
+            .zip(reads)
+            .filter_map(|(name, read)| Some((name, read?)))
+            .collect();
+        clusters.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(clusters)
     }
 
@@ -472,18 +496,29 @@ impl StateStore {
         &self,
         name: &str,
     ) -> Result<Option<Versioned<Cluster>>, StateStoreError> {
+        match self.read_cluster_or_undecodable(name).await? {
+            None => Ok(None),
+            Some(Ok(cluster)) => Ok(Some(cluster)),
+            Some(Err(undecodable)) => Err(undecodable.error),
+        }
+    }
+
+    /// Reads a cluster's user spec; one that does not decode is returned with its version
+    /// and error rather than failing the read (`replace` writes over it, `get clusters`
+    /// lists the others).
+    pub async fn read_cluster_or_undecodable(
+        &self,
+        name: &str,
+    ) -> Result<Option<Decoded<Cluster>>, StateStoreError> {
         let key = format!("{name}/{}", layout::CONFIG);
         let Some(object) = self.get(&key).await? else {
             return Ok(None);
         };
-        let cluster = self.decode(&key, &object.value, |d| match d {
+        let decoded = self.decode(&key, &object.value, |d| match d {
             Document::Cluster(c) => Some(*c),
             _ => None,
-        })?;
-        Ok(Some(Versioned {
-            value: cluster,
-            version: object.version,
-        }))
+        });
+        Ok(Some(versioned(decoded, object.version)))
     }
 
     /// Reads every instance group of a cluster, sorted by name.
@@ -491,6 +526,19 @@ impl StateStore {
         &self,
         cluster: &str,
     ) -> Result<Vec<Versioned<InstanceGroup>>, StateStoreError> {
+        self.read_instance_groups_or_undecodable(cluster)
+            .await?
+            .into_iter()
+            .map(|(_, group)| group.map_err(|u| u.error))
+            .collect()
+    }
+
+    /// Reads every instance group of a cluster, sorted by name (the name in its key), each
+    /// decoded or with why it does not decode.
+    pub async fn read_instance_groups_or_undecodable(
+        &self,
+        cluster: &str,
+    ) -> Result<Vec<(String, Decoded<InstanceGroup>)>, StateStoreError> {
         let keys = self
             .list(&format!("{cluster}/{}", layout::INSTANCE_GROUPS))
             .await?;
@@ -501,13 +549,15 @@ impl StateStore {
             let group = self.decode(key, &object.value, |d| match d {
                 Document::InstanceGroup(g) => Some(*g),
                 _ => None,
-            })?;
-            groups.push(Versioned {
-                value: group,
-                version: object.version,
             });
+            let name = key.rsplit('/').next().unwrap_or_default().to_string();
+            groups.push((name, versioned(group, object.version)));
         }
-        groups.sort_by(|a, b| a.value.metadata.name.cmp(&b.value.metadata.name));
+        let name = |(key, group): &(String, Decoded<InstanceGroup>)| match group {
+            Ok(g) => g.value.metadata.name.clone(),
+            Err(_) => key.clone(),
+        };
+        groups.sort_by_key(name);
         Ok(groups)
     }
 
@@ -554,5 +604,13 @@ impl StateStore {
         }
         self.delete(&config).await?;
         Ok(keys.len())
+    }
+}
+
+/// A decoded value with its version, or why it did not decode with its version.
+fn versioned<T>(decoded: Result<T, StateStoreError>, version: Version) -> Decoded<T> {
+    match decoded {
+        Ok(value) => Ok(Versioned { value, version }),
+        Err(error) => Err(Undecodable { version, error }),
     }
 }

@@ -497,8 +497,9 @@ pub struct CreateClusterArgs {
     /// The Route53 hosted zone to use.
     #[arg(long)]
     pub dns_zone: Option<String>,
-    /// Network CIDR of the VPC; repeat for additional CIDRs.
-    #[arg(long)]
+    /// Network CIDRs of the VPC, comma-separated or repeated: the first is
+    /// `spec.networkCIDR`, the rest `spec.additionalNetworkCIDRs`.
+    #[arg(long, value_delimiter = ',')]
     pub network_cidr: Vec<String>,
     /// An existing VPC to use.
     #[arg(long, alias = "vpc")]
@@ -630,9 +631,16 @@ pub struct CreateSshPublicKeyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  # all of one cluster: the Cluster, its InstanceGroups and SSH keys, as kops prints them\n  kopsrs get --name dev.example.com -o yaml"
+)]
 pub struct GetArgs {
     #[command(subcommand)]
-    pub what: GetCommand,
+    pub what: Option<GetCommand>,
+    /// Without a kind: the output of all of the cluster (`--name`).
+    #[command(flatten)]
+    pub output: GetOutput,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -874,6 +882,32 @@ pub enum DeleteCommand {
         #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
         yes: bool,
     },
+    /// Delete one instance of the cluster: cordon and drain its Node, then terminate it
+    /// through its auto scaling group, which launches a replacement (first, with --surge).
+    /// Control planes go through etcd's gate, as in a rolling update.
+    #[command(after_help = "Examples:
+  # what would happen
+  kopsrs delete instance i-0a5ed581b862d3425 --name dev.example.com
+  kopsrs delete instance ip-172-20-40-12.eu-west-1.compute.internal --name dev.example.com --yes")]
+    Instance(Box<DeleteInstanceArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteInstanceArgs {
+    /// The EC2 instance ID, or the name of its Node.
+    pub instance: String,
+    /// Really delete (without it, only print what would happen).
+    #[arg(short = 'y', long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub yes: bool,
+    /// Detach the instance from its group first, so the replacement launches before it
+    /// goes (kops's default). Control planes and bastions never surge.
+    #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub surge: bool,
+    /// kops's deletion without the Kubernetes API: not offered (refused with the way).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub cloudonly: bool,
+    #[command(flatten)]
+    pub roll: RollFlags,
 }
 
 #[derive(Args, Debug)]
@@ -901,6 +935,21 @@ pub enum ToolboxCommand {
     /// The etcd backups the control plane takes: list them, restore one.
     #[command(subcommand)]
     Etcd(EtcdCommand),
+    /// Dump a cluster for support: its instances from AWS (group, state, private IP,
+    /// launch-template version), its Nodes and pods from the Kubernetes API. When the API
+    /// does not answer, the cloud's part is dumped and the reason said.
+    #[command(
+        after_help = "Examples:\n  kopsrs toolbox dump --name dev.example.com -o json > dump.json"
+    )]
+    Dump {
+        /// Output format: yaml (kops's default) or json.
+        #[arg(short = 'o', long, value_enum, default_value_t = DocumentFormat::Yaml)]
+        output: DocumentFormat,
+        /// The kubeconfig to read (default: $KUBECONFIG, else ~/.kube/config); its context
+        /// named after the cluster is used.
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod jsonnet_flags;
+mod kops_flags;
 mod render;
 mod terminal;
 
@@ -10,10 +11,17 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     quiet_on_closed_stdout();
-    let mut cli = cli::Cli::parse();
     // The only read of the environment (clap's `env = ...` flags aside).
-    cli.global.settings = kopsrs_ops::Settings::from_env();
-    let settings = cli.global.settings.clone();
+    let settings = kopsrs_ops::Settings::from_env();
+    let mut cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // A kops flag kopsrs does not have: what to use instead, not clap's closest flag.
+        Err(error) => match kops_flags::explain(&error) {
+            Some(problems) => return render::exit(Err(problems.into()), &settings),
+            None => error.exit(),
+        },
+    };
+    cli.global.settings = settings.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

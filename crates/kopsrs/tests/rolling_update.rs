@@ -1017,3 +1017,144 @@ fn reconcile_with_validation_off_still_waits_for_each_etcd_member() {
     );
     assert_eq!(history.last(), Some(&(3, 3)), "{history:?}");
 }
+
+/// `delete instance ID|NODE`: found among the cluster's groups by instance ID or Node name;
+/// without --yes only said; with --yes drained and terminated through its group, which
+/// launches a replacement (first, with kops's default --surge); a control plane through
+/// etcd's gate; an instance that is not the cluster's is refused.
+#[test]
+fn delete_instance_drains_and_replaces_one_instance() {
+    let rig = Rig::applied(
+        "del.example.com",
+        &["--zones", "eu-west-1a", "--node-count", "2"],
+    );
+    let before = rig.running();
+    let (node_instance, control_plane) = (
+        before
+            .iter()
+            .find(|r| r.1 == "nodes-eu-west-1a")
+            .unwrap()
+            .0
+            .clone(),
+        before
+            .iter()
+            .find(|r| r.1 == "control-plane-eu-west-1a")
+            .unwrap()
+            .0
+            .clone(),
+    );
+    let nodes = rig.kube.get("/api/v1/nodes");
+    let node_name = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| {
+            n["spec"]["providerID"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(&format!("/{node_instance}")))
+        })
+        .unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let delete = |what: &str, extra: &[&str]| {
+        let out = rig
+            .kopsrs()
+            .args([
+                "delete",
+                "instance",
+                what,
+                "--name",
+                &rig.name,
+                "--kubeconfig",
+            ])
+            .arg(&rig.kube.kubeconfig)
+            .args(FAST)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Without --yes, by Node name: what would happen, nothing changed.
+    let (code, stdout, stderr) = delete(&node_name, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "Instance {node_instance} (node {node_name}) of instance group nodes-eu-west-1a found for deletion"
+        )) && stdout.contains("Must specify --yes"),
+        "{stdout}"
+    );
+    assert_eq!(rig.running(), before);
+
+    // --cloudonly would replace it blind: refused, naming the way for an API that is down.
+    let (code, _, stderr) = delete(&node_name, &["--cloudonly", "--yes"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--cloudonly is not offered")
+            && stderr.contains("rolling-update cluster --cloudonly"),
+        "{stderr}"
+    );
+    assert_eq!(rig.running(), before);
+
+    // An instance of another cluster (its tag names another cluster, its name begins
+    // like this one's) is not this cluster's: refused, still running.
+    let stranger = rig.moto.python(
+        "r = aws('ec2').run_instances(ImageId='ami-12c6146b', MinCount=1, MaxCount=1, TagSpecifications=[{'ResourceType': 'instance', 'Tags': [{'Key': 'KubernetesCluster', 'Value': 'del.example.com.other'}, {'Key': 'kops.k8s.io/instancegroup', 'Value': 'nodes-eu-west-1a'}]}])\n\
+         print(r['Instances'][0]['InstanceId'])",
+    );
+    let stranger = stranger.trim();
+    let (code, _, stderr) = delete(stranger, &["--yes"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("no instance \"{stranger}\"")) && stderr.contains("get instances"),
+        "{stderr}"
+    );
+    let state = rig.moto.python(&format!(
+        "print(aws('ec2').describe_instances(InstanceIds=['{stranger}'])['Reservations'][0]['Instances'][0]['State']['Name'])"
+    ));
+    assert_eq!(state.trim(), "running");
+    assert_eq!(rig.running(), before);
+
+    // --yes: detached first (the replacement launches), drained, terminated.
+    let (code, _, stderr) = delete(&node_name, &["--yes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("detaching {node_instance} for a surge"))
+            && stderr.contains(&format!("draining node {node_name}")),
+        "{stderr}"
+    );
+    assert_eq!(terminations(&stderr), ["nodes-eu-west-1a"], "{stderr}");
+    let after = rig.running();
+    assert!(!after.iter().any(|r| r.0 == node_instance), "{after:?}");
+    assert_eq!(
+        after.iter().filter(|r| r.1 == "nodes-eu-west-1a").count(),
+        2,
+        "{after:?}"
+    );
+    // The other instances were left alone.
+    assert!(before
+        .iter()
+        .filter(|r| r.0 != node_instance)
+        .all(|r| after.iter().any(|a| a.0 == r.0)));
+
+    // A control plane by instance ID (never surged): replaced through etcd's gate.
+    let (code, _, stderr) = delete(&control_plane, &["--yes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("for a surge"), "{stderr}");
+    assert!(stderr.contains("etcd"), "{stderr}");
+    let last = rig.running();
+    assert!(!last.iter().any(|r| r.0 == control_plane), "{last:?}");
+    assert_eq!(
+        last.iter()
+            .filter(|r| r.1 == "control-plane-eu-west-1a")
+            .count(),
+        1,
+        "{last:?}"
+    );
+    rig.validated();
+}

@@ -203,6 +203,137 @@ fn validate_cluster_reports_what_kops_reports() {
     );
 }
 
+/// `toolbox dump`: the cluster's instances from AWS and its Nodes and pods from the API as
+/// one JSON document; with the API gone, the cloud's part and the reason.
+#[test]
+fn toolbox_dump_has_the_cloud_and_the_api() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let dir = tempfile::tempdir().unwrap();
+    let out = moto
+        .kopsrs("state")
+        .env("AWS_REGION", "eu-west-1")
+        .args([
+            "create",
+            "cluster",
+            "--name",
+            NAME,
+            "--dns-zone",
+            "example.com",
+        ])
+        .args([
+            "--zones",
+            "eu-west-1a",
+            "--node-count",
+            "2",
+            "--image",
+            IMAGE,
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kube = FakeKube::start(dir.path(), &moto, NAME, &["--ready-after", "0"]);
+    let dump = |kubeconfig: &std::path::Path| {
+        let out = moto
+            .kopsrs("state")
+            .env("AWS_REGION", "eu-west-1")
+            .args([
+                "toolbox",
+                "dump",
+                "--name",
+                NAME,
+                "-o",
+                "json",
+                "--kubeconfig",
+            ])
+            .arg(kubeconfig)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (json, stderr)
+    };
+    // The node simulator registers the instances as Nodes within a few syncs.
+    let started = std::time::Instant::now();
+    let (json, _) = loop {
+        let (json, stderr) = dump(&kube.kubeconfig);
+        if json["kubernetes"]["nodes"].as_array().unwrap().len() == 3 {
+            break (json, stderr);
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{json}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(json["cluster"], NAME);
+    assert!(json["kubernetes"]["error"].is_null(), "{json}");
+    let instances = json["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 3, "{json}");
+    // What boto3 says the cluster's instances are, with their private IPs.
+    let listed = moto.python(&format!(
+        "r = aws('ec2').describe_instances(Filters=[{{'Name': 'tag:KubernetesCluster', 'Values': ['{NAME}']}}, {{'Name': 'instance-state-name', 'Values': ['running']}}])\n\
+         print(json.dumps(sorted([i['InstanceId'] + ' ' + i['PrivateIpAddress'] for x in r['Reservations'] for i in x['Instances']])))"
+    ));
+    let expected: Vec<String> = serde_json::from_str(listed.trim()).unwrap();
+    let mut dumped: Vec<String> = instances
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["id"].as_str().unwrap(),
+                i["internalIp"].as_str().unwrap()
+            )
+        })
+        .collect();
+    dumped.sort();
+    assert_eq!(dumped, expected);
+    for instance in instances {
+        assert!(
+            !instance["instanceGroup"].as_str().unwrap().is_empty()
+                && instance["state"] == "InService"
+                && !instance["launchTemplateVersion"]
+                    .as_str()
+                    .unwrap()
+                    .is_empty(),
+            "{instance}"
+        );
+    }
+    let node_instances: Vec<&str> = json["kubernetes"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["instanceId"].as_str().unwrap())
+        .collect();
+    assert!(
+        instances
+            .iter()
+            .all(|i| node_instances.contains(&i["id"].as_str().unwrap())),
+        "{json}"
+    );
+    assert!(
+        !json["kubernetes"]["pods"].as_array().unwrap().is_empty(),
+        "{json}"
+    );
+
+    // The API gone: the cloud's part, the reason in the document and on stderr.
+    let kubeconfig = kube.kubeconfig.clone();
+    drop(kube);
+    let (json, stderr) = dump(&kubeconfig);
+    assert_eq!(json["instances"].as_array().unwrap().len(), 3, "{json}");
+    assert!(json["kubernetes"]["nodes"].as_array().unwrap().is_empty());
+    let error = json["kubernetes"]["error"].as_str().unwrap();
+    assert!(error.contains("did not answer"), "{error}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("cloud's part only"),
+        "{stderr}"
+    );
+}
+
 /// The documented way to try day two on a laptop: scripts/local_day_two.sh starts the local
 /// AWS API and the stand-in Kubernetes API, applies a cluster to them and (here, with
 /// --validate-once) validates it with this binary.

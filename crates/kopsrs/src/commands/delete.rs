@@ -1,12 +1,12 @@
-//! `delete cluster`, `delete instancegroup`, `delete -f`: flags to `kopsrs_ops::delete`, and
-//! what it found or did.
+//! `delete cluster`, `delete instancegroup`, `delete instance`, `delete -f`: flags to
+//! `kopsrs_ops::delete` (and `kopsrs_ops::rolling` for an instance), and what it found or did.
 
 use anyhow::Result;
 use kopsrs_ops::delete;
 use kopsrs_ops::session as context;
 use kopsrs_ops::{Problems, Session};
 
-use crate::cli::{DeleteArgs, DeleteCommand};
+use crate::cli::{DeleteArgs, DeleteCommand, DeleteInstanceArgs};
 
 pub async fn run(global: &Session, args: DeleteArgs) -> Result<()> {
     match args.what {
@@ -28,6 +28,7 @@ pub async fn run(global: &Session, args: DeleteArgs) -> Result<()> {
             print_groups(&name, &groups, yes);
             Ok(())
         }
+        Some(DeleteCommand::Instance(instance)) => delete_instance(global, *instance).await,
         None if !args.filenames.is_empty() => {
             let by_cluster = delete::delete_files(global, &args.filenames, args.yes).await?;
             for (cluster, groups) in &by_cluster {
@@ -84,4 +85,39 @@ fn print_cluster(name: &str, report: &delete::DeleteReport, unregister: bool) {
             report.removed
         ),
     }
+}
+
+/// `delete instance`: the instance found (by ID or Node name) among the cluster's groups;
+/// with `--yes`, drained and terminated as a rolling update replaces it.
+async fn delete_instance(global: &Session, args: DeleteInstanceArgs) -> Result<()> {
+    let options = kopsrs_ops::rolling::RollOptions {
+        instances: vec![args.instance.clone()],
+        surge: Some(args.surge),
+        cloudonly: args.cloudonly,
+        ..args.roll.options()
+    };
+    let roll = kopsrs_ops::rolling::prepare(global, None, options).await?;
+    for chosen in roll.chosen() {
+        match &chosen.node {
+            Some(node) => println!(
+                "Instance {} (node {node}) of instance group {} found for deletion",
+                chosen.id, chosen.group
+            ),
+            None => println!(
+                "Instance {} of instance group {} found for deletion (it has no Node)",
+                chosen.id, chosen.group
+            ),
+        }
+    }
+    if !args.yes {
+        println!("\nMust specify --yes to delete the instance.");
+        return Ok(());
+    }
+    roll.run().await?;
+    println!(
+        "\nInstance {} deleted from cluster {}.",
+        args.instance,
+        roll.cluster()
+    );
+    Ok(())
 }

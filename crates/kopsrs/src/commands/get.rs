@@ -1,4 +1,4 @@
-//! `get clusters|instancegroups|all|sshpublickeys|keypairs|instances`: what
+//! `get [clusters|instancegroups|all|sshpublickeys|keypairs|instances]`: what
 //! `kopsrs_ops::get` reads, as kops's tables, YAML or JSON.
 
 use anyhow::Result;
@@ -13,12 +13,17 @@ use kopsrs_ops::Session;
 
 pub async fn run(global: &Session, args: GetArgs) -> Result<()> {
     let store = context::open_store(global).await?;
-    match args.what {
+    let Some(what) = args.what else {
+        // kops's `get` without a kind: all of one cluster.
+        let documents = get::whole_cluster(global, &store, args.output.full).await?;
+        return emit(&args.output, kind_table(&documents), &documents, "");
+    };
+    match what {
         GetCommand::Clusters { names, output } => {
             let clusters = get::clusters(global, &store, names, output.full).await?;
             let mut documents = Vec::new();
             let mut table = table(&["NAME", "CLOUD", "ZONES"]);
-            for listed in clusters {
+            for listed in clusters.listed {
                 let cluster = listed.cluster;
                 table.add_row(vec![
                     cluster.metadata.name.clone(),
@@ -31,7 +36,16 @@ pub async fn run(global: &Session, args: GetArgs) -> Result<()> {
                 ]);
                 documents.push(Document::Cluster(Box::new(cluster)));
             }
-            emit(&output, table, &documents, "No clusters found")
+            let empty = match clusters.unreadable.is_empty() {
+                true => "No clusters found",
+                false => "",
+            };
+            emit(&output, table, &documents, empty)?;
+            // What could be listed is; each cluster that could not be read is an error after it.
+            match clusters.unreadable.is_empty() {
+                true => Ok(()),
+                false => Err(kopsrs_ops::Problems(clusters.unreadable).into()),
+            }
         }
         GetCommand::Instancegroups { names, output } => {
             let groups = get::instance_groups(global, &store, &names, output.full).await?;
@@ -67,16 +81,7 @@ pub async fn run(global: &Session, args: GetArgs) -> Result<()> {
         GetCommand::All { cluster, output } => {
             let documents =
                 get::everything(global, &store, cluster.as_deref(), output.full).await?;
-            let mut table = table(&["KIND", "NAME"]);
-            for d in &documents {
-                let (kind, name) = d
-                    .describe()
-                    .split_once('/')
-                    .map(|(k, n)| (k.to_string(), n.to_string()))
-                    .unwrap_or_default();
-                table.add_row(vec![kind, name]);
-            }
-            emit(&output, table, &documents, "")
+            emit(&output, kind_table(&documents), &documents, "")
         }
         GetCommand::Sshpublickeys { output } => {
             let keys = get::ssh_keys(global, &store).await?;
@@ -97,6 +102,20 @@ pub async fn run(global: &Session, args: GetArgs) -> Result<()> {
             instances(global, &store, cluster.as_deref(), output).await
         }
     }
+}
+
+/// One row per document: its kind and name.
+fn kind_table(documents: &[Document]) -> Table {
+    let mut table = table(&["KIND", "NAME"]);
+    for d in documents {
+        let (kind, name) = d
+            .describe()
+            .split_once('/')
+            .map(|(k, n)| (k.to_string(), n.to_string()))
+            .unwrap_or_default();
+        table.add_row(vec![kind, name]);
+    }
+    table
 }
 
 fn emit(output: &GetOutput, table: Table, documents: &[Document], empty: &str) -> Result<()> {

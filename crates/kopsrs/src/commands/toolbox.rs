@@ -1,4 +1,4 @@
-//! `toolbox template`, `toolbox schema` and `toolbox etcd`.
+//! `toolbox template`, `toolbox schema`, `toolbox etcd` and `toolbox dump`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,9 @@ use kopsrs_template::{
     format_yaml, merge_values, render, set_value, ChannelLookups, Engine, Setup,
 };
 
-use crate::cli::{EtcdCommand, ListFormat, TemplateArgs, ToolboxArgs, ToolboxCommand};
+use crate::cli::{
+    DocumentFormat, EtcdCommand, ListFormat, TemplateArgs, ToolboxArgs, ToolboxCommand,
+};
 use kopsrs_ops::problems::Problems;
 use kopsrs_ops::session as context;
 use kopsrs_ops::Session;
@@ -18,6 +20,19 @@ pub async fn run(global: &Session, args: ToolboxArgs) -> Result<()> {
     match args.what {
         ToolboxCommand::Template(args) => template(global, args),
         ToolboxCommand::Etcd(command) => etcd(global, command).await,
+        ToolboxCommand::Dump { output, kubeconfig } => {
+            let store = context::open_store(global).await?;
+            let options = kopsrs_ops::dump::DumpOptions {
+                cluster: None,
+                kubeconfig,
+            };
+            let dump = kopsrs_ops::dump::dump(global, &store, &options).await?;
+            match output {
+                DocumentFormat::Json => println!("{}", serde_json::to_string_pretty(&dump)?),
+                DocumentFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&dump)?),
+            }
+            Ok(())
+        }
         ToolboxCommand::Schema { kind } => {
             let schema = match kind.to_ascii_lowercase().as_str() {
                 "cluster" => serde_json::to_value(schemars::schema_for!(Cluster))?,
