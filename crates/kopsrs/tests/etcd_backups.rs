@@ -60,6 +60,19 @@ fn time_name(epoch: u64) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+const ZONES: [&str; 3] = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
+
+/// The instance (ID, zone, IP) of each zone's control-plane group, and the file of their IPs.
+fn control_planes(c: &Cluster) -> (Vec<(String, String, String)>, std::path::PathBuf) {
+    let instances: Vec<_> = ZONES
+        .iter()
+        .map(|z| c.instance(&format!("control-plane-{z}.masters.{}", c.name)))
+        .collect();
+    let ips: Vec<&str> = instances.iter().map(|i| i.2.as_str()).collect();
+    let cp_ips = c.cp_ips(&ips.join(" "));
+    (instances, cp_ips)
+}
+
 /// A control plane that already runs: its admin kubeconfig and static pods are there.
 fn running(node: &Node) {
     let k = node.root.join("etc/kubernetes/manifests");
@@ -217,18 +230,7 @@ fn the_leader_alone_backs_up_with_metadata_and_prunes_by_the_specs_retention() {
 fn a_restore_is_acted_on_by_every_control_plane_once_and_refused_when_unsafe() {
     let c = Cluster::apply("restore.example.com", &ha());
     let script = c.script("eu-west-1a");
-    let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
-    let instances: Vec<_> = zones
-        .iter()
-        .map(|z| c.instance(&format!("control-plane-{z}.masters.restore.example.com")))
-        .collect();
-    let cp_ips = c.cp_ips(
-        &instances
-            .iter()
-            .map(|i| i.2.clone())
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+    let (instances, cp_ips) = control_planes(&c);
     let nodes: Vec<Node> = instances
         .iter()
         .enumerate()
@@ -442,18 +444,8 @@ fn a_restore_is_acted_on_by_every_control_plane_once_and_refused_when_unsafe() {
 #[test]
 fn a_control_plane_lost_whole_comes_back_from_its_volumes_and_a_failed_join_keeps_the_data() {
     let c = Cluster::apply("lost.example.com", &ha());
-    let zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"];
-    let instances: Vec<_> = zones
-        .iter()
-        .map(|z| c.instance(&format!("control-plane-{z}.masters.lost.example.com")))
-        .collect();
-    let cp_ips = c.cp_ips(
-        &instances
-            .iter()
-            .map(|i| i.2.clone())
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
+    let zones = ZONES;
+    let (instances, cp_ips) = control_planes(&c);
     // The old control plane is gone: its election holder no longer exists, its join token
     // is still in the store, no API answers; each new instance's volume holds its member's
     // data, newer than the last backup.

@@ -108,12 +108,7 @@ fn trusted_cas(kubeconfig: &Path) -> usize {
             .stdout,
     )
     .unwrap();
-    let cluster = config["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let cluster = named(&config["clusters"]);
     let data = cluster["cluster"]["certificate-authority-data"]
         .as_str()
         .unwrap();
@@ -282,18 +277,8 @@ fn export_kubeconfig_admin_merges_and_verifies() {
         2,
         "the other context survives"
     );
-    let user = config["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == NAME)
-        .unwrap();
-    let cluster = config["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let user = named(&config["users"]);
+    let cluster = named(&config["clusters"]);
     assert_eq!(cluster["cluster"]["server"], format!("https://api.{NAME}"));
     let ca = dir.path().join("ca.pem");
     let cert = dir.path().join("client.pem");
@@ -351,6 +336,15 @@ fn export_kubeconfig_admin_merges_and_verifies() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--admin \"soon\": not a duration"));
+}
+
+/// The entry named after the cluster in a kubeconfig list (`clusters`, `contexts`, `users`).
+fn named(list: &serde_json::Value) -> &serde_json::Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == NAME)
+        .unwrap_or_else(|| panic!("no {NAME} in {list}"))
 }
 
 /// `update cluster --yes` exports the kubeconfig as kops does, but an entry the user already
@@ -450,23 +444,13 @@ fn the_export_of_update_yes_keeps_the_users_server_and_credentials() {
         String::from_utf8_lossy(&out.stderr)
     );
     let kept = view();
-    let cluster = kept["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let cluster = named(&kept["clusters"]);
     assert_eq!(cluster["cluster"]["server"], "https://127.0.0.1:16443");
     assert_eq!(
         cluster["cluster"]["certificate-authority-data"],
         first["clusters"][0]["cluster"]["certificate-authority-data"]
     );
-    let context = kept["contexts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let context = named(&kept["contexts"]);
     assert_eq!(context["context"]["user"], "sso");
     assert_eq!(context["context"]["namespace"], "team");
     assert_eq!(kept["current-context"], NAME);
@@ -476,50 +460,25 @@ fn the_export_of_update_yes_keeps_the_users_server_and_credentials() {
         .assert()
         .success();
     let admin = view();
-    let context = admin["contexts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let context = named(&admin["contexts"]);
     assert_eq!(context["context"]["user"], NAME);
-    let user = admin["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == NAME)
-        .unwrap();
+    let user = named(&admin["users"]);
     assert!(
         user["user"]["client-certificate-data"].is_string(),
         "{admin}"
     );
-    let cluster = admin["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let cluster = named(&admin["clusters"]);
     assert_eq!(cluster["cluster"]["server"], "https://127.0.0.1:16443");
     // --user: that existing user.
     k().args(["update", "cluster", NAME, "--yes", "--user", "sso"])
         .assert()
         .success();
     let back = view();
-    let context = back["contexts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let context = named(&back["contexts"]);
     assert_eq!(context["context"]["user"], "sso");
     // An explicit export writes kops's entry.
     k().args(["export", "kubeconfig", NAME]).assert().success();
     let explicit = view();
-    let cluster = explicit["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == NAME)
-        .unwrap();
+    let cluster = named(&explicit["clusters"]);
     assert_eq!(cluster["cluster"]["server"], format!("https://api.{NAME}"));
 }
