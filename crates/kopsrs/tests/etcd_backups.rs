@@ -73,6 +73,12 @@ fn control_planes(c: &Cluster) -> (Vec<(String, String, String)>, std::path::Pat
     (instances, cp_ips)
 }
 
+/// The restore command in the store, if any.
+fn restore_command(c: &Cluster) -> Option<serde_json::Value> {
+    c.state("backups/etcd/main/restore/command.json")
+        .map(|text| serde_json::from_str(&text).unwrap())
+}
+
 /// A control plane that already runs: its admin kubeconfig and static pods are there.
 fn running(node: &Node) {
     let k = node.root.join("etc/kubernetes/manifests");
@@ -303,8 +309,8 @@ fn a_restore_is_acted_on_by_every_control_plane_once_and_refused_when_unsafe() {
         .unwrap();
     let started = Instant::now();
     let command = loop {
-        if let Some(text) = c.state("backups/etcd/main/restore/command.json") {
-            break serde_json::from_str::<serde_json::Value>(&text).unwrap();
+        if let Some(command) = restore_command(&c) {
+            break command;
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -321,8 +327,7 @@ fn a_restore_is_acted_on_by_every_control_plane_once_and_refused_when_unsafe() {
         "{}",
         out(&o)
     );
-    let again: serde_json::Value =
-        serde_json::from_str(&c.state("backups/etcd/main/restore/command.json").unwrap()).unwrap();
+    let again: serde_json::Value = restore_command(&c).unwrap();
     assert_eq!(again, command);
 
     // Two control planes act at once, the third after: each restores once, as a member of
@@ -436,8 +441,7 @@ fn a_restore_is_acted_on_by_every_control_plane_once_and_refused_when_unsafe() {
         "{}",
         out(&o)
     );
-    let after: serde_json::Value =
-        serde_json::from_str(&c.state("backups/etcd/main/restore/command.json").unwrap()).unwrap();
+    let after: serde_json::Value = restore_command(&c).unwrap();
     assert_eq!(after, command);
 }
 
