@@ -24,6 +24,8 @@ if ! command -v shellcheck >/dev/null 2>&1; then
   $sudo_cmd apt-get install -y -q shellcheck >/dev/null 2>&1 ||
     { $sudo_cmd apt-get update -q >/dev/null && $sudo_cmd apt-get install -y -q shellcheck >/dev/null; }
 fi
+# Debian's docker-registry: two local registries for the image copy tests (crates/kopsrs-registry).
+bash scripts/ensure_registry.sh
 
 # No circle of files within a crate (the layering docs/architecture.md describes).
 python3 scripts/check_layers.py
