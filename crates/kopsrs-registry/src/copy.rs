@@ -41,7 +41,10 @@ pub struct Platform {
 impl Platform {
     /// `os/architecture`, e.g. `Platform::new("linux", "amd64")`.
     pub fn new(os: &str, architecture: &str) -> Platform {
-        Platform { os: os.to_string(), architecture: architecture.to_string() }
+        Platform {
+            os: os.to_string(),
+            architecture: architecture.to_string(),
+        }
     }
 }
 
@@ -115,16 +118,22 @@ fn is_loopback(registry: &str) -> bool {
     let host = if let Some(rest) = registry.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
-        registry.rsplit_once(':').map(|(h, _)| h).unwrap_or(registry)
+        registry
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(registry)
     };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn parse(reference: &str) -> Result<Reference, RegistryError> {
-    reference.parse::<Reference>().map_err(|e| RegistryError::InvalidReference {
-        reference: reference.to_string(),
-        reason: e.to_string(),
-    })
+    reference
+        .parse::<Reference>()
+        .map_err(|e| RegistryError::InvalidReference {
+            reference: reference.to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// The kind of a manifest, from its `mediaType` or, when absent (allowed for OCI), its fields.
@@ -138,7 +147,9 @@ fn kind_of(doc: &Value) -> Result<(Kind, String), String> {
     if doc.get("schemaVersion").and_then(Value::as_i64) != Some(2) {
         return Err(format!(
             "manifest schema version {} (Docker schema 1 or not a manifest)",
-            doc.get("schemaVersion").map(Value::to_string).unwrap_or_else(|| "missing".into())
+            doc.get("schemaVersion")
+                .map(Value::to_string)
+                .unwrap_or_else(|| "missing".into())
         ));
     }
     match doc.get("mediaType").and_then(Value::as_str) {
@@ -149,7 +160,9 @@ fn kind_of(doc: &Value) -> Result<(Kind, String), String> {
             Ok((Kind::Image, t.to_string()))
         }
         Some(t) => Err(format!("manifest media type {t}")),
-        None if doc.get("manifests").is_some() => Ok((Kind::Index, OCI_IMAGE_INDEX_MEDIA_TYPE.into())),
+        None if doc.get("manifests").is_some() => {
+            Ok((Kind::Index, OCI_IMAGE_INDEX_MEDIA_TYPE.into()))
+        }
         None if doc.get("config").is_some() => Ok((Kind::Image, OCI_IMAGE_MEDIA_TYPE.into())),
         None => Err("a JSON document with neither manifests nor config".into()),
     }
@@ -168,9 +181,16 @@ fn descriptor(v: &Value) -> Option<Descriptor> {
     Some(Descriptor {
         digest: v.get("digest")?.as_str()?.to_string(),
         size: v.get("size").and_then(Value::as_u64),
-        media_type: v.get("mediaType").and_then(Value::as_str).unwrap_or_default().to_string(),
+        media_type: v
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         platform: v.get("platform").and_then(|p| {
-            Some(Platform::new(p.get("os")?.as_str()?, p.get("architecture")?.as_str()?))
+            Some(Platform::new(
+                p.get("os")?.as_str()?,
+                p.get("architecture")?.as_str()?,
+            ))
         }),
     })
 }
@@ -183,7 +203,10 @@ fn is_foreign(media_type: &str) -> bool {
 impl Copier {
     /// A copier with its own HTTP clients (connect timeout 30 s, read timeout 5 min).
     pub fn new() -> Copier {
-        Copier { https: client(ClientProtocol::Https), http: client(ClientProtocol::Http) }
+        Copier {
+            https: client(ClientProtocol::Https),
+            http: client(ClientProtocol::Http),
+        }
     }
 
     fn client_for(&self, reference: &Reference) -> &Client {
@@ -196,7 +219,9 @@ impl Copier {
 
     async fn prepare(&self, reference: &Reference) -> &Client {
         let client = self.client_for(reference);
-        client.store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous).await;
+        client
+            .store_auth_if_needed(reference.resolve_registry(), &RegistryAuth::Anonymous)
+            .await;
         client
     }
 
@@ -205,12 +230,19 @@ impl Copier {
     pub async fn digest(&self, reference: &str) -> Result<Option<String>, RegistryError> {
         let r = parse(reference)?;
         let client = self.prepare(&r).await;
-        match client.fetch_manifest_digest(&r, &RegistryAuth::Anonymous).await {
+        match client
+            .fetch_manifest_digest(&r, &RegistryAuth::Anonymous)
+            .await
+        {
             Ok(d) => Ok(Some(d)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(classify(
                 e,
-                Context { reference, registry: r.registry(), operation: "HEAD manifest".into() },
+                Context {
+                    reference,
+                    registry: r.registry(),
+                    operation: "HEAD manifest".into(),
+                },
             )),
         }
     }
@@ -247,7 +279,14 @@ impl Copier {
             .pull_manifest_raw(&src, &RegistryAuth::Anonymous, MANIFEST_TYPES)
             .await
             .map_err(|e| {
-                classify(e, Context { reference: source, registry: src.registry(), operation: "pull manifest".into() })
+                classify(
+                    e,
+                    Context {
+                        reference: source,
+                        registry: src.registry(),
+                        operation: "pull manifest".into(),
+                    },
+                )
             })?;
         if let Some(wanted) = dst.digest() {
             if wanted != digest {
@@ -262,7 +301,9 @@ impl Copier {
         }
         // Push by tag when the destination has one, else by digest.
         let target = match dst.tag() {
-            Some(tag) => Reference::with_tag(dst.registry().into(), dst.repository().into(), tag.into()),
+            Some(tag) => {
+                Reference::with_tag(dst.registry().into(), dst.repository().into(), tag.into())
+            }
             None => dst.clone_with_digest(digest.clone()),
         };
         let mut run = Run {
@@ -273,9 +314,13 @@ impl Copier {
             src_client,
             dst_client,
             platforms,
-            report: CopyReport { digest: digest.clone(), ..CopyReport::default() },
+            report: CopyReport {
+                digest: digest.clone(),
+                ..CopyReport::default()
+            },
         };
-        run.copy_manifest(body, digest.clone(), target.clone()).await?;
+        run.copy_manifest(body, digest.clone(), target.clone())
+            .await?;
         let report = run.report;
 
         // Byte-exact: the destination must now serve the source's digest.
@@ -305,12 +350,36 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn src_err(&self, operation: String) -> impl FnOnce(OciDistributionError) -> RegistryError + '_ {
-        move |e| classify(e, Context { reference: self.source, registry: self.src.registry(), operation })
+    fn src_err(
+        &self,
+        operation: String,
+    ) -> impl FnOnce(OciDistributionError) -> RegistryError + '_ {
+        move |e| {
+            classify(
+                e,
+                Context {
+                    reference: self.source,
+                    registry: self.src.registry(),
+                    operation,
+                },
+            )
+        }
     }
 
-    fn dst_err(&self, operation: String) -> impl FnOnce(OciDistributionError) -> RegistryError + '_ {
-        move |e| classify(e, Context { reference: self.destination, registry: self.dst.registry(), operation })
+    fn dst_err(
+        &self,
+        operation: String,
+    ) -> impl FnOnce(OciDistributionError) -> RegistryError + '_ {
+        move |e| {
+            classify(
+                e,
+                Context {
+                    reference: self.destination,
+                    registry: self.dst.registry(),
+                    operation,
+                },
+            )
+        }
     }
 
     fn unsupported(&self, detail: String) -> RegistryError {
@@ -343,14 +412,23 @@ impl Run<'_> {
                         .unwrap_or_default();
                     let (wanted, others): (Vec<_>, Vec<_>) = children.into_iter().partition(|c| {
                         self.platforms.is_empty()
-                            || c.platform.as_ref().is_some_and(|p| self.platforms.contains(p))
+                            || c.platform
+                                .as_ref()
+                                .is_some_and(|p| self.platforms.contains(p))
                     });
                     if wanted.is_empty() {
-                        let listed = self.platforms.iter().map(Platform::to_string).collect::<Vec<_>>();
+                        let listed = self
+                            .platforms
+                            .iter()
+                            .map(Platform::to_string)
+                            .collect::<Vec<_>>();
                         return Err(RegistryError::NotFound {
                             reference: self.source.to_string(),
                             registry: self.src.registry().to_string(),
-                            what: format!("no manifest in index {digest} for {}", listed.join(", ")),
+                            what: format!(
+                                "no manifest in index {digest} for {}",
+                                listed.join(", ")
+                            ),
                         });
                     }
                     for child in &wanted {
@@ -404,7 +482,12 @@ impl Run<'_> {
                 return Err(RegistryError::DigestMismatch {
                     reference: self.source.to_string(),
                     registry: self.src.registry().to_string(),
-                    what: format!("manifest {} (size {} listed, {} served)", child.digest, size, body.len()),
+                    what: format!(
+                        "manifest {} (size {} listed, {} served)",
+                        child.digest,
+                        size,
+                        body.len()
+                    ),
                     expected: child.digest.clone(),
                     actual: digest,
                 });
@@ -420,10 +503,13 @@ impl Run<'_> {
         body: &Bytes,
         media_type: &str,
     ) -> Result<(), OciDistributionError> {
-        let content_type = media_type
-            .parse()
-            .map_err(|_| OciDistributionError::GenericError(Some(format!("media type {media_type}"))))?;
-        self.dst_client.push_manifest_raw(target, body.clone(), content_type).await.map(|_| ())
+        let content_type = media_type.parse().map_err(|_| {
+            OciDistributionError::GenericError(Some(format!("media type {media_type}")))
+        })?;
+        self.dst_client
+            .push_manifest_raw(target, body.clone(), content_type)
+            .await
+            .map(|_| ())
     }
 
     /// Copies one blob unless the destination has it: mounted from the source repository when
@@ -441,7 +527,13 @@ impl Run<'_> {
         }
         let same_registry = self.src.resolve_registry() == self.dst.resolve_registry()
             && self.src.repository() != self.dst.repository();
-        if same_registry && self.dst_client.mount_blob(self.dst, self.src, digest).await.is_ok() {
+        if same_registry
+            && self
+                .dst_client
+                .mount_blob(self.dst, self.src, digest)
+                .await
+                .is_ok()
+        {
             self.report.blobs_copied += 1;
             return Ok(());
         }
@@ -453,14 +545,22 @@ impl Run<'_> {
         let size = blob.size.or(pulled.content_length);
         let mismatch: Arc<Mutex<Option<Mismatch>>> = Arc::default();
         let bytes: Arc<Mutex<u64>> = Arc::default();
-        let stream = VerifyingStream::new(pulled.stream, digest, mismatch.clone(), bytes.clone())
-            .map_err(OciDistributionError::IoError)
-            .boxed();
+        let stream =
+            VerifyingStream::new(pulled.stream, digest, size, mismatch.clone(), bytes.clone())
+                .map_err(OciDistributionError::IoError)
+                .boxed();
         let pushed = match size {
-            Some(size) => self.dst_client.push_blob_stream(self.dst, stream, digest, Some(size)).await,
+            Some(size) => {
+                self.dst_client
+                    .push_blob_stream(self.dst, stream, digest, Some(size))
+                    .await
+            }
             None => {
                 // No size to announce: the blob is read whole, checked, then pushed.
-                let data: Vec<Bytes> = stream.try_collect().await.map_err(self.src_err(format!("pull blob {digest}")))?;
+                let data: Vec<Bytes> = stream
+                    .try_collect()
+                    .await
+                    .map_err(self.src_err(format!("pull blob {digest}")))?;
                 let data = data.concat();
                 if let Err(actual) = verify_digest(digest, &data) {
                     return Err(self.blob_mismatch(digest, actual));
@@ -495,10 +595,25 @@ mod tests {
 
     #[test]
     fn only_loopback_registries_are_plain_http() {
-        for r in ["127.0.0.1:5001", "127.0.0.1", "localhost:5000", "LOCALHOST", "[::1]:5000", "127.1.2.3:80"] {
+        for r in [
+            "127.0.0.1:5001",
+            "127.0.0.1",
+            "localhost:5000",
+            "LOCALHOST",
+            "[::1]:5000",
+            "127.1.2.3:80",
+        ] {
             assert!(is_loopback(r), "{r}");
         }
-        for r in ["registry.k8s.io", "quay.io", "10.0.0.1:5000", "192.168.1.1", "localhost.example.com:5000", "[::2]:5000", "index.docker.io"] {
+        for r in [
+            "registry.k8s.io",
+            "quay.io",
+            "10.0.0.1:5000",
+            "192.168.1.1",
+            "localhost.example.com:5000",
+            "[::2]:5000",
+            "index.docker.io",
+        ] {
             assert!(!is_loopback(r), "{r}");
         }
     }
@@ -506,11 +621,29 @@ mod tests {
     #[test]
     fn manifest_kinds_come_from_the_media_type_or_the_fields() {
         let k = |s: &str| kind_of(&serde_json::from_str(s).unwrap()).map(|(k, _)| k);
-        assert_eq!(k(r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#), Ok(Kind::Index));
-        assert_eq!(k(r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#), Ok(Kind::Index));
-        assert_eq!(k(r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#), Ok(Kind::Image));
+        assert_eq!(
+            k(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+            ),
+            Ok(Kind::Index)
+        );
+        assert_eq!(
+            k(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}"#
+            ),
+            Ok(Kind::Index)
+        );
+        assert_eq!(
+            k(
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{}}"#
+            ),
+            Ok(Kind::Image)
+        );
         assert_eq!(k(r#"{"schemaVersion":2,"manifests":[]}"#), Ok(Kind::Index));
-        assert_eq!(k(r#"{"schemaVersion":2,"config":{},"layers":[]}"#), Ok(Kind::Image));
+        assert_eq!(
+            k(r#"{"schemaVersion":2,"config":{},"layers":[]}"#),
+            Ok(Kind::Image)
+        );
         assert!(k(r#"{"schemaVersion":1,"fsLayers":[]}"#).is_err());
         assert!(k(r#"{"schemaVersion":2,"mediaType":"text/plain"}"#).is_err());
     }

@@ -51,7 +51,9 @@ pub enum RegistryError {
         actual: String,
     },
     /// The registry answered with an HTTP error status.
-    #[error("{reference}: {operation} at {registry} failed with HTTP {status}: {message}; hint: {hint}")]
+    #[error(
+        "{reference}: {operation} at {registry} failed with HTTP {status}: {message}; hint: {hint}"
+    )]
     Http {
         /// The image reference.
         reference: String,
@@ -126,9 +128,11 @@ pub(crate) fn envelope_codes(body: &str) -> Vec<String> {
 /// (`MANIFEST_BLOB_UNKNOWN`, as Distribution 2.8 answers for an index with a missing child).
 pub(crate) fn is_manifest_blob_unknown(err: &OciDistributionError) -> bool {
     match err {
-        OciDistributionError::ServerError { code: 400, message, .. } => {
-            envelope_codes(message).iter().any(|c| c.starts_with("MANIFEST_BLOB_UNKNOWN"))
-        }
+        OciDistributionError::ServerError {
+            code: 400, message, ..
+        } => envelope_codes(message)
+            .iter()
+            .any(|c| c.starts_with("MANIFEST_BLOB_UNKNOWN")),
         OciDistributionError::RegistryError { envelope, .. } => envelope
             .errors
             .iter()
@@ -221,7 +225,11 @@ pub(crate) fn classify(err: OciDistributionError, ctx: Context<'_>) -> RegistryE
                 registry,
                 operation,
                 status: code,
-                message: if codes.is_empty() { short(&message) } else { codes.join(", ") },
+                message: if codes.is_empty() {
+                    short(&message)
+                } else {
+                    codes.join(", ")
+                },
                 hint: status_hint(code).to_string(),
             }
         }
@@ -232,9 +240,18 @@ pub(crate) fn classify(err: OciDistributionError, ctx: Context<'_>) -> RegistryE
                 .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied));
             let codes = envelope_codes(&serde_json::to_string(&envelope).unwrap_or_default());
             if denied {
-                RegistryError::AuthRequired { reference, registry, operation, detail: codes.join(", ") }
+                RegistryError::AuthRequired {
+                    reference,
+                    registry,
+                    operation,
+                    detail: codes.join(", "),
+                }
             } else {
-                let status = if envelope.errors.iter().any(|e| e.code == OciErrorCode::Toomanyrequests) {
+                let status = if envelope
+                    .errors
+                    .iter()
+                    .any(|e| e.code == OciErrorCode::Toomanyrequests)
+                {
                     429
                 } else {
                     400
@@ -250,19 +267,32 @@ pub(crate) fn classify(err: OciDistributionError, ctx: Context<'_>) -> RegistryE
             }
         }
         OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
-            RegistryError::DigestMismatch { reference, registry, what: operation, expected, actual }
+            RegistryError::DigestMismatch {
+                reference,
+                registry,
+                what: operation,
+                expected,
+                actual,
+            }
         }
         OciDistributionError::UnsupportedMediaTypeError(media_type) => RegistryError::Unsupported {
             reference,
             registry,
             detail: format!("{operation}: media type {media_type}"),
         },
-        OciDistributionError::UnsupportedSchemaVersionError(version) => RegistryError::Unsupported {
+        OciDistributionError::UnsupportedSchemaVersionError(version) => {
+            RegistryError::Unsupported {
+                reference,
+                registry,
+                detail: format!("{operation}: schema version {version}"),
+            }
+        }
+        other => RegistryError::Transport {
             reference,
             registry,
-            detail: format!("{operation}: schema version {version}"),
+            operation,
+            message: chain(&other),
         },
-        other => RegistryError::Transport { reference, registry, operation, message: chain(&other) },
     }
 }
 
@@ -298,7 +328,11 @@ mod tests {
     use super::*;
 
     fn ctx() -> Context<'static> {
-        Context { reference: "quay.io/a/b:1", registry: "quay.io", operation: "pull manifest".into() }
+        Context {
+            reference: "quay.io/a/b:1",
+            registry: "quay.io",
+            operation: "pull manifest".into(),
+        }
     }
 
     #[test]
@@ -306,22 +340,35 @@ mod tests {
         let err = OciDistributionError::ServerError {
             code: 404,
             url: "https://quay.io/v2/a/b/manifests/1".into(),
-            message: r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.into(),
+            message: r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+                .into(),
         };
         let e = classify(err, ctx());
         assert!(matches!(e, RegistryError::NotFound { .. }), "{e:?}");
         let text = e.to_string();
-        assert!(text.contains("quay.io/a/b:1") && text.contains("at quay.io"), "{text}");
+        assert!(
+            text.contains("quay.io/a/b:1") && text.contains("at quay.io"),
+            "{text}"
+        );
         assert!(text.contains("MANIFEST_UNKNOWN"), "{text}");
     }
 
     #[test]
     fn unauthorized_and_denied_are_auth_required() {
-        let e = classify(OciDistributionError::UnauthorizedError { url: "u".into() }, ctx());
+        let e = classify(
+            OciDistributionError::UnauthorizedError { url: "u".into() },
+            ctx(),
+        );
         assert!(matches!(e, RegistryError::AuthRequired { .. }), "{e:?}");
         let envelope: OciEnvelope =
             serde_json::from_str(r#"{"errors":[{"code":"DENIED","message":"no"}]}"#).unwrap();
-        let e = classify(OciDistributionError::RegistryError { envelope, url: "u".into() }, ctx());
+        let e = classify(
+            OciDistributionError::RegistryError {
+                envelope,
+                url: "u".into(),
+            },
+            ctx(),
+        );
         assert!(matches!(e, RegistryError::AuthRequired { .. }), "{e:?}");
         assert!(e.to_string().contains("DENIED"), "{e}");
     }
@@ -337,7 +384,9 @@ mod tests {
         assert!(is_manifest_blob_unknown(&err));
         let e = classify(err, ctx());
         match &e {
-            RegistryError::Http { status, message, .. } => {
+            RegistryError::Http {
+                status, message, ..
+            } => {
                 assert_eq!(*status, 400);
                 assert!(message.contains("MANIFEST_BLOB_UNKNOWN"), "{message}");
             }

@@ -14,7 +14,7 @@ mod error;
 mod names;
 mod verify;
 
-pub use copy::{CopyReport, Copier, Platform};
+pub use copy::{Copier, CopyReport, Platform};
 pub use error::RegistryError;
 pub use names::{mirror_name, proxy_name};
 pub use verify::{sha256_digest, verify_digest};

@@ -34,7 +34,9 @@ pub fn proxy_name(image: &str, proxy: &str) -> String {
         return image.to_string();
     }
     match image.split_once('/') {
-        Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
             format!("{proxy}/{rest}")
         }
         _ => format!("{proxy}/{image}"),
@@ -51,9 +53,18 @@ mod tests {
     fn mirror_names_follow_kops() {
         let reg = "mirror.example.com:5000/kops";
         let cases = [
-            ("registry.k8s.io/coredns/coredns:v1.12.1", "mirror.example.com:5000/kops/coredns-coredns:v1.12.1"),
-            ("registry.k8s.io/pause:3.10.1", "mirror.example.com:5000/kops/pause:3.10.1"),
-            ("quay.io/cilium/cilium:v1.18.2", "mirror.example.com:5000/kops/quay.io-cilium-cilium:v1.18.2"),
+            (
+                "registry.k8s.io/coredns/coredns:v1.12.1",
+                "mirror.example.com:5000/kops/coredns-coredns:v1.12.1",
+            ),
+            (
+                "registry.k8s.io/pause:3.10.1",
+                "mirror.example.com:5000/kops/pause:3.10.1",
+            ),
+            (
+                "quay.io/cilium/cilium:v1.18.2",
+                "mirror.example.com:5000/kops/quay.io-cilium-cilium:v1.18.2",
+            ),
             (
                 &format!("quay.io/cilium/cilium:v1.18.2@{DIGEST}"),
                 &format!("mirror.example.com:5000/kops/quay.io-cilium-cilium:v1.18.2@{DIGEST}"),
@@ -63,8 +74,14 @@ mod tests {
                 &format!("mirror.example.com:5000/kops/kube-apiserver@{DIGEST}"),
             ),
             ("nginx:1.27", "mirror.example.com:5000/kops/nginx:1.27"),
-            ("library/nginx", "mirror.example.com:5000/kops/library-nginx"),
-            ("127.0.0.1:5001/a/b/pause:3.10.1", "mirror.example.com:5000/kops/127.0.0.1:5001-a-b-pause:3.10.1"),
+            (
+                "library/nginx",
+                "mirror.example.com:5000/kops/library-nginx",
+            ),
+            (
+                "127.0.0.1:5001/a/b/pause:3.10.1",
+                "mirror.example.com:5000/kops/127.0.0.1:5001-a-b-pause:3.10.1",
+            ),
         ];
         for (image, want) in cases {
             assert_eq!(mirror_name(image, reg), want, "{image}");
@@ -72,8 +89,14 @@ mod tests {
             assert_eq!(mirror_name(want, reg), want, "{want}");
         }
         // The test registries' names: a nested repository on a loopback port.
-        assert_eq!(mirror_name("127.0.0.1:5001/a/b/pause:3.10.1", "127.0.0.1:5002"), "127.0.0.1:5002/127.0.0.1:5001-a-b-pause:3.10.1");
-        assert_eq!(mirror_name("registry.k8s.io/a/b/pause:3.10.1", "127.0.0.1:5002/"), "127.0.0.1:5002/a-b-pause:3.10.1");
+        assert_eq!(
+            mirror_name("127.0.0.1:5001/a/b/pause:3.10.1", "127.0.0.1:5002"),
+            "127.0.0.1:5002/127.0.0.1:5001-a-b-pause:3.10.1"
+        );
+        assert_eq!(
+            mirror_name("registry.k8s.io/a/b/pause:3.10.1", "127.0.0.1:5002/"),
+            "127.0.0.1:5002/a-b-pause:3.10.1"
+        );
         // An image of another registry whose name starts like the mirror's host is not under it.
         assert_eq!(mirror_name("reg.io2/x:1", "reg.io"), "reg.io/reg.io2-x:1");
     }
@@ -84,10 +107,19 @@ mod tests {
         let cases = [
             ("nginx", "proxy.example.com/nginx"),
             ("nginx:1.27", "proxy.example.com/nginx:1.27"),
-            (&format!("nginx@{DIGEST}"), &format!("proxy.example.com/nginx@{DIGEST}")),
-            ("weaveworks/weave-kube:2.8.1", "proxy.example.com/weaveworks/weave-kube:2.8.1"),
+            (
+                &format!("nginx@{DIGEST}"),
+                &format!("proxy.example.com/nginx@{DIGEST}"),
+            ),
+            (
+                "weaveworks/weave-kube:2.8.1",
+                "proxy.example.com/weaveworks/weave-kube:2.8.1",
+            ),
             ("quay.io/a/b:t", "proxy.example.com/a/b:t"),
-            ("registry.k8s.io/pause:3.10.1", "proxy.example.com/pause:3.10.1"),
+            (
+                "registry.k8s.io/pause:3.10.1",
+                "proxy.example.com/pause:3.10.1",
+            ),
             (
                 &format!("registry.k8s.io/coredns/coredns:v1.12.1@{DIGEST}"),
                 &format!("proxy.example.com/coredns/coredns:v1.12.1@{DIGEST}"),
@@ -100,7 +132,10 @@ mod tests {
             assert_eq!(proxy_name(want, proxy), want, "idempotent: {want}");
         }
         // A proxy with a port and a path, given with a trailing slash.
-        assert_eq!(proxy_name("quay.io/a/b:t", "proxy:3128/hub/"), "proxy:3128/hub/a/b:t");
+        assert_eq!(
+            proxy_name("quay.io/a/b:t", "proxy:3128/hub/"),
+            "proxy:3128/hub/a/b:t"
+        );
         // A proxy whose name has neither `.` nor `:` is still idempotent.
         assert_eq!(proxy_name("nginx", "proxy"), "proxy/nginx");
         assert_eq!(proxy_name("proxy/nginx", "proxy"), "proxy/nginx");

@@ -38,24 +38,29 @@ pub(crate) struct Mismatch {
     pub size: u64,
 }
 
-/// Passes a pulled blob's chunks through, hashing them; at the end of the stream it compares
-/// with the expected digest and, on a mismatch, records it in `mismatch` and ends the stream
-/// with an error instead, so the upload it feeds is aborted before the registry commits it.
+/// Passes a pulled blob's chunks through, hashing them. When the expected size is reached (or
+/// the stream ends) it compares with the expected digest and, on a mismatch, records it in
+/// `mismatch` and yields an error instead of the last chunk: the upload it feeds is aborted
+/// before the registry has the whole blob, so nothing is committed. (An HTTP client sending a
+/// body of known length stops polling once it has that many bytes: the check must come before
+/// the last chunk, not after it.) Bytes beyond the expected size are refused too.
 pub(crate) struct VerifyingStream<S> {
     inner: S,
     hasher: Option<Sha256>,
     size: u64,
     expected: String,
+    expected_size: Option<u64>,
     mismatch: Arc<Mutex<Option<Mismatch>>>,
     bytes: Arc<Mutex<u64>>,
 }
 
 impl<S> VerifyingStream<S> {
-    /// Wraps `inner`; `mismatch` is set when the bytes do not hash to `expected`, `bytes` counts
-    /// what went through.
+    /// Wraps `inner`; `mismatch` is set when the bytes do not hash to `expected` (or are more
+    /// than `expected_size`), `bytes` counts what went through.
     pub(crate) fn new(
         inner: S,
         expected: &str,
+        expected_size: Option<u64>,
         mismatch: Arc<Mutex<Option<Mismatch>>>,
         bytes: Arc<Mutex<u64>>,
     ) -> Self {
@@ -64,19 +69,25 @@ impl<S> VerifyingStream<S> {
             hasher: Some(Sha256::new()),
             size: 0,
             expected: expected.to_string(),
+            expected_size,
             mismatch,
             bytes,
         }
     }
 
-    /// Compares what went through with the expected digest; `Some(error)` on a mismatch.
+    /// Compares what went through with the expected digest and size; `Some(error)` on a
+    /// mismatch.
     fn finish(&mut self) -> Option<std::io::Error> {
         let hasher = self.hasher.take()?;
         let actual = format!("sha256:{:x}", hasher.finalize());
-        if actual == self.expected {
+        let size_ok = self.expected_size.is_none_or(|n| n == self.size);
+        if actual == self.expected && size_ok {
             return None;
         }
-        let mismatch = Mismatch { actual: actual.clone(), size: self.size };
+        let mismatch = Mismatch {
+            actual: actual.clone(),
+            size: self.size,
+        };
         *self.mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(mismatch);
         Some(std::io::Error::other(format!(
             "blob {} hashes to {actual} ({} bytes)",
@@ -104,6 +115,11 @@ where
                     h.update(&chunk);
                 }
                 this.size += chunk.len() as u64;
+                if this.expected_size.is_some_and(|n| this.size >= n) {
+                    if let Some(mismatch) = this.finish() {
+                        return Poll::Ready(Some(Err(mismatch)));
+                    }
+                }
                 *this.bytes.lock().unwrap_or_else(|e| e.into_inner()) += chunk.len() as u64;
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -138,14 +154,20 @@ mod tests {
         assert!(verify_digest("sha512:00", b"hello").is_err());
     }
 
-    fn run(chunks: Vec<&'static [u8]>, expected: &str) -> (Vec<Result<Bytes, String>>, Option<Mismatch>, u64) {
+    fn run(
+        chunks: Vec<&'static [u8]>,
+        expected: &str,
+        size: Option<u64>,
+    ) -> (Vec<Result<Bytes, String>>, Option<Mismatch>, u64) {
         let mismatch = Arc::new(Mutex::new(None));
         let bytes = Arc::new(Mutex::new(0));
         let inner = stream::iter(
-            chunks.into_iter().map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c))),
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c))),
         );
         let out = block_on(
-            VerifyingStream::new(inner, expected, mismatch.clone(), bytes.clone())
+            VerifyingStream::new(inner, expected, size, mismatch.clone(), bytes.clone())
                 .map(|r| r.map_err(|e| e.to_string()))
                 .collect::<Vec<_>>(),
         );
@@ -156,15 +178,43 @@ mod tests {
 
     #[test]
     fn the_stream_passes_matching_bytes_through_unchanged() {
-        let (out, mismatch, n) = run(vec![b"he", b"llo"], HELLO);
-        assert_eq!(out, vec![Ok(Bytes::from_static(b"he")), Ok(Bytes::from_static(b"llo"))]);
-        assert_eq!(mismatch, None);
-        assert_eq!(n, 5);
+        for size in [None, Some(5)] {
+            let (out, mismatch, n) = run(vec![b"he", b"llo"], HELLO, size);
+            assert_eq!(
+                out,
+                vec![
+                    Ok(Bytes::from_static(b"he")),
+                    Ok(Bytes::from_static(b"llo"))
+                ]
+            );
+            assert_eq!(mismatch, None);
+            assert_eq!(n, 5);
+        }
+    }
+
+    #[test]
+    fn with_a_known_size_the_last_chunk_is_withheld_on_a_mismatch() {
+        let (out, mismatch, n) = run(vec![b"he", b"ll0"], HELLO, Some(5));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0], Ok(Bytes::from_static(b"he")));
+        assert!(out[1].as_ref().unwrap_err().contains(HELLO), "{out:?}");
+        assert_eq!(
+            mismatch.expect("mismatch recorded").actual,
+            sha256_digest(b"hell0")
+        );
+        assert_eq!(n, 2, "only the first chunk went through");
+        // More bytes than announced: refused at the announced size.
+        let (out, mismatch, _) = run(vec![b"hello", b"!"], HELLO, Some(4));
+        assert!(out.iter().any(|r| r.is_err()), "{out:?}");
+        assert_eq!(
+            mismatch.expect("mismatch recorded").actual,
+            sha256_digest(b"hello")
+        );
     }
 
     #[test]
     fn the_stream_ends_with_an_error_naming_the_blob_on_a_mismatch() {
-        let (out, mismatch, _) = run(vec![b"he", b"ll0"], HELLO);
+        let (out, mismatch, _) = run(vec![b"he", b"ll0"], HELLO, None);
         assert_eq!(out.len(), 3);
         let last = out.last().unwrap().as_ref().unwrap_err();
         assert!(last.contains(HELLO), "{last}");
