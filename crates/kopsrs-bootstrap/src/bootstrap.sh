@@ -8,7 +8,7 @@ umask 022
 # local package repository.
 ROOT="${KOPSRS_ROOT:-}"
 IMDS="${KOPSRS_IMDS_URL:-http://169.254.169.254}"
-APT_REPO="${KOPSRS_K8S_APT_REPO:-https://pkgs.k8s.io/core:/stable:/v${KUBERNETES_MINOR}/deb}"
+APT_REPO="${KOPSRS_K8S_APT_REPO:-$K8S_APT_REPO}"
 STATE="$ROOT/var/lib/kopsrs"
 ADMIN="$ROOT/etc/kubernetes/admin.conf"
 export KOPSRS_ROOT="$ROOT"
@@ -120,6 +120,15 @@ if len(sys.argv) > 3:
 PY
 }
 
+# containerd's default configuration on stdin, as kopsrs runs it on stdout: systemd cgroups,
+# and under mirrored images (spec.assets) the mirror's pod sandbox image, as kubeadm's are
+# (containerd 1.7 calls the setting sandbox_image, 2.x sandbox).
+containerd_config() {
+  local sandbox=()
+  [ -z "$SANDBOX_IMAGE" ] || sandbox=(-e "s|^\([[:space:]]*sandbox\(_image\)*\) = .*|\1 = \"$SANDBOX_IMAGE\"|")
+  sed -e 's/SystemdCgroup = false/SystemdCgroup = true/' "${sandbox[@]}"
+}
+
 install_packages() {
   local marker="$STATE/packages-$KUBERNETES_VERSION" v
   [ -e "$marker" ] && return 0
@@ -137,7 +146,7 @@ install_packages() {
   [ -n "$v" ] || die "kubeadm $KUBERNETES_VERSION is not in $APT_REPO"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q containerd "kubelet=$v" "kubeadm=$v" "kubectl=$v"
   apt-mark hold containerd kubelet kubeadm kubectl
-  containerd config default | sed 's/SystemdCgroup = false/SystemdCgroup = true/' >"$ROOT/etc/containerd/config.toml"
+  containerd config default | containerd_config >"$ROOT/etc/containerd/config.toml"
   systemctl restart containerd
   systemctl enable kubelet
   mkdir -p "$STATE"
@@ -791,6 +800,53 @@ recover_control_plane() {
   init_control_plane restore
 }
 
+# The manifests on stdin with every container image renamed to the mirror's (spec.assets;
+# the rules of kopsrs-bootstrap's assets.rs), on stdout. Without a mirror, unchanged.
+remap_images() {
+  if [ -z "$IMAGE_REGISTRY$IMAGE_PROXY" ]; then
+    cat
+    return
+  fi
+  python3 -c '
+import sys, yaml
+registry, proxy = sys.argv[1], sys.argv[2]
+def mirror(image):
+    if registry:
+        if image.startswith(registry + "/"):
+            return image
+        for p in ("registry.k8s.io/", "k8s.gcr.io/"):
+            if image.startswith(p):
+                image = image[len(p):]
+                break
+        ref = image.find("@") if "@" in image else len(image)
+        slash = image.rfind("/", 0, ref) + 1
+        colon = image.find(":", slash, ref)
+        end = colon if colon >= 0 else ref
+        return registry + "/" + image[:end].replace("/", "-").replace(":", "-") + image[end:]
+    if image.startswith(proxy + "/"):
+        return image
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return proxy + "/" + rest
+    return proxy + "/" + image
+def walk(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers", "ephemeralContainers") and isinstance(value, list):
+                for c in value:
+                    if isinstance(c, dict) and isinstance(c.get("image"), str):
+                        c["image"] = mirror(c["image"])
+            walk(value)
+    elif isinstance(node, list):
+        for item in node:
+            walk(item)
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d is not None]
+for d in docs:
+    walk(d)
+yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
+' "$IMAGE_REGISTRY" "$IMAGE_PROXY"
+}
+
 # Applies the addons the state store's channel lists, each version once per node, and only
 # a download whose sha256 matches its pin: the channel's, the one `update cluster` computed,
 # or (unpinned entries) the one the first control plane to fetch it recorded in the state
@@ -833,8 +889,8 @@ PY
     fi
     echo "$sum  $file" | sha256sum -c --quiet - >/dev/null 2>&1 || { log "addon $name: $url does not match its sha256 $sum: refused"; continue; }
     case $kind in
-      manifest) kctl apply --server-side --force-conflicts -f "$file" ;;
-      chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | kctl apply --server-side --force-conflicts -f - ;;
+      manifest) remap_images <"$file" | kctl apply --server-side --force-conflicts -f - ;;
+      chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | remap_images | kctl apply --server-side --force-conflicts -f - ;;
       helm)
         tar -xzf "$file" -C "$tmp"
         install -m 0755 "$tmp"/linux-*/helm "$ROOT/usr/local/bin/helm"

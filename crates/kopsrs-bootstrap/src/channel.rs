@@ -59,6 +59,10 @@ pub struct Addon {
     /// Helm values for charts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<serde_yaml_ng::Value>,
+    /// The container images the addon runs, for `kopsrs get assets` and mirrors: needed for
+    /// a chart (kopsrs does not render charts); a manifest's are read from the download.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
     /// Kubernetes minor versions this entry is for, inclusive (`["1.31", "1.33"]`).
     #[serde(
         default,

@@ -67,6 +67,9 @@ pub struct ClusterConfiguration {
     /// The key type of the keys and certificates kubeadm generates, e.g. `ECDSA-P256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_algorithm: Option<String>,
+    /// Where kubeadm pulls its images; `None`: `registry.k8s.io` (`spec.assets` mirrors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_repository: Option<String>,
 }
 
 /// `kubeadm join`'s settings, for workers and (with `controlPlane`) control-plane nodes.
@@ -217,6 +220,12 @@ pub struct LocalEtcd {
         rename = "peerCertSANs"
     )]
     pub peer_cert_sans: Vec<String>,
+    /// etcd's image repository, when mirrored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_repository: Option<String>,
+    /// etcd's image tag, pinned when mirrored (the one that was copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_tag: Option<String>,
 }
 
 /// The API server's settings.
@@ -247,6 +256,12 @@ pub struct Dns {
     /// Skip installing CoreDNS.
     #[serde(default)]
     pub disabled: bool,
+    /// CoreDNS's image repository, when mirrored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_repository: Option<String>,
+    /// CoreDNS's image tag, pinned when mirrored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_tag: Option<String>,
 }
 
 /// kubeadm's kube-proxy addon.
@@ -298,7 +313,7 @@ pub enum Document {
     /// `InitConfiguration`.
     Init(InitConfiguration),
     /// `ClusterConfiguration`.
-    Cluster(ClusterConfiguration),
+    Cluster(Box<ClusterConfiguration>),
     /// `JoinConfiguration`.
     Join(JoinConfiguration),
 }
@@ -323,7 +338,7 @@ pub fn decode(text: &str) -> Result<Vec<Document>, String> {
         out.push(match kind.as_str() {
             "InitConfiguration" => Document::Init(serde_yaml_ng::from_value(value).map_err(err)?),
             "ClusterConfiguration" => {
-                Document::Cluster(serde_yaml_ng::from_value(value).map_err(err)?)
+                Document::Cluster(Box::new(serde_yaml_ng::from_value(value).map_err(err)?))
             }
             "JoinConfiguration" => Document::Join(serde_yaml_ng::from_value(value).map_err(err)?),
             other => {

@@ -10,6 +10,7 @@
 //! and the join token are read from the state store with the instance role. See
 //! docs/bootstrap.md for the boot sequence. Nothing here does I/O.
 
+pub mod assets;
 pub mod channel;
 pub mod kubeadm;
 
@@ -50,6 +51,22 @@ pub fn user_data_text(base64_text: &str) -> String {
 }
 
 const BODY: &str = include_str!("bootstrap.sh");
+
+/// `script` without its comment lines (shellcheck's directives stay): EC2 takes 16 KB of
+/// user-data, and the comments of bootstrap.sh are for its readers in the repository.
+fn without_comments(script: &str) -> String {
+    script
+        .lines()
+        .filter(|line| {
+            let code = line.trim_start();
+            !code.starts_with('#') || code.starts_with("# shellcheck")
+        })
+        .fold(String::with_capacity(script.len()), |mut out, line| {
+            out.push_str(line);
+            out.push('\n');
+            out
+        })
+}
 
 /// What a node is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +137,8 @@ pub struct NodeBootstrap {
     pub node_labels: Vec<(String, String)>,
     /// The group's taints. Empty on a control-plane node leaves kubeadm's default taint.
     pub taints: Vec<Taint>,
+    /// `spec.assets`: where packages, addons and images come from instead of upstream.
+    pub mirrors: assets::Mirrors,
 }
 
 /// Why a node's user-data cannot be rendered.
@@ -230,6 +249,15 @@ impl NodeBootstrap {
         ];
         sans.extend(self.api_cert_sans.iter().cloned());
         sans.dedup();
+        let minor = parse_version(&self.kubernetes_version)
+            .and_then(|(a, b, _)| assets::control_plane_images((a, b)));
+        let repos = self.mirrors.kubeadm_repositories();
+        let pinned = |tag: fn(&assets::ControlPlaneImages) -> &'static str| {
+            repos
+                .as_ref()
+                .and(minor.as_ref())
+                .map(|m| tag(m).to_string())
+        };
         let cluster = ClusterConfiguration {
             api_version: API_VERSION.into(),
             kind: "ClusterConfiguration".into(),
@@ -250,6 +278,8 @@ impl NodeBootstrap {
                     extra_args: vec![],
                     server_cert_sans: vec![],
                     peer_cert_sans: vec![],
+                    image_repository: repos.as_ref().map(|(r, _)| r.clone()),
+                    image_tag: pinned(|m| m.etcd),
                 },
             },
             api_server: ApiServer {
@@ -270,11 +300,16 @@ impl NodeBootstrap {
                 }],
             },
             scheduler: ControlPlaneComponent::default(),
-            dns: Dns { disabled: false },
+            dns: Dns {
+                disabled: false,
+                image_repository: repos.as_ref().map(|(_, dns)| dns.clone()),
+                image_tag: pinned(|m| m.coredns),
+            },
             proxy: Proxy {
                 disabled: self.kube_proxy_disabled,
             },
             encryption_algorithm: Some("ECDSA-P256".into()),
+            image_repository: repos.as_ref().map(|(r, _)| r.clone()),
         };
         (init, cluster)
     }
@@ -384,6 +419,15 @@ impl NodeBootstrap {
         }
     }
 
+    /// The pause image containerd runs pods in, when images are mirrored.
+    fn sandbox_image(&self) -> Option<String> {
+        self.mirrors.kubeadm_repositories()?;
+        assets::kubeadm_images(&self.kubernetes_version, false, &self.mirrors)
+            .into_iter()
+            .find(|i| i.image.starts_with("registry.k8s.io/pause:"))
+            .map(|i| i.mirror)
+    }
+
     /// The instance group's user-data.
     pub fn render(&self) -> Result<String, BootstrapError> {
         if self.role == Role::Bastion {
@@ -406,7 +450,6 @@ impl NodeBootstrap {
                 "KUBERNETES_VERSION",
                 self.kubernetes_version.trim_start_matches('v').to_string(),
             ),
-            ("KUBERNETES_MINOR", format!("{major}.{minor}")),
             ("REGION", self.region.clone()),
             ("STATE_URL", self.state_url.clone()),
             (
@@ -435,6 +478,20 @@ impl NodeBootstrap {
                 "ETCD_BACKUP_RETENTION_DAYS",
                 self.etcd_backup_retention_days.to_string(),
             ),
+            (
+                "K8S_APT_REPO",
+                self.mirrors
+                    .file_url(&assets::upstream_apt_repo(&format!("{major}.{minor}"))),
+            ),
+            ("SANDBOX_IMAGE", self.sandbox_image().unwrap_or_default()),
+            (
+                "IMAGE_REGISTRY",
+                self.mirrors.container_registry.clone().unwrap_or_default(),
+            ),
+            (
+                "IMAGE_PROXY",
+                self.mirrors.container_proxy.clone().unwrap_or_default(),
+            ),
         ];
         let mut out = String::from("#!/bin/bash\n# kopsrs user-data: see docs/bootstrap.md\n");
         for (key, value) in settings {
@@ -449,7 +506,7 @@ impl NodeBootstrap {
         out.push_str(&format!(
             "write_kubeadm_init() {{\n  cat >\"$1\" <<'KUBEADM'\n{init}KUBEADM\n}}\nwrite_kubeadm_join() {{\n  cat >\"$1\" <<'KUBEADM'\n{join}KUBEADM\n}}\n"
         ));
-        out.push_str(BODY);
+        out.push_str(&without_comments(BODY));
         let size = gzip(&out).len();
         if size > MAX_USER_DATA {
             return Err(BootstrapError::TooLarge {
@@ -561,6 +618,7 @@ mod tests {
             service_node_port_range: None,
             node_labels: vec![("kops.k8s.io/instancegroup".into(), "nodes-a".into())],
             taints: vec![],
+            mirrors: Default::default(),
         }
     }
 

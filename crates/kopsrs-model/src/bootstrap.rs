@@ -59,6 +59,17 @@ impl Builder<'_> {
         }
     }
 
+    /// `spec.assets`, checked.
+    pub(crate) fn mirrors(&self) -> Result<kopsrs_bootstrap::assets::Mirrors, ModelError> {
+        let assets = self.spec.assets.as_ref();
+        kopsrs_bootstrap::assets::Mirrors::from_spec(
+            assets.and_then(|a| a.file_repository.as_deref()),
+            assets.and_then(|a| a.container_registry.as_deref()),
+            assets.and_then(|a| a.container_proxy.as_deref()),
+        )
+        .map_err(|e| err("Cluster spec.assets", e.to_string()))
+    }
+
     fn aws_url(&self, service: &str) -> String {
         match self.input.aws_endpoint.as_deref() {
             Some(endpoint) => endpoint.trim_end_matches('/').to_string(),
@@ -162,6 +173,7 @@ impl Builder<'_> {
                 .transpose()?,
             node_labels: labels,
             taints,
+            mirrors: self.mirrors()?,
         })
     }
 

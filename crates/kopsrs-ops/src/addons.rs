@@ -117,7 +117,7 @@ pub async fn channel(source: Option<&str>) -> Result<Channel> {
 
 /// The HTTP client for channel and addon downloads: bounded, so an offline run says so in
 /// seconds instead of hanging.
-fn client() -> reqwest::Result<reqwest::Client> {
+pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
@@ -126,7 +126,7 @@ fn client() -> reqwest::Result<reqwest::Client> {
 
 /// An HTTP error as the few words that say what failed: the status, a timeout, or the root
 /// cause (reqwest's own text wraps it in "error sending request for url (…)").
-fn plain(error: &reqwest::Error) -> String {
+pub(crate) fn plain(error: &reqwest::Error) -> String {
     if let Some(status) = error.status() {
         return format!("HTTP {status}");
     }
@@ -141,7 +141,7 @@ fn plain(error: &reqwest::Error) -> String {
 }
 
 /// The architectures of the control-plane groups: the nodes that download addons.
-fn control_plane_archs(groups: &[InstanceGroup]) -> Vec<&'static str> {
+pub(crate) fn control_plane_archs(groups: &[InstanceGroup]) -> Vec<&'static str> {
     let mut archs: Vec<&'static str> = groups
         .iter()
         .filter(|g| g.role() == Some(Role::ControlPlane))
@@ -176,6 +176,12 @@ pub async fn resolve(
         .as_deref()
         .unwrap_or_default();
     let mut selected = channel.select(version, kopsrs_model::cni(&cluster.spec))?;
+    // Under spec.assets.fileRepository nodes download each addon from the mirror: that URL
+    // is what is pinned and published (the content, so the pin, is the same).
+    let mirrors = crate::assets::mirrors(cluster)?;
+    for addon in &mut selected.addons {
+        addon.url = mirrors.file_url(&addon.url);
+    }
     let key = format!("{}/{}", cluster.metadata.name, layout::ADDONS_CHANNEL);
     let current = store.get(&key).await?.map(|o| o.value);
     // An undecodable copy counts as nothing published.
@@ -212,7 +218,7 @@ pub async fn resolve(
 
 /// One addon's pins: kept from the published copy when it is the same download with the
 /// same pins, else checked (channel pin) or computed (no pin) by downloading.
-async fn pin_addon(
+pub(crate) async fn pin_addon(
     mut addon: Addon,
     before: Option<Addon>,
     archs: &[&str],
@@ -316,8 +322,14 @@ fn unpinned(
     }
 }
 
-/// The sha256 of what `url` serves, read as it streams.
+/// The sha256 of what `url` serves, read as it streams (a `file://` URL: the local file).
 async fn fetch_sha256(url: &str) -> std::result::Result<String, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        return Ok(crate::assets::hex_sha256(&bytes));
+    }
     let fetched = async {
         let mut response = client()?.get(url).send().await?.error_for_status()?;
         let mut hash = Sha256::new();

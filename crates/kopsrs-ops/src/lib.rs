@@ -12,6 +12,7 @@
 //! operation's caller.
 
 pub mod addons;
+pub mod assets;
 pub mod bucket_owner;
 pub mod cluster;
 pub mod create;

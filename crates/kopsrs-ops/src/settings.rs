@@ -25,6 +25,7 @@ pub const VARIABLES: &[&str] = &[
     "USER",
     "USERNAME",
     "JSONNET_PATH",
+    "KOPSRS_K8S_APT_REPO",
 ];
 
 /// The environment as kopsrs uses it.
@@ -59,6 +60,9 @@ pub struct Settings {
     pub user: Option<String>,
     /// `JSONNET_PATH`: library folders after the `-J` ones.
     pub jsonnet_path: Option<std::ffi::OsString>,
+    /// `KOPSRS_K8S_APT_REPO`: where `get assets` reads the Kubernetes packages instead of
+    /// pkgs.k8s.io (a private upstream mirror; the tests' local repository).
+    pub k8s_apt_repo: Option<String>,
     /// The whole environment as it was at start, for what names its variables at run time
     /// (`kopsrs jsonnet -V NAME` reads the variable NAME, as the jsonnet CLI does).
     pub snapshot: std::collections::BTreeMap<String, String>,
@@ -117,6 +121,7 @@ impl Settings {
                 .find_map(&text),
             user: text("USER").or_else(|| text("USERNAME")),
             jsonnet_path: lookup("JSONNET_PATH"),
+            k8s_apt_repo: text("KOPSRS_K8S_APT_REPO"),
             snapshot: Default::default(),
         }
     }

@@ -726,6 +726,42 @@ pub enum GetCommand {
         #[arg(short = 'o', long, value_enum, default_value_t)]
         output: ListFormat,
     },
+    /// Every file the cluster's nodes download and every image they run, from the spec
+    /// alone (no cloud access); `--copy` copies them to the mirrors `spec.assets` names
+    /// (fileRepository, containerRegistry), which the nodes then use.
+    #[command(
+        alias = "asset",
+        after_help = "Examples:\n  # what an air-gapped install needs\n  kopsrs get assets dev.example.com -o yaml\n  # copy it to spec.assets.fileRepository and spec.assets.containerRegistry\n  kopsrs get assets dev.example.com --copy\n  # files to the folder a web server serves as spec.assets.fileRepository\n  kopsrs get assets dev.example.com --copy=files --copy-to /srv/www/k8s"
+    )]
+    Assets {
+        /// The cluster (or --name).
+        cluster: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: ListFormat,
+        /// Copy to the mirrors: `all` (the default of a bare --copy), `files` or `images`.
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+        copy: Option<CopyWhat>,
+        /// Where the files go instead of spec.assets.fileRepository itself: a folder or
+        /// s3://BUCKET/PREFIX that serves as it.
+        #[arg(long, value_name = "FOLDER|s3://BUCKET/PREFIX")]
+        copy_to: Option<String>,
+        /// List from the spec and the channel only: no download of the package index or
+        /// the addons' manifests (their exact files and images are then not listed).
+        #[arg(long, conflicts_with = "copy")]
+        offline: bool,
+    },
+}
+
+/// What `get assets --copy` copies.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyWhat {
+    /// Files and images.
+    All,
+    /// The files only.
+    Files,
+    /// The images only.
+    Images,
 }
 
 #[derive(Args, Debug)]

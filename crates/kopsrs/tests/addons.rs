@@ -6,53 +6,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
-use sha2::{Digest, Sha256};
-use support::{free_port, kopsrs, wait_for_port, Moto};
+use support::{free_port, hex, kopsrs, ok, FileServer, Moto};
 
 const NAME: &str = "pins.example.com";
-
-/// `python3 -m http.server` over a directory, on loopback, stopped on drop.
-struct FileServer {
-    child: Child,
-    url: String,
-}
-
-impl FileServer {
-    fn start(dir: &Path) -> FileServer {
-        let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .arg("--directory")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, Duration::from_secs(20), "the file server");
-        FileServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// The files the channel names: helm per architecture, a chart and a manifest.
 fn serve_files(dir: &Path) -> PathBuf {
@@ -98,17 +56,6 @@ fn cluster_with_channel(dir: &Path, channel_file: &Path) -> String {
         .args(["edit", "cluster", NAME, "--set"])
         .arg(format!("spec.channel={}", channel_file.display())));
     state
-}
-
-fn ok(command: &mut Command) -> Output {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 fn stderr(output: &Output) -> String {

@@ -7,23 +7,12 @@ mod support;
 use std::process::{Command, Output};
 
 use support::boot::IMAGE;
-use support::{kopsrs, snapshot, Moto, CLUSTER};
+use support::{kopsrs, ok, snapshot, Moto, CLUSTER};
 
 const NAME: &str = "test.example.com";
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn ok(command: &mut Command) -> Output {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        stderr(&output)
-    );
-    output
 }
 
 /// `command` against moto's AWS APIs (credentials and endpoint), whatever its state store.

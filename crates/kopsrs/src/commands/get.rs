@@ -1,11 +1,11 @@
-//! `get [clusters|instancegroups|all|sshpublickeys|keypairs|instances]`: what
+//! `get [clusters|instancegroups|all|sshpublickeys|keypairs|instances|assets]`: what
 //! `kopsrs_ops::get` reads, as kops's tables, YAML or JSON.
 
 use anyhow::Result;
 use comfy_table::Table;
 use kopsrs_api::{encode_documents, Document, OutputFormat};
 
-use crate::cli::{GetArgs, GetCommand, GetOutput, ListFormat};
+use crate::cli::{CopyWhat, GetArgs, GetCommand, GetOutput, ListFormat};
 use crate::render::{print_table, table};
 use kopsrs_ops::get;
 use kopsrs_ops::session as context;
@@ -101,6 +101,102 @@ pub async fn run(global: &Session, args: GetArgs) -> Result<()> {
         GetCommand::Instances { cluster, output } => {
             instances(global, &store, cluster.as_deref(), output).await
         }
+        GetCommand::Assets {
+            cluster,
+            output,
+            copy,
+            copy_to,
+            offline,
+        } => {
+            assets(
+                global,
+                &store,
+                cluster.as_deref(),
+                output,
+                copy,
+                copy_to,
+                offline,
+            )
+            .await
+        }
+    }
+}
+
+async fn assets(
+    global: &Session,
+    store: &kopsrs_state::StateStore,
+    cluster: Option<&str>,
+    output: ListFormat,
+    copy: Option<CopyWhat>,
+    copy_to: Option<String>,
+    offline: bool,
+) -> Result<()> {
+    let listed = kopsrs_ops::assets::list(global, store, cluster, !offline).await?;
+    if let Some(what) = copy {
+        let options = kopsrs_ops::assets::CopyOptions {
+            copy_to,
+            files: what != CopyWhat::Images,
+            images: what != CopyWhat::Files,
+        };
+        let report = kopsrs_ops::assets::copy(global, &listed, &options).await?;
+        eprintln!(
+            "Copied {} file(s) ({} MB; {} already there) and {} image(s).",
+            report.files_copied,
+            report.file_bytes >> 20,
+            report.files_present,
+            report.images.len()
+        );
+        warn_incomplete(global, &listed);
+        if !report.failed.is_empty() {
+            let problems = report
+                .failed
+                .iter()
+                .map(|line| kopsrs_ops::problems::Problem {
+                    message: format!("not copied: {line}"),
+                    hint: None,
+                })
+                .collect();
+            return Err(kopsrs_ops::Problems(problems).into());
+        }
+        return Ok(());
+    }
+    match output {
+        ListFormat::Json => println!("{}", serde_json::to_string_pretty(&listed)?),
+        ListFormat::Yaml => print!("{}", serde_yaml_ng::to_string(&listed)?),
+        ListFormat::Table => {
+            let mut files = table(&["FILE", "SHA256", "MIRROR", "FOR"]);
+            for f in &listed.files {
+                files.add_row(vec![
+                    f.url.as_str(),
+                    f.sha256.as_deref().unwrap_or("-"),
+                    if f.mirror == f.url { "-" } else { &f.mirror },
+                    &f.used_by,
+                ]);
+            }
+            print_table(&files);
+            println!();
+            let mut images = table(&["IMAGE", "MIRROR", "FOR"]);
+            for i in &listed.images {
+                images.add_row(vec![
+                    i.image.as_str(),
+                    if i.mirror == i.image { "-" } else { &i.mirror },
+                    &i.used_by,
+                ]);
+            }
+            print_table(&images);
+        }
+    }
+    warn_incomplete(global, &listed);
+    Ok(())
+}
+
+/// Says what the list lacks, on stderr.
+fn warn_incomplete(global: &Session, listed: &kopsrs_ops::assets::Assets) {
+    for line in &listed.incomplete {
+        global.reporter.warn(
+            &format!("not listed: {line}"),
+            Some("a mirror without it is incomplete: nodes that need it will not start"),
+        );
     }
 }
 
