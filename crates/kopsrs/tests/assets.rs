@@ -745,3 +745,60 @@ fn get_assets_copies_the_images_byte_for_byte_to_the_container_registry() {
         Some(one.digest)
     );
 }
+
+#[test]
+fn get_assets_copies_files_to_an_s3_file_repository() {
+    let moto = support::Moto::start();
+    moto.create_bucket("state");
+    moto.create_bucket("mirror");
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    let debs = apt_repo(&served);
+    let server = FileServer::start(&served);
+    let manifest = "kind: DaemonSet\nspec:\n  template:\n    spec:\n      containers:\n      - image: docker.io/kindest/kindnetd:v1\n";
+    let manifest_file = dir.path().join("kindnet.yaml");
+    std::fs::write(&manifest_file, manifest).unwrap();
+    let channel = dir.path().join("channel.yaml");
+    std::fs::write(
+        &channel,
+        format!(
+            "kubernetes:\n  recommended: 1.34.1\n  minors:\n    \"1.34\": 1.34.1\naddons:\n- name: kindnet\n  version: '1'\n  kind: manifest\n  url: file://{}\n",
+            manifest_file.display()
+        ),
+    )
+    .unwrap();
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("KOPSRS_K8S_APT_REPO", format!("{}/deb", server.url));
+        c
+    };
+    ok(k()
+        .args(["create", "cluster", NAME, "--zones", "us-east-1a"])
+        .args(["--kubernetes-version", "1.34.1", "--networking", "kindnet"]));
+    ok(k()
+        .args(["edit", "cluster", NAME])
+        .arg("--set")
+        .arg(format!("spec.channel={}", channel.display()))
+        .arg("--set")
+        .arg("spec.assets.fileRepository=https://mirror.s3.us-east-1.amazonaws.com/k8s"));
+    let out = ok(k().args(["get", "assets", NAME, "--copy=files"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    // The index's five files, the amd64 packages and the manifest.
+    assert!(said.contains("Copied 11 file(s)"), "{said}");
+    let keys = moto.python(
+        "for o in aws('s3').list_objects_v2(Bucket='mirror')['Contents']: print(o['Key'])",
+    );
+    let deb = "amd64/kubeadm_1.34.1-1.1_amd64.deb";
+    let key = format!("k8s/core:/stable:/v1.34/deb/{deb}");
+    assert!(keys.lines().any(|l| l == key), "{keys}");
+    let body = moto.python(&format!(
+        "import hashlib\nprint(hashlib.sha256(aws('s3').get_object(Bucket='mirror', Key='{key}')['Body'].read()).hexdigest())"
+    ));
+    assert_eq!(body.trim(), debs[deb]);
+    let manifest_key = format!("k8s{}", manifest_file.display());
+    assert!(keys.lines().any(|l| l == manifest_key), "{keys}");
+    // Again: the bucket has every file with its sha256; nothing is copied.
+    let out = ok(k().args(["get", "assets", NAME, "--copy=files"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Copied 0 file(s)"), "{said}");
+}
