@@ -241,7 +241,12 @@ place_pki() {
     state_get "pki/private/${ks%%:*}/keyset.yaml" "$tmp/ks" || die "keyset ${ks%%:*} is not in the state store; run kopsrs update cluster"
     keyset "$tmp/ks" "$pki/${ks#*:}" private
   done
-  openssl x509 -in "$pki/sa.crt" -pubkey -noout >"$pki/sa.pub"
+  # Every trusted service-account key verifies tokens: those signed before a rotation too.
+  awk -v dir="$tmp" '/BEGIN CERTIFICATE/ {n++} {print > (dir "/sa-" n ".pem")}' "$pki/sa.crt"
+  : >"$pki/sa.pub"
+  for ks in "$tmp"/sa-*.pem; do
+    openssl x509 -in "$ks" -pubkey -noout >>"$pki/sa.pub"
+  done
   rm -rf "$tmp" "$pki/sa.crt"
   chmod 0600 "$pki"/*.key "$pki"/etcd/*.key
 }

@@ -139,6 +139,9 @@ pub struct NodeBootstrap {
     pub taints: Vec<Taint>,
     /// `spec.assets`: where packages, addons and images come from instead of upstream.
     pub mirrors: assets::Mirrors,
+    /// The service-account issuer (`https://…`) when the cluster publishes its discovery
+    /// documents (`spec.serviceAccountIssuerDiscovery.discoveryStore`, IRSA).
+    pub service_account_issuer: Option<String>,
 }
 
 /// Why a node's user-data cannot be rendered.
@@ -284,14 +287,7 @@ impl NodeBootstrap {
             },
             api_server: ApiServer {
                 cert_sans: sans,
-                extra_args: self
-                    .service_node_port_range
-                    .iter()
-                    .map(|range| Arg {
-                        name: "service-node-port-range".into(),
-                        value: range.clone(),
-                    })
-                    .collect(),
+                extra_args: self.api_server_args(),
             },
             controller_manager: ControlPlaneComponent {
                 extra_args: vec![Arg {
@@ -312,6 +308,33 @@ impl NodeBootstrap {
             image_repository: repos.as_ref().map(|(r, _)| r.clone()),
         };
         (init, cluster)
+    }
+
+    /// The API server's extra flags: the node port range, and the published service-account
+    /// issuer. The issuer kubeadm would use otherwise stays accepted (given last, and an
+    /// audience), so tokens issued before IRSA was turned on keep working
+    /// (kubernetes/kops#13101).
+    fn api_server_args(&self) -> Vec<Arg> {
+        let arg = |name: &str, value: String| Arg {
+            name: name.into(),
+            value,
+        };
+        let mut args: Vec<Arg> = self
+            .service_node_port_range
+            .iter()
+            .map(|range| arg("service-node-port-range", range.clone()))
+            .collect();
+        if let Some(issuer) = &self.service_account_issuer {
+            let before = format!("https://kubernetes.default.svc.{}", self.dns_domain);
+            args.push(arg("service-account-issuer", issuer.clone()));
+            args.push(arg("service-account-issuer", before.clone()));
+            args.push(arg(
+                "service-account-jwks-uri",
+                format!("{issuer}/openid/v1/jwks"),
+            ));
+            args.push(arg("api-audiences", format!("{issuer},{before}")));
+        }
+        args
     }
 
     /// `kubeadm join`'s document; control-plane nodes join with `controlPlane` set.
@@ -619,6 +642,7 @@ mod tests {
             node_labels: vec![("kops.k8s.io/instancegroup".into(), "nodes-a".into())],
             taints: vec![],
             mirrors: Default::default(),
+            service_account_issuer: None,
         }
     }
 

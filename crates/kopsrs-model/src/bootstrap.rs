@@ -174,6 +174,9 @@ impl Builder<'_> {
             node_labels: labels,
             taints,
             mirrors: self.mirrors()?,
+            service_account_issuer: self
+                .discovery_store()
+                .map(|_| format!("https://{}", self.service_account_issuer())),
         })
     }
 

@@ -39,6 +39,30 @@ struct ServiceAccount {
     field: String,
 }
 
+/// The service-account issuer (without scheme) of a cluster that publishes its discovery
+/// documents (`spec.serviceAccountIssuerDiscovery.discoveryStore`) in `region`: an S3 store's
+/// public address (`BUCKET.s3.REGION.amazonaws.com/PATH`), else the store URL without its
+/// scheme. `None` without a discovery store.
+pub fn discovery_issuer(spec: &kopsrs_api::ClusterSpec, region: &str) -> Option<String> {
+    let store = spec
+        .service_account_issuer_discovery
+        .as_ref()
+        .and_then(|d| d.discovery_store.as_deref())
+        .filter(|s| !s.is_empty())?;
+    let (scheme, rest) = store.split_once("://")?;
+    Some(match scheme {
+        "s3" => {
+            let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = format!("{bucket}.s3.{region}.amazonaws.com");
+            match path.trim_end_matches('/') {
+                "" => host,
+                path => format!("{host}/{path}"),
+            }
+        }
+        _ => rest.trim_end_matches('/').to_string(),
+    })
+}
+
 impl Builder<'_> {
     fn oidc_enabled(&self) -> bool {
         self.spec
@@ -59,30 +83,24 @@ impl Builder<'_> {
                 .unwrap_or(false)
     }
 
-    /// The issuer without scheme: the discovery store's public address, else the API name.
-    pub(crate) fn service_account_issuer(&self) -> String {
-        let store = self
-            .spec
+    /// `spec.serviceAccountIssuerDiscovery.discoveryStore`, where the issuer's documents are
+    /// published, when set.
+    pub(crate) fn discovery_store(&self) -> Option<&str> {
+        self.spec
             .service_account_issuer_discovery
             .as_ref()
-            .and_then(|d| d.discovery_store.as_deref());
-        match store.and_then(|s| s.split_once("://")) {
-            Some(("s3", rest)) => {
-                let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let host = format!("{bucket}.s3.{}.amazonaws.com", self.region);
-                if path.is_empty() {
-                    host
-                } else {
-                    format!("{host}/{}", path.trim_end_matches('/'))
-                }
-            }
-            Some((_, rest)) => rest.trim_end_matches('/').to_string(),
-            None => self
-                .spec
+            .and_then(|d| d.discovery_store.as_deref())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The issuer without scheme: the discovery store's public address, else the API name.
+    pub(crate) fn service_account_issuer(&self) -> String {
+        discovery_issuer(self.spec, &self.region).unwrap_or_else(|| {
+            self.spec
                 .master_public_name
                 .clone()
-                .unwrap_or_else(|| self.scoped("api")),
-        }
+                .unwrap_or_else(|| self.scoped("api"))
+        })
     }
 
     pub(crate) fn service_account_roles(&mut self) -> Result<(), ModelError> {

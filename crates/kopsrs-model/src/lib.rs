@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use kopsrs_api::{Cluster, InstanceGroup};
 
 pub use bootstrap::cni;
+pub use irsa::discovery_issuer;
 pub use resource::{Address, Attrs, Existing, Expected, FileValue, Mode, Ref, Resource, Value};
 
 /// Everything the model needs besides the spec.

@@ -187,7 +187,7 @@ async fn delete_cloud(
     locked(&*global.reporter, store, name, purpose, async {
         // The spec (which names the region) is read under the lock.
         let prepared = crate::cluster::prepare(store, name, global, false).await?;
-        delete_cloud_locked(global, store, name, &prepared.set, yes).await
+        delete_cloud_locked(global, store, &prepared, yes).await
     })
     .await
 }
@@ -195,10 +195,10 @@ async fn delete_cloud(
 async fn delete_cloud_locked(
     global: &Session,
     store: &StateStore,
-    name: &str,
-    set: &kopsrs_model::DesiredSet,
+    prepared: &crate::cluster::Prepared,
     yes: bool,
 ) -> Result<DeleteReport> {
+    let (name, set) = (&prepared.cluster.metadata.name, &prepared.set);
     let aws = crate::cluster::aws(global, &set.region).await;
     let read = |e: kopsrs_aws::Error| {
         crate::problems::aws(
@@ -265,6 +265,8 @@ async fn delete_cloud_locked(
         )
         .into());
     }
+    // The issuer's documents go with the cluster: IAM's provider for them is gone.
+    crate::discovery::remove(global, &prepared.cluster, &set.region).await?;
     report.removed = store.delete_cluster(name).await?;
     report.deleted = true;
     Ok(report)

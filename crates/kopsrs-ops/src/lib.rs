@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod create;
 pub mod delete;
 pub mod diff;
+pub mod discovery;
 pub mod dump;
 pub mod edit;
 pub mod etcd_backups;

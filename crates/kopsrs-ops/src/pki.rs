@@ -39,7 +39,7 @@ fn issued_key(cluster: &str, keyset: &str) -> String {
     format!("{cluster}/{}/{keyset}/keyset.yaml", layout::PKI_ISSUED)
 }
 
-async fn read(
+pub(crate) async fn read(
     store: &StateStore,
     cluster: &str,
     keyset: &str,

@@ -488,6 +488,7 @@ async fn publish(
     addons: &crate::addons::Resolved,
 ) -> Result<()> {
     write_completed(store, prepared).await?;
+    crate::discovery::publish(session, store, &prepared.cluster, &prepared.set.region).await?;
     crate::addons::publish(&*session.reporter, store, &prepared.cluster, addons).await
 }
 
@@ -541,6 +542,7 @@ pub async fn write_terraform(
         };
     if !kops_built {
         crate::pki::ensure_keysets(store, name).await?;
+        crate::discovery::publish(session, store, &prepared.cluster, &prepared.set.region).await?;
     }
     if let Some(addons) = addons.filter(|_| !kops_built) {
         warn_unpinned(session, &addons.changes);

@@ -6,6 +6,7 @@
 //! ECDSA P-256 (rcgen on aws-lc-rs, already in the build through the AWS SDK); kops uses RSA
 //! 2048, which kubeadm does not require.
 
+pub mod discovery;
 mod kubeconfig;
 
 pub use kubeconfig::{merge_kubeconfig, KubeconfigEntry};

@@ -785,9 +785,8 @@ fn get_assets_copies_files_to_an_s3_file_repository() {
     let said = String::from_utf8_lossy(&out.stderr);
     // The index's five files, the amd64 packages and the manifest.
     assert!(said.contains("Copied 11 file(s)"), "{said}");
-    let keys = moto.python(
-        "for o in aws('s3').list_objects_v2(Bucket='mirror')['Contents']: print(o['Key'])",
-    );
+    let keys = moto
+        .python("for o in aws('s3').list_objects_v2(Bucket='mirror')['Contents']: print(o['Key'])");
     let deb = "amd64/kubeadm_1.34.1-1.1_amd64.deb";
     let key = format!("k8s/core:/stable:/v1.34/deb/{deb}");
     assert!(keys.lines().any(|l| l == key), "{keys}");

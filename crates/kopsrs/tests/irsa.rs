@@ -1,0 +1,262 @@
+//! IAM roles for service accounts end to end, on moto: `update cluster --yes` publishes the
+//! service-account issuer's discovery document and JWKS to the discovery store; a token
+//! signed with the cluster's service-account key (as the API server signs one) verifies
+//! against the published JWKS with a maintained JWT library (`jsonwebtoken`); its issuer is
+//! the discovery document's, the API server's flag and the IAM OIDC provider's URL; before a
+//! rotation, during it (both keys published) and after the old key is distrusted; and
+//! `delete cluster` removes the documents.
+
+mod support;
+
+use std::process::Command;
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use support::{ok, Moto};
+
+const NAME: &str = "irsa.example.com";
+const IMAGE: &str = "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721";
+const ISSUER: &str = "https://oidc.s3.eu-west-1.amazonaws.com/irsa.example.com";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: u64,
+}
+
+fn k(moto: &Moto) -> Command {
+    let mut c = moto.kopsrs("state");
+    c.env("AWS_REGION", "eu-west-1");
+    c
+}
+
+fn object(moto: &Moto, bucket: &str, key: &str) -> String {
+    moto.python(&format!(
+        "print(aws('s3').get_object(Bucket='{bucket}', Key='{key}')['Body'].read().decode(), end='')"
+    ))
+}
+
+fn jwks(moto: &Moto) -> jsonwebtoken::jwk::JwkSet {
+    serde_json::from_str(&object(moto, "oidc", &format!("{NAME}/openid/v1/jwks"))).unwrap()
+}
+
+/// The keys of the service-account keyset in the state store: (ID, certificate PEM, private
+/// key PEM), and the primary's ID.
+fn service_account_keys(moto: &Moto) -> (Vec<(String, String, String)>, String) {
+    let text = object(
+        moto,
+        "state",
+        &format!("clusters/{NAME}/pki/private/service-account/keyset.yaml"),
+    );
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let decode = |v: &serde_yaml_ng::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let keys = doc["spec"]["keys"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap().to_string(),
+                decode(&k["publicMaterial"]),
+                decode(&k["privateMaterial"]),
+            )
+        })
+        .collect();
+    (keys, doc["spec"]["primaryID"].as_str().unwrap().to_string())
+}
+
+/// The API server's key ID of a certificate, computed with openssl alone: the unpadded
+/// base64url of the sha256 of the public key's DER.
+fn api_server_kid(cert_pem: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("c.pem");
+    std::fs::write(&cert, cert_pem).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary",
+            cert.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out.stdout)
+}
+
+/// A token as the API server issues one for IRSA (audience sts.amazonaws.com), signed with
+/// `key_pem` and naming `kid`.
+fn token(key_pem: &str, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_string());
+    let claims = Claims {
+        iss: ISSUER.into(),
+        sub: "system:serviceaccount:default:app".into(),
+        aud: "sts.amazonaws.com".into(),
+        exp: 4_000_000_000,
+    };
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ec_pem(key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Whether `token` verifies against the published JWKS, as IAM checks it: the key its `kid`
+/// names, the issuer, the audience.
+fn verifies(moto: &Moto, token: &str) -> bool {
+    let set = jwks(moto);
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let Some(jwk) = set.find(&kid) else {
+        return false;
+    };
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&["sts.amazonaws.com"]);
+    jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_ok()
+}
+
+#[test]
+fn service_account_tokens_verify_against_the_published_issuer_through_a_rotation() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.create_bucket("oidc");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    ok(k(&moto).args([
+        "create",
+        "cluster",
+        "--name",
+        NAME,
+        "--image",
+        IMAGE,
+        "--dns-zone",
+        "example.com",
+        "--zones",
+        "eu-west-1a",
+        "--discovery-store",
+        "s3://oidc",
+        "--yes",
+    ]));
+
+    // The discovery document names the issuer and its JWKS.
+    let discovery: serde_json::Value = serde_json::from_str(&object(
+        &moto,
+        "oidc",
+        &format!("{NAME}/.well-known/openid-configuration"),
+    ))
+    .unwrap();
+    assert_eq!(discovery["issuer"], ISSUER);
+    assert_eq!(discovery["jwks_uri"], format!("{ISSUER}/openid/v1/jwks"));
+    // IAM's OIDC provider is that issuer.
+    let provider = moto.python(
+        "i=aws('iam')\n\
+         arn=i.list_open_id_connect_providers()['OpenIDConnectProviderList'][0]['Arn']\n\
+         p=i.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)\n\
+         print(json.dumps([p['Url'], sorted(p['ClientIDList'])]))",
+    );
+    let provider: serde_json::Value = serde_json::from_str(provider.trim()).unwrap();
+    assert_eq!(
+        format!(
+            "https://{}",
+            provider[0].as_str().unwrap().trim_start_matches("https://")
+        ),
+        ISSUER
+    );
+    assert!(
+        provider[1].to_string().contains("amazonaws.com"),
+        "{provider}"
+    );
+    // The API server signs with that issuer first, and still accepts kubeadm's own (tokens
+    // issued before IRSA was turned on).
+    let user_data = moto.python(&format!(
+        "import base64, gzip\n\
+         e=aws('ec2')\n\
+         lt=e.describe_launch_templates(LaunchTemplateNames=['control-plane-eu-west-1a.masters.{NAME}'])['LaunchTemplates'][0]\n\
+         v=e.describe_launch_template_versions(LaunchTemplateId=lt['LaunchTemplateId'], Versions=['$Latest'])['LaunchTemplateVersions'][0]\n\
+         print(gzip.decompress(base64.b64decode(v['LaunchTemplateData']['UserData'])).decode(), end='')"
+    ));
+    let args: Vec<(String, String)> = kopsrs_bootstrap::embedded_kubeadm_documents(&user_data)
+        .iter()
+        .flat_map(|d| kopsrs_bootstrap::kubeadm::decode(d).unwrap())
+        .find_map(|d| match d {
+            kopsrs_bootstrap::kubeadm::Document::Cluster(c) => Some(
+                c.api_server
+                    .extra_args
+                    .iter()
+                    .map(|a| (a.name.clone(), a.value.clone()))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap();
+    let issuers: Vec<&str> = args
+        .iter()
+        .filter(|(n, _)| n == "service-account-issuer")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        issuers,
+        [ISSUER, "https://kubernetes.default.svc.cluster.local"],
+        "{args:?}"
+    );
+    assert!(args.contains(&(
+        "service-account-jwks-uri".into(),
+        format!("{ISSUER}/openid/v1/jwks")
+    )));
+
+    // A token signed with the service-account key verifies; one signed with another key
+    // does not.
+    let (keys, primary) = service_account_keys(&moto);
+    let (first_id, first_cert, first_key) = keys[0].clone();
+    assert_eq!(first_id, primary);
+    let first_kid = api_server_kid(&first_cert);
+    let old_token = token(&first_key, &first_kid);
+    assert!(verifies(&moto, &old_token));
+    let stranger = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    assert!(!verifies(&moto, &token(&stranger, &first_kid)));
+
+    // Rotation: a new key, promoted; both are published, so the old token still verifies
+    // and a token of the new primary does too.
+    ok(k(&moto).args(["create", "keypair", "service-account", "--name", NAME]));
+    ok(k(&moto).args(["promote", "keypair", "service-account", "--name", NAME]));
+    ok(k(&moto).args(["update", "cluster", NAME, "--yes"]));
+    assert_eq!(jwks(&moto).keys.len(), 2);
+    let (keys, primary) = service_account_keys(&moto);
+    let (_, new_cert, new_key) = keys.iter().find(|(id, _, _)| *id == primary).unwrap();
+    assert_ne!(primary, first_id);
+    let new_token = token(new_key, &api_server_kid(new_cert));
+    assert!(
+        verifies(&moto, &old_token),
+        "a token from before the rotation"
+    );
+    assert!(verifies(&moto, &new_token));
+
+    // The old key distrusted: its tokens stop verifying; the new primary's do.
+    ok(k(&moto).args(["distrust", "keypair", "service-account", "--name", NAME]));
+    ok(k(&moto).args(["update", "cluster", NAME, "--yes"]));
+    assert_eq!(jwks(&moto).keys.len(), 1);
+    assert!(!verifies(&moto, &old_token));
+    assert!(verifies(&moto, &new_token));
+    // Publishing keys changes no launch template: the re-plan is empty.
+    let (code, plan) = support::detailed_plan(k(&moto), NAME);
+    assert_eq!(code, 0, "{plan}");
+
+    // delete cluster removes the documents, and nothing else of the bucket.
+    moto.python(
+        "aws('s3').put_object(Bucket='oidc', Key='other.example.com/openid/v1/jwks', Body=b'{}')",
+    );
+    ok(k(&moto).args(["delete", "cluster", NAME, "--yes"]));
+    let left = moto.python(
+        "print(json.dumps(sorted(o['Key'] for o in aws('s3').list_objects_v2(Bucket='oidc').get('Contents', []))))",
+    );
+    assert_eq!(left.trim(), r#"["other.example.com/openid/v1/jwks"]"#);
+}
