@@ -40,6 +40,12 @@ async fn open(
     Ok(Some((store, issuer)))
 }
 
+/// Opens the cluster's discovery store, if it has one: an apply checks this before anything
+/// changes, so a store it cannot write stops it there.
+pub async fn check(session: &Session, cluster: &Cluster, region: &str) -> Result<()> {
+    open(session, cluster, region).await.map(|_| ())
+}
+
 /// Writes the discovery document and the JWKS of the cluster's trusted service-account keys
 /// where they differ from what is published. Returns whether anything was written.
 pub async fn publish(

@@ -420,6 +420,8 @@ pub(crate) async fn plan_and_apply(
             applied: None,
         });
     }
+    // A discovery store the documents cannot go to stops the run before any change.
+    crate::discovery::check(session, &prepared.cluster, &prepared.set.region).await?;
     // Only now, with the plan made (and the addons' pins checked), is anything written.
     crate::pki::ensure_keysets(store, name).await?;
     if plan.is_empty() {
@@ -542,7 +544,15 @@ pub async fn write_terraform(
         };
     if !kops_built {
         crate::pki::ensure_keysets(store, name).await?;
-        crate::discovery::publish(session, store, &prepared.cluster, &prepared.set.region).await?;
+        // The Terraform output stands without them (kops's test stores are `memfs://`).
+        if let Err(e) =
+            crate::discovery::publish(session, store, &prepared.cluster, &prepared.set.region).await
+        {
+            session.reporter.warn(
+                &format!("the service-account issuer's documents are not published: {e:#}"),
+                Some("IAM cannot verify the cluster's service-account tokens until they are: set spec.serviceAccountIssuerDiscovery.discoveryStore to an s3:// store and run update cluster again"),
+            );
+        }
     }
     if let Some(addons) = addons.filter(|_| !kops_built) {
         warn_unpinned(session, &addons.changes);

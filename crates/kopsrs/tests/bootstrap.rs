@@ -302,6 +302,9 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     ])
     .arg("--yes")
     .assert_ok();
+    // A second service-account key, not yet primary: the API servers verify tokens with both.
+    k().args(["create", "keypair", "service-account", "--name", NAME])
+        .assert_ok();
     let tf = dir.path().join("tf");
     k().args(["update", "cluster", NAME, "--target", "terraform", "--out"])
         .arg(&tf)
@@ -577,6 +580,10 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
         !worker.root.join("etc/kubernetes/pki/ca.key").exists(),
         "workers never get CA keys"
     );
+    // Every trusted service-account key verifies tokens (a rotation keeps old tokens valid).
+    let sa_pub =
+        std::fs::read_to_string(nodes[joiner].root.join("etc/kubernetes/pki/sa.pub")).unwrap();
+    assert_eq!(sa_pub.matches("BEGIN PUBLIC KEY").count(), 2, "{sa_pub}");
 
     // Each control plane attached its zone's etcd volume; the stale member was removed.
     let attached = moto.python(
