@@ -934,6 +934,33 @@ upgrade_control_plane() {
   fi
 }
 
+# The API server's flags of a kubeadm configuration on stdin, one `name=value` a line.
+api_server_args() {
+  python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    for a in ((d or {}).get("apiServer") or {}).get("extraArgs") or []:
+        print("%s=%s" % (a["name"], a["value"]))'
+}
+
+# A control plane that joins with other API server flags than the cluster's kubeadm
+# configuration holds (a spec change since `kubeadm init`, such as IRSA's issuer): its own API
+# server gets its flags, and the cluster's configuration records them for the control planes
+# that join after it. A roll of the control plane so brings every API server to the spec.
+reconcile_api_server() {
+  local desired="$ROOT/etc/kopsrs/kubeadm-desired.yaml" want have
+  write_kubeadm_init "$desired.in"
+  JOIN_TOKEN=$(kubeadm token generate) render "$desired.in" "$desired"
+  want=$(api_server_args <"$desired")
+  have=$(kctl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' | api_server_args)
+  if [ "$want" != "$have" ]; then
+    log "the API server's flags differ from the cluster's configuration: taking this node's"
+    kubeadm init phase control-plane apiserver --config "$desired"
+    kubeadm init phase upload-config kubeadm --config "$desired"
+  fi
+  rm -f "$desired" "$desired.in"
+}
+
 # kubeadm init, then the join token for everyone else. `restore`: etcd starts from the data on
 # the volume (a replaced single control plane) instead of a new cluster.
 init_control_plane() {
@@ -990,6 +1017,7 @@ boot() {
         die "kubeadm join failed; this volume's etcd data is back in place"
       fi
       upgrade_control_plane
+      reconcile_api_server
       prune_etcd_members
     fi
   else

@@ -29,7 +29,7 @@ async fn open(
         .as_ref()
         .and_then(|d| d.discovery_store.clone())
         .unwrap_or_default();
-    let store = StateStore::open(&url, &context::store_access(&session.settings))
+    let store = StateStore::open_or_create(&url, &context::store_access(&session.settings))
         .await
         .map_err(|e| {
             Problems::one(

@@ -260,3 +260,113 @@ fn service_account_tokens_verify_against_the_published_issuer_through_a_rotation
     );
     assert_eq!(left.trim(), r#"["other.example.com/openid/v1/jwks"]"#);
 }
+
+/// Turning IRSA on for a cluster that runs: a control plane that joins (a roll after
+/// `update cluster --yes`) brings its API server the spec's flags and records them in the
+/// cluster's kubeadm configuration; one that joins with the flags the cluster has does
+/// nothing. The boot script's functions run with stub `kubeadm` and `kubectl`.
+#[test]
+fn a_joining_control_plane_brings_the_api_server_flags_of_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}", dir.path().join("state").display());
+    let oidc = dir.path().join("oidc");
+    ok(support::kopsrs(&state).args(["create", "cluster", NAME, "--zones", "eu-west-1a"]));
+    ok(support::kopsrs(&state)
+        .args(["edit", "cluster", NAME])
+        .arg("--set")
+        .arg(format!(
+            "spec.serviceAccountIssuerDiscovery.discoveryStore=file://{}/{NAME}",
+            oidc.display()
+        ))
+        .arg("--set")
+        .arg("spec.serviceAccountIssuerDiscovery.enableAWSOIDCProvider=true"));
+    let tf = dir.path().join("tf");
+    ok(support::kopsrs(&state)
+        .args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+        .arg(&tf));
+    // The Terraform target publishes the documents too.
+    assert!(oidc.join(NAME).join("openid/v1/jwks").exists());
+    let user_data = std::fs::read_to_string(tf.join(format!(
+        "data/aws_launch_template_control-plane-eu-west-1a.masters.{NAME}_user_data"
+    )))
+    .unwrap();
+    // Everything the script defines, without running its command.
+    let defined = &user_data[..user_data.find("\ncase \"${1:-boot}\" in").unwrap()];
+
+    let root = dir.path().join("node");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(root.join("etc/kopsrs")).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let stub = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    stub(
+        "kubeadm",
+        r#"echo "kubeadm $*" >>"$KOPSRS_ROOT/calls.log"
+case "$*" in
+  "token generate") echo abcdef.0123456789abcdef ;;
+  *"--config "*) cp "${@: -1}" "$KOPSRS_ROOT/config-at-$3.yaml" ;;
+esac"#,
+    );
+    stub(
+        "kubectl",
+        r#"cat "$KOPSRS_ROOT/cluster-configuration.yaml""#,
+    );
+    let run = |configuration: &str| {
+        std::fs::write(root.join("cluster-configuration.yaml"), configuration).unwrap();
+        std::fs::remove_file(root.join("calls.log")).ok();
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "{defined}\nNODE_NAME=n1 NODE_IP=10.0.0.1 API_HOST=api.{NAME}\nreconcile_api_server"
+            ))
+            .env("KOPSRS_ROOT", &root)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(root.join("calls.log")).unwrap_or_default()
+    };
+
+    // The cluster was made before IRSA: its configuration has no issuer flags.
+    let calls = run("apiServer:\n  certSANs: [api.irsa.example.com]\nkubernetesVersion: v1.34.1\n");
+    assert!(
+        calls.contains("kubeadm init phase control-plane apiserver --config")
+            && calls.contains("kubeadm init phase upload-config kubeadm --config"),
+        "{calls}"
+    );
+    // What the node's API server and the cluster's configuration get: the spec's issuer
+    // first, kubeadm's own after it.
+    let uploaded = std::fs::read_to_string(root.join("config-at-upload-config.yaml")).unwrap();
+    assert_eq!(
+        uploaded,
+        std::fs::read_to_string(root.join("config-at-control-plane.yaml")).unwrap()
+    );
+    let issuers: Vec<&str> = uploaded
+        .lines()
+        .skip_while(|l| !l.contains("name: service-account-issuer"))
+        .filter_map(|l| l.trim().strip_prefix("value: "))
+        .take(2)
+        .collect();
+    assert_eq!(issuers.len(), 2, "{uploaded}");
+    assert!(issuers[0].ends_with(&format!("oidc/{NAME}")), "{uploaded}");
+    assert_eq!(issuers[1], "https://kubernetes.default.svc.cluster.local");
+    assert!(
+        !root.join("etc/kopsrs/kubeadm-desired.yaml").exists(),
+        "no token left behind"
+    );
+
+    // A configuration that has the spec's flags already: nothing to do.
+    let calls = run(&uploaded);
+    assert!(!calls.contains("init phase"), "{calls}");
+}

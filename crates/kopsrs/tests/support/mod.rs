@@ -450,3 +450,43 @@ pub fn hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The bash function `name` of a user-data script, on its own.
+pub fn function(script: &str, name: &str) -> String {
+    let start = script
+        .find(&format!("\n{name}() {{\n"))
+        .unwrap_or_else(|| panic!("{name} is not in the script"));
+    let body = &script[start + 1..];
+    let end = body.find("\n}\n").unwrap() + 3;
+    body[..end].to_string()
+}
+
+/// Runs `function` of `script` with `env`, `input` on stdin; its stdout.
+pub fn run_function(script: &str, name: &str, env: &[(&str, &str)], input: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -euo pipefail\n{}\n{name}",
+            function(script, name)
+        ))
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
