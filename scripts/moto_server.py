@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with eight additions.
+"""moto_server for kopsrs's tests and benchmarks, with ten additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -44,6 +44,9 @@
    (path-style requests only, as 5.).
 9. A target group's name may hold consecutive hyphens (`tcp-a--b`), as AWS accepts and kops's
    names have them; moto refused them with a pattern of its own.
+10. `DeleteLaunchTemplateVersions`, which moto lacks: the versions named are deleted (the
+   default version is refused, as AWS refuses it, and a version that does not exist is
+   reported, not an error), and no call shows them any more; the numbers of the others stay.
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -147,6 +150,80 @@ def _create_version_parsed(self, data, description):
 
 
 _launch_templates.LaunchTemplate.create_version = _create_version_parsed
+
+# 10.: deleted launch-template versions keep their place (moto numbers versions by position)
+# and are hidden from every call.
+_get_version = _launch_templates.LaunchTemplate.get_version
+
+
+def _get_version_live(self, num):
+    version = _get_version(self, num)
+    if getattr(version, "kopsrs_deleted", False):
+        from moto.ec2.exceptions import InvalidLaunchTemplateVersionNotFound
+
+        raise InvalidLaunchTemplateVersionNotFound(template_id=self.id, version=num)
+    return version
+
+
+_launch_templates.LaunchTemplate.get_version = _get_version_live
+_describe_versions = _launch_templates.LaunchTemplateBackend.describe_launch_template_versions
+
+
+def _describe_live_versions(self, *args, **kwargs):
+    return [
+        (t, v)
+        for t, v in _describe_versions(self, *args, **kwargs)
+        if not getattr(v, "kopsrs_deleted", False)
+    ]
+
+
+_launch_templates.LaunchTemplateBackend.describe_launch_template_versions = _describe_live_versions
+
+
+def _delete_launch_template_versions(self):
+    from moto.core.responses import ActionResult
+
+    name = self._get_param("LaunchTemplateName")
+    template_id = self._get_param("LaunchTemplateId")
+    template = (
+        self.ec2_backend.get_launch_template_by_name(name)
+        if name
+        else self.ec2_backend.get_launch_template(template_id)
+    )
+    done, refused = [], []
+    for number in self._get_param("Versions", []):
+        entry = {
+            "LaunchTemplateId": template.id,
+            "LaunchTemplateName": template.name,
+            "VersionNumber": int(number),
+        }
+        live = [v for v in template.versions if v.number == int(number)]
+        if not live or getattr(live[0], "kopsrs_deleted", False):
+            entry["ResponseError"] = {
+                "Code": "launchTemplateVersionDoesNotExist",
+                "Message": f"The specified launch template version does not exist: {number}",
+            }
+            refused.append(entry)
+        elif template.is_default(live[0]):
+            entry["ResponseError"] = {
+                "Code": "launchTemplateVersionIsDefault",
+                "Message": "The default version of a launch template cannot be deleted",
+            }
+            refused.append(entry)
+        else:
+            live[0].kopsrs_deleted = True
+            done.append(entry)
+    return ActionResult(
+        {
+            "SuccessfullyDeletedLaunchTemplateVersions": done,
+            "UnsuccessfullyDeletedLaunchTemplateVersions": refused,
+        }
+    )
+
+
+from moto.ec2.responses.launch_templates import LaunchTemplates as _LaunchTemplateResponses
+
+_LaunchTemplateResponses.delete_launch_template_versions = _delete_launch_template_versions
 
 _instance_state_init = _autoscaling.InstanceState.__init__
 

@@ -41,6 +41,7 @@ mod network_check;
 mod plan;
 mod resolve;
 mod rolling;
+mod template_versions;
 
 // One file per kind or family of kinds; `kind.rs` lists them.
 mod autoscaling;
@@ -77,6 +78,7 @@ pub use kind::Kind;
 pub use kopsrs_engine::rolling::{RollingGroup, RollingInstance};
 pub use plan::AwsSchema;
 pub use rolling::{ClusterGroups, DETACHED_TAG};
+pub use template_versions::StaleVersions;
 
 /// Attributes known of an existing resource (`id`, `arn`, `name`, `dns_name`, ...), by
 /// address; references in the desired set resolve against these.

@@ -123,6 +123,8 @@ pub struct UpdateReport {
     pub yes: bool,
     /// The apply, when `yes` and the plan had changes.
     pub applied: Option<Applied>,
+    /// With `--prune`: the old launch-template versions deleted (`yes`) or that would be.
+    pub old_versions: Vec<kopsrs_aws::StaleVersions>,
 }
 
 /// What an apply took.
@@ -414,31 +416,85 @@ pub(crate) async fn plan_and_apply(
     }
     session.reporter.planned(name, &plan, options.yes);
     if !options.yes {
+        let old_versions = match options.scope.prune {
+            true => old_versions(session, aws, name, false).await?,
+            false => Vec::new(),
+        };
         return Ok(UpdateReport {
             plan,
             yes: options.yes,
             applied: None,
+            old_versions,
         });
     }
     // A discovery store the documents cannot go to stops the run before any change.
     crate::discovery::check(session, &prepared.cluster, &prepared.set.region).await?;
     // Only now, with the plan made (and the addons' pins checked), is anything written.
     crate::pki::ensure_keysets(store, name).await?;
-    if plan.is_empty() {
-        publish(session, store, prepared, &addons).await?;
-        return Ok(UpdateReport {
-            plan,
-            yes: options.yes,
-            applied: None,
-        });
-    }
-    let applied = apply(session, aws, name, &plan, options.concurrency).await?;
+    let applied = match plan.is_empty() {
+        true => None,
+        false => Some(apply(session, aws, name, &plan, options.concurrency).await?),
+    };
     publish(session, store, prepared, &addons).await?;
+    // After the deferred deletions: what instances no longer run goes too.
+    let old_versions = match options.scope.prune {
+        true => old_versions(session, aws, name, true).await?,
+        false => Vec::new(),
+    };
     Ok(UpdateReport {
         plan,
         yes: true,
-        applied: Some(applied),
+        applied,
+        old_versions,
     })
+}
+
+/// The cluster's launch-template versions no instance runs any more (`--prune`), deleted when
+/// `delete`; said either way.
+async fn old_versions(
+    session: &Session,
+    aws: &Aws,
+    name: &str,
+    delete: bool,
+) -> Result<Vec<kopsrs_aws::StaleVersions>> {
+    let failed = |what: &str, e: kopsrs_aws::Error| {
+        crate::problems::aws(
+            &session.settings,
+            &format!("{what} the old launch-template versions of {name}"),
+            &e,
+            "run `kopsrs update cluster --prune --yes` again",
+        )
+    };
+    let stale = aws
+        .stale_launch_template_versions(name)
+        .await
+        .map_err(|e| failed("reading", e))?;
+    let count: usize = stale.iter().map(|s| s.versions.len()).sum();
+    if count == 0 {
+        return Ok(stale);
+    }
+    let list = stale
+        .iter()
+        .map(|s| {
+            let versions: Vec<String> = s.versions.iter().map(i64::to_string).collect();
+            format!("{} ({})", s.template, versions.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if delete {
+        let deleted = aws
+            .delete_launch_template_versions(&stale)
+            .await
+            .map_err(|e| failed("deleting", e))?;
+        session.reporter.say(&format!(
+            "Deleted {deleted} launch-template version(s) no instance runs: {list}."
+        ));
+    } else {
+        session.reporter.say(&format!(
+            "--prune --yes deletes {count} launch-template version(s) no instance runs: {list}."
+        ));
+    }
+    Ok(stale)
 }
 
 /// Applies `plan` to the cloud, progress through the reporter; every failed change is a

@@ -667,6 +667,76 @@ fn load_balancers_and_security_groups_wait_for_prune() {
     h.delete_all();
 }
 
+/// The versions of a launch template: what DescribeLaunchTemplateVersions lists.
+fn template_versions(h: &Harness, template: &str) -> Vec<u64> {
+    let out = h.moto.python(&format!(
+        "e=aws('ec2')\n\
+         print(json.dumps(sorted(v['VersionNumber'] for v in e.describe_launch_template_versions(LaunchTemplateName='{template}', MaxResults=200)['LaunchTemplateVersions'])))"
+    ));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// Every content change of a group adds a launch-template version; `--prune` deletes the
+/// ones no instance runs (never the default or the latest), and the others once the instances
+/// that run them are gone.
+#[test]
+fn old_launch_template_versions_go_with_prune_once_no_instance_runs_them() {
+    let h = Harness::new();
+    h.create_cluster(&["--zones", "eu-west-1a", "--node-count", "2"]);
+    h.apply();
+    let nodes = format!("nodes-eu-west-1a.{NAME}");
+    let control_plane = format!("control-plane-eu-west-1a.masters.{NAME}");
+    for value in ["b", "c"] {
+        h.kopsrs()
+            .args(["edit", "ig", "nodes-eu-west-1a", "--name", NAME, "--set"])
+            .arg(format!("spec.nodeLabels.team={value}"))
+            .assert()
+            .success();
+        h.apply();
+    }
+    // The nodes' instances run version 1; 3 is the latest; 2 nothing runs.
+    assert_eq!(template_versions(&h, &nodes), [1, 2, 3]);
+    let dry = h
+        .kopsrs()
+        .args(["update", "cluster", NAME, "--prune"])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&dry.stderr).to_string() + &String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        said.contains(&format!(
+            "deletes 1 launch-template version(s) no instance runs: {nodes} (2)"
+        )),
+        "{said}"
+    );
+    assert_eq!(
+        template_versions(&h, &nodes),
+        [1, 2, 3],
+        "a dry run deletes nothing"
+    );
+    h.kopsrs()
+        .args(["update", "cluster", NAME, "--prune", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(template_versions(&h, &nodes), [1, 3]);
+    assert_eq!(template_versions(&h, &control_plane), [1]);
+
+    // The instances on version 1 are replaced (as a roll does): version 1 goes too.
+    h.moto.python(&format!(
+        "a=aws('autoscaling')\n\
+         g=a.describe_auto_scaling_groups(AutoScalingGroupNames=['{nodes}'])['AutoScalingGroups'][0]\n\
+         for i in g['Instances']:\n    \
+         a.terminate_instance_in_auto_scaling_group(InstanceId=i['InstanceId'], ShouldDecrementDesiredCapacity=False)"
+    ));
+    h.kopsrs()
+        .args(["update", "cluster", NAME, "--prune", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(template_versions(&h, &nodes), [3]);
+    h.assert_no_changes();
+    h.delete_all();
+}
+
 /// A VPC made by Terraform (VPC, internet gateway, a public subnet with a NAT gateway): the
 /// cluster makes its own subnets in it, routes through the shared NAT gateway, and never
 /// changes or deletes what it does not own.
