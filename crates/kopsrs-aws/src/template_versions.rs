@@ -4,12 +4,13 @@
 //! latest and every version an instance of the cluster still runs are kept.
 //!
 //! Reads: the cluster's templates and groups (one paginated call each), its instances outside
-//! any group (one), and, only for a template with versions to spare, its versions (one each).
+//! any group (one), and the versions of each template past its first (one call each).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types as ec2t;
 
+use crate::handler::{ec2_tags, owned_by};
 use crate::instances::{group_template, identity, version_of};
 use crate::{Aws, Error};
 
@@ -58,7 +59,12 @@ impl Aws {
         // Per template ID: (name, latest, default) and the versions kept.
         let mut kept: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         let mut facts: BTreeMap<String, (String, i64, i64)> = BTreeMap::new();
-        for lt in &templates {
+        // Only the templates the cluster owns: the key of its tag alone (a `shared` value,
+        // another tool's template) proves nothing.
+        for lt in templates
+            .iter()
+            .filter(|lt| owned_by(&ec2_tags(lt.tags()), cluster))
+        {
             let id = lt.launch_template_id().unwrap_or_default().to_string();
             let latest = lt.latest_version_number().unwrap_or(1);
             let default = lt.default_version_number().unwrap_or(1);
@@ -82,15 +88,23 @@ impl Aws {
                 continue;
             };
             template_of_group.insert(identity(group).0, lt_id.to_string());
-            let set = kept.entry(lt_id.to_string()).or_default();
-            set.insert(version_of(version.unwrap_or("$Latest"), latest, default));
+            kept.entry(lt_id.to_string())
+                .or_default()
+                .insert(version_of(version.unwrap_or("$Latest"), latest, default));
             for instance in group.instances() {
                 in_groups.extend(instance.instance_id().map(str::to_string));
-                let v = instance
-                    .launch_template()
-                    .and_then(|l| l.version())
-                    .unwrap_or("$Latest");
-                set.insert(version_of(v, latest, default));
+                // Kept under the template the instance was launched from, which after a
+                // change of the group's template is not the group's.
+                let spec = instance.launch_template();
+                let own = spec.and_then(|l| l.launch_template_id()).unwrap_or(lt_id);
+                let (own_latest, own_default) =
+                    facts.get(own).map_or((latest, default), |f| (f.1, f.2));
+                let v = spec.and_then(|l| l.version()).unwrap_or("$Latest");
+                kept.entry(own.to_string()).or_default().insert(version_of(
+                    v,
+                    own_latest,
+                    own_default,
+                ));
             }
         }
         let mut unknown: BTreeSet<String> = BTreeSet::new();

@@ -948,15 +948,25 @@ for d in yaml.safe_load_all(sys.stdin):
 # server gets its flags, and the cluster's configuration records them for the control planes
 # that join after it. A roll of the control plane so brings every API server to the spec.
 reconcile_api_server() {
-  local desired="$ROOT/etc/kopsrs/kubeadm-desired.yaml" want have
+  local desired="$ROOT/etc/kopsrs/kubeadm-desired.yaml" want have i
   write_kubeadm_init "$desired.in"
   JOIN_TOKEN=$(kubeadm token generate) render "$desired.in" "$desired"
   want=$(api_server_args <"$desired")
-  have=$(kctl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' | api_server_args)
-  if [ "$want" != "$have" ]; then
+  # The node has joined: nothing here may end the boot. An API that does not answer leaves
+  # the flags to the next control plane that joins.
+  for i in 1 2 3 4 5; do
+    have=$(kctl -n kube-system get configmap kubeadm-config -o jsonpath='{.data.ClusterConfiguration}' | api_server_args) && break
+    have="?"
+    sleep $((i * 2))
+  done
+  if [ "$have" = "?" ]; then
+    log "cannot read the cluster's kubeadm configuration; its API server flags are left as they are"
+  elif [ "$want" != "$have" ]; then
     log "the API server's flags differ from the cluster's configuration: taking this node's"
-    kubeadm init phase control-plane apiserver --config "$desired"
-    kubeadm init phase upload-config kubeadm --config "$desired"
+    if ! { kubeadm init phase control-plane apiserver --config "$desired" &&
+      kubeadm init phase upload-config kubeadm --config "$desired"; }; then
+      log "taking this node's API server flags failed; the next control plane that joins tries again"
+    fi
   fi
   rm -f "$desired" "$desired.in"
 }

@@ -59,15 +59,34 @@ impl Builder<'_> {
         }
     }
 
-    /// `spec.assets`, checked.
+    /// `spec.assets`, checked: a mirrored registry needs kubeadm's image tags of the
+    /// cluster's minor version (pinned in kubeadm's configuration, copied by `get assets`).
     pub(crate) fn mirrors(&self) -> Result<kopsrs_bootstrap::assets::Mirrors, ModelError> {
         let assets = self.spec.assets.as_ref();
-        kopsrs_bootstrap::assets::Mirrors::from_spec(
+        let mirrors = kopsrs_bootstrap::assets::Mirrors::from_spec(
             assets.and_then(|a| a.file_repository.as_deref()),
             assets.and_then(|a| a.container_registry.as_deref()),
             assets.and_then(|a| a.container_proxy.as_deref()),
         )
-        .map_err(|e| err("Cluster spec.assets", e.to_string()))
+        .map_err(|e| {
+            err(
+                format!("Cluster spec.assets.{}", e.field),
+                format!("{:?} {}; {}", e.value, e.why, e.fix),
+            )
+        })?;
+        let version = self.spec.kubernetes_version.as_deref().unwrap_or_default();
+        let minor = kopsrs_bootstrap::parse_version(version).map(|(a, b, _)| (a, b));
+        if mirrors.kubeadm_repositories().is_some()
+            && minor
+                .and_then(kopsrs_bootstrap::assets::control_plane_images)
+                .is_none()
+        {
+            return Err(err(
+                "Cluster spec.kubernetesVersion",
+                format!("{version:?}: kopsrs knows kubeadm's images (etcd, CoreDNS, pause) of 1.31 to 1.34 only, and spec.assets mirrors them; use one of those versions or drop spec.assets.containerRegistry/containerProxy"),
+            ));
+        }
+        Ok(mirrors)
     }
 
     fn aws_url(&self, service: &str) -> String {
@@ -174,9 +193,8 @@ impl Builder<'_> {
             node_labels: labels,
             taints,
             mirrors: self.mirrors()?,
-            service_account_issuer: self
-                .discovery_store()
-                .map(|_| format!("https://{}", self.service_account_issuer())),
+            service_account_issuer: crate::irsa::discovery_issuer(self.spec, &self.region)
+                .map(|issuer| format!("https://{issuer}")),
         })
     }
 

@@ -42,7 +42,8 @@ struct ServiceAccount {
 /// The service-account issuer (without scheme) of a cluster that publishes its discovery
 /// documents (`spec.serviceAccountIssuerDiscovery.discoveryStore`) in `region`: an S3 store's
 /// public address (`BUCKET.s3.REGION.amazonaws.com/PATH`), else the store URL without its
-/// scheme. `None` without a discovery store.
+/// scheme (`memfs://HOST/PATH`, kops's test stores). `None` without a discovery store or
+/// for one without a host (`file:///dir`).
 pub fn discovery_issuer(spec: &kopsrs_api::ClusterSpec, region: &str) -> Option<String> {
     let store = spec
         .service_account_issuer_discovery
@@ -59,6 +60,8 @@ pub fn discovery_issuer(spec: &kopsrs_api::ClusterSpec, region: &str) -> Option<
                 path => format!("{host}/{path}"),
             }
         }
+        // A store with no host (`file:///dir`) has no public address: no issuer.
+        _ if rest.starts_with('/') || rest.is_empty() => return None,
         _ => rest.trim_end_matches('/').to_string(),
     })
 }
@@ -81,16 +84,6 @@ impl Builder<'_> {
                 .as_ref()
                 .and_then(|i| i.use_service_account_external_permissions)
                 .unwrap_or(false)
-    }
-
-    /// `spec.serviceAccountIssuerDiscovery.discoveryStore`, where the issuer's documents are
-    /// published, when set.
-    pub(crate) fn discovery_store(&self) -> Option<&str> {
-        self.spec
-            .service_account_issuer_discovery
-            .as_ref()
-            .and_then(|d| d.discovery_store.as_deref())
-            .filter(|s| !s.is_empty())
     }
 
     /// The issuer without scheme: the discovery store's public address, else the API name.

@@ -37,6 +37,31 @@ pub struct FileAsset {
     pub used_by: String,
 }
 
+/// Something `get assets` could not list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// Whether files or images are missing from the list.
+    pub of: GapKind,
+    /// What and why.
+    pub reason: String,
+}
+
+/// What a [`Gap`] lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GapKind {
+    /// Files (packages).
+    Files,
+    /// Images.
+    Images,
+}
+
+impl std::fmt::Display for Gap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// A cluster's assets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Assets {
@@ -49,7 +74,7 @@ pub struct Assets {
     /// The images, kubeadm's first.
     pub images: Vec<ImageAsset>,
     /// What could not be listed, and why: the list is complete only when this is empty.
-    pub incomplete: Vec<String>,
+    pub incomplete: Vec<Gap>,
     /// The mirrors, as the spec names them.
     #[serde(skip)]
     pub mirrors: Mirrors,
@@ -169,8 +194,8 @@ pub async fn list(
         .unwrap_or_default()
         .trim_start_matches('v')
         .to_string();
-    let (major, minor, _) = kopsrs_bootstrap::parse_version(&version).unwrap_or_default();
-    let minor = format!("{major}.{minor}");
+    let (major, minor_number, _) = kopsrs_bootstrap::parse_version(&version).unwrap_or_default();
+    let minor = format!("{major}.{minor_number}");
     let archs = architectures(&prepared.groups);
     let mut incomplete = Vec::new();
     let mut files = Vec::new();
@@ -190,16 +215,16 @@ pub async fn list(
         match apt_files(&upstream, &version, &archs).await {
             Ok(found) => found,
             Err(why) => {
-                incomplete.push(format!(
+                incomplete.push(Gap { of: GapKind::Files, reason: format!(
                     "packages: the repository's index {upstream} could not be read ({why}); the package files are not listed"
-                ));
+                ) });
                 apt_index_only(&upstream)
             }
         }
     } else {
-        incomplete.push(format!(
+        incomplete.push(Gap { of: GapKind::Files, reason: format!(
             "packages: kubeadm, kubelet and kubectl {version} are in {upstream}; their exact files need its index (run without --offline)"
-        ));
+        ) });
         apt_index_only(&upstream)
     };
     for (url, sha256) in packages {
@@ -260,6 +285,11 @@ pub async fn list(
             });
         }
     }
+    if kopsrs_bootstrap::assets::control_plane_images((major, minor_number)).is_none() {
+        incomplete.push(Gap { of: GapKind::Images, reason: format!(
+            "kubeadm's images of Kubernetes {version}: kopsrs knows those of 1.31 to 1.34 only (`kubeadm config images list --kubernetes-version v{version}` names them)"
+        ) });
+    }
     let mut seen = BTreeSet::new();
     images.retain(|i| seen.insert(i.image.clone()));
     Ok(Assets {
@@ -291,22 +321,25 @@ async fn addon_images(
     addon: &Addon,
     archs: &[&str],
     download: bool,
-    incomplete: &mut Vec<String>,
+    incomplete: &mut Vec<Gap>,
 ) -> Vec<String> {
     if !addon.images.is_empty() || addon.kind == "helm" {
         return addon.images.clone();
     }
     let what = format!("addon {} {}", addon.name, addon.version);
     if addon.kind != "manifest" {
-        incomplete.push(format!(
+        incomplete.push(Gap { of: GapKind::Images, reason: format!(
             "{what}: a chart, and the channel lists no images for it; add `images:` to its channel entry (helm template renders them)"
-        ));
+        ) });
         return Vec::new();
     }
     if !download {
-        incomplete.push(format!(
-            "{what}: its images are read from its manifest (run without --offline)"
-        ));
+        incomplete.push(Gap {
+            of: GapKind::Images,
+            reason: format!(
+                "{what}: its images are read from its manifest (run without --offline)"
+            ),
+        });
         return Vec::new();
     }
     let mut found = BTreeSet::new();
@@ -314,23 +347,32 @@ async fn addon_images(
         let body = match fetch(&d.url).await {
             Ok(body) => body,
             Err(why) => {
-                incomplete.push(format!("{what}: its manifest could not be read ({why})"));
+                incomplete.push(Gap {
+                    of: GapKind::Images,
+                    reason: format!("{what}: its manifest could not be read ({why})"),
+                });
                 continue;
             }
         };
         if let Some(pin) = &d.sha256 {
             let sum = hex_sha256(&body);
             if &sum != pin {
-                incomplete.push(format!(
-                    "{what}: {} has sha256 {sum}, not its pin {pin}: its images are not listed",
-                    d.url
-                ));
+                incomplete.push(Gap {
+                    of: GapKind::Images,
+                    reason: format!(
+                        "{what}: {} has sha256 {sum}, not its pin {pin}: its images are not listed",
+                        d.url
+                    ),
+                });
                 continue;
             }
         }
         match manifest_images(&body) {
             Ok(images) => found.extend(images),
-            Err(why) => incomplete.push(format!("{what}: {} is not YAML: {why}", d.url)),
+            Err(why) => incomplete.push(Gap {
+                of: GapKind::Images,
+                reason: format!("{what}: {} is not YAML: {why}", d.url),
+            }),
         }
     }
     found.into_iter().collect()
@@ -574,17 +616,26 @@ pub fn file_destination(repository: &str) -> std::result::Result<FileDestination
     if let Some(rest) = r.strip_prefix("https://") {
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         // https://BUCKET.s3[.REGION].amazonaws.com/PREFIX, https://s3[.REGION].amazonaws.com/BUCKET/PREFIX
-        if let Some((bucket, s3)) = host.split_once(".s3") {
-            if s3.ends_with(".amazonaws.com") || s3.ends_with(".amazonaws.com.cn") {
-                return Ok(FileDestination::Bucket(
-                    format!("s3://{bucket}/{path}")
-                        .trim_end_matches('/')
-                        .to_string(),
-                ));
+        // (a bucket name may hold `.s3`: the S3 label is the last one before the region).
+        let aws = host
+            .strip_suffix(".amazonaws.com")
+            .or_else(|| host.strip_suffix(".amazonaws.com.cn"));
+        if let Some(aws) = aws {
+            let endpoint =
+                |label: &str| label == "s3" || label.starts_with("s3.") || label.starts_with("s3-");
+            if endpoint(aws) {
+                return Ok(FileDestination::Bucket(format!("s3://{path}")));
             }
-        }
-        if host.starts_with("s3.") || host.starts_with("s3-") {
-            return Ok(FileDestination::Bucket(format!("s3://{path}")));
+            if let Some((bucket, label)) = aws.rsplit_once(".s3") {
+                let label = format!("s3{label}");
+                if endpoint(&label) {
+                    return Ok(FileDestination::Bucket(
+                        format!("s3://{bucket}/{path}")
+                            .trim_end_matches('/')
+                            .to_string(),
+                    ));
+                }
+            }
         }
     }
     Err(format!(
@@ -625,14 +676,29 @@ pub async fn copy(session: &Session, assets: &Assets, options: &CopyOptions) -> 
     let reporter = &*session.reporter;
     let mirrors = &assets.mirrors;
     let mut report = CopyReport::default();
-    if options.files {
-        let Some(repository) = &mirrors.file_repository else {
-            return Err(Problems::one(
-                format!("Cluster {}: spec.assets.fileRepository is not set: there is nowhere to copy the files", assets.cluster),
-                "set spec.assets.fileRepository (kopsrs edit cluster --set spec.assets.fileRepository=URL), or copy only the images (--copy=images)",
-            )
-            .into());
-        };
+    // Every precondition before anything is copied.
+    if options.files && mirrors.file_repository.is_none() {
+        return Err(Problems::one(
+            format!("Cluster {}: spec.assets.fileRepository is not set: there is nowhere to copy the files", assets.cluster),
+            "set spec.assets.fileRepository (kopsrs edit cluster --set spec.assets.fileRepository=URL), or copy only the images (--copy=images)",
+        )
+        .into());
+    }
+    if options.images && mirrors.container_registry.is_none() {
+        return Err(Problems::one(
+            format!("Cluster {}: spec.assets.containerRegistry is not set: there is nowhere to copy the images", assets.cluster),
+            "set spec.assets.containerRegistry (kopsrs edit cluster --set spec.assets.containerRegistry=HOST[:PORT][/PATH]), or copy only the files (--copy=files)",
+        )
+        .into());
+    }
+    if options.copy_to.is_some() && !options.files {
+        return Err(Problems::one(
+            "--copy-to: names where files go, and --copy=images copies none",
+            "drop --copy-to, or copy the files too (--copy or --copy=files)",
+        )
+        .into());
+    }
+    if let Some(repository) = mirrors.file_repository.as_ref().filter(|_| options.files) {
         let target = options.copy_to.as_deref().unwrap_or(repository);
         let destination = file_destination(target).map_err(|why| {
             Problems::one(
@@ -669,13 +735,6 @@ pub async fn copy(session: &Session, assets: &Assets, options: &CopyOptions) -> 
         }
     }
     if options.images {
-        let Some(_) = mirrors.container_registry.as_ref() else {
-            return Err(Problems::one(
-                format!("Cluster {}: spec.assets.containerRegistry is not set: there is nowhere to copy the images", assets.cluster),
-                "set spec.assets.containerRegistry (kopsrs edit cluster --set spec.assets.containerRegistry=HOST[:PORT][/PATH]), or copy only the files (--copy=files)",
-            )
-            .into());
-        };
         let platforms: Vec<kopsrs_registry::Platform> = assets
             .architectures
             .iter()
@@ -790,5 +849,12 @@ mod tests {
             matches!(file_destination("https://s3.eu-west-1.amazonaws.com/b/p"), Ok(FileDestination::Bucket(u)) if u == "s3://b/p")
         );
         assert!(file_destination("https://mirror.example.com/x").is_err());
+        // A bucket whose name holds `.s3` is the whole name.
+        assert!(
+            matches!(file_destination("https://my.s3data.b.s3.us-east-1.amazonaws.com/k"), Ok(FileDestination::Bucket(u)) if u == "s3://my.s3data.b/k")
+        );
+        assert!(
+            matches!(file_destination("https://b.s3.amazonaws.com"), Ok(FileDestination::Bucket(u)) if u == "s3://b")
+        );
     }
 }

@@ -427,10 +427,18 @@ pub(crate) async fn plan_and_apply(
             old_versions,
         });
     }
-    // A discovery store the documents cannot go to stops the run before any change.
-    crate::discovery::check(session, &prepared.cluster, &prepared.set.region).await?;
     // Only now, with the plan made (and the addons' pins checked), is anything written.
     crate::pki::ensure_keysets(store, name).await?;
+    // The issuer's documents before the cloud: a store they cannot go to stops the run here,
+    // before the launch templates name the issuer.
+    crate::discovery::publish(
+        session,
+        store,
+        &prepared.cluster,
+        &prepared.set.region,
+        false,
+    )
+    .await?;
     let applied = match plan.is_empty() {
         true => None,
         false => Some(apply(session, aws, name, &plan, options.concurrency).await?),
@@ -491,7 +499,7 @@ async fn old_versions(
         ));
     } else {
         session.reporter.say(&format!(
-            "--prune --yes deletes {count} launch-template version(s) no instance runs: {list}."
+            "--prune --yes deletes {count} launch-template version(s) no instance runs now: {list} (and any its own apply frees)."
         ));
     }
     Ok(stale)
@@ -546,7 +554,6 @@ async fn publish(
     addons: &crate::addons::Resolved,
 ) -> Result<()> {
     write_completed(store, prepared).await?;
-    crate::discovery::publish(session, store, &prepared.cluster, &prepared.set.region).await?;
     crate::addons::publish(&*session.reporter, store, &prepared.cluster, addons).await
 }
 
@@ -601,8 +608,14 @@ pub async fn write_terraform(
     if !kops_built {
         crate::pki::ensure_keysets(store, name).await?;
         // The Terraform output stands without them (kops's test stores are `memfs://`).
-        if let Err(e) =
-            crate::discovery::publish(session, store, &prepared.cluster, &prepared.set.region).await
+        if let Err(e) = crate::discovery::publish(
+            session,
+            store,
+            &prepared.cluster,
+            &prepared.set.region,
+            true,
+        )
+        .await
         {
             session.reporter.warn(
                 &format!("the service-account issuer's documents are not published: {e:#}"),

@@ -750,6 +750,10 @@ pub enum GetCommand {
         /// the addons' manifests (their exact files and images are then not listed).
         #[arg(long, conflicts_with = "copy")]
         offline: bool,
+        /// With --copy: succeed although the list is incomplete (what it lacks is still
+        /// said); without it, an incomplete mirror is an error after the copy.
+        #[arg(long, requires = "copy")]
+        allow_incomplete: bool,
     },
 }
 

@@ -403,6 +403,35 @@ fn get_assets_reads_the_index_and_copies_files_to_the_file_repository() {
         )),
         "{published}"
     );
+
+    // A chart whose images the channel does not list: the mirror cannot be complete, and a
+    // copy of the images says so with a failure unless told to accept it.
+    std::fs::write(served.join("addons/chart.tgz"), "a chart").unwrap();
+    std::fs::write(
+        served.join("deb").join(tampered),
+        "deb kubectl 1.34.1-1.1 amd64",
+    )
+    .unwrap();
+    let mut text = std::fs::read_to_string(&channel).unwrap();
+    text.push_str(&format!(
+        "- name: some-chart\n  version: '1'\n  kind: chart\n  url: {}/addons/chart.tgz\n",
+        server.url
+    ));
+    std::fs::write(&channel, text).unwrap();
+    set(
+        &state,
+        &["spec.assets.containerRegistry=127.0.0.1:1".into()],
+    );
+    // The files alone are complete: the chart's file is copied.
+    ok(get().arg("--copy=files"));
+    assert!(mirror.join("addons/chart.tgz").exists());
+    let out = get().arg("--copy=images").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the mirror is incomplete") && err.contains("some-chart"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -601,9 +630,9 @@ fn get_assets_copies_the_images_byte_for_byte_to_the_container_registry() {
             format!("spec.assets.containerRegistry={mirror}"),
         ],
     );
-    let listed = json(&ok(
-        kopsrs(&state).args(["get", "assets", NAME, "-o", "json"])
-    ));
+    let listed = json(&ok(kopsrs(&state)
+        .env("KOPSRS_K8S_APT_REPO", "http://127.0.0.1:1/deb")
+        .args(["get", "assets", NAME, "-o", "json"])));
     let pairs = images(&listed);
     assert_eq!(pairs.len(), 8, "kubeadm's seven and kindnet's: {pairs:?}");
 
@@ -649,7 +678,9 @@ fn get_assets_copies_the_images_byte_for_byte_to_the_container_registry() {
 
     let copy = || {
         let mut c = kopsrs(&state);
-        c.args(["get", "assets", NAME, "--copy=images"]);
+        // The package index on a closed loopback port: files are not copied here.
+        c.env("KOPSRS_K8S_APT_REPO", "http://127.0.0.1:1/deb")
+            .args(["get", "assets", NAME, "--copy=images"]);
         c.output().unwrap()
     };
     let out = copy();

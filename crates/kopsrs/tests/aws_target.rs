@@ -705,7 +705,7 @@ fn old_launch_template_versions_go_with_prune_once_no_instance_runs_them() {
         String::from_utf8_lossy(&dry.stderr).to_string() + &String::from_utf8_lossy(&dry.stdout);
     assert!(
         said.contains(&format!(
-            "deletes 1 launch-template version(s) no instance runs: {nodes} (2)"
+            "deletes 1 launch-template version(s) no instance runs now: {nodes} (2)"
         )),
         "{said}"
     );

@@ -107,7 +107,9 @@ pub async fn run(global: &Session, args: GetArgs) -> Result<()> {
             copy,
             copy_to,
             offline,
+            allow_incomplete,
         } => {
+            let copy = copy.map(|what| (what, allow_incomplete));
             assets(
                 global,
                 &store,
@@ -127,12 +129,12 @@ async fn assets(
     store: &kopsrs_state::StateStore,
     cluster: Option<&str>,
     output: ListFormat,
-    copy: Option<CopyWhat>,
+    copy: Option<(CopyWhat, bool)>,
     copy_to: Option<String>,
     offline: bool,
 ) -> Result<()> {
     let listed = kopsrs_ops::assets::list(global, store, cluster, !offline).await?;
-    if let Some(what) = copy {
+    if let Some((what, allow_incomplete)) = copy {
         let options = kopsrs_ops::assets::CopyOptions {
             copy_to,
             files: what != CopyWhat::Images,
@@ -146,16 +148,28 @@ async fn assets(
             report.files_present,
             report.images.len()
         );
-        warn_incomplete(global, &listed);
-        if !report.failed.is_empty() {
-            let problems = report
-                .failed
-                .iter()
-                .map(|line| kopsrs_ops::problems::Problem {
-                    message: format!("not copied: {line}"),
-                    hint: None,
-                })
-                .collect();
+        let mut problems: Vec<kopsrs_ops::problems::Problem> = report
+            .failed
+            .iter()
+            .map(|line| kopsrs_ops::problems::Problem {
+                message: format!("not copied: {line}"),
+                hint: None,
+            })
+            .collect();
+        match allow_incomplete {
+            true => warn_incomplete(global, &listed),
+            // The mirror lacks what the list could not name: nodes would not start.
+            false => problems.extend(listed.incomplete.iter().filter(|gap| match gap.of {
+                kopsrs_ops::assets::GapKind::Files => options.files,
+                kopsrs_ops::assets::GapKind::Images => options.images,
+            }).map(|line| {
+                kopsrs_ops::problems::Problem {
+                    message: format!("the mirror is incomplete: {line}"),
+                    hint: Some("copy it yourself and pass --allow-incomplete, or complete the list (a channel of your own with the chart's `images:`)".into()),
+                }
+            })),
+        }
+        if !problems.is_empty() {
             return Err(kopsrs_ops::Problems(problems).into());
         }
         return Ok(());
