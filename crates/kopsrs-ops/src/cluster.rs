@@ -65,6 +65,9 @@ pub fn validate(
     groups: &[InstanceGroup],
 ) -> Result<()> {
     check(reporter, &kopsrs_api::validate(cluster, groups, false))?;
+    // `spec.assets` by the rules nodes use (kopsrs-bootstrap), so a value no node could use is
+    // never written.
+    crate::assets::mirrors(cluster)?;
     Ok(())
 }
 

@@ -159,13 +159,11 @@ fn get_assets_lists_files_and_images_from_the_spec_alone() {
         "https://mirror.example.com/files/core:/stable:/v1.34/deb/Release"
     );
 
-    // A mirror that is not one: refused naming the field, the value and the fix.
-    set(
-        &state,
-        &["spec.assets.containerRegistry=https://reg.example.com".into()],
-    );
+    // A mirror that is not one: refused naming the field, the value and the fix; nothing is
+    // written.
     let out = kopsrs(&state)
-        .args(["get", "assets", NAME, "--offline"])
+        .args(["edit", "cluster", NAME, "--set"])
+        .arg("spec.assets.containerRegistry=https://reg.example.com")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -175,17 +173,8 @@ fn get_assets_lists_files_and_images_from_the_spec_alone() {
         "{err}"
     );
     assert!(err.contains("without a scheme"), "{err}");
-    // update cluster refuses it too, and writes nothing.
-    let tf = dir.path().join("tf");
-    let out = kopsrs(&state)
-        .args(["update", "cluster", NAME, "--target", "terraform", "--out"])
-        .arg(&tf)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("spec.assets.containerRegistry"), "{err}");
-    assert!(!tf.join("kubernetes.tf").exists());
+    let kept = json(&ok(kopsrs(&state).args(["get", "cluster", NAME, "-o", "json"])));
+    assert_eq!(kept[0]["spec"]["assets"]["containerRegistry"], "reg.example.com:5000/k8s");
 }
 
 /// A flat APT repository as pkgs.k8s.io serves one: `Release` (with the index's sha256),
