@@ -40,7 +40,8 @@ fn dns_none_and_service_account_roles_boot_with_their_own_roles() {
             "s3://discovery/irsa",
         ],
         |moto| {
-            moto.create_bucket("discovery");
+            // In the cluster's region: the issuer's address names it.
+            moto.python("aws('s3').create_bucket(Bucket='discovery', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})");
             let out = moto
                 .kopsrs("state")
                 .env("AWS_REGION", "eu-west-1")
