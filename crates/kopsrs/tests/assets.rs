@@ -173,8 +173,13 @@ fn get_assets_lists_files_and_images_from_the_spec_alone() {
         "{err}"
     );
     assert!(err.contains("without a scheme"), "{err}");
-    let kept = json(&ok(kopsrs(&state).args(["get", "cluster", NAME, "-o", "json"])));
-    assert_eq!(kept[0]["spec"]["assets"]["containerRegistry"], "reg.example.com:5000/k8s");
+    let kept = json(&ok(
+        kopsrs(&state).args(["get", "cluster", NAME, "-o", "json"])
+    ));
+    assert_eq!(
+        kept[0]["spec"]["assets"]["containerRegistry"],
+        "reg.example.com:5000/k8s"
+    );
 }
 
 /// A flat APT repository as pkgs.k8s.io serves one: `Release` (with the index's sha256),
