@@ -67,7 +67,17 @@ pub fn validate(
     check(reporter, &kopsrs_api::validate(cluster, groups, false))?;
     // `spec.assets` by the rules nodes use (kopsrs-bootstrap), so a value no node could use is
     // never written.
-    crate::assets::mirrors(cluster)?;
+    let mirrors = crate::assets::mirrors(cluster)?;
+    if let Some(repo) = mirrors
+        .file_repository
+        .as_deref()
+        .filter(|r| r.starts_with("http://"))
+    {
+        reporter.warn(
+            &format!("spec.assets.fileRepository: {repo} is plain HTTP: nodes take the Kubernetes packages' signing key from it, so whoever can change what it serves can change the packages"),
+            Some("serve it over https://, or bake the files into the image and use file:///"),
+        );
+    }
     Ok(())
 }
 

@@ -416,6 +416,13 @@ pub(crate) async fn plan_and_apply(
     }
     session.reporter.planned(name, &plan, options.yes);
     if !options.yes {
+        if let Some(issuer) =
+            kopsrs_model::discovery_issuer(&prepared.cluster.spec, &prepared.set.region)
+        {
+            session.reporter.say(&format!(
+                "--yes also publishes the service-account issuer's documents (https://{issuer}/.well-known/openid-configuration and /openid/v1/jwks) where they changed."
+            ));
+        }
         let old_versions = match options.scope.prune {
             true => old_versions(session, aws, name, false).await?,
             false => Vec::new(),

@@ -109,6 +109,16 @@ fn get_assets_lists_files_and_images_from_the_spec_alone() {
     assert!(incomplete.contains("metrics-server"), "{incomplete}");
 
     // Mirrors: every name follows the rules nodes use.
+    // Plain HTTP is accepted with a warning: the packages' key comes from it.
+    let out = ok(kopsrs(&state)
+        .args(["edit", "cluster", NAME])
+        .arg("--set")
+        .arg("spec.assets.fileRepository=http://mirror.example.com/files"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("plain HTTP") && said.contains("https://"),
+        "{said}"
+    );
     set(
         &state,
         &[

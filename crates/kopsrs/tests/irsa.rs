@@ -247,9 +247,17 @@ fn service_account_tokens_verify_against_the_published_issuer_through_a_rotation
     assert_eq!(jwks(&moto).keys.len(), 1);
     assert!(!verifies(&moto, &old_token));
     assert!(verifies(&moto, &new_token));
-    // Publishing keys changes no launch template: the re-plan is empty.
+    // Publishing keys changes no launch template: the re-plan is empty, and says the
+    // documents are published by --yes.
     let (code, plan) = support::detailed_plan(k(&moto), NAME);
     assert_eq!(code, 0, "{plan}");
+    let dry = k(&moto).args(["update", "cluster", NAME]).output().unwrap();
+    let said =
+        String::from_utf8_lossy(&dry.stderr).to_string() + &String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        said.contains(&format!("publishes the service-account issuer's documents ({ISSUER}/.well-known/openid-configuration")),
+        "{said}"
+    );
 
     // delete cluster removes the documents, and nothing else of the bucket.
     moto.python(
