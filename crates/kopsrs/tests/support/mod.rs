@@ -25,7 +25,7 @@ pub fn kopsrs(state: &str) -> Command {
         // `update cluster --yes` exports a kubeconfig: never into the real ~/.kube/config.
         .env(
             "KUBECONFIG",
-            std::env::temp_dir().join(format!("kopsrs-test-kubeconfig-{}", std::process::id())),
+            std::env::temp_dir().join(format!("kopsrs-test-kubeconfig-{}", process_tag())),
         )
         // The first use of an S3 store records its bucket's owner: never in the real
         // ~/.config (every moto bucket is owned by moto's default account).
@@ -37,7 +37,19 @@ pub fn kopsrs(state: &str) -> Command {
 
 /// The configuration directory of the kopsrs commands this test process runs.
 pub fn test_config_home() -> PathBuf {
-    std::env::temp_dir().join(format!("kopsrs-test-config-{}", std::process::id()))
+    std::env::temp_dir().join(format!("kopsrs-test-config-{}", process_tag()))
+}
+
+/// This test process's own tag: its PID and start time. A PID alone is reused by a later
+/// test process, which then found an earlier one's kubeconfig (and its current context).
+fn process_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    })
 }
 
 /// `update cluster CLUSTER --detailed-exitcode` with `command`: the exit code (0: no
