@@ -1,6 +1,7 @@
 //! What `rolling-update cluster` reads and does in AWS: the cluster's groups with each
 //! instance's launch-template version and detached tag (three paginated calls whatever the
-//! size of the cluster: groups, templates, instances), and the steps of a replacement: tag
+//! size of the cluster: groups, templates, instances; plus one per group with a warm pool,
+//! for its warm instances), and the steps of a replacement: tag
 //! and detach for a surge (desired capacity kept, so the group launches the replacement
 //! first), deregister from the group's target groups, terminate.
 
@@ -63,6 +64,23 @@ impl Aws {
             template_versions(self, cluster),
             running
         )?;
+        // Only groups with a warm pool are asked for it: one call each, together.
+        let warm = futures::future::try_join_all(
+            groups
+                .iter()
+                .filter(|g| g.warm_pool_configuration().is_some())
+                .filter_map(|g| g.auto_scaling_group_name())
+                .map(|name| async move {
+                    let request = self
+                        .autoscaling
+                        .describe_warm_pool()
+                        .auto_scaling_group_name(name);
+                    Ok::<_, Error>((name, all_pages!(self, request, instances)))
+                }),
+        )
+        .await?
+        .into_iter()
+        .collect::<BTreeMap<_, _>>();
 
         let in_groups: std::collections::BTreeSet<&str> = groups
             .iter()
@@ -111,6 +129,28 @@ impl Aws {
                 }
             }
             instances.sort_by(|a, b| a.id.cmp(&b.id));
+            let mut warm: Vec<RollingInstance> = group
+                .auto_scaling_group_name()
+                .and_then(|name| warm.get(name))
+                .into_iter()
+                .flatten()
+                .filter_map(|i| {
+                    Some(RollingInstance {
+                        id: i.instance_id()?.to_string(),
+                        template_version: i
+                            .launch_template()
+                            .and_then(|l| l.version())
+                            .map(|v| resolve(Some(v)).to_string()),
+                        detached: false,
+                        in_group: false,
+                        lifecycle: i
+                            .lifecycle_state()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                    })
+                })
+                .collect();
+            warm.sort_by(|a, b| a.id.cmp(&b.id));
             out.push(RollingGroup {
                 asg: group
                     .auto_scaling_group_name()
@@ -124,6 +164,7 @@ impl Aws {
                 max: group.max_size().unwrap_or(0).max(0) as u32,
                 target_groups: group.target_group_arns().to_vec(),
                 instances,
+                warm,
             });
         }
         out.sort_by(|a, b| a.instance_group.cmp(&b.instance_group));

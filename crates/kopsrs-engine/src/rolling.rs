@@ -60,6 +60,10 @@ pub struct Group {
     pub max: u32,
     /// Its instances, detached ones included.
     pub instances: Vec<Instance>,
+    /// The instances waiting in its warm pool (stopped or running, never joined): replaced
+    /// by terminating them, before the group's other instances, with no drain and no
+    /// validation of their own, as kops does; the pool refills from the current template.
+    pub warm: Vec<Instance>,
     /// `spec.rollingUpdate` of the instance group.
     pub rolling_update: Option<RollingUpdate>,
 }
@@ -92,14 +96,24 @@ impl Group {
         out
     }
 
-    /// The row of `rolling-update cluster` without `--yes`.
+    /// The warm-pool instances to replace: launched from another template version (or all
+    /// of them with `force`), in ID order.
+    pub fn warm_to_update(&self, force: bool) -> Vec<&Instance> {
+        self.warm
+            .iter()
+            .filter(|i| force || i.template_version.as_deref() != Some(&self.template_version))
+            .collect()
+    }
+
+    /// The row of `rolling-update cluster` without `--yes`; warm-pool instances count, as
+    /// kops counts them.
     pub fn status(&self, force: bool) -> Status {
-        let need = self.to_update(force).len();
+        let need = self.to_update(force).len() + self.warm_to_update(force).len();
         Status {
             name: self.name.clone(),
             status: if need > 0 { "NeedsUpdate" } else { "Ready" },
             need_update: need,
-            ready: self.instances.len() - need,
+            ready: self.instances.len() + self.warm.len() - need,
             min: self.min,
             target: self.target,
             max: self.max,
@@ -464,6 +478,8 @@ pub struct RollingGroup {
     pub target_groups: Vec<String>,
     /// Its instances, and the running instances detached from it.
     pub instances: Vec<RollingInstance>,
+    /// The instances in its warm pool (`in_group` false: they are terminated directly).
+    pub warm: Vec<RollingInstance>,
 }
 
 /// An instance of a group.

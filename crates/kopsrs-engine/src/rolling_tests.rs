@@ -23,6 +23,7 @@ fn group(name: &str, role: Role, instances: Vec<Instance>) -> Group {
         target: n,
         max: n + 2,
         instances,
+        warm: Vec::new(),
         rolling_update: None,
     }
 }
@@ -390,4 +391,24 @@ mod etcd {
         let two = [member("cp-old", true), member("cp-new", true)];
         assert!(!etcd_gate(&two, &["cp-new"], 0, 1).unsettled.is_empty());
     }
+}
+
+#[test]
+fn warm_pool_instances_from_another_template_need_update_and_count_in_the_status() {
+    let mut g = group("nodes", Role::Node, vec![instance("i-1", "2")]);
+    let warm = |id: &str, v: &str| Instance {
+        node: None,
+        ..instance(id, v)
+    };
+    g.warm = vec![warm("i-w1", "1"), warm("i-w2", "2")];
+    let ids = |v: Vec<&Instance>| v.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(g.warm_to_update(false)), ["i-w1"]);
+    assert_eq!(ids(g.warm_to_update(true)), ["i-w1", "i-w2"]);
+    // Warm instances are never among the in-service instances a round replaces.
+    assert!(g.to_update(false).is_empty());
+    let s = g.status(false);
+    assert_eq!(
+        (s.status, s.need_update, s.ready, s.nodes),
+        ("NeedsUpdate", 1, 2, 1)
+    );
 }

@@ -537,6 +537,18 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                         node: nodes.get(&i.id).cloned(),
                     })
                     .collect(),
+                // Warm instances on their way out are not terminated again.
+                warm: g
+                    .warm
+                    .iter()
+                    .filter(|i| !i.lifecycle.contains("Terminat"))
+                    .map(|i| Instance {
+                        id: i.id.clone(),
+                        template_version: i.template_version.clone(),
+                        detached: false,
+                        node: None,
+                    })
+                    .collect(),
                 rolling_update: self
                     .cx
                     .specs
@@ -575,7 +587,17 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .filter(|i| only.is_empty() || only.contains(&i.id))
             .map(|i| i.id.clone())
             .collect();
-        if initial.is_empty() {
+        // Warm-pool instances never joined: terminated directly (the pool refills from the
+        // current template), unless the run is narrowed to chosen instances.
+        let warm: Vec<String> = match only.is_empty() {
+            true => group
+                .warm_to_update(force)
+                .iter()
+                .map(|i| i.id.clone())
+                .collect(),
+            false => Vec::new(),
+        };
+        if initial.is_empty() && warm.is_empty() {
             return Ok(());
         }
         if !rolling::drain_and_terminate(&group, self.cx.cluster_rolling.as_ref()) {
@@ -593,12 +615,14 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .copied()
             .ok_or_else(|| no_group(name))?;
         self.check_skew(&group).await?;
-        self.say(format!(
-            "group {name}: {} instance(s) to replace, {} surged and {} unavailable at most at once",
-            initial.len(),
-            settings.max_surge,
-            settings.max_unavailable
-        ));
+        if !initial.is_empty() {
+            self.say(format!(
+                "group {name}: {} instance(s) to replace, {} surged and {} unavailable at most at once",
+                initial.len(),
+                settings.max_surge,
+                settings.max_unavailable
+            ));
+        }
         // Instances a stopped run tagged but did not detach: detached now, before any round
         // counts them (their replacements launch now).
         let tagged: Vec<String> = aws_group
@@ -610,6 +634,7 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             .collect();
         self.detach(name, &aws_group, &tagged).await?;
         self.validate(&group, "before its update").await?;
+        self.terminate_warm(name, &aws_group, &warm).await?;
         // Pods evicted from the first Nodes avoid the others still to go (PreferNoSchedule).
         self.taint_all(&group, &initial).await?;
         loop {
@@ -670,6 +695,36 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                 .await?;
         }
         self.say(format!("group {name}: every instance is current"));
+        Ok(())
+    }
+
+    /// Terminates the warm-pool instances `ids` of a group, together: they never joined,
+    /// so there is nothing to drain and nothing to validate after them (kops's way).
+    async fn terminate_warm(
+        &self,
+        name: &str,
+        aws_group: &RollingGroup,
+        ids: &[String],
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.say(format!(
+            "group {name}: terminating {} warm-pool instance(s) launched from an old template: {}",
+            ids.len(),
+            ids.join(", ")
+        ));
+        let done = futures::future::join_all(
+            aws_group
+                .warm
+                .iter()
+                .filter(|i| ids.contains(&i.id))
+                .map(|i| self.cloud.terminate(i)),
+        )
+        .await;
+        for result in done {
+            result.map_err(|e| self.cloud_problem("terminating warm-pool instances", &e))?;
+        }
         Ok(())
     }
 

@@ -70,6 +70,8 @@ struct World {
     scale_up_after: Option<&'static str>,
     /// Instances the autoscaler launched.
     autoscaled: Vec<String>,
+    /// Cluster snapshots taken (each validation pass takes one).
+    snapshots: usize,
 }
 
 impl World {
@@ -236,6 +238,22 @@ impl CloudGroups for Cloud {
 
     async fn terminate(&self, instance: &RollingInstance) -> Result<(), Fake> {
         let mut w = self.0.lock().unwrap();
+        // A warm-pool instance: the pool refills from the group's current template.
+        if let Some(g) = w
+            .groups
+            .iter()
+            .position(|g| g.warm.iter().any(|i| i.id == instance.id))
+        {
+            w.groups[g].warm.retain(|i| i.id != instance.id);
+            w.next_id += 1;
+            let warm = RollingInstance {
+                id: format!("i-warm{}", w.next_id),
+                template_version: Some(w.groups[g].template_version.clone()),
+                ..instance.clone()
+            };
+            w.groups[g].warm.push(warm);
+            return w.step(format!("terminate {}", instance.id));
+        }
         let (g, i) = w.group_of(&instance.id).unwrap();
         let gone = w.groups[g].instances.remove(i);
         if w.etcd_started && w.groups[g].role == "control-plane" {
@@ -390,7 +408,8 @@ impl ClusterNodes for Nodes {
     }
 
     async fn snapshot(&self) -> Result<(Vec<validation::Node>, Vec<validation::Pod>), Fake> {
-        let w = self.0.lock().unwrap();
+        let mut w = self.0.lock().unwrap();
+        w.snapshots += 1;
         let mut nodes = Vec::new();
         let mut pods = Vec::new();
         for (g, group) in w.groups.iter().enumerate() {
@@ -458,6 +477,7 @@ fn group(name: &str, role: &str, size: u32) -> RollingGroup {
                 lifecycle: "InService".into(),
             })
             .collect(),
+        warm: Vec::new(),
     }
 }
 
@@ -1181,4 +1201,116 @@ async fn an_autoscaler_adding_nodes_during_the_roll_is_left_alone() {
             w.log
         );
     }
+}
+
+/// A group whose warm pool holds `n` instances launched from template version 1.
+fn with_warm(mut group: RollingGroup, n: u32) -> RollingGroup {
+    group.warm = (1..=n)
+        .map(|k| RollingInstance {
+            id: format!("i-{}-warm-{k}", group.instance_group),
+            template_version: Some("1".into()),
+            detached: false,
+            in_group: false,
+            lifecycle: "Warmed:Stopped".into(),
+        })
+        .collect();
+    group
+}
+
+/// kops's behaviour: warm-pool instances that need an update are terminated directly,
+/// with no drain and no validation of their own; only the group's first validation runs.
+#[tokio::test]
+async fn only_warm_pool_instances_to_replace_are_terminated_after_one_validation() {
+    let mut nodes = with_warm(group("nodes", "node", 2), 2);
+    for i in &mut nodes.instances {
+        i.template_version = Some("2".into());
+    }
+    let h = harness(
+        World {
+            groups: vec![nodes],
+            ..World::default()
+        },
+        fast(),
+    )
+    .await
+    .unwrap();
+    let status = &h.roll.statuses()[0];
+    assert_eq!(
+        (status.status, status.need_update, status.ready),
+        ("NeedsUpdate", 2, 2)
+    );
+    h.world.lock().unwrap().snapshots = 0;
+    h.roll.run().await.unwrap();
+    let w = h.world.lock().unwrap();
+    assert_eq!(
+        w.log,
+        ["terminate i-nodes-warm-1", "terminate i-nodes-warm-2"]
+    );
+    assert_eq!(w.snapshots, 1, "one validation, before the group's update");
+    assert!(w.groups[0]
+        .warm
+        .iter()
+        .all(|i| i.template_version.as_deref() == Some("2")));
+    drop(w);
+    // A second run finds nothing.
+    let again = harness(
+        World {
+            groups: h.world.lock().unwrap().groups.clone(),
+            ..World::default()
+        },
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert!(!again.roll.needed());
+}
+
+#[tokio::test]
+async fn warm_pool_instances_go_first_then_the_joined_ones_are_drained_and_replaced() {
+    let h = harness(
+        World {
+            groups: vec![with_warm(group("nodes", "node", 3), 3)],
+            ..World::default()
+        },
+        fast(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.roll.statuses()[0].need_update, 6);
+    h.roll.run().await.unwrap();
+    assert!(h.current());
+    let log = h.log();
+    let terminated: Vec<&String> = log.iter().filter(|l| l.starts_with("terminate")).collect();
+    assert_eq!(terminated.len(), 6, "{log:#?}");
+    assert!(
+        terminated[..3].iter().all(|l| l.contains("-warm-")),
+        "warm first: {log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("warm") && !l.starts_with("terminate")),
+        "warm instances are never detached, cordoned or drained: {log:#?}"
+    );
+}
+
+/// `--instance` narrows the run to the chosen in-service instances: the warm pool stays.
+#[tokio::test]
+async fn a_chosen_instance_leaves_the_warm_pool_alone() {
+    let options = RollOptions {
+        instances: vec!["i-nodes-1".into()],
+        ..fast()
+    };
+    let h = harness(
+        World {
+            groups: vec![with_warm(group("nodes", "node", 2), 1)],
+            ..World::default()
+        },
+        options,
+    )
+    .await
+    .unwrap();
+    h.roll.run().await.unwrap();
+    let log = h.log();
+    assert!(log.iter().any(|l| l == "terminate i-nodes-1"), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("warm")), "{log:#?}");
 }
