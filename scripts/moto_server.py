@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with ten additions.
+"""moto_server for kopsrs's tests and benchmarks, with eleven additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -47,6 +47,14 @@
 10. `DeleteLaunchTemplateVersions`, which moto lacks: the versions named are deleted (the
    default version is refused, as AWS refuses it, and a version that does not exist is
    reported, not an error), and no call shows them any more; the numbers of the others stay.
+11. Warm pools hold instances, as in AWS. moto stored a group's warm-pool settings and
+   `DescribeWarmPool` always answered no instances, so nothing could test what a rolling
+   update does to them. Now the pool is filled to its size (`MaxGroupPreparedCapacity`, or
+   the group's maximum, less the desired capacity, and never below `MinSize`; shrunk by
+   terminating the extra ones) with stopped instances launched from the group's current template (`PoolState` Running: left running),
+   when it is put and each time it is described; `DescribeWarmPool` lists them with their
+   lifecycle state and launch-template version; a terminated one leaves the pool (and is
+   replaced at the next refill); deleting the pool or the group terminates them.
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -248,6 +256,116 @@ def _instance_launch_template(self):
 
 _autoscaling.InstanceState.__init__ = _instance_state_init_recording
 _autoscaling.InstanceState.launch_template = property(_instance_launch_template)
+
+# 11.: a warm pool's instances: EC2 instances the group launched and holds apart from its
+# in-service ones (kept in `kopsrs_warm`, by ID).
+def _warm_instances(group):
+    ec2 = group.autoscaling_backend.ec2_backend
+    live = []
+    for instance_id in getattr(group, "kopsrs_warm", []):
+        try:
+            instance = ec2.get_instance(instance_id)
+        except Exception:
+            continue
+        if instance.state not in ("terminated", "shutting-down"):
+            live.append(instance)
+    group.kopsrs_warm = [i.id for i in live]
+    return live
+
+
+def _fill_warm_pool(group):
+    pool = group.warm_pool
+    if pool is None:
+        return []
+    live = _warm_instances(group)
+    prepared = pool.max_group_prepared_capacity
+    if prepared is None or prepared < 0:
+        prepared = group.max_size
+    size = max(pool.min_size or 0, prepared - group.desired_capacity)
+    missing = size - len(live)
+    if missing < 0:
+        extra = live[size:]
+        live = live[:size]
+        group.kopsrs_warm = [i.id for i in live]
+        group.autoscaling_backend.ec2_backend.terminate_instances([i.id for i in extra])
+    if missing > 0:
+        before = len(group.instance_states)
+        group.replace_autoscaling_group_instances(missing, group.get_propagated_tags())
+        launched = group.instance_states[before:]
+        del group.instance_states[before:]
+        for state in launched:
+            if pool.pool_state != "Running":
+                state.instance.stop()
+            live.append(state.instance)
+            group.kopsrs_warm.append(state.instance.id)
+    return live
+
+
+def _terminate_warm(group):
+    ids = [i.id for i in _warm_instances(group)]
+    group.kopsrs_warm = []
+    if ids:
+        group.autoscaling_backend.ec2_backend.terminate_instances(ids)
+
+
+_put_warm_pool = _autoscaling.AutoScalingBackend.put_warm_pool
+
+
+def _put_warm_pool_filled(self, group_name, **kwargs):
+    _put_warm_pool(self, group_name, **kwargs)
+    _fill_warm_pool(self.describe_auto_scaling_groups([group_name])[0])
+
+
+def _describe_warm_pool_with_instances(self):
+    from moto.core.responses import ActionResult
+
+    group_name = self._get_param("AutoScalingGroupName")
+    group = self.autoscaling_backend.describe_auto_scaling_groups([group_name])[0]
+    template = getattr(group, "ec2_launch_template", None)
+    instances = []
+    for instance in _fill_warm_pool(group):
+        entry = {
+            "InstanceId": instance.id,
+            "InstanceType": instance.instance_type,
+            "AvailabilityZone": instance.placement,
+            "LifecycleState": "Warmed:Running" if instance.state == "running" else "Warmed:Stopped",
+            "HealthStatus": "Healthy",
+        }
+        if template is not None:
+            entry["LaunchTemplate"] = {
+                "LaunchTemplateId": template.id,
+                "LaunchTemplateName": template.name,
+                "Version": str(getattr(instance, "kopsrs_template_version", template.default_version_number)),
+            }
+        instances.append(entry)
+    return ActionResult({"WarmPoolConfiguration": group.warm_pool, "Instances": instances})
+
+
+_delete_warm_pool = _autoscaling.AutoScalingBackend.delete_warm_pool
+
+
+def _delete_warm_pool_terminating(self, group_name):
+    _terminate_warm(self.describe_auto_scaling_groups([group_name])[0])
+    _delete_warm_pool(self, group_name)
+
+
+_delete_group = _autoscaling.AutoScalingBackend.delete_auto_scaling_group
+
+
+def _delete_group_with_warm_pool(self, group_name):
+    group = self.autoscaling_groups.get(group_name)
+    if group is not None:
+        _terminate_warm(group)
+    _delete_group(self, group_name)
+
+
+_autoscaling.AutoScalingBackend.put_warm_pool = _put_warm_pool_filled
+_autoscaling.AutoScalingBackend.delete_warm_pool = _delete_warm_pool_terminating
+_autoscaling.AutoScalingBackend.delete_auto_scaling_group = _delete_group_with_warm_pool
+
+from moto.autoscaling.responses import AutoScalingResponse as _AutoScalingResponses
+
+_AutoScalingResponses.describe_warm_pool = _describe_warm_pool_with_instances
 
 _CALLER = threading.local()
 _check_action_permitted = _access_control.IAMRequestBase.check_action_permitted

@@ -32,6 +32,11 @@ impl Handler for Group {
         attr == "name"
     }
 
+    /// Discovery reports a warm pool and suspended processes only when the group has them.
+    fn always_reported(attr: &str) -> bool {
+        matches!(attr, "warm_pool" | "suspended_processes")
+    }
+
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let mut items = Vec::new();
         for group in &scan.aws.cluster_groups(scan.cluster).await? {
@@ -80,6 +85,49 @@ impl Handler for Group {
             .set_launch_template(block(r, "launch_template").map(|lt| lt_spec(lt, "id")))
             .send()
             .await?;
+        let changed = |attr: &str| {
+            change
+                .fields
+                .iter()
+                .find(|f| f.path == attr || f.path.starts_with(&format!("{attr}[")))
+        };
+        if let Some(field) = changed("suspended_processes") {
+            // Resumed: those suspended before and no longer wanted; the others stay.
+            let before: Vec<String> = field
+                .before
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_default();
+            let wanted = strs_of(r, "suspended_processes");
+            let resume: Vec<String> = before.into_iter().filter(|p| !wanted.contains(p)).collect();
+            if !resume.is_empty() {
+                op.aws.call();
+                op.aws
+                    .autoscaling
+                    .resume_processes()
+                    .auto_scaling_group_name(id)
+                    .set_scaling_processes(Some(resume))
+                    .send()
+                    .await?;
+            }
+            suspend(op.aws, id, r).await?;
+        }
+        if changed("warm_pool").is_some() {
+            match block(r, "warm_pool") {
+                Some(pool) => put_warm_pool(op.aws, id, pool).await?,
+                None => {
+                    // Its instances go with it (they never joined).
+                    op.aws.call();
+                    op.aws
+                        .autoscaling
+                        .delete_warm_pool()
+                        .auto_scaling_group_name(id)
+                        .force_delete(true)
+                        .send()
+                        .await?;
+                }
+            }
+        }
         if change.fields.iter().any(|f| f.path.starts_with("tag[")) {
             op.aws.call();
             op.aws
@@ -152,6 +200,28 @@ fn group_items(group: &asgt::AutoScalingGroup, cluster: &str) -> Vec<Item> {
     if let Some(policy) = group.mixed_instances_policy() {
         item.attrs
             .insert("mixed_instances_policy".into(), mixed_policy_attrs(policy));
+    }
+    if let Some(pool) = group.warm_pool_configuration() {
+        let mut w = kopsrs_model::attrs! { "min_size" => i64::from(pool.min_size().unwrap_or(0)) };
+        // -1 is AWS's "not set" (the group's maximum is the limit).
+        if let Some(max) = pool.max_group_prepared_capacity().filter(|m| *m >= 0) {
+            w.insert(
+                "max_group_prepared_capacity".into(),
+                Value::Int(i64::from(max)),
+            );
+        }
+        item.attrs.insert("warm_pool".into(), Value::block(w));
+    }
+    let mut suspended: Vec<String> = group
+        .suspended_processes()
+        .iter()
+        .filter_map(|p| p.process_name().map(str::to_string))
+        .collect();
+    if !suspended.is_empty() {
+        // A set in AWS: compared in the model's order (sorted).
+        suspended.sort();
+        item.attrs
+            .insert("suspended_processes".into(), Value::strs(suspended));
     }
     items.push(item);
     items
@@ -436,6 +506,15 @@ async fn group_settings(aws: &Aws, name: &str, r: &Map<String, Json>) -> Result<
             .send()
             .await?;
     }
+    suspend(aws, name, r).await?;
+    if let Some(pool) = block(r, "warm_pool") {
+        put_warm_pool(aws, name, pool).await?;
+    }
+    Ok(())
+}
+
+/// Suspends the processes the group's `suspended_processes` names (none: no call).
+async fn suspend(aws: &Aws, name: &str, r: &Map<String, Json>) -> Result<(), Error> {
     let suspended = strs_of(r, "suspended_processes");
     if !suspended.is_empty() {
         aws.call();
@@ -446,18 +525,21 @@ async fn group_settings(aws: &Aws, name: &str, r: &Map<String, Json>) -> Result<
             .send()
             .await?;
     }
-    if let Some(pool) = block(r, "warm_pool") {
-        aws.call();
-        aws.autoscaling
-            .put_warm_pool()
-            .auto_scaling_group_name(name)
-            .set_min_size(int_of(pool, "min_size").map(|v| v as i32))
-            .set_max_group_prepared_capacity(
-                int_of(pool, "max_group_prepared_capacity").map(|v| v as i32),
-            )
-            .send()
-            .await?;
-    }
+    Ok(())
+}
+
+/// Puts the group's warm pool (creates it, or changes its sizes in place).
+async fn put_warm_pool(aws: &Aws, name: &str, pool: &Map<String, Json>) -> Result<(), Error> {
+    aws.call();
+    aws.autoscaling
+        .put_warm_pool()
+        .auto_scaling_group_name(name)
+        .set_min_size(int_of(pool, "min_size").map(|v| v as i32))
+        .set_max_group_prepared_capacity(
+            int_of(pool, "max_group_prepared_capacity").map(|v| v as i32),
+        )
+        .send()
+        .await?;
     Ok(())
 }
 

@@ -34,6 +34,10 @@ macro_rules! handlers {
                 match self { $(Kind::$variant => <$handler>::write_only(attr)),* }
             }
 
+            pub(crate) fn always_reported(self, attr: &str) -> bool {
+                match self { $(Kind::$variant => <$handler>::always_reported(attr)),* }
+            }
+
             /// Dependent API round trips of a create (see [`Handler::CREATE_CALLS`]).
             pub fn create_calls(self) -> usize {
                 match self { $(Kind::$variant => <$handler>::CREATE_CALLS),* }

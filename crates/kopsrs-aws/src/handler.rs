@@ -87,6 +87,12 @@ pub(crate) trait Handler {
         false
     }
 
+    /// Attributes discovery reports whenever they are set (absent: unset), so adding or
+    /// removing one is a change (see [`kopsrs_engine::Schema::always_reported`]).
+    fn always_reported(_attr: &str) -> bool {
+        false
+    }
+
     /// How tags change in place.
     const TAGGING: Tagging = Tagging::None;
 

@@ -24,6 +24,10 @@ impl kopsrs_engine::Schema for AwsSchema {
     fn write_only(&self, kind: &str, attr: &str) -> bool {
         Kind::parse(kind).is_some_and(|k| k.write_only(attr))
     }
+
+    fn always_reported(&self, kind: &str, attr: &str) -> bool {
+        Kind::parse(kind).is_some_and(|k| k.always_reported(attr))
+    }
 }
 
 impl Aws {

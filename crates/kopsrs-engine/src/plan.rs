@@ -25,6 +25,12 @@ pub trait Schema {
     fn write_only(&self, _kind: &str, _attr: &str) -> bool {
         false
     }
+    /// Attributes the provider reports whenever they are set, so that one it does not
+    /// report is unset (a warm pool on an auto scaling group): compared even when absent,
+    /// added and removed in place, as tags are.
+    fn always_reported(&self, _kind: &str, _attr: &str) -> bool {
+        false
+    }
 }
 
 /// What a change does to a resource.
@@ -439,7 +445,8 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
                 || have.keys().any(|k| {
                     k.starts_with(&format!("{top}.")) || k.starts_with(&format!("{top}["))
                 })
-                || top == "tags";
+                || top == "tags"
+                || schema.always_reported(kind, top);
             if !reported {
                 continue;
             }
@@ -453,14 +460,16 @@ pub fn diff(desired: &DesiredSet, actual: &[Observed], schema: &dyn Schema) -> P
                 });
             }
         }
-        // Tags present in the cloud but no longer wanted.
+        // Tags, and attributes always reported, present in the cloud but no longer wanted.
         for (path, before) in &have {
-            if path.starts_with("tags.") && !want.contains_key(path) {
+            let top = path.split(['.', '[']).next().unwrap_or(path);
+            let removable = top == "tags" || schema.always_reported(kind, top);
+            if removable && !want.contains_key(path) {
                 fields.push(FieldChange {
                     path: path.clone(),
                     before: Some(before.clone()),
                     after: None,
-                    forces_replacement: false,
+                    forces_replacement: top != "tags" && schema.forces_replacement(kind, top),
                 });
             }
         }

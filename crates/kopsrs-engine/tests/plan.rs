@@ -16,6 +16,9 @@ impl Schema for TestSchema {
     fn write_only(&self, kind: &str, attr: &str) -> bool {
         kind == "aws_launch_template" && attr == "user_data"
     }
+    fn always_reported(&self, kind: &str, attr: &str) -> bool {
+        kind == "aws_autoscaling_group" && attr == "warm_pool"
+    }
 }
 
 fn desired() -> DesiredSet {
@@ -284,4 +287,41 @@ fn held_changes_take_what_needs_them_along() {
     assert!(only_held
         .to_string()
         .starts_with("No changes to apply now."));
+}
+
+/// An attribute the provider always reports when set (a group's warm pool) is added when
+/// the spec gains it and removed when the spec drops it; one the provider does not report
+/// (never read back) is not compared.
+#[test]
+fn an_always_reported_block_is_added_and_removed_in_place() {
+    let mut set = desired();
+    let group = set
+        .resources
+        .iter()
+        .position(|r| r.address.kind == "aws_autoscaling_group")
+        .unwrap();
+    let actual = perfect(&set);
+    set.resources[group].attrs.insert(
+        "warm_pool".into(),
+        Value::block(kopsrs_model::attrs! { "min_size" => 1 }),
+    );
+    let plan = diff(&set, &actual, &TestSchema);
+    assert_eq!(plan.count(Action::Update), 1, "{plan}");
+    assert!(plan.to_string().contains("warm_pool[0].min_size"), "{plan}");
+
+    // Found with the pool, the spec without it: removed, in place.
+    let with_pool = perfect(&set);
+    set.resources[group].attrs.remove("warm_pool");
+    let plan = diff(&set, &with_pool, &TestSchema);
+    assert_eq!(plan.count(Action::Update), 1, "{plan}");
+    assert_eq!(plan.count(Action::Replace), 0, "{plan}");
+    let change = &plan.changes[0];
+    assert!(change.fields.iter().all(|f| f.after.is_none()), "{plan}");
+
+    // Another block the provider does not report is not compared.
+    set.resources[group].attrs.insert(
+        "initial_lifecycle_hook".into(),
+        Value::block(kopsrs_model::attrs! { "name" => "x" }),
+    );
+    assert!(diff(&set, &actual, &TestSchema).changes.is_empty());
 }

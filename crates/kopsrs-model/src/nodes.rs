@@ -775,8 +775,12 @@ impl<'a> Builder<'a> {
         if spec.capacity_rebalance == Some(true) {
             asg.insert("capacity_rebalance".into(), Value::Bool(true));
         }
-        if let Some(processes) = &spec.suspend_processes {
-            asg.insert("suspended_processes".into(), Value::strs(processes.clone()));
+        if let Some(processes) = spec.suspend_processes.as_ref().filter(|p| !p.is_empty()) {
+            // A set in AWS and in Terraform: sorted, so the plan compares it as one.
+            let mut processes = processes.clone();
+            processes.sort();
+            processes.dedup();
+            asg.insert("suspended_processes".into(), Value::strs(processes));
         }
         let target_group = match role {
             Role::ControlPlane => self.api_target_group(),

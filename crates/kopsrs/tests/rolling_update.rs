@@ -1158,3 +1158,172 @@ fn delete_instance_drains_and_replaces_one_instance() {
     );
     rig.validated();
 }
+
+/// A group's warm-pool instances (moto addition 11) as `DescribeWarmPool` lists them:
+/// (ID, lifecycle state, launch-template version), and the group's current version.
+fn warm_pool(rig: &Rig, group: &str) -> (Vec<(String, String, String)>, String) {
+    let out = rig.moto.python(&format!(
+        "import json\n\
+         a = aws('autoscaling')\n\
+         g = [g for g in a.describe_auto_scaling_groups()['AutoScalingGroups']\n\
+         \x20    if g['AutoScalingGroupName'] == '{group}.{}'][0]\n\
+         w = a.describe_warm_pool(AutoScalingGroupName=g['AutoScalingGroupName'])\n\
+         lt = aws('ec2').describe_launch_templates(LaunchTemplateIds=[g['LaunchTemplate']['LaunchTemplateId']])\n\
+         print(json.dumps([[[i['InstanceId'], i['LifecycleState'], i['LaunchTemplate']['Version']]\n\
+         \x20   for i in w['Instances']], str(lt['LaunchTemplates'][0]['LatestVersionNumber'])]))",
+        rig.name
+    ));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+/// kops's way with warm pools: instances waiting in a group's warm pool that were launched
+/// from an old template are terminated directly (they never joined: no drain, no
+/// validation of their own), before the group's joined instances are replaced; the pool
+/// refills from the new template, a second run finds nothing, and `delete cluster` takes
+/// the pool's instances with the group.
+#[test]
+fn warm_pool_instances_are_terminated_first_and_refill_from_the_new_template() {
+    let group = "nodes-eu-west-1a";
+    let rig = Rig::applied(
+        "warm.example.com",
+        &["--zones", "eu-west-1a", "--node-count", "1"],
+    );
+    rig.ok(rig.kopsrs().args([
+        "edit",
+        "instancegroup",
+        group,
+        "--name",
+        &rig.name,
+        "--set",
+        "spec.warmPool.minSize=1",
+        "--set",
+        "spec.warmPool.maxSize=3",
+    ]));
+    rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name, "--yes"]));
+    let (warm, version) = warm_pool(&rig, group);
+    // The pool holds what its prepared capacity (3) leaves over the desired capacity (1).
+    assert_eq!(warm.len(), 2, "{warm:?}");
+    assert!(warm
+        .iter()
+        .all(|(_, state, v)| state == "Warmed:Stopped" && *v == version));
+
+    rig.ok(rig.kopsrs().args([
+        "edit",
+        "cluster",
+        &rig.name,
+        "--set",
+        "spec.cloudLabels=rollout=2",
+    ]));
+    rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name, "--yes"]));
+    rig.validated();
+    let (old_warm, new_version) = warm_pool(&rig, group);
+    assert_ne!(new_version, version);
+    assert!(
+        old_warm.iter().all(|(_, _, v)| *v == version),
+        "{old_warm:?}"
+    );
+
+    // The dry run counts the warm instances with the joined one.
+    let (code, stdout, stderr) = rig.roll(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with(group))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.contains("NeedsUpdate"), "{row}");
+    assert_eq!(row.split_whitespace().nth(2), Some("3"), "{stdout}");
+
+    let (code, _, stderr) = rig.roll(&[&["--yes"], FAST].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let warm_line = lines_with(&stderr, "warm-pool instance(s)");
+    assert_eq!(warm_line.len(), 1, "{stderr}");
+    for (id, _, _) in &old_warm {
+        assert!(stderr.contains(id.as_str()), "{id} terminated: {stderr}");
+        assert!(
+            !stderr
+                .lines()
+                .any(|l| l.contains(id.as_str()) && !l.contains("warm-pool")),
+            "{id} only terminated, never drained or validated for: {stderr}"
+        );
+    }
+    // The warm instances went before the joined one was touched.
+    let joined = lines_with(&stderr, &format!("group {group}: terminating i-"));
+    assert_eq!(joined.len(), 1, "{stderr}");
+    assert!(warm_line[0] < joined[0], "{stderr}");
+    let (refilled, _) = warm_pool(&rig, group);
+    assert_eq!(refilled.len(), 2, "{refilled:?}");
+    assert!(
+        refilled
+            .iter()
+            .all(|(id, _, v)| *v == new_version && !old_warm.iter().any(|o| &o.0 == id)),
+        "{refilled:?}"
+    );
+    rig.all_current();
+
+    // Changed in place on the live group, as suspended processes are; each re-plans empty.
+    let replans_empty = || {
+        let out = rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("No changes"), "{stdout}");
+    };
+    rig.ok(rig.kopsrs().args([
+        "edit",
+        "instancegroup",
+        group,
+        "--name",
+        &rig.name,
+        "--set",
+        "spec.warmPool.maxSize=2",
+        "--set",
+        "spec.suspendProcesses=Terminate,AZRebalance",
+    ]));
+    let out = rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("warm_pool[0].max_group_prepared_capacity")
+            && stdout.contains("suspended_processes"),
+        "{stdout}"
+    );
+    rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name, "--yes"]));
+    replans_empty();
+    let (smaller, _) = warm_pool(&rig, group);
+    assert_eq!(smaller.len(), 1, "{smaller:?}");
+    let suspended = rig.moto.python(&format!(
+        "g = aws('autoscaling').describe_auto_scaling_groups(AutoScalingGroupNames=['{group}.{}'])\n\
+         print(','.join(sorted(p['ProcessName'] for p in g['AutoScalingGroups'][0]['SuspendedProcesses'])))",
+        rig.name
+    ));
+    assert_eq!(suspended.trim(), "AZRebalance,Terminate");
+    rig.ok(rig.kopsrs().args([
+        "edit",
+        "instancegroup",
+        group,
+        "--name",
+        &rig.name,
+        "--unset",
+        "spec.warmPool",
+        "--set",
+        "spec.suspendProcesses=AZRebalance",
+    ]));
+    rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name, "--yes"]));
+    replans_empty();
+    let gone = rig.moto.python(&format!(
+        "a = aws('autoscaling')\n\
+         g = a.describe_auto_scaling_groups(AutoScalingGroupNames=['{group}.{}'])['AutoScalingGroups'][0]\n\
+         print('WarmPoolConfiguration' in g, [p['ProcessName'] for p in g['SuspendedProcesses']])",
+        rig.name
+    ));
+    assert_eq!(gone.trim(), "False ['AZRebalance']");
+    // The pool's instances went with it.
+    let stopped = rig.moto.python(
+        "print(sum(1 for r in aws('ec2').describe_instances()['Reservations']          for i in r['Instances'] if i['State']['Name'] == 'stopped'))",
+    );
+    assert_eq!(stopped.trim(), "0");
+
+    rig.ok(rig.kopsrs().args(["delete", "cluster", &rig.name, "--yes"]));
+    let left = rig.moto.python(
+        "print(sum(1 for r in aws('ec2').describe_instances()['Reservations'] \
+         for i in r['Instances'] if i['State']['Name'] != 'terminated'))",
+    );
+    assert_eq!(left.trim(), "0");
+}
