@@ -1,11 +1,17 @@
-//! Security groups and their rules: one paginated DescribeSecurityGroups by the cluster tag,
-//! then one paginated DescribeSecurityGroupRules for the rules of all the cluster's groups
-//! (200 groups per filter).
+//! Security groups and their rules: one paginated DescribeSecurityGroups by the cluster tag
+//! and, beside it, one paginated DescribeSecurityGroupRules by the cluster tag (the rules
+//! kopsrs made, on whatever group); then one paginated DescribeSecurityGroupRules for every
+//! rule of the cluster's groups and of the groups the spec gives (`securityGroupOverride`),
+//! 200 groups per filter.
 //!
 //! Rules kopsrs makes carry the cluster's tag (TagSpecifications at creation); other rules in
-//! the cluster's groups (the cloud controller's, a person's) are left alone.
+//! those groups (AWS's default egress, the cloud controller's, a person's) are left alone. A
+//! group the spec gives is never made or deleted: it is not the cluster's.
+
+use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types as ec2t;
+use kopsrs_model::DesiredSet;
 
 use crate::handler::{
     ec2_tags, exists_ok, outputs, owned_by, owner_tags, tag_spec, Handler, Item, Op, Out, Scan,
@@ -32,13 +38,25 @@ impl Handler for SecurityGroup {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let mut items = Vec::new();
-        let mut owned_groups = Vec::new();
         let request = aws
             .ec2
             .describe_security_groups()
             .max_results(1000)
             .filters(Aws::ec2_filter(scan.cluster));
-        let groups = all_pages!(aws, request, security_groups);
+        // Rules kopsrs made anywhere (tagged as the cluster's): those on groups the spec
+        // names (`securityGroupOverride`), or named before and dropped since.
+        let tagged = aws
+            .ec2
+            .describe_security_group_rules()
+            .max_results(1000)
+            .filters(Aws::ec2_filter(scan.cluster));
+        let (groups, tagged) = tokio::try_join!(
+            async { Ok::<_, Error>(all_pages!(aws, request, security_groups)) },
+            async { Ok::<_, Error>(all_pages!(aws, tagged, security_group_rules)) },
+        )?;
+        // Every rule of the cluster's groups and of the groups the spec gives, so that a
+        // rule there already (AWS's default egress) is matched, whoever made it.
+        let mut scanned: BTreeSet<String> = BTreeSet::new();
         for sg in &groups {
             let tags = ec2_tags(sg.tags());
             let id = sg.group_id().unwrap_or_default();
@@ -47,11 +65,14 @@ impl Handler for SecurityGroup {
                 .with_tags(&tags, scan.cluster)
                 .with(&[("name", name)]);
             if item.owned {
-                owned_groups.push(id.to_string());
+                scanned.insert(id.to_string());
             }
             items.push(item);
         }
-        for chunk in owned_groups.chunks(200) {
+        scanned.extend(given_groups(scan.desired));
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let scanned: Vec<String> = scanned.into_iter().collect();
+        for chunk in scanned.chunks(200) {
             let request = aws
                 .ec2
                 .describe_security_group_rules()
@@ -63,7 +84,19 @@ impl Handler for SecurityGroup {
                         .build(),
                 );
             let rules = all_pages!(aws, request, security_group_rules);
-            items.extend(rules.iter().map(|rule| rule_item(rule, scan.cluster)));
+            for rule in &rules {
+                seen.insert(
+                    rule.security_group_rule_id()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+                items.push(rule_item(rule, scan.cluster));
+            }
+        }
+        for rule in &tagged {
+            if !seen.contains(rule.security_group_rule_id().unwrap_or_default()) {
+                items.push(rule_item(rule, scan.cluster));
+            }
         }
         Ok(items)
     }
@@ -120,6 +153,18 @@ fn rule_item(rule: &ec2t::SecurityGroupRule, cluster: &str) -> Item {
     ])
     .owned(owned_by(&ec2_tags(rule.tags()), cluster))
     .child_of(true)
+}
+
+/// The security groups the spec gives (`securityGroupOverride`) that the desired rules go
+/// on: IDs as written, not references to the cluster's own groups.
+fn given_groups(desired: &DesiredSet) -> BTreeSet<String> {
+    desired
+        .resources
+        .iter()
+        .filter(|r| r.address.kind == "aws_security_group_rule")
+        .filter_map(|r| r.attrs.get("security_group_id")?.as_str())
+        .map(str::to_string)
+        .collect()
 }
 
 /// What identifies a rule: group, direction, protocol (names and numbers alike), ports

@@ -279,7 +279,7 @@ impl<'a> Builder<'a> {
         // The spec's extra groups first, then the cluster's own (kops's order).
         let mut security_groups: Vec<Value> =
             extra_security_groups.iter().map(Value::str).collect();
-        security_groups.push(self.sg_address(sg_role).id());
+        security_groups.push(self.sg_ref(sg_role));
         let mut lb = attrs! {
             "enable_cross_zone_load_balancing" => cross_zone,
             "internal" => internal,

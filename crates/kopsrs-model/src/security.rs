@@ -11,17 +11,116 @@ enum Peer<'a> {
     Group(&'a str),
 }
 
+/// One security group a role's rules are written on: the cluster's own for the role, or a
+/// group given in the spec (`securityGroupOverride`), which kopsrs uses and writes the
+/// role's rules on but never makes or deletes (it is not the cluster's).
+struct Member {
+    /// The name rules are named after: the cluster's group's name, or kops's
+    /// `<id>-<role>` for a given one.
+    name: String,
+    id: Value,
+    /// `-<id>` for a given group, empty for the cluster's own (kops's rule-name suffix).
+    suffix: String,
+}
+
+/// kops's suffix for a rule between two groups: none between the cluster's own groups,
+/// else both sides' (`-default` for the cluster's own).
+fn join_suffixes(src: &Member, dst: &Member) -> String {
+    if src.suffix.is_empty() && dst.suffix.is_empty() {
+        return String::new();
+    }
+    let side = |m: &Member| match m.suffix.is_empty() {
+        true => "-default".to_string(),
+        false => m.suffix.clone(),
+    };
+    format!("{}{}", side(src), side(dst))
+}
+
 impl Builder<'_> {
     pub(crate) fn sg_address(&self, role: &str) -> Address {
         Address::new("aws_security_group", &tf_name(&sg_name(role, &self.name)))
     }
 
-    fn sg_ref(&self, role: &str) -> Value {
-        self.sg_address(role).id()
+    /// The ID of a role's security group: the cluster's, or the API load balancer's
+    /// `securityGroupOverride`.
+    pub(crate) fn sg_ref(&self, role: &str) -> Value {
+        match (role, self.api_security_group_override()) {
+            ("api-elb", Some(id)) => Value::str(id),
+            _ => self.sg_address(role).id(),
+        }
+    }
+
+    /// `spec.api.loadBalancer.securityGroupOverride`.
+    fn api_security_group_override(&self) -> Option<&str> {
+        self.spec
+            .api
+            .as_ref()
+            .and_then(|a| a.load_balancer.as_ref())
+            .and_then(|l| l.security_group_override.as_deref())
+    }
+
+    /// The security groups a role's rules go on: the cluster's own, then each distinct
+    /// `securityGroupOverride` of the instance groups that use the role's group (control
+    /// planes and API servers: `masters`; nodes: `nodes`), in the spec's order.
+    fn members(&self, role: &str) -> Vec<Member> {
+        let mut out = vec![Member {
+            name: sg_name(role, &self.name),
+            id: self.sg_ref(role),
+            suffix: String::new(),
+        }];
+        let (roles, kops_role): (&[Role], &str) = match role {
+            "masters" => (&[Role::ControlPlane, Role::ApiServer], "ControlPlane"),
+            "nodes" => (&[Role::Node], "Node"),
+            _ => return out,
+        };
+        for group in self.groups.iter() {
+            let Some(id) = group.spec.security_group_override.as_deref() else {
+                continue;
+            };
+            if !group.role().is_some_and(|r| roles.contains(&r))
+                || out.iter().any(|m| m.id == Value::str(id))
+            {
+                continue;
+            }
+            out.push(Member {
+                name: format!("{id}-{kops_role}"),
+                id: Value::str(id),
+                suffix: format!("-{id}"),
+            });
+        }
+        out
+    }
+
+    /// What a rule's peer is on each of its groups: its name in the rule's name, the
+    /// attributes, and the member (none for a block).
+    fn peers(&self, peer: &Peer<'_>) -> Vec<(String, Attrs, Option<Member>)> {
+        match peer {
+            Peer::Cidr(cidr) => {
+                let key = if cidr.contains(':') {
+                    "ipv6_cidr_blocks"
+                } else {
+                    "cidr_blocks"
+                };
+                vec![(
+                    cidr.to_string(),
+                    attrs! { key => Value::strs([*cidr]) },
+                    None,
+                )]
+            }
+            Peer::Group(role) => self
+                .members(role)
+                .into_iter()
+                .map(|m| {
+                    let a = attrs! { "source_security_group_id" => m.id.clone() };
+                    (m.name.clone(), a, Some(m))
+                })
+                .collect(),
+        }
     }
 
     /// A rule named the way kops names rules it derives from their content:
-    /// `from-<source>-<ingress|egress>-<protocol>-<from>to<to>-<target>`.
+    /// `from-<source>-<ingress|egress>-<protocol>-<from>to<to>-<target>`; one per pair of
+    /// the groups of `group` and of `peer` (more than one with `securityGroupOverride`).
     fn rule(
         &mut self,
         group: &str,
@@ -30,40 +129,31 @@ impl Builder<'_> {
         protocol: &str,
         ports: (i64, i64),
     ) {
-        let group_name = sg_name(group, &self.name);
-        let (peer_name, mut a) = match peer {
-            Peer::Cidr(cidr) => {
-                let key = if cidr.contains(':') {
-                    "ipv6_cidr_blocks"
-                } else {
-                    "cidr_blocks"
-                };
-                (cidr.to_string(), attrs! { key => Value::strs([cidr]) })
-            }
-            Peer::Group(role) => (
-                sg_name(role, &self.name),
-                attrs! { "source_security_group_id" => self.sg_ref(role) },
-            ),
-        };
         let proto_name = if protocol == "-1" { "all" } else { protocol };
         // kops names port-less protocols (IPIP, `4`) `0to0` whatever the port range says.
         let ports_name = if protocol == "4" { (0, 0) } else { ports };
-        let name = if egress {
-            format!(
-                "from-{group_name}-egress-{proto_name}-{}to{}-{peer_name}",
-                ports_name.0, ports_name.1
-            )
-        } else {
-            format!(
-                "from-{peer_name}-ingress-{proto_name}-{}to{}-{group_name}",
-                ports_name.0, ports_name.1
-            )
-        };
-        self.fill_rule(&mut a, group, egress, protocol, ports);
-        self.add("aws_security_group_rule", &name, a);
+        for dst in self.members(group) {
+            for (peer_name, mut a, _) in self.peers(&peer) {
+                let group_name = &dst.name;
+                let name = if egress {
+                    format!(
+                        "from-{group_name}-egress-{proto_name}-{}to{}-{peer_name}",
+                        ports_name.0, ports_name.1
+                    )
+                } else {
+                    format!(
+                        "from-{peer_name}-ingress-{proto_name}-{}to{}-{group_name}",
+                        ports_name.0, ports_name.1
+                    )
+                };
+                fill_rule(&mut a, dst.id.clone(), egress, protocol, ports);
+                self.add("aws_security_group_rule", &name, a);
+            }
+        }
     }
 
-    /// A rule with a fixed name (kops names the load-balancer rules explicitly).
+    /// A rule with a fixed name (kops names the load-balancer rules explicitly), suffixed
+    /// as kops does when a group given in the spec is on either side.
     fn named_rule(
         &mut self,
         name: &str,
@@ -72,41 +162,28 @@ impl Builder<'_> {
         protocol: &str,
         ports: (i64, i64),
     ) {
-        let mut a = match peer {
-            Peer::Cidr(cidr) => {
-                let key = if cidr.contains(':') {
-                    "ipv6_cidr_blocks"
-                } else {
-                    "cidr_blocks"
+        for dst in self.members(group) {
+            for (_, mut a, src) in self.peers(&peer) {
+                let suffix = match &src {
+                    Some(src) => join_suffixes(src, &dst),
+                    None => dst.suffix.clone(),
                 };
-                attrs! { key => Value::strs([cidr]) }
+                fill_rule(&mut a, dst.id.clone(), false, protocol, ports);
+                self.add("aws_security_group_rule", &format!("{name}{suffix}"), a);
             }
-            Peer::Group(role) => attrs! { "source_security_group_id" => self.sg_ref(role) },
-        };
-        self.fill_rule(&mut a, group, false, protocol, ports);
-        self.add("aws_security_group_rule", name, a);
-    }
-
-    fn fill_rule(
-        &self,
-        a: &mut Attrs,
-        group: &str,
-        egress: bool,
-        protocol: &str,
-        ports: (i64, i64),
-    ) {
-        a.insert("from_port".into(), Value::Int(ports.0));
-        a.insert("to_port".into(), Value::Int(ports.1));
-        a.insert("protocol".into(), Value::str(protocol));
-        a.insert("security_group_id".into(), self.sg_ref(group));
-        a.insert(
-            "type".into(),
-            Value::str(if egress { "egress" } else { "ingress" }),
-        );
+        }
     }
 
     fn group(&mut self, role: &str, description: &str) {
         let name = sg_name(role, &self.name);
+        // The load balancer's given group is used as it is: its rules are written on it.
+        let given = role == "api-elb" && self.api_security_group_override().is_some();
+        for cidr in ["0.0.0.0/0", "::/0"] {
+            self.rule(role, Peer::Cidr(cidr), true, "-1", (0, 0));
+        }
+        if given {
+            return;
+        }
         self.add(
             "aws_security_group",
             &name,
@@ -117,9 +194,6 @@ impl Builder<'_> {
                 "vpc_id" => self.vpc_id(),
             },
         );
-        for cidr in ["0.0.0.0/0", "::/0"] {
-            self.rule(role, Peer::Cidr(cidr), true, "-1", (0, 0));
-        }
     }
 
     pub(crate) fn api_load_balancer_enabled(&self) -> bool {
@@ -135,6 +209,22 @@ impl Builder<'_> {
     }
 
     pub(crate) fn security_groups(&mut self) -> Result<(), ModelError> {
+        // kops refuses it too: a bastion's rules name the bastion's own group.
+        if let Some(group) = self
+            .groups_with(Role::Bastion)
+            .find(|g| g.spec.security_group_override.is_some())
+        {
+            return Err(err(
+                format!(
+                    "InstanceGroup {}: spec.securityGroupOverride",
+                    group.metadata.name
+                ),
+                format!(
+                    "{:?} is not supported on a Bastion group; remove it, or add the group with spec.additionalSecurityGroups",
+                    group.spec.security_group_override.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
         self.group("masters", "Security group for masters");
         self.group("nodes", "Security group for nodes");
 
@@ -317,4 +407,16 @@ impl Builder<'_> {
             == Some("None")
             || self.name.ends_with(".k8s.local")
     }
+}
+
+/// A rule's ports, protocol, group and direction.
+fn fill_rule(a: &mut Attrs, group: Value, egress: bool, protocol: &str, ports: (i64, i64)) {
+    a.insert("from_port".into(), Value::Int(ports.0));
+    a.insert("to_port".into(), Value::Int(ports.1));
+    a.insert("protocol".into(), Value::str(protocol));
+    a.insert("security_group_id".into(), group);
+    a.insert(
+        "type".into(),
+        Value::str(if egress { "egress" } else { "ingress" }),
+    );
 }

@@ -1450,3 +1450,91 @@ fn a_dry_run_starts_with_its_summary_and_summary_prints_only_that() {
         .unwrap();
     assert!(!both.status.success());
 }
+
+/// `securityGroupOverride` on a live node group (kops's semantics): the group's instances
+/// get the given group instead of the nodes' own, the node rules are written on it (tagged
+/// as the cluster's), the re-plan is empty, and `delete cluster` removes those rules but
+/// never the given group or the rules it had before.
+#[test]
+fn a_given_security_group_is_used_and_never_deleted() {
+    let h = Harness::new();
+    h.create_cluster(&["--zones", "eu-west-1a"]);
+    h.apply();
+    // A team's group in the cluster's VPC, with a rule of its own.
+    let given = h.moto.python(
+        "e = aws('ec2')\n\
+         vpc = e.describe_vpcs(Filters=[{'Name': 'tag-key', 'Values': ['kubernetes.io/cluster/test.example.com']}])['Vpcs'][0]['VpcId']\n\
+         sg = e.create_security_group(GroupName='team-nodes', Description='team', VpcId=vpc)['GroupId']\n\
+         e.authorize_security_group_ingress(GroupId=sg, IpPermissions=[{'IpProtocol': 'tcp', 'FromPort': 9100, 'ToPort': 9100, 'IpRanges': [{'CidrIp': '10.9.0.0/16'}]}])\n\
+         print(sg)",
+    );
+    let given = given.trim();
+    h.kopsrs()
+        .args([
+            "edit",
+            "instancegroup",
+            "nodes-eu-west-1a",
+            "--name",
+            NAME,
+            "--set",
+        ])
+        .arg(format!("spec.securityGroupOverride={given}"))
+        .assert()
+        .success();
+    let (code, plan) = h.plan();
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        !plan
+            .lines()
+            .any(|l| l.contains("aws_security_group.") && l.contains("will be destroyed")),
+        "no security group goes: {plan}"
+    );
+    h.apply();
+    h.assert_no_changes();
+    let state = |h: &Harness| -> serde_json::Value {
+        let out = h.moto.python(&format!(
+            "import json\n\
+             e = aws('ec2')\n\
+             groups = []\n\
+             for lt in e.describe_launch_templates()['LaunchTemplates']:\n\
+             \x20   if lt['LaunchTemplateName'].startswith('nodes-eu-west-1a.'):\n\
+             \x20       v = e.describe_launch_template_versions(LaunchTemplateId=lt['LaunchTemplateId'], Versions=['$Latest'])['LaunchTemplateVersions'][0]['LaunchTemplateData']\n\
+             \x20       groups = [n.get('Groups', []) for n in v.get('NetworkInterfaces', [])]\n\
+             rules = e.describe_security_group_rules(Filters=[{{'Name': 'group-id', 'Values': ['{given}']}}])['SecurityGroupRules']\n\
+             ours = [r for r in rules if any(t['Key'] == 'kubernetes.io/cluster/test.example.com' for t in r.get('Tags', []))]\n\
+             peers = sorted(r.get('ReferencedGroupInfo', {{}}).get('GroupId', r.get('CidrIpv4', r.get('CidrIpv6', ''))) for r in ours if not r['IsEgress'])\n\
+             names = {{g['GroupId']: g['GroupName'] for g in e.describe_security_groups()['SecurityGroups']}}\n\
+             print(json.dumps({{'template_groups': groups, 'ours': len(ours), 'peers': [names.get(p, p) for p in peers],\n\
+               'theirs': len(rules) - len(ours), 'exists': '{given}' in names}}))"
+        ));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let s = state(&h);
+    assert_eq!(s["template_groups"], serde_json::json!([[given]]), "{s}");
+    // Ingress from the control plane, the nodes' own group and itself.
+    let peers: Vec<&str> = s["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for peer in [
+        "masters.test.example.com",
+        "nodes.test.example.com",
+        "team-nodes",
+    ] {
+        assert!(peers.contains(&peer), "{peer}: {s}");
+    }
+    h.delete();
+    let s = state(&h);
+    assert_eq!(
+        s["exists"], true,
+        "the given group is not the cluster's: {s}"
+    );
+    assert_eq!(s["ours"], 0, "the cluster's rules went with it: {s}");
+    assert!(
+        s["theirs"].as_u64().unwrap() >= 1,
+        "the team's own rule stays: {s}"
+    );
+    h.assert_all_deleted();
+}
