@@ -69,12 +69,15 @@ class Cluster:
         self.env = dict(os.environ, AWS_ENDPOINT_URL=self.aws, AWS_ACCESS_KEY_ID="bench",
                         AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="eu-west-1",
                         AWS_DEFAULT_REGION="eu-west-1",
-                        KOPS_STATE_STORE=f"file://{self.work}/state",
+                        # On S3 (moto's), as `create cluster --yes` requires: nodes read it.
+                        KOPS_STATE_STORE="s3://state",
                         KUBECONFIG=os.path.join(self.work, "exported"))
         self.env.pop("AWS_PROFILE", None)
         subprocess.run([sys.executable, "-c",
                         "import boto3; boto3.client('route53', endpoint_url='%s').create_hosted_zone("
-                        "Name='example.com', CallerReference='b')" % self.aws],
+                        "Name='example.com', CallerReference='b'); boto3.client('s3', endpoint_url='%s')"
+                        ".create_bucket(Bucket='state', CreateBucketConfiguration="
+                        "{'LocationConstraint': 'eu-west-1'})" % (self.aws, self.aws)],
                        env=self.env, check=True)
         create = create or ["--zones", "eu-west-1a", "--node-count", str(nodes), "--yes"]
         self.kopsrs("create", "cluster", "--name", self.name, "--dns-zone", "example.com",
@@ -85,7 +88,7 @@ class Cluster:
             [sys.executable, os.path.join(ROOT, "scripts/fake_kube.py"), "-p", str(kport),
              "--cluster", self.name, "--aws-endpoint", self.aws, "--region", "eu-west-1",
              "--ready-after", str(BOOT), "--reschedule-after", str(RESCHEDULE),
-             "--grace", "0.2", "--sync-interval", "0.5"],
+             "--grace", "0.2", "--sync-interval", os.environ.get("BENCH_ROLL_SYNC", "0.5")],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(kport)
         self.kubeconfig = os.path.join(self.work, "kubeconfig")
