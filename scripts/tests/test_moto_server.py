@@ -176,6 +176,69 @@ if __name__ == "__main__":
 
 
 @unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
+class WarmPoolTest(unittest.TestCase):
+    """11.: a warm pool holds stopped instances at its size, listed with their template
+    version, refilled after a termination, shrunk, and terminated with the pool or group."""
+
+    def test_the_pool_fills_refills_shrinks_and_goes_with_its_group(self):
+        port = free_port()
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            raise RuntimeError("moto_server did not start")
+                        time.sleep(0.1)
+                args = dict(endpoint_url=f"http://127.0.0.1:{port}", region_name="eu-west-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+                ec2, asg = boto3.client("ec2", **args), boto3.client("autoscaling", **args)
+                template = ec2.create_launch_template(
+                    LaunchTemplateName="nodes",
+                    LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+                )["LaunchTemplate"]["LaunchTemplateId"]
+                asg.create_auto_scaling_group(
+                    AutoScalingGroupName="g", MinSize=2, MaxSize=4, DesiredCapacity=2,
+                    LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
+                    AvailabilityZones=["eu-west-1a"])
+                asg.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=5)
+
+                def pool():
+                    return [(i["InstanceId"], i["LifecycleState"], i["LaunchTemplate"]["Version"])
+                            for i in asg.describe_warm_pool(AutoScalingGroupName="g")["Instances"]]
+
+                warm = pool()
+                # Prepared capacity 5 less the desired 2; never among the group's instances.
+                self.assertEqual(len(warm), 3)
+                self.assertTrue(all(state == "Warmed:Stopped" and v == "1" for _, state, v in warm))
+                group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])
+                self.assertEqual(len(group["AutoScalingGroups"][0]["Instances"]), 2)
+                ec2.create_launch_template_version(
+                    LaunchTemplateId=template,
+                    LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.small"})
+                ec2.terminate_instances(InstanceIds=[warm[0][0]])
+                refilled = pool()
+                self.assertEqual(len(refilled), 3)
+                self.assertNotIn(warm[0][0], [i for i, _, _ in refilled])
+                self.assertEqual(sorted(v for _, _, v in refilled), ["1", "1", "2"])
+                asg.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=3)
+                self.assertEqual(len(pool()), 1)
+                asg.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)
+                states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]
+                          for i in r["Instances"]}
+                self.assertEqual(states, {"terminated"})
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+@unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
 class TargetGroupNameTest(unittest.TestCase):
     """9.: a target group's name may hold "--" (kops's names do); AWS's other rules hold."""
 
