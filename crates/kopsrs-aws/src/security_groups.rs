@@ -56,7 +56,7 @@ impl Handler for SecurityGroup {
         )?;
         // Every rule of the cluster's groups and of the groups the spec gives, so that a
         // rule there already (AWS's default egress) is matched, whoever made it.
-        let mut scanned: BTreeSet<String> = BTreeSet::new();
+        let mut owned: BTreeSet<String> = BTreeSet::new();
         for sg in &groups {
             let tags = ec2_tags(sg.tags());
             let id = sg.group_id().unwrap_or_default();
@@ -65,13 +65,18 @@ impl Handler for SecurityGroup {
                 .with_tags(&tags, scan.cluster)
                 .with(&[("name", name)]);
             if item.owned {
-                scanned.insert(id.to_string());
+                owned.insert(id.to_string());
             }
             items.push(item);
         }
-        scanned.extend(given_groups(scan.desired));
         let mut seen: BTreeSet<String> = BTreeSet::new();
-        let scanned: Vec<String> = scanned.into_iter().collect();
+        let scanned: Vec<String> = owned
+            .iter()
+            .cloned()
+            .chain(given_groups(scan.desired))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         for chunk in scanned.chunks(200) {
             let request = aws
                 .ec2
@@ -90,12 +95,12 @@ impl Handler for SecurityGroup {
                         .unwrap_or_default()
                         .to_string(),
                 );
-                items.push(rule_item(rule, scan.cluster));
+                items.push(rule_item(rule, scan.cluster, &owned));
             }
         }
         for rule in &tagged {
             if !seen.contains(rule.security_group_rule_id().unwrap_or_default()) {
-                items.push(rule_item(rule, scan.cluster));
+                items.push(rule_item(rule, scan.cluster, &owned));
             }
         }
         Ok(items)
@@ -125,7 +130,13 @@ impl Handler for SecurityGroup {
 }
 
 /// A rule as found, keyed as [`rule_key`] keys a desired one.
-fn rule_item(rule: &ec2t::SecurityGroupRule, cluster: &str) -> Item {
+/// A rule as found; `owned_groups`: the cluster's groups (another's rule in one of them is
+/// reported as left in place; in a group the spec gives, it is not the plan's business).
+fn rule_item(
+    rule: &ec2t::SecurityGroupRule,
+    cluster: &str,
+    owned_groups: &BTreeSet<String>,
+) -> Item {
     let peer = rule
         .cidr_ipv4()
         .or(rule.cidr_ipv6())
@@ -152,7 +163,7 @@ fn rule_item(rule: &ec2t::SecurityGroupRule, cluster: &str) -> Item {
         ("egress", if egress { "true" } else { "false" }),
     ])
     .owned(owned_by(&ec2_tags(rule.tags()), cluster))
-    .child_of(true)
+    .child_of(owned_groups.contains(sg))
 }
 
 /// The security groups the spec gives (`securityGroupOverride`) that the desired rules go

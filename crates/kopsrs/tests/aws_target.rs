@@ -1491,6 +1491,9 @@ fn a_given_security_group_is_used_and_never_deleted() {
     );
     h.apply();
     h.assert_no_changes();
+    // The team's own rule is not inside the cluster's resources: not the plan's business.
+    let (_, plan) = h.plan();
+    assert!(!plan.contains("Left in place"), "{plan}");
     let state = |h: &Harness| -> serde_json::Value {
         let out = h.moto.python(&format!(
             "import json\n\
