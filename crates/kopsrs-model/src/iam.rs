@@ -377,34 +377,13 @@ impl Builder<'_> {
         let mut statements = Vec::new();
         // The state store: read the cluster's prefix, write backups and the election record.
         statements.extend(self.state_store_statements(true));
-        if self.service_account_roles_for_addons() {
-            // The cloud-controller-manager and the EBS CSI driver have roles of their own;
-            // the bootstrap still finds and attaches its etcd volume, asks EC2 whether an
-            // election's holder is gone, and may look up the API load balancer.
-            if registry {
-                statements.push(json!({"Action": ECR_READ, "Effect": "Allow", "Resource": "*"}));
-            }
-            statements.push(json!({
-                "Action": "ec2:AttachVolume",
-                "Condition": {"StringEquals": {
-                    "aws:ResourceTag/KubernetesCluster": self.name,
-                    "aws:ResourceTag/k8s.io/role/master": "1",
-                }},
-                "Effect": "Allow",
-                "Resource": "*",
-            }));
-            statements.push(json!({
-                "Action": ["ec2:DescribeInstances", "ec2:DescribeVolumes"],
-                "Effect": "Allow",
-                "Resource": "*",
-            }));
-            if self.boot_discovers_api_load_balancer() {
-                statements.push(api_load_balancer_discovery());
-            }
-        } else {
-            statements.extend(self.cloud_controller_statements(registry));
-            statements.extend(self.ebs_csi_statements());
-        }
+        // The cloud-controller-manager and the EBS CSI driver run on the control plane with
+        // its instance role. With `useServiceAccountExternalPermissions` they also get roles
+        // of their own (irsa.rs, as kops), but the channel's charts do not take those roles
+        // yet (no pod identity webhook, no projected token): taking the permissions off the
+        // instance role would leave them with none, and nodes would never be initialized.
+        statements.extend(self.cloud_controller_statements(registry));
+        statements.extend(self.ebs_csi_statements());
         statements
     }
 
