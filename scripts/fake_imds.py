@@ -2,8 +2,9 @@
 """A fake EC2 instance metadata service (IMDSv2) for the simulated node boot test.
 
 Serves one instance's identity and its role's credentials (with --credentials, a real
-session that moto's IAM enforcement checks), and the files of a directory under
-/files/ (the package repository key, addon manifests). Loopback only.
+session that moto's IAM enforcement checks), the lifecycle state its group is taking it to
+(the file `target-lifecycle-state` of the files directory, when there is one), and the files
+of a directory under /files/ (the package repository key, addon manifests). Loopback only.
 """
 import argparse
 import json
@@ -68,6 +69,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
             return self.reply(401)  # IMDSv2 only, as kopsrs's launch templates require
         key = self.path.removeprefix("/latest/meta-data/")
+        if key == "autoscaling/target-lifecycle-state":
+            # Where the instance's group is taking it (a test writes the file: `Warmed:Stopped`
+            # for a warm-pool launch, `InService`); not found outside a group, as on EC2.
+            path = os.path.join(args.files, "target-lifecycle-state")
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    return self.reply(200, f.read().strip())
+            return self.reply(404)
         if key in META:
             return self.reply(200, META[key].encode())
         self.reply(404)

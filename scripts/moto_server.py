@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moto_server for kopsrs's tests and benchmarks, with eleven additions.
+"""moto_server for kopsrs's tests and benchmarks, with twelve additions.
 
 1. S3 writes are atomic. moto checks `If-Match` / `If-None-Match` and then stores the object
    in two steps on a threaded server, so two racing conditional PUTs can both succeed (a lost
@@ -55,6 +55,10 @@
    when it is put and each time it is described; `DescribeWarmPool` lists them with their
    lifecycle state and launch-template version; a terminated one leaves the pool (and is
    replaced at the next refill); deleting the pool or the group terminates them.
+12. Two Auto Scaling calls moto lacks. `CompleteLifecycleAction`: the group, its hook and the
+   instance (in service or warm in that group) must exist, as AWS checks (a ValidationError
+   otherwise); each completion is recorded (`GET /__kopsrs/lifecycle-actions`).
+   `DisableMetricsCollection`: the metrics named (all when none is) are no longer collected.
 
 Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/faults  {"latency_ms": 100, "throttle_rps": 20, "throttle_burst": 10,
@@ -66,6 +70,9 @@ Control, on the same port (no S3 bucket can be named like this):
   POST /__kopsrs/instance-credentials {"role_arn": ARN, "session": INSTANCE_ID}
                          a session of the role, as EC2 gives an instance of a profile
                          (`AccessKeyId`, `SecretAccessKey`, `Token`).
+  GET  /__kopsrs/lifecycle-actions
+                         [{"group": G, "hook": H, "instance": ID, "result": "CONTINUE"}]
+                         (addition 12's record)
   GET  /__kopsrs/calls   {"total": N, "injected": N, "throttled": N,
                           "by_action": {"ec2:DescribeVpcs": N},
                           "s3_without_owner": {"s3:GET /bucket": N}}
@@ -367,6 +374,49 @@ from moto.autoscaling.responses import AutoScalingResponse as _AutoScalingRespon
 
 _AutoScalingResponses.describe_warm_pool = _describe_warm_pool_with_instances
 
+# 12.: CompleteLifecycleAction, recorded per instance.
+LIFECYCLE_ACTIONS = []
+
+
+def _complete_lifecycle_action(self):
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.core.responses import EmptyResult
+
+    group_name = self._get_param("AutoScalingGroupName")
+    hook = self._get_param("LifecycleHookName")
+    instance_id = self._get_param("InstanceId")
+    result = self._get_param("LifecycleActionResult")
+    backend = self.autoscaling_backend
+    group = backend.autoscaling_groups.get(group_name)
+    if group is None:
+        raise ValidationError(f"Group {group_name} not found")
+    if not backend.describe_lifecycle_hooks(group_name, [hook]):
+        raise ValidationError(f"No Lifecycle Hook named {hook} found for group {group_name}")
+    members = {s.instance.id for s in group.instance_states} | set(getattr(group, "kopsrs_warm", []))
+    if instance_id not in members:
+        raise ValidationError(f"No active Lifecycle Action found with instance ID {instance_id}")
+    if result not in ("CONTINUE", "ABANDON"):
+        raise ValidationError(f"LifecycleActionResult {result} is not CONTINUE or ABANDON")
+    LIFECYCLE_ACTIONS.append({"group": group_name, "hook": hook, "instance": instance_id,
+                              "result": result})
+    return EmptyResult()
+
+
+_AutoScalingResponses.complete_lifecycle_action = _complete_lifecycle_action
+
+
+def _disable_metrics_collection(self):
+    from moto.core.responses import EmptyResult
+
+    group = self.autoscaling_backend.describe_auto_scaling_groups(
+        [self._get_param("AutoScalingGroupName")])[0]
+    named = self._get_param("Metrics") or []
+    group.metrics = [m for m in group.metrics if named and m not in named]
+    return EmptyResult()
+
+
+_AutoScalingResponses.disable_metrics_collection = _disable_metrics_collection
+
 _CALLER = threading.local()
 _check_action_permitted = _access_control.IAMRequestBase.check_action_permitted
 _match = _access_control.IAMPolicyStatement._match
@@ -632,6 +682,8 @@ class Faults:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             request = json.loads(environ["wsgi.input"].read(length))
             content = json.dumps(instance_credentials(request["role_arn"], request["session"])).encode()
+        elif path == "/__kopsrs/lifecycle-actions":
+            content = json.dumps(LIFECYCLE_ACTIONS).encode()
         else:
             with self.lock:
                 content = json.dumps(

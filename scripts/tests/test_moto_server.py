@@ -178,7 +178,8 @@ if __name__ == "__main__":
 @unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
 class WarmPoolTest(unittest.TestCase):
     """11.: a warm pool holds stopped instances at its size, listed with their template
-    version, refilled after a termination, shrunk, and terminated with the pool or group."""
+    version, refilled after a termination, shrunk, and terminated with the pool or group;
+    12.: CompleteLifecycleAction and DisableMetricsCollection."""
 
     def test_the_pool_fills_refills_shrinks_and_goes_with_its_group(self):
         port = free_port()
@@ -229,6 +230,29 @@ class WarmPoolTest(unittest.TestCase):
                 self.assertEqual(sorted(v for _, _, v in refilled), ["1", "1", "2"])
                 asg.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=3)
                 self.assertEqual(len(pool()), 1)
+                # 12.: a hook completed for a warm instance; DisableMetricsCollection.
+                asg.put_lifecycle_hook(AutoScalingGroupName="g", LifecycleHookName="kops-warmpool",
+                                       LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING")
+                asg.complete_lifecycle_action(AutoScalingGroupName="g",
+                                              LifecycleHookName="kops-warmpool",
+                                              InstanceId=pool()[0][0],
+                                              LifecycleActionResult="CONTINUE")
+                with self.assertRaises(botocore.exceptions.ClientError):
+                    asg.complete_lifecycle_action(AutoScalingGroupName="g",
+                                                  LifecycleHookName="other",
+                                                  InstanceId=pool()[0][0],
+                                                  LifecycleActionResult="CONTINUE")
+                with self.assertRaises(botocore.exceptions.ClientError):
+                    asg.complete_lifecycle_action(AutoScalingGroupName="g",
+                                                  LifecycleHookName="kops-warmpool",
+                                                  InstanceId="i-0000000000000000f",
+                                                  LifecycleActionResult="CONTINUE")
+                asg.enable_metrics_collection(AutoScalingGroupName="g", Granularity="1Minute",
+                                              Metrics=["GroupMinSize", "GroupMaxSize"])
+                asg.disable_metrics_collection(AutoScalingGroupName="g", Metrics=["GroupMaxSize"])
+                metrics = asg.describe_auto_scaling_groups(
+                    AutoScalingGroupNames=["g"])["AutoScalingGroups"][0]["EnabledMetrics"]
+                self.assertEqual([m["Metric"] for m in metrics], ["GroupMinSize"])
                 asg.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)
                 states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]
                           for i in r["Instances"]}

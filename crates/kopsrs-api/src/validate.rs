@@ -996,6 +996,53 @@ fn validate_group(
             );
         }
     }
+    // kops's rules: warm instances are workers that boot, install and stop; they join only
+    // when they go into service. `maxSize: 0` turns the pool off.
+    if let Some(pool) = spec.warm_pool.as_ref().filter(|p| p.max_size != Some(0)) {
+        if let Some(role) = spec
+            .role
+            .as_deref()
+            .filter(|r| !matches!(*r, "Node" | "APIServer"))
+        {
+            c.error(
+                "spec.warmPool",
+                format!("a warm pool on a group of role {role}"),
+                "warm pools are for Node and APIServer groups only: remove spec.warmPool",
+            );
+        }
+        if spec.mixed_instances_policy.is_some() {
+            c.error(
+                "spec.warmPool",
+                "a warm pool with spec.mixedInstancesPolicy",
+                "AWS does not combine them: remove one of the two",
+            );
+        }
+        if spec.max_price.is_some() {
+            c.error(
+                "spec.warmPool",
+                "a warm pool with spot instances (spec.maxPrice)",
+                "AWS keeps no spot instances warm: remove one of the two",
+            );
+        }
+        for (field, value) in [("minSize", pool.min_size), ("maxSize", pool.max_size)] {
+            if let Some(v) = value.filter(|v| *v < 0) {
+                c.error(
+                    format!("spec.warmPool.{field}"),
+                    format!("{v} is negative"),
+                    "use 0 or more",
+                );
+            }
+        }
+        if let (Some(min), Some(max)) = (pool.min_size, pool.max_size) {
+            if max < min {
+                c.error(
+                    "spec.warmPool.maxSize",
+                    format!("{max} is less than spec.warmPool.minSize {min}"),
+                    "raise maxSize or lower minSize",
+                );
+            }
+        }
+    }
     if let Some(size) = spec.root_volume_size.filter(|s| *s <= 0) {
         c.error(
             "spec.rootVolumeSize",
@@ -1103,6 +1150,59 @@ mod tests {
         ] {
             assert!(!is_zone(bad), "{bad}");
         }
+    }
+
+    /// kops's rules: warm pools on Node and APIServer groups only, not with a
+    /// mixed-instances policy or spot, sizes not negative nor crossed; `maxSize: 0` is off.
+    #[test]
+    fn warm_pools_follow_kops_rules() {
+        let cluster: Cluster = serde_yaml_ng::from_str(
+            "apiVersion: kops.k8s.io/v1alpha2\nkind: Cluster\nmetadata:\n  name: a.example.com\nspec: {}\n",
+        )
+        .unwrap();
+        let group = |name: &str, spec: &str| -> InstanceGroup {
+            serde_yaml_ng::from_str(&format!(
+                "apiVersion: kops.k8s.io/v1alpha2\nkind: InstanceGroup\nmetadata:\n  name: {name}\nspec:\n{spec}"
+            ))
+            .unwrap()
+        };
+        let groups = [
+            group("ok", "  role: Node\n  warmPool: {minSize: 1, maxSize: 3}\n"),
+            group("api", "  role: APIServer\n  warmPool: {minSize: 0}\n"),
+            group("off", "  role: Master\n  warmPool: {maxSize: 0}\n"),
+            group("cp", "  role: Master\n  warmPool: {minSize: 1}\n"),
+            group(
+                "mixed",
+                "  role: Node\n  mixedInstancesPolicy: {instances: [m5.large]}\n  warmPool: {}\n",
+            ),
+            group(
+                "spot",
+                "  role: Node\n  maxPrice: \"0.1\"\n  warmPool: {}\n",
+            ),
+            group(
+                "crossed",
+                "  role: Node\n  warmPool: {minSize: 3, maxSize: 2}\n",
+            ),
+            group("negative", "  role: Node\n  warmPool: {minSize: -1}\n"),
+        ];
+        let report = validate(&cluster, &groups, false);
+        let mut bad: Vec<(String, String)> = report
+            .errors()
+            .filter(|e| e.path.starts_with("spec.warmPool"))
+            .map(|e| (e.object.clone(), e.path.clone()))
+            .collect();
+        bad.sort();
+        let expected: Vec<(String, String)> = [
+            ("InstanceGroup/cp", "spec.warmPool"),
+            ("InstanceGroup/crossed", "spec.warmPool.maxSize"),
+            ("InstanceGroup/mixed", "spec.warmPool"),
+            ("InstanceGroup/negative", "spec.warmPool.minSize"),
+            ("InstanceGroup/spot", "spec.warmPool"),
+        ]
+        .iter()
+        .map(|(o, p)| (o.to_string(), p.to_string()))
+        .collect();
+        assert_eq!(bad, expected);
     }
 
     #[test]

@@ -32,9 +32,13 @@ impl Handler for Group {
         attr == "name"
     }
 
-    /// Discovery reports a warm pool and suspended processes only when the group has them.
+    /// Discovery reports a warm pool, suspended processes and collected metrics only when
+    /// the group has them.
     fn always_reported(attr: &str) -> bool {
-        matches!(attr, "warm_pool" | "suspended_processes")
+        matches!(
+            attr,
+            "warm_pool" | "suspended_processes" | "enabled_metrics"
+        )
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
@@ -111,6 +115,27 @@ impl Handler for Group {
                     .await?;
             }
             suspend(op.aws, id, r).await?;
+        }
+        if let Some(field) = changed("enabled_metrics") {
+            // Collected: those wanted (a warm pool adds its own); stopped: those no longer.
+            let before: Vec<String> = field
+                .before
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or_default();
+            let wanted = strs_of(r, "enabled_metrics");
+            let stop: Vec<String> = before.into_iter().filter(|m| !wanted.contains(m)).collect();
+            if !stop.is_empty() {
+                op.aws.call();
+                op.aws
+                    .autoscaling
+                    .disable_metrics_collection()
+                    .auto_scaling_group_name(id)
+                    .set_metrics(Some(stop))
+                    .send()
+                    .await?;
+            }
+            metrics(op.aws, id, r).await?;
         }
         if changed("warm_pool").is_some() {
             match block(r, "warm_pool") {
@@ -211,6 +236,18 @@ fn group_items(group: &asgt::AutoScalingGroup, cluster: &str) -> Vec<Item> {
             );
         }
         item.attrs.insert("warm_pool".into(), Value::block(w));
+    }
+    let mut metrics: Vec<String> = group
+        .enabled_metrics()
+        .iter()
+        .filter_map(|m| m.metric().map(str::to_string))
+        .collect();
+    if !metrics.is_empty() {
+        // Sorted, as the model writes them.
+        metrics.sort();
+        metrics.dedup();
+        item.attrs
+            .insert("enabled_metrics".into(), Value::strs(metrics));
     }
     let mut suspended: Vec<String> = group
         .suspended_processes()
@@ -495,6 +532,16 @@ fn mixed_instances_policy(
 /// What CreateAutoScalingGroup does not take: metrics collection, suspended processes
 /// and the warm pool. Each call is idempotent, so a rerun after a kill repeats them safely.
 async fn group_settings(aws: &Aws, name: &str, r: &Map<String, Json>) -> Result<(), Error> {
+    metrics(aws, name, r).await?;
+    suspend(aws, name, r).await?;
+    if let Some(pool) = block(r, "warm_pool") {
+        put_warm_pool(aws, name, pool).await?;
+    }
+    Ok(())
+}
+
+/// Collects the metrics the group's `enabled_metrics` names (none: no call).
+async fn metrics(aws: &Aws, name: &str, r: &Map<String, Json>) -> Result<(), Error> {
     let metrics = strs_of(r, "enabled_metrics");
     if !metrics.is_empty() {
         aws.call();
@@ -505,10 +552,6 @@ async fn group_settings(aws: &Aws, name: &str, r: &Map<String, Json>) -> Result<
             .set_metrics(Some(metrics))
             .send()
             .await?;
-    }
-    suspend(aws, name, r).await?;
-    if let Some(pool) = block(r, "warm_pool") {
-        put_warm_pool(aws, name, pool).await?;
     }
     Ok(())
 }

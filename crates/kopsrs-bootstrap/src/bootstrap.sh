@@ -994,9 +994,48 @@ init_control_plane() {
   publish_token "$JOIN_TOKEN"
 }
 
+# Warm pools (spec.warmPool), as kops does them: an instance launched into its group's warm
+# pool installs the packages, completes the group's launch hook and is stopped by the group;
+# when the group puts it into service it starts again and the boot unit left behind joins it
+# (user-data runs only at the first start), completing the hook once more.
+warming() {
+  local state
+  [ -n "${WARM_POOL_ASG:-}" ] || return 1
+  state=$(imds meta-data/autoscaling/target-lifecycle-state 2>/dev/null) || return 1
+  [[ $state == Warmed:* ]]
+}
+
+complete_launch_hook() {
+  local out
+  [ -n "${WARM_POOL_HOOK:-}" ] || return 0
+  out=$(aws_call autoscaling "$REGION" "$AUTOSCALING_URL/" --data "Version=2011-01-01&Action=CompleteLifecycleAction&AutoScalingGroupName=$WARM_POOL_ASG&LifecycleHookName=$WARM_POOL_HOOK&InstanceId=$INSTANCE_ID&LifecycleActionResult=CONTINUE")
+  case $out in
+    *"<Error>"*)
+      log "completing the launch hook $WARM_POOL_HOOK of $WARM_POOL_ASG failed: $(sed -n 's:.*<Message>\(.*\)</Message>.*:\1:p' <<<"$out" | head -n1)"
+      return 1
+      ;;
+  esac
+}
+
+install_boot_unit() {
+  local unit="$ROOT/etc/systemd/system"
+  mkdir -p "$unit" "$ROOT/usr/local/sbin"
+  [ "$0" -ef "$ROOT/usr/local/sbin/kopsrs-node" ] || install -m 0700 "$0" "$ROOT/usr/local/sbin/kopsrs-node"
+  printf '[Unit]\nDescription=kopsrs boot of a warm-pool instance going into service\nWants=network-online.target\nAfter=network-online.target\nConditionPathExists=!/etc/kubernetes/kubelet.conf\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/kopsrs-node boot\n[Install]\nWantedBy=multi-user.target\n' >"$unit/kopsrs-boot.service"
+  systemctl enable kopsrs-boot.service
+}
+
 boot() {
   [ -n "$STATE_URL" ] || die "the cluster's state store is not on S3, so instances cannot read it; use an s3:// state store"
   mkdir -p "$STATE" "$ROOT/etc/kopsrs"
+  if [ "$ROLE" != control-plane ] && warming; then
+    install_packages
+    instance_facts
+    install_boot_unit
+    complete_launch_hook || die "the group would abandon this warm-pool instance"
+    log "warm-pool instance $INSTANCE_ID of $GROUP prepared; it joins $CLUSTER_NAME when its group puts it into service"
+    return 0
+  fi
   install_packages
   instance_facts
   if [ -e "$ROOT/etc/kubernetes/kubelet.conf" ]; then
@@ -1046,6 +1085,9 @@ boot() {
     install -m 0644 "$tmp/ca.crt" "$ROOT/etc/kubernetes/pki/ca.crt"
     rm -rf "$tmp"
     systemctl restart kubelet
+  fi
+  if [ "$ROLE" != control-plane ]; then
+    complete_launch_hook || log "the group may abandon this instance at the hook's timeout"
   fi
   if [ "$ROLE" = control-plane ]; then
     install_timers

@@ -79,6 +79,20 @@ pub enum Role {
     Bastion,
 }
 
+/// What a node of a group with a warm pool needs: kops's behaviour, where an instance
+/// launched into the pool installs what it can, completes the group's launch hook and is
+/// stopped, and joins when the group puts it into service (completing the hook again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmPoolBoot {
+    /// The auto scaling group's name (`<group>.<cluster>`).
+    pub asg: String,
+    /// The launch hook to complete (`kops-warmpool`), when the pool has one
+    /// (`enableLifecycleHook`): without it the group abandons the instance at its timeout.
+    pub hook: Option<String>,
+    /// The Auto Scaling endpoint (regional, or a test endpoint).
+    pub autoscaling_url: String,
+}
+
 /// Everything a node's user-data depends on; the model fills it from the completed spec.
 #[derive(Debug, Clone)]
 pub struct NodeBootstrap {
@@ -142,6 +156,9 @@ pub struct NodeBootstrap {
     /// The service-account issuer (`https://…`) when the cluster publishes its discovery
     /// documents (`spec.serviceAccountIssuerDiscovery.discoveryStore`, IRSA).
     pub service_account_issuer: Option<String>,
+    /// The group's warm pool (`spec.warmPool`), when it has one: its instances are
+    /// prepared while warm and join when they go into service.
+    pub warm_pool: Option<WarmPoolBoot>,
 }
 
 /// Why a node's user-data cannot be rendered.
@@ -520,6 +537,17 @@ impl NodeBootstrap {
         for (key, value) in settings {
             out.push_str(&format!("{key}={}\n", shell_quote(&value)));
         }
+        // Only groups with a warm pool carry these (the script reads them with defaults), so
+        // the other groups' user-data does not change with them.
+        if let Some(pool) = &self.warm_pool {
+            for (key, value) in [
+                ("WARM_POOL_ASG", pool.asg.clone()),
+                ("WARM_POOL_HOOK", pool.hook.clone().unwrap_or_default()),
+                ("AUTOSCALING_URL", pool.autoscaling_url.clone()),
+            ] {
+                out.push_str(&format!("{key}={}\n", shell_quote(&value)));
+            }
+        }
         let join = yaml(&self.join_document());
         let mut init = String::new();
         if self.role == Role::ControlPlane {
@@ -643,6 +671,7 @@ mod tests {
             taints: vec![],
             mirrors: Default::default(),
             service_account_issuer: None,
+            warm_pool: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! (names, the API load balancer, the etcd volume tags, the networking).
 
 use kopsrs_api::{InstanceGroup, Role};
-use kopsrs_bootstrap::{NodeBootstrap, Role as NodeRole};
+use kopsrs_bootstrap::{NodeBootstrap, Role as NodeRole, WarmPoolBoot};
 
 use crate::build::{err, Builder};
 use crate::ModelError;
@@ -100,6 +100,21 @@ impl Builder<'_> {
         }
     }
 
+    /// What a worker of a group with a warm pool needs at boot: the group's name, the launch
+    /// hook the model gives the group (`kops-warmpool`, with `enableLifecycleHook`), and the
+    /// Auto Scaling endpoint. Control planes never get one (validation refuses it).
+    fn warm_pool_boot(&self, group: &InstanceGroup) -> Option<WarmPoolBoot> {
+        let role = group
+            .role()
+            .filter(|r| matches!(r, Role::Node | Role::ApiServer))?;
+        let pool = self.group_warm_pool(group, role)?;
+        Some(WarmPoolBoot {
+            asg: self.group_object_name(group),
+            hook: (pool.enable_lifecycle_hook == Some(true)).then(|| "kops-warmpool".to_string()),
+            autoscaling_url: self.aws_url("autoscaling"),
+        })
+    }
+
     fn node_bootstrap(&self, group: &InstanceGroup) -> Result<NodeBootstrap, ModelError> {
         let role = match group.role() {
             Some(Role::ControlPlane) => NodeRole::ControlPlane,
@@ -195,6 +210,7 @@ impl Builder<'_> {
             mirrors: self.mirrors()?,
             service_account_issuer: crate::irsa::discovery_issuer(self.spec, &self.region)
                 .map(|issuer| format!("https://{issuer}")),
+            warm_pool: self.warm_pool_boot(group),
         })
     }
 

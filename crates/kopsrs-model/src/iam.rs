@@ -274,13 +274,12 @@ impl Builder<'_> {
             }));
         }
         // A warm pool's launch hook is completed by the instance once it is ready.
-        let warm_hook = self.groups_with(Role::Node).any(|g| {
-            g.spec
-                .warm_pool
-                .as_ref()
-                .or(self.spec.warm_pool.as_ref())
-                .and_then(|w| w.enable_lifecycle_hook)
-                == Some(true)
+        let warm_hook = [Role::Node, Role::ApiServer].into_iter().any(|role| {
+            self.groups_with(role).any(|g| {
+                self.group_warm_pool(g, role)
+                    .and_then(|w| w.enable_lifecycle_hook)
+                    == Some(true)
+            })
         });
         if warm_hook {
             statements.push(json!({

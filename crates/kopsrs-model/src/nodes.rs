@@ -56,7 +56,7 @@ fn json_file(name: String, value: serde_json::Value) -> Value {
 }
 
 impl<'a> Builder<'a> {
-    fn group_object_name(&self, group: &InstanceGroup) -> String {
+    pub(crate) fn group_object_name(&self, group: &InstanceGroup) -> String {
         match group.role() {
             Some(Role::ControlPlane) => format!("{}.masters.{}", group.metadata.name, self.name),
             Some(Role::ApiServer) => format!("{}.apiservers.{}", group.metadata.name, self.name),
@@ -796,13 +796,19 @@ impl<'a> Builder<'a> {
         Ok(asg)
     }
 
-    /// A group's warm pool: its own, else (for nodes) the cluster's.
-    fn group_warm_pool(&self, group: &InstanceGroup, role: Role) -> Option<WarmPool> {
-        group.spec.warm_pool.clone().or_else(|| {
-            (role == Role::Node)
-                .then(|| self.spec.warm_pool.clone())
-                .flatten()
-        })
+    /// A group's warm pool: its own, else (for nodes) the cluster's; none when its
+    /// `maxSize` is 0 (kops's way of turning the cluster's off for a group).
+    pub(crate) fn group_warm_pool(&self, group: &InstanceGroup, role: Role) -> Option<WarmPool> {
+        group
+            .spec
+            .warm_pool
+            .clone()
+            .or_else(|| {
+                (role == Role::Node)
+                    .then(|| self.spec.warm_pool.clone())
+                    .flatten()
+            })
+            .filter(|pool| pool.max_size != Some(0))
     }
 
     /// The auto scaling group's lifecycle hooks: the termination handler's when its queue is

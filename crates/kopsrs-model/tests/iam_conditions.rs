@@ -444,6 +444,21 @@ fn boot_calls(fixture: &Fixture, instance: &Instance, worker: &str) -> Vec<Call>
         });
         calls.push(instance.put(&format!("bootstrap/instances/{}", instance.userid())));
         calls.push(instance.get("pki/issued/kubernetes-ca/keyset.yaml"));
+        // A warm pool's launch hook, completed on the instance's own group.
+        if instance
+            .settings
+            .get("WARM_POOL_HOOK")
+            .is_some_and(|h| !h.is_empty())
+        {
+            calls.push(Call::new(
+                "autoscaling:CompleteLifecycleAction",
+                &format!(
+                    "arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:0123:autoScalingGroupName/{}",
+                    instance.setting("WARM_POOL_ASG")
+                ),
+                instance.tags.clone(),
+            ));
+        }
     }
     calls
 }
@@ -463,13 +478,17 @@ fn default_cluster() -> Fixture {
 }
 
 /// No DNS (instances look the API load balancer up), service-account roles for the addons
-/// (IRSA) and API servers.
+/// (IRSA), API servers, and a warm pool with its launch hook on the workers.
 fn service_account_cluster() -> Fixture {
     Fixture::new(
         "irsa.example.com",
         |o| {
             o.dns = Some("none".into());
             o.discovery_store = Some("s3://discovery/irsa".into());
+            o.sets = vec![
+                "spec.warmPool.maxSize=2".into(),
+                "spec.warmPool.enableLifecycleHook=true".into(),
+            ];
         },
         true,
     )

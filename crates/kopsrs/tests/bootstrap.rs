@@ -838,3 +838,109 @@ fn upgrade_cluster_follows_the_channel_one_minor_version_at_a_time() {
         .iter()
         .all(|a| a["url"].as_str().unwrap().starts_with("https://")));
 }
+
+/// A worker launched into its group's warm pool (kops's behaviour): it installs the
+/// packages, leaves the boot unit that joins it when the group puts it into service,
+/// completes the group's `kops-warmpool` launch hook with its own instance role (moto's IAM
+/// enforcement on), and does not join; groups without a warm pool carry none of it.
+#[test]
+fn a_warm_pool_instance_prepares_completes_its_hook_and_does_not_join() {
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let dir = tempfile::tempdir().unwrap();
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
+    let group = format!("nodes-eu-west-1a.{NAME}");
+    k().args([
+        "create",
+        "cluster",
+        "--name",
+        NAME,
+        "--dns-zone",
+        "example.com",
+    ])
+    .args(["--zones", "eu-west-1a", "--node-count", "1"])
+    .args([
+        "--image",
+        "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721",
+    ])
+    .assert_ok();
+    k().args(["edit", "instancegroup", "nodes-eu-west-1a", "--name", NAME])
+        .args([
+            "--set",
+            "spec.warmPool.minSize=1",
+            "--set",
+            "spec.warmPool.maxSize=2",
+        ])
+        .args(["--set", "spec.warmPool.enableLifecycleHook=true"])
+        .assert_ok();
+    k().args(["update", "cluster", NAME, "--yes"]).assert_ok();
+    let tf = dir.path().join("tf");
+    k().args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+        .arg(&tf)
+        .assert_ok();
+    let ud = user_data(&tf);
+    let script_text = &ud[&group];
+    assert!(script_text.contains(&format!("\nWARM_POOL_ASG='{group}'\n")));
+    assert!(script_text.contains("\nWARM_POOL_HOOK='kops-warmpool'\n"));
+    assert!(!ud[&format!("control-plane-eu-west-1a.masters.{NAME}")].contains("WARM_POOL_ASG="));
+    check_user_data("warm", script_text);
+
+    let warm: serde_json::Value = serde_json::from_str(
+        moto.python(&format!(
+            "e=aws('ec2')\n\
+             w=aws('autoscaling').describe_warm_pool(AutoScalingGroupName='{group}')['Instances'][0]\n\
+             i=e.describe_instances(InstanceIds=[w['InstanceId']])['Reservations'][0]['Instances'][0]\n\
+             print(json.dumps([w['InstanceId'], w['AvailabilityZone'], i['PrivateIpAddress']]))"
+        ))
+        .trim(),
+    )
+    .unwrap();
+    let (id, zone, ip) = (
+        warm[0].as_str().unwrap(),
+        warm[1].as_str().unwrap(),
+        warm[2].as_str().unwrap(),
+    );
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("Release.key"), "fake key").unwrap();
+    std::fs::write(files.join("target-lifecycle-state"), "Warmed:Stopped").unwrap();
+    let stubs = write_stubs(dir.path());
+    moto.enforce_iam();
+    let node = start_node(&moto, dir.path(), "warm", id, ip, zone, &files);
+    let script = dir.path().join("warm.sh");
+    std::fs::write(&script, script_text).unwrap();
+    let cp_ips = dir.path().join("cp-ips");
+    std::fs::write(&cp_ips, "").unwrap();
+    let log = finish(run(&node, &script, "boot", &stubs, &cp_ips), "warm boot");
+    assert!(log.contains("prepared; it joins"), "{log}");
+    let made = calls(&node);
+    assert_eq!(count(&made, "kubeadm"), 0, "no join while warm: {made:?}");
+    assert_eq!(count(&made, "apt-get install"), 1, "{made:?}");
+    assert_eq!(
+        count(&made, "systemctl enable kopsrs-boot.service"),
+        1,
+        "{made:?}"
+    );
+    let unit =
+        std::fs::read_to_string(node.root.join("etc/systemd/system/kopsrs-boot.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/sbin/kopsrs-node boot"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains("ConditionPathExists=!/etc/kubernetes/kubelet.conf"),
+        "{unit}"
+    );
+    assert!(node.root.join("usr/local/sbin/kopsrs-node").exists());
+    let actions = moto.http("GET", "/__kopsrs/lifecycle-actions", "");
+    let actions: serde_json::Value = serde_json::from_str(&actions).unwrap();
+    assert_eq!(
+        actions,
+        serde_json::json!([{"group": group, "hook": "kops-warmpool", "instance": id, "result": "CONTINUE"}])
+    );
+}

@@ -1203,6 +1203,15 @@ fn warm_pool_instances_are_terminated_first_and_refill_from_the_new_template() {
     let (warm, version) = warm_pool(&rig, group);
     // The pool holds what its prepared capacity (3) leaves over the desired capacity (1).
     assert_eq!(warm.len(), 2, "{warm:?}");
+    let metrics = rig.moto.python(&format!(
+        "g = aws('autoscaling').describe_auto_scaling_groups(AutoScalingGroupNames=['{group}.{}'])\n\
+         print(sorted(m['Metric'] for m in g['AutoScalingGroups'][0]['EnabledMetrics']))",
+        rig.name
+    ));
+    assert!(
+        metrics.contains("WarmPoolWarmedCapacity"),
+        "warm-pool metrics: {metrics}"
+    );
     assert!(warm
         .iter()
         .all(|(_, state, v)| state == "Warmed:Stopped" && *v == version));

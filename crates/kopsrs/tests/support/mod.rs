@@ -219,7 +219,7 @@ impl Moto {
     }
 
     /// One plain HTTP/1.1 request to the server; returns the response body.
-    fn http(&self, method: &str, path: &str, body: &str) -> String {
+    pub fn http(&self, method: &str, path: &str, body: &str) -> String {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         write!(
             stream,
@@ -375,6 +375,8 @@ impl Moto {
     /// an instance outside one, its own profile), named after the instance as on EC2. JSON as the metadata service serves it, with
     /// `RoleName`.
     pub fn instance_role_credentials(&self, instance_id: &str) -> String {
+        // A warm-pool instance is not among its group's instances: its group is found by
+        // the tag EC2 gives it.
         let role = self.python(&format!(
             "a=aws('autoscaling'); e=aws('ec2'); i=aws('iam')\n\
              g=a.describe_auto_scaling_instances(InstanceIds=['{instance_id}'])['AutoScalingInstances']\n\
@@ -383,7 +385,13 @@ impl Moto {
                  v=e.describe_launch_template_versions(LaunchTemplateId=lt['LaunchTemplateId'], Versions=[lt['Version']])['LaunchTemplateVersions'][0]\n    \
                  profile=v['LaunchTemplateData']['IamInstanceProfile']\n\
              else:\n    \
-                 profile=e.describe_instances(InstanceIds=['{instance_id}'])['Reservations'][0]['Instances'][0]['IamInstanceProfile']\n\
+                 inst=e.describe_instances(InstanceIds=['{instance_id}'])['Reservations'][0]['Instances'][0]\n    \
+                 profile=inst.get('IamInstanceProfile')\n\
+             if not g and not profile:\n    \
+                 tags={{t['Key']: t['Value'] for t in inst.get('Tags', [])}}\n    \
+                 lt=a.describe_auto_scaling_groups(AutoScalingGroupNames=[tags['aws:autoscaling:groupName']])['AutoScalingGroups'][0]['LaunchTemplate']\n    \
+                 v=e.describe_launch_template_versions(LaunchTemplateId=lt['LaunchTemplateId'], Versions=[lt['Version']])['LaunchTemplateVersions'][0]\n    \
+                 profile=v['LaunchTemplateData']['IamInstanceProfile']\n\
              name=profile.get('Name') or profile['Arn'].split('/')[-1]\n\
              role=i.get_instance_profile(InstanceProfileName=name)['InstanceProfile']['Roles'][0]\n\
              print(role['Arn'], role['RoleName'])"
