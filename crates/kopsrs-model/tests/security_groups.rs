@@ -44,7 +44,7 @@ fn on(set: &DesiredSet, group: &str) -> Vec<String> {
         .collect()
 }
 
-fn nodes_override(_: &mut kopsrs_api::Cluster, groups: &mut Vec<InstanceGroup>) {
+fn nodes_override(_: &mut kopsrs_api::Cluster, groups: &mut [InstanceGroup]) {
     let nodes = groups
         .iter_mut()
         .find(|g| g.spec.role.as_deref() == Some("Node"))
@@ -55,7 +55,7 @@ fn nodes_override(_: &mut kopsrs_api::Cluster, groups: &mut Vec<InstanceGroup>) 
 #[test]
 fn a_node_groups_given_group_carries_the_node_rules_and_is_never_made() {
     let plain = cluster(|_, _| {}).unwrap();
-    let set = cluster(nodes_override).unwrap();
+    let set = cluster(|c, groups| nodes_override(c, groups)).unwrap();
     // Used by the group's instances instead of the nodes' own group.
     let template = set
         .resources

@@ -1241,21 +1241,23 @@ async fn only_warm_pool_instances_to_replace_are_terminated_after_one_validation
     );
     h.world.lock().unwrap().snapshots = 0;
     h.roll.run().await.unwrap();
-    let w = h.world.lock().unwrap();
-    assert_eq!(
-        w.log,
-        ["terminate i-nodes-warm-1", "terminate i-nodes-warm-2"]
-    );
-    assert_eq!(w.snapshots, 1, "one validation, before the group's update");
-    assert!(w.groups[0]
-        .warm
-        .iter()
-        .all(|i| i.template_version.as_deref() == Some("2")));
-    drop(w);
+    let groups = {
+        let w = h.world.lock().unwrap();
+        assert_eq!(
+            w.log,
+            ["terminate i-nodes-warm-1", "terminate i-nodes-warm-2"]
+        );
+        assert_eq!(w.snapshots, 1, "one validation, before the group's update");
+        assert!(w.groups[0]
+            .warm
+            .iter()
+            .all(|i| i.template_version.as_deref() == Some("2")));
+        w.groups.clone()
+    };
     // A second run finds nothing.
     let again = harness(
         World {
-            groups: h.world.lock().unwrap().groups.clone(),
+            groups,
             ..World::default()
         },
         fast(),
