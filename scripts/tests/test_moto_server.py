@@ -4,6 +4,7 @@ would send them.
 Run from the repository root: python3 -m unittest discover -s scripts/tests -v
 """
 
+import contextlib
 import http.client
 import json
 import socket
@@ -32,6 +33,30 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_server():
+    """A moto_server.py of its own on a free loopback port: yields its endpoint."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("moto_server did not start")
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 @unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
@@ -182,84 +207,67 @@ class WarmPoolTest(unittest.TestCase):
     12.: CompleteLifecycleAction and DisableMetricsCollection."""
 
     def test_the_pool_fills_refills_shrinks_and_goes_with_its_group(self):
-        port = free_port()
-        with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen(
-                [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-                stdout=log, stderr=subprocess.STDOUT)
-            try:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                        break
-                    except OSError:
-                        if proc.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError("moto_server did not start")
-                        time.sleep(0.1)
-                args = dict(endpoint_url=f"http://127.0.0.1:{port}", region_name="eu-west-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-                ec2, asg = boto3.client("ec2", **args), boto3.client("autoscaling", **args)
-                template = ec2.create_launch_template(
-                    LaunchTemplateName="nodes",
-                    LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
-                )["LaunchTemplate"]["LaunchTemplateId"]
-                asg.create_auto_scaling_group(
-                    AutoScalingGroupName="g", MinSize=2, MaxSize=4, DesiredCapacity=2,
-                    LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
-                    AvailabilityZones=["eu-west-1a"])
-                asg.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=5)
+        with moto_server() as endpoint:
+            args = dict(endpoint_url=endpoint, region_name="eu-west-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+            ec2, asg = boto3.client("ec2", **args), boto3.client("autoscaling", **args)
+            template = ec2.create_launch_template(
+                LaunchTemplateName="nodes",
+                LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.micro"},
+            )["LaunchTemplate"]["LaunchTemplateId"]
+            asg.create_auto_scaling_group(
+                AutoScalingGroupName="g", MinSize=2, MaxSize=4, DesiredCapacity=2,
+                LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
+                AvailabilityZones=["eu-west-1a"])
+            asg.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=5)
 
-                def pool():
-                    return [(i["InstanceId"], i["LifecycleState"], i["LaunchTemplate"]["Version"])
-                            for i in asg.describe_warm_pool(AutoScalingGroupName="g")["Instances"]]
+            def pool():
+                return [(i["InstanceId"], i["LifecycleState"], i["LaunchTemplate"]["Version"])
+                        for i in asg.describe_warm_pool(AutoScalingGroupName="g")["Instances"]]
 
-                warm = pool()
-                # Prepared capacity 5 less the desired 2; never among the group's instances.
-                self.assertEqual(len(warm), 3)
-                self.assertTrue(all(state == "Warmed:Stopped" and v == "1" for _, state, v in warm))
-                group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])
-                self.assertEqual(len(group["AutoScalingGroups"][0]["Instances"]), 2)
-                ec2.create_launch_template_version(
-                    LaunchTemplateId=template,
-                    LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.small"})
-                ec2.terminate_instances(InstanceIds=[warm[0][0]])
-                refilled = pool()
-                self.assertEqual(len(refilled), 3)
-                self.assertNotIn(warm[0][0], [i for i, _, _ in refilled])
-                self.assertEqual(sorted(v for _, _, v in refilled), ["1", "1", "2"])
-                asg.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=3)
-                self.assertEqual(len(pool()), 1)
-                # 12.: a hook completed for a warm instance; DisableMetricsCollection.
-                asg.put_lifecycle_hook(AutoScalingGroupName="g", LifecycleHookName="kops-warmpool",
-                                       LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING")
+            warm = pool()
+            # Prepared capacity 5 less the desired 2; never among the group's instances.
+            self.assertEqual(len(warm), 3)
+            self.assertTrue(all(state == "Warmed:Stopped" and v == "1" for _, state, v in warm))
+            group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])
+            self.assertEqual(len(group["AutoScalingGroups"][0]["Instances"]), 2)
+            ec2.create_launch_template_version(
+                LaunchTemplateId=template,
+                LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "t3.small"})
+            ec2.terminate_instances(InstanceIds=[warm[0][0]])
+            refilled = pool()
+            self.assertEqual(len(refilled), 3)
+            self.assertNotIn(warm[0][0], [i for i, _, _ in refilled])
+            self.assertEqual(sorted(v for _, _, v in refilled), ["1", "1", "2"])
+            asg.put_warm_pool(AutoScalingGroupName="g", MinSize=1, MaxGroupPreparedCapacity=3)
+            self.assertEqual(len(pool()), 1)
+            # 12.: a hook completed for a warm instance; DisableMetricsCollection.
+            asg.put_lifecycle_hook(AutoScalingGroupName="g", LifecycleHookName="kops-warmpool",
+                                   LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING")
+            asg.complete_lifecycle_action(AutoScalingGroupName="g",
+                                          LifecycleHookName="kops-warmpool",
+                                          InstanceId=pool()[0][0],
+                                          LifecycleActionResult="CONTINUE")
+            with self.assertRaises(botocore.exceptions.ClientError):
                 asg.complete_lifecycle_action(AutoScalingGroupName="g",
-                                              LifecycleHookName="kops-warmpool",
+                                              LifecycleHookName="other",
                                               InstanceId=pool()[0][0],
                                               LifecycleActionResult="CONTINUE")
-                with self.assertRaises(botocore.exceptions.ClientError):
-                    asg.complete_lifecycle_action(AutoScalingGroupName="g",
-                                                  LifecycleHookName="other",
-                                                  InstanceId=pool()[0][0],
-                                                  LifecycleActionResult="CONTINUE")
-                with self.assertRaises(botocore.exceptions.ClientError):
-                    asg.complete_lifecycle_action(AutoScalingGroupName="g",
-                                                  LifecycleHookName="kops-warmpool",
-                                                  InstanceId="i-0000000000000000f",
-                                                  LifecycleActionResult="CONTINUE")
-                asg.enable_metrics_collection(AutoScalingGroupName="g", Granularity="1Minute",
-                                              Metrics=["GroupMinSize", "GroupMaxSize"])
-                asg.disable_metrics_collection(AutoScalingGroupName="g", Metrics=["GroupMaxSize"])
-                metrics = asg.describe_auto_scaling_groups(
-                    AutoScalingGroupNames=["g"])["AutoScalingGroups"][0]["EnabledMetrics"]
-                self.assertEqual([m["Metric"] for m in metrics], ["GroupMinSize"])
-                asg.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)
-                states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]
-                          for i in r["Instances"]}
-                self.assertEqual(states, {"terminated"})
-            finally:
-                proc.terminate()
-                proc.wait(timeout=10)
+            with self.assertRaises(botocore.exceptions.ClientError):
+                asg.complete_lifecycle_action(AutoScalingGroupName="g",
+                                              LifecycleHookName="kops-warmpool",
+                                              InstanceId="i-0000000000000000f",
+                                              LifecycleActionResult="CONTINUE")
+            asg.enable_metrics_collection(AutoScalingGroupName="g", Granularity="1Minute",
+                                          Metrics=["GroupMinSize", "GroupMaxSize"])
+            asg.disable_metrics_collection(AutoScalingGroupName="g", Metrics=["GroupMaxSize"])
+            metrics = asg.describe_auto_scaling_groups(
+                AutoScalingGroupNames=["g"])["AutoScalingGroups"][0]["EnabledMetrics"]
+            self.assertEqual([m["Metric"] for m in metrics], ["GroupMinSize"])
+            asg.delete_auto_scaling_group(AutoScalingGroupName="g", ForceDelete=True)
+            states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]
+                      for i in r["Instances"]}
+            self.assertEqual(states, {"terminated"})
 
 
 @unittest.skipUnless(HAVE_MOTO, "moto is not importable (pip install 'moto[server]')")
@@ -267,32 +275,14 @@ class TargetGroupNameTest(unittest.TestCase):
     """9.: a target group's name may hold "--" (kops's names do); AWS's other rules hold."""
 
     def test_consecutive_hyphens_are_accepted_and_the_other_rules_kept(self):
-        port = free_port()
-        with tempfile.TemporaryFile() as log:
-            proc = subprocess.Popen(
-                [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
-                stdout=log, stderr=subprocess.STDOUT)
-            try:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                        break
-                    except OSError:
-                        if proc.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError("moto_server did not start")
-                        time.sleep(0.1)
-                endpoint = f"http://127.0.0.1:{port}"
-                args = dict(endpoint_url=endpoint, region_name="eu-west-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-                vpc = boto3.client("ec2", **args).create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-                elb = boto3.client("elbv2", **args)
-                made = elb.create_target_group(Name="tcp-dev-example--ab12", Protocol="TCP",
-                                               Port=443, VpcId=vpc)["TargetGroups"][0]
-                self.assertEqual(made["TargetGroupName"], "tcp-dev-example--ab12")
-                for bad in ["-tcp", "tcp-", "tcp_a", "a" * 33]:
-                    with self.assertRaises(botocore.exceptions.ClientError, msg=bad):
-                        elb.create_target_group(Name=bad, Protocol="TCP", Port=443, VpcId=vpc)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=10)
+        with moto_server() as endpoint:
+            args = dict(endpoint_url=endpoint, region_name="eu-west-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+            vpc = boto3.client("ec2", **args).create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+            elb = boto3.client("elbv2", **args)
+            made = elb.create_target_group(Name="tcp-dev-example--ab12", Protocol="TCP",
+                                           Port=443, VpcId=vpc)["TargetGroups"][0]
+            self.assertEqual(made["TargetGroupName"], "tcp-dev-example--ab12")
+            for bad in ["-tcp", "tcp-", "tcp_a", "a" * 33]:
+                with self.assertRaises(botocore.exceptions.ClientError, msg=bad):
+                    elb.create_target_group(Name=bad, Protocol="TCP", Port=443, VpcId=vpc)
