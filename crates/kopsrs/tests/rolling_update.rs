@@ -149,6 +149,18 @@ impl Rig {
         c
     }
 
+    /// `edit instancegroup GROUP` with `args` (`--set`/`--unset` pairs), then `update
+    /// cluster --yes`.
+    fn edit_group_and_apply(&self, group: &str, args: &[&str]) {
+        self.ok(self
+            .kopsrs()
+            .args(["edit", "instancegroup", group, "--name", &self.name])
+            .args(args));
+        self.ok(self
+            .kopsrs()
+            .args(["update", "cluster", &self.name, "--yes"]));
+    }
+
     fn ok(&self, command: &mut Command) -> Output {
         let out = command.output().unwrap();
         assert!(
@@ -1188,18 +1200,15 @@ fn warm_pool_instances_are_terminated_first_and_refill_from_the_new_template() {
         "warm.example.com",
         &["--zones", "eu-west-1a", "--node-count", "1"],
     );
-    rig.ok(rig.kopsrs().args([
-        "edit",
-        "instancegroup",
+    rig.edit_group_and_apply(
         group,
-        "--name",
-        &rig.name,
-        "--set",
-        "spec.warmPool.minSize=1",
-        "--set",
-        "spec.warmPool.maxSize=3",
-    ]));
-    rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name, "--yes"]));
+        &[
+            "--set",
+            "spec.warmPool.minSize=1",
+            "--set",
+            "spec.warmPool.maxSize=3",
+        ],
+    );
     let (warm, version) = warm_pool(&rig, group);
     // The pool holds what its prepared capacity (3) leaves over the desired capacity (1).
     assert_eq!(warm.len(), 2, "{warm:?}");
@@ -1275,17 +1284,15 @@ fn warm_pool_instances_are_terminated_first_and_refill_from_the_new_template() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("No changes"), "{stdout}");
     };
-    rig.ok(rig.kopsrs().args([
-        "edit",
-        "instancegroup",
-        group,
-        "--name",
-        &rig.name,
-        "--set",
-        "spec.warmPool.maxSize=2",
-        "--set",
-        "spec.suspendProcesses=Terminate,AZRebalance",
-    ]));
+    rig.ok(rig
+        .kopsrs()
+        .args(["edit", "instancegroup", group, "--name", &rig.name])
+        .args([
+            "--set",
+            "spec.warmPool.maxSize=2",
+            "--set",
+            "spec.suspendProcesses=Terminate,AZRebalance",
+        ]));
     let out = rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -1303,18 +1310,15 @@ fn warm_pool_instances_are_terminated_first_and_refill_from_the_new_template() {
         rig.name
     ));
     assert_eq!(suspended.trim(), "AZRebalance,Terminate");
-    rig.ok(rig.kopsrs().args([
-        "edit",
-        "instancegroup",
+    rig.edit_group_and_apply(
         group,
-        "--name",
-        &rig.name,
-        "--unset",
-        "spec.warmPool",
-        "--set",
-        "spec.suspendProcesses=AZRebalance",
-    ]));
-    rig.ok(rig.kopsrs().args(["update", "cluster", &rig.name, "--yes"]));
+        &[
+            "--unset",
+            "spec.warmPool",
+            "--set",
+            "spec.suspendProcesses=AZRebalance",
+        ],
+    );
     replans_empty();
     let gone = rig.moto.python(&format!(
         "a = aws('autoscaling')\n\
