@@ -1,6 +1,7 @@
-//! `get instances`: the instances of each group, their state, and whether they run the
-//! group's current launch-template version (what `rolling-update` replaces). Three paginated
-//! calls whatever the size of the cluster: groups, launch templates, instances.
+//! `get instances`: the instances of each group (its warm pool's included), their state, and
+//! whether they run the group's current launch-template version (what `rolling-update`
+//! replaces). Three paginated calls whatever the size of the cluster (groups, launch
+//! templates, instances), plus one per group with a warm pool.
 
 use std::collections::BTreeMap;
 
@@ -93,7 +94,30 @@ impl Aws {
             .collect())
     }
 
-    /// The cluster's instances, by group then ID.
+    /// The instances in the warm pools of `groups`, by auto scaling group name: one
+    /// paginated DescribeWarmPool per group that has a pool, together (none otherwise).
+    pub(crate) async fn warm_pools(
+        &self,
+        groups: &[aws_sdk_autoscaling::types::AutoScalingGroup],
+    ) -> Result<BTreeMap<String, Vec<aws_sdk_autoscaling::types::Instance>>, Error> {
+        let pools = futures::future::try_join_all(
+            groups
+                .iter()
+                .filter(|g| g.warm_pool_configuration().is_some())
+                .filter_map(|g| g.auto_scaling_group_name())
+                .map(|name| async move {
+                    let request = self
+                        .autoscaling
+                        .describe_warm_pool()
+                        .auto_scaling_group_name(name);
+                    Ok::<_, Error>((name.to_string(), all_pages!(self, request, instances)))
+                }),
+        )
+        .await?;
+        Ok(pools.into_iter().collect())
+    }
+
+    /// The cluster's instances (warm-pool instances included), by group then ID.
     pub async fn instances(&self, cluster: &str) -> Result<Vec<InstanceInfo>, Error> {
         let groups = self.cluster_groups(cluster);
         let details = async {
@@ -123,13 +147,20 @@ impl Aws {
         };
         let templates = template_versions(self, cluster);
         let (groups, templates, details) = tokio::try_join!(groups, templates, details)?;
+        let warm = self.warm_pools(&groups).await?;
 
         let mut out = Vec::new();
         for group in &groups {
             let (instance_group, role) = identity(group);
             let (lt_id, group_version) = group_template(group);
             let (latest, default) = templates.get(lt_id).copied().unwrap_or((0, 0));
-            for instance in group.instances() {
+            // The warm pool's instances too, in their `Warmed:*` state (kops lists them).
+            let pool = group
+                .auto_scaling_group_name()
+                .and_then(|name| warm.get(name))
+                .into_iter()
+                .flatten();
+            for instance in group.instances().iter().chain(pool) {
                 let id = instance.instance_id().unwrap_or_default().to_string();
                 let version = instance
                     .launch_template()

@@ -64,23 +64,7 @@ impl Aws {
             template_versions(self, cluster),
             running
         )?;
-        // Only groups with a warm pool are asked for it: one call each, together.
-        let warm = futures::future::try_join_all(
-            groups
-                .iter()
-                .filter(|g| g.warm_pool_configuration().is_some())
-                .filter_map(|g| g.auto_scaling_group_name())
-                .map(|name| async move {
-                    let request = self
-                        .autoscaling
-                        .describe_warm_pool()
-                        .auto_scaling_group_name(name);
-                    Ok::<_, Error>((name, all_pages!(self, request, instances)))
-                }),
-        )
-        .await?
-        .into_iter()
-        .collect::<BTreeMap<_, _>>();
+        let warm = self.warm_pools(&groups).await?;
 
         let in_groups: std::collections::BTreeSet<&str> = groups
             .iter()

@@ -1241,6 +1241,17 @@ fn warm_pool_instances_are_terminated_first_and_refill_from_the_new_template() {
         "{old_warm:?}"
     );
 
+    // `get instances` lists them, in their warm state and out of date.
+    let listed = rig.instances();
+    for (id, _, _) in &old_warm {
+        let row = listed
+            .iter()
+            .find(|i| i["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} not listed: {listed:#?}"));
+        assert_eq!(row["state"], "Warmed:Stopped", "{row}");
+        assert_eq!(row["status"], "NeedsUpdate", "{row}");
+    }
+
     // The dry run counts the warm instances with the joined one.
     let (code, stdout, stderr) = rig.roll(&[]);
     assert_eq!(code, 0, "{stderr}");
