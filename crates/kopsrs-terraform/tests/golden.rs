@@ -13,12 +13,21 @@ use kopsrs_model::{build, ModelInput};
 const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9vZ29sZGVua2V5Zm9ya29wc3JzdGVzdHNvbmx5MDA= golden@kopsrs";
 
 fn render(options: CreateClusterOptions) -> kopsrs_terraform::Rendered {
+    render_edited(options, |_| {})
+}
+
+/// [`render`], with the instance groups `create cluster` made changed by `edit` first.
+fn render_edited(
+    options: CreateClusterOptions,
+    edit: impl FnOnce(&mut [kopsrs_api::InstanceGroup]),
+) -> kopsrs_terraform::Rendered {
     let options = CreateClusterOptions {
         config_base: Some(format!("s3://golden-state/{}", options.name)),
         creation_timestamp: Some("2026-01-01T00:00:00Z".into()),
         ..options
     };
-    let (cluster, groups) = create_cluster(&options).expect("create cluster");
+    let (cluster, mut groups) = create_cluster(&options).expect("create cluster");
+    edit(&mut groups);
     let base = cluster.spec.config_base.clone().unwrap();
     let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &base).expect("complete");
     let report = kopsrs_api::validate(&cluster, &groups, true);
@@ -316,4 +325,40 @@ fn spec_settings_reach_tags_rules_and_user_data() {
     };
     assert!(nic_groups(&control_plane).contains("\"sg-0feedfacecafe0001\""));
     assert!(!nic_groups(&nodes).contains("sg-0feedfacecafe0001"));
+}
+
+/// Security groups the spec gives: referenced by ID (never a resource), the role's rules
+/// written on them, the API load balancer's own group left out; `terraform validate` passes.
+#[test]
+fn given_security_groups_are_referenced_not_made() {
+    let mut opts = options("golden-sg.example.org", &["eu-west-1a"]);
+    opts.sets = vec!["spec.api.loadBalancer.securityGroupOverride=sg-0fedcba9876543210".into()];
+    let rendered = render_edited(opts, |groups| {
+        for g in groups
+            .iter_mut()
+            .filter(|g| g.spec.role.as_deref() == Some("Node"))
+        {
+            g.spec.security_group_override = Some("sg-0123456789abcdef0".into());
+        }
+    });
+    let text = &rendered.files["kubernetes.tf"];
+    assert!(
+        !text.contains("resource \"aws_security_group\" \"api-elb"),
+        "{text}"
+    );
+    // The load balancer's given group only; the node template's given group only.
+    assert!(
+        text.contains("  security_groups                  = [\"sg-0fedcba9876543210\"]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    security_groups             = [\"sg-0123456789abcdef0\"]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("resource \"aws_security_group_rule\" \"from-masters-golden-sg-example-org-ingress-all-0to0-sg-0123456789abcdef0-Node\""),
+        "{text}"
+    );
+    assert!(text.contains("  security_group_id = \"sg-0123456789abcdef0\"\n"));
+    assert!(text.contains("  security_group_id = \"sg-0fedcba9876543210\"\n"));
 }
