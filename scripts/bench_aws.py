@@ -50,7 +50,9 @@ env = dict(
     AWS_ACCESS_KEY_ID="bench",
     AWS_SECRET_ACCESS_KEY="bench",
     AWS_REGION="eu-west-1",
-    KOPS_STATE_STORE=f"file://{work}/state",
+    # On moto's S3, as `update cluster --yes` requires (nodes read it); its calls are left
+    # out of the counts below.
+    KOPS_STATE_STORE="s3://state",
     KUBECONFIG=os.path.join(work, "kubeconfig"),
 )
 env.pop("AWS_PROFILE", None)
@@ -60,6 +62,12 @@ def control(path, body=None):
     request = urllib.request.Request(endpoint + path, data=body and json.dumps(body).encode())
     with urllib.request.urlopen(request) as response:
         return json.loads(response.read() or b"{}")
+
+
+def aws_calls():
+    """The calls the layer counted since its last reset, the state store's (S3) left out."""
+    by_action = control("/__kopsrs/calls")["by_action"]
+    return sum(v for k, v in by_action.items() if not k.startswith(("s3:", "unsigned:")))
 
 
 def kopsrs(*args, check=True):
@@ -144,6 +152,11 @@ try:
             break
         except OSError:
             time.sleep(0.1)
+    subprocess.run(
+        [sys.executable, "-c",
+         "import boto3; boto3.client('s3', endpoint_url='%s').create_bucket(Bucket='state', "
+         "CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})" % endpoint],
+        env=env, check=True)
     key = os.path.join(work, "id.pub")
     with open(key, "w") as f:
         f.write(KEY)
@@ -168,7 +181,7 @@ try:
                 took, result = timed("update", "cluster", name, "--detailed-exitcode")
                 assert "No changes." in result.stdout, result.stdout[-2000:]
                 times.append(took)
-                calls.add(control("/__kopsrs/calls")["total"])
+                calls.add(aws_calls())
             walls[latency] = statistics.median(times)
         resources = kopsrs("update", "cluster", name, "--target", "terraform", "--out", os.path.join(work, name)).stderr
         count = re.search(r"(\d+) resources", resources).group(1)
@@ -188,7 +201,7 @@ try:
         )
         control("/__kopsrs/faults", {"latency_ms": 100})
         _, result = timed("update", "cluster", name, "--yes", "--concurrency", str(concurrency))
-        calls = control("/__kopsrs/calls")["total"]
+        calls = aws_calls()
         m = re.search(
             r"Applied (\d+) change\(s\) to \S+ in ([\d.]+) s .*critical path (\d+) dependent call\(s\), taking ([\d.]+) s",
             result.stderr,
