@@ -102,11 +102,11 @@ pub async fn prepare(
 ) -> Result<Prepared> {
     let settings: &Settings = &session.settings;
     let reporter = &*session.reporter;
-    let stored = load_cluster(store, name).await?;
+    // One round trip for both: each read of a distant bucket costs its latency.
+    let (stored, ssh_key) = tokio::try_join!(load_cluster(store, name), read_ssh_key(store, name))?;
     validate(reporter, &stored.cluster.value, &stored.group_values())?;
     let (cluster, groups) = stored.completed(store)?;
     validate(reporter, &cluster, &groups)?;
-    let ssh_key = read_ssh_key(store, name).await?;
     let input = ModelInput {
         ssh_public_key: ssh_key.as_deref(),
         aws_endpoint: settings.aws_endpoint.clone(),

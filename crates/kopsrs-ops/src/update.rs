@@ -158,14 +158,21 @@ pub async fn update_direct(
         crate::node_store::require(session, verb)?;
     }
     let store = crate::session::open_store(session).await?;
-    match purpose {
-        Some(verb) => crate::kops_built::refuse(&store, name, verb).await?,
-        None => {
-            crate::kops_built::warn(session, &store, name, "`update cluster --yes` is refused")
-                .await?;
+    // Both checks read the store: together, in one round trip; reported in this order.
+    let kops_built = async {
+        match purpose {
+            Some(verb) => crate::kops_built::refuse(&store, name, verb).await,
+            None => {
+                crate::kops_built::warn(session, &store, name, "`update cluster --yes` is refused")
+                    .await
+                    .map(|_| ())
+            }
         }
-    }
-    crate::node_store::check_cluster(session, &store, name, purpose, "this plan").await?;
+    };
+    let node_store = crate::node_store::check_cluster(session, &store, name, purpose, "this plan");
+    let (kops_built, node_store) = tokio::join!(kops_built, node_store);
+    kops_built?;
+    node_store?;
     let report = locked(&*session.reporter, &store, name, purpose, async {
         let prepared = prepare(&store, name, session, true).await?;
         let aws = crate::cluster::aws(session, &prepared.set.region).await;
