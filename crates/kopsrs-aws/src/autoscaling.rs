@@ -89,6 +89,7 @@ impl Handler for Group {
             .set_launch_template(block(r, "launch_template").map(|lt| lt_spec(lt, "id")))
             .send()
             .await?;
+        // The plan's fields of a list or block attribute, as it found and wants them.
         let changed = |attr: &str| {
             change
                 .fields
@@ -97,13 +98,7 @@ impl Handler for Group {
         };
         if let Some(field) = changed("suspended_processes") {
             // Resumed: those suspended before and no longer wanted; the others stay.
-            let before: Vec<String> = field
-                .before
-                .as_deref()
-                .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or_default();
-            let wanted = strs_of(r, "suspended_processes");
-            let resume: Vec<String> = before.into_iter().filter(|p| !wanted.contains(p)).collect();
+            let resume = dropped(field, &strs_of(r, "suspended_processes"));
             if !resume.is_empty() {
                 op.aws.call();
                 op.aws
@@ -118,13 +113,7 @@ impl Handler for Group {
         }
         if let Some(field) = changed("enabled_metrics") {
             // Collected: those wanted (a warm pool adds its own); stopped: those no longer.
-            let before: Vec<String> = field
-                .before
-                .as_deref()
-                .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or_default();
-            let wanted = strs_of(r, "enabled_metrics");
-            let stop: Vec<String> = before.into_iter().filter(|m| !wanted.contains(m)).collect();
+            let stop = dropped(field, &strs_of(r, "enabled_metrics"));
             if !stop.is_empty() {
                 op.aws.call();
                 op.aws
@@ -538,6 +527,19 @@ async fn group_settings(aws: &Aws, name: &str, r: &Map<String, Json>) -> Result<
         put_warm_pool(aws, name, pool).await?;
     }
     Ok(())
+}
+
+/// The names a list attribute held before `field` changed it and no longer holds (the plan
+/// prints a list as JSON: `["AZRebalance", "Terminate"]`).
+fn dropped(field: &kopsrs_engine::FieldChange, wanted: &[String]) -> Vec<String> {
+    field
+        .before
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Vec<String>>(b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| !wanted.contains(name))
+        .collect()
 }
 
 /// Collects the metrics the group's `enabled_metrics` names (none: no call).
