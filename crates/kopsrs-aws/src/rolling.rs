@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use aws_sdk_autoscaling::types as asgt;
 use aws_sdk_ec2::types as ec2t;
 
 use crate::instances::{group_template, identity, template_versions, version_of};
@@ -77,25 +78,27 @@ impl Aws {
             let (lt_id, group_version) = group_template(group);
             let (latest, default) = templates.get(lt_id).copied().unwrap_or((0, 0));
             let resolve = |v: Option<&str>| version_of(v.unwrap_or("$Latest"), latest, default);
+            // An instance of the group (`in_group`) or of its warm pool, as the roll sees it.
+            let rolling_instance = |i: &asgt::Instance, in_group: bool| {
+                let id = i.instance_id()?.to_string();
+                Some(RollingInstance {
+                    template_version: i
+                        .launch_template()
+                        .and_then(|l| l.version())
+                        .map(|v| resolve(Some(v)).to_string()),
+                    detached: in_group && running.get(&id).is_some_and(|(d, _)| *d),
+                    in_group,
+                    lifecycle: i
+                        .lifecycle_state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    id,
+                })
+            };
             let mut instances: Vec<RollingInstance> = group
                 .instances()
                 .iter()
-                .filter_map(|i| {
-                    let id = i.instance_id()?.to_string();
-                    Some(RollingInstance {
-                        template_version: i
-                            .launch_template()
-                            .and_then(|l| l.version())
-                            .map(|v| resolve(Some(v)).to_string()),
-                        detached: running.get(&id).is_some_and(|(d, _)| *d),
-                        in_group: true,
-                        lifecycle: i
-                            .lifecycle_state()
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                        id,
-                    })
-                })
+                .filter_map(|i| rolling_instance(i, true))
                 .collect();
             // Detached instances of this group still running (not in any group any more).
             for (id, (detached, ig)) in &running {
@@ -118,21 +121,7 @@ impl Aws {
                 .and_then(|name| warm.get(name))
                 .into_iter()
                 .flatten()
-                .filter_map(|i| {
-                    Some(RollingInstance {
-                        id: i.instance_id()?.to_string(),
-                        template_version: i
-                            .launch_template()
-                            .and_then(|l| l.version())
-                            .map(|v| resolve(Some(v)).to_string()),
-                        detached: false,
-                        in_group: false,
-                        lifecycle: i
-                            .lifecycle_state()
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                    })
-                })
+                .filter_map(|i| rolling_instance(i, false))
                 .collect();
             warm.sort_by(|a, b| a.id.cmp(&b.id));
             out.push(RollingGroup {

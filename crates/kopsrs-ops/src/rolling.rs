@@ -517,6 +517,12 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
             if role == Role::ControlPlane {
                 state.control_planes += g.desired as usize;
             }
+            let instance = |i: &kopsrs_engine::rolling::RollingInstance| Instance {
+                id: i.id.clone(),
+                template_version: i.template_version.clone(),
+                detached: i.detached,
+                node: nodes.get(&i.id).cloned(),
+            };
             let group = Group {
                 name: g.instance_group.clone(),
                 role,
@@ -530,24 +536,14 @@ impl<C: CloudGroups, N: ClusterNodes> Roll<C, N> {
                     .instances
                     .iter()
                     .filter(|i| !i.lifecycle.starts_with("Terminating"))
-                    .map(|i| Instance {
-                        id: i.id.clone(),
-                        template_version: i.template_version.clone(),
-                        detached: i.detached,
-                        node: nodes.get(&i.id).cloned(),
-                    })
+                    .map(instance)
                     .collect(),
-                // Warm instances on their way out are not terminated again.
+                // Warm instances on their way out (`Warmed:Terminating...`) likewise.
                 warm: g
                     .warm
                     .iter()
                     .filter(|i| !i.lifecycle.contains("Terminat"))
-                    .map(|i| Instance {
-                        id: i.id.clone(),
-                        template_version: i.template_version.clone(),
-                        detached: false,
-                        node: None,
-                    })
+                    .map(instance)
                     .collect(),
                 rolling_update: self
                     .cx
