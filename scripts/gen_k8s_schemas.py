@@ -31,8 +31,11 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "kopsrs-manifests"
 
 
 def strip(node):
+    # A description is a string; a property *named* description (PriorityClass's, a CRD
+    # schema's JSONSchemaProps) is a schema, and stays.
     if isinstance(node, dict):
-        return {k: strip(v) for k, v in node.items() if k != "description"}
+        return {k: strip(v) for k, v in node.items()
+                if not (k == "description" and isinstance(v, str))}
     if isinstance(node, list):
         return [strip(v) for v in node]
     return node

@@ -1043,6 +1043,33 @@ fn validate_group(
             }
         }
     }
+    match spec.manager.as_deref() {
+        None | Some("CloudGroup") => {}
+        Some("Karpenter") => {
+            if spec.role.as_deref() != Some("Node") {
+                c.error(
+                    "spec.manager",
+                    format!(
+                        "Karpenter on a group of role {}",
+                        spec.role.as_deref().unwrap_or("(none)")
+                    ),
+                    "Karpenter provisions workers only: use role Node, or remove spec.manager",
+                );
+            }
+            if cluster.spec.karpenter.as_ref().and_then(|k| k.enabled) != Some(true) {
+                c.error(
+                    "spec.manager",
+                    "Karpenter, but the cluster's spec.karpenter.enabled is not true",
+                    "set spec.karpenter.enabled: true on the Cluster, or remove spec.manager",
+                );
+            }
+        }
+        Some(other) => c.error(
+            "spec.manager",
+            format!("{other:?} is not an instance manager"),
+            "use CloudGroup (an auto scaling group, the default) or Karpenter",
+        ),
+    }
     if let Some(size) = spec.root_volume_size.filter(|s| *s <= 0) {
         c.error(
             "spec.rootVolumeSize",

@@ -877,7 +877,11 @@ PY
     [ "$(cat "$STATE/addons/$name" 2>/dev/null)" = "$version $pin" ] && continue
     file="$tmp/$name.download"
     url=${url//@ARCH@/$arch}
-    curl -fsSL --retry 5 -o "$file" "$url" || { log "addon $name: cannot download $url"; continue; }
+    case $url in
+      # An addon kopsrs generated (the Karpenter groups' objects), kept in the state store.
+      state:*) state_get "${url#state:}" "$file" || { log "addon $name: cannot read ${url#state:} from the state store"; continue; } ;;
+      *) curl -fsSL --retry 5 -o "$file" "$url" || { log "addon $name: cannot download $url"; continue; } ;;
+    esac
     sum=$pin
     if [ "$sum" = - ]; then
       seen="addons/first-seen/$(printf '%s' "$url" | sha256sum | cut -c1-64)"
@@ -893,9 +897,11 @@ PY
       sum=$(cat "$tmp/$name.seen")
     fi
     echo "$sum  $file" | sha256sum -c --quiet - >/dev/null 2>&1 || { log "addon $name: $url does not match its sha256 $sum: refused"; continue; }
+    # An apply that fails (an addon whose CRDs are not installed yet) is tried again on the
+    # next run; the addons after it still go on.
     case $kind in
-      manifest) remap_images <"$file" | kctl apply --server-side --force-conflicts -f - ;;
-      chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | remap_images | kctl apply --server-side --force-conflicts -f - ;;
+      manifest) remap_images <"$file" | kctl apply --server-side --force-conflicts -f - || { log "addon $name: apply failed; tried again on the next run"; continue; } ;;
+      chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | remap_images | kctl apply --server-side --force-conflicts -f - || { log "addon $name: apply failed; tried again on the next run"; continue; } ;;
       helm)
         tar -xzf "$file" -C "$tmp"
         install -m 0755 "$tmp"/linux-*/helm "$ROOT/usr/local/bin/helm"

@@ -51,6 +51,7 @@ pub fn user_data_text(base64_text: &str) -> String {
 }
 
 const BODY: &str = include_str!("bootstrap.sh");
+const FETCH: &str = include_str!("fetch.sh");
 
 /// `script` without its comment lines (shellcheck's directives stay): EC2 takes 16 KB of
 /// user-data, and the comments of bootstrap.sh are for its readers in the repository.
@@ -566,6 +567,39 @@ impl NodeBootstrap {
             });
         }
         Ok(out)
+    }
+}
+
+impl NodeBootstrap {
+    /// The user-data of a Karpenter-managed group: EC2NodeClass `userData` reaches EC2 as it
+    /// is (no gzip), and the group's script ([`NodeBootstrap::render`]) is over EC2's 16 KB,
+    /// so this short script reads it from the state store at `key` (under the cluster's
+    /// folder) with the instance role and runs it only if its sha256 is `sha256`.
+    pub fn render_fetcher(&self, key: &str, sha256: &str) -> String {
+        let settings = [
+            ("CLUSTER_NAME", self.cluster_name.as_str()),
+            ("GROUP", self.group.as_str()),
+            ("REGION", self.region.as_str()),
+            ("STATE_URL", self.state_url.as_str()),
+            (
+                "STATE_REGION",
+                self.state_region.as_deref().unwrap_or_default(),
+            ),
+            (
+                "STATE_OWNER",
+                self.state_owner.as_deref().unwrap_or_default(),
+            ),
+            ("SCRIPT_KEY", key),
+            ("SCRIPT_SHA256", sha256),
+        ];
+        let mut out = String::from(
+            "#!/bin/bash\n# kopsrs user-data of a Karpenter-managed group: see docs/bootstrap.md\n",
+        );
+        for (key, value) in settings {
+            out.push_str(&format!("{key}={}\n", shell_quote(value)));
+        }
+        out.push_str(&without_comments(FETCH));
+        out
     }
 }
 

@@ -260,6 +260,33 @@ pub fn check(objects: &[Object], api: &mut Api) -> Vec<Problem> {
                     o => format!("use {}", o.join(" or ")),
                 },
             ));
+        } else if let Some(crd) = crds
+            .iter()
+            .find(|c| c.value["spec"]["group"] == group && c.value["spec"]["names"]["kind"] == kind)
+        {
+            match crate::schema::validate_custom(&crd.value, version, &object.value) {
+                Some(violations) => {
+                    for v in violations {
+                        out.push(problem(
+                            "schema",
+                            "error",
+                            &v.path,
+                            v.message,
+                            &format!("see the schema of {gv} {kind} in its CustomResourceDefinition ({})", crd.name()),
+                        ));
+                    }
+                }
+                None => out.push(problem(
+                    "schema",
+                    "error",
+                    "apiVersion",
+                    format!(
+                        "the CustomResourceDefinition {} has no schema for version {version}",
+                        crd.name()
+                    ),
+                    "use a version the definition serves",
+                )),
+            }
         } else if !is_custom(group, &crds) {
             out.push(problem(
                 "unknown-kind",

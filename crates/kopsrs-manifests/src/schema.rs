@@ -175,33 +175,128 @@ impl Api {
             self.validators.insert(def.clone(), validator);
         }
         let validator = &self.validators[&def];
-        let mut out: Vec<Violation> = Vec::new();
-        for e in validator.iter_errors(object) {
-            let path = dotted(&e.instance_path().to_string());
-            // An unknown field is reported at the field, not at its parent.
-            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
-                e.kind()
-            {
-                for field in unexpected {
-                    out.push(Violation {
-                        path: match path.is_empty() {
-                            true => field.clone(),
-                            false => format!("{path}.{field}"),
-                        },
-                        message: format!("unknown field {field:?}"),
-                    });
-                }
-                continue;
-            }
-            out.push(Violation {
-                path,
-                message: message(&e),
-            });
-        }
+        let mut out = violations(validator.iter_errors(object));
         out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
         out.dedup();
         Some(out)
     }
+}
+
+/// Validates a custom resource against the schema its CustomResourceDefinition `crd` gives
+/// for `version`, as the API server's strict field validation does: unknown fields are
+/// errors except under `x-kubernetes-preserve-unknown-fields`, `nullable` allows `null`,
+/// `x-kubernetes-int-or-string` takes either; `metadata` is the object's (checked apart).
+/// CEL rules (`x-kubernetes-validations`) are not evaluated. `None` when the definition has
+/// no schema for that version.
+pub fn validate_custom(crd: &Value, version: &str, object: &Value) -> Option<Vec<Violation>> {
+    let schema = crd["spec"]["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == version)?
+        .get("schema")?
+        .get("openAPIV3Schema")?;
+    let mut schema = structural(schema);
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert("apiVersion".into(), json!({"type": "string"}));
+        props.insert("kind".into(), json!({"type": "string"}));
+        props.insert("metadata".into(), json!({"type": "object"}));
+    }
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(false)
+        .build(&schema)
+        .ok()?;
+    let mut out = violations(validator.iter_errors(object));
+    out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+    out.dedup();
+    Some(out)
+}
+
+/// A CRD's OpenAPI v3 schema as draft 2020-12 JSON Schema with the API server's meaning.
+fn structural(node: &Value) -> Value {
+    let Some(obj) = node.as_object() else {
+        return node.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in obj {
+        match key.as_str() {
+            "properties" | "patternProperties" | "definitions" => {
+                let map = value
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), structural(v))).collect())
+                    .unwrap_or_default();
+                out.insert(key.clone(), Value::Object(map));
+            }
+            "items" | "additionalProperties" | "not" => {
+                out.insert(key.clone(), structural(value));
+            }
+            "allOf" | "anyOf" | "oneOf" => {
+                let list = value
+                    .as_array()
+                    .map(|l| l.iter().map(structural).collect())
+                    .unwrap_or_default();
+                out.insert(key.clone(), Value::Array(list));
+            }
+            // OpenAPI's words JSON Schema does not have, and annotations.
+            "nullable"
+            | "description"
+            | "example"
+            | "externalDocs"
+            | "x-kubernetes-validations" => {}
+            k if k.starts_with("x-kubernetes-") => {}
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    if obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        out.remove("type");
+        out.insert("type".into(), json!(["integer", "string"]));
+    }
+    if obj.get("nullable") == Some(&Value::Bool(true)) {
+        match out.get("type").cloned() {
+            Some(Value::String(t)) => {
+                out.insert("type".into(), json!([t, "null"]));
+            }
+            Some(Value::Array(mut types)) => {
+                types.push(json!("null"));
+                out.insert("type".into(), Value::Array(types));
+            }
+            _ => {}
+        }
+    }
+    let preserve = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    if out.contains_key("properties") && !out.contains_key("additionalProperties") && !preserve {
+        out.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    Value::Object(out)
+}
+
+/// The validator's errors as violations, an unknown field reported at the field.
+fn violations<'a>(errors: impl Iterator<Item = jsonschema::ValidationError<'a>>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for e in errors {
+        let path = dotted(&e.instance_path().to_string());
+        if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } =
+            e.kind()
+        {
+            for field in unexpected {
+                out.push(Violation {
+                    path: match path.is_empty() {
+                        true => field.clone(),
+                        false => format!("{path}.{field}"),
+                    },
+                    message: format!("unknown field {field:?}"),
+                });
+            }
+            continue;
+        }
+        out.push(Violation {
+            path,
+            message: message(&e),
+        });
+    }
+    out
 }
 
 /// `/spec/containers/0/image` as `spec.containers[0].image`.
@@ -276,6 +371,103 @@ mod tests {
         assert!(!api.serves("extensions", "v1beta1", "Deployment"));
         assert_eq!(api.versions_of("Deployment"), ["apps/v1"]);
         assert_eq!(api.validate("example.com", "v1", "Widget", &good), None);
+    }
+
+    /// Descriptions were stripped from the schemas, but a field *named* `description` is a
+    /// field: a PriorityClass's, and every level of a CRD's schema.
+    #[test]
+    fn fields_named_description_are_fields() {
+        let mut api = Api::load("1.34").unwrap();
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "batch"}, "value": 1000, "description": "batch jobs",
+        });
+        assert_eq!(
+            api.validate("scheduling.k8s.io", "v1", "PriorityClass", &class),
+            Some(vec![])
+        );
+        let crd = json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"kind": "Widget", "plural": "widgets"},
+                     "versions": [{"name": "v1", "served": true, "storage": true,
+                                   "schema": {"openAPIV3Schema": {
+                                       "description": "A widget", "type": "object",
+                                       "properties": {"spec": {"description": "Its spec", "type": "object",
+                                           "properties": {"size": {"description": "How big", "type": "integer"}}}}}}}]}
+        });
+        assert_eq!(
+            api.validate(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                &crd
+            ),
+            Some(vec![])
+        );
+        let mut wrong = crd.clone();
+        wrong["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["descriptoin"] = json!("typo");
+        assert_ne!(
+            api.validate(
+                "apiextensions.k8s.io",
+                "v1",
+                "CustomResourceDefinition",
+                &wrong
+            ),
+            Some(vec![])
+        );
+    }
+
+    /// A custom resource is held to its definition's schema with the API server's meaning of
+    /// the OpenAPI extensions.
+    #[test]
+    fn custom_resources_are_checked_against_their_definition() {
+        let crd = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "required": ["size"], "properties": {
+            "size": {"type": "integer", "minimum": 1},
+            "port": {"x-kubernetes-int-or-string": true, "anyOf": [{"type": "integer"}, {"type": "string"}]},
+            "owner": {"type": "string", "nullable": true},
+            "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                      "properties": {"known": {"type": "string"}}},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        }}}}}}]}});
+        let object = |spec: Value| {
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                                           "metadata": {"name": "w", "labels": {"a": "b"}}, "spec": spec})
+        };
+        let ok = object(json!({"size": 2, "port": "http", "owner": null,
+                               "extra": {"anything": [1]}, "labels": {"x": "y"}}));
+        assert_eq!(validate_custom(&crd, "v1", &ok), Some(vec![]));
+        let bad = object(json!({"size": 0, "colour": "red", "labels": {"x": 1}, "owner": 3}));
+        let paths: Vec<String> = validate_custom(&crd, "v1", &bad)
+            .unwrap()
+            .into_iter()
+            .map(|v| format!("{}: {}", v.path, v.message))
+            .collect();
+        assert_eq!(paths.len(), 4, "{paths:#?}");
+        assert!(
+            paths
+                .iter()
+                .any(|p| p == "spec.colour: unknown field \"colour\""),
+            "{paths:#?}"
+        );
+        assert!(
+            paths.iter().any(|p| p.starts_with("spec.size:")),
+            "{paths:#?}"
+        );
+        assert!(
+            paths.iter().any(|p| p.starts_with("spec.labels.x:")),
+            "{paths:#?}"
+        );
+        assert!(
+            paths.iter().any(|p| p.starts_with("spec.owner:")),
+            "{paths:#?}"
+        );
+        let missing = object(json!({}));
+        assert_eq!(validate_custom(&crd, "v1", &missing).unwrap().len(), 1);
+        assert_eq!(validate_custom(&crd, "v2", &ok), None);
     }
 
     #[test]

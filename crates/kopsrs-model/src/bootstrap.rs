@@ -115,7 +115,10 @@ impl Builder<'_> {
         })
     }
 
-    fn node_bootstrap(&self, group: &InstanceGroup) -> Result<NodeBootstrap, ModelError> {
+    pub(crate) fn node_bootstrap(
+        &self,
+        group: &InstanceGroup,
+    ) -> Result<NodeBootstrap, ModelError> {
         let role = match group.role() {
             Some(Role::ControlPlane) => NodeRole::ControlPlane,
             Some(Role::Bastion) => NodeRole::Bastion,

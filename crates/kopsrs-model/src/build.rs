@@ -33,6 +33,8 @@ pub(crate) struct Builder<'a> {
     pub key_pair: Option<Address>,
     /// The instance group of each per-group resource.
     pub group_of: BTreeMap<Address, String>,
+    /// What the groups Karpenter manages need outside AWS.
+    pub karpenter: crate::KarpenterGroups,
 }
 
 pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ModelError {
@@ -80,6 +82,7 @@ impl<'a> Builder<'a> {
             existing: Vec::new(),
             key_pair: None,
             group_of: BTreeMap::new(),
+            karpenter: Default::default(),
         })
     }
 
@@ -114,6 +117,7 @@ impl<'a> Builder<'a> {
             outputs: self.outputs,
             existing: self.existing,
             instance_groups: self.group_of,
+            karpenter: self.karpenter,
         })
     }
 

@@ -320,7 +320,8 @@ impl Builder<'_> {
         }))
     }
 
-    /// Workers read only the public cluster CA, and write one object: their own join-token
+    /// Workers read only the public cluster CA (and, with Karpenter groups, the workers'
+    /// bootstrap scripts), and write one object: their own join-token
     /// request, at a key IAM fills in with the caller's role session (for an instance,
     /// `ROLEID:INSTANCEID`), so an instance can ask only for itself. The cluster's shared
     /// join token is not theirs to read.
@@ -328,11 +329,20 @@ impl Builder<'_> {
         let Some((_, path)) = self.state_store_arns() else {
             return Vec::new();
         };
+        let mut readable = vec![path("pki/issued/kubernetes-ca/*")];
+        // Nodes Karpenter starts read their group's bootstrap script (karpenter.rs).
+        if self
+            .groups
+            .iter()
+            .any(|g| g.spec.manager.as_deref() == Some("Karpenter"))
+        {
+            readable.push(path("igconfig/node/*"));
+        }
         vec![
             json!({
                 "Action": ["s3:GetObject"],
                 "Effect": "Allow",
-                "Resource": [path("pki/issued/kubernetes-ca/*")],
+                "Resource": readable,
             }),
             json!({
                 "Action": ["s3:PutObject"],

@@ -10,6 +10,7 @@ mod bootstrap;
 mod build;
 mod iam;
 mod irsa;
+mod karpenter;
 mod labels;
 pub mod names;
 mod network;
@@ -23,6 +24,7 @@ use kopsrs_api::{Cluster, InstanceGroup};
 
 pub use bootstrap::cni;
 pub use irsa::discovery_issuer;
+pub use karpenter::KarpenterGroups;
 pub use resource::{Address, Attrs, Existing, Expected, FileValue, Mode, Ref, Resource, Value};
 
 /// Everything the model needs besides the spec.
@@ -62,6 +64,9 @@ pub struct DesiredSet {
     /// The instance group each per-group resource (launch template, auto scaling group,
     /// lifecycle hook) belongs to, by address.
     pub instance_groups: BTreeMap<Address, String>,
+    /// The Karpenter objects and bootstrap scripts of the groups Karpenter manages (empty
+    /// without such groups): the state store and the addons carry them, not AWS.
+    pub karpenter: KarpenterGroups,
 }
 
 impl DesiredSet {

@@ -48,6 +48,22 @@ fn image_owner(alias: &str) -> Option<&'static str> {
     })
 }
 
+/// The owner and name an image given by name is looked up with: `<account>/<name>`, an
+/// owner alias (`ubuntu/...`, the whole text being the name, as the owners publish them), or
+/// a name alone, which the account itself owns.
+pub(crate) fn image_owner_and_name(image: &str) -> (String, String) {
+    match image.split_once('/') {
+        Some((first, rest)) if first.chars().all(|c| c.is_ascii_digit()) => {
+            (first.to_string(), rest.to_string())
+        }
+        Some((first, _)) => match image_owner(first) {
+            Some(owner) => (owner.to_string(), image.to_string()),
+            None => (first.to_string(), image.to_string()),
+        },
+        None => ("self".to_string(), image.to_string()),
+    }
+}
+
 fn json_file(name: String, value: serde_json::Value) -> Value {
     Value::File(FileValue::new(
         name,
@@ -466,16 +482,7 @@ impl<'a> Builder<'a> {
         if image.starts_with("ami-") {
             return (Value::str(&image), Value::str("/dev/xvda"));
         }
-        let (owner, name) = match image.split_once('/') {
-            Some((first, rest)) if first.chars().all(|c| c.is_ascii_digit()) => {
-                (first.to_string(), rest.to_string())
-            }
-            Some((first, _)) => match image_owner(first) {
-                Some(owner) => (owner.to_string(), image.clone()),
-                None => (first.to_string(), image.clone()),
-            },
-            None => ("self".to_string(), image.clone()),
-        };
+        let (owner, name) = image_owner_and_name(&image);
         let data_name = format!("ami-{}", name.replace(['/', '.', ':'], "-"));
         let data = self.add_data(
             "aws_ami",
@@ -586,8 +593,8 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// One instance group: its launch template and, unless Karpenter manages its nodes, its
-    /// auto scaling group with its lifecycle hooks.
+    /// One instance group: its launch template and auto scaling group with its lifecycle
+    /// hooks, or, when Karpenter manages its nodes, its Karpenter objects (`karpenter.rs`).
     fn instance_group(&mut self, group: &InstanceGroup) -> Result<(), ModelError> {
         let role = group.role().ok_or_else(|| {
             err(
@@ -598,11 +605,11 @@ impl<'a> Builder<'a> {
         let object = self.group_object_name(group);
         let subnets = self.group_subnets(group)?;
         let tags = self.group_tags(group, &object)?;
-        let lt = self.launch_template(group, role, &object, &subnets, &tags)?;
         // Karpenter provisions these nodes itself, with launch templates of its own (as kops).
         if group.spec.manager.as_deref() == Some("Karpenter") {
-            return Ok(());
+            return self.karpenter_group(group, &subnets, &tags);
         }
+        let lt = self.launch_template(group, role, &object, &subnets, &tags)?;
         let lt_addr = self.add("aws_launch_template", &object, lt);
         let asg = self.autoscaling_group(group, role, &object, &subnets, &tags, &lt_addr)?;
         let asg_addr = self.add("aws_autoscaling_group", &object, asg);

@@ -154,6 +154,25 @@ pub async fn prepare(
         )
         .into());
     }
+    // Karpenter replaces its own nodes when their node class or pool changes (its drift
+    // handling), as kops leaves them to it: there is no auto scaling group to roll.
+    let karpenter: Vec<&str> = prepared
+        .groups
+        .iter()
+        .filter(|g| g.spec.manager.as_deref() == Some("Karpenter"))
+        .map(|g| g.metadata.name.as_str())
+        .filter(|g| options.instance_groups.iter().any(|o| o == g))
+        .collect();
+    if !karpenter.is_empty() {
+        return Err(Problems::one(
+            format!(
+                "--instance-group: {} managed by Karpenter (spec.manager), which replaces its nodes itself when their EC2NodeClass or NodePool changes",
+                karpenter.join(", ")
+            ),
+            "run `kopsrs update cluster --yes` to publish the change; Karpenter's drift handling rolls those nodes",
+        )
+        .into());
+    }
     let roles = parse_roles(&options.roles)?;
     let aws = crate::cluster::aws(session, &prepared.set.region).await;
     let nodes = match options.cloudonly {

@@ -204,7 +204,14 @@ pub async fn plan(
     scope: &Scope,
 ) -> Result<(Plan, crate::addons::Resolved)> {
     let name = &prepared.cluster.metadata.name;
-    let addons = crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await?;
+    let addons = crate::addons::resolve(
+        store,
+        &prepared.cluster,
+        &prepared.groups,
+        &prepared.set.karpenter,
+        pins,
+    )
+    .await?;
     let mut plan =
         aws.plan(&prepared.set)
             .await
@@ -607,18 +614,25 @@ pub async fn write_terraform(
     // Addons are resolved before anything is written: a wrong pin stops the run. A
     // Kubernetes version outside the channel is a warning here: the Terraform user-data
     // stops with the reason (see `prepare`).
-    let addons =
-        match crate::addons::resolve(store, &prepared.cluster, &prepared.groups, pins).await {
-            Ok(addons) => Some(addons),
-            Err(e) => match e.downcast_ref::<kopsrs_bootstrap::channel::ChannelError>() {
-                Some(unsupported) => {
-                    let warning = format!("{unsupported}; no addons published");
-                    session.reporter.warn(&warning, None);
-                    None
-                }
-                None => return Err(e),
-            },
-        };
+    let addons = match crate::addons::resolve(
+        store,
+        &prepared.cluster,
+        &prepared.groups,
+        &prepared.set.karpenter,
+        pins,
+    )
+    .await
+    {
+        Ok(addons) => Some(addons),
+        Err(e) => match e.downcast_ref::<kopsrs_bootstrap::channel::ChannelError>() {
+            Some(unsupported) => {
+                let warning = format!("{unsupported}; no addons published");
+                session.reporter.warn(&warning, None);
+                None
+            }
+            None => return Err(e),
+        },
+    };
     if !kops_built {
         crate::pki::ensure_keysets(store, name).await?;
         // The Terraform output stands without them (kops's test stores are `memfs://`).

@@ -944,3 +944,242 @@ fn a_warm_pool_instance_prepares_completes_its_hook_and_does_not_join() {
         serde_json::json!([{"group": group, "hook": "kops-warmpool", "instance": id, "result": "CONTINUE"}])
     );
 }
+
+/// A group Karpenter manages: no launch template or auto scaling group; its EC2NodeClass and
+/// NodePool published as an addon pinned by sha256, with the user-data that fetches the
+/// group's script from the state store; an instance Karpenter would start (the nodes'
+/// instance profile, IAM enforced) reads the script and runs it, and refuses one that does
+/// not match; the re-plan is empty; rolling-update leaves the group to Karpenter; delete
+/// leaves nothing.
+#[test]
+fn a_karpenter_group_is_published_for_karpenter_and_its_nodes_fetch_their_script() {
+    let name = "karp.example.com";
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    // The issuer's bucket is in the cluster's region (IAM does not follow S3's redirects).
+    moto.python("aws('s3').create_bucket(Bucket='disc', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})\n\
+         aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+    let dir = tempfile::tempdir().unwrap();
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
+    k().args([
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--dns-zone",
+        "example.com",
+    ])
+    .args(["--zones", "eu-west-1a", "--instance-manager", "karpenter"])
+    .args(["--discovery-store", "s3://disc"])
+    .args([
+        "--image",
+        "099720109477/ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-20170721",
+    ])
+    .assert_ok();
+    // A second group with most of what a group can say to Karpenter.
+    let spot = dir.path().join("spot.yaml");
+    std::fs::write(
+        &spot,
+        format!(
+            "apiVersion: kops.k8s.io/v1alpha2\nkind: InstanceGroup\nmetadata:\n  name: spot\n  labels:\n    kops.k8s.io/cluster: {name}\n\
+             spec:\n  manager: Karpenter\n  role: Node\n  image: ami-0123456789abcdef0\n  machineType: m5.large,m5a.large\n\
+             \x20 maxPrice: \"0.10\"\n  minSize: 0\n  maxSize: 30\n  subnets: [eu-west-1a]\n\
+             \x20 taints: [\"dedicated=batch:NoSchedule\"]\n  nodeLabels: {{team: data}}\n\
+             \x20 additionalSecurityGroups: [sg-0fedcba9876543210]\n\
+             \x20 kubelet:\n    maxPods: 50\n    systemReserved: {{cpu: 500m, memory: 1G}}\n"
+        ),
+    )
+    .unwrap();
+    k().arg("create").arg("-f").arg(&spot).assert_ok();
+    let out = k().args(["update", "cluster", name, "--yes"]).assert_ok();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("karpenter-instancegroups"), "{said}");
+    let groups = moto.python(
+        "print(sorted(g['AutoScalingGroupName'] for g in aws('autoscaling').describe_auto_scaling_groups()['AutoScalingGroups']))\n\
+         print(sorted(t['LaunchTemplateName'] for t in aws('ec2').describe_launch_templates()['LaunchTemplates']))",
+    );
+    assert!(!groups.contains(&format!("'nodes.{name}'")), "{groups}");
+    assert!(groups.contains("control-plane-eu-west-1a"), "{groups}");
+
+    let state = |key: &str| -> Option<String> {
+        let out = moto.python(&format!(
+            "try:\n    print(aws('s3').get_object(Bucket='state', Key='clusters/{name}/{key}')['Body'].read().decode(), end='')\n\
+             except aws('s3').exceptions.NoSuchKey:\n    print('<none>', end='')"
+        ));
+        (out != "<none>").then_some(out)
+    };
+    let channel: serde_json::Value =
+        serde_yaml_ng::from_str(&state("addons/bootstrap-channel.yaml").unwrap()).unwrap();
+    let entry = channel["addons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "karpenter-instancegroups")
+        .cloned()
+        .expect("the Karpenter groups' addon");
+    assert_eq!(
+        entry["url"], "state:addons/karpenter.sh/instancegroups.yaml",
+        "{entry}"
+    );
+    let manifest = state("addons/karpenter.sh/instancegroups.yaml").unwrap();
+    assert_eq!(entry["sha256"], sha256_hex(manifest.as_bytes()), "pinned");
+    let objects: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&manifest)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["EC2NodeClass", "NodePool", "EC2NodeClass", "NodePool"]
+    );
+    // Valid against Karpenter's own definitions (a v1 release's CRDs, tests/karpenter-crds).
+    let published = dir.path().join("instancegroups.yaml");
+    std::fs::write(&published, &manifest).unwrap();
+    let crds = support::repo_root().join("crates/kopsrs/tests/karpenter-crds");
+    let checked = kopsrs(&format!("file://{}", dir.path().display()))
+        .args(["manifests", "check"])
+        .arg(crds.join("karpenter.k8s.aws_ec2nodeclasses.yaml"))
+        .arg(crds.join("karpenter.sh_nodepools.yaml"))
+        .arg(&published)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&checked.stderr).to_string()
+        + &String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{report}");
+    assert!(
+        report.contains("6 objects checked against Kubernetes 1.34: 0 errors, 0 warnings"),
+        "{report}"
+    );
+    let class = &objects[0]["spec"];
+    assert_eq!(class["instanceProfile"], format!("nodes.{name}"));
+    assert_eq!(
+        class["subnetSelectorTerms"][0]["tags"]["kops.k8s.io/instance-group/nodes"],
+        "true"
+    );
+    // The subnet carries the tag Karpenter selects it by.
+    let tagged = moto.python(&format!(
+        "print(len(aws('ec2').describe_subnets(Filters=[{{'Name': 'tag:kops.k8s.io/instance-group/nodes', 'Values': ['true']}}, {{'Name': 'tag:KubernetesCluster', 'Values': ['{name}']}}])['Subnets']))"
+    ));
+    assert_eq!(tagged.trim(), "1");
+    let user_data = class["userData"].as_str().unwrap().to_string();
+    assert!(user_data.len() < 4096, "{} bytes", user_data.len());
+    check_fetcher(&user_data);
+    let key = user_data
+        .lines()
+        .find_map(|l| l.strip_prefix("SCRIPT_KEY='"))
+        .and_then(|l| l.strip_suffix('\''))
+        .unwrap()
+        .to_string();
+    let script = state(&key).expect("the group's script");
+    assert!(user_data.contains(&format!(
+        "SCRIPT_SHA256='{}'",
+        sha256_hex(script.as_bytes())
+    )));
+    check_user_data("nodes", &script);
+
+    // A second run changes nothing, and writes nothing.
+    let again = k()
+        .args(["update", "cluster", name, "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    // An instance as Karpenter starts it: the nodes' instance profile, the node class's
+    // user-data. Its role reads the script (IAM enforced) and runs it.
+    let launched = moto.python(&format!(
+        "e=aws('ec2')\n\
+         s=e.describe_subnets(Filters=[{{'Name': 'tag:kops.k8s.io/instance-group/nodes', 'Values': ['true']}}])['Subnets'][0]\n\
+         i=e.run_instances(ImageId='ami-12c6146b', MinCount=1, MaxCount=1, SubnetId=s['SubnetId'], IamInstanceProfile={{'Name': 'nodes.{name}'}})['Instances'][0]\n\
+         print(i['InstanceId'], s['AvailabilityZone'], i['PrivateIpAddress'])"
+    ));
+    let parts: Vec<&str> = launched.split_whitespace().collect();
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let stubs = write_stubs(dir.path());
+    moto.enforce_iam();
+    let node = start_node(
+        &moto,
+        dir.path(),
+        "karp",
+        parts[0],
+        parts[2],
+        parts[1],
+        &files,
+    );
+    let fetcher = dir.path().join("fetcher.sh");
+    std::fs::write(&fetcher, &user_data).unwrap();
+    let cp_ips = dir.path().join("cp-ips");
+    std::fs::write(&cp_ips, "").unwrap();
+    // `apply-addons` on a worker does nothing once the script runs: what is checked is that
+    // the fetched script ran.
+    let log = finish(
+        run(&node, &fetcher, "apply-addons", &stubs, &cp_ips),
+        "fetch",
+    );
+    assert!(log.contains(&format!("running {key}")), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(node.root.join("var/lib/kopsrs/bootstrap.sh")).unwrap(),
+        script
+    );
+    // A script that is not the one the node class names is refused.
+    moto.python(&format!(
+        "aws('s3').put_object(Bucket='state', Key='clusters/{name}/{key}', Body=b'#!/bin/bash\\ntouch /tmp/never\\n')"
+    ));
+    let out = run(&node, &fetcher, "apply-addons", &stubs, &cp_ips)
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("does not match its sha256"), "{stderr}");
+
+    // rolling-update has nothing to roll for it and says who does.
+    let roll = k()
+        .args([
+            "rolling-update",
+            "cluster",
+            name,
+            "--instance-group",
+            "nodes",
+        ])
+        .args(["--cloudonly"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&roll.stderr);
+    assert!(!roll.status.success());
+    assert!(said.contains("managed by Karpenter"), "{said}");
+
+    k().args(["delete", "cluster", name, "--yes"]).assert_ok();
+    let left = moto.python(&format!(
+        "print(aws('s3').list_objects_v2(Bucket='state', Prefix='clusters/{name}/').get('KeyCount'))"
+    ));
+    assert_eq!(left.trim(), "0");
+}
+
+/// The fetcher passes shellcheck.
+fn check_fetcher(text: &str) {
+    let path = std::env::temp_dir().join(format!("kopsrs-fetch-{}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let out = shellcheck()
+        .args(["-s", "bash"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(
+        out.status.success(),
+        "fetcher: shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
