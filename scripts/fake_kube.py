@@ -77,7 +77,8 @@ has handled what a real cluster does:
   DescribeInstances filtered by tag-key kubernetes.io/cluster/CLUSTER in pending/running; each
   running instance that is not a bastion becomes a Node named after its PrivateDnsName, with
   providerID aws:///AZ/ID, hostname/zone/region/instance-type/arch/os labels,
-  kops.k8s.io/instancegroup (from the instance tag, else the ASG name without ".CLUSTER"), the
+  kops.k8s.io/instancegroup (from the instance tag, else the ASG name without ".CLUSTER"),
+  karpenter.sh/nodepool (from the instance tag Karpenter gives its instances), the
   instance group's node labels and taints (the k8s.io/cluster-autoscaler/node-template/* tags
   kopsrs propagates), and role labels from k8s.io/role/* tags (control-plane: the control-plane
   role label, kubernetes.io/role=master and the control-plane NoSchedule taint). A node is NotReady
@@ -3229,6 +3230,9 @@ class NodeSimulator:
                 suffix = "." + self.cluster
                 ig = asg[:-len(suffix)] if asg.endswith(suffix) else asg
             labels, taints = {}, []
+            # Karpenter tags its instances with their NodePool and labels their Nodes so.
+            if tags.get("karpenter.sh/nodepool"):
+                labels["karpenter.sh/nodepool"] = tags["karpenter.sh/nodepool"]
             for key, value in tags.items():
                 if key.startswith("k8s.io/cluster-autoscaler/node-template/label/"):
                     labels[key.split("/label/", 1)[1]] = value

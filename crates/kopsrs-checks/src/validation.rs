@@ -36,6 +36,10 @@ pub struct Node {
     pub ready: bool,
     /// The NetworkUnavailable condition is true.
     pub network_unavailable: bool,
+    /// The Karpenter NodePool that made it (label `karpenter.sh/nodepool`): the instance
+    /// group of that name when Karpenter manages it (kopsrs names each pool after its group).
+    #[serde(skip)]
+    pub karpenter_pool: Option<String>,
 }
 
 /// A pod of kube-system or with a critical priority class.

@@ -18,6 +18,7 @@ fn node(name: &str, id: &str, role: &str) -> Node {
         hostname: name.into(),
         ready: true,
         network_unavailable: false,
+        karpenter_pool: None,
     }
 }
 

@@ -284,6 +284,7 @@ fn the_next_control_plane_waits_for_etcd_to_settle() {
         hostname: name.into(),
         ready,
         network_unavailable: false,
+        karpenter_pool: None,
     };
     let etcd = |on: &str, ready: bool| Pod {
         name: format!("kube-system/etcd-{on}"),

@@ -257,6 +257,7 @@ pub(crate) fn node(n: &Node) -> validation::Node {
             .unwrap_or_else(|| name.clone()),
         ready: condition(n, "Ready"),
         network_unavailable: condition(n, "NetworkUnavailable"),
+        karpenter_pool: labels.get("karpenter.sh/nodepool").cloned(),
         name,
     }
 }

@@ -450,6 +450,7 @@ impl ClusterNodes for Nodes {
                     hostname: name,
                     ready: true,
                     network_unavailable: false,
+                    karpenter_pool: None,
                 });
             }
         }

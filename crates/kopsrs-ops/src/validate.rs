@@ -54,6 +54,12 @@ pub async fn validate_cluster(
         .iter()
         .map(|g| (g.metadata.name.as_str(), g.role().unwrap_or(Role::Node)))
         .collect();
+    let karpenter: Vec<&str> = prepared
+        .groups
+        .iter()
+        .filter(|g| g.spec.manager.as_deref() == Some("Karpenter"))
+        .map(|g| g.metadata.name.as_str())
+        .collect();
 
     let deadline = Instant::now() + options.wait;
     let needed = options.count.max(1);
@@ -65,6 +71,7 @@ pub async fn validate_cluster(
             &kube,
             &name,
             &roles,
+            &karpenter,
             options.max_unready_nodes,
         )
         .await?
@@ -147,13 +154,16 @@ pub(crate) fn counted(
     }
 }
 
-/// One pass: the auto scaling groups (one AWS call), Nodes and pods (one list each).
+/// One pass: the auto scaling groups (one AWS call), Nodes and pods (one list each). A
+/// group Karpenter manages (`karpenter`) has no size to meet: its Nodes are those of its
+/// NodePool, listed and counted as workers (not Ready: unready workers).
 pub async fn pass(
     session: &Session,
     aws: &kopsrs_aws::Aws,
     kube: &Kube,
     name: &str,
     roles: &BTreeMap<&str, Role>,
+    karpenter: &[&str],
     max_unready_nodes: usize,
 ) -> Result<Pass> {
     let (groups, snapshot) = tokio::join!(aws.group_sizes(name), kube.snapshot());
@@ -166,10 +176,23 @@ pub async fn pass(
         )
     })?;
     let (nodes, pods) = snapshot.map_err(|e| kube_problem(name, &e))?;
-    let groups: Vec<GroupInstances> = groups
+    let mut groups: Vec<GroupInstances> = groups
         .into_iter()
         .map(|g| counted(roles, g.instance_group, &g.role, g.desired, g.instances))
         .collect();
+    for group in karpenter {
+        let instances = nodes
+            .iter()
+            .filter(|n| n.karpenter_pool.as_deref() == Some(*group))
+            .filter_map(|n| Some((n.instance_id.clone()?, false)))
+            .collect();
+        groups.push(GroupInstances {
+            name: group.to_string(),
+            role: Role::Node,
+            target: 0,
+            instances,
+        });
+    }
     Ok(Pass {
         validation: validation::validate(&groups, &nodes, &pods, max_unready_nodes),
         nodes,

@@ -12,6 +12,7 @@ use std::process::{Child, Command};
 
 use kopsrs_bootstrap::kubeadm::{self, Document};
 use support::boot::{calls, count, finish, run, sha256_hex, start_node, write_stubs, Node};
+use support::kube::FakeKube;
 use support::{kopsrs, Moto};
 
 fn shellcheck() -> Command {
@@ -1101,10 +1102,62 @@ fn a_karpenter_group_is_published_for_karpenter_and_its_nodes_fetch_their_script
     let launched = moto.python(&format!(
         "e=aws('ec2')\n\
          s=e.describe_subnets(Filters=[{{'Name': 'tag:kops.k8s.io/instance-group/nodes', 'Values': ['true']}}])['Subnets'][0]\n\
-         i=e.run_instances(ImageId='ami-12c6146b', MinCount=1, MaxCount=1, SubnetId=s['SubnetId'], IamInstanceProfile={{'Name': 'nodes.{name}'}})['Instances'][0]\n\
+         tags=[{{'Key': k, 'Value': v}} for k, v in {{'KubernetesCluster': '{name}', 'kubernetes.io/cluster/{name}': 'owned', 'karpenter.sh/nodepool': 'nodes', 'kops.k8s.io/instancegroup': 'nodes', 'k8s.io/role/node': '1'}}.items()]\n\
+         i=e.run_instances(ImageId='ami-12c6146b', MinCount=1, MaxCount=1, SubnetId=s['SubnetId'], IamInstanceProfile={{'Name': 'nodes.{name}'}}, TagSpecifications=[{{'ResourceType': 'instance', 'Tags': tags}}])['Instances'][0]\n\
          print(i['InstanceId'], s['AvailabilityZone'], i['PrivateIpAddress'])"
     ));
     let parts: Vec<&str> = launched.split_whitespace().collect();
+
+    // validate cluster: the group has no size to meet; its Node is listed and counted as a
+    // worker's (the control plane's instance and this one, as Nodes of the fake API).
+    {
+        let kube = FakeKube::start(dir.path(), &moto, name, &["--ready-after", "0"]);
+        let validate = |extra: &[&str]| {
+            let out = k()
+                .args(["validate", "cluster", name, "-o", "json", "--kubeconfig"])
+                .arg(&kube.kubeconfig)
+                .args(extra)
+                .output()
+                .unwrap();
+            let json: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            (
+                out.status.code(),
+                json,
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        };
+        let (code, json, stderr) = validate(&["--wait", "60s", "--interval", "1s"]);
+        assert_eq!(code, Some(0), "{json}\n{stderr}");
+        let nodes = json["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 2, "{json}");
+        let karpenter_node = nodes.iter().find(|n| n["role"] == "node").unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        kube.control(
+            "POST",
+            &format!("/__fake/nodes/{karpenter_node}/condition"),
+            r#"{"Ready": "False"}"#,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let (code, json, _) = validate(&[]);
+        assert_eq!(code, Some(1), "{json}");
+        let failure = &json["failures"][0];
+        assert_eq!(failure["instanceGroup"], "nodes", "{json}");
+        assert_eq!(
+            failure["message"],
+            format!("node \"{karpenter_node}\" of role \"node\" is not ready"),
+            "{json}"
+        );
+        // Its DaemonSet pod is not ready with it; nothing is missing or not joined.
+        let text = json["failures"].to_string();
+        assert!(
+            !text.contains("did not have enough") && !text.contains("not yet joined"),
+            "{json}"
+        );
+    }
+
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     let stubs = write_stubs(dir.path());
