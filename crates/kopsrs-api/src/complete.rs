@@ -297,6 +297,17 @@ fn cluster_defaults(cluster: &Cluster, d: &Derived) -> Value {
     if !networking_set {
         defaults["networking"] = json!({"cilium": {"enableNodePort": true}});
     }
+    if spec.cluster_autoscaler.as_ref().and_then(|c| c.enabled) == Some(true) {
+        defaults["clusterAutoscaler"] = cluster_autoscaler_defaults(d);
+        if spec
+            .cluster_autoscaler
+            .as_ref()
+            .and_then(|c| c.expander.as_deref())
+            == Some("priority")
+        {
+            defaults["clusterAutoscaler"]["createPriorityExpanderConfig"] = json!(true);
+        }
+    }
     if let Some(pod_cidr) = &d.pod_cidr {
         defaults["podCIDR"] = json!(pod_cidr);
         defaults["kubeControllerManager"]["clusterCIDR"] = json!(pod_cidr);
@@ -304,6 +315,35 @@ fn cluster_defaults(cluster: &Cluster, d: &Derived) -> Value {
         defaults["kubeProxy"]["clusterCIDR"] = json!(pod_cidr);
     }
     defaults
+}
+
+/// kops's cluster-autoscaler defaults: the release that goes with the Kubernetes minor, the
+/// random expander, and the autoscaler's own defaults written out.
+fn cluster_autoscaler_defaults(d: &Derived) -> Value {
+    let tag = match d.version.minor {
+        ..=32 => "v1.32.7",
+        33 => "v1.33.5",
+        34 => "v1.34.4",
+        35 => "v1.35.1",
+        _ => "v1.36.0",
+    };
+    json!({
+        "awsUseStaticInstanceList": false,
+        "balanceSimilarNodeGroups": false,
+        "emitPerNodegroupMetrics": false,
+        "expander": "random",
+        "ignoreDaemonSetsUtilization": false,
+        "image": format!("registry.k8s.io/autoscaling/cluster-autoscaler:{tag}"),
+        "maxNodeProvisionTime": "15m0s",
+        "newPodScaleUpDelay": "0s",
+        "scaleDownDelayAfterAdd": "10m0s",
+        "scaleDownUnneededTime": "10m0s",
+        "scaleDownUnreadyTime": "20m0s",
+        "scaleDownUtilizationThreshold": "0.5",
+        "skipNodesWithCustomControllerPods": true,
+        "skipNodesWithLocalStorage": true,
+        "skipNodesWithSystemPods": true,
+    })
 }
 
 /// kops's kubelet defaults, the same for control planes and nodes.

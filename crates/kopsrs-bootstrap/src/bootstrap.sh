@@ -857,7 +857,7 @@ yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
 # or (unpinned entries) the one the first control plane to fetch it recorded in the state
 # store (trust on first use, docs/security.md).
 apply_addons() {
-  local tmp name version kind url pin sum ns file arch seen code
+  local tmp name version kind url pin sum ns file arch seen code applied
   [ -e "$ADMIN" ] || return 0
   arch=$(dpkg --print-architecture)
   tmp=$(mktemp -d)
@@ -874,7 +874,9 @@ for a in yaml.safe_load(open(sys.argv[1]))["addons"]:
     print(a["name"], a["version"], a["kind"], a["url"], pin, a.get("namespace", "kube-system"))
 PY
   while read -r name version kind url pin ns; do
-    [ "$(cat "$STATE/addons/$name" 2>/dev/null)" = "$version $pin" ] && continue
+    # Applied again when its version, its pin or its values (the spec's, for a chart) change.
+    applied="$version $pin $(sha256sum <"$tmp/$name.values.yaml" | cut -c1-16)"
+    [ "$(cat "$STATE/addons/$name" 2>/dev/null)" = "$applied" ] && continue
     file="$tmp/$name.download"
     url=${url//@ARCH@/$arch}
     case $url in
@@ -907,7 +909,7 @@ PY
         install -m 0755 "$tmp"/linux-*/helm "$ROOT/usr/local/bin/helm"
         ;;
     esac
-    echo "$version $pin" >"$STATE/addons/$name"
+    echo "$applied" >"$STATE/addons/$name"
     log "addon $name $version applied"
   done <"$tmp/list"
   rm -rf "$tmp"

@@ -796,13 +796,17 @@ mod tests {
     #[test]
     fn the_stable_channel_selects_addons_per_networking() {
         let channel = channel::Channel::stable();
+        // Optional addons are selected marked so; the spec decides (kopsrs-ops).
         let names = |cni: &str| -> Vec<String> {
             channel
                 .select("v1.34.1", cni)
                 .unwrap()
                 .addons
                 .into_iter()
-                .map(|a| a.name)
+                .map(|a| match a.optional {
+                    true => format!("{}?", a.name),
+                    false => a.name,
+                })
                 .collect()
         };
         assert_eq!(
@@ -812,6 +816,7 @@ mod tests {
                 "cilium",
                 "aws-cloud-controller-manager",
                 "aws-ebs-csi-driver",
+                "cluster-autoscaler?",
                 "metrics-server"
             ]
         );

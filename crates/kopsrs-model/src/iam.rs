@@ -393,6 +393,17 @@ impl Builder<'_> {
         // instance role would leave them with none, and nodes would never be initialized.
         statements.extend(self.cloud_controller_statements(registry));
         statements.extend(self.ebs_csi_statements());
+        // The cluster autoscaler runs on the control plane too (addons.rs), with the same
+        // reason to keep its permissions here with IRSA.
+        if self
+            .spec
+            .cluster_autoscaler
+            .as_ref()
+            .and_then(|c| c.enabled)
+            == Some(true)
+        {
+            statements.extend(self.cluster_autoscaler_statements());
+        }
         statements
     }
 

@@ -369,7 +369,7 @@ impl Builder<'_> {
         ]
     }
 
-    fn cluster_autoscaler_statements(&self) -> Vec<Json> {
+    pub(crate) fn cluster_autoscaler_statements(&self) -> Vec<Json> {
         vec![
             json!({
                 "Action": [

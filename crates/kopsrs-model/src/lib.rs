@@ -6,6 +6,7 @@
 //! provider, the plan printer and the Terraform renderer all read this one set. Nothing here
 //! does I/O.
 
+mod addons;
 mod bootstrap;
 mod build;
 mod iam;
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 
 use kopsrs_api::{Cluster, InstanceGroup};
 
+pub use addons::optional_addons;
 pub use bootstrap::cni;
 pub use irsa::discovery_issuer;
 pub use karpenter::KarpenterGroups;

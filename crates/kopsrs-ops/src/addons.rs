@@ -55,6 +55,70 @@ pub struct Resolved {
     files: Vec<(String, String)>,
 }
 
+/// Keeps the channel's optional addons the spec turns on, with the spec's values merged over
+/// the channel's, and drops the others. One the spec turns on that the channel lacks is an
+/// error: the spec would say the cluster runs it, and nothing would.
+fn optional(
+    selected: &mut Selected,
+    cluster: &Cluster,
+    groups: &[InstanceGroup],
+    source: Option<&str>,
+) -> Result<()> {
+    let wanted = kopsrs_model::optional_addons(cluster, groups);
+    let missing: Vec<&String> = wanted
+        .keys()
+        .filter(|name| !selected.addons.iter().any(|a| &a.name == *name))
+        .collect();
+    if let Some(name) = missing.first() {
+        return Err(Problems::one(
+            format!(
+                "the spec turns on the addon {name}, but channel {} has none for Kubernetes {}",
+                source.unwrap_or("stable"),
+                selected.kubernetes_version
+            ),
+            "use a channel that has it (spec.channel), or turn it off in the spec",
+        )
+        .into());
+    }
+    selected
+        .addons
+        .retain(|a| !a.optional || wanted.contains_key(&a.name));
+    for addon in &mut selected.addons {
+        let Some(values) = wanted.get(&addon.name) else {
+            continue;
+        };
+        let values: serde_yaml_ng::Value =
+            serde_yaml_ng::to_value(values).expect("JSON values convert to YAML");
+        addon.values = Some(match addon.values.take() {
+            Some(mut base) => {
+                merge(&mut base, values);
+                base
+            }
+            None => values,
+        });
+        // Selection's flag: nodes never read it.
+        addon.optional = false;
+    }
+    Ok(())
+}
+
+/// `over` merged into `base`: maps key by key, anything else replaced.
+fn merge(base: &mut serde_yaml_ng::Value, over: serde_yaml_ng::Value) {
+    match (base, over) {
+        (serde_yaml_ng::Value::Mapping(b), serde_yaml_ng::Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
 /// The addon kopsrs generates for the groups Karpenter manages: their `EC2NodeClass` and
 /// `NodePool` objects, applied by the control plane like any addon.
 pub const KARPENTER_GROUPS: &str = "karpenter-instancegroups";
@@ -81,6 +145,7 @@ fn generated(karpenter: &kopsrs_model::KarpenterGroups) -> Vec<(Addon, Vec<(Stri
         namespace: None,
         values: None,
         images: Vec::new(),
+        optional: false,
         kubernetes: None,
     };
     // The scripts first: the manifest names them.
@@ -223,6 +288,12 @@ pub async fn resolve(
         .as_deref()
         .unwrap_or_default();
     let mut selected = channel.select(version, kopsrs_model::cni(&cluster.spec))?;
+    optional(
+        &mut selected,
+        cluster,
+        groups,
+        cluster.spec.channel.as_deref(),
+    )?;
     // Under spec.assets.fileRepository nodes download each addon from the mirror: that URL
     // is what is pinned and published (the content, so the pin, is the same).
     let mirrors = crate::assets::mirrors(cluster)?;

@@ -310,3 +310,148 @@ fn spec_channel_names_a_channel_kopsrs_can_read() {
         assert!(!dir.path().join("tf").exists());
     }
 }
+
+/// `spec.clusterAutoscaler`: the channel's optional cluster-autoscaler is published only when
+/// the spec turns it on, with the spec's values (the worker groups it scales, not
+/// `autoscale: false`; the expander and its priorities from the groups; kops's defaults; the
+/// image of the cluster's minor); the control plane's role may scale then, not before; a
+/// channel without it is an error naming the addon, with nothing written.
+#[test]
+fn the_cluster_autoscaler_is_published_with_the_specs_values_when_turned_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!("file://{}", dir.path().join("state").display());
+    ok(kopsrs(&state)
+        .args([
+            "create",
+            "cluster",
+            NAME,
+            "--zones",
+            "eu-west-1a,eu-west-1b",
+        ])
+        .args(["--kubernetes-version", "1.34.1", "--node-count", "2"]));
+    let out = dir.path().join("tf");
+    let update = || {
+        kopsrs(&state)
+            .args(["update", "cluster", NAME, "--target", "terraform", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let policy = || {
+        std::fs::read_to_string(out.join(format!("data/aws_iam_role_policy_masters.{NAME}_policy")))
+            .unwrap()
+    };
+    let written = update();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let first = published(dir.path()).unwrap();
+    assert!(
+        !first["addons"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"].as_str() == Some("cluster-autoscaler")),
+        "off by default"
+    );
+    assert!(!policy().contains("autoscaling:SetDesiredCapacity"));
+
+    ok(kopsrs(&state).args(["edit", "cluster", NAME]).args([
+        "--set",
+        "spec.clusterAutoscaler.enabled=true",
+        "--set",
+        "spec.clusterAutoscaler.expander=priority",
+        "--set",
+        "spec.clusterAutoscaler.scaleDownUtilizationThreshold=0.6",
+    ]));
+    ok(kopsrs(&state)
+        .args(["edit", "instancegroup", "nodes-eu-west-1a", "--name", NAME])
+        .args([
+            "--set",
+            "spec.autoscalePriority=100",
+            "--set",
+            "spec.maxSize=5",
+        ]));
+    ok(kopsrs(&state)
+        .args(["edit", "instancegroup", "nodes-eu-west-1b", "--name", NAME])
+        .args(["--set", "spec.autoscale=false"]));
+    let written = update();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let selection = published(dir.path()).unwrap();
+    let ca = addon(&selection, "cluster-autoscaler");
+    assert_eq!(ca["kind"].as_str(), Some("chart"));
+    assert!(
+        ca.get("optional").is_none(),
+        "the selection's flag stays out"
+    );
+    let values = serde_json::to_value(&ca["values"]).unwrap();
+    assert_eq!(
+        values["autoscalingGroups"],
+        serde_json::json!([{"name": format!("nodes-eu-west-1a.{NAME}"), "minSize": 1, "maxSize": 5}])
+    );
+    assert_eq!(values["awsRegion"], "eu-west-1");
+    assert_eq!(values["extraArgs"]["expander"], "priority");
+    assert_eq!(
+        values["extraArgs"]["scale-down-utilization-threshold"],
+        "0.6"
+    );
+    assert_eq!(
+        values["extraArgs"]["scale-down-unneeded-time"], "10m0s",
+        "kops's default"
+    );
+    assert_eq!(values["extraArgs"]["skip-nodes-with-local-storage"], true);
+    assert_eq!(values["image"]["tag"], "v1.34.4");
+    assert_eq!(
+        values["expanderPriorities"],
+        serde_json::json!({"100": [format!("^nodes-eu-west-1a\\.{}$", NAME.replace('.', "\\."))]})
+    );
+    assert_eq!(
+        values["nodeSelector"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    assert!(policy().contains("autoscaling:SetDesiredCapacity"));
+    // The completed spec carries kops's defaults.
+    let completed = std::fs::read_to_string(
+        dir.path()
+            .join(format!("state/{NAME}/cluster-completed.spec")),
+    )
+    .unwrap();
+    assert!(
+        completed.contains("createPriorityExpanderConfig: true"),
+        "{completed}"
+    );
+    assert!(
+        completed.contains("maxNodeProvisionTime: 15m0s"),
+        "{completed}"
+    );
+
+    // A channel without it: the spec would promise an autoscaler nothing runs.
+    let channel_file = dir.path().join("channel.yaml");
+    std::fs::write(
+        &channel_file,
+        channel(&format!("http://127.0.0.1:{}", free_port()), &[]),
+    )
+    .unwrap();
+    ok(kopsrs(&state)
+        .args(["edit", "cluster", NAME, "--set"])
+        .arg(format!("spec.channel={}", channel_file.display())));
+    let before = std::fs::read_to_string(
+        dir.path()
+            .join(format!("state/{NAME}/addons/bootstrap-channel.yaml")),
+    )
+    .unwrap();
+    let refused = update();
+    let err = stderr(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the spec turns on the addon cluster-autoscaler, but channel"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(
+            dir.path()
+                .join(format!("state/{NAME}/addons/bootstrap-channel.yaml"))
+        )
+        .unwrap(),
+        before,
+        "nothing published"
+    );
+}

@@ -684,12 +684,33 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
         "apply-addons",
     );
     assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 0);
+    // New values for a chart (the spec's, such as the groups the cluster autoscaler scales),
+    // same version and pin: applied again, once.
+    let with_values = second.replace(
+        "- name: metrics-server",
+        "  values:\n    autoscalingGroups: [{name: nodes, minSize: 1, maxSize: 5}]\n- name: metrics-server",
+    );
+    assert_ne!(with_values, second);
+    publish(with_values.clone());
+    let before = calls(&cp_a).len();
+    let log = finish(
+        run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
+        "apply-addons",
+    );
+    assert!(log.contains("addon ebs-csi 1 applied"), "{log}");
+    assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 1, "{log}");
+    let before = calls(&cp_a).len();
+    finish(
+        run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
+        "apply-addons",
+    );
+    assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 0);
 
     // An entry without a pin (update cluster could not download it): the first control
     // plane to fetch it records its sha256 in the state store, and every later node checks
     // its own download against that record (trust on first use).
     std::fs::write(files.join("extra-1"), "kind: ConfigMap # extra 1").unwrap();
-    let mut text = second;
+    let mut text = with_values;
     let extra_url = format!("{server}/files/extra-1");
     text.push_str(&format!(
         "- name: extra\n  version: '1'\n  kind: manifest\n  url: {extra_url}\n"
@@ -726,7 +747,9 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     );
     assert!(!log.contains("addon extra 1 applied"), "{log}");
     assert!(log.contains("addon metrics-server 2 applied"), "{log}");
-    assert_eq!(count(&calls(&cp_b)[before..], "kubectl-apply"), 1, "{log}");
+    // And the chart's new values, which it had not applied yet.
+    assert!(log.contains("addon ebs-csi 1 applied"), "{log}");
+    assert_eq!(count(&calls(&cp_b)[before..], "kubectl-apply"), 2, "{log}");
 
     // The token refresher publishes a fresh token for later joins.
     finish(

@@ -1,0 +1,216 @@
+//! What the spec says about the addons it turns on: which of the channel's optional addons
+//! run, and the Helm values the spec gives them (merged over the channel's own values by the
+//! operations layer). Today: the cluster autoscaler (`spec.clusterAutoscaler`).
+
+use std::collections::BTreeMap;
+
+use kopsrs_api::{Cluster, InstanceGroup, Role};
+use serde_json::{json, Value};
+
+/// The channel's optional addons the spec turns on, each with the values it gives.
+pub fn optional_addons(cluster: &Cluster, groups: &[InstanceGroup]) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    if let Some(values) = cluster_autoscaler(cluster, groups) {
+        out.insert("cluster-autoscaler".to_string(), values);
+    }
+    out
+}
+
+/// The cluster autoscaler of a completed spec, as kops runs it: on the control plane (its
+/// instance role carries the permissions, iam.rs), scaling each worker group kopsrs made an
+/// auto scaling group for (not `autoscale: false`, not Karpenter's) between its sizes, with
+/// the spec's expander and scale-down settings and the image of the Kubernetes minor.
+fn cluster_autoscaler(cluster: &Cluster, groups: &[InstanceGroup]) -> Option<Value> {
+    let spec = &cluster.spec;
+    let cas = spec.cluster_autoscaler.as_ref()?;
+    if cas.enabled != Some(true) {
+        return None;
+    }
+    let name = &cluster.metadata.name;
+    let scaled: Vec<&InstanceGroup> = groups
+        .iter()
+        .filter(|g| g.role() == Some(Role::Node))
+        .filter(|g| g.spec.manager.as_deref() != Some("Karpenter"))
+        .filter(|g| g.spec.autoscale != Some(false))
+        .collect();
+    let asg = |g: &InstanceGroup| format!("{}.{name}", g.metadata.name);
+    let autoscaling_groups: Vec<Value> = scaled
+        .iter()
+        .map(|g| {
+            json!({
+                "name": asg(g),
+                "minSize": g.spec.min_size.unwrap_or(0),
+                "maxSize": g.spec.max_size.unwrap_or(0),
+            })
+        })
+        .collect();
+    let mut args = serde_json::Map::new();
+    let mut arg = |key: &str, value: Value| {
+        args.insert(key.to_string(), value);
+    };
+    arg(
+        "expander",
+        json!(cas.expander.as_deref().unwrap_or("random")),
+    );
+    for (key, value) in [
+        (
+            "balance-similar-node-groups",
+            cas.balance_similar_node_groups,
+        ),
+        ("emit-per-nodegroup-metrics", cas.emit_per_nodegroup_metrics),
+        (
+            "aws-use-static-instance-list",
+            cas.aws_use_static_instance_list,
+        ),
+        (
+            "skip-nodes-with-local-storage",
+            cas.skip_nodes_with_local_storage,
+        ),
+        (
+            "skip-nodes-with-system-pods",
+            cas.skip_nodes_with_system_pods,
+        ),
+        (
+            "skip-nodes-with-custom-controller-pods",
+            cas.skip_nodes_with_custom_controller_pods,
+        ),
+        (
+            "ignore-daemonsets-utilization",
+            cas.ignore_daemon_sets_utilization,
+        ),
+        (
+            "cordon-node-before-terminating",
+            cas.cordon_node_before_terminating,
+        ),
+    ] {
+        if let Some(v) = value {
+            arg(key, json!(v));
+        }
+    }
+    for (key, value) in [
+        (
+            "scale-down-utilization-threshold",
+            &cas.scale_down_utilization_threshold,
+        ),
+        ("new-pod-scale-up-delay", &cas.new_pod_scale_up_delay),
+        (
+            "scale-down-delay-after-add",
+            &cas.scale_down_delay_after_add,
+        ),
+        ("scale-down-unneeded-time", &cas.scale_down_unneeded_time),
+        ("scale-down-unready-time", &cas.scale_down_unready_time),
+        ("max-node-provision-time", &cas.max_node_provision_time),
+    ] {
+        if let Some(v) = value {
+            arg(key, json!(v));
+        }
+    }
+    let image = cas
+        .image
+        .as_deref()
+        .unwrap_or("registry.k8s.io/autoscaling/cluster-autoscaler:v1.34.4");
+    let (repository, tag) = split_image(image);
+    let mut values = json!({
+        "autoscalingGroups": autoscaling_groups,
+        "awsRegion": region(cluster),
+        "cloudProvider": "aws",
+        "extraArgs": args,
+        "fullnameOverride": "cluster-autoscaler",
+        "image": {"repository": repository, "tag": tag},
+        "rbac": {"serviceAccount": {"name": "cluster-autoscaler"}},
+        "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+    });
+    let mut resources = serde_json::Map::new();
+    if let Some(cpu) = &cas.cpu_request {
+        resources.insert("cpu".into(), serde_json::to_value(cpu).unwrap_or_default());
+    }
+    if let Some(memory) = &cas.memory_request {
+        resources.insert(
+            "memory".into(),
+            serde_json::to_value(memory).unwrap_or_default(),
+        );
+    }
+    if !resources.is_empty() {
+        values["resources"] = json!({ "requests": resources });
+    }
+    if let Some(annotations) = &cas.pod_annotations {
+        values["podAnnotations"] = json!(annotations);
+    }
+    if cas.expander.as_deref() == Some("priority")
+        && cas.create_priority_expander_config != Some(false)
+    {
+        values["expanderPriorities"] = match &cas.custom_priority_expander_config {
+            Some(custom) => json!(custom),
+            None => {
+                // kops's mapping: each group's `autoscalePriority` (0 when unset) names its
+                // auto scaling group, as an anchored pattern.
+                let mut by_priority: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+                for g in &scaled {
+                    by_priority
+                        .entry(g.spec.autoscale_priority.unwrap_or(0))
+                        .or_default()
+                        .push(format!("^{}$", asg(g).replace('.', "\\.")));
+                }
+                json!(by_priority
+                    .into_iter()
+                    .map(|(p, names)| (p.to_string(), names))
+                    .collect::<BTreeMap<_, _>>())
+            }
+        };
+    }
+    Some(values)
+}
+
+/// `registry/repository:tag` as the repository and the tag (`latest` when none); a digest
+/// stays with the tag (`v1.34.4@sha256:...`), which the chart writes after a `:`.
+fn split_image(image: &str) -> (String, String) {
+    if let Some((named, digest)) = image.split_once('@') {
+        let (repository, tag) = split_image(named);
+        return (repository, format!("{tag}@{digest}"));
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => (
+            image[..image.len() - tag.len() - 1].to_string(),
+            tag.to_string(),
+        ),
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+/// The cluster's region, from its first zone.
+fn region(cluster: &Cluster) -> String {
+    cluster
+        .spec
+        .subnets
+        .iter()
+        .flatten()
+        .find_map(|s| s.zone.as_deref())
+        .and_then(kopsrs_api::validate::region_of_zone)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_split_at_the_tag_not_the_port() {
+        assert_eq!(
+            split_image("registry.k8s.io/autoscaling/cluster-autoscaler:v1.34.4"),
+            (
+                "registry.k8s.io/autoscaling/cluster-autoscaler".into(),
+                "v1.34.4".into()
+            )
+        );
+        assert_eq!(
+            split_image("r.example.com/ca:v1@sha256:ab"),
+            ("r.example.com/ca".into(), "v1@sha256:ab".into())
+        );
+        assert_eq!(
+            split_image("mirror:5000/cluster-autoscaler"),
+            ("mirror:5000/cluster-autoscaler".into(), "latest".into())
+        );
+    }
+}
