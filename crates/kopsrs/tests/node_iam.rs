@@ -363,3 +363,52 @@ fn a_worker_gets_a_token_and_a_certificate_for_its_own_name_only() {
     ));
     assert_eq!(left.trim(), "0", "both requests dropped");
 }
+
+/// The cluster autoscaler runs on the control plane with its instance role: with
+/// `spec.clusterAutoscaler.enabled` that role may read and scale the groups; a worker's role
+/// may not. (Without it the control plane's policy has no such permission: tests/addons.rs.
+/// The spec is set before the apply: moto refuses the signature of a PutRolePolicy made once
+/// its IAM enforcement is on.)
+#[test]
+fn the_control_plane_role_scales_groups_with_the_cluster_autoscaler_on() {
+    let name: &'static str = "cas.example.com";
+    let c = Cluster::apply_with(name, &["--zones", "eu-west-1a"], |moto| {
+        let out = moto
+            .kopsrs("state")
+            .env("AWS_REGION", "eu-west-1")
+            .args([
+                "edit",
+                "cluster",
+                name,
+                "--set",
+                "spec.clusterAutoscaler.enabled=true",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let cp = c.node(
+        "cp",
+        &c.instance(&format!("control-plane-eu-west-1a.masters.{name}")),
+    );
+    let worker = c.node("worker", &c.instance(&format!("nodes-eu-west-1a.{name}")));
+    let scale = |node: &Node| {
+        c.moto
+            .python_as(
+                &node.credentials,
+                &format!(
+                    "a=aws('autoscaling')\n\
+                     try:\n    a.describe_auto_scaling_groups(); a.set_desired_capacity(AutoScalingGroupName='nodes-eu-west-1a.{name}', DesiredCapacity=1); print('ok')\n\
+                     except Exception as e:\n    print(e.response['Error']['Code'])"
+                ),
+            )
+            .trim()
+            .to_string()
+    };
+    assert_eq!(scale(&cp), "ok");
+    assert_eq!(scale(&worker), "AccessDenied");
+}
