@@ -3,7 +3,8 @@
 
 Serves one instance's identity and its role's credentials (with --credentials, a real
 session that moto's IAM enforcement checks), the lifecycle state its group is taking it to
-(the file `target-lifecycle-state` of the files directory, when there is one), and the files
+(the file `target-lifecycle-state` of the files directory, when there is one), its identity
+document (`dynamic/instance-identity/document`: the account, moto's by default), and the files
 of a directory under /files/ (the package repository key, addon manifests). Loopback only.
 """
 import argparse
@@ -18,6 +19,7 @@ parser.add_argument("--ip", required=True)
 parser.add_argument("--zone", required=True)
 parser.add_argument("--files", required=True)
 parser.add_argument("--hostname", help="the instance's EC2 private DNS name")
+parser.add_argument("--account", default="123456789012", help="the instance's AWS account")
 parser.add_argument("--credentials", help="a JSON file: the role session EC2 would hand out "
                     "(AccessKeyId, SecretAccessKey, Token, RoleName)")
 args = parser.parse_args()
@@ -68,6 +70,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(404)
         if self.headers.get("X-aws-ec2-metadata-token") != TOKEN:
             return self.reply(401)  # IMDSv2 only, as kopsrs's launch templates require
+        if self.path == "/latest/dynamic/instance-identity/document":
+            return self.reply(200, json.dumps({
+                "accountId": args.account, "instanceId": args.instance_id,
+                "availabilityZone": args.zone, "region": args.zone[:-1],
+                "privateIp": args.ip}).encode())
         key = self.path.removeprefix("/latest/meta-data/")
         if key == "autoscaling/target-lifecycle-state":
             # Where the instance's group is taking it (a test writes the file: `Warmed:Stopped`

@@ -297,6 +297,27 @@ fn cluster_defaults(cluster: &Cluster, d: &Derived) -> Value {
     if !networking_set {
         defaults["networking"] = json!({"cilium": {"enableNodePort": true}});
     }
+    // kops runs the termination handler by default, unless Karpenter (which handles
+    // interruptions itself) is on.
+    if spec.karpenter.as_ref().and_then(|k| k.enabled) != Some(true) {
+        defaults["nodeTerminationHandler"] = json!({
+            "cpuRequest": "50m",
+            "deleteSQSMsgIfNodeNotFound": false,
+            "enableOutOfServiceTaint": false,
+            "enableRebalanceDraining": false,
+            "enableRebalanceMonitoring": false,
+            "enableScheduledEventDraining": true,
+            "enableSpotInterruptionDraining": true,
+            "enabled": true,
+            "excludeFromLoadBalancers": true,
+            "managedASGTag": "aws-node-termination-handler/managed",
+            "memoryRequest": "64Mi",
+            "podTerminationGracePeriod": -1,
+            "prometheusEnable": false,
+            "taintNode": false,
+            "version": "v1.25.5",
+        });
+    }
     if spec.cluster_autoscaler.as_ref().and_then(|c| c.enabled) == Some(true) {
         defaults["clusterAutoscaler"] = cluster_autoscaler_defaults(d);
         if spec

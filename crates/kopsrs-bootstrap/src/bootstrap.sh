@@ -852,6 +852,16 @@ yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
 ' "$IMAGE_REGISTRY" "$IMAGE_PROXY"
 }
 
+# FILE with this instance's account for @ACCOUNT_ID@: a manifest kopsrs writes cannot know it
+# (the termination handler's queue address).
+fill_account() {
+  local account=""
+  if grep -q '@ACCOUNT_ID@' "$1"; then
+    account=$(imds dynamic/instance-identity/document | json_get accountId)
+  fi
+  sed "s/@ACCOUNT_ID@/$account/g" "$1"
+}
+
 # Applies the addons the state store's channel lists, each version once per node, and only
 # a download whose sha256 matches its pin: the channel's, the one `update cluster` computed,
 # or (unpinned entries) the one the first control plane to fetch it recorded in the state
@@ -902,7 +912,7 @@ PY
     # An apply that fails (an addon whose CRDs are not installed yet) is tried again on the
     # next run; the addons after it still go on.
     case $kind in
-      manifest) remap_images <"$file" | kctl apply --server-side --force-conflicts -f - || { log "addon $name: apply failed; tried again on the next run"; continue; } ;;
+      manifest) fill_account "$file" | remap_images | kctl apply --server-side --force-conflicts -f - || { log "addon $name: apply failed; tried again on the next run"; continue; } ;;
       chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | remap_images | kctl apply --server-side --force-conflicts -f - || { log "addon $name: apply failed; tried again on the next run"; continue; } ;;
       helm)
         tar -xzf "$file" -C "$tmp"

@@ -240,7 +240,7 @@ impl Builder<'_> {
 }
 
 /// The domain of AWS endpoints in the partition of `region`.
-fn dns_suffix(region: &str) -> &'static str {
+pub(crate) fn dns_suffix(region: &str) -> &'static str {
     if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else if region.starts_with("us-isob-") {

@@ -34,7 +34,19 @@ pub(crate) struct Builder<'a> {
     /// The instance group of each per-group resource.
     pub group_of: BTreeMap<Address, String>,
     /// What the groups Karpenter manages need outside AWS.
-    pub karpenter: crate::KarpenterGroups,
+    pub(crate) karpenter: KarpenterGroups,
+}
+
+/// What the groups Karpenter manages need outside AWS: objects for the cluster and scripts
+/// for the state store (karpenter.rs; one [`crate::GeneratedAddon`] once built).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct KarpenterGroups {
+    /// Each group's bootstrap script by its key under the cluster's folder in the state store
+    /// (`igconfig/node/<group>/bootstrap-<sha256 prefix>.sh`: a new script is a new key, so a
+    /// node started from an older node class still finds the script its user-data names).
+    pub scripts: BTreeMap<String, String>,
+    /// Every group's `EC2NodeClass` and `NodePool`, by group name.
+    pub objects: Vec<serde_json::Value>,
 }
 
 pub(crate) fn err(field: impl Into<String>, message: impl Into<String>) -> ModelError {
@@ -101,6 +113,10 @@ impl<'a> Builder<'a> {
         self.instance_groups()?;
         self.cluster_outputs();
         self.check_name_limits()?;
+        let generated = [
+            self.termination_handler_addon(),
+            std::mem::take(&mut self.karpenter).addon(),
+        ];
         Ok(DesiredSet {
             cluster_name: self.name,
             region: self.region,
@@ -117,7 +133,7 @@ impl<'a> Builder<'a> {
             outputs: self.outputs,
             existing: self.existing,
             instance_groups: self.group_of,
-            karpenter: self.karpenter,
+            generated: generated.into_iter().flatten().collect(),
         })
     }
 

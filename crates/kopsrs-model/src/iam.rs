@@ -404,6 +404,10 @@ impl Builder<'_> {
         {
             statements.extend(self.cluster_autoscaler_statements());
         }
+        // The termination handler reads the cluster's queue from the control plane (addons.rs).
+        if self.nth_queue_enabled() {
+            statements.extend(self.termination_handler_statements());
+        }
         statements
     }
 

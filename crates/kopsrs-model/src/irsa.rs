@@ -338,12 +338,12 @@ impl Builder<'_> {
         json!({"StringEquals": {"aws:ResourceTag/KubernetesCluster": self.name}})
     }
 
-    fn termination_handler_statements(&self) -> Vec<Json> {
+    pub(crate) fn termination_handler_statements(&self) -> Vec<Json> {
         let queue = format!(
-            "arn:{}:sqs:{}:*:{}-nth",
+            "arn:{}:sqs:{}:*:{}",
             self.partition(),
             self.region,
-            self.name.replace('.', "-")
+            self.queue_name()
         );
         vec![
             json!({

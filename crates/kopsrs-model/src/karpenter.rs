@@ -15,26 +15,16 @@ use sha2::{Digest, Sha256};
 use crate::build::{err, Builder};
 use crate::{ModelError, Value};
 
-/// What the groups Karpenter manages need outside AWS: objects for the cluster and scripts
-/// for the state store.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KarpenterGroups {
-    /// Each group's bootstrap script by its key under the cluster's folder in the state store
-    /// (`igconfig/node/<group>/bootstrap-<sha256 prefix>.sh`: a new script is a new key, so a
-    /// node started from an older node class still finds the script its user-data names).
-    pub scripts: BTreeMap<String, String>,
-    /// Every group's `EC2NodeClass` and `NodePool`, by group name.
-    pub objects: Vec<Json>,
-}
-
-impl KarpenterGroups {
-    /// The objects as one YAML stream, the manifest the control plane applies.
-    pub fn manifest(&self) -> String {
-        self.objects
-            .iter()
-            .map(|o| serde_yaml_ng::to_string(o).expect("JSON values serialise"))
-            .collect::<Vec<_>>()
-            .join("---\n")
+impl crate::build::KarpenterGroups {
+    /// The addon that carries them (none without Karpenter groups).
+    pub(crate) fn addon(self) -> Option<crate::GeneratedAddon> {
+        (!self.objects.is_empty()).then(|| crate::GeneratedAddon {
+            name: "karpenter-instancegroups",
+            // Beside kops's own Karpenter addon folder.
+            key: "addons/karpenter.sh/instancegroups.yaml",
+            objects: self.objects,
+            files: self.scripts,
+        })
     }
 }
 

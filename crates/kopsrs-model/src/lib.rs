@@ -26,7 +26,6 @@ use kopsrs_api::{Cluster, InstanceGroup};
 pub use addons::optional_addons;
 pub use bootstrap::cni;
 pub use irsa::discovery_issuer;
-pub use karpenter::KarpenterGroups;
 pub use resource::{Address, Attrs, Existing, Expected, FileValue, Mode, Ref, Resource, Value};
 
 /// Everything the model needs besides the spec.
@@ -66,9 +65,34 @@ pub struct DesiredSet {
     /// The instance group each per-group resource (launch template, auto scaling group,
     /// lifecycle hook) belongs to, by address.
     pub instance_groups: BTreeMap<Address, String>,
-    /// The Karpenter objects and bootstrap scripts of the groups Karpenter manages (empty
-    /// without such groups): the state store and the addons carry them, not AWS.
-    pub karpenter: KarpenterGroups,
+    /// The addons the model writes itself (the termination handler, the Karpenter groups'
+    /// objects), which the state store and the control plane carry, not AWS.
+    pub generated: Vec<GeneratedAddon>,
+}
+
+/// An addon kopsrs writes from the spec: its objects, the state-store key of their manifest
+/// (under the cluster's folder) and other files the objects name (key, text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedAddon {
+    /// The addon's name in the channel (`node-termination-handler`).
+    pub name: &'static str,
+    /// Where its manifest is kept (`addons/node-termination-handler.aws/manifest.yaml`).
+    pub key: &'static str,
+    /// Its objects, in apply order.
+    pub objects: Vec<serde_json::Value>,
+    /// Other state-store files its objects name (the Karpenter groups' scripts).
+    pub files: BTreeMap<String, String>,
+}
+
+impl GeneratedAddon {
+    /// The objects as one YAML stream, the manifest the control plane applies.
+    pub fn manifest(&self) -> String {
+        self.objects
+            .iter()
+            .map(|o| serde_yaml_ng::to_string(o).expect("JSON values serialise"))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
 }
 
 impl DesiredSet {

@@ -98,7 +98,7 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
-    fn nth_queue_enabled(&self) -> bool {
+    pub(crate) fn nth_queue_enabled(&self) -> bool {
         let nth = self.spec.node_termination_handler.as_ref();
         // Karpenter handles interruptions itself; kops then runs no termination handler.
         let karpenter = self.spec.karpenter.as_ref().and_then(|k| k.enabled) == Some(true);
@@ -109,7 +109,7 @@ impl<'a> Builder<'a> {
                 .unwrap_or(true)
     }
 
-    fn queue_name(&self) -> String {
+    pub(crate) fn queue_name(&self) -> String {
         crate::names::termination_queue(&self.name)
     }
 

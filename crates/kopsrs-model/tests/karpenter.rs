@@ -5,7 +5,7 @@
 
 use kopsrs_api::create::CreateClusterOptions;
 use kopsrs_api::InstanceGroup;
-use kopsrs_model::{build, DesiredSet, ModelInput};
+use kopsrs_model::{build, DesiredSet, GeneratedAddon, ModelInput};
 use serde_json::{json, Value};
 
 const NAME: &str = "karp.example.com";
@@ -64,8 +64,16 @@ fn cluster_with(extra: &[&str], change: impl FnOnce(&mut kopsrs_api::Cluster)) -
     build(&cluster, &groups, &ModelInput::default()).unwrap()
 }
 
+/// The Karpenter groups' addon.
+fn karpenter(set: &DesiredSet) -> &GeneratedAddon {
+    set.generated
+        .iter()
+        .find(|a| a.name == "karpenter-instancegroups")
+        .expect("the Karpenter groups' addon")
+}
+
 fn object<'a>(set: &'a DesiredSet, kind: &str, name: &str) -> &'a Value {
-    set.karpenter
+    karpenter(set)
         .objects
         .iter()
         .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
@@ -93,8 +101,7 @@ fn karpenter_groups_have_no_aws_group_and_one_node_class_and_pool_each() {
         .map(|r| r.address.to_string())
         .collect();
     assert!(per_group.is_empty(), "{per_group:?}");
-    let kinds: Vec<(&str, &str)> = set
-        .karpenter
+    let kinds: Vec<(&str, &str)> = karpenter(&set)
         .objects
         .iter()
         .map(|o| {
@@ -114,8 +121,8 @@ fn karpenter_groups_have_no_aws_group_and_one_node_class_and_pool_each() {
         ]
     );
     // One script per group, each named by its node class's user-data with its sha256.
-    assert_eq!(set.karpenter.scripts.len(), 2);
-    for (key, script) in &set.karpenter.scripts {
+    assert_eq!(karpenter(&set).files.len(), 2);
+    for (key, script) in &karpenter(&set).files {
         let group = key.split('/').nth(2).unwrap();
         let class = object(&set, "EC2NodeClass", group);
         let user_data = class["spec"]["userData"].as_str().unwrap();
@@ -128,7 +135,7 @@ fn karpenter_groups_have_no_aws_group_and_one_node_class_and_pool_each() {
         assert!(script.contains("kubeadm"), "the full bootstrap");
     }
     // The manifest is the objects, in order, as one stream.
-    let manifest = set.karpenter.manifest();
+    let manifest = karpenter(&set).manifest();
     assert_eq!(manifest.matches("\n---\n").count() + 1, 4);
 }
 
@@ -244,7 +251,10 @@ fn the_nodes_role_reads_the_scripts_only_with_karpenter_groups() {
     let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
     let plain = build(&cluster, &groups, &ModelInput::default()).unwrap();
     assert!(!policy(&plain).contains("igconfig"));
-    assert!(plain.karpenter.objects.is_empty());
+    assert!(plain
+        .generated
+        .iter()
+        .all(|a| a.name != "karpenter-instancegroups"));
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub struct Resolved {
 /// Keeps the channel's optional addons the spec turns on, with the spec's values merged over
 /// the channel's, and drops the others. One the spec turns on that the channel lacks is an
 /// error: the spec would say the cluster runs it, and nothing would.
-fn optional(
+pub(crate) fn optional(
     selected: &mut Selected,
     cluster: &Cluster,
     groups: &[InstanceGroup],
@@ -119,43 +119,38 @@ fn merge(base: &mut serde_yaml_ng::Value, over: serde_yaml_ng::Value) {
     }
 }
 
-/// The addon kopsrs generates for the groups Karpenter manages: their `EC2NodeClass` and
-/// `NodePool` objects, applied by the control plane like any addon.
-pub const KARPENTER_GROUPS: &str = "karpenter-instancegroups";
-
-/// Where that addon's manifest is kept, under the cluster's folder (beside kops's
-/// `addons/karpenter.sh/` addon).
-const KARPENTER_GROUPS_KEY: &str = "addons/karpenter.sh/instancegroups.yaml";
-
-/// The addons kopsrs writes itself, last in the selection, each with its state-store files;
-/// an entry's URL is `state:<key>` and its pin the manifest's sha256.
-fn generated(karpenter: &kopsrs_model::KarpenterGroups) -> Vec<(Addon, Vec<(String, String)>)> {
-    if karpenter.objects.is_empty() {
-        return Vec::new();
-    }
-    let manifest = karpenter.manifest();
-    let sha256 = hex(&Sha256::digest(manifest.as_bytes()));
-    let addon = Addon {
-        name: KARPENTER_GROUPS.to_string(),
-        version: sha256[..12].to_string(),
-        kind: "manifest".to_string(),
-        url: format!("state:{KARPENTER_GROUPS_KEY}"),
-        sha256: Some(sha256),
-        sha256_by_arch: Default::default(),
-        namespace: None,
-        values: None,
-        images: Vec::new(),
-        optional: false,
-        kubernetes: None,
-    };
-    // The scripts first: the manifest names them.
-    let mut files: Vec<(String, String)> = karpenter
-        .scripts
+/// The addons the model writes (`DesiredSet::generated`), last in the selection, each with
+/// its state-store files: an entry's URL is `state:<key>`, its version the first 12 hex
+/// digits of its manifest's sha256 and its pin that sha256.
+fn generated(addons: &[kopsrs_model::GeneratedAddon]) -> Vec<(Addon, Vec<(String, String)>)> {
+    addons
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    files.push((KARPENTER_GROUPS_KEY.to_string(), manifest));
-    vec![(addon, files)]
+        .map(|generated| {
+            let manifest = generated.manifest();
+            let sha256 = hex(&Sha256::digest(manifest.as_bytes()));
+            let addon = Addon {
+                name: generated.name.to_string(),
+                version: sha256[..12].to_string(),
+                kind: "manifest".to_string(),
+                url: format!("state:{}", generated.key),
+                sha256: Some(sha256),
+                sha256_by_arch: Default::default(),
+                namespace: None,
+                values: None,
+                images: Vec::new(),
+                optional: false,
+                kubernetes: None,
+            };
+            // The other files first: the manifest names them.
+            let mut files: Vec<(String, String)> = generated
+                .files
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            files.push((generated.key.to_string(), manifest));
+            (addon, files)
+        })
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -278,7 +273,7 @@ pub async fn resolve(
     store: &StateStore,
     cluster: &Cluster,
     groups: &[InstanceGroup],
-    karpenter: &kopsrs_model::KarpenterGroups,
+    generated_addons: &[kopsrs_model::GeneratedAddon],
     options: PinOptions,
 ) -> Result<Resolved> {
     let channel = channel(cluster.spec.channel.as_deref()).await?;
@@ -327,7 +322,7 @@ pub async fn resolve(
         return Err(Problems(problems).into());
     }
     let mut files = Vec::new();
-    for (addon, addon_files) in generated(karpenter) {
+    for (addon, addon_files) in generated(generated_addons) {
         // Published with this pin: its files were written before it.
         if !published.contains(&addon) {
             files.extend(addon_files);

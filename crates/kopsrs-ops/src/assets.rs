@@ -238,7 +238,14 @@ pub async fn list(
 
     // The addons.
     let channel = crate::addons::channel(cluster.spec.channel.as_deref()).await?;
-    let selected = channel.select(&version, kopsrs_model::cni(&cluster.spec))?;
+    let mut selected = channel.select(&version, kopsrs_model::cni(&cluster.spec))?;
+    // The optional addons the spec turns on, with its values (their images).
+    crate::addons::optional(
+        &mut selected,
+        cluster,
+        &prepared.groups,
+        cluster.spec.channel.as_deref(),
+    )?;
     let cp_archs = crate::addons::control_plane_archs(&prepared.groups);
     let options = crate::addons::PinOptions {
         download,
@@ -284,6 +291,24 @@ pub async fn list(
                 used_by: addon.name.clone(),
             });
         }
+        // A chart's image the spec chooses (the cluster autoscaler's, by minor).
+        if let Some(image) = values_image(&addon) {
+            images.push(ImageAsset {
+                mirror: mirrors.image(&image),
+                image,
+                used_by: addon.name.clone(),
+            });
+        }
+    }
+    // The addons kopsrs writes: their containers' images.
+    for generated in &prepared.set.generated {
+        for image in object_images(&generated.objects) {
+            images.push(ImageAsset {
+                mirror: mirrors.image(&image),
+                image,
+                used_by: generated.name.to_string(),
+            });
+        }
     }
     if kopsrs_bootstrap::assets::control_plane_images((major, minor_number)).is_none() {
         incomplete.push(Gap { of: GapKind::Images, reason: format!(
@@ -301,6 +326,32 @@ pub async fn list(
         mirrors,
         architectures: archs,
     })
+}
+
+/// `image.repository:image.tag` of a chart's values, the charts' common form.
+fn values_image(addon: &Addon) -> Option<String> {
+    let image = addon.values.as_ref()?.get("image")?;
+    let repository = image.get("repository")?.as_str()?;
+    let tag = image.get("tag")?.as_str()?;
+    Some(format!("{repository}:{tag}"))
+}
+
+/// The images of the containers of `objects` (pod templates), in order, each once.
+fn object_images(objects: &[serde_json::Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for object in objects {
+        let spec = &object["spec"]["template"]["spec"];
+        for list in ["initContainers", "containers"] {
+            for container in spec[list].as_array().into_iter().flatten() {
+                if let Some(image) = container["image"].as_str() {
+                    if !out.iter().any(|i| i == image) {
+                        out.push(image.to_string());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 async fn published_addons(store: &StateStore, name: &str) -> Vec<Addon> {

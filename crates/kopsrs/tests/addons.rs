@@ -353,6 +353,31 @@ fn the_cluster_autoscaler_is_published_with_the_specs_values_when_turned_on() {
         "off by default"
     );
     assert!(!policy().contains("autoscaling:SetDesiredCapacity"));
+    // The termination handler, on by default: written by kopsrs into the state store, pinned,
+    // valid for the cluster's minor.
+    let nth = addon(&first, "node-termination-handler");
+    assert_eq!(
+        nth["url"].as_str(),
+        Some("state:addons/node-termination-handler.aws/manifest.yaml")
+    );
+    let manifest = dir.path().join(format!(
+        "state/{NAME}/addons/node-termination-handler.aws/manifest.yaml"
+    ));
+    assert_eq!(
+        nth["sha256"].as_str(),
+        Some(hex(&std::fs::read(&manifest).unwrap()).as_str())
+    );
+    let checked = kopsrs(&state)
+        .args(["manifests", "check", "--kubernetes-version", "1.34.1"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let report = stderr(&checked) + &String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{report}");
+    assert!(
+        report.contains("4 objects checked against Kubernetes 1.34: 0 errors, 0 warnings"),
+        "{report}"
+    );
 
     ok(kopsrs(&state).args(["edit", "cluster", NAME]).args([
         "--set",
@@ -408,6 +433,25 @@ fn the_cluster_autoscaler_is_published_with_the_specs_values_when_turned_on() {
         ""
     );
     assert!(policy().contains("autoscaling:SetDesiredCapacity"));
+    // `get assets` lists the images the spec chose: the autoscaler's and the handler's.
+    let assets = kopsrs(&state)
+        .args(["get", "assets", NAME, "-o", "json", "--offline"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value =
+        serde_json::from_slice(&assets.stdout).unwrap_or_else(|_| panic!("{}", stderr(&assets)));
+    let images: Vec<&str> = listed["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap())
+        .collect();
+    for image in [
+        "registry.k8s.io/autoscaling/cluster-autoscaler:v1.34.4",
+        "public.ecr.aws/aws-ec2/aws-node-termination-handler:v1.25.5",
+    ] {
+        assert!(images.contains(&image), "{image}: {images:?}");
+    }
     // The completed spec carries kops's defaults.
     let completed = std::fs::read_to_string(
         dir.path()

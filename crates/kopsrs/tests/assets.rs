@@ -638,7 +638,11 @@ fn get_assets_copies_the_images_byte_for_byte_to_the_container_registry() {
         .env("KOPSRS_K8S_APT_REPO", "http://127.0.0.1:1/deb")
         .args(["get", "assets", NAME, "-o", "json"])));
     let pairs = images(&listed);
-    assert_eq!(pairs.len(), 8, "kubeadm's seven and kindnet's: {pairs:?}");
+    assert_eq!(
+        pairs.len(),
+        9,
+        "kubeadm's seven, kindnet's and the termination handler's: {pairs:?}"
+    );
 
     // Upstream, as the proxy serves it: an index over two platforms for most, a Docker
     // schema 2 manifest for one; one image missing.
@@ -694,7 +698,7 @@ fn get_assets_copies_the_images_byte_for_byte_to_the_container_registry() {
         "one image is missing upstream: {err}"
     );
     assert!(
-        err.contains("Copied 0 file(s)") && err.contains("and 7 image(s)"),
+        err.contains("Copied 0 file(s)") && err.contains("and 8 image(s)"),
         "{err}"
     );
     assert!(
@@ -733,7 +737,7 @@ fn get_assets_copies_the_images_byte_for_byte_to_the_container_registry() {
     let out = copy();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("and 8 image(s)"), "{err}");
+    assert!(err.contains("and 9 image(s)"), "{err}");
     let scheduler = format!("{mirror}/kube-scheduler:v1.34.1");
     assert_eq!(
         runtime.block_on(copier.digest(&scheduler)).unwrap(),

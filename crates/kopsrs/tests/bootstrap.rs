@@ -40,8 +40,9 @@ fn user_data(dir: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn check_user_data(group: &str, text: &str) {
-    let path = std::env::temp_dir().join(format!("kopsrs-ud-{}-{group}", std::process::id()));
+/// `text` passes shellcheck as bash.
+fn check_script(label: &str, text: &str) {
+    let path = std::env::temp_dir().join(format!("kopsrs-ud-{}-{label}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     let out = shellcheck()
         .args(["-s", "bash"])
@@ -51,9 +52,13 @@ fn check_user_data(group: &str, text: &str) {
     std::fs::remove_file(&path).ok();
     assert!(
         out.status.success(),
-        "{group}: shellcheck:\n{}",
+        "{label}: shellcheck:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+fn check_user_data(group: &str, text: &str) {
+    check_script(group, text);
     let size = kopsrs_bootstrap::gzip(text).len();
     assert!(
         size < kopsrs_bootstrap::MAX_USER_DATA,
@@ -715,7 +720,7 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     text.push_str(&format!(
         "- name: extra\n  version: '1'\n  kind: manifest\n  url: {extra_url}\n"
     ));
-    publish(text);
+    publish(text.clone());
     let before = calls(&cp_a).len();
     let log = finish(
         run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
@@ -750,6 +755,35 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     // And the chart's new values, which it had not applied yet.
     assert!(log.contains("addon ebs-csi 1 applied"), "{log}");
     assert_eq!(count(&calls(&cp_b)[before..], "kubectl-apply"), 2, "{log}");
+
+    // An addon kopsrs wrote (the termination handler's): read from the state store with the
+    // control plane's role, checked against its pin, this instance's account filled in.
+    let generated =
+        "kind: ConfigMap\ndata:\n  queue: https://sqs.eu-west-1.amazonaws.com/@ACCOUNT_ID@/q\n";
+    moto.python(&format!(
+        "aws('s3').put_object(Bucket='state', Key='clusters/{NAME}/addons/generated/manifest.yaml', Body={generated:?})"
+    ));
+    text.push_str(&format!(
+        "- name: generated\n  version: '1'\n  kind: manifest\n  url: state:addons/generated/manifest.yaml\n  sha256: {}\n",
+        sha256_hex(generated.as_bytes())
+    ));
+    publish(text);
+    let log = finish(
+        run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
+        "apply-addons",
+    );
+    assert!(log.contains("addon generated 1 applied"), "{log}");
+    let applied: Vec<String> = std::fs::read_dir(&cp_a.root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .filter(|t| t.contains("queue:"))
+        .collect();
+    assert_eq!(
+        applied,
+        ["kind: ConfigMap\ndata:\n  queue: https://sqs.eu-west-1.amazonaws.com/123456789012/q\n"]
+    );
 
     // The token refresher publishes a fresh token for later joins.
     finish(
@@ -853,14 +887,16 @@ fn upgrade_cluster_follows_the_channel_one_minor_version_at_a_time() {
             "cilium",
             "aws-cloud-controller-manager",
             "aws-ebs-csi-driver",
-            "metrics-server"
+            "metrics-server",
+            // Written by kopsrs, on by default as in kops.
+            "node-termination-handler"
         ]
     );
-    assert!(published["addons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|a| a["url"].as_str().unwrap().starts_with("https://")));
+    // Downloads from upstream, or kopsrs's own from the state store.
+    assert!(published["addons"].as_array().unwrap().iter().all(|a| {
+        let url = a["url"].as_str().unwrap();
+        url.starts_with("https://") || url.starts_with("state:addons/")
+    }));
 }
 
 /// A worker launched into its group's warm pool (kops's behaviour): it installs the
@@ -1094,7 +1130,7 @@ fn a_karpenter_group_is_published_for_karpenter_and_its_nodes_fetch_their_script
     assert_eq!(tagged.trim(), "1");
     let user_data = class["userData"].as_str().unwrap().to_string();
     assert!(user_data.len() < 4096, "{} bytes", user_data.len());
-    check_fetcher(&user_data);
+    check_script("fetcher", &user_data);
     let key = user_data
         .lines()
         .find_map(|l| l.strip_prefix("SCRIPT_KEY='"))
@@ -1241,21 +1277,4 @@ fn a_karpenter_group_is_published_for_karpenter_and_its_nodes_fetch_their_script
         "print(aws('s3').list_objects_v2(Bucket='state', Prefix='clusters/{name}/').get('KeyCount'))"
     ));
     assert_eq!(left.trim(), "0");
-}
-
-/// The fetcher passes shellcheck.
-fn check_fetcher(text: &str) {
-    let path = std::env::temp_dir().join(format!("kopsrs-fetch-{}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    let out = shellcheck()
-        .args(["-s", "bash"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    std::fs::remove_file(&path).ok();
-    assert!(
-        out.status.success(),
-        "fetcher: shellcheck:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }

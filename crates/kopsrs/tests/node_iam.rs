@@ -411,4 +411,25 @@ fn the_control_plane_role_scales_groups_with_the_cluster_autoscaler_on() {
     };
     assert_eq!(scale(&cp), "ok");
     assert_eq!(scale(&worker), "AccessDenied");
+    // The termination handler (on by default, with the queue) runs there too: the control
+    // plane's role reads and deletes the queue's messages; a worker's does not.
+    let url = c
+        .moto
+        .python("print(aws('sqs').get_queue_url(QueueName='cas-example-com-nth')['QueueUrl'])");
+    let read_queue = |node: &Node| {
+        c.moto
+            .python_as(
+                &node.credentials,
+                &format!(
+                    "q=aws('sqs')\n\
+                     try:\n    q.receive_message(QueueUrl='{}'); print('ok')\n\
+                     except Exception as e:\n    print(e.response['Error']['Code'])",
+                    url.trim()
+                ),
+            )
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read_queue(&cp), "ok");
+    assert_ne!(read_queue(&worker), "ok");
 }
