@@ -854,10 +854,12 @@ yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
 
 # FILE with this instance's account for @ACCOUNT_ID@: a manifest kopsrs writes cannot know it
 # (the termination handler's queue address).
+# Fails (the apply with it, tried again on the next run) when the account cannot be read.
 fill_account() {
   local account=""
   if grep -q '@ACCOUNT_ID@' "$1"; then
-    account=$(imds dynamic/instance-identity/document | json_get accountId)
+    account=$(imds dynamic/instance-identity/document | json_get accountId) || return 1
+    [ -n "$account" ] || return 1
   fi
   sed "s/@ACCOUNT_ID@/$account/g" "$1"
 }
@@ -867,7 +869,7 @@ fill_account() {
 # or (unpinned entries) the one the first control plane to fetch it recorded in the state
 # store (trust on first use, docs/security.md).
 apply_addons() {
-  local tmp name version kind url pin sum ns file arch seen code applied
+  local tmp name version kind url pin sum ns file arch seen code applied vsum
   [ -e "$ADMIN" ] || return 0
   arch=$(dpkg --print-architecture)
   tmp=$(mktemp -d)
@@ -876,16 +878,23 @@ apply_addons() {
   instance_facts
   API_HOST=$(api_host)
   python3 - "$tmp/channel.yaml" "$tmp" "$API_HOST" "$arch" <<'PY' >"$tmp/list"
-import sys, yaml
+import hashlib, sys, yaml
 for a in yaml.safe_load(open(sys.argv[1]))["addons"]:
+    values = yaml.safe_dump(a.get("values") or {})
+    if "@API_HOST@" in values and not sys.argv[3]:
+        # Applied with an empty API address it would break (Cilium): left for the next run.
+        print("addon %s: the API's address is not known yet; applied on a later run" % a["name"], file=sys.stderr)
+        continue
     with open("%s/%s.values.yaml" % (sys.argv[2], a["name"]), "w") as f:
-        f.write(yaml.safe_dump(a.get("values") or {}).replace("@API_HOST@", sys.argv[3]))
+        f.write(values.replace("@API_HOST@", sys.argv[3]))
     pin = (a.get("sha256ByArch") or {}).get(sys.argv[4]) or a.get("sha256") or "-"
-    print(a["name"], a["version"], a["kind"], a["url"], pin, a.get("namespace", "kube-system"))
+    # The values as the channel gives them, before this node's address is filled in.
+    vsum = hashlib.sha256(values.encode()).hexdigest()[:16]
+    print(a["name"], a["version"], a["kind"], a["url"], pin, a.get("namespace", "kube-system"), vsum)
 PY
-  while read -r name version kind url pin ns; do
+  while read -r name version kind url pin ns vsum; do
     # Applied again when its version, its pin or its values (the spec's, for a chart) change.
-    applied="$version $pin $(sha256sum <"$tmp/$name.values.yaml" | cut -c1-16)"
+    applied="$version $pin $vsum"
     [ "$(cat "$STATE/addons/$name" 2>/dev/null)" = "$applied" ] && continue
     file="$tmp/$name.download"
     url=${url//@ARCH@/$arch}

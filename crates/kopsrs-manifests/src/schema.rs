@@ -195,17 +195,27 @@ pub fn validate_custom(crd: &Value, version: &str, object: &Value) -> Option<Vec
         .find(|v| v["name"] == version)?
         .get("schema")?
         .get("openAPIV3Schema")?;
-    let mut schema = structural(schema);
+    let mut schema = structural(schema, true);
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         props.insert("apiVersion".into(), json!({"type": "string"}));
         props.insert("kind".into(), json!({"type": "string"}));
         props.insert("metadata".into(), json!({"type": "object"}));
     }
-    let validator = jsonschema::options()
+    let validator = match jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(false)
         .build(&schema)
-        .ok()?;
+    {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(vec![Violation {
+                path: String::new(),
+                message: format!(
+                    "its CustomResourceDefinition's schema for {version} cannot be read: {e}"
+                ),
+            }])
+        }
+    };
     let mut out = violations(validator.iter_errors(object));
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
     out.dedup();
@@ -213,7 +223,10 @@ pub fn validate_custom(crd: &Value, version: &str, object: &Value) -> Option<Vec
 }
 
 /// A CRD's OpenAPI v3 schema as draft 2020-12 JSON Schema with the API server's meaning.
-fn structural(node: &Value) -> Value {
+/// `closed`: an object schema listing its properties refuses others (not so for a branch of
+/// `allOf`/`anyOf`/`oneOf`/`not`, which constrains part of an object the schema around it
+/// describes).
+fn structural(node: &Value, closed: bool) -> Value {
     let Some(obj) = node.as_object() else {
         return node.clone();
     };
@@ -223,17 +236,24 @@ fn structural(node: &Value) -> Value {
             "properties" | "patternProperties" | "definitions" => {
                 let map = value
                     .as_object()
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), structural(v))).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), structural(v, true)))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 out.insert(key.clone(), Value::Object(map));
             }
-            "items" | "additionalProperties" | "not" => {
-                out.insert(key.clone(), structural(value));
+            "items" | "additionalProperties" => {
+                out.insert(key.clone(), structural(value, true));
+            }
+            "not" => {
+                out.insert(key.clone(), structural(value, false));
             }
             "allOf" | "anyOf" | "oneOf" => {
                 let list = value
                     .as_array()
-                    .map(|l| l.iter().map(structural).collect())
+                    .map(|l| l.iter().map(|v| structural(v, false)).collect())
                     .unwrap_or_default();
                 out.insert(key.clone(), Value::Array(list));
             }
@@ -266,7 +286,11 @@ fn structural(node: &Value) -> Value {
         }
     }
     let preserve = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
-    if out.contains_key("properties") && !out.contains_key("additionalProperties") && !preserve {
+    if closed
+        && out.contains_key("properties")
+        && !out.contains_key("additionalProperties")
+        && !preserve
+    {
         out.insert("additionalProperties".into(), Value::Bool(false));
     }
     Value::Object(out)
@@ -465,6 +489,14 @@ mod tests {
             paths.iter().any(|p| p.starts_with("spec.owner:")),
             "{paths:#?}"
         );
+        // A branch of anyOf constrains part of the object: not a closed schema of its own.
+        let branches = json!({"spec": {"versions": [{"name": "v1", "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {"type": "object",
+                "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+                "anyOf": [{"required": ["a"], "properties": {"a": {"minLength": 1}}}, {"required": ["b"]}]}}}}}]}});
+        let both = object(json!({"a": "x", "b": "y"}));
+        assert_eq!(validate_custom(&branches, "v1", &both), Some(vec![]));
         let missing = object(json!({}));
         assert_eq!(validate_custom(&crd, "v1", &missing).unwrap().len(), 1);
         assert_eq!(validate_custom(&crd, "v2", &ok), None);

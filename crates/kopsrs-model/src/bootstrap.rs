@@ -145,7 +145,16 @@ impl Builder<'_> {
                 && k != "node.kubernetes.io/exclude-from-external-load-balancers"
                 && k != "kops.k8s.io/instancegroup"
         }));
-        let taints = template.taints;
+        let mut taints = template.taints;
+        // Karpenter (v1) accepts a node of a custom image only if it registers with this
+        // taint, which Karpenter then removes.
+        if group.spec.manager.as_deref() == Some("Karpenter") {
+            taints.push(kopsrs_bootstrap::kubeadm::Taint {
+                key: "karpenter.sh/unregistered".into(),
+                value: None,
+                effect: "NoExecute".into(),
+            });
+        }
         let mut sans = Vec::new();
         if let Some(extra) = self.spec.additional_sans.as_ref() {
             sans.extend(extra.iter().cloned());

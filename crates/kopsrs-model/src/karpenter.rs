@@ -44,21 +44,26 @@ fn reserved_tag(key: &str) -> bool {
         )
 }
 
-/// Labels Karpenter sets itself and refuses in a node pool's template (the capacity type is
-/// allowed: it narrows the pool).
+/// Labels a NodePool's template may not carry: Karpenter's own (the capacity type is allowed:
+/// it narrows the pool), and, as the NodePool's validation rules say, those of the
+/// `kubernetes.io` and `k8s.io` domains other than `node.kubernetes.io`,
+/// `node-restriction.kubernetes.io` and `kops.k8s.io` (so not the node-role labels, which the
+/// kubelet may not set either).
 fn reserved_label(key: &str) -> bool {
     if key == "karpenter.sh/capacity-type" {
         return false;
     }
-    if key == "kubernetes.io/hostname" {
-        return true;
-    }
     let Some((domain, _)) = key.split_once('/') else {
         return false;
     };
-    ["karpenter.sh", "karpenter.k8s.aws"]
-        .iter()
-        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+    let within = |d: &str| domain == d || domain.ends_with(&format!(".{d}"));
+    if within("karpenter.sh") || within("karpenter.k8s.aws") {
+        return true;
+    }
+    if within("kubernetes.io") {
+        return !within("node.kubernetes.io") && !within("node-restriction.kubernetes.io");
+    }
+    within("k8s.io") && domain != "kops.k8s.io"
 }
 
 impl Builder<'_> {
@@ -138,6 +143,7 @@ impl Builder<'_> {
                 "userData": user_data,
             },
         });
+        class["spec"]["blockDeviceMappings"] = json!([root_volume(group)]);
         if let Some(kubelet) = &spec.kubelet {
             let mut k = serde_json::Map::new();
             if let Some(n) = kubelet.max_pods {
@@ -157,11 +163,12 @@ impl Builder<'_> {
         }
 
         let template = self.node_template(group)?;
-        let labels: BTreeMap<String, String> = template
+        let mut labels: BTreeMap<String, String> = template
             .labels
             .into_iter()
             .filter(|(k, _)| !reserved_label(k))
             .collect();
+        labels.insert("kops.k8s.io/instancegroup".into(), name.clone());
         let taints: Vec<Json> = template
             .taints
             .iter()
@@ -217,6 +224,38 @@ impl Builder<'_> {
         self.karpenter.objects.push(pool);
         Ok(())
     }
+}
+
+/// The root volume as the group's launch template would have it (128 GB encrypted gp3 by
+/// default), for a custom image, which names no root device of its own to Karpenter:
+/// `/dev/sda1`, Ubuntu's (the image kopsrs's bootstrap runs on), else `/dev/xvda`.
+fn root_volume(group: &InstanceGroup) -> Json {
+    let spec = &group.spec;
+    let volume_type = spec
+        .root_volume_type
+        .clone()
+        .unwrap_or_else(|| "gp3".into());
+    let mut ebs = json!({
+        "deleteOnTermination": spec.root_volume_delete_on_termination.unwrap_or(true),
+        "encrypted": spec.root_volume_encryption.unwrap_or(true),
+        "volumeSize": format!("{}Gi", spec.root_volume_size.unwrap_or(128)),
+        "volumeType": volume_type,
+    });
+    if matches!(volume_type.as_str(), "gp3" | "io1" | "io2") {
+        ebs["iops"] = json!(spec.root_volume_iops.unwrap_or(3000));
+    }
+    if volume_type == "gp3" {
+        ebs["throughput"] = json!(spec.root_volume_throughput.unwrap_or(125));
+    }
+    if let Some(key) = &spec.root_volume_encryption_key {
+        ebs["kmsKeyID"] = json!(key);
+    }
+    let image = spec.image.as_deref().unwrap_or_default();
+    let device = match image.contains("ubuntu") || image.starts_with("099720109477/") {
+        true => "/dev/sda1",
+        false => "/dev/xvda",
+    };
+    json!({"deviceName": device, "rootVolume": true, "ebs": ebs})
 }
 
 /// The node class's image term: an AMI ID, an SSM parameter (`ssm:<name>`), a name the
@@ -316,7 +355,14 @@ mod tests {
         assert!(reserved_label("node.karpenter.k8s.aws/x"));
         assert!(!reserved_label("karpenter.sh/capacity-type"));
         assert!(reserved_label("kubernetes.io/hostname"));
-        assert!(!reserved_label("node-role.kubernetes.io/node"));
+        assert!(reserved_label("node-role.kubernetes.io/node"));
+        assert!(!reserved_label(
+            "node.kubernetes.io/exclude-from-external-load-balancers"
+        ));
+        assert!(!reserved_label("node-restriction.kubernetes.io/team"));
+        assert!(reserved_label("k8s.io/x"));
+        assert!(!reserved_label("kops.k8s.io/instancegroup"));
+        assert!(!reserved_label("example.com/team"));
         assert!(!reserved_label("plain"));
     }
 }

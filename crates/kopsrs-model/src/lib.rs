@@ -18,6 +18,7 @@ mod network;
 mod nodes;
 mod resource;
 mod security;
+mod termination_handler;
 
 use std::collections::BTreeMap;
 

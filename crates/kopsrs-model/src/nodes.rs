@@ -109,6 +109,15 @@ impl<'a> Builder<'a> {
                 .unwrap_or(true)
     }
 
+    /// `spec.nodeTerminationHandler.managedASGTag`, kops's default otherwise.
+    pub(crate) fn nth_managed_tag(&self) -> String {
+        self.spec
+            .node_termination_handler
+            .as_ref()
+            .and_then(|n| n.managed_asg_tag.clone())
+            .unwrap_or_else(|| "aws-node-termination-handler/managed".into())
+    }
+
     pub(crate) fn queue_name(&self) -> String {
         crate::names::termination_queue(&self.name)
     }
@@ -508,10 +517,8 @@ impl<'a> Builder<'a> {
             }
         }
         if self.nth_queue_enabled() {
-            tags.insert(
-                "aws-node-termination-handler/managed".into(),
-                Value::str(""),
-            );
+            // The tag the termination handler drains only the instances of (MANAGED_TAG).
+            tags.insert(self.nth_managed_tag(), Value::str(""));
         }
         let role_tag = match group.role() {
             Some(Role::ControlPlane) => {

@@ -133,6 +133,12 @@ fn karpenter_groups_have_no_aws_group_and_one_node_class_and_pool_each() {
         assert!(user_data.contains(&format!("GROUP='{group}'")));
         assert!(script.contains(&format!("GROUP='{group}'")));
         assert!(script.contains("kubeadm"), "the full bootstrap");
+        // Karpenter v1 accepts a node of a custom image only with this taint at registration.
+        let join = kopsrs_bootstrap::embedded_kubeadm_documents(script).join("");
+        assert!(
+            join.contains("key: karpenter.sh/unregistered") && join.contains("effect: NoExecute"),
+            "{join}"
+        );
     }
     // The manifest is the objects, in order, as one stream.
     let manifest = karpenter(&set).manifest();
@@ -173,6 +179,13 @@ fn the_node_class_and_pool_carry_the_groups_spec() {
         class["kubelet"],
         json!({"maxPods": 50, "systemReserved": {"cpu": "500m", "memory": "1G"}})
     );
+    // The launch templates' root volume, which a custom image does not give Karpenter.
+    assert_eq!(
+        class["blockDeviceMappings"],
+        json!([{"deviceName": "/dev/xvda", "rootVolume": true, "ebs": {
+            "deleteOnTermination": true, "encrypted": true, "volumeSize": "128Gi",
+            "volumeType": "gp3", "iops": 3000, "throughput": 125}}])
+    );
 
     let pool = &object(&set, "NodePool", "spot")["spec"];
     let template = &pool["template"];
@@ -194,7 +207,11 @@ fn the_node_class_and_pool_carry_the_groups_spec() {
     );
     let labels = &template["metadata"]["labels"];
     assert_eq!(labels["team"], "data");
-    assert_eq!(labels["node-role.kubernetes.io/node"], "");
+    assert_eq!(labels["kops.k8s.io/instancegroup"], "spot");
+    assert!(
+        labels.get("node-role.kubernetes.io/node").is_none(),
+        "the NodePool's rules refuse kubernetes.io labels: {labels}"
+    );
     assert!(
         labels.get("karpenter.sh/nodepool").is_none(),
         "Karpenter's own label is not given: {labels}"
@@ -211,6 +228,7 @@ fn the_node_class_and_pool_carry_the_groups_spec() {
         json!([{"tags": {"KubernetesCluster": NAME, "Name": format!("nodes.{NAME}")}}])
     );
     assert!(class.get("kubelet").is_none());
+    assert_eq!(class["blockDeviceMappings"][0]["deviceName"], "/dev/sda1");
     let pool = &object(&set, "NodePool", "nodes")["spec"];
     assert!(
         pool.get("replicas").is_none(),

@@ -127,7 +127,7 @@ fn generated(addons: &[kopsrs_model::GeneratedAddon]) -> Vec<(Addon, Vec<(String
         .iter()
         .map(|generated| {
             let manifest = generated.manifest();
-            let sha256 = hex(&Sha256::digest(manifest.as_bytes()));
+            let sha256 = crate::assets::hex_sha256(manifest.as_bytes());
             let addon = Addon {
                 name: generated.name.to_string(),
                 version: sha256[..12].to_string(),
@@ -151,10 +151,6 @@ fn generated(addons: &[kopsrs_model::GeneratedAddon]) -> Vec<(Addon, Vec<(String
             (addon, files)
         })
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The largest channel kopsrs reads (the built-in one is a few KB).
