@@ -869,7 +869,7 @@ fill_account() {
 # or (unpinned entries) the one the first control plane to fetch it recorded in the state
 # store (trust on first use, docs/security.md).
 apply_addons() {
-  local tmp name version kind url pin sum ns file arch seen code applied vsum
+  local tmp name version kind url pin sum ns file arch seen code applied vsum account
   [ -e "$ADMIN" ] || return 0
   arch=$(dpkg --print-architecture)
   tmp=$(mktemp -d)
@@ -877,20 +877,27 @@ apply_addons() {
   mkdir -p "$STATE/addons"
   instance_facts
   API_HOST=$(api_host)
-  python3 - "$tmp/channel.yaml" "$tmp" "$API_HOST" "$arch" <<'PY' >"$tmp/list"
+  # A chart's values may name this account (a service-account role's ARN).
+  account=""
+  if grep -q '@ACCOUNT_ID@' "$tmp/channel.yaml"; then
+    account=$(imds dynamic/instance-identity/document | json_get accountId) || account=""
+  fi
+  python3 - "$tmp/channel.yaml" "$tmp" "$API_HOST" "$arch" "$account" <<'PY' >"$tmp/list"
 import hashlib, sys, yaml
 for a in yaml.safe_load(open(sys.argv[1]))["addons"]:
     values = yaml.safe_dump(a.get("values") or {})
-    if "@API_HOST@" in values and not sys.argv[3]:
-        # Applied with an empty API address it would break (Cilium): left for the next run.
-        print("addon %s: the API's address is not known yet; applied on a later run" % a["name"], file=sys.stderr)
-        continue
-    with open("%s/%s.values.yaml" % (sys.argv[2], a["name"]), "w") as f:
-        f.write(values.replace("@API_HOST@", sys.argv[3]))
-    pin = (a.get("sha256ByArch") or {}).get(sys.argv[4]) or a.get("sha256") or "-"
-    # The values as the channel gives them, before this node's address is filled in.
-    vsum = hashlib.sha256(values.encode()).hexdigest()[:16]
-    print(a["name"], a["version"], a["kind"], a["url"], pin, a.get("namespace", "kube-system"), vsum)
+    for mark, value, what in (("@API_HOST@", sys.argv[3], "the API's address"), ("@ACCOUNT_ID@", sys.argv[5], "the account")):
+        if mark in values and not value:
+            # Applied with an empty address it would break (Cilium): left for the next run.
+            print("addon %s: %s is not known yet; applied on a later run" % (a["name"], what), file=sys.stderr)
+            break
+    else:
+        with open("%s/%s.values.yaml" % (sys.argv[2], a["name"]), "w") as f:
+            f.write(values.replace("@API_HOST@", sys.argv[3]).replace("@ACCOUNT_ID@", sys.argv[5]))
+        pin = (a.get("sha256ByArch") or {}).get(sys.argv[4]) or a.get("sha256") or "-"
+        # The values as the channel gives them, before this node's facts are filled in.
+        vsum = hashlib.sha256(values.encode()).hexdigest()[:16]
+        print(a["name"], a["version"], a["kind"], a["url"], pin, a.get("namespace", "kube-system"), vsum)
 PY
   while read -r name version kind url pin ns vsum; do
     # Applied again when its version, its pin or its values (the spec's, for a chart) change.

@@ -65,7 +65,7 @@ pub struct Addon {
     pub images: Vec<String>,
     /// On only when the cluster's spec turns it on (the cluster autoscaler:
     /// `spec.clusterAutoscaler.enabled`), with the values the spec gives
-    /// (`kopsrs_model::optional_addons`); selection keeps it, the operations layer decides.
+    /// (`DesiredSet::optional_addons`); selection keeps it, the operations layer decides.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
     /// Kubernetes minor versions this entry is for, inclusive (`["1.31", "1.33"]`).

@@ -4,159 +4,176 @@
 
 use std::collections::BTreeMap;
 
-use kopsrs_api::{Cluster, InstanceGroup, Role};
+use kopsrs_api::{InstanceGroup, Role};
 use serde_json::{json, Value};
 
-/// The channel's optional addons the spec turns on, each with the values it gives.
-pub fn optional_addons(cluster: &Cluster, groups: &[InstanceGroup]) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    if let Some(values) = cluster_autoscaler(cluster, groups) {
-        out.insert("cluster-autoscaler".to_string(), values);
+impl crate::build::Builder<'_> {
+    /// The channel's optional addons the spec turns on, each with the values it gives.
+    pub(crate) fn optional_addons(&self) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        if let Some(values) = self.cluster_autoscaler() {
+            out.insert("cluster-autoscaler".to_string(), values);
+        }
+        out
     }
-    out
-}
 
-/// The cluster autoscaler of a completed spec, as kops runs it: on the control plane (its
-/// instance role carries the permissions, iam.rs), scaling each worker group kopsrs made an
-/// auto scaling group for (not `autoscale: false`, not Karpenter's) between its sizes, with
-/// the spec's expander and scale-down settings and the image of the Kubernetes minor.
-fn cluster_autoscaler(cluster: &Cluster, groups: &[InstanceGroup]) -> Option<Value> {
-    let spec = &cluster.spec;
-    let cas = spec.cluster_autoscaler.as_ref()?;
-    if cas.enabled != Some(true) {
-        return None;
-    }
-    let name = &cluster.metadata.name;
-    let scaled: Vec<&InstanceGroup> = groups
-        .iter()
-        .filter(|g| g.role() == Some(Role::Node))
-        .filter(|g| g.spec.manager.as_deref() != Some("Karpenter"))
-        .filter(|g| g.spec.autoscale != Some(false))
-        .collect();
-    let asg = |g: &InstanceGroup| format!("{}.{name}", g.metadata.name);
-    let autoscaling_groups: Vec<Value> = scaled
-        .iter()
-        .map(|g| {
-            json!({
-                "name": asg(g),
-                "minSize": g.spec.min_size.unwrap_or(0),
-                "maxSize": g.spec.max_size.unwrap_or(0),
+    /// The cluster autoscaler of a completed spec, as kops runs it: on the control plane
+    /// (with its instance role, or with service-account roles for addons its own role,
+    /// irsa.rs), scaling each worker group kopsrs made an auto scaling group for (not
+    /// `autoscale: false`, not Karpenter's) between its sizes, with the spec's expander and
+    /// scale-down settings and the image of the Kubernetes minor.
+    fn cluster_autoscaler(&self) -> Option<Value> {
+        let cas = self.spec.cluster_autoscaler.as_ref()?;
+        if cas.enabled != Some(true) {
+            return None;
+        }
+        let name = &self.name;
+        let groups = &self.groups;
+        let scaled: Vec<&InstanceGroup> = groups
+            .iter()
+            .copied()
+            .filter(|g| g.role() == Some(Role::Node))
+            .filter(|g| g.spec.manager.as_deref() != Some("Karpenter"))
+            .filter(|g| g.spec.autoscale != Some(false))
+            .collect();
+        let asg = |g: &InstanceGroup| format!("{}.{name}", g.metadata.name);
+        let autoscaling_groups: Vec<Value> = scaled
+            .iter()
+            .map(|g| {
+                json!({
+                    "name": asg(g),
+                    "minSize": g.spec.min_size.unwrap_or(0),
+                    "maxSize": g.spec.max_size.unwrap_or(0),
+                })
             })
-        })
-        .collect();
-    let mut args = serde_json::Map::new();
-    let mut arg = |key: &str, value: Value| {
-        args.insert(key.to_string(), value);
-    };
-    arg(
-        "expander",
-        json!(cas.expander.as_deref().unwrap_or("random")),
-    );
-    for (key, value) in [
-        (
-            "balance-similar-node-groups",
-            cas.balance_similar_node_groups,
-        ),
-        ("emit-per-nodegroup-metrics", cas.emit_per_nodegroup_metrics),
-        (
-            "aws-use-static-instance-list",
-            cas.aws_use_static_instance_list,
-        ),
-        (
-            "skip-nodes-with-local-storage",
-            cas.skip_nodes_with_local_storage,
-        ),
-        (
-            "skip-nodes-with-system-pods",
-            cas.skip_nodes_with_system_pods,
-        ),
-        (
-            "skip-nodes-with-custom-controller-pods",
-            cas.skip_nodes_with_custom_controller_pods,
-        ),
-        (
-            "ignore-daemonsets-utilization",
-            cas.ignore_daemon_sets_utilization,
-        ),
-        (
-            "cordon-node-before-terminating",
-            cas.cordon_node_before_terminating,
-        ),
-    ] {
-        if let Some(v) = value {
-            arg(key, json!(v));
-        }
-    }
-    for (key, value) in [
-        (
-            "scale-down-utilization-threshold",
-            &cas.scale_down_utilization_threshold,
-        ),
-        ("new-pod-scale-up-delay", &cas.new_pod_scale_up_delay),
-        (
-            "scale-down-delay-after-add",
-            &cas.scale_down_delay_after_add,
-        ),
-        ("scale-down-unneeded-time", &cas.scale_down_unneeded_time),
-        ("scale-down-unready-time", &cas.scale_down_unready_time),
-        ("max-node-provision-time", &cas.max_node_provision_time),
-    ] {
-        if let Some(v) = value {
-            arg(key, json!(v));
-        }
-    }
-    let image = cas
-        .image
-        .as_deref()
-        .unwrap_or("registry.k8s.io/autoscaling/cluster-autoscaler:v1.34.4");
-    let (repository, tag) = split_image(image);
-    let mut values = json!({
-        "autoscalingGroups": autoscaling_groups,
-        "awsRegion": region(cluster),
-        "cloudProvider": "aws",
-        "extraArgs": args,
-        "fullnameOverride": "cluster-autoscaler",
-        "image": {"repository": repository, "tag": tag},
-        "rbac": {"serviceAccount": {"name": "cluster-autoscaler"}},
-        "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
-        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
-    });
-    let mut resources = serde_json::Map::new();
-    if let Some(cpu) = &cas.cpu_request {
-        resources.insert("cpu".into(), json!(cpu));
-    }
-    if let Some(memory) = &cas.memory_request {
-        resources.insert("memory".into(), json!(memory));
-    }
-    if !resources.is_empty() {
-        values["resources"] = json!({ "requests": resources });
-    }
-    if let Some(annotations) = &cas.pod_annotations {
-        values["podAnnotations"] = json!(annotations);
-    }
-    if cas.expander.as_deref() == Some("priority")
-        && cas.create_priority_expander_config != Some(false)
-    {
-        values["expanderPriorities"] = match &cas.custom_priority_expander_config {
-            Some(custom) => json!(custom),
-            None => {
-                // kops's mapping: each group's `autoscalePriority` (0 when unset) names its
-                // auto scaling group, as an anchored pattern.
-                let mut by_priority: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-                for g in &scaled {
-                    by_priority
-                        .entry(g.spec.autoscale_priority.unwrap_or(0))
-                        .or_default()
-                        .push(format!("^{}$", asg(g).replace('.', "\\.")));
-                }
-                json!(by_priority
-                    .into_iter()
-                    .map(|(p, names)| (p.to_string(), names))
-                    .collect::<BTreeMap<_, _>>())
-            }
+            .collect();
+        let mut args = serde_json::Map::new();
+        let mut arg = |key: &str, value: Value| {
+            args.insert(key.to_string(), value);
         };
+        arg(
+            "expander",
+            json!(cas.expander.as_deref().unwrap_or("random")),
+        );
+        for (key, value) in [
+            (
+                "balance-similar-node-groups",
+                cas.balance_similar_node_groups,
+            ),
+            ("emit-per-nodegroup-metrics", cas.emit_per_nodegroup_metrics),
+            (
+                "aws-use-static-instance-list",
+                cas.aws_use_static_instance_list,
+            ),
+            (
+                "skip-nodes-with-local-storage",
+                cas.skip_nodes_with_local_storage,
+            ),
+            (
+                "skip-nodes-with-system-pods",
+                cas.skip_nodes_with_system_pods,
+            ),
+            (
+                "skip-nodes-with-custom-controller-pods",
+                cas.skip_nodes_with_custom_controller_pods,
+            ),
+            (
+                "ignore-daemonsets-utilization",
+                cas.ignore_daemon_sets_utilization,
+            ),
+            (
+                "cordon-node-before-terminating",
+                cas.cordon_node_before_terminating,
+            ),
+        ] {
+            if let Some(v) = value {
+                arg(key, json!(v));
+            }
+        }
+        for (key, value) in [
+            (
+                "scale-down-utilization-threshold",
+                &cas.scale_down_utilization_threshold,
+            ),
+            ("new-pod-scale-up-delay", &cas.new_pod_scale_up_delay),
+            (
+                "scale-down-delay-after-add",
+                &cas.scale_down_delay_after_add,
+            ),
+            ("scale-down-unneeded-time", &cas.scale_down_unneeded_time),
+            ("scale-down-unready-time", &cas.scale_down_unready_time),
+            ("max-node-provision-time", &cas.max_node_provision_time),
+        ] {
+            if let Some(v) = value {
+                arg(key, json!(v));
+            }
+        }
+        let image = cas
+            .image
+            .as_deref()
+            .unwrap_or("registry.k8s.io/autoscaling/cluster-autoscaler:v1.34.4");
+        let (repository, tag) = split_image(image);
+        let mut values = json!({
+            "autoscalingGroups": autoscaling_groups,
+            "awsRegion": self.region,
+            "cloudProvider": "aws",
+            "extraArgs": args,
+            "fullnameOverride": "cluster-autoscaler",
+            "image": {"repository": repository, "tag": tag},
+            "rbac": {"serviceAccount": {"name": "cluster-autoscaler"}},
+            "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+            "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+        });
+        let mut resources = serde_json::Map::new();
+        if let Some(cpu) = &cas.cpu_request {
+            resources.insert("cpu".into(), json!(cpu));
+        }
+        if let Some(memory) = &cas.memory_request {
+            resources.insert("memory".into(), json!(memory));
+        }
+        if !resources.is_empty() {
+            values["resources"] = json!({ "requests": resources });
+        }
+        if let Some(annotations) = &cas.pod_annotations {
+            values["podAnnotations"] = json!(annotations);
+        }
+        if cas.expander.as_deref() == Some("priority")
+            && cas.create_priority_expander_config != Some(false)
+        {
+            values["expanderPriorities"] = match &cas.custom_priority_expander_config {
+                Some(custom) => json!(custom),
+                None => {
+                    // kops's mapping: each group's `autoscalePriority` (0 when unset) names its
+                    // auto scaling group, as an anchored pattern.
+                    let mut by_priority: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+                    for g in &scaled {
+                        by_priority
+                            .entry(g.spec.autoscale_priority.unwrap_or(0))
+                            .or_default()
+                            .push(format!("^{}$", asg(g).replace('.', "\\.")));
+                    }
+                    json!(by_priority
+                        .into_iter()
+                        .map(|(p, names)| (p.to_string(), names))
+                        .collect::<BTreeMap<_, _>>())
+                }
+            };
+        }
+        if self.service_account_roles_for_addons() {
+            // Its own role through a projected token for IAM's audience; the role's ARN names
+            // the account, which the control plane fills in when it applies the chart.
+            let role = self.service_account_role_name("cluster-autoscaler", "kube-system");
+            values["extraEnv"] = json!({
+                "AWS_ROLE_ARN": format!("arn:{}:iam::@ACCOUNT_ID@:role/{role}", self.partition()),
+                "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/amazonaws.com/token",
+            });
+            values["extraVolumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": "amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+            ]}}]);
+            values["extraVolumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/amazonaws.com/", "readOnly": true}]);
+        }
+        Some(values)
     }
-    Some(values)
 }
 
 /// `registry/repository:tag` as the repository and the tag (`latest` when none); a digest
@@ -174,18 +191,6 @@ fn split_image(image: &str) -> (String, String) {
         ),
         None => (image.to_string(), "latest".to_string()),
     }
-}
-
-/// The cluster's region, from its first zone.
-fn region(cluster: &Cluster) -> String {
-    cluster
-        .spec
-        .subnets
-        .iter()
-        .flatten()
-        .find_map(|s| s.zone.as_deref())
-        .and_then(kopsrs_api::validate::region_of_zone)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -113,6 +113,7 @@ impl<'a> Builder<'a> {
         self.instance_groups()?;
         self.cluster_outputs();
         self.check_name_limits()?;
+        let optional_addons = self.optional_addons();
         let generated = [
             self.termination_handler_addon(),
             std::mem::take(&mut self.karpenter).addon(),
@@ -134,6 +135,7 @@ impl<'a> Builder<'a> {
             existing: self.existing,
             instance_groups: self.group_of,
             generated: generated.into_iter().flatten().collect(),
+            optional_addons,
         })
     }
 

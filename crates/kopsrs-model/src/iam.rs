@@ -393,19 +393,21 @@ impl Builder<'_> {
         // instance role would leave them with none, and nodes would never be initialized.
         statements.extend(self.cloud_controller_statements(registry));
         statements.extend(self.ebs_csi_statements());
-        // The cluster autoscaler runs on the control plane too (addons.rs), with the same
-        // reason to keep its permissions here with IRSA.
+        // The cluster autoscaler runs on the control plane too (addons.rs), with its own role
+        // when addons have theirs (IRSA).
         if self
             .spec
             .cluster_autoscaler
             .as_ref()
             .and_then(|c| c.enabled)
             == Some(true)
+            && !self.service_account_roles_for_addons()
         {
             statements.extend(self.cluster_autoscaler_statements());
         }
-        // The termination handler reads the cluster's queue from the control plane (addons.rs).
-        if self.nth_queue_enabled() {
+        // The termination handler reads the cluster's queue from the control plane
+        // (termination_handler.rs), with its own role when addons have theirs (IRSA).
+        if self.nth_queue_enabled() && !self.service_account_roles_for_addons() {
             statements.extend(self.termination_handler_statements());
         }
         statements

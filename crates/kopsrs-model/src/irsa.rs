@@ -171,6 +171,12 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// The IAM role of a service account (`<sa>.<namespace>.sa.<cluster>`, shortened to
+    /// IAM's 64 characters as kops does).
+    pub(crate) fn service_account_role_name(&self, name: &str, namespace: &str) -> String {
+        truncate(&format!("{name}.{namespace}.sa.{}", self.name), 64, false)
+    }
+
     fn service_account_role(
         &mut self,
         provider: &Address,
@@ -180,11 +186,7 @@ impl Builder<'_> {
         let wildcard = account.namespace.contains('*');
         // kops spells a wildcard namespace `test-*` as `test-wildcard` in names and tags.
         let namespace_name = account.namespace.replace('*', "wildcard");
-        let role_name = truncate(
-            &format!("{}.{namespace_name}.sa.{}", account.name, self.name),
-            64,
-            false,
-        );
+        let role_name = self.service_account_role_name(&account.name, &namespace_name);
         let operator = if wildcard {
             "StringLike"
         } else {

@@ -24,7 +24,6 @@ use std::collections::BTreeMap;
 
 use kopsrs_api::{Cluster, InstanceGroup};
 
-pub use addons::optional_addons;
 pub use bootstrap::cni;
 pub use irsa::discovery_issuer;
 pub use resource::{Address, Attrs, Existing, Expected, FileValue, Mode, Ref, Resource, Value};
@@ -69,6 +68,9 @@ pub struct DesiredSet {
     /// The addons the model writes itself (the termination handler, the Karpenter groups'
     /// objects), which the state store and the control plane carry, not AWS.
     pub generated: Vec<GeneratedAddon>,
+    /// The channel's optional addons the spec turns on (the cluster autoscaler), each with
+    /// the Helm values it gives them.
+    pub optional_addons: BTreeMap<String, serde_json::Value>,
 }
 
 /// An addon kopsrs writes from the spec: its objects, the state-store key of their manifest

@@ -119,6 +119,21 @@ impl crate::build::Builder<'_> {
             "containers": [container],
             "nodeSelector": {"kubernetes.io/os": "linux"},
         });
+        // With service-account roles for addons (IRSA), the queue reader uses its own role
+        // (irsa.rs makes it) through a projected token for IAM's audience, not the control
+        // plane's: the role's ARN names the account, which the control plane fills in.
+        if queue && self.service_account_roles_for_addons() {
+            let role = self.service_account_role_name(name, "kube-system");
+            let arn = format!("arn:{}:iam::@ACCOUNT_ID@:role/{role}", self.partition());
+            let container = &mut pod["containers"][0];
+            let env = container["env"].as_array_mut().expect("env is a list");
+            env.push(json!({"name": "AWS_ROLE_ARN", "value": arn}));
+            env.push(json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/amazonaws.com/token"}));
+            container["volumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/amazonaws.com/", "readOnly": true}]);
+            pod["volumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": "amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+            ]}}]);
+        }
         let workload = if queue {
             // One reader of the queue, on the control plane, with its instance role.
             pod["nodeSelector"]["node-role.kubernetes.io/control-plane"] = json!("");

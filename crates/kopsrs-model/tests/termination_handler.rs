@@ -147,3 +147,56 @@ fn off_when_turned_off_or_with_karpenter() {
     });
     assert!(handler(&karpenter).is_none());
 }
+
+/// With service-account roles for addons (IRSA), the queue reader takes its own role through
+/// a projected token, and the control plane's role no longer reads the queue.
+#[test]
+fn with_irsa_the_queue_reader_uses_its_own_role() {
+    let set = cluster(|c| {
+        let mut v = serde_json::to_value(&*c).unwrap();
+        v["spec"]["serviceAccountIssuerDiscovery"] =
+            serde_json::json!({"discoveryStore": "s3://disc", "enableAWSOIDCProvider": true});
+        v["spec"]["iam"]["useServiceAccountExternalPermissions"] = serde_json::json!(true);
+        *c = serde_json::from_value(v).unwrap();
+    });
+    let deployment = &handler(&set).unwrap().objects[3];
+    let role = format!("aws-node-termination-handler.kube-system.sa.{NAME}");
+    assert_eq!(
+        env(deployment, "AWS_ROLE_ARN"),
+        Some(format!("arn:aws:iam::@ACCOUNT_ID@:role/{role}").as_str())
+    );
+    assert_eq!(
+        env(deployment, "AWS_WEB_IDENTITY_TOKEN_FILE"),
+        Some("/var/run/secrets/amazonaws.com/token")
+    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "amazonaws.com"
+    );
+    // That role exists, trusts the handler's service account and may read the queue.
+    let made = set
+        .resources
+        .iter()
+        .find(|r| {
+            r.address.kind == "aws_iam_role"
+                && r.attrs.get("name").and_then(|v| v.as_str()) == Some(role.as_str())
+        })
+        .unwrap_or_else(|| panic!("no role {role}"));
+    let trust = format!("{:?}", made.attrs);
+    assert!(
+        trust.contains("system:serviceaccount:kube-system:aws-node-termination-handler"),
+        "{trust}"
+    );
+    let policy = set
+        .resources
+        .iter()
+        .find(|r| {
+            r.address.kind == "aws_iam_role_policy"
+                && r.attrs.get("name").and_then(|v| v.as_str()) == Some(role.as_str())
+        })
+        .map(|r| format!("{:?}", r.attrs))
+        .unwrap();
+    assert!(policy.contains("sqs:ReceiveMessage"), "{policy}");
+    assert!(!control_plane_policy(&set).contains("sqs:"));
+}

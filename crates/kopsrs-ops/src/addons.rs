@@ -60,11 +60,9 @@ pub struct Resolved {
 /// error: the spec would say the cluster runs it, and nothing would.
 pub(crate) fn optional(
     selected: &mut Selected,
-    cluster: &Cluster,
-    groups: &[InstanceGroup],
+    wanted: &std::collections::BTreeMap<String, serde_json::Value>,
     source: Option<&str>,
 ) -> Result<()> {
-    let wanted = kopsrs_model::optional_addons(cluster, groups);
     let missing: Vec<&String> = wanted
         .keys()
         .filter(|name| !selected.addons.iter().any(|a| &a.name == *name))
@@ -269,7 +267,7 @@ pub async fn resolve(
     store: &StateStore,
     cluster: &Cluster,
     groups: &[InstanceGroup],
-    generated_addons: &[kopsrs_model::GeneratedAddon],
+    set: &kopsrs_model::DesiredSet,
     options: PinOptions,
 ) -> Result<Resolved> {
     let channel = channel(cluster.spec.channel.as_deref()).await?;
@@ -281,8 +279,7 @@ pub async fn resolve(
     let mut selected = channel.select(version, kopsrs_model::cni(&cluster.spec))?;
     optional(
         &mut selected,
-        cluster,
-        groups,
+        &set.optional_addons,
         cluster.spec.channel.as_deref(),
     )?;
     // Under spec.assets.fileRepository nodes download each addon from the mirror: that URL
@@ -318,7 +315,7 @@ pub async fn resolve(
         return Err(Problems(problems).into());
     }
     let mut files = Vec::new();
-    for (addon, addon_files) in generated(generated_addons) {
+    for (addon, addon_files) in generated(&set.generated) {
         // Published with this pin: its files were written before it.
         if !published.contains(&addon) {
             files.extend(addon_files);

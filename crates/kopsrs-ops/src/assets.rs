@@ -242,8 +242,7 @@ pub async fn list(
     // The optional addons the spec turns on, with its values (their images).
     crate::addons::optional(
         &mut selected,
-        cluster,
-        &prepared.groups,
+        &prepared.set.optional_addons,
         cluster.spec.channel.as_deref(),
     )?;
     let cp_archs = crate::addons::control_plane_archs(&prepared.groups);

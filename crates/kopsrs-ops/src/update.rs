@@ -208,7 +208,7 @@ pub async fn plan(
         store,
         &prepared.cluster,
         &prepared.groups,
-        &prepared.set.generated,
+        &prepared.set,
         pins,
     )
     .await?;
@@ -618,7 +618,7 @@ pub async fn write_terraform(
         store,
         &prepared.cluster,
         &prepared.groups,
-        &prepared.set.generated,
+        &prepared.set,
         pins,
     )
     .await

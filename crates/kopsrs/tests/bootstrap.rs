@@ -693,7 +693,7 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     // same version and pin: applied again, once.
     let with_values = second.replace(
         "- name: metrics-server",
-        "  values:\n    autoscalingGroups: [{name: nodes, minSize: 1, maxSize: 5}]\n- name: metrics-server",
+        "  values:\n    autoscalingGroups: [{name: nodes, minSize: 1, maxSize: 5}]\n    extraEnv: {AWS_ROLE_ARN: 'arn:aws:iam::@ACCOUNT_ID@:role/ca'}\n- name: metrics-server",
     );
     assert_ne!(with_values, second);
     publish(with_values.clone());
@@ -704,6 +704,19 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     );
     assert!(log.contains("addon ebs-csi 1 applied"), "{log}");
     assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 1, "{log}");
+    // The account in the values is this instance's (its identity document).
+    let rendered: Vec<String> = std::fs::read_dir(&cp_a.root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .filter(|t| t.contains("AWS_ROLE_ARN"))
+        .collect();
+    assert_eq!(rendered.len(), 1, "{rendered:?}");
+    assert!(
+        rendered[0].contains("arn:aws:iam::123456789012:role/ca"),
+        "{rendered:?}"
+    );
     let before = calls(&cp_a).len();
     finish(
         run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),

@@ -44,7 +44,9 @@ esac"#,
     ("mkfs.ext4", r#"touch "${!#}.fs""#),
     (
         "helm",
-        r##"echo "# rendered chart $2 from $(sha256sum <"$3" | cut -c1-12)""##,
+        r##"echo "# rendered chart $2 from $(sha256sum <"$3" | cut -c1-12)"
+# The values it was given (`-f FILE`, the seventh argument), as comments.
+[ -n "${7:-}" ] && sed 's/^/# values: /' "$7""##,
     ),
     (
         "kubeadm",

@@ -1,0 +1,74 @@
+//! The cluster autoscaler's values and permissions: on the control plane with its instance
+//! role, or with service-account roles for addons (IRSA) with its own role through a
+//! projected token, the control plane's role then without its permissions.
+
+use kopsrs_api::create::CreateClusterOptions;
+use kopsrs_model::{build, DesiredSet, ModelInput};
+
+const NAME: &str = "cas.example.com";
+
+fn cluster(irsa: bool) -> DesiredSet {
+    let config_base = format!("s3://state/{NAME}");
+    let o = CreateClusterOptions {
+        name: NAME.into(),
+        zones: vec!["eu-west-1a".into()],
+        kubernetes_version: Some("v1.34.1".into()),
+        config_base: Some(config_base.clone()),
+        ..Default::default()
+    };
+    let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
+    let mut v = serde_json::to_value(&cluster).unwrap();
+    v["spec"]["clusterAutoscaler"] = serde_json::json!({"enabled": true});
+    if irsa {
+        v["spec"]["serviceAccountIssuerDiscovery"] =
+            serde_json::json!({"discoveryStore": "s3://disc", "enableAWSOIDCProvider": true});
+        v["spec"]["iam"]["useServiceAccountExternalPermissions"] = serde_json::json!(true);
+    }
+    let cluster = serde_json::from_value(v).unwrap();
+    let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
+    build(&cluster, &groups, &ModelInput::default()).unwrap()
+}
+
+fn policy(set: &DesiredSet, name: &str) -> String {
+    set.resources
+        .iter()
+        .find(|r| {
+            r.address.kind == "aws_iam_role_policy"
+                && r.attrs.get("name").and_then(|v| v.as_str()) == Some(name)
+        })
+        .map(|r| format!("{:?}", r.attrs))
+        .unwrap_or_else(|| panic!("no policy {name}"))
+}
+
+#[test]
+fn with_the_control_planes_role() {
+    let set = cluster(false);
+    let values = &set.optional_addons["cluster-autoscaler"];
+    assert_eq!(
+        values["autoscalingGroups"][0]["name"],
+        format!("nodes-eu-west-1a.{NAME}")
+    );
+    assert!(values.get("extraEnv").is_none());
+    assert!(policy(&set, &format!("masters.{NAME}")).contains("autoscaling:SetDesiredCapacity"));
+}
+
+#[test]
+fn with_irsa_its_own_role() {
+    let set = cluster(true);
+    let values = &set.optional_addons["cluster-autoscaler"];
+    let role = format!("cluster-autoscaler.kube-system.sa.{NAME}");
+    assert_eq!(
+        values["extraEnv"]["AWS_ROLE_ARN"],
+        format!("arn:aws:iam::@ACCOUNT_ID@:role/{role}")
+    );
+    assert_eq!(
+        values["extraVolumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "amazonaws.com"
+    );
+    assert_eq!(
+        values["rbac"]["serviceAccount"]["name"],
+        "cluster-autoscaler"
+    );
+    assert!(policy(&set, &role).contains("autoscaling:SetDesiredCapacity"));
+    assert!(!policy(&set, &format!("masters.{NAME}")).contains("autoscaling:SetDesiredCapacity"));
+}
