@@ -927,7 +927,21 @@ PY
     echo "$sum  $file" | sha256sum -c --quiet - >/dev/null 2>&1 || { log "addon $name: $url does not match its sha256 $sum: refused"; continue; }
     # An apply that fails (an addon whose CRDs are not installed yet) is tried again on the
     # next run; the addons after it still go on.
+    case $url in
+      # kopsrs's own objects: applied as the field manager `kopsrs`, and those the previous
+      # version had and this one has not are deleted (pruned), if kopsrs manages them.
+      state:*)
+        fill_account "$file" | remap_images | kctl apply --server-side --force-conflicts --field-manager=kopsrs -f - || { log "addon $name: apply failed; tried again on the next run"; continue; }
+        object_names <"$file" >"$tmp/$name.objects"
+        if [ -e "$STATE/addons/$name.objects" ]; then
+          grep -vxF -f "$tmp/$name.objects" "$STATE/addons/$name.objects" | prune_objects "$name" || true
+        fi
+        cp "$tmp/$name.objects" "$STATE/addons/$name.objects"
+        kind=applied
+        ;;
+    esac
     case $kind in
+      applied) ;;
       manifest) fill_account "$file" | remap_images | kctl apply --server-side --force-conflicts -f - || { log "addon $name: apply failed; tried again on the next run"; continue; } ;;
       chart) helm template "$name" "$file" --namespace "$ns" -f "$tmp/$name.values.yaml" | remap_images | kctl apply --server-side --force-conflicts -f - || { log "addon $name: apply failed; tried again on the next run"; continue; } ;;
       helm)
@@ -938,7 +952,45 @@ PY
     echo "$applied" >"$STATE/addons/$name"
     log "addon $name $version applied"
   done <"$tmp/list"
+  # A generated addon no longer in the channel (the termination handler turned off, the
+  # last Karpenter group deleted): its objects go.
+  for file in "$STATE"/addons/*.objects; do
+    [ -e "$file" ] || continue
+    name=$(basename "$file" .objects)
+    if ! grep -qx -- "- name: $name" "$tmp/channel.yaml"; then
+      prune_objects "$name" <"$file" && rm -f "$file" "$STATE/addons/$name"
+    fi
+  done
   rm -rf "$tmp"
+}
+
+# The objects of a manifest on stdin, one per line: `TYPE NAMESPACE NAME` (TYPE as kubectl
+# takes it: `kind.version.group`, or the kind of the core group; NAMESPACE `-` when none).
+object_names() {
+  python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(sys.stdin):
+    if not d:
+        continue
+    group, _, version = d["apiVersion"].rpartition("/")
+    kind = d["kind"].lower() + ("." + version + "." + group if group else "")
+    print(kind, d["metadata"].get("namespace", "-"), d["metadata"]["name"])'
+}
+
+# Deletes the objects listed on stdin (object_names's lines) of the generated addon NAME that
+# kopsrs manages (its field manager): an object of the same name another manager owns stays.
+prune_objects() {
+  local type ns object managers scope
+  while read -r type ns object; do
+    scope=()
+    [ "$ns" = - ] || scope=(-n "$ns")
+    managers=$(kctl get "$type" "$object" "${scope[@]}" --ignore-not-found -o jsonpath='{.metadata.managedFields[*].manager}') || return 1
+    [ -n "$managers" ] || continue
+    case " $managers " in
+      *" kopsrs "*) kctl delete "$type" "$object" "${scope[@]}" --ignore-not-found >/dev/null && log "addon $1: deleted $type $object, no longer in it" ;;
+      *) log "addon $1: $type $object is no longer in it but kopsrs does not manage it: left" ;;
+    esac
+  done
 }
 
 install_timers() {

@@ -771,32 +771,81 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
 
     // An addon kopsrs wrote (the termination handler's): read from the state store with the
     // control plane's role, checked against its pin, this instance's account filled in.
-    let generated =
-        "kind: ConfigMap\ndata:\n  queue: https://sqs.eu-west-1.amazonaws.com/@ACCOUNT_ID@/q\n";
-    moto.python(&format!(
-        "aws('s3').put_object(Bucket='state', Key='clusters/{NAME}/addons/generated/manifest.yaml', Body={generated:?})"
-    ));
-    text.push_str(&format!(
-        "- name: generated\n  version: '1'\n  kind: manifest\n  url: state:addons/generated/manifest.yaml\n  sha256: {}\n",
-        sha256_hex(generated.as_bytes())
-    ));
-    publish(text);
-    let log = finish(
-        run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
-        "apply-addons",
+    let base = text;
+    let put_generated = |version: &str, body: &str| {
+        moto.python(&format!(
+            "aws('s3').put_object(Bucket='state', Key='clusters/{NAME}/addons/generated/manifest.yaml', Body={body:?})"
+        ));
+        let mut channel = base.clone();
+        channel.push_str(&format!(
+            "- name: generated\n  version: '{version}'\n  kind: manifest\n  url: state:addons/generated/manifest.yaml\n  sha256: {}\n",
+            sha256_hex(body.as_bytes())
+        ));
+        publish(channel);
+    };
+    let object = |name: &str, data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: kube-system\ndata:\n  {data}\n")
+    };
+    let queue = object(
+        "queue",
+        "url: https://sqs.eu-west-1.amazonaws.com/@ACCOUNT_ID@/q",
     );
+    let settings = object("settings", "a: b");
+    put_generated("1", &format!("{queue}---\n{settings}"));
+    let apply = || {
+        let before = calls(&cp_a).len();
+        let log = finish(
+            run(&cp_a, &node_bin, "apply-addons", &stubs, &cp_ips),
+            "apply-addons",
+        );
+        (log, calls(&cp_a)[before..].to_vec())
+    };
+    let (log, _) = apply();
     assert!(log.contains("addon generated 1 applied"), "{log}");
     let applied: Vec<String> = std::fs::read_dir(&cp_a.root)
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .filter(|t| t.contains("queue:"))
+        .filter(|t| t.contains("name: queue"))
         .collect();
-    assert_eq!(
-        applied,
-        ["kind: ConfigMap\ndata:\n  queue: https://sqs.eu-west-1.amazonaws.com/123456789012/q\n"]
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert!(
+        applied[0].contains("url: https://sqs.eu-west-1.amazonaws.com/123456789012/q"),
+        "{applied:?}"
     );
+    // A new version without one of its objects: that object is deleted (kopsrs manages it).
+    put_generated("2", &queue);
+    let (log, made) = apply();
+    assert!(log.contains("addon generated 2 applied"), "{log}");
+    assert_eq!(
+        made.iter()
+            .filter(|c| c.starts_with("kubectl-delete"))
+            .collect::<Vec<_>>(),
+        ["kubectl-delete configmap settings"],
+        "{log}"
+    );
+    // One another manager owns is left, and said so.
+    std::fs::write(cp_a.root.join("foreign-queue"), "").unwrap();
+    put_generated("3", &settings);
+    let (log, made) = apply();
+    assert!(
+        log.contains("configmap queue is no longer in it but kopsrs does not manage it: left"),
+        "{log}"
+    );
+    assert_eq!(count(&made, "kubectl-delete"), 0, "{made:?}");
+    // The addon gone from the channel: its objects go.
+    publish(base.clone());
+    let (log, made) = apply();
+    assert_eq!(
+        made.iter()
+            .filter(|c| c.starts_with("kubectl-delete"))
+            .collect::<Vec<_>>(),
+        ["kubectl-delete configmap settings"],
+        "{log}"
+    );
+    let (_, made) = apply();
+    assert_eq!(count(&made, "kubectl-delete"), 0, "pruned once: {made:?}");
 
     // The token refresher publishes a fresh token for later joins.
     finish(

@@ -92,6 +92,12 @@ print(json.dumps({"items": [d for d in docs if d and d.get("kind") == "Secret" a
     fi
     printf '%s\n' "$new" >"$KOPSRS_ROOT/applied-$(date +%s%N).yaml"
     echo "kubectl-create $name" >>"$KOPSRS_ROOT/calls.log" ;;
+  *" get "*"managedFields"*)
+    # Who manages an object: kopsrs, unless the test made another manager own it.
+    object=$(echo "$args" | cut -d' ' -f5)
+    if [ -e "$KOPSRS_ROOT/foreign-$object" ]; then echo kubectl-client-side-apply; else echo "kopsrs"; fi ;;
+  *" delete "*)
+    echo "kubectl-delete $(echo "$args" | cut -d' ' -f4-5)" >>"$KOPSRS_ROOT/calls.log" ;;
   *" apply "*)
     file=$(echo "$args" | sed 's/.* -f //')
     if [ "$file" = - ]; then
