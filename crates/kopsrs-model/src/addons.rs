@@ -1,6 +1,7 @@
 //! What the spec says about the addons it turns on: which of the channel's optional addons
 //! run, and the Helm values the spec gives them (merged over the channel's own values by the
-//! operations layer). Today: the cluster autoscaler (`spec.clusterAutoscaler`).
+//! operations layer): the cluster autoscaler (`spec.clusterAutoscaler`) and external-dns
+//! (`spec.externalDns.provider: external-dns`).
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,66 @@ impl crate::build::Builder<'_> {
         if let Some(values) = self.cluster_autoscaler() {
             out.insert("cluster-autoscaler".to_string(), values);
         }
+        if let Some(values) = self.external_dns() {
+            out.insert("external-dns".to_string(), values);
+        }
         out
+    }
+
+    /// Whether `spec.externalDns.provider` is `external-dns` (kops's default is its own
+    /// dns-controller, which kopsrs does not run: it keeps the API's records itself).
+    pub(crate) fn external_dns_enabled(&self) -> bool {
+        let dns = self.spec.external_dns.as_ref();
+        dns.and_then(|d| d.provider.as_deref()) == Some("external-dns")
+            && dns.and_then(|d| d.disable) != Some(true)
+    }
+
+    /// external-dns for the Services (and with `watchIngress` the Ingresses) that ask for
+    /// records, on the control plane with its role (or its own with IRSA), in the cluster's
+    /// zone only, owning the records it makes by the cluster's name and never deleting others'
+    /// (`upsert-only`).
+    fn external_dns(&self) -> Option<Value> {
+        if !self.external_dns_enabled() {
+            return None;
+        }
+        let dns = self.spec.external_dns.clone().unwrap_or_default();
+        let mut sources = vec!["service"];
+        if dns.watch_ingress == Some(true) {
+            sources.push("ingress");
+        }
+        let mut values = json!({
+            "provider": {"name": "aws"},
+            "sources": sources,
+            "policy": "upsert-only",
+            "registry": "txt",
+            "txtOwnerId": self.name,
+            "serviceAccount": {"name": "external-dns"},
+            "env": [{"name": "AWS_REGION", "value": self.region}],
+            "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+            "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+        });
+        // The zone by name (a zone ID names no domain).
+        if let Some(zone) = self.spec.dns_zone.as_deref().filter(|z| z.contains('.')) {
+            values["domainFilters"] = json!([zone.trim_end_matches('.')]);
+        }
+        if let Some(namespace) = &dns.watch_namespace {
+            values["namespaced"] = json!(true);
+            values["extraArgs"] = json!([format!("--namespace={namespace}")]);
+        }
+        if let Some(class) = &dns.priority_class_name {
+            values["priorityClassName"] = json!(class);
+        }
+        if self.service_account_roles_for_addons() {
+            let role = self.service_account_role_name("external-dns", "kube-system");
+            let env = values["env"].as_array_mut().expect("env is a list");
+            env.push(json!({"name": "AWS_ROLE_ARN", "value": format!("arn:{}:iam::@ACCOUNT_ID@:role/{role}", self.partition())}));
+            env.push(json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/amazonaws.com/token"}));
+            values["extraVolumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": "amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+            ]}}]);
+            values["extraVolumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/amazonaws.com/", "readOnly": true}]);
+        }
+        Some(values)
     }
 
     /// The cluster autoscaler of a completed spec, as kops runs it: on the control plane

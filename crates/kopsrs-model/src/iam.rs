@@ -405,6 +405,10 @@ impl Builder<'_> {
         {
             statements.extend(self.cluster_autoscaler_statements());
         }
+        // So does external-dns (addons.rs).
+        if self.external_dns_enabled() && !self.service_account_roles_for_addons() {
+            statements.extend(self.external_dns_statements());
+        }
         // The termination handler reads the cluster's queue from the control plane
         // (termination_handler.rs), with its own role when addons have theirs (IRSA).
         if self.nth_queue_enabled() && !self.service_account_roles_for_addons() {

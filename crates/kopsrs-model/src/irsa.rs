@@ -322,12 +322,7 @@ impl Builder<'_> {
                 self.cluster_autoscaler_statements(),
             ));
         }
-        if spec
-            .external_dns
-            .as_ref()
-            .and_then(|d| d.provider.as_deref())
-            == Some("external-dns")
-        {
+        if self.external_dns_enabled() {
             out.push(account("external-dns", self.external_dns_statements()));
         }
         if karpenter {
@@ -400,7 +395,7 @@ impl Builder<'_> {
         ]
     }
 
-    fn external_dns_statements(&self) -> Vec<Json> {
+    pub(crate) fn external_dns_statements(&self) -> Vec<Json> {
         let p = self.partition();
         vec![
             json!({

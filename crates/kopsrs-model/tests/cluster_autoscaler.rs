@@ -72,3 +72,37 @@ fn with_irsa_its_own_role() {
     assert!(policy(&set, &role).contains("autoscaling:SetDesiredCapacity"));
     assert!(!policy(&set, &format!("masters.{NAME}")).contains("autoscaling:SetDesiredCapacity"));
 }
+
+/// external-dns (`spec.externalDns.provider: external-dns`): the channel's optional chart
+/// with the spec's values, the control plane's role allowed to change records; off by
+/// default (kops's dns-controller is the default provider, which kopsrs does not run).
+#[test]
+fn external_dns_when_the_spec_names_it() {
+    let set = cluster(false);
+    assert!(!set.optional_addons.contains_key("external-dns"));
+    assert!(!policy(&set, &format!("masters.{NAME}")).contains("route53:ChangeResourceRecordSets"));
+
+    let config_base = format!("s3://state/{NAME}");
+    let o = CreateClusterOptions {
+        name: NAME.into(),
+        zones: vec!["eu-west-1a".into()],
+        kubernetes_version: Some("v1.34.1".into()),
+        config_base: Some(config_base.clone()),
+        dns_zone: Some("example.com".into()),
+        ..Default::default()
+    };
+    let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
+    let mut v = serde_json::to_value(&cluster).unwrap();
+    v["spec"]["externalDns"] =
+        serde_json::json!({"provider": "external-dns", "watchIngress": true});
+    let cluster = serde_json::from_value(v).unwrap();
+    let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
+    let set = build(&cluster, &groups, &ModelInput::default()).unwrap();
+    let values = &set.optional_addons["external-dns"];
+    assert_eq!(values["provider"]["name"], "aws");
+    assert_eq!(values["sources"], serde_json::json!(["service", "ingress"]));
+    assert_eq!(values["domainFilters"], serde_json::json!(["example.com"]));
+    assert_eq!(values["txtOwnerId"], NAME);
+    assert_eq!(values["policy"], "upsert-only");
+    assert!(policy(&set, &format!("masters.{NAME}")).contains("route53:ChangeResourceRecordSets"));
+}
