@@ -816,6 +816,7 @@ mod tests {
                 "cilium",
                 "aws-cloud-controller-manager",
                 "aws-ebs-csi-driver",
+                "aws-load-balancer-controller?",
                 "cluster-autoscaler?",
                 "external-dns?",
                 "metrics-server"

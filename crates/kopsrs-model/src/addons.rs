@@ -1,7 +1,8 @@
 //! What the spec says about the addons it turns on: which of the channel's optional addons
 //! run, and the Helm values the spec gives them (merged over the channel's own values by the
-//! operations layer): the cluster autoscaler (`spec.clusterAutoscaler`) and external-dns
-//! (`spec.externalDns.provider: external-dns`).
+//! operations layer): the cluster autoscaler (`spec.clusterAutoscaler`), external-dns
+//! (`spec.externalDns.provider: external-dns`) and the AWS Load Balancer Controller
+//! (`spec.awsLoadBalancerController`).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,62 @@ impl crate::build::Builder<'_> {
         if let Some(values) = self.external_dns() {
             out.insert("external-dns".to_string(), values);
         }
+        if let Some(values) = self.load_balancer_controller() {
+            out.insert("aws-load-balancer-controller".to_string(), values);
+        }
         out
+    }
+
+    /// Whether `spec.awsLoadBalancerController.enabled`.
+    pub(crate) fn load_balancer_controller_enabled(&self) -> bool {
+        self.spec
+            .aws_load_balancer_controller
+            .as_ref()
+            .and_then(|c| c.enabled)
+            == Some(true)
+    }
+
+    /// The AWS Load Balancer Controller for the cluster's Services of type LoadBalancer and
+    /// Ingresses, on the control plane with its instance role (also with IRSA: the chart
+    /// takes its role only through the pod identity webhook, which kopsrs does not run yet),
+    /// with the spec's WAF and Shield settings; it finds the VPC from the metadata service.
+    fn load_balancer_controller(&self) -> Option<Value> {
+        if !self.load_balancer_controller_enabled() {
+            return None;
+        }
+        let lbc = self
+            .spec
+            .aws_load_balancer_controller
+            .clone()
+            .unwrap_or_default();
+        let mut values = json!({
+            "clusterName": self.name,
+            "region": self.region,
+            "serviceAccount": {"name": "aws-load-balancer-controller"},
+            "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+            "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}],
+            "enableShield": lbc.enable_shield.unwrap_or(false),
+            "enableWaf": lbc.enable_waf.unwrap_or(false),
+            "enableWafv2": lbc.enable_wa_fv2.unwrap_or(false),
+        });
+        let mut requests = serde_json::Map::new();
+        let mut limits = serde_json::Map::new();
+        if let Some(v) = &lbc.cpu_request {
+            requests.insert("cpu".into(), json!(v));
+        }
+        if let Some(v) = &lbc.memory_request {
+            requests.insert("memory".into(), json!(v));
+        }
+        if let Some(v) = &lbc.cpu_limit {
+            limits.insert("cpu".into(), json!(v));
+        }
+        if let Some(v) = &lbc.memory_limit {
+            limits.insert("memory".into(), json!(v));
+        }
+        if !requests.is_empty() || !limits.is_empty() {
+            values["resources"] = json!({"requests": requests, "limits": limits});
+        }
+        Some(values)
     }
 
     /// Whether `spec.externalDns.provider` is `external-dns` (kops's default is its own

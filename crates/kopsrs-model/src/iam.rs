@@ -405,6 +405,10 @@ impl Builder<'_> {
         {
             statements.extend(self.cluster_autoscaler_statements());
         }
+        // The load balancer controller, with this role also with IRSA (addons.rs).
+        if self.load_balancer_controller_enabled() {
+            statements.extend(self.load_balancer_controller_statements());
+        }
         // So does external-dns (addons.rs).
         if self.external_dns_enabled() && !self.service_account_roles_for_addons() {
             statements.extend(self.external_dns_statements());

@@ -415,7 +415,7 @@ impl Builder<'_> {
         ]
     }
 
-    fn load_balancer_controller_statements(&self) -> Vec<Json> {
+    pub(crate) fn load_balancer_controller_statements(&self) -> Vec<Json> {
         let cluster_tag = json!({"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}});
         vec![
             json!({

@@ -106,3 +106,48 @@ fn external_dns_when_the_spec_names_it() {
     assert_eq!(values["policy"], "upsert-only");
     assert!(policy(&set, &format!("masters.{NAME}")).contains("route53:ChangeResourceRecordSets"));
 }
+
+/// The AWS Load Balancer Controller (`spec.awsLoadBalancerController.enabled`): the
+/// channel's optional chart with the cluster's name and region, on the control plane, whose
+/// role may then manage load balancers.
+#[test]
+fn load_balancer_controller_when_enabled() {
+    let set = cluster(false);
+    assert!(!set
+        .optional_addons
+        .contains_key("aws-load-balancer-controller"));
+    let masters = policy(&set, &format!("masters.{NAME}"));
+    assert!(
+        !masters.contains("elasticloadbalancing:CreateRule"),
+        "{masters}"
+    );
+
+    let config_base = format!("s3://state/{NAME}");
+    let o = CreateClusterOptions {
+        name: NAME.into(),
+        zones: vec!["eu-west-1a".into()],
+        kubernetes_version: Some("v1.34.1".into()),
+        config_base: Some(config_base.clone()),
+        ..Default::default()
+    };
+    let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
+    let mut v = serde_json::to_value(&cluster).unwrap();
+    v["spec"]["awsLoadBalancerController"] =
+        serde_json::json!({"enabled": true, "enableWAFv2": true});
+    let cluster = serde_json::from_value(v).unwrap();
+    let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
+    let set = build(&cluster, &groups, &ModelInput::default()).unwrap();
+    let values = &set.optional_addons["aws-load-balancer-controller"];
+    assert_eq!(values["clusterName"], NAME);
+    assert_eq!(values["region"], "eu-west-1");
+    assert_eq!(values["enableWafv2"], true);
+    assert_eq!(
+        values["nodeSelector"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    let masters = policy(&set, &format!("masters.{NAME}"));
+    assert!(
+        masters.contains("elasticloadbalancing:CreateRule"),
+        "{masters}"
+    );
+}
