@@ -379,3 +379,128 @@ esac"#,
     let calls = run(&uploaded);
     assert!(!calls.contains("init phase"), "{calls}");
 }
+
+/// Issue 29's whole shape on moto: IRSA with roles for the addons, the cluster autoscaler,
+/// the termination handler (queue mode) and external-dns. Applied, the addons are published
+/// with their own roles' ARNs (not the control plane's permissions), each role exists and
+/// trusts its service account through the cluster's OIDC provider; the re-plan is empty;
+/// `delete cluster` leaves no role, queue, document or state behind.
+#[test]
+fn irsa_with_the_autoscaler_termination_handler_and_external_dns_applies_replans_and_deletes() {
+    let name = "fleet.example.com";
+    let moto = Moto::start();
+    moto.create_bucket("state");
+    moto.python(
+        "aws('s3').create_bucket(Bucket='oidc', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})\n\
+         aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')",
+    );
+    let k = || {
+        let mut c = moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    };
+    ok(k()
+        .args(["create", "cluster", "--name", name, "--zones", "eu-west-1a"])
+        .args(["--dns-zone", "example.com", "--image", IMAGE])
+        .args(["--discovery-store", "s3://oidc"]));
+    ok(k().args(["edit", "cluster", name]).args([
+        "--set",
+        "spec.iam.useServiceAccountExternalPermissions=true",
+        "--set",
+        "spec.clusterAutoscaler.enabled=true",
+        "--set",
+        "spec.externalDns.provider=external-dns",
+    ]));
+    ok(k().args(["update", "cluster", name, "--yes"]));
+
+    let channel: serde_yaml_ng::Value = serde_yaml_ng::from_str(&object(
+        &moto,
+        "state",
+        &format!("clusters/{name}/addons/bootstrap-channel.yaml"),
+    ))
+    .unwrap();
+    let addon = |addon: &str| {
+        channel["addons"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"].as_str() == Some(addon))
+            .cloned()
+            .unwrap_or_else(|| panic!("{addon} not published"))
+    };
+    let ca = serde_json::to_value(addon("cluster-autoscaler")["values"].clone()).unwrap();
+    assert_eq!(
+        ca["extraEnv"]["AWS_ROLE_ARN"],
+        format!("arn:aws:iam::@ACCOUNT_ID@:role/cluster-autoscaler.kube-system.sa.{name}")
+    );
+    let dns = serde_json::to_value(addon("external-dns")["values"].clone()).unwrap();
+    assert!(dns["env"]
+        .to_string()
+        .contains(&format!("external-dns.kube-system.sa.{name}")));
+    let nth = object(
+        &moto,
+        "state",
+        &format!("clusters/{name}/addons/node-termination-handler.aws/manifest.yaml"),
+    );
+    assert!(nth.contains(&format!(
+        "arn:aws:iam::@ACCOUNT_ID@:role/aws-node-termination-handler.kube-system.sa.{name}"
+    )));
+    // Each role exists, trusts its own service account through the cluster's provider, and
+    // the control plane's role carries none of their permissions.
+    let roles = moto.python(&format!(
+        "i=aws('iam')\n\
+         for r in ['cluster-autoscaler', 'external-dns', 'aws-node-termination-handler']:\n    \
+             role=i.get_role(RoleName=r+'.kube-system.sa.{name}')['Role']\n    \
+             print(r, json.dumps(role['AssumeRolePolicyDocument']))\n\
+         print('masters', json.dumps(i.get_role_policy(RoleName='masters.{name}', PolicyName='masters.{name}')['PolicyDocument']))"
+    ));
+    for account in [
+        "cluster-autoscaler",
+        "external-dns",
+        "aws-node-termination-handler",
+    ] {
+        let line = roles
+            .lines()
+            .find(|l| l.starts_with(&format!("{account} ")))
+            .unwrap();
+        assert!(
+            line.contains(&format!("system:serviceaccount:kube-system:{account}"))
+                && line.contains("oidc-provider/oidc.s3.eu-west-1.amazonaws.com"),
+            "{line}"
+        );
+    }
+    let masters = roles.lines().find(|l| l.starts_with("masters ")).unwrap();
+    for action in [
+        "autoscaling:SetDesiredCapacity",
+        "route53:ChangeResourceRecordSets",
+        "sqs:ReceiveMessage",
+    ] {
+        assert!(!masters.contains(action), "{action}: {masters}");
+    }
+
+    // Nothing to change on a second run.
+    let again = k()
+        .args(["update", "cluster", name, "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    ok(k().args(["delete", "cluster", name, "--yes"]));
+    let left = moto.python(&format!(
+        "i=aws('iam')\n\
+         print(len([r for r in i.list_roles()['Roles'] if r['RoleName'].endswith('{name}')]))\n\
+         print(len(aws('sqs').list_queues().get('QueueUrls', [])))\n\
+         print(aws('s3').list_objects_v2(Bucket='oidc').get('KeyCount'))\n\
+         print(aws('s3').list_objects_v2(Bucket='state', Prefix='clusters/{name}/').get('KeyCount'))"
+    ));
+    assert_eq!(
+        left.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "0", "0"],
+        "roles, queues, discovery documents, state left"
+    );
+}
