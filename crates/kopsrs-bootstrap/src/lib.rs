@@ -817,6 +817,7 @@ mod tests {
                 "aws-cloud-controller-manager",
                 "aws-ebs-csi-driver",
                 "aws-load-balancer-controller?",
+                "cert-manager?",
                 "cluster-autoscaler?",
                 "external-dns?",
                 "metrics-server"

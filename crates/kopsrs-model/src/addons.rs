@@ -1,8 +1,8 @@
 //! What the spec says about the addons it turns on: which of the channel's optional addons
 //! run, and the Helm values the spec gives them (merged over the channel's own values by the
 //! operations layer): the cluster autoscaler (`spec.clusterAutoscaler`), external-dns
-//! (`spec.externalDns.provider: external-dns`) and the AWS Load Balancer Controller
-//! (`spec.awsLoadBalancerController`).
+//! (`spec.externalDns.provider: external-dns`), the AWS Load Balancer Controller
+//! (`spec.awsLoadBalancerController`) and cert-manager (`spec.certManager`).
 
 use std::collections::BTreeMap;
 
@@ -22,7 +22,53 @@ impl crate::build::Builder<'_> {
         if let Some(values) = self.load_balancer_controller() {
             out.insert("aws-load-balancer-controller".to_string(), values);
         }
+        if let Some(values) = self.cert_manager() {
+            out.insert("cert-manager".to_string(), values);
+        }
         out
+    }
+
+    /// Whether kopsrs installs cert-manager: `spec.certManager.enabled`, unless `managed:
+    /// false` says the user runs their own.
+    pub(crate) fn cert_manager_enabled(&self) -> bool {
+        let cm = self.spec.cert_manager.as_ref();
+        cm.and_then(|c| c.enabled) == Some(true) && cm.and_then(|c| c.managed) != Some(false)
+    }
+
+    /// cert-manager with its CRDs, its three deployments on the control plane (whose role
+    /// may answer DNS-01 challenges in `hostedZoneIDs`), the spec's feature gates, image and
+    /// recursive nameservers.
+    fn cert_manager(&self) -> Option<Value> {
+        if !self.cert_manager_enabled() {
+            return None;
+        }
+        let cm = self.spec.cert_manager.clone().unwrap_or_default();
+        let selector = json!({"node-role.kubernetes.io/control-plane": ""});
+        let tolerations = json!([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]);
+        let mut values = json!({
+            "crds": {"enabled": true},
+            // A Job that waits for the API: nothing waits for it when applied from a template.
+            "startupapicheck": {"enabled": false},
+            "nodeSelector": selector,
+            "tolerations": tolerations,
+            "webhook": {"nodeSelector": selector, "tolerations": tolerations},
+            "cainjector": {"nodeSelector": selector, "tolerations": tolerations},
+        });
+        if let Some(image) = &cm.image {
+            let (repository, tag) = split_image(image);
+            values["image"] = json!({"repository": repository, "tag": tag});
+        }
+        if let Some(gates) = cm.feature_gates.as_ref().filter(|g| !g.is_empty()) {
+            let text: Vec<String> = gates.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            values["featureGates"] = json!(text.join(","));
+        }
+        if let Some(servers) = cm.nameservers.as_ref().filter(|n| !n.is_empty()) {
+            values["extraArgs"] = json!([
+                "--dns01-recursive-nameservers-only",
+                format!("--dns01-recursive-nameservers={}", servers.join(",")),
+            ]);
+        }
+        Some(values)
     }
 
     /// Whether `spec.awsLoadBalancerController.enabled`.

@@ -409,6 +409,26 @@ impl Builder<'_> {
         if self.load_balancer_controller_enabled() {
             statements.extend(self.load_balancer_controller_statements());
         }
+        // cert-manager answers DNS-01 challenges in the zones the spec lists (addons.rs).
+        let zones = self
+            .spec
+            .cert_manager
+            .as_ref()
+            .and_then(|c| c.hosted_zone_ids.clone())
+            .unwrap_or_default();
+        if self.cert_manager_enabled() && !zones.is_empty() {
+            let p = self.partition();
+            statements.push(json!({
+                "Action": ["route53:ChangeResourceRecordSets", "route53:ListResourceRecordSets"],
+                "Effect": "Allow",
+                "Resource": zones.iter().map(|z| format!("arn:{p}:route53:::hostedzone/{}", z.trim_start_matches("/hostedzone/"))).collect::<Vec<_>>(),
+            }));
+            statements.push(json!({
+                "Action": ["route53:GetChange", "route53:ListHostedZonesByName"],
+                "Effect": "Allow",
+                "Resource": "*",
+            }));
+        }
         // So does external-dns (addons.rs).
         if self.external_dns_enabled() && !self.service_account_roles_for_addons() {
             statements.extend(self.external_dns_statements());

@@ -1,6 +1,8 @@
-//! The cluster autoscaler's values and permissions: on the control plane with its instance
-//! role, or with service-account roles for addons (IRSA) with its own role through a
-//! projected token, the control plane's role then without its permissions.
+//! The channel's optional addons the spec turns on, their values and permissions: the
+//! cluster autoscaler on the control plane with its instance role, or with service-account
+//! roles for addons (IRSA) with its own role through a projected token, the control plane's
+//! role then without its permissions; external-dns, the load balancer controller,
+//! cert-manager.
 
 use kopsrs_api::create::CreateClusterOptions;
 use kopsrs_model::{build, DesiredSet, ModelInput};
@@ -150,4 +152,49 @@ fn load_balancer_controller_when_enabled() {
         masters.contains("elasticloadbalancing:CreateRule"),
         "{masters}"
     );
+}
+
+/// cert-manager (`spec.certManager.enabled`, not `managed: false`): its CRDs with it, on the
+/// control plane, whose role may answer DNS-01 challenges in the listed zones only.
+#[test]
+fn cert_manager_when_enabled_and_managed() {
+    let config_base = format!("s3://state/{NAME}");
+    let o = CreateClusterOptions {
+        name: NAME.into(),
+        zones: vec!["eu-west-1a".into()],
+        kubernetes_version: Some("v1.34.1".into()),
+        config_base: Some(config_base.clone()),
+        ..Default::default()
+    };
+    let with = |cert_manager: serde_json::Value| {
+        let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
+        let mut v = serde_json::to_value(&cluster).unwrap();
+        v["spec"]["certManager"] = cert_manager;
+        let cluster = serde_json::from_value(v).unwrap();
+        let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
+        build(&cluster, &groups, &ModelInput::default()).unwrap()
+    };
+    let set = with(
+        serde_json::json!({"enabled": true, "hostedZoneIDs": ["Z123"], "nameservers": ["1.1.1.1:53"]}),
+    );
+    let values = &set.optional_addons["cert-manager"];
+    assert_eq!(values["crds"]["enabled"], true);
+    assert_eq!(
+        values["webhook"]["nodeSelector"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    assert_eq!(
+        values["extraArgs"][1],
+        "--dns01-recursive-nameservers=1.1.1.1:53"
+    );
+    let masters = policy(&set, &format!("masters.{NAME}"));
+    assert!(
+        masters.contains("arn:aws:route53:::hostedzone/Z123"),
+        "{masters}"
+    );
+    // The user's own cert-manager: not installed, no permissions.
+    let set =
+        with(serde_json::json!({"enabled": true, "managed": false, "hostedZoneIDs": ["Z123"]}));
+    assert!(!set.optional_addons.contains_key("cert-manager"));
+    assert!(!policy(&set, &format!("masters.{NAME}")).contains("hostedzone/Z123"));
 }
