@@ -167,14 +167,13 @@ impl crate::build::Builder<'_> {
             values["priorityClassName"] = json!(class);
         }
         if self.service_account_roles_for_addons() {
-            let role = self.service_account_role_name("external-dns", "kube-system");
+            let pod = self.service_account_role_pod("external-dns");
             let env = values["env"].as_array_mut().expect("env is a list");
-            env.push(json!({"name": "AWS_ROLE_ARN", "value": format!("arn:{}:iam::@ACCOUNT_ID@:role/{role}", self.partition())}));
-            env.push(json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/amazonaws.com/token"}));
-            values["extraVolumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
-                {"serviceAccountToken": {"audience": "amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
-            ]}}]);
-            values["extraVolumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/amazonaws.com/", "readOnly": true}]);
+            for (name, value) in pod.env {
+                env.push(json!({"name": name, "value": value}));
+            }
+            values["extraVolumes"] = json!([pod.volume]);
+            values["extraVolumeMounts"] = json!([pod.mount]);
         }
         Some(values)
     }
@@ -322,17 +321,11 @@ impl crate::build::Builder<'_> {
             };
         }
         if self.service_account_roles_for_addons() {
-            // Its own role through a projected token for IAM's audience; the role's ARN names
-            // the account, which the control plane fills in when it applies the chart.
-            let role = self.service_account_role_name("cluster-autoscaler", "kube-system");
-            values["extraEnv"] = json!({
-                "AWS_ROLE_ARN": format!("arn:{}:iam::@ACCOUNT_ID@:role/{role}", self.partition()),
-                "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/amazonaws.com/token",
-            });
-            values["extraVolumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
-                {"serviceAccountToken": {"audience": "amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
-            ]}}]);
-            values["extraVolumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/amazonaws.com/", "readOnly": true}]);
+            // Its own role through a projected token for IAM's audience (irsa.rs).
+            let pod = self.service_account_role_pod("cluster-autoscaler");
+            values["extraEnv"] = json!(pod.env.into_iter().collect::<BTreeMap<_, _>>());
+            values["extraVolumes"] = json!([pod.volume]);
+            values["extraVolumeMounts"] = json!([pod.mount]);
         }
         Some(values)
     }

@@ -66,6 +66,16 @@ pub fn discovery_issuer(spec: &kopsrs_api::ClusterSpec, region: &str) -> Option<
     })
 }
 
+/// What a pod needs to take a service account's role (see `service_account_role_pod`).
+pub(crate) struct ServiceAccountRolePod {
+    /// Environment variables, by name.
+    pub env: Vec<(&'static str, String)>,
+    /// The projected token's volume.
+    pub volume: Json,
+    /// Its mount.
+    pub mount: Json,
+}
+
 impl Builder<'_> {
     fn oidc_enabled(&self) -> bool {
         self.spec
@@ -169,6 +179,30 @@ impl Builder<'_> {
             self.service_account_role(&provider, &issuer, account)?;
         }
         Ok(())
+    }
+
+    /// How a pod of a kube-system service account `name` takes its role without the pod
+    /// identity webhook: environment variables (the role's ARN, the token's path), a volume
+    /// with a projected service-account token for IAM's audience, and its mount. The ARN names
+    /// the account as `@ACCOUNT_ID@`, which the control plane fills in when it applies.
+    pub(crate) fn service_account_role_pod(&self, name: &str) -> ServiceAccountRolePod {
+        let role = self.service_account_role_name(name, "kube-system");
+        ServiceAccountRolePod {
+            env: vec![
+                (
+                    "AWS_ROLE_ARN",
+                    format!("arn:{}:iam::@ACCOUNT_ID@:role/{role}", self.partition()),
+                ),
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    "/var/run/secrets/amazonaws.com/token".to_string(),
+                ),
+            ],
+            volume: json!({"name": "aws-iam-token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": "amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+            ]}}),
+            mount: json!({"name": "aws-iam-token", "mountPath": "/var/run/secrets/amazonaws.com/", "readOnly": true}),
+        }
     }
 
     /// The IAM role of a service account (`<sa>.<namespace>.sa.<cluster>`, shortened to

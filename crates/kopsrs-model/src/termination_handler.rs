@@ -123,16 +123,14 @@ impl crate::build::Builder<'_> {
         // (irsa.rs makes it) through a projected token for IAM's audience, not the control
         // plane's: the role's ARN names the account, which the control plane fills in.
         if queue && self.service_account_roles_for_addons() {
-            let role = self.service_account_role_name(name, "kube-system");
-            let arn = format!("arn:{}:iam::@ACCOUNT_ID@:role/{role}", self.partition());
+            let role = self.service_account_role_pod(name);
             let container = &mut pod["containers"][0];
             let env = container["env"].as_array_mut().expect("env is a list");
-            env.push(json!({"name": "AWS_ROLE_ARN", "value": arn}));
-            env.push(json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/amazonaws.com/token"}));
-            container["volumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/amazonaws.com/", "readOnly": true}]);
-            pod["volumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
-                {"serviceAccountToken": {"audience": "amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
-            ]}}]);
+            for (name, value) in role.env {
+                env.push(json!({"name": name, "value": value}));
+            }
+            container["volumeMounts"] = json!([role.mount]);
+            pod["volumes"] = json!([role.volume]);
         }
         let workload = if queue {
             // One reader of the queue, on the control plane, with its instance role.
