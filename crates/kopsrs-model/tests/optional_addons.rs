@@ -9,26 +9,35 @@ use kopsrs_model::{build, DesiredSet, ModelInput};
 
 const NAME: &str = "cas.example.com";
 
-fn cluster(irsa: bool) -> DesiredSet {
+/// A one-zone cluster (in the DNS zone example.com) whose spec `change` edits as JSON.
+fn cluster_with(change: impl FnOnce(&mut serde_json::Value)) -> DesiredSet {
     let config_base = format!("s3://state/{NAME}");
     let o = CreateClusterOptions {
         name: NAME.into(),
         zones: vec!["eu-west-1a".into()],
         kubernetes_version: Some("v1.34.1".into()),
         config_base: Some(config_base.clone()),
+        dns_zone: Some("example.com".into()),
         ..Default::default()
     };
     let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
     let mut v = serde_json::to_value(&cluster).unwrap();
-    v["spec"]["clusterAutoscaler"] = serde_json::json!({"enabled": true});
-    if irsa {
-        v["spec"]["serviceAccountIssuerDiscovery"] =
-            serde_json::json!({"discoveryStore": "s3://disc", "enableAWSOIDCProvider": true});
-        v["spec"]["iam"]["useServiceAccountExternalPermissions"] = serde_json::json!(true);
-    }
+    change(&mut v["spec"]);
     let cluster = serde_json::from_value(v).unwrap();
     let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
     build(&cluster, &groups, &ModelInput::default()).unwrap()
+}
+
+/// With the cluster autoscaler on, and IRSA for addons or not.
+fn cluster(irsa: bool) -> DesiredSet {
+    cluster_with(|spec| {
+        spec["clusterAutoscaler"] = serde_json::json!({"enabled": true});
+        if irsa {
+            spec["serviceAccountIssuerDiscovery"] =
+                serde_json::json!({"discoveryStore": "s3://disc", "enableAWSOIDCProvider": true});
+            spec["iam"]["useServiceAccountExternalPermissions"] = serde_json::json!(true);
+        }
+    })
 }
 
 fn policy(set: &DesiredSet, name: &str) -> String {
@@ -84,22 +93,9 @@ fn external_dns_when_the_spec_names_it() {
     assert!(!set.optional_addons.contains_key("external-dns"));
     assert!(!policy(&set, &format!("masters.{NAME}")).contains("route53:ChangeResourceRecordSets"));
 
-    let config_base = format!("s3://state/{NAME}");
-    let o = CreateClusterOptions {
-        name: NAME.into(),
-        zones: vec!["eu-west-1a".into()],
-        kubernetes_version: Some("v1.34.1".into()),
-        config_base: Some(config_base.clone()),
-        dns_zone: Some("example.com".into()),
-        ..Default::default()
-    };
-    let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
-    let mut v = serde_json::to_value(&cluster).unwrap();
-    v["spec"]["externalDns"] =
-        serde_json::json!({"provider": "external-dns", "watchIngress": true});
-    let cluster = serde_json::from_value(v).unwrap();
-    let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
-    let set = build(&cluster, &groups, &ModelInput::default()).unwrap();
+    let set = cluster_with(|spec| {
+        spec["externalDns"] = serde_json::json!({"provider": "external-dns", "watchIngress": true});
+    });
     let values = &set.optional_addons["external-dns"];
     assert_eq!(values["provider"]["name"], "aws");
     assert_eq!(values["sources"], serde_json::json!(["service", "ingress"]));
@@ -124,21 +120,10 @@ fn load_balancer_controller_when_enabled() {
         "{masters}"
     );
 
-    let config_base = format!("s3://state/{NAME}");
-    let o = CreateClusterOptions {
-        name: NAME.into(),
-        zones: vec!["eu-west-1a".into()],
-        kubernetes_version: Some("v1.34.1".into()),
-        config_base: Some(config_base.clone()),
-        ..Default::default()
-    };
-    let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
-    let mut v = serde_json::to_value(&cluster).unwrap();
-    v["spec"]["awsLoadBalancerController"] =
-        serde_json::json!({"enabled": true, "enableWAFv2": true});
-    let cluster = serde_json::from_value(v).unwrap();
-    let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
-    let set = build(&cluster, &groups, &ModelInput::default()).unwrap();
+    let set = cluster_with(|spec| {
+        spec["awsLoadBalancerController"] =
+            serde_json::json!({"enabled": true, "enableWAFv2": true});
+    });
     let values = &set.optional_addons["aws-load-balancer-controller"];
     assert_eq!(values["clusterName"], NAME);
     assert_eq!(values["region"], "eu-west-1");
@@ -158,22 +143,8 @@ fn load_balancer_controller_when_enabled() {
 /// control plane, whose role may answer DNS-01 challenges in the listed zones only.
 #[test]
 fn cert_manager_when_enabled_and_managed() {
-    let config_base = format!("s3://state/{NAME}");
-    let o = CreateClusterOptions {
-        name: NAME.into(),
-        zones: vec!["eu-west-1a".into()],
-        kubernetes_version: Some("v1.34.1".into()),
-        config_base: Some(config_base.clone()),
-        ..Default::default()
-    };
-    let with = |cert_manager: serde_json::Value| {
-        let (cluster, groups) = kopsrs_api::create::create_cluster(&o).unwrap();
-        let mut v = serde_json::to_value(&cluster).unwrap();
-        v["spec"]["certManager"] = cert_manager;
-        let cluster = serde_json::from_value(v).unwrap();
-        let (cluster, groups) = kopsrs_api::complete(&cluster, &groups, &config_base).unwrap();
-        build(&cluster, &groups, &ModelInput::default()).unwrap()
-    };
+    let with =
+        |cert_manager: serde_json::Value| cluster_with(|spec| spec["certManager"] = cert_manager);
     let set = with(
         serde_json::json!({"enabled": true, "hostedZoneIDs": ["Z123"], "nameservers": ["1.1.1.1:53"]}),
     );
