@@ -978,18 +978,22 @@ for d in yaml.safe_load_all(sys.stdin):
 }
 
 # Deletes the objects listed on stdin (object_names's lines) of the generated addon NAME that
-# kopsrs manages (its field manager): an object of the same name another manager owns stays.
+# are kopsrs's: annotated kopsrs.io/addon=NAME and managed by the field manager `kopsrs`. An
+# object of the same name that lacks either (made by someone else) stays.
 prune_objects() {
-  local type ns object managers scope
+  local type ns object owner addon managers scope
   while read -r type ns object; do
     scope=()
     [ "$ns" = - ] || scope=(-n "$ns")
-    managers=$(kctl get "$type" "$object" "${scope[@]}" --ignore-not-found -o jsonpath='{.metadata.managedFields[*].manager}') || return 1
-    [ -n "$managers" ] || continue
-    case " $managers " in
-      *" kopsrs "*) kctl delete "$type" "$object" "${scope[@]}" --ignore-not-found >/dev/null && log "addon $1: deleted $type $object, no longer in it" ;;
-      *) log "addon $1: $type $object is no longer in it but kopsrs does not manage it: left" ;;
-    esac
+    owner=$(kctl get "$type" "$object" "${scope[@]}" --ignore-not-found -o jsonpath='{.metadata.annotations.kopsrs\.io/addon}|{.metadata.managedFields[*].manager}') || return 1
+    [ -n "$owner" ] || continue
+    addon=${owner%%|*}
+    managers=${owner#*|}
+    if [ "$addon" = "$1" ] && [[ " $managers " == *" kopsrs "* ]]; then
+      kctl delete "$type" "$object" "${scope[@]}" --ignore-not-found >/dev/null && log "addon $1: deleted $type $object, no longer in it"
+    else
+      log "addon $1: $type $object is no longer in it but is not kopsrs's (annotation kopsrs.io/addon=$1 and field manager kopsrs): left"
+    fi
   done
 }
 

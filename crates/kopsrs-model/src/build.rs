@@ -134,7 +134,11 @@ impl<'a> Builder<'a> {
             outputs: self.outputs,
             existing: self.existing,
             instance_groups: self.group_of,
-            generated: generated.into_iter().flatten().collect(),
+            generated: generated
+                .into_iter()
+                .flatten()
+                .map(crate::GeneratedAddon::annotated)
+                .collect(),
             optional_addons,
         })
     }

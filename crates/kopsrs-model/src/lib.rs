@@ -87,7 +87,20 @@ pub struct GeneratedAddon {
     pub files: BTreeMap<String, String>,
 }
 
+/// The annotation every object of a generated addon carries, naming the addon: with
+/// kopsrs's field manager, what lets a control plane delete an object the addon no longer
+/// has (never a label, which controllers copy).
+pub const ADDON_ANNOTATION: &str = "kopsrs.io/addon";
+
 impl GeneratedAddon {
+    /// Each object annotated with [`ADDON_ANNOTATION`].
+    fn annotated(mut self) -> GeneratedAddon {
+        for object in &mut self.objects {
+            object["metadata"]["annotations"][ADDON_ANNOTATION] = self.name.into();
+        }
+        self
+    }
+
     /// The objects as one YAML stream, the manifest the control plane applies.
     pub fn manifest(&self) -> String {
         self.objects

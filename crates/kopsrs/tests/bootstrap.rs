@@ -825,15 +825,27 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
         ["kubectl-delete configmap settings"],
         "{log}"
     );
-    // One another manager owns is left, and said so.
+    // One another manager owns is left, and said so; so is one kopsrs manages without the
+    // addon's annotation (a label or a name proves nothing).
     std::fs::write(cp_a.root.join("foreign-queue"), "").unwrap();
     put_generated("3", &settings);
     let (log, made) = apply();
     assert!(
-        log.contains("configmap queue is no longer in it but kopsrs does not manage it: left"),
+        log.contains("configmap queue is no longer in it but is not kopsrs's"),
         "{log}"
     );
     assert_eq!(count(&made, "kubectl-delete"), 0, "{made:?}");
+    std::fs::write(cp_a.root.join("unannotated-settings"), "").unwrap();
+    put_generated("4", &queue);
+    let (log, made) = apply();
+    assert!(
+        log.contains("configmap settings is no longer in it but is not kopsrs's"),
+        "{log}"
+    );
+    assert_eq!(count(&made, "kubectl-delete"), 0, "{made:?}");
+    std::fs::remove_file(cp_a.root.join("unannotated-settings")).unwrap();
+    put_generated("5", &settings);
+    apply();
     // The addon gone from the channel: its objects go.
     publish(base.clone());
     let (log, made) = apply();
@@ -1339,4 +1351,60 @@ fn a_karpenter_group_is_published_for_karpenter_and_its_nodes_fetch_their_script
         "print(aws('s3').list_objects_v2(Bucket='state', Prefix='clusters/{name}/').get('KeyCount'))"
     ));
     assert_eq!(left.trim(), "0");
+}
+
+/// What the control plane's pruning of generated addons reads, proven with kubectl against
+/// the fake API server: after a server-side apply as field manager `kopsrs`, the jsonpath of
+/// `prune_objects` gives the addon annotation and the managers; a missing object gives
+/// nothing (`--ignore-not-found`).
+#[test]
+fn the_prune_read_of_a_generated_addon_works_with_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::standalone(dir.path(), "prune.example.com");
+    let object = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: kube-system\n  annotations:\n    kopsrs.io/addon: generated\ndata:\n  a: b\n";
+    let out = kube.kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=kopsrs",
+            "-f",
+            "-",
+        ],
+        Some(object),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The expression bootstrap.sh uses (its `kopsrs\.io` escape included).
+    let script = include_str!("../../kopsrs-bootstrap/src/bootstrap.sh");
+    let jsonpath = script
+        .split("-o jsonpath='")
+        .find(|part| part.starts_with("{.metadata.annotations.kopsrs"))
+        .and_then(|part| part.split('\'').next())
+        .unwrap();
+    let read = |name: &str| {
+        let out = kube.kubectl(
+            &[
+                "get",
+                "configmap",
+                name,
+                "-n",
+                "kube-system",
+                "--ignore-not-found",
+                &format!("-o=jsonpath={jsonpath}"),
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(read("settings"), "generated|kopsrs");
+    assert_eq!(read("missing"), "");
 }

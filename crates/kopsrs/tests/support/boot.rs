@@ -93,9 +93,13 @@ print(json.dumps({"items": [d for d in docs if d and d.get("kind") == "Secret" a
     printf '%s\n' "$new" >"$KOPSRS_ROOT/applied-$(date +%s%N).yaml"
     echo "kubectl-create $name" >>"$KOPSRS_ROOT/calls.log" ;;
   *" get "*"managedFields"*)
-    # Who manages an object: kopsrs, unless the test made another manager own it.
+    # An object's kopsrs.io/addon annotation and managers: the test's generated addon's and
+    # kopsrs, unless the test made another manager own it or left the annotation off (an
+    # object that only looks like ours).
     object=$(echo "$args" | cut -d' ' -f5)
-    if [ -e "$KOPSRS_ROOT/foreign-$object" ]; then echo kubectl-client-side-apply; else echo "kopsrs"; fi ;;
+    if [ -e "$KOPSRS_ROOT/foreign-$object" ]; then echo "|kubectl-client-side-apply"
+    elif [ -e "$KOPSRS_ROOT/unannotated-$object" ]; then echo "|kopsrs"
+    else echo "generated|kopsrs"; fi ;;
   *" delete "*)
     echo "kubectl-delete $(echo "$args" | cut -d' ' -f4-5)" >>"$KOPSRS_ROOT/calls.log" ;;
   *" apply "*)
