@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
 use kopsrs_bootstrap::kubeadm::{self, Document};
-use support::boot::{calls, count, finish, run, sha256_hex, start_node, write_stubs, Node};
+use support::boot::{
+    applied_with, calls, count, finish, run, sha256_hex, start_node, write_stubs, Node,
+};
 use support::kube::FakeKube;
 use support::{kopsrs, Moto};
 
@@ -705,13 +707,7 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     assert!(log.contains("addon ebs-csi 1 applied"), "{log}");
     assert_eq!(count(&calls(&cp_a)[before..], "kubectl-apply"), 1, "{log}");
     // The account in the values is this instance's (its identity document).
-    let rendered: Vec<String> = std::fs::read_dir(&cp_a.root)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .filter(|t| t.contains("AWS_ROLE_ARN"))
-        .collect();
+    let rendered = applied_with(&cp_a, "AWS_ROLE_ARN");
     assert_eq!(rendered.len(), 1, "{rendered:?}");
     assert!(
         rendered[0].contains("arn:aws:iam::123456789012:role/ca"),
@@ -802,13 +798,7 @@ fn two_control_planes_and_a_worker_boot_into_one_cluster() {
     };
     let (log, _) = apply();
     assert!(log.contains("addon generated 1 applied"), "{log}");
-    let applied: Vec<String> = std::fs::read_dir(&cp_a.root)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap())
-        .filter(|t| t.contains("name: queue"))
-        .collect();
+    let applied = applied_with(&cp_a, "name: queue");
     assert_eq!(applied.len(), 1, "{applied:?}");
     assert!(
         applied[0].contains("url: https://sqs.eu-west-1.amazonaws.com/123456789012/q"),

@@ -243,6 +243,18 @@ pub fn calls(node: &Node) -> Vec<String> {
         .collect()
 }
 
+/// What the node's `kubectl apply -f -` was given (the stub keeps each as `applied-*.yaml`),
+/// the applies whose text contains `needle`.
+pub fn applied_with(node: &Node, needle: &str) -> Vec<String> {
+    std::fs::read_dir(&node.root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("applied-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .filter(|t| t.contains(needle))
+        .collect()
+}
+
 pub fn count(lines: &[String], prefix: &str) -> usize {
     lines.iter().filter(|l| l.starts_with(prefix)).count()
 }
