@@ -35,7 +35,9 @@ has handled what a real cluster does:
   subresources change only status; the main resource ignores status. scale subresources of
   deployments, replicasets and statefulsets. Lists and gets answer a server-side Table when asked
   (Accept ...;as=Table;g=meta.k8s.io;v=v1, as kubectl get does): nodes, pods, deployments,
-  budgets and namespaces with kubectl's usual columns, other kinds Name and Created At. Errors
+  budgets and namespaces with kubectl's usual columns, custom resources with their CRD's
+  additionalPrinterColumns (simple JSONPath: fields, escaped dots, [?(@.k=="v")] filters; date
+  columns as ages), other kinds Name and Created At. Errors
   are Status objects as the real server writes them (as the real server, the 500 for a pod
   matched by several budgets has no reason or details). Request bodies are JSON (or YAML):
   protobuf bodies get a 415 (the real server accepts them; kubectl's `create KIND` generators
@@ -360,7 +362,8 @@ def unsupported_media(allowed):
 class RType:
     def __init__(self, group, version, plural, singular, kind, namespaced, short=(),
                  status=False, scale=False, fields=(), crd=False, create_on_update=False,
-                 categories=(), versions=None):
+                 categories=(), versions=None, columns=None):
+        self.columns = columns or []
         self.group = group
         self.versions = versions or [version]
         self.plural = plural
@@ -2277,9 +2280,13 @@ class Controllers:
                            names.get("kind", "").lower(), names.get("kind"),
                            spec.get("scope") == "Namespaced", names.get("shortNames") or (),
                            status=status_sub, crd=True,
-                           categories=names.get("categories") or (), versions=served)
+                           categories=names.get("categories") or (), versions=served,
+                           columns=next((v.get("additionalPrinterColumns") or []
+                                         for v in spec.get("versions") or []
+                                         if v.get("name") == served[0]), []))
                 if existing is None or existing.versions != rt.versions or \
-                        existing.status != rt.status or existing.kind != rt.kind:
+                        existing.status != rt.status or existing.kind != rt.kind or \
+                        existing.columns != rt.columns:
                     self.s.register(rt)
             if not established:
                 new = clone(crd)
@@ -3790,11 +3797,46 @@ TABLES = {
 }
 
 
+def json_path(obj, path):
+    """The value at a CRD printer column's JSONPath, as the API server reads the simple forms:
+    .a.b, escaped dots (.metadata.labels.a\\.b/c), and [?(@.key=="value")] filters."""
+    tokens = re.findall(r'\.((?:\\\.|[^.\[])+)|\[\?\(@\.(\w+)==["\'](.*?)["\']\)\]', path)
+    cur = obj
+    for name, key, value in tokens:
+        if name:
+            name = name.replace("\\.", ".")
+            cur = cur.get(name) if isinstance(cur, dict) else None
+        else:
+            cur = next((i for i in cur or [] if isinstance(i, dict) and str(i.get(key)) == value),
+                       None) if isinstance(cur, list) else None
+        if cur is None:
+            return None
+    return cur
+
+
+def crd_columns(rt):
+    """A CRD's printer columns (Name first), and its row function."""
+    columns = [col("Name", fmt="name")] + [
+        col(c["name"], c.get("type", "string"), c.get("priority", 0), c.get("format", ""))
+        for c in rt.columns]
+
+    def row(o):
+        cells = [o["metadata"]["name"]]
+        for c in rt.columns:
+            v = json_path(o, c.get("jsonPath", ""))
+            if c.get("type") == "date" and isinstance(v, str):
+                v = human_age(v)
+            cells.append(v)
+        return cells
+    return columns, row
+
+
 def as_table(rt, objs, list_meta, include):
-    columns, row = TABLES.get(rt.key, ([col("Name", fmt="name"),
-                                        col("Created At", fmt="date")],
-                                       lambda o: [o["metadata"]["name"],
-                                                  o["metadata"].get("creationTimestamp")]))
+    default = ([col("Name", fmt="name"), col("Created At", fmt="date")],
+               lambda o: [o["metadata"]["name"], o["metadata"].get("creationTimestamp")])
+    if rt.crd and rt.columns:
+        default = crd_columns(rt)
+    columns, row = TABLES.get(rt.key, default)
     rows = []
     for o in objs:
         r = {"cells": row(o)}

@@ -7,6 +7,7 @@
 pub mod backups;
 pub mod cidr;
 pub mod complete;
+pub mod crd;
 pub mod create;
 mod document;
 pub mod generated;

@@ -113,6 +113,61 @@ impl Kube {
         })
     }
 
+    /// Leader election: waits until `holder` holds the Lease `namespace/name`, then runs
+    /// `work` while renewing it every third of `duration`. Returns when `work` ends (the
+    /// Lease is released) or, with an error, when a renewal fails or finds another holder:
+    /// the caller must then stop acting, since another replica may lead from the Lease's
+    /// expiry on. `waiting` is told who leads while this replica waits.
+    pub async fn lead<W>(
+        &self,
+        namespace: &str,
+        name: &str,
+        holder: &str,
+        duration: Duration,
+        waiting: impl Fn(&LeaseTaken),
+        work: W,
+    ) -> Result<(), KubeError>
+    where
+        W: std::future::Future<Output = ()>,
+    {
+        let every = duration / 3;
+        let held = loop {
+            match self.acquire_lease(namespace, name, holder, duration).await {
+                Ok(Ok(held)) => break held,
+                Ok(Err(taken)) => waiting(&taken),
+                // The API may be restarting: try again.
+                Err(_) => {}
+            }
+            tokio::time::sleep(every).await;
+        };
+        let renew = async {
+            let mut renewed = tokio::time::Instant::now();
+            loop {
+                tokio::time::sleep(every).await;
+                match self.acquire_lease(namespace, name, holder, duration).await {
+                    Ok(Ok(_)) => renewed = tokio::time::Instant::now(),
+                    // A failed renewal is retried while the Lease is still this replica's.
+                    Err(_) if renewed.elapsed() + every < duration => {}
+                    Ok(Err(taken)) => {
+                        return KubeError::Api {
+                            cluster: self.cluster.clone(),
+                            what: format!("renewing the lease {namespace}/{name}"),
+                            reason: format!("{} holds it now", taken.holder),
+                        }
+                    }
+                    Err(e) => return e,
+                }
+            }
+        };
+        tokio::select! {
+            () = work => {
+                self.release_lease(&held).await?;
+                Ok(())
+            }
+            lost = renew => Err(lost),
+        }
+    }
+
     /// Gives the Lease back: deleted while it is still the one this run took (a run that lost
     /// it, its time having run out, leaves the new holder's alone).
     pub async fn release_lease(&self, held: &HeldLease) -> Result<(), KubeError> {

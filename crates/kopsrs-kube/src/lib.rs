@@ -15,6 +15,7 @@ use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
+pub mod controller;
 mod drain;
 mod etcd;
 mod lease;

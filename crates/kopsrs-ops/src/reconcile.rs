@@ -75,6 +75,7 @@ pub async fn reconcile(
         return dry_run(session, &store, name, options).await;
     }
     crate::kops_built::refuse(&store, name, VERB).await?;
+    crate::managed::refuse(&store, name, VERB, options.update.force).await?;
     crate::node_store::check_cluster(session, &store, name, Some(VERB), "").await?;
     locked(&*session.reporter, &store, name, Some(VERB), async {
         let prepared = prepare(&store, name, session, true).await?;

@@ -31,6 +31,8 @@ pub struct DirectOptions {
     pub saved: Option<PlanDocument>,
     /// What this run changes: every role's groups or some, deferred deletions or not.
     pub scope: Scope,
+    /// Apply to a cluster `kopsrs controller` manages (`--force`; the controller itself).
+    pub force: bool,
 }
 
 /// What one update changes of the plan it finds; the rest is held back
@@ -125,6 +127,9 @@ pub struct UpdateReport {
     pub applied: Option<Applied>,
     /// With `--prune`: the old launch-template versions deleted (`yes`) or that would be.
     pub old_versions: Vec<kopsrs_aws::StaleVersions>,
+    /// The instance group of each per-group resource (launch template, auto scaling group,
+    /// hook), by address: which groups a plan changes.
+    pub groups: std::collections::BTreeMap<String, String>,
 }
 
 /// What an apply took.
@@ -170,9 +175,16 @@ pub async fn update_direct(
         }
     };
     let node_store = crate::node_store::check_cluster(session, &store, name, purpose, "this plan");
-    let (kops_built, node_store) = tokio::join!(kops_built, node_store);
+    let managed = async {
+        match purpose {
+            Some(verb) => crate::managed::refuse(&store, name, verb, options.force).await,
+            None => Ok(()),
+        }
+    };
+    let (kops_built, node_store, managed) = tokio::join!(kops_built, node_store, managed);
     kops_built?;
     node_store?;
+    managed?;
     let report = locked(&*session.reporter, &store, name, purpose, async {
         let prepared = prepare(&store, name, session, true).await?;
         let aws = crate::cluster::aws(session, &prepared.set.region).await;
@@ -413,6 +425,15 @@ fn same_as_saved(name: &str, now: &Plan, saved: &PlanDocument) -> Result<()> {
     .into())
 }
 
+fn group_addresses(prepared: &Prepared) -> std::collections::BTreeMap<String, String> {
+    prepared
+        .set
+        .instance_groups
+        .iter()
+        .map(|(address, group)| (address.to_string(), group.clone()))
+        .collect()
+}
+
 pub(crate) async fn plan_and_apply(
     session: &Session,
     aws: &Aws,
@@ -446,6 +467,7 @@ pub(crate) async fn plan_and_apply(
             yes: options.yes,
             applied: None,
             old_versions,
+            groups: group_addresses(prepared),
         });
     }
     // Only now, with the plan made (and the addons' pins checked), is anything written.
@@ -475,6 +497,7 @@ pub(crate) async fn plan_and_apply(
         yes: true,
         applied,
         old_versions,
+        groups: group_addresses(prepared),
     })
 }
 

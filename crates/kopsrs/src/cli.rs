@@ -91,6 +91,10 @@ pub enum Command {
     /// Check that a cluster's instances have joined and its nodes and system pods are healthy.
     #[command(subcommand)]
     Validate(ValidateCommand),
+    /// Reconcile kops's Cluster and InstanceGroup custom resources continuously (a
+    /// Kubernetes controller), or print what installs it.
+    #[command(subcommand)]
+    Controller(ControllerCommand),
     /// Evaluate Jsonnet: the C++ `jsonnet` command's flags and output, byte for byte.
     #[command(
         disable_version_flag = true,
@@ -336,6 +340,82 @@ pub struct RollFlags {
     /// named after the cluster is used.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ControllerCommand {
+    /// Run the controller: watch Cluster and InstanceGroup resources (kops.k8s.io/v1alpha2)
+    /// and apply each cluster as `update cluster --yes` does, its status and Events written
+    /// back. docs/controller.md.
+    #[command(
+        after_help = "Examples:\n  kopsrs controller run --state s3://clusters-state\n  kopsrs controller run --namespace team-a --lease-name=\"\""
+    )]
+    Run(ControllerRunArgs),
+    /// Print the objects that install the controller: its CustomResourceDefinitions,
+    /// namespace, service account, RBAC and Deployment.
+    #[command(
+        after_help = "Examples:\n  kopsrs controller install --state s3://clusters-state | kubectl apply -f -"
+    )]
+    Install(ControllerInstallArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerRunArgs {
+    /// The management cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config, else the
+    /// pod's service account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Watch only this namespace (default: all).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Clusters reconciled at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// AWS changes at once within one cluster's apply.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub concurrency: u16,
+    /// How often an unchanged cluster is planned again, to find drift.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub resync: std::time::Duration,
+    /// Leader election's Lease namespace.
+    #[arg(long, default_value = "kopsrs-system")]
+    pub lease_namespace: String,
+    /// Leader election's Lease name; empty: no leader election (one replica only).
+    #[arg(long, default_value = "kopsrs-controller")]
+    pub lease_name: String,
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: std::time::Duration,
+    /// This replica's name in the Lease (default: the host name and process ID).
+    #[arg(long)]
+    pub identity: Option<String>,
+    #[command(flatten)]
+    pub pins: AddonPinArgs,
+    /// Skip the network checks of clusters in an existing VPC.
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub skip_network_checks: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerInstallArgs {
+    /// The namespace the controller runs in.
+    #[arg(long, default_value = "kopsrs-system")]
+    pub namespace: String,
+    /// The controller's image.
+    #[arg(long, default_value = concat!("ghcr.io/kopsrs/kopsrs:v", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
+    /// Replicas: one leads, the others wait.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// An IAM role for the controller's service account (IRSA).
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = DocumentFormat::Yaml)]
+    pub output: DocumentFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1159,6 +1239,10 @@ pub struct UpdateClusterArgs {
     /// security groups the spec no longer has): after the roll that moved them off it.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub prune: bool,
+    /// Apply to a cluster `kopsrs controller` manages from a custom resource (the controller
+    /// writes the resource's spec back on its next reconcile).
+    #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+    pub force: bool,
 }
 
 /// How `update cluster` pins the addons nodes apply (docs/security.md, "Addons").

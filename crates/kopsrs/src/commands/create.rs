@@ -133,6 +133,7 @@ async fn create_cluster_command(global: &Session, args: CreateClusterArgs) -> Re
             network_checks: true,
             saved: None,
             scope: Default::default(),
+            force: false,
         };
         let report = kopsrs_ops::update::update_direct(global, &name, &options).await?;
         crate::render::update_report(&name, &report);

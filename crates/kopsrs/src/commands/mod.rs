@@ -1,5 +1,6 @@
 //! One module per verb; [`run`] dispatches.
 
+mod controller;
 mod create;
 mod delete;
 mod diff;
@@ -74,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Reconcile(crate::cli::ReconcileCommand::Cluster(args)) => {
             reconcile::run(&global, args).await
         }
+        Command::Controller(command) => controller::run(&global, command).await,
         Command::Validate(crate::cli::ValidateCommand::Cluster(args)) => {
             validate::run(&global, args).await
         }

@@ -26,6 +26,7 @@ pub async fn run(global: &Session, args: ReconcileClusterArgs) -> Result<()> {
             network_checks: !args.skip_network_checks,
             saved: None,
             scope: Default::default(),
+            force: false,
         },
         roll: args.roll.options(),
         api_wait: args.api_wait,

@@ -63,6 +63,7 @@ async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()>
                     prune: args.prune,
                     in_order: false,
                 },
+                force: args.force,
             };
             let report = update::update_direct(&session, &name, &options).await?;
             if let Some(path) = &args.out_plan {

@@ -1,0 +1,894 @@
+//! `kopsrs controller run`: kops's `Cluster` and `InstanceGroup` custom resources
+//! (`kops.k8s.io/v1alpha2`, namespaced) reconciled continuously with the operations the CLI
+//! runs. Each reconcile of a cluster is `update cluster --yes` on the spec its resources
+//! hold: the spec is written to the cluster's state store (where nodes and the CLI read it),
+//! then planned and applied under the store's cluster lock. docs/controller.md says what a
+//! user sees; the watches, the work queue and the Kubernetes writes are
+//! `kopsrs_kube::controller`'s.
+//!
+//! Intent is read from the `Cluster`'s annotations ([`Intent`]): paused, plan-only with an
+//! approval by hash, a quiet period after edits, the deletion policy.
+
+pub mod install;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kopsrs_api::{Cluster, Document, InstanceGroup, Validation};
+use kopsrs_kube::controller::{ClusterObject, GroupObject, LoopOptions, Next, ReconcileError};
+use kopsrs_kube::Kube;
+use kopsrs_state::{layout, StateStore};
+use serde_json::{json, Value};
+
+use crate::managed::{self, Claim, Manager};
+use crate::problems::Problems;
+use crate::reporter::Recorded;
+use crate::update::{DirectOptions, UpdateReport};
+use crate::Session;
+
+/// `kopsrs.io/paused: "true"`: no AWS call at all, no write to the state store.
+pub const PAUSED: &str = "kopsrs.io/paused";
+/// `kopsrs.io/mode: plan`: the plan is made and shown in status; nothing is applied but
+/// the plan whose hash [`APPROVE_PLAN`] names.
+pub const MODE: &str = "kopsrs.io/mode";
+/// `kopsrs.io/approve-plan: <hash>`: with [`MODE`] `plan`, apply exactly the plan with this
+/// hash (`status.plan.hash`); refused when the plan made now has another.
+pub const APPROVE_PLAN: &str = "kopsrs.io/approve-plan";
+/// `kopsrs.io/quiet-period: 30s`: how long the spec must stay unchanged before it is
+/// applied, so a burst of edits gives one plan and one apply.
+pub const QUIET_PERIOD: &str = "kopsrs.io/quiet-period";
+/// `kopsrs.io/deletion-policy: Retain|Delete`: what deleting the `Cluster` does to the
+/// cluster (Retain: nothing, the store is handed back to the CLI; Delete: `delete cluster
+/// --yes`).
+pub const DELETION_POLICY: &str = "kopsrs.io/deletion-policy";
+
+/// On an `InstanceGroup`: the group's name when it is not the resource's (two clusters in
+/// one namespace each with a group `nodes`).
+pub const GROUP_NAME: &str = "kopsrs.io/instance-group";
+
+/// The quiet period when the annotation does not set one.
+pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_secs(30);
+
+/// How many changed addresses the status lists.
+const STATUS_ADDRESSES: usize = 20;
+
+/// What the controller does, from its flags.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// The management cluster's kubeconfig files (none: the pod's service account).
+    pub kubeconfig: Vec<PathBuf>,
+    /// The kubeconfig context (none: the current one).
+    pub context: Option<String>,
+    /// Watch only this namespace (none: all).
+    pub namespace: Option<String>,
+    /// Clusters reconciled at once.
+    pub workers: u16,
+    /// AWS changes at once within one cluster's apply.
+    pub aws_concurrency: u16,
+    /// How often an unchanged cluster is planned again (drift).
+    pub resync: Duration,
+    /// Leader election: the Lease's namespace and name, none to run without one.
+    pub lease: Option<(String, String)>,
+    /// How long a leader's Lease lasts without renewal.
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease (the pod's name; none: the host name and process ID).
+    pub identity: Option<String>,
+    /// How addon downloads are pinned.
+    pub pins: crate::addons::PinOptions,
+    /// Check the network of clusters in an existing VPC before applying.
+    pub network_checks: bool,
+}
+
+/// What a `Cluster`'s annotations ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// [`PAUSED`].
+    pub paused: bool,
+    /// [`MODE`] is `plan`.
+    pub plan_only: bool,
+    /// [`APPROVE_PLAN`].
+    pub approved: Option<String>,
+    /// [`QUIET_PERIOD`].
+    pub quiet: Duration,
+    /// [`DELETION_POLICY`] is `Delete`.
+    pub delete_cloud: bool,
+}
+
+impl Intent {
+    /// The intent of `annotations`; a value that is not one of the accepted ones is an
+    /// error naming the annotation, the value and what it accepts.
+    pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Intent, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, value: &str, accepted: &str| {
+            problems.push(format!(
+                "metadata.annotations[{key}]: {value:?} is not accepted; use {accepted}"
+            ))
+        };
+        let get = |key: &str| annotations.get(key).map(|v| v.trim());
+        let paused = match get(PAUSED) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                bad(PAUSED, other, "\"true\" or \"false\"");
+                false
+            }
+        };
+        let plan_only = match get(MODE) {
+            None | Some("apply") => false,
+            Some("plan") => true,
+            Some(other) => {
+                bad(MODE, other, "\"plan\" or \"apply\"");
+                false
+            }
+        };
+        let quiet = match get(QUIET_PERIOD) {
+            None => DEFAULT_QUIET_PERIOD,
+            Some(text) => humantime::parse_duration(text).unwrap_or_else(|_| {
+                bad(QUIET_PERIOD, text, "a duration such as \"30s\" or \"2m\"");
+                DEFAULT_QUIET_PERIOD
+            }),
+        };
+        let delete_cloud = match get(DELETION_POLICY) {
+            None | Some("Retain") => false,
+            Some("Delete") => true,
+            Some(other) => {
+                bad(DELETION_POLICY, other, "\"Retain\" or \"Delete\"");
+                false
+            }
+        };
+        match problems.is_empty() {
+            true => Ok(Intent {
+                paused,
+                plan_only,
+                approved: get(APPROVE_PLAN)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+                quiet,
+                delete_cloud,
+            }),
+            false => Err(problems),
+        }
+    }
+}
+
+/// What every reconcile shares.
+struct Shared {
+    kube: Kube,
+    session: Session,
+    options: ControllerOptions,
+    /// The spec digest of each cluster and when it was first seen, for the quiet period.
+    seen: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// The input of each cluster's last finished reconcile, and when it finished.
+    done: Mutex<HashMap<(String, String), (String, Instant)>>,
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C (or, with leader election, until this replica
+/// loses its Lease: an error, so the pod restarts and waits its turn).
+pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
+    let kube = Kube::management(&options.kubeconfig, options.context.as_deref()).await?;
+    let shared = Arc::new(Shared {
+        kube: Kube::management(&options.kubeconfig, options.context.as_deref()).await?,
+        session: session.clone(),
+        options: options.clone(),
+        seen: Mutex::new(HashMap::new()),
+        done: Mutex::new(HashMap::new()),
+    });
+    let loop_options = LoopOptions {
+        namespace: options.namespace.clone(),
+        concurrency: options.workers.max(1),
+        max_backoff: Duration::from_secs(300),
+    };
+    let reporter = session.reporter.clone();
+    let identity = options.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            gethostname::gethostname().to_string_lossy(),
+            std::process::id()
+        )
+    });
+    let work = async move {
+        let stop = async {
+            let _ = crate::interrupt::until_interrupted(std::future::pending::<()>()).await;
+        };
+        let reconciler = shared.clone();
+        shared
+            .kube
+            .run_controller(
+                &loop_options,
+                move |namespace, name| {
+                    let shared = reconciler.clone();
+                    async move {
+                        reconcile(&shared, &namespace, &name)
+                            .await
+                            .map_err(|e| ReconcileError(format!("{e:#}")))
+                    }
+                },
+                stop,
+            )
+            .await;
+    };
+    match &options.lease {
+        None => {
+            reporter.say("Controller running (no leader election).");
+            work.await;
+            Ok(())
+        }
+        Some((namespace, name)) => {
+            reporter.say(&format!(
+                "Waiting to lead through the Lease {namespace}/{name} as {identity}."
+            ));
+            let waiting = |taken: &kopsrs_kube::LeaseTaken| {
+                reporter.say(&format!("{} leads (until {}).", taken.holder, taken.until))
+            };
+            let leading = async {
+                reporter.say(&format!("{identity} leads now."));
+                work.await
+            };
+            kube.lead(
+                namespace,
+                name,
+                &identity,
+                options.lease_duration,
+                waiting,
+                leading,
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// One reconcile of `namespace/name`.
+async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next> {
+    let kube = &shared.kube;
+    let Some(object) = kube.cluster_object(namespace, name).await? else {
+        return Ok(Next::Wait);
+    };
+    let mut status = Status::from_object(&object);
+    let intent = match Intent::parse(&object.annotations) {
+        Ok(intent) => intent,
+        Err(problems) => {
+            status.invalid("InvalidAnnotation", &problems);
+            return finish(shared, &object, status, Next::Wait).await;
+        }
+    };
+    if object.deleting {
+        return finalize(shared, &object, &intent).await;
+    }
+    if !object
+        .finalizers
+        .iter()
+        .any(|f| f == kopsrs_kube::controller::FINALIZER)
+    {
+        // The change wakes this cluster again, with the finalizer in place.
+        kube.set_finalizer(&object, true).await?;
+        return Ok(Next::Wait);
+    }
+    // What this reconcile acts on: the spec of the resources, and the controller's
+    // annotations. The same input within the resync period (a wake-up by this controller's
+    // own status write, say) makes no AWS call.
+    let key = (namespace.to_string(), name.to_string());
+    let groups = kube.cluster_groups(namespace, name).await?;
+    let spec = spec_digest(&object, &groups);
+    let input = input_digest(&spec, &object.annotations);
+    let last = shared.done.lock().expect("done").get(&key).cloned();
+    if let Some((digest, at)) = last {
+        if digest == input && at.elapsed() < shared.options.resync {
+            return Ok(Next::After(shared.options.resync - at.elapsed()));
+        }
+    }
+    if intent.paused {
+        status.condition(
+            "Paused",
+            true,
+            "Paused",
+            &format!("{PAUSED} is \"true\": nothing is read or changed"),
+        );
+        status.condition("Ready", false, "Paused", "paused");
+        return done(shared, &object, status, Next::Wait, &input).await;
+    }
+    status.condition("Paused", false, "Running", "");
+    let (cluster, groups) = match decode(&object, &groups) {
+        Ok(decoded) => decoded,
+        Err(problems) => {
+            status.invalid("InvalidSpec", &problems);
+            return done(shared, &object, status, Next::Wait, &input).await;
+        }
+    };
+    let recorded = Arc::new(Recorded::default());
+    if let Err(e) = crate::cluster::validate(&*recorded, &cluster, &groups) {
+        status.invalid("InvalidSpec", &describe(&e));
+        return done(shared, &object, status, Next::Wait, &input).await;
+    }
+    // The quiet period: a spec not applied before waits until it has been left alone that
+    // long, so a burst of edits gives one apply.
+    let applied_before =
+        object.status.get("specDigest").and_then(Value::as_str) == Some(spec.as_str());
+    if !applied_before {
+        let first_seen = {
+            let mut seen = shared.seen.lock().expect("seen");
+            let entry = seen
+                .entry(key.clone())
+                .or_insert_with(|| (spec.clone(), Instant::now()));
+            if entry.0 != spec {
+                *entry = (spec.clone(), Instant::now());
+            }
+            entry.1
+        };
+        let quiet_for = first_seen.elapsed();
+        if quiet_for < intent.quiet {
+            return Ok(Next::After(intent.quiet - quiet_for));
+        }
+    }
+    status.spec_digest = Some(spec.clone());
+    let session = Session {
+        state: Some(store_url(shared, &cluster)?),
+        name: Some(name.to_string()),
+        reporter: recorded.clone(),
+        ..shared.session.clone()
+    };
+    let store = crate::session::open_or_create_store(&session).await?;
+    let me = Manager {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        uid: object.uid.clone(),
+    };
+    if let Some(problem) = claim(&store, name, &me).await? {
+        status.condition("Ready", false, "NotManaged", &problem);
+        status.condition("Applied", false, "NotManaged", &problem);
+        let _ = kube
+            .cluster_event(&object, true, "NotManaged", &problem)
+            .await;
+        return done(shared, &object, status, Next::Wait, &input).await;
+    }
+    write_spec(&store, &cluster, &groups).await?;
+    let options = DirectOptions {
+        yes: false,
+        concurrency: shared.options.aws_concurrency,
+        export: None,
+        pins: shared.options.pins,
+        network_checks: shared.options.network_checks,
+        saved: None,
+        scope: Default::default(),
+        force: true,
+    };
+    let outcome = apply(&session, name, &intent, options).await;
+    let next = Next::After(shared.options.resync);
+    match outcome {
+        Ok(Outcome::Applied(report)) => {
+            let summary = status.plan(&report, &cluster);
+            if report.applied.is_some() {
+                let _ = kube
+                    .cluster_event(&object, false, "Applied", &format!("applied {summary}"))
+                    .await;
+            }
+            status.condition(
+                "Planned",
+                true,
+                "Planned",
+                &format!("the last plan had {summary}"),
+            );
+            status.condition("Applied", true, "Applied", "the cloud matches the spec");
+            status.condition("Degraded", false, "Applied", "");
+            status.condition("Ready", true, "Applied", "the cloud matches the spec");
+            done(shared, &object, status, next, &input).await
+        }
+        Ok(Outcome::Planned(report, refused)) => {
+            let summary = status.plan(&report, &cluster);
+            status.condition(
+                "Planned",
+                true,
+                "Planned",
+                &format!(
+                    "the plan has {summary}; approve it with {APPROVE_PLAN}: {}",
+                    status.hash.clone().unwrap_or_default()
+                ),
+            );
+            match (report.plan.is_empty(), refused) {
+                (_, Some(stale)) => {
+                    status.condition("Applied", false, "ApprovalStale", &stale);
+                    let _ = kube
+                        .cluster_event(&object, true, "ApprovalStale", &stale)
+                        .await;
+                }
+                (true, None) => {
+                    status.condition("Applied", true, "NoChanges", "the cloud matches the spec")
+                }
+                (false, None) => status.condition(
+                    "Applied",
+                    false,
+                    "AwaitingApproval",
+                    "the plan waits for its approval",
+                ),
+            }
+            let ready = report.plan.is_empty();
+            status.condition(
+                "Ready",
+                ready,
+                if ready {
+                    "NoChanges"
+                } else {
+                    "AwaitingApproval"
+                },
+                "",
+            );
+            done(shared, &object, status, next, &input).await
+        }
+        Err(e) => {
+            let problems = describe(&e);
+            status.condition("Degraded", true, "ApplyFailed", &problems.join("; "));
+            status.condition("Ready", false, "ApplyFailed", &problems.join("; "));
+            let _ = kube
+                .cluster_event(&object, true, "ApplyFailed", &problems.join("; "))
+                .await;
+            let _ = finish(shared, &object, status, next).await;
+            Err(e)
+        }
+    }
+}
+
+/// What an apply step did.
+enum Outcome {
+    /// Applied (the report of the apply).
+    Applied(UpdateReport),
+    /// Only planned (plan mode), with why an approval was refused.
+    Planned(UpdateReport, Option<String>),
+}
+
+/// Plans, and applies as the intent says.
+async fn apply(
+    session: &Session,
+    name: &str,
+    intent: &Intent,
+    options: DirectOptions,
+) -> Result<Outcome> {
+    if !intent.plan_only {
+        let options = DirectOptions {
+            yes: true,
+            ..options
+        };
+        return Ok(Outcome::Applied(
+            crate::update::update_direct(session, name, &options).await?,
+        ));
+    }
+    let planned = crate::update::update_direct(session, name, &options).await?;
+    let hash = plan_hash(&planned);
+    let Some(approved) = &intent.approved else {
+        return Ok(Outcome::Planned(planned, None));
+    };
+    if planned.plan.is_empty() || hash.as_deref() != Some(approved.as_str()) {
+        let stale = (!planned.plan.is_empty()).then(|| {
+            format!(
+                "{APPROVE_PLAN} is {approved}, the plan made now is {}: review the new plan in status and approve its hash",
+                hash.clone().unwrap_or_default()
+            )
+        });
+        return Ok(Outcome::Planned(planned, stale));
+    }
+    // Exactly the approved plan: refused if the spec or the cloud moved since it was made.
+    let options = DirectOptions {
+        yes: true,
+        saved: Some(planned.plan.document(Some(name))),
+        ..options
+    };
+    Ok(Outcome::Applied(
+        crate::update::update_direct(session, name, &options).await?,
+    ))
+}
+
+/// The hash a plan is approved by: its fingerprint's digest of the cloud's changes.
+fn plan_hash(report: &UpdateReport) -> Option<String> {
+    report.plan.fingerprint.as_ref().map(|f| f.cloud.clone())
+}
+
+/// A `Cluster` being deleted: carries out its deletion policy, then lets it go.
+async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> Result<Next> {
+    if !object
+        .finalizers
+        .iter()
+        .any(|f| f == kopsrs_kube::controller::FINALIZER)
+    {
+        return Ok(Next::Wait);
+    }
+    let me = Manager {
+        namespace: object.namespace.clone(),
+        name: object.name.clone(),
+        uid: object.uid.clone(),
+    };
+    let cluster: Option<Cluster> = serde_json::from_value(json!({
+        "apiVersion": kopsrs_api::API_VERSION, "kind": "Cluster",
+        "metadata": {"name": object.name}, "spec": object.spec,
+    }))
+    .ok();
+    let url = match &cluster {
+        Some(cluster) => store_url(shared, cluster)?,
+        None => default_store(shared)?,
+    };
+    let session = Session {
+        state: Some(url),
+        name: Some(object.name.clone()),
+        reporter: Arc::new(Recorded::default()),
+        ..shared.session.clone()
+    };
+    let store = crate::session::open_or_create_store(&session).await?;
+    // Only a cluster whose record names this very resource is acted on.
+    let ours = managed::manager(&store, &object.name).await? == Some(me);
+    if ours && intent.delete_cloud {
+        let _ = shared
+            .kube
+            .cluster_event(
+                object,
+                false,
+                "Deleting",
+                "deletion policy Delete: deleting the cluster's cloud resources and state",
+            )
+            .await;
+        crate::delete::delete_cluster(&session, Some(&object.name), false, true).await?;
+        let _ = shared
+            .kube
+            .cluster_event(
+                object,
+                false,
+                "Deleted",
+                "the cluster's cloud resources and state are deleted",
+            )
+            .await;
+    } else if ours {
+        managed::release(&store, &object.name).await?;
+    }
+    shared.kube.set_finalizer(object, false).await?;
+    Ok(Next::Wait)
+}
+
+/// `None` when this resource manages the cluster now; else why it may not.
+async fn claim(store: &StateStore, name: &str, me: &Manager) -> Result<Option<String>> {
+    if managed::manager(store, name).await?.is_none()
+        && store
+            .get(&format!("{name}/{}", layout::CONFIG))
+            .await?
+            .is_some()
+    {
+        return Ok(Some(format!(
+            "{name} exists in the state store {} and the CLI manages it: the controller does not take over a cluster it did not make; delete this resource, or hand the cluster over by removing it from the store's CLI use first",
+            store.url()
+        )));
+    }
+    Ok(match managed::claim(store, name, me).await? {
+        Claim::Held => None,
+        Claim::Other(other) => Some(format!(
+            "{name} is managed from Cluster {}/{} (uid {}) already; two resources cannot manage one cluster",
+            other.namespace, other.name, other.uid
+        )),
+    })
+}
+
+/// The state store of a cluster: the parent of `spec.configBase` when it names one (it
+/// must end with the cluster's name, as kops writes it), else the controller's own.
+fn store_url(shared: &Shared, cluster: &Cluster) -> Result<String> {
+    let name = &cluster.metadata.name;
+    match cluster.spec.config_base.as_deref() {
+        None | Some("") => default_store(shared),
+        Some(base) => match base.trim_end_matches('/').strip_suffix(&format!("/{name}")) {
+            Some(parent) => Ok(parent.to_string()),
+            None => Err(Problems::one(
+                format!("spec.configBase: {base:?} does not end with /{name}"),
+                format!("set it to <state store>/{name}, or leave it out to use the controller's --state"),
+            )
+            .into()),
+        },
+    }
+}
+
+fn default_store(shared: &Shared) -> Result<String> {
+    crate::session::state_url(&shared.session)
+}
+
+/// The custom resources as kops documents, decoded as the CLI decodes files (strict).
+fn decode(
+    object: &ClusterObject,
+    groups: &[GroupObject],
+) -> Result<(Cluster, Vec<InstanceGroup>), Vec<String>> {
+    let mut texts = vec![json!({
+        "apiVersion": kopsrs_api::API_VERSION,
+        "kind": "Cluster",
+        "metadata": {"name": object.name},
+        "spec": object.spec,
+    })];
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut clashes = Vec::new();
+    for group in groups {
+        let name = group.annotations.get(GROUP_NAME).unwrap_or(&group.name);
+        if let Some(other) = names.insert(name, &group.name) {
+            clashes.push(format!(
+                "InstanceGroup {}/{} and {}/{}: both are the group {name:?} of {}; rename one (the annotation {GROUP_NAME} sets the group's name)",
+                object.namespace, other, object.namespace, group.name, object.name
+            ));
+        }
+        texts.push(json!({
+            "apiVersion": kopsrs_api::API_VERSION,
+            "kind": "InstanceGroup",
+            "metadata": {"name": name, "labels": group.labels},
+            "spec": group.spec,
+        }));
+    }
+    if !clashes.is_empty() {
+        return Err(clashes);
+    }
+    // Several documents as a JSON array, as `get -o json` writes them.
+    let text = serde_json::to_string(&texts).expect("JSON");
+    let source = format!("Cluster {}/{}", object.namespace, object.name);
+    let decoded = kopsrs_api::decode_documents_with(&text, &source, Validation::Strict)
+        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let mut cluster = None;
+    let mut out = Vec::new();
+    for document in decoded.documents {
+        match document {
+            Document::Cluster(c) => cluster = Some(*c),
+            Document::InstanceGroup(g) => out.push(*g),
+            _ => {}
+        }
+    }
+    let cluster = cluster.ok_or_else(|| vec![format!("{source}: no spec")])?;
+    if out.is_empty() {
+        return Err(vec![format!(
+            "{source}: no InstanceGroup in namespace {} is labelled kops.k8s.io/cluster={}; a cluster needs at least a control-plane group",
+            object.namespace, object.name
+        )]);
+    }
+    Ok((cluster, out))
+}
+
+/// A digest of the spec the resources hold, as stored in the API.
+fn spec_digest(object: &ClusterObject, groups: &[GroupObject]) -> String {
+    use sha2::{Digest, Sha256};
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|g| json!([g.name, g.labels, g.spec]))
+        .collect();
+    let text = serde_json::to_string(&json!([object.spec, groups])).expect("JSON");
+    format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// [`spec_digest`] with the controller's annotations: what a reconcile acts on.
+fn input_digest(spec: &str, annotations: &BTreeMap<String, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let ours: Vec<(&String, &String)> = annotations
+        .iter()
+        .filter(|(k, _)| k.starts_with("kopsrs.io/"))
+        .collect();
+    let text = serde_json::to_string(&json!([spec, ours])).expect("JSON");
+    format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
+}
+
+/// Writes the spec to the store where it differs (each write conditional on the version
+/// read), and removes the groups the resources no longer have.
+async fn write_spec(store: &StateStore, cluster: &Cluster, groups: &[InstanceGroup]) -> Result<()> {
+    let name = &cluster.metadata.name;
+    let stored_groups = store.read_instance_groups(name).await?;
+    for group in groups {
+        let stored = stored_groups
+            .iter()
+            .find(|s| s.value.metadata.name == group.metadata.name);
+        if stored.map(|s| &s.value) != Some(group) {
+            store
+                .write_instance_group(name, group, stored.map(|s| &s.version))
+                .await?;
+        }
+    }
+    for stored in &stored_groups {
+        if !groups
+            .iter()
+            .any(|g| g.metadata.name == stored.value.metadata.name)
+        {
+            store
+                .delete(&format!(
+                    "{name}/{}/{}",
+                    layout::INSTANCE_GROUPS,
+                    stored.value.metadata.name
+                ))
+                .await?;
+        }
+    }
+    let stored = store.read_cluster(name).await?;
+    if stored.as_ref().map(|s| &s.value) != Some(cluster) {
+        store
+            .write_cluster(cluster, stored.as_ref().map(|s| &s.version))
+            .await?;
+    }
+    Ok(())
+}
+
+/// An error as the lines a person reads: each problem with its hint, else the cause chain.
+fn describe(e: &anyhow::Error) -> Vec<String> {
+    match e.downcast_ref::<Problems>() {
+        Some(problems) => problems
+            .0
+            .iter()
+            .map(|p| match &p.hint {
+                Some(hint) => format!("{} (hint: {hint})", p.message),
+                None => p.message.clone(),
+            })
+            .collect(),
+        None => vec![format!("{e:#}")],
+    }
+}
+
+/// The status being written.
+struct Status {
+    generation: i64,
+    conditions: Vec<Value>,
+    previous: Vec<Value>,
+    spec_digest: Option<String>,
+    hash: Option<String>,
+    plan: Option<Value>,
+    groups: Option<Value>,
+    problems: Option<Vec<String>>,
+}
+
+impl Status {
+    fn from_object(object: &ClusterObject) -> Status {
+        let previous = object
+            .status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Status {
+            generation: object.generation,
+            conditions: Vec::new(),
+            previous,
+            // Kept unless this reconcile learns better.
+            spec_digest: object
+                .status
+                .get("specDigest")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            hash: None,
+            plan: object.status.get("plan").cloned(),
+            groups: object.status.get("instanceGroups").cloned(),
+            problems: None,
+        }
+    }
+
+    /// Sets a condition; its transition time moves only when its status does.
+    fn condition(&mut self, kind: &str, status: bool, reason: &str, message: &str) {
+        let status = if status { "True" } else { "False" };
+        let since = self
+            .previous
+            .iter()
+            .find(|c| c["type"] == kind && c["status"] == status)
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| Value::String(now()));
+        self.conditions.retain(|c| c["type"] != kind);
+        self.conditions.push(json!({
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": since,
+            "observedGeneration": self.generation,
+        }));
+    }
+
+    fn invalid(&mut self, reason: &str, problems: &[String]) {
+        let message = problems.join("; ");
+        self.condition("Ready", false, reason, &message);
+        self.condition("Degraded", true, reason, &message);
+        self.problems = Some(problems.to_vec());
+    }
+
+    /// Records the plan of `report`; returns its summary ("2 to add, ...").
+    fn plan(&mut self, report: &UpdateReport, cluster: &Cluster) -> String {
+        let document = report.plan.document(Some(&cluster.metadata.name));
+        let s = &document.summary;
+        let addresses: Vec<String> = document
+            .changes
+            .iter()
+            .take(STATUS_ADDRESSES)
+            .map(|c| format!("{} {}", action_word(c.action), c.address))
+            .collect();
+        self.hash = plan_hash(report);
+        self.plan = Some(json!({
+            "hash": self.hash,
+            "changes": document.changes.len(),
+            "add": s.add,
+            "change": s.change,
+            "replace": s.replace,
+            "destroy": s.destroy,
+            "addons": s.addons,
+            "addresses": addresses,
+            "truncated": document.changes.len() > STATUS_ADDRESSES,
+            "applied": report.applied.is_some(),
+        }));
+        let changed: std::collections::BTreeSet<&String> = report
+            .plan
+            .changes
+            .iter()
+            .filter_map(|c| report.groups.get(&c.address.to_string()))
+            .collect();
+        let groups: Vec<Value> = report
+            .groups
+            .values()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|g| json!({"name": g, "needsUpdate": changed.contains(g) && report.applied.is_none()}))
+            .collect();
+        self.groups = Some(Value::Array(groups));
+        format!(
+            "{} to add, {} to change, {} to replace, {} to destroy, {} addon change(s)",
+            s.add, s.change, s.replace, s.destroy, s.addons
+        )
+    }
+
+    fn to_value(&self) -> Value {
+        // Conditions not set by this reconcile keep their last value.
+        let mut conditions = self.conditions.clone();
+        for old in &self.previous {
+            if !conditions.iter().any(|c| c["type"] == old["type"]) {
+                conditions.push(old.clone());
+            }
+        }
+        conditions.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
+        json!({
+            "observedGeneration": self.generation,
+            "conditions": conditions,
+            "specDigest": self.spec_digest,
+            "plan": self.plan,
+            "instanceGroups": self.groups,
+            "problems": self.problems,
+        })
+    }
+}
+
+fn action_word(action: kopsrs_engine::Action) -> &'static str {
+    use kopsrs_engine::Action;
+    match action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace => "replace",
+        Action::Delete => "delete",
+    }
+}
+
+fn now() -> String {
+    kopsrs_state::now_rfc3339()
+}
+
+/// [`finish`], and records that `input` has been acted on.
+async fn done(
+    shared: &Shared,
+    object: &ClusterObject,
+    status: Status,
+    next: Next,
+    input: &str,
+) -> Result<Next> {
+    let next = finish(shared, object, status, next).await?;
+    shared.done.lock().expect("done").insert(
+        (object.namespace.clone(), object.name.clone()),
+        (input.to_string(), Instant::now()),
+    );
+    Ok(next)
+}
+
+/// Writes the status and returns `next`.
+async fn finish(
+    shared: &Shared,
+    object: &ClusterObject,
+    status: Status,
+    next: Next,
+) -> Result<Next> {
+    if let Some(problems) = &status.problems {
+        let _ = shared
+            .kube
+            .cluster_event(object, true, "InvalidSpec", &problems.join("; "))
+            .await;
+    }
+    shared
+        .kube
+        .write_cluster_status(&object.namespace, &object.name, status.to_value())
+        .await?;
+    Ok(next)
+}

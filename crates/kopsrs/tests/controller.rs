@@ -1,0 +1,741 @@
+//! `kopsrs controller`: kops's custom resources in a management cluster (scripts/fake_kube.py,
+//! each behaviour the controller relies on read back with kubectl) reconciled into moto, with
+//! the CLI on the same state store.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::boot::IMAGE;
+use support::kube::FakeKube;
+use support::Moto;
+
+/// A management cluster with the controller's objects installed, and moto with the state
+/// bucket and the DNS zone clusters use.
+struct Fleet {
+    moto: Moto,
+    kube: FakeKube,
+    dir: tempfile::TempDir,
+    controllers: Vec<Child>,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for c in &mut self.controllers {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let moto = Moto::start();
+        moto.create_bucket("state");
+        moto.python("aws('route53').create_hosted_zone(Name='example.com', CallerReference='t')");
+        let dir = tempfile::tempdir().unwrap();
+        let kube = FakeKube::standalone(dir.path(), "management");
+        let fleet = Fleet {
+            moto,
+            kube,
+            dir,
+            controllers: Vec::new(),
+        };
+        let install = fleet
+            .kopsrs()
+            .args(["controller", "install"])
+            .output()
+            .unwrap();
+        assert!(
+            install.status.success(),
+            "{}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        fleet.kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&String::from_utf8(install.stdout).unwrap()),
+        );
+        fleet.kubectl_ok(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/clusters.kops.k8s.io",
+                "crd/instancegroups.kops.k8s.io",
+                "--timeout=20s",
+            ],
+            None,
+        );
+        fleet
+    }
+
+    fn kopsrs(&self) -> Command {
+        let mut c = self.moto.kopsrs("state");
+        c.env("AWS_REGION", "eu-west-1");
+        c
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        self.kube.kubectl(args, stdin)
+    }
+
+    fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A controller process; its log is `controller-N.log` in the fleet's directory.
+    fn start_controller(&mut self, extra: &[&str]) -> usize {
+        let n = self.controllers.len();
+        let log = std::fs::File::create(self.log_path(n)).unwrap();
+        let mut command = self.kopsrs();
+        command
+            .args(["controller", "run", "--kubeconfig"])
+            .arg(&self.kube.kubeconfig)
+            .args(["--context", "management", "--resync", "10m"])
+            .args(extra)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.controllers.push(command.spawn().unwrap());
+        n
+    }
+
+    fn log_path(&self, n: usize) -> PathBuf {
+        self.dir.path().join(format!("controller-{n}.log"))
+    }
+
+    fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
+    }
+
+    /// The custom resources of cluster `name` in `namespace`: the spec `create cluster`
+    /// infers (one control plane, one node group), the store left to the controller, with
+    /// `annotations` on the Cluster. With `prefix`, the groups' resources are named
+    /// `PREFIX-GROUP` (the group's name then in the annotation `kopsrs.io/instance-group`), so
+    /// two clusters can share a namespace.
+    fn resources_prefixed(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        prefix: Option<&str>,
+    ) -> String {
+        let out = self
+            .kopsrs()
+            .args(["create", "cluster", "--name", name, "--zones", "eu-west-1a"])
+            .args([
+                "--dns-zone",
+                "example.com",
+                "--image",
+                IMAGE,
+                "--dry-run",
+                "-o",
+                "yaml",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut documents = Vec::new();
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let mut value: Value = serde::Deserialize::deserialize(document).unwrap();
+            let metadata = value["metadata"].as_object_mut().unwrap();
+            metadata.remove("creationTimestamp");
+            metadata.insert("namespace".into(), namespace.into());
+            if value["kind"] == "Cluster" {
+                value["spec"].as_object_mut().unwrap().remove("configBase");
+                let annotations: serde_json::Map<String, Value> = annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                    .collect();
+                value["metadata"]["annotations"] = Value::Object(annotations);
+            } else if let Some(prefix) = prefix {
+                let group = value["metadata"]["name"].as_str().unwrap().to_string();
+                value["metadata"]["name"] = format!("{prefix}-{group}").into();
+                value["metadata"]["annotations"] =
+                    serde_json::json!({"kopsrs.io/instance-group": group});
+            }
+            documents.push(serde_yaml_ng::to_string(&value).unwrap());
+        }
+        documents.join("---\n")
+    }
+
+    fn apply_cluster(&self, namespace: &str, name: &str, annotations: &[(&str, &str)]) {
+        self.apply_cluster_prefixed(namespace, name, annotations, None)
+    }
+
+    fn apply_cluster_prefixed(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        prefix: Option<&str>,
+    ) {
+        // (kubectl's `create namespace` sends protobuf, which the fake does not take.)
+        let ns = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
+        self.kubectl_ok(&["apply", "-f", "-"], Some(&ns));
+        self.kubectl_ok(
+            &["apply", "-f", "-"],
+            Some(&self.resources_prefixed(namespace, name, annotations, prefix)),
+        );
+    }
+
+    fn status(&self, namespace: &str, name: &str) -> Value {
+        let out = self.kubectl_ok(
+            &[
+                "get",
+                "clusters.kops.k8s.io",
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        serde_json::from_str::<Value>(&out).unwrap()["status"].clone()
+    }
+
+    /// Waits until the condition `kind` of the Cluster has `status` (and `reason`, if given).
+    fn wait_condition(
+        &self,
+        namespace: &str,
+        name: &str,
+        kind: &str,
+        status: &str,
+        reason: Option<&str>,
+        n: usize,
+    ) -> Value {
+        let started = Instant::now();
+        loop {
+            let current = self.status(namespace, name);
+            let found = current["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == kind)
+                .cloned();
+            if let Some(c) = &found {
+                if c["status"] == status && reason.is_none_or(|r| c["reason"] == r) {
+                    return current;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(150),
+                "{namespace}/{name}: {kind} never became {status} {reason:?}; status: {current:#}\nlog:\n{}\ngroups:\n{}",
+                self.log(n),
+                String::from_utf8_lossy(&self.kubectl(&["get", "ig", "-A", "--show-labels"], None).stdout)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// VPCs tagged for `cluster` in moto.
+    fn vpcs(&self, cluster: &str) -> usize {
+        self.moto
+            .python(&format!(
+                "print(len(aws('ec2', 'eu-west-1').describe_vpcs(Filters=[{{'Name': 'tag-key', 'Values': ['kubernetes.io/cluster/{cluster}']}}])['Vpcs']))"
+            ))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// The objects `controller install` prints apply with kubectl; the CRDs are served with their
+/// printer columns, and every shared conformance spec, as custom resources, passes the
+/// CRDs' schemas.
+#[test]
+fn install_applies_and_conformance_specs_fit_the_schema() {
+    let fleet = Fleet::new();
+    let crds = fleet.kubectl_ok(&["get", "crd", "-o", "name"], None);
+    assert!(
+        crds.contains("clusters.kops.k8s.io") && crds.contains("instancegroups.kops.k8s.io"),
+        "{crds}"
+    );
+    for kind in ["ServiceAccount", "ClusterRole", "Role", "Deployment"] {
+        let got = fleet.kubectl_ok(
+            &[
+                "get",
+                kind,
+                "kopsrs-controller",
+                "-n",
+                "kopsrs-system",
+                "-o",
+                "name",
+            ],
+            None,
+        );
+        assert!(!got.trim().is_empty(), "{kind}");
+    }
+    // The schemas against real specs: every conformance case's documents as custom resources.
+    let cases = support::repo_root().join("../shared/conformance");
+    let out = fleet
+        .kopsrs()
+        .args(["controller", "install", "-o", "yaml"])
+        .output()
+        .unwrap();
+    let install = String::from_utf8(out.stdout).unwrap();
+    let crd_file = fleet.dir.path().join("crds.yaml");
+    let crds: Vec<String> = install
+        .split("---\n")
+        .filter(|d| d.contains("kind: CustomResourceDefinition"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(crds.len(), 2);
+    std::fs::write(&crd_file, crds.join("---\n")).unwrap();
+    let mut checked = 0;
+    for entry in walk(&cases) {
+        if entry.file_name().and_then(|n| n.to_str()) != Some("in-v1alpha2.yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&entry).unwrap();
+        let mut documents = Vec::new();
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let Ok(mut value) = <Value as serde::Deserialize>::deserialize(document) else {
+                continue;
+            };
+            if !matches!(value["kind"].as_str(), Some("Cluster" | "InstanceGroup")) {
+                continue;
+            }
+            value["metadata"]["namespace"] = "team".into();
+            value["apiVersion"] = "kops.k8s.io/v1alpha2".into();
+            documents.push(serde_yaml_ng::to_string(&value).unwrap());
+        }
+        let file = fleet.dir.path().join("case.yaml");
+        std::fs::write(&file, documents.join("---\n")).unwrap();
+        let out = fleet
+            .kopsrs()
+            .args(["manifests", "check"])
+            .arg(&crd_file)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            entry.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 20,
+        "only {checked} conformance specs found under {}",
+        cases.display()
+    );
+    // The check can fail: a count that is not an integer is refused, naming the field.
+    let file = fleet.dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: kops.k8s.io/v1alpha2\nkind: InstanceGroup\nmetadata:\n  name: nodes\n  namespace: team\nspec:\n  role: Node\n  minSize: two\n",
+    )
+    .unwrap();
+    let out = fleet
+        .kopsrs()
+        .args(["manifests", "check"])
+        .arg(&crd_file)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success() && said.contains("minSize"), "{said}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Three clusters in two namespaces (neighbouring names) applied with kubectl reach Ready;
+/// the CLI then plans them empty on the same store, refuses `update --yes` on them without
+/// --force, and `kubectl get` shows the columns; each apply left an Event.
+#[test]
+fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
+    let mut fleet = Fleet::new();
+    let quiet = [("kopsrs.io/quiet-period", "0s")];
+    fleet.apply_cluster("team-a", "a.example.com", &quiet);
+    fleet.apply_cluster_prefixed("team-a", "aa.example.com", &quiet, Some("aa"));
+    fleet.apply_cluster("team-b", "b.example.com", &quiet);
+    fleet.start_controller(&["--lease-name="]);
+    for (ns, name) in [
+        ("team-a", "a.example.com"),
+        ("team-a", "aa.example.com"),
+        ("team-b", "b.example.com"),
+    ] {
+        let status = fleet.wait_condition(ns, name, "Ready", "True", Some("Applied"), 0);
+        assert_eq!(status["observedGeneration"], 1, "{status:#}");
+        assert!(
+            status["plan"]["hash"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:"),
+            "{status:#}"
+        );
+        assert_eq!(fleet.vpcs(name), 1, "{name}");
+        let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
+        assert_eq!(code, 0, "{name} does not plan empty with the CLI:\n{plan}");
+        let events = fleet.kubectl_ok(&["get", "events", "-n", ns, "-o", "json"], None);
+        let events: Value = serde_json::from_str(&events).unwrap();
+        assert!(
+            events["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["reason"] == "Applied"
+                    && e["involvedObject"]["name"] == name
+                    && e["involvedObject"]["kind"] == "Cluster"),
+            "no Applied event for {name}: {events:#}"
+        );
+    }
+    // The store records the manager: the CLI's apply is refused, with the way out.
+    let out = fleet
+        .kopsrs()
+        .args(["update", "cluster", "a.example.com", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("managed by kopsrs controller from Cluster team-a/a.example.com")
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let out = fleet
+        .kopsrs()
+        .args([
+            "update",
+            "cluster",
+            "a.example.com",
+            "--yes",
+            "--force",
+            "--create-kube-config=false",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = fleet.kubectl_ok(&["get", "clusters.kops.k8s.io", "-A"], None);
+    assert!(
+        table.contains("READY") && table.contains("VERSION") && table.contains("v1.34"),
+        "{table}"
+    );
+    let groups = fleet.kubectl_ok(&["get", "ig", "-n", "team-a"], None);
+    assert!(
+        groups.contains("ROLE") && groups.contains("Master"),
+        "{groups}"
+    );
+}
+
+/// A paused cluster makes no AWS call; a spec that does not validate gets a condition naming
+/// the field and makes no AWS call either.
+#[test]
+fn paused_and_invalid_clusters_make_no_aws_call() {
+    let mut fleet = Fleet::new();
+    fleet.apply_cluster(
+        "team-a",
+        "paused.example.com",
+        &[
+            ("kopsrs.io/paused", "true"),
+            ("kopsrs.io/quiet-period", "0s"),
+        ],
+    );
+    let bad = fleet
+        .resources_prefixed(
+            "team-a",
+            "bad.example.com",
+            &[("kopsrs.io/quiet-period", "0s")],
+            Some("bad"),
+        )
+        .replace("kubernetesVersion: v1.34.1", "kubernetesVersion: banana");
+    assert!(bad.contains("banana"));
+    fleet.kubectl_ok(&["apply", "-f", "-"], Some(&bad));
+    fleet.moto.faults(serde_json::json!({}));
+    fleet.start_controller(&["--lease-name="]);
+    let paused = fleet.wait_condition("team-a", "paused.example.com", "Paused", "True", None, 0);
+    assert_eq!(paused["observedGeneration"], 1);
+    let bad = fleet.wait_condition(
+        "team-a",
+        "bad.example.com",
+        "Degraded",
+        "True",
+        Some("InvalidSpec"),
+        0,
+    );
+    let message = bad["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("spec.kubernetesVersion") && message.contains("banana"),
+        "{message}"
+    );
+    // Let the controller run on a little: still nothing asked of AWS.
+    std::thread::sleep(Duration::from_secs(2));
+    let calls = fleet.moto.calls();
+    assert_eq!(calls["total"], 0, "{calls:#}");
+    let out = fleet.kopsrs().args(["get", "clusters"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !listed.contains("paused.example.com") && !listed.contains("bad.example.com"),
+        "{listed}"
+    );
+}
+
+/// Plan mode: the plan waits in status; a wrong hash is refused; the hash shown is applied.
+#[test]
+fn plan_mode_applies_only_the_approved_plan() {
+    let mut fleet = Fleet::new();
+    let name = "planned.example.com";
+    fleet.apply_cluster(
+        "team-a",
+        name,
+        &[("kopsrs.io/mode", "plan"), ("kopsrs.io/quiet-period", "0s")],
+    );
+    fleet.start_controller(&["--lease-name="]);
+    let status = fleet.wait_condition(
+        "team-a",
+        name,
+        "Applied",
+        "False",
+        Some("AwaitingApproval"),
+        0,
+    );
+    assert!(status["plan"]["add"].as_u64().unwrap() > 10, "{status:#}");
+    assert_eq!(fleet.vpcs(name), 0);
+    let hash = status["plan"]["hash"].as_str().unwrap().to_string();
+    fleet.kubectl_ok(
+        &[
+            "annotate",
+            "clusters.kops.k8s.io",
+            name,
+            "-n",
+            "team-a",
+            "kopsrs.io/approve-plan=sha256:0000",
+        ],
+        None,
+    );
+    fleet.wait_condition("team-a", name, "Applied", "False", Some("ApprovalStale"), 0);
+    assert_eq!(fleet.vpcs(name), 0);
+    fleet.kubectl_ok(
+        &[
+            "annotate",
+            "--overwrite",
+            "clusters.kops.k8s.io",
+            name,
+            "-n",
+            "team-a",
+            &format!("kopsrs.io/approve-plan={hash}"),
+        ],
+        None,
+    );
+    fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), 0);
+    assert_eq!(fleet.vpcs(name), 1);
+}
+
+/// Deleting a Cluster: Retain (the default) lets the resource go and hands the cluster back
+/// to the CLI; Delete deletes the cloud and the state first. A neighbouring cluster stays.
+#[test]
+fn deletion_policies() {
+    let mut fleet = Fleet::new();
+    let quiet = ("kopsrs.io/quiet-period", "0s");
+    fleet.apply_cluster("team-a", "kept.example.com", &[quiet]);
+    fleet.apply_cluster_prefixed(
+        "team-a",
+        "gone.example.com",
+        &[quiet, ("kopsrs.io/deletion-policy", "Delete")],
+        Some("gone"),
+    );
+    fleet.apply_cluster_prefixed("team-a", "gone2.example.com", &[quiet], Some("gone2"));
+    fleet.start_controller(&["--lease-name="]);
+    for name in ["kept.example.com", "gone.example.com", "gone2.example.com"] {
+        fleet.wait_condition("team-a", name, "Ready", "True", None, 0);
+        let finalizers = fleet.kubectl_ok(
+            &[
+                "get",
+                "clusters.kops.k8s.io",
+                name,
+                "-n",
+                "team-a",
+                "-o",
+                "jsonpath={.metadata.finalizers}",
+            ],
+            None,
+        );
+        assert!(
+            finalizers.contains("kopsrs.io/deletion-policy"),
+            "{finalizers}"
+        );
+    }
+    fleet.kubectl_ok(
+        &[
+            "delete",
+            "clusters.kops.k8s.io",
+            "kept.example.com",
+            "gone.example.com",
+            "-n",
+            "team-a",
+            "--timeout=120s",
+        ],
+        None,
+    );
+    let left = fleet.kubectl_ok(
+        &["get", "clusters.kops.k8s.io", "-n", "team-a", "-o", "name"],
+        None,
+    );
+    assert_eq!(
+        left.trim(),
+        "cluster.kops.k8s.io/gone2.example.com",
+        "{left}"
+    );
+    assert_eq!(fleet.vpcs("kept.example.com"), 1);
+    assert_eq!(fleet.vpcs("gone.example.com"), 0, "{}", fleet.log(0));
+    assert_eq!(fleet.vpcs("gone2.example.com"), 1);
+    // Retained: the CLI manages it again.
+    let (code, plan) = support::detailed_plan(fleet.kopsrs(), "kept.example.com");
+    assert_eq!(code, 0, "{plan}");
+    let out = fleet
+        .kopsrs()
+        .args([
+            "update",
+            "cluster",
+            "kept.example.com",
+            "--yes",
+            "--create-kube-config=false",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fleet
+        .kopsrs()
+        .args(["get", "clusters", "-o", "json"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("kept.example.com") && !listed.contains("\"gone.example.com\""),
+        "{listed}"
+    );
+}
+
+/// Two replicas: one leads through the Lease; killed with SIGKILL mid-apply, the other takes
+/// over once the Lease runs out and converges with no duplicate resources.
+#[test]
+fn a_killed_leader_is_replaced_without_duplicates() {
+    let mut fleet = Fleet::new();
+    let name = "ha.example.com";
+    fleet.apply_cluster("team-a", name, &[("kopsrs.io/quiet-period", "0s")]);
+    let lease = [
+        "--lease-namespace",
+        "kopsrs-system",
+        "--lease-duration",
+        "4s",
+    ];
+    // Every AWS call slowed, so the kill lands while the apply runs.
+    fleet.moto.faults(serde_json::json!({"latency_ms": 100}));
+    let first = fleet.start_controller(&[&lease[..], &["--identity", "first"]].concat());
+    // The first replica leads before the second starts.
+    let started = Instant::now();
+    while !fleet.log(first).contains("first leads now") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            fleet.log(first)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = fleet.start_controller(&[&lease[..], &["--identity", "second"]].concat());
+    // Mid-apply: once the VPC exists.
+    let started = Instant::now();
+    while fleet.vpcs(name) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            fleet.log(first)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fleet.controllers[first].kill().unwrap();
+    fleet.controllers[first].wait().unwrap();
+    let ready = fleet.status("team-a", name)["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    assert!(
+        !ready,
+        "the apply had finished before the kill: {}",
+        fleet.log(first)
+    );
+    let holder = fleet.kubectl_ok(
+        &[
+            "get",
+            "lease",
+            "kopsrs-controller",
+            "-n",
+            "kopsrs-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    assert_eq!(holder, "first");
+    let started = Instant::now();
+    while !fleet.log(second).contains("second leads now") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            fleet.log(second)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), second);
+    assert_eq!(fleet.vpcs(name), 1);
+    let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
+    assert_eq!(code, 0, "{plan}");
+    // No duplicate of anything the cluster owns: one auto scaling group per group.
+    let groups = fleet.moto.python(&format!(
+        "print(sorted(g['AutoScalingGroupName'] for g in aws('autoscaling', 'eu-west-1').describe_auto_scaling_groups()['AutoScalingGroups'] if g['AutoScalingGroupName'].endswith('.{name}')))"
+    ));
+    assert_eq!(
+        groups.trim(),
+        format!("['control-plane-eu-west-1a.masters.{name}', 'nodes-eu-west-1a.{name}']")
+    );
+}
