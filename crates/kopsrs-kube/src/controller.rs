@@ -325,6 +325,69 @@ impl Kube {
         Ok(())
     }
 
+    /// Creates a `Cluster` (`kind` "Cluster") or `InstanceGroup` resource in `namespace`
+    /// from its JSON; an existing one of the same name is an error (409), never overwritten.
+    /// Returns its UID.
+    pub async fn create_resource(
+        &self,
+        namespace: &str,
+        object: serde_json::Value,
+    ) -> Result<String, KubeError> {
+        let resource = match object["kind"].as_str() {
+            Some("Cluster") => clusters(),
+            _ => groups(),
+        };
+        let what = format!(
+            "creating {} {namespace}/{}",
+            resource.kind,
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        let object: DynamicObject = serde_json::from_value(object).map_err(|e| KubeError::Config {
+            cluster: self.cluster.clone(),
+            reason: e.to_string(),
+        })?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let made = api
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| self.failed(what, e))?;
+        Ok(made.metadata.uid.unwrap_or_default())
+    }
+
+    /// Sets (or with `None` removes) one annotation of the `Cluster`.
+    pub async fn annotate_cluster(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), KubeError> {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        self.cluster_api(namespace)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| self.failed(format!("annotating Cluster {namespace}/{name}"), e))?;
+        Ok(())
+    }
+
+    /// Deletes the `Cluster` and the `InstanceGroup`s labelled with its name.
+    pub async fn delete_resources(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
+        let groups_api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &groups());
+        for group in self.cluster_groups(namespace, name).await? {
+            match groups_api.delete(&group.name, &Default::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(self.failed(format!("deleting InstanceGroup {namespace}/{}", group.name), e)),
+            }
+        }
+        match self.cluster_api(namespace).delete(name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(self.failed(format!("deleting Cluster {namespace}/{name}"), e)),
+        }
+    }
+
     /// Watches `Cluster`s (and `InstanceGroup`s, each waking its cluster by its
     /// `kops.k8s.io/cluster` label) and calls `reconcile` with each cluster's namespace and
     /// name, at most `options.concurrency` at once and never twice at once for one cluster.

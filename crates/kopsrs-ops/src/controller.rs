@@ -430,6 +430,108 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
     }
 }
 
+/// Where the management cluster is, for `adopt` and `release`.
+#[derive(Debug, Clone, Default)]
+pub struct Management {
+    /// Its kubeconfig files (none: the pod's service account).
+    pub kubeconfig: Vec<PathBuf>,
+    /// The context (none: the current one).
+    pub context: Option<String>,
+}
+
+/// `controller adopt NAME --namespace NS`: a cluster the CLI manages becomes custom
+/// resources the controller manages, with no cloud change (its spec as stored; the next
+/// reconcile plans it empty). The `Cluster` is made paused, the store's record names it, the
+/// groups are made, then the pause is lifted: a controller running meanwhile never sees it
+/// unclaimed. Returns the resources made (`Kind namespace/name`).
+pub async fn adopt(
+    session: &Session,
+    name: &str,
+    namespace: &str,
+    management: &Management,
+) -> Result<Vec<String>> {
+    let store = crate::session::open_store(session).await?;
+    crate::kops_built::refuse(&store, name, "controller adopt").await?;
+    let stored = crate::load_cluster(&store, name).await?;
+    if let Some(manager) = managed::manager(&store, name).await? {
+        return Err(Problems::one(
+            format!(
+                "{name} is managed from Cluster {}/{} already",
+                manager.namespace, manager.name
+            ),
+            "nothing to adopt",
+        )
+        .into());
+    }
+    let kube = Kube::management(&management.kubeconfig, management.context.as_deref()).await?;
+    let mut cluster = serde_json::to_value(&stored.cluster.value)?;
+    let metadata = json!({
+        "name": name,
+        "namespace": namespace,
+        "annotations": {PAUSED: "true"},
+    });
+    cluster["metadata"] = metadata;
+    let uid = kube.create_resource(namespace, cluster).await?;
+    let mut made = vec![format!("Cluster {namespace}/{name}")];
+    let me = Manager {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        uid,
+    };
+    if let Claim::Other(other) = managed::claim(&store, name, &me).await? {
+        return Err(Problems::one(
+            format!(
+                "{name} was claimed by Cluster {}/{} meanwhile",
+                other.namespace, other.name
+            ),
+            format!("delete Cluster {namespace}/{name}, which stays paused"),
+        )
+        .into());
+    }
+    for group in stored.group_values() {
+        let group_name = group.metadata.name.clone();
+        let mut value = serde_json::to_value(&group)?;
+        let mut labels = group.metadata.labels.clone().unwrap_or_default();
+        labels.insert(kopsrs_api::LABEL_CLUSTER.to_string(), name.to_string());
+        value["metadata"] = json!({"name": group_name, "namespace": namespace, "labels": labels});
+        kube.create_resource(namespace, value).await?;
+        made.push(format!("InstanceGroup {namespace}/{group_name}"));
+    }
+    kube.annotate_cluster(namespace, name, PAUSED, None).await?;
+    Ok(made)
+}
+
+/// `controller release NAME`: the controller stops managing the cluster and the CLI
+/// manages it again. Its custom resources are deleted (paused first, the finalizer removed:
+/// nothing in the cloud or the store changes); the store's record goes.
+pub async fn release(session: &Session, name: &str, management: &Management) -> Result<Manager> {
+    let store = crate::session::open_store(session).await?;
+    let Some(manager) = managed::manager(&store, name).await? else {
+        return Err(Problems::one(
+            format!("{name} is not managed by kopsrs controller (no {}/{name}/{} in the state store)", store.url(), managed::RECORD),
+            "the CLI manages it already",
+        )
+        .into());
+    };
+    let kube = Kube::management(&management.kubeconfig, management.context.as_deref()).await?;
+    let (ns, resource) = (&manager.namespace, &manager.name);
+    let object = kube.cluster_object(ns, resource).await?;
+    if let Some(object) = &object {
+        if object.uid == manager.uid {
+            kube.annotate_cluster(ns, resource, PAUSED, Some("true")).await?;
+        }
+    }
+    managed::release(&store, name).await?;
+    if let Some(object) = object.filter(|o| o.uid == manager.uid) {
+        // Read again: the pause moved its resourceVersion.
+        if let Some(object) = kube.cluster_object(ns, resource).await? {
+            kube.set_finalizer(&object, false).await?;
+        }
+        kube.delete_resources(ns, &object.name).await?;
+    }
+    Ok(manager)
+}
+
 /// What an apply step did.
 enum Outcome {
     /// Applied (the report of the apply).

@@ -357,17 +357,52 @@ pub enum ControllerCommand {
         after_help = "Examples:\n  kopsrs controller install --state s3://clusters-state | kubectl apply -f -"
     )]
     Install(ControllerInstallArgs),
+    /// Make a cluster the CLI manages into custom resources the controller manages, with no
+    /// cloud change.
+    #[command(
+        after_help = "Examples:\n  kopsrs controller adopt dev.example.com --namespace team-a"
+    )]
+    Adopt(ControllerAdoptArgs),
+    /// Hand a cluster the controller manages back to the CLI: its custom resources are
+    /// deleted, its cloud and state stay.
+    #[command(after_help = "Examples:\n  kopsrs controller release dev.example.com")]
+    Release(ControllerReleaseArgs),
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ControllerRunArgs {
-    /// The management cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config, else the
-    /// pod's service account).
+pub struct ManagementArgs {
+    /// The management cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: the current one).
     #[arg(long)]
     pub context: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerAdoptArgs {
+    /// The cluster.
+    pub cluster: Option<String>,
+    /// The namespace its resources go to.
+    #[arg(long, short = 'n')]
+    pub namespace: String,
+    #[command(flatten)]
+    pub management: ManagementArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerReleaseArgs {
+    /// The cluster.
+    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub management: ManagementArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerRunArgs {
+    /// Where the management cluster is (no kubeconfig file: the pod's service account).
+    #[command(flatten)]
+    pub management: ManagementArgs,
     /// Watch only this namespace (default: all).
     #[arg(long)]
     pub namespace: Option<String>,

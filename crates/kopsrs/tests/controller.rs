@@ -739,3 +739,94 @@ fn a_killed_leader_is_replaced_without_duplicates() {
         format!("['control-plane-eu-west-1a.masters.{name}', 'nodes-eu-west-1a.{name}']")
     );
 }
+
+/// A burst of ten edits within the quiet period gives one apply, of the last edit.
+#[test]
+fn a_burst_of_edits_gives_one_apply() {
+    let mut fleet = Fleet::new();
+    let name = "burst.example.com";
+    fleet.apply_cluster("team-a", name, &[("kopsrs.io/quiet-period", "4s")]);
+    fleet.start_controller(&["--lease-name="]);
+    for max in 2..12 {
+        fleet.kubectl_ok(
+            &["patch", "ig", "nodes-eu-west-1a", "-n", "team-a", "--type", "merge", "-p", &format!("{{\"spec\":{{\"maxSize\":{max}}}}}")],
+            None,
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(fleet.vpcs(name), 0, "applied within the quiet period");
+    fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), 0);
+    let events = fleet.kubectl_ok(&["get", "events", "-n", "team-a", "-o", "json"], None);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let applied = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "Applied" && e["involvedObject"]["name"] == name)
+        .count();
+    assert_eq!(applied, 1, "{events:#}");
+    let max = fleet.moto.python(&format!(
+        "print(aws('autoscaling', 'eu-west-1').describe_auto_scaling_groups(AutoScalingGroupNames=['nodes-eu-west-1a.{name}'])['AutoScalingGroups'][0]['MaxSize'])"
+    ));
+    assert_eq!(max.trim(), "11");
+}
+
+/// A cluster the CLI made and applied, adopted: the controller's reconcile changes nothing in
+/// the cloud; released, the CLI manages it again and its resources are gone.
+#[test]
+fn adopt_then_release_changes_nothing_in_the_cloud() {
+    let mut fleet = Fleet::new();
+    let name = "cli.example.com";
+    let ok = |mut c: Command| {
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut create = fleet.kopsrs();
+    create
+        .args(["create", "cluster", "--name", name, "--zones", "eu-west-1a"])
+        .args(["--dns-zone", "example.com", "--image", IMAGE]);
+    ok(create);
+    let mut update = fleet.kopsrs();
+    update.args(["update", "cluster", name, "--yes", "--create-kube-config=false"]);
+    ok(update);
+    // A Cluster resource of the same name is not enough to take it over.
+    fleet.apply_cluster("squatter", name, &[("kopsrs.io/quiet-period", "0s")]);
+    fleet.start_controller(&["--lease-name="]);
+    let status = fleet.wait_condition("squatter", name, "Applied", "False", Some("NotManaged"), 0);
+    assert!(status.to_string().contains("the CLI manages it"), "{status:#}");
+    fleet.kubectl_ok(&["delete", "clusters.kops.k8s.io", name, "-n", "squatter", "--timeout=30s"], None);
+    // Adopted.
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
+    fleet.kubectl_ok(&["apply", "-f", "-"], Some(ns));
+    fleet.moto.faults(serde_json::json!({}));
+    let mut adopt = fleet.kopsrs();
+    adopt
+        .args(["controller", "adopt", name, "-n", "team-a", "--kubeconfig"])
+        .arg(&fleet.kube.kubeconfig);
+    ok(adopt);
+    fleet.kubectl_ok(&["annotate", "clusters.kops.k8s.io", name, "-n", "team-a", "kopsrs.io/quiet-period=0s"], None);
+    let status = fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), 0);
+    assert_eq!(status["plan"]["changes"], 0, "{status:#}");
+    let calls = fleet.moto.calls();
+    let by_action = calls["by_action"].as_object().unwrap();
+    let writes: Vec<&String> = by_action
+        .keys()
+        .filter(|a| ["Create", "Run", "Delete", "Modify", "Update", "Put", "Attach", "Authorize"].iter().any(|p| a.contains(p)))
+        .filter(|a| !a.contains("PutObject"))
+        .collect();
+    assert!(writes.is_empty(), "the adoption changed the cloud: {writes:?}");
+    let groups = fleet.kubectl_ok(&["get", "ig", "-n", "team-a", "-o", "name"], None);
+    assert_eq!(groups.lines().count(), 2, "{groups}");
+    // Released.
+    let mut release = fleet.kopsrs();
+    release.args(["controller", "release", name, "--kubeconfig"]).arg(&fleet.kube.kubeconfig);
+    ok(release);
+    let left = fleet.kubectl_ok(&["get", "clusters.kops.k8s.io,ig", "-n", "team-a", "-o", "name"], None);
+    assert!(left.trim().is_empty(), "{left}");
+    let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
+    assert_eq!(code, 0, "{plan}");
+    let mut update = fleet.kopsrs();
+    update.args(["update", "cluster", name, "--yes", "--create-kube-config=false"]);
+    ok(update);
+}

@@ -13,12 +13,10 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
             // The default state store must be known now: a cluster whose spec names none
             // is refused at its first reconcile otherwise.
             context::state_url(global)?;
+            let management = management(global, args.management);
             let options = ControllerOptions {
-                kubeconfig: match args.kubeconfig {
-                    Some(path) => vec![path],
-                    None => global.settings.kubeconfig.clone(),
-                },
-                context: args.context,
+                kubeconfig: management.kubeconfig,
+                context: management.context,
                 namespace: args.namespace,
                 workers: args.workers,
                 aws_concurrency: args.concurrency,
@@ -31,6 +29,28 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
                 network_checks: !args.skip_network_checks,
             };
             controller::run(global, &options).await
+        }
+        ControllerCommand::Adopt(args) => {
+            let name = context::cluster_name(global, args.cluster.as_deref())?;
+            let management = management(global, args.management);
+            for made in controller::adopt(global, &name, &args.namespace, &management).await? {
+                global.reporter.say(&format!("Created {made}"));
+            }
+            global.reporter.say(&format!(
+                "{name} is managed by kopsrs controller from Cluster {}/{name}; its next reconcile should plan no change.",
+                args.namespace
+            ));
+            Ok(())
+        }
+        ControllerCommand::Release(args) => {
+            let name = context::cluster_name(global, args.cluster.as_deref())?;
+            let management = management(global, args.management);
+            let manager = controller::release(global, &name, &management).await?;
+            global.reporter.say(&format!(
+                "{name} is managed by the CLI again; Cluster {}/{} and its instance groups are deleted (the cloud and the state store are unchanged).",
+                manager.namespace, manager.name
+            ));
+            Ok(())
         }
         ControllerCommand::Install(args) => {
             let options = install::InstallOptions {
@@ -55,5 +75,15 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+fn management(global: &Session, args: crate::cli::ManagementArgs) -> controller::Management {
+    controller::Management {
+        kubeconfig: match args.kubeconfig {
+            Some(path) => vec![path],
+            None => global.settings.kubeconfig.clone(),
+        },
+        context: args.context,
     }
 }
