@@ -342,11 +342,13 @@ impl Kube {
             resource.kind,
             object["metadata"]["name"].as_str().unwrap_or_default()
         );
-        let object: DynamicObject = serde_json::from_value(object).map_err(|e| KubeError::Config {
-            cluster: self.cluster.clone(),
-            reason: e.to_string(),
-        })?;
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let object: DynamicObject =
+            serde_json::from_value(object).map_err(|e| KubeError::Config {
+                cluster: self.cluster.clone(),
+                reason: e.to_string(),
+            })?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
         let made = api
             .create(&PostParams::default(), &object)
             .await
@@ -378,10 +380,19 @@ impl Kube {
             match groups_api.delete(&group.name, &Default::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(self.failed(format!("deleting InstanceGroup {namespace}/{}", group.name), e)),
+                Err(e) => {
+                    return Err(self.failed(
+                        format!("deleting InstanceGroup {namespace}/{}", group.name),
+                        e,
+                    ))
+                }
             }
         }
-        match self.cluster_api(namespace).delete(name, &Default::default()).await {
+        match self
+            .cluster_api(namespace)
+            .delete(name, &Default::default())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(self.failed(format!("deleting Cluster {namespace}/{name}"), e)),

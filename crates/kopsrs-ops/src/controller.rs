@@ -10,6 +10,7 @@
 //! approval by hash, a quiet period after edits, the deletion policy.
 
 pub mod install;
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -80,6 +81,8 @@ pub struct ControllerOptions {
     pub pins: crate::addons::PinOptions,
     /// Check the network of clusters in an existing VPC before applying.
     pub network_checks: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not served).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// What a `Cluster`'s annotations ask for.
@@ -163,18 +166,32 @@ struct Shared {
     seen: Mutex<HashMap<(String, String), (String, Instant)>>,
     /// The input of each cluster's last finished reconcile, and when it finished.
     done: Mutex<HashMap<(String, String), (String, Instant)>>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C (or, with leader election, until this replica
 /// loses its Lease: an error, so the pod restarts and waits its turn).
 pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    if let Some(address) = options.metrics_address {
+        // Bound now, so a taken port stops the start instead of a silent missing endpoint.
+        let listener = metrics::serve(address, metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = listener.await {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+        });
+    }
     let kube = Kube::management(&options.kubeconfig, options.context.as_deref()).await?;
+    metrics.set_ready(true);
     let shared = Arc::new(Shared {
         kube: Kube::management(&options.kubeconfig, options.context.as_deref()).await?,
         session: session.clone(),
         options: options.clone(),
         seen: Mutex::new(HashMap::new()),
         done: Mutex::new(HashMap::new()),
+        metrics: metrics.clone(),
     });
     let loop_options = LoopOptions {
         namespace: options.namespace.clone(),
@@ -225,6 +242,7 @@ pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
             };
             let leading = async {
                 reporter.say(&format!("{identity} leads now."));
+                metrics.leader.set(1);
                 work.await
             };
             kube.lead(
@@ -277,6 +295,7 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
     let last = shared.done.lock().expect("done").get(&key).cloned();
     if let Some((digest, at)) = last {
         if digest == input && at.elapsed() < shared.options.resync {
+            shared.metrics.reconciled("unchanged");
             return Ok(Next::After(shared.options.resync - at.elapsed()));
         }
     }
@@ -320,6 +339,7 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
         };
         let quiet_for = first_seen.elapsed();
         if quiet_for < intent.quiet {
+            shared.metrics.reconciled("quiet_period");
             return Ok(Next::After(intent.quiet - quiet_for));
         }
     }
@@ -355,7 +375,23 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
         scope: Default::default(),
         force: true,
     };
+    let started = Instant::now();
     let outcome = apply(&session, name, &intent, options).await;
+    shared
+        .metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(Outcome::Applied(report) | Outcome::Planned(report, _)) = &outcome {
+        let calls = report
+            .applied
+            .as_ref()
+            .map_or(report.plan.reads, |a| a.calls);
+        shared.metrics.aws_calls.inc_by(calls);
+        shared
+            .metrics
+            .plan_changes
+            .observe(report.plan.changes.len() as f64);
+    }
     let next = Next::After(shared.options.resync);
     match outcome {
         Ok(Outcome::Applied(report)) => {
@@ -508,7 +544,11 @@ pub async fn release(session: &Session, name: &str, management: &Management) -> 
     let store = crate::session::open_store(session).await?;
     let Some(manager) = managed::manager(&store, name).await? else {
         return Err(Problems::one(
-            format!("{name} is not managed by kopsrs controller (no {}/{name}/{} in the state store)", store.url(), managed::RECORD),
+            format!(
+                "{name} is not managed by kopsrs controller (no {}/{name}/{} in the state store)",
+                store.url(),
+                managed::RECORD
+            ),
             "the CLI manages it already",
         )
         .into());
@@ -518,7 +558,8 @@ pub async fn release(session: &Session, name: &str, management: &Management) -> 
     let object = kube.cluster_object(ns, resource).await?;
     if let Some(object) = &object {
         if object.uid == manager.uid {
-            kube.annotate_cluster(ns, resource, PAUSED, Some("true")).await?;
+            kube.annotate_cluster(ns, resource, PAUSED, Some("true"))
+                .await?;
         }
     }
     managed::release(&store, name).await?;
@@ -642,6 +683,7 @@ async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> R
         managed::release(&store, &object.name).await?;
     }
     shared.kube.set_finalizer(object, false).await?;
+    shared.metrics.reconciled("deleted");
     Ok(Next::Wait)
 }
 
@@ -982,6 +1024,16 @@ async fn finish(
     status: Status,
     next: Next,
 ) -> Result<Next> {
+    let ready = status.conditions.iter().find(|c| c["type"] == "Ready");
+    let outcome = match ready.and_then(|c| c["reason"].as_str()).unwrap_or("") {
+        "Applied" => "applied",
+        "NoChanges" | "AwaitingApproval" => "planned",
+        "InvalidSpec" | "InvalidAnnotation" => "invalid",
+        "Paused" => "paused",
+        "NotManaged" => "not_managed",
+        _ => "failed",
+    };
+    shared.metrics.reconciled(outcome);
     if let Some(problems) = &status.problems {
         let _ = shared
             .kube

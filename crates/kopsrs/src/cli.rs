@@ -432,6 +432,9 @@ pub struct ControllerRunArgs {
     /// Skip the network checks of clusters in an existing VPC.
     #[arg(long, default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
     pub skip_network_checks: bool,
+    /// Serve /metrics (Prometheus), /healthz and /readyz on this address (default: not served).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args, Debug)]

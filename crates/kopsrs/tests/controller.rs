@@ -382,7 +382,9 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
     fleet.apply_cluster("team-a", "a.example.com", &quiet);
     fleet.apply_cluster_prefixed("team-a", "aa.example.com", &quiet, Some("aa"));
     fleet.apply_cluster("team-b", "b.example.com", &quiet);
-    fleet.start_controller(&["--lease-name="]);
+    let port = support::free_port().to_string();
+    let address = format!("127.0.0.1:{port}");
+    fleet.start_controller(&["--lease-name=", "--metrics-address", &address]);
     for (ns, name) in [
         ("team-a", "a.example.com"),
         ("team-a", "aa.example.com"),
@@ -453,6 +455,33 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
         groups.contains("ROLE") && groups.contains("Master"),
         "{groups}"
     );
+    // The probes and the metrics.
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sSf", &format!("http://{address}{path}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(get("/readyz"), "ok\n");
+    assert_eq!(get("/healthz"), "ok\n");
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("kopsrs_controller_reconciles_total{outcome=\"applied\"} 3"),
+        "{metrics}"
+    );
+    let calls: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kopsrs_controller_aws_calls_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(calls > 30.0, "{metrics}");
 }
 
 /// A paused cluster makes no AWS call; a spec that does not validate gets a condition naming
@@ -749,7 +778,17 @@ fn a_burst_of_edits_gives_one_apply() {
     fleet.start_controller(&["--lease-name="]);
     for max in 2..12 {
         fleet.kubectl_ok(
-            &["patch", "ig", "nodes-eu-west-1a", "-n", "team-a", "--type", "merge", "-p", &format!("{{\"spec\":{{\"maxSize\":{max}}}}}")],
+            &[
+                "patch",
+                "ig",
+                "nodes-eu-west-1a",
+                "-n",
+                "team-a",
+                "--type",
+                "merge",
+                "-p",
+                &format!("{{\"spec\":{{\"maxSize\":{max}}}}}"),
+            ],
             None,
         );
         std::thread::sleep(Duration::from_millis(150));
@@ -779,7 +818,11 @@ fn adopt_then_release_changes_nothing_in_the_cloud() {
     let name = "cli.example.com";
     let ok = |mut c: Command| {
         let out = c.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let mut create = fleet.kopsrs();
@@ -788,14 +831,33 @@ fn adopt_then_release_changes_nothing_in_the_cloud() {
         .args(["--dns-zone", "example.com", "--image", IMAGE]);
     ok(create);
     let mut update = fleet.kopsrs();
-    update.args(["update", "cluster", name, "--yes", "--create-kube-config=false"]);
+    update.args([
+        "update",
+        "cluster",
+        name,
+        "--yes",
+        "--create-kube-config=false",
+    ]);
     ok(update);
     // A Cluster resource of the same name is not enough to take it over.
     fleet.apply_cluster("squatter", name, &[("kopsrs.io/quiet-period", "0s")]);
     fleet.start_controller(&["--lease-name="]);
     let status = fleet.wait_condition("squatter", name, "Applied", "False", Some("NotManaged"), 0);
-    assert!(status.to_string().contains("the CLI manages it"), "{status:#}");
-    fleet.kubectl_ok(&["delete", "clusters.kops.k8s.io", name, "-n", "squatter", "--timeout=30s"], None);
+    assert!(
+        status.to_string().contains("the CLI manages it"),
+        "{status:#}"
+    );
+    fleet.kubectl_ok(
+        &[
+            "delete",
+            "clusters.kops.k8s.io",
+            name,
+            "-n",
+            "squatter",
+            "--timeout=30s",
+        ],
+        None,
+    );
     // Adopted.
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
     fleet.kubectl_ok(&["apply", "-f", "-"], Some(ns));
@@ -805,28 +867,72 @@ fn adopt_then_release_changes_nothing_in_the_cloud() {
         .args(["controller", "adopt", name, "-n", "team-a", "--kubeconfig"])
         .arg(&fleet.kube.kubeconfig);
     ok(adopt);
-    fleet.kubectl_ok(&["annotate", "clusters.kops.k8s.io", name, "-n", "team-a", "kopsrs.io/quiet-period=0s"], None);
+    fleet.kubectl_ok(
+        &[
+            "annotate",
+            "clusters.kops.k8s.io",
+            name,
+            "-n",
+            "team-a",
+            "kopsrs.io/quiet-period=0s",
+        ],
+        None,
+    );
     let status = fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), 0);
     assert_eq!(status["plan"]["changes"], 0, "{status:#}");
     let calls = fleet.moto.calls();
     let by_action = calls["by_action"].as_object().unwrap();
     let writes: Vec<&String> = by_action
         .keys()
-        .filter(|a| ["Create", "Run", "Delete", "Modify", "Update", "Put", "Attach", "Authorize"].iter().any(|p| a.contains(p)))
+        .filter(|a| {
+            [
+                "Create",
+                "Run",
+                "Delete",
+                "Modify",
+                "Update",
+                "Put",
+                "Attach",
+                "Authorize",
+            ]
+            .iter()
+            .any(|p| a.contains(p))
+        })
         .filter(|a| !a.contains("PutObject"))
         .collect();
-    assert!(writes.is_empty(), "the adoption changed the cloud: {writes:?}");
+    assert!(
+        writes.is_empty(),
+        "the adoption changed the cloud: {writes:?}"
+    );
     let groups = fleet.kubectl_ok(&["get", "ig", "-n", "team-a", "-o", "name"], None);
     assert_eq!(groups.lines().count(), 2, "{groups}");
     // Released.
     let mut release = fleet.kopsrs();
-    release.args(["controller", "release", name, "--kubeconfig"]).arg(&fleet.kube.kubeconfig);
+    release
+        .args(["controller", "release", name, "--kubeconfig"])
+        .arg(&fleet.kube.kubeconfig);
     ok(release);
-    let left = fleet.kubectl_ok(&["get", "clusters.kops.k8s.io,ig", "-n", "team-a", "-o", "name"], None);
+    let left = fleet.kubectl_ok(
+        &[
+            "get",
+            "clusters.kops.k8s.io,ig",
+            "-n",
+            "team-a",
+            "-o",
+            "name",
+        ],
+        None,
+    );
     assert!(left.trim().is_empty(), "{left}");
     let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
     assert_eq!(code, 0, "{plan}");
     let mut update = fleet.kopsrs();
-    update.args(["update", "cluster", name, "--yes", "--create-kube-config=false"]);
+    update.args([
+        "update",
+        "cluster",
+        name,
+        "--yes",
+        "--create-kube-config=false",
+    ]);
     ok(update);
 }

@@ -1,7 +1,8 @@
 //! `kopsrs controller install`: what runs the controller in a management cluster, as
 //! Kubernetes objects: the CustomResourceDefinitions (from `kopsrs_api::crd`, the same
 //! types as `toolbox schema`), a namespace, a service account, the least RBAC the controller
-//! uses, and its Deployment.
+//! uses, its Deployment (probes on `/healthz` and `/readyz`) and the Service of its
+//! `/metrics`.
 
 use serde_json::{json, Value};
 
@@ -100,7 +101,13 @@ pub fn objects(options: &InstallOptions) -> Vec<Value> {
                             "image": options.image,
                             "args": ["controller", "run",
                                      "--lease-namespace", ns, "--lease-name", NAME,
-                                     "--identity", "$(POD_NAME)"],
+                                     "--identity", "$(POD_NAME)",
+                                     "--metrics-address", "0.0.0.0:8080"],
+                            "ports": [{"name": "metrics", "containerPort": 8080}],
+                            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"},
+                                              "periodSeconds": 20},
+                            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"},
+                                               "periodSeconds": 10},
                             "env": [
                                 {"name": "KOPS_STATE_STORE", "value": options.state},
                                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -115,6 +122,14 @@ pub fn objects(options: &InstallOptions) -> Vec<Value> {
                         "volumes": [{"name": "tmp", "emptyDir": {}}],
                     },
                 },
+            },
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("{NAME}-metrics"), "namespace": ns, "labels": labels},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": NAME},
+                "ports": [{"name": "metrics", "port": 8080, "targetPort": "metrics"}],
             },
         }),
     ]);

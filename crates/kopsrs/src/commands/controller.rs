@@ -27,6 +27,7 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
                 identity: args.identity,
                 pins: args.pins.options(),
                 network_checks: !args.skip_network_checks,
+                metrics_address: args.metrics_address,
             };
             controller::run(global, &options).await
         }
