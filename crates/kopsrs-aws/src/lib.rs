@@ -104,19 +104,52 @@ pub struct Aws {
 /// down client-side when throttled); the engine retries on top for eventual consistency.
 pub const SDK_MAX_ATTEMPTS: u32 = 10;
 
+/// A role the clients assume (STS `AssumeRole`) with the standard chain's credentials:
+/// `kopsrs controller` acting in a team's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    /// The role's ARN.
+    pub role_arn: String,
+    /// The external ID its trust policy requires, if any.
+    pub external_id: Option<String>,
+    /// The session's name (CloudTrail shows it).
+    pub session_name: String,
+}
+
 impl Aws {
     /// Clients for `region`, configured the standard way (see [`Aws`]). `retry_from_env`:
     /// the user chose the SDK's retries in the environment (`AWS_RETRY_MODE` /
     /// `AWS_MAX_ATTEMPTS`, which the SDK reads itself); otherwise adaptive mode with more
     /// attempts.
     pub async fn connect(region: &str, retry_from_env: bool) -> Aws {
+        Aws::connect_as(region, retry_from_env, None).await
+    }
+
+    /// [`Aws::connect`], as `role` when given: the standard chain's credentials assume it,
+    /// and the SDK renews the role's credentials before they run out.
+    pub async fn connect_as(region: &str, retry_from_env: bool, role: Option<&AssumeRole>) -> Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()));
         if !retry_from_env {
             loader =
                 loader.retry_config(RetryConfig::adaptive().with_max_attempts(SDK_MAX_ATTEMPTS));
         }
-        let config = loader.load().await;
+        let mut config = loader.load().await;
+        if let Some(role) = role {
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(&role.role_arn)
+                .session_name(&role.session_name)
+                .configure(&config);
+            if let Some(id) = &role.external_id {
+                provider = provider.external_id(id);
+            }
+            let provider = provider.build().await;
+            config = config
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build();
+        }
         Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),

@@ -216,6 +216,21 @@ impl Kube {
         Ok(out)
     }
 
+    /// The annotations of the namespace `name` (empty when it has none).
+    pub async fn namespace_annotations(
+        &self,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, KubeError> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|e| self.failed(format!("reading namespace {name}"), e))?;
+        Ok(found
+            .and_then(|n| n.metadata.annotations)
+            .unwrap_or_default())
+    }
+
     /// Writes the `Cluster`'s status (the whole of it, through the status subresource).
     pub async fn write_cluster_status(
         &self,

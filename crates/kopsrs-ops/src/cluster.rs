@@ -179,7 +179,12 @@ pub const DEFAULT_CONCURRENCY: u16 = 20;
 
 /// The AWS clients of `region`, configured as the settings say.
 pub async fn aws(session: &crate::Session, region: &str) -> kopsrs_aws::Aws {
-    kopsrs_aws::Aws::connect(region, session.settings.aws_retry_from_env).await
+    kopsrs_aws::Aws::connect_as(
+        region,
+        session.settings.aws_retry_from_env,
+        session.aws_role.as_ref(),
+    )
+    .await
 }
 
 /// Executor settings for AWS calls: the SDK already retries throttling (adaptive mode), the

@@ -50,6 +50,13 @@ pub const DELETION_POLICY: &str = "kopsrs.io/deletion-policy";
 /// one namespace each with a group `nodes`).
 pub const GROUP_NAME: &str = "kopsrs.io/instance-group";
 
+/// On a namespace: the IAM role the controller assumes for its clusters' cloud (the state
+/// store excepted). Only on the namespace, which a platform team controls: a `Cluster`
+/// cannot name another team's role.
+pub const AWS_ROLE_ARN: &str = "kopsrs.io/aws-role-arn";
+/// On a namespace: the external ID the role's trust policy requires.
+pub const AWS_EXTERNAL_ID: &str = "kopsrs.io/aws-external-id";
+
 /// The quiet period when the annotation does not set one.
 pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_secs(30);
 
@@ -348,6 +355,7 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
         state: Some(store_url(shared, &cluster)?),
         name: Some(name.to_string()),
         reporter: recorded.clone(),
+        aws_role: namespace_role(kube, namespace).await?,
         ..shared.session.clone()
     };
     let store = crate::session::open_or_create_store(&session).await?;
@@ -654,6 +662,7 @@ async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> R
         state: Some(url),
         name: Some(object.name.clone()),
         reporter: Arc::new(Recorded::default()),
+        aws_role: namespace_role(&shared.kube, &object.namespace).await?,
         ..shared.session.clone()
     };
     let store = crate::session::open_or_create_store(&session).await?;
@@ -707,6 +716,35 @@ async fn claim(store: &StateStore, name: &str, me: &Manager) -> Result<Option<St
             other.namespace, other.name, other.uid
         )),
     })
+}
+
+/// The role the namespace names for its clusters' cloud, if any.
+async fn namespace_role(kube: &Kube, namespace: &str) -> Result<Option<kopsrs_aws::AssumeRole>> {
+    let annotations = kube.namespace_annotations(namespace).await?;
+    let Some(arn) = annotations
+        .get(AWS_ROLE_ARN)
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+    else {
+        return Ok(None);
+    };
+    if !arn.starts_with("arn:") || !arn.contains(":role/") {
+        return Err(Problems::one(
+            format!("namespace {namespace}: metadata.annotations[{AWS_ROLE_ARN}]: {arn:?} is not an IAM role ARN"),
+            "set it to arn:aws:iam::ACCOUNT:role/NAME",
+        )
+        .into());
+    }
+    // STS: 2 to 64 characters of [\w+=,.@-].
+    let session_name: String = format!("kopsrs-{namespace}").chars().take(64).collect();
+    Ok(Some(kopsrs_aws::AssumeRole {
+        role_arn: arn.to_string(),
+        external_id: annotations
+            .get(AWS_EXTERNAL_ID)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+        session_name,
+    }))
 }
 
 /// The state store of a cluster: the parent of `spec.configBase` when it names one (it

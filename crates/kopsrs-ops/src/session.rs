@@ -26,6 +26,9 @@ pub struct Session {
     pub settings: Settings,
     /// Where progress and warnings go.
     pub reporter: std::sync::Arc<dyn Reporter>,
+    /// A role the cloud's clients assume (the controller, for a namespace that names one);
+    /// none: the standard credential chain's identity. The state store is not affected.
+    pub aws_role: Option<kopsrs_aws::AssumeRole>,
 }
 
 /// kops's config file (`--config`, else the first of ./.kops.yaml, ~/.kops.yaml,

@@ -40,7 +40,7 @@ pub fn objects(options: &InstallOptions) -> Vec<Value> {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}),
         service_account,
         // What the controller does in every namespace: read kops's resources, write a
-        // Cluster's finalizers and status, record Events. Nothing else.
+        // Cluster's finalizers and status, record Events, read namespaces. Nothing else.
         json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": NAME, "labels": labels},
@@ -53,6 +53,8 @@ pub fn objects(options: &InstallOptions) -> Vec<Value> {
                 {"apiGroups": ["kops.k8s.io"], "resources": ["clusters/finalizers"],
                  "verbs": ["update"]},
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+                // A namespace's annotations name the AWS role of its clusters.
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
             ],
         }),
         json!({
