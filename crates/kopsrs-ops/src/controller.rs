@@ -448,6 +448,7 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
                     "the plan waits for its approval",
                 ),
             }
+            status.condition("Degraded", false, "Planned", "");
             let ready = report.plan.is_empty();
             status.condition(
                 "Ready",
@@ -678,7 +679,7 @@ async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> R
                 "deletion policy Delete: deleting the cluster's cloud resources and state",
             )
             .await;
-        crate::delete::delete_cluster(&session, Some(&object.name), false, true).await?;
+        crate::delete::delete_cluster(&session, Some(&object.name), false, true, true).await?;
         let _ = shared
             .kube
             .cluster_event(

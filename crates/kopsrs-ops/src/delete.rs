@@ -32,15 +32,25 @@ pub struct DeleteReport {
 
 /// `delete cluster`: its cloud resources then its state, or with `unregister` only its
 /// state. Without `yes`, what would go.
+/// `by_manager`: the controller deleting a cluster it manages (its `Delete` policy); a
+/// cluster `kopsrs controller` manages is otherwise refused with `yes`.
 pub async fn delete_cluster(
     global: &Session,
     cluster: Option<&str>,
     unregister: bool,
     yes: bool,
+    by_manager: bool,
 ) -> Result<DeleteReport> {
     let store = session::open_store(global).await?;
     let name = session::cluster_name(global, cluster)?;
     load_cluster(&store, &name).await?;
+    if yes && !by_manager {
+        let verb = match unregister {
+            true => "delete cluster --unregister --yes",
+            false => "delete cluster --yes",
+        };
+        crate::managed::refuse_delete(&store, &name, verb).await?;
+    }
     if !unregister {
         return delete_cloud(global, &store, &name, yes).await;
     }

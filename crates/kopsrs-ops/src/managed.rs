@@ -3,9 +3,9 @@
 //!
 //! The record is made create-only, so two custom resources (two namespaces, two management
 //! clusters) cannot both claim one cluster; the controller acts only on a cluster whose
-//! record names its resource. `update cluster --yes`, `reconcile cluster --yes` and
-//! `delete cluster --yes` refuse a managed cluster unless `--force` says so: the controller
-//! would write the custom resource's spec back over any change the CLI made.
+//! record names its resource. `update cluster --yes` and `reconcile cluster --yes` refuse a
+//! managed cluster unless `--force` says so (the controller would write the custom
+//! resource's spec back over any change the CLI made); `delete cluster --yes` refuses it.
 
 use anyhow::Result;
 use kopsrs_state::{StateStore, StateStoreError};
@@ -106,6 +106,26 @@ pub async fn refuse(store: &StateStore, cluster: &str, verb: &str, force: bool) 
         format!(
             "edit the custom resource (`kubectl edit clusters.kops.k8s.io {} -n {}`), or pass --force to act anyway",
             manager.name, manager.namespace
+        ),
+    )
+    .into())
+}
+
+/// Refuses deleting a cluster a controller manages: deleting it is the custom resource's
+/// deletion policy, or the CLI's once the cluster is released.
+pub async fn refuse_delete(store: &StateStore, cluster: &str, verb: &str) -> Result<()> {
+    let Some(manager) = manager(store, cluster).await? else {
+        return Ok(());
+    };
+    Err(Problems::one(
+        format!(
+            "{verb} refused: {cluster} is managed by kopsrs controller from {}; nothing was changed",
+            manager.describe()
+        ),
+        format!(
+            "delete the custom resource with the annotation kopsrs.io/deletion-policy: Delete (`kubectl annotate clusters.kops.k8s.io {name} -n {ns} kopsrs.io/deletion-policy=Delete`, then `kubectl delete clusters.kops.k8s.io {name} -n {ns}`), or hand it back first with `kopsrs controller release {cluster}`",
+            name = manager.name,
+            ns = manager.namespace
         ),
     )
     .into())

@@ -455,6 +455,19 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Deleting it from the CLI is refused too: that is the resource's deletion policy.
+    let out = fleet
+        .kopsrs()
+        .args(["delete", "cluster", "aa.example.com", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("kopsrs.io/deletion-policy") && stderr.contains("controller release"),
+        "{stderr}"
+    );
+    assert_eq!(fleet.vpcs("aa.example.com"), 1);
     let table = fleet.kubectl_ok(&["get", "clusters.kops.k8s.io", "-A"], None);
     assert!(
         table.contains("READY") && table.contains("VERSION") && table.contains("v1.34"),

@@ -16,7 +16,8 @@ pub async fn run(global: &Session, args: DeleteArgs) -> Result<()> {
             yes,
         }) => {
             let name = context::cluster_name(global, cluster.as_deref())?;
-            let report = delete::delete_cluster(global, Some(&name), unregister, yes).await?;
+            let report =
+                delete::delete_cluster(global, Some(&name), unregister, yes, false).await?;
             print_cluster(&name, &report, unregister);
             Ok(())
         }
