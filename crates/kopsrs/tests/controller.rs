@@ -109,10 +109,12 @@ impl Fleet {
         command
             .args(["controller", "run", "--kubeconfig"])
             .arg(&self.kube.kubeconfig)
-            .args(["--context", "management", "--resync", "10m"])
-            .args(extra)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+            .args(["--context", "management"])
+            .args(extra);
+        if !extra.contains(&"--resync") {
+            command.args(["--resync", "10m"]);
+        }
+        command.stdout(log.try_clone().unwrap()).stderr(log);
         self.controllers.push(command.spawn().unwrap());
         n
     }
@@ -1018,6 +1020,11 @@ fn a_namespace_role_is_assumed_for_the_cloud() {
         message.contains("not authorized") || message.contains("AccessDenied"),
         "{failed:#}"
     );
+    let events = fleet.kubectl_ok(&["get", "events", "-n", "team-b", "-o", "json"], None);
+    assert!(
+        events.contains("\"ApplyFailed\"") && events.contains("\"Warning\""),
+        "{events}"
+    );
     let sessions = fleet.moto.python(&format!(
         "import urllib.request\n\
          d=json.load(urllib.request.urlopen('{}/moto-api/data.json'))\n\
@@ -1028,4 +1035,40 @@ fn a_namespace_role_is_assumed_for_the_cloud() {
         sessions.trim(),
         r#"[["arn:aws:iam::123456789012:role/team-a-clusters", "kopsrs-team-a", "team-a-secret"]]"#
     );
+}
+
+/// Drift: a resource of the cluster deleted behind the controller's back is made again at
+/// the next resync, with no edit to the resources.
+#[test]
+fn drift_is_repaired_at_resync() {
+    let mut fleet = Fleet::new();
+    let name = "drift.example.com";
+    fleet.apply_cluster("team-a", name, &[("kopsrs.io/quiet-period", "0s")]);
+    let n = fleet.start_controller(&["--lease-name=", "--resync", "3s"]);
+    fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), n);
+    let group = format!("nodes-eu-west-1a.{name}");
+    fleet.moto.python(&format!(
+        "aws('autoscaling').delete_auto_scaling_group(AutoScalingGroupName='{group}', ForceDelete=True)"
+    ));
+    let count = || {
+        fleet
+            .moto
+            .python(&format!(
+                "print(len(aws('autoscaling').describe_auto_scaling_groups(AutoScalingGroupNames=['{group}'])['AutoScalingGroups']))"
+            ))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(count(), "0");
+    let started = Instant::now();
+    while count() != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            fleet.log(n)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
+    assert_eq!(code, 0, "{plan}");
 }
