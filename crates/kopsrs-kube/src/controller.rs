@@ -287,6 +287,26 @@ impl Kube {
         Ok(())
     }
 
+    /// Removes [`FINALIZER`] from the `Cluster` `namespace/name`, reading it again when
+    /// another writer (the controller's status) moved it in between.
+    pub async fn drop_finalizer(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let Some(object) = self.cluster_object(namespace, name).await? else {
+                return Ok(());
+            };
+            if !object.finalizers.iter().any(|f| f == FINALIZER) {
+                return Ok(());
+            }
+            match self.set_finalizer(&object, false).await {
+                Ok(()) => return Ok(()),
+                Err(e @ KubeError::Api { .. }) if e.to_string().contains("409") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("five conflicts"))
+    }
+
     /// A core/v1 Event about the `Cluster` (`warning`: type Warning, else Normal).
     pub async fn cluster_event(
         &self,
@@ -387,6 +407,34 @@ impl Kube {
         Ok(())
     }
 
+    /// Deletes one `InstanceGroup` resource (gone already: fine).
+    pub async fn delete_group(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &groups());
+        match api.delete(name, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(self.failed(format!("deleting InstanceGroup {namespace}/{name}"), e)),
+        }
+    }
+
+    /// Deletes the `Cluster` resource alone (gone already: fine).
+    pub async fn delete_cluster_resource(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), KubeError> {
+        match self
+            .cluster_api(namespace)
+            .delete(name, &Default::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(self.failed(format!("deleting Cluster {namespace}/{name}"), e)),
+        }
+    }
+
     /// Deletes the `Cluster` and the `InstanceGroup`s labelled with its name.
     pub async fn delete_resources(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
         let groups_api: Api<DynamicObject> =
@@ -418,12 +466,13 @@ impl Kube {
     /// `kops.k8s.io/cluster` label) and calls `reconcile` with each cluster's namespace and
     /// name, at most `options.concurrency` at once and never twice at once for one cluster.
     /// A failure is retried after 2, 4, 8 ... seconds (up to `options.max_backoff`); a
-    /// success resets it. Runs until `stop` completes.
+    /// success resets it. Runs until `stop` completes; each failure goes to `report`.
     pub async fn run_controller<F, Fut>(
         &self,
         options: &LoopOptions,
         reconcile: F,
         stop: impl Future<Output = ()> + Send + Sync + 'static,
+        report: impl Fn(&str),
     ) where
         F: Fn(String, String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Next, ReconcileError>> + Send + 'static,
@@ -494,7 +543,14 @@ impl Kube {
                 },
                 context,
             )
-            .for_each(|_| async {})
+            .for_each(|result| {
+                // A failed reconcile (retried with back-off) or watch (retried by the
+                // watcher): said, never dropped.
+                if let Err(e) = result {
+                    report(&format!("{e}"));
+                }
+                async {}
+            })
             .await;
     }
 }

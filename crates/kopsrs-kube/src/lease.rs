@@ -140,27 +140,47 @@ impl Kube {
             }
             tokio::time::sleep(every).await;
         };
+        // The latest renewal's resourceVersion is what the release is conditional on.
+        let latest = std::sync::Mutex::new(held);
         let renew = async {
             let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
-                match self.acquire_lease(namespace, name, holder, duration).await {
-                    Ok(Ok(_)) => renewed = tokio::time::Instant::now(),
-                    // A failed renewal is retried while the Lease is still this replica's.
-                    Err(_) if renewed.elapsed() + every < duration => {}
-                    Ok(Err(taken)) => {
+                // Each renewal bounded: a replica cut off from the API must notice before its
+                // Lease runs out, not after a long read timeout.
+                let attempt = tokio::time::timeout(
+                    every,
+                    self.acquire_lease(namespace, name, holder, duration),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok(Ok(held))) => {
+                        renewed = tokio::time::Instant::now();
+                        *latest.lock().expect("lease") = held;
+                    }
+                    Ok(Ok(Err(taken))) => {
                         return KubeError::Api {
                             cluster: self.cluster.clone(),
                             what: format!("renewing the lease {namespace}/{name}"),
                             reason: format!("{} holds it now", taken.holder),
                         }
                     }
-                    Err(e) => return e,
+                    // A failed renewal is retried while the Lease is still this replica's.
+                    _ if renewed.elapsed() + every < duration => {}
+                    Ok(Err(e)) => return e,
+                    Err(_) => {
+                        return KubeError::Api {
+                            cluster: self.cluster.clone(),
+                            what: format!("renewing the lease {namespace}/{name}"),
+                            reason: "the API did not answer before the lease ran out".into(),
+                        }
+                    }
                 }
             }
         };
         tokio::select! {
             () = work => {
+                let held = latest.lock().expect("lease").clone();
                 self.release_lease(&held).await?;
                 Ok(())
             }

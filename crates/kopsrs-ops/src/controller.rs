@@ -169,43 +169,29 @@ struct Shared {
     kube: Kube,
     session: Session,
     options: ControllerOptions,
-    /// The spec digest of each cluster and when it was first seen, for the quiet period.
-    seen: Mutex<HashMap<(String, String), (String, Instant)>>,
-    /// The input of each cluster's last finished reconcile, and when it finished.
-    done: Mutex<HashMap<(String, String), (String, Instant)>>,
+    /// The spec digest of each cluster (by UID) and when it was first seen, for the quiet
+    /// period.
+    seen: Mutex<HashMap<String, (String, Instant)>>,
+    /// Each cluster's (by UID) last reconcile.
+    done: Mutex<HashMap<String, Last>>,
     metrics: Arc<metrics::Metrics>,
+    /// This replica's name (its locks' owner is `kopsrs-controller/<identity>`).
+    identity: String,
+    /// Whether replicas elect a leader: then a lock another replica left is taken over.
+    elected: bool,
 }
+
+/// The owner written into the cluster locks the controller takes, before its identity.
+const LOCK_OWNER: &str = "kopsrs-controller/";
 
 /// Runs the controller until SIGTERM or Ctrl-C (or, with leader election, until this replica
 /// loses its Lease: an error, so the pod restarts and waits its turn).
 pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     if let Some(address) = options.metrics_address {
-        // Bound now, so a taken port stops the start instead of a silent missing endpoint.
-        let listener = metrics::serve(address, metrics.clone());
-        tokio::spawn(async move {
-            if let Err(e) = listener.await {
-                eprintln!("error: {e:#}");
-                std::process::exit(1);
-            }
-        });
+        let listener = metrics::bind(address).await?;
+        tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
-    let kube = Kube::management(&options.kubeconfig, options.context.as_deref()).await?;
-    metrics.set_ready(true);
-    let shared = Arc::new(Shared {
-        kube: Kube::management(&options.kubeconfig, options.context.as_deref()).await?,
-        session: session.clone(),
-        options: options.clone(),
-        seen: Mutex::new(HashMap::new()),
-        done: Mutex::new(HashMap::new()),
-        metrics: metrics.clone(),
-    });
-    let loop_options = LoopOptions {
-        namespace: options.namespace.clone(),
-        concurrency: options.workers.max(1),
-        max_backoff: Duration::from_secs(300),
-    };
-    let reporter = session.reporter.clone();
     let identity = options.identity.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",
@@ -213,6 +199,31 @@ pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
             std::process::id()
         )
     });
+    let kube = Kube::management(&options.kubeconfig, options.context.as_deref()).await?;
+    metrics.set_ready(true);
+    let shared = Arc::new(Shared {
+        kube: Kube::management(&options.kubeconfig, options.context.as_deref()).await?,
+        session: Session {
+            settings: crate::Settings {
+                user: Some(format!("{LOCK_OWNER}{identity}")),
+                ..session.settings.clone()
+            },
+            ..session.clone()
+        },
+        options: options.clone(),
+        seen: Mutex::new(HashMap::new()),
+        done: Mutex::new(HashMap::new()),
+        metrics: metrics.clone(),
+        identity: identity.clone(),
+        elected: options.lease.is_some(),
+    });
+    let loop_options = LoopOptions {
+        namespace: options.namespace.clone(),
+        concurrency: options.workers.max(1),
+        max_backoff: Duration::from_secs(300),
+    };
+    let reporter = session.reporter.clone();
+    let failures = session.reporter.clone();
     let work = async move {
         let stop = async {
             let _ = crate::interrupt::until_interrupted(std::future::pending::<()>()).await;
@@ -231,6 +242,7 @@ pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
                     }
                 },
                 stop,
+                |error: &str| failures.warn(error, None),
             )
             .await;
     };
@@ -266,22 +278,105 @@ pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
     }
 }
 
-/// One reconcile of `namespace/name`.
+/// The longest a failing cluster waits before its next attempt.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How long a cluster that failed `failures` times in a row waits: 2, 4, 8 ... seconds.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.clamp(1, 9)).min(MAX_BACKOFF)
+}
+
+/// What a cluster's last reconcile acted on, and how it ended.
+#[derive(Debug, Clone)]
+struct Last {
+    /// [`input_digest`] of what it acted on.
+    input: String,
+    /// When it ended.
+    at: Instant,
+    /// Failures in a row (0: it succeeded).
+    failures: u32,
+}
+
+/// One reconcile of `namespace/name`. A failure once the resource has been read is written
+/// to its status (Degraded, the problems) with a Warning Event, and backs off: the status
+/// write wakes the cluster again at once, and that wake-up waits out the back-off instead of
+/// planning again.
 async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next> {
     let kube = &shared.kube;
     let Some(object) = kube.cluster_object(namespace, name).await? else {
         return Ok(Next::Wait);
     };
-    let mut status = Status::from_object(&object);
+    let groups = kube.cluster_groups(namespace, name).await?;
+    let spec = spec_digest(&object, &groups);
+    let input = input_digest(&spec, &object.annotations);
+    let last = shared.done.lock().expect("done").get(&object.uid).cloned();
+    if let Some(last) = &last {
+        let wait = match last.failures {
+            0 => shared.options.resync,
+            n => backoff(n),
+        };
+        if last.input == input && last.at.elapsed() < wait && !object.deleting {
+            shared.metrics.reconciled(match last.failures {
+                0 => "unchanged",
+                _ => "backing_off",
+            });
+            return Ok(Next::After(wait - last.at.elapsed()));
+        }
+    }
+    match attempt(shared, &object, &groups, &spec, &input).await {
+        Ok(next) => Ok(next),
+        Err(e) => {
+            let failures = last
+                .filter(|l| l.input == input)
+                .map_or(0, |l| l.failures)
+                .saturating_add(1);
+            shared.done.lock().expect("done").insert(
+                object.uid.clone(),
+                Last {
+                    input,
+                    at: Instant::now(),
+                    failures,
+                },
+            );
+            let problems = describe(&e);
+            let message = problems.join("; ");
+            let mut status = Status::from_object(&object);
+            status.condition("Degraded", true, "ReconcileFailed", &message);
+            status.condition("Ready", false, "ReconcileFailed", &message);
+            status.condition("Applied", false, "ReconcileFailed", &message);
+            status.problems = Some(problems);
+            if let Err(event) = kube
+                .cluster_event(&object, true, "ReconcileFailed", &message)
+                .await
+            {
+                shared.session.reporter.warn(&format!("{event}"), None);
+            }
+            let _ = finish(shared, &object, status, Next::After(backoff(failures))).await;
+            Err(e)
+        }
+    }
+}
+
+/// [`reconcile`] once the resource is read.
+async fn attempt(
+    shared: &Shared,
+    object: &ClusterObject,
+    groups: &[GroupObject],
+    spec: &str,
+    input: &str,
+) -> Result<Next> {
+    let kube = &shared.kube;
+    let (namespace, name) = (object.namespace.as_str(), object.name.as_str());
+    let mut status = Status::from_object(object);
     let intent = match Intent::parse(&object.annotations) {
         Ok(intent) => intent,
         Err(problems) => {
             status.invalid("InvalidAnnotation", &problems);
-            return finish(shared, &object, status, Next::Wait).await;
+            return done(shared, object, status, Next::Wait, input).await;
         }
     };
     if object.deleting {
-        return finalize(shared, &object, &intent).await;
+        return finalize(shared, object, &intent).await;
     }
     if !object
         .finalizers
@@ -289,22 +384,8 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
         .any(|f| f == kopsrs_kube::controller::FINALIZER)
     {
         // The change wakes this cluster again, with the finalizer in place.
-        kube.set_finalizer(&object, true).await?;
+        kube.set_finalizer(object, true).await?;
         return Ok(Next::Wait);
-    }
-    // What this reconcile acts on: the spec of the resources, and the controller's
-    // annotations. The same input within the resync period (a wake-up by this controller's
-    // own status write, say) makes no AWS call.
-    let key = (namespace.to_string(), name.to_string());
-    let groups = kube.cluster_groups(namespace, name).await?;
-    let spec = spec_digest(&object, &groups);
-    let input = input_digest(&spec, &object.annotations);
-    let last = shared.done.lock().expect("done").get(&key).cloned();
-    if let Some((digest, at)) = last {
-        if digest == input && at.elapsed() < shared.options.resync {
-            shared.metrics.reconciled("unchanged");
-            return Ok(Next::After(shared.options.resync - at.elapsed()));
-        }
     }
     if intent.paused {
         status.condition(
@@ -314,33 +395,32 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
             &format!("{PAUSED} is \"true\": nothing is read or changed"),
         );
         status.condition("Ready", false, "Paused", "paused");
-        return done(shared, &object, status, Next::Wait, &input).await;
+        return done(shared, object, status, Next::Wait, input).await;
     }
     status.condition("Paused", false, "Running", "");
-    let (cluster, groups) = match decode(&object, &groups) {
+    let (cluster, groups) = match decode(object, groups) {
         Ok(decoded) => decoded,
         Err(problems) => {
             status.invalid("InvalidSpec", &problems);
-            return done(shared, &object, status, Next::Wait, &input).await;
+            return done(shared, object, status, Next::Wait, input).await;
         }
     };
     let recorded = Arc::new(Recorded::default());
     if let Err(e) = crate::cluster::validate(&*recorded, &cluster, &groups) {
         status.invalid("InvalidSpec", &describe(&e));
-        return done(shared, &object, status, Next::Wait, &input).await;
+        return done(shared, object, status, Next::Wait, input).await;
     }
     // The quiet period: a spec not applied before waits until it has been left alone that
     // long, so a burst of edits gives one apply.
-    let applied_before =
-        object.status.get("specDigest").and_then(Value::as_str) == Some(spec.as_str());
+    let applied_before = object.status.get("specDigest").and_then(Value::as_str) == Some(spec);
     if !applied_before {
         let first_seen = {
             let mut seen = shared.seen.lock().expect("seen");
             let entry = seen
-                .entry(key.clone())
-                .or_insert_with(|| (spec.clone(), Instant::now()));
+                .entry(object.uid.clone())
+                .or_insert_with(|| (spec.to_string(), Instant::now()));
             if entry.0 != spec {
-                *entry = (spec.clone(), Instant::now());
+                *entry = (spec.to_string(), Instant::now());
             }
             entry.1
         };
@@ -350,9 +430,16 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
             return Ok(Next::After(intent.quiet - quiet_for));
         }
     }
-    status.spec_digest = Some(spec.clone());
+    let url = match store_url(shared, &cluster) {
+        Ok(url) => url,
+        Err(e) => {
+            status.invalid("InvalidSpec", &describe(&e));
+            return done(shared, object, status, Next::Wait, input).await;
+        }
+    };
+    status.spec_digest = Some(spec.to_string());
     let session = Session {
-        state: Some(store_url(shared, &cluster)?),
+        state: Some(url),
         name: Some(name.to_string()),
         reporter: recorded.clone(),
         aws_role: namespace_role(kube, namespace).await?,
@@ -364,14 +451,11 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
         name: name.to_string(),
         uid: object.uid.clone(),
     };
-    if let Some(problem) = claim(&store, name, &me).await? {
-        status.condition("Ready", false, "NotManaged", &problem);
-        status.condition("Applied", false, "NotManaged", &problem);
-        let _ = kube
-            .cluster_event(&object, true, "NotManaged", &problem)
-            .await;
-        return done(shared, &object, status, Next::Wait, &input).await;
+    let claimed = claim(&store, name, &me).await?;
+    if let Claimed::Refused(problem) = &claimed {
+        return not_managed(shared, object, status, problem, input).await;
     }
+    take_over_lock(shared, object, &store).await?;
     write_spec(&store, &cluster, &groups).await?;
     let options = DirectOptions {
         yes: false,
@@ -383,31 +467,69 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
         scope: Default::default(),
         force: true,
     };
+    if claimed == Claimed::New {
+        // A cluster claimed now must be new to the cloud too: what carries its name's tags
+        // already belongs to a cluster made elsewhere (another store, another controller),
+        // which this resource may not take over. Checked on a dry plan, before any change.
+        let first = crate::update::update_direct(&session, name, &options).await?;
+        if let Some(found) = first
+            .plan
+            .changes
+            .iter()
+            .find(|c| c.action != kopsrs_engine::Action::Create)
+        {
+            store.delete_cluster(name).await?;
+            let problem = format!(
+                "resources of a cluster named {name} exist in the cloud already ({} is one) and no state store this controller uses records them: the controller does not take over a cluster it did not make; the claim is withdrawn",
+                found.id.clone().unwrap_or_else(|| found.address.to_string())
+            );
+            return not_managed(shared, object, status, &problem, input).await;
+        }
+    }
     let started = Instant::now();
-    let outcome = apply(&session, name, &intent, options).await;
+    let outcome = apply(&session, name, &intent, options, object).await?;
     shared
         .metrics
         .duration
         .observe(started.elapsed().as_secs_f64());
-    if let Ok(Outcome::Applied(report) | Outcome::Planned(report, _)) = &outcome {
-        let calls = report
-            .applied
-            .as_ref()
-            .map_or(report.plan.reads, |a| a.calls);
-        shared.metrics.aws_calls.inc_by(calls);
-        shared
-            .metrics
-            .plan_changes
-            .observe(report.plan.changes.len() as f64);
+    let (Outcome::Applied(report) | Outcome::Planned(report, _)) = &outcome;
+    let calls = report
+        .applied
+        .as_ref()
+        .map_or(report.plan.reads, |a| a.calls);
+    shared.metrics.aws_calls.inc_by(calls);
+    shared
+        .metrics
+        .plan_changes
+        .observe(report.plan.changes.len() as f64);
+    for line in recorded
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("warning: "))
+    {
+        event(
+            shared,
+            object,
+            true,
+            "Warning",
+            line.trim_start_matches("warning: "),
+        )
+        .await;
     }
     let next = Next::After(shared.options.resync);
     match outcome {
-        Ok(Outcome::Applied(report)) => {
+        Outcome::Applied(report) => {
             let summary = status.plan(&report, &cluster);
             if report.applied.is_some() {
-                let _ = kube
-                    .cluster_event(&object, false, "Applied", &format!("applied {summary}"))
-                    .await;
+                event(
+                    shared,
+                    object,
+                    false,
+                    "Applied",
+                    &format!("applied {summary}"),
+                )
+                .await;
+                status.applied_hash = plan_hash(&report).or(status.applied_hash.take());
             }
             status.condition(
                 "Planned",
@@ -418,9 +540,9 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
             status.condition("Applied", true, "Applied", "the cloud matches the spec");
             status.condition("Degraded", false, "Applied", "");
             status.condition("Ready", true, "Applied", "the cloud matches the spec");
-            done(shared, &object, status, next, &input).await
+            done(shared, object, status, next, input).await
         }
-        Ok(Outcome::Planned(report, refused)) => {
+        Outcome::Planned(report, refused) => {
             let summary = status.plan(&report, &cluster);
             status.condition(
                 "Planned",
@@ -434,9 +556,7 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
             match (report.plan.is_empty(), refused) {
                 (_, Some(stale)) => {
                     status.condition("Applied", false, "ApprovalStale", &stale);
-                    let _ = kube
-                        .cluster_event(&object, true, "ApprovalStale", &stale)
-                        .await;
+                    event(shared, object, true, "ApprovalStale", &stale).await;
                 }
                 (true, None) => {
                     status.condition("Applied", true, "NoChanges", "the cloud matches the spec")
@@ -460,19 +580,72 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
                 },
                 "",
             );
-            done(shared, &object, status, next, &input).await
-        }
-        Err(e) => {
-            let problems = describe(&e);
-            status.condition("Degraded", true, "ApplyFailed", &problems.join("; "));
-            status.condition("Ready", false, "ApplyFailed", &problems.join("; "));
-            let _ = kube
-                .cluster_event(&object, true, "ApplyFailed", &problems.join("; "))
-                .await;
-            let _ = finish(shared, &object, status, next).await;
-            Err(e)
+            done(shared, object, status, next, input).await
         }
     }
+}
+
+/// With leader election, a cluster lock another replica of the controller left (killed, or
+/// cut off until its Lease ran out) is taken over: this replica leads now, so the other
+/// does not act any more. Locks of the CLI or of other tools are never taken over.
+async fn take_over_lock(shared: &Shared, object: &ClusterObject, store: &StateStore) -> Result<()> {
+    if !shared.elected {
+        return Ok(());
+    }
+    let Some(lock) = store.read_lock(&object.name).await? else {
+        return Ok(());
+    };
+    let Some(other) = lock.owner.strip_prefix(LOCK_OWNER) else {
+        return Ok(());
+    };
+    if other == shared.identity {
+        return Ok(());
+    }
+    store.force_unlock(&object.name, &lock.id).await?;
+    event(
+        shared,
+        object,
+        true,
+        "LockTakenOver",
+        &format!(
+            "took over the cluster lock replica {other} left ({}): this replica leads now",
+            lock.describe()
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// An Event on the `Cluster`; a failure to record it is said, not fatal.
+async fn event(
+    shared: &Shared,
+    object: &ClusterObject,
+    warning: bool,
+    reason: &str,
+    message: &str,
+) {
+    if let Err(e) = shared
+        .kube
+        .cluster_event(object, warning, reason, message)
+        .await
+    {
+        shared.session.reporter.warn(&format!("{e}"), None);
+    }
+}
+
+/// The resource may not manage the cluster: said in status and in an Event.
+async fn not_managed(
+    shared: &Shared,
+    object: &ClusterObject,
+    mut status: Status,
+    problem: &str,
+    input: &str,
+) -> Result<Next> {
+    status.condition("Ready", false, "NotManaged", problem);
+    status.condition("Applied", false, "NotManaged", problem);
+    status.condition("Degraded", true, "NotManaged", problem);
+    event(shared, object, true, "NotManaged", problem).await;
+    done(shared, object, status, Next::Wait, input).await
 }
 
 /// Where the management cluster is, for `adopt` and `release`.
@@ -486,8 +659,8 @@ pub struct Management {
 
 /// `controller adopt NAME --namespace NS`: a cluster the CLI manages becomes custom
 /// resources the controller manages, with no cloud change (its spec as stored; the next
-/// reconcile plans it empty). The `Cluster` is made paused, the store's record names it, the
-/// groups are made, then the pause is lifted: a controller running meanwhile never sees it
+/// reconcile plans it empty). The `Cluster` is made paused, the groups are made, the store's
+/// record names it, then the pause is lifted: a controller running meanwhile never sees it
 /// unclaimed. Returns the resources made (`Kind namespace/name`).
 pub async fn adopt(
     session: &Session,
@@ -510,37 +683,60 @@ pub async fn adopt(
     }
     let kube = Kube::management(&management.kubeconfig, management.context.as_deref()).await?;
     let mut cluster = serde_json::to_value(&stored.cluster.value)?;
-    let metadata = json!({
+    cluster["metadata"] = json!({
         "name": name,
         "namespace": namespace,
         "annotations": {PAUSED: "true"},
     });
-    cluster["metadata"] = metadata;
     let uid = kube.create_resource(namespace, cluster).await?;
     let mut made = vec![format!("Cluster {namespace}/{name}")];
-    let me = Manager {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        uid,
-    };
-    if let Claim::Other(other) = managed::claim(&store, name, &me).await? {
-        return Err(Problems::one(
-            format!(
-                "{name} was claimed by Cluster {}/{} meanwhile",
-                other.namespace, other.name
-            ),
-            format!("delete Cluster {namespace}/{name}, which stays paused"),
-        )
-        .into());
+    let mut groups_made = Vec::new();
+    // Everything is made before the claim; a failure part-way takes back what was made,
+    // so a second `adopt` starts clean.
+    let result = async {
+        for group in stored.group_values() {
+            let group_name = group.metadata.name.clone();
+            let mut value = serde_json::to_value(&group)?;
+            let mut labels = group.metadata.labels.clone().unwrap_or_default();
+            labels.insert(kopsrs_api::LABEL_CLUSTER.to_string(), name.to_string());
+            value["metadata"] =
+                json!({"name": group_name, "namespace": namespace, "labels": labels});
+            kube.create_resource(namespace, value).await?;
+            made.push(format!("InstanceGroup {namespace}/{group_name}"));
+            groups_made.push(group_name);
+        }
+        let me = Manager {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: uid.clone(),
+        };
+        if let Claim::Other(other) = managed::claim(&store, name, &me).await? {
+            return Err(Problems::one(
+                format!(
+                    "{name} was claimed by Cluster {}/{} meanwhile",
+                    other.namespace, other.name
+                ),
+                "nothing was adopted",
+            )
+            .into());
+        }
+        anyhow::Ok(())
     }
-    for group in stored.group_values() {
-        let group_name = group.metadata.name.clone();
-        let mut value = serde_json::to_value(&group)?;
-        let mut labels = group.metadata.labels.clone().unwrap_or_default();
-        labels.insert(kopsrs_api::LABEL_CLUSTER.to_string(), name.to_string());
-        value["metadata"] = json!({"name": group_name, "namespace": namespace, "labels": labels});
-        kube.create_resource(namespace, value).await?;
-        made.push(format!("InstanceGroup {namespace}/{group_name}"));
+    .await;
+    if let Err(e) = result {
+        if let Ok(Some(object)) = kube.cluster_object(namespace, name).await {
+            if object.uid == uid {
+                let _ = kube.drop_finalizer(namespace, name).await;
+                let _ = kube.delete_cluster_resource(namespace, name).await;
+            }
+        }
+        // Only what this run made: a group of that name made by someone else stays.
+        for group in &groups_made {
+            let _ = kube.delete_group(namespace, group).await;
+        }
+        return Err(e.context(format!(
+            "adopting {name}: what was made in namespace {namespace} was deleted again"
+        )));
     }
     kube.annotate_cluster(namespace, name, PAUSED, None).await?;
     Ok(made)
@@ -573,10 +769,9 @@ pub async fn release(session: &Session, name: &str, management: &Management) -> 
     }
     managed::release(&store, name).await?;
     if let Some(object) = object.filter(|o| o.uid == manager.uid) {
-        // Read again: the pause moved its resourceVersion.
-        if let Some(object) = kube.cluster_object(ns, resource).await? {
-            kube.set_finalizer(&object, false).await?;
-        }
+        // The pause moved its resourceVersion, and a running controller may write its
+        // status meanwhile: read again on a conflict.
+        kube.drop_finalizer(ns, resource).await?;
         kube.delete_resources(ns, &object.name).await?;
     }
     Ok(manager)
@@ -596,6 +791,7 @@ async fn apply(
     name: &str,
     intent: &Intent,
     options: DirectOptions,
+    object: &ClusterObject,
 ) -> Result<Outcome> {
     if !intent.plan_only {
         let options = DirectOptions {
@@ -611,6 +807,19 @@ async fn apply(
     let Some(approved) = &intent.approved else {
         return Ok(Outcome::Planned(planned, None));
     };
+    // An approval is spent once applied: the same changes found again (the same drift) wait
+    // for a new one.
+    let spent = object
+        .status
+        .pointer("/plan/appliedHash")
+        .and_then(Value::as_str)
+        == Some(approved.as_str());
+    if spent && !planned.plan.is_empty() {
+        let stale = format!(
+            "{APPROVE_PLAN} is {approved}, which was applied already; review the plan in status and approve it again"
+        );
+        return Ok(Outcome::Planned(planned, Some(stale)));
+    }
     if planned.plan.is_empty() || hash.as_deref() != Some(approved.as_str()) {
         let stale = (!planned.plan.is_empty()).then(|| {
             format!(
@@ -636,7 +845,9 @@ fn plan_hash(report: &UpdateReport) -> Option<String> {
     report.plan.fingerprint.as_ref().map(|f| f.cloud.clone())
 }
 
-/// A `Cluster` being deleted: carries out its deletion policy, then lets it go.
+/// A `Cluster` being deleted: carries out its deletion policy, then lets it go. Only a
+/// cluster whose state-store record names this very resource is acted on; a paused one with
+/// the `Delete` policy keeps its finalizer (and its cloud) until the pause is lifted.
 async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> Result<Next> {
     if !object
         .finalizers
@@ -645,19 +856,26 @@ async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> R
     {
         return Ok(Next::Wait);
     }
+    if intent.paused && intent.delete_cloud {
+        let mut status = Status::from_object(object);
+        let message = format!(
+            "deletion policy Delete waits: {PAUSED} is \"true\", and a paused cluster is not changed; lift the pause to delete it, or set {DELETION_POLICY}: Retain to keep it"
+        );
+        status.condition("Ready", false, "DeletionBlocked", &message);
+        return finish(shared, object, status, Next::Wait).await;
+    }
     let me = Manager {
         namespace: object.namespace.clone(),
         name: object.name.clone(),
         uid: object.uid.clone(),
     };
-    let cluster: Option<Cluster> = serde_json::from_value(json!({
-        "apiVersion": kopsrs_api::API_VERSION, "kind": "Cluster",
-        "metadata": {"name": object.name}, "spec": object.spec,
-    }))
-    .ok();
-    let url = match &cluster {
-        Some(cluster) => store_url(shared, cluster)?,
-        None => default_store(shared)?,
+    // The store as the resource names it, read from the raw spec: a spec edited into one
+    // that no longer decodes still names its store.
+    let config_base = object.spec.get("configBase").and_then(Value::as_str);
+    // A store the controller never used (refused) holds nothing of this resource.
+    let Ok(url) = store_of(shared, &object.name, config_base) else {
+        shared.kube.set_finalizer(object, false).await?;
+        return Ok(Next::Wait);
     };
     let session = Session {
         state: Some(url),
@@ -666,53 +884,70 @@ async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> R
         aws_role: namespace_role(&shared.kube, &object.namespace).await?,
         ..shared.session.clone()
     };
-    let store = crate::session::open_or_create_store(&session).await?;
-    // Only a cluster whose record names this very resource is acted on.
-    let ours = managed::manager(&store, &object.name).await? == Some(me);
-    if ours && intent.delete_cloud {
-        let _ = shared
-            .kube
-            .cluster_event(
+    // A store that does not exist holds no record of this resource.
+    let opened = crate::session::open_store(&session).await.ok();
+    let store = match opened {
+        Some(store) if managed::manager(&store, &object.name).await? == Some(me) => Some(store),
+        _ => None,
+    };
+    match (store, intent.delete_cloud) {
+        (Some(_), true) => {
+            event(
+                shared,
                 object,
                 false,
                 "Deleting",
                 "deletion policy Delete: deleting the cluster's cloud resources and state",
             )
             .await;
-        crate::delete::delete_cluster(&session, Some(&object.name), false, true, true).await?;
-        let _ = shared
-            .kube
-            .cluster_event(
+            crate::delete::delete_cluster(&session, Some(&object.name), false, true, true).await?;
+            event(
+                shared,
                 object,
                 false,
                 "Deleted",
                 "the cluster's cloud resources and state are deleted",
             )
             .await;
-    } else if ours {
-        managed::release(&store, &object.name).await?;
+        }
+        (Some(store), false) => managed::release(&store, &object.name).await?,
+        (None, _) => {}
     }
     shared.kube.set_finalizer(object, false).await?;
+    shared.seen.lock().expect("seen").remove(&object.uid);
+    shared.done.lock().expect("done").remove(&object.uid);
     shared.metrics.reconciled("deleted");
     Ok(Next::Wait)
 }
 
-/// `None` when this resource manages the cluster now; else why it may not.
-async fn claim(store: &StateStore, name: &str, me: &Manager) -> Result<Option<String>> {
-    if managed::manager(store, name).await?.is_none()
+/// Whether this resource may manage the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claimed {
+    /// The record named it already.
+    Held,
+    /// The record was made now.
+    New,
+    /// It may not, and why.
+    Refused(String),
+}
+
+async fn claim(store: &StateStore, name: &str, me: &Manager) -> Result<Claimed> {
+    let before = managed::manager(store, name).await?;
+    if before.is_none()
         && store
             .get(&format!("{name}/{}", layout::CONFIG))
             .await?
             .is_some()
     {
-        return Ok(Some(format!(
-            "{name} exists in the state store {} and the CLI manages it: the controller does not take over a cluster it did not make; delete this resource, or hand the cluster over by removing it from the store's CLI use first",
+        return Ok(Claimed::Refused(format!(
+            "{name} exists in the state store {} and the CLI manages it: the controller does not take over a cluster it did not make; delete this resource, or hand the cluster over with `kopsrs controller adopt {name}`",
             store.url()
         )));
     }
     Ok(match managed::claim(store, name, me).await? {
-        Claim::Held => None,
-        Claim::Other(other) => Some(format!(
+        Claim::Held if before.is_none() => Claimed::New,
+        Claim::Held => Claimed::Held,
+        Claim::Other(other) => Claimed::Refused(format!(
             "{name} is managed from Cluster {}/{} (uid {}) already; two resources cannot manage one cluster",
             other.namespace, other.name, other.uid
         )),
@@ -748,23 +983,52 @@ async fn namespace_role(kube: &Kube, namespace: &str) -> Result<Option<kopsrs_aw
     }))
 }
 
-/// The state store of a cluster: the parent of `spec.configBase` when it names one (it
-/// must end with the cluster's name, as kops writes it), else the controller's own.
+/// The state store of a cluster: the parent of `spec.configBase` when it names one, else
+/// the controller's own (`--state`).
 fn store_url(shared: &Shared, cluster: &Cluster) -> Result<String> {
-    let name = &cluster.metadata.name;
-    match cluster.spec.config_base.as_deref() {
-        None | Some("") => default_store(shared),
-        Some(base) => match base.trim_end_matches('/').strip_suffix(&format!("/{name}")) {
-            Some(parent) => Ok(parent.to_string()),
-            None => Err(Problems::one(
-                format!("spec.configBase: {base:?} does not end with /{name}"),
-                format!("set it to <state store>/{name}, or leave it out to use the controller's --state"),
-            )
-            .into()),
-        },
-    }
+    store_of(
+        shared,
+        &cluster.metadata.name,
+        cluster.spec.config_base.as_deref(),
+    )
 }
 
+/// [`store_url`] from the name and the raw `configBase`. A `configBase` must end with the
+/// cluster's name (as kops writes it) and lie in the controller's own store: a resource may
+/// not point the controller at another store, where another cluster of the same name may be
+/// recorded, or none is, and take it over.
+fn store_of(shared: &Shared, name: &str, config_base: Option<&str>) -> Result<String> {
+    let own = default_store(shared)?;
+    let Some(base) = config_base
+        .map(|b| b.trim_end_matches('/'))
+        .filter(|b| !b.is_empty())
+    else {
+        return Ok(own);
+    };
+    let Some(parent) = base.strip_suffix(&format!("/{name}")) else {
+        return Err(Problems::one(
+            format!("spec.configBase: {base:?} does not end with /{name}"),
+            format!(
+                "set it to {}/{name}, or leave it out",
+                own.trim_end_matches('/')
+            ),
+        )
+        .into());
+    };
+    if parent != own.trim_end_matches('/') {
+        return Err(Problems::one(
+            format!("spec.configBase: {base:?} is outside the controller's state store {own}"),
+            format!(
+                "set it to {}/{name}, or leave it out",
+                own.trim_end_matches('/')
+            ),
+        )
+        .into());
+    }
+    Ok(parent.to_string())
+}
+
+/// The controller's own state store (`--state`).
 fn default_store(shared: &Shared) -> Result<String> {
     crate::session::state_url(&shared.session)
 }
@@ -906,6 +1170,8 @@ struct Status {
     previous: Vec<Value>,
     spec_digest: Option<String>,
     hash: Option<String>,
+    /// The hash of the last plan applied (an approval of it is spent).
+    applied_hash: Option<String>,
     plan: Option<Value>,
     groups: Option<Value>,
     problems: Option<Vec<String>>,
@@ -930,6 +1196,11 @@ impl Status {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             hash: None,
+            applied_hash: object
+                .status
+                .pointer("/plan/appliedHash")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             plan: object.status.get("plan").cloned(),
             groups: object.status.get("instanceGroups").cloned(),
             problems: None,
@@ -938,7 +1209,11 @@ impl Status {
 
     /// Sets a condition; its transition time moves only when its status does.
     fn condition(&mut self, kind: &str, status: bool, reason: &str, message: &str) {
-        let status = if status { "True" } else { "False" };
+        self.condition_as(kind, if status { "True" } else { "False" }, reason, message)
+    }
+
+    /// [`Status::condition`] with the status spelled out (`Unknown` where it is not known).
+    fn condition_as(&mut self, kind: &str, status: &str, reason: &str, message: &str) {
         let since = self
             .previous
             .iter()
@@ -960,6 +1235,9 @@ impl Status {
         let message = problems.join("; ");
         self.condition("Ready", false, reason, &message);
         self.condition("Degraded", true, reason, &message);
+        // Nothing was planned or applied from this spec.
+        self.condition_as("Planned", "Unknown", reason, "the spec was not planned");
+        self.condition_as("Applied", "Unknown", reason, "the spec was not applied");
         self.problems = Some(problems.to_vec());
     }
 
@@ -1007,6 +1285,10 @@ impl Status {
     }
 
     fn to_value(&self) -> Value {
+        let mut plan = self.plan.clone();
+        if let (Some(Value::Object(p)), Some(h)) = (&mut plan, &self.applied_hash) {
+            p.insert("appliedHash".into(), Value::String(h.clone()));
+        }
         // Conditions not set by this reconcile keep their last value.
         let mut conditions = self.conditions.clone();
         for old in &self.previous {
@@ -1019,7 +1301,7 @@ impl Status {
             "observedGeneration": self.generation,
             "conditions": conditions,
             "specDigest": self.spec_digest,
-            "plan": self.plan,
+            "plan": plan,
             "instanceGroups": self.groups,
             "problems": self.problems,
         })
@@ -1050,8 +1332,12 @@ async fn done(
 ) -> Result<Next> {
     let next = finish(shared, object, status, next).await?;
     shared.done.lock().expect("done").insert(
-        (object.namespace.clone(), object.name.clone()),
-        (input.to_string(), Instant::now()),
+        object.uid.clone(),
+        Last {
+            input: input.to_string(),
+            at: Instant::now(),
+            failures: 0,
+        },
     );
     Ok(next)
 }
@@ -1073,11 +1359,12 @@ async fn finish(
         _ => "failed",
     };
     shared.metrics.reconciled(outcome);
-    if let Some(problems) = &status.problems {
-        let _ = shared
-            .kube
-            .cluster_event(object, true, "InvalidSpec", &problems.join("; "))
-            .await;
+    if let (Some(problems), "invalid") = (&status.problems, outcome) {
+        let reason = ready
+            .and_then(|c| c["reason"].as_str())
+            .unwrap_or("InvalidSpec")
+            .to_string();
+        event(shared, object, true, &reason, &problems.join("; ")).await;
     }
     shared
         .kube

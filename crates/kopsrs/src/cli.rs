@@ -348,7 +348,7 @@ pub enum ControllerCommand {
     /// and apply each cluster as `update cluster --yes` does, its status and Events written
     /// back. docs/controller.md.
     #[command(
-        after_help = "Examples:\n  kopsrs controller run --state s3://clusters-state\n  kopsrs controller run --namespace team-a --lease-name=\"\""
+        after_help = "Examples:\n  kopsrs controller run --state s3://clusters-state\n  kopsrs controller run --namespace team-a --workers 8 --metrics-address 0.0.0.0:8080"
     )]
     Run(ControllerRunArgs),
     /// Print the objects that install the controller: its CustomResourceDefinitions,

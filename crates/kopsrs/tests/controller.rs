@@ -532,6 +532,12 @@ fn paused_and_invalid_clusters_make_no_aws_call() {
         .replace("kubernetesVersion: v1.34.1", "kubernetesVersion: banana");
     assert!(bad.contains("banana"));
     fleet.kubectl_ok(&["apply", "-f", "-"], Some(&bad));
+    // A store outside the controller's: refused before any call.
+    let elsewhere = fleet
+        .resources_prefixed("team-a", "elsewhere.example.com", &[("kopsrs.io/quiet-period", "0s")], Some("elsewhere"))
+        .replace("  dnsZone: example.com", "  configBase: s3://other-bucket/clusters/elsewhere.example.com\n  dnsZone: example.com");
+    assert!(elsewhere.contains("other-bucket"));
+    fleet.kubectl_ok(&["apply", "-f", "-"], Some(&elsewhere));
     fleet.moto.faults(serde_json::json!({}));
     fleet.start_controller(&["--lease-name="]);
     let paused = fleet.wait_condition("team-a", "paused.example.com", "Paused", "True", None, 0);
@@ -557,6 +563,20 @@ fn paused_and_invalid_clusters_make_no_aws_call() {
         message.contains("spec.kubernetesVersion") && message.contains("banana"),
         "{message}"
     );
+    let elsewhere = fleet.wait_condition(
+        "team-a",
+        "elsewhere.example.com",
+        "Degraded",
+        "True",
+        Some("InvalidSpec"),
+        0,
+    );
+    assert!(
+        elsewhere
+            .to_string()
+            .contains("outside the controller's state store"),
+        "{elsewhere:#}"
+    );
     // Let the controller run on a little: still nothing asked of AWS.
     std::thread::sleep(Duration::from_secs(2));
     let calls = fleet.moto.calls();
@@ -567,6 +587,38 @@ fn paused_and_invalid_clusters_make_no_aws_call() {
         !listed.contains("paused.example.com") && !listed.contains("bad.example.com"),
         "{listed}"
     );
+    // Fixed, it is applied, and its conditions recover.
+    fleet.kubectl_ok(
+        &[
+            "patch",
+            "clusters.kops.k8s.io",
+            "bad.example.com",
+            "-n",
+            "team-a",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"kubernetesVersion":"v1.34.1"}}"#,
+        ],
+        None,
+    );
+    let fixed = fleet.wait_condition(
+        "team-a",
+        "bad.example.com",
+        "Ready",
+        "True",
+        Some("Applied"),
+        0,
+    );
+    let degraded = fixed["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()
+        .clone();
+    assert_eq!(degraded["status"], "False", "{fixed:#}");
+    assert_eq!(fixed["observedGeneration"], 2, "{fixed:#}");
 }
 
 /// Plan mode: the plan waits in status; a wrong hash is refused; the hash shown is applied.
@@ -865,7 +917,14 @@ fn adopt_then_release_changes_nothing_in_the_cloud() {
     ]);
     ok(update);
     // A Cluster resource of the same name is not enough to take it over.
-    fleet.apply_cluster("squatter", name, &[("kopsrs.io/quiet-period", "0s")]);
+    fleet.apply_cluster(
+        "squatter",
+        name,
+        &[
+            ("kopsrs.io/quiet-period", "0s"),
+            ("kopsrs.io/deletion-policy", "Delete"),
+        ],
+    );
     fleet.start_controller(&["--lease-name="]);
     let status = fleet.wait_condition("squatter", name, "Applied", "False", Some("NotManaged"), 0);
     assert!(
@@ -883,6 +942,8 @@ fn adopt_then_release_changes_nothing_in_the_cloud() {
         ],
         None,
     );
+    // Its Delete policy did not touch the cluster it never managed.
+    assert_eq!(fleet.vpcs(name), 1);
     // Adopted.
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n";
     fleet.kubectl_ok(&["apply", "-f", "-"], Some(ns));
@@ -1012,7 +1073,7 @@ fn a_namespace_role_is_assumed_for_the_cloud() {
         "b.example.com",
         "Degraded",
         "True",
-        Some("ApplyFailed"),
+        Some("ReconcileFailed"),
         0,
     );
     let message = failed.to_string();
@@ -1022,7 +1083,7 @@ fn a_namespace_role_is_assumed_for_the_cloud() {
     );
     let events = fleet.kubectl_ok(&["get", "events", "-n", "team-b", "-o", "json"], None);
     assert!(
-        events.contains("\"ApplyFailed\"") && events.contains("\"Warning\""),
+        events.contains("\"ReconcileFailed\"") && events.contains("\"Warning\""),
         "{events}"
     );
     let sessions = fleet.moto.python(&format!(
@@ -1071,4 +1132,109 @@ fn drift_is_repaired_at_resync() {
     }
     let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
     assert_eq!(code, 0, "{plan}");
+}
+
+/// A cluster of the same name made elsewhere (another store) is not taken over: the first
+/// plan finds its resources, the claim is withdrawn, nothing changes; and with leader
+/// election, a cluster lock another replica left is taken over, a person's is not.
+#[test]
+fn clusters_and_locks_of_others_are_left_alone() {
+    let mut fleet = Fleet::new();
+    let ok = |mut c: Command| {
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Made by the CLI in another store of the same bucket.
+    let other = "theirs.example.com";
+    let mut create = fleet.kopsrs();
+    create
+        .env("KOPS_STATE_STORE", "s3://state/elsewhere")
+        .args([
+            "create",
+            "cluster",
+            "--name",
+            other,
+            "--zones",
+            "eu-west-1a",
+        ])
+        .args(["--dns-zone", "example.com", "--image", IMAGE]);
+    ok(create);
+    let mut update = fleet.kopsrs();
+    update
+        .env("KOPS_STATE_STORE", "s3://state/elsewhere")
+        .args([
+            "update",
+            "cluster",
+            other,
+            "--yes",
+            "--create-kube-config=false",
+        ]);
+    ok(update);
+    let quiet = [("kopsrs.io/quiet-period", "0s")];
+    fleet.apply_cluster_prefixed("team-a", other, &quiet, Some("theirs"));
+    // Two clusters whose locks are held: one by a replica that is gone, one by a person.
+    fleet.apply_cluster_prefixed("team-a", "locked.example.com", &quiet, Some("locked"));
+    fleet.apply_cluster_prefixed("team-a", "held.example.com", &quiet, Some("held"));
+    for (cluster, owner, host) in [
+        (
+            "locked.example.com",
+            "kopsrs-controller/gone-replica",
+            "pod-gone",
+        ),
+        ("held.example.com", "alice", "laptop"),
+    ] {
+        fleet.moto.python(&format!(
+            "import time\n\
+             aws('s3').put_object(Bucket='state', Key='clusters/{cluster}/kopsrs.lock', Body=json.dumps({{'id': 'x-1', 'owner': '{owner}', 'host': '{host}', 'command': 'update cluster --yes', 'created': int(time.time()), 'pid': 4242}}))"
+        ));
+    }
+    let n = fleet.start_controller(&["--lease-namespace", "kopsrs-system", "--identity", "leader"]);
+    let refused = fleet.wait_condition("team-a", other, "Applied", "False", Some("NotManaged"), n);
+    assert!(
+        refused.to_string().contains("exist in the cloud already"),
+        "{refused:#}"
+    );
+    assert_eq!(fleet.vpcs(other), 1);
+    let (code, plan) = {
+        let mut c = fleet.kopsrs();
+        c.env("KOPS_STATE_STORE", "s3://state/elsewhere");
+        support::detailed_plan(c, other)
+    };
+    assert_eq!(code, 0, "the cluster made elsewhere changed:\n{plan}");
+    let out = fleet
+        .kopsrs()
+        .args(["get", "clusters", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(other),
+        "the claim was not withdrawn"
+    );
+    fleet.wait_condition(
+        "team-a",
+        "locked.example.com",
+        "Ready",
+        "True",
+        Some("Applied"),
+        n,
+    );
+    let events = fleet.kubectl_ok(&["get", "events", "-n", "team-a", "-o", "json"], None);
+    assert!(
+        events.contains("LockTakenOver") && events.contains("gone-replica"),
+        "{events}"
+    );
+    let held = fleet.wait_condition(
+        "team-a",
+        "held.example.com",
+        "Degraded",
+        "True",
+        Some("ReconcileFailed"),
+        n,
+    );
+    assert!(held.to_string().contains("alice"), "{held:#}");
+    assert_eq!(fleet.vpcs("held.example.com"), 0);
 }

@@ -119,11 +119,15 @@ impl Metrics {
     }
 }
 
-/// Serves the metrics and probes on `address` until the process ends.
-pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(address)
+/// Listens on `address` (a taken port is an error now, before the controller starts).
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| format!("--metrics-address {address}: cannot listen"))?;
+        .with_context(|| format!("--metrics-address {address}: cannot listen"))
+}
+
+/// Serves the metrics and probes on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
