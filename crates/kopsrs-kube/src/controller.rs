@@ -437,29 +437,10 @@ impl Kube {
 
     /// Deletes the `Cluster` and the `InstanceGroup`s labelled with its name.
     pub async fn delete_resources(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
-        let groups_api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), namespace, &groups());
         for group in self.cluster_groups(namespace, name).await? {
-            match groups_api.delete(&group.name, &Default::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    return Err(self.failed(
-                        format!("deleting InstanceGroup {namespace}/{}", group.name),
-                        e,
-                    ))
-                }
-            }
+            self.delete_group(namespace, &group.name).await?;
         }
-        match self
-            .cluster_api(namespace)
-            .delete(name, &Default::default())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(self.failed(format!("deleting Cluster {namespace}/{name}"), e)),
-        }
+        self.delete_cluster_resource(namespace, name).await
     }
 
     /// Watches `Cluster`s (and `InstanceGroup`s, each waking its cluster by its

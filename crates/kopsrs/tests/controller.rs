@@ -265,6 +265,65 @@ impl Fleet {
     }
 }
 
+/// Runs `command`, which must succeed: its stdout.
+fn ok(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `command`, which must fail: its stderr.
+fn refused(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    stderr
+}
+
+impl Fleet {
+    /// `kopsrs ARGS` with the fleet's moto and store.
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut command = self.kopsrs();
+        command.args(args);
+        command
+    }
+
+    /// A cluster the CLI makes and applies, in `state` (the fleet's store when `None`).
+    fn cli_cluster(&self, state: Option<&str>, name: &str) {
+        for args in [
+            &[
+                "create",
+                "cluster",
+                "--name",
+                name,
+                "--zones",
+                "eu-west-1a",
+                "--dns-zone",
+                "example.com",
+                "--image",
+                IMAGE,
+            ][..],
+            &[
+                "update",
+                "cluster",
+                name,
+                "--yes",
+                "--create-kube-config=false",
+            ][..],
+        ] {
+            let mut command = self.cli(args);
+            if let Some(state) = state {
+                command.env("KOPS_STATE_STORE", state);
+            }
+            ok(command);
+        }
+    }
+}
+
 /// The objects `controller install` prints apply with kubectl; the CRDs are served with their
 /// printer columns, and every shared conformance spec, as custom resources, passes the
 /// CRDs' schemas.
@@ -428,43 +487,22 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
         );
     }
     // The store records the manager: the CLI's apply is refused, with the way out.
-    let out = fleet
-        .kopsrs()
-        .args(["update", "cluster", "a.example.com", "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let stderr = refused(fleet.cli(&["update", "cluster", "a.example.com", "--yes"]));
     assert!(
         stderr.contains("managed by kopsrs controller from Cluster team-a/a.example.com")
             && stderr.contains("--force"),
         "{stderr}"
     );
-    let out = fleet
-        .kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "a.example.com",
-            "--yes",
-            "--force",
-            "--create-kube-config=false",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(fleet.cli(&[
+        "update",
+        "cluster",
+        "a.example.com",
+        "--yes",
+        "--force",
+        "--create-kube-config=false",
+    ]));
     // Deleting it from the CLI is refused too: that is the resource's deletion policy.
-    let out = fleet
-        .kopsrs()
-        .args(["delete", "cluster", "aa.example.com", "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = refused(fleet.cli(&["delete", "cluster", "aa.example.com", "--yes"]));
     assert!(
         stderr.contains("kopsrs.io/deletion-policy") && stderr.contains("controller release"),
         "{stderr}"
@@ -733,25 +771,15 @@ fn deletion_policies() {
     // Retained: the CLI manages it again.
     let (code, plan) = support::detailed_plan(fleet.kopsrs(), "kept.example.com");
     assert_eq!(code, 0, "{plan}");
+    ok(fleet.cli(&[
+        "update",
+        "cluster",
+        "kept.example.com",
+        "--yes",
+        "--create-kube-config=false",
+    ]));
     let out = fleet
-        .kopsrs()
-        .args([
-            "update",
-            "cluster",
-            "kept.example.com",
-            "--yes",
-            "--create-kube-config=false",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = fleet
-        .kopsrs()
-        .args(["get", "clusters", "-o", "json"])
+        .cli(&["get", "clusters", "-o", "json"])
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&out.stdout);
@@ -893,29 +921,7 @@ fn a_burst_of_edits_gives_one_apply() {
 fn adopt_then_release_changes_nothing_in_the_cloud() {
     let mut fleet = Fleet::new();
     let name = "cli.example.com";
-    let ok = |mut c: Command| {
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let mut create = fleet.kopsrs();
-    create
-        .args(["create", "cluster", "--name", name, "--zones", "eu-west-1a"])
-        .args(["--dns-zone", "example.com", "--image", IMAGE]);
-    ok(create);
-    let mut update = fleet.kopsrs();
-    update.args([
-        "update",
-        "cluster",
-        name,
-        "--yes",
-        "--create-kube-config=false",
-    ]);
-    ok(update);
+    fleet.cli_cluster(None, name);
     // A Cluster resource of the same name is not enough to take it over.
     fleet.apply_cluster(
         "squatter",
@@ -1012,15 +1018,13 @@ fn adopt_then_release_changes_nothing_in_the_cloud() {
     assert!(left.trim().is_empty(), "{left}");
     let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
     assert_eq!(code, 0, "{plan}");
-    let mut update = fleet.kopsrs();
-    update.args([
+    ok(fleet.cli(&[
         "update",
         "cluster",
         name,
         "--yes",
         "--create-kube-config=false",
-    ]);
-    ok(update);
+    ]));
 }
 
 /// A namespace that names an IAM role gets its clusters' cloud read and written as that
@@ -1140,40 +1144,9 @@ fn drift_is_repaired_at_resync() {
 #[test]
 fn clusters_and_locks_of_others_are_left_alone() {
     let mut fleet = Fleet::new();
-    let ok = |mut c: Command| {
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     // Made by the CLI in another store of the same bucket.
     let other = "theirs.example.com";
-    let mut create = fleet.kopsrs();
-    create
-        .env("KOPS_STATE_STORE", "s3://state/elsewhere")
-        .args([
-            "create",
-            "cluster",
-            "--name",
-            other,
-            "--zones",
-            "eu-west-1a",
-        ])
-        .args(["--dns-zone", "example.com", "--image", IMAGE]);
-    ok(create);
-    let mut update = fleet.kopsrs();
-    update
-        .env("KOPS_STATE_STORE", "s3://state/elsewhere")
-        .args([
-            "update",
-            "cluster",
-            other,
-            "--yes",
-            "--create-kube-config=false",
-        ]);
-    ok(update);
+    fleet.cli_cluster(Some("s3://state/elsewhere"), other);
     let quiet = [("kopsrs.io/quiet-period", "0s")];
     fleet.apply_cluster_prefixed("team-a", other, &quiet, Some("theirs"));
     // Two clusters whose locks are held: one by a replica that is gone, one by a person.
