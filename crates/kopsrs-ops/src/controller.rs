@@ -9,8 +9,12 @@
 //! Intent is read from the `Cluster`'s annotations ([`Intent`]): paused, plan-only with an
 //! approval by hash, a quiet period after edits, the deletion policy.
 
+pub mod adopt;
 pub mod install;
 pub mod metrics;
+mod status;
+
+use status::{plan_hash, Status};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -59,9 +63,6 @@ pub const AWS_EXTERNAL_ID: &str = "kopsrs.io/aws-external-id";
 
 /// The quiet period when the annotation does not set one.
 pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_secs(30);
-
-/// How many changed addresses the status lists.
-const STATUS_ADDRESSES: usize = 20;
 
 /// What the controller does, from its flags.
 #[derive(Debug, Clone)]
@@ -516,10 +517,22 @@ async fn attempt(
         )
         .await;
     }
+    record(shared, object, status, outcome, &cluster, input).await
+}
+
+/// The status and Events of a plan or apply that ran.
+async fn record(
+    shared: &Shared,
+    object: &ClusterObject,
+    mut status: Status,
+    outcome: Outcome,
+    cluster: &Cluster,
+    input: &str,
+) -> Result<Next> {
     let next = Next::After(shared.options.resync);
     match outcome {
         Outcome::Applied(report) => {
-            let summary = status.plan(&report, &cluster);
+            let summary = status.plan(&report, cluster);
             if report.applied.is_some() {
                 event(
                     shared,
@@ -543,7 +556,7 @@ async fn attempt(
             done(shared, object, status, next, input).await
         }
         Outcome::Planned(report, refused) => {
-            let summary = status.plan(&report, &cluster);
+            let summary = status.plan(&report, cluster);
             status.condition(
                 "Planned",
                 true,
@@ -648,135 +661,6 @@ async fn not_managed(
     done(shared, object, status, Next::Wait, input).await
 }
 
-/// Where the management cluster is, for `adopt` and `release`.
-#[derive(Debug, Clone, Default)]
-pub struct Management {
-    /// Its kubeconfig files (none: the pod's service account).
-    pub kubeconfig: Vec<PathBuf>,
-    /// The context (none: the current one).
-    pub context: Option<String>,
-}
-
-/// `controller adopt NAME --namespace NS`: a cluster the CLI manages becomes custom
-/// resources the controller manages, with no cloud change (its spec as stored; the next
-/// reconcile plans it empty). The `Cluster` is made paused, the groups are made, the store's
-/// record names it, then the pause is lifted: a controller running meanwhile never sees it
-/// unclaimed. Returns the resources made (`Kind namespace/name`).
-pub async fn adopt(
-    session: &Session,
-    name: &str,
-    namespace: &str,
-    management: &Management,
-) -> Result<Vec<String>> {
-    let store = crate::session::open_store(session).await?;
-    crate::kops_built::refuse(&store, name, "controller adopt").await?;
-    let stored = crate::load_cluster(&store, name).await?;
-    if let Some(manager) = managed::manager(&store, name).await? {
-        return Err(Problems::one(
-            format!(
-                "{name} is managed from Cluster {}/{} already",
-                manager.namespace, manager.name
-            ),
-            "nothing to adopt",
-        )
-        .into());
-    }
-    let kube = Kube::management(&management.kubeconfig, management.context.as_deref()).await?;
-    let mut cluster = serde_json::to_value(&stored.cluster.value)?;
-    cluster["metadata"] = json!({
-        "name": name,
-        "namespace": namespace,
-        "annotations": {PAUSED: "true"},
-    });
-    let uid = kube.create_resource(namespace, cluster).await?;
-    let mut made = vec![format!("Cluster {namespace}/{name}")];
-    let mut groups_made = Vec::new();
-    // Everything is made before the claim; a failure part-way takes back what was made,
-    // so a second `adopt` starts clean.
-    let result = async {
-        for group in stored.group_values() {
-            let group_name = group.metadata.name.clone();
-            let mut value = serde_json::to_value(&group)?;
-            let mut labels = group.metadata.labels.clone().unwrap_or_default();
-            labels.insert(kopsrs_api::LABEL_CLUSTER.to_string(), name.to_string());
-            value["metadata"] =
-                json!({"name": group_name, "namespace": namespace, "labels": labels});
-            kube.create_resource(namespace, value).await?;
-            made.push(format!("InstanceGroup {namespace}/{group_name}"));
-            groups_made.push(group_name);
-        }
-        let me = Manager {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            uid: uid.clone(),
-        };
-        if let Claim::Other(other) = managed::claim(&store, name, &me).await? {
-            return Err(Problems::one(
-                format!(
-                    "{name} was claimed by Cluster {}/{} meanwhile",
-                    other.namespace, other.name
-                ),
-                "nothing was adopted",
-            )
-            .into());
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        if let Ok(Some(object)) = kube.cluster_object(namespace, name).await {
-            if object.uid == uid {
-                let _ = kube.drop_finalizer(namespace, name).await;
-                let _ = kube.delete_cluster_resource(namespace, name).await;
-            }
-        }
-        // Only what this run made: a group of that name made by someone else stays.
-        for group in &groups_made {
-            let _ = kube.delete_group(namespace, group).await;
-        }
-        return Err(e.context(format!(
-            "adopting {name}: what was made in namespace {namespace} was deleted again"
-        )));
-    }
-    kube.annotate_cluster(namespace, name, PAUSED, None).await?;
-    Ok(made)
-}
-
-/// `controller release NAME`: the controller stops managing the cluster and the CLI
-/// manages it again. Its custom resources are deleted (paused first, the finalizer removed:
-/// nothing in the cloud or the store changes); the store's record goes.
-pub async fn release(session: &Session, name: &str, management: &Management) -> Result<Manager> {
-    let store = crate::session::open_store(session).await?;
-    let Some(manager) = managed::manager(&store, name).await? else {
-        return Err(Problems::one(
-            format!(
-                "{name} is not managed by kopsrs controller (no {}/{name}/{} in the state store)",
-                store.url(),
-                managed::RECORD
-            ),
-            "the CLI manages it already",
-        )
-        .into());
-    };
-    let kube = Kube::management(&management.kubeconfig, management.context.as_deref()).await?;
-    let (ns, resource) = (&manager.namespace, &manager.name);
-    let object = kube.cluster_object(ns, resource).await?;
-    if let Some(object) = &object {
-        if object.uid == manager.uid {
-            kube.annotate_cluster(ns, resource, PAUSED, Some("true"))
-                .await?;
-        }
-    }
-    managed::release(&store, name).await?;
-    if let Some(object) = object.filter(|o| o.uid == manager.uid) {
-        // The pause moved its resourceVersion, and a running controller may write its
-        // status meanwhile: read again on a conflict.
-        kube.drop_finalizer(ns, resource).await?;
-        kube.delete_resources(ns, &object.name).await?;
-    }
-    Ok(manager)
-}
-
 /// What an apply step did.
 enum Outcome {
     /// Applied (the report of the apply).
@@ -838,11 +722,6 @@ async fn apply(
     Ok(Outcome::Applied(
         crate::update::update_direct(session, name, &options).await?,
     ))
-}
-
-/// The hash a plan is approved by: its fingerprint's digest of the cloud's changes.
-fn plan_hash(report: &UpdateReport) -> Option<String> {
-    report.plan.fingerprint.as_ref().map(|f| f.cloud.clone())
 }
 
 /// A `Cluster` being deleted: carries out its deletion policy, then lets it go. Only a
@@ -1161,165 +1040,6 @@ fn describe(e: &anyhow::Error) -> Vec<String> {
             .collect(),
         None => vec![format!("{e:#}")],
     }
-}
-
-/// The status being written.
-struct Status {
-    generation: i64,
-    conditions: Vec<Value>,
-    previous: Vec<Value>,
-    spec_digest: Option<String>,
-    hash: Option<String>,
-    /// The hash of the last plan applied (an approval of it is spent).
-    applied_hash: Option<String>,
-    plan: Option<Value>,
-    groups: Option<Value>,
-    problems: Option<Vec<String>>,
-}
-
-impl Status {
-    fn from_object(object: &ClusterObject) -> Status {
-        let previous = object
-            .status
-            .get("conditions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        Status {
-            generation: object.generation,
-            conditions: Vec::new(),
-            previous,
-            // Kept unless this reconcile learns better.
-            spec_digest: object
-                .status
-                .get("specDigest")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            hash: None,
-            applied_hash: object
-                .status
-                .pointer("/plan/appliedHash")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            plan: object.status.get("plan").cloned(),
-            groups: object.status.get("instanceGroups").cloned(),
-            problems: None,
-        }
-    }
-
-    /// Sets a condition; its transition time moves only when its status does.
-    fn condition(&mut self, kind: &str, status: bool, reason: &str, message: &str) {
-        self.condition_as(kind, if status { "True" } else { "False" }, reason, message)
-    }
-
-    /// [`Status::condition`] with the status spelled out (`Unknown` where it is not known).
-    fn condition_as(&mut self, kind: &str, status: &str, reason: &str, message: &str) {
-        let since = self
-            .previous
-            .iter()
-            .find(|c| c["type"] == kind && c["status"] == status)
-            .and_then(|c| c.get("lastTransitionTime").cloned())
-            .unwrap_or_else(|| Value::String(now()));
-        self.conditions.retain(|c| c["type"] != kind);
-        self.conditions.push(json!({
-            "type": kind,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": since,
-            "observedGeneration": self.generation,
-        }));
-    }
-
-    fn invalid(&mut self, reason: &str, problems: &[String]) {
-        let message = problems.join("; ");
-        self.condition("Ready", false, reason, &message);
-        self.condition("Degraded", true, reason, &message);
-        // Nothing was planned or applied from this spec.
-        self.condition_as("Planned", "Unknown", reason, "the spec was not planned");
-        self.condition_as("Applied", "Unknown", reason, "the spec was not applied");
-        self.problems = Some(problems.to_vec());
-    }
-
-    /// Records the plan of `report`; returns its summary ("2 to add, ...").
-    fn plan(&mut self, report: &UpdateReport, cluster: &Cluster) -> String {
-        let document = report.plan.document(Some(&cluster.metadata.name));
-        let s = &document.summary;
-        let addresses: Vec<String> = document
-            .changes
-            .iter()
-            .take(STATUS_ADDRESSES)
-            .map(|c| format!("{} {}", action_word(c.action), c.address))
-            .collect();
-        self.hash = plan_hash(report);
-        self.plan = Some(json!({
-            "hash": self.hash,
-            "changes": document.changes.len(),
-            "add": s.add,
-            "change": s.change,
-            "replace": s.replace,
-            "destroy": s.destroy,
-            "addons": s.addons,
-            "addresses": addresses,
-            "truncated": document.changes.len() > STATUS_ADDRESSES,
-            "applied": report.applied.is_some(),
-        }));
-        let changed: std::collections::BTreeSet<&String> = report
-            .plan
-            .changes
-            .iter()
-            .filter_map(|c| report.groups.get(&c.address.to_string()))
-            .collect();
-        let groups: Vec<Value> = report
-            .groups
-            .values()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(|g| json!({"name": g, "needsUpdate": changed.contains(g) && report.applied.is_none()}))
-            .collect();
-        self.groups = Some(Value::Array(groups));
-        format!(
-            "{} to add, {} to change, {} to replace, {} to destroy, {} addon change(s)",
-            s.add, s.change, s.replace, s.destroy, s.addons
-        )
-    }
-
-    fn to_value(&self) -> Value {
-        let mut plan = self.plan.clone();
-        if let (Some(Value::Object(p)), Some(h)) = (&mut plan, &self.applied_hash) {
-            p.insert("appliedHash".into(), Value::String(h.clone()));
-        }
-        // Conditions not set by this reconcile keep their last value.
-        let mut conditions = self.conditions.clone();
-        for old in &self.previous {
-            if !conditions.iter().any(|c| c["type"] == old["type"]) {
-                conditions.push(old.clone());
-            }
-        }
-        conditions.sort_by(|a, b| a["type"].as_str().cmp(&b["type"].as_str()));
-        json!({
-            "observedGeneration": self.generation,
-            "conditions": conditions,
-            "specDigest": self.spec_digest,
-            "plan": plan,
-            "instanceGroups": self.groups,
-            "problems": self.problems,
-        })
-    }
-}
-
-fn action_word(action: kopsrs_engine::Action) -> &'static str {
-    use kopsrs_engine::Action;
-    match action {
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Replace => "replace",
-        Action::Delete => "delete",
-    }
-}
-
-fn now() -> String {
-    kopsrs_state::now_rfc3339()
 }
 
 /// [`finish`], and records that `input` has been acted on.

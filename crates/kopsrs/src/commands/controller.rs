@@ -34,7 +34,9 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
         ControllerCommand::Adopt(args) => {
             let name = context::cluster_name(global, args.cluster.as_deref())?;
             let management = management(global, args.management);
-            for made in controller::adopt(global, &name, &args.namespace, &management).await? {
+            for made in
+                controller::adopt::adopt(global, &name, &args.namespace, &management).await?
+            {
                 global.reporter.say(&format!("Created {made}"));
             }
             global.reporter.say(&format!(
@@ -46,7 +48,7 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
         ControllerCommand::Release(args) => {
             let name = context::cluster_name(global, args.cluster.as_deref())?;
             let management = management(global, args.management);
-            let manager = controller::release(global, &name, &management).await?;
+            let manager = controller::adopt::release(global, &name, &management).await?;
             global.reporter.say(&format!(
                 "{name} is managed by the CLI again; Cluster {}/{} and its instance groups are deleted (the cloud and the state store are unchanged).",
                 manager.namespace, manager.name
@@ -79,8 +81,8 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
     }
 }
 
-fn management(global: &Session, args: crate::cli::ManagementArgs) -> controller::Management {
-    controller::Management {
+fn management(global: &Session, args: crate::cli::ManagementArgs) -> controller::adopt::Management {
+    controller::adopt::Management {
         kubeconfig: match args.kubeconfig {
             Some(path) => vec![path],
             None => global.settings.kubeconfig.clone(),
