@@ -232,16 +232,9 @@ impl Fleet {
         let started = Instant::now();
         loop {
             let current = self.status(namespace, name);
-            let found = current["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == kind)
-                .cloned();
-            if let Some(c) = &found {
-                if c["status"] == status && reason.is_none_or(|r| c["reason"] == r) {
-                    return current;
-                }
+            let c = condition(&current, kind);
+            if c["status"] == status && reason.is_none_or(|r| c["reason"] == r) {
+                return current;
             }
             assert!(
                 started.elapsed() < Duration::from_secs(150),
@@ -263,6 +256,17 @@ impl Fleet {
             .parse()
             .unwrap()
     }
+}
+
+/// The condition `kind` of a `Cluster`'s status (null when it has none).
+fn condition(status: &Value, kind: &str) -> Value {
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// Runs `command`, which must succeed: its stdout.
@@ -588,12 +592,7 @@ fn paused_and_invalid_clusters_make_no_aws_call() {
         Some("InvalidSpec"),
         0,
     );
-    let message = bad["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap()["message"]
+    let message = condition(&bad, "Degraded")["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -648,13 +647,7 @@ fn paused_and_invalid_clusters_make_no_aws_call() {
         Some("Applied"),
         0,
     );
-    let degraded = fixed["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Degraded")
-        .unwrap()
-        .clone();
+    let degraded = condition(&fixed, "Degraded");
     assert_eq!(degraded["status"], "False", "{fixed:#}");
     assert_eq!(fixed["observedGeneration"], 2, "{fixed:#}");
 }
@@ -828,11 +821,7 @@ fn a_killed_leader_is_replaced_without_duplicates() {
     }
     fleet.controllers[first].kill().unwrap();
     fleet.controllers[first].wait().unwrap();
-    let ready = fleet.status("team-a", name)["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    let ready = condition(&fleet.status("team-a", name), "Ready")["status"] == "True";
     assert!(
         !ready,
         "the apply had finished before the kill: {}",
