@@ -54,7 +54,24 @@ fn calls_of(change: &Change) -> usize {
 
 /// Applies `plan` (from [`Aws::plan`], or [`Aws::destroy_plan`] to delete the cluster):
 /// creations and updates in dependency order, then deletions in reverse dependency order.
+/// Reads a fleet shares are read again after it: the cloud changed (see [`crate::fleet`]).
 pub async fn apply(
+    aws: &Aws,
+    cluster: &str,
+    plan: &Plan,
+    options: &ExecOptions,
+    progress: impl FnMut(&Change, Event),
+) -> Result<ApplyReport, ExecError<Error>> {
+    if plan.changes.is_empty() {
+        return Ok(ApplyReport::default());
+    }
+    aws.changed();
+    let result = apply_changes(aws, cluster, plan, options, progress).await;
+    aws.changed();
+    result
+}
+
+async fn apply_changes(
     aws: &Aws,
     cluster: &str,
     plan: &Plan,

@@ -276,17 +276,25 @@ impl Aws {
         &self,
         cluster: &str,
     ) -> Result<Vec<asgt::AutoScalingGroup>, Error> {
-        let request = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .max_records(100)
-            .filters(
-                asgt::Filter::builder()
-                    .name("tag-key")
-                    .values(Self::cluster_tag(cluster))
-                    .build(),
-            );
-        Ok(all_pages!(self, request, auto_scaling_groups))
+        // Auto Scaling's filters take no wildcard: a fleet reads every group of the region.
+        let filter = (!self.in_fleet()).then(|| {
+            asgt::Filter::builder()
+                .name("tag-key")
+                .values(Self::cluster_tag(cluster))
+                .build()
+        });
+        let key = format!("autoscaling:DescribeAutoScalingGroups {filter:?}");
+        let all = self
+            .shared_read(key, |aws| async move {
+                let request = aws
+                    .autoscaling
+                    .describe_auto_scaling_groups()
+                    .max_records(100)
+                    .set_filters(filter.map(|f| vec![f]));
+                Ok(all_pages!(aws, request, auto_scaling_groups))
+            })
+            .await?;
+        Ok(crate::fleet::keep(&all, cluster))
     }
 }
 

@@ -145,12 +145,26 @@ impl DataKind {
     }
 
     /// Reads the data source `address` with its resolved arguments.
+    /// A fleet reads a data source once for every cluster that asks the same.
     pub async fn read(self, aws: &Aws, address: &Address, r: &R) -> Result<Out, Error> {
-        match self {
-            DataKind::Ami => launch_templates::read_ami(aws, address, r).await,
-            DataKind::Route53Zone => dns::read_zone(aws, address, r).await,
-            DataKind::InternetGateway => gateways::read_internet_gateway(aws, address, r).await,
-            DataKind::Vpc => vpc::read_vpc(aws, address, r).await,
-        }
+        let key = format!(
+            "data {address} {}",
+            serde_json::to_string(r).unwrap_or_default()
+        );
+        let (address, r) = (address.clone(), r.clone());
+        let out = aws
+            .shared_read(key, move |aws| async move {
+                let (aws, address, r) = (&aws, &address, &r);
+                match self {
+                    DataKind::Ami => launch_templates::read_ami(aws, address, r).await,
+                    DataKind::Route53Zone => dns::read_zone(aws, address, r).await,
+                    DataKind::InternetGateway => {
+                        gateways::read_internet_gateway(aws, address, r).await
+                    }
+                    DataKind::Vpc => vpc::read_vpc(aws, address, r).await,
+                }
+            })
+            .await?;
+        Ok((*out).clone())
     }
 }

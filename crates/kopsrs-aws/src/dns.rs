@@ -49,16 +49,7 @@ impl Handler for Record {
         let aws = scan.aws;
         let mut items = Vec::new();
         for ((zone, name), kinds) in names {
-            aws.call();
-            let sets = aws
-                .route53
-                .list_resource_record_sets()
-                .hosted_zone_id(&zone)
-                .start_record_name(&name)
-                .max_items(10)
-                .send()
-                .await?;
-            for set in sets.resource_record_sets() {
+            for set in &record_sets(aws, &zone, &name).await? {
                 let kind = set.r#type().as_str();
                 if norm_dns(set.name()) == norm_dns(&name) && kinds.contains(kind) {
                     let key = format!("{zone}|{}|{kind}", norm_dns(&name));
@@ -128,6 +119,67 @@ impl Handler for Record {
         aws.call();
         change(aws, zone, r53::ChangeAction::Delete, set.clone()).await
     }
+}
+
+/// The record sets of `zone` named `name` (and maybe a few after it). In a fleet, the whole
+/// zone is read once for every cluster in it; alone, one call from the name.
+async fn record_sets(
+    aws: &Aws,
+    zone: &str,
+    name: &str,
+) -> Result<Vec<r53::ResourceRecordSet>, Error> {
+    if !aws.in_fleet() {
+        aws.call();
+        let sets = aws
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .start_record_name(name)
+            .max_items(10)
+            .send()
+            .await?;
+        return Ok(sets.resource_record_sets);
+    }
+    let key = format!("route53:ListResourceRecordSets zone={zone}");
+    let owned_zone = zone.to_string();
+    let all = aws
+        .shared_read(key, |aws| async move {
+            let mut all = Vec::new();
+            let mut next: Option<(String, r53::RrType, Option<String>)> = None;
+            loop {
+                aws.call();
+                let mut request = aws
+                    .route53
+                    .list_resource_record_sets()
+                    .hosted_zone_id(&owned_zone)
+                    .max_items(300);
+                if let Some((name, kind, identifier)) = next.take() {
+                    request = request
+                        .start_record_name(name)
+                        .start_record_type(kind)
+                        .set_start_record_identifier(identifier);
+                }
+                let page = request.send().await?;
+                all.extend(page.resource_record_sets);
+                match (
+                    page.is_truncated,
+                    page.next_record_name,
+                    page.next_record_type,
+                ) {
+                    (true, Some(name), Some(kind)) => {
+                        next = Some((name, kind, page.next_record_identifier))
+                    }
+                    _ => break,
+                }
+            }
+            Ok(all)
+        })
+        .await?;
+    Ok(all
+        .iter()
+        .filter(|s| norm_dns(s.name()) == norm_dns(name))
+        .cloned()
+        .collect())
 }
 
 /// One change of one record set.

@@ -44,13 +44,21 @@ impl Handler for InternetGateway {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let request = scan
+        let gateways = scan
             .aws
-            .ec2
-            .describe_internet_gateways()
-            .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let gateways = all_pages!(scan.aws, request, internet_gateways);
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeInternetGateways",
+                |aws, filter| async move {
+                    let request = aws
+                        .ec2
+                        .describe_internet_gateways()
+                        .max_results(1000)
+                        .filters(filter);
+                    Ok(all_pages!(aws, request, internet_gateways))
+                },
+            )
+            .await?;
         Ok(gateways
             .iter()
             .map(|g| {
@@ -131,13 +139,18 @@ impl Handler for EgressOnly {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let request = scan
+        let operation = "ec2:DescribeEgressOnlyInternetGateways";
+        let gateways = scan
             .aws
-            .ec2
-            .describe_egress_only_internet_gateways()
-            .max_results(255)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let gateways = all_pages!(scan.aws, request, egress_only_internet_gateways);
+            .cluster_tagged(scan.cluster, operation, |aws, filter| async move {
+                let request = aws
+                    .ec2
+                    .describe_egress_only_internet_gateways()
+                    .max_results(255)
+                    .filters(filter);
+                Ok(all_pages!(aws, request, egress_only_internet_gateways))
+            })
+            .await?;
         Ok(gateways
             .iter()
             .map(|g| {
@@ -188,16 +201,19 @@ impl Handler for Eip {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
-        aws.call();
-        let found = aws
-            .ec2
-            .describe_addresses()
-            .filters(Aws::ec2_filter(scan.cluster))
-            .send()
+        let found = scan
+            .aws
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeAddresses",
+                |aws, filter| async move {
+                    aws.call();
+                    let found = aws.ec2.describe_addresses().filters(filter).send().await?;
+                    Ok(found.addresses.unwrap_or_default())
+                },
+            )
             .await?;
         Ok(found
-            .addresses()
             .iter()
             .map(|address| {
                 let tags = ec2_tags(address.tags());
@@ -240,13 +256,21 @@ impl Handler for NatGateway {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let request = scan
+        let nats = scan
             .aws
-            .ec2
-            .describe_nat_gateways()
-            .max_results(1000)
-            .filter(Aws::ec2_filter(scan.cluster));
-        let nats = all_pages!(scan.aws, request, nat_gateways);
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeNatGateways",
+                |aws, filter| async move {
+                    let request = aws
+                        .ec2
+                        .describe_nat_gateways()
+                        .max_results(1000)
+                        .filter(filter);
+                    Ok(all_pages!(aws, request, nat_gateways))
+                },
+            )
+            .await?;
         Ok(nats
             .iter()
             // Deleted ones stay listed for a while; they are not there any more.

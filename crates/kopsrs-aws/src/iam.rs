@@ -90,36 +90,47 @@ impl Handler for Role {
         let wanted_children = wanted_children(desired);
         let mut items = Vec::new();
         let mut seen_profiles = BTreeSet::new();
-        let mut pages = aws
-            .iam
-            .get_account_authorization_details()
-            .filter(aws_sdk_iam::types::EntityType::Role)
-            .max_items(1000)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            aws.call();
-            for role in page?.role_detail_list() {
-                let name = role.role_name().unwrap_or_default();
-                let role_tags = tags_of(role.tags());
-                if !ours(name, &role_tags) {
-                    continue;
-                }
-                items.push(
-                    Item::new(Kind::IamRole, name, name)
-                        .owned(true)
-                        .with(&[("arn", role.arn().unwrap_or_default()), ("name", name)]),
-                );
-                items.extend(policies_of(role, &role_tags, &wanted_children));
-                for profile in role.instance_profile_list() {
-                    let profile_name = profile.instance_profile_name();
-                    // kopsrs names a role's profile after the role; AWS may not list a
-                    // profile's tags here, so that name (of a role that is ours) counts too.
-                    if (profile_name == name || ours(profile_name, &tags_of(profile.tags())))
-                        && seen_profiles.insert(profile_name.to_string())
-                    {
-                        items.push(profile_item(profile, name));
+        // Every role of the account, with its policies and profiles: shared by a fleet.
+        let roles = aws
+            .shared_read(
+                "iam:GetAccountAuthorizationDetails filter=Role".into(),
+                |aws| async move {
+                    let mut roles = Vec::new();
+                    let mut pages = aws
+                        .iam
+                        .get_account_authorization_details()
+                        .filter(aws_sdk_iam::types::EntityType::Role)
+                        .max_items(1000)
+                        .into_paginator()
+                        .send();
+                    while let Some(page) = pages.next().await {
+                        aws.call();
+                        roles.extend(page?.role_detail_list.unwrap_or_default());
                     }
+                    Ok(roles)
+                },
+            )
+            .await?;
+        for role in roles.iter() {
+            let name = role.role_name().unwrap_or_default();
+            let role_tags = tags_of(role.tags());
+            if !ours(name, &role_tags) {
+                continue;
+            }
+            items.push(
+                Item::new(Kind::IamRole, name, name)
+                    .owned(true)
+                    .with(&[("arn", role.arn().unwrap_or_default()), ("name", name)]),
+            );
+            items.extend(policies_of(role, &role_tags, &wanted_children));
+            for profile in role.instance_profile_list() {
+                let profile_name = profile.instance_profile_name();
+                // kopsrs names a role's profile after the role; AWS may not list a
+                // profile's tags here, so that name (of a role that is ours) counts too.
+                if (profile_name == name || ours(profile_name, &tags_of(profile.tags())))
+                    && seen_profiles.insert(profile_name.to_string())
+                {
+                    items.push(profile_item(profile, name));
                 }
             }
         }
@@ -566,10 +577,16 @@ impl Handler for OidcProvider {
         if wanted.is_empty() && !desired.resources.is_empty() {
             return Ok(Vec::new());
         }
-        scan.aws.call();
-        let listed = scan.aws.iam.list_open_id_connect_providers().send().await?;
+        let listed = scan
+            .aws
+            .shared_read("iam:ListOpenIDConnectProviders".into(), |aws| async move {
+                aws.call();
+                let listed = aws.iam.list_open_id_connect_providers().send().await?;
+                Ok(listed.open_id_connect_provider_list.unwrap_or_default())
+            })
+            .await?;
         let mut items = Vec::new();
-        for provider in listed.open_id_connect_provider_list() {
+        for provider in listed.iter() {
             let arn = provider.arn().unwrap_or_default();
             let url = format!(
                 "https://{}",

@@ -24,16 +24,19 @@ impl Handler for KeyPair {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
-        aws.call();
-        let found = aws
-            .ec2
-            .describe_key_pairs()
-            .filters(Aws::ec2_filter(scan.cluster))
-            .send()
+        let found = scan
+            .aws
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeKeyPairs",
+                |aws, filter| async move {
+                    aws.call();
+                    let found = aws.ec2.describe_key_pairs().filters(filter).send().await?;
+                    Ok(found.key_pairs.unwrap_or_default())
+                },
+            )
             .await?;
         Ok(found
-            .key_pairs()
             .iter()
             .map(|key| {
                 let name = key.key_name().unwrap_or_default();

@@ -127,12 +127,16 @@ impl Aws {
         &self,
         cluster: &str,
     ) -> Result<Vec<ec2t::LaunchTemplate>, Error> {
-        let request = self
-            .ec2
-            .describe_launch_templates()
-            .max_results(200)
-            .filters(Self::ec2_filter(cluster));
-        Ok(all_pages!(self, request, launch_templates))
+        let operation = "ec2:DescribeLaunchTemplates";
+        self.cluster_tagged(cluster, operation, |aws, filter| async move {
+            let request = aws
+                .ec2
+                .describe_launch_templates()
+                .max_results(200)
+                .filters(filter);
+            Ok(all_pages!(aws, request, launch_templates))
+        })
+        .await
     }
 }
 

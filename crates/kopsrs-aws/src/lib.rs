@@ -9,6 +9,7 @@
 //!   `kubernetes.io/cluster/<name>` for EC2 kinds, one List for IAM, ELB, EventBridge. Child
 //!   resources come with their parents (routes and associations with route tables, rules with
 //!   one DescribeSecurityGroupRules). A no-op plan makes the same calls at 2 or 200 groups.
+//!   The controller's clusters of one account and region share these reads ([`fleet`]).
 //! - **Addresses come back by natural keys**: the `Name` tag or the resource's name, and for
 //!   untagged children the parent's ID plus what identifies the child (a route's destination).
 //!   Owned resources that match nothing desired become deletions.
@@ -34,6 +35,7 @@ macro_rules! all_pages {
 mod apply;
 mod discover;
 mod dispatch;
+pub mod fleet;
 mod handler;
 mod instances;
 mod kind;
@@ -73,6 +75,7 @@ use kopsrs_engine::{Retryable, TimedOut};
 use kopsrs_model::Address;
 
 pub use apply::{apply, ApplyReport};
+pub use fleet::{FleetReads, FleetStats, OnCall, Sharing};
 pub use instances::{GroupSize, InstanceInfo};
 pub use kind::Kind;
 pub use kopsrs_engine::rolling::{RollingGroup, RollingInstance};
@@ -98,6 +101,8 @@ pub struct Aws {
     /// The region the clients talk to.
     pub region: String,
     calls: Arc<AtomicU64>,
+    /// Reads shared with the other clusters of this account and region (the controller).
+    fleet: Option<FleetReads>,
 }
 
 /// The SDK retries throttling and transient errors itself (adaptive mode: it also slows
@@ -128,6 +133,26 @@ impl Aws {
     /// [`Aws::connect`], as `role` when given: the standard chain's credentials assume it,
     /// and the SDK renews the role's credentials before they run out.
     pub async fn connect_as(region: &str, retry_from_env: bool, role: Option<&AssumeRole>) -> Aws {
+        Aws::connect_with(region, retry_from_env, role, None).await
+    }
+
+    /// [`Aws::connect_as`], sharing with the other clients made with the same
+    /// [`fleet::Sharing`] (see [`fleet`]).
+    pub async fn connect_shared(
+        region: &str,
+        retry_from_env: bool,
+        role: Option<&AssumeRole>,
+        sharing: &fleet::Sharing,
+    ) -> Aws {
+        Aws::connect_with(region, retry_from_env, role, Some(sharing)).await
+    }
+
+    async fn connect_with(
+        region: &str,
+        retry_from_env: bool,
+        role: Option<&AssumeRole>,
+        sharing: Option<&fleet::Sharing>,
+    ) -> Aws {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(region.to_string()));
         if !retry_from_env {
@@ -150,22 +175,47 @@ impl Aws {
                 )
                 .build();
         }
+        // Shared clients: their own retry partition (throttling is shared by the clients of
+        // one account and region, not with other accounts), and each operation counted.
+        macro_rules! client {
+            ($sdk:ident, $service:literal) => {{
+                let mut builder = $sdk::config::Builder::from(&config);
+                if let Some(sharing) = sharing {
+                    builder = builder
+                        .retry_partition($sdk::config::retry::RetryPartition::new(format!(
+                            "{}-{}",
+                            $service, sharing.partition
+                        )))
+                        .interceptor(fleet::CountCalls(sharing.on_call.clone()));
+                }
+                $sdk::Client::from_conf(builder.build())
+            }};
+        }
         Aws {
-            ec2: aws_sdk_ec2::Client::new(&config),
-            autoscaling: aws_sdk_autoscaling::Client::new(&config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
-            iam: aws_sdk_iam::Client::new(&config),
-            route53: aws_sdk_route53::Client::new(&config),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            events: aws_sdk_eventbridge::Client::new(&config),
+            ec2: client!(aws_sdk_ec2, "ec2"),
+            autoscaling: client!(aws_sdk_autoscaling, "autoscaling"),
+            elb: client!(aws_sdk_elasticloadbalancingv2, "elasticloadbalancing"),
+            iam: client!(aws_sdk_iam, "iam"),
+            route53: client!(aws_sdk_route53, "route53"),
+            sqs: client!(aws_sdk_sqs, "sqs"),
+            events: client!(aws_sdk_eventbridge, "events"),
             region: region.to_string(),
             calls: Arc::new(AtomicU64::new(0)),
+            fleet: sharing.and_then(|s| s.reads.clone()),
         }
     }
 
     /// Counts an API operation (a page of a paginated one counts once per page).
     pub(crate) fn call(&self) {
         self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The same clients with a call counter of their own ([`Aws::calls`]).
+    pub fn counting_apart(&self) -> Aws {
+        Aws {
+            calls: Arc::new(AtomicU64::new(0)),
+            ..self.clone()
+        }
     }
 
     /// API operations made so far (SDK retries not included).

@@ -39,45 +39,27 @@ impl Handler for LoadBalancer {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let tag = Aws::cluster_tag(scan.cluster);
-        let lbs = async {
-            let request = aws.elb.describe_load_balancers().page_size(400);
-            Ok::<_, Error>(all_pages!(aws, request, load_balancers))
-        };
-        let tgs = async {
-            let request = aws.elb.describe_target_groups().page_size(400);
-            Ok::<_, Error>(all_pages!(aws, request, target_groups))
-        };
-        let (lbs, tgs) = tokio::try_join!(lbs, tgs)?;
-        let arns: Vec<String> = lbs
-            .iter()
-            .filter_map(|l| l.load_balancer_arn())
-            .chain(tgs.iter().filter_map(|t| t.target_group_arn()))
-            .map(str::to_string)
-            .collect();
-        let mut tags_by_arn: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        // DescribeTags takes at most 20 ARNs.
-        for chunk in arns.chunks(20) {
-            aws.call();
-            let described = aws
-                .elb
-                .describe_tags()
-                .set_resource_arns(Some(chunk.to_vec()))
-                .send()
-                .await?;
-            for description in described.tag_descriptions() {
-                tags_by_arn.insert(
-                    description.resource_arn().unwrap_or_default().to_string(),
-                    tag_map(
-                        description
-                            .tags()
-                            .iter()
-                            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
-                    ),
-                );
-            }
-        }
+        let described = aws
+            .shared_read(
+                "elb:DescribeLoadBalancers,DescribeTargetGroups,DescribeTags".into(),
+                |aws| async move {
+                    let lbs = async {
+                        let request = aws.elb.describe_load_balancers().page_size(400);
+                        Ok::<_, Error>(all_pages!(aws, request, load_balancers))
+                    };
+                    let tgs = async {
+                        let request = aws.elb.describe_target_groups().page_size(400);
+                        Ok::<_, Error>(all_pages!(aws, request, target_groups))
+                    };
+                    let (lbs, tgs) = tokio::try_join!(lbs, tgs)?;
+                    let tags = tags_of(&aws, &lbs, &tgs).await?;
+                    Ok((lbs, tgs, tags))
+                },
+            )
+            .await?;
+        let (lbs, tgs, tags_by_arn) = &*described;
         let mut items = Vec::new();
-        for lb in &lbs {
+        for lb in lbs {
             let arn = lb.load_balancer_arn().unwrap_or_default();
             let tags = tags_by_arn.get(arn).cloned().unwrap_or_default();
             if !tags.contains_key(&tag) {
@@ -115,7 +97,7 @@ impl Handler for LoadBalancer {
                     ]),
             );
         }
-        for tg in &tgs {
+        for tg in tgs {
             let arn = tg.target_group_arn().unwrap_or_default();
             let tags = tags_by_arn.get(arn).cloned().unwrap_or_default();
             if !tags.contains_key(&tag) {
@@ -183,6 +165,43 @@ impl Handler for LoadBalancer {
             .await?;
         Ok(())
     }
+}
+
+/// The tags of every load balancer and target group, by ARN (DescribeTags takes at most
+/// 20 ARNs).
+async fn tags_of(
+    aws: &Aws,
+    lbs: &[elbt::LoadBalancer],
+    tgs: &[elbt::TargetGroup],
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
+    let arns: Vec<String> = lbs
+        .iter()
+        .filter_map(|l| l.load_balancer_arn())
+        .chain(tgs.iter().filter_map(|t| t.target_group_arn()))
+        .map(str::to_string)
+        .collect();
+    let mut tags_by_arn = BTreeMap::new();
+    for chunk in arns.chunks(20) {
+        aws.call();
+        let described = aws
+            .elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await?;
+        for description in described.tag_descriptions() {
+            tags_by_arn.insert(
+                description.resource_arn().unwrap_or_default().to_string(),
+                tag_map(
+                    description
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+                ),
+            );
+        }
+    }
+    Ok(tags_by_arn)
 }
 
 /// `aws_lb_target_group`, found with the load balancers.

@@ -151,6 +151,7 @@ impl Aws {
         if ids.is_empty() {
             return Ok(());
         }
+        self.changed();
         self.call();
         self.ec2
             .create_tags()
@@ -226,6 +227,7 @@ impl Aws {
     /// (the group launches a replacement) when it is in one, else directly (a detached
     /// instance, whose replacement was launched when it was detached).
     pub async fn terminate(&self, instance: &RollingInstance) -> Result<(), Error> {
+        self.changed();
         self.call();
         if instance.in_group {
             self.autoscaling

@@ -26,12 +26,20 @@ impl Handler for RouteTable {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let mut items = Vec::new();
-        let request = aws
-            .ec2
-            .describe_route_tables()
-            .max_results(100)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let tables = all_pages!(aws, request, route_tables);
+        let tables = aws
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeRouteTables",
+                |aws, filter| async move {
+                    let request = aws
+                        .ec2
+                        .describe_route_tables()
+                        .max_results(100)
+                        .filters(filter);
+                    Ok(all_pages!(aws, request, route_tables))
+                },
+            )
+            .await?;
         for table in &tables {
             let tags = ec2_tags(table.tags());
             let id = table.route_table_id().unwrap_or_default();

@@ -36,24 +36,36 @@ impl Handler for SecurityGroup {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let aws = scan.aws;
+        let (aws, cluster) = (scan.aws, scan.cluster);
         let mut items = Vec::new();
-        let request = aws
-            .ec2
-            .describe_security_groups()
-            .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster));
+        let fleet_groups = aws.tagged_read(
+            cluster,
+            "ec2:DescribeSecurityGroups",
+            |aws, filter| async move {
+                let request = aws
+                    .ec2
+                    .describe_security_groups()
+                    .max_results(1000)
+                    .filters(filter);
+                Ok(all_pages!(aws, request, security_groups))
+            },
+        );
         // Rules kopsrs made anywhere (tagged as the cluster's): those on groups the spec
         // names (`securityGroupOverride`), or named before and dropped since.
-        let tagged = aws
-            .ec2
-            .describe_security_group_rules()
-            .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let (groups, tagged) = tokio::try_join!(
-            async { Ok::<_, Error>(all_pages!(aws, request, security_groups)) },
-            async { Ok::<_, Error>(all_pages!(aws, tagged, security_group_rules)) },
-        )?;
+        let tagged = aws.cluster_tagged(
+            cluster,
+            "ec2:DescribeSecurityGroupRules",
+            |aws, filter| async move {
+                let request = aws
+                    .ec2
+                    .describe_security_group_rules()
+                    .max_results(1000)
+                    .filters(filter);
+                Ok(all_pages!(aws, request, security_group_rules))
+            },
+        );
+        let (fleet_groups, tagged) = tokio::try_join!(fleet_groups, tagged)?;
+        let groups = crate::fleet::keep(&fleet_groups, cluster);
         // Every rule of the cluster's groups and of the groups the spec gives, so that a
         // rule there already (AWS's default egress) is matched, whoever made it.
         let mut owned: BTreeSet<String> = BTreeSet::new();
@@ -62,41 +74,26 @@ impl Handler for SecurityGroup {
             let id = sg.group_id().unwrap_or_default();
             let name = sg.group_name().unwrap_or_default();
             let item = Item::new(Kind::SecurityGroup, id, name)
-                .with_tags(&tags, scan.cluster)
+                .with_tags(&tags, cluster)
                 .with(&[("name", name)]);
             if item.owned {
                 owned.insert(id.to_string());
             }
             items.push(item);
         }
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        let scanned: Vec<String> = owned
+        let scanned: BTreeSet<String> = owned
             .iter()
             .cloned()
             .chain(given_groups(scan.desired))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
-        for chunk in scanned.chunks(200) {
-            let request = aws
-                .ec2
-                .describe_security_group_rules()
-                .max_results(1000)
-                .filters(
-                    ec2t::Filter::builder()
-                        .name("group-id")
-                        .set_values(Some(chunk.to_vec()))
-                        .build(),
-                );
-            let rules = all_pages!(aws, request, security_group_rules);
-            for rule in &rules {
-                seen.insert(
-                    rule.security_group_rule_id()
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-                items.push(rule_item(rule, scan.cluster, &owned));
-            }
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        for rule in &rules_of(aws, &fleet_groups, &scanned).await? {
+            seen.insert(
+                rule.security_group_rule_id()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            items.push(rule_item(rule, cluster, &owned));
         }
         for rule in &tagged {
             if !seen.contains(rule.security_group_rule_id().unwrap_or_default()) {
@@ -127,6 +124,61 @@ impl Handler for SecurityGroup {
         aws.ec2.delete_security_group().group_id(id).send().await?;
         Ok(())
     }
+}
+
+/// Every rule of the groups `ids`. In a fleet, the rules of every group of the shared read
+/// (`fleet_groups`) are read once for all clusters, and only the groups outside it (a group
+/// the spec gives) are read for this cluster alone.
+async fn rules_of(
+    aws: &Aws,
+    fleet_groups: &[ec2t::SecurityGroup],
+    ids: &BTreeSet<String>,
+) -> Result<Vec<ec2t::SecurityGroupRule>, Error> {
+    if !aws.in_fleet() {
+        return read_rules(aws.clone(), ids.iter().cloned().collect()).await;
+    }
+    let all: BTreeSet<String> = fleet_groups
+        .iter()
+        .filter_map(|g| g.group_id())
+        .map(str::to_string)
+        .collect();
+    // The key names the groups: rules read for another snapshot's groups are not reused.
+    let key = {
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(all.iter().cloned().collect::<Vec<_>>().join(",").as_bytes());
+        format!("ec2:DescribeSecurityGroupRules group-id=sha256:{digest:x}")
+    };
+    let fleet_ids: Vec<String> = all.iter().cloned().collect();
+    let shared = aws
+        .shared_read(key, |aws| read_rules(aws, fleet_ids))
+        .await?;
+    let mut rules: Vec<ec2t::SecurityGroupRule> = shared
+        .iter()
+        .filter(|r| r.group_id().is_some_and(|g| ids.contains(g)))
+        .cloned()
+        .collect();
+    let outside: Vec<String> = ids.difference(&all).cloned().collect();
+    rules.extend(read_rules(aws.clone(), outside).await?);
+    Ok(rules)
+}
+
+/// The rules of the groups `ids`, 200 groups per filter.
+async fn read_rules(aws: Aws, ids: Vec<String>) -> Result<Vec<ec2t::SecurityGroupRule>, Error> {
+    let mut rules = Vec::new();
+    for chunk in ids.chunks(200) {
+        let request = aws
+            .ec2
+            .describe_security_group_rules()
+            .max_results(1000)
+            .filters(
+                ec2t::Filter::builder()
+                    .name("group-id")
+                    .set_values(Some(chunk.to_vec()))
+                    .build(),
+            );
+        rules.extend(all_pages!(aws, request, security_group_rules));
+    }
+    Ok(rules)
 }
 
 /// A rule as found, keyed as [`rule_key`] keys a desired one.

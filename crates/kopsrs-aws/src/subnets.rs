@@ -22,13 +22,17 @@ impl Handler for Subnet {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let request = scan
+        let subnets = scan
             .aws
-            .ec2
-            .describe_subnets()
-            .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let subnets = all_pages!(scan.aws, request, subnets);
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeSubnets",
+                |aws, filter| async move {
+                    let request = aws.ec2.describe_subnets().max_results(1000).filters(filter);
+                    Ok(all_pages!(aws, request, subnets))
+                },
+            )
+            .await?;
         Ok(subnets
             .iter()
             .map(|subnet| {

@@ -172,6 +172,9 @@ impl Aws {
         &self,
         stale: &[StaleVersions],
     ) -> Result<usize, Error> {
+        if stale.iter().any(|t| !t.versions.is_empty()) {
+            self.changed();
+        }
         let mut deleted = 0;
         for template in stale {
             for chunk in template.versions.chunks(200) {

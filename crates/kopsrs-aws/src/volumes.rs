@@ -21,13 +21,17 @@ impl Handler for Volume {
     }
 
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
-        let request = scan
+        let volumes = scan
             .aws
-            .ec2
-            .describe_volumes()
-            .max_results(500)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let volumes = all_pages!(scan.aws, request, volumes);
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeVolumes",
+                |aws, filter| async move {
+                    let request = aws.ec2.describe_volumes().max_results(500).filters(filter);
+                    Ok(all_pages!(aws, request, volumes))
+                },
+            )
+            .await?;
         Ok(volumes
             .iter()
             .map(|v| {

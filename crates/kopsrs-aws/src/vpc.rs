@@ -35,12 +35,12 @@ impl Handler for Vpc {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let mut items = Vec::new();
-        let request = aws
-            .ec2
-            .describe_vpcs()
-            .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let vpcs = all_pages!(aws, request, vpcs);
+        let vpcs = aws
+            .cluster_tagged(scan.cluster, "ec2:DescribeVpcs", |aws, filter| async move {
+                let request = aws.ec2.describe_vpcs().max_results(1000).filters(filter);
+                Ok(all_pages!(aws, request, vpcs))
+            })
+            .await?;
         for vpc in &vpcs {
             let tags = ec2_tags(vpc.tags());
             let id = vpc.vpc_id().unwrap_or_default();
@@ -234,12 +234,20 @@ impl Handler for DhcpOptions {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let mut items = Vec::new();
-        let request = aws
-            .ec2
-            .describe_dhcp_options()
-            .max_results(1000)
-            .filters(Aws::ec2_filter(scan.cluster));
-        let all = all_pages!(aws, request, dhcp_options);
+        let all = aws
+            .cluster_tagged(
+                scan.cluster,
+                "ec2:DescribeDhcpOptions",
+                |aws, filter| async move {
+                    let request = aws
+                        .ec2
+                        .describe_dhcp_options()
+                        .max_results(1000)
+                        .filters(filter);
+                    Ok(all_pages!(aws, request, dhcp_options))
+                },
+            )
+            .await?;
         for options in &all {
             let tags = ec2_tags(options.tags());
             let id = options.dhcp_options_id().unwrap_or_default();

@@ -177,14 +177,28 @@ pub async fn locked<T>(
 /// How many AWS changes run at once unless the caller says (`--concurrency`).
 pub const DEFAULT_CONCURRENCY: u16 = 20;
 
-/// The AWS clients of `region`, configured as the settings say.
+/// The AWS clients of `region`, configured as the settings say; a fleet's shared ones when
+/// the session has a fleet.
 pub async fn aws(session: &crate::Session, region: &str) -> kopsrs_aws::Aws {
-    kopsrs_aws::Aws::connect_as(
-        region,
-        session.settings.aws_retry_from_env,
-        session.aws_role.as_ref(),
-    )
-    .await
+    match &session.aws_fleet {
+        Some(fleet) => {
+            fleet
+                .clients(
+                    session.aws_role.as_ref(),
+                    session.settings.aws_retry_from_env,
+                    region,
+                )
+                .await
+        }
+        None => {
+            kopsrs_aws::Aws::connect_as(
+                region,
+                session.settings.aws_retry_from_env,
+                session.aws_role.as_ref(),
+            )
+            .await
+        }
+    }
 }
 
 /// Executor settings for AWS calls: the SDK already retries throttling (adaptive mode), the

@@ -79,6 +79,9 @@ pub struct ControllerOptions {
     pub aws_concurrency: u16,
     /// How often an unchanged cluster is planned again (drift).
     pub resync: Duration,
+    /// How long one read of an account and region's resources serves its clusters' plans
+    /// (at most; any change the controller makes there drops it).
+    pub shared_reads: Duration,
     /// Leader election: the Lease's namespace and name, none to run without one.
     pub lease: Option<(String, String)>,
     /// How long a leader's Lease lasts without renewal.
@@ -202,6 +205,15 @@ pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
     });
     let kube = Kube::management(&options.kubeconfig, options.context.as_deref()).await?;
     metrics.set_ready(true);
+    let counted = metrics.clone();
+    // A resync reads what is there at most half a resync ago: drift made outside the
+    // controller is seen within a resync and a half.
+    let aws_fleet = Arc::new(crate::session::AwsFleet::new(
+        options.shared_reads.min(options.resync / 2),
+        Some(Arc::new(move |service: &str, operation: &str| {
+            counted.aws_call(service, operation)
+        })),
+    ));
     let shared = Arc::new(Shared {
         kube: Kube::management(&options.kubeconfig, options.context.as_deref()).await?,
         session: Session {
@@ -209,6 +221,7 @@ pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
                 user: Some(format!("{LOCK_OWNER}{identity}")),
                 ..session.settings.clone()
             },
+            aws_fleet: Some(aws_fleet),
             ..session.clone()
         },
         options: options.clone(),
@@ -494,11 +507,6 @@ async fn attempt(
         .duration
         .observe(started.elapsed().as_secs_f64());
     let (Outcome::Applied(report) | Outcome::Planned(report, _)) = &outcome;
-    let calls = report
-        .applied
-        .as_ref()
-        .map_or(report.plan.reads, |a| a.calls);
-    shared.metrics.aws_calls.inc_by(calls);
     shared
         .metrics
         .plan_changes

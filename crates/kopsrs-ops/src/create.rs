@@ -168,6 +168,7 @@ pub struct NewGroup {
 pub async fn create_instance_group(session: &Session, options: &GroupOptions) -> Result<NewGroup> {
     let name = context::cluster_name(session, None)?;
     let store = context::open_store(session).await?;
+    crate::managed::refuse_spec_change(&store, &name, "create instancegroup").await?;
     let stored = load_cluster(&store, &name).await?;
     let role = kopsrs_api::Role::parse(&options.role).ok_or_else(|| {
         Problems::one(
@@ -249,7 +250,10 @@ pub async fn create_from_files(session: &Session, files: &[PathBuf]) -> Result<(
                 continue;
             }
             (Some(c), None) => c.clone(),
-            (None, Some(c)) => c.value.clone(),
+            (None, Some(c)) => {
+                crate::managed::refuse_spec_change(&store, &name, "create -f").await?;
+                c.value.clone()
+            }
             (None, None) => {
                 problems.push(format!("cluster {name:?} not found in {}; create the Cluster first (or in the same file)", store.url()));
                 continue;

@@ -128,6 +128,10 @@ pub async fn delete_files(
             }
         }
     }
+    // Every cluster is checked before any group is deleted.
+    for cluster in by_cluster.keys() {
+        crate::managed::refuse_spec_change(&store, cluster, "delete -f").await?;
+    }
     for (cluster, groups) in &by_cluster {
         delete_groups(global, &store, cluster, groups, yes).await?;
     }
@@ -143,6 +147,7 @@ pub async fn delete_groups(
     names: &[String],
     yes: bool,
 ) -> Result<()> {
+    crate::managed::refuse_spec_change(store, cluster, "delete instancegroup").await?;
     let stored = load_cluster(store, cluster).await?;
     for name in names {
         if stored.group_version(name).is_none() {

@@ -120,6 +120,7 @@ async fn edit_with_flags(
     sets: &[String],
     unsets: &[String],
 ) -> Result<()> {
+    crate::managed::refuse_spec_change(store, name, "edit").await?;
     let stored = load_cluster(store, name).await?;
     let mut groups = stored.group_values();
     match target {
@@ -172,6 +173,7 @@ pub async fn editable(
     name: &str,
     target: &EditTarget,
 ) -> Result<(StoredCluster, Document)> {
+    crate::managed::refuse_spec_change(store, name, "edit").await?;
     let stored = load_cluster(store, name).await?;
     let original = match target {
         EditTarget::Cluster => Document::Cluster(Box::new(stored.cluster.value.clone())),

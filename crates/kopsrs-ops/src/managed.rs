@@ -111,6 +111,26 @@ pub async fn refuse(store: &StateStore, cluster: &str, verb: &str, force: bool) 
     .into())
 }
 
+/// Refuses `verb` changing the spec in the store of a cluster a controller manages: the
+/// controller writes its resource's spec back over it, so the change would be lost.
+pub async fn refuse_spec_change(store: &StateStore, cluster: &str, verb: &str) -> Result<()> {
+    let Some(manager) = manager(store, cluster).await? else {
+        return Ok(());
+    };
+    Err(Problems::one(
+        format!(
+            "{verb} refused: {cluster} is managed by kopsrs controller from {}, which writes that resource's spec over the state store's; nothing was changed",
+            manager.describe()
+        ),
+        format!(
+            "change the custom resource instead (`kubectl edit clusters.kops.k8s.io {name} -n {ns}`, or the InstanceGroup resources), or hand the cluster back first with `kopsrs controller release {cluster}`",
+            name = manager.name,
+            ns = manager.namespace
+        ),
+    )
+    .into())
+}
+
 /// Refuses deleting a cluster a controller manages: deleting it is the custom resource's
 /// deletion policy, or the CLI's once the cluster is released.
 pub async fn refuse_delete(store: &StateStore, cluster: &str, verb: &str) -> Result<()> {

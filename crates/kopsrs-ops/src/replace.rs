@@ -36,6 +36,7 @@ pub async fn replace_files(session: &Session, files: &[PathBuf], force: bool) ->
     let mut problems = Vec::new();
     let mut writes = Vec::new();
     for (name, set) in sets {
+        crate::managed::refuse_spec_change(&store, &name, "replace").await?;
         // Everything is read first, so each write is conditional on what was validated.
         match plan(session, &store, &name, set, force).await? {
             Ok(w) => writes.push(w),

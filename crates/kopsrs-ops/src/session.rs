@@ -29,6 +29,61 @@ pub struct Session {
     /// A role the cloud's clients assume (the controller, for a namespace that names one);
     /// none: the standard credential chain's identity. The state store is not affected.
     pub aws_role: Option<kopsrs_aws::AssumeRole>,
+    /// Clients shared with the other clusters of an account and region (the controller);
+    /// none: each operation makes its own.
+    pub aws_fleet: Option<std::sync::Arc<AwsFleet>>,
+}
+
+/// The AWS clients of the controller's clusters: one set per account (the role a namespace
+/// names, or the controller's own identity) and region, made once, sharing one snapshot of
+/// discovery's reads and one throttling state (see [`kopsrs_aws::fleet`]).
+pub struct AwsFleet {
+    max_age: std::time::Duration,
+    on_call: Option<kopsrs_aws::OnCall>,
+    clients: tokio::sync::Mutex<std::collections::HashMap<FleetKey, kopsrs_aws::Aws>>,
+}
+
+/// An account and region: the role's ARN and external ID (none: the controller's own
+/// identity), and the region.
+type FleetKey = (Option<(String, Option<String>)>, String);
+
+impl AwsFleet {
+    /// Clients whose shared reads live at most `max_age`; `on_call` hears of every
+    /// operation sent.
+    pub fn new(max_age: std::time::Duration, on_call: Option<kopsrs_aws::OnCall>) -> AwsFleet {
+        AwsFleet {
+            max_age,
+            on_call,
+            clients: Default::default(),
+        }
+    }
+
+    /// The clients of the session's account in `region`, made on first use. Each caller gets
+    /// its own call counter.
+    pub async fn clients(
+        &self,
+        role: Option<&kopsrs_aws::AssumeRole>,
+        retry_from_env: bool,
+        region: &str,
+    ) -> kopsrs_aws::Aws {
+        let key: FleetKey = (
+            role.map(|r| (r.role_arn.clone(), r.external_id.clone())),
+            region.to_string(),
+        );
+        let mut clients = self.clients.lock().await;
+        if let Some(aws) = clients.get(&key) {
+            return aws.counting_apart();
+        }
+        let sharing = kopsrs_aws::Sharing {
+            reads: (!self.max_age.is_zero()).then(|| kopsrs_aws::FleetReads::new(self.max_age)),
+            // One partition per account and region; its name is only a label.
+            partition: format!("{}-{region}", role.map_or("own", |r| r.role_arn.as_str())),
+            on_call: self.on_call.clone(),
+        };
+        let aws = kopsrs_aws::Aws::connect_shared(region, retry_from_env, role, &sharing).await;
+        clients.insert(key, aws.clone());
+        aws.counting_apart()
+    }
 }
 
 /// kops's config file (`--config`, else the first of ./.kops.yaml, ~/.kops.yaml,

@@ -66,6 +66,8 @@ pub async fn plan_upgrade(
 /// [`plan_upgrade`] (another writer meanwhile: a conflict, nothing overwritten).
 pub async fn apply_upgrade(session: &Session, plan: &UpgradePlan) -> Result<()> {
     let stored = &plan.stored;
+    let name = &stored.cluster.value.metadata.name;
+    crate::managed::refuse_spec_change(&plan.store, name, "upgrade cluster --yes").await?;
     let mut cluster = stored.cluster.value.clone();
     cluster.spec.kubernetes_version = Some(plan.target.clone());
     crate::cluster::validate(&*session.reporter, &cluster, &stored.group_values())?;

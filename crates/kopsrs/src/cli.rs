@@ -415,6 +415,11 @@ pub struct ControllerRunArgs {
     /// How often an unchanged cluster is planned again, to find drift.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub resync: std::time::Duration,
+    /// How long one read of an account and region's resources serves the plans of its
+    /// clusters (any change the controller makes there drops it at once); 0s: every plan
+    /// reads for itself.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shared_reads: std::time::Duration,
     /// Leader election's Lease namespace.
     #[arg(long, default_value = "kopsrs-system")]
     pub lease_namespace: String,

@@ -505,6 +505,50 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
         "--force",
         "--create-kube-config=false",
     ]));
+    // Every CLI verb that writes the spec is refused: the controller writes the resource's
+    // spec over the store's, so the change would be lost. Nothing is written.
+    let spec_before = ok(fleet.cli(&["get", "cluster", "a.example.com", "-o", "yaml"]));
+    for args in [
+        &[
+            "edit",
+            "cluster",
+            "a.example.com",
+            "--set",
+            "spec.kubernetesVersion=1.34.2",
+        ][..],
+        &[
+            "create",
+            "instancegroup",
+            "extra",
+            "--name",
+            "a.example.com",
+            "--role",
+            "Node",
+        ],
+        &[
+            "delete",
+            "instancegroup",
+            "nodes-eu-west-1a",
+            "--name",
+            "a.example.com",
+            "--yes",
+        ],
+    ] {
+        let stderr = refused(fleet.cli(args));
+        assert!(
+            stderr.contains("managed by kopsrs controller from Cluster team-a/a.example.com")
+                && stderr.contains("controller release a.example.com"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let replaced = fleet.dir.path().join("replace.yaml");
+    std::fs::write(&replaced, &spec_before).unwrap();
+    let stderr = refused(fleet.cli(&["replace", "-f", replaced.to_str().unwrap()]));
+    assert!(stderr.contains("replace refused"), "{stderr}");
+    assert_eq!(
+        ok(fleet.cli(&["get", "cluster", "a.example.com", "-o", "yaml"])),
+        spec_before
+    );
     // Deleting it from the CLI is refused too: that is the resource's deletion policy.
     let stderr = refused(fleet.cli(&["delete", "cluster", "aa.example.com", "--yes"]));
     assert!(
@@ -542,13 +586,90 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
         metrics.contains("kopsrs_controller_reconciles_total{outcome=\"applied\"} 3"),
         "{metrics}"
     );
-    let calls: f64 = metrics
+    // AWS operations by service and operation, as the SDK sent them.
+    let calls = aws_calls(&metrics);
+    assert!(calls.values().sum::<f64>() > 30.0, "{metrics}");
+    assert!(
+        calls.contains_key("EC2:DescribeVpcs") && calls.contains_key("EC2:CreateVpc"),
+        "{metrics}"
+    );
+}
+
+/// `kopsrs_controller_aws_calls_total` by `service:operation`.
+fn aws_calls(metrics: &str) -> std::collections::BTreeMap<String, f64> {
+    let label = |line: &str, key: &str| {
+        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = start + line[start..].find('"')?;
+        Some(line[start..end].to_string())
+    };
+    metrics
         .lines()
-        .find_map(|l| l.strip_prefix("kopsrs_controller_aws_calls_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(calls > 30.0, "{metrics}");
+        .filter(|l| l.starts_with("kopsrs_controller_aws_calls_total{"))
+        .filter_map(|l| {
+            let (_, value) = l.rsplit_once(' ')?;
+            Some((
+                format!("{}:{}", label(l, "service")?, label(l, "operation")?),
+                value.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The clusters of one account and region share discovery's reads: over resync cycles with
+/// nothing to change, fewer VPC reads are made than plans, and each cluster still plans
+/// empty with the CLI (neighbouring names see only their own resources). Drift made outside
+/// the controller is still found at resync (`drift_is_repaired_at_resync`).
+#[test]
+fn clusters_of_one_account_share_their_reads() {
+    let mut fleet = Fleet::new();
+    let quiet = [("kopsrs.io/quiet-period", "0s")];
+    let names = ["s.example.com", "ss.example.com", "a.s.example.com"];
+    fleet.apply_cluster("team-a", names[0], &quiet);
+    fleet.apply_cluster_prefixed("team-a", names[1], &quiet, Some("ss"));
+    fleet.apply_cluster("team-b", names[2], &quiet);
+    let address = format!("127.0.0.1:{}", support::free_port());
+    let n = fleet.start_controller(&[
+        "--lease-name=",
+        "--resync",
+        "8s",
+        "--shared-reads",
+        "8s",
+        "--metrics-address",
+        &address,
+    ]);
+    for (i, name) in names.iter().enumerate() {
+        let ns = if i == 2 { "team-b" } else { "team-a" };
+        fleet.wait_condition(ns, name, "Ready", "True", Some("Applied"), n);
+    }
+    let metrics = || {
+        let out = Command::new("curl")
+            .args(["-sSf", &format!("http://{address}/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plans = |m: &str| -> f64 {
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix("kopsrs_controller_reconciles_total{outcome=\"applied\"} ")
+            })
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let before = metrics();
+    std::thread::sleep(Duration::from_secs(20));
+    let after = metrics();
+    let made = plans(&after) - plans(&before);
+    let reads = aws_calls(&after)["EC2:DescribeVpcs"] - aws_calls(&before)["EC2:DescribeVpcs"];
+    assert!(made >= 3.0, "no resync in 20 s: {after}\n{}", fleet.log(n));
+    assert!(
+        reads < made,
+        "{reads} VPC reads for {made} plans: the reads are not shared\n{after}"
+    );
+    for name in names {
+        let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
+        assert_eq!(code, 0, "{name}:\n{plan}");
+        assert_eq!(fleet.vpcs(name), 1, "{name}");
+    }
 }
 
 /// A paused cluster makes no AWS call; a spec that does not validate gets a condition naming

@@ -24,8 +24,9 @@ pub struct Metrics {
     /// Reconciles, by outcome (`applied`, `planned`, `invalid`, `paused`, `not_managed`,
     /// `unchanged`, `deleted`, `failed`).
     pub reconciles: Family<Vec<(String, String)>, Counter>,
-    /// AWS API operations the reconciles made (a page of a paginated one counts once).
-    pub aws_calls: Counter,
+    /// AWS API operations sent for the clusters' cloud, by service and operation (a page of
+    /// a paginated one counts once, retries do not; the state store's S3 is not counted).
+    pub aws_calls: Family<Vec<(String, String)>, Counter>,
     /// Changes per plan made.
     pub plan_changes: Histogram,
     /// Seconds per reconcile that reached AWS.
@@ -39,14 +40,14 @@ impl Default for Metrics {
     fn default() -> Metrics {
         let mut registry = Registry::with_prefix("kopsrs_controller");
         let reconciles = Family::<Vec<(String, String)>, Counter>::default();
-        let aws_calls = Counter::default();
+        let aws_calls = Family::<Vec<(String, String)>, Counter>::default();
         let plan_changes = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let duration = Histogram::new(exponential_buckets(0.5, 2.0, 12));
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles by outcome", reconciles.clone());
         registry.register(
             "aws_calls",
-            "AWS API operations made by reconciles",
+            "AWS API operations sent, by service and operation",
             aws_calls.clone(),
         );
         registry.register(
@@ -78,6 +79,16 @@ impl Metrics {
     pub fn reconciled(&self, outcome: &str) {
         self.reconciles
             .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
+            .inc();
+    }
+
+    /// Counts one AWS operation sent.
+    pub fn aws_call(&self, service: &str, operation: &str) {
+        self.aws_calls
+            .get_or_create(&vec![
+                ("service".to_string(), service.to_string()),
+                ("operation".to_string(), operation.to_string()),
+            ])
             .inc();
     }
 
@@ -156,7 +167,8 @@ mod tests {
         let metrics = Metrics::default();
         metrics.reconciled("applied");
         metrics.reconciled("applied");
-        metrics.aws_calls.inc_by(42);
+        metrics.aws_call("ec2", "DescribeVpcs");
+        metrics.aws_call("ec2", "DescribeVpcs");
         metrics.plan_changes.observe(3.0);
         let text = metrics.text();
         assert!(
@@ -164,7 +176,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("kopsrs_controller_aws_calls_total 42"),
+            text.contains(
+                "kopsrs_controller_aws_calls_total{service=\"ec2\",operation=\"DescribeVpcs\"} 2"
+            ),
             "{text}"
         );
         assert!(

@@ -21,6 +21,7 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
                 workers: args.workers,
                 aws_concurrency: args.concurrency,
                 resync: args.resync,
+                shared_reads: args.shared_reads,
                 lease: (!args.lease_name.is_empty())
                     .then(|| (args.lease_namespace.clone(), args.lease_name.clone())),
                 lease_duration: args.lease_duration,
