@@ -43,15 +43,34 @@ impl Handler for Queue {
     async fn discover(scan: &Scan<'_>) -> Result<Vec<Item>, Error> {
         let aws = scan.aws;
         let queue_name = kopsrs_model::names::termination_queue(scan.cluster);
-        aws.call();
+        // A fleet lists every queue once; alone, the ones named like the cluster's.
+        let prefix = (!aws.in_fleet()).then(|| queue_name.clone());
+        let key = format!("sqs:ListQueues prefix={prefix:?}");
         let queues = aws
-            .sqs
-            .list_queues()
-            .queue_name_prefix(&queue_name)
-            .send()
+            .shared_read(key, |aws| async move {
+                let mut urls = Vec::new();
+                let mut token = None;
+                loop {
+                    aws.call();
+                    let page = aws
+                        .sqs
+                        .list_queues()
+                        .set_queue_name_prefix(prefix.clone())
+                        .max_results(1000)
+                        .set_next_token(token)
+                        .send()
+                        .await?;
+                    urls.extend(page.queue_urls.unwrap_or_default());
+                    match page.next_token {
+                        Some(next) if !next.is_empty() => token = Some(next),
+                        _ => break,
+                    }
+                }
+                Ok(urls)
+            })
             .await?;
         let mut items = Vec::new();
-        for url in queues.queue_urls() {
+        for url in queues.iter() {
             let name = url.rsplit('/').next().unwrap_or_default();
             if name != queue_name {
                 continue;
@@ -169,17 +188,35 @@ impl Handler for Rule {
         if !wants_rules {
             return Ok(Vec::new());
         }
-        aws.call();
+        // A fleet lists every rule once; alone, the ones named like the cluster's.
+        let prefix = (!aws.in_fleet()).then(|| format!("{cluster}-"));
+        let key = format!("events:ListRules prefix={prefix:?}");
         let rules = aws
-            .events
-            .list_rules()
-            .name_prefix(format!("{cluster}-"))
-            .send()
+            .shared_read(key, |aws| async move {
+                let mut rules = Vec::new();
+                let mut token = None;
+                loop {
+                    aws.call();
+                    let page = aws
+                        .events
+                        .list_rules()
+                        .set_name_prefix(prefix.clone())
+                        .limit(100)
+                        .set_next_token(token)
+                        .send()
+                        .await?;
+                    rules.extend(page.rules.unwrap_or_default());
+                    match page.next_token {
+                        Some(next) if !next.is_empty() => token = Some(next),
+                        _ => break,
+                    }
+                }
+                Ok(rules)
+            })
             .await?;
         // Only the exact names the cluster's rules have (`x.co-...` starts with `x.c`).
         let names = kopsrs_model::names::termination_rules(cluster);
         let per_rule = rules
-            .rules()
             .iter()
             .filter(|rule| names.iter().any(|n| Some(n.as_str()) == rule.name()))
             .map(|rule| async move {

@@ -100,12 +100,34 @@ pub async fn prepare(
     session: &crate::Session,
     strict: bool,
 ) -> Result<Prepared> {
+    prepare_spec(store, name, session, strict, None).await
+}
+
+/// [`prepare`] from `spec` when given instead of the store's (the controller plans a spec
+/// it has not written: plan mode writes nothing).
+pub async fn prepare_spec(
+    store: &StateStore,
+    name: &str,
+    session: &crate::Session,
+    strict: bool,
+    spec: Option<&(Cluster, Vec<InstanceGroup>)>,
+) -> Result<Prepared> {
     let settings: &Settings = &session.settings;
     let reporter = &*session.reporter;
-    // One round trip for both: each read of a distant bucket costs its latency.
-    let (stored, ssh_key) = tokio::try_join!(load_cluster(store, name), read_ssh_key(store, name))?;
-    validate(reporter, &stored.cluster.value, &stored.group_values())?;
-    let (cluster, groups) = stored.completed(store)?;
+    let ((given, given_groups), ssh_key) = match spec {
+        // One round trip for both: each read of a distant bucket costs its latency.
+        None => {
+            let (stored, ssh_key) =
+                tokio::try_join!(load_cluster(store, name), read_ssh_key(store, name))?;
+            let groups = stored.group_values();
+            ((stored.cluster.value, groups), ssh_key)
+        }
+        Some(spec) => (spec.clone(), read_ssh_key(store, name).await?),
+    };
+    validate(reporter, &given, &given_groups)?;
+    let (cluster, groups) =
+        kopsrs_api::complete(&given, &given_groups, &store.config_base(name))
+            .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`"))?;
     validate(reporter, &cluster, &groups)?;
     let input = ModelInput {
         ssh_public_key: ssh_key.as_deref(),

@@ -470,7 +470,7 @@ async fn attempt(
         return not_managed(shared, object, status, problem, input).await;
     }
     take_over_lock(shared, object, &store).await?;
-    write_spec(&store, &cluster, &groups).await?;
+    let spec = Arc::new((cluster.clone(), groups));
     let options = DirectOptions {
         yes: false,
         concurrency: shared.options.aws_concurrency,
@@ -480,6 +480,7 @@ async fn attempt(
         saved: None,
         scope: Default::default(),
         force: true,
+        spec: Some(spec),
     };
     if claimed == Claimed::New {
         // A cluster claimed now must be new to the cloud too: what carries its name's tags
@@ -995,44 +996,6 @@ fn input_digest(spec: &str, annotations: &BTreeMap<String, String>) -> String {
         .collect();
     let text = serde_json::to_string(&json!([spec, ours])).expect("JSON");
     format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
-}
-
-/// Writes the spec to the store where it differs (each write conditional on the version
-/// read), and removes the groups the resources no longer have.
-async fn write_spec(store: &StateStore, cluster: &Cluster, groups: &[InstanceGroup]) -> Result<()> {
-    let name = &cluster.metadata.name;
-    let stored_groups = store.read_instance_groups(name).await?;
-    for group in groups {
-        let stored = stored_groups
-            .iter()
-            .find(|s| s.value.metadata.name == group.metadata.name);
-        if stored.map(|s| &s.value) != Some(group) {
-            store
-                .write_instance_group(name, group, stored.map(|s| &s.version))
-                .await?;
-        }
-    }
-    for stored in &stored_groups {
-        if !groups
-            .iter()
-            .any(|g| g.metadata.name == stored.value.metadata.name)
-        {
-            store
-                .delete(&format!(
-                    "{name}/{}/{}",
-                    layout::INSTANCE_GROUPS,
-                    stored.value.metadata.name
-                ))
-                .await?;
-        }
-    }
-    let stored = store.read_cluster(name).await?;
-    if stored.as_ref().map(|s| &s.value) != Some(cluster) {
-        store
-            .write_cluster(cluster, stored.as_ref().map(|s| &s.version))
-            .await?;
-    }
-    Ok(())
 }
 
 /// An error as the lines a person reads: each problem with its hint, else the cause chain.

@@ -33,6 +33,11 @@ pub struct DirectOptions {
     pub scope: Scope,
     /// Apply to a cluster `kopsrs controller` manages (`--force`; the controller itself).
     pub force: bool,
+    /// The spec to use instead of the store's (the controller's custom resources): planned
+    /// as given, and with `yes` written to the store under the cluster lock once the plan is
+    /// made (and matches `saved`), before anything else; each write conditional on the
+    /// version read. Without `yes` nothing is written.
+    pub spec: Option<std::sync::Arc<(kopsrs_api::Cluster, Vec<kopsrs_api::InstanceGroup>)>>,
 }
 
 /// What one update changes of the plan it finds; the rest is held back
@@ -186,7 +191,8 @@ pub async fn update_direct(
     node_store?;
     managed?;
     let report = locked(&*session.reporter, &store, name, purpose, async {
-        let prepared = prepare(&store, name, session, true).await?;
+        let spec = options.spec.as_deref();
+        let prepared = crate::cluster::prepare_spec(&store, name, session, true, spec).await?;
         let aws = crate::cluster::aws(session, &prepared.set.region).await;
         if options.network_checks {
             crate::network::preflight(session, &aws, &prepared, options.yes).await?;
@@ -202,6 +208,48 @@ pub async fn update_direct(
         crate::pki::export_cluster(session, &store, name, export).await?;
     }
     Ok(report)
+}
+
+/// Writes `cluster` and `groups` to the store where they differ from what is stored (each
+/// write conditional on the version read), and removes the groups no longer given.
+pub async fn write_spec(
+    store: &StateStore,
+    cluster: &kopsrs_api::Cluster,
+    groups: &[kopsrs_api::InstanceGroup],
+) -> Result<()> {
+    let name = &cluster.metadata.name;
+    let stored_groups = store.read_instance_groups(name).await?;
+    for group in groups {
+        let stored = stored_groups
+            .iter()
+            .find(|s| s.value.metadata.name == group.metadata.name);
+        if stored.map(|s| &s.value) != Some(group) {
+            store
+                .write_instance_group(name, group, stored.map(|s| &s.version))
+                .await?;
+        }
+    }
+    for stored in &stored_groups {
+        if !groups
+            .iter()
+            .any(|g| g.metadata.name == stored.value.metadata.name)
+        {
+            store
+                .delete(&format!(
+                    "{name}/{}/{}",
+                    kopsrs_state::layout::INSTANCE_GROUPS,
+                    stored.value.metadata.name
+                ))
+                .await?;
+        }
+    }
+    let stored = store.read_cluster(name).await?;
+    if stored.as_ref().map(|s| &s.value) != Some(cluster) {
+        store
+            .write_cluster(cluster, stored.as_ref().map(|s| &s.version))
+            .await?;
+    }
+    Ok(())
 }
 
 /// The cluster's plan: the provider's (resources) with the addon changes, and the pinned
@@ -470,7 +518,11 @@ pub(crate) async fn plan_and_apply(
             groups: group_addresses(prepared),
         });
     }
-    // Only now, with the plan made (and the addons' pins checked), is anything written.
+    // Only now, with the plan made (and the addons' pins checked), is anything written:
+    // first the spec the plan was made from, when it was given rather than read.
+    if let Some((cluster, groups)) = options.spec.as_deref() {
+        write_spec(store, cluster, groups).await?;
+    }
     crate::pki::ensure_keysets(store, name).await?;
     // The issuer's documents before the cloud: a store they cannot go to stops the run here,
     // before the launch templates name the issuer.

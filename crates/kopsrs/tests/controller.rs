@@ -808,6 +808,15 @@ fn plan_mode_applies_only_the_approved_plan() {
     );
     fleet.wait_condition("team-a", name, "Applied", "False", Some("ApprovalStale"), 0);
     assert_eq!(fleet.vpcs(name), 0);
+    // A plan waiting for approval wrote nothing to the store, where nodes and the CLI read
+    // the spec: only the controller's record of the cluster is there.
+    let stored = |key: &str| {
+        fleet.moto.python(&format!(
+            "import botocore\ntry:\n    print(aws('s3').get_object(Bucket='state', Key='clusters/{name}/{key}')['Body'].read().decode())\nexcept botocore.exceptions.ClientError:\n    print('absent')"
+        ))
+    };
+    assert_eq!(stored("config").trim(), "absent");
+    assert_eq!(stored("instancegroup/nodes-eu-west-1a").trim(), "absent");
     fleet.kubectl_ok(
         &[
             "annotate",
@@ -822,6 +831,31 @@ fn plan_mode_applies_only_the_approved_plan() {
     );
     fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), 0);
     assert_eq!(fleet.vpcs(name), 1);
+    assert!(stored("instancegroup/nodes-eu-west-1a").contains("maxSize: 1"));
+    // An edit waits for a new approval (the one still annotated is spent), and the store
+    // keeps the applied spec meanwhile.
+    fleet.kubectl_ok(
+        &[
+            "patch",
+            "ig",
+            "nodes-eu-west-1a",
+            "-n",
+            "team-a",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"maxSize":4}}"#,
+        ],
+        None,
+    );
+    fleet.wait_condition("team-a", name, "Applied", "False", Some("ApprovalStale"), 0);
+    let status = fleet.status("team-a", name);
+    assert_eq!(status["plan"]["change"], 1, "{status:#}");
+    let group = stored("instancegroup/nodes-eu-west-1a");
+    assert!(
+        group.contains("maxSize: 1") && !group.contains("maxSize: 4"),
+        "{group}"
+    );
 }
 
 /// Deleting a Cluster: Retain (the default) lets the resource go and hands the cluster back

@@ -134,6 +134,7 @@ async fn create_cluster_command(global: &Session, args: CreateClusterArgs) -> Re
             saved: None,
             scope: Default::default(),
             force: false,
+            spec: None,
         };
         let report = kopsrs_ops::update::update_direct(global, &name, &options).await?;
         crate::render::update_report(&name, &report);

@@ -27,6 +27,7 @@ pub async fn run(global: &Session, args: ReconcileClusterArgs) -> Result<()> {
             saved: None,
             scope: Default::default(),
             force: false,
+            spec: None,
         },
         roll: args.roll.options(),
         api_wait: args.api_wait,

@@ -64,6 +64,7 @@ async fn update_cluster(global: &Session, args: UpdateClusterArgs) -> Result<()>
                     in_order: false,
                 },
                 force: args.force,
+                spec: None,
             };
             let report = update::update_direct(&session, &name, &options).await?;
             if let Some(path) = &args.out_plan {
