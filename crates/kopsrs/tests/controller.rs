@@ -1008,13 +1008,50 @@ fn a_killed_leader_is_replaced_without_duplicates() {
     assert_eq!(fleet.vpcs(name), 1);
     let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
     assert_eq!(code, 0, "{plan}");
-    // No duplicate of anything the cluster owns: one auto scaling group per group.
+    // No duplicate of anything the cluster owns: one auto scaling group per group, and in
+    // every EC2 kind no two owned resources with one Name.
     let groups = fleet.moto.python(&format!(
         "print(sorted(g['AutoScalingGroupName'] for g in aws('autoscaling', 'eu-west-1').describe_auto_scaling_groups()['AutoScalingGroups'] if g['AutoScalingGroupName'].endswith('.{name}')))"
     ));
     assert_eq!(
         groups.trim(),
         format!("['control-plane-eu-west-1a.masters.{name}', 'nodes-eu-west-1a.{name}']")
+    );
+    let duplicates = fleet.moto.python(&format!(
+        r#"
+import collections
+ec2 = aws('ec2', 'eu-west-1')
+tag = 'kubernetes.io/cluster/{name}'
+kinds = {{
+    'vpcs': ec2.describe_vpcs()['Vpcs'],
+    'subnets': ec2.describe_subnets()['Subnets'],
+    'route tables': ec2.describe_route_tables()['RouteTables'],
+    'internet gateways': ec2.describe_internet_gateways()['InternetGateways'],
+    'security groups': ec2.describe_security_groups()['SecurityGroups'],
+    'launch templates': ec2.describe_launch_templates()['LaunchTemplates'],
+    'volumes': ec2.describe_volumes()['Volumes'],
+    'addresses': ec2.describe_addresses()['Addresses'],
+    'nat gateways': [n for n in ec2.describe_nat_gateways()['NatGateways'] if n['State'] not in ('deleted', 'deleting')],
+}}
+found = {{}}
+for kind, items in kinds.items():
+    names = [dict((t['Key'], t['Value']) for t in i.get('Tags', [])) for i in items]
+    owned = [n.get('Name', '?') for n in names if n.get(tag) == 'owned']
+    found[kind] = (len(owned), sorted(n for n, c in collections.Counter(owned).items() if c > 1))
+print(json.dumps(found, sort_keys=True))
+"#
+    ));
+    let found: Value = serde_json::from_str(duplicates.trim()).unwrap();
+    for (kind, counted) in found.as_object().unwrap() {
+        assert_eq!(
+            counted[1],
+            serde_json::json!([]),
+            "duplicate {kind}: {found}"
+        );
+    }
+    assert!(
+        found["vpcs"][0] == 1 && found["security groups"][0].as_u64() >= Some(2),
+        "{found}"
     );
 }
 
