@@ -12,6 +12,7 @@
 pub mod adopt;
 pub mod install;
 pub mod metrics;
+pub mod roll;
 mod status;
 
 use status::{plan_hash, Status};
@@ -94,6 +95,9 @@ pub struct ControllerOptions {
     pub network_checks: bool,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not served).
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Kubeconfig files with a context per workload cluster, named after it, for rolls
+    /// (none: a kubeconfig exported from each cluster's state store).
+    pub workload_kubeconfig: Vec<PathBuf>,
 }
 
 /// What a `Cluster`'s annotations ask for.
@@ -109,6 +113,10 @@ pub struct Intent {
     pub quiet: Duration,
     /// [`DELETION_POLICY`] is `Delete`.
     pub delete_cloud: bool,
+    /// [`roll::ROLL`]: the roll token.
+    pub roll: Option<String>,
+    /// [`roll::AUTO_ROLL`] is `true`.
+    pub auto_roll: bool,
 }
 
 impl Intent {
@@ -153,6 +161,14 @@ impl Intent {
                 false
             }
         };
+        let auto_roll = match get(roll::AUTO_ROLL) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                bad(roll::AUTO_ROLL, other, "\"true\" or \"false\"");
+                false
+            }
+        };
         match problems.is_empty() {
             true => Ok(Intent {
                 paused,
@@ -162,6 +178,10 @@ impl Intent {
                     .map(str::to_string),
                 quiet,
                 delete_cloud,
+                roll: get(roll::ROLL)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string),
+                auto_roll,
             }),
             false => Err(problems),
         }
@@ -352,7 +372,7 @@ async fn reconcile(shared: &Shared, namespace: &str, name: &str) -> Result<Next>
                     failures,
                 },
             );
-            let problems = describe(&e);
+            let problems = crate::problems::lines(&e);
             let message = problems.join("; ");
             let mut status = Status::from_object(&object);
             status.condition("Degraded", true, "ReconcileFailed", &message);
@@ -421,7 +441,7 @@ async fn attempt(
     };
     let recorded = Arc::new(Recorded::default());
     if let Err(e) = crate::cluster::validate(&*recorded, &cluster, &groups) {
-        status.invalid("InvalidSpec", &describe(&e));
+        status.invalid("InvalidSpec", &crate::problems::lines(&e));
         return done(shared, object, status, Next::Wait, input).await;
     }
     // The quiet period: a spec not applied before waits until it has been left alone that
@@ -447,7 +467,7 @@ async fn attempt(
     let url = match store_url(shared, &cluster) {
         Ok(url) => url,
         Err(e) => {
-            status.invalid("InvalidSpec", &describe(&e));
+            status.invalid("InvalidSpec", &crate::problems::lines(&e));
             return done(shared, object, status, Next::Wait, input).await;
         }
     };
@@ -503,6 +523,9 @@ async fn attempt(
     }
     let started = Instant::now();
     let outcome = apply(&session, name, &intent, options, object).await?;
+    if let Outcome::Applied(report) = &outcome {
+        roll_if_wanted(shared, object, &session, &intent, report, &mut status).await?;
+    }
     shared
         .metrics
         .duration
@@ -605,6 +628,42 @@ async fn record(
             done(shared, object, status, next, input).await
         }
     }
+}
+
+/// The roll the intent asks for after this apply, if any ([`roll::wanted`]): `Rolling` is
+/// written before it starts, and its outcome goes into `status` with an Event.
+async fn roll_if_wanted(
+    shared: &Shared,
+    object: &ClusterObject,
+    session: &Session,
+    intent: &Intent,
+    report: &UpdateReport,
+    status: &mut Status,
+) -> Result<()> {
+    let Some(reason) = roll::wanted(intent.roll.as_deref(), intent.auto_roll, object, report)
+    else {
+        return Ok(());
+    };
+    let mut rolling = Status::from_object(object);
+    rolling.condition("Rolling", true, "Rolling", &reason);
+    shared
+        .kube
+        .write_cluster_status(&object.namespace, &object.name, rolling.to_value())
+        .await?;
+    event(shared, object, false, "RollStarted", &reason).await;
+    let rolled = roll::run(session, &object.name, &shared.options.workload_kubeconfig).await;
+    let outcome = match rolled.ok {
+        true => "RollSucceeded",
+        false => "RollFailed",
+    };
+    shared.metrics.reconciled(match rolled.ok {
+        true => "rolled",
+        false => "roll_failed",
+    });
+    status.condition("Rolling", false, outcome, &rolled.message);
+    status.roll = Some(roll::status(intent.roll.as_deref(), &reason, &rolled));
+    event(shared, object, !rolled.ok, outcome, &rolled.message).await;
+    Ok(())
 }
 
 /// With leader election, a cluster lock another replica of the controller left (killed, or
@@ -996,21 +1055,6 @@ fn input_digest(spec: &str, annotations: &BTreeMap<String, String>) -> String {
         .collect();
     let text = serde_json::to_string(&json!([spec, ours])).expect("JSON");
     format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
-}
-
-/// An error as the lines a person reads: each problem with its hint, else the cause chain.
-fn describe(e: &anyhow::Error) -> Vec<String> {
-    match e.downcast_ref::<Problems>() {
-        Some(problems) => problems
-            .0
-            .iter()
-            .map(|p| match &p.hint {
-                Some(hint) => format!("{} (hint: {hint})", p.message),
-                None => p.message.clone(),
-            })
-            .collect(),
-        None => vec![format!("{e:#}")],
-    }
 }
 
 /// [`finish`], and records that `input` has been acted on.

@@ -144,3 +144,18 @@ pub fn state_hint(settings: &crate::Settings, error: &anyhow::Error) -> Option<S
         _ => None,
     }
 }
+
+/// An error as the lines a person reads: each problem with its hint, else the cause chain.
+pub fn lines(e: &anyhow::Error) -> Vec<String> {
+    match e.downcast_ref::<Problems>() {
+        Some(problems) => problems
+            .0
+            .iter()
+            .map(|p| match &p.hint {
+                Some(hint) => format!("{} (hint: {hint})", p.message),
+                None => p.message.clone(),
+            })
+            .collect(),
+        None => vec![format!("{e:#}")],
+    }
+}

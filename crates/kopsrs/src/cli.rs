@@ -420,6 +420,11 @@ pub struct ControllerRunArgs {
     /// reads for itself.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub shared_reads: std::time::Duration,
+    /// Kubeconfig files with a context per workload cluster, named after it, that rolls use
+    /// (repeatable; default: a kubeconfig exported from each cluster's state store with an
+    /// admin certificate).
+    #[arg(long)]
+    pub workload_kubeconfig: Vec<std::path::PathBuf>,
     /// Leader election's Lease namespace.
     #[arg(long, default_value = "kopsrs-system")]
     pub lease_namespace: String,

@@ -1392,3 +1392,131 @@ fn clusters_and_locks_of_others_are_left_alone() {
     assert!(held.to_string().contains("alice"), "{held:#}");
     assert_eq!(fleet.vpcs("held.example.com"), 0);
 }
+
+/// `kopsrs.io/auto-roll`: an apply that changes the launch templates is followed by the
+/// rolling-update driver (the groups' settings, every gate), which replaces each instance
+/// that ran the older version, `Rolling` and Events saying so; `kopsrs.io/roll` with a new
+/// token rolls again (nothing left to replace), once per token. The workload cluster's API
+/// is the fake, whose node simulator turns every running instance into a Node.
+#[test]
+fn auto_roll_and_roll_tokens_replace_outdated_instances() {
+    let mut fleet = Fleet::new();
+    let name = "rolled.example.com";
+    let workload_dir = tempfile::tempdir().unwrap();
+    let workload = FakeKube::start(
+        workload_dir.path(),
+        &fleet.moto,
+        name,
+        &[
+            "--ready-after",
+            "1",
+            "--reschedule-after",
+            "0.5",
+            "--grace",
+            "0.2",
+        ],
+    );
+    fleet.apply_cluster(
+        "team-a",
+        name,
+        &[
+            ("kopsrs.io/quiet-period", "0s"),
+            ("kopsrs.io/auto-roll", "true"),
+        ],
+    );
+    let n = fleet.start_controller(&[
+        "--lease-name=",
+        "--workload-kubeconfig",
+        workload.kubeconfig.to_str().unwrap(),
+    ]);
+    let status = fleet.wait_condition("team-a", name, "Ready", "True", Some("Applied"), n);
+    // A new cluster's first apply has nothing to roll.
+    assert!(status["roll"].is_null(), "{status:#}");
+    let instances = |fleet: &Fleet| -> Vec<String> {
+        let out = fleet.moto.python(&format!(
+            "print(json.dumps(sorted(i['InstanceId'] for r in aws('ec2', 'eu-west-1').describe_instances(Filters=[{{'Name': 'tag:KubernetesCluster', 'Values': ['{name}']}}, {{'Name': 'instance-state-name', 'Values': ['running']}}])['Reservations'] for i in r['Instances'])))"
+        ));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let started = Instant::now();
+    while instances(&fleet).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            fleet.log(n)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let before = instances(&fleet);
+    // A change of the instances' tags: a new launch template version for every group.
+    fleet.kubectl_ok(
+        &[
+            "patch",
+            "clusters.kops.k8s.io",
+            name,
+            "-n",
+            "team-a",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"cloudLabels":{"rollout":"2"}}}"#,
+        ],
+        None,
+    );
+    let status = fleet.wait_condition("team-a", name, "Rolling", "False", None, n);
+    let rolling = condition(&status, "Rolling");
+    assert_eq!(
+        rolling["reason"],
+        "RollSucceeded",
+        "{status:#}\n{}",
+        fleet.log(n)
+    );
+    assert_eq!(status["roll"]["replaced"], 2, "{status:#}");
+    assert_eq!(status["roll"]["result"], "Succeeded", "{status:#}");
+    let after = instances(&fleet);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|i| !before.contains(i)),
+        "not every instance was replaced: {before:?} -> {after:?}"
+    );
+    let events = fleet.kubectl_ok(&["get", "events", "-n", "team-a", "-o", "json"], None);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"RollStarted") && reasons.contains(&"RollSucceeded"),
+        "{reasons:?}"
+    );
+    // A roll token: one roll per token, nothing left to replace.
+    fleet.kubectl_ok(
+        &[
+            "annotate",
+            "clusters.kops.k8s.io",
+            name,
+            "-n",
+            "team-a",
+            "kopsrs.io/roll=first",
+        ],
+        None,
+    );
+    let started = Instant::now();
+    loop {
+        let status = fleet.status("team-a", name);
+        if status["roll"]["token"] == "first" {
+            assert_eq!(status["roll"]["replaced"], 0, "{status:#}");
+            assert_eq!(status["roll"]["result"], "Succeeded", "{status:#}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{status:#}\n{}",
+            fleet.log(n)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(instances(&fleet), after);
+}

@@ -28,6 +28,8 @@ pub(super) struct Status {
     pub(super) plan: Option<Value>,
     pub(super) groups: Option<Value>,
     pub(super) problems: Option<Vec<String>>,
+    /// The last roll (`kopsrs.io/roll`, `kopsrs.io/auto-roll`).
+    pub(super) roll: Option<Value>,
 }
 
 impl Status {
@@ -57,6 +59,7 @@ impl Status {
             plan: object.status.get("plan").cloned(),
             groups: object.status.get("instanceGroups").cloned(),
             problems: None,
+            roll: object.status.get("roll").cloned(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Status {
             "plan": plan,
             "instanceGroups": self.groups,
             "problems": self.problems,
+            "roll": self.roll,
         })
     }
 }

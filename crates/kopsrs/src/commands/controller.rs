@@ -29,6 +29,7 @@ pub async fn run(global: &Session, command: ControllerCommand) -> Result<()> {
                 pins: args.pins.options(),
                 network_checks: !args.skip_network_checks,
                 metrics_address: args.metrics_address,
+                workload_kubeconfig: args.workload_kubeconfig,
             };
             controller::run(global, &options).await
         }
