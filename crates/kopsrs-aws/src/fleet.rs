@@ -180,8 +180,9 @@ impl Aws {
         self.fleet.is_some()
     }
 
-    /// The snapshot is out of date: these clients changed something.
-    pub(crate) fn changed(&self) {
+    /// The snapshot is out of date: these clients (or others, in this account and region)
+    /// changed something; the next read goes to AWS.
+    pub fn changed(&self) {
         if let Some(reads) = &self.fleet {
             reads.forget();
         }

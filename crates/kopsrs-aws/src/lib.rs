@@ -111,7 +111,7 @@ pub const SDK_MAX_ATTEMPTS: u32 = 10;
 
 /// A role the clients assume (STS `AssumeRole`) with the standard chain's credentials:
 /// `kopsrs controller` acting in a team's account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AssumeRole {
     /// The role's ARN.
     pub role_arn: String,

@@ -837,6 +837,15 @@ async fn finalize(shared: &Shared, object: &ClusterObject, intent: &Intent) -> R
         Some(store) if managed::manager(&store, &object.name).await? == Some(me) => Some(store),
         _ => None,
     };
+    // A claim whose spec was never written (plan mode never approved, a first plan that
+    // failed) has nothing in the cloud either: the spec is the first thing an apply writes.
+    let store = match store {
+        Some(store) if intent.delete_cloud && store.read_cluster(&object.name).await?.is_none() => {
+            managed::release(&store, &object.name).await?;
+            None
+        }
+        other => other,
+    };
     match (store, intent.delete_cloud) {
         (Some(_), true) => {
             event(

@@ -43,9 +43,9 @@ pub struct AwsFleet {
     clients: tokio::sync::Mutex<std::collections::HashMap<FleetKey, kopsrs_aws::Aws>>,
 }
 
-/// An account and region: the role's ARN and external ID (none: the controller's own
-/// identity), and the region.
-type FleetKey = (Option<(String, Option<String>)>, String);
+/// An account and region: the role assumed (ARN, external ID, session name; none: the
+/// controller's own identity), and the region.
+type FleetKey = (Option<kopsrs_aws::AssumeRole>, String);
 
 impl AwsFleet {
     /// Clients whose shared reads live at most `max_age`; `on_call` hears of every
@@ -58,6 +58,14 @@ impl AwsFleet {
         }
     }
 
+    /// Drops every account's and region's snapshot of shared reads: something changed the
+    /// cloud outside these clients (a roll, which reads and writes on its own).
+    pub async fn forget(&self) {
+        for aws in self.clients.lock().await.values() {
+            aws.changed();
+        }
+    }
+
     /// The clients of the session's account in `region`, made on first use. Each caller gets
     /// its own call counter.
     pub async fn clients(
@@ -66,10 +74,9 @@ impl AwsFleet {
         retry_from_env: bool,
         region: &str,
     ) -> kopsrs_aws::Aws {
-        let key: FleetKey = (
-            role.map(|r| (r.role_arn.clone(), r.external_id.clone())),
-            region.to_string(),
-        );
+        // The whole role, session name included: each namespace's calls are made, and
+        // shown in CloudTrail, as its own session.
+        let key: FleetKey = (role.cloned(), region.to_string());
         let mut clients = self.clients.lock().await;
         if let Some(aws) = clients.get(&key) {
             return aws.counting_apart();

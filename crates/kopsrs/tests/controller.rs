@@ -872,7 +872,26 @@ fn deletion_policies() {
         Some("gone"),
     );
     fleet.apply_cluster_prefixed("team-a", "gone2.example.com", &[quiet], Some("gone2"));
+    // A plan never approved: claimed, nothing written, nothing in the cloud.
+    fleet.apply_cluster_prefixed(
+        "team-a",
+        "unapproved.example.com",
+        &[
+            quiet,
+            ("kopsrs.io/deletion-policy", "Delete"),
+            ("kopsrs.io/mode", "plan"),
+        ],
+        Some("unapproved"),
+    );
     fleet.start_controller(&["--lease-name="]);
+    fleet.wait_condition(
+        "team-a",
+        "unapproved.example.com",
+        "Applied",
+        "False",
+        Some("AwaitingApproval"),
+        0,
+    );
     for name in ["kept.example.com", "gone.example.com", "gone2.example.com"] {
         fleet.wait_condition("team-a", name, "Ready", "True", None, 0);
         let finalizers = fleet.kubectl_ok(
@@ -898,6 +917,7 @@ fn deletion_policies() {
             "clusters.kops.k8s.io",
             "kept.example.com",
             "gone.example.com",
+            "unapproved.example.com",
             "-n",
             "team-a",
             "--timeout=120s",
@@ -916,6 +936,11 @@ fn deletion_policies() {
     assert_eq!(fleet.vpcs("kept.example.com"), 1);
     assert_eq!(fleet.vpcs("gone.example.com"), 0, "{}", fleet.log(0));
     assert_eq!(fleet.vpcs("gone2.example.com"), 1);
+    assert_eq!(fleet.vpcs("unapproved.example.com"), 0);
+    let record = fleet.moto.python(
+        "import botocore\ntry:\n    aws('s3').head_object(Bucket='state', Key='clusters/unapproved.example.com/kopsrs-controller.yaml')\n    print('present')\nexcept botocore.exceptions.ClientError:\n    print('absent')",
+    );
+    assert_eq!(record.trim(), "absent", "the claim was not released");
     // Retained: the CLI manages it again.
     let (code, plan) = support::detailed_plan(fleet.kopsrs(), "kept.example.com");
     assert_eq!(code, 0, "{plan}");

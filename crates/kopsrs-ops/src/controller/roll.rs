@@ -64,6 +64,7 @@ pub(super) struct Rolled {
 /// owner). `workload`: kubeconfig files naming the cluster's context; none: one exported
 /// from the store.
 pub(super) async fn run(session: &Session, name: &str, workload: &[PathBuf]) -> Rolled {
+    let fleet = session.aws_fleet.clone();
     let (session, name, workload) = (session.clone(), name.to_string(), workload.to_vec());
     // The rolling driver's future is not `Send` (the CLI awaits it on its main thread) and
     // is large: it runs on a thread of its own with a large stack, boxed, on this runtime.
@@ -86,6 +87,10 @@ pub(super) async fn run(session: &Session, name: &str, workload: &[PathBuf]) -> 
             .unwrap_or_else(|_| Err("the roll's thread stopped before it ended".to_string())),
         Err(e) => Err(format!("the roll's thread could not start: {e}")),
     };
+    // The roll changed the cloud through clients of its own: the plans that follow read anew.
+    if let Some(fleet) = fleet {
+        fleet.forget().await;
+    }
     match done {
         Ok(replaced) => Rolled {
             ok: true,
@@ -118,11 +123,14 @@ async fn roll(session: &Session, name: &str, workload: &[PathBuf]) -> Result<usi
             vec![crate::pki::export_cluster(session, &store, name, &options).await?]
         }
     };
+    // The roll reads what is there now, not a snapshot shared with other clusters' plans
+    // (its validation passes must each see the cloud anew): clients of its own.
     let session = Session {
         settings: crate::Settings {
             kubeconfig,
             ..session.settings.clone()
         },
+        aws_fleet: None,
         ..session.clone()
     };
     let roll = crate::rolling::prepare(&session, Some(name), Default::default()).await?;
