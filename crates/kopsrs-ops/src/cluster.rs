@@ -26,13 +26,7 @@ impl StoredCluster {
 
     /// The completed spec (`get --full`), with kops's defaults filled in.
     pub fn completed(&self, store: &StateStore) -> Result<(Cluster, Vec<InstanceGroup>)> {
-        let name = &self.cluster.value.metadata.name;
-        kopsrs_api::complete(
-            &self.cluster.value,
-            &self.group_values(),
-            &store.config_base(name),
-        )
-        .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`").into())
+        completed(store, &self.cluster.value, &self.group_values())
     }
 
     /// The version of instance group `name` as read.
@@ -42,6 +36,18 @@ impl StoredCluster {
             .find(|g| g.value.metadata.name == name)
             .map(|g| &g.version)
     }
+}
+
+/// `cluster` and `groups` completed with kops's defaults, the cluster's folder in `store` as
+/// its config base unless the spec names one.
+fn completed(
+    store: &StateStore,
+    cluster: &Cluster,
+    groups: &[InstanceGroup],
+) -> Result<(Cluster, Vec<InstanceGroup>)> {
+    let base = store.config_base(&cluster.metadata.name);
+    kopsrs_api::complete(cluster, groups, &base)
+        .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`").into())
 }
 
 /// Reads a cluster and its groups, or fails naming the state store.
@@ -125,9 +131,7 @@ pub async fn prepare_spec(
         Some(spec) => (spec.clone(), read_ssh_key(store, name).await?),
     };
     validate(reporter, &given, &given_groups)?;
-    let (cluster, groups) =
-        kopsrs_api::complete(&given, &given_groups, &store.config_base(name))
-            .map_err(|e| Problems::one(e, "fix the spec with `kopsrs edit cluster`"))?;
+    let (cluster, groups) = completed(store, &given, &given_groups)?;
     validate(reporter, &cluster, &groups)?;
     let input = ModelInput {
         ssh_public_key: ssh_key.as_deref(),
