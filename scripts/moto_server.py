@@ -105,6 +105,9 @@ _S3_WRITE = threading.Lock()
 _key_response = s3_responses.S3Response._key_response
 
 
+# KOPSRS_MOTO_TRACE=FILE: each request's service, action and path appended to FILE (debugging).
+_TRACE = os.environ.get("KOPSRS_MOTO_TRACE")
+
 def _atomic_key_response(self, request, full_url):
     if request.method in ("PUT", "POST", "DELETE"):
         with _S3_WRITE:
@@ -560,6 +563,9 @@ class Faults:
         self.reset({})
 
     def reset(self, config):
+        if _TRACE:
+            with open(_TRACE, "a") as trace:
+                trace.write("--- counters reset\n")
         self.latency = float(config.get("latency_ms", 0)) / 1000.0
         self.throttle_every = int(config.get("throttle_every", 0))
         self.error_every = int(config.get("error_every", 0))
@@ -584,6 +590,10 @@ class Faults:
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
         service, action = self.describe(environ, body)
+        if _TRACE:
+            with self.lock, open(_TRACE, "a") as trace:
+                query = environ.get("QUERY_STRING", "")
+                trace.write(f"{service}:{action} {path}{'?' + query if query else ''}\n")
         with self.lock:
             self.total += 1
             number = self.total

@@ -38,7 +38,16 @@ pub struct FleetReads {
 struct Inner {
     max_age: Duration,
     state: Mutex<State>,
+    /// The listener ARNs of each load balancer, by its ARN, and when they were read: kept
+    /// across snapshots ([`FleetReads::remembered_listeners`]).
+    listeners: Mutex<HashMap<String, (Vec<String>, Instant)>>,
 }
+
+/// How long a load balancer's listener ARNs are remembered. Elastic Load Balancing reads
+/// listeners one load balancer at a time, or by listener ARN, many at once: a fleet reads
+/// the listeners it knows by ARN in batches, and each load balancer's own list (which shows
+/// a listener added outside kopsrs) at most this old.
+pub(crate) const LISTENERS_REMEMBERED: Duration = Duration::from_secs(600);
 
 struct State {
     /// When the first read of this snapshot was made.
@@ -71,6 +80,7 @@ impl FleetReads {
                     fetched: 0,
                     served: 0,
                 }),
+                listeners: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -79,6 +89,30 @@ impl FleetReads {
     pub fn forget(&self) {
         let mut state = self.inner.state.lock().expect("fleet reads");
         state.entries.clear();
+    }
+
+    /// The listener ARNs of load balancer `lb` read less than [`LISTENERS_REMEMBERED`] ago.
+    pub(crate) fn remembered_listeners(&self, lb: &str) -> Option<Vec<String>> {
+        let listeners = self.inner.listeners.lock().expect("fleet listeners");
+        listeners
+            .get(lb)
+            .filter(|(_, read)| read.elapsed() < LISTENERS_REMEMBERED)
+            .map(|(arns, _)| arns.clone())
+    }
+
+    /// Remembers the listener ARNs of load balancer `lb`, just read from its own list.
+    pub(crate) fn remember_listeners(&self, lb: &str, arns: Vec<String>) {
+        let mut listeners = self.inner.listeners.lock().expect("fleet listeners");
+        listeners.insert(lb.to_string(), (arns, Instant::now()));
+    }
+
+    /// Forgets every remembered listener: kopsrs created or deleted one.
+    pub(crate) fn forget_listeners(&self) {
+        self.inner
+            .listeners
+            .lock()
+            .expect("fleet listeners")
+            .clear();
     }
 
     /// Reads made and served so far.
@@ -178,6 +212,18 @@ impl Aws {
     /// Whether reads are shared with other clusters' plans (the controller).
     pub(crate) fn in_fleet(&self) -> bool {
         self.fleet.is_some()
+    }
+
+    /// kopsrs created or deleted a listener: a fleet reads each load balancer's list again.
+    pub(crate) fn listeners_changed(&self) {
+        if let Some(reads) = &self.fleet {
+            reads.forget_listeners();
+        }
+    }
+
+    /// The snapshot these clients share, in a fleet.
+    pub(crate) fn fleet_reads(&self) -> Option<&FleetReads> {
+        self.fleet.as_ref()
     }
 
     /// The snapshot is out of date: these clients (or others, in this account and region)

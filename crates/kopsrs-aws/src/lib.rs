@@ -98,6 +98,8 @@ pub struct Aws {
     pub(crate) route53: aws_sdk_route53::Client,
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) events: aws_sdk_eventbridge::Client,
+    /// The Resource Groups Tagging API: a fleet's batched tag reads.
+    pub(crate) tagging: aws_sdk_resourcegroupstagging::Client,
     /// The region the clients talk to.
     pub region: String,
     calls: Arc<AtomicU64>,
@@ -199,6 +201,7 @@ impl Aws {
             route53: client!(aws_sdk_route53, "route53"),
             sqs: client!(aws_sdk_sqs, "sqs"),
             events: client!(aws_sdk_eventbridge, "events"),
+            tagging: client!(aws_sdk_resourcegroupstagging, "tagging"),
             region: region.to_string(),
             calls: Arc::new(AtomicU64::new(0)),
             fleet: sharing.and_then(|s| s.reads.clone()),

@@ -1,7 +1,8 @@
 //! The API load balancer, its target groups and listeners. Elastic Load Balancing has no
 //! tag filter: the load balancers and target groups are listed (paginated, together), their
 //! tags read in batches of 20 ARNs, and the listeners of the cluster's load balancers read
-//! one call each (one or two load balancers per cluster).
+//! one call each (one or two load balancers per cluster); a fleet reads the listeners it
+//! knows by ARN, 20 to a call ([`clusters_listeners`]).
 
 use std::collections::BTreeMap;
 
@@ -57,6 +58,19 @@ impl Handler for LoadBalancer {
                 },
             )
             .await?;
+        // A fleet reads the listeners of every cluster's load balancers together.
+        let fleet_listeners = match aws.in_fleet() {
+            true => {
+                let described = described.clone();
+                let key = "elb:DescribeListeners of the clusters' load balancers".to_string();
+                let read = aws.shared_read(key, move |aws| async move {
+                    let (lbs, _, tags) = &*described;
+                    clusters_listeners(&aws, lbs, tags).await
+                });
+                Some(read.await?)
+            }
+            false => None,
+        };
         let (lbs, tgs, tags_by_arn) = &*described;
         let mut items = Vec::new();
         for lb in lbs {
@@ -67,14 +81,11 @@ impl Handler for LoadBalancer {
             }
             // A shared load balancer's listeners are not the cluster's to delete.
             let owned = owned_by(&tags, scan.cluster);
-            aws.call();
-            let listeners = aws
-                .elb
-                .describe_listeners()
-                .load_balancer_arn(arn)
-                .send()
-                .await?;
-            for listener in listeners.listeners() {
+            let listeners = match &fleet_listeners {
+                Some(by_lb) => by_lb.get(arn).cloned().unwrap_or_default(),
+                None => listeners_of(aws, arn).await?,
+            };
+            for listener in &listeners {
                 let port = listener.port().unwrap_or(0);
                 items.push(
                     Item::new(
@@ -204,6 +215,79 @@ async fn tags_of(
     Ok(tags_by_arn)
 }
 
+/// The listeners of load balancer `lb`, from its own list.
+async fn listeners_of(aws: &Aws, lb: &str) -> Result<Vec<elbt::Listener>, Error> {
+    let request = aws.elb.describe_listeners().load_balancer_arn(lb);
+    Ok(all_pages!(aws, request, listeners))
+}
+
+/// The listeners of every load balancer that carries a cluster's tag key, by load
+/// balancer ARN (a fleet's read). Listeners whose ARNs the fleet remembers are read by ARN,
+/// 20 to a call; a load balancer is read from its own list when it is new to the fleet, when
+/// its remembered list is [`LISTENERS_REMEMBERED`](crate::fleet::LISTENERS_REMEMBERED) old, or when a remembered listener is
+/// gone.
+async fn clusters_listeners(
+    aws: &Aws,
+    lbs: &[elbt::LoadBalancer],
+    tags: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, Vec<elbt::Listener>>, Error> {
+    let memory = aws.fleet_reads().expect("a fleet's read");
+    let tagged = lbs
+        .iter()
+        .filter_map(|lb| lb.load_balancer_arn())
+        .filter(|arn| {
+            tags.get(*arn)
+                .is_some_and(|t| t.keys().any(|k| k.starts_with("kubernetes.io/cluster/")))
+        });
+    let mut unread = Vec::new();
+    let mut remembered = Vec::new();
+    for lb in tagged {
+        match memory.remembered_listeners(lb) {
+            Some(arns) => remembered.extend(arns.into_iter().map(|arn| (lb, arn))),
+            None => unread.push(lb),
+        }
+    }
+    let mut by_lb: BTreeMap<String, Vec<elbt::Listener>> = BTreeMap::new();
+    for chunk in remembered.chunks(20) {
+        let arns: Vec<String> = chunk.iter().map(|(_, arn)| arn.clone()).collect();
+        let request = aws
+            .elb
+            .describe_listeners()
+            .set_listener_arns(Some(arns.clone()));
+        let found = match async { Ok::<_, Error>(all_pages!(aws, request, listeners)) }.await {
+            Ok(found) => found,
+            // One of them is gone: each of these load balancers is read from its list.
+            Err(e) if e.is("ListenerNotFound") => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let seen: std::collections::BTreeSet<&str> =
+            found.iter().filter_map(|l| l.listener_arn()).collect();
+        for (lb, arn) in chunk {
+            if !seen.contains(arn.as_str()) && !unread.contains(lb) {
+                unread.push(*lb);
+            }
+        }
+        for listener in &found {
+            let lb = listener.load_balancer_arn().unwrap_or_default();
+            by_lb
+                .entry(lb.to_string())
+                .or_default()
+                .push(listener.clone());
+        }
+    }
+    for lb in unread {
+        let listeners = listeners_of(aws, lb).await?;
+        let arns = listeners
+            .iter()
+            .filter_map(|l| l.listener_arn())
+            .map(str::to_string)
+            .collect();
+        memory.remember_listeners(lb, arns);
+        by_lb.insert(lb.to_string(), listeners);
+    }
+    Ok(by_lb)
+}
+
 /// `aws_lb_target_group`, found with the load balancers.
 pub(crate) struct TargetGroup;
 
@@ -299,6 +383,7 @@ impl Handler for Listener {
             .set_default_actions(Some(actions).filter(|a: &Vec<_>| !a.is_empty()))
             .send()
             .await?;
+        op.aws.listeners_changed();
         let arn = listener
             .listeners()
             .first()
@@ -309,6 +394,7 @@ impl Handler for Listener {
 
     async fn delete(aws: &Aws, id: &str, _found: &Out) -> Result<(), Error> {
         aws.elb.delete_listener().listener_arn(id).send().await?;
+        aws.listeners_changed();
         Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! The queue has exactly the name the model gives it ([`kopsrs_model::names::termination_queue`]):
 //! SQS lists by prefix, so names that only start with it (`x-co-nth` for `x.c`) are dropped,
-//! and the ownership tag decides between clusters whose names differ only in `.` and `-`.
+//! and the ownership tag decides between clusters whose names differ only in `.` and `-`
+//! (a fleet reads every queue's tags at once, through the Resource Groups Tagging API).
 //! Rules have exactly the names of [`kopsrs_model::names::termination_rules`]; each rule
 //! records its target in its description ([`TARGET_MARK`]), which ListRules returns, so a
 //! plan needs no ListTargetsByRule per rule.
@@ -69,27 +70,31 @@ impl Handler for Queue {
                 Ok(urls)
             })
             .await?;
+        // A fleet reads every queue's tags in one read of the tagging API.
+        let fleet_tags = match aws.in_fleet() {
+            true => aws
+                .shared_read("tagging:GetResources sqs:queue".into(), |aws| async move {
+                    queues_tags(&aws).await
+                })
+                .await?
+                .as_ref()
+                .clone(),
+            false => None,
+        };
         let mut items = Vec::new();
         for url in queues.iter() {
             let name = url.rsplit('/').next().unwrap_or_default();
             if name != queue_name {
                 continue;
             }
-            aws.call();
-            let tags: BTreeMap<String, String> = aws
-                .sqs
-                .list_queue_tags()
-                .queue_url(url)
-                .send()
-                .await?
-                .tags
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
+            let arn = aws.queue_arn(url).await?;
+            let tags = match fleet_tags.as_ref() {
+                Some(by_arn) => by_arn.get(&arn).cloned().unwrap_or_default(),
+                None => queue_tags(aws, url).await?,
+            };
             if !owned_by(&tags, scan.cluster) {
                 continue;
             }
-            let arn = aws.queue_arn(url).await?;
             items.push(Item::new(Kind::SqsQueue, url, name).owned(true).with(&[
                 ("arn", &arn),
                 ("url", url),
@@ -128,6 +133,43 @@ impl Handler for Queue {
         aws.sqs.delete_queue().queue_url(id).send().await?;
         Ok(())
     }
+}
+
+/// The tags of the queue at `url`.
+async fn queue_tags(aws: &Aws, url: &str) -> Result<BTreeMap<String, String>, Error> {
+    aws.call();
+    let listed = aws.sqs.list_queue_tags().queue_url(url).send().await?;
+    Ok(listed.tags.unwrap_or_default().into_iter().collect())
+}
+
+/// The tags of every tagged queue in the region, by queue ARN, from the Resource Groups
+/// Tagging API (a page holds 100 queues; SQS reads one queue's tags per call). None when
+/// the identity may not call it (`tag:GetResources`): each queue's tags are read then.
+async fn queues_tags(
+    aws: &Aws,
+) -> Result<Option<BTreeMap<String, BTreeMap<String, String>>>, Error> {
+    let request = aws
+        .tagging
+        .get_resources()
+        .resource_type_filters("sqs:queue");
+    let mappings = async { Ok::<_, Error>(all_pages!(aws, request, resource_tag_mapping_list)) };
+    let mappings = match mappings.await {
+        Ok(mappings) => mappings,
+        Err(e) if e.is("AccessDeniedException") || e.is("AccessDenied") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let by_arn = mappings
+        .into_iter()
+        .map(|m| {
+            let tags = m
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+            (m.resource_arn.unwrap_or_default(), tags)
+        })
+        .collect();
+    Ok(Some(by_arn))
 }
 
 impl Aws {

@@ -242,6 +242,7 @@ pub async fn run(session: &Session, options: &ControllerOptions) -> Result<()> {
                 ..session.settings.clone()
             },
             aws_fleet: Some(aws_fleet),
+            stores: Some(Default::default()),
             ..session.clone()
         },
         options: options.clone(),
@@ -644,14 +645,32 @@ async fn roll_if_wanted(
     else {
         return Ok(());
     };
-    let mut rolling = Status::from_object(object);
-    rolling.condition("Rolling", true, "Rolling", &reason);
+    let token = intent.roll.as_deref();
+    let started = kopsrs_state::now_rfc3339();
+    let rolling_status = |progress: &str| {
+        let mut rolling = Status::from_object(object);
+        rolling.condition("Rolling", true, "Rolling", &reason);
+        rolling.rolling = Some(roll::running(token, &reason, &started, progress));
+        rolling.to_value()
+    };
     shared
         .kube
-        .write_cluster_status(&object.namespace, &object.name, rolling.to_value())
+        .write_cluster_status(&object.namespace, &object.name, rolling_status("starting"))
         .await?;
     event(shared, object, false, "RollStarted", &reason).await;
-    let rolled = roll::run(session, &object.name, &shared.options.workload_kubeconfig).await;
+    let workload = &shared.options.workload_kubeconfig;
+    let rolled = roll::run(session, &object.name, workload, |line| {
+        let value = rolling_status(&line);
+        async move {
+            // Progress is shown when it can be: a failed write does not stop the roll (the
+            // next line is written again, and the roll's end is written as any status).
+            let _ = shared
+                .kube
+                .write_cluster_status(&object.namespace, &object.name, value)
+                .await;
+        }
+    })
+    .await;
     let outcome = match rolled.ok {
         true => "RollSucceeded",
         false => "RollFailed",
@@ -661,7 +680,8 @@ async fn roll_if_wanted(
         false => "roll_failed",
     });
     status.condition("Rolling", false, outcome, &rolled.message);
-    status.roll = Some(roll::status(intent.roll.as_deref(), &reason, &rolled));
+    status.roll = Some(roll::status(token, &reason, &rolled));
+    status.rolling = None;
     event(shared, object, !rolled.ok, outcome, &rolled.message).await;
     Ok(())
 }
@@ -889,6 +909,9 @@ enum Claimed {
 
 async fn claim(store: &StateStore, name: &str, me: &Manager) -> Result<Claimed> {
     let before = managed::manager(store, name).await?;
+    if before.as_ref() == Some(me) {
+        return Ok(Claimed::Held);
+    }
     if before.is_none()
         && store
             .get(&format!("{name}/{}", layout::CONFIG))

@@ -92,12 +92,12 @@ pub async fn release(store: &StateStore, cluster: &str) -> Result<()> {
 
 /// Refuses `verb` on a cluster a controller manages, unless `force`.
 pub async fn refuse(store: &StateStore, cluster: &str, verb: &str, force: bool) -> Result<()> {
-    let Some(manager) = manager(store, cluster).await? else {
-        return Ok(());
-    };
     if force {
         return Ok(());
     }
+    let Some(manager) = manager(store, cluster).await? else {
+        return Ok(());
+    };
     Err(Problems::one(
         format!(
             "{verb} refused: {cluster} is managed by kopsrs controller from {}, which writes that resource's spec back over changes made here; nothing was changed",

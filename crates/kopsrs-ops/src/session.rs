@@ -32,6 +32,37 @@ pub struct Session {
     /// Clients shared with the other clusters of an account and region (the controller);
     /// none: each operation makes its own.
     pub aws_fleet: Option<std::sync::Arc<AwsFleet>>,
+    /// State stores opened before, reused (the controller); none: each operation opens the
+    /// store (finds an S3 bucket's region, checks its owner).
+    pub stores: Option<std::sync::Arc<OpenStores>>,
+}
+
+/// State stores opened once and reused for [`OpenStores::REOPEN`] by URL: the controller's
+/// reconciles open the same stores over and over, and opening an S3 store costs two
+/// requests (the bucket's region, its owner). The lock owner is the session's, which is the
+/// same for every reconcile of one controller.
+#[derive(Default)]
+pub struct OpenStores {
+    opened: std::sync::Mutex<std::collections::HashMap<String, (StateStore, std::time::Instant)>>,
+}
+
+impl OpenStores {
+    /// How long an opened store is reused before it is opened (and its bucket checked)
+    /// again.
+    pub const REOPEN: std::time::Duration = std::time::Duration::from_secs(600);
+
+    fn get(&self, url: &str) -> Option<StateStore> {
+        let opened = self.opened.lock().expect("open stores");
+        opened
+            .get(url)
+            .filter(|(_, at)| at.elapsed() < Self::REOPEN)
+            .map(|(store, _)| store.clone())
+    }
+
+    fn put(&self, url: &str, store: &StateStore) {
+        let mut opened = self.opened.lock().expect("open stores");
+        opened.insert(url.to_string(), (store.clone(), std::time::Instant::now()));
+    }
 }
 
 /// The AWS clients of the controller's clusters: one set per account (the role a namespace
@@ -159,6 +190,9 @@ pub async fn open_store(global: &Session) -> Result<StateStore> {
 /// ([`bucket_owner`](crate::bucket_owner)), recorded on first use.
 async fn open(global: &Session, create: bool) -> Result<StateStore> {
     let url = state_url(global)?;
+    if let Some(store) = global.stores.as_ref().and_then(|s| s.get(&url)) {
+        return Ok(with_validation(store, global));
+    }
     let expected = bucket_owner::expected(&global.settings, &url).await?;
     let access = StoreAccess {
         bucket_owner: expected.as_ref().map(|e| e.account.clone()),
@@ -171,6 +205,9 @@ async fn open(global: &Session, create: bool) -> Result<StateStore> {
     let store = opened.map_err(|e| bucket_owner::refused(e, expected.as_ref()))?;
     if let Some(expected) = &expected {
         bucket_owner::after_open(&store, expected, &*global.reporter);
+    }
+    if let Some(stores) = &global.stores {
+        stores.put(&url, &store);
     }
     Ok(with_validation(store, global))
 }

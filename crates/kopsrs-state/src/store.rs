@@ -44,6 +44,7 @@ pub struct Undecodable {
 /// What a read of one stored spec found: the decoded value, or why it does not decode.
 pub type Decoded<T> = Result<Versioned<T>, Undecodable>;
 
+#[derive(Clone)]
 enum Backend {
     /// `file://`: reads through object_store; conditional writes in [`local`].
     Local(PathBuf),
@@ -53,7 +54,9 @@ enum Backend {
 /// Where the unknown fields dropped from stored specs are reported.
 type DroppedReport = Arc<dyn Fn(&DecodeError) + Send + Sync>;
 
-/// A kops state store (`s3://bucket/prefix`, `file:///dir`, `memory://`).
+/// A kops state store (`s3://bucket/prefix`, `file:///dir`, `memory://`). A clone shares
+/// the connection (and a `memory://` store's contents).
+#[derive(Clone)]
 pub struct StateStore {
     url: String,
     store: Arc<dyn ObjectStore>,

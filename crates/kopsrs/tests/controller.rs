@@ -456,7 +456,14 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
     let quiet = [("kopsrs.io/quiet-period", "0s")];
     fleet.apply_cluster("team-a", "a.example.com", &quiet);
     fleet.apply_cluster_prefixed("team-a", "aa.example.com", &quiet, Some("aa"));
-    fleet.apply_cluster("team-b", "b.example.com", &quiet);
+    // b one minor behind the channel: `upgrade cluster --yes` has something to write.
+    let b = fleet
+        .resources_prefixed("team-b", "b.example.com", &quiet, None)
+        .replace("kubernetesVersion: v1.34.1", "kubernetesVersion: v1.33.5");
+    assert!(b.contains("kubernetesVersion: v1.33.5"), "{b}");
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-b\n";
+    fleet.kubectl_ok(&["apply", "-f", "-"], Some(ns));
+    fleet.kubectl_ok(&["apply", "-f", "-"], Some(&b));
     let port = support::free_port().to_string();
     let address = format!("127.0.0.1:{port}");
     fleet.start_controller(&["--lease-name=", "--metrics-address", &address]);
@@ -549,6 +556,22 @@ fn clusters_from_kubectl_apply_reach_ready_and_replan_empty() {
         ok(fleet.cli(&["get", "cluster", "a.example.com", "-o", "yaml"])),
         spec_before
     );
+    // An upgrade writes the spec too: refused, the version unchanged.
+    let b_before = ok(fleet.cli(&["get", "cluster", "b.example.com", "-o", "yaml"]));
+    assert!(
+        b_before.contains("kubernetesVersion: v1.33.5"),
+        "{b_before}"
+    );
+    let stderr = refused(fleet.cli(&["upgrade", "cluster", "b.example.com", "--yes"]));
+    assert!(
+        stderr.contains("upgrade cluster --yes refused")
+            && stderr.contains("controller release b.example.com"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ok(fleet.cli(&["get", "cluster", "b.example.com", "-o", "yaml"])),
+        b_before
+    );
     // Deleting it from the CLI is refused too: that is the resource's deletion policy.
     let stderr = refused(fleet.cli(&["delete", "cluster", "aa.example.com", "--yes"]));
     assert!(
@@ -617,8 +640,9 @@ fn aws_calls(metrics: &str) -> std::collections::BTreeMap<String, f64> {
 
 /// The clusters of one account and region share discovery's reads: over resync cycles with
 /// nothing to change, fewer VPC reads are made than plans, and each cluster still plans
-/// empty with the CLI (neighbouring names see only their own resources). Drift made outside
-/// the controller is still found at resync (`drift_is_repaired_at_resync`).
+/// empty with the CLI (neighbouring names see only their own resources); the queues' tags and
+/// the load balancers' listeners are read for all clusters at once. Drift made outside the
+/// controller is still found at resync (`drift_is_repaired_at_resync`).
 #[test]
 fn clusters_of_one_account_share_their_reads() {
     let mut fleet = Fleet::new();
@@ -665,6 +689,28 @@ fn clusters_of_one_account_share_their_reads() {
         reads < made,
         "{reads} VPC reads for {made} plans: the reads are not shared\n{after}"
     );
+    // The reads that took one call per cluster: the queues' tags come from one read of the
+    // tagging API, and the listeners the fleet knows are read by ARN, one call for the three
+    // load balancers in each snapshot (a snapshot reads the VPCs once).
+    let op = |m: &str, operation: &str| -> f64 {
+        aws_calls(m)
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!(":{operation}")))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    std::thread::sleep(Duration::from_secs(20));
+    let last = metrics();
+    let snapshots = op(&last, "DescribeVpcs") - op(&after, "DescribeVpcs");
+    let listeners = op(&last, "DescribeListeners") - op(&after, "DescribeListeners");
+    let made = plans(&last) - plans(&after);
+    assert!(made >= 3.0, "no resync in 20 s: {last}");
+    assert!(
+        listeners <= snapshots + 1.0,
+        "{listeners} listener reads for {snapshots} snapshots and {made} plans\n{last}"
+    );
+    assert_eq!(op(&last, "ListQueueTags"), 0.0, "{last}");
+    assert!(op(&last, "GetResources") >= 1.0, "{last}");
     for name in names {
         let (code, plan) = support::detailed_plan(fleet.kopsrs(), name);
         assert_eq!(code, 0, "{name}:\n{plan}");
@@ -1421,8 +1467,10 @@ fn clusters_and_locks_of_others_are_left_alone() {
 /// `kopsrs.io/auto-roll`: an apply that changes the launch templates is followed by the
 /// rolling-update driver (the groups' settings, every gate), which replaces each instance
 /// that ran the older version, `Rolling` and Events saying so; `kopsrs.io/roll` with a new
-/// token rolls again (nothing left to replace), once per token. The workload cluster's API
-/// is the fake, whose node simulator turns every running instance into a Node.
+/// token rolls again (nothing left to replace), once per token. A roll shows its progress in
+/// status, and a controller killed during it is followed by one that finishes it. The
+/// workload cluster's API is the fake, whose node simulator turns every running instance
+/// into a Node.
 #[test]
 fn auto_roll_and_roll_tokens_replace_outdated_instances() {
     let mut fleet = Fleet::new();
@@ -1488,6 +1536,34 @@ fn auto_roll_and_roll_tokens_replace_outdated_instances() {
         ],
         None,
     );
+    // The roll shows its progress in status while it runs.
+    let started = Instant::now();
+    loop {
+        let status = fleet.status("team-a", name);
+        let progress = status["rolling"]["progress"].as_str().unwrap_or_default();
+        if !progress.is_empty() && progress != "starting" {
+            assert_eq!(
+                condition(&status, "Rolling")["status"],
+                "True",
+                "{status:#}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress: {status:#}\n{}",
+            fleet.log(n)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The controller killed during the roll: the next one (a leader, which takes over the
+    // lock the killed one held) goes on with the roll, with no new token and no change.
+    fleet.controllers[n].kill().unwrap();
+    fleet.controllers[n].wait().unwrap();
+    let n = fleet.start_controller(&[
+        "--workload-kubeconfig",
+        workload.kubeconfig.to_str().unwrap(),
+    ]);
     let status = fleet.wait_condition("team-a", name, "Rolling", "False", None, n);
     let rolling = condition(&status, "Rolling");
     assert_eq!(
@@ -1496,8 +1572,8 @@ fn auto_roll_and_roll_tokens_replace_outdated_instances() {
         "{status:#}\n{}",
         fleet.log(n)
     );
-    assert_eq!(status["roll"]["replaced"], 2, "{status:#}");
     assert_eq!(status["roll"]["result"], "Succeeded", "{status:#}");
+    assert!(status["rolling"].is_null(), "{status:#}");
     let after = instances(&fleet);
     assert_eq!(after.len(), 2, "{after:?}");
     assert!(
@@ -1515,6 +1591,16 @@ fn auto_roll_and_roll_tokens_replace_outdated_instances() {
     assert!(
         reasons.contains(&"RollStarted") && reasons.contains(&"RollSucceeded"),
         "{reasons:?}"
+    );
+    let resumed = events["items"].as_array().unwrap().iter().any(|e| {
+        e["reason"] == "RollStarted"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("did not finish"))
+    });
+    assert!(
+        resumed,
+        "the second controller did not go on with the roll: {events:#}"
     );
     // A roll token: one roll per token, nothing left to replace.
     fleet.kubectl_ok(

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use kopsrs_kube::Kube;
+use kopsrs_kube::{Kube, KubeError};
 use serde_json::json;
 
-use super::PAUSED;
+use super::{GROUP_NAME, PAUSED};
 use crate::managed::{self, Claim, Manager};
 use crate::problems::Problems;
 use crate::Session;
@@ -65,9 +65,21 @@ pub async fn adopt(
             labels.insert(kopsrs_api::LABEL_CLUSTER.to_string(), name.to_string());
             value["metadata"] =
                 json!({"name": group_name, "namespace": namespace, "labels": labels});
-            kube.create_resource(namespace, value).await?;
-            made.push(format!("InstanceGroup {namespace}/{group_name}"));
-            groups_made.push(group_name);
+            let resource = match kube.create_resource(namespace, value.clone()).await {
+                Ok(_) => group_name,
+                // Another cluster of the namespace has a group of that name: this one's is
+                // named after its cluster too, the group's name in the annotation.
+                Err(KubeError::Api { reason, .. }) if reason.contains("409 AlreadyExists") => {
+                    let prefixed = format!("{name}-{group_name}");
+                    value["metadata"]["name"] = json!(prefixed);
+                    value["metadata"]["annotations"] = json!({GROUP_NAME: group_name});
+                    kube.create_resource(namespace, value).await?;
+                    prefixed
+                }
+                Err(e) => return Err(e.into()),
+            };
+            made.push(format!("InstanceGroup {namespace}/{resource}"));
+            groups_made.push(resource);
         }
         let me = Manager {
             namespace: namespace.to_string(),

@@ -8,7 +8,9 @@
 //! after the clusters, as the CLI finds them), else through a kubeconfig exported from the
 //! cluster's state store with an admin certificate valid for [`ADMIN_VALIDITY`].
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 use kopsrs_engine::Action;
@@ -16,7 +18,7 @@ use kopsrs_kube::controller::ClusterObject;
 use serde_json::{json, Value};
 
 use crate::update::UpdateReport;
-use crate::Session;
+use crate::{Reporter, Session};
 
 /// `kopsrs.io/roll: <token>`: a token the status has not rolled yet starts a roll.
 pub const ROLL: &str = "kopsrs.io/roll";
@@ -43,6 +45,14 @@ pub(super) fn wanted(
             return Some(format!("{ROLL} is {token}"));
         }
     }
+    // A roll the controller stopped during (killed, restarted) goes on where it was: the
+    // driver replaces only what still runs an older launch template.
+    if let Some(started) = object.status.pointer("/rolling/startedAt") {
+        return Some(format!(
+            "the roll started at {} did not finish",
+            started.as_str().unwrap_or("?")
+        ));
+    }
     let templates_changed = report.applied.is_some()
         && report
             .plan
@@ -63,9 +73,22 @@ pub(super) struct Rolled {
 /// Rolls `name` with `session` (the reconcile's: its store, its AWS clients, its lock
 /// owner). `workload`: kubeconfig files naming the cluster's context; none: one exported
 /// from the store.
-pub(super) async fn run(session: &Session, name: &str, workload: &[PathBuf]) -> Rolled {
+pub(super) async fn run<F: Future<Output = ()>>(
+    session: &Session,
+    name: &str,
+    workload: &[PathBuf],
+    mut progress: impl FnMut(String) -> F,
+) -> Rolled {
     let fleet = session.aws_fleet.clone();
-    let (session, name, workload) = (session.clone(), name.to_string(), workload.to_vec());
+    let (lines, mut said) = tokio::sync::mpsc::unbounded_channel();
+    let session = Session {
+        reporter: Arc::new(Said {
+            lines,
+            inner: session.reporter.clone(),
+        }),
+        ..session.clone()
+    };
+    let (name, workload) = (name.to_string(), workload.to_vec());
     // The rolling driver's future is not `Send` (the CLI awaits it on its main thread) and
     // is large: it runs on a thread of its own with a large stack, boxed, on this runtime.
     let runtime = tokio::runtime::Handle::current();
@@ -82,9 +105,25 @@ pub(super) async fn run(session: &Session, name: &str, workload: &[PathBuf]) -> 
             let _ = sender.send(rolled);
         });
     let done = match spawned {
-        Ok(_) => receiver
-            .await
-            .unwrap_or_else(|_| Err("the roll's thread stopped before it ended".to_string())),
+        Ok(_) => {
+            // What the roll says is passed on (to the status) at most every PROGRESS_EVERY,
+            // the last line said, until the roll ends.
+            let mut receiver = std::pin::pin!(receiver);
+            let mut last: Option<String> = None;
+            let mut told = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    ended = &mut receiver => break ended.unwrap_or_else(|_| {
+                        Err("the roll's thread stopped before it ended".to_string())
+                    }),
+                    Some(line) = said.recv() => last = Some(line),
+                    _ = tokio::time::sleep_until(told + PROGRESS_EVERY), if last.is_some() => {
+                        progress(last.take().unwrap_or_default()).await;
+                        told = tokio::time::Instant::now();
+                    }
+                }
+            }
+        }
         Err(e) => Err(format!("the roll's thread could not start: {e}")),
     };
     // The roll changed the cloud through clients of its own: the plans that follow read anew.
@@ -106,6 +145,38 @@ pub(super) async fn run(session: &Session, name: &str, workload: &[PathBuf]) -> 
             replaced: 0,
         },
     }
+}
+
+/// How often a running roll's status is written.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The roll's reporter: each line passed on to the controller, and to the reconcile's.
+struct Said {
+    lines: tokio::sync::mpsc::UnboundedSender<String>,
+    inner: Arc<dyn Reporter>,
+}
+
+impl Reporter for Said {
+    fn say(&self, line: &str) {
+        let _ = self.lines.send(line.to_string());
+        self.inner.say(line);
+    }
+
+    fn warn(&self, warning: &str, hint: Option<&str>) {
+        let _ = self.lines.send(format!("warning: {warning}"));
+        self.inner.warn(warning, hint);
+    }
+}
+
+/// The status's `rolling` while a roll runs: why, since when, and its last line.
+pub(super) fn running(token: Option<&str>, reason: &str, started: &str, progress: &str) -> Value {
+    json!({
+        "token": token,
+        "reason": reason,
+        "startedAt": started,
+        "progress": progress,
+        "updatedAt": kopsrs_state::now_rfc3339(),
+    })
 }
 
 async fn roll(session: &Session, name: &str, workload: &[PathBuf]) -> Result<usize> {

@@ -30,6 +30,8 @@ pub(super) struct Status {
     pub(super) problems: Option<Vec<String>>,
     /// The last roll (`kopsrs.io/roll`, `kopsrs.io/auto-roll`).
     pub(super) roll: Option<Value>,
+    /// The roll running, or one that did not finish (the controller stopped during it).
+    pub(super) rolling: Option<Value>,
 }
 
 impl Status {
@@ -60,6 +62,11 @@ impl Status {
             groups: object.status.get("instanceGroups").cloned(),
             problems: None,
             roll: object.status.get("roll").cloned(),
+            rolling: object
+                .status
+                .get("rolling")
+                .cloned()
+                .filter(|r| !r.is_null()),
         }
     }
 
@@ -161,6 +168,7 @@ impl Status {
             "instanceGroups": self.groups,
             "problems": self.problems,
             "roll": self.roll,
+            "rolling": self.rolling,
         })
     }
 }

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         reporter: std::sync::Arc::new(crate::terminal::Terminal::default()),
         aws_role: None,
         aws_fleet: None,
+        stores: None,
     };
     context::read_config_file(&mut global, cli.global.config.as_deref())?;
     match cli.command {
