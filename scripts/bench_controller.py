@@ -6,7 +6,8 @@ For each fleet size N: N clusters (one control plane, one node group each, in tw
 namespaces) applied as custom resources with kubectl, then:
   * the time until every Cluster is Ready (the first apply of all of them);
   * the AWS calls of one resync cycle of the whole fleet (--resync R: every cluster planned
-    again, nothing to change), counted by the layer in front of moto;
+    again, nothing to change), after one cycle to settle, counted by the layer in front of
+    moto, and the plans the controller made in it (its /metrics);
   * the time from `kubectl patch` of one group's maxSize to the auto scaling group having it
     in moto (quiet period 0 s), over several edits: p50 and p99;
   * the controller's peak RSS (VmHWM).
@@ -169,8 +170,10 @@ def measure(n):
                 raise SystemExit(f"not Ready after {time.monotonic() - started:.0f} s")
             time.sleep(0.5)
         first_apply = time.monotonic() - started
-        # One resync cycle: every cluster planned again, nothing to change.
-        time.sleep(2)
+        # One resync cycle to settle (the listeners the first applies made are read from
+        # their load balancers once), then one measured: every cluster planned again,
+        # nothing to change.
+        time.sleep(RESYNC + 2)
         bench_roll.http(aws + "/__kopsrs/faults", "POST", {})
         plans_before = plans(mport)
         time.sleep(RESYNC + 5)
