@@ -151,7 +151,8 @@ async fn queues_tags(
     let request = aws
         .tagging
         .get_resources()
-        .resource_type_filters("sqs:queue");
+        .resource_type_filters("sqs:queue")
+        .resources_per_page(100);
     let mappings = async { Ok::<_, Error>(all_pages!(aws, request, resource_tag_mapping_list)) };
     let mappings = match mappings.await {
         Ok(mappings) => mappings,
