@@ -72,13 +72,12 @@ impl Handler for Queue {
             .await?;
         // A fleet reads every queue's tags in one read of the tagging API.
         let fleet_tags = match aws.in_fleet() {
-            true => aws
-                .shared_read("tagging:GetResources sqs:queue".into(), |aws| async move {
+            true => Some(
+                aws.shared_read("tagging:GetResources sqs:queue".into(), |aws| async move {
                     queues_tags(&aws).await
                 })
-                .await?
-                .as_ref()
-                .clone(),
+                .await?,
+            ),
             false => None,
         };
         let mut items = Vec::new();
@@ -88,7 +87,7 @@ impl Handler for Queue {
                 continue;
             }
             let arn = aws.queue_arn(url).await?;
-            let tags = match fleet_tags.as_ref() {
+            let tags = match fleet_tags.as_deref().and_then(Option::as_ref) {
                 Some(by_arn) => by_arn.get(&arn).cloned().unwrap_or_default(),
                 None => queue_tags(aws, url).await?,
             };
